@@ -1,0 +1,28 @@
+"""Small builders shared by the unit and property tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from conduit.schemas.profiles import HostFacts
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "cluster.yaml"
+
+# A 2 vCPU / 4 GiB VPS, the size the example spec is written for.
+SMALL_VPS = HostFacts(vcpus=2.0, memory=4 << 30, nic_mbps=1000, nofile_limit=20000, primary_interface="eth0")
+
+
+def minimal(**spec) -> dict:
+    return {
+        "apiVersion": "conduit.psiphon.ca/v1alpha1",
+        "kind": "ConduitCluster",
+        "metadata": {"name": "test"},
+        "spec": spec,
+    }
+
+
+def dump(doc: dict) -> str:
+    return yaml.safe_dump(doc, sort_keys=False)
