@@ -1,0 +1,180 @@
+"""Shared fixtures: a private Docker engine, the stand-in Conduit images, a private nginx.
+
+Availability policy: when a component cannot run here (dockerd or nginx missing or
+failing to start, gcc missing), a test that needs it is skipped with the reason -
+unless the environment variable CI is "true", in which case it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+_TESTS_DIR = Path(__file__).resolve().parent
+if str(_TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(_TESTS_DIR))
+
+from harness import (  # noqa: E402
+    DockerEngine,
+    EngineUnavailable,
+    NginxServer,
+    NginxUnavailable,
+    StandinBuildError,
+)
+
+CLEANUP_LABEL = "test.conduit.cleanup"
+
+
+def unavailable(reason: str) -> None:
+    """Skip (or, when CI is "true", fail) because a component cannot run here."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+# ---------------------------------------------------------------- docker engine
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A private dockerd for the whole session.
+
+    Yields a harness.DockerEngine: ``.host`` ("unix:///tmp/cdk.../docker.sock"),
+    ``.client`` (docker.DockerClient), ``.dir``, ``.log_path``, ``.bridge``,
+    ``.subnet``, ``.build_standin(version)``.
+    """
+    engine = DockerEngine()
+    try:
+        engine.start()
+    except (EngineUnavailable, ImportError) as exc:
+        unavailable(f"private Docker engine unavailable: {exc}")
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+def _build(engine: DockerEngine, version: str) -> str:
+    for tool in ("gcc", "docker"):
+        if not shutil.which(tool):
+            unavailable(f"{tool} not found: cannot build the stand-in Conduit image")
+    try:
+        return engine.build_standin(version)
+    except StandinBuildError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def standin_image(docker_engine) -> str:
+    """Tag of the stand-in image speaking the 2.x CLI (2.0.0)."""
+    return _build(docker_engine, "2.0.0")
+
+
+@pytest.fixture(scope="session")
+def standin_image_v1(docker_engine) -> str:
+    """Tag of the stand-in image speaking the 1.x CLI (1.5.0)."""
+    return _build(docker_engine, "1.5.0")
+
+
+class DockerCleanup:
+    """Removes what a test created on the private engine.
+
+    Everything that did not exist when the test started is removed at teardown
+    (containers first, then networks, then volumes), plus anything carrying
+    ``labels`` or passed to ``track()``. ``name(stem)`` gives unique names.
+    """
+
+    BUILTIN_NETWORKS = {"bridge", "host", "none"}
+
+    def __init__(self, client, test_name: str):
+        self.client = client
+        self.token = secrets.token_hex(3)
+        stem = re.sub(r"[^a-zA-Z0-9_.-]+", "-", test_name)[:40].strip("-") or "test"
+        self.labels = {CLEANUP_LABEL: f"{stem}-{self.token}"}
+        self._tracked: list[tuple[str, str]] = []
+        self._containers = {c.id for c in client.containers.list(all=True)}
+        self._networks = {n.id for n in client.networks.list()}
+        self._volumes = {v.name for v in client.volumes.list()}
+
+    def name(self, stem: str) -> str:
+        return f"t-{stem}-{self.token}"
+
+    def track(self, kind: str, name_or_id: str) -> str:
+        """kind is "container", "network" or "volume"."""
+        self._tracked.append((kind, name_or_id))
+        return name_or_id
+
+    def cleanup(self) -> None:
+        c = self.client
+        tracked = {(k, n) for k, n in self._tracked}
+        label = self.labels[CLEANUP_LABEL]
+        for container in c.containers.list(all=True):
+            mine = (container.id not in self._containers
+                    or container.labels.get(CLEANUP_LABEL) == label
+                    or ("container", container.name) in tracked
+                    or ("container", container.id) in tracked)
+            if mine:
+                try:
+                    container.remove(force=True)
+                except Exception:  # noqa: BLE001
+                    pass
+        for net in c.networks.list():
+            if net.name in self.BUILTIN_NETWORKS:
+                continue
+            if (net.id not in self._networks or ("network", net.name) in tracked
+                    or (net.attrs.get("Labels") or {}).get(CLEANUP_LABEL) == label):
+                try:
+                    net.remove()
+                except Exception:  # noqa: BLE001
+                    pass
+        for vol in c.volumes.list():
+            if (vol.name not in self._volumes or ("volume", vol.name) in tracked
+                    or (vol.attrs.get("Labels") or {}).get(CLEANUP_LABEL) == label):
+                try:
+                    vol.remove(force=True)
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+@pytest.fixture
+def docker_cleanup(docker_engine, request):
+    """Function-scoped: yields a DockerCleanup (``.client``, ``.labels``, ``.name()``, ``.track()``)."""
+    helper = DockerCleanup(docker_engine.client, request.node.name)
+    try:
+        yield helper
+    finally:
+        helper.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def _cleanup_docker_objects(request):
+    """Every test that uses the private engine gets docker_cleanup, asked for or not."""
+    if "docker_engine" in request.fixturenames:
+        request.getfixturevalue("docker_cleanup")
+    yield
+
+
+# ---------------------------------------------------------------------- nginx
+
+@pytest.fixture
+def nginx_server():
+    """A private nginx with the stream module loaded (harness.NginxServer).
+
+    Attributes: ``binary``, ``prefix``, ``main_conf``, ``pid_file``, ``error_log``,
+    ``include_dir``; methods ``reload()``, ``test_config()``, ``add_main(text)``,
+    ``write_include(name, text)``, ``master_pid()``.
+    """
+    server = NginxServer()
+    try:
+        server.start()
+    except NginxUnavailable as exc:
+        unavailable(f"private nginx unavailable: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()

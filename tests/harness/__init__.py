@@ -1,0 +1,76 @@
+"""Harness for integration tests: a private Docker engine, a private nginx and small helpers."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Callable, TypeVar
+
+from .dockerd import DockerEngine, EngineUnavailable, StandinBuildError, foreign_engines
+from .nginx import NginxError, NginxServer, NginxUnavailable
+
+__all__ = [
+    "DockerEngine", "EngineUnavailable", "StandinBuildError", "foreign_engines",
+    "NginxServer", "NginxUnavailable", "NginxError",
+    "free_port", "wait_for", "scrape", "parse_metrics", "metric",
+]
+
+T = TypeVar("T")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port that is free on 127.0.0.1 right now (TCP by default, or SOCK_DGRAM)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.1,
+             message: str = "condition") -> T:
+    """Call predicate until it returns something truthy (exceptions count as not yet)."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last_exc = exc
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_exc!r})" if last_exc else ""
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {message}{detail}")
+        time.sleep(interval)
+
+
+def scrape(port: int, host: str = "127.0.0.1", path: str = "/metrics", timeout: float = 2.0) -> str:
+    """GET http://host:port/metrics and return the body (raises on errors)."""
+    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as resp:
+        return resp.read().decode()
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
+    """Prometheus text -> {(name, frozenset(label items)): value}."""
+    out: dict[tuple[str, frozenset], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        labels = frozenset(_LABEL.findall(m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric(text_or_parsed, name: str, **labels: str) -> float | None:
+    """The value of one sample, or None when absent."""
+    parsed = parse_metrics(text_or_parsed) if isinstance(text_or_parsed, str) else text_or_parsed
+    return parsed.get((name, frozenset(labels.items())))
