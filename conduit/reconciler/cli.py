@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from conduit.reconciler import hostfacts, logs
-from conduit.reconciler.load import SpecError, load_file
+from conduit.reconciler.load import SpecError, load_file, load_text
 from conduit.schemas.spec import ClusterSpec
 
 EXIT_INVALID = 2
@@ -33,7 +33,19 @@ class Options:
     log_format: str
 
     def detected(self):
-        return hostfacts.detect(self.root)
+        # Hardware is the machine's own, whatever --root says the managed files live under.
+        return hostfacts.detect("/")
+
+    def host(self):
+        from conduit.reconciler.observe import HostAccess
+
+        return HostAccess(root=self.root, state_dir=self.state_dir, docker_host=self.docker_host)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """One line, no traceback."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
 
 
 def invalid(lines: list[str]) -> None:
@@ -143,3 +155,293 @@ def completion(shell: str) -> None:
 
     cls = get_completion_class(shell)
     click.echo(cls(main, {}, "conduit", "_CONDUIT_COMPLETE").source())
+
+
+def _show(plan, as_json: bool, out: str | None, verbose: bool, extra: dict | None = None) -> None:
+    import json
+
+    from rich.console import Console
+
+    from conduit.reconciler.report import render_plan
+
+    data = {**plan.to_json(), **(extra or {})}
+    if out:
+        Path(out).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        Console(highlight=False, soft_wrap=True).print(render_plan(plan, verbose))
+        if out:
+            click.echo(f"\nSaved the plan to {out}; apply exactly it with: conduit apply --plan {out}")
+
+
+def _exit_for(plan, detailed: bool) -> None:
+    if plan.problems:
+        sys.exit(1)
+    if detailed and plan.changes:
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--offline", is_flag=True, help="Plan against an empty host: no Docker, nginx or /proc/sys needed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the plan, with a fingerprint of the observed host.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does, 1 on error.")
+@click.option("-v", "--verbose", is_flag=True, help="Show resources that need no change too.")
+@click.pass_obj
+def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None, detailed_exitcode: bool, verbose: bool) -> None:
+    """Show what `apply` would change on this host to make it match FILE. Changes nothing."""
+    import hashlib
+
+    from conduit.reconciler.drivers.docker import EngineError
+    from conduit.reconciler.observe import plan_against_host, plan_offline
+
+    spec = load_spec(opts, file)
+    try:
+        result = plan_offline(spec) if offline else plan_against_host(spec, opts.host())
+    except EngineError as exc:
+        fail(str(exc))
+    text = Path(file).read_text()
+    extra = {
+        "spec_file": str(Path(file).resolve()),
+        "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "spec_text": text,
+        "offline": offline,
+    }
+    if not offline:
+        result.warnings += interrupted_warnings(opts)
+    _show(result, as_json, out, verbose, extra)
+    _exit_for(result, detailed_exitcode)
+
+
+def _git_show(ref: str, file: str) -> str:
+    import subprocess
+
+    path = Path(file).resolve()
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        rel = path.relative_to(top)
+        return subprocess.run(
+            ["git", "-C", top, "show", f"{ref}:{rel.as_posix()}"], capture_output=True, text=True, check=True
+        ).stdout
+    except FileNotFoundError:
+        fail("git is not installed")
+    except subprocess.CalledProcessError as exc:
+        fail(f"git could not show {ref}:{file}: {(exc.stderr or '').strip().splitlines()[-1:] or ['failed']}")
+    raise AssertionError("unreachable")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--git-ref", help="Compare FILE with its committed version at this ref (for example origin/main).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does.")
+@click.pass_obj
+def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bool, detailed_exitcode: bool) -> None:
+    """Print the plan between two specs: OLD NEW, or --git-ref REF FILE. Reads no host."""
+    from conduit.reconciler.observe import plan_between
+
+    facts = opts.detected()
+    if git_ref:
+        if len(files) != 1:
+            fail("with --git-ref give one FILE", 2)
+        old_name, new_name = f"{git_ref}:{files[0]}", files[0]
+        old_text = _git_show(git_ref, files[0])
+    else:
+        if len(files) != 2:
+            fail("give OLD and NEW, or --git-ref REF FILE", 2)
+        old_name, new_name = files
+        try:
+            old_text = Path(old_name).read_text()
+        except OSError as exc:
+            fail(f"{old_name}: cannot read: {exc.strerror}", 2)
+    try:
+        old = load_text(old_text, old_name, facts)
+    except SpecError as exc:
+        invalid(exc.lines())
+    new = load_spec(opts, new_name)
+    result = plan_between(old, new)
+    _show(result, as_json, None, False)
+    _exit_for(result, detailed_exitcode)
+
+
+# ------------------------------------------------------------------ apply, history, rollback
+
+
+def interrupted_warnings(opts: Options) -> list[str]:
+    from conduit.reconciler.state import State
+
+    if not (opts.state_dir / "state.db").exists():
+        return []
+    state = State(opts.state_dir)
+    out = []
+    for gen in state.interrupted():
+        steps = state.journal(gen.id)
+        last = f" after {steps[-1][3]} {steps[-1][1]} {steps[-1][2]} ({steps[-1][4]})" if steps else ""
+        out.append(f"generation {gen.id} was interrupted{last}; the next apply converges from here")
+    return out
+
+
+def _confirm(auto_approve: bool, question: str) -> None:
+    if auto_approve:
+        return
+    if not sys.stdin.isatty():
+        fail("refusing to change the host without confirmation: pass --auto-approve")
+    if not click.confirm(question, default=False):
+        fail("cancelled; nothing was changed")
+
+
+def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool, saved: dict | None = None) -> None:
+    from rich.console import Console
+
+    from conduit.reconciler.apply import apply
+    from conduit.reconciler.drivers.docker import EngineError
+    from conduit.reconciler.lock import Locked, apply_lock
+    from conduit.reconciler.observe import observed_plan
+    from conduit.reconciler.report import render_plan
+    from conduit.reconciler.state import State
+
+    console = Console(highlight=False, soft_wrap=True)
+    host = opts.host()
+    try:
+        with apply_lock(opts.state_dir, f"conduit apply {spec_path or ''}".strip(), wait=not no_wait, on_wait=lambda m: click.echo(m, err=True)):
+            plan, before = observed_plan(spec, host)
+            if saved is not None and saved.get("fingerprint") != plan.fingerprint:
+                fail("the host changed since this plan was saved; make a new plan")
+            plan.warnings += interrupted_warnings(opts)
+            # Holding the lock, this run is the one that converges from an interrupted apply.
+            State(opts.state_dir).mark_interrupted()
+            console.print(render_plan(plan))
+            if plan.problems:
+                fail("the plan has errors; nothing was changed")
+            if not plan.changes:
+                sys.exit(0)
+            _confirm(auto_approve or saved is not None, "Apply these changes?")
+            outcome = apply(spec, spec_text, spec_path, host, opts.detected(), plan, before, click.echo)
+    except Locked as exc:
+        fail(str(exc))
+    except EngineError as exc:
+        fail(str(exc))
+    for warning in outcome.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if outcome.status == "succeeded":
+        click.echo(f"Applied generation {outcome.generation}: the host matches the spec.")
+    elif outcome.status == "rolled_back":
+        click.echo(f"\nGeneration {outcome.generation} FAILED: {outcome.failure}", err=True)
+        click.echo(f"Rolled back to {outcome.restored}. Data volumes and node keys were not touched.", err=True)
+    sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, exists=True), help="Apply a plan saved by `conduit plan --out`; refused if the host moved since.")
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running instead of waiting.")
+@click.pass_obj
+def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: bool, no_wait: bool) -> None:
+    """Make the host match FILE, phase by phase, with health gates and automatic rollback.
+
+    Exit codes: 0 applied (or nothing to do), 1 error before any change, 3 failed and rolled back.
+    """
+    import json
+
+    saved = None
+    if plan_file:
+        saved = json.loads(Path(plan_file).read_text())
+        if "spec_text" not in saved or saved.get("offline"):
+            fail(f"{plan_file} is not a saved plan of this host (plan --out without --offline)")
+        text, path = saved["spec_text"], saved.get("spec_file")
+        try:
+            spec = load_text(text, path or plan_file, opts.detected())
+        except SpecError as exc:
+            invalid(exc.lines())
+    elif file:
+        spec = load_spec(opts, file)
+        text, path = Path(file).read_text(), file
+    else:
+        fail("give a FILE or --plan", 2)
+    _run_apply(opts, spec, text, path, auto_approve, no_wait, saved)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def history(opts: Options, as_json: bool) -> None:
+    """List the generations applied to this host."""
+    import json
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from conduit.reconciler.state import State
+
+    gens = State(opts.state_dir).generations() if (opts.state_dir / "state.db").exists() else []
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in g.__dict__.items() if k != "spec_text"} for g in gens], indent=2))
+        return
+    if not gens:
+        click.echo("No generations yet.")
+        return
+    table = Table("gen", "started", "outcome", "spec", "git", "reason")
+    for g in gens:
+        git = (g.git_commit or "")[:10] + ("+dirty" if g.git_dirty else "")
+        table.add_row(str(g.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(g.started)), g.outcome, g.spec_hash[:12], git, g.reason or "")
+    Console().print(table)
+
+
+@main.command()
+@click.argument("generation", required=False, type=int)
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running.")
+@click.pass_obj
+def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait: bool) -> None:
+    """Re-apply generation N (default: the last good one)."""
+    from conduit.reconciler.state import State
+
+    state = State(opts.state_dir)
+    target = state.generation(generation) if generation else state.last_good()
+    if target is None:
+        fail(f"no generation {generation}" if generation else "no good generation to roll back to")
+    try:
+        spec = load_text(target.spec_text, f"generation {target.id}", opts.detected())
+    except SpecError as exc:
+        invalid(exc.lines())
+    click.echo(f"Rolling back to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
+    _run_apply(opts, spec, target.spec_text, target.spec_path, auto_approve, no_wait)
+
+
+@main.group()
+def tracker() -> None:
+    """The per-country traffic tracker."""
+
+
+def _port_list(text: str) -> list[int]:
+    ports: list[int] = []
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        ports.extend(range(int(low), int(high or low) + 1))
+    return ports
+
+
+@tracker.command("run")
+@click.option("--cluster", required=True)
+@click.option("--metrics-ports", default="", help="Nodes' metrics ports on 127.0.0.1: 9090-9097 or 9090,9091.")
+@click.option("--interface", default="auto")
+@click.option("--source", type=click.Choice(["auto", "metrics", "capture"]), default="auto")
+@click.option("--filter", "capture_filter", default="udp")
+@click.option("--sample-seconds", type=int, default=10)
+@click.option("--interval-seconds", type=float, default=300)
+@click.option("--snaplen", type=int, default=96)
+@click.option("--retention-days", type=int, default=30)
+@click.option("--keep-addresses-hours", type=int, default=0)
+@click.option("--no-geoip", is_flag=True)
+@click.pass_obj
+def tracker_run(opts: Options, cluster: str, metrics_ports: str, interval_seconds: float, retention_days: int, **_capture) -> None:
+    """Sample the cluster's per-country clients and traffic until stopped (run by apply)."""
+    from conduit.reconciler.tracker import run
+
+    run(opts.state_dir, _port_list(metrics_ports), interval_seconds, retention_days)

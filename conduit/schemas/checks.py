@@ -73,6 +73,11 @@ def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
     issues += _network_checks(doc)
     issues += _port_checks(doc)
 
+    for part in spec.tracker.ports.split(","):
+        low, _, high = part.partition("-")
+        if not (1 <= int(low) <= int(high or low) <= 65535):
+            issues.append((("spec", "tracker", "ports"), f"{part} is not a port or an upward range within 1-65535"))
+            break
     iface = spec.tracker.interface
     if iface != "auto" and not _IFACE.match(iface):
         issues.append((("spec", "tracker", "interface"), f"{iface!r} is not an interface name"))

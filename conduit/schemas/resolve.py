@@ -56,9 +56,22 @@ def resolve(doc: ClusterSpec, facts: HostFacts) -> ClusterSpec:
             "nofile_limit": facts.nofile_limit,
         }
     )
+    tracker = spec.tracker
+    if tracker.interface == "auto" and facts.primary_interface:
+        tracker = tracker.model_copy(update={"interface": facts.primary_interface})
     return doc.model_copy(
-        update={"spec": spec.model_copy(update={"host": host, "containers": containers, "conduit": conduit})}
+        update={
+            "spec": spec.model_copy(
+                update={"host": host, "containers": containers, "conduit": conduit, "tracker": tracker}
+            )
+        }
     )
+
+
+def with_cli_version(doc: ClusterSpec, cli_version: str) -> ClusterSpec:
+    """The spec with the CLI version the image was found to speak."""
+    conduit = doc.spec.conduit.model_copy(update={"cli_version": cli_version})
+    return doc.model_copy(update={"spec": doc.spec.model_copy(update={"conduit": conduit})})
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,8 @@ def test_binary_file(tmp_path):
     with pytest.raises(SpecError) as info:
         load_file(path, SMALL_VPS)
     assert "not UTF-8" in str(info.value)
+
+
+def test_tracker_ports_must_be_upward_ranges_of_real_ports():
+    (line,) = problems(example_with("ports: 1024-65535", "ports: 5000-1024"))
+    assert "spec.tracker.ports" in line and "upward range" in line

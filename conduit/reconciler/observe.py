@@ -1,0 +1,83 @@
+"""Observe the whole host: every driver, once, into one Observation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from conduit.reconciler.drivers.docker import CountingClient, detect_cli_version, observe_docker
+from conduit.reconciler.drivers.nginx import observe_nginx
+from conduit.reconciler.drivers.sysctl import observe_sysctl
+from conduit.reconciler.drivers.tracker import observe_tracker
+from conduit.reconciler.plan import Plan, make_plan
+from conduit.reconciler.resources import Observation, Resource
+from conduit.renderers.desired import render
+from conduit.schemas.resolve import with_cli_version
+from conduit.schemas.spec import ClusterSpec
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+NO_ENGINE = f"no Docker engine on this machine ({DEFAULT_SOCKET} is absent): planned as a host without containers"
+
+
+@dataclass
+class HostAccess:
+    """Where the host is: its filesystem root, the tool's state and the Docker engine."""
+
+    root: Path
+    state_dir: Path
+    docker_host: str | None
+
+    def docker(self) -> CountingClient | None:
+        """None when no engine is installed here at all: then there are no containers to see."""
+        if self.docker_host is None and not Path(DEFAULT_SOCKET).exists():
+            return None
+        return CountingClient(self.docker_host)
+
+
+def settle_cli_version(doc: ClusterSpec, client: CountingClient | None) -> tuple[ClusterSpec, list[str]]:
+    if doc.spec.conduit.cli_version != "auto":
+        return doc, []
+    version, warning = detect_cli_version(doc.spec.containers.image, client)
+    return with_cli_version(doc, version), [warning] if warning else []
+
+
+def observe_host(
+    doc: ClusterSpec, host: HostAccess, client: CountingClient | None, sysctl_keys: list[str]
+) -> Observation:
+    obs = observe_sysctl(doc, host.root, sysctl_keys)
+    obs = obs.merge(observe_nginx(doc, host.root))
+    obs = obs.merge(observe_docker(doc, client) if client else Observation(warnings=[NO_ENGINE]))
+    return obs.merge(observe_tracker(doc, host.state_dir))
+
+
+def observed_plan(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resource]]:
+    """The plan for this host, and the resources it was made against."""
+    client = host.docker()
+    doc, warnings = settle_cli_version(doc, client)
+    desired = render(doc)
+    obs = observe_host(doc, host, client, [r.id for r in desired if r.kind == "sysctl"])
+    plan = make_plan(doc.metadata.name, desired, obs.resources, obs.drifted)
+    plan.problems, plan.warnings, plan.foreign = obs.problems, warnings + obs.warnings, obs.foreign
+    plan.api_calls = client.calls if client else 0
+    return plan, obs.resources
+
+
+def plan_against_host(doc: ClusterSpec, host: HostAccess) -> Plan:
+    return observed_plan(doc, host)[0]
+
+
+def plan_offline(doc: ClusterSpec) -> Plan:
+    """Against an empty host: no Docker, nginx or /proc/sys needed."""
+    doc, warnings = settle_cli_version(doc, None)
+    plan = make_plan(doc.metadata.name, render(doc), [])
+    plan.warnings = warnings
+    return plan
+
+
+def plan_between(old: ClusterSpec, new: ClusterSpec) -> Plan:
+    """What changes when `old` is replaced by `new`, as if `old` were applied exactly."""
+    old, _ = settle_cli_version(old, None)
+    new, warnings = settle_cli_version(new, None)
+    plan = make_plan(new.metadata.name, render(new), render(old))
+    plan.warnings = warnings
+    return plan

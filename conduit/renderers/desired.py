@@ -1,0 +1,19 @@
+"""Every desired resource of a resolved spec, in one list. Pure and deterministic."""
+
+from __future__ import annotations
+
+from conduit.reconciler.resources import Resource
+from conduit.renderers.container import render_containers
+from conduit.renderers.nginx import render_nginx
+from conduit.renderers.sysctl import render_sysctl
+from conduit.renderers.tracker import render_tracker
+from conduit.schemas.spec import ClusterSpec
+
+
+def render(doc: ClusterSpec, drained: frozenset[int] = frozenset()) -> list[Resource]:
+    return [
+        *render_sysctl(doc),
+        *render_nginx(doc, drained),
+        *render_containers(doc),
+        *render_tracker(doc),
+    ]

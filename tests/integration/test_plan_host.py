@@ -1,0 +1,163 @@
+"""conduit plan against the real Docker engine of the test harness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conduit.reconciler.cli import main
+from conduit.reconciler.drivers.docker import CountingClient, create_container, create_volume
+from conduit.reconciler.load import load_text
+from conduit.reconciler.observe import HostAccess, plan_against_host, settle_cli_version
+from conduit.renderers.container import labels
+from conduit.renderers.desired import render
+from conduit.schemas.resolve import nodes
+from tests.helpers import SMALL_VPS, minimal
+
+pytestmark = pytest.mark.integration
+
+COUNT = 3
+
+
+def spec_text(image: str, prefix: str, **changes) -> str:
+    conduit = {"max_clients": 40, "bandwidth_mbps": 2, "metrics_port_base": 19190}
+    conduit.update(changes.pop("conduit", {}))
+    containers = {
+        "count": COUNT,
+        "image": image,
+        "naming": {"prefix": prefix, "volume_prefix": f"{prefix}-data"},
+        "resources": {"cpus": 0.2, "memory": "96MiB", "ulimit_nofile": 4096},
+    }
+    containers.update(changes.pop("containers", {}))
+    doc = minimal(
+        containers=containers,
+        conduit=conduit,
+        sysctl={"enabled": False},
+        tracker={"enabled": False},
+        **changes,
+    )
+    doc["metadata"]["name"] = prefix
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@pytest.fixture
+def host(docker_engine, tmp_path):
+    return HostAccess(root=tmp_path / "root", state_dir=tmp_path / "state", docker_host=docker_engine.host)
+
+
+@pytest.fixture
+def prefix(docker_cleanup):
+    return docker_cleanup.name("plan")
+
+
+def load(text):
+    doc = load_text(text, "cluster.yaml", SMALL_VPS)
+    return settle_cli_version(doc, None)[0]
+
+
+def converge(host: HostAccess, text: str) -> None:
+    """Make the host match the spec with plain Docker calls, as an operator would."""
+    doc = load(text)
+    client = CountingClient(host.docker_host)
+    desired = {r.id: r for r in render(doc) if r.kind == "container"}
+    for node in nodes(doc):
+        create_volume(client, node.volume, doc.metadata.name)
+        props = desired[node.name].props
+        container_id = create_container(client, node.name, props, labels(doc, node, props))
+        client.api.start(container_id)
+
+
+def test_empty_host_plans_creates(host, standin_image, prefix):
+    plan = plan_against_host(load(spec_text(standin_image, prefix)), host)
+    creates = [(s.kind, s.id) for s in plan.changes if s.action == "create"]
+    assert [i for k, i in creates if k == "container"] == [f"{prefix}-{i}" for i in range(1, COUNT + 1)]
+    assert [i for k, i in creates if k == "volume"] == [f"{prefix}-data-{i}" for i in range(1, COUNT + 1)]
+    assert plan.problems == [] and len(plan.changes) == 2 * COUNT
+
+
+def test_converged_host_plans_nothing_in_two_api_calls(host, standin_image, prefix):
+    text = spec_text(standin_image, prefix)
+    converge(host, text)
+    plan = plan_against_host(load(text), host)
+    assert plan.changes == [], [(s.id, s.changes) for s in plan.changes]
+    # one labelled list of containers and one list of volumes; limits come from the cgroups
+    assert plan.api_calls == 2
+
+
+def test_one_containers_memory_is_one_in_place_update(host, standin_image, prefix):
+    converge(host, spec_text(standin_image, prefix))
+    changed = spec_text(standin_image, prefix, containers={"overrides": {2: {"memory": "128MiB"}}})
+    plan = plan_against_host(load(changed), host)
+    (step,) = plan.changes
+    assert (step.action, step.id) == ("update", f"{prefix}-2")
+    assert [(c.field, c.old, c.new) for c in step.changes] == [("memory", 96 << 20, 128 << 20)]
+
+
+def test_max_clients_change_replaces_every_container(host, standin_image, prefix):
+    converge(host, spec_text(standin_image, prefix))
+    plan = plan_against_host(load(spec_text(standin_image, prefix, conduit={"max_clients": 50})), host)
+    assert [(s.action, s.id) for s in plan.changes] == [("replace", f"{prefix}-{i}") for i in range(1, COUNT + 1)]
+    assert all(c.field == "command" and c.forces_replacement for s in plan.changes for c in s.changes)
+
+
+def test_hand_edits_show_as_drift(host, standin_image, prefix, docker_engine):
+    text = spec_text(standin_image, prefix)
+    converge(host, text)
+    client = docker_engine.client
+    client.containers.get(f"{prefix}-1").update(mem_limit="112m", memswap_limit="112m")
+    client.containers.get(f"{prefix}-3").stop(timeout=5)
+    plan = plan_against_host(load(text), host)
+    steps = {s.id: s for s in plan.changes}
+    assert set(steps) == {f"{prefix}-1", f"{prefix}-3"}
+    assert steps[f"{prefix}-1"].reason == "drift"
+    assert [(c.field, c.old, c.new) for c in steps[f"{prefix}-1"].changes] == [("memory", 112 << 20, 96 << 20)]
+    assert steps[f"{prefix}-3"].reason == "drift"
+    assert [(c.field, c.old, c.new) for c in steps[f"{prefix}-3"].changes] == [("state", "exited", "running")]
+
+
+def test_removed_containers_are_deleted_and_volumes_kept(host, standin_image, prefix):
+    converge(host, spec_text(standin_image, prefix))
+    plan = plan_against_host(load(spec_text(standin_image, prefix, containers={"count": 1})), host)
+    assert [(s.action, s.kind, s.id) for s in plan.changes] == [
+        ("delete", "container", f"{prefix}-2"),
+        ("delete", "container", f"{prefix}-3"),
+    ]
+
+
+def test_foreign_container_with_our_name_is_a_problem_and_untouched(host, standin_image, prefix, docker_engine):
+    docker_engine.client.containers.create(standin_image, name=f"{prefix}-2", command=["--version"])
+    plan = plan_against_host(load(spec_text(standin_image, prefix)), host)
+    assert any(f"{prefix}-2 exists and is not managed by conduit" in p for p in plan.problems)
+    assert docker_engine.client.containers.get(f"{prefix}-2").status == "created"
+
+
+def test_cli_plan_output_and_detailed_exitcode(host, standin_image, prefix, tmp_path):
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(spec_text(standin_image, prefix))
+    args = ["--docker-host", host.docker_host, "--root", str(host.root), "--state-dir", str(host.state_dir)]
+    runner = CliRunner()
+    result = runner.invoke(main, [*args, "plan", "--detailed-exitcode", str(spec)])
+    assert result.exit_code == 2, result.output
+    assert f"  + container {prefix}-1" in result.output
+    assert f"Plan: {2 * COUNT} to add, 0 to change, 0 to destroy." in result.output
+    converge(host, spec.read_text())
+    result = runner.invoke(main, [*args, "plan", "--detailed-exitcode", "--json", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["summary"] == {"add": 0, "change": 0, "destroy": 0}
+
+
+def test_unreachable_engine_is_one_line(tmp_path):
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(spec_text("img:2.0.0", "x"))
+    result = subprocess.run(
+        ["conduit", "--docker-host", f"unix://{tmp_path}/none.sock", "--root", str(tmp_path), "plan", str(spec)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: cannot reach the Docker engine at unix://")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,109 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conduit.reconciler.cli import main
+from conduit.schemas.jsonschema import COMMITTED, schema_text
+from tests.helpers import EXAMPLE
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args, **kwargs):
+        return runner.invoke(main, list(args), catch_exceptions=False, **kwargs)
+
+    return invoke
+
+
+def test_committed_schema_matches_the_models():
+    assert COMMITTED.read_text() == schema_text(), "run: conduit schema > conduit/schemas/cluster.schema.json"
+
+
+def test_example_points_editors_at_the_schema():
+    first = EXAMPLE.read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../conduit/schemas/cluster.schema.json"
+    assert (EXAMPLE.parent / "../conduit/schemas/cluster.schema.json").resolve() == COMMITTED
+
+
+def test_validate_example(run):
+    result = run("validate", str(EXAMPLE))
+    assert result.exit_code == 0 and "valid" in result.output
+
+
+def test_validate_bad_field_exits_2_with_one_line(run, tmp_path):
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("count: 8", "count: 0"))
+    result = run("validate", str(bad))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{bad}:29:5: spec.containers.count: must be >= 1"
+    assert "Traceback" not in result.output
+
+
+def test_schema_command_prints_json(run):
+    result = run("schema")
+    assert json.loads(result.output)["title"] == "Conduit cluster spec"
+    assert run("schema", "--check").exit_code == 0
+
+
+def test_init_writes_a_valid_spec(run, tmp_path):
+    target = tmp_path / "cluster.yaml"
+    assert run("init", "-o", str(target)).exit_code == 0
+    text = target.read_text()
+    assert "mode: host" in text and "enabled: false" in text
+    assert run("validate", str(target)).exit_code == 0
+    assert run("init", "-o", str(target)).exit_code == 1  # no silent overwrite
+
+
+@pytest.mark.parametrize("command", ["validate", "schema", "init", "plan", "diff", "completion"])
+def test_every_command_has_help(run, command):
+    result = run(command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_version(run):
+    assert run("--version").output.startswith("conduit, version ")
+
+
+def test_offline_plan_of_the_example(run):
+    result = run("plan", "--offline", str(EXAMPLE))
+    assert result.exit_code == 0
+    # 11 sysctl keys and file, 3 nginx, a network, 8 volumes, 8 containers, the tracker
+    assert "Plan: 32 to add, 0 to change, 0 to destroy." in result.output
+    assert run("plan", "--offline", "--detailed-exitcode", str(EXAMPLE)).exit_code == 2
+
+
+def test_offline_plan_json_and_saved(run, tmp_path):
+    out = tmp_path / "plan.json"
+    result = run("plan", "--offline", "--json", "--out", str(out), str(EXAMPLE))
+    data = json.loads(result.output)
+    assert data == json.loads(out.read_text())
+    assert data["summary"]["add"] == len(data["steps"]) and data["fingerprint"]
+
+
+def test_diff_between_two_specs(run, tmp_path):
+    new = tmp_path / "new.yaml"
+    new.write_text(EXAMPLE.read_text().replace("max_clients: 250", "max_clients: 300"))
+    result = run("diff", str(EXAMPLE), str(new))
+    assert result.exit_code == 0
+    assert "Plan: 8 to add, 0 to change, 8 to destroy." in result.output
+    assert result.output.count("-/+ container conduit-") == 8
+
+
+def test_diff_against_a_git_ref(run, tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    spec = repo / "cluster.yaml"
+    spec.write_text(EXAMPLE.read_text())
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "cluster.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "spec"], check=True)
+    spec.write_text(EXAMPLE.read_text().replace("count: 8", "count: 7").replace("      8:  ", "      7:  "))
+    result = run("diff", "--git-ref", "HEAD", str(spec))
+    assert "- container conduit-8" in result.output
+    assert run("diff", "--git-ref", "nope", str(spec)).exit_code == 1
