@@ -1,0 +1,157 @@
+"""Health gates: after each phase, proof that what was changed works, within the spec's timeouts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker.errors
+
+from conduit.reconciler import metrics
+from conduit.reconciler.execute import Executor
+from conduit.reconciler.drivers.tracker import tracker_pidfile
+from conduit.reconciler.resources import host_path
+from conduit.schemas.profiles import normalise_sysctl
+from conduit.schemas.resolve import nodes
+
+
+class GateFailed(Exception):
+    """A phase did not turn healthy; the message says what and where, in one line."""
+
+
+def wait_until(check: Callable[[], str | None], timeout: float, interval: float = 0.25) -> None:
+    """Poll `check` (None = healthy, else the reason) until healthy or the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reason = check()
+        if reason is None:
+            return
+        if time.monotonic() >= deadline:
+            raise GateFailed(reason)
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------ sysctl
+
+
+def sysctl_gate(ex: Executor, keys: dict[str, str]) -> None:
+    refused = " ".join(ex.warnings)
+    for key, value in keys.items():
+        if f"sysctl {key} " in refused:
+            continue  # refused and allowed to be by on_refused: warn
+        path = host_path(ex.root, "/proc/sys/" + key.replace(".", "/"))
+        try:
+            seen = normalise_sysctl(path.read_text())
+        except OSError as exc:
+            raise GateFailed(f"sysctl {key} cannot be read back: {exc.strerror}") from None
+        if seen != value:
+            raise GateFailed(f"sysctl {key} reads back {seen!r}, not {value!r}")
+
+
+# ------------------------------------------------------------------ nginx
+
+
+def _listening(port: int) -> str | None:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return None
+    except OSError as exc:
+        return f"nginx is not listening on 127.0.0.1:{port}/tcp ({exc.strerror or exc})"
+
+
+def _through(port: int) -> str | None:
+    """None when a TCP connection through the front reaches a backend."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.settimeout(1.5)
+            try:
+                data = conn.recv(64)
+            except TimeoutError:
+                return None  # held open: a backend took it and waits for the client
+            except ConnectionResetError:
+                data = b""
+            return None if data else f"a connection to 127.0.0.1:{port} through nginx reached no backend"
+    except OSError as exc:
+        return f"nginx is not listening on 127.0.0.1:{port}/tcp ({exc.strerror or exc})"
+
+
+def nginx_gate(ex: Executor, timeout: float) -> None:
+    """After the nginx phase: the config tests clean, the master runs, every TCP listener accepts."""
+    ex.test_nginx()
+    wait_until(lambda: None if ex.nginx_pid() else "nginx is not running", timeout)
+    for listener in ex.doc.spec.loadbalancer.listeners:
+        if listener.protocol == "tcp":
+            wait_until(lambda port=listener.port: _listening(port), timeout)
+
+
+def front_gate(ex: Executor, timeout: float) -> None:
+    """After the containers phase: a TCP connection through each listener reaches a backend."""
+    if not ex.doc.spec.loadbalancer.enabled:
+        return
+    for listener in ex.doc.spec.loadbalancer.listeners:
+        if listener.protocol == "tcp":
+            wait_until(lambda port=listener.port: _through(port), timeout)
+
+
+# ------------------------------------------------------------------ containers
+
+
+def scrape_max_clients(port: int, cli_version: str) -> int | None:
+    """The max clients a node reports it runs with: proof of the setting it got."""
+    samples = metrics.scrape(port)
+    if samples is None:
+        return None
+    found = metrics.value(samples, "conduit_max_clients" if cli_version == "1.x" else "conduit_max_common_clients")
+    return None if found is None else int(found)
+
+
+def containers_gate(ex: Executor, names: list[str], timeout: float, settle: float) -> None:
+    """Running, not restarting, metrics answer with the desired max clients, restarts steady."""
+    client = ex.docker()
+    wanted = {n.name: n for n in nodes(ex.doc) if n.name in names}
+    version = ex.doc.spec.conduit.cli_version
+
+    def state(name: str) -> dict:
+        try:
+            info = client.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return {"Status": "missing"}
+        return info["State"] | {"RestartCount": info["RestartCount"]}
+
+    def healthy(name: str) -> str | None:
+        s = state(name)
+        if not s.get("Running") or s.get("Restarting"):
+            code = s.get("ExitCode")
+            return f"container {name} is {s.get('Status')}" + (f" (exit code {code})" if code else "")
+        node = wanted[name]
+        seen = scrape_max_clients(node.metrics_port, version)
+        if seen != node.max_clients:
+            return f"container {name} metrics on 127.0.0.1:{node.metrics_port} " + (
+                "do not answer" if seen is None else f"report max clients {seen}, not {node.max_clients}"
+            )
+        return None
+
+    deadline = time.monotonic() + timeout
+    for name in wanted:
+        wait_until(lambda name=name: healthy(name), max(1.0, deadline - time.monotonic()))
+    restarts = {name: state(name).get("RestartCount") for name in wanted}
+    time.sleep(settle)
+    for name in wanted:
+        s = state(name)
+        if s.get("RestartCount") != restarts[name] or not s.get("Running"):
+            raise GateFailed(f"container {name} restarted during the {settle:g} s settle window")
+
+
+# ------------------------------------------------------------------ tracker
+
+
+def tracker_gate(state_dir: Path, settle: float) -> None:
+    time.sleep(min(settle, 2.0))
+    try:
+        pid = int(tracker_pidfile(state_dir).read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        raise GateFailed("the tracker is not running (see tracker.log in the state directory)") from None

@@ -1,0 +1,61 @@
+"""Reading a Conduit node's Prometheus metrics: the way to observe what a node does."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+
+_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def parse(text: str) -> dict[Sample, float]:
+    """Prometheus text format into {(name, sorted labels): value}; comments and junk are skipped."""
+    out: dict[Sample, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if not match:
+            continue
+        name, labels, value = match.groups()
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        out[(name, tuple(sorted(_LABEL.findall(labels or ""))))] = number
+    return out
+
+
+def scrape(port: int, timeout: float = 2.0) -> dict[Sample, float] | None:
+    """A node's metrics on 127.0.0.1:port, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
+            return parse(response.read().decode(errors="replace"))
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def value(samples: dict[Sample, float], name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def regions(samples: dict[Sample, float]) -> dict[str, dict[str, float]]:
+    """Per-country figures of a 2.x node: {"IR": {"connected": 3, "bytes_up": .., "bytes_down": ..}}."""
+    fields = {
+        "conduit_region_connected_clients": "connected",
+        "conduit_region_connecting_clients": "connecting",
+        "conduit_region_bytes_uploaded": "bytes_up",
+        "conduit_region_bytes_downloaded": "bytes_down",
+    }
+    out: dict[str, dict[str, float]] = {}
+    for (name, labels), number in samples.items():
+        if name in fields:
+            region = dict(labels).get("region")
+            if region:
+                entry = out.setdefault(region, {"connected": 0, "connecting": 0, "bytes_up": 0, "bytes_down": 0})
+                entry[fields[name]] += number
+    return out

@@ -1,0 +1,306 @@
+"""conduit apply against the real engine and nginx: idempotence, failures at each phase, rollback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conduit.reconciler.state import State
+from tests.helpers import minimal
+
+pytestmark = pytest.mark.integration
+
+
+class Cluster:
+    """A spec on disk plus the CLI pointed at the private engine and a private state dir."""
+
+    def __init__(self, tmp: Path, engine, image: str, prefix: str, port_base: int, root: Path | None = None):
+        self.tmp, self.engine, self.image, self.prefix, self.port_base = tmp, engine, image, prefix, port_base
+        self.spec = tmp / "cluster.yaml"
+        self.state = tmp / "state"
+        self.root = root or tmp / "root"
+        self.root.mkdir(exist_ok=True)
+
+    def write(self, count=2, max_clients=40, env=None, ulimit=4096, nofile_limit="auto", lb=None, nginx=None, tracker=False):
+        spec = {
+            "host": {"vcpus": 4, "memory": "8GiB", "nofile_limit": nofile_limit},
+            "containers": {
+                "count": count,
+                "image": self.image,
+                "naming": {"prefix": self.prefix, "volume_prefix": f"{self.prefix}-data"},
+                "resources": {"cpus": 0.2, "memory": "96MiB", "ulimit_nofile": ulimit},
+                "env": env or {},
+            },
+            "conduit": {"max_clients": max_clients, "bandwidth_mbps": 2, "metrics_port_base": self.port_base},
+            "sysctl": {"enabled": False},
+            "tracker": {"enabled": tracker, "interval_seconds": 10},
+            "health": {"gate_timeout_seconds": 8, "settle_seconds": 1},
+            "rollout": {"max_unavailable": 1, "drain_seconds": 0},
+        }
+        if lb:
+            spec["network"] = {"mode": "bridge", "name": f"{self.prefix}-net", "backends": "published"}
+            spec["loadbalancer"] = dict(lb, nginx=nginx)
+        doc = minimal(**spec)
+        doc["metadata"]["name"] = self.prefix
+        self.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def argv(self, *args: str) -> list[str]:
+        return ["conduit", "--docker-host", self.engine.host, "--state-dir", str(self.state), "--root", str(self.root), *args]
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def apply(self, *extra: str) -> subprocess.CompletedProcess:
+        return self.run("apply", "--auto-approve", *extra, str(self.spec))
+
+    def names(self) -> dict[str, str]:
+        client = self.engine.client
+        return {c.name: c.status for c in client.containers.list(all=True) if c.name.startswith(self.prefix)}
+
+    def command_of(self, name: str) -> list[str]:
+        return self.engine.client.containers.get(name).attrs["Config"]["Cmd"]
+
+    def keys(self) -> dict[str, bytes]:
+        """Every data volume's key file, read from the volume on the host."""
+        out = {}
+        for volume in self.engine.client.volumes.list():
+            if volume.name.startswith(f"{self.prefix}-data"):
+                key = Path(volume.attrs["Mountpoint"]) / "conduit_key.json"
+                out[volume.name] = key.read_bytes()
+        return out
+
+    def generations(self) -> list[tuple[int, str]]:
+        return [(g.id, g.outcome) for g in State(self.state).generations()]
+
+
+@pytest.fixture
+def cluster(tmp_path, docker_engine, standin_image, docker_cleanup):
+    from conduit.reconciler.execute import stop_pidfile
+
+    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("ap"), 19300)
+    yield cluster
+    stop_pidfile(cluster.state / "tracker.pid")  # a tracker must not outlive its test
+
+
+def test_apply_twice_changes_nothing_the_second_time(cluster):
+    cluster.write()
+    first = cluster.apply()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert cluster.names() == {f"{cluster.prefix}-1": "running", f"{cluster.prefix}-2": "running"}
+    second = cluster.apply()
+    assert second.returncode == 0 and "No changes" in second.stdout
+    assert cluster.generations() == [(1, "succeeded")]  # a no-op records no generation
+    assert set(cluster.keys()) == {f"{cluster.prefix}-data-1", f"{cluster.prefix}-data-2"}
+
+
+def test_in_place_update_keeps_the_container(cluster):
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    before = cluster.engine.client.containers.get(f"{cluster.prefix}-1").id
+    cluster.spec.write_text(cluster.spec.read_text().replace("memory: 96MiB", "memory: 128MiB"))
+    result = cluster.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    container = cluster.engine.client.containers.get(f"{cluster.prefix}-1")
+    assert container.id == before and container.attrs["HostConfig"]["Memory"] == 128 << 20
+
+
+def test_replace_keeps_the_key(cluster):
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    keys = cluster.keys()
+    cluster.write(max_clients=60)
+    result = cluster.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "60" in cluster.command_of(f"{cluster.prefix}-2")
+    assert cluster.keys() == keys
+    assert not any(name.endswith(".previous") for name in cluster.names())
+
+
+def assert_rolled_back(cluster, result, keys, failure_words):
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert failure_words in result.stderr
+    assert "Rolled back to generation 1" in result.stderr
+    assert cluster.generations()[-1][1] == "rolled_back"
+    assert cluster.names() == {f"{cluster.prefix}-1": "running", f"{cluster.prefix}-2": "running"}
+    assert cluster.command_of(f"{cluster.prefix}-1")[2] == "40"  # generation 1's -m
+    assert cluster.keys() == keys
+
+
+def test_container_that_exits_at_once_is_rolled_back(cluster):
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    keys = cluster.keys()
+    cluster.write(max_clients=50, env={"STANDIN_EXIT_AFTER": "0"})
+    assert_rolled_back(cluster, cluster.apply(), keys, "exit code 3")
+
+
+def test_backend_that_never_answers_is_rolled_back(cluster):
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    keys = cluster.keys()
+    cluster.write(max_clients=50, env={"STANDIN_NO_METRICS": "1"})
+    assert_rolled_back(cluster, cluster.apply(), keys, "do not answer")
+
+
+def test_ulimit_above_the_host_limit_is_refused_before_anything_runs(cluster):
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    cluster.write(ulimit=1 << 20)
+    result = cluster.apply()
+    assert result.returncode == 2
+    assert "hard open-file limit" in result.stderr and "spec.containers.resources.ulimit_nofile" in result.stderr
+    assert cluster.generations() == [(1, "succeeded")]
+
+
+def test_ulimit_the_engine_refuses_is_rolled_back(cluster):
+    """The spec claims a bigger host than it is: the engine itself refuses the container."""
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    keys = cluster.keys()
+    hard = int(subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True, text=True).stdout)
+    cluster.write(ulimit=hard * 4, nofile_limit=hard * 8)
+    result = cluster.apply()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert cluster.names() == {f"{cluster.prefix}-1": "running", f"{cluster.prefix}-2": "running"}
+    assert cluster.keys() == keys
+
+
+def test_first_apply_that_fails_leaves_no_containers_and_keeps_volumes(cluster):
+    cluster.write(env={"STANDIN_EXIT_AFTER": "0"})
+    result = cluster.apply()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert cluster.names() == {}
+    assert set(cluster.keys()) == {f"{cluster.prefix}-data-1", f"{cluster.prefix}-data-2"}
+
+
+def test_two_applies_at_once_one_refuses(cluster):
+    cluster.write()
+    results: dict[str, subprocess.CompletedProcess] = {}
+    first = threading.Thread(target=lambda: results.setdefault("a", cluster.apply()))
+    first.start()
+    time.sleep(0.8)
+    results["b"] = cluster.apply("--no-wait")
+    first.join()
+    assert results["a"].returncode == 0
+    assert results["b"].returncode == 1 and "another apply is running" in results["b"].stderr
+    assert cluster.names() == {f"{cluster.prefix}-1": "running", f"{cluster.prefix}-2": "running"}
+
+
+def done_steps(state_dir: Path) -> int:
+    if not (state_dir / "state.db").exists():
+        return 0
+    try:
+        return sum(1 for row in State(state_dir).journal(1) if row[4] == "done")
+    except Exception:  # noqa: BLE001 - the database may be mid-creation
+        return 0
+
+
+@pytest.mark.parametrize("kill_after", [0, 2, 4, 5])
+def test_sigkill_mid_apply_then_apply_converges(cluster, kill_after):
+    """Killed after N finished steps (3 volumes, then 3 containers), the next apply converges in one pass."""
+    cluster.write(count=3)
+    process = subprocess.Popen(cluster.argv("apply", "--auto-approve", str(cluster.spec)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        journal_started = (cluster.state / "state.db").exists() and State(cluster.state).generations()
+        if journal_started and done_steps(cluster.state) >= kill_after:
+            break
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert State(cluster.state).generations()[0].outcome == "applying"
+    plan = cluster.run("plan", str(cluster.spec))
+    assert "generation 1 was interrupted" in plan.stdout + plan.stderr
+    result = cluster.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert cluster.names() == {f"{cluster.prefix}-{i}": "running" for i in (1, 2, 3)}
+    assert cluster.generations()[0] == (1, "interrupted")
+    assert cluster.run("plan", "--detailed-exitcode", str(cluster.spec)).returncode == 0
+    assert set(cluster.keys()) == {f"{cluster.prefix}-data-{i}" for i in (1, 2, 3)}
+
+
+def test_tracker_is_started_records_regions_and_is_stopped(cluster):
+    from harness import wait_for
+
+    cluster.write(tracker=True, env={"STANDIN_REGIONS": "IR=3:1000:2000,CN=2:10:20"})
+    result = cluster.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    pid = int((cluster.state / "tracker.pid").read_text())
+    # two nodes, each reporting IR 3 clients and CN 2
+    latest = wait_for(lambda: State(cluster.state).latest_samples() or None, timeout=15, message="a tracker sample")
+    assert latest == {"IR": (6, 2000, 4000), "CN": (4, 20, 40)}
+    assert cluster.run("plan", "--detailed-exitcode", str(cluster.spec)).returncode == 0
+    cluster.write(tracker=False, env={"STANDIN_REGIONS": "IR=3:1000:2000,CN=2:10:20"})
+    assert cluster.apply().returncode == 0
+    assert not Path(f"/proc/{pid}").exists() or b"tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+# ------------------------------------------------------------------ with the nginx front
+
+
+def through(port: int) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as conn:
+        conn.settimeout(3)
+        return conn.recv(100)
+
+
+@pytest.fixture
+def fronted(tmp_path, docker_engine, standin_image, docker_cleanup, nginx_server):
+    from harness import free_port
+
+    # The nginx paths are real absolute paths of the private nginx, so the host root is /.
+    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("lb"), 19400, root=Path("/"))
+    listen, base = free_port(), 19500
+    lb = {
+        "enabled": True,
+        "listeners": [{"name": "tcp", "port": listen, "protocol": "tcp", "backend_port": 8443, "host_port_base": base}],
+        "access_log": f"{nginx_server.prefix}/stream.log",
+    }
+    nginx = {
+        "binary": nginx_server.binary,
+        "main_config": str(nginx_server.main_conf),
+        "include_file": f"{nginx_server.prefix}/conduit/stream.conf",
+        "pid_file": str(nginx_server.pid_file),
+    }
+    cluster.write_front = lambda **kw: cluster.write(env={"STANDIN_LISTEN": "tcp:8443"}, lb=dict(lb, **kw.pop("lb", {})), nginx=nginx, **kw)
+    cluster.listen = listen
+    cluster.include = Path(nginx["include_file"])
+    return cluster
+
+
+def test_front_serves_backends_and_a_failing_nginx_config_is_rolled_back(fronted):
+    fronted.write_front()
+    result = fronted.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert through(fronted.listen).startswith(b"standin ")
+    good_conf = fronted.include.read_text()
+    keys = fronted.keys()
+
+    fronted.write_front(max_clients=50, lb={"access_log": "/nonexistent-dir/stream.log"})
+    result = fronted.apply()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "nginx rejected the configuration" in result.stderr
+    assert fronted.include.read_text() == good_conf
+    assert through(fronted.listen).startswith(b"standin ")  # the previous generation still serves
+    assert fronted.command_of(f"{fronted.prefix}-1")[2] == "40"
+    assert fronted.keys() == keys
+
+
+def test_rolling_replace_behind_the_front(fronted):
+    fronted.write_front()
+    assert fronted.apply().returncode == 0
+    fronted.write_front(max_clients=60)
+    result = fronted.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all("60" in fronted.command_of(f"{fronted.prefix}-{i}") for i in (1, 2))
+    assert " down" not in fronted.include.read_text()  # every backend is back in rotation
+    assert through(fronted.listen).startswith(b"standin ")
