@@ -220,8 +220,9 @@ class DockerEngine:
     ``swept`` (directories of killed earlier engines cleaned up at start).
     """
 
-    def __init__(self, dockerd: str = "dockerd", start_timeout: float = 60.0):
+    def __init__(self, dockerd: str = "dockerd", start_timeout: float = 60.0, extra_args: tuple[str, ...] = ()):
         self.dockerd = dockerd
+        self.extra_args = tuple(extra_args)
         self.start_timeout = start_timeout
         self.dir: Path | None = None
         self.host = ""
@@ -283,6 +284,7 @@ class DockerEngine:
                 "--pidfile", str(self.pid_file),
                 "--bridge", self.bridge,
                 "--default-address-pool", f"base={pool},size=24",
+                *self.extra_args,
             ]
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(
