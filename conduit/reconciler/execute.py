@@ -20,6 +20,7 @@ from conduit.reconciler.drivers.docker import (
     create_network,
     create_volume,
 )
+from conduit.reconciler.drivers.nginx import master_pid
 from conduit.reconciler.drivers.tracker import tracker_pidfile
 from conduit.reconciler.files import atomic_write, remove
 from conduit.reconciler.plan import Step
@@ -113,7 +114,7 @@ class Executor:
             conf = main.with_name(f".{main.name}.conduit-test")
             atomic_write(conf, insert_include(main.read_text(), include_line(str(include))))
         try:
-            result = subprocess.run([paths.binary, "-t", "-q", "-c", str(conf)], capture_output=True, text=True, timeout=60)
+            result = subprocess.run([paths.binary, "-t", "-q", "-e", "stderr", "-c", str(conf)], capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
             raise StepFailed(f"nginx not found at {paths.binary}") from None
         finally:
@@ -139,12 +140,8 @@ class Executor:
             self.nginx_changed = False
 
     def nginx_pid(self) -> int | None:
-        try:
-            pid = int(host_path(self.root, self._nginx_paths().pid_file).read_text().split()[0])
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError, IndexError):
-            return None
+        """The live nginx master; a stale pid file naming another process is not nginx."""
+        return master_pid(self.root, self._nginx_paths().pid_file)
 
     def start_nginx(self) -> None:
         paths = self._nginx_paths()

@@ -13,6 +13,7 @@ from conduit.schemas.units import format_size
 Path = tuple[str | int, ...]
 Issue = tuple[Path, str]
 
+_NGINX_TOKEN = re.compile(r"^[A-Za-z0-9_./@:+=,%~$-]+$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 
 
@@ -81,6 +82,13 @@ def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
     iface = spec.tracker.interface
     if iface != "auto" and not _IFACE.match(iface):
         issues.append((("spec", "tracker", "interface"), f"{iface!r} is not an interface name"))
+    # Written into nginx directives unquoted: nothing that would end or open one.
+    nginx_values = [(("spec", "loadbalancer", "nginx", "include_file"), spec.loadbalancer.nginx.include_file)]
+    if spec.loadbalancer.access_log:
+        nginx_values.append((("spec", "loadbalancer", "access_log"), spec.loadbalancer.access_log))
+    for path, value in nginx_values:
+        if not _NGINX_TOKEN.match(value):
+            issues.append((path, "must not hold spaces, ';', quotes, braces or '#' (it is written into nginx config)"))
     for path, value in (
         (("spec", "sysctl", "file"), spec.sysctl.file),
         (("spec", "loadbalancer", "nginx", "binary"), spec.loadbalancer.nginx.binary),

@@ -265,7 +265,8 @@ class NginxPaths(Strict):
     pid_file: str = Field(default="/run/nginx.pid", description="Pid file of the running master.")
     stream_module: str = Field(
         default="/usr/lib/nginx/modules/ngx_stream_module.so",
-        description="The stream module (Debian: libnginx-mod-stream); loaded by the include when nginx.conf does not.",
+        description="The stream module (Debian: libnginx-mod-stream). nginx.conf must load it (Debian's "
+        "modules-enabled does); the plan reports it missing rather than loading it twice.",
     )
 
 

@@ -304,3 +304,40 @@ def test_rolling_replace_behind_the_front(fronted):
     assert all("60" in fronted.command_of(f"{fronted.prefix}-{i}") for i in (1, 2))
     assert " down" not in fronted.include.read_text()  # every backend is back in rotation
     assert through(fronted.listen).startswith(b"standin ")
+
+
+def test_saved_plan_is_applied_or_refused_when_the_host_moved(cluster, tmp_path):
+    cluster.write()
+    saved = tmp_path / "plan.json"
+    assert cluster.run("plan", "--out", str(saved), str(cluster.spec)).returncode == 0
+    # someone creates a volume of ours by hand: the observed host no longer matches the plan
+    cluster.engine.client.volumes.create(f"{cluster.prefix}-data-1")
+    refused = cluster.run("apply", "--plan", str(saved))
+    assert refused.returncode == 1 and "host changed since this plan was saved" in refused.stderr
+    assert cluster.names() == {}
+    assert cluster.run("plan", "--out", str(saved), str(cluster.spec)).returncode == 0
+    applied = cluster.run("apply", "--plan", str(saved))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert len(cluster.names()) == 2
+
+
+def test_history_and_rollback_to_an_earlier_generation(cluster):
+    cluster.write(max_clients=40)
+    assert cluster.apply().returncode == 0
+    cluster.write(max_clients=70)
+    assert cluster.apply().returncode == 0
+    history = cluster.run("history")
+    assert history.returncode == 0 and history.stdout.count("succeeded") == 2
+    keys = cluster.keys()
+    result = cluster.run("rollback", "1", "--auto-approve")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert cluster.command_of(f"{cluster.prefix}-1")[2] == "40"
+    assert [outcome for _, outcome in cluster.generations()] == ["succeeded"] * 3
+    assert cluster.keys() == keys
+
+
+def test_apply_without_confirmation_changes_nothing(cluster):
+    cluster.write()
+    result = cluster.run("apply", str(cluster.spec))  # no terminal, no --auto-approve
+    assert result.returncode == 1 and "--auto-approve" in result.stderr
+    assert cluster.names() == {} and not (cluster.state / "state.db").exists() or cluster.generations() == []

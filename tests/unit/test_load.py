@@ -202,3 +202,8 @@ def test_binary_file(tmp_path):
 def test_tracker_ports_must_be_upward_ranges_of_real_ports():
     (line,) = problems(example_with("ports: 1024-65535", "ports: 5000-1024"))
     assert "spec.tracker.ports" in line and "upward range" in line
+
+
+def test_nginx_values_must_not_break_the_config():
+    (line,) = problems(example_with("access_log: /var/log/nginx/conduit-stream.log", "access_log: '/var/log/x.log; evil'"))
+    assert line.startswith("cluster.yaml:") and "spec.loadbalancer.access_log" in line

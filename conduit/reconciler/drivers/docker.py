@@ -196,8 +196,36 @@ def observe_docker(doc: ClusterSpec, client: CountingClient) -> Observation:
             obs.resources.append(
                 Resource("network", net["Name"], {"driver": net.get("Driver"), "subnet": subnet}, frozenset({"driver", "subnet"}))
             )
+    obs.problems += port_problems(doc, {r.id for r in obs.resources if r.kind == "container" and r.props.get("state") == "running"})
     obs.api_calls = client.calls - start
     return obs
+
+
+def port_problems(doc: ClusterSpec, running: set[str], proc: Path = Path("/proc")) -> list[str]:
+    """Host ports a container to be started needs, already held by another process.
+
+    Ports of a container of ours that is running are its own and not checked.
+    """
+    from conduit.reconciler.drivers.nginx import bound_inodes, holder
+    from conduit.renderers.container import container_props
+
+    problems = []
+    for node in nodes(doc):
+        if node.name in running:
+            continue
+        wanted = [("tcp", node.metrics_port, "metrics")] if doc.spec.network.mode == "host" else []
+        for published in container_props(doc, node)["ports"]:
+            _ip, host_port, target = published.split(":")
+            wanted.append((target.split("/")[1], int(host_port), f"port {target}"))
+        for protocol, port, what in wanted:
+            inodes = bound_inodes(proc, protocol, port)
+            if inodes:
+                who = holder(proc, inodes)
+                problems.append(
+                    f"port {port}/{protocol} ({what} of {node.name}) is already in use by another process"
+                    + (f" ({who})" if who else "")
+                )
+    return problems
 
 
 # ----------------------------------------------------------------- CLI version of an image

@@ -154,9 +154,10 @@ def include_pattern(conf_dir: str, pattern: str) -> str:
 def include_targets(root: Path, conf_dir: str, pattern: str) -> list[str]:
     """Host paths (as seen on the host, not under root) an include pattern matches, sorted like nginx."""
     pattern = include_pattern(conf_dir, pattern)
-    rooted = str(host_path(root, pattern))
-    prefix = str(host_path(root, "/")).rstrip("/")
-    return sorted("/" + m[len(prefix) :].lstrip("/") for m in glob.glob(rooted) if os.path.isfile(m))
+    prefix = str(root).rstrip("/")
+    # the root itself is a literal path; only the pattern from nginx.conf is a glob
+    matches = glob.glob(glob.escape(prefix) + "/" + pattern.lstrip("/"))
+    return sorted("/" + m[len(prefix) :].lstrip("/") for m in matches if os.path.isfile(m))
 
 
 def stream_compiled_in(version_output: str) -> bool:
