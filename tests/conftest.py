@@ -26,16 +26,12 @@ from harness import (  # noqa: E402
     NginxServer,
     NginxUnavailable,
     StandinBuildError,
+    unavailable,
 )
 
 CLEANUP_LABEL = "test.conduit.cleanup"
 
 
-def unavailable(reason: str) -> None:
-    """Skip (or, when CI is "true", fail) because a component cannot run here."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 # ---------------------------------------------------------------- docker engine

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import os
+import shutil
 import socket
 import time
 import urllib.error
@@ -15,7 +17,7 @@ from .nginx import NginxError, NginxServer, NginxUnavailable
 __all__ = [
     "DockerEngine", "EngineUnavailable", "StandinBuildError", "foreign_engines",
     "NginxServer", "NginxUnavailable", "NginxError",
-    "free_port", "wait_for", "scrape", "parse_metrics", "metric",
+    "free_port", "wait_for", "scrape", "parse_metrics", "metric", "unavailable", "need",
 ]
 
 T = TypeVar("T")
@@ -74,3 +76,20 @@ def metric(text_or_parsed, name: str, **labels: str) -> float | None:
     """The value of one sample, or None when absent."""
     parsed = parse_metrics(text_or_parsed) if isinstance(text_or_parsed, str) else text_or_parsed
     return parsed.get((name, frozenset(labels.items())))
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail under CI=true, when a component a test needs cannot run here."""
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def need(tool: str) -> str:
+    """The path of a command a test needs (see unavailable)."""
+    path = shutil.which(tool)
+    if path is None:
+        unavailable(f"{tool} not found")
+    return path

@@ -16,6 +16,7 @@ from conduit.reconciler.drivers.sysctl import observe_sysctl
 from conduit.reconciler.load import load_text
 from conduit.renderers.sysctl import render_sysctl
 from conduit.schemas.profiles import normalise_sysctl
+from tests.harness import need, unavailable
 from tests.helpers import SMALL_VPS, dump, minimal
 
 pytestmark = pytest.mark.integration
@@ -24,18 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NETNS_KEYS = {"net.core.somaxconn": "4321", "net.ipv4.ip_local_port_range": "20000 50000"}
 
 
-def unavailable(reason: str) -> None:
-    """Skip, or fail under CI=true, when a tool this test needs cannot run here."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        unavailable(f"{tool} not found")
-    return path
 
 
 def load(front: bool = False, **sysctl):

@@ -18,6 +18,7 @@ from conduit.reconciler.drivers.tracker import observe_tracker, systemd_is_init,
 from conduit.reconciler.load import load_text
 from conduit.renderers.tracker import capture_filter, render_tracker
 from conduit.schemas.spec import Tracker
+from tests.harness import need, unavailable
 from tests.helpers import SMALL_VPS, dump, minimal
 
 pytestmark = pytest.mark.integration
@@ -25,18 +26,6 @@ pytestmark = pytest.mark.integration
 SLEEPER = "import time; time.sleep(60)"
 
 
-def unavailable(reason: str) -> None:
-    """Skip, or fail under CI=true, when a tool this test needs cannot run here."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        unavailable(f"{tool} not found")
-    return path
 
 
 @pytest.fixture
