@@ -97,7 +97,8 @@ def load_spec(opts: Options, path: str) -> ClusterSpec:
 @click.pass_context
 def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | None, log_format: str) -> None:
     """Make a host running Psiphon Conduit nodes match one cluster.yaml."""
-    logs.configure(log_format)
+    # People read the step lines on stdout; every event is still there with --log-format json.
+    logs.configure(log_format, "info" if log_format == "json" else "warning")
     ctx.obj = Options(state_dir=state_dir, root=root, docker_host=docker_host, log_format=log_format)
 
 

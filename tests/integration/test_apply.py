@@ -341,3 +341,17 @@ def test_apply_without_confirmation_changes_nothing(cluster):
     result = cluster.run("apply", str(cluster.spec))  # no terminal, no --auto-approve
     assert result.returncode == 1 and "--auto-approve" in result.stderr
     assert cluster.names() == {} and not (cluster.state / "state.db").exists() or cluster.generations() == []
+
+
+def test_every_step_is_a_structured_event(cluster):
+    import json
+
+    cluster.write(count=1)
+    argv = cluster.argv("apply", "--auto-approve", str(cluster.spec))
+    argv.insert(1, "--log-format=json")
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    done = [(e["kind"], e["id"]) for e in events if e["event"] == "step.done"]
+    assert done == [("volume", f"{cluster.prefix}-data-1"), ("container", f"{cluster.prefix}-1")]
+    assert {e["event"] for e in events} >= {"phase.start", "phase.healthy", "step.done"}
