@@ -54,8 +54,10 @@ def observed_plan(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resour
     """The plan for this host, and the resources it was made against."""
     client = host.docker()
     doc, warnings = settle_cli_version(doc, client)
-    desired = render(doc)
-    obs = observe_host(doc, host, client, [r.id for r in desired if r.kind == "sysctl"])
+    keys = [r.id for r in render(doc) if r.kind == "sysctl"]
+    obs = observe_host(doc, host, client, keys)
+    now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
+    desired = render(doc, sysctl_now=now)
     plan = make_plan(doc.metadata.name, desired, obs.resources, obs.drifted)
     plan.problems, plan.warnings, plan.foreign = obs.problems, warnings + obs.warnings, obs.foreign
     plan.api_calls = client.calls if client else 0

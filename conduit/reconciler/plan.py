@@ -111,7 +111,7 @@ def make_plan(
             steps.append(Step(phase, want.kind, want.id, "no-op", "up to date", [], want.props))
             continue
         action = "replace" if any(c.forces_replacement for c in changes) else "update"
-        reason = "drift" if want.key in drifted else "spec changed"
+        reason = "drift" if want.key in drifted else "differs from the spec"
         steps.append(Step(phase, want.kind, want.id, action, reason, changes, want.props))
     wanted = {r.key for r in desired}
     for have in observed:

@@ -10,9 +10,12 @@ from conduit.renderers.tracker import render_tracker
 from conduit.schemas.spec import ClusterSpec
 
 
-def render(doc: ClusterSpec, drained: frozenset[int] = frozenset()) -> list[Resource]:
+def render(
+    doc: ClusterSpec, drained: frozenset[int] = frozenset(), sysctl_now: dict[str, str | None] | None = None
+) -> list[Resource]:
+    """`sysctl_now`: the host's current values, which profile floors never lower."""
     return [
-        *render_sysctl(doc),
+        *render_sysctl(doc, sysctl_now),
         *render_nginx(doc, drained),
         *render_containers(doc),
         *render_tracker(doc),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conduit.reconciler.resources import Resource
 from conduit.renderers.templating import environment
-from conduit.schemas.profiles import SYSCTL_CLUSTER_V2, SYSCTL_CONDUIT, SYSCTL_FRONT, sysctl_values
+from conduit.schemas.profiles import SYSCTL_CLUSTER_V2, SYSCTL_CONDUIT, SYSCTL_FRONT, raise_only, sysctl_values
 from conduit.schemas.spec import ClusterSpec
 
 # The file's first line; the driver recognises a file as ours (and whose) by it.
@@ -64,8 +64,9 @@ def render_sysctl_file(doc: ClusterSpec, values: dict[str, str]) -> str:
     return template.render(header=header(doc.metadata.name), entries=entries)
 
 
-def render_sysctl(doc: ClusterSpec) -> list[Resource]:
-    values = desired_values(doc)
+def render_sysctl(doc: ClusterSpec, current: dict[str, str | None] | None = None) -> list[Resource]:
+    """`current` holds the host's values: floors of the profile never lower them."""
+    values = raise_only(desired_values(doc), current or {}, doc.spec.sysctl.overrides)
     if not values:
         return []
     resources = [Resource("sysctl", key, {"value": value}) for key, value in values.items()]

@@ -118,6 +118,32 @@ SYSCTL_CLUSTER_V2 = {
 }
 
 
+# Limits and queue sizes where more is better: a profile value is a floor, and a host
+# already above it (fs.file-max is sized from RAM at boot) keeps its own value.
+SYSCTL_AT_LEAST = frozenset(
+    {
+        "fs.file-max",
+        "fs.nr_open",
+        "net.netfilter.nf_conntrack_max",
+        "net.core.rmem_max",
+        "net.core.wmem_max",
+        "net.core.netdev_max_backlog",
+        "net.core.somaxconn",
+        "net.ipv4.tcp_max_syn_backlog",
+    }
+)
+
+
+def raise_only(values: dict[str, str], current: dict[str, str | None], overrides: dict[str, str | int]) -> dict[str, str]:
+    """Profile floors never lower what the host has; a value set in the spec's overrides is exact."""
+    out = dict(values)
+    for key, value in values.items():
+        seen = current.get(key)
+        if key in SYSCTL_AT_LEAST and key not in overrides and seen and seen.isdigit() and int(seen) > int(value):
+            out[key] = seen
+    return out
+
+
 def sysctl_values(profile: str, front: bool, overrides: dict[str, str | int]) -> dict[str, str]:
     """The keys and values a profile sets, with overrides on top, values normalised as /proc shows them."""
     values: dict[str, str] = {}

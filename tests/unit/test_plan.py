@@ -30,7 +30,7 @@ def test_memory_change_updates_one_container_in_place():
     new = desired(EXAMPLE.read_text().replace("        memory: 512MiB", "        memory: 448MiB"))
     plan = make_plan("edge-1", new, desired())
     (step,) = plan.changes
-    assert (step.action, step.id, step.reason) == ("update", "conduit-8", "spec changed")
+    assert (step.action, step.id, step.reason) == ("update", "conduit-8", "differs from the spec")
     assert [(c.field, c.old, c.new, c.forces_replacement) for c in step.changes] == [
         ("memory", 512 << 20, 448 << 20, False)
     ]
