@@ -351,8 +351,11 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
 
     saved = None
     if plan_file:
-        saved = json.loads(Path(plan_file).read_text())
-        if "spec_text" not in saved or saved.get("offline"):
+        try:
+            saved = json.loads(Path(plan_file).read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            fail(f"{plan_file}: not a saved plan ({exc})", 2)
+        if not isinstance(saved, dict) or "spec_text" not in saved or saved.get("offline"):
             fail(f"{plan_file} is not a saved plan of this host (plan --out without --offline)")
         text, path = saved["spec_text"], saved.get("spec_file")
         try:

@@ -116,3 +116,11 @@ def test_diff_against_a_git_ref(run, tmp_path):
     result = run("diff", "--git-ref", "HEAD", str(spec))
     assert "- container conduit-8" in result.output
     assert run("diff", "--git-ref", "nope", str(spec)).exit_code == 1
+
+
+def test_apply_of_a_corrupt_saved_plan_is_bad_input(run, tmp_path):
+    bad = tmp_path / "plan.json"
+    bad.write_text("not json")
+    result = run("--state-dir", str(tmp_path / "state"), "apply", "--plan", str(bad))
+    assert result.exit_code == 2 and "not a saved plan" in result.stderr
+    assert not (tmp_path / "state").exists()
