@@ -114,10 +114,16 @@ def validate(opts: Options, file: str) -> None:
 
 @main.command()
 @click.option("--check", is_flag=True, help="Exit 1 when the committed schema differs from the models.")
-def schema(check: bool) -> None:
+@click.option("--markdown", is_flag=True, help="Print the spec reference page instead (docs/spec-reference.md).")
+def schema(check: bool, markdown: bool) -> None:
     """Print the JSON Schema of the spec."""
     from conduit.schemas.jsonschema import COMMITTED, schema_text
 
+    if markdown:
+        from conduit.reconciler.reference import reference_markdown
+
+        click.echo(reference_markdown(), nl=False)
+        return
     text = schema_text()
     if check:
         if not COMMITTED.exists() or COMMITTED.read_text() != text:

@@ -395,20 +395,20 @@ class Alerts(Strict):
 
 
 class Spec(Strict):
-    host: Host = Field(default_factory=Host)
-    containers: Containers = Field(default_factory=Containers)
-    network: Network = Field(default_factory=Network)
-    conduit: Conduit = Field(default_factory=Conduit)
-    loadbalancer: LoadBalancer = Field(default_factory=LoadBalancer)
-    sysctl: Sysctl = Field(default_factory=Sysctl)
-    tracker: Tracker = Field(default_factory=Tracker)
-    health: Health = Field(default_factory=Health)
-    rollout: Rollout = Field(default_factory=Rollout)
-    alerts: Alerts = Field(default_factory=Alerts)
+    host: Host = Field(default_factory=Host, description="The machine: given or detected hardware, and how defaults are sized.")
+    containers: Containers = Field(default_factory=Containers, description="The Conduit containers: each one a node with its own key and volume.")
+    network: Network = Field(default_factory=Network, description="Host or bridge networking, and how the front reaches backends.")
+    conduit: Conduit = Field(default_factory=Conduit, description="Settings of the Conduit CLI every node runs with.")
+    loadbalancer: LoadBalancer = Field(default_factory=LoadBalancer, description="The optional nginx layer-4 front.")
+    sysctl: Sysctl = Field(default_factory=Sysctl, description="Kernel tuning, written live and to one sysctl.d file.")
+    tracker: Tracker = Field(default_factory=Tracker, description="Per-country clients and traffic of the cluster.")
+    health: Health = Field(default_factory=Health, description="Health gates that decide whether an apply stands or is rolled back.")
+    rollout: Rollout = Field(default_factory=Rollout, description="How containers are replaced.")
+    alerts: Alerts = Field(default_factory=Alerts, description="Where failures and repairs are reported.")
 
 
 class ClusterSpec(Strict):
-    apiVersion: Literal["conduit.psiphon.ca/v1alpha1"]
-    kind: Literal["ConduitCluster"]
-    metadata: Metadata
-    spec: Spec = Field(default_factory=Spec)
+    apiVersion: Literal["conduit.psiphon.ca/v1alpha1"] = Field(description="Version of the spec language.")
+    kind: Literal["ConduitCluster"] = Field(description="Always ConduitCluster.")
+    metadata: Metadata = Field(description="Names the cluster.")
+    spec: Spec = Field(default_factory=Spec, description="What the host should run.")

@@ -124,3 +124,10 @@ def test_apply_of_a_corrupt_saved_plan_is_bad_input(run, tmp_path):
     result = run("--state-dir", str(tmp_path / "state"), "apply", "--plan", str(bad))
     assert result.exit_code == 2 and "not a saved plan" in result.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_spec_reference_page_matches_the_models(run):
+    from conduit.reconciler.reference import PAGE
+
+    assert PAGE.read_text() == run("schema", "--markdown").output, "run: conduit schema --markdown > docs/spec-reference.md"
+    assert "| `spec.containers.resources.ulimit_nofile` |" in PAGE.read_text()
