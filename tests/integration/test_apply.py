@@ -355,3 +355,18 @@ def test_every_step_is_a_structured_event(cluster):
     done = [(e["kind"], e["id"]) for e in events if e["event"] == "step.done"]
     assert done == [("volume", f"{cluster.prefix}-data-1"), ("container", f"{cluster.prefix}-1")]
     assert {e["event"] for e in events} >= {"phase.start", "phase.healthy", "step.done"}
+
+
+def test_nginx_file_edited_by_hand_is_drift_and_repaired(fronted):
+    fronted.write_front()
+    assert fronted.apply().returncode == 0
+    good = fronted.include.read_text()
+    fronted.include.write_text(good.replace("max_fails=3", "max_fails=9"))
+    plan = fronted.run("plan", "--json", str(fronted.spec))
+    import json
+
+    steps = [s for s in json.loads(plan.stdout)["steps"] if s["action"] != "no-op"]
+    assert [(s["kind"], s["action"], s["reason"]) for s in steps] == [("nginx_conf", "update", "drift")]
+    assert fronted.apply().returncode == 0
+    assert fronted.include.read_text() == good
+    assert through(fronted.listen).startswith(b"standin ")
