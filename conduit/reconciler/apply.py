@@ -182,7 +182,7 @@ class Engine:
         for step in steps:
             self.step(step)
         if any(s.action != "delete" for s in steps):
-            tracker_gate(self.host.state_dir, self.health.settle_seconds)
+            tracker_gate(self.ex, self.health.settle_seconds)
 
 
 # ------------------------------------------------------------------ apply and roll back

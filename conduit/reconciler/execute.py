@@ -4,6 +4,7 @@ each function does what its step says, and raises StepFailed when the host refus
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -21,12 +22,13 @@ from conduit.reconciler.drivers.docker import (
     create_volume,
 )
 from conduit.reconciler.drivers.nginx import master_pid
-from conduit.reconciler.drivers.tracker import tracker_pidfile
+from conduit.reconciler.drivers.tracker import systemd_is_init, tracker_pidfile
 from conduit.reconciler.files import atomic_write, remove
 from conduit.reconciler.plan import Step
 from conduit.reconciler.resources import host_path
 from conduit.renderers.container import labels
 from conduit.renderers.nginx import include_line, insert_include, remove_include
+from conduit.renderers.tracker import render_tracker_unit, unit_name
 from conduit.schemas.resolve import NodeSettings, nodes
 from conduit.schemas.spec import ClusterSpec
 
@@ -247,6 +249,9 @@ class Executor:
     # ------------------------------------------------------------ tracker
 
     def _tracker(self, step: Step) -> None:
+        if systemd_is_init():
+            self._tracker_unit(step)
+            return
         pidfile = tracker_pidfile(self.state_dir)
         stop_pidfile(pidfile)
         if step.action == "delete":
@@ -264,6 +269,30 @@ class Executor:
         )
         log.close()
         atomic_write(pidfile, f"{process.pid}\n")
+
+    def _tracker_unit(self, step: Step) -> None:
+        """Where systemd is PID 1, the tracker is a unit the tool owns."""
+        unit = unit_name(self.doc.metadata.name)
+        path = host_path(self.root, f"/etc/systemd/system/{unit}.service")
+        if step.action == "delete":
+            systemctl("disable", "--now", unit, check=False)
+            remove(path)
+            systemctl("daemon-reload")
+            return
+        conduit_bin = shutil.which("conduit") or "/usr/local/bin/conduit"  # systemd wants an absolute path
+        atomic_write(path, render_tracker_unit(self.doc, conduit_bin, self.state_dir.resolve()))
+        systemctl("daemon-reload")
+        systemctl("enable", unit)
+        systemctl("restart", unit)
+
+
+def systemctl(*args: str, check: bool = True) -> None:
+    try:
+        done = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise StepFailed("PID 1 is systemd but systemctl was not found") from None
+    if check and done.returncode != 0:
+        raise StepFailed(f"systemctl {' '.join(args)} failed: {' '.join(done.stderr.split()) or done.returncode}")
 
 
 def previous_name(name: str) -> str:

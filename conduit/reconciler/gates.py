@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,8 @@ import docker.errors
 
 from conduit.reconciler import metrics
 from conduit.reconciler.execute import Executor
-from conduit.reconciler.drivers.tracker import tracker_pidfile
+from conduit.reconciler.drivers.tracker import systemd_is_init, tracker_pidfile
+from conduit.renderers.tracker import unit_name
 from conduit.reconciler.resources import host_path
 from conduit.schemas.profiles import normalise_sysctl
 from conduit.schemas.resolve import nodes
@@ -148,8 +150,15 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
 # ------------------------------------------------------------------ tracker
 
 
-def tracker_gate(state_dir: Path, settle: float) -> None:
+def tracker_gate(ex: Executor, settle: float) -> None:
     time.sleep(min(settle, 2.0))
+    if systemd_is_init():
+        unit = unit_name(ex.doc.metadata.name)
+        done = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=30)
+        if done.stdout.strip() != "active":
+            raise GateFailed(f"the tracker unit {unit} is {done.stdout.strip() or 'not active'} (journalctl -u {unit})")
+        return
+    state_dir = ex.state_dir
     try:
         pid = int(tracker_pidfile(state_dir).read_text().split()[0])
         os.kill(pid, 0)
