@@ -127,6 +127,8 @@ class Engine:
         for step in [s for s in by_action("create", "replace", "update") if s.kind in ("network", "volume")]:
             self.step(step)
         containers = [s for s in steps if s.kind == "container"]
+        for image in sorted({s.desired["image"] for s in containers if s.action in ("create", "replace")}):
+            self.ex.ensure_image(image)  # before any old container is stopped
         creates = [s for s in containers if s.action == "create"]
         with ThreadPoolExecutor(CREATE_WORKERS) as pool:
             for future in [pool.submit(self.step, s) for s in creates]:

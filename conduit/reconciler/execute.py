@@ -190,6 +190,22 @@ class Executor:
             call(client, client.api.rename, step.id, held)
             self.start_new(step)
 
+    def ensure_image(self, image: str) -> None:
+        """Pull an image the host does not have yet, once, before any container needs it."""
+        client = self.docker()
+        try:
+            client.api.inspect_image(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"cannot inspect image {image}: {exc.explanation or exc}") from None
+        repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        try:
+            client.api.pull(repository, tag=tag or "latest")
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"image {image} is not on this host and could not be pulled: {exc.explanation or exc}") from None
+
     def start_new(self, step: Step) -> None:
         client = self.docker()
         node = self.node(step.id)

@@ -149,6 +149,18 @@ def test_backend_that_never_answers_is_rolled_back(cluster):
     assert_rolled_back(cluster, cluster.apply(), keys, "do not answer")
 
 
+def test_an_image_that_cannot_be_pulled_stops_before_any_node_does(cluster):
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    ids = {c.name: c.id for c in cluster.engine.client.containers.list()}
+    cluster.image = "127.0.0.1:9/conduit/cli:2.0.0"  # a registry that refuses at once
+    cluster.write(max_clients=50)
+    result = cluster.apply()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "is not on this host and could not be pulled" in result.stderr
+    assert {c.name: c.id for c in cluster.engine.client.containers.list()} == ids  # untouched, still running
+
+
 def test_ulimit_above_the_host_limit_is_refused_before_anything_runs(cluster):
     cluster.write()
     assert cluster.apply().returncode == 0
