@@ -172,3 +172,36 @@ def test_a_port_held_by_another_process_is_a_plan_error(host, standin_image, pre
         plan = plan_against_host(load(spec_text(standin_image, prefix)), host)
     (problem,) = [p for p in plan.problems if "19191/tcp" in p]
     assert f"metrics of {prefix}-2" in problem and "already in use by another process" in problem
+
+
+def test_lacking_permission_on_the_engine_is_one_line(tmp_path):
+    """An engine socket the caller may not open: one line that says so, no traceback.
+
+    The socket belongs to another user and the CLI runs as root without capabilities,
+    which is what a user outside the docker group meets.
+    """
+    import os
+    import socket
+
+    from tests.harness import need
+
+    setpriv = need("setpriv")
+    path = tmp_path / "engine.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen()
+    os.chown(path, 65534, 65534)
+    path.chmod(0o600)
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(spec_text("img:2.0.0", "perm"))
+    try:
+        result = subprocess.run(
+            [setpriv, "--bounding-set=-all", "--inh-caps=-all", "conduit", "--docker-host", f"unix://{path}",
+             "--state-dir", str(tmp_path / "state"), "--root", str(tmp_path), "plan", str(spec)],
+            capture_output=True, text=True,
+        )
+    finally:
+        server.close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: permission denied on the Docker engine at unix://{path}")
