@@ -203,11 +203,13 @@ def apply(
     plan: Plan,
     before: list[Resource],
     report: Report,
+    git: tuple[str | None, bool | None] | None = None,
 ) -> Outcome:
+    """`git`: the commit applied when it is known better than the spec file's work tree says."""
     state = State(host.state_dir)
     if not plan.changes:
         return Outcome("no-op")
-    gen = state.begin(spec_text, spec_hash(spec_text), spec_path, git_revision(spec_path))
+    gen = state.begin(spec_text, spec_hash(spec_text), spec_path, git or git_revision(spec_path))
     doc, _ = settle_cli_version(doc, host.docker())
     engine = Engine(doc, host, state, gen, report)
     try:

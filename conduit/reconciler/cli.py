@@ -455,3 +455,8 @@ def tracker_run(opts: Options, cluster: str, metrics_ports: str, interval_second
     from conduit.reconciler.tracker import run
 
     run(opts.state_dir, _port_list(metrics_ports), interval_seconds, retention_days)
+
+
+from conduit.reconciler.cli_watch import watch_command  # noqa: E402
+
+main.add_command(watch_command)

@@ -1,0 +1,160 @@
+"""conduit watch against the real engine, the real file watcher and real git."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conduit.reconciler.state import State
+from tests.harness import wait_for
+from tests.integration.test_apply import Cluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster(tmp_path, docker_engine, standin_image, docker_cleanup):
+    return Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("w"), 19600)
+
+
+class Watch:
+    def __init__(self, cluster: Cluster, *args: str):
+        self.process = subprocess.Popen(
+            cluster.argv("watch", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+        )
+
+    def stop(self) -> tuple[str, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+        return out, err
+
+
+@pytest.fixture
+def watcher():
+    started: list[Watch] = []
+
+    def start(cluster, *args):
+        w = Watch(cluster, *args)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+def running(cluster) -> set[str]:
+    return {name for name, status in cluster.names().items() if status == "running"}
+
+
+def applied(cluster, count: int = 1) -> bool:
+    if not (cluster.state / "state.db").exists():
+        return False
+    return sum(1 for g in State(cluster.state).generations() if g.outcome == "succeeded") >= count
+
+
+def status(cluster) -> dict:
+    try:
+        return json.loads((cluster.state / "watch.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_saved_changes_apply_and_an_invalid_save_keeps_the_cluster(cluster, watcher):
+    cluster.write(count=1)
+    w = watcher(cluster, str(cluster.spec), "--interval", "300", "--debounce", "0.3")
+    wait_for(lambda: running(cluster) == {f"{cluster.prefix}-1"}, timeout=60, message="the first apply")
+    cluster.write(count=2)
+    wait_for(lambda: running(cluster) == {f"{cluster.prefix}-1", f"{cluster.prefix}-2"}, timeout=30, message="the new count")
+
+    cluster.spec.write_text(cluster.spec.read_text().replace("count: 2", "count: 0"))
+    wait_for(lambda: status(cluster).get("last_result") == "invalid", timeout=30, message="the error recorded")
+    assert "spec.containers.count: must be >= 1" in status(cluster)["last_error"]
+    assert running(cluster) == {f"{cluster.prefix}-1", f"{cluster.prefix}-2"}
+    out, _ = w.stop()
+    assert w.process.returncode == 0
+
+
+def test_ten_rapid_saves_are_one_or_two_applies(cluster, watcher):
+    cluster.write(count=1)
+    watcher(cluster, str(cluster.spec), "--interval", "300", "--debounce", "0.5")
+    wait_for(lambda: applied(cluster), timeout=60, message="the first apply")
+    for max_clients in range(41, 51):
+        cluster.write(count=1, max_clients=max_clients)
+        time.sleep(0.05)
+    wait_for(lambda: cluster.command_of(f"{cluster.prefix}-1")[2] == "50" and status(cluster).get("last_result") == "applied", timeout=60, message="the last save applied")
+    time.sleep(2)
+    assert 2 <= len(State(cluster.state).generations()) <= 3  # the first apply, then one or two
+
+
+def test_a_container_removed_by_hand_is_repaired_on_the_next_interval(cluster, watcher):
+    cluster.write(count=2)
+    watcher(cluster, str(cluster.spec), "--interval", "2")
+    wait_for(lambda: applied(cluster), timeout=60, message="the first apply")
+    cluster.engine.client.containers.get(f"{cluster.prefix}-2").remove(force=True)
+    wait_for(lambda: len(running(cluster)) == 2, timeout=30, message="the repair")
+
+
+def test_no_heal_only_reports_drift(cluster, watcher):
+    cluster.write(count=1)
+    watcher(cluster, str(cluster.spec), "--interval", "1", "--no-heal")
+    wait_for(lambda: applied(cluster), timeout=60, message="the first apply")
+    cluster.engine.client.containers.get(f"{cluster.prefix}-1").stop(timeout=5)
+    wait_for(lambda: status(cluster).get("last_result") == "drift", timeout=30, message="drift reported")
+    assert running(cluster) == set()
+
+
+def test_git_commits_are_applied_with_their_sha(cluster, watcher, tmp_path):
+    bare, work = tmp_path / "repo.git", tmp_path / "work"
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    subprocess.run([*git, "clone", "-q", str(bare), str(work)], check=True)
+
+    def commit(message: str) -> str:
+        (work / "cluster.yaml").write_text(cluster.spec.read_text())
+        subprocess.run([*git, "-C", str(work), "add", "cluster.yaml"], check=True)
+        subprocess.run([*git, "-C", str(work), "commit", "-qm", message], check=True)
+        subprocess.run([*git, "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
+        return subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+    cluster.write(count=1)
+    first = commit("one node")
+    watcher(cluster, "--git", str(bare), "--ref", "main", "--path", "cluster.yaml", "--poll", "0.5", "--interval", "300")
+    wait_for(lambda: len(running(cluster)) == 1, timeout=60, message="the first commit applied")
+    cluster.write(count=2)
+    second = commit("two nodes")
+    wait_for(lambda: len(running(cluster)) == 2, timeout=60, message="the second commit applied")
+    commits = [g.git_commit for g in State(cluster.state).generations()]
+    assert commits == [first, second]
+
+    cluster.write(count=2, env={"STANDIN_EXIT_AFTER": "0"}, max_clients=50)
+    bad = commit("a bad node")
+    wait_for(lambda: status(cluster).get("last_result") == "rolled_back", timeout=90, message="the bad commit rolled back")
+    assert status(cluster)["last_commit"] == bad
+    last = State(cluster.state).generations()[-1]
+    assert (last.git_commit, last.outcome) == (bad, "rolled_back")
+    assert len(running(cluster)) == 2
+
+
+def test_sigterm_during_a_reconcile_leaves_the_host_consistent(cluster, watcher):
+    cluster.write(count=3)
+    w = watcher(cluster, str(cluster.spec), "--interval", "300")
+    wait_for(lambda: cluster.names(), timeout=60, interval=0.02, message="the apply under way")
+    w.process.send_signal(signal.SIGTERM)
+    w.process.wait(timeout=120)
+    assert w.process.returncode == 0
+    # the lock went with the watcher, and one apply (or none) converges the host
+    result = cluster.apply("--no-wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert cluster.run("plan", "--detailed-exitcode", str(cluster.spec)).returncode == 0
+    assert not any(name.endswith(".previous") for name in cluster.names())

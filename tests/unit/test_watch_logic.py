@@ -1,0 +1,36 @@
+"""The watcher's timing, with a fake clock: bursts of saves are one apply."""
+
+from conduit.reconciler.watch import Debounce, render_unit
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_burst_fires_once_after_the_quiet_period():
+    clock = Clock()
+    debounce = Debounce(0.5, clock)
+    assert not debounce.due() and debounce.wait_left() is None
+    fired = 0
+    for _ in range(10):  # ten saves 0.1 s apart
+        debounce.event()
+        clock.now += 0.1
+        if debounce.due():
+            fired += 1
+            debounce.fired()
+    assert fired == 0 and abs(debounce.wait_left() - 0.4) < 1e-9
+    clock.now += 0.4
+    assert debounce.due()
+    debounce.fired()
+    assert not debounce.due()
+
+
+def test_unit_runs_the_same_command_with_its_environment():
+    text = render_unit(["/usr/local/bin/conduit", "watch", "/etc/conduit/cluster.yaml", "--interval", "300"], {"CONDUIT_STATE_DIR": "/var/lib/conduit"})
+    assert "ExecStart=/usr/local/bin/conduit watch /etc/conduit/cluster.yaml --interval 300\n" in text
+    assert "Environment=CONDUIT_STATE_DIR=/var/lib/conduit\n" in text
+    assert "KillSignal=SIGTERM" in text and "WantedBy=multi-user.target" in text
