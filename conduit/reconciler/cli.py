@@ -460,3 +460,7 @@ def tracker_run(opts: Options, cluster: str, metrics_ports: str, interval_second
 from conduit.reconciler.cli_watch import watch_command  # noqa: E402
 
 main.add_command(watch_command)
+
+from conduit.reconciler.cli_status import status_command  # noqa: E402
+
+main.add_command(status_command)
