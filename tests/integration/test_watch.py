@@ -81,6 +81,14 @@ def test_saved_changes_apply_and_an_invalid_save_keeps_the_cluster(cluster, watc
     wait_for(lambda: status(cluster).get("last_result") == "invalid", timeout=30, message="the error recorded")
     assert "spec.containers.count: must be >= 1" in status(cluster)["last_error"]
     assert running(cluster) == {f"{cluster.prefix}-1", f"{cluster.prefix}-2"}
+    # conduit status shows the watcher's last reconcile and error
+    good = cluster.tmp / "good.yaml"
+    cluster.write(count=2)
+    good.write_text(cluster.spec.read_text())
+    cluster.spec.write_text(good.read_text().replace("count: 2", "count: 0"))
+    wait_for(lambda: status(cluster).get("last_result") == "invalid", timeout=30, message="the error recorded again")
+    shown = json.loads(cluster.run("status", "--json", "--no-drift", str(good)).stdout)["watch"]
+    assert shown["last_result"] == "invalid" and "must be >= 1" in shown["last_error"]
     out, _ = w.stop()
     assert w.process.returncode == 0
 
