@@ -20,6 +20,7 @@ import structlog
 from conduit.reconciler.execute import Executor, StepFailed
 from conduit.reconciler.files import atomic_write
 from conduit.reconciler.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
+from conduit.reconciler.keys import KeyProblem, automatic_backup
 from conduit.reconciler.load import load_text
 from conduit.reconciler.observe import HostAccess, observed_plan, settle_cli_version
 from conduit.reconciler.plan import Plan, Step, make_plan
@@ -113,7 +114,7 @@ class Engine:
     def phase_nginx(self, steps: list[Step]) -> None:
         for step in steps:
             self.step(step)
-        if not self.doc.spec.loadbalancer.enabled:
+        if not self.doc.spec.loadbalancer.enabled or all(s.action == "delete" for s in steps):
             if self.ex.nginx_changed and self.ex.nginx_pid():
                 self.ex.reload_nginx()
             return
@@ -127,7 +128,7 @@ class Engine:
         for step in [s for s in by_action("create", "replace", "update") if s.kind in ("network", "volume")]:
             self.step(step)
         containers = [s for s in steps if s.kind == "container"]
-        for image in sorted({s.desired["image"] for s in containers if s.action in ("create", "replace")}):
+        for image in sorted({s.desired["image"] for s in containers if s.action in ("create", "replace", "adopt")}):
             self.ex.ensure_image(image)  # before any old container is stopped
         creates = [s for s in containers if s.action == "create"]
         with ThreadPoolExecutor(CREATE_WORKERS) as pool:
@@ -136,14 +137,15 @@ class Engine:
         updates = [s for s in containers if s.action == "update"]
         for step in updates:
             self.step(step)
-        replaced = [s for s in containers if s.action == "replace"]
+        replaced = [s for s in containers if s.action in ("replace", "adopt")]
         self.rolling_replace(replaced)
         for step in sorted(by_action("delete"), key=lambda s: (s.kind != "container", natural_key(s.id))):
             self.step(step)
         touched = [s.id for s in creates + updates]
         if touched:
             containers_gate(self.ex, touched, self.health.gate_timeout_seconds, self.health.settle_seconds)
-        front_gate(self.ex, self.health.gate_timeout_seconds)
+        if touched or replaced:
+            front_gate(self.ex, self.health.gate_timeout_seconds)
 
     def rolling_replace(self, steps: list[Step]) -> None:
         """Batches of max_unavailable: drain from nginx, replace, gate, put back."""
@@ -212,6 +214,16 @@ def apply(
     gen = state.begin(spec_text, spec_hash(spec_text), spec_path, git or git_revision(spec_path))
     doc, _ = settle_cli_version(doc, host.docker())
     engine = Engine(doc, host, state, gen, report)
+    risky = [s for s in plan.changes if s.kind == "container" and s.action in ("replace", "adopt", "delete")]
+    if risky:
+        # Keys are a node's reputation: copy them out before any container holding one is touched.
+        volumes = sorted({r.props["volume"].split(":")[0] for r in before if r.kind == "container" and r.props.get("volume")})
+        try:
+            saved = automatic_backup(engine.ex.docker(), volumes, host.state_dir, gen)
+            report(f"keys backed up to {saved}")
+        except (KeyProblem, OSError) as exc:
+            state.finish(gen, "failed", f"key backup failed: {exc}")
+            return Outcome("failed", gen, f"key backup failed, nothing was changed: {exc}")
     try:
         engine.run(plan)
     except (StepFailed, GateFailed) as exc:

@@ -339,6 +339,8 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
     elif outcome.status == "rolled_back":
         click.echo(f"\nGeneration {outcome.generation} FAILED: {outcome.failure}", err=True)
         click.echo(f"Rolled back to {outcome.restored}. Data volumes and node keys were not touched.", err=True)
+    elif outcome.status == "failed":
+        click.echo(f"error: {outcome.failure}", err=True)
     sys.exit(outcome.exit_code)
 
 
@@ -464,3 +466,8 @@ main.add_command(watch_command)
 from conduit.reconciler.cli_status import status_command  # noqa: E402
 
 main.add_command(status_command)
+
+from conduit.reconciler.cli_keys import claim_command, destroy_command, import_v1_command, keys_group  # noqa: E402
+
+for _command in (import_v1_command, keys_group, claim_command, destroy_command):
+    main.add_command(_command)

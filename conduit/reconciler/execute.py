@@ -181,7 +181,7 @@ class Executor:
             self.start_new(step)
         elif step.action == "update":
             self.update_container(step)
-        elif step.action == "replace":
+        elif step.action in ("replace", "adopt"):
             # Never two processes on one key: the old one stops before the new one starts.
             # It is kept, renamed, until the new one passes its gate (see keep/restore below).
             held = previous_name(step.id)

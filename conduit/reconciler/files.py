@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
     """Write beside the target, fsync, then rename over it: a reader or a crash sees old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.conduit-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, text.encode())
+        os.write(fd, text if isinstance(text, bytes) else text.encode())
         os.fsync(fd)
     finally:
         os.close(fd)

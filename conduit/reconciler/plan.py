@@ -25,7 +25,7 @@ class Step:
     phase: str
     kind: str
     id: str
-    action: str  # create | update | replace | delete | no-op
+    action: str  # create | update | replace | adopt | delete | no-op
     reason: str
     changes: list[Change] = field(default_factory=list)
     desired: dict | None = None  # what the executor makes; None for delete
@@ -53,7 +53,8 @@ class Plan:
         add = sum(1 for s in self.steps if s.action in ("create", "replace"))
         change = sum(1 for s in self.steps if s.action == "update")
         destroy = sum(1 for s in self.steps if s.action in ("delete", "replace"))
-        return {"add": add, "change": change, "destroy": destroy}
+        adopt = sum(1 for s in self.steps if s.action == "adopt")
+        return {"add": add, "change": change, "destroy": destroy, "adopt": adopt}
 
     def to_json(self) -> dict:
         return {
@@ -105,6 +106,10 @@ def make_plan(
         phase = KIND_PHASE[want.kind]
         if have is None:
             steps.append(Step(phase, want.kind, want.id, "create", "not on the host", [], want.props))
+            continue
+        if have.adopt:
+            reason = "made without conduit: recreated with its labels on the same volume and key"
+            steps.append(Step(phase, want.kind, want.id, "adopt", reason, _field_changes(want, have), want.props))
             continue
         changes = _field_changes(want, have)
         if not changes:

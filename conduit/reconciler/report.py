@@ -9,8 +9,8 @@ from rich.markup import escape
 
 from conduit.reconciler.plan import Plan, Step
 
-SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "no-op": " "}
-COLOUR = {"create": "green", "update": "yellow", "replace": "magenta", "delete": "red", "no-op": "dim"}
+SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "adopt": "<=", "delete": "-", "no-op": " "}
+COLOUR = {"create": "green", "update": "yellow", "replace": "magenta", "adopt": "cyan", "delete": "red", "no-op": "dim"}
 LONG = 72
 
 
@@ -60,5 +60,6 @@ def render_plan(plan: Plan, verbose: bool = False) -> str:
     if not plan.changes:
         out.append("\nNo changes. The host matches the spec.")
     else:
-        out.append(f"\n[bold]Plan:[/bold] {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy.")
+        adopt = f", {s['adopt']} to adopt" if s["adopt"] else ""
+        out.append(f"\n[bold]Plan:[/bold] {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy{adopt}.")
     return "\n".join(out).lstrip("\n")

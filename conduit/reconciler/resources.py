@@ -37,6 +37,8 @@ class Resource:
     replace_fields: frozenset[str] = frozenset()
     # Never deleted when the spec no longer wants it (data volumes).
     keep: bool = False
+    # Found on the host under the spec's name and volume but not made by the tool: taken over.
+    adopt: bool = False
 
     @property
     def key(self) -> tuple[str, str]:

@@ -156,7 +156,8 @@ def observe_docker(doc: ClusterSpec, client: CountingClient) -> Observation:
     start = client.calls
     name = doc.metadata.name
     wanted = {n.name for n in nodes(doc)}
-    wanted_volumes = {n.volume for n in nodes(doc)}
+    wanted_volume = {n.name: n.volume for n in nodes(doc)}
+    wanted_volumes = set(wanted_volume.values())
 
     # One call for every container: ours carry the cluster label; same-named others are foreign.
     entries = call(client, client.api.containers, all=True)
@@ -166,10 +167,16 @@ def observe_docker(doc: ClusterSpec, client: CountingClient) -> Observation:
         ours = labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) == name
         if not ours:
             if cname in wanted:
+                volume = f"{wanted_volume[cname]}:{doc.spec.conduit.data_dir}"
+                if _volume(entry) == volume and not labels.get(MANAGED_BY):
+                    # The bash managers' node: same name, same volume, so the same key. Take it over.
+                    resource, _ = container_resource(entry, inspect_limits(client, entry["Id"]))
+                    obs.resources.append(Resource("container", cname, resource.props, resource.replace_fields, adopt=True))
+                    continue
                 obs.foreign.append(f"container {cname} exists and is not managed by conduit")
                 obs.problems.append(
-                    f"container {cname} exists and is not managed by conduit; rename or remove it, "
-                    "or change containers.naming"
+                    f"container {cname} exists and is not managed by conduit, and does not use volume {volume}; "
+                    "rename or remove it, or change containers.naming"
                 )
             continue
         if CONFIG not in labels or INDEX not in labels:

@@ -1,0 +1,161 @@
+"""A bash-manager host moves to the declarative tool and back out, keys intact byte for byte."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Host:
+    def __init__(self, engine, tmp: Path, prefix: str):
+        self.engine, self.tmp, self.prefix = engine, tmp, prefix
+        self.state = tmp / "state"
+        self.spec = tmp / "cluster.yaml"
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        argv = ["conduit", "--docker-host", self.engine.host, "--state-dir", str(self.state), "--root", str(self.tmp), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+
+    def volumes(self) -> list[str]:
+        return [self.prefix + "-data", self.prefix + "-data-2"]
+
+    def keys(self) -> dict[str, bytes]:
+        out = {}
+        for name in self.volumes():
+            mountpoint = Path(self.engine.client.api.inspect_volume(name)["Mountpoint"])
+            out[name] = (mountpoint / "conduit_key.json").read_bytes()
+        return out
+
+
+@pytest.fixture
+def v1_host(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
+    """Containers and volumes named as the v1 manager named them, started as it started them."""
+    host = Host(docker_engine, tmp_path, docker_cleanup.name("v1"))
+    client = docker_engine.client
+    for index, name, volume in ((1, host.prefix, host.volumes()[0]), (2, f"{host.prefix}-2", host.volumes()[1])):
+        client.volumes.create(volume)
+        client.containers.run(
+            standin_image_v1, ["start", "--max-clients", "100", "--bandwidth", "5", "-d", "/home/conduit/data"],
+            name=name, network_mode="host", volumes={volume: {"bind": "/home/conduit/data", "mode": "rw"}},
+            restart_policy={"Name": "unless-stopped"}, detach=True,
+        )  # fmt: skip
+    wait_for(lambda: all(_has_key(host, v) for v in host.volumes()), timeout=30, message="the v1 nodes' keys")
+    (tmp_path / "settings.conf").write_text(
+        "MAX_CLIENTS=100\nBANDWIDTH=5\nCONTAINER_COUNT=2\nTELEGRAM_BOT_TOKEN='1:secret'\nTELEGRAM_CHAT_ID=42\nNEW_KEY=x\n"
+    )
+    return host
+
+
+def _has_key(host: Host, volume: str) -> bool:
+    mountpoint = Path(host.engine.client.api.inspect_volume(volume)["Mountpoint"])
+    return (mountpoint / "conduit_key.json").exists()
+
+
+def test_import_apply_and_destroy_keep_every_key(v1_host):
+    host = v1_host
+    keys = host.keys()
+    result = host.run("import-v1", "--settings", str(host.tmp / "settings.conf"), "--prefix", host.prefix,
+                      "--metrics-port-base", "19800", "-o", str(host.spec))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "unknown setting NEW_KEY" in result.stderr
+    doc = yaml.safe_load(host.spec.read_text())
+    assert doc["spec"]["containers"]["naming"]["scheme"] == "v1"
+    assert "1:secret" not in host.spec.read_text()
+    doc["spec"]["sysctl"] = {"enabled": False}
+    doc["spec"]["tracker"] = {"enabled": False}
+    doc["spec"]["health"] = {"gate_timeout_seconds": 10, "settle_seconds": 1}
+    host.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    plan = json.loads(host.run("plan", "--json", str(host.spec)).stdout)
+    changes = [(s["kind"], s["id"], s["action"]) for s in plan["steps"] if s["action"] != "no-op"]
+    assert changes == [("container", host.prefix, "adopt"), ("container", f"{host.prefix}-2", "adopt")]
+
+    applied = host.run("apply", "--auto-approve", str(host.spec))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "keys backed up to" in applied.stdout
+    for name in (host.prefix, f"{host.prefix}-2"):
+        container = host.engine.client.containers.get(name)
+        assert container.labels["io.conduit.cluster"] == host.prefix and container.status == "running"
+        assert container.attrs["Config"]["Cmd"][:5] == ["start", "-m", "100", "-b", "5"]
+    assert host.keys() == keys
+    assert host.run("plan", "--detailed-exitcode", str(host.spec)).returncode == 0
+
+    destroyed = host.run("destroy", "--auto-approve", str(host.spec))
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert not [c for c in host.engine.client.containers.list(all=True) if c.name.startswith(host.prefix)]
+    assert host.keys() == keys
+
+
+def test_key_backup_and_restore(v1_host):
+    host = v1_host
+    host.spec.write_text(
+        yaml.safe_dump({
+            "apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": host.prefix},
+            "spec": {"containers": {"count": 2, "naming": {"scheme": "v1", "prefix": host.prefix, "volume_prefix": f"{host.prefix}-data"}}},
+        })  # fmt: skip
+    )
+    keys = host.keys()
+    backup = host.tmp / "backup"
+    assert host.run("keys", "backup", str(host.spec), str(backup)).returncode == 0
+    files = sorted(p.name for p in backup.iterdir())
+    assert files == ["SHA256SUMS", f"{host.prefix}-data-2.conduit_key.json", f"{host.prefix}-data.conduit_key.json"]
+    assert all((backup / f).stat().st_mode & 0o777 == 0o600 for f in files)
+
+    # the same keys restore cleanly
+    assert host.run("keys", "restore", str(host.spec), str(backup)).returncode == 0
+    assert host.keys() == keys
+    # a volume whose key differs is not overwritten without --force
+    mountpoint = Path(host.engine.client.api.inspect_volume(host.volumes()[1])["Mountpoint"])
+    (mountpoint / "conduit_key.json").write_text('{"mnemonic": "other", "privateKeyBase64": "b3RoZXI"}')
+    refused = host.run("keys", "restore", str(host.spec), str(backup))
+    assert refused.returncode == 1 and "holds a different key" in refused.stderr
+    assert host.keys()[host.volumes()[1]] != keys[host.volumes()[1]]
+    assert host.run("keys", "restore", "--force", str(host.spec), str(backup)).returncode == 0
+    assert host.keys() == keys
+    # a corrupted backup is refused by its checksum
+    (backup / f"{host.prefix}-data.conduit_key.json").write_text("{}")
+    assert "does not match its checksum" in host.run("keys", "restore", str(host.spec), str(backup)).stderr
+
+
+def test_claim_shows_the_code_only_when_confirmed(v1_host):
+    host = v1_host
+    host.spec.write_text(
+        yaml.safe_dump({
+            "apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": host.prefix},
+            "spec": {"containers": {"count": 2, "naming": {"scheme": "v1", "prefix": host.prefix, "volume_prefix": f"{host.prefix}-data"}}},
+        })  # fmt: skip
+    )
+    refused = host.run("claim", str(host.spec), "2")
+    assert refused.returncode == 1 and "reveals the private key" in refused.stderr and "claim=" not in refused.stdout
+    png = host.tmp / "claim.png"
+    shown = host.run("claim", "--yes", "--png", str(png), str(host.spec), "2")
+    assert shown.returncode == 0, shown.stderr
+    assert f"network.ryve.app://(app)/conduits?claim=" in shown.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_mode & 0o777 == 0o600
+
+
+def test_purge_needs_the_cluster_name(v1_host):
+    host = v1_host
+    host.spec.write_text(
+        yaml.safe_dump({
+            "apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": host.prefix},
+            "spec": {"containers": {"count": 2, "naming": {"scheme": "v1", "prefix": host.prefix, "volume_prefix": f"{host.prefix}-data"}},
+                     "sysctl": {"enabled": False}, "tracker": {"enabled": False}},
+        })  # fmt: skip
+    )
+    wrong = host.run("destroy", "--purge-data", "--confirm-name", "nope", str(host.spec))
+    assert wrong.returncode == 1 and host.keys()
+    purged = host.run("destroy", "--purge-data", "--confirm-name", host.prefix, str(host.spec))
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    names = {v.name for v in host.engine.client.volumes.list()}
+    assert not names & set(host.volumes())
+    backups = list((host.state / "key-backups").glob("*/SHA256SUMS"))
+    assert backups, "a last copy of the keys is kept in the state directory"

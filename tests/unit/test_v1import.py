@@ -1,0 +1,88 @@
+import base64
+import json
+import stat
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conduit.reconciler.keys import claim_url
+from conduit.reconciler.load import load_text
+from conduit.reconciler.v1import import SettingsError, build_spec, parse_settings, render
+from tests.helpers import SMALL_VPS
+
+SETTINGS = """# Conduit Manager settings
+MAX_CLIENTS=200
+BANDWIDTH='5'
+CONTAINER_COUNT="3"
+DOCKER_CPUS=0.5
+DOCKER_MEMORY=512m
+MAX_CLIENTS_2=300
+BANDWIDTH_3=-1
+CPUS_3=0.4
+TELEGRAM_BOT_TOKEN="123456:ABC-secret"
+TELEGRAM_CHAT_ID=-100200
+TELEGRAM_SERVER_LABEL="edge one"
+DATA_CAP_GB=50
+SOMETHING_NEW=1
+EMPTY=
+export TRACKER_ENABLED=true
+"""
+
+
+def test_settings_are_read_as_data():
+    s = parse_settings(SETTINGS)
+    assert s.values["BANDWIDTH"] == "5" and s.values["CONTAINER_COUNT"] == "3" and s.values["EMPTY"] == ""
+    assert s.values["TELEGRAM_SERVER_LABEL"] == "edge one" and s.values["TRACKER_ENABLED"] == "true"
+    assert s.unknown == ["SOMETHING_NEW", "EMPTY"]
+
+
+def test_a_command_in_the_file_is_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    s = parse_settings(f"MAX_CLIENTS=$(touch {marker})\nBANDWIDTH=`touch {marker}`\n")
+    assert not marker.exists() and s.values["MAX_CLIENTS"].startswith("$(touch")
+
+
+def test_bad_line_names_the_line():
+    with pytest.raises(SettingsError, match=r"^s.conf:2: not a KEY=VALUE line"):
+        parse_settings("A=1\nrm -rf /\n", "s.conf")
+
+
+@given(st.text(max_size=300))
+def test_parser_returns_settings_or_its_own_error(text):
+    try:
+        parse_settings(text)
+    except SettingsError:
+        pass
+
+
+def test_spec_adopts_the_install(tmp_path):
+    found = [
+        {"index": 1, "name": "conduit", "image": "ghcr.io/psiphon-inc/conduit/cli:1.5.0", "volume": "conduit-data", "data_dir": "/home/conduit/data", "network": "host"},
+        {"index": 2, "name": "conduit-2", "image": "ghcr.io/psiphon-inc/conduit/cli:1.5.0", "volume": "conduit-data-2", "data_dir": "/home/conduit/data", "network": "host"},
+    ]
+    doc, warnings = build_spec(parse_settings(SETTINGS), found, "conduit", "edge", tmp_path / "secrets", 9090)
+    spec = doc["spec"]
+    assert spec["containers"]["naming"] == {"scheme": "v1", "prefix": "conduit", "volume_prefix": "conduit-data"}
+    assert spec["containers"]["count"] == 3 and spec["network"] == {"mode": "host"}
+    assert spec["containers"]["resources"] == {"cpus": 0.5, "memory": "512MiB"}
+    assert spec["containers"]["overrides"] == {2: {"max_clients": 300}, 3: {"bandwidth_mbps": -1, "cpus": 0.4}}
+    assert spec["conduit"]["max_clients"] == 200 and spec["conduit"]["bandwidth_mbps"] == 5
+    assert "data_cap" not in spec["conduit"] and any("DATA_CAP_GB=50" in w for w in warnings)
+    token = spec["alerts"]["telegram"]["bot_token"]["file"]
+    assert (tmp_path / "secrets/telegram-token").read_text() == "123456:ABC-secret\n"
+    assert stat.S_IMODE((tmp_path / "secrets/telegram-token").stat().st_mode) == 0o600
+    text = render(doc, "settings.conf")
+    assert "123456:ABC-secret" not in text and token in text
+    loaded = load_text(text, "cluster.yaml", SMALL_VPS.__class__(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000))
+    assert loaded.spec.containers.count == 3
+
+
+def test_claim_link_carries_the_node_name_and_key():
+    key = json.dumps({"mnemonic": "a b c", "privateKeyBase64": "QUJD"}).encode()
+    url = claim_url(key, "conduit-2")
+    prefix = "network.ryve.app://(app)/conduits?claim="
+    assert url.startswith(prefix) and "=" not in url[len(prefix):]
+    payload = url[len(prefix):]
+    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert decoded == {"version": 1, "data": {"name": "conduit-2", "key": "QUJD"}}
