@@ -304,6 +304,7 @@ def _confirm(auto_approve: bool, question: str) -> None:
 def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool, saved: dict | None = None) -> None:
     from rich.console import Console
 
+    from conduit.reconciler.alerts import notify
     from conduit.reconciler.apply import apply
     from conduit.reconciler.drivers.docker import EngineError
     from conduit.reconciler.lock import Locked, apply_lock
@@ -339,8 +340,10 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
     elif outcome.status == "rolled_back":
         click.echo(f"\nGeneration {outcome.generation} FAILED: {outcome.failure}", err=True)
         click.echo(f"Rolled back to {outcome.restored}. Data volumes and node keys were not touched.", err=True)
+        notify(spec, f"apply of generation {outcome.generation} failed: {outcome.failure}. Rolled back to {outcome.restored}.")
     elif outcome.status == "failed":
         click.echo(f"error: {outcome.failure}", err=True)
+        notify(spec, f"apply failed: {outcome.failure}")
     sys.exit(outcome.exit_code)
 
 
@@ -471,3 +474,7 @@ from conduit.reconciler.cli_keys import claim_command, destroy_command, import_v
 
 for _command in (import_v1_command, keys_group, claim_command, destroy_command):
     main.add_command(_command)
+
+from conduit.reconciler.cli_alerts import alerts_group  # noqa: E402
+
+main.add_command(alerts_group)

@@ -23,6 +23,7 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from conduit.reconciler.alerts import notify
 from conduit.reconciler.apply import apply
 from conduit.reconciler.drivers.docker import EngineError
 from conduit.reconciler.files import atomic_write
@@ -31,6 +32,7 @@ from conduit.reconciler.lock import apply_lock
 from conduit.reconciler.observe import HostAccess, observed_plan
 from conduit.reconciler.state import State
 from conduit.schemas.profiles import HostFacts
+from conduit.schemas.spec import ClusterSpec
 
 log = structlog.get_logger("conduit.watch")
 
@@ -84,6 +86,7 @@ class Watcher:
     status: dict = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
+    last_doc: ClusterSpec | None = None
 
     # ------------------------------------------------------------ one reconcile
 
@@ -110,6 +113,7 @@ class Watcher:
             doc = load_text(text, source, self.facts())
         except SpecError as exc:
             return Result("invalid", " / ".join(exc.lines()))
+        self.last_doc = doc  # alerts go where the last valid spec says
         try:
             with apply_lock(self.host.state_dir, f"conduit watch ({source})", wait=True):
                 plan, before = observed_plan(doc, self.host)
@@ -143,11 +147,20 @@ class Watcher:
             self.status["last_commit"] = git[0]
         if result.status in ("invalid", "blocked", "rolled_back", "failed"):
             self.status.update(last_error=result.message, last_error_at=now)
+        self._alert(result, reason)
         self.host.state_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.host.state_dir / STATUS_FILE, json.dumps(self.status, indent=2, sort_keys=True) + "\n")
         level = log.warning if result.status in ("invalid", "blocked", "rolled_back", "failed", "drift") else log.info
         level("watch.reconcile", reason=reason, result=result.status, message=result.message, generation=result.generation)
         self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")
+
+    def _alert(self, result: Result, reason: str) -> None:
+        if self.last_doc is None:
+            return
+        if result.status in ("invalid", "blocked", "rolled_back", "failed"):
+            notify(self.last_doc, f"watch: the spec was not applied ({result.status}): {result.message}")
+        elif result.status == "applied" and reason == "interval":
+            notify(self.last_doc, f"watch: drift repaired ({result.message})")
 
     # ------------------------------------------------------------ loops
 

@@ -378,6 +378,11 @@ class Telegram(Strict):
     bot_token: SecretRef = Field(description="The bot's token: {env: NAME} or {file: PATH}.")
     chat_id: SecretRef = Field(description="The chat to write to: {env: NAME} or {file: PATH}.")
     server_label: str | None = Field(default=None, description="Name of this host in messages.")
+    api_url: str = Field(
+        default="https://api.telegram.org",
+        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="Telegram Bot API server; a self-hosted Bot API server works too.",
+    )
 
     @field_validator("bot_token", "chat_id", mode="before")
     @classmethod

@@ -28,7 +28,7 @@ class Cluster:
         self.root = root or tmp / "root"
         self.root.mkdir(exist_ok=True)
 
-    def write(self, count=2, max_clients=40, env=None, ulimit=4096, nofile_limit="auto", lb=None, nginx=None, tracker=False):
+    def write(self, count=2, max_clients=40, env=None, ulimit=4096, nofile_limit="auto", lb=None, nginx=None, tracker=False, alerts=None):
         spec = {
             "host": {"vcpus": 4, "memory": "8GiB", "nofile_limit": nofile_limit},
             "containers": {
@@ -44,6 +44,8 @@ class Cluster:
             "health": {"gate_timeout_seconds": 8, "settle_seconds": 1},
             "rollout": {"max_unavailable": 1, "drain_seconds": 0},
         }
+        if alerts:
+            spec["alerts"] = alerts
         if lb:
             spec["network"] = {"mode": "bridge", "name": f"{self.prefix}-net", "backends": "published"}
             spec["loadbalancer"] = dict(lb, nginx=nginx)
@@ -139,6 +141,26 @@ def test_container_that_exits_at_once_is_rolled_back(cluster):
     keys = cluster.keys()
     cluster.write(max_clients=50, env={"STANDIN_EXIT_AFTER": "0"})
     assert_rolled_back(cluster, cluster.apply(), keys, "exit code 3")
+
+
+def test_a_rollback_is_alerted(cluster, tmp_path):
+    from tests.telegram_stub import TelegramStub
+
+    stub = TelegramStub()
+    try:
+        (tmp_path / "token").write_text("42:token\n")
+        (tmp_path / "chat").write_text("7\n")
+        alerts = {"telegram": {"bot_token": {"file": str(tmp_path / "token")}, "chat_id": {"file": str(tmp_path / "chat")}, "api_url": stub.url}}
+        cluster.write(alerts=alerts)
+        assert cluster.apply().returncode == 0
+        assert stub.requests == []
+        cluster.write(max_clients=50, env={"STANDIN_EXIT_AFTER": "0"}, alerts=alerts)
+        assert cluster.apply().returncode == 3
+    finally:
+        stub.close()
+    ((path, body),) = stub.requests
+    assert path == "/bot42:token/sendMessage" and body["chat_id"] == "7"
+    assert "apply of generation 2 failed" in body["text"] and "Rolled back to generation 1" in body["text"]
 
 
 def test_backend_that_never_answers_is_rolled_back(cluster):
