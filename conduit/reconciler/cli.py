@@ -455,11 +455,19 @@ def _port_list(text: str) -> list[int]:
 @click.option("--keep-addresses-hours", type=int, default=0)
 @click.option("--no-geoip", is_flag=True)
 @click.pass_obj
-def tracker_run(opts: Options, cluster: str, metrics_ports: str, interval_seconds: float, retention_days: int, **_capture) -> None:
+def tracker_run(
+    opts: Options, cluster: str, metrics_ports: str, interface: str, source: str, capture_filter: str,
+    sample_seconds: int, interval_seconds: float, snaplen: int, retention_days: int, keep_addresses_hours: int, no_geoip: bool,
+) -> None:  # fmt: skip
     """Sample the cluster's per-country clients and traffic until stopped (run by apply)."""
     from conduit.reconciler.tracker import run
 
-    run(opts.state_dir, _port_list(metrics_ports), interval_seconds, retention_days)
+    if interface == "auto":
+        interface = hostfacts.primary_interface(Path("/")) or "eth0"
+    run(
+        opts.state_dir, _port_list(metrics_ports), interval_seconds, retention_days, source, interface,
+        capture_filter, sample_seconds, snaplen, keep_addresses_hours, not no_geoip,
+    )  # fmt: skip
 
 
 from conduit.reconciler.cli_watch import watch_command  # noqa: E402

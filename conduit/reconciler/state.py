@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS tracker_samples (
     bytes_down INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tracker_samples_at ON tracker_samples (at);
+CREATE TABLE IF NOT EXISTS tracker_addresses (  -- only when the spec keeps raw addresses
+    at REAL NOT NULL,
+    address TEXT NOT NULL,
+    region TEXT NOT NULL,
+    bytes_up INTEGER NOT NULL,
+    bytes_down INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -174,3 +181,18 @@ class State:
                 "SELECT region, clients, bytes_up, bytes_down FROM tracker_samples WHERE at = ?", (row[0],)
             ).fetchall()
         return {region: (clients, up, down) for region, clients, up, down in rows}
+
+    def add_addresses(self, at: float, rows: dict[str, tuple[str, int, int]], keep_hours: int) -> None:
+        """Raw client addresses of one window, kept `keep_hours` and no longer."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO tracker_addresses (at, address, region, bytes_up, bytes_down) VALUES (?, ?, ?, ?, ?)",
+                [(at, address, *figures) for address, figures in sorted(rows.items())],
+            )
+            db.execute("DELETE FROM tracker_addresses WHERE at < ?", (at - keep_hours * 3600,))
+            db.execute("COMMIT")
+
+    def addresses(self) -> list[tuple]:
+        with closing(self._connect()) as db:
+            return db.execute("SELECT at, address, region, bytes_up, bytes_down FROM tracker_addresses ORDER BY at").fetchall()

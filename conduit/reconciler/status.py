@@ -91,7 +91,7 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     rows = []
     for name, node in wanted.items():
         entry = entries.get(name)
-        samples = scraped.get(name) or {}
+        samples = scraped.get(name) or (stats_file_samples(client, node.volume) if entry and client else {})
         value = lambda metric: metrics.value(samples, metric)  # noqa: E731
         cpu = None
         if entry and before[name][1] is not None and after[name][1] is not None:
@@ -167,6 +167,23 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         result["pending"] = len(plan.changes)
         result["api_calls"] += plan.api_calls
     return result
+
+
+def stats_file_samples(client: CountingClient, volume: str) -> dict:
+    """A 1.x node without metrics: its stats.json (written with --stats-file), read from the volume."""
+    try:
+        folder = Path(client.api.inspect_volume(volume)["Mountpoint"])
+        stats = json.loads((folder / "stats.json").read_text())
+    except (docker.errors.DockerException, OSError, ValueError):
+        return {}
+    fields = {
+        "conduit_connected_clients": "connectedClients",
+        "conduit_connecting_clients": "connectingClients",
+        "conduit_bytes_uploaded": "totalBytesUp",
+        "conduit_bytes_downloaded": "totalBytesDown",
+        "conduit_is_live": "isLive",
+    }
+    return {(metric, ()): float(stats.get(key) or 0) for metric, key in fields.items()}
 
 
 def _watch_status(state_dir: Path) -> dict | None:

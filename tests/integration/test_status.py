@@ -43,3 +43,23 @@ def test_status_sums_clients_and_marks_a_stopped_node_down(cluster):
     scrape = metrics.parse(cluster.run("status", "--prometheus", "--no-drift", str(cluster.spec)).stdout)
     assert metrics.value(scrape, "conduit_cluster_connected_clients_total", cluster=cluster.prefix) == 45
     assert metrics.value(scrape, "conduit_cluster_node_up", cluster=cluster.prefix, node=f"{cluster.prefix}-4") == 0
+
+
+def test_a_1x_node_without_metrics_is_read_from_its_stats_file(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
+    """A 1.x node whose metrics are off (STANDIN_NO_METRICS) still shows its clients via stats.json."""
+    cluster = Cluster(tmp_path, docker_engine, standin_image_v1, docker_cleanup.name("st1"), 19750)
+    cluster.write(count=1, env={"STANDIN_NO_METRICS": "1", "STANDIN_REGIONS": "IR=2:10:20"})
+    spec = cluster.spec.read_text().replace("  conduit:\n", "  conduit:\n    cli_version: 1.x\n")
+    cluster.spec.write_text(spec)
+    # Applying would fail its metrics gate; make the node by hand as a 1.x manager would have.
+    from tests.integration.test_plan_host import converge
+    from conduit.reconciler.observe import HostAccess
+
+    converge(HostAccess(cluster.root, cluster.state, docker_engine.host), cluster.spec.read_text())
+    from tests.harness import wait_for
+
+    def connected():
+        data = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
+        return data["totals"]["connected"] or None
+
+    assert wait_for(connected, timeout=20, message="stats.json read") == 2

@@ -1,0 +1,95 @@
+"""The tracker's capture fallback on real packets between two network namespaces of this test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from conduit.reconciler.capture import country, parse
+from conduit.reconciler.state import State
+from tests.harness import need
+
+pytestmark = pytest.mark.integration
+
+SEND = """
+import socket, sys, time
+host, port, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(count):
+    s.sendto(b"x" * size, (host, port))
+    time.sleep(0.002)
+"""
+
+
+@pytest.fixture
+def namespaces():
+    """Two namespaces joined by a veth pair: the node side 10.213.7.1, the client side 10.213.7.2."""
+    ip = need("ip")
+    need("tcpdump")
+    tag = uuid.uuid4().hex[:6]
+    node, client = f"cn{tag}", f"cc{tag}"
+    run = lambda *a: subprocess.run([ip, *a], check=True, capture_output=True)  # noqa: E731
+    try:
+        run("netns", "add", node)
+        run("netns", "add", client)
+        run("link", "add", f"vn{tag}", "netns", node, "type", "veth", "peer", "name", f"vc{tag}", "netns", client)
+        run("-n", node, "addr", "add", "10.213.7.1/30", "dev", f"vn{tag}")
+        run("-n", client, "addr", "add", "10.213.7.2/30", "dev", f"vc{tag}")
+        for ns, dev in ((node, f"vn{tag}"), (client, f"vc{tag}")):
+            run("-n", ns, "link", "set", dev, "up")
+            run("-n", ns, "link", "set", "lo", "up")
+        yield {"node": node, "client": client, "iface": f"vn{tag}"}
+    finally:
+        subprocess.run([ip, "netns", "del", node], capture_output=True)
+        subprocess.run([ip, "netns", "del", client], capture_output=True)
+
+
+def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path):
+    ns = namespaces
+    state = tmp_path / "state"
+    probe = (
+        "import sys; from conduit.reconciler.tracker import capture_once; from conduit.reconciler.state import State;"
+        f"capture_once(State({str(state)!r}), {ns['iface']!r}, 'udp and (portrange 1024-65535) and not (port 53 or port 443)', 4, 96, 30, 1)"
+    )
+    tracker = subprocess.Popen(["ip", "netns", "exec", ns["node"], sys.executable, "-c", probe], stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # tcpdump is up
+    for port, count, size in ((40001, 50, 200), (443, 30, 100)):  # the 443 datagrams must not count
+        subprocess.run(["ip", "netns", "exec", ns["client"], sys.executable, "-c", SEND, "10.213.7.1", str(port), str(count), str(size)], check=True)
+    _, err = tracker.communicate(timeout=30)
+    assert tracker.returncode == 0, err
+    samples = State(state).latest_samples()
+    assert samples == {"ZZ": (1, 50 * 200, 0)}  # a private address has no country
+    rows = State(state).addresses()
+    assert [(r[1], r[2], r[3]) for r in rows] == [("10.213.7.2", "ZZ", 10000)]
+
+
+def test_a_missing_interface_is_logged_not_fatal(tmp_path):
+    from conduit.reconciler.tracker import capture_once
+
+    capture_once(State(tmp_path), "nosuchif0", "udp", 0.1, 96, 30, 0)
+    assert State(tmp_path).latest_samples() == {}
+
+
+def test_packaged_geoip_resolves_known_public_addresses():
+    need("tcpdump")  # the same Debian set-up; the database comes from geoip-database
+    assert country("8.8.8.8") == "US"
+    assert country("193.99.144.80") == "DE"
+    assert country("10.1.2.3") == "ZZ" and country("not an address") == "ZZ"
+
+
+def test_parse_counts_directions():
+    local = {"10.0.0.1"}
+    flows = parse(
+        [
+            "1.0 IP 203.0.113.5.5000 > 10.0.0.1.40000: UDP, length 100",
+            "1.1 IP 10.0.0.1.40000 > 203.0.113.5.5000: UDP, length 300",
+            "1.2 IP 10.0.0.1.1 > 10.0.0.1.2: UDP, length 7",
+            "garbage",
+        ],
+        local,
+    )
+    assert {a: (f.packets, f.up, f.down) for a, f in flows.items()} == {"203.0.113.5": (2, 100, 300)}
