@@ -87,6 +87,7 @@ class Watcher:
     stopping: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
     last_doc: ClusterSpec | None = None
+    alerted: set = field(default_factory=set)
 
     # ------------------------------------------------------------ one reconcile
 
@@ -117,6 +118,7 @@ class Watcher:
         try:
             with apply_lock(self.host.state_dir, f"conduit watch ({source})", wait=True):
                 plan, before = observed_plan(doc, self.host)
+                self._health_alerts(doc, plan)
                 State(self.host.state_dir).mark_interrupted()
                 if plan.problems:
                     return Result("blocked", "; ".join(plan.problems))
@@ -153,6 +155,14 @@ class Watcher:
         level = log.warning if result.status in ("invalid", "blocked", "rolled_back", "failed", "drift") else log.info
         level("watch.reconcile", reason=reason, result=result.status, message=result.message, generation=result.generation)
         self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")
+
+    def _health_alerts(self, doc: ClusterSpec, plan) -> None:
+        """Crash loops and a stopped nginx, once each until they recover."""
+        problems = health_problems(plan)
+        for key, text in problems.items():
+            if key not in self.alerted:
+                notify(doc, f"watch: {text}")
+        self.alerted = set(problems)
 
     def _alert(self, result: Result, reason: str) -> None:
         if self.last_doc is None:
@@ -234,6 +244,18 @@ class Watcher:
                     self.reconcile(text, f"{url}@{sha[:12]}:{spec_path}", "interval", (sha, False))
                     next_heal = time.monotonic() + interval
             self.stopping.wait(poll)
+
+
+def health_problems(plan) -> dict[str, str]:
+    """What a plan of the host says is unhealthy right now: {key: message}."""
+    out = {}
+    for step in plan.changes:
+        for change in step.changes:
+            if step.kind == "container" and change.field == "state" and change.old == "restarting":
+                out[f"crash:{step.id}"] = f"container {step.id} is in a crash loop (restarting)"
+            elif step.kind == "nginx" and change.field == "running" and change.old is False:
+                out["nginx"] = "nginx is down"
+    return out
 
 
 class GitError(Exception):

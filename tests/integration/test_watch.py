@@ -166,3 +166,23 @@ def test_sigterm_during_a_reconcile_leaves_the_host_consistent(cluster, watcher)
     assert result.returncode == 0, result.stdout + result.stderr
     assert cluster.run("plan", "--detailed-exitcode", str(cluster.spec)).returncode == 0
     assert not any(name.endswith(".previous") for name in cluster.names())
+
+
+def test_the_watcher_alerts_on_a_spec_it_cannot_apply_and_on_drift_it_repairs(cluster, watcher, tmp_path):
+    from tests.telegram_stub import TelegramStub
+
+    stub = TelegramStub()
+    try:
+        (tmp_path / "token").write_text("9:t\n")
+        (tmp_path / "chat").write_text("5\n")
+        alerts = {"telegram": {"bot_token": {"file": str(tmp_path / "token")}, "chat_id": {"file": str(tmp_path / "chat")}, "api_url": stub.url}}
+        cluster.write(count=1, alerts=alerts)
+        watcher(cluster, str(cluster.spec), "--interval", "2", "--debounce", "0.3")
+        wait_for(lambda: applied(cluster), timeout=60, message="the first apply")
+        cluster.engine.client.containers.get(f"{cluster.prefix}-1").remove(force=True)
+        wait_for(lambda: any("drift repaired" in body["text"] for _, body in stub.requests), timeout=30, message="the repair alert")
+        cluster.spec.write_text(cluster.spec.read_text().replace("count: 1", "count: 0"))
+        wait_for(lambda: any("not applied (invalid)" in body["text"] for _, body in stub.requests), timeout=30, message="the invalid-spec alert")
+    finally:
+        stub.close()
+    assert all(path == "/bot9:t/sendMessage" and body["chat_id"] == "5" for path, body in stub.requests)

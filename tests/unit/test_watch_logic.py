@@ -34,3 +34,25 @@ def test_unit_runs_the_same_command_with_its_environment():
     assert "ExecStart=/usr/local/bin/conduit watch /etc/conduit/cluster.yaml --interval 300\n" in text
     assert "Environment=CONDUIT_STATE_DIR=/var/lib/conduit\n" in text
     assert "KillSignal=SIGTERM" in text and "WantedBy=multi-user.target" in text
+
+
+def test_health_problems_come_from_the_plan():
+    from conduit.reconciler.plan import make_plan
+    from conduit.reconciler.resources import Resource
+    from conduit.reconciler.watch import health_problems
+
+    desired = [
+        Resource("nginx", "nginx", {"running": True}),
+        Resource("container", "conduit-1", {"image": "x", "state": "running"}, frozenset({"image"})),
+        Resource("container", "conduit-2", {"image": "x", "state": "running"}, frozenset({"image"})),
+    ]
+    observed = [
+        Resource("nginx", "nginx", {"running": False}),
+        Resource("container", "conduit-1", {"image": "x", "state": "restarting"}, frozenset({"image"})),
+        Resource("container", "conduit-2", {"image": "x", "state": "exited"}, frozenset({"image"})),
+    ]
+    assert health_problems(make_plan("c", desired, observed)) == {
+        "nginx": "nginx is down",
+        "crash:conduit-1": "container conduit-1 is in a crash loop (restarting)",
+    }
+    assert health_problems(make_plan("c", desired, desired)) == {}
