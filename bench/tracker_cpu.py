@@ -35,7 +35,7 @@ while time.time() < end:
 """
 
 
-def run_tracker(node: str, iface: str, seconds: float, sample: int, interval: int, state: str) -> float:
+def run_tracker(node: str, iface: str, seconds: float, sample: int, interval: int, state: str) -> tuple[float, int]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     argv = ["ip", "netns", "exec", node, "conduit", "--state-dir", state, "tracker", "run", "--cluster", "bench",
             "--source", "capture", "--interface", iface, "--filter", "udp and (portrange 1024-65535)",
@@ -45,7 +45,10 @@ def run_tracker(node: str, iface: str, seconds: float, sample: int, interval: in
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / seconds
+    from conduit.reconciler.state import State
+
+    seen = sum(row[1] + row[2] for row in State(state).latest_samples().values())
+    return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / seconds, seen
 
 
 def main() -> None:
@@ -68,15 +71,15 @@ def main() -> None:
         for label, sample, interval in (("sampled (2 s every 20 s)", 2, 20), ("continuous capture", int(args.seconds) + 5, 1)):
             sender = subprocess.Popen(["ip", "netns", "exec", client, sys.executable, "-c", SEND, str(args.rate), str(args.seconds + 2)])
             with tempfile.TemporaryDirectory() as state:
-                share = run_tracker(node, f"vn{tag}", args.seconds, sample, interval, state)
+                share, seen = run_tracker(node, f"vn{tag}", args.seconds, sample, interval, state)
             sender.wait()
-            rows.append((label, share))
+            rows.append((label, share, seen))
     finally:
         subprocess.run(["ip", "netns", "del", node], capture_output=True)
         subprocess.run(["ip", "netns", "del", client], capture_output=True)
     print(f"tracker CPU share over {args.seconds:g} s with {args.rate} UDP datagrams/s flowing (one core = 100%)")
-    for label, share in rows:
-        print(f"  {label:28} {share * 100:6.2f}%")
+    for label, share, seen in rows:
+        print(f"  {label:28} {share * 100:6.2f}%   (last window counted {seen} bytes)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import re
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -45,8 +46,9 @@ def local_addresses(interface: str) -> set[str]:
     return {info["local"] for entry in json.loads(done.stdout or "[]") for info in entry.get("addr_info", [])}
 
 
-def parse(lines: list[str], local: set[str]) -> dict[str, Flow]:
-    flows: dict[str, Flow] = {}
+def parse(lines, local: set[str], flows: dict[str, Flow] | None = None) -> dict[str, Flow]:
+    """Count tcpdump's lines into flows by remote address (lines may be a live stream)."""
+    flows = {} if flows is None else flows
     for line in lines:
         match = _LINE.match(line)
         if not match:
@@ -65,23 +67,32 @@ def parse(lines: list[str], local: set[str]) -> dict[str, Flow]:
 
 
 def window(interface: str, bpf: str, seconds: float, snaplen: int) -> dict[str, Flow]:
-    """Capture for `seconds`, then stop; flows by remote address."""
+    """Capture for `seconds`, then stop; flows by remote address.
+
+    tcpdump's output is counted as it arrives: a pipe left unread would fill, stall
+    tcpdump and make the kernel drop the very packets being counted.
+    """
     local = local_addresses(interface)
     argv = ["tcpdump", "-i", interface, "-n", "-tt", "-q", "-l", "-s", str(snaplen), bpf]
     try:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError:
         raise CaptureError("tcpdump is not installed (apt-get install tcpdump)") from None
+    flows: dict[str, Flow] = {}
+    reader = threading.Thread(target=parse, args=(process.stdout, local, flows), daemon=True)
+    reader.start()
     time.sleep(seconds)
     process.terminate()
     try:
-        out, err = process.communicate(timeout=10)
+        process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
-        out, err = process.communicate()
-    if process.returncode not in (0, -15) and not out:
+        process.wait()
+    reader.join(timeout=10)  # the rest of the output, up to end of file
+    err = process.stderr.read()
+    if process.returncode not in (0, -15) and not flows:
         raise CaptureError(f"tcpdump on {interface} failed: {' '.join(err.split())[-200:]}")
-    return parse(out.splitlines(), local)
+    return flows
 
 
 @cache
