@@ -145,7 +145,17 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     state = State(host.state_dir) if (host.state_dir / "state.db").exists() else None
     generations = state.generations() if state else []
     current = generations[-1] if generations else None
-    countries = state.latest_samples() if state else {}
+    # Per-country data: the nodes' own (2.x region metrics, or the --geo list of a stats file)
+    # wins; the tracker's latest sample (a capture, for nodes without either) fills the rest.
+    countries = dict(state.latest_samples()) if state else {}
+    own: dict[str, list[int]] = {}
+    for row in rows:
+        for region, figures in row["regions"].items():
+            entry = own.setdefault(region, [0, 0, 0])
+            entry[0] += int(figures["connected"])
+            entry[1] += int(figures["bytes_up"])
+            entry[2] += int(figures["bytes_down"])
+    countries.update({region: tuple(v) for region, v in own.items()})
     result = {
         "cluster": doc.metadata.name,
         "containers": rows,
@@ -183,7 +193,19 @@ def stats_file_samples(client: CountingClient, volume: str) -> dict:
         "conduit_bytes_downloaded": "totalBytesDown",
         "conduit_is_live": "isLive",
     }
-    return {(metric, ()): float(stats.get(key) or 0) for metric, key in fields.items()}
+    samples = {(metric, ()): float(stats.get(key) or 0) for metric, key in fields.items()}
+    # The community build's --geo list: clients and bytes per country (RELAY: a TURN relay, place unknown).
+    for entry in stats.get("geo") or []:
+        if not isinstance(entry, dict):
+            continue
+        labels = (("region", "ZZ" if entry.get("code") == "RELAY" else str(entry.get("code") or "ZZ")), ("scope", "common"))
+        for metric, key in (
+            ("conduit_region_connected_clients", "count"),
+            ("conduit_region_bytes_uploaded", "bytes_up"),
+            ("conduit_region_bytes_downloaded", "bytes_down"),
+        ):
+            samples[(metric, labels)] = samples.get((metric, labels), 0.0) + float(entry.get(key) or 0)
+    return samples
 
 
 def _watch_status(state_dir: Path) -> dict | None:

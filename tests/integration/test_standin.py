@@ -227,7 +227,8 @@ def test_1x_stats_file(docker_engine, standin_image_v1, docker_cleanup):
                        message="stats.json")
     stats = json.loads(body)
     assert set(stats) == {"announcing", "connectingClients", "connectedClients", "totalBytesUp",
-                          "totalBytesDown", "uptimeSeconds", "idleSeconds", "isLive", "timestamp"}
+                          "totalBytesDown", "uptimeSeconds", "idleSeconds", "isLive", "timestamp", "geo"}
+    assert stats["geo"] == []  # --geo lists countries; this node has no clients
     assert stats["isLive"] is True and stats["connectedClients"] == 0
     assert stats["timestamp"].endswith("Z") and "T" in stats["timestamp"]
 

@@ -63,3 +63,25 @@ def test_a_1x_node_without_metrics_is_read_from_its_stats_file(tmp_path, docker_
         return data["totals"]["connected"] or None
 
     assert wait_for(connected, timeout=20, message="stats.json read") == 2
+
+
+def test_a_nodes_own_geo_list_is_merged_into_the_countries(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
+    """A 1.x node of the community build (--geo) lists clients per country in its stats file."""
+    cluster = Cluster(tmp_path, docker_engine, standin_image_v1, docker_cleanup.name("st2"), 19760)
+    cluster.write(count=1, env={"STANDIN_NO_METRICS": "1", "STANDIN_REGIONS": "IR=3:100:200,DE=1:5:6"})
+    spec = cluster.spec.read_text().replace("  conduit:\n", "  conduit:\n    cli_version: 1.x\n    extra_args: [--geo]\n")
+    cluster.spec.write_text(spec)
+    from tests.integration.test_plan_host import converge
+    from conduit.reconciler.observe import HostAccess
+    from tests.harness import wait_for
+
+    converge(HostAccess(cluster.root, cluster.state, docker_engine.host), cluster.spec.read_text())
+
+    def countries():
+        data = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
+        return data["countries"] or None
+
+    assert wait_for(countries, timeout=20, message="the geo list read") == [
+        {"region": "IR", "clients": 3, "bytes_up": 100, "bytes_down": 200},
+        {"region": "DE", "clients": 1, "bytes_up": 5, "bytes_down": 6},
+    ]

@@ -1014,12 +1014,24 @@ static void write_stats_file(double now)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    char body[1024];
+    /* With --geo (the community build's flag) the file also lists clients per country. */
+    char geo[8192] = "";
+    if (g_opts.geo) {
+        size_t used = (size_t)snprintf(geo, sizeof geo, ",\n  \"geo\": [");
+        for (int i = 0; i < g_nregions && used < sizeof geo - 200; i++)
+            used += (size_t)snprintf(geo + used, sizeof geo - used,
+                                     "%s{\"code\": \"%s\", \"country\": \"%s\", \"count\": %lld, \"count_total\": %lld, "
+                                     "\"bytes_up\": %llu, \"bytes_down\": %llu}",
+                                     i ? ", " : "", g_regions[i].code, g_regions[i].code, g_regions[i].connected,
+                                     g_regions[i].connected, g_regions[i].up, g_regions[i].down);
+        snprintf(geo + used, sizeof geo - used, "]");
+    }
+    char body[10240];
     int n = snprintf(body, sizeof body,
                      "{\n  \"announcing\": 0,\n  \"connectingClients\": 0,\n  \"connectedClients\": %lld,\n"
                      "  \"totalBytesUp\": %llu,\n  \"totalBytesDown\": %llu,\n  \"uptimeSeconds\": %lld,\n"
-                     "  \"idleSeconds\": %lld,\n  \"isLive\": true,\n  \"timestamp\": \"%s\"\n}\n",
-                     total_connected(), total_up(), total_down(), (long long)(now - g_start), idle_seconds(now), ts);
+                     "  \"idleSeconds\": %lld,\n  \"isLive\": true,\n  \"timestamp\": \"%s\"%s\n}\n",
+                     total_connected(), total_up(), total_down(), (long long)(now - g_start), idle_seconds(now), ts, geo);
     size_t plen = strlen(g_stats_path);
     char *tmp = xmalloc(plen + 16);
     snprintf(tmp, plen + 16, "%s.tmp", g_stats_path);
