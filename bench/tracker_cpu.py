@@ -18,7 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from harness.netns import veth_pair  # noqa: E402
 
 SEND = """
 import socket, sys, time
@@ -56,27 +60,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=int, default=2000, help="UDP datagrams per second")
     args = parser.parse_args()
-    tag = uuid.uuid4().hex[:6]
-    node, client = f"bn{tag}", f"bc{tag}"
-    ip = lambda *a: subprocess.run(["ip", *a], check=True, capture_output=True)  # noqa: E731
-    try:
-        ip("netns", "add", node)
-        ip("netns", "add", client)
-        ip("link", "add", f"vn{tag}", "netns", node, "type", "veth", "peer", "name", f"vc{tag}", "netns", client)
-        ip("-n", node, "addr", "add", "10.213.9.1/30", "dev", f"vn{tag}")
-        ip("-n", client, "addr", "add", "10.213.9.2/30", "dev", f"vc{tag}")
-        for ns, dev in ((node, f"vn{tag}"), (client, f"vc{tag}")):
-            ip("-n", ns, "link", "set", dev, "up")
+    with veth_pair("10.213.9") as pair:
         rows = []
         for label, sample, interval in (("sampled (2 s every 20 s)", 2, 20), ("continuous capture", int(args.seconds) + 5, 1)):
-            sender = subprocess.Popen(["ip", "netns", "exec", client, sys.executable, "-c", SEND, str(args.rate), str(args.seconds + 2)])
+            sender = subprocess.Popen(["ip", "netns", "exec", pair.client, sys.executable, "-c", SEND, str(args.rate), str(args.seconds + 2)])
             with tempfile.TemporaryDirectory() as state:
-                share, seen = run_tracker(node, f"vn{tag}", args.seconds, sample, interval, state)
+                share, seen = run_tracker(pair.node, pair.node_if, args.seconds, sample, interval, state)
             sender.wait()
             rows.append((label, share, seen))
-    finally:
-        subprocess.run(["ip", "netns", "del", node], capture_output=True)
-        subprocess.run(["ip", "netns", "del", client], capture_output=True)
     print(f"tracker CPU share over {args.seconds:g} s with {args.rate} UDP datagrams/s flowing (one core = 100%)")
     for label, share, seen in rows:
         print(f"  {label:28} {share * 100:6.2f}%   (last window counted {seen} bytes)")

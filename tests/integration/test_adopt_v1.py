@@ -54,6 +54,17 @@ def v1_host(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
     return host
 
 
+def write_v1_spec(host: Host) -> None:
+    """A spec naming the v1 host's two nodes, with nothing else to manage."""
+    spec = {
+        "containers": {"count": 2, "naming": {"scheme": "v1", "prefix": host.prefix, "volume_prefix": f"{host.prefix}-data"}},
+        "sysctl": {"enabled": False},
+        "tracker": {"enabled": False},
+    }
+    doc = {"apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": host.prefix}, "spec": spec}
+    host.spec.write_text(yaml.safe_dump(doc))
+
+
 def _has_key(host: Host, volume: str) -> bool:
     mountpoint = Path(host.engine.client.api.inspect_volume(volume)["Mountpoint"])
     return (mountpoint / "conduit_key.json").exists()
@@ -96,12 +107,7 @@ def test_import_apply_and_destroy_keep_every_key(v1_host):
 
 def test_key_backup_and_restore(v1_host):
     host = v1_host
-    host.spec.write_text(
-        yaml.safe_dump({
-            "apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": host.prefix},
-            "spec": {"containers": {"count": 2, "naming": {"scheme": "v1", "prefix": host.prefix, "volume_prefix": f"{host.prefix}-data"}}},
-        })  # fmt: skip
-    )
+    write_v1_spec(host)
     keys = host.keys()
     backup = host.tmp / "backup"
     assert host.run("keys", "backup", str(host.spec), str(backup)).returncode == 0
@@ -127,12 +133,7 @@ def test_key_backup_and_restore(v1_host):
 
 def test_claim_shows_the_code_only_when_confirmed(v1_host):
     host = v1_host
-    host.spec.write_text(
-        yaml.safe_dump({
-            "apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": host.prefix},
-            "spec": {"containers": {"count": 2, "naming": {"scheme": "v1", "prefix": host.prefix, "volume_prefix": f"{host.prefix}-data"}}},
-        })  # fmt: skip
-    )
+    write_v1_spec(host)
     refused = host.run("claim", str(host.spec), "2")
     assert refused.returncode == 1 and "reveals the private key" in refused.stderr and "claim=" not in refused.stdout
     png = host.tmp / "claim.png"
@@ -144,13 +145,7 @@ def test_claim_shows_the_code_only_when_confirmed(v1_host):
 
 def test_purge_needs_the_cluster_name(v1_host):
     host = v1_host
-    host.spec.write_text(
-        yaml.safe_dump({
-            "apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": host.prefix},
-            "spec": {"containers": {"count": 2, "naming": {"scheme": "v1", "prefix": host.prefix, "volume_prefix": f"{host.prefix}-data"}},
-                     "sysctl": {"enabled": False}, "tracker": {"enabled": False}},
-        })  # fmt: skip
-    )
+    write_v1_spec(host)
     wrong = host.run("destroy", "--purge-data", "--confirm-name", "nope", str(host.spec))
     assert wrong.returncode == 1 and host.keys()
     purged = host.run("destroy", "--purge-data", "--confirm-name", host.prefix, str(host.spec))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -28,24 +27,11 @@ for _ in range(count):
 @pytest.fixture
 def namespaces():
     """Two namespaces joined by a veth pair: the node side 10.213.7.1, the client side 10.213.7.2."""
-    ip = need("ip")
-    need("tcpdump")
-    tag = uuid.uuid4().hex[:6]
-    node, client = f"cn{tag}", f"cc{tag}"
-    run = lambda *a: subprocess.run([ip, *a], check=True, capture_output=True)  # noqa: E731
-    try:
-        run("netns", "add", node)
-        run("netns", "add", client)
-        run("link", "add", f"vn{tag}", "netns", node, "type", "veth", "peer", "name", f"vc{tag}", "netns", client)
-        run("-n", node, "addr", "add", "10.213.7.1/30", "dev", f"vn{tag}")
-        run("-n", client, "addr", "add", "10.213.7.2/30", "dev", f"vc{tag}")
-        for ns, dev in ((node, f"vn{tag}"), (client, f"vc{tag}")):
-            run("-n", ns, "link", "set", dev, "up")
-            run("-n", ns, "link", "set", "lo", "up")
-        yield {"node": node, "client": client, "iface": f"vn{tag}"}
-    finally:
-        subprocess.run([ip, "netns", "del", node], capture_output=True)
-        subprocess.run([ip, "netns", "del", client], capture_output=True)
+    from tests.harness.netns import veth_pair
+
+    with veth_pair("10.213.7", need("ip")) as pair:
+        need("tcpdump")
+        yield {"node": pair.node, "client": pair.client, "iface": pair.node_if}
 
 
 def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path):
