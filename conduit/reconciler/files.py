@@ -29,3 +29,11 @@ def remove(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def read_or_none(path: Path) -> str | None:
+    """A small kernel or host file's text, stripped; None when it is not there or not readable."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None

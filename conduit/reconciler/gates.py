@@ -56,7 +56,8 @@ def sysctl_gate(ex: Executor, keys: dict[str, str]) -> None:
 # ------------------------------------------------------------------ nginx
 
 
-def _listening(port: int) -> str | None:
+def listening(port: int) -> str | None:
+    """None when something accepts TCP on 127.0.0.1:port, else why not."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
         return None
@@ -86,7 +87,7 @@ def nginx_gate(ex: Executor, timeout: float) -> None:
     wait_until(lambda: None if ex.nginx_pid() else "nginx is not running", timeout)
     for listener in ex.doc.spec.loadbalancer.listeners:
         if listener.protocol == "tcp":
-            wait_until(lambda port=listener.port: _listening(port), timeout)
+            wait_until(lambda port=listener.port: listening(port), timeout)
 
 
 def front_gate(ex: Executor, timeout: float) -> None:

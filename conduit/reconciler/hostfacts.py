@@ -9,36 +9,31 @@ import os
 import resource
 from pathlib import Path
 
+from conduit.reconciler.files import read_or_none
 from conduit.schemas.profiles import HostFacts
 
 DEFAULT_NIC_MBPS = 1000
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
 
 def cpu_count(root: Path) -> float:
     """CPUs usable here: the cgroup quota when one is set, else the online CPUs."""
     cpus = float(len(os.sched_getaffinity(0))) if root == Path("/") else float(os.cpu_count() or 1)
-    v2 = _read(root / "sys/fs/cgroup/cpu.max")
+    v2 = read_or_none(root / "sys/fs/cgroup/cpu.max")
     if v2:
         quota, _, period = v2.partition(" ")
         if quota != "max" and period:
             cpus = min(cpus, int(quota) / int(period))
     else:
-        quota = _read(root / "sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-        period = _read(root / "sys/fs/cgroup/cpu/cpu.cfs_period_us")
+        quota = read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+        period = read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_period_us")
         if quota and period and int(quota) > 0:
             cpus = min(cpus, int(quota) / int(period))
     return round(cpus, 2)
 
 
 def memory_bytes(root: Path) -> int:
-    meminfo = _read(root / "proc/meminfo") or ""
+    meminfo = read_or_none(root / "proc/meminfo") or ""
     for line in meminfo.splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
@@ -47,7 +42,7 @@ def memory_bytes(root: Path) -> int:
 
 def primary_interface(root: Path) -> str | None:
     """The interface of the IPv4 default route (/proc/net/route: destination 00000000)."""
-    table = _read(root / "proc/net/route") or ""
+    table = read_or_none(root / "proc/net/route") or ""
     best: tuple[int, str] | None = None
     for line in table.splitlines()[1:]:
         fields = line.split()
@@ -60,7 +55,7 @@ def primary_interface(root: Path) -> str | None:
 
 def nic_mbps(root: Path, iface: str | None) -> int:
     if iface:
-        speed = _read(root / "sys/class/net" / iface / "speed")
+        speed = read_or_none(root / "sys/class/net" / iface / "speed")
         if speed and speed.lstrip("-").isdigit() and int(speed) > 0:
             return int(speed)
     return DEFAULT_NIC_MBPS

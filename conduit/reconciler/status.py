@@ -8,13 +8,14 @@ read concurrently so one slow or dead node does not hold up the rest.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker.errors
 
+from conduit.reconciler.files import read_or_none
+from conduit.reconciler.gates import listening
 from conduit.reconciler import metrics
 from conduit.reconciler.drivers.docker import CountingClient, call
 from conduit.reconciler.observe import HostAccess, plan_against_host
@@ -27,12 +28,6 @@ WORKERS = 16
 CPU_SAMPLE_SECONDS = 0.5
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
 
 def _cgroup_dirs(container_id: str) -> list[Path]:
     base = Path("/sys/fs/cgroup")
@@ -43,9 +38,9 @@ def cgroup_usage(container_id: str) -> tuple[int | None, int | None]:
     """(memory bytes in use, CPU nanoseconds used so far) from the container's cgroup."""
     memory = cpu = None
     for d in _cgroup_dirs(container_id):
-        memory = memory or _int(_read(d / "memory.current")) or _int(_read(d / "memory.usage_in_bytes"))
-        cpu = cpu or _int(_read(d / "cpuacct.usage"))
-        stat = _read(d / "cpu.stat")
+        memory = memory or _int(read_or_none(d / "memory.current")) or _int(read_or_none(d / "memory.usage_in_bytes"))
+        cpu = cpu or _int(read_or_none(d / "cpuacct.usage"))
+        stat = read_or_none(d / "cpu.stat")
         if cpu is None and stat:
             for line in stat.splitlines():
                 if line.startswith("usage_usec "):
@@ -57,12 +52,8 @@ def _int(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None
 
 
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+def _up(port: int) -> bool:
+    return listening(port) is None
 
 
 def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
@@ -132,12 +123,12 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         for listener in spec.loadbalancer.listeners:
             backends = []
             if listener.protocol == "tcp" and spec.network.backends == "published" and listener.host_port_base:
-                backends = [_listening(listener.host_port_base + n.index - 1) for n in wanted.values()]
+                backends = [_up(listener.host_port_base + n.index - 1) for n in wanted.values()]
             front.append(
                 {
                     "listener": listener.name,
                     "port": f"{listener.port}/{listener.protocol}",
-                    "listening": _listening(listener.port) if listener.protocol == "tcp" else None,
+                    "listening": _up(listener.port) if listener.protocol == "tcp" else None,
                     "backends_up": sum(backends) if backends else None,
                     "backends": len(backends) or None,
                 }
@@ -242,8 +233,8 @@ def render_text(data: dict):
     lines = [table]
     for f in data["front"] or []:
         backends = "" if f["backends"] is None else f", backends {f['backends_up']}/{f['backends']} up"
-        listening = "" if f["listening"] is None else (" listening" if f["listening"] else " NOT listening")
-        lines.append(Text(f"front {f['listener']} {f['port']}:{listening}{backends}"))
+        heard = "" if f["listening"] is None else (" listening" if f["listening"] else " NOT listening")
+        lines.append(Text(f"front {f['listener']} {f['port']}:{heard}{backends}"))
     if data["countries"]:
         top = ", ".join(f"{c['region']} {c['clients']}" for c in data["countries"][:8])
         lines.append(Text(f"countries (clients): {top}"))

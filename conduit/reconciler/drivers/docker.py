@@ -14,6 +14,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from conduit.reconciler.files import read_or_none
 from conduit.reconciler.resources import Observation, Resource
 from conduit.renderers.container import (
     CLUSTER,
@@ -78,26 +79,20 @@ def call(client: CountingClient, fn, *args, **kwargs):
 # ----------------------------------------------------------------- cgroup limits
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
 
 def cgroup_limits(root: Path, container_id: str) -> tuple[float, int] | None:
     """(cpus, memory bytes) from the container's cgroup, v1 or v2, cgroupfs or systemd driver."""
     base = root / "sys/fs/cgroup"
     for group in (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope"):
-        v2 = _read(base / group / "cpu.max")
+        v2 = read_or_none(base / group / "cpu.max")
         if v2 is not None:
             quota, _, period = v2.partition(" ")
-            memory = _read(base / group / "memory.max")
+            memory = read_or_none(base / group / "memory.max")
             cpus = 0.0 if quota == "max" else int(quota) / int(period)
             return round(cpus, 3), 0 if memory in (None, "max") else int(memory)
-        quota = _read(base / "cpu" / group / "cpu.cfs_quota_us")
-        period = _read(base / "cpu" / group / "cpu.cfs_period_us")
-        memory = _read(base / "memory" / group / "memory.limit_in_bytes")
+        quota = read_or_none(base / "cpu" / group / "cpu.cfs_quota_us")
+        period = read_or_none(base / "cpu" / group / "cpu.cfs_period_us")
+        memory = read_or_none(base / "memory" / group / "memory.limit_in_bytes")
         if quota is not None and period is not None and memory is not None:
             cpus = 0.0 if int(quota) < 0 else int(quota) / int(period)
             mem = int(memory)
