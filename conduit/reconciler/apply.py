@@ -150,6 +150,9 @@ class Engine:
     def rolling_replace(self, steps: list[Step]) -> None:
         """Batches of max_unavailable: drain from nginx, replace, gate, put back."""
         size = self.doc.spec.rollout.max_unavailable
+        # An adopted node's old container cannot be made again from any spec: it is kept until
+        # every node has passed, so a later failure can still put the whole host back.
+        adopted: list[str] = []
         for start in range(0, len(steps), size):
             batch = steps[start : start + size]
             indexes = frozenset(n.index for n in map(self.ex.node, (s.id for s in batch)) if n)
@@ -159,16 +162,21 @@ class Engine:
                     self.step(step)
                 containers_gate(self.ex, [s.id for s in batch], self.health.gate_timeout_seconds, self.health.settle_seconds)
             except (StepFailed, GateFailed):
-                for step in batch:
-                    if self.ex.restore_previous(step.id):
-                        self.report(f"  restored {step.id} as it was")
+                for name in [s.id for s in batch] + adopted:
+                    if self.ex.restore_previous(name):
+                        self.report(f"  restored {name} as it was")
                 if drained:
                     self.drain(frozenset())
                 raise
             for step in batch:
-                self.ex.drop_previous(step.id)
+                if step.action == "adopt":
+                    adopted.append(step.id)
+                else:
+                    self.ex.drop_previous(step.id)
             if drained:
                 self.drain(frozenset())
+        for name in adopted:
+            self.ex.drop_previous(name)
 
     def drain(self, indexes: frozenset[int]) -> bool:
         """Mark these backends down in nginx (or none) and wait for their sessions to go."""
@@ -249,6 +257,8 @@ def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int,
         # Containers cannot be rebuilt from nothing: only undo what this apply added or changed.
         wanted = [r for r in before if r.kind != "container"] + [r for r in observed if r.kind == "container" and r.key in {b.key for b in before}]
         plan = make_plan(doc.metadata.name, wanted, observed)
+        # A container the tool did not make (a v1 node put back as it was) stays as it is: not adopted again.
+        plan.steps = [s for s in plan.steps if s.action != "adopt"]
         target = "the state before this apply"
     report(f"rolling back to {target}")
     engine = Engine(doc, host, state, failed_gen, report)

@@ -19,6 +19,7 @@ from conduit.schemas.units import format_size, parse_size
 KNOWN = {
     "MAX_CLIENTS", "BANDWIDTH", "CONTAINER_COUNT", "DOCKER_CPUS", "DOCKER_MEMORY", "DATA_CAP_GB", "DATA_CAP_UP_GB",
     "DATA_CAP_DOWN_GB", "DATA_CAP_IFACE", "DATA_CAP_BASELINE_UP", "DATA_CAP_BASELINE_DOWN", "DATA_CAP_PERIOD_DAYS",
+    "DATA_CAP_BASELINE_RX", "DATA_CAP_BASELINE_TX", "DATA_CAP_PRIOR_USAGE",
     "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "TELEGRAM_INTERVAL", "TELEGRAM_ENABLED", "TELEGRAM_ALERTS_ENABLED",
     "TELEGRAM_DAILY_SUMMARY", "TELEGRAM_WEEKLY_SUMMARY", "TELEGRAM_SERVER_LABEL", "TELEGRAM_START_HOUR",
     "TRACKER_ENABLED", "VERSION", "CONTAINER_CPU_LIMIT", "CONTAINER_MEM_LIMIT", "CONTAINER_ULIMIT_NOFILE", "SYSTEM_TUNED",
@@ -69,6 +70,19 @@ def _whole(value: float | None) -> int | float | None:
     return int(value) if value is not None and value == int(value) else value
 
 
+# Flags only one CLI generation has: 2.0 renamed --max-clients and dropped --stats-file.
+_CLI_FLAGS = {"--max-clients": "1.x", "--stats-file": "1.x", "--max-common-clients": "2.x", "--max-personal-clients": "2.x"}
+
+
+def cli_version_of(command: list[str]) -> str | None:
+    """The CLI generation a container's own command line speaks, when a flag tells."""
+    for word in command:
+        found = _CLI_FLAGS.get(word.split("=", 1)[0])
+        if found:
+            return found
+    return None
+
+
 def existing_nodes(client: CountingClient, prefix: str) -> list[dict]:
     """The bash managers' containers: prefix, prefix-2, prefix-3 … with their volume and image."""
     found = []
@@ -87,6 +101,7 @@ def existing_nodes(client: CountingClient, prefix: str) -> list[dict]:
                 "volume": volume["Name"] if volume else None,
                 "data_dir": volume["Destination"] if volume else None,
                 "network": (entry.get("HostConfig") or {}).get("NetworkMode"),
+                "cli_version": cli_version_of((entry.get("Command") or "").split()),
             }
         )
     return sorted(found, key=lambda n: n["index"])
@@ -128,7 +143,10 @@ def build_spec(settings: Settings, found: list[dict], prefix: str, cluster: str,
             entry["memory"] = format_size(parse_size(value))
     overrides = {i: o for i, o in overrides.items() if i <= count and o}
 
-    conduit: dict = {"cli_version": "auto", "data_dir": data_dir, "metrics_port_base": metrics_port_base}
+    # What the nodes already run is the best evidence of the CLI the image speaks.
+    spoken = {n["cli_version"] for n in found if n.get("cli_version")}
+    cli_version = spoken.pop() if len(spoken) == 1 else "auto"
+    conduit: dict = {"cli_version": cli_version, "data_dir": data_dir, "metrics_port_base": metrics_port_base}
     if _number(v.get("MAX_CLIENTS")) is not None:
         conduit["max_clients"] = int(_number(v["MAX_CLIENTS"]))
     if _number(v.get("BANDWIDTH")) is not None:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from conduit.reconciler.keys import claim_url
 from conduit.reconciler.load import load_text
-from conduit.reconciler.v1import import SettingsError, build_spec, parse_settings, render
+from conduit.reconciler.v1import import SettingsError, build_spec, cli_version_of, parse_settings, render
 from tests.helpers import SMALL_VPS
 
 SETTINGS = """# Conduit Manager settings
@@ -76,6 +76,30 @@ def test_spec_adopts_the_install(tmp_path):
     assert "123456:ABC-secret" not in text and token in text
     loaded = load_text(text, "cluster.yaml", SMALL_VPS.__class__(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000))
     assert loaded.spec.containers.count == 3
+
+
+@pytest.mark.parametrize(
+    ("command", "version"),
+    [
+        ("conduit start --max-clients 200 --bandwidth 5 --stats-file", "1.x"),
+        ("conduit start -m 200 -b 5 --stats-file=/data/s.json", "1.x"),
+        ("conduit start --max-common-clients 50 -d /home/conduit/data", "2.x"),
+        ("conduit start -m 200 -b 5", None),
+    ],
+)
+def test_the_nodes_own_command_tells_the_cli_version(command, version):
+    assert cli_version_of(command.split()) == version
+
+
+def test_the_found_nodes_cli_version_goes_into_the_spec(tmp_path):
+    node = {"index": 1, "name": "conduit", "image": "ghcr.io/ssmirr/conduit/conduit:latest", "volume": "conduit-data",
+            "data_dir": "/home/conduit/data", "network": "host", "cli_version": "1.x"}  # fmt: skip
+    settings = parse_settings("MAX_CLIENTS=200\nDATA_CAP_BASELINE_RX=1\nDATA_CAP_BASELINE_TX=2\nDATA_CAP_PRIOR_USAGE=0\n")
+    assert settings.unknown == []
+    doc, _ = build_spec(settings, [node], "conduit", "c", tmp_path, 9090)
+    assert doc["spec"]["conduit"]["cli_version"] == "1.x"
+    doc, _ = build_spec(settings, [node | {"cli_version": None}], "conduit", "c", tmp_path, 9090)
+    assert doc["spec"]["conduit"]["cli_version"] == "auto"
 
 
 def test_claim_link_carries_the_node_name_and_key():
