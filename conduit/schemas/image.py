@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 
 OFFICIAL = "official"
 COMMUNITY = "community"
+# The newest release the tool knows; `conduit init` pins it (docs/images.md).
+RECOMMENDED_IMAGE = "ghcr.io/psiphon-inc/conduit/cli:2.0.0"
 
 _BASE = frozenset({"bandwidth", "data-dir", "verbose", "help"})
 _V1 = _BASE | {"max-clients", "stats-file"}

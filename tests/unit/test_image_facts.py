@@ -137,3 +137,13 @@ def test_versions_the_tool_does_not_know():
     newer = static_facts(f"{OFFICIAL}:2.1.0")
     assert newer.cli == "2.x" and not newer.exact and newer.version == "2.1"
     assert static_facts(f"{OFFICIAL}:3.0.0").cli is None
+
+
+def test_init_pins_a_release_the_tool_knows():
+    from conduit.renderers.init_spec import render_init
+    from conduit.schemas.image import RECOMMENDED_IMAGE
+    from tests.helpers import SMALL_VPS
+
+    text = render_init(SMALL_VPS, "h")
+    assert f"image: {RECOMMENDED_IMAGE}" in text and ":latest" not in text
+    assert static_facts(RECOMMENDED_IMAGE).exact and static_facts(RECOMMENDED_IMAGE).source == "tag"
