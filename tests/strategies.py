@@ -108,3 +108,31 @@ def valid_specs(draw) -> dict:
     doc = minimal(**spec)
     doc["metadata"]["name"] = draw(NAMES)
     return doc
+
+
+@st.composite
+def conduit_settings(draw) -> dict:
+    """conduit: settings across every field the image's version and build decide on."""
+    conduit: dict = {
+        "max_clients": draw(st.integers(1, 1000)),
+        "bandwidth_mbps": draw(st.one_of(st.just(-1), st.floats(1, 10000, allow_nan=False, allow_infinity=False))),
+        "verbosity": draw(st.integers(0, 2)),
+    }
+    if draw(st.booleans()):
+        conduit["max_personal_clients"] = draw(st.integers(0, 1000))
+    if draw(st.booleans()):
+        hour = st.integers(0, 23).map(str)
+        start = draw(st.tuples(hour, st.integers(0, 59)).map(lambda t: f"{t[0]}:{t[1]:02d}"))
+        end = draw(st.tuples(hour, st.integers(0, 59)).map(lambda t: f"{t[0]}:{t[1]:02d}").filter(lambda e: e != start))
+        conduit["reduced_hours"] = {"start": start, "end": end, "max_clients": draw(st.integers(1, conduit["max_clients"]))}
+    if draw(st.booleans()):
+        conduit["idle_restart"] = draw(st.sampled_from(["30m", "1h", "2h30m", "90m"]))
+    if draw(st.booleans()):
+        conduit["data_cap"] = {
+            "traffic_limit_gb": draw(st.integers(100, 5000)),
+            "period_days": draw(st.integers(7, 60)),
+            "bandwidth_threshold_percent": draw(st.integers(60, 90)),
+            "min_connections": draw(st.integers(1, 1000)),
+            "min_bandwidth_mbps": draw(st.integers(1, 100)),
+        }
+    return conduit

@@ -220,7 +220,7 @@ def apply(
     if not plan.changes:
         return Outcome("no-op")
     gen = state.begin(spec_text, spec_hash(spec_text), spec_path, git or git_revision(spec_path))
-    doc, _ = settle_cli_version(doc, host.docker())
+    doc, _ = settle_cli_version(doc, host.docker(), host.state_dir)
     engine = Engine(doc, host, state, gen, report)
     risky = [s for s in plan.changes if s.kind == "container" and s.action in ("replace", "adopt", "delete")]
     if risky:

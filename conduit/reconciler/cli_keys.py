@@ -21,6 +21,19 @@ def _client(opts):
     return client
 
 
+def _running_image_facts(client, found: list[dict], state_dir: Path):
+    """Ask the image the nodes run, by its ID (the tag may point elsewhere by now)."""
+    from dataclasses import replace
+
+    from conduit.reconciler.images import asked_facts
+
+    node = next((n for n in found if n.get("image_id")), None)
+    if node is None:
+        return None
+    facts = asked_facts(client, node["image_id"], state_dir)
+    return replace(facts, image=node["image"]) if facts is not None else None
+
+
 @click.command("import-v1")
 @click.option("--settings", "settings_path", default="/opt/conduit/settings.conf", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--prefix", default="conduit", show_default=True, help="Name of the first container (the rest are PREFIX-2, PREFIX-3 …).")
@@ -47,10 +60,12 @@ def import_v1_command(opts, settings_path, prefix, cluster, metrics_port_base, o
         settings = parse_settings(text, settings_path) if text is not None else Settings()
     except SettingsError as exc:
         fail(str(exc), 2)
-    found = existing_nodes(_client(opts), prefix)
+    client = _client(opts)
+    found = existing_nodes(client, prefix)
     if text is None and not found:
         fail(f"neither {settings_path} nor containers named {prefix}, {prefix}-2 … were found")
-    doc, warnings = build_spec(settings, found, prefix, cluster or prefix, opts.state_dir / "secrets", metrics_port_base)
+    facts = _running_image_facts(client, found, opts.state_dir)
+    doc, warnings = build_spec(settings, found, prefix, cluster or prefix, opts.state_dir / "secrets", metrics_port_base, facts)
     rendered = render(doc, settings_path if text is not None else "the containers")
     try:
         load_text(rendered, output, opts.detected())

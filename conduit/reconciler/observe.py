@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from conduit.reconciler.drivers.docker import CountingClient, detect_cli_version, observe_docker
+from conduit.reconciler.drivers.docker import CountingClient, observe_docker
 from conduit.reconciler.drivers.nginx import observe_nginx
 from conduit.reconciler.drivers.sysctl import observe_sysctl
 from conduit.reconciler.drivers.tracker import observe_tracker
+from conduit.reconciler.images import settle_image
 from conduit.reconciler.plan import Plan, make_plan
 from conduit.reconciler.resources import Observation, Resource
 from conduit.renderers.desired import render
-from conduit.schemas.resolve import with_cli_version
 from conduit.schemas.spec import ClusterSpec
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -34,11 +34,12 @@ class HostAccess:
         return CountingClient(self.docker_host)
 
 
-def settle_cli_version(doc: ClusterSpec, client: CountingClient | None) -> tuple[ClusterSpec, list[str]]:
-    if doc.spec.conduit.cli_version != "auto":
-        return doc, []
-    version, warning = detect_cli_version(doc.spec.containers.image, client)
-    return with_cli_version(doc, version), [warning] if warning else []
+def settle_cli_version(
+    doc: ClusterSpec, client: CountingClient | None, state_dir: Path | None = None
+) -> tuple[ClusterSpec, list[str]]:
+    """The spec with what its image speaks (conduit.reconciler.images), and the warnings."""
+    settled = settle_image(doc, client, state_dir)
+    return settled.doc, settled.warnings
 
 
 def observe_host(
@@ -53,13 +54,14 @@ def observe_host(
 def observed_plan(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resource]]:
     """The plan for this host, and the resources it was made against."""
     client = host.docker()
-    doc, warnings = settle_cli_version(doc, client)
+    settled = settle_image(doc, client, host.state_dir)
+    doc, warnings = settled.doc, settled.warnings
     keys = [r.id for r in render(doc) if r.kind == "sysctl"]
     obs = observe_host(doc, host, client, keys)
     now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
     desired = render(doc, sysctl_now=now)
     plan = make_plan(doc.metadata.name, desired, obs.resources, obs.drifted)
-    plan.problems, plan.warnings, plan.foreign = obs.problems, warnings + obs.warnings, obs.foreign
+    plan.problems, plan.warnings, plan.foreign = settled.problems + obs.problems, warnings + obs.warnings, obs.foreign
     plan.api_calls = client.calls if client else 0
     return plan, obs.resources
 
@@ -70,9 +72,9 @@ def plan_against_host(doc: ClusterSpec, host: HostAccess) -> Plan:
 
 def plan_offline(doc: ClusterSpec) -> Plan:
     """Against an empty host: no Docker, nginx or /proc/sys needed."""
-    doc, warnings = settle_cli_version(doc, None)
-    plan = make_plan(doc.metadata.name, render(doc), [])
-    plan.warnings = warnings
+    settled = settle_image(doc, None)
+    plan = make_plan(doc.metadata.name, render(settled.doc), [])
+    plan.warnings, plan.problems = settled.warnings, settled.problems
     return plan
 
 

@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS tracker_addresses (  -- only when the spec keeps raw 
     bytes_up INTEGER NOT NULL,
     bytes_down INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS image_facts (  -- what an image answered when asked, by image ID
+    image_id TEXT PRIMARY KEY,
+    facts TEXT NOT NULL,            -- conduit.schemas.image.ImageFacts as JSON
+    probed REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -196,3 +201,16 @@ class State:
     def addresses(self) -> list[tuple]:
         with closing(self._connect()) as db:
             return db.execute("SELECT at, address, region, bytes_up, bytes_down FROM tracker_addresses ORDER BY at").fetchall()
+
+    # -------------------------------------------------------------- image facts
+
+    def image_facts(self, image_id: str) -> str | None:
+        """The facts an image gave when it was asked (JSON), or None: an image ID never changes its answer."""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT facts FROM image_facts WHERE image_id = ?", (image_id,)).fetchone()
+        return row[0] if row else None
+
+    def save_image_facts(self, image_id: str, facts: str) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO image_facts (image_id, facts, probed) VALUES (?, ?, ?)", (image_id, facts, time.time())
+        )

@@ -14,6 +14,7 @@ import yaml
 
 from conduit.reconciler.drivers.docker import CountingClient, call
 from conduit.reconciler.files import atomic_write
+from conduit.schemas.image import EXACT_VERSIONS, OFFICIAL, ImageFacts
 from conduit.schemas.units import format_size, parse_size
 
 KNOWN = {
@@ -98,6 +99,7 @@ def existing_nodes(client: CountingClient, prefix: str) -> list[dict]:
                 "index": int(match.group(1) or 1),
                 "name": name,
                 "image": entry.get("Image"),
+                "image_id": entry.get("ImageID"),
                 "volume": volume["Name"] if volume else None,
                 "data_dir": volume["Destination"] if volume else None,
                 "network": (entry.get("HostConfig") or {}).get("NetworkMode"),
@@ -107,8 +109,24 @@ def existing_nodes(client: CountingClient, prefix: str) -> list[dict]:
     return sorted(found, key=lambda n: n["index"])
 
 
-def build_spec(settings: Settings, found: list[dict], prefix: str, cluster: str, secrets_dir: Path, metrics_port_base: int) -> tuple[dict, list[str]]:
-    """The spec that adopts what is there, and warnings for what could not be carried over."""
+def pinned_image_settings(facts: ImageFacts | None) -> dict:
+    """conduit.cli_version and conduit.build as the running image said them, so a later plan
+    that finds a different image behind the same tag reports it instead of guessing."""
+    if facts is None or not facts.known:
+        return {"cli_version": "auto"}
+    minor = ".".join((facts.version or "").split(".")[:2])
+    exact = minor if facts.build == OFFICIAL and minor in EXACT_VERSIONS else None
+    return {"cli_version": exact or facts.cli or "auto", "build": facts.build or "auto"}
+
+
+def build_spec(
+    settings: Settings, found: list[dict], prefix: str, cluster: str, secrets_dir: Path, metrics_port_base: int,
+    facts: ImageFacts | None = None,
+) -> tuple[dict, list[str]]:  # fmt: skip
+    """The spec that adopts what is there, and warnings for what could not be carried over.
+
+    facts: what the nodes' own image answered when asked (conduit.reconciler.images).
+    """
     v = settings.values
     warnings = [f"unknown setting {key} ignored" for key in settings.unknown]
     count = int(_number(v.get("CONTAINER_COUNT")) or len(found) or 1)
@@ -143,10 +161,12 @@ def build_spec(settings: Settings, found: list[dict], prefix: str, cluster: str,
             entry["memory"] = format_size(parse_size(value))
     overrides = {i: o for i, o in overrides.items() if i <= count and o}
 
-    # What the nodes already run is the best evidence of the CLI the image speaks.
+    # The image's own answer first; else what the nodes already run tells the CLI generation.
+    image_settings = pinned_image_settings(facts)
     spoken = {n["cli_version"] for n in found if n.get("cli_version")}
-    cli_version = spoken.pop() if len(spoken) == 1 else "auto"
-    conduit: dict = {"cli_version": cli_version, "data_dir": data_dir, "metrics_port_base": metrics_port_base}
+    if image_settings["cli_version"] == "auto" and len(spoken) == 1:
+        image_settings["cli_version"] = spoken.pop()
+    conduit: dict = {**image_settings, "data_dir": data_dir, "metrics_port_base": metrics_port_base}
     if _number(v.get("MAX_CLIENTS")) is not None:
         conduit["max_clients"] = int(_number(v["MAX_CLIENTS"]))
     if _number(v.get("BANDWIDTH")) is not None:

@@ -7,8 +7,9 @@ import json
 import re
 
 from conduit.reconciler.resources import Resource, canonical, digest
-from conduit.schemas.resolve import NodeSettings, nodes
-from conduit.schemas.spec import ClusterSpec
+from conduit.schemas.image import ImageFacts
+from conduit.schemas.resolve import NodeSettings, image_facts, nodes
+from conduit.schemas.spec import ClusterSpec, DataCap, ReducedHours
 
 LABEL = "io.conduit"
 MANAGED_BY = f"{LABEL}.managed-by"
@@ -38,26 +39,71 @@ def metrics_addr(doc: ClusterSpec, node: NodeSettings) -> str:
     return f"0.0.0.0:{BRIDGE_METRICS_PORT}"
 
 
-def conduit_args(doc: ClusterSpec, node: NodeSettings) -> tuple[list[str] | None, list[str]]:
-    """Entrypoint and command for the CLI version the image speaks.
+def _bytes_per_second(mbps: float) -> int:
+    """The CLI's own conversion of Mbps (2.0 internal/config/config.go:245)."""
+    return int(mbps * 1000 * 1000 / 8)
 
-    The short flags -m -b -d work in every version; 2.0 removed --stats-file, so it is
-    passed only to 1.x images, whose stats file is their only per-node record.
+
+def _reduced_sets(reduced: ReducedHours) -> list[str]:
+    """--set keys of 2.0's allowlist (cli/internal/config/set_overrides.go:28-32)."""
+    sets = [
+        f"InproxyReducedStartTime={reduced.start}",
+        f"InproxyReducedEndTime={reduced.end}",
+        f"InproxyReducedMaxCommonClients={reduced.max_clients}",
+    ]
+    if reduced.bandwidth_mbps is not None:
+        rate = _bytes_per_second(reduced.bandwidth_mbps)
+        sets += [f"InproxyReducedLimitUpstreamBytesPerSecond={rate}", f"InproxyReducedLimitDownstreamBytesPerSecond={rate}"]
+    return [arg for value in sets for arg in ("--set", value)]
+
+
+def _optional_flags(doc: ClusterSpec, facts: ImageFacts) -> list[str]:
+    """Flags only some images have, each emitted only when the image surely accepts it."""
+    conduit = doc.spec.conduit
+    flags: list[str] = []
+    if conduit.max_personal_clients is not None and facts.has_personal:
+        flags += ["--max-personal-clients", str(conduit.max_personal_clients)]
+    if conduit.reduced_hours is not None and facts.has_set:
+        flags += _reduced_sets(conduit.reduced_hours)
+    if conduit.idle_restart is not None and facts.has_idle_restart:
+        flags += ["--idle-restart", conduit.idle_restart]
+    return flags
+
+
+def _monitor_args(doc: ClusterSpec, cap: DataCap, metrics: list[str]) -> list[str]:
+    """conduit-monitor's own flags (cli/scripts/monitor/main.go:108-114 at 1.5 and 2.0).
+
+    --data-dir and --metrics-addr before `--` go to the monitor and to conduit alike
+    (main.go:158-189); the monitor puts `start` first itself (main.go:125).
+    """
+    args = ["--traffic-limit", _number(cap.traffic_limit_gb), "--traffic-period", str(cap.period_days)]
+    for flag, value in (
+        ("--bandwidth-threshold", cap.bandwidth_threshold_percent),
+        ("--min-connections", cap.min_connections),
+        ("--min-bandwidth", cap.min_bandwidth_mbps),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    return args + ["--data-dir", doc.spec.conduit.data_dir, *metrics]
+
+
+def conduit_args(doc: ClusterSpec, node: NodeSettings) -> tuple[list[str] | None, list[str]]:
+    """Entrypoint and command for what the image speaks (conduit.schemas.image).
+
+    The short flags -m -b -d work in every version. --metrics-addr (1.2+), --stats-file
+    (1.x), personal clients and --set (2.0) and --idle-restart (community) are emitted only
+    when the image surely has them: an unknown flag makes `conduit start` exit.
     """
     conduit = doc.spec.conduit
+    facts = image_facts(doc)
     flags = ["-m", str(node.max_clients), "-b", _number(node.bandwidth_mbps)]
-    if conduit.max_personal_clients is not None and conduit.cli_version == "2.x":
-        flags += ["--max-personal-clients", str(conduit.max_personal_clients)]
+    flags += _optional_flags(doc, facts)
     flags += ["-v"] * conduit.verbosity
-    shared = ["-d", conduit.data_dir, "--metrics-addr", metrics_addr(doc, node)]
-    tail = (["--stats-file"] if conduit.cli_version == "1.x" else []) + list(conduit.extra_args)
+    metrics = ["--metrics-addr", metrics_addr(doc, node)] if facts.has_metrics_addr else []
+    tail = (["--stats-file"] if facts.has_stats_file else []) + list(conduit.extra_args)
     if conduit.data_cap is None:
-        return None, ["start", *flags, *shared, *tail]
-    cap = conduit.data_cap
-    # conduit-monitor reads the data dir and metrics address itself and passes them on.
-    monitor = ["--traffic-limit", _number(cap.traffic_limit_gb), "--traffic-period", str(cap.period_days)]
-    monitor += ["--data-dir", conduit.data_dir, "--metrics-addr", metrics_addr(doc, node)]
-    return ["conduit-monitor"], [*monitor, "--", *flags, *tail]
+        return None, ["start", *flags, "-d", conduit.data_dir, *metrics, *tail]
+    return ["conduit-monitor"], [*_monitor_args(doc, conduit.data_cap, metrics), "--", *flags, *tail]
 
 
 def ports(doc: ClusterSpec, node: NodeSettings) -> list[str]:

@@ -6,6 +6,7 @@ import re
 import socket
 
 from conduit.renderers.templating import environment
+from conduit.schemas.image import RECOMMENDED_IMAGE
 from conduit.schemas.jsonschema import COMMITTED
 from conduit.schemas.profiles import HostFacts, official_sizing
 from conduit.schemas.spec import SAFE_NAME
@@ -28,4 +29,5 @@ def render_init(facts: HostFacts, hostname: str | None = None) -> str:
         memory_h=format_size(facts.memory // (1 << 20) * (1 << 20)),
         size=size,
         size_memory=format_size(size.memory),
+        image=RECOMMENDED_IMAGE,
     )

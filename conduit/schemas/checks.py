@@ -6,7 +6,8 @@ import ipaddress
 import re
 
 from conduit.schemas.profiles import HostFacts
-from conduit.schemas.resolve import nodes
+from conduit.schemas.image_checks import field_path, image_checks
+from conduit.schemas.resolve import image_facts, nodes
 from conduit.schemas.spec import ClusterSpec
 from conduit.schemas.units import format_size
 
@@ -15,14 +16,6 @@ Issue = tuple[Path, str]
 
 _NGINX_TOKEN = re.compile(r"^[A-Za-z0-9_./@:+=,%~$-]+$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
-
-
-def _field_path(doc: ClusterSpec, index: int, name: str, base: Path) -> Path:
-    """Point at the override when one sets this field, else at the shared field."""
-    over = doc.spec.containers.overrides.get(index)
-    if over is not None and getattr(over, name) is not None:
-        return ("spec", "containers", "overrides", index, name)
-    return base
 
 
 def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
@@ -63,14 +56,15 @@ def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
         if n.ulimit_nofile > facts.nofile_limit:
             issues.append(
                 (
-                    _field_path(doc, n.index, "ulimit_nofile", res_path + ("ulimit_nofile",)),
+                    field_path(doc, n.index, "ulimit_nofile", res_path + ("ulimit_nofile",)),
                     f"{n.ulimit_nofile} exceeds the host's hard open-file limit of {facts.nofile_limit}; "
                     "the container would fail to start",
                 )
             )
             break
 
-    issues += _conduit_checks(doc)
+    # What the image would refuse, as far as the spec and the image tag tell; plan asks the image.
+    issues += image_checks(doc, image_facts(doc))
     issues += _network_checks(doc)
     issues += _port_checks(doc)
 
@@ -98,24 +92,6 @@ def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
     ):
         if not value.startswith("/"):
             issues.append((path, "must be an absolute path"))
-    return issues
-
-
-def _conduit_checks(doc: ClusterSpec) -> list[Issue]:
-    conduit = doc.spec.conduit
-    issues: list[Issue] = []
-    if conduit.cli_version == "1.x":
-        if conduit.max_personal_clients is not None:
-            issues.append((("spec", "conduit", "max_personal_clients"), "1.x images have no personal clients"))
-        for n in nodes(doc):
-            if n.max_clients < 1:
-                issues.append(
-                    (
-                        _field_path(doc, n.index, "max_clients", ("spec", "conduit", "max_clients")),
-                        "1.x images need at least 1 client",
-                    )
-                )
-                break
     return issues
 
 

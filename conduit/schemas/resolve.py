@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from conduit.schemas.image import ImageFacts, static_facts
 from conduit.schemas.profiles import HostFacts, Sizing, cluster_v2_sizing, official_sizing
 from conduit.schemas.spec import ClusterSpec, Host, Naming
 
@@ -69,9 +70,33 @@ def resolve(doc: ClusterSpec, facts: HostFacts) -> ClusterSpec:
 
 
 def with_cli_version(doc: ClusterSpec, cli_version: str) -> ClusterSpec:
-    """The spec with the CLI version the image was found to speak."""
+    """The spec with the CLI version the image speaks (facts then follow from the version alone)."""
     conduit = doc.spec.conduit.model_copy(update={"cli_version": cli_version})
-    return doc.model_copy(update={"spec": doc.spec.model_copy(update={"conduit": conduit})})
+    out = doc.model_copy(update={"spec": doc.spec.model_copy(update={"conduit": conduit})})
+    out._image_facts = None
+    return out
+
+
+def with_image_facts(doc: ClusterSpec, facts: ImageFacts) -> ClusterSpec:
+    """The spec carrying what its image speaks; conduit.cli_version settles to 1.x or 2.x.
+
+    With an image nobody could ask and no version given, cli_version stays "auto": the
+    renderer then emits only the flags every version accepts.
+    """
+    cli = facts.cli or doc.spec.conduit.cli_version
+    conduit = doc.spec.conduit.model_copy(update={"cli_version": cli if cli in ("1.x", "2.x") else "auto"})
+    out = doc.model_copy(update={"spec": doc.spec.model_copy(update={"conduit": conduit})})
+    out._image_facts = facts
+    return out
+
+
+def image_facts(doc: ClusterSpec) -> ImageFacts:
+    """What the spec's image speaks: as found (with_image_facts), else what the spec and tag say."""
+    found = doc._image_facts
+    if isinstance(found, ImageFacts):
+        return found
+    conduit = doc.spec.conduit
+    return static_facts(doc.spec.containers.image, conduit.cli_version, conduit.build)
 
 
 @dataclass(frozen=True)

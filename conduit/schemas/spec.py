@@ -8,10 +8,11 @@ host's facts live in `conduit.schemas.checks`.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from conduit.schemas.units import Auto, ByteCount
 
@@ -33,8 +34,53 @@ def _safe_name(value: str) -> str:
 
 
 def _bandwidth(value: float) -> float:
-    if value != -1 and value <= 0:
-        raise ValueError("must be -1 (unlimited) or a positive number of Mbit/s")
+    # Every released CLI refuses less than 1 Mbps: 1.1 internal/config/config.go:103-105,
+    # 1.5 cli/cmd/start.go:106-108, 2.0 cli/cmd/start.go:128-130.
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number of Mbit/s")
+    if value != -1 and value < 1:
+        raise ValueError("bandwidth must be at least 1 Mbps (or -1 for unlimited)")
+    return value
+
+
+_TIME_OF_DAY = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _time_of_day(value: str) -> str:
+    """HH:MM, 24-hour, as Go's time.Parse("15:04") reads it (psiphon-tunnel-core ParseTimeOfDayMinutes)."""
+    if not _TIME_OF_DAY.match(value):
+        raise ValueError(f"{value!r} is not a time of day (HH:MM, 24-hour, UTC)")
+    return value
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def go_duration_seconds(text: str) -> float | None:
+    """Seconds of a Go duration ("90m", "1h30m"), or None when time.ParseDuration would refuse it."""
+    body = text[1:] if text[:1] in "+-" else text
+    if body == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(body):
+        match = _DURATION_PART.match(body, pos)
+        if not match:
+            return None
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not body:
+        return None
+    return -total if text.startswith("-") else total
+
+
+def _idle_restart(value: str) -> str:
+    # ssmirr cli/cmd/start.go:120-129: time.ParseDuration, then at least 30 minutes.
+    seconds = go_duration_seconds(value)
+    if seconds is None:
+        raise ValueError(f"invalid idle-restart duration {value!r} (use a Go duration like 30m, 1h, 2h)")
+    if seconds < 30 * 60:
+        raise ValueError("idle-restart must be at least 30m")
     return value
 
 
@@ -45,6 +91,7 @@ def _yaml_no(value: object) -> object:
 
 SafeName = Annotated[str, AfterValidator(_safe_name)]
 Bandwidth = Annotated[float, AfterValidator(_bandwidth)]
+TimeOfDay = Annotated[str, AfterValidator(_time_of_day)]
 
 
 class Strict(BaseModel):
@@ -101,17 +148,71 @@ class Host(Strict):
 
 
 class DataCap(Strict):
+    """conduit-monitor's flags (official images 1.5.0 and later, cli/scripts/monitor/main.go)."""
+
     traffic_limit_gb: float = Field(
-        ge=100, description="Traffic allowed per period in GB; conduit-monitor refuses less than 100."
+        ge=100, description="Traffic allowed per period in GiB (--traffic-limit); conduit-monitor refuses less than 100."
     )
-    period_days: int = Field(ge=7, description="Length of the traffic period in days; at least 7.")
+    period_days: int = Field(ge=7, description="Length of the traffic period in days (--traffic-period); at least 7.")
+    bandwidth_threshold_percent: int | None = Field(
+        default=None,
+        ge=60,
+        le=90,
+        description="Share of the cap at which the node is restarted throttled (--bandwidth-threshold, 60-90); "
+        "the monitor's default is 80.",
+    )
+    min_connections: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Max clients while throttled (--min-connections); the monitor's default is 10.",
+    )
+    min_bandwidth_mbps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Bandwidth in whole Mbit/s while throttled (--min-bandwidth; the monitor passes it as "
+        "--bandwidth rounded to a whole number, and conduit refuses less than 1); the monitor's default is 10.",
+    )
+
+
+class ReducedHours(Strict):
+    """A daily window of reduced capacity (2.0 --set InproxyReduced* keys, set_overrides.go:28-32)."""
+
+    start: TimeOfDay = Field(description="Start of the window, HH:MM in UTC (InproxyReducedStartTime).")
+    end: TimeOfDay = Field(description="End of the window, HH:MM in UTC (InproxyReducedEndTime); may be past midnight.")
+    max_clients: int = Field(
+        ge=1,
+        le=1000,
+        description="Max common clients during the window (InproxyReducedMaxCommonClients); "
+        "at least 1 and at most the node's max_clients. Clients already connected stay.",
+    )
+    bandwidth_mbps: float | None = Field(
+        default=None,
+        ge=1,
+        description="Per-client bandwidth during the window in Mbit/s (both InproxyReducedLimit*BytesPerSecond); "
+        "unset keeps the node's bandwidth.",
+    )
+
+    @model_validator(mode="after")
+    def _not_all_day(self) -> ReducedHours:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: reduced all day is not a valid configuration")
+        return self
 
 
 class Conduit(Strict):
-    cli_version: Literal["auto", "1.x", "2.x"] = Field(
+    cli_version: Literal["auto", "1.x", "2.x", "1.1", "1.2", "1.3", "1.4", "1.5", "2.0"] = Field(
         default="auto",
-        description="Which CLI the image speaks. 2.0 renamed --max-clients to --max-common-clients and removed "
-        "--stats-file; auto reads the image tag or label and falls back to asking the image.",
+        description="Which CLI the image speaks. auto asks the image (conduit --version, conduit start --help) "
+        "at plan time; a version given here is checked against the image when it is on the host, and used "
+        "as it is when it is not (1.x means 1.2 or later; say 1.1 for a 1.1 image, which has no --metrics-addr). "
+        "2.0 renamed --max-clients to --max-common-clients and removed --stats-file.",
+    )
+    build: Literal["auto", "official", "community"] = Field(
+        default="auto",
+        description="official: ghcr.io/psiphon-inc/conduit/cli. community: the ssmirr build "
+        "(ghcr.io/ssmirr/conduit/conduit: 1.x flags plus --geo and --idle-restart, no conduit-monitor). "
+        "auto asks the image.",
     )
     max_clients: int | None = Field(
         default=None,
@@ -120,7 +221,12 @@ class Conduit(Strict):
         description="Max common clients per container (-m). Default from the host profile. 1.x images need at least 1.",
     )
     max_personal_clients: int | None = Field(
-        default=None, ge=0, le=1000, description="Max personal clients (2.x only); left to the CLI when unset."
+        default=None,
+        ge=0,
+        le=1000,
+        description="Max personal clients (--max-personal-clients, 2.0 images only); left to the CLI when unset. "
+        "More than 0 needs the node's personal compartment (personal_compartment.json in its data dir, "
+        "which the CLI reads by itself); the tool creates it once per node with `conduit new-compartment-id`.",
     )
     bandwidth_mbps: Bandwidth | None = Field(
         default=None,
@@ -139,10 +245,21 @@ class Conduit(Strict):
     verbosity: int = Field(default=0, ge=0, le=2, description="-v count passed to the CLI.")
     data_cap: DataCap | None = Field(
         default=None,
-        description="Run the node under conduit-monitor (images 1.5.0 and later) with this traffic cap.",
+        description="Run the node under conduit-monitor with this traffic cap (official images 1.5.0 and later).",
+    )
+    reduced_hours: ReducedHours | None = Field(
+        default=None,
+        description="A daily window of reduced capacity (2.0 images, passed as --set InproxyReduced*=...).",
+    )
+    idle_restart: Annotated[str, AfterValidator(_idle_restart)] | None = Field(
+        default=None,
+        description="Restart the node after it has been idle this long, a Go duration of at least 30m "
+        "(--idle-restart; the community build only).",
     )
     extra_args: list[str] = Field(
-        default_factory=list, description="Further start flags passed as they are (for example --compartment-id X)."
+        default_factory=list,
+        description="Further start flags passed as they are; each flag must be one the image lists in "
+        "`conduit start --help` (an official image exits on an unknown flag).",
     )
 
     @field_validator("data_dir")
@@ -204,7 +321,8 @@ class Containers(Strict):
     image: str = Field(
         default="ghcr.io/psiphon-inc/conduit/cli:latest",
         min_length=1,
-        description="Conduit image. Pin a version (…/cli:2.0.0) so that the CLI version is known.",
+        description="Conduit image. The tool asks the image which CLI version and build it is (docs/images.md); "
+        "pin a version (…/cli:2.0.0) so that plans are repeatable and the version is known before the image is pulled.",
     )
     naming: Naming = Field(default_factory=Naming)
     resources: Resources = Field(default_factory=Resources)
@@ -413,6 +531,9 @@ class Spec(Strict):
 
 
 class ClusterSpec(Strict):
+    # What the image was found to speak (conduit.schemas.resolve.with_image_facts); not part of the document.
+    _image_facts: object = PrivateAttr(default=None)
+
     apiVersion: Literal["conduit.psiphon.ca/v1alpha1"] = Field(description="Version of the spec language.")
     kind: Literal["ConduitCluster"] = Field(description="Always ConduitCluster.")
     metadata: Metadata = Field(description="Names the cluster.")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from conduit.reconciler.keys import claim_url
 from conduit.reconciler.load import load_text
-from conduit.reconciler.v1import import SettingsError, build_spec, cli_version_of, parse_settings, render
+from conduit.reconciler.v1import import SettingsError, build_spec, cli_version_of, parse_settings, pinned_image_settings, render
 from tests.helpers import SMALL_VPS
 
 SETTINGS = """# Conduit Manager settings
@@ -110,3 +110,29 @@ def test_claim_link_carries_the_node_name_and_key():
     payload = url[len(prefix):]
     decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert decoded == {"version": 1, "data": {"name": "conduit-2", "key": "QUJD"}}
+
+
+def test_spec_pins_what_the_running_community_image_said(tmp_path):
+    """The SamNet v1.2 manager runs ghcr.io/ssmirr/conduit/conduit:latest: 1.x flags, --geo, no monitor."""
+    from pathlib import Path
+
+    from conduit.schemas.image import from_probe
+    from conduit.schemas.resolve import image_facts
+
+    image = "ghcr.io/ssmirr/conduit/conduit:latest"
+    help_text = (Path(__file__).resolve().parents[1] / "fixtures/cli-help/community.txt").read_text()
+    facts = from_probe(image, "sha256:abc", "conduit version cc08a09\n", help_text, False)
+    found = [{"index": 1, "name": "conduit", "image": image, "image_id": "sha256:abc", "volume": "conduit-data", "data_dir": "/home/conduit/data", "network": "host"}]
+    doc, _ = build_spec(parse_settings("MAX_CLIENTS=200\nBANDWIDTH=5\n"), found, "conduit", "edge", tmp_path / "s", 9090, facts)
+    assert doc["spec"]["conduit"]["cli_version"] == "1.x" and doc["spec"]["conduit"]["build"] == "community"
+    loaded = image_facts(load_text(render(doc, "settings.conf"), "c.yaml", SMALL_VPS))
+    assert loaded.build == "community" and loaded.cli == "1.x" and loaded.has_monitor is False
+
+
+def test_spec_pins_an_official_release_by_its_version(tmp_path):
+    from conduit.schemas.image import PROFILES, ImageFacts
+
+    p = PROFILES["official-1.4"]
+    facts = ImageFacts("x", "image", "1.4.0", "official", p.flags, exact=True, has_monitor=False)
+    assert pinned_image_settings(facts) == {"cli_version": "1.4", "build": "official"}
+    assert pinned_image_settings(None) == {"cli_version": "auto"}

@@ -7,7 +7,6 @@ cgroup cannot be read (stopped, or a remote engine) costs an inspect call.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import docker
@@ -21,10 +20,12 @@ from conduit.renderers.container import (
     CONFIG,
     IN_PLACE,
     INDEX,
+    LABEL,
     MANAGED_BY,
     MANAGER,
     config_from_labels,
 )
+from conduit.schemas.image import ImageFacts, from_probe
 from conduit.schemas.resolve import nodes
 from conduit.schemas.spec import ClusterSpec
 
@@ -230,34 +231,82 @@ def port_problems(doc: ClusterSpec, running: set[str], proc: Path = Path("/proc"
     return problems
 
 
-# ----------------------------------------------------------------- CLI version of an image
+# ----------------------------------------------------------------- asking an image what it speaks
 
-_TAG_VERSION = re.compile(r":v?(\d+)\.\d+")
-
-
-def version_from_tag(image: str) -> str | None:
-    match = _TAG_VERSION.search(image.rsplit("/", 1)[-1])
-    return f"{match.group(1)}.x" if match and match.group(1) in ("1", "2") else None
+PROBE_LABEL = f"{LABEL}.probe"
+PROBE_TIMEOUT = 30
+# Docker's PATH when an image sets none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def detect_cli_version(image: str, client: CountingClient | None) -> tuple[str, str | None]:
-    """("1.x" | "2.x", a warning or None): the tag first, then the image's version label."""
-    found = version_from_tag(image)
-    if found:
-        return found, None
-    if client is not None:
+def inspect_image(client: CountingClient, image: str) -> dict | None:
+    """The image's attributes, or None when it is not on this host."""
+    try:
+        return client.api.inspect_image(image)
+    except docker.errors.ImageNotFound:
+        return None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineError(diagnose(client.base_url, exc)) from None
+
+
+def _path_dirs(attrs: dict) -> list[str]:
+    env = (attrs.get("Config") or {}).get("Env") or []
+    path = next((e.split("=", 1)[1] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+    return [d for d in path.split(":") if d.startswith("/")]
+
+
+def _has_file(client: CountingClient, container_id: str, dirs: list[str], name: str) -> bool | None:
+    """Whether NAME is in one of DIRS of a created container (HEAD of the archive endpoint: no copy)."""
+    api = client.api
+    for directory in dirs:
         try:
-            attrs = client.api.inspect_image(image)
-        except docker.errors.ImageNotFound:
-            attrs = None
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise EngineError(diagnose(client.base_url, exc)) from None
-        if attrs:
-            label = ((attrs.get("Config") or {}).get("Labels") or {}).get("org.opencontainers.image.version", "")
-            major = label.lstrip("v").split(".")[0]
-            if major in ("1", "2"):
-                return f"{major}.x", None
-    return "2.x", f"cannot tell which CLI version {image} speaks; assuming 2.x (set conduit.cli_version)"
+            res = api.head(api._url("/containers/{0}/archive", container_id), params={"path": f"{directory}/{name}"})
+        except requests.exceptions.RequestException:
+            return None
+        if res.status_code == 200:
+            return True
+        if res.status_code != 404:
+            return None
+    return False
+
+
+def _run_once(client: CountingClient, image: str, command: list[str], look_for: tuple[list[str], str] | None = None) -> tuple[int | None, str, bool | None]:
+    """Run the image's entrypoint with COMMAND in a throwaway container: no network, no volume.
+
+    Returns the exit code (None when it did not end in time), its output, and whether
+    look_for's file exists in the image.
+    """
+    api = client.api
+    host_config = api.create_host_config(network_mode="none", cap_drop=["ALL"], security_opt=["no-new-privileges:true"])
+    created = call(client, api.create_container, image, command=command, host_config=host_config, labels={PROBE_LABEL: "1"})
+    cid = created["Id"]
+    try:
+        found = _has_file(client, cid, *look_for) if look_for else None
+        call(client, api.start, cid)
+        try:
+            code = api.wait(cid, timeout=PROBE_TIMEOUT).get("StatusCode")
+        except requests.exceptions.RequestException:
+            code = None
+        output = call(client, api.logs, cid, stdout=True, stderr=True)
+        return code, output.decode("utf-8", "replace"), found
+    finally:
+        try:
+            api.remove_container(cid, force=True)
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            pass
+
+
+def probe_image(client: CountingClient, image: str, attrs: dict) -> ImageFacts:
+    """Ask the image: `conduit --version`, `conduit start --help`, and is conduit-monitor on its PATH."""
+    code, version_text, _ = _run_once(client, image, ["--version"])
+    help_code, help_text, has_monitor = _run_once(client, image, ["start", "--help"], (_path_dirs(attrs), "conduit-monitor"))
+    return from_probe(
+        image,
+        attrs.get("Id"),
+        version_text if code == 0 else "",
+        help_text if help_code == 0 else "",
+        has_monitor,
+    )
 
 
 # ----------------------------------------------------------------- making what the plan says

@@ -1,0 +1,85 @@
+"""The image is asked what it speaks, once per image ID, through the private engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from conduit.reconciler.drivers.docker import PROBE_LABEL, CountingClient
+from conduit.reconciler.images import asked_facts, settle_image
+from conduit.reconciler.load import load_text
+from conduit.reconciler.state import State
+from conduit.renderers.container import container_props
+from conduit.schemas.resolve import image_facts, node_settings
+from tests.helpers import SMALL_VPS, dump, minimal
+
+pytestmark = pytest.mark.integration
+
+
+def spec(image: str, **conduit):
+    doc = minimal(
+        containers={"count": 1, "image": image, "resources": {"cpus": 0.2, "memory": "96MiB"}},
+        conduit={"max_clients": 40, "bandwidth_mbps": 2, **conduit},
+    )
+    return load_text(dump(doc), "c.yaml", SMALL_VPS)
+
+
+def probe_containers(engine) -> list:
+    return engine.client.containers.list(all=True, filters={"label": PROBE_LABEL})
+
+
+def test_probe_asks_the_image_and_caches_by_image_id(docker_engine, standin_image, tmp_path):
+    client = CountingClient(docker_engine.host)
+    image_id = docker_engine.client.images.get(standin_image).id
+
+    facts = asked_facts(client, standin_image, tmp_path)
+    assert facts.source == "image" and facts.image_id == image_id
+    assert facts.version == "2.0.0" and facts.cli == "2.x" and facts.exact
+    assert facts.has_metrics_addr and facts.has_personal and facts.has_set and facts.has_stats_file is False
+    assert probe_containers(docker_engine) == []  # the throwaway containers are gone
+    assert State(tmp_path).image_facts(image_id) is not None
+
+    before = client.calls
+    again = asked_facts(client, standin_image, tmp_path)
+    # one inspect of the image; its facts come from the cache: no container is created or run
+    assert client.calls - before == 1
+    assert again == facts
+
+
+def test_plan_time_facts_drive_the_render(docker_engine, standin_image, tmp_path):
+    client = CountingClient(docker_engine.host)
+    settled = settle_image(spec(standin_image), client, tmp_path)
+    assert settled.problems == [] and settled.warnings == []
+    assert image_facts(settled.doc).source == "image" and settled.doc.spec.conduit.cli_version == "2.x"
+    command = container_props(settled.doc, node_settings(settled.doc, 1))["command"]
+    assert "--metrics-addr" in command and "--stats-file" not in command
+
+
+def test_an_override_the_image_contradicts_is_a_plan_problem(docker_engine, standin_image, tmp_path):
+    settled = settle_image(spec(standin_image, cli_version="1.x"), CountingClient(docker_engine.host), tmp_path)
+    assert settled.problems == [f"spec.conduit.cli_version: is 1.x, but {standin_image} says it is official 2.0.0"]
+
+
+def test_extra_args_are_checked_against_the_images_own_list(docker_engine, standin_image, tmp_path):
+    doc = spec("conduit-standin:latest-unpinned", extra_args=["--no-such-flag"])
+    doc = doc.model_copy(update={"spec": doc.spec.model_copy(update={"containers": doc.spec.containers.model_copy(update={"image": standin_image})})})
+    settled = settle_image(doc, CountingClient(docker_engine.host), tmp_path)
+    assert settled.problems == [
+        "spec.conduit.extra_args.0: --no-such-flag is not a flag of official 2.0.0's conduit start; it would exit at start"
+    ]
+
+
+def test_an_image_not_on_the_host_falls_back_with_a_warning(docker_engine, tmp_path):
+    client = CountingClient(docker_engine.host)
+    settled = settle_image(spec("ghcr.io/psiphon-inc/conduit/cli:latest"), client, tmp_path)
+    (warning,) = settled.warnings
+    assert "it is not on this host" in warning and "-m -b -d" in warning
+    assert settled.doc.spec.conduit.cli_version == "auto"
+    command = container_props(settled.doc, node_settings(settled.doc, 1))["command"]
+    assert command == ["start", "-m", "40", "-b", "2", "-d", "/home/conduit/data"]
+
+    pinned = settle_image(spec("ghcr.io/psiphon-inc/conduit/cli:1.1.0"), client, tmp_path)
+    assert pinned.warnings == [
+        "cannot ask ghcr.io/psiphon-inc/conduit/cli:1.1.0 which CLI it speaks (it is not on this host); "
+        "taking it as official 1.1.0 from its tag",
+        "ghcr.io/psiphon-inc/conduit/cli:1.1.0 is official 1.1.0, which has no --metrics-addr: the nodes publish no metrics",
+    ]
