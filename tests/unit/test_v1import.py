@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduit.reconciler.keys import claim_url
 from conduit.reconciler.load import load_text
 from conduit.reconciler.v1import import SettingsError, build_spec, parse_settings, render
 from tests.helpers import SMALL_VPS
@@ -76,13 +75,3 @@ def test_spec_adopts_the_install(tmp_path):
     assert "123456:ABC-secret" not in text and token in text
     loaded = load_text(text, "cluster.yaml", SMALL_VPS.__class__(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000))
     assert loaded.spec.containers.count == 3
-
-
-def test_claim_link_carries_the_node_name_and_key():
-    key = json.dumps({"mnemonic": "a b c", "privateKeyBase64": "QUJD"}).encode()
-    url = claim_url(key, "conduit-2")
-    prefix = "network.ryve.app://(app)/conduits?claim="
-    assert url.startswith(prefix) and "=" not in url[len(prefix):]
-    payload = url[len(prefix):]
-    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    assert decoded == {"version": 1, "data": {"name": "conduit-2", "key": "QUJD"}}
