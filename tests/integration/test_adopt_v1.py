@@ -186,3 +186,26 @@ def test_purge_needs_the_cluster_name(v1_host):
     assert not names & set(host.volumes())
     backups = list((host.state / "key-backups").glob("*/SHA256SUMS"))
     assert backups, "a last copy of the keys is kept in the state directory"
+
+
+def test_an_adoption_that_fails_its_gate_rolls_back_to_the_v1_nodes(v1_host):
+    """The first apply adopts; the new nodes die; the bash manager's nodes come back, no traceback."""
+    host = v1_host
+    write_v1_spec(host)
+    doc = yaml.safe_load(host.spec.read_text())
+    doc["spec"]["containers"]["image"] = host.engine.client.containers.get(host.prefix).attrs["Config"]["Image"]
+    doc["spec"]["containers"]["env"] = {"STANDIN_EXIT_AFTER": "0"}
+    doc["spec"]["conduit"] = {"max_clients": 100, "bandwidth_mbps": 5, "metrics_port_base": 19820}
+    doc["spec"]["health"] = {"gate_timeout_seconds": 5, "settle_seconds": 1}
+    host.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    keys = host.keys()
+
+    applied = host.run("apply", "--auto-approve", str(host.spec))
+    assert applied.returncode == 3, applied.stdout + applied.stderr
+    assert "Traceback" not in applied.stderr and "KeyError" not in applied.stdout + applied.stderr
+    assert "did not finish" not in applied.stdout, applied.stdout
+    for name in (host.prefix, f"{host.prefix}-2"):
+        container = host.engine.client.containers.get(name)
+        assert container.status == "running" and "io.conduit.cluster" not in container.labels
+        assert container.attrs["Config"]["Cmd"][:3] == ["start", "--max-clients", "100"]
+    assert host.keys() == keys
