@@ -60,3 +60,72 @@ def test_share_token_names_are_limited_as_upstream_limits_them():
 )
 def test_which_commands_need_a_compartment_in_the_data_dir(command, wanted):
     assert wants_compartment(command) is wanted
+
+
+# ------------------------------------------------------------------ made once per node, before it starts
+
+from pathlib import Path  # noqa: E402
+
+from conduit.reconciler.compartment import CompartmentProblem, ensure_compartment  # noqa: E402
+
+
+class FakeApi:
+    """Runs `conduit new-compartment-id` as upstream does: writes {"id": …} into the data dir."""
+
+    def __init__(self, folder: Path, exit_code: int = 0):
+        self.folder, self.exit_code, self.runs, self.removed = folder, exit_code, [], []
+
+    def create_host_config(self, **kwargs):
+        return kwargs
+
+    def create_container(self, image, command, entrypoint, host_config, labels):
+        self.runs.append((image, entrypoint + command, host_config))
+        return {"Id": f"c{len(self.runs)}"}
+
+    def start(self, cid):
+        if self.exit_code == 0:
+            (self.folder / "personal_compartment.json").write_text('{\n  "id": "' + ID + '"\n}')
+
+    def wait(self, cid, timeout):
+        return {"StatusCode": self.exit_code}
+
+    def logs(self, cid, **kwargs):
+        return b"Error: --name must be at most 32 characters\n"
+
+    def remove_container(self, cid, force):
+        self.removed.append(cid)
+
+
+class FakeClient:
+    def __init__(self, api):
+        self.api = api
+
+
+def test_the_compartment_is_made_once_in_a_throwaway_container(tmp_path):
+    api = FakeApi(tmp_path)
+    assert ensure_compartment(FakeClient(api), tmp_path, "img:2.0.0", "n-data-1", "/home/conduit/data", "n-1") is True
+    ((image, argv, host_config),) = api.runs
+    assert image == "img:2.0.0" and argv == ["conduit", "new-compartment-id", "--data-dir", "/home/conduit/data", "--name", "n-1"]
+    assert host_config == {"binds": {"n-data-1": {"bind": "/home/conduit/data", "mode": "rw"}}, "network_mode": "none"}
+    assert api.removed == ["c1"]
+    # kept for good: the next apply (or a replace) does not make another
+    assert ensure_compartment(FakeClient(api), tmp_path, "img:2.0.0", "n-data-1", "/home/conduit/data", "n-1") is False
+    assert len(api.runs) == 1
+
+
+def test_a_failed_run_or_an_unusable_file_is_one_line(tmp_path):
+    api = FakeApi(tmp_path, exit_code=1)
+    try:
+        ensure_compartment(FakeClient(api), tmp_path, "img", "v", "/data", "n-1")
+    except CompartmentProblem as exc:
+        assert str(exc) == "conduit new-compartment-id for n-1 exited 1: Error: --name must be at most 32 characters"
+    else:
+        raise AssertionError("no error")
+    assert api.removed == ["c1"]
+    (tmp_path / "personal_compartment.json").write_text('{"id": "nope"}')
+    try:
+        ensure_compartment(FakeClient(FakeApi(tmp_path)), tmp_path, "img", "v", "/data", "n-1")
+    except CompartmentProblem as exc:
+        assert "conduit start would refuse it" in str(exc) and "\n" not in str(exc)
+    else:
+        raise AssertionError("an unusable compartment was overwritten")
