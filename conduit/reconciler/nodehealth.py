@@ -91,7 +91,7 @@ def observe(client, name: str, port: int, info: dict | None = None, with_log: bo
     if reading.running and shape.metrics:
         reading.samples = metrics.scrape(port)
     if reading.running and (with_log or not shape.metrics or (shape.monitor and reading.samples is None)):
-        reading.log = nodelog.run_log(client, name, reading.started_at)
+        reading.log = nodelog.run_log(client, name, reading.started_at, bool((info.get("Config") or {}).get("Tty")))
     if shape.monitor:
         reading.traffic = read_traffic_state(volume_folder(info))
     return shape, reading

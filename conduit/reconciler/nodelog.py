@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import docker.errors
+import requests
 
 UPGRADE_REQUIRED = "WARNING: A newer version of Conduit is required. Please upgrade."
 _START = re.compile(
@@ -84,11 +85,20 @@ def last_error(lines: list[str]) -> str | None:
     return None
 
 
-def run_log(client, name: str, started_at: str) -> list[str]:
-    """The container's log lines of its current run ([] when the engine cannot give them)."""
+def run_log(client, name: str, started_at: str, tty: bool = False) -> list[str]:
+    """The container's log lines of its current run ([] when the engine cannot give them).
+
+    One request: the SDK's logs() would first inspect the container again to learn whether it
+    has a TTY, which the caller already knows from its own inspect.
+    """
     since = instant(started_at)
+    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all"}
+    if since and since[0] > 0:
+        params["since"] = since[0]
+    api = client.api
     try:
-        raw = client.api.logs(name, stdout=True, stderr=True, timestamps=True, since=since[0] if since and since[0] > 0 else None)
-    except docker.errors.DockerException:
+        response = api._get(api._url("/containers/{0}/logs", name), params=params, stream=False)
+        raw = api._get_result_tty(False, response, tty)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
         return []
     return this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), started_at)

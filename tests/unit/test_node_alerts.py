@@ -37,8 +37,15 @@ class Api:
             raise docker.errors.NotFound(name)
         return self.containers[name][0]
 
-    def logs(self, name, **kwargs):
+    def _url(self, path, name):
+        return name
+
+    def _get(self, name, params, stream):
+        assert params["timestamps"] == 1 and params["since"] == 1767348000  # only the current run
         return self.containers[name][1].encode()
+
+    def _get_result_tty(self, stream, response, tty):
+        return response
 
 
 class Client:
