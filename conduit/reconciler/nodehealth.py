@@ -73,14 +73,10 @@ def inspect(client, name: str) -> dict | None:
         return None
 
 
-def observe(client, name: str, port: int, info: dict | None = None, with_log: bool = False) -> tuple[Shape, Reading]:
-    """Look at a node once: the metrics when it has them, its log when it has none (or when asked)."""
-    info = info if info is not None else inspect(client, name)
-    if info is None:
-        return Shape(None, True), Reading("missing")
+def docker_reading(info: dict) -> Reading:
+    """What Docker itself says about the container."""
     state = info.get("State") or {}
-    shape = shape_of(info.get("Config") or {})
-    reading = Reading(
+    return Reading(
         status=state.get("Status", "unknown"),
         running=bool(state.get("Running")),
         restarting=bool(state.get("Restarting")),
@@ -88,13 +84,26 @@ def observe(client, name: str, port: int, info: dict | None = None, with_log: bo
         restarts=info.get("RestartCount"),
         started_at=state.get("StartedAt") or "",
     )
+
+
+def observe(client, name: str, port: int, info: dict | None = None, with_log: bool = False) -> tuple[Shape, Reading]:
+    """Look at a node once: the metrics when it has them, its log when it has none (or when asked)."""
+    info = info if info is not None else inspect(client, name)
+    if info is None:
+        return Shape(None, True), Reading("missing")
+    shape, reading = shape_of(info.get("Config") or {}), docker_reading(info)
     if reading.running and shape.metrics:
         reading.samples = metrics.scrape(port)
-    if reading.running and (with_log or not shape.metrics or (shape.monitor and reading.samples is None)):
+    if reading.running and (with_log or _log_needed(shape, reading)):
         reading.log = nodelog.run_log(client, name, reading.started_at, bool((info.get("Config") or {}).get("Tty")))
     if shape.monitor:
         reading.traffic = read_traffic_state(volume_folder(info))
     return shape, reading
+
+
+def _log_needed(shape: Shape, reading: Reading) -> bool:
+    """Without metrics the start line is the proof; a monitored node without them, the why."""
+    return not shape.metrics or (shape.monitor is not None and reading.samples is None)
 
 
 # ------------------------------------------------------------------ the verdict
