@@ -7,6 +7,7 @@ to the next plan and converged by the next apply.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 import time
@@ -254,11 +255,7 @@ def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int,
     else:
         doc = load_text(state.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
         plan, observed = observed_plan(doc, host)
-        # Containers cannot be rebuilt from nothing: only undo what this apply added or changed.
-        wanted = [r for r in before if r.kind != "container"] + [r for r in observed if r.kind == "container" and r.key in {b.key for b in before}]
-        plan = make_plan(doc.metadata.name, wanted, observed)
-        # A container the tool did not make (a v1 node put back as it was) stays as it is: not adopted again.
-        plan.steps = [s for s in plan.steps if s.action != "adopt"]
+        plan = undo_plan(doc.metadata.name, before, observed)
         target = "the state before this apply"
     report(f"rolling back to {target}")
     engine = Engine(doc, host, state, failed_gen, report)
@@ -267,4 +264,22 @@ def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int,
     except (StepFailed, GateFailed) as exc:
         report(f"the rollback did not finish: {exc}")
         return f"{target} (incomplete: {exc})"
+    except Exception as exc:  # noqa: BLE001 - a rollback ends in a report, never in a traceback
+        log.exception("rollback.error")
+        report(f"the rollback did not finish: {type(exc).__name__}: {exc}")
+        return f"{target} (incomplete: {type(exc).__name__}: {exc})"
     return target
+
+
+def undo_plan(cluster: str, before: list[Resource], observed: list[Resource]) -> Plan:
+    """Put back what the host had before a first apply: undo what it added or changed.
+
+    Containers cannot be rebuilt from nothing, so those that were there stay as they are now
+    (a replaced one was already put back by the rolling replace). Nothing is adopted: a bash
+    manager's node that was restored has no rendered image or command to recreate it from.
+    """
+    had = {b.key for b in before}
+    kept = [dataclasses.replace(r, adopt=False) for r in observed if r.kind == "container" and r.key in had]
+    wanted = [r for r in before if r.kind != "container"] + kept
+    now = [r for r in observed if r.kind != "container" or r.key not in had] + kept
+    return make_plan(cluster, wanted, now)

@@ -110,7 +110,11 @@ def keys_backup(opts, file, dest) -> None:
 @click.option("--force", is_flag=True, help="Replace a different key that a volume already holds.")
 @click.pass_obj
 def keys_restore(opts, file, src, force) -> None:
-    """Put the keys of a backup back into their volumes; refuses to replace a different key."""
+    """Put the keys of a backup back into their volumes (with their personal compartments).
+
+    Refuses a file the node would not keep (it would make a new key) and a different key
+    already in a volume (without --force); nothing is written unless every file passes.
+    """
     from conduit.reconciler.cli import fail, load_spec
     from conduit.reconciler.keys import KeyProblem, restore
 
@@ -122,20 +126,64 @@ def keys_restore(opts, file, src, force) -> None:
     click.echo(f"restored {len(done)} key(s): {', '.join(done)}")
 
 
-@click.command("claim")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.argument("index", required=False, type=int, default=1)
-@click.option("--png", type=click.Path(dir_okay=False), help="Also write the QR code to this PNG file (mode 0600).")
-@click.option("--yes", is_flag=True, help="Do not ask; the code reveals the node's private key.")
-@click.pass_obj
-def claim_command(opts, file, index, png, yes) -> None:
-    """The Ryve claim QR code of node INDEX (default 1). It reveals the node's private key."""
+def _show_code(text: str, png: str | None) -> None:
+    """A QR code on the terminal (and in a 0600 PNG when asked), then the text itself."""
     import io
     import os
 
     import qrcode
 
+    code = qrcode.QRCode(border=1)
+    code.add_data(text)
+    code.make(fit=True)
+    out = io.StringIO()
+    code.print_ascii(out=out, invert=True)
+    click.echo(out.getvalue())
+    click.echo(text)
+    if png:
+        from qrcode.image.pure import PyPNGImage
+
+        fd = os.open(png, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            code.make_image(image_factory=PyPNGImage).save(f)
+        click.echo(f"wrote {png}")
+
+
+def _personal_token(client, node, name: str | None) -> str:
+    from conduit.reconciler.cli import fail
+    from conduit.reconciler.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
+    from conduit.reconciler.keyfile import BadKey
+    from conduit.reconciler.keys import KeyProblem, read_file
+
+    try:
+        data = read_file(client, node.volume, COMPARTMENT_FILE)
+    except KeyProblem as exc:
+        fail(str(exc))
+    if data is None:
+        fail(f"volume {node.volume} holds no {COMPARTMENT_FILE}; a node gets one when its spec asks for personal clients")
+    try:
+        return pairing_token(parse_compartment(data), name or token_name(node.name))
+    except BadKey as exc:
+        fail(f"{node.volume}/{COMPARTMENT_FILE}: {exc}")
+    raise AssertionError("unreachable")
+
+
+@click.command("claim")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("index", required=False, type=int, default=1)
+@click.option("--png", type=click.Path(dir_okay=False), help="Also write the QR code to this PNG file (mode 0600).")
+@click.option("--yes", is_flag=True, help="Do not ask; the code reveals the node's private key.")
+@click.option("--personal", is_flag=True, help="The personal pairing token (Conduit 2.0 personal clients) instead of the Ryve claim.")
+@click.option("--name", default=None, help="The name the code carries (default: the container's name).")
+@click.pass_obj
+def claim_command(opts, file, index, png, yes, personal, name) -> None:
+    """The Ryve claim QR code of node INDEX (default 1). It reveals the node's private key.
+
+    With --personal: the share token of the node's personal compartment, as
+    `conduit new-compartment-id` prints it (upstream has no pairing link, only this token).
+    """
     from conduit.reconciler.cli import fail, load_spec
+    from conduit.reconciler.keyfile import BadKey
     from conduit.reconciler.keys import KeyProblem, claim_url, read_key
     from conduit.schemas.resolve import node_settings
 
@@ -143,8 +191,14 @@ def claim_command(opts, file, index, png, yes) -> None:
     if not 1 <= index <= (doc.spec.containers.count or 0):
         fail(f"there is no node {index} (count is {doc.spec.containers.count})", 2)
     node = node_settings(doc, index)
+    client = _client(opts)
+    if personal:
+        token = _personal_token(client, node, name)
+        click.echo(f"Personal pairing token of {node.name} (share it only with the people whose clients you pair):")
+        _show_code(token, png)
+        return
     try:
-        key = read_key(_client(opts), node.volume)
+        key = read_key(client, node.volume)
     except KeyProblem as exc:
         fail(str(exc))
     if key is None:
@@ -154,21 +208,11 @@ def claim_command(opts, file, index, png, yes) -> None:
             fail("the claim code reveals the private key: confirm on a terminal or pass --yes")
         if not click.confirm(f"Show the claim code of {node.name}? It reveals the node's private key", default=False):
             fail("cancelled")
-    url = claim_url(key, node.name)
-    code = qrcode.QRCode(border=1)
-    code.add_data(url)
-    code.make(fit=True)
-    out = io.StringIO()
-    code.print_ascii(out=out, invert=True)
-    click.echo(out.getvalue())
-    click.echo(url)
-    if png:
-        from qrcode.image.pure import PyPNGImage
-
-        fd = os.open(png, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            code.make_image(image_factory=PyPNGImage).save(f)
-        click.echo(f"wrote {png}")
+    try:
+        url = claim_url(key, name if name is not None else node.name)
+    except BadKey as exc:
+        fail(f"{node.volume}/conduit_key.json: the key cannot be read ({exc})")
+    _show_code(url, png)
 
 
 @click.command("destroy")

@@ -21,9 +21,11 @@ from conduit.reconciler.drivers.docker import (
     create_network,
     create_volume,
 )
+from conduit.reconciler.compartment import CompartmentProblem, ensure_compartment, wants_compartment
 from conduit.reconciler.drivers.nginx import master_pid
 from conduit.reconciler.drivers.tracker import systemd_is_init, tracker_pidfile
 from conduit.reconciler.files import atomic_write, remove
+from conduit.reconciler.keys import KeyProblem, volume_dir
 from conduit.reconciler.plan import Step
 from conduit.reconciler.resources import host_path
 from conduit.renderers.container import labels
@@ -212,11 +214,28 @@ class Executor:
         if node is None:
             raise StepFailed(f"container {step.id} is not in the spec")
         create_volume(client, node.volume, self.doc.metadata.name)
+        self.ensure_compartment(step, node)
         container_id = create_container(client, step.id, step.desired, labels(self.doc, node, step.desired))
         try:
             client.api.start(container_id)
         except docker.errors.APIError as exc:
             raise StepFailed(f"container {step.id} did not start: {exc.explanation or exc}") from None
+
+    def ensure_compartment(self, step: Step, node: NodeSettings) -> None:
+        """A node whose command asks for personal clients gets its compartment once, before it starts."""
+        if not wants_compartment(list(step.desired.get("command") or [])):
+            return
+        client = self.docker()
+        volume, _, data_dir = step.desired["volume"].partition(":")
+        try:
+            folder = volume_dir(client, volume)
+            if folder is None:
+                raise StepFailed(f"volume {volume} is missing")
+            ensure_compartment(client, folder, step.desired["image"], volume, data_dir, node.name)
+        except (KeyProblem, CompartmentProblem) as exc:
+            raise StepFailed(f"container {step.id}: personal clients need a compartment: {exc}") from None
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"container {step.id}: conduit new-compartment-id failed: {exc.explanation or exc}") from None
 
     def update_container(self, step: Step) -> None:
         client = self.docker()

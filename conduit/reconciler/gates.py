@@ -9,9 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import docker.errors
-
-from conduit.reconciler import metrics
+from conduit.reconciler import nodehealth
 from conduit.reconciler.execute import Executor
 from conduit.reconciler.drivers.tracker import systemd_is_init, tracker_pidfile
 from conduit.renderers.tracker import unit_name
@@ -102,50 +100,36 @@ def front_gate(ex: Executor, timeout: float) -> None:
 # ------------------------------------------------------------------ containers
 
 
-def scrape_max_clients(port: int, cli_version: str) -> int | None:
-    """The max clients a node reports it runs with: proof of the setting it got."""
-    samples = metrics.scrape(port)
-    if samples is None:
-        return None
-    found = metrics.value(samples, "conduit_max_clients" if cli_version == "1.x" else "conduit_max_common_clients")
-    return None if found is None else int(found)
-
-
 def containers_gate(ex: Executor, names: list[str], timeout: float, settle: float) -> None:
-    """Running, not restarting, metrics answer with the desired max clients, restarts steady."""
+    """Running, not restarting, the node proves its max clients (metrics, or its start line), restarts steady.
+
+    A node held at conduit-monitor's throttle passes: it does what its data cap tells it.
+    """
     client = ex.docker()
     wanted = {n.name: n for n in nodes(ex.doc) if n.name in names}
-    version = ex.doc.spec.conduit.cli_version
-
-    def state(name: str) -> dict:
-        try:
-            info = client.api.inspect_container(name)
-        except docker.errors.NotFound:
-            return {"Status": "missing"}
-        return info["State"] | {"RestartCount": info["RestartCount"]}
 
     def healthy(name: str) -> str | None:
-        s = state(name)
-        if not s.get("Running") or s.get("Restarting"):
-            code = s.get("ExitCode")
-            return f"container {name} is {s.get('Status')}" + (f" (exit code {code})" if code else "")
         node = wanted[name]
-        seen = scrape_max_clients(node.metrics_port, version)
-        if seen != node.max_clients:
-            return f"container {name} metrics on 127.0.0.1:{node.metrics_port} " + (
-                "do not answer" if seen is None else f"report max clients {seen}, not {node.max_clients}"
-            )
-        return None
+        shape, reading = nodehealth.observe(client, name, node.metrics_port)
+        return nodehealth.judge(name, node.max_clients, node.metrics_port, shape, reading).reason
+
+    def restarts(name: str) -> tuple[int | None, bool]:
+        info = nodehealth.inspect(client, name) or {}
+        return info.get("RestartCount"), bool((info.get("State") or {}).get("Running"))
 
     deadline = time.monotonic() + timeout
     for name in wanted:
         wait_until(lambda name=name: healthy(name), max(1.0, deadline - time.monotonic()))
-    restarts = {name: state(name).get("RestartCount") for name in wanted}
+    before = {name: restarts(name)[0] for name in wanted}
     time.sleep(settle)
     for name in wanted:
-        s = state(name)
-        if s.get("RestartCount") != restarts[name] or not s.get("Running"):
+        count, running = restarts(name)
+        if count != before[name] or not running:
             raise GateFailed(f"container {name} restarted during the {settle:g} s settle window")
+    for name in wanted:  # under conduit-monitor a conduit that exits leaves the container running
+        reason = healthy(name)
+        if reason is not None:
+            raise GateFailed(f"{reason} (after the {settle:g} s settle window)")
 
 
 # ------------------------------------------------------------------ tracker

@@ -59,3 +59,35 @@ def regions(samples: dict[Sample, float]) -> dict[str, dict[str, float]]:
                 entry = out.setdefault(region, {"connected": 0, "connecting": 0, "bytes_up": 0, "bytes_down": 0})
                 entry[fields[name]] += number
     return out
+
+
+# ------------------------------------------------------------------ what the names mean, per version
+
+# 1.2-1.5 and the community build (ssmirr) expose conduit_max_clients; 2.0 renamed it
+# conduit_max_common_clients and added conduit_max_personal_clients (Psiphon-Inc/conduit
+# cli/internal/metrics/metrics.go:87-91 at release-cli-1.2.0, :114-129 at release-cli-2.0.0).
+MAX_CLIENTS_NAMES = ("conduit_max_common_clients", "conduit_max_clients")
+
+
+def max_clients(samples: dict[Sample, float]) -> int | None:
+    """The (common) max clients the node runs with, by whichever name its endpoint exposes."""
+    for name in MAX_CLIENTS_NAMES:
+        found = value(samples, name)
+        if found is not None:
+            return int(found)
+    return None
+
+
+def bandwidth_limit(samples: dict[Sample, float]) -> int | None:
+    """Bytes per second per client the node applies; 0 means unlimited."""
+    found = value(samples, "conduit_bandwidth_limit_bytes_per_second")
+    return None if found is None else int(found)
+
+
+def announced(samples: dict[Sample, float]) -> bool:
+    """conduit_is_live: 0 until the node first announces (or has a client), then 1 for the run.
+
+    It never returns to 0 (service.go:353-354 at release-cli-2.0.0; 1.4 :326-327), so it says
+    "has announced since it started", not "is connected now".
+    """
+    return bool(value(samples, "conduit_is_live"))

@@ -15,6 +15,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from conduit.reconciler.lifetime import ByteReading, delta
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
     id INTEGER PRIMARY KEY,
@@ -60,6 +62,15 @@ CREATE TABLE IF NOT EXISTS image_facts (  -- what an image answered when asked, 
     image_id TEXT PRIMARY KEY,
     facts TEXT NOT NULL,            -- conduit.schemas.image.ImageFacts as JSON
     probed REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS node_bytes (  -- lifetime totals; the nodes' own counters restart at 0
+    node TEXT PRIMARY KEY,
+    at REAL NOT NULL,               -- the last reading
+    last_up INTEGER NOT NULL,
+    last_down INTEGER NOT NULL,
+    last_uptime REAL,
+    total_up INTEGER NOT NULL,
+    total_down INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
@@ -214,3 +225,29 @@ class State:
         self._write(
             "INSERT OR REPLACE INTO image_facts (image_id, facts, probed) VALUES (?, ?, ?)", (image_id, facts, time.time())
         )
+
+    # -------------------------------------------------------------- lifetime byte totals
+
+    def add_byte_readings(self, at: float, readings: dict[str, ByteReading]) -> dict[str, tuple[int, int]]:
+        """Add each node's bytes since its last reading (a drop is a restart); {node: (up, down)} totals.
+
+        One immediate transaction, so two readers at once do not count the same bytes twice.
+        """
+        totals: dict[str, tuple[int, int]] = {}
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            for node, now in sorted(readings.items()):
+                row = db.execute("SELECT last_up, last_down, last_uptime, total_up, total_down FROM node_bytes WHERE node = ?", (node,)).fetchone()
+                last = ByteReading(*row[:3]) if row else None
+                up, down = delta(last, now)
+                totals[node] = ((row[3] if row else 0) + up, (row[4] if row else 0) + down)
+                db.execute(
+                    "INSERT OR REPLACE INTO node_bytes (node, at, last_up, last_down, last_uptime, total_up, total_down) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (node, at, now.up, now.down, now.uptime, *totals[node]),
+                )
+            db.execute("COMMIT")
+        return totals
+
+    def byte_totals(self) -> dict[str, tuple[int, int]]:
+        with closing(self._connect()) as db:
+            return {node: (up, down) for node, up, down in db.execute("SELECT node, total_up, total_down FROM node_bytes")}

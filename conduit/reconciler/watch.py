@@ -29,6 +29,7 @@ from conduit.reconciler.drivers.docker import EngineError
 from conduit.reconciler.files import atomic_write
 from conduit.reconciler.load import SpecError, load_text
 from conduit.reconciler.lock import apply_lock
+from conduit.reconciler.nodealerts import node_problems
 from conduit.reconciler.observe import HostAccess, observed_plan
 from conduit.reconciler.state import State
 from conduit.schemas.profiles import HostFacts
@@ -157,8 +158,13 @@ class Watcher:
         self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")
 
     def _health_alerts(self, doc: ClusterSpec, plan) -> None:
-        """Crash loops and a stopped nginx, once each until they recover."""
+        """Crash loops, a stopped nginx, nodes the network wants upgraded, conduits dead under
+        their monitor: once each until they recover."""
         problems = health_problems(plan)
+        try:
+            problems |= node_problems(doc, self.host.docker())
+        except EngineError as exc:
+            log.warning("watch.node_signals", error=str(exc))
         for key, text in problems.items():
             if key not in self.alerted:
                 notify(doc, f"watch: {text}")

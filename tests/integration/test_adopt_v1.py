@@ -42,6 +42,7 @@ def v1_host(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
     client = docker_engine.client
     for index, name, volume in ((1, host.prefix, host.volumes()[0]), (2, f"{host.prefix}-2", host.volumes()[1])):
         client.volumes.create(volume)
+        _seed_key(host, volume)
         client.containers.run(
             standin_image_v1, ["start", "--max-clients", "100", "--bandwidth", "5", "-d", "/home/conduit/data"],
             name=name, network_mode="host", volumes={volume: {"bind": "/home/conduit/data", "mode": "rw"}},
@@ -52,6 +53,25 @@ def v1_host(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
         "MAX_CLIENTS=100\nBANDWIDTH=5\nCONTAINER_COUNT=2\nTELEGRAM_BOT_TOKEN='1:secret'\nTELEGRAM_CHAT_ID=42\nNEW_KEY=x\n"
     )
     return host
+
+
+def _seed_key(host: Host, volume: str) -> None:
+    """A key as the real node makes it: an Ed25519 seed and its public half (crypto.go:74-103).
+
+    The stand-in keeps a key it finds; its own are random bytes, which no real node writes.
+    """
+    import base64
+    import os
+
+    from conduit.reconciler.keyfile import ed25519_public
+
+    seed = os.urandom(32)
+    encoded = base64.b64encode(seed + ed25519_public(seed)).decode().rstrip("=")
+    path = Path(host.engine.client.api.inspect_volume(volume)["Mountpoint"]) / "conduit_key.json"
+    path.write_text(json.dumps({"mnemonic": "seeded by the test", "privateKeyBase64": encoded}, indent=2))
+    os.chmod(path, 0o600)
+    os.chown(path, 1000, 1000)
+    os.chown(path.parent, 1000, 1000)
 
 
 def write_v1_spec(host: Host) -> None:
@@ -126,6 +146,18 @@ def test_key_backup_and_restore(v1_host):
     assert host.keys()[host.volumes()[1]] != keys[host.volumes()[1]]
     assert host.run("keys", "restore", "--force", str(host.spec), str(backup)).returncode == 0
     assert host.keys() == keys
+    # a key the node would not keep (it would make a new one) is refused, naming the file
+    bad = host.tmp / "bad-backup"
+    bad.mkdir()
+    content = b'{"mnemonic": "a b c", "privateKeyBase64": "QUJD"}'
+    (bad / f"{host.prefix}-data.conduit_key.json").write_bytes(content)
+    import hashlib
+
+    (bad / "SHA256SUMS").write_text(f"{hashlib.sha256(content).hexdigest()}  {host.prefix}-data.conduit_key.json\n")
+    malformed = host.run("keys", "restore", "--force", str(host.spec), str(bad))
+    assert malformed.returncode == 1 and malformed.stderr.count("\n") == 1
+    assert f"{bad}/{host.prefix}-data.conduit_key.json: not a valid Conduit key" in malformed.stderr
+    assert host.keys() == keys
     # a corrupted backup is refused by its checksum
     (backup / f"{host.prefix}-data.conduit_key.json").write_text("{}")
     assert "does not match its checksum" in host.run("keys", "restore", str(host.spec), str(backup)).stderr
@@ -154,3 +186,26 @@ def test_purge_needs_the_cluster_name(v1_host):
     assert not names & set(host.volumes())
     backups = list((host.state / "key-backups").glob("*/SHA256SUMS"))
     assert backups, "a last copy of the keys is kept in the state directory"
+
+
+def test_an_adoption_that_fails_its_gate_rolls_back_to_the_v1_nodes(v1_host):
+    """The first apply adopts; the new nodes die; the bash manager's nodes come back, no traceback."""
+    host = v1_host
+    write_v1_spec(host)
+    doc = yaml.safe_load(host.spec.read_text())
+    doc["spec"]["containers"]["image"] = host.engine.client.containers.get(host.prefix).attrs["Config"]["Image"]
+    doc["spec"]["containers"]["env"] = {"STANDIN_EXIT_AFTER": "0"}
+    doc["spec"]["conduit"] = {"max_clients": 100, "bandwidth_mbps": 5, "metrics_port_base": 19820}
+    doc["spec"]["health"] = {"gate_timeout_seconds": 5, "settle_seconds": 1}
+    host.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    keys = host.keys()
+
+    applied = host.run("apply", "--auto-approve", str(host.spec))
+    assert applied.returncode == 3, applied.stdout + applied.stderr
+    assert "Traceback" not in applied.stderr and "KeyError" not in applied.stdout + applied.stderr
+    assert "did not finish" not in applied.stdout, applied.stdout
+    for name in (host.prefix, f"{host.prefix}-2"):
+        container = host.engine.client.containers.get(name)
+        assert container.status == "running" and "io.conduit.cluster" not in container.labels
+        assert container.attrs["Config"]["Cmd"][:3] == ["start", "--max-clients", "100"]
+    assert host.keys() == keys

@@ -31,13 +31,16 @@ def test_status_sums_clients_and_marks_a_stopped_node_down(cluster):
     assert data["totals"] == {
         "containers": 10, "running": 9, "up": 9, "connected": 45, "connecting": 0,
         "bytes_up": 9 * 1010, "bytes_down": 9 * 2020,
+        "lifetime_bytes_up": 9 * 1010, "lifetime_bytes_down": 9 * 2020,
     }  # fmt: skip
+    assert all(r["announced"] and not r["throttled"] and not r["dead"] for r in rows.values() if r["up"])
     assert all(r["memory"] and r["memory_limit"] == 96 << 20 for r in rows.values() if r["up"])
     assert data["drift"] == [f"container {cluster.prefix}-4"]
     assert data["generation"]["outcome"] == "succeeded"
 
     text = cluster.run("status", "--no-drift", str(cluster.spec))
     assert text.returncode == 0 and f"{cluster.prefix}: 9/10 running, 45 clients connected" in text.stdout
+    assert "announced" in text.stdout and " live" not in text.stdout
     assert max(len(line) for line in text.stdout.splitlines()) <= 80  # rich lays it out for 80 columns off a terminal
 
     scrape = metrics.parse(cluster.run("status", "--prometheus", "--no-drift", str(cluster.spec)).stdout)
@@ -85,3 +88,28 @@ def test_a_nodes_own_geo_list_is_merged_into_the_countries(tmp_path, docker_engi
         {"region": "IR", "clients": 3, "bytes_up": 100, "bytes_down": 200},
         {"region": "DE", "clients": 1, "bytes_up": 5, "bytes_down": 6},
     ]
+
+
+def test_lifetime_bytes_survive_a_restart(cluster):
+    """bytes_uploaded/downloaded restart at 0 with the node; status keeps the sum in the state DB."""
+    cluster.write(count=2, env={"STANDIN_REGIONS": "IR=1:1000:3000"})
+    assert cluster.apply().returncode == 0
+    first = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
+    assert [(r["lifetime_bytes_up"], r["lifetime_bytes_down"]) for r in first["containers"]] == [(1000, 3000), (1000, 3000)]
+    again = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
+    assert again["totals"]["lifetime_bytes_up"] == 2000  # the same run read twice counts once
+
+    cluster.engine.client.containers.get(f"{cluster.prefix}-1").restart(timeout=5)
+    from tests.harness import wait_for
+
+    def restarted():
+        data = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
+        return data if data["containers"][0]["up"] else None
+
+    data = wait_for(restarted, timeout=20, message="node 1 back")
+    rows = {r["name"]: r for r in data["containers"]}
+    assert rows[f"{cluster.prefix}-1"]["bytes_up"] == 1000 and rows[f"{cluster.prefix}-1"]["lifetime_bytes_up"] == 2000
+    assert rows[f"{cluster.prefix}-2"]["lifetime_bytes_up"] == 1000
+    scrape = metrics.parse(cluster.run("status", "--prometheus", "--no-drift", str(cluster.spec)).stdout)
+    assert metrics.value(scrape, "conduit_cluster_node_bytes_downloaded_total", cluster=cluster.prefix, node=f"{cluster.prefix}-1") == 6000
+

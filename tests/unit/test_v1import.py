@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduit.reconciler.keys import claim_url
 from conduit.reconciler.load import load_text
 from conduit.reconciler.v1import import SettingsError, build_spec, cli_version_of, parse_settings, pinned_image_settings, render
 from tests.helpers import SMALL_VPS
@@ -100,16 +99,6 @@ def test_the_found_nodes_cli_version_goes_into_the_spec(tmp_path):
     assert doc["spec"]["conduit"]["cli_version"] == "1.x"
     doc, _ = build_spec(settings, [node | {"cli_version": None}], "conduit", "c", tmp_path, 9090)
     assert doc["spec"]["conduit"]["cli_version"] == "auto"
-
-
-def test_claim_link_carries_the_node_name_and_key():
-    key = json.dumps({"mnemonic": "a b c", "privateKeyBase64": "QUJD"}).encode()
-    url = claim_url(key, "conduit-2")
-    prefix = "network.ryve.app://(app)/conduits?claim="
-    assert url.startswith(prefix) and "=" not in url[len(prefix):]
-    payload = url[len(prefix):]
-    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    assert decoded == {"version": 1, "data": {"name": "conduit-2", "key": "QUJD"}}
 
 
 def test_spec_pins_what_the_running_community_image_said(tmp_path):

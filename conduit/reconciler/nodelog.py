@@ -1,0 +1,104 @@
+"""What a node says in its container log, for the signals that exist nowhere else.
+
+- The start line, the only proof of a setting on nodes without --metrics-addr (1.1):
+  1.1/1.2 cli/cmd/start.go:136/:139 and 1.3 service.go:123 print
+  `Starting Psiphon Conduit (Max Clients: N, Bandwidth: B)`; 1.4/1.5 service.go:141 prefix a
+  timestamp and `[OK] `; 2.0 service.go:145 prints `… (Max Common Clients: N, Max Personal
+  Clients: M, Bandwidth: B)`; the community build (ssmirr) is 1.x-worded without [OK].
+- `WARNING: A newer version of Conduit is required. Please upgrade.` (2.0 service.go:431-432;
+  every version has it): the network refuses this version; only a new image helps.
+- Why a conduit under conduit-monitor keeps exiting: cobra's `Error: …` line and the
+  monitor's `[ERROR] Conduit exited with error: …` (scripts/monitor/main.go:349).
+
+Docker keeps a container's log across restarts, so only lines stamped at or after the
+container's current start belong to the run that is being judged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import docker.errors
+import requests
+
+UPGRADE_REQUIRED = "WARNING: A newer version of Conduit is required. Please upgrade."
+_START = re.compile(
+    r"Starting Psiphon Conduit \(Max (?:Common )?Clients: (\d+)(?:, Max Personal Clients: (\d+))?, Bandwidth: ([^)]*)\)"
+)
+_INSTANT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
+_ERROR = re.compile(r"(Error: .*|\[ERROR\] Conduit exited with error: .*)$")
+
+
+@dataclass(frozen=True)
+class StartLine:
+    max_clients: int
+    max_personal_clients: int | None
+    bandwidth: str  # "40 Mbps" or "unlimited", as the node printed it
+
+
+def instant(text: str) -> tuple[int, int] | None:
+    """An RFC 3339 (nano) time as (seconds since the epoch, nanoseconds); None when it is not one."""
+    match = _INSTANT.match(text or "")
+    if not match:
+        return None
+    whole, fraction, zone = match.groups()
+    seconds = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone)).timestamp()
+    return int(seconds), int((fraction or "0").ljust(9, "0"))
+
+
+def this_run(raw: str, started_at: str) -> list[str]:
+    """The lines of a `docker logs --timestamps` text written since the container last started."""
+    start = instant(started_at)
+    out = []
+    for line in raw.splitlines():
+        stamp, _, text = line.partition(" ")
+        when = instant(stamp)
+        if when is None:
+            continue
+        if start is None or when >= start:
+            out.append(text)
+    return out
+
+
+def start_line(lines: list[str]) -> StartLine | None:
+    """The last start line of the run: the settings the node says it started with."""
+    for line in reversed(lines):
+        match = _START.search(line)
+        if match:
+            personal = match.group(2)
+            return StartLine(int(match.group(1)), None if personal is None else int(personal), match.group(3).strip())
+    return None
+
+
+def upgrade_required(lines: list[str]) -> bool:
+    return any(UPGRADE_REQUIRED in line for line in lines)
+
+
+def last_error(lines: list[str]) -> str | None:
+    """The last error the node (or its monitor) logged, for a gate's one-line reason."""
+    for line in reversed(lines):
+        match = _ERROR.search(line)
+        if match:
+            return match.group(1).strip()[:200]
+    return None
+
+
+def run_log(client, name: str, started_at: str, tty: bool = False) -> list[str]:
+    """The container's log lines of its current run ([] when the engine cannot give them).
+
+    One request: the SDK's logs() would first inspect the container again to learn whether it
+    has a TTY, which the caller already knows from its own inspect.
+    """
+    since = instant(started_at)
+    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all"}
+    if since and since[0] > 0:
+        params["since"] = since[0]
+    api = client.api
+    try:
+        response = api._get(api._url("/containers/{0}/logs", name), params=params, stream=False)
+        raw = api._get_result_tty(False, response, tty)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return []
+    return this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), started_at)

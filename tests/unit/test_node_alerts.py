@@ -1,0 +1,87 @@
+"""Alerts from the nodes' own signals: the newer-version warning, a conduit dead under its monitor."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import docker.errors
+
+from conduit.reconciler import watch
+from conduit.reconciler.load import load_text
+from conduit.reconciler.nodealerts import node_problems
+from conduit.reconciler.observe import HostAccess
+from tests.helpers import SMALL_VPS, dump, minimal
+
+LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again: nothing answers there
+
+
+def spec(port: int):
+    doc = minimal(containers={"count": 2}, conduit={"max_clients": 40, "bandwidth_mbps": 2, "metrics_port_base": port},
+                  sysctl={"enabled": False}, tracker={"enabled": False})  # fmt: skip
+    return load_text(dump(doc), "cluster.yaml", SMALL_VPS)
+
+
+class Api:
+    def __init__(self, containers: dict[str, tuple[dict, str]]):
+        self.containers = containers
+
+    def inspect_container(self, name):
+        if name not in self.containers:
+            raise docker.errors.NotFound(name)
+        return self.containers[name][0]
+
+    def _url(self, path, name):
+        return name
+
+    def _get(self, name, params, stream):
+        assert params["timestamps"] == 1 and params["since"] == 1767348000  # only the current run
+        return self.containers[name][1].encode()
+
+    def _get_result_tty(self, stream, response, tty):
+        return response
+
+
+class Client:
+    def __init__(self, containers):
+        self.api = Api(containers)
+
+
+def info(entrypoint: list[str], command: list[str], started: str = "2026-01-02T10:00:00Z") -> dict:
+    return {"State": {"Status": "running", "Running": True, "StartedAt": started}, "RestartCount": 0,
+            "Config": {"Entrypoint": entrypoint, "Cmd": command}, "Mounts": []}  # fmt: skip
+
+
+def test_upgrade_warning_and_a_dead_monitored_node(tmp_path):
+    port = free_port()
+    doc = spec(port - 1)  # node 1 on `port`, node 2 on port + 1: nothing answers on either
+    monitor = ["--traffic-limit", "100", "--traffic-period", "7", "--metrics-addr", f"127.0.0.1:{port}", "--", "-m", "40"]
+    client = Client({
+        "conduit-1": (info(["conduit-monitor"], monitor), (LOGS / "monitor-2.0.0-crashloop.log").read_text()),
+        "conduit-2": (info(["conduit"], ["start", "-m", "40", "--metrics-addr", f"127.0.0.1:{port + 1}"]), (LOGS / "official-2.0.0-upgrade.log").read_text()),
+    })  # fmt: skip
+    now = 1767348000.0 + 60  # 2026-01-02T10:01:00Z: both started a minute ago
+    problems = node_problems(doc, client, now=now)
+    assert set(problems) == {"dead:conduit-1", "upgrade:conduit-2"}
+    assert "runs conduit-monitor but no conduit" in problems["dead:conduit-1"]
+    assert "requires a newer version of Conduit" in problems["upgrade:conduit-2"]
+    assert set(node_problems(doc, client, now=1767348000.0 + 5)) == {"upgrade:conduit-2"}  # still in its grace period
+
+
+def test_each_alert_is_sent_once_until_it_clears(tmp_path, monkeypatch):
+    sent = []
+    found = [{"upgrade:n": "node n: upgrade"}, {"upgrade:n": "node n: upgrade"}, {}, {"upgrade:n": "node n: upgrade"}]
+    monkeypatch.setattr(watch, "notify", lambda doc, text: sent.append(text))
+    monkeypatch.setattr(watch, "node_problems", lambda doc, client: found.pop(0))
+    watcher = watch.Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS)
+    monkeypatch.setattr(watcher.host, "docker", lambda: None)
+    plan = type("Plan", (), {"changes": []})()
+    for _ in range(4):
+        watcher._health_alerts(None, plan)
+    assert sent == ["watch: node n: upgrade", "watch: node n: upgrade"]  # again only after it had cleared

@@ -1,0 +1,62 @@
+"""How status words a node's signals: announced (not "live"), throttled, dead, upgrade, stale."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from conduit.reconciler import metrics
+from conduit.reconciler.status import node_state, render_prometheus, render_text
+
+
+def row(name: str, **over) -> dict:
+    base = {
+        "name": name, "index": 1, "state": "running", "up": True, "connected": 1, "connecting": 0, "max_clients": 40,
+        "max_clients_seen": 40, "bytes_up": 10, "bytes_down": 20, "lifetime_bytes_up": 1 << 30, "lifetime_bytes_down": 3 << 30,
+        "announced": True, "throttled": False, "dead": False, "upgrade_required": False, "stats_stale": False,
+        "cpu": 0.1, "cpu_limit": 1.0, "memory": 1 << 20, "memory_limit": 1 << 30, "restarts": 0, "regions": {},
+    }  # fmt: skip
+    return base | over
+
+
+DATA = {
+    "cluster": "c",
+    "containers": [
+        row("c-1"),
+        row("c-2", announced=False),
+        row("c-3", throttled=True, max_clients_seen=10),
+        row("c-4", up=False, dead=True, max_clients_seen=None, lifetime_bytes_up=None, lifetime_bytes_down=None),
+        row("c-5", upgrade_required=True),
+        row("c-6", up=False, stats_stale=True),
+        row("c-7", state="exited", up=False),
+    ],
+    "totals": {"containers": 7, "running": 6, "up": 4, "connected": 4, "connecting": 0, "bytes_up": 40, "bytes_down": 80,
+               "lifetime_bytes_up": 5 << 30, "lifetime_bytes_down": 15 << 30},  # fmt: skip
+    "front": None, "countries": [], "generation": None, "watch": None,
+}
+
+
+def test_one_word_per_node():
+    assert [node_state(r) for r in DATA["containers"]] == ["announced", "starting", "throttled", "dead", "announced", "stale stats", "exited"]
+
+
+def test_text_flags_what_needs_the_operator():
+    console = Console(width=80, record=True, highlight=False)
+    console.print(render_text(DATA))
+    text = console.export_text()
+    assert "UPGRADE REQUIRED: c-5" in text and "dead: c-4" in text and "throttled by conduit-monitor (data cap): c-3" in text
+    assert "10/40" in text and "stale stats file (from an earlier run): c-6" in text
+    assert "lifetime: up 5.0 GiB, down 15.0 GiB" in text and " live" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_prometheus_counts_lifetime_bytes_as_counters():
+    scrape = render_prometheus(DATA)
+    assert "# TYPE conduit_cluster_node_bytes_uploaded_total counter" in scrape
+    assert "# TYPE conduit_cluster_bytes_uploaded gauge" in scrape  # the run's own figure restarts at 0
+    parsed = metrics.parse(scrape)
+    assert metrics.value(parsed, "conduit_cluster_node_bytes_downloaded_total", cluster="c", node="c-1") == 3 << 30
+    assert metrics.value(parsed, "conduit_cluster_node_bytes_downloaded_total", cluster="c", node="c-4") is None
+    assert metrics.value(parsed, "conduit_cluster_node_upgrade_required", cluster="c", node="c-5") == 1
+    assert metrics.value(parsed, "conduit_cluster_node_throttled", cluster="c", node="c-3") == 1
+    assert metrics.value(parsed, "conduit_cluster_node_dead", cluster="c", node="c-4") == 1
+    assert metrics.value(parsed, "conduit_cluster_node_announced", cluster="c", node="c-2") == 0
