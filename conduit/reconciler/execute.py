@@ -25,6 +25,7 @@ from conduit.reconciler.drivers.nginx import master_pid
 from conduit.reconciler.drivers.tracker import systemd_is_init, tracker_pidfile
 from conduit.reconciler.files import atomic_write, remove
 from conduit.reconciler.plan import Step
+from conduit.reconciler.programs import install_hint, not_installed
 from conduit.reconciler.resources import host_path
 from conduit.renderers.container import labels
 from conduit.renderers.nginx import include_line, insert_include, remove_include
@@ -55,7 +56,7 @@ class Executor:
 
     def docker(self) -> CountingClient:
         if self.client is None:
-            raise StepFailed("no Docker engine on this machine")
+            raise StepFailed(f"no Docker engine on this machine: {not_installed('dockerd')}")
         return self.client
 
     def run(self, step: Step) -> None:
@@ -118,7 +119,7 @@ class Executor:
         try:
             result = subprocess.run([paths.binary, "-t", "-q", "-e", "stderr", "-c", str(conf)], capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
-            raise StepFailed(f"nginx not found at {paths.binary}") from None
+            raise StepFailed(f"nginx not found at {paths.binary} ({install_hint('nginx')})") from None
         finally:
             if conf != main:
                 remove(conf)
@@ -147,7 +148,10 @@ class Executor:
 
     def start_nginx(self) -> None:
         paths = self._nginx_paths()
-        result = subprocess.run([paths.binary, "-c", str(host_path(self.root, paths.main_config))], capture_output=True, text=True, timeout=60)
+        try:
+            result = subprocess.run([paths.binary, "-c", str(host_path(self.root, paths.main_config))], capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            raise StepFailed(f"nginx not found at {paths.binary} ({install_hint('nginx')})") from None
         if result.returncode != 0:
             raise StepFailed(f"nginx did not start: {(result.stderr.strip().splitlines() or ['failed'])[-1]}")
 
@@ -306,7 +310,7 @@ def systemctl(*args: str, check: bool = True) -> None:
     try:
         done = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
-        raise StepFailed("PID 1 is systemd but systemctl was not found") from None
+        raise StepFailed(f"PID 1 is systemd but {not_installed('systemctl')}") from None
     if check and done.returncode != 0:
         raise StepFailed(f"systemctl {' '.join(args)} failed: {' '.join(done.stderr.split()) or done.returncode}")
 

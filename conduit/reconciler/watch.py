@@ -30,6 +30,7 @@ from conduit.reconciler.files import atomic_write
 from conduit.reconciler.load import SpecError, load_text
 from conduit.reconciler.lock import apply_lock
 from conduit.reconciler.observe import HostAccess, observed_plan
+from conduit.reconciler.programs import not_installed
 from conduit.reconciler.state import State
 from conduit.schemas.profiles import HostFacts
 from conduit.schemas.spec import ClusterSpec
@@ -263,7 +264,10 @@ class GitError(Exception):
 
 
 def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise GitError(not_installed("git")) from None
     if done.returncode != 0:
         raise GitError(f"git {args[0]} failed: {' '.join(done.stderr.split())[:300]}")
     return done.stdout
