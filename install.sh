@@ -69,6 +69,8 @@ if [ ! -x "$prefix/bin/python3" ]; then
 fi
 
 say "installing conduit$extras from $src"
+# pip builds in the checkout; a build/ left by an earlier run would carry modules since removed.
+rm -rf "$src/build"
 "$prefix/bin/python3" -m pip install --quiet --disable-pip-version-check --upgrade "$src$extras"
 
 mkdir -p "$bin_dir"
