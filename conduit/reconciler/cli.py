@@ -116,7 +116,7 @@ def validate(opts: Options, file: str) -> None:
 def host_checks(spec: ClusterSpec) -> list[str]:
     """What only `plan` checks, because it reads the host beyond its hardware."""
     s = spec.spec
-    checks = ["the Docker engine and the image"]
+    checks = ["the Docker engine"]
     if s.loadbalancer.enabled:
         checks.append("nginx and its stream module")
     checks.append("ports in use")

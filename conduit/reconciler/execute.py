@@ -21,11 +21,11 @@ from conduit.reconciler.drivers.docker import (
     create_network,
     create_volume,
 )
-from conduit.reconciler.drivers.nginx import master_pid
+from conduit.reconciler.drivers.nginx import INSTALL_HINT, master_pid
 from conduit.reconciler.drivers.tracker import systemd_is_init, tracker_pidfile
 from conduit.reconciler.files import atomic_write, remove
 from conduit.reconciler.plan import Step
-from conduit.reconciler.programs import install_hint, not_installed
+from conduit.reconciler.programs import not_installed
 from conduit.reconciler.resources import host_path
 from conduit.renderers.container import labels
 from conduit.renderers.nginx import include_line, insert_include, remove_include
@@ -119,7 +119,7 @@ class Executor:
         try:
             result = subprocess.run([paths.binary, "-t", "-q", "-e", "stderr", "-c", str(conf)], capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
-            raise StepFailed(f"nginx not found at {paths.binary} ({install_hint('nginx')})") from None
+            raise StepFailed(f"nginx not found at {paths.binary} ({INSTALL_HINT})") from None
         finally:
             if conf != main:
                 remove(conf)
@@ -151,7 +151,7 @@ class Executor:
         try:
             result = subprocess.run([paths.binary, "-c", str(host_path(self.root, paths.main_config))], capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
-            raise StepFailed(f"nginx not found at {paths.binary} ({install_hint('nginx')})") from None
+            raise StepFailed(f"nginx not found at {paths.binary} ({INSTALL_HINT})") from None
         if result.returncode != 0:
             raise StepFailed(f"nginx did not start: {(result.stderr.strip().splitlines() or ['failed'])[-1]}")
 
