@@ -26,6 +26,7 @@ from harness import (  # noqa: E402
     NginxServer,
     NginxUnavailable,
     StandinBuildError,
+    not_found,
     unavailable,
 )
 
@@ -58,7 +59,7 @@ def docker_engine():
 def _build(engine: DockerEngine, version: str) -> str:
     for tool in ("gcc", "docker"):
         if not shutil.which(tool):
-            unavailable(f"{tool} not found: cannot build the stand-in Conduit image")
+            unavailable(f"{not_found(tool)}: the stand-in Conduit image cannot be built")
     try:
         return engine.build_standin(version)
     except StandinBuildError as exc:

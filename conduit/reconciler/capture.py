@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from conduit.reconciler.programs import not_installed
+
 GEOIP_V4 = Path("/usr/share/GeoIP/GeoIP.dat")
 GEOIP_V6 = Path("/usr/share/GeoIP/GeoIPv6.dat")
 UNKNOWN = "ZZ"
@@ -40,7 +42,10 @@ class Flow:
 
 def local_addresses(interface: str) -> set[str]:
     """The interface's own addresses: the other end of a packet is the client."""
-    done = subprocess.run(["ip", "-j", "addr", "show", "dev", interface], capture_output=True, text=True, timeout=10)
+    try:
+        done = subprocess.run(["ip", "-j", "addr", "show", "dev", interface], capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:
+        raise CaptureError(not_installed("ip")) from None
     if done.returncode != 0:
         raise CaptureError(f"interface {interface}: {' '.join(done.stderr.split()) or 'not found'}")
     return {info["local"] for entry in json.loads(done.stdout or "[]") for info in entry.get("addr_info", [])}
@@ -77,7 +82,7 @@ def window(interface: str, bpf: str, seconds: float, snaplen: int) -> dict[str, 
     try:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError:
-        raise CaptureError("tcpdump is not installed (apt-get install tcpdump)") from None
+        raise CaptureError(not_installed("tcpdump")) from None
     flows: dict[str, Flow] = {}
     reader = threading.Thread(target=parse, args=(process.stdout, local, flows), daemon=True)
     reader.start()

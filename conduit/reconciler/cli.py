@@ -110,6 +110,21 @@ def validate(opts: Options, file: str) -> None:
     spec = load_spec(opts, file)
     count = spec.spec.containers.count
     click.echo(f"{file}: valid ({spec.metadata.name}: {count} container{'s' if count != 1 else ''})")
+    click.echo(f"not checked: {', '.join(host_checks(spec))} (`conduit plan {file}` checks them)")
+
+
+def host_checks(spec: ClusterSpec) -> list[str]:
+    """What only `plan` checks, because it reads the host beyond its hardware."""
+    s = spec.spec
+    checks = ["the Docker engine"]
+    if s.loadbalancer.enabled:
+        checks.append("nginx and its stream module")
+    checks.append("ports in use")
+    if s.sysctl.profile != "none":
+        checks.append("/proc/sys")
+    if s.tracker.enabled:
+        checks.append("the tracker")
+    return checks
 
 
 @main.command()
@@ -164,12 +179,19 @@ def completion(shell: str) -> None:
     click.echo(cls(main, {}, "conduit", "_CONDUIT_COMPLETE").source())
 
 
-def _show(plan, as_json: bool, out: str | None, verbose: bool, extra: dict | None = None) -> None:
-    import json
-
+def print_plan(plan, verbose: bool = False, offline: bool = False) -> None:
+    """The plan on stdout; the problems that stop it last, on stderr."""
     from rich.console import Console
 
-    from conduit.reconciler.report import render_plan
+    from conduit.reconciler.report import render_plan, render_problems
+
+    Console(highlight=False, soft_wrap=True).print(render_plan(plan, verbose, offline))
+    if plan.problems:
+        click.echo(render_problems(plan), err=True)
+
+
+def _show(plan, as_json: bool, out: str | None, verbose: bool, extra: dict | None = None) -> None:
+    import json
 
     data = {**plan.to_json(), **(extra or {})}
     if out:
@@ -177,8 +199,8 @@ def _show(plan, as_json: bool, out: str | None, verbose: bool, extra: dict | Non
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
-        Console(highlight=False, soft_wrap=True).print(render_plan(plan, verbose))
-        if out:
+        print_plan(plan, verbose, bool(data.get("offline")))
+        if out and not plan.problems:
             click.echo(f"\nSaved the plan to {out}; apply exactly it with: conduit apply --plan {out}")
 
 
@@ -225,6 +247,8 @@ def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None
 def _git_show(ref: str, file: str) -> str:
     import subprocess
 
+    from conduit.reconciler.programs import not_installed
+
     path = Path(file).resolve()
     try:
         top = subprocess.run(
@@ -235,7 +259,7 @@ def _git_show(ref: str, file: str) -> str:
             ["git", "-C", top, "show", f"{ref}:{rel.as_posix()}"], capture_output=True, text=True, check=True
         ).stdout
     except FileNotFoundError:
-        fail("git is not installed")
+        fail(not_installed("git"))
     except subprocess.CalledProcessError as exc:
         fail(f"git could not show {ref}:{file}: {(exc.stderr or '').strip().splitlines()[-1:] or ['failed']}")
     raise AssertionError("unreachable")
@@ -302,17 +326,13 @@ def _confirm(auto_approve: bool, question: str) -> None:
 
 
 def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool, saved: dict | None = None) -> None:
-    from rich.console import Console
-
     from conduit.reconciler.alerts import notify
     from conduit.reconciler.apply import apply
     from conduit.reconciler.drivers.docker import EngineError
     from conduit.reconciler.lock import Locked, apply_lock
     from conduit.reconciler.observe import observed_plan
-    from conduit.reconciler.report import render_plan
     from conduit.reconciler.state import State
 
-    console = Console(highlight=False, soft_wrap=True)
     host = opts.host()
     try:
         with apply_lock(opts.state_dir, f"conduit apply {spec_path or ''}".strip(), wait=not no_wait, on_wait=lambda m: click.echo(m, err=True)):
@@ -322,7 +342,7 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
             plan.warnings += interrupted_warnings(opts)
             # Holding the lock, this run is the one that converges from an interrupted apply.
             State(opts.state_dir).mark_interrupted()
-            console.print(render_plan(plan))
+            print_plan(plan)
             if plan.problems:
                 fail("the plan has errors; nothing was changed")
             if not plan.changes:

@@ -11,13 +11,14 @@ import click
 def _client(opts):
     from conduit.reconciler.cli import fail
     from conduit.reconciler.drivers.docker import EngineError
+    from conduit.reconciler.programs import not_installed
 
     try:
         client = opts.host().docker()
     except EngineError as exc:
         fail(str(exc))
     if client is None:
-        fail("no Docker engine on this machine")
+        fail(f"no Docker engine on this machine: {not_installed('dockerd')}")
     return client
 
 

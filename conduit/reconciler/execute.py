@@ -22,11 +22,12 @@ from conduit.reconciler.drivers.docker import (
     create_volume,
 )
 from conduit.reconciler.compartment import CompartmentProblem, ensure_compartment, wants_compartment
-from conduit.reconciler.drivers.nginx import master_pid
+from conduit.reconciler.drivers.nginx import INSTALL_HINT, master_pid
 from conduit.reconciler.drivers.tracker import systemd_is_init, tracker_pidfile
 from conduit.reconciler.files import atomic_write, remove
 from conduit.reconciler.keys import KeyProblem, volume_dir
 from conduit.reconciler.plan import Step
+from conduit.reconciler.programs import not_installed
 from conduit.reconciler.resources import host_path
 from conduit.renderers.container import labels
 from conduit.renderers.nginx import include_line, insert_include, remove_include
@@ -57,7 +58,7 @@ class Executor:
 
     def docker(self) -> CountingClient:
         if self.client is None:
-            raise StepFailed("no Docker engine on this machine")
+            raise StepFailed(f"no Docker engine on this machine: {not_installed('dockerd')}")
         return self.client
 
     def run(self, step: Step) -> None:
@@ -120,7 +121,7 @@ class Executor:
         try:
             result = subprocess.run([paths.binary, "-t", "-q", "-e", "stderr", "-c", str(conf)], capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
-            raise StepFailed(f"nginx not found at {paths.binary}") from None
+            raise StepFailed(f"nginx not found at {paths.binary} ({INSTALL_HINT})") from None
         finally:
             if conf != main:
                 remove(conf)
@@ -149,7 +150,10 @@ class Executor:
 
     def start_nginx(self) -> None:
         paths = self._nginx_paths()
-        result = subprocess.run([paths.binary, "-c", str(host_path(self.root, paths.main_config))], capture_output=True, text=True, timeout=60)
+        try:
+            result = subprocess.run([paths.binary, "-c", str(host_path(self.root, paths.main_config))], capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            raise StepFailed(f"nginx not found at {paths.binary} ({INSTALL_HINT})") from None
         if result.returncode != 0:
             raise StepFailed(f"nginx did not start: {(result.stderr.strip().splitlines() or ['failed'])[-1]}")
 
@@ -325,7 +329,7 @@ def systemctl(*args: str, check: bool = True) -> None:
     try:
         done = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
-        raise StepFailed("PID 1 is systemd but systemctl was not found") from None
+        raise StepFailed(f"PID 1 is systemd but {not_installed('systemctl')}") from None
     if check and done.returncode != 0:
         raise StepFailed(f"systemctl {' '.join(args)} failed: {' '.join(done.stderr.split()) or done.returncode}")
 

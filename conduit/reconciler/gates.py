@@ -12,6 +12,7 @@ from pathlib import Path
 from conduit.reconciler import nodehealth
 from conduit.reconciler.execute import Executor
 from conduit.reconciler.drivers.tracker import systemd_is_init, tracker_pidfile
+from conduit.reconciler.programs import not_installed
 from conduit.renderers.tracker import unit_name
 from conduit.reconciler.resources import host_path
 from conduit.schemas.profiles import normalise_sysctl
@@ -139,7 +140,10 @@ def tracker_gate(ex: Executor, settle: float) -> None:
     time.sleep(min(settle, 2.0))
     if systemd_is_init():
         unit = unit_name(ex.doc.metadata.name)
-        done = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=30)
+        try:
+            done = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=30)
+        except FileNotFoundError:
+            raise GateFailed(f"PID 1 is systemd but {not_installed('systemctl')}") from None
         if done.stdout.strip() != "active":
             raise GateFailed(f"the tracker unit {unit} is {done.stdout.strip() or 'not active'} (journalctl -u {unit})")
         return

@@ -5,18 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from conduit.reconciler.drivers.docker import CountingClient, observe_docker
+from conduit.reconciler.drivers.docker import (
+    CountingClient,
+    EngineError,
+    dockerd_installed,
+    engine_down,
+    observe_docker,
+)
 from conduit.reconciler.drivers.nginx import observe_nginx
 from conduit.reconciler.drivers.sysctl import observe_sysctl
 from conduit.reconciler.drivers.tracker import observe_tracker
 from conduit.reconciler.images import settle_image
 from conduit.reconciler.plan import Plan, make_plan
+from conduit.reconciler.programs import install_hint
 from conduit.reconciler.resources import Observation, Resource
 from conduit.renderers.desired import render
 from conduit.schemas.spec import ClusterSpec
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
-NO_ENGINE = f"no Docker engine on this machine ({DEFAULT_SOCKET} is absent): planned as a host without containers"
+NO_ENGINE = (f"no Docker engine on this machine ({DEFAULT_SOCKET} is absent): planned as a host without containers; "
+             f"apply needs one ({install_hint('dockerd')})")
 
 
 @dataclass
@@ -28,8 +36,13 @@ class HostAccess:
     docker_host: str | None
 
     def docker(self) -> CountingClient | None:
-        """None when no engine is installed here at all: then there are no containers to see."""
+        """None when no engine is installed here at all: then there are no containers to see.
+
+        An engine that is installed but stopped is an error: its containers cannot be seen.
+        """
         if self.docker_host is None and not Path(DEFAULT_SOCKET).exists():
+            if dockerd_installed():
+                raise EngineError(engine_down(f"unix://{DEFAULT_SOCKET}"))
             return None
         return CountingClient(self.docker_host)
 

@@ -41,9 +41,13 @@ def _step_lines(step: Step) -> list[str]:
     return lines
 
 
-def render_plan(plan: Plan, verbose: bool = False) -> str:
-    """Rich markup text; print it with a rich Console."""
-    out: list[str] = []
+OFFLINE_HEADER = "Offline plan: against an empty host; Docker, nginx, /proc/sys and the tracker were not read."
+OFFLINE_SUMMARY = "(offline: this host was not read)"
+
+
+def render_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> str:
+    """Rich markup text; print it with a rich Console. Problems are not in it: see render_problems."""
+    out: list[str] = [f"[bold]{OFFLINE_HEADER}[/bold]"] if offline else []
     phase = None
     for step in plan.steps:
         if step.action == "no-op" and not verbose:
@@ -54,12 +58,22 @@ def render_plan(plan: Plan, verbose: bool = False) -> str:
         out.extend(_step_lines(step))
     for warning in plan.warnings:
         out.append(f"[yellow]warning:[/yellow] {escape(warning)}")
-    for problem in plan.problems:
-        out.append(f"[red]error:[/red] {escape(problem)}")
     s = plan.summary()
     if not plan.changes:
         out.append("\nNo changes. The host matches the spec.")
     else:
         adopt = f", {s['adopt']} to adopt" if s["adopt"] else ""
         out.append(f"\n[bold]Plan:[/bold] {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy{adopt}.")
+    if offline:
+        out[-1] += f" {OFFLINE_SUMMARY}"
     return "\n".join(out).lstrip("\n")
+
+
+def render_problems(plan: Plan) -> str:
+    """The problems that stop the plan: a short block, meant for stderr, after the plan."""
+    if not plan.problems:
+        return ""
+    count = len(plan.problems)
+    lines = [f"\nThis host cannot take the plan yet ({count} problem{'s' if count != 1 else ''}); install or change, then plan again:"]
+    lines += [f"error: {problem}" for problem in plan.problems]
+    return "\n".join(lines)

@@ -31,6 +31,7 @@ from conduit.reconciler.load import SpecError, load_text
 from conduit.reconciler.lock import apply_lock
 from conduit.reconciler.nodealerts import node_problems
 from conduit.reconciler.observe import HostAccess, observed_plan
+from conduit.reconciler.programs import not_installed
 from conduit.reconciler.state import State
 from conduit.schemas.profiles import HostFacts
 from conduit.schemas.spec import ClusterSpec
@@ -269,7 +270,10 @@ class GitError(Exception):
 
 
 def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise GitError(not_installed("git")) from None
     if done.returncode != 0:
         raise GitError(f"git {args[0]} failed: {' '.join(done.stderr.split())[:300]}")
     return done.stdout

@@ -11,13 +11,15 @@ import urllib.error
 import urllib.request
 from typing import Callable, TypeVar
 
+from conduit.reconciler.programs import PACKAGES as _PRODUCT_PACKAGES
+
 from .dockerd import DockerEngine, EngineUnavailable, StandinBuildError, foreign_engines
 from .nginx import NginxError, NginxServer, NginxUnavailable
 
 __all__ = [
     "DockerEngine", "EngineUnavailable", "StandinBuildError", "foreign_engines",
     "NginxServer", "NginxUnavailable", "NginxError",
-    "free_port", "wait_for", "scrape", "parse_metrics", "metric", "unavailable", "need",
+    "free_port", "wait_for", "scrape", "parse_metrics", "metric", "unavailable", "need", "not_found",
 ]
 
 T = TypeVar("T")
@@ -87,9 +89,18 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+# The programs the tests run beyond the product's own (conduit.reconciler.programs).
+PACKAGES = {**_PRODUCT_PACKAGES, "sysctl": "procps", "unshare": "util-linux", "setpriv": "util-linux", "gcc": "gcc"}
+
+
+def not_found(tool: str, package: str | None = None) -> str:
+    """`ip not found (apt-get install iproute2)`: what a skip says, so the reader knows what to install."""
+    return f"{tool} not found (apt-get install {package or PACKAGES.get(tool, tool)})"
+
+
 def need(tool: str) -> str:
     """The path of a command a test needs (see unavailable)."""
     path = shutil.which(tool)
     if path is None:
-        unavailable(f"{tool} not found")
+        unavailable(not_found(tool))
     return path

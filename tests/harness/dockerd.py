@@ -255,11 +255,11 @@ class DockerEngine:
 
         binary = shutil.which(self.dockerd)
         if not binary:
-            raise EngineUnavailable(f"{self.dockerd} not found in PATH")
+            raise EngineUnavailable(f"{self.dockerd} not found (apt-get install docker.io)")
         if os.geteuid() != 0:
             raise EngineUnavailable("dockerd needs root")
         if not shutil.which("ip"):
-            raise EngineUnavailable("the ip command (iproute2) is needed for the private bridge")
+            raise EngineUnavailable("ip not found (apt-get install iproute2): the private bridge needs it")
 
         self.swept = sweep_stale_engines()
         self.foreign = foreign_engines()

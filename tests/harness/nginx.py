@@ -112,9 +112,9 @@ class NginxServer:
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "NginxServer":
         if not Path(self.binary).exists():
-            raise NginxUnavailable("nginx not found")
+            raise NginxUnavailable(f"nginx not found at {self.binary} (apt-get install nginx)")
         if not self.stream_module.exists():
-            raise NginxUnavailable(f"nginx stream module {self.stream_module} not found (libnginx-mod-stream)")
+            raise NginxUnavailable(f"nginx stream module {self.stream_module} not found (apt-get install libnginx-mod-stream)")
         self.prefix = Path(tempfile.mkdtemp(prefix="cdkngx", dir="/tmp"))
         self.prefix.chmod(0o755)
         (self.prefix / "logs").mkdir()

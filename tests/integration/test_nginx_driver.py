@@ -39,9 +39,9 @@ def unavailable(reason: str) -> None:
 @pytest.fixture(scope="module")
 def nginx_binary() -> str:
     if not os.access(NGINX, os.X_OK):
-        unavailable(f"nginx not found at {NGINX}")
+        unavailable(f"nginx not found at {NGINX} (apt-get install nginx)")
     if not Path(STREAM_MODULE).exists():
-        unavailable(f"nginx stream module {STREAM_MODULE} not found (libnginx-mod-stream)")
+        unavailable(f"nginx stream module {STREAM_MODULE} not found (apt-get install libnginx-mod-stream)")
     return NGINX
 
 

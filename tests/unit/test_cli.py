@@ -33,6 +33,16 @@ def test_validate_example(run):
     assert result.exit_code == 0 and "valid" in result.output
 
 
+def test_validate_names_the_checks_it_did_not_run(run):
+    lines = run("validate", str(EXAMPLE)).output.splitlines()
+    assert lines[1] == (
+        "not checked: the Docker engine, nginx and its stream module, ports in use, /proc/sys, "
+        f"the tracker (`conduit plan {EXAMPLE}` checks them)"
+    )
+    node = EXAMPLE.with_name("node.yaml")
+    assert "nginx" not in run("validate", str(node)).output.splitlines()[1]
+
+
 def test_validate_bad_field_exits_2_with_one_line(run, tmp_path):
     bad = tmp_path / "cluster.yaml"
     bad.write_text(EXAMPLE.read_text().replace("count: 8", "count: 0"))
@@ -82,6 +92,12 @@ def test_offline_plan_of_the_example(run):
     # 11 sysctl keys and file, 3 nginx, a network, 8 volumes, 8 containers, the tracker
     assert "Plan: 32 to add, 0 to change, 0 to destroy." in result.output
     assert run("plan", "--offline", "--detailed-exitcode", str(EXAMPLE)).exit_code == 2
+
+
+def test_an_offline_plan_says_so_first_and_last(run):
+    lines = run("plan", "--offline", str(EXAMPLE)).output.strip().splitlines()
+    assert lines[0] == "Offline plan: against an empty host; Docker, nginx, /proc/sys and the tracker were not read."
+    assert lines[-1] == "Plan: 32 to add, 0 to change, 0 to destroy. (offline: this host was not read)"
 
 
 def test_offline_plan_json_and_saved(run, tmp_path):

@@ -320,7 +320,7 @@ def test_garbage_pidfile_is_stale_with_a_warning(tmp_path, no_systemd):
 
 
 def start_fake_tracker(cluster: str) -> subprocess.Popen:
-    argv = ["python3", "-c", "import time; time.sleep(30)", "conduit", "tracker", "run", "--cluster", cluster,
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "conduit", "tracker", "run", "--cluster", cluster,
             "--filter", "udp and (portrange 1024-65535)"]  # fmt: skip
     proc = subprocess.Popen(argv)
     deadline = time.monotonic() + 5

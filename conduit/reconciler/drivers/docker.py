@@ -7,6 +7,8 @@ cgroup cannot be read (stopped, or a remote engine) costs an inspect call.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import docker
@@ -14,6 +16,7 @@ import docker.errors
 import requests.exceptions
 
 from conduit.reconciler.files import read_or_none
+from conduit.reconciler.programs import not_installed
 from conduit.reconciler.resources import Observation, Resource
 from conduit.renderers.container import (
     CLUSTER,
@@ -59,10 +62,30 @@ class CountingClient:
         return self.client.api
 
 
+SBIN_PATH = "/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
+
+
+def dockerd_installed() -> bool:
+    """The engine's binary is here (root's PATH has the sbin directories; others' may not)."""
+    return shutil.which("dockerd", path=f"{os.environ.get('PATH', '')}:{SBIN_PATH}") is not None
+
+
+def engine_down(base_url: str) -> str:
+    """A local socket that is absent or refuses: a stopped engine, or none installed."""
+    if not dockerd_installed():
+        return f"cannot reach the Docker engine at {base_url}: {not_installed('dockerd')}"
+    path = base_url.removeprefix("unix://")
+    state = "refuses connections" if Path(path).exists() else "is absent"
+    return (f"cannot reach the Docker engine at {base_url}: dockerd is installed but not running "
+            f"({path} {state}); start it with `systemctl start docker`, or plan with --offline")
+
+
 def diagnose(base_url: str, exc: BaseException) -> str:
     text = str(exc)
     if "Permission denied" in text or "PermissionError" in text:
         return f"permission denied on the Docker engine at {base_url}: run as root or as a member of the docker group"
+    if base_url.startswith("unix://") and any(m in text for m in ("No such file", "FileNotFoundError", "Connection refused")):
+        return engine_down(base_url)
     if "No such file" in text or "FileNotFoundError" in text or "Connection refused" in text or "ConnectionError" in text:
         return f"cannot reach the Docker engine at {base_url}: is dockerd running? (set DOCKER_HOST or --docker-host, or plan with --offline)"
     first = text.splitlines()[0] if text else type(exc).__name__

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from conduit.reconciler.programs import not_installed
 from conduit.reconciler.resources import Observation, Resource
 from conduit.renderers.tracker import tracker_command, unit_name
 from conduit.schemas.spec import ClusterSpec
@@ -148,7 +149,7 @@ def _observe_systemd(doc: ClusterSpec, conduit_bin: str) -> Observation:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT, check=False)
     except FileNotFoundError:
-        obs.problems.append("PID 1 is systemd but systemctl was not found")
+        obs.problems.append(f"PID 1 is systemd but {not_installed(SYSTEMCTL)}")
         return obs
     except subprocess.TimeoutExpired:
         obs.problems.append(f"systemctl show {unit} did not answer within {SYSTEMCTL_TIMEOUT}s")
