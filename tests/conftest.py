@@ -56,12 +56,12 @@ def docker_engine():
         engine.stop()
 
 
-def _build(engine: DockerEngine, version: str) -> str:
+def _build(engine: DockerEngine, version: str | None, build: str = "official") -> str:
     for tool in ("gcc", "docker"):
         if not shutil.which(tool):
             unavailable(f"{not_found(tool)}: the stand-in Conduit image cannot be built")
     try:
-        return engine.build_standin(version)
+        return engine.build_standin(version, build)
     except StandinBuildError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -76,6 +76,20 @@ def standin_image(docker_engine) -> str:
 def standin_image_v1(docker_engine) -> str:
     """Tag of the stand-in image speaking the 1.x CLI (1.5.0)."""
     return _build(docker_engine, "1.5.0")
+
+
+@pytest.fixture(scope="session")
+def standin_image_factory(docker_engine):
+    """build(version=None, build="official") -> tag of that stand-in profile (built once per session).
+
+    Profiles: official 1.1.0, 1.2.0, 1.3.0, 1.4.0, 1.5.0, 2.0.0 and community (ssmirr)."""
+    return lambda version=None, build="official": _build(docker_engine, version, build)
+
+
+@pytest.fixture(scope="session")
+def standin_image_community(docker_engine) -> str:
+    """Tag of the stand-in image of the ssmirr community build (1.x flags, --geo, no conduit-monitor)."""
+    return _build(docker_engine, None, "community")
 
 
 class DockerCleanup:

@@ -236,7 +236,7 @@ class DockerEngine:
         self.client = None
         self.process: subprocess.Popen | None = None
         self.foreign: list[tuple[int, str]] = []
-        self._built: dict[str, str] = {}
+        self._built: dict[tuple[str, str], str] = {}
         self._bridge_created = False
         self._network_bridges: set[str] = set()
         self.swept: list[str] = []
@@ -396,22 +396,27 @@ class DockerEngine:
             pass
 
     # ------------------------------------------------------------ helpers
-    def build_standin(self, cli_version: str = "2.0.0") -> str:
-        """Build the stand-in image into this engine (once per version) and return its tag."""
-        if cli_version in self._built:
-            return self._built[cli_version]
+    def build_standin(self, cli_version: str | None = None, build: str = "official") -> str:
+        """Build the stand-in image of one profile into this engine (once) and return its tag.
+
+        ``build`` is "official" (cli_version 1.1.x .. 2.0.x, default 2.0.0) or "community"
+        (the ssmirr build; cli_version is what its --version prints, default cc08a09).
+        """
+        key = (cli_version or "", build)
+        if key in self._built:
+            return self._built[key]
         if not self.host:
             raise StandinBuildError("engine not started")
         env = dict(os.environ, DOCKER_HOST=self.host)
-        res = subprocess.run(
-            [str(BUILD_SCRIPT), "--cli-version", cli_version],
-            env=env, capture_output=True, text=True, timeout=300,
-        )
+        argv = [str(BUILD_SCRIPT), "--build", build]
+        if cli_version:
+            argv += ["--cli-version", cli_version]
+        res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
         lines = res.stdout.strip().splitlines()
         if res.returncode != 0 or not lines:
             raise StandinBuildError(
-                f"{BUILD_SCRIPT} --cli-version {cli_version} failed with code {res.returncode}:\n"
+                f"{' '.join(argv)} failed with code {res.returncode}:\n"
                 f"{res.stderr.strip()}\n{res.stdout.strip()}")
         tag = lines[-1].strip()
-        self._built[cli_version] = tag
+        self._built[key] = tag
         return tag

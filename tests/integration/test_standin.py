@@ -52,6 +52,17 @@ def read_from_container(container, path: str) -> tuple[tarfile.TarInfo, bytes | 
     return member, data
 
 
+def binaries(client, image) -> list[str]:
+    """Files in the image's /usr/local/bin (where cli/Dockerfile puts them)."""
+    container = client.containers.create(image)
+    try:
+        stream, _ = container.get_archive("/usr/local/bin")
+        tar = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+        return sorted(m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile())
+    finally:
+        container.remove(force=True)
+
+
 def run_to_exit(client, image, command, timeout: float = 15, **kwargs):
     container = client.containers.run(image, command, detach=True, **kwargs)
     result = container.wait(timeout=timeout)
@@ -66,18 +77,22 @@ def test_image_runs_as_conduit_user(docker_engine, standin_image):
     assert config["Entrypoint"] == ["conduit"]
     assert config["Cmd"] == ["start", "--data-dir", DATA]
     assert config["WorkingDir"] == "/home/conduit"
-    assert config["Labels"]["org.opencontainers.image.version"] == "2.0.0"
+    # release-cli.yml at 2.0.0 labels nothing: a tool must ask the binary which version it is
+    assert "org.opencontainers.image.version" not in (config.get("Labels") or {})
+    assert not any(e.startswith("CONDUIT_STANDIN") for e in config.get("Env") or [])
 
     # the default command runs: check the process's real uid from the host side
     container = client.containers.run(standin_image, detach=True)
-    wait_log(container, "Starting Psiphon Conduit (Max Common Clients: 200, Bandwidth: 5 Mbps)")
+    wait_log(container, "[OK] Starting Psiphon Conduit (Max Common Clients: 50, Max Personal Clients: 0, "
+                        "Bandwidth: 40 Mbps)")
     container.reload()
     status = Path(f"/proc/{container.attrs['State']['Pid']}/status").read_text()
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert uid_line.split()[1:] == ["1000"] * 4
 
     out = client.containers.run(standin_image, ["--version"], remove=True).decode()
-    assert out.strip() == "conduit version 2.0.0"
+    assert out == "conduit version 2.0.0\n"
+    assert binaries(client, standin_image) == ["conduit", "conduit-monitor"]
 
 
 def test_metrics_on_host_network_and_clean_stop(docker_engine, standin_image):
@@ -88,13 +103,14 @@ def test_metrics_on_host_network_and_clean_stop(docker_engine, standin_image):
         ["start", "-m", "7", "-b", "5", "-d", DATA, "--metrics-addr", f"127.0.0.1:{port}"],
         network_mode="host", detach=True,
     )
-    text = wait_metrics(port)
+    text = wait_metrics(port, lambda t: metric(t, "conduit_is_live") == 1)
     assert metric(text, "conduit_max_common_clients") == 7
     assert metric(text, "conduit_max_personal_clients") == 0
     assert metric(text, "conduit_bandwidth_limit_bytes_per_second") == 5 * 125000
-    assert metric(text, "conduit_is_live") == 1
+    assert metric(text, "conduit_announcing") == 1
     assert metric(text, "conduit_connected_clients") == 0
-    assert metric(text, "conduit_build_info", version="2.0.0") == 1
+    assert metric(text, "conduit_build_info", build_repo="https://github.com/Psiphon-Labs/psiphon-tunnel-core.git",
+                  build_rev="8531118", go_version="go1.24.12 linux/amd64", values_rev="unknown") == 1
     for name in ("conduit_announcing", "conduit_connecting_clients", "conduit_bytes_uploaded",
                  "conduit_bytes_downloaded", "conduit_uptime_seconds", "conduit_idle_seconds"):
         assert metric(text, name) is not None, name
@@ -104,7 +120,9 @@ def test_metrics_on_host_network_and_clean_stop(docker_engine, standin_image):
     with pytest.raises(Exception) as err:
         scrape(port, path="/nope")
     assert "404" in str(err.value)
-    assert "Starting Psiphon Conduit (Max Common Clients: 7, Bandwidth: 5 Mbps)" in logs(container)
+    out = logs(container)
+    assert f"[OK] Prometheus metrics available at http://127.0.0.1:{port}/metrics" in out
+    assert "[OK] Starting Psiphon Conduit (Max Common Clients: 7, Max Personal Clients: 0, Bandwidth: 5 Mbps)" in out
 
     began = time.monotonic()
     container.stop(timeout=10)
@@ -112,44 +130,59 @@ def test_metrics_on_host_network_and_clean_stop(docker_engine, standin_image):
     container.reload()
     assert container.attrs["State"]["ExitCode"] == 0
     assert elapsed < 3, f"docker stop took {elapsed:.1f} s"
-    assert logs(container).rstrip().endswith("Stopped.")
+    tail = logs(container).rstrip().splitlines()[-2:]
+    assert tail[0].endswith(" Shutting down...") and tail[1].endswith(" Stopped.")
+
+
+def test_is_live_only_once_announced(docker_engine, standin_image):
+    port = free_port()
+    docker_engine.client.containers.run(
+        standin_image, ["start", "-d", DATA, "--metrics-addr", f"127.0.0.1:{port}"],
+        environment={"STANDIN_LIVE_AFTER": "never"}, network_mode="host", detach=True,
+    )
+    text = wait_metrics(port)
+    assert metric(text, "conduit_is_live") == 0 and metric(text, "conduit_announcing") == 0
 
 
 def test_unlimited_bandwidth_and_long_flags(docker_engine, standin_image):
     port = free_port()
+    compartment = "A" * 42 + "E"
     container = docker_engine.client.containers.run(
         standin_image,
         ["start", "--max-common-clients=12", "--max-personal-clients", "3", "--bandwidth", "-1",
-         "--data-dir", DATA, "--compartment-id", "abc", "--set", "a=b", "--set", "c=d", "-vv",
-         f"--metrics-addr=127.0.0.1:{port}"],
+         "--data-dir", DATA, "--compartment-id", compartment, "--set", "InproxyReducedStartTime=22:00",
+         "--set", "InproxyReducedMaxCommonClients=2", "-vv", f"--metrics-addr=127.0.0.1:{port}"],
         network_mode="host", detach=True,
     )
     text = wait_metrics(port)
     assert metric(text, "conduit_max_common_clients") == 12
     assert metric(text, "conduit_max_personal_clients") == 3
-    assert metric(text, "conduit_bandwidth_limit_bytes_per_second") == -1
-    assert "Bandwidth: unlimited" in logs(container)
+    assert metric(text, "conduit_bandwidth_limit_bytes_per_second") == 0  # unlimited reads 0
+    out = logs(container)
+    assert "Bandwidth: unlimited" in out
+    assert "New keys saved to /home/conduit/data/conduit_key.json" in out  # said only with -v
 
 
 @pytest.mark.parametrize("args, message", [
     (["--stats-file"], "unknown flag: --stats-file"),
     (["--max-clients", "5"], "unknown flag: --max-clients"),
     (["-s"], "unknown shorthand flag: 's' in -s"),
-    (["-m", "1001"], "between 0 and 1000"),
-    (["--max-personal-clients", "-1"], "between 0 and 1000"),
-    (["-m", "lots"], 'invalid argument "lots"'),
+    (["-m", "1001"], "max-common-clients must be between 0 and 1000"),
+    (["--max-personal-clients", "-1"], "max-personal-clients must be between 0 and 1000"),
+    (["-m", "lots"], 'invalid argument "lots" for "-m, --max-common-clients" flag'),
     (["--bogus"], "unknown flag: --bogus"),
+    (["--set", "a=b"], 'unsupported --set key "a"'),
 ])
 def test_2x_rejects_bad_flags(docker_engine, standin_image, args, message):
     _, code, out = run_to_exit(docker_engine.client, standin_image, ["start", "-d", DATA, *args])
     assert code == 1
-    assert "Error: " in out and message in out
+    assert f"Error: {message}" in out and "Usage:\n  conduit start [flags]" in out
 
 
 def test_unknown_subcommand_fails(docker_engine, standin_image):
     _, code, out = run_to_exit(docker_engine.client, standin_image, ["serve"])
     assert code == 1
-    assert 'unknown command "serve"' in out
+    assert 'unknown command "serve" for "conduit"' in out
 
 
 def test_key_created_once_and_kept_on_named_volume(docker_engine, standin_image, docker_cleanup):
@@ -159,49 +192,97 @@ def test_key_created_once_and_kept_on_named_volume(docker_engine, standin_image,
 
     first = client.containers.run(standin_image, volumes=mount, detach=True)
     out = wait_log(first, "Starting Psiphon Conduit")
-    assert "Generated new identity key" in out
+    assert "New keys saved" not in out  # upstream says nothing without -v
+    # the image's /home/conduit/data (RUN mkdir as conduit: 0755, group of `useradd -r`) seeds the volume;
+    # os.MkdirAll(dir, 0700) leaves an existing directory as it is
     dir_info, _ = read_from_container(first, DATA)
-    assert (dir_info.mode & 0o777, dir_info.uid, dir_info.gid) == (0o700, 1000, 1000)
+    assert (dir_info.mode & 0o777, dir_info.uid, dir_info.gid) == (0o755, 1000, 999)
     info, key1 = read_from_container(first, f"{DATA}/conduit_key.json")
     assert (info.mode & 0o777, info.uid) == (0o600, 1000)
     doc = json.loads(key1)
-    assert len(doc["mnemonic"].split()) == 12
-    assert all(w.isalpha() and w.islower() for w in doc["mnemonic"].split())
+    assert list(doc) == ["mnemonic", "privateKeyBase64"]
+    assert len(doc["mnemonic"].split()) == 24  # bip39, 256 bits of entropy
     raw = base64.b64decode(doc["privateKeyBase64"] + "==")
     assert len(raw) == 64 and "=" not in doc["privateKeyBase64"]
     first.remove(force=True)
 
-    second = client.containers.run(standin_image, volumes=mount, detach=True)
+    second = client.containers.run(standin_image, ["start", "-d", DATA, "-v"], volumes=mount, detach=True)
     out = wait_log(second, "Starting Psiphon Conduit")
-    assert "Generated new identity key" not in out
+    assert "Loaded existing key from /home/conduit/data/conduit_key.json" in out
     info2, key2 = read_from_container(second, f"{DATA}/conduit_key.json")
     assert key2 == key1
     assert info2.mode & 0o777 == 0o600
 
-    # a claim code for the Ryve app carries the same key (asks first on stdin)
+    # ryve-claim (cmd/ryve.go): asks first; "n" is not an error
     env = dict(os.environ, DOCKER_HOST=docker_engine.host)
     base = ["docker", "run", "--rm", "-i", "--hostname", "node-a", "-v", f"{volume.name}:{DATA}",
             standin_image, "ryve-claim", "-d", DATA]
     refused = subprocess.run(base, input="n\n", capture_output=True, text=True, env=env, timeout=30)
-    assert refused.returncode == 1
-    assert "Reveal the private key as a claim code? [y/N]" in refused.stdout
-    assert "claim=" not in refused.stdout
+    assert refused.returncode == 0
+    assert refused.stdout == ("This command will reveal your station's private key to terminal output. Please only "
+                              "reveal in a secure location. Continue? (y/n) Aborted.\n")
     claimed = subprocess.run(base, input="y\n", capture_output=True, text=True, env=env, timeout=30)
     assert claimed.returncode == 0, claimed.stderr
-    url = next(w for w in claimed.stdout.split() if w.startswith("network.ryve.app://(app)/conduits?claim="))
-    code = url.split("claim=", 1)[1]
-    payload = json.loads(base64.urlsafe_b64decode(code + "=" * (-len(code) % 4)))
-    assert payload == {"version": 1, "data": {"name": "node-a", "key": doc["privateKeyBase64"]}}
+    assert "Station Name:  node-a (use --name to explicitly set)\n" in claimed.stdout
+    assert "claim=" not in claimed.stdout  # upstream draws a QR code, it prints no URL
+    assert f"claim QR code created at {DATA}/ryve-claim-qr.png" in claimed.stdout
+    # Proxy ID: the Curve25519 form of the public half (crypto.go KeyPairToCurve25519Base64)
+    p = 2**255 - 19
+    y = int.from_bytes(raw[32:], "little") & ((1 << 255) - 1)
+    u = (1 + y) * pow((1 - y) % p, p - 2, p) % p
+    proxy_id = base64.b64encode(u.to_bytes(32, "little")).decode().rstrip("=")
+    assert f"Proxy ID:      {proxy_id}\n" in claimed.stdout
+    # the stand-in leaves the claim URL where upstream leaves the QR PNG (a secret in the volume)
+    _, url = read_from_container(second, f"{DATA}/ryve-claim-qr.png")
+    code = url.decode().split("network.ryve.app://(app)/conduits?claim=", 1)[1]
+    assert len(code) % 4 == 0  # URL-safe base64 WITH padding
+    payload = base64.urlsafe_b64decode(code)
+    assert payload == ('{"data":{"key":"%s","name":"node-a"},"version":1}' % doc["privateKeyBase64"]).encode()
 
 
-def test_unwritable_data_dir_fails(docker_engine, standin_image, docker_cleanup):
-    # root-owned 0755 directories are not writable for uid 1000
+def _volume_with_key(client, cleanup, content: bytes, mode: int = 0o600):
+    volume = client.volumes.create(cleanup.name("key"), labels=cleanup.labels)
+    mountpoint = Path(client.api.inspect_volume(volume.name)["Mountpoint"])
+    (mountpoint / "conduit_key.json").write_bytes(content)
+    os.chmod(mountpoint / "conduit_key.json", mode)
+    os.chown(mountpoint / "conduit_key.json", 1000, 999)
+    os.chown(mountpoint, 1000, 999)
+    return volume, mountpoint / "conduit_key.json"
+
+
+@pytest.mark.parametrize("content, kept", [
+    (b'{"mnemonic": "x", "privateKeyBase64": "%s"}' % base64.b64encode(bytes(range(64))), True),  # padded: fine
+    (b'{"privateKeyBase64": "%s", "extra": [1, 2]}' % base64.b64encode(bytes(range(64))).rstrip(b"="), True),
+    (b'{"mnemonic": "x", "privateKeyBase64": "%s"' % base64.b64encode(bytes(range(64))), False),  # bad JSON
+    (b'{"privateKeyBase64": "not base64!"}', False),
+    (b'{"privateKeyBase64": "%s"}' % base64.b64encode(bytes(32)), False),  # 32 bytes, not 64
+    (b'{"privateKeyBase64": ""}', False),
+])
+def test_unparsable_key_is_silently_replaced(docker_engine, standin_image_v1, docker_cleanup, content, kept):
+    """config.go loadOrCreateKey (2.0.0 :295-349, 1.1.0 :139-194): a key that does not parse is overwritten."""
+    client = docker_engine.client
+    volume, path = _volume_with_key(client, docker_cleanup, content, 0o644)
+    container = client.containers.run(standin_image_v1, ["start", "-d", DATA],
+                                      volumes={volume.name: {"bind": DATA, "mode": "rw"}}, detach=True)
+    out = wait_log(container, "Starting Psiphon Conduit")
+    assert "Error" not in out and "WARN" not in out  # not a word about it
+    after = path.read_bytes()
+    if kept:
+        assert after == content
+    else:
+        assert after != content and len(json.loads(after)["privateKeyBase64"]) == 86
+        assert path.stat().st_mode & 0o777 == 0o644  # os.WriteFile keeps the mode of an existing file
+
+
+def test_unwritable_data_dir_fails(docker_engine, standin_image):
     _, code, out = run_to_exit(docker_engine.client, standin_image, ["start", "-d", "/usr/bin/data"])
     assert code == 1
-    assert "Error: failed to create data directory /usr/bin/data" in out
+    assert ("Error: failed to load configuration: failed to create data directory: mkdir /usr/bin/data: "
+            "permission denied") in out
     _, code, out = run_to_exit(docker_engine.client, standin_image, ["start", "-d", "/home"])
     assert code == 1
-    assert "Error: data directory /home is not writable" in out
+    assert ("failed to load configuration: failed to load or create key: failed to save key: "
+            "open /home/conduit_key.json: permission denied") in out
 
 
 def test_1x_stats_file(docker_engine, standin_image_v1, docker_cleanup):
@@ -209,28 +290,63 @@ def test_1x_stats_file(docker_engine, standin_image_v1, docker_cleanup):
     _, code, out = run_to_exit(client, standin_image_v1, ["start", "--max-common-clients", "5"])
     assert code == 1 and "unknown flag: --max-common-clients" in out
     _, code, out = run_to_exit(client, standin_image_v1, ["start", "-m", "0"])
-    assert code == 1 and "between 1 and 1000" in out
+    assert code == 1 and "max-clients must be between 1 and 1000" in out
+    _, code, out = run_to_exit(client, standin_image_v1, ["start", "--geo"])
+    assert code == 1 and "unknown flag: --geo" in out  # the community build's flag
 
     port = free_port()
     container = client.containers.run(
         standin_image_v1,
-        ["start", "--max-clients", "9", "-b", "2.5", "-d", DATA, "--stats-file", "--geo",
+        ["start", "--max-clients", "9", "-b", "2.5", "-d", DATA, "--stats-file",
          "--metrics-addr", f"127.0.0.1:{port}"],
+        environment={"STANDIN_LIVE_AFTER": "2", "STANDIN_CLIENTS": "4"},
         network_mode="host", detach=True,
     )
-    wait_log(container, "Starting Psiphon Conduit (Max Clients: 9, Bandwidth: 2.5 Mbps)")
+    wait_log(container, "[OK] Starting Psiphon Conduit (Max Clients: 9, Bandwidth: 2 Mbps)")
     text = wait_metrics(port)
     assert metric(text, "conduit_max_clients") == 9
     assert metric(text, "conduit_max_common_clients") is None
     assert metric(text, "conduit_bandwidth_limit_bytes_per_second") == 312500
-    _, body = wait_for(lambda: read_from_container(container, f"{DATA}/stats.json"), timeout=5,
+    # never written at start: only when the client counts change
+    with pytest.raises(Exception):
+        read_from_container(container, f"{DATA}/stats.json")
+    _, body = wait_for(lambda: read_from_container(container, f"{DATA}/stats.json"), timeout=8,
                        message="stats.json")
     stats = json.loads(body)
-    assert set(stats) == {"announcing", "connectingClients", "connectedClients", "totalBytesUp",
-                          "totalBytesDown", "uptimeSeconds", "idleSeconds", "isLive", "timestamp", "geo"}
-    assert stats["geo"] == []  # --geo lists countries; this node has no clients
-    assert stats["isLive"] is True and stats["connectedClients"] == 0
+    assert list(stats) == ["announcing", "connectingClients", "connectedClients", "totalBytesUp", "totalBytesDown",
+                           "uptimeSeconds", "idleSeconds", "isLive", "timestamp"]
+    assert stats["isLive"] is True and stats["connectedClients"] == 4
     assert stats["timestamp"].endswith("Z") and "T" in stats["timestamp"]
+    out = logs(container)
+    assert " [STATS] Connecting: 0 | Connected: 4 | Up: 0 B | Down: 0 B | Uptime: 2s" in out
+    assert " [INFO] Inproxy activity: announcing=1 connecting=0 connected=4" in out
+
+
+def test_community_build(docker_engine, standin_image_community):
+    client = docker_engine.client
+    assert client.containers.run(standin_image_community, ["--version"], remove=True) == b"conduit version cc08a09\n"
+    assert binaries(client, standin_image_community) == ["conduit"]
+    port = free_port()
+    container = client.containers.run(
+        standin_image_community,
+        ["start", "-d", DATA, "-s", "--geo", "--metrics-addr", f"127.0.0.1:{port}"],
+        environment={"STANDIN_REGIONS": "IR=3:100:200,DE=1:5:6"}, network_mode="host", detach=True,
+    )
+    text = wait_metrics(port, lambda t: metric(t, "conduit_is_live") == 1)
+    assert metric(text, "conduit_max_clients") == 50 and metric(text, "conduit_announcing") is None
+    assert metric(text, "conduit_idle_seconds") is not None
+    _, body = wait_for(lambda: read_from_container(container, f"{DATA}/stats.json"), timeout=8,
+                       message="stats.json")
+    stats = json.loads(body)
+    assert "announcing" not in stats
+    assert stats["geo"] == [
+        {"code": "IR", "country": "IR", "count": 3, "count_total": 3, "bytes_up": 100, "bytes_down": 200},
+        {"code": "DE", "country": "DE", "count": 1, "count_total": 1, "bytes_up": 5, "bytes_down": 6},
+    ]
+    out = logs(container)
+    assert out.startswith("[GEO] Tracking enabled\nPrometheus metrics available at")
+    assert "\nStarting Psiphon Conduit (Max Clients: 50, Bandwidth: 40 Mbps)\n" in out
+    assert "[OK] Connected to Psiphon network" in out
 
 
 def test_tcp_listener_through_published_port(docker_engine, standin_image, docker_cleanup):
@@ -278,12 +394,11 @@ def test_tcp_listener_through_published_port(docker_engine, standin_image, docke
     u.close()
     assert reply == b"standin backend-a 5566 hello"
 
-    # [STATS] lines coalesce changes (at most one a second); the last one shows the idle state
     out = wait_log(container, "Connected: 0 |")
-    stats = [line for line in out.splitlines() if line.startswith("[STATS]")]
-    assert stats[0].startswith("[STATS] Announcing: 0 | Connecting: 0 | Connected: ")
-    assert stats[-1].startswith("[STATS] Announcing: 0 | Connecting: 0 | Connected: 0 | Up: ")
-    assert "Regions" not in stats[-1]
+    stats = [line.split(" ", 2)[2] for line in out.splitlines() if " [STATS] " in line]
+    assert stats[0].startswith("[STATS] Announcing: 1 | Connecting: 0 | Connected: ")
+    assert stats[-1].startswith("[STATS] Announcing: 1 | Connecting: 0 | Connected: 0 | Up: ")
+    assert stats[-1].endswith(" | Regions: none")
 
 
 def test_region_gauges(docker_engine, standin_image):
@@ -294,7 +409,7 @@ def test_region_gauges(docker_engine, standin_image):
         environment={"STANDIN_REGIONS": "IR=3:1000:2000,CN=2:10:20"},
         network_mode="host", detach=True,
     )
-    text = wait_metrics(port)
+    text = wait_metrics(port, lambda t: metric(t, "conduit_is_live") == 1)
     assert metric(text, "conduit_region_connected_clients", scope="common", region="IR") == 3
     assert metric(text, "conduit_region_connected_clients", scope="common", region="CN") == 2
     assert metric(text, "conduit_region_connecting_clients", scope="common", region="IR") == 0
@@ -304,8 +419,8 @@ def test_region_gauges(docker_engine, standin_image):
     assert metric(text, "conduit_bytes_uploaded") == 1010
     assert metric(text, "conduit_bytes_downloaded") == 2020
     out = wait_log(container, "[STATS]")
-    assert "[STATS] Announcing: 0 | Connecting: 0 | Connected: 5 |" in out
-    assert "| Regions: IR:3 CN:2" in out
+    assert ("[STATS] Announcing: 1 | Connecting: 0 | Connected: 5 | Up: 1010 B | Down: 2.0 KB | Uptime: 0s | "
+            "Regions: common[IR(conn:3|traffic:2.9 KB), CN(conn:2|traffic:30 B)]") in out
 
 
 def test_failure_knobs(docker_engine, standin_image):
@@ -318,14 +433,27 @@ def test_failure_knobs(docker_engine, standin_image):
     began = time.monotonic()
     container = client.containers.run(
         standin_image, ["start", "-d", DATA, "--metrics-addr", f"127.0.0.1:{port}"],
-        environment={"STANDIN_EXIT_AFTER": "1", "STANDIN_NO_METRICS": "1"},
+        environment={"STANDIN_EXIT_AFTER": "1", "STANDIN_NO_METRICS": "1", "STANDIN_UPGRADE_REQUIRED": "1"},
         network_mode="host", detach=True,
     )
-    wait_log(container, "Metrics server listening")
+    wait_log(container, "Prometheus metrics available")
     with pytest.raises(Exception):
         scrape(port, timeout=0.5)
     assert container.wait(timeout=10)["StatusCode"] == 3
     assert 0.9 < time.monotonic() - began < 6
+    assert " WARNING: A newer version of Conduit is required. Please upgrade.\n" in logs(container)
+
+
+def test_metrics_port_in_use(docker_engine, standin_image):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        _, code, out = run_to_exit(docker_engine.client, standin_image,
+                                   ["start", "-d", DATA, "--metrics-addr", f"127.0.0.1:{port}"], network_mode="host")
+    assert code == 1
+    assert (f"Error: conduit service error: failed to start metrics server: failed to bind to 127.0.0.1:{port}: "
+            f"listen tcp 127.0.0.1:{port}: bind: address already in use") in out
 
 
 def test_conduit_monitor(docker_engine, standin_image):
@@ -334,7 +462,7 @@ def test_conduit_monitor(docker_engine, standin_image):
         client, standin_image, ["--traffic-limit", "50", "--traffic-period", "30", "--", "start", "-m", "5"],
         entrypoint=["conduit-monitor"])
     assert code == 1
-    assert "[ERROR] Configuration error:" in out
+    assert "[ERROR] Configuration error: traffic-limit must be at least 100 GB" in out
 
     port = free_port()
     container = client.containers.run(
@@ -346,10 +474,54 @@ def test_conduit_monitor(docker_engine, standin_image):
     text = wait_metrics(port)
     assert metric(text, "conduit_max_common_clients") == 9
     out = logs(container)
+    assert "[INFO] No previous state found, starting fresh traffic period" in out
     assert "[INFO] Starting Conduit in NORMAL mode" in out
-    assert "Starting Psiphon Conduit (Max Common Clients: 9, Bandwidth: unlimited)" in out
+    assert "Starting Psiphon Conduit (Max Common Clients: 9, Max Personal Clients: 0, Bandwidth: unlimited)" in out
     _, key = read_from_container(container, f"{DATA}/conduit_key.json")
     assert b"privateKeyBase64" in key
+    _, state = read_from_container(container, f"{DATA}/traffic_state.json")
+    assert list(json.loads(state)) == ["periodStartTime", "bytesUsed", "isThrottled"]
     container.stop(timeout=10)
     container.reload()
     assert container.attrs["State"]["ExitCode"] == 0
+    assert "[INFO] Received signal, shutting down..." in logs(container)
+
+
+@pytest.mark.parametrize("version, throttle_flag, metric_name", [
+    ("2.0.0", "--max-common-clients", "conduit_max_common_clients"),
+    ("1.5.0", "--max-clients", "conduit_max_clients"),
+])
+def test_conduit_monitor_throttles_at_80_percent(docker_engine, standin_image_factory, version, throttle_flag,
+                                                 metric_name):
+    """main.go:464-501 + 316-323: at 80 % of the cap (GiB) the child is restarted with 10 clients, 10 Mbps."""
+    image = standin_image_factory(version)
+    port = free_port()
+    container = docker_engine.client.containers.run(
+        image,
+        ["--traffic-limit", "100", "--traffic-period", "30", "--data-dir", DATA,
+         "--metrics-addr", f"127.0.0.1:{port}", "--", "-m", "200", "-b", "50"],
+        entrypoint=["conduit-monitor"], network_mode="host", detach=True,
+        environment={"STANDIN_TRAFFIC_BYTES": str(int(100 * 2**30 * 0.8) + 1)},
+    )
+    text = wait_metrics(port, lambda t: metric(t, metric_name) == 10, timeout=40)
+    assert metric(text, "conduit_bandwidth_limit_bytes_per_second") == 10 * 125000
+    out = logs(container)
+    assert "[THROTTLE] Threshold reached (80%). Throttling..." in out
+    assert "[INFO] Restarting Conduit to apply new settings..." in out
+    assert "[INFO] Starting Conduit in THROTTLED mode" in out
+    _, state = read_from_container(container, f"{DATA}/traffic_state.json")
+    assert json.loads(state)["isThrottled"] is True
+    if throttle_flag == "--max-clients":
+        assert "Max Clients: 10, Bandwidth: 10 Mbps" in out
+
+
+def test_conduit_monitor_restarts_a_failing_child(docker_engine, standin_image):
+    """main.go:346-352: a child that exits is started again every 5 s; the container keeps running."""
+    container = docker_engine.client.containers.run(
+        standin_image, ["--traffic-limit", "100", "--traffic-period", "30", "--", "--bogus"],
+        entrypoint=["conduit-monitor"], detach=True,
+    )
+    wait_for(lambda: logs(container).count("[ERROR] Conduit exited with error: exit status 1") >= 2, timeout=15,
+             message="two failed starts")
+    container.reload()
+    assert container.status == "running" and container.attrs["RestartCount"] == 0

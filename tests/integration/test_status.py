@@ -68,9 +68,9 @@ def test_a_1x_node_without_metrics_is_read_from_its_stats_file(tmp_path, docker_
     assert wait_for(connected, timeout=20, message="stats.json read") == 2
 
 
-def test_a_nodes_own_geo_list_is_merged_into_the_countries(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
+def test_a_nodes_own_geo_list_is_merged_into_the_countries(tmp_path, docker_engine, standin_image_community, docker_cleanup):
     """A 1.x node of the community build (--geo) lists clients per country in its stats file."""
-    cluster = Cluster(tmp_path, docker_engine, standin_image_v1, docker_cleanup.name("st2"), 19760)
+    cluster = Cluster(tmp_path, docker_engine, standin_image_community, docker_cleanup.name("st2"), 19760)
     cluster.write(count=1, env={"STANDIN_NO_METRICS": "1", "STANDIN_REGIONS": "IR=3:100:200,DE=1:5:6"})
     spec = cluster.spec.read_text().replace("  conduit:\n", "  conduit:\n    cli_version: 1.x\n    extra_args: [--geo]\n")
     cluster.spec.write_text(spec)
