@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import os
 import shutil
+import random
 import socket
 import time
 import urllib.error
@@ -19,7 +20,7 @@ from .nginx import NginxError, NginxServer, NginxUnavailable
 __all__ = [
     "DockerEngine", "EngineUnavailable", "StandinBuildError", "foreign_engines",
     "NginxServer", "NginxUnavailable", "NginxError",
-    "free_port", "wait_for", "scrape", "parse_metrics", "metric", "unavailable", "need", "not_found",
+    "free_port", "free_port_block", "wait_for", "scrape", "parse_metrics", "metric", "unavailable", "need", "not_found",
 ]
 
 T = TypeVar("T")
@@ -30,6 +31,30 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_block(count: int, low: int = 20000, high: int = 40000) -> int:
+    """The first of `count` consecutive TCP ports free on 127.0.0.1 now, from a random start.
+
+    Tests on host networking need a block of metrics ports; a fixed block collides with
+    another run of the same tests on this machine.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports between {low} and {high}")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.1,

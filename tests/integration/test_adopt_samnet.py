@@ -19,7 +19,7 @@ import docker
 import pytest
 import yaml
 
-from tests.harness import StandinBuildError, wait_for
+from tests.harness import free_port_block, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,48 +29,14 @@ NAMES = ("conduit", "conduit-2")
 VOLUMES = ("conduit-data", "conduit-data-2")
 
 
-def _community_image(engine) -> str:
-    """The 1.x community build (ghcr.io/ssmirr/conduit) stand-in.
-
-    Falls back to the plain 1.x stand-in while build_standin has no `build` argument;
-    that one also carries conduit-monitor, which the community build does not.
-    """
-    try:
-        return engine.build_standin("1.5.0", build="community")
-    except TypeError:
-        return engine.build_standin("1.5.0")
-
-
 @pytest.fixture
-def community_image(docker_engine) -> str:
-    if not shutil.which("gcc"):
-        pytest.skip("gcc not found: cannot build the stand-in Conduit image")
-    try:
-        tag = _community_image(docker_engine)
-    except StandinBuildError as exc:
-        pytest.fail(str(exc), pytrace=False)
+def community_image(docker_engine, standin_image_community) -> str:
+    """The ssmirr community build's stand-in (1.x flags, --geo, no conduit-monitor), under the name v1.2 pulls."""
+    tag = standin_image_community
     recorded = json.loads((FIXTURES / "containers.json").read_text())["image"]
     repository, _, label = recorded.rpartition(":")
     docker_engine.client.images.get(tag).tag(repository, label)
     return recorded
-
-
-def _free_port_pair() -> int:
-    """A base port P with P and P+1 free on loopback (the nodes run with host networking)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base > 65000:
-            continue
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", base))
-                b.bind(("127.0.0.1", base + 1))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports")
 
 
 class Host:
@@ -201,7 +167,7 @@ def test_the_recorded_host_is_what_v1_2_runs(samnet_host):
 def test_import_and_apply_a_samnet_v1_2_host(samnet_host):
     host = samnet_host
     keys = host.keys()
-    base = _free_port_pair()
+    base = free_port_block(2)
     doc = _import(host, base)
     spec = doc["spec"]
     # The containers' own command says which CLI they speak: --max-clients/--stats-file is 1.x.
@@ -241,7 +207,7 @@ def test_import_and_apply_a_samnet_v1_2_host(samnet_host):
 def test_a_failed_adoption_rolls_back_without_a_traceback(samnet_host, blocked):
     host = samnet_host
     keys = host.keys()
-    base = _free_port_pair()
+    base = free_port_block(2)
     doc = _import(host, base)
     _trim(host, doc, gate_timeout=8)
     v1_ids = {n: host.client.containers.get(n).id for n in NAMES}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import wait_for
+from tests.harness import free_port_block, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +195,7 @@ def test_an_adoption_that_fails_its_gate_rolls_back_to_the_v1_nodes(v1_host):
     doc = yaml.safe_load(host.spec.read_text())
     doc["spec"]["containers"]["image"] = host.engine.client.containers.get(host.prefix).attrs["Config"]["Image"]
     doc["spec"]["containers"]["env"] = {"STANDIN_EXIT_AFTER": "0"}
-    doc["spec"]["conduit"] = {"max_clients": 100, "bandwidth_mbps": 5, "metrics_port_base": 19820}
+    doc["spec"]["conduit"] = {"max_clients": 100, "bandwidth_mbps": 5, "metrics_port_base": free_port_block(2)}
     doc["spec"]["health"] = {"gate_timeout_seconds": 5, "settle_seconds": 1}
     host.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
     keys = host.keys()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import free_port_block
 from conduit.reconciler.state import State
 from tests.helpers import minimal
 
@@ -86,7 +87,7 @@ class Cluster:
 def cluster(tmp_path, docker_engine, standin_image, docker_cleanup):
     from conduit.reconciler.execute import stop_pidfile
 
-    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("ap"), 19300)
+    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("ap"), free_port_block(12))
     yield cluster
     stop_pidfile(cluster.state / "tracker.pid")  # a tracker must not outlive its test
 

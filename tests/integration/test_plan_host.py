@@ -9,6 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from harness import free_port_block
 from conduit.reconciler.cli import main
 from conduit.reconciler.drivers.docker import CountingClient, create_container, create_volume
 from conduit.reconciler.load import load_text
@@ -21,10 +22,11 @@ from tests.helpers import SMALL_VPS, minimal
 pytestmark = pytest.mark.integration
 
 COUNT = 3
+PORT_BASE = free_port_block(COUNT + 2)  # per run: another run of these tests may hold a fixed block
 
 
 def spec_text(image: str, prefix: str, **changes) -> str:
-    conduit = {"max_clients": 40, "bandwidth_mbps": 2, "metrics_port_base": 19190}
+    conduit = {"max_clients": 40, "bandwidth_mbps": 2, "metrics_port_base": PORT_BASE}
     conduit.update(changes.pop("conduit", {}))
     containers = {
         "count": COUNT,

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from harness import free_port_block
 from conduit.reconciler import metrics
 from tests.integration.test_apply import Cluster
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cluster(tmp_path, docker_engine, standin_image, docker_cleanup):
-    return Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("st"), 19700)
+    return Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("st"), free_port_block(12))
 
 
 def test_status_sums_clients_and_marks_a_stopped_node_down(cluster):
