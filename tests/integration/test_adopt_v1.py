@@ -58,7 +58,7 @@ def v1_host(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
 def _seed_key(host: Host, volume: str) -> None:
     """A key as the real node makes it: an Ed25519 seed and its public half (crypto.go:74-103).
 
-    The stand-in keeps a key it finds; its own are random bytes, which no real node writes.
+    The stand-in keeps a key it finds (and makes the same kind itself, tests/standin/ed25519.c).
     """
     import base64
     import os

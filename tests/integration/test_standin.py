@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conduit.reconciler.keyfile import check_key, ed25519_public
 from harness import free_port, metric, scrape, wait_for
 
 pytestmark = pytest.mark.integration
@@ -204,6 +205,9 @@ def test_key_created_once_and_kept_on_named_volume(docker_engine, standin_image,
     assert len(doc["mnemonic"].split()) == 24  # bip39, 256 bits of entropy
     raw = base64.b64decode(doc["privateKeyBase64"] + "==")
     assert len(raw) == 64 and "=" not in doc["privateKeyBase64"]
+    # seed || public key of that seed (crypto.go:74-103): a key the reconciler will back up and restore
+    assert raw[32:] == ed25519_public(raw[:32])
+    assert check_key(key1) == raw
     first.remove(force=True)
 
     second = client.containers.run(standin_image, ["start", "-d", DATA, "-v"], volumes=mount, detach=True)
@@ -227,17 +231,95 @@ def test_key_created_once_and_kept_on_named_volume(docker_engine, standin_image,
     assert "claim=" not in claimed.stdout  # upstream draws a QR code, it prints no URL
     assert f"claim QR code created at {DATA}/ryve-claim-qr.png" in claimed.stdout
     # Proxy ID: the Curve25519 form of the public half (crypto.go KeyPairToCurve25519Base64)
-    p = 2**255 - 19
-    y = int.from_bytes(raw[32:], "little") & ((1 << 255) - 1)
-    u = (1 + y) * pow((1 - y) % p, p - 2, p) % p
-    proxy_id = base64.b64encode(u.to_bytes(32, "little")).decode().rstrip("=")
-    assert f"Proxy ID:      {proxy_id}\n" in claimed.stdout
+    assert f"Proxy ID:      {proxy_id(raw[32:])}\n" in claimed.stdout
     # the stand-in leaves the claim URL where upstream leaves the QR PNG (a secret in the volume)
     _, url = read_from_container(second, f"{DATA}/ryve-claim-qr.png")
     code = url.decode().split("network.ryve.app://(app)/conduits?claim=", 1)[1]
     assert len(code) % 4 == 0  # URL-safe base64 WITH padding
     payload = base64.urlsafe_b64decode(code)
     assert payload == ('{"data":{"key":"%s","name":"node-a"},"version":1}' % doc["privateKeyBase64"]).encode()
+
+
+# RFC 8032 7.1, TEST 1-3 and TEST SHA(abc): secret key (the seed) -> public key
+RFC8032_KEYS = [
+    ("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+     "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"),
+    ("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+     "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"),
+    ("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+     "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025"),
+    ("833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42",
+     "ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf"),
+]
+
+
+def ryve_claim(engine, image, volume: str, name: str = "node-a") -> subprocess.CompletedProcess:
+    env = dict(os.environ, DOCKER_HOST=engine.host)
+    command = ["docker", "run", "--rm", "-i", "-v", f"{volume}:{DATA}", image, "ryve-claim", "-d", DATA, "-n", name]
+    return subprocess.run(command, input="y\n", capture_output=True, text=True, env=env, timeout=30)
+
+
+def proxy_id(public: bytes) -> str:
+    """crypto.go KeyPairToCurve25519Base64: u = (1 + y) / (1 - y) of the Edwards point, unpadded base64."""
+    p = 2**255 - 19
+    y = int.from_bytes(public, "little") & ((1 << 255) - 1)
+    u = (1 + y) * pow((1 - y) % p, p - 2, p) % p
+    return base64.b64encode(u.to_bytes(32, "little")).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("seed, public", RFC8032_KEYS)
+def test_new_key_is_the_rfc8032_key_pair_of_its_seed(docker_engine, standin_image, seed, public):
+    """The stand-in's own Ed25519 (tests/standin/ed25519.c) against RFC 8032's vectors, byte for byte."""
+    container, code, out = run_to_exit(docker_engine.client, standin_image, ["start", "-d", DATA],
+                                       environment={"STANDIN_KEY_SEED_HEX": seed, "STANDIN_EXIT_AFTER": "0"})
+    assert code == 3, out
+    _, body = read_from_container(container, f"{DATA}/conduit_key.json")
+    raw = base64.b64decode(json.loads(body)["privateKeyBase64"] + "==")
+    assert raw.hex() == seed + public
+    assert check_key(body) == raw
+
+
+def test_proxy_id_is_the_curve25519_form_of_the_stored_public_half(docker_engine, standin_image, docker_cleanup):
+    """ryve-claim (cmd/ryve.go:103-106): the Proxy ID is crypto.go's KeyPairToCurve25519Base64 of the
+    public half AS STORED (ParsePrivateKey keeps key[32:]); no curve point there, and the command fails."""
+    client = docker_engine.client
+    seed, public = (bytes.fromhex(h) for h in RFC8032_KEYS[0])
+    volume = client.volumes.create(docker_cleanup.name("made"), labels=docker_cleanup.labels)
+    _, code, out = run_to_exit(client, standin_image, ["start", "-d", DATA],
+                               environment={"STANDIN_KEY_SEED_HEX": seed.hex(), "STANDIN_EXIT_AFTER": "0"},
+                               volumes={volume.name: {"bind": DATA, "mode": "rw"}})
+    assert code == 3, out
+    claimed = ryve_claim(docker_engine, standin_image, volume.name)
+    assert claimed.returncode == 0, claimed.stderr
+    # the X25519 public key of the same secret scalar, worked out apart from this code:
+    # openssl pkey -pubout of the X25519 key SHA-512(seed)[:32] (RFC 7748 clamps it alike)
+    assert "Proxy ID:      2F4H7CKwrYgVN8L0TWYtGhQ8+DDFespDBdhcepD2ti4\n" in claimed.stdout
+    assert proxy_id(public) == "2F4H7CKwrYgVN8L0TWYtGhQ8+DDFespDBdhcepD2ti4"
+
+    def key_file(public_half: bytes) -> bytes:
+        encoded = base64.b64encode(seed + public_half).decode().rstrip("=")
+        return json.dumps({"mnemonic": "x", "privateKeyBase64": encoded}).encode()
+
+    # the base point B (y = 4/5) as the public half, though it is not the seed's: u = 9
+    volume, path = _volume_with_key(client, docker_cleanup, key_file(bytes.fromhex("58" + "66" * 31)))
+    claimed = ryve_claim(docker_engine, standin_image, volume.name)
+    assert claimed.returncode == 0, claimed.stderr
+    assert "Proxy ID:      " + base64.b64encode(bytes([9]) + bytes(31)).decode().rstrip("=") + "\n" in claimed.stdout
+    # y = 2: x^2 = (y^2 - 1) / (d y^2 + 1) is no square, so no point (edwards25519 SetBytes)
+    content = key_file((2).to_bytes(32, "little"))
+    path.write_bytes(content)
+    (path.parent / "ryve-claim-qr.png").unlink()
+    container = client.containers.run(standin_image, ["start", "-d", DATA, "-v"],
+                                      volumes={volume.name: {"bind": DATA, "mode": "rw"}}, detach=True)
+    out = wait_log(container, "Starting Psiphon Conduit")
+    assert "Loaded existing key" in out and path.read_bytes() == content  # start only counts 64 bytes
+    container.remove(force=True)
+    claimed = ryve_claim(docker_engine, standin_image, volume.name)
+    assert claimed.returncode == 1
+    assert "Error: failed to derive proxy id: failed to convert public key: edwards25519: invalid point encoding\n" \
+        in claimed.stderr
+    assert "Proxy ID" not in claimed.stdout
+    assert not (path.parent / "ryve-claim-qr.png").exists()  # it fails before the QR code
 
 
 def _volume_with_key(client, cleanup, content: bytes, mode: int = 0o600):

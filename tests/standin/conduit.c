@@ -21,6 +21,7 @@
  *   STANDIN_UPGRADE_REQUIRED=1  the broker demands a newer version (the upstream warning)
  *   STANDIN_EXIT_AFTER    exit 3 after N seconds (0 = right after the start-up lines)
  *   STANDIN_NO_METRICS=1  bind --metrics-addr but never accept (scrapes time out)
+ *   STANDIN_KEY_SEED_HEX  64 hex digits: the Ed25519 seed of a key the node makes (ed25519.c)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -47,6 +48,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "ed25519.h"
 
 #ifndef STANDIN_VERSION
 #define STANDIN_VERSION "2.0.0"
@@ -1280,6 +1283,28 @@ static int parse_key(const char *content, unsigned char raw[64], char **b64_out,
  * "New keys saved to ..."). os.WriteFile: 0600 only when it creates the file. */
 static char *g_priv_b64; /* as stored (InproxyProxySessionPrivateKey) */
 
+/* STANDIN_KEY_SEED_HEX: 64 hex digits, the seed of a key the node makes (tests check the
+ * public half against RFC 8032's vectors). 1 = seed[] filled; anything malformed is fatal. */
+static int key_seed_from_env(unsigned char seed[32])
+{
+    const char *hex = getenv("STANDIN_KEY_SEED_HEX");
+    if (!hex || !*hex)
+        return 0;
+    int ok = strlen(hex) == 64;
+    for (int i = 0; ok && i < 64; i++)
+        ok = isxdigit((unsigned char)hex[i]) != 0;
+    if (!ok) {
+        fprintf(stderr, "standin: STANDIN_KEY_SEED_HEX must be 64 hex digits\n");
+        exit(2);
+    }
+    for (int i = 0; i < 32; i++) {
+        unsigned int byte;
+        sscanf(hex + 2 * i, "%2x", &byte);
+        seed[i] = (unsigned char)byte;
+    }
+    return 1;
+}
+
 static void load_or_create_key(const char *dir, int verbose)
 {
     char *key = go_clean_join(dir, KEY_FILE);
@@ -1301,13 +1326,19 @@ static void load_or_create_key(const char *dir, int verbose)
         }
         free(content);
     }
-    unsigned char rnd[64], widx[24];
-    fill_random(rnd, sizeof rnd);
+    /* crypto.go:74-103: an Ed25519 seed, then ed25519.NewKeyFromSeed: seed || public key.
+     * Upstream derives the seed from the mnemonic (BIP39 seed, then HKDF-SHA256 with info
+     * "conduit-inproxy-key"); the stand-in draws it at random (or takes STANDIN_KEY_SEED_HEX),
+     * and its 24 words, from the first 128 of the list and without a checksum, say nothing of it. */
+    unsigned char pair[64], widx[24];
+    if (!key_seed_from_env(pair))
+        fill_random(pair, 32);
+    ed25519_public_key(pair, pair + 32);
     fill_random(widx, sizeof widx);
     struct sbuf m = {0};
     for (int i = 0; i < 24; i++) /* bip39 with 256 bits of entropy: 24 words */
         sb_printf(&m, "%s%s", i ? " " : "", WORDS[widx[i] & 127]);
-    g_priv_b64 = b64encode(rnd, sizeof rnd, 0, 0);
+    g_priv_b64 = b64encode(pair, sizeof pair, 0, 0);
     struct sbuf body = {0};
     sb_printf(&body, "{\n  \"mnemonic\": \"%s\",\n  \"privateKeyBase64\": \"%s\"\n}", m.p, g_priv_b64);
     if (go_write_file(key, body.p, body.len, 0600) < 0) {
@@ -2518,120 +2549,6 @@ static int cmd_start(void)
 
 /* ----------------------------------------------------------- ryve-claim */
 
-/* Curve25519 u-coordinate of the Ed25519 public key, u = (1+y)/(1-y) mod 2^255-19
- * (crypto.go KeyPairToCurve25519Base64, edwards25519 BytesMontgomery). */
-typedef unsigned __int128 u128;
-typedef struct { uint64_t v[5]; } fe; /* 51-bit limbs */
-
-static void fe_from_bytes(fe *r, const unsigned char *b)
-{
-    uint64_t w[4];
-    for (int i = 0; i < 4; i++) {
-        w[i] = 0;
-        for (int k = 7; k >= 0; k--)
-            w[i] = (w[i] << 8) | b[i * 8 + k];
-    }
-    w[3] &= 0x7fffffffffffffffULL;
-    const uint64_t M = (1ULL << 51) - 1;
-    r->v[0] = w[0] & M;
-    r->v[1] = ((w[0] >> 51) | (w[1] << 13)) & M;
-    r->v[2] = ((w[1] >> 38) | (w[2] << 26)) & M;
-    r->v[3] = ((w[2] >> 25) | (w[3] << 39)) & M;
-    r->v[4] = (w[3] >> 12) & M;
-}
-
-static void fe_carry(fe *r)
-{
-    const uint64_t M = (1ULL << 51) - 1;
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < 5; i++) {
-            uint64_t c = r->v[i] >> 51;
-            r->v[i] &= M;
-            if (i < 4)
-                r->v[i + 1] += c;
-            else
-                r->v[0] += c * 19;
-        }
-}
-
-static void fe_mul(fe *r, const fe *a, const fe *b)
-{
-    u128 t[5] = {0};
-    for (int i = 0; i < 5; i++)
-        for (int j = 0; j < 5; j++) {
-            u128 p = (u128)a->v[i] * b->v[j];
-            if (i + j < 5)
-                t[i + j] += p;
-            else
-                t[i + j - 5] += p * 19;
-        }
-    const uint64_t M = (1ULL << 51) - 1;
-    u128 c = 0;
-    for (int i = 0; i < 5; i++) {
-        t[i] += c;
-        r->v[i] = (uint64_t)t[i] & M;
-        c = t[i] >> 51;
-    }
-    r->v[0] += (uint64_t)c * 19;
-    fe_carry(r);
-}
-
-static void fe_to_bytes(unsigned char *out, fe a)
-{
-    fe_carry(&a);
-    /* reduce fully: subtract p if a >= p */
-    const uint64_t M = (1ULL << 51) - 1;
-    uint64_t t[5];
-    memcpy(t, a.v, sizeof t);
-    t[0] += 19;
-    for (int i = 0; i < 4; i++) {
-        t[i + 1] += t[i] >> 51;
-        t[i] &= M;
-    }
-    int ge = (t[4] >> 51) != 0;
-    t[4] &= M;
-    const uint64_t *v = ge ? t : a.v;
-    unsigned char bits[32] = {0};
-    int bit = 0;
-    for (int i = 0; i < 5; i++)
-        for (int k = 0; k < 51; k++, bit++)
-            if (bit < 256 && ((v[i] >> k) & 1))
-                bits[bit / 8] |= (unsigned char)(1 << (bit % 8));
-    memcpy(out, bits, 32);
-}
-
-static void proxy_id(const unsigned char pub[32], char **out)
-{
-    fe y, one = {{1, 0, 0, 0, 0}}, num, den, inv;
-    fe_from_bytes(&y, pub);
-    const uint64_t M = (1ULL << 51) - 1;
-    for (int i = 0; i < 5; i++)
-        num.v[i] = y.v[i] + one.v[i];
-    /* 1 - y = 1 + 2p - y */
-    uint64_t p2[5] = {2 * (M - 18), 2 * M, 2 * M, 2 * M, 2 * M};
-    for (int i = 0; i < 5; i++)
-        den.v[i] = p2[i] + one.v[i] - y.v[i];
-    fe_carry(&num);
-    fe_carry(&den);
-    /* den^(p-2) */
-    fe result = {{1, 0, 0, 0, 0}}, base = den;
-    unsigned char e[32];
-    memset(e, 0xff, 32);
-    e[0] = 0xeb; /* p - 2 = 2^255 - 21 */
-    e[31] = 0x7f;
-    for (int i = 0; i < 255; i++) {
-        if ((e[i / 8] >> (i % 8)) & 1)
-            fe_mul(&result, &result, &base);
-        fe_mul(&base, &base, &base);
-    }
-    inv = result;
-    fe u;
-    fe_mul(&u, &num, &inv);
-    unsigned char b[32];
-    fe_to_bytes(b, u);
-    *out = b64encode(b, 32, 0, 0);
-}
-
 /* cmd/ryve.go (same from 1.1.0 to 2.0.0): asks first, then loads the key (LoadKey: a bad key
  * is an error here, not replaced), payload {"data":{"key":K,"name":N},"version":1} (json.Marshal
  * of a map: sorted keys), URL-safe base64 WITH padding, K = 64 key bytes as unpadded std base64. */
@@ -2697,8 +2614,13 @@ static int cmd_ryve_claim(void)
     json_quote(&payload, name);
     sb_printf(&payload, "},\"version\":1}");
     char *claim = b64encode((unsigned char *)payload.p, payload.len, 1, 1);
-    char *pid;
-    proxy_id(raw + 32, &pid);
+    /* Proxy ID (crypto.go:137-154 KeyPairToCurve25519Base64): the Curve25519 u of the STORED
+     * public half (ParsePrivateKey keeps key[32:], it does not re-derive it from the seed);
+     * bytes that are no curve point fail here, before any PNG is written. */
+    unsigned char u[32];
+    if (ed25519_montgomery_u(raw + 32, u) < 0)
+        cobra_fail("failed to derive proxy id: failed to convert public key: edwards25519: invalid point encoding");
+    char *pid = b64encode(u, 32, 0, 0);
     struct flag *fout = F("output");
     char *png = fout->sval && *fout->sval ? xstrdup(fout->sval) : go_clean_join(dir, "ryve-claim-qr.png");
 
