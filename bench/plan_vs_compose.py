@@ -27,13 +27,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import DockerEngine  # noqa: E402
 
-from conduit.reconciler.drivers.docker import CountingClient, create_container, create_volume  # noqa: E402
-from conduit.reconciler.load import load_text  # noqa: E402
-from conduit.reconciler.observe import settle_cli_version  # noqa: E402
-from conduit.renderers.container import labels  # noqa: E402
-from conduit.renderers.desired import render  # noqa: E402
-from conduit.schemas.profiles import HostFacts  # noqa: E402
-from conduit.schemas.resolve import nodes  # noqa: E402
+from conduit.drivers.docker import CountingClient, create_container, create_volume  # noqa: E402
+from conduit.spec.load import load_text  # noqa: E402
+from conduit.drivers.observe import settle_cli_version  # noqa: E402
+from conduit.render.container import labels  # noqa: E402
+from conduit.render.desired import render  # noqa: E402
+from conduit.spec.profiles import HostFacts  # noqa: E402
+from conduit.spec.resolve import nodes  # noqa: E402
 
 
 def spec_text(image: str, count: int) -> str:

@@ -49,7 +49,7 @@ def run_tracker(node: str, iface: str, seconds: float, sample: int, interval: in
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    from conduit.reconciler.state import State
+    from conduit.state.store import State
 
     seen = sum(row[1] + row[2] for row in State(state).latest_samples().values())
     return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / seconds, seen

@@ -1,6 +1,6 @@
 """`python -m conduit`: the same CLI as the `conduit` console script."""
 
-from conduit.reconciler.cli import main
+from conduit.cli.root import main
 
 if __name__ == "__main__":
     main(prog_name="conduit")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from conduit.schemas.profiles import HostFacts
+from conduit.spec.profiles import HostFacts
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "cluster.yaml"

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Callable, TypeVar
 
-from conduit.reconciler.programs import PACKAGES as _PRODUCT_PACKAGES
+from conduit.drivers.programs import PACKAGES as _PRODUCT_PACKAGES
 
 from .dockerd import DockerEngine, EngineUnavailable, StandinBuildError, foreign_engines
 from .nginx import NginxError, NginxServer, NginxUnavailable

@@ -63,7 +63,7 @@ def _seed_key(host: Host, volume: str) -> None:
     import base64
     import os
 
-    from conduit.reconciler.keyfile import ed25519_public
+    from conduit.facts.keyfile import ed25519_public
 
     seed = os.urandom(32)
     encoded = base64.b64encode(seed + ed25519_public(seed)).decode().rstrip("=")

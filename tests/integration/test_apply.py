@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from harness import free_port_block
-from conduit.reconciler.state import State
+from conduit.state.store import State
 from tests.helpers import minimal
 
 pytestmark = pytest.mark.integration
@@ -85,7 +85,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path, docker_engine, standin_image, docker_cleanup):
-    from conduit.reconciler.execute import stop_pidfile
+    from conduit.engine.execute import stop_pidfile
 
     cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("ap"), free_port_block(12))
     yield cluster

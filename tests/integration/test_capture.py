@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from conduit.reconciler.capture import GEOIP_V4, country, parse
-from conduit.reconciler.state import State
+from conduit.tracker.capture import GEOIP_V4, country, parse
+from conduit.state.store import State
 from tests.harness import need, not_found, unavailable
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path
     ns = namespaces
     state = tmp_path / "state"
     probe = (
-        "import sys; from conduit.reconciler.tracker import capture_once; from conduit.reconciler.state import State;"
+        "import sys; from conduit.tracker.process import capture_once; from conduit.state.store import State;"
         f"capture_once(State({str(state)!r}), {ns['iface']!r}, 'udp and (portrange 1024-65535) and not (port 53 or port 443)', 4, 96, 30, 1)"
     )
     tracker = subprocess.Popen(["ip", "netns", "exec", ns["node"], sys.executable, "-c", probe], stderr=subprocess.PIPE, text=True)
@@ -54,7 +54,7 @@ def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path
 
 
 def test_a_missing_interface_is_logged_not_fatal(tmp_path):
-    from conduit.reconciler.tracker import capture_once
+    from conduit.tracker.process import capture_once
 
     capture_once(State(tmp_path), "nosuchif0", "udp", 0.1, 96, 30, 0)
     assert State(tmp_path).latest_samples() == {}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from conduit.reconciler.drivers.docker import PROBE_LABEL, CountingClient
-from conduit.reconciler.images import asked_facts, settle_image
-from conduit.reconciler.load import load_text
-from conduit.reconciler.state import State
-from conduit.renderers.container import container_props
-from conduit.schemas.resolve import image_facts, node_settings
+from conduit.drivers.docker import PROBE_LABEL, CountingClient
+from conduit.engine.images import asked_facts, settle_image
+from conduit.spec.load import load_text
+from conduit.state.store import State
+from conduit.render.container import container_props
+from conduit.spec.resolve import image_facts, node_settings
 from tests.helpers import SMALL_VPS, dump, minimal
 
 pytestmark = pytest.mark.integration

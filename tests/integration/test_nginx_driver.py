@@ -14,10 +14,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from conduit.reconciler.drivers.nginx import bound_inodes, observe_nginx
-from conduit.reconciler.load import load_file, load_text
-from conduit.renderers.nginx import insert_include, render_nginx
-from conduit.schemas.profiles import HostFacts
+from conduit.drivers.nginx import bound_inodes, observe_nginx
+from conduit.spec.load import load_file, load_text
+from conduit.render.nginx import insert_include, render_nginx
+from conduit.spec.profiles import HostFacts
 from harness import free_port
 from tests.helpers import EXAMPLE, SMALL_VPS, dump, minimal
 from tests.strategies import valid_specs

@@ -10,13 +10,13 @@ import yaml
 from click.testing import CliRunner
 
 from harness import free_port_block
-from conduit.reconciler.cli import main
-from conduit.reconciler.drivers.docker import CountingClient, create_container, create_volume
-from conduit.reconciler.load import load_text
-from conduit.reconciler.observe import HostAccess, plan_against_host, settle_cli_version
-from conduit.renderers.container import labels
-from conduit.renderers.desired import render
-from conduit.schemas.resolve import nodes
+from conduit.cli.root import main
+from conduit.drivers.docker import CountingClient, create_container, create_volume
+from conduit.spec.load import load_text
+from conduit.drivers.observe import HostAccess, plan_against_host, settle_cli_version
+from conduit.render.container import labels
+from conduit.render.desired import render
+from conduit.spec.resolve import nodes
 from tests.helpers import SMALL_VPS, minimal
 
 pytestmark = pytest.mark.integration

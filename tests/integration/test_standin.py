@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conduit.reconciler.keyfile import check_key, ed25519_public
+from conduit.facts.keyfile import check_key, ed25519_public
 from harness import free_port, metric, scrape, wait_for
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness import free_port_block
-from conduit.reconciler import metrics
+from conduit.facts import metrics
 from tests.integration.test_apply import Cluster
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def test_a_1x_node_without_metrics_is_read_from_its_stats_file(tmp_path, docker_
     cluster.spec.write_text(spec)
     # Applying would fail its metrics gate; make the node by hand as a 1.x manager would have.
     from tests.integration.test_plan_host import converge
-    from conduit.reconciler.observe import HostAccess
+    from conduit.drivers.observe import HostAccess
 
     converge(HostAccess(cluster.root, cluster.state, docker_engine.host), cluster.spec.read_text())
     from tests.harness import wait_for
@@ -76,7 +76,7 @@ def test_a_nodes_own_geo_list_is_merged_into_the_countries(tmp_path, docker_engi
     spec = cluster.spec.read_text().replace("  conduit:\n", "  conduit:\n    cli_version: 1.x\n    extra_args: [--geo]\n")
     cluster.spec.write_text(spec)
     from tests.integration.test_plan_host import converge
-    from conduit.reconciler.observe import HostAccess
+    from conduit.drivers.observe import HostAccess
     from tests.harness import wait_for
 
     converge(HostAccess(cluster.root, cluster.state, docker_engine.host), cluster.spec.read_text())

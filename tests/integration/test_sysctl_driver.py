@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conduit.reconciler.drivers.sysctl import observe_sysctl
-from conduit.reconciler.load import load_text
-from conduit.renderers.sysctl import render_sysctl
-from conduit.schemas.profiles import normalise_sysctl
+from conduit.drivers.sysctl import observe_sysctl
+from conduit.spec.load import load_text
+from conduit.render.sysctl import render_sysctl
+from conduit.spec.profiles import normalise_sysctl
 from tests.harness import need, unavailable
 from tests.helpers import SMALL_VPS, dump, minimal
 
@@ -74,8 +74,8 @@ SNIPPET = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from conduit.reconciler.drivers.sysctl import observe_sysctl
-    from conduit.reconciler.load import load_text
+    from conduit.drivers.sysctl import observe_sysctl
+    from conduit.spec.load import load_text
     from tests.helpers import SMALL_VPS
 
     keys = json.loads(sys.argv[1])

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conduit.reconciler.drivers.tracker import observe_tracker, systemd_is_init, tracker_pidfile
-from conduit.reconciler.load import load_text
-from conduit.renderers.tracker import capture_filter, render_tracker
-from conduit.schemas.spec import Tracker
+from conduit.drivers.tracker import observe_tracker, systemd_is_init, tracker_pidfile
+from conduit.spec.load import load_text
+from conduit.render.tracker import capture_filter, render_tracker
+from conduit.spec.spec import Tracker
 from tests.harness import need, unavailable
 from tests.helpers import SMALL_VPS, dump, minimal
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conduit.reconciler.state import State
+from conduit.state.store import State
 from tests.harness import wait_for
 from tests.integration.test_apply import Cluster
 

@@ -8,11 +8,11 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduit.reconciler.load import SpecError, load_text
-from conduit.renderers.container import container_props
-from conduit.schemas.image import PROFILES, ImageFacts, parse_start_help
-from conduit.schemas.image_checks import image_checks
-from conduit.schemas.resolve import node_settings, with_image_facts
+from conduit.spec.load import SpecError, load_text
+from conduit.render.container import container_props
+from conduit.spec.image import PROFILES, ImageFacts, parse_start_help
+from conduit.spec.image_checks import image_checks
+from conduit.spec.resolve import node_settings, with_image_facts
 from tests.helpers import SMALL_VPS, dump, minimal
 from tests.strategies import conduit_settings
 

@@ -4,8 +4,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conduit.reconciler.load import SpecError, load_text
-from conduit.schemas.spec import ClusterSpec
+from conduit.spec.load import SpecError, load_text
+from conduit.spec.spec import ClusterSpec
 from tests.helpers import SMALL_VPS
 from tests.strategies import mutated_examples, valid_specs
 

@@ -3,11 +3,11 @@
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from conduit.reconciler.load import load_text
-from conduit.reconciler.observe import settle_cli_version
-from conduit.reconciler.plan import make_plan
-from conduit.renderers.desired import render
-from conduit.schemas.profiles import HostFacts
+from conduit.spec.load import load_text
+from conduit.drivers.observe import settle_cli_version
+from conduit.plan.planner import make_plan
+from conduit.render.desired import render
+from conduit.spec.profiles import HostFacts
 from tests.strategies import valid_specs
 
 HOST = HostFacts(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000, primary_interface="eth0")

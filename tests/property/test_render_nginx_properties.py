@@ -8,10 +8,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conduit.reconciler.load import load_text
-from conduit.renderers.nginx import insert_include, remove_include, render_nginx, render_stream_conf
-from conduit.schemas.profiles import HostFacts
-from conduit.schemas.resolve import nodes
+from conduit.spec.load import load_text
+from conduit.render.nginx import insert_include, remove_include, render_nginx, render_stream_conf
+from conduit.spec.profiles import HostFacts
+from conduit.spec.resolve import nodes
 from tests.strategies import valid_specs
 
 BIG_HOST = HostFacts(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000)

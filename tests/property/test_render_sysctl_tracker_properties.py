@@ -4,10 +4,10 @@ import re
 
 from hypothesis import HealthCheck, given, settings
 
-from conduit.reconciler.load import load_text
-from conduit.renderers.sysctl import render_sysctl
-from conduit.renderers.tracker import render_tracker, render_tracker_unit
-from conduit.schemas.profiles import HostFacts
+from conduit.spec.load import load_text
+from conduit.render.sysctl import render_sysctl
+from conduit.render.tracker import render_tracker, render_tracker_unit
+from conduit.spec.profiles import HostFacts
 from tests.helpers import dump
 from tests.strategies import valid_specs
 

@@ -1,7 +1,7 @@
 import pytest
 from click.testing import CliRunner
 
-from conduit.reconciler.cli import main
+from conduit.cli.root import main
 from tests.helpers import EXAMPLE
 from tests.telegram_stub import TelegramStub
 

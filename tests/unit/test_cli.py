@@ -3,8 +3,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conduit.reconciler.cli import main
-from conduit.schemas.jsonschema import COMMITTED, schema_text
+from conduit.cli.root import main
+from conduit.spec.jsonschema import COMMITTED, schema_text
 from tests.helpers import EXAMPLE
 
 
@@ -19,13 +19,13 @@ def run():
 
 
 def test_committed_schema_matches_the_models():
-    assert COMMITTED.read_text() == schema_text(), "run: conduit schema > conduit/schemas/cluster.schema.json"
+    assert COMMITTED.read_text() == schema_text(), "run: conduit schema > conduit/spec/cluster.schema.json"
 
 
 def test_example_points_editors_at_the_schema():
     first = EXAMPLE.read_text().splitlines()[0]
-    assert first == "# yaml-language-server: $schema=../conduit/schemas/cluster.schema.json"
-    assert (EXAMPLE.parent / "../conduit/schemas/cluster.schema.json").resolve() == COMMITTED
+    assert first == "# yaml-language-server: $schema=../conduit/spec/cluster.schema.json"
+    assert (EXAMPLE.parent / "../conduit/spec/cluster.schema.json").resolve() == COMMITTED
 
 
 def test_validate_example(run):
@@ -68,7 +68,7 @@ def test_init_writes_a_valid_spec(run, tmp_path):
 
 
 def test_every_command_has_help(run):
-    from conduit.reconciler.cli import main as group
+    from conduit.cli.root import main as group
 
     def walk(command, path):
         yield path
@@ -143,7 +143,7 @@ def test_apply_of_a_corrupt_saved_plan_is_bad_input(run, tmp_path):
 
 
 def test_spec_reference_page_matches_the_models(run):
-    from conduit.reconciler.reference import PAGE
+    from conduit.spec.reference import PAGE
 
     assert PAGE.read_text() == run("schema", "--markdown").output, "run: conduit schema --markdown > docs/spec-reference.md"
     assert "| `spec.containers.resources.ulimit_nofile` |" in PAGE.read_text()

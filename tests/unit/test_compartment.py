@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from conduit.reconciler.compartment import pairing_token, parse_compartment, token_name, valid_id, wants_compartment
-from conduit.reconciler.keyfile import BadKey
+from conduit.facts.compartment import pairing_token, parse_compartment, token_name, valid_id, wants_compartment
+from conduit.facts.keyfile import BadKey
 
 ID = base64.b64encode(bytes(range(32))).decode().rstrip("=")  # AAECAwQF... 43 characters
 
@@ -66,7 +66,7 @@ def test_which_commands_need_a_compartment_in_the_data_dir(command, wanted):
 
 from pathlib import Path  # noqa: E402
 
-from conduit.reconciler.compartment import CompartmentProblem, ensure_compartment  # noqa: E402
+from conduit.facts.compartment import CompartmentProblem, ensure_compartment  # noqa: E402
 
 
 class FakeApi:

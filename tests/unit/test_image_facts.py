@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conduit.schemas.image import (
+from conduit.spec.image import (
     PROFILES,
     ImageFacts,
     from_probe,
@@ -140,8 +140,8 @@ def test_versions_the_tool_does_not_know():
 
 
 def test_init_pins_a_release_the_tool_knows():
-    from conduit.renderers.init_spec import render_init
-    from conduit.schemas.image import RECOMMENDED_IMAGE
+    from conduit.render.init_spec import render_init
+    from conduit.spec.image import RECOMMENDED_IMAGE
     from tests.helpers import SMALL_VPS
 
     text = render_init(SMALL_VPS, "h")

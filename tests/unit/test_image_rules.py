@@ -7,9 +7,9 @@ tag) the error is one line FILE:LINE:COL: field.path: message.
 
 import pytest
 
-from conduit.reconciler.load import SpecError, load_text
-from conduit.renderers.container import container_props
-from conduit.schemas.resolve import node_settings
+from conduit.spec.load import SpecError, load_text
+from conduit.render.container import container_props
+from conduit.spec.resolve import node_settings
 from tests.helpers import SMALL_VPS
 
 OFFICIAL = "ghcr.io/psiphon-inc/conduit/cli"

@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from conduit.reconciler.keyfile import BadKey, CLAIM_PREFIX, check_key, claim_url, ed25519_public, go_json_string, parse_key
+from conduit.facts.keyfile import BadKey, CLAIM_PREFIX, check_key, claim_url, ed25519_public, go_json_string, parse_key
 
 # RFC 8032 section 7.1, test 1: a fixed Ed25519 seed and its public key.
 SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conduit.reconciler.lifetime import ByteReading, delta
-from conduit.reconciler.state import State
+from conduit.facts.lifetime import ByteReading, delta
+from conduit.state.store import State
 
 
 def test_deltas_and_restarts():

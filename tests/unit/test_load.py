@@ -1,7 +1,7 @@
 import pytest
 
-from conduit.reconciler.load import MAX_BYTES, SpecError, load_file, load_text
-from conduit.schemas.resolve import nodes
+from conduit.spec.load import MAX_BYTES, SpecError, load_file, load_text
+from conduit.spec.resolve import nodes
 from tests.helpers import EXAMPLE, SMALL_VPS, dump, minimal
 
 

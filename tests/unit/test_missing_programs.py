@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from conduit.reconciler import observe
-from conduit.reconciler.capture import CaptureError, local_addresses, window
-from conduit.reconciler.drivers import docker as docker_driver
-from conduit.reconciler.drivers.docker import EngineError, engine_down
-from conduit.reconciler.drivers.tracker import _observe_systemd
-from conduit.reconciler.execute import Executor, StepFailed, systemctl
-from conduit.reconciler.load import load_text
-from conduit.reconciler.observe import HostAccess
-from conduit.reconciler.watch import GitError, fetch
-from conduit.schemas.profiles import HostFacts
+from conduit.drivers import observe
+from conduit.tracker.capture import CaptureError, local_addresses, window
+from conduit.drivers import docker as docker_driver
+from conduit.drivers.docker import EngineError, engine_down
+from conduit.drivers.tracker import _observe_systemd
+from conduit.engine.execute import Executor, StepFailed, systemctl
+from conduit.spec.load import load_text
+from conduit.drivers.observe import HostAccess
+from conduit.features.watch import GitError, fetch
+from conduit.spec.profiles import HostFacts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FACTS = HostFacts(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=1 << 20)
@@ -66,7 +66,7 @@ def test_tcpdump_missing(bare_path):
 
 
 def test_the_tracker_without_iproute2_logs_one_line_per_window_and_keeps_running(tmp_path, bare_path):
-    code = "from conduit.reconciler.cli import main; main()"
+    code = "from conduit.cli.root import main; main()"
     argv = [sys.executable, "-c", code, "--state-dir", str(tmp_path / "state"), "tracker", "run", "--cluster", "t",
             "--source", "capture", "--interface", "eth0", "--sample-seconds", "1", "--interval-seconds", "0.3"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -108,7 +108,7 @@ def test_nginx_missing_when_apply_tests_the_configuration(tmp_path):
 def test_git_missing_for_diff(tmp_path, bare_path):
     from click.testing import CliRunner
 
-    from conduit.reconciler.cli import main
+    from conduit.cli.root import main
 
     spec = tmp_path / "cluster.yaml"
     spec.write_text((EXAMPLES / "node.yaml").read_text())
@@ -181,7 +181,7 @@ def test_problems_that_stop_a_plan_come_last_on_stderr(tmp_path, engine_dirs):
     """A fresh host (no engine, no nginx) and the full example: the plan, then what to install."""
     from click.testing import CliRunner
 
-    from conduit.reconciler.cli import main
+    from conduit.cli.root import main
 
     root = tmp_path / "root"
     root.mkdir()
@@ -198,7 +198,7 @@ def test_problems_that_stop_a_plan_come_last_on_stderr(tmp_path, engine_dirs):
 def test_the_readme_node_plans_cleanly_on_a_fresh_host(tmp_path, engine_dirs):
     from click.testing import CliRunner
 
-    from conduit.reconciler.cli import main
+    from conduit.cli.root import main
 
     args = ["--root", str(tmp_path), "--state-dir", str(tmp_path / "state"), "plan", str(EXAMPLES / "node.yaml")]
     result = CliRunner().invoke(main, args)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import docker.errors
 
-from conduit.reconciler import watch
-from conduit.reconciler.load import load_text
-from conduit.reconciler.nodealerts import node_problems
-from conduit.reconciler.observe import HostAccess
+from conduit.features import watch
+from conduit.spec.load import load_text
+from conduit.features.nodealerts import node_problems
+from conduit.drivers.observe import HostAccess
 from tests.helpers import SMALL_VPS, dump, minimal
 
 LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"

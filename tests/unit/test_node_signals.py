@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conduit.reconciler import metrics, nodelog
-from conduit.reconciler.monitor import MonitorSettings, monitor_flags, monitor_settings, parse_traffic_state
-from conduit.reconciler.nodehealth import Reading, Shape, judge, shape_of, throttled
+from conduit.facts import metrics, nodelog
+from conduit.facts.monitor import MonitorSettings, monitor_flags, monitor_settings, parse_traffic_state
+from conduit.engine.nodehealth import Reading, Shape, judge, shape_of, throttled
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -1,10 +1,10 @@
 from dataclasses import replace
 
-from conduit.reconciler.plan import make_plan
-from conduit.reconciler.resources import Resource
-from conduit.renderers.container import render_containers
-from conduit.reconciler.load import load_text
-from conduit.schemas.resolve import with_cli_version
+from conduit.plan.planner import make_plan
+from conduit.spec.resources import Resource
+from conduit.render.container import render_containers
+from conduit.spec.load import load_text
+from conduit.spec.resolve import with_cli_version
 from tests.helpers import EXAMPLE, SMALL_VPS
 
 

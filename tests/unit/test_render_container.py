@@ -1,6 +1,6 @@
-from conduit.reconciler.load import load_text
-from conduit.renderers.container import CONFIG_HASH, container_props, labels, render_containers
-from conduit.schemas.resolve import node_settings, with_cli_version
+from conduit.spec.load import load_text
+from conduit.render.container import CONFIG_HASH, container_props, labels, render_containers
+from conduit.spec.resolve import node_settings, with_cli_version
 from tests.helpers import EXAMPLE, SMALL_VPS, dump, minimal
 
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from conduit.reconciler.drivers.nginx import (
+from conduit.drivers.nginx import (
     bound_inodes,
     managed_listens,
     observe_nginx,
     statements,
     stream_compiled_in,
 )
-from conduit.reconciler.load import load_file, load_text
-from conduit.renderers.nginx import (
+from conduit.spec.load import load_file, load_text
+from conduit.render.nginx import (
     MANAGED_MARK,
     body_digest,
     header_digest,

@@ -8,21 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from conduit.reconciler.drivers import sysctl as sysctl_driver
-from conduit.reconciler.drivers import tracker as tracker_driver
-from conduit.reconciler.drivers.sysctl import observe_sysctl, proc_path
-from conduit.reconciler.drivers.tracker import (
+from conduit.drivers import sysctl as sysctl_driver
+from conduit.drivers import tracker as tracker_driver
+from conduit.drivers.sysctl import observe_sysctl, proc_path
+from conduit.drivers.tracker import (
     exec_start_argv,
     observe_tracker,
     parse_systemctl_show,
     tracker_argv,
     tracker_pidfile,
 )
-from conduit.reconciler.load import load_file, load_text
-from conduit.renderers.sysctl import render_sysctl
-from conduit.renderers.tracker import capture_filter, render_tracker, render_tracker_unit
-from conduit.schemas.profiles import SYSCTL_CLUSTER_V2, SYSCTL_FRONT
-from conduit.schemas.spec import Tracker
+from conduit.spec.load import load_file, load_text
+from conduit.render.sysctl import render_sysctl
+from conduit.render.tracker import capture_filter, render_tracker, render_tracker_unit
+from conduit.spec.profiles import SYSCTL_CLUSTER_V2, SYSCTL_FRONT
+from conduit.spec.spec import Tracker
 from tests.helpers import EXAMPLE, SMALL_VPS, dump, minimal
 
 KEY_LINE = re.compile(r"^([a-z0-9_.-]+) = (.+)$")

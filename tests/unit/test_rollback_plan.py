@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conduit.reconciler.apply import undo_plan
-from conduit.reconciler.resources import Resource
+from conduit.engine.apply import undo_plan
+from conduit.spec.resources import Resource
 
 
 def _v1_node(name: str) -> Resource:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conduit.reconciler import metrics
-from conduit.reconciler.statsfile import fresh, parse_stats, read_stats
+from conduit.facts import metrics
+from conduit.facts.statsfile import fresh, parse_stats, read_stats
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "stats" / "official-1.5.0.json"
 

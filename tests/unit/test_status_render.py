@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from conduit.reconciler import metrics
-from conduit.reconciler.status import node_state, render_prometheus, render_text
+from conduit.facts import metrics
+from conduit.features.status import node_state, render_prometheus, render_text
 
 
 def row(name: str, **over) -> dict:

@@ -1,5 +1,5 @@
-from conduit.reconciler.load import load_text
-from conduit.renderers.sysctl import render_sysctl
+from conduit.spec.load import load_text
+from conduit.render.sysctl import render_sysctl
 from tests.helpers import EXAMPLE, SMALL_VPS
 
 

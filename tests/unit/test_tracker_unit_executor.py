@@ -6,11 +6,11 @@ import stat
 
 import pytest
 
-from conduit.reconciler import execute
-from conduit.reconciler.execute import Executor
-from conduit.reconciler.load import load_text
-from conduit.reconciler.plan import Step
-from conduit.renderers.tracker import render_tracker
+from conduit.engine import execute
+from conduit.engine.execute import Executor
+from conduit.spec.load import load_text
+from conduit.plan.planner import Step
+from conduit.render.tracker import render_tracker
 from tests.helpers import EXAMPLE, SMALL_VPS
 
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduit.reconciler.load import load_text
-from conduit.reconciler.v1import import SettingsError, build_spec, cli_version_of, parse_settings, pinned_image_settings, render
+from conduit.spec.load import load_text
+from conduit.features.v1import import SettingsError, build_spec, cli_version_of, parse_settings, pinned_image_settings, render
 from tests.helpers import SMALL_VPS
 
 SETTINGS = """# Conduit Manager settings
@@ -105,8 +105,8 @@ def test_spec_pins_what_the_running_community_image_said(tmp_path):
     """The SamNet v1.2 manager runs ghcr.io/ssmirr/conduit/conduit:latest: 1.x flags, --geo, no monitor."""
     from pathlib import Path
 
-    from conduit.schemas.image import from_probe
-    from conduit.schemas.resolve import image_facts
+    from conduit.spec.image import from_probe
+    from conduit.spec.resolve import image_facts
 
     image = "ghcr.io/ssmirr/conduit/conduit:latest"
     help_text = (Path(__file__).resolve().parents[1] / "fixtures/cli-help/community.txt").read_text()
@@ -119,7 +119,7 @@ def test_spec_pins_what_the_running_community_image_said(tmp_path):
 
 
 def test_spec_pins_an_official_release_by_its_version(tmp_path):
-    from conduit.schemas.image import PROFILES, ImageFacts
+    from conduit.spec.image import PROFILES, ImageFacts
 
     p = PROFILES["official-1.4"]
     facts = ImageFacts("x", "image", "1.4.0", "official", p.flags, exact=True, has_monitor=False)

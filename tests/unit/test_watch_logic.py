@@ -1,6 +1,6 @@
 """The watcher's timing, with a fake clock: bursts of saves are one apply."""
 
-from conduit.reconciler.watch import Debounce, render_unit
+from conduit.features.watch import Debounce, render_unit
 
 
 class Clock:
@@ -37,9 +37,9 @@ def test_unit_runs_the_same_command_with_its_environment():
 
 
 def test_health_problems_come_from_the_plan():
-    from conduit.reconciler.plan import make_plan
-    from conduit.reconciler.resources import Resource
-    from conduit.reconciler.watch import health_problems
+    from conduit.plan.planner import make_plan
+    from conduit.spec.resources import Resource
+    from conduit.features.watch import health_problems
 
     desired = [
         Resource("nginx", "nginx", {"running": True}),

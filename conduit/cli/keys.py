@@ -1,0 +1,283 @@
+"""Moving in and out without losing a node key: import-v1, keys, claim, destroy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+def _client(opts):
+    from conduit.cli.root import fail
+    from conduit.drivers.docker import EngineError
+    from conduit.drivers.programs import not_installed
+
+    try:
+        client = opts.host().docker()
+    except EngineError as exc:
+        fail(str(exc))
+    if client is None:
+        fail(f"no Docker engine on this machine: {not_installed('dockerd')}")
+    return client
+
+
+def _running_image_facts(client, found: list[dict], state_dir: Path):
+    """Ask the image the nodes run, by its ID (the tag may point elsewhere by now)."""
+    from dataclasses import replace
+
+    from conduit.engine.images import asked_facts
+
+    node = next((n for n in found if n.get("image_id")), None)
+    if node is None:
+        return None
+    facts = asked_facts(client, node["image_id"], state_dir)
+    return replace(facts, image=node["image"]) if facts is not None else None
+
+
+@click.command("import-v1")
+@click.option("--settings", "settings_path", default="/opt/conduit/settings.conf", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--prefix", default="conduit", show_default=True, help="Name of the first container (the rest are PREFIX-2, PREFIX-3 …).")
+@click.option("--name", "cluster", default=None, help="Cluster name for the spec (default: the prefix).")
+@click.option("--metrics-port-base", type=int, default=9090, show_default=True)
+@click.option("-o", "--output", default="cluster.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite the output file.")
+@click.pass_obj
+def import_v1_command(opts, settings_path, prefix, cluster, metrics_port_base, output, force) -> None:
+    """Write a spec that adopts a bash-manager install: same containers, same volumes, same keys."""
+    from conduit.cli.root import fail
+    from conduit.spec.load import SpecError, load_text
+    from conduit.features.v1import import SettingsError, Settings, build_spec, existing_nodes, parse_settings, render
+
+    if Path(output).exists() and not force:
+        fail(f"{output} exists; use --force to overwrite it")
+    try:
+        text = Path(settings_path).read_text()
+    except FileNotFoundError:
+        text = None
+    except OSError as exc:
+        fail(f"{settings_path}: cannot read: {exc.strerror}", 2)
+    try:
+        settings = parse_settings(text, settings_path) if text is not None else Settings()
+    except SettingsError as exc:
+        fail(str(exc), 2)
+    client = _client(opts)
+    found = existing_nodes(client, prefix)
+    if text is None and not found:
+        fail(f"neither {settings_path} nor containers named {prefix}, {prefix}-2 … were found")
+    facts = _running_image_facts(client, found, opts.state_dir)
+    doc, warnings = build_spec(settings, found, prefix, cluster or prefix, opts.state_dir / "secrets", metrics_port_base, facts)
+    rendered = render(doc, settings_path if text is not None else "the containers")
+    try:
+        load_text(rendered, output, opts.detected())
+    except SpecError as exc:
+        for line in exc.lines():
+            click.echo(f"warning: {line}", err=True)
+    Path(output).write_text(rendered)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"wrote {output}: {len(found)} existing container(s) adopted on their volumes; review it with conduit plan {output}")
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Back up and restore the nodes' identity keys (conduit_key.json in each data volume)."""
+
+
+@keys_group.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("dest", required=False, type=click.Path(file_okay=False))
+@click.pass_obj
+def keys_backup(opts, file, dest) -> None:
+    """Copy every node's key out of its volume into DEST (default: the state dir), with checksums."""
+    import time
+
+    from conduit.cli.root import fail, load_spec
+    from conduit.drivers.keys import KeyProblem, backup
+    from conduit.spec.resolve import nodes
+
+    doc = load_spec(opts, file)
+    target = Path(dest) if dest else opts.state_dir / "key-backups" / time.strftime("%Y%m%dT%H%M%SZ-manual", time.gmtime())
+    try:
+        sums = backup(_client(opts), [n.volume for n in nodes(doc)], target)
+    except KeyProblem as exc:
+        fail(str(exc))
+    click.echo(f"backed up {len(sums)} key(s) to {target}")
+
+
+@keys_group.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("src", type=click.Path(file_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="Replace a different key that a volume already holds.")
+@click.pass_obj
+def keys_restore(opts, file, src, force) -> None:
+    """Put the keys of a backup back into their volumes (with their personal compartments).
+
+    Refuses a file the node would not keep (it would make a new key) and a different key
+    already in a volume (without --force); nothing is written unless every file passes.
+    """
+    from conduit.cli.root import fail, load_spec
+    from conduit.drivers.keys import KeyProblem, restore
+
+    doc = load_spec(opts, file)
+    try:
+        done = restore(_client(opts), Path(src), doc.metadata.name, force=force)
+    except KeyProblem as exc:
+        fail(str(exc))
+    click.echo(f"restored {len(done)} key(s): {', '.join(done)}")
+
+
+def _show_code(text: str, png: str | None) -> None:
+    """A QR code on the terminal (and in a 0600 PNG when asked), then the text itself."""
+    import io
+    import os
+
+    import qrcode
+
+    code = qrcode.QRCode(border=1)
+    code.add_data(text)
+    code.make(fit=True)
+    out = io.StringIO()
+    code.print_ascii(out=out, invert=True)
+    click.echo(out.getvalue())
+    click.echo(text)
+    if png:
+        from qrcode.image.pure import PyPNGImage
+
+        fd = os.open(png, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            code.make_image(image_factory=PyPNGImage).save(f)
+        click.echo(f"wrote {png}")
+
+
+def _personal_token(client, node, name: str | None) -> str:
+    from conduit.cli.root import fail
+    from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
+    from conduit.facts.keyfile import BadKey
+    from conduit.drivers.keys import KeyProblem, read_file
+
+    try:
+        data = read_file(client, node.volume, COMPARTMENT_FILE)
+    except KeyProblem as exc:
+        fail(str(exc))
+    if data is None:
+        fail(f"volume {node.volume} holds no {COMPARTMENT_FILE}; a node gets one when its spec asks for personal clients")
+    try:
+        return pairing_token(parse_compartment(data), name or token_name(node.name))
+    except BadKey as exc:
+        fail(f"{node.volume}/{COMPARTMENT_FILE}: {exc}")
+    raise AssertionError("unreachable")
+
+
+@click.command("claim")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("index", required=False, type=int, default=1)
+@click.option("--png", type=click.Path(dir_okay=False), help="Also write the QR code to this PNG file (mode 0600).")
+@click.option("--yes", is_flag=True, help="Do not ask; the code reveals the node's private key.")
+@click.option("--personal", is_flag=True, help="The personal pairing token (Conduit 2.0 personal clients) instead of the Ryve claim.")
+@click.option("--name", default=None, help="The name the code carries (default: the container's name).")
+@click.pass_obj
+def claim_command(opts, file, index, png, yes, personal, name) -> None:
+    """The Ryve claim QR code of node INDEX (default 1). It reveals the node's private key.
+
+    With --personal: the share token of the node's personal compartment, as
+    `conduit new-compartment-id` prints it (upstream has no pairing link, only this token).
+    """
+    from conduit.cli.root import fail, load_spec
+    from conduit.facts.keyfile import BadKey
+    from conduit.drivers.keys import KeyProblem, claim_url, read_key
+    from conduit.spec.resolve import node_settings
+
+    doc = load_spec(opts, file)
+    if not 1 <= index <= (doc.spec.containers.count or 0):
+        fail(f"there is no node {index} (count is {doc.spec.containers.count})", 2)
+    node = node_settings(doc, index)
+    client = _client(opts)
+    if personal:
+        token = _personal_token(client, node, name)
+        click.echo(f"Personal pairing token of {node.name} (share it only with the people whose clients you pair):")
+        _show_code(token, png)
+        return
+    try:
+        key = read_key(client, node.volume)
+    except KeyProblem as exc:
+        fail(str(exc))
+    if key is None:
+        fail(f"volume {node.volume} holds no key yet; start the node first")
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("the claim code reveals the private key: confirm on a terminal or pass --yes")
+        if not click.confirm(f"Show the claim code of {node.name}? It reveals the node's private key", default=False):
+            fail("cancelled")
+    try:
+        url = claim_url(key, name if name is not None else node.name)
+    except BadKey as exc:
+        fail(f"{node.volume}/conduit_key.json: the key cannot be read ({exc})")
+    _show_code(url, png)
+
+
+@click.command("destroy")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--purge-data", is_flag=True, help="Also remove the data volumes, and with them the node keys.")
+@click.option("--auto-approve", is_flag=True, help="Do not ask (with --purge-data you must still type the cluster name).")
+@click.option("--confirm-name", default=None, help="The cluster name, to purge data without a terminal.")
+@click.pass_obj
+def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
+    """Remove everything the tool manages for FILE's cluster. Volumes and keys stay unless --purge-data."""
+    from rich.console import Console
+
+    from conduit.engine.apply import Engine
+    from conduit.cli.root import _confirm, fail, load_spec
+    from conduit.engine.execute import StepFailed
+    from conduit.engine.gates import GateFailed
+    from conduit.drivers.keys import automatic_backup
+    from conduit.state.lock import Locked, apply_lock
+    from conduit.drivers.observe import observed_plan
+    from conduit.plan.planner import make_plan
+    from conduit.views.report import render_plan
+    from conduit.spec.resources import PHASES
+    from conduit.state.store import State
+    from conduit.spec.resolve import nodes
+
+    doc = load_spec(opts, file)
+    host = opts.host()
+    if purge_data:
+        given = confirm_name
+        if given is None:
+            if not sys.stdin.isatty():
+                fail("--purge-data deletes every node key: pass --confirm-name NAME or run on a terminal")
+            given = click.prompt(f"Type the cluster name ({doc.metadata.name}) to delete its volumes and keys")
+        if given != doc.metadata.name:
+            fail("the name does not match; nothing was changed")
+    try:
+        with apply_lock(opts.state_dir, "conduit destroy", wait=False):
+            _plan, observed = observed_plan(doc, host)
+            plan = make_plan(doc.metadata.name, [], [r for r in observed if r.kind != "sysctl"])
+            Console(highlight=False, soft_wrap=True).print(render_plan(plan))
+            if not plan.changes and not purge_data:
+                return
+            _confirm(auto_approve or purge_data, "Destroy these?")
+            state = State(opts.state_dir)
+            gen = state.begin(f"# destroy of {doc.metadata.name}\n", "destroy", file, (None, None))
+            client = host.docker()
+            volumes = [n.volume for n in nodes(doc)]
+            if client is not None:
+                click.echo(f"keys backed up to {automatic_backup(client, volumes, opts.state_dir, gen)}")
+            engine = Engine(doc, host, state, gen, click.echo)
+            try:
+                engine.run(plan, tuple(reversed(PHASES)))
+            except (StepFailed, GateFailed) as exc:
+                state.finish(gen, "failed", str(exc))
+                fail(f"destroy stopped: {exc}")
+            if purge_data and client is not None:
+                for volume in volumes:
+                    try:
+                        client.api.remove_volume(volume)
+                        click.echo(f"  removed volume {volume}")
+                    except Exception as exc:  # noqa: BLE001 - a missing volume is already gone
+                        if "no such volume" not in str(exc).lower():
+                            fail(f"could not remove volume {volume}: {exc}")
+            state.finish(gen, "destroyed")
+    except Locked as exc:
+        fail(str(exc))
+    click.echo("Destroyed." + ("" if purge_data else " Data volumes and node keys were kept."))

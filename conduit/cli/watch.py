@@ -1,0 +1,53 @@
+"""`conduit watch`: follow a spec file or a git repository, and heal drift."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("watch")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--git", "git_url", help="Follow this git repository (URL or path) instead of a local file.")
+@click.option("--ref", default="main", show_default=True, help="Branch or ref to follow with --git.")
+@click.option("--path", "spec_path", default="cluster.yaml", show_default=True, help="The spec's path in the repository.")
+@click.option("--interval", type=float, default=300, show_default=True, help="Seconds between re-reconciles that repair drift.")
+@click.option("--poll", type=float, default=60, show_default=True, help="Seconds between fetches with --git.")
+@click.option("--no-heal", is_flag=True, help="Only report drift found on an interval; still apply new specs.")
+@click.option("--debounce", type=float, default=0.5, show_default=True, help="Quiet seconds after the last save before applying.")
+@click.option("--print-unit", is_flag=True, help="Print a systemd unit that runs this watch, and exit.")
+@click.pass_obj
+def watch_command(opts, file, git_url, ref, spec_path, interval, poll, no_heal, debounce, print_unit) -> None:
+    """Apply FILE (or a git repository) whenever it changes, and repair drift every --interval.
+
+    An invalid or failing spec never takes the cluster down: it is reported, the last good
+    generation keeps serving, and the same spec is not retried until it changes.
+    """
+    from conduit.cli.root import fail
+    from conduit.features.watch import Watcher, render_unit
+
+    if bool(file) == bool(git_url):
+        fail("give a FILE or --git URL", 2)
+    if print_unit:
+        import shutil
+
+        argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "watch"]
+        argv += ["--git", git_url, "--ref", ref, "--path", spec_path, "--poll", str(poll)] if git_url else [str(Path(file).resolve())]
+        argv += ["--interval", str(interval)] + (["--no-heal"] if no_heal else [])
+        env = {"CONDUIT_STATE_DIR": str(Path(opts.state_dir).resolve())}
+        if opts.docker_host:
+            env["DOCKER_HOST"] = opts.docker_host
+        if str(opts.root) != "/":
+            env["CONDUIT_ROOT"] = str(Path(opts.root).resolve())
+        click.echo(render_unit(argv, env), nl=False)
+        return
+    watcher = Watcher(opts.host(), opts.detected, heal=not no_heal, report=click.echo)
+    watcher.install_signals()
+    if git_url:
+        watcher.watch_git(git_url, ref, spec_path, interval, poll)
+    else:
+        watcher.watch_file(Path(file), interval, debounce)
+    click.echo("watch stopped")
+    sys.exit(0)

@@ -1,0 +1,393 @@
+"""Observe the cluster's Docker objects: one labelled list call for all containers.
+
+In-place limits (CPU, memory) are not in the list answer; they are read from the
+containers' cgroups, which is where the kernel enforces them. Only a container whose
+cgroup cannot be read (stopped, or a remote engine) costs an inspect call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from conduit.drivers.files import read_or_none
+from conduit.drivers.programs import not_installed
+from conduit.spec.resources import Observation, Resource
+from conduit.render.container import (
+    CLUSTER,
+    CONFIG,
+    IN_PLACE,
+    INDEX,
+    LABEL,
+    MANAGED_BY,
+    MANAGER,
+    config_from_labels,
+)
+from conduit.spec.image import ImageFacts, from_probe
+from conduit.spec.resolve import nodes
+from conduit.spec.spec import ClusterSpec
+
+API_VERSION = "1.41"  # Docker 20.10, the oldest engine a current Debian ships
+
+
+class EngineError(Exception):
+    """The Docker engine cannot be used; the message is one line saying why and what to do."""
+
+
+class CountingClient:
+    """A Docker client that counts the HTTP requests it makes."""
+
+    def __init__(self, base_url: str | None):
+        self.base_url = base_url or "unix:///var/run/docker.sock"
+        try:
+            self.client = docker.DockerClient(base_url=self.base_url, version=API_VERSION, timeout=60)
+        except docker.errors.DockerException as exc:
+            raise EngineError(diagnose(self.base_url, exc)) from None
+        self.calls = 0
+        send = self.client.api.send
+
+        def counted(request, **kwargs):
+            self.calls += 1
+            return send(request, **kwargs)
+
+        self.client.api.send = counted
+
+    @property
+    def api(self) -> docker.APIClient:
+        return self.client.api
+
+
+SBIN_PATH = "/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
+
+
+def dockerd_installed() -> bool:
+    """The engine's binary is here (root's PATH has the sbin directories; others' may not)."""
+    return shutil.which("dockerd", path=f"{os.environ.get('PATH', '')}:{SBIN_PATH}") is not None
+
+
+def engine_down(base_url: str) -> str:
+    """A local socket that is absent or refuses: a stopped engine, or none installed."""
+    if not dockerd_installed():
+        return f"cannot reach the Docker engine at {base_url}: {not_installed('dockerd')}"
+    path = base_url.removeprefix("unix://")
+    state = "refuses connections" if Path(path).exists() else "is absent"
+    return (f"cannot reach the Docker engine at {base_url}: dockerd is installed but not running "
+            f"({path} {state}); start it with `systemctl start docker`, or plan with --offline")
+
+
+def diagnose(base_url: str, exc: BaseException) -> str:
+    text = str(exc)
+    if "Permission denied" in text or "PermissionError" in text:
+        return f"permission denied on the Docker engine at {base_url}: run as root or as a member of the docker group"
+    if base_url.startswith("unix://") and any(m in text for m in ("No such file", "FileNotFoundError", "Connection refused")):
+        return engine_down(base_url)
+    if "No such file" in text or "FileNotFoundError" in text or "Connection refused" in text or "ConnectionError" in text:
+        return f"cannot reach the Docker engine at {base_url}: is dockerd running? (set DOCKER_HOST or --docker-host, or plan with --offline)"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"the Docker engine at {base_url} failed: {first}"
+
+
+def call(client: CountingClient, fn, *args, **kwargs):
+    """One API call with a one-line diagnosis instead of a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineError(diagnose(client.base_url, exc)) from None
+
+
+# ----------------------------------------------------------------- cgroup limits
+
+
+
+def cgroup_limits(root: Path, container_id: str) -> tuple[float, int] | None:
+    """(cpus, memory bytes) from the container's cgroup, v1 or v2, cgroupfs or systemd driver."""
+    base = root / "sys/fs/cgroup"
+    for group in (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope"):
+        v2 = read_or_none(base / group / "cpu.max")
+        if v2 is not None:
+            quota, _, period = v2.partition(" ")
+            memory = read_or_none(base / group / "memory.max")
+            cpus = 0.0 if quota == "max" else int(quota) / int(period)
+            return round(cpus, 3), 0 if memory in (None, "max") else int(memory)
+        quota = read_or_none(base / "cpu" / group / "cpu.cfs_quota_us")
+        period = read_or_none(base / "cpu" / group / "cpu.cfs_period_us")
+        memory = read_or_none(base / "memory" / group / "memory.limit_in_bytes")
+        if quota is not None and period is not None and memory is not None:
+            cpus = 0.0 if int(quota) < 0 else int(quota) / int(period)
+            mem = int(memory)
+            return round(cpus, 3), 0 if mem >= 1 << 62 else mem
+    return None
+
+
+def inspect_limits(client: CountingClient, container_id: str) -> tuple[float, int]:
+    host_config = call(client, client.api.inspect_container, container_id)["HostConfig"]
+    return round((host_config.get("NanoCpus") or 0) / 1e9, 3), host_config.get("Memory") or 0
+
+
+# ----------------------------------------------------------------- observation
+
+
+def _ports(entry: dict) -> list[str]:
+    out = set()
+    for port in entry.get("Ports") or []:
+        if port.get("PublicPort"):
+            out.add(f"{port.get('IP', '0.0.0.0')}:{port['PublicPort']}:{port['PrivatePort']}/{port['Type']}")
+    return sorted(out)
+
+
+def _volume(entry: dict) -> str | None:
+    for mount in entry.get("Mounts") or []:
+        if mount.get("Type") == "volume":
+            return f"{mount['Name']}:{mount['Destination']}"
+    return None
+
+
+def _network(entry: dict) -> tuple[str, str | None]:
+    mode = (entry.get("HostConfig") or {}).get("NetworkMode", "default")
+    networks = (entry.get("NetworkSettings") or {}).get("Networks") or {}
+    ip = None
+    for settings in networks.values():
+        ip = ((settings or {}).get("IPAMConfig") or {}).get("IPv4Address") or ip
+    return mode, ip
+
+
+def container_resource(entry: dict, limits: tuple[float, int]) -> tuple[Resource, bool]:
+    """A container as the host has it; True when it was changed by hand since it was created."""
+    created_with = config_from_labels(entry.get("Labels") or {}) or {}
+    network, ip = _network(entry)
+    seen = dict(created_with)
+    # What the list answer shows directly wins over what the label says it was created with.
+    seen.update({"network": network, "ip": ip, "ports": _ports(entry), "volume": _volume(entry)})
+    seen["cpus"], seen["memory"] = limits
+    seen["state"] = entry.get("State", "unknown")
+    drifted = any(seen.get(k) != created_with.get(k) for k in seen if k != "state") or seen["state"] != "running"
+    name = entry["Names"][0].lstrip("/")
+    return Resource("container", name, seen, frozenset(seen) - IN_PLACE), drifted
+
+
+def observe_docker(doc: ClusterSpec, client: CountingClient) -> Observation:
+    obs = Observation()
+    start = client.calls
+    name = doc.metadata.name
+    wanted = {n.name for n in nodes(doc)}
+    wanted_volume = {n.name: n.volume for n in nodes(doc)}
+    wanted_volumes = set(wanted_volume.values())
+
+    # One call for every container: ours carry the cluster label; same-named others are foreign.
+    entries = call(client, client.api.containers, all=True)
+    for entry in entries:
+        labels = entry.get("Labels") or {}
+        cname = entry["Names"][0].lstrip("/")
+        ours = labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) == name
+        if not ours:
+            if cname in wanted:
+                volume = f"{wanted_volume[cname]}:{doc.spec.conduit.data_dir}"
+                if _volume(entry) == volume and not labels.get(MANAGED_BY):
+                    # The bash managers' node: same name, same volume, so the same key. Take it over.
+                    resource, _ = container_resource(entry, inspect_limits(client, entry["Id"]))
+                    obs.resources.append(Resource("container", cname, resource.props, resource.replace_fields, adopt=True))
+                    continue
+                obs.foreign.append(f"container {cname} exists and is not managed by conduit")
+                obs.problems.append(
+                    f"container {cname} exists and is not managed by conduit, and does not use volume {volume}; "
+                    "rename or remove it, or change containers.naming"
+                )
+            continue
+        if CONFIG not in labels or INDEX not in labels:
+            obs.warnings.append(f"container {cname} has conduit labels from another version; it will be replaced")
+        # Cgroups live on the engine's host, whatever --root says; a remote engine has none here.
+        limits = cgroup_limits(Path("/"), entry["Id"]) if entry.get("State") == "running" else None
+        if limits is None:
+            limits = inspect_limits(client, entry["Id"])
+        resource, drifted = container_resource(entry, limits)
+        obs.resources.append(resource)
+        if drifted:
+            obs.drifted.add(resource.key)
+
+    for volume in call(client, client.api.volumes).get("Volumes") or []:
+        if volume["Name"] in wanted_volumes or (volume.get("Labels") or {}).get(CLUSTER) == name:
+            obs.resources.append(Resource("volume", volume["Name"], {}, keep=True))
+
+    if doc.spec.network.mode == "bridge":
+        for net in call(client, client.api.networks, names=[doc.spec.network.name]):
+            if net["Name"] != doc.spec.network.name:
+                continue  # the names filter matches substrings
+            configs = (net.get("IPAM") or {}).get("Config") or []
+            subnet = configs[0].get("Subnet") if configs and doc.spec.network.subnet else None
+            obs.resources.append(
+                Resource("network", net["Name"], {"driver": net.get("Driver"), "subnet": subnet}, frozenset({"driver", "subnet"}))
+            )
+    obs.problems += port_problems(doc, {r.id for r in obs.resources if r.kind == "container" and r.props.get("state") == "running"})
+    obs.api_calls = client.calls - start
+    return obs
+
+
+def port_problems(doc: ClusterSpec, running: set[str], proc: Path = Path("/proc")) -> list[str]:
+    """Host ports a container to be started needs, already held by another process.
+
+    Ports of a container of ours that is running are its own and not checked.
+    """
+    from conduit.drivers.nginx import bound_inodes, holder
+    from conduit.render.container import container_props
+
+    problems = []
+    for node in nodes(doc):
+        if node.name in running:
+            continue
+        wanted = [("tcp", node.metrics_port, "metrics")] if doc.spec.network.mode == "host" else []
+        for published in container_props(doc, node)["ports"]:
+            _ip, host_port, target = published.split(":")
+            wanted.append((target.split("/")[1], int(host_port), f"port {target}"))
+        for protocol, port, what in wanted:
+            inodes = bound_inodes(proc, protocol, port)
+            if inodes:
+                who = holder(proc, inodes)
+                problems.append(
+                    f"port {port}/{protocol} ({what} of {node.name}) is already in use by another process"
+                    + (f" ({who})" if who else "")
+                )
+    return problems
+
+
+# ----------------------------------------------------------------- asking an image what it speaks
+
+PROBE_LABEL = f"{LABEL}.probe"
+PROBE_TIMEOUT = 30
+# Docker's PATH when an image sets none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def inspect_image(client: CountingClient, image: str) -> dict | None:
+    """The image's attributes, or None when it is not on this host."""
+    try:
+        return client.api.inspect_image(image)
+    except docker.errors.ImageNotFound:
+        return None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineError(diagnose(client.base_url, exc)) from None
+
+
+def _path_dirs(attrs: dict) -> list[str]:
+    env = (attrs.get("Config") or {}).get("Env") or []
+    path = next((e.split("=", 1)[1] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+    return [d for d in path.split(":") if d.startswith("/")]
+
+
+def _has_file(client: CountingClient, container_id: str, dirs: list[str], name: str) -> bool | None:
+    """Whether NAME is in one of DIRS of a created container (HEAD of the archive endpoint: no copy)."""
+    api = client.api
+    for directory in dirs:
+        try:
+            res = api.head(api._url("/containers/{0}/archive", container_id), params={"path": f"{directory}/{name}"})
+        except requests.exceptions.RequestException:
+            return None
+        if res.status_code == 200:
+            return True
+        if res.status_code != 404:
+            return None
+    return False
+
+
+def _run_once(client: CountingClient, image: str, command: list[str], look_for: tuple[list[str], str] | None = None) -> tuple[int | None, str, bool | None]:
+    """Run the image's entrypoint with COMMAND in a throwaway container: no network, no volume.
+
+    Returns the exit code (None when it did not end in time), its output, and whether
+    look_for's file exists in the image.
+    """
+    api = client.api
+    host_config = api.create_host_config(network_mode="none", cap_drop=["ALL"], security_opt=["no-new-privileges:true"])
+    created = call(client, api.create_container, image, command=command, host_config=host_config, labels={PROBE_LABEL: "1"})
+    cid = created["Id"]
+    try:
+        found = _has_file(client, cid, *look_for) if look_for else None
+        call(client, api.start, cid)
+        try:
+            code = api.wait(cid, timeout=PROBE_TIMEOUT).get("StatusCode")
+        except requests.exceptions.RequestException:
+            code = None
+        output = call(client, api.logs, cid, stdout=True, stderr=True)
+        return code, output.decode("utf-8", "replace"), found
+    finally:
+        try:
+            api.remove_container(cid, force=True)
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            pass
+
+
+def probe_image(client: CountingClient, image: str, attrs: dict) -> ImageFacts:
+    """Ask the image: `conduit --version`, `conduit start --help`, and is conduit-monitor on its PATH."""
+    code, version_text, _ = _run_once(client, image, ["--version"])
+    help_code, help_text, has_monitor = _run_once(client, image, ["start", "--help"], (_path_dirs(attrs), "conduit-monitor"))
+    return from_probe(
+        image,
+        attrs.get("Id"),
+        version_text if code == 0 else "",
+        help_text if help_code == 0 else "",
+        has_monitor,
+    )
+
+
+# ----------------------------------------------------------------- making what the plan says
+
+
+def create_volume(client: CountingClient, name: str, cluster: str) -> None:
+    """Create a data volume; an existing one (with its key) is left exactly as it is."""
+    existing = {v["Name"] for v in call(client, client.api.volumes, filters={"name": name}).get("Volumes") or []}
+    if name not in existing:
+        call(client, client.api.create_volume, name=name, labels={MANAGED_BY: MANAGER, CLUSTER: cluster})
+
+
+def create_network(client: CountingClient, name: str, subnet: str | None, cluster: str) -> None:
+    ipam = None
+    if subnet:
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+    call(client, client.api.create_network, name, driver="bridge", ipam=ipam, labels={MANAGED_BY: MANAGER, CLUSTER: cluster})
+
+
+def create_container(client: CountingClient, name: str, props: dict, labels: dict[str, str]) -> str:
+    """Create (not start) a container from rendered props; returns its id."""
+    api = client.api
+    port_bindings: dict[str, tuple[str, int]] = {}
+    for spec in props["ports"]:
+        host_ip, host_port, container = spec.split(":")
+        port_bindings[container] = (host_ip, int(host_port))
+    volume, target = props["volume"].split(":", 1)
+    restart = {"Name": props["restart_policy"]}
+    host_config = api.create_host_config(
+        binds={volume: {"bind": target, "mode": "rw"}},
+        port_bindings=port_bindings,
+        network_mode=props["network"],
+        restart_policy=restart,
+        ulimits=[docker.types.Ulimit(name="nofile", soft=props["ulimit_nofile"], hard=props["ulimit_nofile"])],
+        security_opt=props["security_opt"] or None,
+        cap_drop=props["cap_drop"] or None,
+        read_only=props["read_only"],
+        log_config=docker.types.LogConfig(type=props["log_config"]["type"], config={k: v for k, v in props["log_config"].items() if k != "type"}),
+        nano_cpus=int(round(props["cpus"] * 1e9)),
+        # Swap equal to memory: a node that outgrows its limit is restarted, not slowed to a crawl.
+        mem_limit=props["memory"],
+        memswap_limit=props["memory"],
+    )
+    networking = None
+    if props["network"] != "host" and props.get("ip"):
+        networking = api.create_networking_config({props["network"]: api.create_endpoint_config(ipv4_address=props["ip"])})
+    created = call(
+        client,
+        api.create_container,
+        props["image"],
+        command=props["command"],
+        entrypoint=props["entrypoint"],
+        environment=props["env"] or None,
+        labels=labels,
+        host_config=host_config,
+        name=name,
+        ports=[(int(p.split("/")[0]), p.split("/")[1]) for p in port_bindings],
+        networking_config=networking,
+        detach=True,
+    )
+    return created["Id"]

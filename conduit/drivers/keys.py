@@ -1,0 +1,177 @@
+"""Node keys: conduit_key.json at the root of each data volume is the node's reputation.
+
+Keys are read and written through the volume's mountpoint on the engine's host, so a
+container need not run. Backups are one file per volume and identity file (0600: the key,
+and the personal compartment of 2.0 nodes that have one) plus a SHA256SUMS manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import docker.errors
+
+from conduit.drivers.docker import CountingClient, call, create_volume
+from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment
+from conduit.drivers.files import atomic_write
+from conduit.facts.keyfile import BadKey, check_key, claim_url, parse_key  # noqa: F401 - claim_url is part of this API
+
+KEY_FILE = "conduit_key.json"
+IDENTITY_FILES = (KEY_FILE, COMPARTMENT_FILE)  # what makes a node itself: backed up and restored together
+MANIFEST = "SHA256SUMS"
+
+
+class KeyProblem(Exception):
+    """A key operation that must not go ahead; the message is one line."""
+
+
+def volume_dir(client: CountingClient, volume: str) -> Path | None:
+    try:
+        info = client.api.inspect_volume(volume)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.DockerException as exc:
+        raise KeyProblem(f"cannot inspect volume {volume}: {exc}") from None
+    mountpoint = Path(info["Mountpoint"])
+    if not mountpoint.is_dir():
+        raise KeyProblem(f"volume {volume} is not readable here ({mountpoint}); run on the engine's host as root")
+    return mountpoint
+
+
+def read_file(client: CountingClient, volume: str, name: str = KEY_FILE) -> bytes | None:
+    """A file at the root of a volume (the key, or the personal compartment), None when absent."""
+    folder = volume_dir(client, volume)
+    if folder is None:
+        return None
+    try:
+        return (folder / name).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def read_key(client: CountingClient, volume: str) -> bytes | None:
+    return read_file(client, volume, KEY_FILE)
+
+
+def backup(client: CountingClient, volumes: list[str], dest: Path) -> dict[str, str]:
+    """Copy every volume's key (and personal compartment) into dest; returns {volume: key sha256}.
+
+    Volumes without a key are skipped. Every copied file is listed in the SHA256SUMS manifest.
+    """
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sums: dict[str, str] = {}
+    listed: dict[str, str] = {}
+    for volume in volumes:
+        key = read_key(client, volume)
+        if key is None:
+            continue
+        sums[volume] = hashlib.sha256(key).hexdigest()
+        for name in IDENTITY_FILES:
+            data = key if name == KEY_FILE else read_file(client, volume, name)
+            if data is not None:
+                atomic_write(dest / f"{volume}.{name}", data, mode=0o600)
+                listed[f"{volume}.{name}"] = hashlib.sha256(data).hexdigest()
+    manifest = "".join(f"{digest}  {name}\n" for name, digest in sorted(listed.items()))
+    atomic_write(dest / MANIFEST, manifest, mode=0o600)
+    return sums
+
+
+def _split(name: str) -> tuple[str, str] | None:
+    """'conduit-data.conduit_key.json' -> ('conduit-data', 'conduit_key.json')."""
+    for kind in IDENTITY_FILES:
+        if name.endswith(f".{kind}"):
+            return name[: -len(kind) - 1], kind
+    return None
+
+
+def read_backup(src: Path) -> dict[str, dict[str, bytes]]:
+    """{volume: {file name: bytes}} from a backup directory, each checked against the manifest."""
+    try:
+        lines = (src / MANIFEST).read_text().splitlines()
+    except OSError as exc:
+        raise KeyProblem(f"{src}: no {MANIFEST} ({exc.strerror})") from None
+    found: dict[str, dict[str, bytes]] = {}
+    for line in lines:
+        digest, _, name = line.partition("  ")
+        parts = _split(name)
+        if parts is None:
+            continue
+        try:
+            data = (src / name).read_bytes()
+        except OSError as exc:
+            raise KeyProblem(f"{src / name}: cannot read ({exc.strerror})") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise KeyProblem(f"{src / name} does not match its checksum in {MANIFEST}")
+        found.setdefault(parts[0], {})[parts[1]] = data
+    return found
+
+
+def check_identity(path: Path, name: str, data: bytes) -> None:
+    """Refuse, in one line naming the file, what the node would not keep: it would lose its identity."""
+    try:
+        if name == KEY_FILE:
+            check_key(data)
+        else:
+            parse_compartment(data)
+    except BadKey as exc:
+        if name == KEY_FILE:
+            raise KeyProblem(f"{path}: not a valid Conduit key ({exc}); the node would replace it with a new key and lose its reputation") from None
+        raise KeyProblem(f"{path}: not a valid personal compartment ({exc}); conduit start would refuse it") from None
+
+
+def same_identity(name: str, old: bytes, new: bytes) -> bool:
+    """The same key (or compartment), however the file is laid out."""
+    parse = parse_key if name == KEY_FILE else parse_compartment
+    try:
+        return parse(old) == parse(new)
+    except BadKey:
+        return old == new
+
+
+def _write_into(folder: Path, name: str, data: bytes) -> None:
+    target = folder / name
+    tmp = folder / f".{name}.restore"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    owner = folder.stat()
+    os.chown(tmp, owner.st_uid, owner.st_gid)  # the node's user owns its data dir
+    os.replace(tmp, target)
+
+
+def restore(client: CountingClient, src: Path, cluster: str, force: bool = False, only: set[str] | None = None) -> list[str]:
+    """Put backed-up keys (and compartments) into their volumes.
+
+    Refuses a file the node would not keep, and a different identity already in a volume
+    unless forced; every volume is checked before any is written, so a refusal changes nothing.
+    """
+    backed = read_backup(src)
+    if only is not None:
+        backed = {v: files for v, files in backed.items() if v in only}
+    for volume, files in backed.items():
+        for name, data in files.items():
+            check_identity(src / f"{volume}.{name}", name, data)
+            existing = read_file(client, volume, name)
+            if existing is not None and not same_identity(name, existing, data) and not force:
+                what = "key; restoring would replace that node's identity" if name == KEY_FILE else "personal compartment; restoring would unpair its personal clients"
+                raise KeyProblem(f"volume {volume} holds a different {what} (use --force)")
+    restored = []
+    for volume, files in sorted(backed.items()):
+        create_volume(client, volume, cluster)
+        folder = volume_dir(client, volume)
+        for name in sorted(files, key=lambda n: n != KEY_FILE):
+            _write_into(folder, name, files[name])
+        restored.append(volume)
+    return restored
+
+
+def automatic_backup(client: CountingClient, volumes: list[str], state_dir: Path, generation: int) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = state_dir / "key-backups" / f"{stamp}-gen{generation}"
+    backup(client, volumes, dest)
+    return dest

@@ -1,0 +1,422 @@
+"""Observe the nginx front: the stream file, the include line, whether nginx runs, and preflight.
+
+Everything is read under the host root; the parsers are plain functions of text so that
+they can be tested from fixtures. Preflight problems are the ones that would make an
+apply fail half way (nginx -t or the reload), reported before anything is written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import posixpath
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from conduit.spec.resources import Observation, Resource, host_path
+from conduit.render.nginx import body_digest, header_digest, is_managed_line, managed_cluster
+from conduit.spec.spec import ClusterSpec, Listener
+
+INSTALL_HINT = "apt-get install nginx libnginx-mod-stream"
+# How deep main-level includes are followed (Debian: nginx.conf -> modules-enabled/*.conf).
+MAX_INCLUDE_NESTING = 4
+# Socket states in /proc/net/*: a listening TCP socket, a bound UDP socket.
+TCP_LISTEN = "0A"
+UDP_BOUND = "07"
+
+
+# ------------------------------------------------------------------ nginx.conf parsing
+
+
+@dataclass(frozen=True)
+class Statement:
+    depth: int  # 0 = main context
+    words: tuple[str, ...]
+    block: bool  # ends with '{' rather than ';'
+    line: int  # 1-based line of the first word
+
+
+def statements(text: str) -> list[Statement]:
+    """nginx config text as statements with their nesting depth (comments and quotes understood)."""
+    out: list[Statement] = []
+    words: list[str] = []
+    word: list[str] = []
+    depth, line, start = 0, 1, 0
+    quote: str | None = None
+    i, n = 0, len(text)
+
+    def end_word() -> None:
+        nonlocal word
+        if word:
+            words.append("".join(word))
+            word = []
+
+    def end_statement(block: bool) -> None:
+        nonlocal words
+        end_word()
+        if words:
+            out.append(Statement(depth, tuple(words), block, start))
+        words = []
+
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+        if quote:
+            if ch == "\\" and i + 1 < n:
+                word.append(text[i + 1])
+                i += 2
+                continue
+            if ch == quote:
+                quote = None
+            else:
+                word.append(ch)
+        elif ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif ch in "\"'":
+            if not words and not word:
+                start = line
+            quote = ch
+            word.append("")  # an empty quoted string is still a word
+        elif ch.isspace():
+            end_word()
+        elif ch == "{" and word and word[-1] == "$":
+            # ${name}: a variable, not a block
+            close = text.find("}", i)
+            close = n - 1 if close < 0 else close
+            word.append(text[i : close + 1])
+            i = close + 1
+            continue
+        elif ch == ";":
+            end_statement(False)
+        elif ch == "{":
+            end_statement(True)
+            depth += 1
+        elif ch == "}":
+            end_statement(False)
+            depth = max(0, depth - 1)
+        else:
+            if not words and not word:
+                start = line
+            word.append(ch)
+        i += 1
+    end_statement(False)
+    return out
+
+
+@dataclass(frozen=True)
+class Found:
+    """A statement and the file it sits in; depth counted from nginx.conf's main context."""
+
+    file: str
+    statement: Statement
+    depth: int
+    source_line: str
+
+
+def walk(root: Path, main_config: str, skip: frozenset[str] = frozenset()) -> list[Found]:
+    """Statements of nginx.conf and of the files it includes at main level (not those in `skip`)."""
+    conf_dir = posixpath.dirname(main_config)
+    found: list[Found] = []
+    seen: set[str] = set()
+
+    def visit(path: str, nesting: int) -> None:
+        if path in seen or nesting > MAX_INCLUDE_NESTING:
+            return
+        seen.add(path)
+        try:
+            text = host_path(root, path).read_text(errors="replace")
+        except OSError:
+            return
+        lines = text.splitlines()
+        for st in statements(text):
+            source = lines[st.line - 1] if 0 < st.line <= len(lines) else ""
+            found.append(Found(path, st, st.depth, source))
+            if st.words[0] == "include" and len(st.words) > 1 and st.depth == 0:
+                for included in include_targets(root, conf_dir, st.words[1]):
+                    if included not in skip:
+                        visit(included, nesting + 1)
+
+    visit(main_config, 0)
+    return found
+
+
+def include_pattern(conf_dir: str, pattern: str) -> str:
+    """nginx resolves relative include paths against the directory of nginx.conf."""
+    return pattern if pattern.startswith("/") else posixpath.join(conf_dir, pattern)
+
+
+def include_targets(root: Path, conf_dir: str, pattern: str) -> list[str]:
+    """Host paths (as seen on the host, not under root) an include pattern matches, sorted like nginx."""
+    pattern = include_pattern(conf_dir, pattern)
+    prefix = str(root).rstrip("/")
+    # the root itself is a literal path; only the pattern from nginx.conf is a glob
+    matches = glob.glob(glob.escape(prefix) + "/" + pattern.lstrip("/"))
+    return sorted("/" + m[len(prefix) :].lstrip("/") for m in matches if os.path.isfile(m))
+
+
+def stream_compiled_in(version_output: str) -> bool:
+    """`nginx -V` lists --with-stream for a built-in module, --with-stream=dynamic for a loadable one."""
+    return "--with-stream" in version_output.split()
+
+
+# ------------------------------------------------------------------ /proc parsing
+
+
+def _ipv6_wildcard_or_mapped(hex_addr: str) -> bool:
+    """A v6 socket that also takes IPv4: :: (dual stack) or an IPv4-mapped address."""
+    words = [hex_addr[i : i + 8] for i in range(0, 32, 8)]
+    return words[:2] == ["00000000", "00000000"] and words[2] in ("00000000", "FFFF0000")
+
+
+def bound_inodes(proc: Path, protocol: str, port: int) -> set[int]:
+    """Inodes of sockets listening (TCP) or bound (UDP) on `port` that a bind on *:port would hit."""
+    state = TCP_LISTEN if protocol == "tcp" else UDP_BOUND
+    inodes: set[int] = set()
+    for table in (protocol, protocol + "6"):
+        try:
+            rows = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) < 10 or fields[3] != state:
+                continue
+            address, _, hex_port = fields[1].rpartition(":")
+            if int(hex_port, 16) != port:
+                continue
+            if table.endswith("6") and not _ipv6_wildcard_or_mapped(address):
+                continue  # a v6-only address never blocks nginx's IPv4 listen
+            inodes.add(int(fields[9]))
+    return inodes
+
+
+def socket_inodes(proc: Path, pid: int) -> set[int]:
+    inodes: set[int] = set()
+    try:
+        entries = list((proc / str(pid) / "fd").iterdir())
+    except OSError:
+        return inodes
+    for entry in entries:
+        try:
+            target = os.readlink(entry)
+        except OSError:
+            continue
+        m = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if m:
+            inodes.add(int(m.group(1)))
+    return inodes
+
+
+def children(proc: Path, pid: int) -> set[int]:
+    kids: set[int] = set()
+    for entry in proc.glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()  # comm may hold spaces and parentheses
+        if len(fields) > 1 and fields[1] == str(pid):
+            kids.add(int(entry.name))
+    return kids
+
+
+def holder(proc: Path, inodes: set[int]) -> str | None:
+    """'pid N (name)' of a process holding one of the sockets, when it can be seen."""
+    for entry in sorted(proc.glob("[0-9]*"), key=lambda p: int(p.name)):
+        if socket_inodes(proc, int(entry.name)) & inodes:
+            try:
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                name = "?"
+            return f"pid {entry.name} ({name})"
+    return None
+
+
+def master_pid(root: Path, pid_file: str) -> int | None:
+    """The running nginx master named by the pid file, or None."""
+    try:
+        pid = int(host_path(root, pid_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, owned by another user
+    try:
+        cmdline = (host_path(root, "/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"nginx" in cmdline else None
+
+
+def managed_listens(content: str) -> set[tuple[str, int]]:
+    """(protocol, port) of the listen lines in a stream file."""
+    found = set()
+    for m in re.finditer(r"^\s*listen\s+(?:\S*:)?(\d+)((?:\s+[^;\s]+)*)\s*;", content, re.M):
+        found.add(("udp" if "udp" in m.group(2).split() else "tcp", int(m.group(1))))
+    return found
+
+
+# ------------------------------------------------------------------ the observation
+
+
+def observe_nginx(doc: ClusterSpec, root: Path) -> Observation:
+    lb = doc.spec.loadbalancer
+    paths = lb.nginx
+    cluster = doc.metadata.name
+    obs = Observation()
+    ours: str | None = None  # content of our stream file, when there is one
+
+    conf_path = host_path(root, paths.include_file)
+    if conf_path.is_file():
+        try:
+            content = conf_path.read_text(errors="replace")
+        except OSError as exc:
+            obs.problems.append(f"cannot read {paths.include_file}: {exc.strerror or exc}")
+            content = None
+        if content is not None:
+            owner = managed_cluster(content)
+            if owner == cluster:
+                ours = content
+                obs.resources.append(Resource("nginx_conf", paths.include_file, {"content": content}))
+                if header_digest(content) != body_digest(content):
+                    obs.drifted.add(("nginx_conf", paths.include_file))
+            elif owner is None:
+                obs.foreign.append(paths.include_file)
+                if lb.enabled:
+                    obs.problems.append(
+                        f"{paths.include_file} exists and is not managed by conduit; refusing to overwrite it"
+                    )
+            else:
+                obs.foreign.append(f"{paths.include_file} (conduit cluster {owner})")
+                if lb.enabled:
+                    obs.problems.append(
+                        f"{paths.include_file} belongs to conduit cluster {owner}; refusing to overwrite it"
+                    )
+    elif conf_path.exists() and lb.enabled:
+        obs.problems.append(f"{paths.include_file} exists and is not a file; refusing to overwrite it")
+
+    main_path = host_path(root, paths.main_config)
+    main_text: str | None = None
+    try:
+        main_text = main_path.read_text(errors="replace")
+    except OSError:
+        if lb.enabled:
+            obs.problems.append(f"{paths.main_config} not found: is nginx installed? ({INSTALL_HINT})")
+    if main_text is not None:
+        for text in main_text.splitlines():
+            if is_managed_line(text):
+                obs.resources.append(Resource("nginx_include", paths.main_config, {"line": text.strip()}))
+                break
+
+    # nginx itself is not ours: with the front off it is neither wanted nor reported,
+    # so that no plan ever stops an nginx that serves other sites.
+    if not lb.enabled:
+        return obs
+    master = master_pid(root, paths.pid_file)
+    obs.resources.append(Resource("nginx", "nginx", {"running": master is not None}))
+
+    obs.problems += _binary_problems(doc, root, main_text)
+    if main_text is not None:
+        obs.problems += _config_problems(doc, root)
+    obs.problems += _port_problems(doc, root, master, ours)
+    return obs
+
+
+def _binary_problems(doc: ClusterSpec, root: Path, main_text: str | None) -> list[str]:
+    paths = doc.spec.loadbalancer.nginx
+    binary = host_path(root, paths.binary)
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        return [f"nginx not found at {paths.binary}: {INSTALL_HINT}"]
+    try:
+        result = subprocess.run([str(binary), "-V"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [f"cannot run {paths.binary} -V: {exc}"]
+    if stream_compiled_in(result.stdout + result.stderr):
+        return []
+    if main_text is None:
+        return []  # the missing nginx.conf is already reported
+    loaded = any(
+        f.depth == 0 and f.statement.words[0] == "load_module" and len(f.statement.words) > 1
+        and posixpath.basename(f.statement.words[1]) == "ngx_stream_module.so"
+        for f in walk(root, paths.main_config, frozenset({paths.include_file}))
+    )
+    if loaded:
+        return []
+    if not host_path(root, paths.stream_module).exists():
+        return [f"nginx has no stream module ({paths.stream_module} is missing): apt-get install libnginx-mod-stream"]
+    return [
+        f"the nginx stream module is installed but {paths.main_config} does not load it: add "
+        f"'load_module {paths.stream_module};' at its top (libnginx-mod-stream does this in /etc/nginx/modules-enabled)"
+    ]
+
+
+def _config_problems(doc: ClusterSpec, root: Path) -> list[str]:
+    lb = doc.spec.loadbalancer
+    paths = lb.nginx
+    conf_dir = posixpath.dirname(paths.main_config)
+    problems: list[str] = []
+    found = walk(root, paths.main_config, frozenset({paths.include_file}))
+    for f in found:
+        st = f.statement
+        where = f"{f.file}:{st.line}"
+        if st.depth == 0 and st.block and st.words[0] == "stream":
+            problems.append(
+                f"{paths.main_config} already has a stream block ({where}); nginx allows only one and conduit's "
+                "include brings its own: remove that block or turn the front off"
+            )
+        elif st.depth == 0 and st.words[0] == "worker_rlimit_nofile" and lb.worker_rlimit_nofile is not None:
+            problems.append(
+                f"{paths.main_config} already sets worker_rlimit_nofile ({where}); nginx refuses it twice: "
+                "leave spec.loadbalancer.worker_rlimit_nofile unset or remove that line"
+            )
+        elif st.words[0] == "include" and len(st.words) > 1 and not is_managed_line(f.source_line):
+            pattern = include_pattern(conf_dir, st.words[1])
+            if not fnmatch.fnmatchcase(paths.include_file, pattern):
+                continue
+            if st.depth > 0:
+                problems.append(
+                    f"{paths.include_file} is also included inside a block of nginx's config by "
+                    f"'include {st.words[1]}' ({where}); a stream block cannot go there: choose another include_file"
+                )
+            else:
+                problems.append(
+                    f"{paths.include_file} is already included by {where} outside conduit's managed line; "
+                    "remove that line (conduit adds its own)"
+                )
+    return problems
+
+
+def _port_problems(doc: ClusterSpec, root: Path, master: int | None, ours: str | None) -> list[str]:
+    proc = host_path(root, "/proc")
+    nginx_inodes: set[int] = set()
+    if master is not None:
+        for pid in {master, *children(proc, master)}:
+            nginx_inodes |= socket_inodes(proc, pid)
+    served = managed_listens(ours) if ours is not None else set()
+    problems: list[str] = []
+    listener: Listener
+    for listener in doc.spec.loadbalancer.listeners:
+        inodes = bound_inodes(proc, listener.protocol, listener.port)
+        if not inodes:
+            continue
+        label = f"{listener.port}/{listener.protocol}"
+        others = inodes - nginx_inodes
+        if others:
+            who = holder(proc, others)
+            problems.append(f"port {label} is already in use by another process" + (f" ({who})" if who else ""))
+        elif (listener.protocol, listener.port) not in served:
+            problems.append(
+                f"port {label} is already in use by nginx itself (a server outside conduit's stream file listens on it)"
+            )
+    return problems

@@ -1,0 +1,94 @@
+"""Observe kernel settings under a host root: /proc/sys values and the managed sysctl.d file.
+
+Only reads. Whether a key could be written is asked with access(2), which reports a
+read-only /proc/sys (containers) and keys the kernel serves read-only (a network
+namespace's conntrack limits) without trying a write.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from conduit.spec.resources import Observation, Resource, host_path
+from conduit.render.sysctl import HEADER_PREFIX
+from conduit.spec.profiles import normalise_sysctl
+from conduit.spec.spec import ClusterSpec
+
+# The header is on the first line we write; a few lines leave room for an editor's modeline.
+HEADER_LINES = 3
+
+
+def proc_path(root: Path, key: str) -> Path:
+    return Path(root) / "proc/sys" / key.replace(".", "/")
+
+
+def _hint(key: str) -> str:
+    return "; load it with `modprobe nf_conntrack`" if key.startswith("net.netfilter.") else ""
+
+
+def _owner(text: str) -> str | None:
+    """Cluster named by our header in the file's first lines, or None when there is none."""
+    for line in text.splitlines()[:HEADER_LINES]:
+        if line.startswith(HEADER_PREFIX):
+            return line[len(HEADER_PREFIX) :].rstrip().removesuffix(".")
+    return None
+
+
+def _observe_key(root: Path, key: str, refused: list[str]) -> Resource:
+    path = proc_path(root, key)
+    if not path.exists():
+        refused.append(f"sysctl {key} does not exist on this kernel (module not loaded?){_hint(key)}")
+        return Resource("sysctl", key, {"value": None})
+    if path.is_dir():
+        refused.append(f"sysctl {key} is a group of keys, not a key")
+        return Resource("sysctl", key, {"value": None})
+    try:
+        value: str | None = normalise_sysctl(path.read_text())
+    except OSError as exc:
+        refused.append(f"sysctl {key} cannot be read: {exc.strerror or exc}")
+        value = None
+    if not os.access(path, os.W_OK):
+        refused.append(f"sysctl {key} is read-only here (container or VPS kernel)")
+    return Resource("sysctl", key, {"value": value})
+
+
+def _observe_file(doc: ClusterSpec, root: Path, obs: Observation) -> None:
+    name = doc.spec.sysctl.file
+    path = host_path(root, name)
+    if not path.exists() and not path.is_symlink():
+        return
+    wanted = doc.spec.sysctl.enabled  # only then does the tool mean to write this path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        obs.foreign.append(name)
+        if wanted:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+            obs.problems.append(f"{name} exists and cannot be read ({reason})")
+        return
+    owner = _owner(text)
+    if owner == doc.metadata.name:
+        obs.resources.append(Resource("sysctl_file", name, {"content": text}))
+        return
+    obs.foreign.append(name)
+    if wanted:
+        if owner is not None:
+            obs.problems.append(f"{name} is managed by conduit for another cluster ({owner})")
+        else:
+            obs.problems.append(f"{name} exists and is not managed by conduit")
+
+
+def observe_sysctl(doc: ClusterSpec, root: Path, desired_keys: Iterable[str]) -> Observation:
+    root = Path(root)
+    obs = Observation()
+    refused: list[str] = []
+    for key in sorted(set(desired_keys)):
+        obs.resources.append(_observe_key(root, key, refused))
+    if doc.spec.sysctl.on_refused == "warn":
+        obs.warnings += refused
+    else:
+        obs.problems += refused
+    _observe_file(doc, root, obs)
+    return obs

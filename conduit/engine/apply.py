@@ -1,0 +1,285 @@
+"""Apply a plan phase by phase, gate each phase, and roll back to the last good generation.
+
+A generation is recorded before the first change and finished with its outcome; every
+step is journalled as it starts and ends, so an apply killed at any point is visible
+to the next plan and converged by the next apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from conduit.engine.execute import Executor, StepFailed
+from conduit.drivers.files import atomic_write
+from conduit.engine.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
+from conduit.drivers.keys import KeyProblem, automatic_backup
+from conduit.spec.load import load_text
+from conduit.drivers.observe import HostAccess, observed_plan, settle_cli_version
+from conduit.plan.planner import Plan, Step, make_plan
+from conduit.spec.resources import PHASES, Resource, host_path
+from conduit.state.store import State
+from conduit.render.container import natural_key
+from conduit.render.nginx import render_stream_conf
+from conduit.spec.profiles import HostFacts
+from conduit.spec.spec import ClusterSpec
+
+EXIT_OK, EXIT_ERROR, EXIT_ROLLED_BACK = 0, 1, 3
+CREATE_WORKERS = 4  # containers created at once; the engine serialises much of it anyway
+
+log = structlog.get_logger("conduit.apply")
+Report = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    status: str  # no-op | succeeded | rolled_back | failed
+    generation: int | None = None
+    failure: str | None = None
+    restored: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return {"no-op": EXIT_OK, "succeeded": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK}.get(self.status, EXIT_ERROR)
+
+
+def git_revision(path: str | None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) when the spec lives in a git work tree."""
+    if not path:
+        return None, None
+    folder = str(Path(path).resolve().parent)
+    try:
+        head = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None, None
+        status = subprocess.run(
+            ["git", "-C", folder, "status", "--porcelain", "--", str(Path(path).resolve())],
+            capture_output=True, text=True, timeout=10,
+        )
+        return head.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+class Engine:
+    """Runs one plan against the host: executors, gates, journal."""
+
+    def __init__(self, doc: ClusterSpec, host: HostAccess, state: State, gen: int, report: Report):
+        self.doc = doc
+        self.host = host
+        self.state = state
+        self.gen = gen
+        self.report = report
+        self.ex = Executor(doc, host.root, host.state_dir, host.docker())
+        self.health = doc.spec.health
+
+    def step(self, step: Step) -> None:
+        self.state.step(self.gen, step.phase, step.kind, step.id, step.action, "started")
+        t0 = time.monotonic()
+        try:
+            self.ex.run(step)
+        except StepFailed as exc:
+            self.state.step(self.gen, step.phase, step.kind, step.id, step.action, "failed", str(exc))
+            log.error("step.failed", kind=step.kind, id=step.id, action=step.action, error=str(exc))
+            raise
+        self.state.step(self.gen, step.phase, step.kind, step.id, step.action, "done")
+        log.info("step.done", kind=step.kind, id=step.id, action=step.action, seconds=round(time.monotonic() - t0, 2))
+        self.report(f"  {step.action:>7} {step.kind} {step.id}")
+
+    def run(self, plan: Plan, phases: tuple[str, ...] = PHASES) -> None:
+        for phase in phases:
+            steps = [s for s in plan.changes if s.phase == phase]
+            if not steps:
+                continue
+            log.info("phase.start", phase=phase, steps=len(steps))
+            getattr(self, f"phase_{phase}")(steps)
+            log.info("phase.healthy", phase=phase)
+
+    # ------------------------------------------------------------ phases
+
+    def phase_sysctl(self, steps: list[Step]) -> None:
+        for step in steps:
+            self.step(step)
+        keys = {s.id: s.desired["value"] for s in steps if s.kind == "sysctl" and s.action != "delete"}
+        sysctl_gate(self.ex, keys)
+
+    def phase_nginx(self, steps: list[Step]) -> None:
+        for step in steps:
+            self.step(step)
+        if not self.doc.spec.loadbalancer.enabled or all(s.action == "delete" for s in steps):
+            if self.ex.nginx_changed and self.ex.nginx_pid():
+                self.ex.reload_nginx()
+            return
+        if self.ex.nginx_changed:
+            self.ex.reload_nginx()
+            time.sleep(0.5)  # the master answers the reload by starting new workers
+        nginx_gate(self.ex, self.health.gate_timeout_seconds)
+
+    def phase_containers(self, steps: list[Step]) -> None:
+        by_action = lambda *actions: [s for s in steps if s.action in actions]  # noqa: E731
+        for step in [s for s in by_action("create", "replace", "update") if s.kind in ("network", "volume")]:
+            self.step(step)
+        containers = [s for s in steps if s.kind == "container"]
+        for image in sorted({s.desired["image"] for s in containers if s.action in ("create", "replace", "adopt")}):
+            self.ex.ensure_image(image)  # before any old container is stopped
+        creates = [s for s in containers if s.action == "create"]
+        with ThreadPoolExecutor(CREATE_WORKERS) as pool:
+            for future in [pool.submit(self.step, s) for s in creates]:
+                future.result()
+        updates = [s for s in containers if s.action == "update"]
+        for step in updates:
+            self.step(step)
+        replaced = [s for s in containers if s.action in ("replace", "adopt")]
+        self.rolling_replace(replaced)
+        for step in sorted(by_action("delete"), key=lambda s: (s.kind != "container", natural_key(s.id))):
+            self.step(step)
+        touched = [s.id for s in creates + updates]
+        if touched:
+            containers_gate(self.ex, touched, self.health.gate_timeout_seconds, self.health.settle_seconds)
+        if touched or replaced:
+            front_gate(self.ex, self.health.gate_timeout_seconds)
+
+    def rolling_replace(self, steps: list[Step]) -> None:
+        """Batches of max_unavailable: drain from nginx, replace, gate, put back."""
+        size = self.doc.spec.rollout.max_unavailable
+        # An adopted node's old container cannot be made again from any spec: it is kept until
+        # every node has passed, so a later failure can still put the whole host back.
+        adopted: list[str] = []
+        for start in range(0, len(steps), size):
+            batch = steps[start : start + size]
+            indexes = frozenset(n.index for n in map(self.ex.node, (s.id for s in batch)) if n)
+            drained = self.drain(indexes)
+            try:
+                for step in batch:
+                    self.step(step)
+                containers_gate(self.ex, [s.id for s in batch], self.health.gate_timeout_seconds, self.health.settle_seconds)
+            except (StepFailed, GateFailed):
+                for name in [s.id for s in batch] + adopted:
+                    if self.ex.restore_previous(name):
+                        self.report(f"  restored {name} as it was")
+                if drained:
+                    self.drain(frozenset())
+                raise
+            for step in batch:
+                if step.action == "adopt":
+                    adopted.append(step.id)
+                else:
+                    self.ex.drop_previous(step.id)
+            if drained:
+                self.drain(frozenset())
+        for name in adopted:
+            self.ex.drop_previous(name)
+
+    def drain(self, indexes: frozenset[int]) -> bool:
+        """Mark these backends down in nginx (or none) and wait for their sessions to go."""
+        lb = self.doc.spec.loadbalancer
+        path = host_path(self.host.root, lb.nginx.include_file)
+        if not lb.enabled or not path.exists() or not self.ex.nginx_pid():
+            return False
+        atomic_write(path, render_stream_conf(self.doc, indexes))
+        self.ex.reload_nginx()
+        if indexes:
+            time.sleep(self.doc.spec.rollout.drain_seconds)
+        return True
+
+    def phase_tracker(self, steps: list[Step]) -> None:
+        for step in steps:
+            self.step(step)
+        if any(s.action != "delete" for s in steps):
+            tracker_gate(self.ex, self.health.settle_seconds)
+
+
+# ------------------------------------------------------------------ apply and roll back
+
+
+def spec_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def apply(
+    doc: ClusterSpec,
+    spec_text: str,
+    spec_path: str | None,
+    host: HostAccess,
+    facts: HostFacts,
+    plan: Plan,
+    before: list[Resource],
+    report: Report,
+    git: tuple[str | None, bool | None] | None = None,
+) -> Outcome:
+    """`git`: the commit applied when it is known better than the spec file's work tree says."""
+    state = State(host.state_dir)
+    if not plan.changes:
+        return Outcome("no-op")
+    gen = state.begin(spec_text, spec_hash(spec_text), spec_path, git or git_revision(spec_path))
+    doc, _ = settle_cli_version(doc, host.docker(), host.state_dir)
+    engine = Engine(doc, host, state, gen, report)
+    risky = [s for s in plan.changes if s.kind == "container" and s.action in ("replace", "adopt", "delete")]
+    if risky:
+        # Keys are a node's reputation: copy them out before any container holding one is touched.
+        volumes = sorted({r.props["volume"].split(":")[0] for r in before if r.kind == "container" and r.props.get("volume")})
+        try:
+            saved = automatic_backup(engine.ex.docker(), volumes, host.state_dir, gen)
+            report(f"keys backed up to {saved}")
+        except (KeyProblem, OSError) as exc:
+            state.finish(gen, "failed", f"key backup failed: {exc}")
+            return Outcome("failed", gen, f"key backup failed, nothing was changed: {exc}")
+    try:
+        engine.run(plan)
+    except (StepFailed, GateFailed) as exc:
+        failure = str(exc)
+        report(f"failed: {failure}")
+        restored = roll_back(host, facts, state, gen, before, report)
+        state.finish(gen, "rolled_back", failure)
+        return Outcome("rolled_back", gen, failure, restored, engine.ex.warnings)
+    state.finish(gen, "succeeded")
+    return Outcome("succeeded", gen, warnings=engine.ex.warnings)
+
+
+def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int, before: list[Resource], report: Report) -> str:
+    """Re-apply the last good generation; with none, put back what the host had before."""
+    good = state.last_good()
+    if good is not None:
+        doc = load_text(good.spec_text, f"generation {good.id}", facts)
+        plan, _ = observed_plan(doc, host)
+        target = f"generation {good.id}"
+    else:
+        doc = load_text(state.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
+        plan, observed = observed_plan(doc, host)
+        plan = undo_plan(doc.metadata.name, before, observed)
+        target = "the state before this apply"
+    report(f"rolling back to {target}")
+    engine = Engine(doc, host, state, failed_gen, report)
+    try:
+        engine.run(plan, tuple(reversed(PHASES)))
+    except (StepFailed, GateFailed) as exc:
+        report(f"the rollback did not finish: {exc}")
+        return f"{target} (incomplete: {exc})"
+    except Exception as exc:  # noqa: BLE001 - a rollback ends in a report, never in a traceback
+        log.exception("rollback.error")
+        report(f"the rollback did not finish: {type(exc).__name__}: {exc}")
+        return f"{target} (incomplete: {type(exc).__name__}: {exc})"
+    return target
+
+
+def undo_plan(cluster: str, before: list[Resource], observed: list[Resource]) -> Plan:
+    """Put back what the host had before a first apply: undo what it added or changed.
+
+    Containers cannot be rebuilt from nothing, so those that were there stay as they are now
+    (a replaced one was already put back by the rolling replace). Nothing is adopted: a bash
+    manager's node that was restored has no rendered image or command to recreate it from.
+    """
+    had = {b.key for b in before}
+    kept = [dataclasses.replace(r, adopt=False) for r in observed if r.kind == "container" and r.key in had]
+    wanted = [r for r in before if r.kind != "container"] + kept
+    now = [r for r in observed if r.kind != "container" or r.key not in had] + kept
+    return make_plan(cluster, wanted, now)

@@ -1,0 +1,361 @@
+"""Carry out plan steps on the host, one executor per kind. No decisions are made here:
+each function does what its step says, and raises StepFailed when the host refuses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker.errors
+
+from conduit.drivers.docker import (
+    CountingClient,
+    EngineError,
+    call,
+    create_container,
+    create_network,
+    create_volume,
+)
+from conduit.facts.compartment import CompartmentProblem, ensure_compartment, wants_compartment
+from conduit.drivers.nginx import INSTALL_HINT, master_pid
+from conduit.drivers.tracker import systemd_is_init, tracker_pidfile
+from conduit.drivers.files import atomic_write, remove
+from conduit.drivers.keys import KeyProblem, volume_dir
+from conduit.plan.planner import Step
+from conduit.drivers.programs import not_installed
+from conduit.spec.resources import host_path
+from conduit.render.container import labels
+from conduit.render.nginx import include_line, insert_include, remove_include
+from conduit.render.tracker import render_tracker_unit, unit_name
+from conduit.spec.resolve import NodeSettings, nodes
+from conduit.spec.spec import ClusterSpec
+
+STOP_TIMEOUT = 10  # seconds a node gets to say "Stopped." before it is killed
+
+
+class StepFailed(Exception):
+    """The host refused a step; the message is one line for the operator."""
+
+
+@dataclass
+class Executor:
+    doc: ClusterSpec
+    root: Path
+    state_dir: Path
+    client: CountingClient | None
+    warnings: list[str] = field(default_factory=list)
+    nginx_changed: bool = False
+
+    # ------------------------------------------------------------ helpers
+
+    def node(self, name: str) -> NodeSettings | None:
+        return next((n for n in nodes(self.doc) if n.name == name), None)
+
+    def docker(self) -> CountingClient:
+        if self.client is None:
+            raise StepFailed(f"no Docker engine on this machine: {not_installed('dockerd')}")
+        return self.client
+
+    def run(self, step: Step) -> None:
+        handler = getattr(self, f"_{step.kind}")
+        try:
+            handler(step)
+        except EngineError as exc:
+            raise StepFailed(str(exc)) from None
+        except OSError as exc:
+            raise StepFailed(f"{step.kind} {step.id}: {exc.strerror or exc}") from None
+
+    # ------------------------------------------------------------ sysctl
+
+    def _sysctl(self, step: Step) -> None:
+        path = host_path(self.root, "/proc/sys/" + step.id.replace(".", "/"))
+        try:
+            path.write_text(step.desired["value"] + "\n")
+        except OSError as exc:
+            message = f"the kernel refused sysctl {step.id} = {step.desired['value']}: {exc.strerror}"
+            if self.doc.spec.sysctl.on_refused == "warn":
+                self.warnings.append(message)
+                return
+            raise StepFailed(message) from None
+
+    def _sysctl_file(self, step: Step) -> None:
+        path = host_path(self.root, step.id)
+        if step.action == "delete":
+            remove(path)
+        else:
+            atomic_write(path, step.desired["content"])
+
+    # ------------------------------------------------------------ nginx
+
+    def _nginx_paths(self):
+        return self.doc.spec.loadbalancer.nginx
+
+    def _nginx_conf(self, step: Step) -> None:
+        path = host_path(self.root, step.id)
+        self.nginx_changed = True
+        if step.action == "delete":
+            remove(path)
+            return
+        candidate = path.with_name(f".{path.name}.candidate")
+        atomic_write(candidate, step.desired["content"])
+        try:
+            self.test_nginx(candidate)
+        except StepFailed:
+            remove(candidate)
+            raise
+        os.replace(candidate, path)
+
+    def test_nginx(self, include: Path | None = None) -> None:
+        """nginx -t of the main config, including `include` in place of the managed file."""
+        paths = self._nginx_paths()
+        main = host_path(self.root, paths.main_config)
+        conf = main
+        if include is not None:
+            conf = main.with_name(f".{main.name}.conduit-test")
+            atomic_write(conf, insert_include(main.read_text(), include_line(str(include))))
+        try:
+            result = subprocess.run([paths.binary, "-t", "-q", "-e", "stderr", "-c", str(conf)], capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            raise StepFailed(f"nginx not found at {paths.binary} ({INSTALL_HINT})") from None
+        finally:
+            if conf != main:
+                remove(conf)
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.splitlines() if "emerg" in line or "error" in line] or result.stderr.splitlines()
+            raise StepFailed(f"nginx rejected the configuration: {(lines or ['nginx -t failed'])[-1].strip()}")
+
+    def _nginx_include(self, step: Step) -> None:
+        main = host_path(self.root, step.id)
+        self.nginx_changed = True
+        text = main.read_text()
+        new = remove_include(text) if step.action == "delete" else insert_include(text, step.desired["line"])
+        if new != text:
+            atomic_write(main, new, mode=main.stat().st_mode & 0o777)
+
+    def _nginx(self, step: Step) -> None:
+        if step.action == "delete":
+            return  # nginx may serve other sites: the tool never stops it
+        if self.nginx_pid() is None:
+            self.start_nginx()
+            self.nginx_changed = False
+
+    def nginx_pid(self) -> int | None:
+        """The live nginx master; a stale pid file naming another process is not nginx."""
+        return master_pid(self.root, self._nginx_paths().pid_file)
+
+    def start_nginx(self) -> None:
+        paths = self._nginx_paths()
+        try:
+            result = subprocess.run([paths.binary, "-c", str(host_path(self.root, paths.main_config))], capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            raise StepFailed(f"nginx not found at {paths.binary} ({INSTALL_HINT})") from None
+        if result.returncode != 0:
+            raise StepFailed(f"nginx did not start: {(result.stderr.strip().splitlines() or ['failed'])[-1]}")
+
+    def reload_nginx(self) -> None:
+        """Reload a running nginx (SIGHUP to the master), or start it."""
+        pid = self.nginx_pid()
+        if pid is None:
+            self.start_nginx()
+        else:
+            os.kill(pid, signal.SIGHUP)
+        self.nginx_changed = False
+
+    # ------------------------------------------------------------ docker objects
+
+    def _network(self, step: Step) -> None:
+        client = self.docker()
+        if step.action in ("delete", "replace"):
+            call(client, client.api.remove_network, step.id)
+        if step.action != "delete":
+            create_network(client, step.id, step.desired.get("subnet"), self.doc.metadata.name)
+
+    def _volume(self, step: Step) -> None:
+        if step.action == "create":
+            create_volume(self.docker(), step.id, self.doc.metadata.name)
+
+    def _container(self, step: Step) -> None:
+        client = self.docker()
+        if step.action == "delete":
+            self.remove_container(step.id)
+        elif step.action == "create":
+            self.start_new(step)
+        elif step.action == "update":
+            self.update_container(step)
+        elif step.action in ("replace", "adopt"):
+            # Never two processes on one key: the old one stops before the new one starts.
+            # It is kept, renamed, until the new one passes its gate (see keep/restore below).
+            held = previous_name(step.id)
+            self.remove_container(held)
+            call(client, client.api.stop, step.id, timeout=STOP_TIMEOUT)
+            call(client, client.api.rename, step.id, held)
+            self.start_new(step)
+
+    def ensure_image(self, image: str) -> None:
+        """Pull an image the host does not have yet, once, before any container needs it."""
+        client = self.docker()
+        try:
+            client.api.inspect_image(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"cannot inspect image {image}: {exc.explanation or exc}") from None
+        repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        try:
+            client.api.pull(repository, tag=tag or "latest")
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"image {image} is not on this host and could not be pulled: {exc.explanation or exc}") from None
+
+    def start_new(self, step: Step) -> None:
+        client = self.docker()
+        node = self.node(step.id)
+        if node is None:
+            raise StepFailed(f"container {step.id} is not in the spec")
+        create_volume(client, node.volume, self.doc.metadata.name)
+        self.ensure_compartment(step, node)
+        container_id = create_container(client, step.id, step.desired, labels(self.doc, node, step.desired))
+        try:
+            client.api.start(container_id)
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"container {step.id} did not start: {exc.explanation or exc}") from None
+
+    def ensure_compartment(self, step: Step, node: NodeSettings) -> None:
+        """A node whose command asks for personal clients gets its compartment once, before it starts."""
+        if not wants_compartment(list(step.desired.get("command") or [])):
+            return
+        client = self.docker()
+        volume, _, data_dir = step.desired["volume"].partition(":")
+        try:
+            folder = volume_dir(client, volume)
+            if folder is None:
+                raise StepFailed(f"volume {volume} is missing")
+            ensure_compartment(client, folder, step.desired["image"], volume, data_dir, node.name)
+        except (KeyProblem, CompartmentProblem) as exc:
+            raise StepFailed(f"container {step.id}: personal clients need a compartment: {exc}") from None
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"container {step.id}: conduit new-compartment-id failed: {exc.explanation or exc}") from None
+
+    def update_container(self, step: Step) -> None:
+        client = self.docker()
+        fields = {c.field for c in step.changes}
+        body = {}
+        if "cpus" in fields:
+            body["NanoCpus"] = int(round(step.desired["cpus"] * 1e9))
+        if "memory" in fields:
+            body["Memory"] = body["MemorySwap"] = step.desired["memory"]
+        if body:
+            # The SDK's update_container has no NanoCpus, and CPU period/quota cannot be
+            # mixed with the NanoCpus the container was created with: post the update as is.
+            api = client.api
+            call(client, lambda: api._result(api._post_json(api._url("/containers/{0}/update", step.id), data=body), True))
+        if "state" in fields:
+            call(client, client.api.start, step.id)
+
+    def remove_container(self, name: str) -> None:
+        """Stop and remove a container; its data volume stays."""
+        client = self.docker()
+        try:
+            client.api.stop(name, timeout=STOP_TIMEOUT)
+            client.api.remove_container(name, v=False)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"could not remove container {name}: {exc.explanation or exc}") from None
+
+    def drop_previous(self, name: str) -> None:
+        """The new container passed its gate: the old one is not needed any more."""
+        self.remove_container(previous_name(name))
+
+    def restore_previous(self, name: str) -> bool:
+        """The new container failed: put the old one back, on the same volume, under its name."""
+        client = self.docker()
+        held = previous_name(name)
+        try:
+            client.api.inspect_container(held)
+        except docker.errors.NotFound:
+            return False
+        self.remove_container(name)
+        call(client, client.api.rename, held, name)
+        call(client, client.api.start, name)
+        return True
+
+    # ------------------------------------------------------------ tracker
+
+    def _tracker(self, step: Step) -> None:
+        if systemd_is_init():
+            self._tracker_unit(step)
+            return
+        pidfile = tracker_pidfile(self.state_dir)
+        stop_pidfile(pidfile)
+        if step.action == "delete":
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.state_dir / "tracker.log", "ab")
+        # The state directory travels in the environment so the command line stays the rendered one.
+        process = subprocess.Popen(
+            step.desired["command"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env=dict(os.environ, CONDUIT_STATE_DIR=str(self.state_dir.resolve())),
+        )
+        log.close()
+        atomic_write(pidfile, f"{process.pid}\n")
+
+    def _tracker_unit(self, step: Step) -> None:
+        """Where systemd is PID 1, the tracker is a unit the tool owns."""
+        unit = unit_name(self.doc.metadata.name)
+        path = host_path(self.root, f"/etc/systemd/system/{unit}.service")
+        if step.action == "delete":
+            systemctl("disable", "--now", unit, check=False)
+            remove(path)
+            systemctl("daemon-reload")
+            return
+        conduit_bin = shutil.which("conduit") or "/usr/local/bin/conduit"  # systemd wants an absolute path
+        atomic_write(path, render_tracker_unit(self.doc, conduit_bin, self.state_dir.resolve()))
+        systemctl("daemon-reload")
+        systemctl("enable", unit)
+        systemctl("restart", unit)
+
+
+def systemctl(*args: str, check: bool = True) -> None:
+    try:
+        done = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise StepFailed(f"PID 1 is systemd but {not_installed('systemctl')}") from None
+    if check and done.returncode != 0:
+        raise StepFailed(f"systemctl {' '.join(args)} failed: {' '.join(done.stderr.split()) or done.returncode}")
+
+
+def previous_name(name: str) -> str:
+    return f"{name}.previous"
+
+
+def stop_pidfile(pidfile: Path, timeout: float = 10) -> None:
+    """Stop the tracker the pidfile names, unless the pid now belongs to something else."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        remove(pidfile)
+        return
+    if b"tracker" not in cmdline:
+        remove(pidfile)
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    remove(pidfile)

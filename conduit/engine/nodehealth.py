@@ -1,0 +1,167 @@
+"""Is a node serving, with the settings it was given? One answer for the gate and for status.
+
+What a node is comes from the container itself, never from a guessed version:
+- its entrypoint: `conduit-monitor` supervises conduit (data caps), so "running" says
+  nothing about conduit, and 10 max clients may be the monitor's throttle (see monitor.py);
+- its command: with `--metrics-addr` the node is judged by its metrics, whichever name the
+  endpoint uses for max clients (metrics.max_clients); without it (1.1 images have none) by
+  the start line of its current run in the container log (nodelog.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker.errors
+
+from conduit.facts import metrics, nodelog
+from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings, read_traffic_state
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the container's own entrypoint and command say about the node."""
+
+    monitor: MonitorSettings | None
+    metrics: bool
+
+
+@dataclass
+class Reading:
+    """One look at a node: Docker's view, its metrics, its log and the monitor's state."""
+
+    status: str  # Docker's: running, exited, restarting, … or missing
+    running: bool = False
+    restarting: bool = False
+    exit_code: int = 0
+    restarts: int | None = None
+    started_at: str = ""
+    samples: dict | None = None  # None: the metrics endpoint did not answer (or there is none)
+    log: list[str] = field(default_factory=list)
+    traffic: TrafficState | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    healthy: bool
+    reason: str | None = None
+    throttled: bool = False  # serving at conduit-monitor's throttle, as told
+    dead: bool = False  # the container runs but no conduit in it serves
+
+
+def shape_of(config: dict) -> Shape:
+    entrypoint = list(config.get("Entrypoint") or [])
+    command = list(config.get("Cmd") or [])
+    argv = entrypoint[1:] + command
+    has_metrics = any(a == "--metrics-addr" or a.startswith("--metrics-addr=") for a in argv)
+    return Shape(monitor_settings(entrypoint, command), has_metrics)
+
+
+def volume_folder(info: dict) -> Path | None:
+    """The host folder of the container's data volume (where the node and its monitor write)."""
+    for mount in info.get("Mounts") or []:
+        if mount.get("Type") == "volume" and mount.get("Source"):
+            return Path(mount["Source"])
+    return None
+
+
+def inspect(client, name: str) -> dict | None:
+    try:
+        return client.api.inspect_container(name)
+    except docker.errors.NotFound:
+        return None
+
+
+def docker_reading(info: dict) -> Reading:
+    """What Docker itself says about the container."""
+    state = info.get("State") or {}
+    return Reading(
+        status=state.get("Status", "unknown"),
+        running=bool(state.get("Running")),
+        restarting=bool(state.get("Restarting")),
+        exit_code=state.get("ExitCode") or 0,
+        restarts=info.get("RestartCount"),
+        started_at=state.get("StartedAt") or "",
+    )
+
+
+def observe(client, name: str, port: int, info: dict | None = None, with_log: bool = False) -> tuple[Shape, Reading]:
+    """Look at a node once: the metrics when it has them, its log when it has none (or when asked)."""
+    info = info if info is not None else inspect(client, name)
+    if info is None:
+        return Shape(None, True), Reading("missing")
+    shape, reading = shape_of(info.get("Config") or {}), docker_reading(info)
+    if reading.running and shape.metrics:
+        reading.samples = metrics.scrape(port)
+    if reading.running and (with_log or _log_needed(shape, reading)):
+        reading.log = nodelog.run_log(client, name, reading.started_at, bool((info.get("Config") or {}).get("Tty")))
+    if shape.monitor:
+        reading.traffic = read_traffic_state(volume_folder(info))
+    return shape, reading
+
+
+def _log_needed(shape: Shape, reading: Reading) -> bool:
+    """Without metrics the start line is the proof; a monitored node without them, the why."""
+    return not shape.metrics or (shape.monitor is not None and reading.samples is None)
+
+
+# ------------------------------------------------------------------ the verdict
+
+
+def throttled(settings: MonitorSettings | None, samples: dict, traffic: TrafficState | None) -> bool:
+    """Serving at the monitor's throttle: its max clients, and the monitor's state (or bandwidth) agrees."""
+    if settings is None or metrics.max_clients(samples) != settings.min_connections:
+        return False
+    if traffic is not None:
+        return traffic.throttled
+    return metrics.bandwidth_limit(samples) == settings.throttled_bandwidth
+
+
+def _container(name: str, r: Reading) -> Verdict | None:
+    if r.running and not r.restarting:
+        return None
+    code = f" (exit code {r.exit_code})" if r.exit_code else ""
+    return Verdict(False, f"container {name} is {r.status}{code}")
+
+
+def _dead(name: str, port: int, shape: Shape, r: Reading) -> Verdict:
+    if shape.monitor is None:
+        return Verdict(False, f"container {name} metrics on 127.0.0.1:{port} do not answer")
+    error = nodelog.last_error(r.log)
+    return Verdict(
+        False,
+        f"container {name} runs conduit-monitor but no conduit: its metrics on 127.0.0.1:{port} do not answer "
+        "(the monitor restarts a conduit that exits every 5 s)" + (f"; last error: {error}" if error else ""),
+        dead=True,
+    )
+
+
+def _by_metrics(name: str, want: int, port: int, shape: Shape, r: Reading) -> Verdict:
+    if r.samples is None:
+        return _dead(name, port, shape, r)
+    seen = metrics.max_clients(r.samples)
+    is_throttled = throttled(shape.monitor, r.samples, r.traffic)
+    if seen == want or is_throttled:
+        return Verdict(True, throttled=is_throttled)
+    what = "no max clients" if seen is None else f"max clients {seen}, not {want}"
+    return Verdict(False, f"container {name} metrics on 127.0.0.1:{port} report {what}")
+
+
+def _by_log(name: str, want: int, r: Reading) -> Verdict:
+    line = nodelog.start_line(r.log)
+    if line is None:
+        return Verdict(False, f"container {name} has no --metrics-addr and has not logged its start line (docker logs {name})")
+    if line.max_clients != want:
+        return Verdict(False, f"container {name} logged that it started with max clients {line.max_clients}, not {want}")
+    return Verdict(True)
+
+
+def judge(name: str, want: int, port: int, shape: Shape, r: Reading) -> Verdict:
+    """Healthy when the container runs and the node proves it serves with `want` max clients."""
+    problem = _container(name, r)
+    if problem is not None:
+        return problem
+    if shape.metrics:
+        return _by_metrics(name, want, port, shape, r)
+    return _by_log(name, want, r)

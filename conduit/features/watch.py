@@ -1,0 +1,318 @@
+"""conduit watch: the host follows its spec file or git repository, and heals drift.
+
+One reconcile at a time, in the main thread. File events only mark the spec dirty; a
+quiet period (debounce) must pass before it is applied, so an editor's burst of writes
+and renames is one apply. A spec whose digest failed is not applied again until it
+changes; meanwhile the periodic heal keeps the last good generation in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from conduit.features.alerts import notify
+from conduit.engine.apply import apply
+from conduit.drivers.docker import EngineError
+from conduit.drivers.files import atomic_write
+from conduit.spec.load import SpecError, load_text
+from conduit.state.lock import apply_lock
+from conduit.features.nodealerts import node_problems
+from conduit.drivers.observe import HostAccess, observed_plan
+from conduit.drivers.programs import not_installed
+from conduit.state.store import State
+from conduit.spec.profiles import HostFacts
+from conduit.spec.spec import ClusterSpec
+
+log = structlog.get_logger("conduit.watch")
+
+STATUS_FILE = "watch.json"
+WRITES = frozenset({"created", "modified", "moved", "closed", "deleted"})
+
+
+def read_watch_status(state_dir: Path) -> dict | None:
+    """The watcher's own record: when it last reconciled, with what result, and its last error."""
+    try:
+        return json.loads((Path(state_dir) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class Debounce:
+    """Fires once a burst of events has been quiet for `quiet` seconds."""
+
+    def __init__(self, quiet: float, clock: Callable[[], float] = time.monotonic):
+        self.quiet = quiet
+        self.clock = clock
+        self.last: float | None = None
+
+    def event(self) -> None:
+        self.last = self.clock()
+
+    def due(self) -> bool:
+        return self.last is not None and self.clock() - self.last >= self.quiet
+
+    def wait_left(self) -> float | None:
+        return None if self.last is None else max(0.0, self.quiet - (self.clock() - self.last))
+
+    def fired(self) -> None:
+        self.last = None
+
+
+@dataclass
+class Result:
+    status: str  # applied | unchanged | invalid | blocked | rolled_back | failed | drift (no-heal)
+    message: str = ""
+    generation: int | None = None
+
+
+@dataclass
+class Watcher:
+    host: HostAccess
+    facts: Callable[[], HostFacts]
+    heal: bool = True
+    report: Callable[[str], None] = lambda line: None
+    failed_digest: str | None = None
+    status: dict = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    last_doc: ClusterSpec | None = None
+    alerted: set = field(default_factory=set)
+
+    # ------------------------------------------------------------ one reconcile
+
+    def reconcile(self, text: str, source: str, reason: str, git: tuple[str | None, bool | None] | None = None) -> Result:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest == self.failed_digest and reason != "changed":
+            return self._heal_last_good(reason)
+        result = self._reconcile(text, source, reason, git)
+        self.failed_digest = digest if result.status in ("invalid", "blocked", "rolled_back", "failed") else None
+        self._record(result, reason, digest, git)
+        return result
+
+    def _heal_last_good(self, reason: str) -> Result:
+        """The file holds a spec that failed: keep the last good generation in place instead."""
+        good = State(self.host.state_dir).last_good()
+        if good is None:
+            return Result("unchanged", "no good generation to keep in place")
+        result = self._reconcile(good.spec_text, f"generation {good.id}", reason, None)
+        self._record(result, reason, good.spec_hash, None)
+        return result
+
+    def _reconcile(self, text: str, source: str, reason: str, git) -> Result:
+        try:
+            doc = load_text(text, source, self.facts())
+        except SpecError as exc:
+            return Result("invalid", " / ".join(exc.lines()))
+        self.last_doc = doc  # alerts go where the last valid spec says
+        try:
+            with apply_lock(self.host.state_dir, f"conduit watch ({source})", wait=True):
+                plan, before = observed_plan(doc, self.host)
+                self._health_alerts(doc, plan)
+                State(self.host.state_dir).mark_interrupted()
+                if plan.problems:
+                    return Result("blocked", "; ".join(plan.problems))
+                if not plan.changes:
+                    return Result("unchanged")
+                if not self.heal and reason == "interval":
+                    drift = ", ".join(f"{s.kind} {s.id}" for s in plan.changes)
+                    return Result("drift", f"not healed (--no-heal): {drift}")
+                outcome = apply(doc, text, source if not source.startswith("generation") else None, self.host, self.facts(), plan, before, self.report, git)
+        except EngineError as exc:
+            return Result("failed", str(exc))
+        if outcome.status == "succeeded":
+            return Result("applied", f"{len(plan.changes)} changes", outcome.generation)
+        return Result(outcome.status, f"{outcome.failure}; rolled back to {outcome.restored}", outcome.generation)
+
+    def _record(self, result: Result, reason: str, digest: str, git) -> None:
+        now = time.time()
+        self.status.update(
+            pid=os.getpid(),
+            last_reconcile=now,
+            last_reason=reason,
+            last_result=result.status,
+            last_message=result.message,
+            last_generation=result.generation,
+            spec_digest=digest,
+        )
+        if git:
+            self.status["last_commit"] = git[0]
+        if result.status in ("invalid", "blocked", "rolled_back", "failed"):
+            self.status.update(last_error=result.message, last_error_at=now)
+        self._alert(result, reason)
+        self.host.state_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.host.state_dir / STATUS_FILE, json.dumps(self.status, indent=2, sort_keys=True) + "\n")
+        level = log.warning if result.status in ("invalid", "blocked", "rolled_back", "failed", "drift") else log.info
+        level("watch.reconcile", reason=reason, result=result.status, message=result.message, generation=result.generation)
+        self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")
+
+    def _health_alerts(self, doc: ClusterSpec, plan) -> None:
+        """Crash loops, a stopped nginx, nodes the network wants upgraded, conduits dead under
+        their monitor: once each until they recover."""
+        problems = health_problems(plan)
+        try:
+            problems |= node_problems(doc, self.host.docker())
+        except EngineError as exc:
+            log.warning("watch.node_signals", error=str(exc))
+        for key, text in problems.items():
+            if key not in self.alerted:
+                notify(doc, f"watch: {text}")
+        self.alerted = set(problems)
+
+    def _alert(self, result: Result, reason: str) -> None:
+        if self.last_doc is None:
+            return
+        if result.status in ("invalid", "blocked", "rolled_back", "failed"):
+            notify(self.last_doc, f"watch: the spec was not applied ({result.status}): {result.message}")
+        elif result.status == "applied" and reason == "interval":
+            notify(self.last_doc, f"watch: drift repaired ({result.message})")
+
+    # ------------------------------------------------------------ loops
+
+    def install_signals(self) -> None:
+        """SIGTERM/SIGINT end the loop after the current reconcile; the lock goes with the process."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def watch_file(self, path: Path, interval: float, quiet: float = 0.5) -> None:
+        path = path.resolve()
+        debounce = Debounce(quiet)
+        wake = self.wake
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                # Only writes count: reading the spec (ours included) opens and closes it too.
+                if event.event_type not in WRITES:
+                    return
+                # Editors save by writing a temporary file and renaming it over the spec.
+                names = {getattr(event, "src_path", ""), getattr(event, "dest_path", "")}
+                if str(path) in {os.fsdecode(n) for n in names if n}:
+                    debounce.event()
+                    wake.set()
+
+        observer = Observer()
+        observer.schedule(Handler(), str(path.parent), recursive=False)
+        observer.start()
+        try:
+            next_heal = time.monotonic()  # reconcile once at start
+            reason = "start"
+            while not self.stopping.is_set():
+                if debounce.due() or time.monotonic() >= next_heal:
+                    if debounce.due():
+                        debounce.fired()
+                        reason = "changed"
+                    try:
+                        text = path.read_text()
+                    except OSError as exc:
+                        self._record(Result("invalid", f"{path}: cannot read: {exc.strerror}"), reason, "", None)
+                    else:
+                        self.reconcile(text, str(path), reason)
+                    next_heal = time.monotonic() + interval
+                    reason = "interval"
+                left = [next_heal - time.monotonic(), debounce.wait_left()]
+                wake.wait(timeout=max(0.05, min(x for x in left if x is not None)))
+                wake.clear()
+        finally:
+            observer.stop()
+            observer.join()
+
+    def watch_git(self, url: str, ref: str, spec_path: str, interval: float, poll: float) -> None:
+        checkout = self.host.state_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
+        applied: str | None = None
+        next_heal = 0.0
+        while not self.stopping.is_set():
+            try:
+                sha = fetch(url, ref, checkout)
+                text = show(checkout, sha, spec_path)
+            except GitError as exc:
+                self._record(Result("failed", str(exc)), "poll", "", None)
+            else:
+                if sha != applied:
+                    self.reconcile(text, f"{url}@{sha[:12]}:{spec_path}", "changed" if applied else "start", (sha, False))
+                    applied = sha
+                    next_heal = time.monotonic() + interval
+                elif time.monotonic() >= next_heal:
+                    self.reconcile(text, f"{url}@{sha[:12]}:{spec_path}", "interval", (sha, False))
+                    next_heal = time.monotonic() + interval
+            self.stopping.wait(poll)
+
+
+def health_problems(plan) -> dict[str, str]:
+    """What a plan of the host says is unhealthy right now: {key: message}."""
+    out = {}
+    for step in plan.changes:
+        for change in step.changes:
+            if step.kind == "container" and change.field == "state" and change.old == "restarting":
+                out[f"crash:{step.id}"] = f"container {step.id} is in a crash loop (restarting)"
+            elif step.kind == "nginx" and change.field == "running" and change.old is False:
+                out["nginx"] = "nginx is down"
+    return out
+
+
+class GitError(Exception):
+    pass
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise GitError(not_installed("git")) from None
+    if done.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {' '.join(done.stderr.split())[:300]}")
+    return done.stdout
+
+
+def fetch(url: str, ref: str, checkout: Path) -> str:
+    """The commit `ref` points at in `url`, fetched into a bare mirror under the state dir."""
+    if not (checkout / "HEAD").exists():
+        checkout.parent.mkdir(parents=True, exist_ok=True)
+        _git("init", "--bare", "-q", str(checkout))
+    _git("-C", str(checkout), "fetch", "-q", "--no-tags", url, f"+{ref}:refs/conduit/watched")
+    return _git("-C", str(checkout), "rev-parse", "refs/conduit/watched").strip()
+
+
+def show(checkout: Path, sha: str, path: str) -> str:
+    return _git("-C", str(checkout), "show", f"{sha}:{path.lstrip('/')}")
+
+
+def render_unit(argv: list[str], env: dict[str, str]) -> str:
+    """A systemd unit that runs this same watch command, with the global options as environment."""
+    import shlex
+
+    command = shlex.join(argv).replace("%", "%%").replace("$", "$$")
+    environment = "".join(f"Environment={key}={value}\n" for key, value in sorted(env.items()))
+    return f"""# conduit watch: the host follows its spec.
+[Unit]
+Description=conduit watch (declarative Conduit host)
+Wants=network-online.target docker.service
+After=network-online.target docker.service
+
+[Service]
+Type=simple
+{environment}ExecStart={command}
+# SIGTERM lets the current reconcile finish its step; give it the gate timeout and more.
+KillSignal=SIGTERM
+TimeoutStopSec=300
+Restart=on-failure
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+"""

@@ -1,0 +1,198 @@
+"""The nginx layer-4 front: one stream file the tool owns, and one include line in nginx.conf.
+
+The tool never writes nginx.conf as a whole (other sites may live there); it owns
+`include_file` entirely and a single line in the main config that includes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+
+from conduit.spec.resources import Resource
+from conduit.render.templating import environment
+from conduit.spec.resolve import nodes
+from conduit.spec.spec import ClusterSpec, LoadBalancer, Listener, Network
+
+TEMPLATE = "nginx-stream.conf.j2"
+# Ends the one line the tool owns in nginx.conf; how it is found again.
+MANAGED_MARK = "# managed by conduit"
+# First line of the stream file; a file at that path without it belongs to someone else.
+HEADER_PREFIX = "# Managed by conduit for cluster "
+DIGEST_PREFIX = "# digest: "
+LOG_FORMAT = "conduit_stream"
+
+# Values pasted into nginx directives unquoted: no whitespace, ';', quotes, braces or '#'
+# that would end the directive early or open a new one.
+_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_./@:+=,%~$-]+$")
+_MODULE_LINE = re.compile(r"^\s*(load_module\s|include\s+\S*modules-enabled/\S*;)")
+_BLOCK_OPEN = re.compile(r"^[^#]*\{")
+
+
+def _token(value: str, what: str) -> str:
+    if not _SAFE_TOKEN.match(value):
+        raise ValueError(f"{what} {value!r} cannot be written into nginx config (spaces, ';', quotes or braces)")
+    return value
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def body_digest(content: str) -> str:
+    """Digest of everything after the leading comment header (what a hand edit would change)."""
+    lines = content.splitlines(keepends=True)
+    start = 0
+    while start < len(lines) and lines[start].startswith("#"):
+        start += 1
+    return _sha("".join(lines[start:]))
+
+
+def header_digest(content: str) -> str | None:
+    """The digest recorded in the header when the file was written, if any."""
+    for line in content.splitlines():
+        if not line.startswith("#"):
+            return None
+        if line.startswith(DIGEST_PREFIX):
+            return line[len(DIGEST_PREFIX) :].strip()
+    return None
+
+
+def managed_cluster(content: str) -> str | None:
+    """The cluster named by the header of a stream file, or None when the file is not ours."""
+    first = content.split("\n", 1)[0]
+    if not first.startswith(HEADER_PREFIX):
+        return None
+    # Cluster names hold no ':' or spaces, so the name ends at the first of them.
+    name = re.split(r"[:\s]", first[len(HEADER_PREFIX) :], maxsplit=1)[0]
+    return name or None
+
+
+def backend_address(network: Network, listener: Listener, index: int) -> str:
+    """Where nginx reaches container `index` for this listener."""
+    if network.backends == "published":
+        if listener.host_port_base is None:
+            raise ValueError(f"listener {listener.name} needs host_port_base with published backends")
+        return f"127.0.0.1:{listener.host_port_base + index - 1}"
+    if network.subnet is None:
+        raise ValueError("network.subnet is required when backends are reached by address")
+    net = ipaddress.ip_network(network.subnet, strict=False)
+    # .0 is the network and .1 the bridge gateway: container i is host number i + 1.
+    return f"{net.network_address + index + 1}:{listener.backend_port}"
+
+
+def _balance(lb: LoadBalancer, listener: Listener) -> str | None:
+    if listener.protocol == "udp":
+        return "hash $remote_addr consistent" if lb.udp_affinity else None
+    return {"least_conn": "least_conn", "round_robin": None, "hash": "hash $remote_addr consistent"}[lb.tcp_algorithm]
+
+
+def _context(doc: ClusterSpec, drained: frozenset[int]) -> dict:
+    spec = doc.spec
+    lb = spec.loadbalancer
+    cluster = doc.metadata.name
+    indexes = [n.index for n in nodes(doc)]
+    unknown = sorted(set(drained) - set(indexes))
+    if unknown:
+        raise ValueError(f"cannot drain containers {unknown}: the cluster has {len(indexes)}")
+    limit = lb.per_ip_connection_limit
+    upstreams, servers = [], []
+    for listener in lb.listeners:
+        name = f"conduit_{cluster}_{listener.name}"
+        members = []
+        for index in indexes:
+            member = f"{backend_address(spec.network, listener, index)} max_fails={lb.max_fails} fail_timeout={lb.fail_timeout_seconds}s"
+            members.append(member + (" down" if index in drained else ""))
+        upstreams.append({"name": name, "balance": _balance(lb, listener), "servers": members})
+        servers.append(
+            {
+                "listener": listener.name,
+                "udp": listener.protocol == "udp",
+                "port": listener.port,
+                "upstream": name,
+                "limit": limit if listener.protocol == "tcp" else 0,
+            }
+        )
+    return {
+        "cluster": cluster,
+        "main_config": lb.nginx.main_config,
+        "worker_rlimit_nofile": lb.worker_rlimit_nofile,
+        "log_format": LOG_FORMAT,
+        "access_log": _token(lb.access_log, "access_log") if lb.access_log is not None else None,
+        "zone": f"conduit_{cluster}_perip" if limit > 0 else None,
+        "connect_timeout": lb.proxy_connect_timeout_seconds,
+        "proxy_timeout": lb.proxy_timeout_seconds,
+        "upstreams": upstreams,
+        "servers": servers,
+    }
+
+
+def render_stream_conf(doc: ClusterSpec, drained: frozenset[int] = frozenset()) -> str:
+    """The whole stream file; its header records a digest of the body so hand edits show."""
+    template = environment().get_template(TEMPLATE)
+    context = _context(doc, frozenset(drained))
+    draft = template.render(digest="-", **context)
+    return template.render(digest=body_digest(draft), **context)
+
+
+def include_line(include_file: str) -> str:
+    return f"include {_token(include_file, 'include_file')}; {MANAGED_MARK}"
+
+
+def render_nginx(doc: ClusterSpec, drained: frozenset[int] = frozenset()) -> list[Resource]:
+    """Desired nginx resources; `drained` container indexes are marked down in every upstream."""
+    lb = doc.spec.loadbalancer
+    if not lb.enabled:
+        return []
+    return [
+        Resource("nginx_conf", lb.nginx.include_file, {"content": render_stream_conf(doc, drained)}),
+        Resource("nginx_include", lb.nginx.main_config, {"line": include_line(lb.nginx.include_file)}),
+        Resource("nginx", "nginx", {"running": True}),
+    ]
+
+
+# ------------------------------------------------------------------ the line in nginx.conf
+
+
+def is_managed_line(line: str) -> bool:
+    return line.rstrip().endswith(MANAGED_MARK)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their '\n' kept; only '\n' ends a line, as for nginx."""
+    return re.findall(r"[^\n]*\n|[^\n]+\Z", text)
+
+
+def insert_include(main_conf_text: str, line: str) -> str:
+    """nginx.conf with the managed include line in the main context, changing nothing else.
+
+    The line goes after the load_module lines (and Debian's modules-enabled include) at the
+    top, because the stream block it pulls in needs the module loaded first and nginx
+    refuses load_module once any block has been read. An older managed line is replaced
+    where it stands; extra managed lines are dropped (two includes would be two stream blocks).
+    """
+    line = line.strip()
+    lines = _lines(main_conf_text)
+    managed = [i for i, text in enumerate(lines) if is_managed_line(text)]
+    if len(managed) == 1 and lines[managed[0]].strip() == line:
+        return main_conf_text
+    if managed:
+        first = managed[0]
+        lines[first] = line + ("\n" if lines[first].endswith("\n") else "")
+        return "".join(text for i, text in enumerate(lines) if i not in managed[1:])
+    at = 0
+    for i, text in enumerate(lines):
+        if _BLOCK_OPEN.match(text):
+            break
+        if _MODULE_LINE.match(text):
+            at = i + 1
+    if at > 0 and not lines[at - 1].endswith("\n"):
+        lines[at - 1] += "\n"
+    lines.insert(at, line + "\n")
+    return "".join(lines)
+
+
+def remove_include(main_conf_text: str) -> str:
+    """nginx.conf without the managed line(s); the rest byte for byte."""
+    return "".join(text for text in _lines(main_conf_text) if not is_managed_line(text))

@@ -1,0 +1,90 @@
+"""Desired per-country traffic tracker: the argv of the supervised process, and its systemd unit."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from conduit.spec.resources import Resource
+from conduit.render.templating import environment
+from conduit.spec.spec import ClusterSpec, Tracker
+
+MAX_PORT = 65535
+
+
+def unit_name(cluster: str) -> str:
+    return f"conduit-tracker-{cluster}"
+
+
+def _port_terms(ports: str) -> list[str]:
+    terms: list[str] = []
+    for part in ports.split(","):
+        low, _, high = part.partition("-")
+        first, last = int(low), int(high or low)
+        if not 1 <= first <= MAX_PORT or not 1 <= last <= MAX_PORT:
+            raise ValueError(f"spec.tracker.ports: {part!r} is outside 1-{MAX_PORT}")
+        if first > last:
+            raise ValueError(f"spec.tracker.ports: {part!r} runs backwards")
+        terms.append(f"port {first}" if first == last else f"portrange {first}-{last}")
+    return terms
+
+
+def capture_filter(tracker: Tracker) -> str:
+    """BPF filter for the sampled capture.
+
+    Conduit serves each client over WebRTC on a fresh random UDP port, so the capture
+    counts UDP on the configured (ephemeral) ranges; DNS and the broker's 443 are excluded
+    because they are the node's own traffic, not its clients'.
+    """
+    included = " or ".join(_port_terms(tracker.ports))
+    text = f"udp and ({included})"
+    excluded = sorted(set(tracker.exclude_ports))
+    if excluded:
+        text += " and not (" + " or ".join(f"port {p}" for p in excluded) + ")"
+    return text
+
+
+def _metrics_ports(doc: ClusterSpec) -> str:
+    """The nodes' metrics ports on 127.0.0.1, where per-country figures of 2.x nodes come from."""
+    first = doc.spec.conduit.metrics_port_base
+    return f"{first}-{first + (doc.spec.containers.count or 1) - 1}"
+
+
+def tracker_command(doc: ClusterSpec, conduit_bin: str = "conduit") -> list[str]:
+    t = doc.spec.tracker
+    argv = [
+        conduit_bin, "tracker", "run",
+        "--cluster", doc.metadata.name,
+        "--metrics-ports", _metrics_ports(doc),
+        "--interface", t.interface,
+        "--source", t.source,
+        "--filter", capture_filter(t),
+        "--sample-seconds", str(t.sample_seconds),
+        "--interval-seconds", str(t.interval_seconds),
+        "--snaplen", str(t.snaplen),
+        "--retention-days", str(t.retention_days),
+        "--keep-addresses-hours", str(t.keep_addresses_hours),
+    ]  # fmt: skip
+    if not t.geoip:
+        argv.append("--no-geoip")
+    return argv
+
+
+def render_tracker(doc: ClusterSpec, conduit_bin: str = "conduit") -> list[Resource]:
+    if not doc.spec.tracker.enabled:
+        return []
+    return [Resource("tracker", "tracker", {"command": tracker_command(doc, conduit_bin), "running": True})]
+
+
+def _systemd_escape(text: str) -> str:
+    """systemd expands %specifiers and $VARIABLES in these lines even inside quotes."""
+    return text.replace("%", "%%").replace("$", "$$")
+
+
+def render_tracker_unit(doc: ClusterSpec, conduit_bin: str, state_dir: str | Path) -> str:
+    template = environment().get_template("conduit-tracker.service.j2")
+    return template.render(
+        cluster=doc.metadata.name,
+        exec_start=_systemd_escape(shlex.join(tracker_command(doc, conduit_bin))),
+        state_dir=_systemd_escape(shlex.quote(str(state_dir))),
+    )

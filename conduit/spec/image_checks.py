@@ -1,0 +1,131 @@
+"""Checks that depend on what the image speaks: what the real `conduit start` of that version
+and build would refuse, so a node is never created to crash at start.
+
+Each check refuses only what the facts say for certain (ImageFacts.supports is False); what
+cannot be told without the image is left to `plan`, which asks the image. Rules and their
+upstream sources (Psiphon-Inc/conduit tags release-cli-*, ssmirr/conduit master):
+
+- 1.x: max clients at least 1 ("max-clients must be between 1 and 1000", 1.5 cli/cmd/start.go:97-99;
+  1.1 and 1.2 silently use 50 for 0, internal/config/config.go:91-94).
+- 2.0: max common clients and max personal clients not both 0 (2.0 internal/config/config.go:224-227).
+- personal clients: --max-personal-clients exists from 2.0 only (2.0 cli/cmd/start.go:66).
+- data caps: conduit-monitor is in the official image from 1.5.0 (1.5 cli/Dockerfile:22), not in
+  the community build (ssmirr cli/Dockerfile).
+- reduced hours: --set exists from 2.0 only (2.0 cli/cmd/start.go:68); InproxyReducedMaxCommonClients
+  at most the node's max common clients (psiphon-tunnel-core psiphon/config.go, Commit).
+- --idle-restart: the community build only (ssmirr cli/cmd/start.go:74).
+- extra_args: an unknown flag makes cobra exit ("unknown flag"), so each must be listed by
+  the image's `conduit start --help`.
+"""
+
+from __future__ import annotations
+
+from conduit.spec.image import COMMUNITY, ImageFacts
+from conduit.spec.resolve import nodes
+from conduit.spec.spec import ClusterSpec
+
+Path = tuple[str | int, ...]
+Issue = tuple[Path, str]
+
+CONDUIT: Path = ("spec", "conduit")
+
+
+def field_path(doc: ClusterSpec, index: int, name: str, base: Path) -> Path:
+    """Point at the override when one sets this field, else at the shared field."""
+    over = doc.spec.containers.overrides.get(index)
+    if over is not None and getattr(over, name) is not None:
+        return ("spec", "containers", "overrides", index, name)
+    return base
+
+
+def image_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    return (
+        _client_checks(doc, facts)
+        + _monitor_checks(doc, facts)
+        + _reduced_checks(doc, facts)
+        + _community_checks(doc, facts)
+        + _extra_arg_checks(doc, facts)
+    )
+
+
+def _client_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    conduit = doc.spec.conduit
+    issues: list[Issue] = []
+    if conduit.max_personal_clients is not None and facts.has_personal is False:
+        issues.append(
+            (CONDUIT + ("max_personal_clients",), f"{facts.image} is {facts.describe()}: personal clients need a 2.0 image")
+        )
+    personal = conduit.max_personal_clients or 0 if facts.has_personal else 0
+    for n in nodes(doc):
+        where = field_path(doc, n.index, "max_clients", CONDUIT + ("max_clients",))
+        if facts.cli == "1.x" and n.max_clients < 1:
+            return issues + [(where, "a 1.x CLI needs at least 1 client (max-clients must be between 1 and 1000)")]
+        if facts.cli == "2.x" and n.max_clients == 0 and personal == 0:
+            return issues + [
+                (where, "0 common clients and no personal clients: the CLI refuses to start (at least one of "
+                 "--max-common-clients or --max-personal-clients must be greater than 0)")
+            ]  # fmt: skip
+    return issues
+
+
+def _monitor_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    if doc.spec.conduit.data_cap is None or facts.has_monitor is not False:
+        return []
+    return [
+        (
+            CONDUIT + ("data_cap",),
+            f"{facts.image} is {facts.describe()}, which has no conduit-monitor: "
+            "a data cap needs an official image 1.5.0 or later",
+        )
+    ]
+
+
+def _reduced_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    reduced = doc.spec.conduit.reduced_hours
+    if reduced is None:
+        return []
+    if facts.has_set is False:
+        return [(CONDUIT + ("reduced_hours",), f"{facts.image} is {facts.describe()}: reduced hours need a 2.0 image (--set)")]
+    for n in nodes(doc):
+        if reduced.max_clients > n.max_clients:
+            return [
+                (
+                    CONDUIT + ("reduced_hours", "max_clients"),
+                    f"{reduced.max_clients} is more than the {n.max_clients} max clients of {n.name}; "
+                    "reduced hours may only lower it",
+                )
+            ]
+    return []
+
+
+def _community_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    if doc.spec.conduit.idle_restart is None or facts.has_idle_restart is not False:
+        return []
+    return [
+        (
+            CONDUIT + ("idle_restart",),
+            f"{facts.image} is {facts.describe()}: --idle-restart exists only in the community build "
+            "(ghcr.io/ssmirr/conduit/conduit)",
+        )
+    ]
+
+
+def flag_name(arg: str) -> str | None:
+    """"--geo" and "--set=a=b" -> "geo", "set"; values and short flags -> None."""
+    if not arg.startswith("--") or arg == "--":
+        return None
+    return arg[2:].split("=", 1)[0]
+
+
+def _extra_arg_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    if not facts.exact or facts.flags is None:
+        return []
+    issues: list[Issue] = []
+    for i, arg in enumerate(doc.spec.conduit.extra_args):
+        name = flag_name(arg)
+        if name is not None and name not in facts.flags:
+            hint = " (the community build's flag)" if name in ("geo", "idle-restart") and facts.build != COMMUNITY else ""
+            issues.append(
+                (CONDUIT + ("extra_args", i), f"--{name} is not a flag of {facts.describe()}'s conduit start{hint}; it would exit at start")
+            )
+    return issues

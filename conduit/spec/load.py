@@ -1,0 +1,305 @@
+"""YAML to a validated spec, with errors that name the file, line, column and field.
+
+Pydantic's error locations carry no line numbers, so the YAML is composed into nodes
+first and every data path is mapped to the mark of its node.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from conduit.spec.checks import Issue, check
+from conduit.spec.profiles import HostFacts
+from conduit.spec.resolve import host_facts, resolve
+from conduit.spec.spec import ClusterSpec
+
+MAX_BYTES = 1 << 20  # a real spec is a few KiB
+MAX_NODES = 20_000  # counted after alias expansion: stops "billion laughs"
+MAX_DEPTH = 40
+
+Path = tuple[str | int, ...]
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    column: int
+    path: str
+    message: str
+
+
+class SpecError(Exception):
+    """A spec that cannot be used; every problem names file, line, column and field."""
+
+    def __init__(self, filename: str, problems: list[Problem]):
+        self.filename = filename
+        self.problems = problems
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        out = []
+        for p in self.problems:
+            where = f"{self.filename}:{p.line}:{p.column}"
+            message = " ".join(p.message.split())  # one line each, whatever the parser said
+            out.append(f"{where}: {p.path}: {message}" if p.path else f"{where}: {message}")
+        return out
+
+
+class _Marks:
+    """Line and column of every data path, from the key (mapping) or item (sequence) node."""
+
+    def __init__(self) -> None:
+        self.marks: dict[Path, tuple[int, int]] = {(): (1, 1)}
+
+    def add(self, path: Path, mark: yaml.Mark) -> None:
+        self.marks.setdefault(path, (mark.line + 1, mark.column + 1))
+
+    def find(self, path: Path) -> tuple[int, int]:
+        while path not in self.marks:
+            path = path[:-1]
+        return self.marks[path]
+
+
+class _Builder:
+    """Turns composed nodes into plain data, refusing duplicate keys and runaway documents."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.constructor = yaml.SafeLoader("")
+        self.marks = _Marks()
+        self.nodes = 0
+
+    def fail(self, mark: yaml.Mark | None, message: str, path: Path = ()) -> typing.NoReturn:
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise SpecError(self.filename, [Problem(line, col, dotted(path), message)])
+
+    def build(self, node: yaml.Node, path: Path = (), depth: int = 0) -> object:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self.fail(node.start_mark, f"document expands to more than {MAX_NODES} nodes (alias bomb?)")
+        if depth > MAX_DEPTH:
+            self.fail(node.start_mark, f"document is nested deeper than {MAX_DEPTH} levels", path)
+        if isinstance(node, yaml.MappingNode):
+            self.constructor.flatten_mapping(node)
+            out: dict[object, object] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.fail(key_node.start_mark, "keys must be plain scalars", path)
+                key = self.constructor.construct_object(key_node)
+                if not isinstance(key, (str, int)) or isinstance(key, bool):
+                    key = str(key_node.value)
+                if key in out:
+                    self.fail(key_node.start_mark, f"duplicate key {key!r}", path + (key,))
+                self.marks.add(path + (key,), key_node.start_mark)
+                out[key] = self.build(value_node, path + (key,), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                self.marks.add(path + (i,), item.start_mark)
+                items.append(self.build(item, path + (i,), depth + 1))
+            return items
+        try:
+            return self.constructor.construct_object(node)
+        except yaml.constructor.ConstructorError as exc:
+            self.fail(node.start_mark, str(exc.problem), path)
+
+
+def dotted(path: Path) -> str:
+    """spec.containers.count; odd keys are quoted so the path stays on one line."""
+    return ".".join(p if isinstance(p, str) and _PLAIN_KEY.match(p) else repr(p) if isinstance(p, str) else str(p) for p in path)
+
+
+def parse(text: str, filename: str) -> tuple[object, _Marks]:
+    """Plain data and its marks from YAML text."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise SpecError(filename, [Problem(1, 1, "", f"file is larger than {MAX_BYTES // 1024} KiB; not a spec")])
+    builder = _Builder(filename)
+    try:
+        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        builder.fail(mark, f"invalid YAML: {exc.problem or exc.context}")
+    except yaml.reader.ReaderError as exc:  # characters YAML does not allow
+        builder.fail(None, f"invalid YAML: character #x{exc.character:04x} at offset {exc.position} is not allowed")
+    except yaml.YAMLError as exc:
+        builder.fail(None, f"invalid YAML: {exc}")
+    documents = [d for d in documents if d is not None]
+    if not documents:
+        builder.fail(None, "the file is empty; expected a ConduitCluster document")
+    if len(documents) > 1:
+        builder.fail(documents[1].start_mark, "expected one document, found several")
+    data = builder.build(documents[0])
+    return data, builder.marks
+
+
+# ------------------------------------------------------------------ pydantic errors
+
+
+def _model_at(path: Path) -> type[BaseModel] | None:
+    """The model class that holds the fields at `path`, following dicts and lists."""
+    current: object = ClusterSpec
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: object) -> object:
+    """Model or container type inside Optional/Annotated/unions."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [_unwrap(a) for a in typing.get_args(annotation) if a is not type(None)]
+        for member in members:
+            if (isinstance(member, type) and issubclass(member, BaseModel)) or typing.get_origin(member) in (dict, list):
+                return member
+        return members[0] if members else annotation
+    return annotation
+
+
+def _data_path(loc: tuple, data: object) -> Path:
+    """The part of a pydantic loc that names real data (drops union member tags)."""
+    path: list[str | int] = []
+    current = data
+    for i, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, dict) and isinstance(part, str) and part.isdigit() and int(part) in current:
+            part = int(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        elif isinstance(current, dict) and i == len(loc) - 1:
+            path.append(part)  # a missing field: name it
+            break
+        else:
+            break
+        path.append(part)
+    return tuple(path)
+
+
+def _message(error: dict) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "required field is missing"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        limit = next(iter(ctx.values()))
+        return f"must be {op} {limit}"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected', '')}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    if kind in ("string_type",):
+        return "must be a string"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "must be a mapping"
+    if kind == "list_type":
+        return "must be a list"
+    if kind == "string_pattern_mismatch":
+        return f"does not match the pattern {ctx.get('pattern')}"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return message[:1].lower() + message[1:]
+
+
+def _join(messages: list[str]) -> str:
+    """Union members fail separately: 'must be a number' + "must be 'auto'" -> one sentence."""
+    if len(messages) > 1 and all(m.startswith("must be ") for m in messages):
+        return "must be " + " or ".join(m[len("must be ") :] for m in messages)
+    return "; ".join(messages)
+
+
+def _problems(exc: ValidationError, data: object, marks: _Marks) -> list[Problem]:
+    by_path: dict[Path, list[str]] = {}
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden":
+            path = _data_path(loc, data)
+            key = str(path[-1]) if path else str(loc[-1])
+            model = _model_at(path[:-1])
+            hint = ""
+            if model is not None:
+                close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+                if close:
+                    hint = f" (did you mean {close[0]!r}?)"
+            by_path.setdefault(path, []).append(f"unknown field{hint}")
+            continue
+        path = _data_path(loc, data)
+        message = _message(error)
+        if message not in by_path.setdefault(path, []):
+            by_path[path].append(message)
+    problems = []
+    for path, messages in by_path.items():
+        line, col = marks.find(path)
+        problems.append(Problem(line, col, dotted(path), _join(messages)))
+    return sorted(problems, key=lambda p: (p.line, p.column))
+
+
+def _issue_problems(issues: list[Issue], marks: _Marks) -> list[Problem]:
+    problems = []
+    for path, message in issues:
+        line, col = marks.find(path)
+        problems.append(Problem(line, col, dotted(path), message))
+    return sorted(problems, key=lambda p: (p.line, p.column))
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def load_text(text: str, filename: str, detected: HostFacts) -> ClusterSpec:
+    """Validate YAML text into a resolved spec, or raise SpecError."""
+    data, marks = parse(text, filename)
+    if not isinstance(data, dict):
+        raise SpecError(filename, [Problem(1, 1, "", "expected a mapping with apiVersion, kind, metadata and spec")])
+    try:
+        doc = ClusterSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(filename, _problems(exc, data, marks)) from None
+    resolved = resolve(doc, host_facts(doc.spec.host, detected))
+    issues = check(resolved, host_facts(doc.spec.host, detected))
+    if issues:
+        raise SpecError(filename, _issue_problems(issues, marks))
+    return resolved
+
+
+def load_file(path: str | FsPath, detected: HostFacts) -> ClusterSpec:
+    name = str(path)
+    try:
+        raw = FsPath(path).read_bytes()
+    except OSError as exc:
+        raise SpecError(name, [Problem(1, 1, "", f"cannot read: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise SpecError(name, [Problem(1, 1, "", f"file is larger than {MAX_BYTES // 1024} KiB; not a spec")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(name, [Problem(1, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
+    return load_text(text, name, detected)

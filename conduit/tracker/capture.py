@@ -1,0 +1,132 @@
+"""The tracker's fallback for 1.x nodes, which report no countries: a sampled packet capture.
+
+A short tcpdump window on the primary interface, with a small snaplen and the spec's BPF
+filter (UDP on ephemeral ports: Conduit serves each client on a fresh random port, never
+on 443), counts UDP payload bytes per remote address; the country of each address comes
+from the GeoIP database that the Debian package geoip-database installs.
+Between windows nothing runs, which keeps the cost far below a continuous capture.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from conduit.drivers.programs import not_installed
+
+GEOIP_V4 = Path("/usr/share/GeoIP/GeoIP.dat")
+GEOIP_V6 = Path("/usr/share/GeoIP/GeoIPv6.dat")
+UNKNOWN = "ZZ"
+
+# "1700000000.123456 IP 10.0.0.1.5000 > 10.0.0.2.40000: UDP, length 100" (IPv6: "IP6 a::1.5000 > ...")
+_LINE = re.compile(r"^\S+ IP6? (\S+)\.(\d+) > (\S+)\.(\d+): UDP, length (\d+)")
+
+
+class CaptureError(Exception):
+    """The window could not be captured (no tcpdump, interface gone); one line."""
+
+
+@dataclass
+class Flow:
+    packets: int = 0
+    up: int = 0  # from the client to the node
+    down: int = 0  # from the node to the client
+
+
+def local_addresses(interface: str) -> set[str]:
+    """The interface's own addresses: the other end of a packet is the client."""
+    try:
+        done = subprocess.run(["ip", "-j", "addr", "show", "dev", interface], capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:
+        raise CaptureError(not_installed("ip")) from None
+    if done.returncode != 0:
+        raise CaptureError(f"interface {interface}: {' '.join(done.stderr.split()) or 'not found'}")
+    return {info["local"] for entry in json.loads(done.stdout or "[]") for info in entry.get("addr_info", [])}
+
+
+def parse(lines, local: set[str], flows: dict[str, Flow] | None = None) -> dict[str, Flow]:
+    """Count tcpdump's lines into flows by remote address (lines may be a live stream)."""
+    flows = {} if flows is None else flows
+    for line in lines:
+        match = _LINE.match(line)
+        if not match:
+            continue
+        src, _sport, dst, _dport, length = match.groups()
+        remote = dst if src in local else src
+        if remote in local:
+            continue  # between two of our own addresses
+        flow = flows.setdefault(remote, Flow())
+        flow.packets += 1
+        if remote == src:
+            flow.up += int(length)
+        else:
+            flow.down += int(length)
+    return flows
+
+
+def window(interface: str, bpf: str, seconds: float, snaplen: int) -> dict[str, Flow]:
+    """Capture for `seconds`, then stop; flows by remote address.
+
+    tcpdump's output is counted as it arrives: a pipe left unread would fill, stall
+    tcpdump and make the kernel drop the very packets being counted.
+    """
+    local = local_addresses(interface)
+    argv = ["tcpdump", "-i", interface, "-n", "-tt", "-q", "-l", "-s", str(snaplen), bpf]
+    try:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except FileNotFoundError:
+        raise CaptureError(not_installed("tcpdump")) from None
+    flows: dict[str, Flow] = {}
+    reader = threading.Thread(target=parse, args=(process.stdout, local, flows), daemon=True)
+    reader.start()
+    time.sleep(seconds)
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    reader.join(timeout=10)  # the rest of the output, up to end of file
+    err = process.stderr.read()
+    if process.returncode not in (0, -15) and not flows:
+        raise CaptureError(f"tcpdump on {interface} failed: {' '.join(err.split())[-200:]}")
+    return flows
+
+
+@cache
+def _database(path: Path):
+    import pygeoip
+
+    return pygeoip.GeoIP(str(path), pygeoip.MEMORY_CACHE)
+
+
+def country(address: str) -> str:
+    """ISO country code of a public address from the packaged database; ZZ when unknown."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return UNKNOWN
+    if not ip.is_global:
+        return UNKNOWN
+    path = GEOIP_V6 if ip.version == 6 else GEOIP_V4
+    if not path.exists():
+        return UNKNOWN
+    return _database(path).country_code_by_addr(address) or UNKNOWN
+
+
+def by_country(flows: dict[str, Flow], geoip: bool = True) -> dict[str, tuple[int, int, int]]:
+    """{country: (client addresses, UDP payload bytes up, bytes down)} of one window."""
+    totals: dict[str, list[int]] = {}
+    for address, flow in flows.items():
+        entry = totals.setdefault(country(address) if geoip else UNKNOWN, [0, 0, 0])
+        entry[0] += 1
+        entry[1] += flow.up
+        entry[2] += flow.down
+    return {code: tuple(v) for code, v in totals.items()}
