@@ -50,7 +50,7 @@ class HostAccess:
 def settle_cli_version(
     doc: ClusterSpec, client: CountingClient | None, state_dir: Path | None = None
 ) -> tuple[ClusterSpec, list[str]]:
-    """The spec with what its image speaks (conduit.reconciler.images), and the warnings."""
+    """The spec with what its image speaks (conduit.engine.images), and the warnings."""
     settled = settle_image(doc, client, state_dir)
     return settled.doc, settled.warnings
 

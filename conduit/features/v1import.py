@@ -125,7 +125,7 @@ def build_spec(
 ) -> tuple[dict, list[str]]:  # fmt: skip
     """The spec that adopts what is there, and warnings for what could not be carried over.
 
-    facts: what the nodes' own image answered when asked (conduit.reconciler.images).
+    facts: what the nodes' own image answered when asked (conduit.engine.images).
     """
     v = settings.values
     warnings = [f"unknown setting {key} ignored" for key in settings.unknown]

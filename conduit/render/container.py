@@ -88,7 +88,7 @@ def _monitor_args(doc: ClusterSpec, cap: DataCap, metrics: list[str]) -> list[st
 
 
 def conduit_args(doc: ClusterSpec, node: NodeSettings) -> tuple[list[str] | None, list[str]]:
-    """Entrypoint and command for what the image speaks (conduit.schemas.image).
+    """Entrypoint and command for what the image speaks (conduit.spec.image).
 
     The short flags -m -b -d work in every version. --metrics-addr (1.2+), --stats-file
     (1.x), personal clients and --set (2.0) and --idle-restart (community) are emitted only

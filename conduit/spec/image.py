@@ -1,7 +1,7 @@
 """What a Conduit image speaks: its CLI version, its build and the flags of its `conduit start`.
 
 The truth is the image itself: `conduit --version` and `conduit start --help`, run once in a
-throwaway container (see `conduit.reconciler.drivers.docker.probe_image`), and whether the
+throwaway container (see `conduit.drivers.docker.probe_image`), and whether the
 image ships `conduit-monitor`. This module holds the pure part: the value, the parsers of the
 CLI's answers, and what is known of each published image when the image is not at hand.
 

@@ -82,7 +82,7 @@ def reference_markdown() -> str:
     head = [
         "# Spec reference",
         "",
-        "Generated from the models in `conduit/schemas/spec.py` by `conduit schema --markdown`; a test",
+        "Generated from the models in `conduit/spec/spec.py` by `conduit schema --markdown`; a test",
         "fails when this page and the models drift. Omitted container settings are sized from the",
         "host (see `spec.host.profile`); `examples/cluster.yaml` shows them in use.",
         "",

@@ -21,7 +21,7 @@ KIND_PHASE = {
     "nginx": "nginx",  # id: "nginx"; props: {"running": bool}
     "network": "containers",  # id: Docker network name; props: {"driver": "bridge", "subnet": str | None}
     "volume": "containers",  # id: volume name; props: {} (never deleted)
-    "container": "containers",  # id: container name; see renderers/container.py
+    "container": "containers",  # id: container name; see render/container.py
     "tracker": "tracker",  # id: "tracker"; props: {"command": [...], "running": bool}
 }
 # Within a phase, kinds that others depend on come first.

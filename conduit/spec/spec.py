@@ -1,9 +1,9 @@
 """The spec language: one ClusterSpec document describes every part of a Conduit host.
 
 Fields left out (None) are filled from the host's hardware profile by
-`conduit.schemas.resolve`; each field's description says where its default comes from.
+`conduit.spec.resolve`; each field's description says where its default comes from.
 These models check each field on its own; checks that need several fields or the
-host's facts live in `conduit.schemas.checks`.
+host's facts live in `conduit.spec.checks`.
 """
 
 from __future__ import annotations
@@ -531,7 +531,7 @@ class Spec(Strict):
 
 
 class ClusterSpec(Strict):
-    # What the image was found to speak (conduit.schemas.resolve.with_image_facts); not part of the document.
+    # What the image was found to speak (conduit.spec.resolve.with_image_facts); not part of the document.
     _image_facts: object = PrivateAttr(default=None)
 
     apiVersion: Literal["conduit.psiphon.ca/v1alpha1"] = Field(description="Version of the spec language.")

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS tracker_addresses (  -- only when the spec keeps raw 
 );
 CREATE TABLE IF NOT EXISTS image_facts (  -- what an image answered when asked, by image ID
     image_id TEXT PRIMARY KEY,
-    facts TEXT NOT NULL,            -- conduit.schemas.image.ImageFacts as JSON
+    facts TEXT NOT NULL,            -- conduit.spec.image.ImageFacts as JSON
     probed REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS node_bytes (  -- lifetime totals; the nodes' own counters restart at 0

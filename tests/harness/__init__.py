@@ -114,7 +114,7 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-# The programs the tests run beyond the product's own (conduit.reconciler.programs).
+# The programs the tests run beyond the product's own (conduit.drivers.programs).
 PACKAGES = {**_PRODUCT_PACKAGES, "sysctl": "procps", "unshare": "util-linux", "setpriv": "util-linux", "gcc": "gcc"}
 
 
