@@ -29,7 +29,7 @@ from harness import DockerEngine  # noqa: E402
 
 from conduit.drivers.docker import CountingClient, create_container, create_volume  # noqa: E402
 from conduit.spec.load import load_text  # noqa: E402
-from conduit.drivers.observe import settle_cli_version  # noqa: E402
+from conduit.engine.planning import settle_cli_version  # noqa: E402
 from conduit.render.container import labels  # noqa: E402
 from conduit.render.desired import render  # noqa: E402
 from conduit.spec.profiles import HostFacts  # noqa: E402

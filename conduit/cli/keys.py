@@ -232,7 +232,7 @@ def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
     from conduit.engine.gates import GateFailed
     from conduit.drivers.keys import automatic_backup
     from conduit.state.lock import Locked, apply_lock
-    from conduit.drivers.observe import observed_plan
+    from conduit.engine.planning import observed_plan
     from conduit.plan.planner import make_plan
     from conduit.views.report import render_plan
     from conduit.spec.resources import PHASES

@@ -225,7 +225,7 @@ def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None
     import hashlib
 
     from conduit.drivers.docker import EngineError
-    from conduit.drivers.observe import plan_against_host, plan_offline
+    from conduit.engine.planning import plan_against_host, plan_offline
 
     spec = load_spec(opts, file)
     try:
@@ -274,7 +274,7 @@ def _git_show(ref: str, file: str) -> str:
 @click.pass_obj
 def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bool, detailed_exitcode: bool) -> None:
     """Print the plan between two specs: OLD NEW, or --git-ref REF FILE. Reads no host."""
-    from conduit.drivers.observe import plan_between
+    from conduit.engine.planning import plan_between
 
     facts = opts.detected()
     if git_ref:
@@ -331,7 +331,7 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
     from conduit.engine.apply import apply
     from conduit.drivers.docker import EngineError
     from conduit.state.lock import Locked, apply_lock
-    from conduit.drivers.observe import observed_plan
+    from conduit.engine.planning import observed_plan
     from conduit.state.store import State
 
     host = opts.host()

@@ -23,11 +23,11 @@ from conduit.drivers.files import atomic_write
 from conduit.engine.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
 from conduit.drivers.keys import KeyProblem, automatic_backup
 from conduit.spec.load import load_text
-from conduit.drivers.observe import HostAccess, observed_plan, settle_cli_version
+from conduit.drivers.observe import HostAccess
+from conduit.engine.planning import observed_plan, settle_cli_version
 from conduit.plan.planner import Plan, Step, make_plan
-from conduit.spec.resources import PHASES, Resource, host_path
+from conduit.spec.resources import PHASES, Resource, host_path, natural_key
 from conduit.state.store import State
-from conduit.render.container import natural_key
 from conduit.render.nginx import render_stream_conf
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec

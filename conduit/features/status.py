@@ -27,7 +27,8 @@ from conduit.drivers.docker import call
 from conduit.facts.lifetime import ByteReading
 from conduit.engine.nodehealth import Reading, Verdict
 from conduit.facts.statsfile import read_stats
-from conduit.drivers.observe import HostAccess, plan_against_host
+from conduit.drivers.observe import HostAccess
+from conduit.engine.planning import plan_against_host
 from conduit.state.store import State
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from conduit.spec.resolve import nodes

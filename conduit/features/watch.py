@@ -30,7 +30,8 @@ from conduit.drivers.files import atomic_write
 from conduit.spec.load import SpecError, load_text
 from conduit.state.lock import apply_lock
 from conduit.features.nodealerts import node_problems
-from conduit.drivers.observe import HostAccess, observed_plan
+from conduit.drivers.observe import HostAccess
+from conduit.engine.planning import observed_plan
 from conduit.drivers.programs import not_installed
 from conduit.state.store import State
 from conduit.spec.profiles import HostFacts

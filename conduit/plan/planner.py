@@ -6,8 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from deepdiff import DeepDiff
 
-from conduit.spec.resources import KIND_ORDER, KIND_PHASE, PHASES, Resource, digest
-from conduit.render.container import natural_key
+from conduit.spec.resources import KIND_ORDER, KIND_PHASE, PHASES, Resource, digest, natural_key
 
 PLAN_FORMAT = 1
 

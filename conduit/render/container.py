@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 
 from conduit.spec.resources import Resource, canonical, digest
 from conduit.spec.image import ImageFacts
@@ -191,11 +190,3 @@ def config_from_labels(container_labels: dict[str, str]) -> dict | None:
         return json.loads(container_labels.get(CONFIG, ""))
     except ValueError:
         return None
-
-
-_NATURAL = re.compile(r"(\d+)")
-
-
-def natural_key(name: str) -> list:
-    """conduit-2 before conduit-10."""
-    return [int(part) if part.isdigit() else part for part in _NATURAL.split(name)]

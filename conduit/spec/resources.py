@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,3 +81,11 @@ def digest(value: object, length: int = 16) -> str:
 def host_path(root: Path, path: str) -> Path:
     """A host path under the tool's root (--root), for the files the tool manages."""
     return root / path.lstrip("/")
+
+
+_NATURAL = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> list:
+    """Sort key of resource ids: conduit-2 before conduit-10."""
+    return [int(part) if part.isdigit() else part for part in _NATURAL.split(name)]

@@ -13,7 +13,8 @@ from harness import free_port_block
 from conduit.cli.root import main
 from conduit.drivers.docker import CountingClient, create_container, create_volume
 from conduit.spec.load import load_text
-from conduit.drivers.observe import HostAccess, plan_against_host, settle_cli_version
+from conduit.drivers.observe import HostAccess
+from conduit.engine.planning import plan_against_host, settle_cli_version
 from conduit.render.container import labels
 from conduit.render.desired import render
 from conduit.spec.resolve import nodes

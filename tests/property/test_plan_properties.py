@@ -4,7 +4,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from conduit.spec.load import load_text
-from conduit.drivers.observe import settle_cli_version
+from conduit.engine.planning import settle_cli_version
 from conduit.plan.planner import make_plan
 from conduit.render.desired import render
 from conduit.spec.profiles import HostFacts

@@ -1,0 +1,61 @@
+"""Plans for a real host, an empty host or between two specs: settle the image, observe, render, diff.
+
+Observation is the drivers' (conduit.drivers.observe); what the image speaks is asked by
+conduit.engine.images; the diff itself is pure (conduit.plan.planner).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conduit.drivers.docker import CountingClient
+from conduit.drivers.observe import HostAccess, observe_host
+from conduit.engine.images import settle_image
+from conduit.plan.planner import Plan, make_plan
+from conduit.render.desired import render
+from conduit.spec.resources import Resource
+from conduit.spec.spec import ClusterSpec
+
+
+def settle_cli_version(
+    doc: ClusterSpec, client: CountingClient | None, state_dir: Path | None = None
+) -> tuple[ClusterSpec, list[str]]:
+    """The spec with what its image speaks (conduit.engine.images), and the warnings."""
+    settled = settle_image(doc, client, state_dir)
+    return settled.doc, settled.warnings
+
+
+def observed_plan(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resource]]:
+    """The plan for this host, and the resources it was made against."""
+    client = host.docker()
+    settled = settle_image(doc, client, host.state_dir)
+    doc, warnings = settled.doc, settled.warnings
+    keys = [r.id for r in render(doc) if r.kind == "sysctl"]
+    obs = observe_host(doc, host, client, keys)
+    now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
+    desired = render(doc, sysctl_now=now)
+    plan = make_plan(doc.metadata.name, desired, obs.resources, obs.drifted)
+    plan.problems, plan.warnings, plan.foreign = settled.problems + obs.problems, warnings + obs.warnings, obs.foreign
+    plan.api_calls = client.calls if client else 0
+    return plan, obs.resources
+
+
+def plan_against_host(doc: ClusterSpec, host: HostAccess) -> Plan:
+    return observed_plan(doc, host)[0]
+
+
+def plan_offline(doc: ClusterSpec) -> Plan:
+    """Against an empty host: no Docker, nginx or /proc/sys needed."""
+    settled = settle_image(doc, None)
+    plan = make_plan(doc.metadata.name, render(settled.doc), [])
+    plan.warnings, plan.problems = settled.warnings, settled.problems
+    return plan
+
+
+def plan_between(old: ClusterSpec, new: ClusterSpec) -> Plan:
+    """What changes when `old` is replaced by `new`, as if `old` were applied exactly."""
+    old, _ = settle_cli_version(old, None)
+    new, warnings = settle_cli_version(new, None)
+    plan = make_plan(new.metadata.name, render(new), render(old))
+    plan.warnings = warnings
+    return plan
