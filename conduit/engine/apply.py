@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 
@@ -27,6 +25,7 @@ from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import observed_plan, settle_cli_version
 from conduit.plan.planner import Plan, Step, make_plan
 from conduit.spec.resources import PHASES, Resource, host_path, natural_key
+from conduit.state.git import git_revision
 from conduit.state.store import State
 from conduit.render.nginx import render_stream_conf
 from conduit.spec.profiles import HostFacts
@@ -50,24 +49,6 @@ class Outcome:
     @property
     def exit_code(self) -> int:
         return {"no-op": EXIT_OK, "succeeded": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK}.get(self.status, EXIT_ERROR)
-
-
-def git_revision(path: str | None) -> tuple[str | None, bool | None]:
-    """(commit, dirty) when the spec lives in a git work tree."""
-    if not path:
-        return None, None
-    folder = str(Path(path).resolve().parent)
-    try:
-        head = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return None, None
-        status = subprocess.run(
-            ["git", "-C", folder, "status", "--porcelain", "--", str(Path(path).resolve())],
-            capture_output=True, text=True, timeout=10,
-        )
-        return head.stdout.strip(), bool(status.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
 
 
 class Engine:

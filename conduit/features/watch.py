@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from conduit.state.lock import apply_lock
 from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import observed_plan
-from conduit.drivers.programs import not_installed
+from conduit.state.git import GitError, fetch, show
 from conduit.state.store import State
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
@@ -264,33 +263,6 @@ def health_problems(plan) -> dict[str, str]:
             elif step.kind == "nginx" and change.field == "running" and change.old is False:
                 out["nginx"] = "nginx is down"
     return out
-
-
-class GitError(Exception):
-    pass
-
-
-def _git(*args: str) -> str:
-    try:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise GitError(not_installed("git")) from None
-    if done.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {' '.join(done.stderr.split())[:300]}")
-    return done.stdout
-
-
-def fetch(url: str, ref: str, checkout: Path) -> str:
-    """The commit `ref` points at in `url`, fetched into a bare mirror under the state dir."""
-    if not (checkout / "HEAD").exists():
-        checkout.parent.mkdir(parents=True, exist_ok=True)
-        _git("init", "--bare", "-q", str(checkout))
-    _git("-C", str(checkout), "fetch", "-q", "--no-tags", url, f"+{ref}:refs/conduit/watched")
-    return _git("-C", str(checkout), "rev-parse", "refs/conduit/watched").strip()
-
-
-def show(checkout: Path, sha: str, path: str) -> str:
-    return _git("-C", str(checkout), "show", f"{sha}:{path.lstrip('/')}")
 
 
 def render_unit(argv: list[str], env: dict[str, str]) -> str:

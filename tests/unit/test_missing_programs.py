@@ -25,7 +25,7 @@ from conduit.drivers.tracker import _observe_systemd
 from conduit.engine.execute import Executor, StepFailed, systemctl
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
-from conduit.features.watch import GitError, fetch
+from conduit.state.git import GitError, fetch
 from conduit.spec.profiles import HostFacts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
