@@ -9,7 +9,6 @@ counts are kept as lifetime totals per node in the state DB (lifetime.py).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from conduit.state.store import State
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
+from conduit.features.watch import read_watch_status
 
 WORKERS = 16
 CPU_SAMPLE_SECONDS = 0.5
@@ -250,141 +250,4 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
 
 
 def _watch_status(state_dir: Path) -> dict | None:
-    from conduit.features.watch import read_watch_status
-
     return read_watch_status(state_dir)
-
-
-# ------------------------------------------------------------------ output
-
-
-def _mib(n: int | None) -> str:
-    return "-" if n is None else f"{n / (1 << 20):.0f}M"
-
-
-def node_state(r: dict) -> str:
-    """One word for a node: Docker's state unless it runs; then what its own signals say."""
-    if r["state"] != "running":
-        return r["state"]
-    if r["dead"]:
-        return "dead"
-    if not r["up"]:
-        return "stale stats" if r["stats_stale"] else "no metrics"
-    if r["throttled"]:
-        return "throttled"
-    return "announced" if r["announced"] else "starting"
-
-
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def _node_notes(data: dict) -> list:
-    from rich.text import Text
-
-    rows = data["containers"]
-    lines = []
-    upgrade = [r["name"] for r in rows if r["upgrade_required"]]
-    if upgrade:
-        lines.append(Text(f"UPGRADE REQUIRED: {', '.join(upgrade)} logged that the network needs a newer Conduit; update containers.image", style="bold red"))
-    dead = [r["name"] for r in rows if r["dead"]]
-    if dead:
-        lines.append(Text(f"dead: {', '.join(dead)}: conduit-monitor runs, its conduit keeps exiting (docker logs NAME)", style="red"))
-    throttled = [r["name"] for r in rows if r["throttled"]]
-    if throttled:
-        lines.append(Text(f"throttled by conduit-monitor (data cap): {', '.join(throttled)}", style="yellow"))
-    stale = [r["name"] for r in rows if r["stats_stale"]]
-    if stale:
-        lines.append(Text(f"stale stats file (from an earlier run): {', '.join(stale)}", style="yellow"))
-    t = data["totals"]
-    lines.append(Text(f"traffic this run: up {_bytes(t['bytes_up'])}, down {_bytes(t['bytes_down'])}; "
-                      f"lifetime: up {_bytes(t['lifetime_bytes_up'])}, down {_bytes(t['lifetime_bytes_down'])}"))  # fmt: skip
-    return lines
-
-
-def render_text(data: dict):
-    """Rich renderables: a table of nodes and a few lines about the rest; fits 80 columns."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    t = data["totals"]
-    table = Table(title=f"{data['cluster']}: {t['running']}/{t['containers']} running, {t['connected']} clients connected, {t['connecting']} connecting", title_justify="left", expand=False)
-    for column in ("node", "state", "clients", "max", "cpu", "memory", "restarts"):
-        table.add_column(column, justify="left" if column in ("node", "state") else "right", no_wrap=True)
-    for r in data["containers"]:
-        state = node_state(r)
-        style = "green" if state == "announced" else "yellow" if state in ("starting", "throttled") else "red"
-        cpu = "-" if r["cpu"] is None else f"{r['cpu']:.2f}/{r['cpu_limit']:g}"
-        seen = r.get("max_clients_seen")
-        limit = str(r["max_clients"]) if seen in (None, r["max_clients"]) else f"{seen}/{r['max_clients']}"
-        table.add_row(
-            r["name"], Text(state, style=style), f"{r['connected']}+{r['connecting']}", limit, cpu,
-            f"{_mib(r['memory'])}/{_mib(r['memory_limit'])}", "-" if r["restarts"] is None else str(r["restarts"]),
-        )
-    lines = [table, *_node_notes(data)]
-    for f in data["front"] or []:
-        backends = "" if f["backends"] is None else f", backends {f['backends_up']}/{f['backends']} up"
-        heard = "" if f["listening"] is None else (" listening" if f["listening"] else " NOT listening")
-        lines.append(Text(f"front {f['listener']} {f['port']}:{heard}{backends}"))
-    if data["countries"]:
-        top = ", ".join(f"{c['region']} {c['clients']}" for c in data["countries"][:8])
-        lines.append(Text(f"countries (clients): {top}"))
-    g = data["generation"]
-    if g:
-        commit = f" at {g['git_commit'][:10]}" if g.get("git_commit") else ""
-        lines.append(Text(f"generation {g['id']} {g['outcome']}{commit}" + (f": {g['reason']}" if g.get("reason") else "")))
-    if data.get("drift"):
-        lines.append(Text(f"drift: {', '.join(data['drift'])}", style="yellow"))
-    elif "pending" in data:
-        lines.append(Text("no drift" if not data["pending"] else f"{data['pending']} changes pending (conduit plan)"))
-    w = data.get("watch")
-    if w:
-        when = time.strftime("%H:%M:%S", time.localtime(w.get("last_reconcile", 0)))
-        error = f"; last error: {w['last_error']}" if w.get("last_error") else ""
-        lines.append(Text(f"watch: last reconcile {when} ({w.get('last_result')}){error}"))
-    return Group(*lines)
-
-
-def render_prometheus(data: dict) -> str:
-    """The cluster's figures in one scrape: per node, per country, and totals."""
-    out = []
-
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-            number = str(value) if isinstance(value, int) else f"{value:.17g}"  # byte counts need every digit
-            out.append(f"{name}{{{text}}} {number}" if text else f"{name} {number}")
-
-    cluster = {"cluster": data["cluster"]}
-    rows = data["containers"]
-    metric("conduit_cluster_node_up", "gauge", "1 when the node runs and its metrics answer.", [({**cluster, "node": r["name"]}, 1 if r["up"] else 0) for r in rows])
-    metric("conduit_cluster_connected_clients", "gauge", "Clients connected, per node.", [({**cluster, "node": r["name"]}, r["connected"]) for r in rows])
-    metric("conduit_cluster_connecting_clients", "gauge", "Clients connecting, per node.", [({**cluster, "node": r["name"]}, r["connecting"]) for r in rows])
-    node = lambda r: {**cluster, "node": r["name"]}  # noqa: E731
-    metric("conduit_cluster_bytes_uploaded", "gauge", "Bytes uploaded by the node's current run (0 again after a restart).", [(node(r), r["bytes_up"]) for r in rows])
-    metric("conduit_cluster_bytes_downloaded", "gauge", "Bytes downloaded by the node's current run (0 again after a restart).", [(node(r), r["bytes_down"]) for r in rows])
-    metric("conduit_cluster_node_bytes_uploaded_total", "counter", "Bytes uploaded over the node's lifetime, across restarts.", [(node(r), r["lifetime_bytes_up"]) for r in rows if r["lifetime_bytes_up"] is not None])
-    metric("conduit_cluster_node_bytes_downloaded_total", "counter", "Bytes downloaded over the node's lifetime, across restarts.", [(node(r), r["lifetime_bytes_down"]) for r in rows if r["lifetime_bytes_down"] is not None])
-    metric("conduit_cluster_node_announced", "gauge", "1 once the node has announced to the broker in its current run.", [(node(r), 1 if r["announced"] else 0) for r in rows])
-    metric("conduit_cluster_node_throttled", "gauge", "1 when conduit-monitor holds the node at its data-cap throttle.", [(node(r), 1 if r["throttled"] else 0) for r in rows])
-    metric("conduit_cluster_node_dead", "gauge", "1 when the container runs conduit-monitor but no conduit serves.", [(node(r), 1 if r["dead"] else 0) for r in rows])
-    metric("conduit_cluster_node_upgrade_required", "gauge", "1 when the node logged that the network requires a newer Conduit.", [(node(r), 1 if r["upgrade_required"] else 0) for r in rows])
-    metric("conduit_cluster_restarts", "counter", "Container restarts, per node.", [({**cluster, "node": r["name"]}, r["restarts"]) for r in rows if r["restarts"] is not None])
-    metric("conduit_cluster_connected_clients_total", "gauge", "Clients connected, whole cluster.", [(cluster, data["totals"]["connected"])])
-    metric("conduit_cluster_country_clients", "gauge", "Clients per country (latest tracker sample).", [({**cluster, "region": c["region"]}, c["clients"]) for c in data["countries"]])
-    if "drift" in data:
-        metric("conduit_cluster_drift", "gauge", "Resources changed by hand since the last apply.", [(cluster, len(data["drift"]))])
-    return "\n".join(out) + "\n"
-
-
-def to_json(data: dict) -> str:
-    return json.dumps(data, indent=2, sort_keys=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from conduit.facts import metrics
-from conduit.features.status import node_state, render_prometheus, render_text
+from conduit.views.status import node_state, render_prometheus, render_text
 
 
 def row(name: str, **over) -> dict:

@@ -1,0 +1,190 @@
+"""`conduit status` as people and machines read it: a table, the Prometheus text format, JSON.
+
+The figures come from conduit.features.status.collect; nothing here reads the host.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / (1 << 20):.0f}M"
+
+
+def node_state(r: dict) -> str:
+    """One word for a node: Docker's state unless it runs; then what its own signals say."""
+    if r["state"] != "running":
+        return r["state"]
+    if r["dead"]:
+        return "dead"
+    if not r["up"]:
+        return "stale stats" if r["stats_stale"] else "no metrics"
+    if r["throttled"]:
+        return "throttled"
+    return "announced" if r["announced"] else "starting"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _node_notes(data: dict) -> list:
+    rows = data["containers"]
+    lines = []
+    upgrade = [r["name"] for r in rows if r["upgrade_required"]]
+    if upgrade:
+        lines.append(Text(f"UPGRADE REQUIRED: {', '.join(upgrade)} logged that the network needs a newer Conduit; update containers.image", style="bold red"))
+    dead = [r["name"] for r in rows if r["dead"]]
+    if dead:
+        lines.append(Text(f"dead: {', '.join(dead)}: conduit-monitor runs, its conduit keeps exiting (docker logs NAME)", style="red"))
+    throttled = [r["name"] for r in rows if r["throttled"]]
+    if throttled:
+        lines.append(Text(f"throttled by conduit-monitor (data cap): {', '.join(throttled)}", style="yellow"))
+    stale = [r["name"] for r in rows if r["stats_stale"]]
+    if stale:
+        lines.append(Text(f"stale stats file (from an earlier run): {', '.join(stale)}", style="yellow"))
+    t = data["totals"]
+    lines.append(Text(f"traffic this run: up {_bytes(t['bytes_up'])}, down {_bytes(t['bytes_down'])}; "
+                      f"lifetime: up {_bytes(t['lifetime_bytes_up'])}, down {_bytes(t['lifetime_bytes_down'])}"))  # fmt: skip
+    return lines
+
+
+def _state_style(state: str) -> str:
+    return "green" if state == "announced" else "yellow" if state in ("starting", "throttled") else "red"
+
+
+def _node_cells(r: dict) -> tuple:
+    """One row of the node table."""
+    state = node_state(r)
+    cpu = "-" if r["cpu"] is None else f"{r['cpu']:.2f}/{r['cpu_limit']:g}"
+    seen = r.get("max_clients_seen")
+    limit = str(r["max_clients"]) if seen in (None, r["max_clients"]) else f"{seen}/{r['max_clients']}"
+    return (
+        r["name"], Text(state, style=_state_style(state)), f"{r['connected']}+{r['connecting']}", limit, cpu,
+        f"{_mib(r['memory'])}/{_mib(r['memory_limit'])}", "-" if r["restarts"] is None else str(r["restarts"]),
+    )  # fmt: skip
+
+
+def _node_table(data: dict) -> Table:
+    t = data["totals"]
+    table = Table(title=f"{data['cluster']}: {t['running']}/{t['containers']} running, {t['connected']} clients connected, {t['connecting']} connecting", title_justify="left", expand=False)
+    for column in ("node", "state", "clients", "max", "cpu", "memory", "restarts"):
+        table.add_column(column, justify="left" if column in ("node", "state") else "right", no_wrap=True)
+    for r in data["containers"]:
+        table.add_row(*_node_cells(r))
+    return table
+
+
+def _front_lines(data: dict) -> list:
+    lines = []
+    for f in data["front"] or []:
+        backends = "" if f["backends"] is None else f", backends {f['backends_up']}/{f['backends']} up"
+        heard = "" if f["listening"] is None else (" listening" if f["listening"] else " NOT listening")
+        lines.append(Text(f"front {f['listener']} {f['port']}:{heard}{backends}"))
+    return lines
+
+
+def _countries_lines(data: dict) -> list:
+    if not data["countries"]:
+        return []
+    top = ", ".join(f"{c['region']} {c['clients']}" for c in data["countries"][:8])
+    return [Text(f"countries (clients): {top}")]
+
+
+def _generation_lines(data: dict) -> list:
+    g = data["generation"]
+    if not g:
+        return []
+    commit = f" at {g['git_commit'][:10]}" if g.get("git_commit") else ""
+    return [Text(f"generation {g['id']} {g['outcome']}{commit}" + (f": {g['reason']}" if g.get("reason") else ""))]
+
+
+def _drift_lines(data: dict) -> list:
+    if data.get("drift"):
+        return [Text(f"drift: {', '.join(data['drift'])}", style="yellow")]
+    if "pending" in data:
+        return [Text("no drift" if not data["pending"] else f"{data['pending']} changes pending (conduit plan)")]
+    return []
+
+
+def _watch_lines(data: dict) -> list:
+    w = data.get("watch")
+    if not w:
+        return []
+    when = time.strftime("%H:%M:%S", time.localtime(w.get("last_reconcile", 0)))
+    error = f"; last error: {w['last_error']}" if w.get("last_error") else ""
+    return [Text(f"watch: last reconcile {when} ({w.get('last_result')}){error}")]
+
+
+def render_text(data: dict):
+    """Rich renderables: a table of nodes and a few lines about the rest; fits 80 columns."""
+    lines = [_node_table(data), *_node_notes(data)]
+    for part in (_front_lines, _countries_lines, _generation_lines, _drift_lines, _watch_lines):
+        lines += part(data)
+    return Group(*lines)
+
+
+def _metric(name: str, kind: str, help_text: str, samples: list[tuple[dict, float]]) -> list[str]:
+    """One metric family in the Prometheus text format."""
+    out = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        number = str(value) if isinstance(value, int) else f"{value:.17g}"  # byte counts need every digit
+        out.append(f"{name}{{{text}}} {number}" if text else f"{name} {number}")
+    return out
+
+
+# Per-node flags: metric name, help, the row field that is 1 when true.
+_NODE_FLAGS = (
+    ("conduit_cluster_node_announced", "1 once the node has announced to the broker in its current run.", "announced"),
+    ("conduit_cluster_node_throttled", "1 when conduit-monitor holds the node at its data-cap throttle.", "throttled"),
+    ("conduit_cluster_node_dead", "1 when the container runs conduit-monitor but no conduit serves.", "dead"),
+    ("conduit_cluster_node_upgrade_required", "1 when the node logged that the network requires a newer Conduit.", "upgrade_required"),
+)
+
+
+def _node_metrics(cluster: dict, rows: list[dict]) -> list[str]:
+    def node(r: dict) -> dict:
+        return {**cluster, "node": r["name"]}
+
+    def known(field: str) -> list[tuple[dict, float]]:
+        return [(node(r), r[field]) for r in rows if r[field] is not None]
+
+    out = _metric("conduit_cluster_node_up", "gauge", "1 when the node runs and its metrics answer.", [(node(r), 1 if r["up"] else 0) for r in rows])
+    out += _metric("conduit_cluster_connected_clients", "gauge", "Clients connected, per node.", [(node(r), r["connected"]) for r in rows])
+    out += _metric("conduit_cluster_connecting_clients", "gauge", "Clients connecting, per node.", [(node(r), r["connecting"]) for r in rows])
+    out += _metric("conduit_cluster_bytes_uploaded", "gauge", "Bytes uploaded by the node's current run (0 again after a restart).", [(node(r), r["bytes_up"]) for r in rows])
+    out += _metric("conduit_cluster_bytes_downloaded", "gauge", "Bytes downloaded by the node's current run (0 again after a restart).", [(node(r), r["bytes_down"]) for r in rows])
+    out += _metric("conduit_cluster_node_bytes_uploaded_total", "counter", "Bytes uploaded over the node's lifetime, across restarts.", known("lifetime_bytes_up"))
+    out += _metric("conduit_cluster_node_bytes_downloaded_total", "counter", "Bytes downloaded over the node's lifetime, across restarts.", known("lifetime_bytes_down"))
+    for name, help_text, field in _NODE_FLAGS:
+        out += _metric(name, "gauge", help_text, [(node(r), 1 if r[field] else 0) for r in rows])
+    out += _metric("conduit_cluster_restarts", "counter", "Container restarts, per node.", known("restarts"))
+    return out
+
+
+def render_prometheus(data: dict) -> str:
+    """The cluster's figures in one scrape: per node, per country, and totals."""
+    cluster = {"cluster": data["cluster"]}
+    out = _node_metrics(cluster, data["containers"])
+    out += _metric("conduit_cluster_connected_clients_total", "gauge", "Clients connected, whole cluster.", [(cluster, data["totals"]["connected"])])
+    out += _metric("conduit_cluster_country_clients", "gauge", "Clients per country (latest tracker sample).", [({**cluster, "region": c["region"]}, c["clients"]) for c in data["countries"]])
+    if "drift" in data:
+        out += _metric("conduit_cluster_drift", "gauge", "Resources changed by hand since the last apply.", [(cluster, len(data["drift"]))])
+    return "\n".join(out) + "\n"
+
+
+def to_json(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)
