@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from conduit.cli.common import fail, load_spec
+from conduit.features.alerts import AlertError, send
+
 
 @click.group("alerts")
 def alerts_group() -> None:
@@ -15,9 +18,6 @@ def alerts_group() -> None:
 @click.pass_obj
 def alerts_test(opts, file) -> None:
     """Send a test message with FILE's alert settings."""
-    from conduit.features.alerts import AlertError, send
-    from conduit.cli.root import fail, load_spec
-
     doc = load_spec(opts, file)
     try:
         sent = send(doc, "conduit alerts test: this host can reach you.")

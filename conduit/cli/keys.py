@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import io
+import os
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
+import qrcode
+from rich.console import Console
+
+from conduit.cli.common import confirm, fail, load_spec
+from conduit.drivers.docker import EngineError
+from conduit.drivers.keys import KeyProblem, automatic_backup, backup, claim_url, read_file, read_key, restore
+from conduit.drivers.programs import not_installed
+from conduit.engine.apply import Engine
+from conduit.engine.execute import StepFailed
+from conduit.engine.gates import GateFailed
+from conduit.engine.images import asked_facts
+from conduit.engine.planning import observed_plan
+from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
+from conduit.facts.keyfile import BadKey
+from conduit.features.v1import import Settings, SettingsError, build_spec, existing_nodes, parse_settings, render
+from conduit.plan.planner import make_plan
+from conduit.spec.load import SpecError, load_text
+from conduit.spec.resolve import node_settings, nodes
+from conduit.spec.resources import PHASES
+from conduit.state.lock import Locked, apply_lock
+from conduit.state.store import State
+from conduit.views.report import render_plan
 
 
 def _client(opts):
-    from conduit.cli.root import fail
-    from conduit.drivers.docker import EngineError
-    from conduit.drivers.programs import not_installed
-
     try:
         client = opts.host().docker()
     except EngineError as exc:
@@ -24,10 +46,6 @@ def _client(opts):
 
 def _running_image_facts(client, found: list[dict], state_dir: Path):
     """Ask the image the nodes run, by its ID (the tag may point elsewhere by now)."""
-    from dataclasses import replace
-
-    from conduit.engine.images import asked_facts
-
     node = next((n for n in found if n.get("image_id")), None)
     if node is None:
         return None
@@ -45,10 +63,6 @@ def _running_image_facts(client, found: list[dict], state_dir: Path):
 @click.pass_obj
 def import_v1_command(opts, settings_path, prefix, cluster, metrics_port_base, output, force) -> None:
     """Write a spec that adopts a bash-manager install: same containers, same volumes, same keys."""
-    from conduit.cli.root import fail
-    from conduit.spec.load import SpecError, load_text
-    from conduit.features.v1import import SettingsError, Settings, build_spec, existing_nodes, parse_settings, render
-
     if Path(output).exists() and not force:
         fail(f"{output} exists; use --force to overwrite it")
     try:
@@ -90,12 +104,6 @@ def keys_group() -> None:
 @click.pass_obj
 def keys_backup(opts, file, dest) -> None:
     """Copy every node's key out of its volume into DEST (default: the state dir), with checksums."""
-    import time
-
-    from conduit.cli.root import fail, load_spec
-    from conduit.drivers.keys import KeyProblem, backup
-    from conduit.spec.resolve import nodes
-
     doc = load_spec(opts, file)
     target = Path(dest) if dest else opts.state_dir / "key-backups" / time.strftime("%Y%m%dT%H%M%SZ-manual", time.gmtime())
     try:
@@ -116,9 +124,6 @@ def keys_restore(opts, file, src, force) -> None:
     Refuses a file the node would not keep (it would make a new key) and a different key
     already in a volume (without --force); nothing is written unless every file passes.
     """
-    from conduit.cli.root import fail, load_spec
-    from conduit.drivers.keys import KeyProblem, restore
-
     doc = load_spec(opts, file)
     try:
         done = restore(_client(opts), Path(src), doc.metadata.name, force=force)
@@ -129,11 +134,6 @@ def keys_restore(opts, file, src, force) -> None:
 
 def _show_code(text: str, png: str | None) -> None:
     """A QR code on the terminal (and in a 0600 PNG when asked), then the text itself."""
-    import io
-    import os
-
-    import qrcode
-
     code = qrcode.QRCode(border=1)
     code.add_data(text)
     code.make(fit=True)
@@ -151,11 +151,6 @@ def _show_code(text: str, png: str | None) -> None:
 
 
 def _personal_token(client, node, name: str | None) -> str:
-    from conduit.cli.root import fail
-    from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
-    from conduit.facts.keyfile import BadKey
-    from conduit.drivers.keys import KeyProblem, read_file
-
     try:
         data = read_file(client, node.volume, COMPARTMENT_FILE)
     except KeyProblem as exc:
@@ -183,11 +178,6 @@ def claim_command(opts, file, index, png, yes, personal, name) -> None:
     With --personal: the share token of the node's personal compartment, as
     `conduit new-compartment-id` prints it (upstream has no pairing link, only this token).
     """
-    from conduit.cli.root import fail, load_spec
-    from conduit.facts.keyfile import BadKey
-    from conduit.drivers.keys import KeyProblem, claim_url, read_key
-    from conduit.spec.resolve import node_settings
-
     doc = load_spec(opts, file)
     if not 1 <= index <= (doc.spec.containers.count or 0):
         fail(f"there is no node {index} (count is {doc.spec.containers.count})", 2)
@@ -224,60 +214,63 @@ def claim_command(opts, file, index, png, yes, personal, name) -> None:
 @click.pass_obj
 def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
     """Remove everything the tool manages for FILE's cluster. Volumes and keys stay unless --purge-data."""
-    from rich.console import Console
-
-    from conduit.engine.apply import Engine
-    from conduit.cli.root import _confirm, fail, load_spec
-    from conduit.engine.execute import StepFailed
-    from conduit.engine.gates import GateFailed
-    from conduit.drivers.keys import automatic_backup
-    from conduit.state.lock import Locked, apply_lock
-    from conduit.engine.planning import observed_plan
-    from conduit.plan.planner import make_plan
-    from conduit.views.report import render_plan
-    from conduit.spec.resources import PHASES
-    from conduit.state.store import State
-    from conduit.spec.resolve import nodes
-
     doc = load_spec(opts, file)
     host = opts.host()
     if purge_data:
-        given = confirm_name
-        if given is None:
-            if not sys.stdin.isatty():
-                fail("--purge-data deletes every node key: pass --confirm-name NAME or run on a terminal")
-            given = click.prompt(f"Type the cluster name ({doc.metadata.name}) to delete its volumes and keys")
-        if given != doc.metadata.name:
-            fail("the name does not match; nothing was changed")
+        _confirm_purge(doc.metadata.name, confirm_name)
     try:
         with apply_lock(opts.state_dir, "conduit destroy", wait=False):
-            _plan, observed = observed_plan(doc, host)
-            plan = make_plan(doc.metadata.name, [], [r for r in observed if r.kind != "sysctl"])
-            Console(highlight=False, soft_wrap=True).print(render_plan(plan))
-            if not plan.changes and not purge_data:
+            if not _destroy(opts, doc, host, file, purge_data, auto_approve):
                 return
-            _confirm(auto_approve or purge_data, "Destroy these?")
-            state = State(opts.state_dir)
-            gen = state.begin(f"# destroy of {doc.metadata.name}\n", "destroy", file, (None, None))
-            client = host.docker()
-            volumes = [n.volume for n in nodes(doc)]
-            if client is not None:
-                click.echo(f"keys backed up to {automatic_backup(client, volumes, opts.state_dir, gen)}")
-            engine = Engine(doc, host, state, gen, click.echo)
-            try:
-                engine.run(plan, tuple(reversed(PHASES)))
-            except (StepFailed, GateFailed) as exc:
-                state.finish(gen, "failed", str(exc))
-                fail(f"destroy stopped: {exc}")
-            if purge_data and client is not None:
-                for volume in volumes:
-                    try:
-                        client.api.remove_volume(volume)
-                        click.echo(f"  removed volume {volume}")
-                    except Exception as exc:  # noqa: BLE001 - a missing volume is already gone
-                        if "no such volume" not in str(exc).lower():
-                            fail(f"could not remove volume {volume}: {exc}")
-            state.finish(gen, "destroyed")
     except Locked as exc:
         fail(str(exc))
     click.echo("Destroyed." + ("" if purge_data else " Data volumes and node keys were kept."))
+
+
+def _confirm_purge(cluster: str, confirm_name: str | None) -> None:
+    """--purge-data deletes every node key: the cluster's name must be typed (or given)."""
+    given = confirm_name
+    if given is None:
+        if not sys.stdin.isatty():
+            fail("--purge-data deletes every node key: pass --confirm-name NAME or run on a terminal")
+        given = click.prompt(f"Type the cluster name ({cluster}) to delete its volumes and keys")
+    if given != cluster:
+        fail("the name does not match; nothing was changed")
+
+
+def _destroy(opts, doc, host, file: str, purge_data: bool, auto_approve: bool) -> bool:
+    """Under the apply lock: plan the removal of everything observed, back up the keys, remove.
+
+    False when there was nothing to destroy."""
+    _plan, observed = observed_plan(doc, host)
+    plan = make_plan(doc.metadata.name, [], [r for r in observed if r.kind != "sysctl"])
+    Console(highlight=False, soft_wrap=True).print(render_plan(plan))
+    if not plan.changes and not purge_data:
+        return False
+    confirm(auto_approve or purge_data, "Destroy these?")
+    state = State(opts.state_dir)
+    gen = state.begin(f"# destroy of {doc.metadata.name}\n", "destroy", file, (None, None))
+    client = host.docker()
+    volumes = [n.volume for n in nodes(doc)]
+    if client is not None:
+        click.echo(f"keys backed up to {automatic_backup(client, volumes, opts.state_dir, gen)}")
+    engine = Engine(doc, host, state, gen, click.echo)
+    try:
+        engine.run(plan, tuple(reversed(PHASES)))
+    except (StepFailed, GateFailed) as exc:
+        state.finish(gen, "failed", str(exc))
+        fail(f"destroy stopped: {exc}")
+    if purge_data and client is not None:
+        _remove_volumes(client, volumes)
+    state.finish(gen, "destroyed")
+    return True
+
+
+def _remove_volumes(client, volumes: list[str]) -> None:
+    for volume in volumes:
+        try:
+            client.api.remove_volume(volume)
+            click.echo(f"  removed volume {volume}")
+        except Exception as exc:  # noqa: BLE001 - a missing volume is already gone
+            if "no such volume" not in str(exc).lower():
+                fail(f"could not remove volume {volume}: {exc}")

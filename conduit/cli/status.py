@@ -5,6 +5,13 @@ from __future__ import annotations
 import time
 
 import click
+from rich.console import Console
+from rich.live import Live
+
+from conduit.cli.common import fail, load_spec
+from conduit.drivers.docker import EngineError
+from conduit.features.status import collect
+from conduit.views.status import render_prometheus, render_text, to_json
 
 
 @click.command("status")
@@ -16,13 +23,6 @@ import click
 @click.pass_obj
 def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
     """Nodes, clients, CPU and memory against limits, the front, countries, generation and drift."""
-    from rich.console import Console
-    from rich.live import Live
-
-    from conduit.cli.root import fail, load_spec
-    from conduit.drivers.docker import EngineError
-    from conduit.features.status import collect, render_prometheus, render_text, to_json
-
     doc = load_spec(opts, file)
     host = opts.host()
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import click
+
+from conduit.cli.common import fail
+from conduit.features.watch import Watcher, render_unit
 
 
 @click.command("watch")
@@ -25,14 +29,9 @@ def watch_command(opts, file, git_url, ref, spec_path, interval, poll, no_heal, 
     An invalid or failing spec never takes the cluster down: it is reported, the last good
     generation keeps serving, and the same spec is not retried until it changes.
     """
-    from conduit.cli.root import fail
-    from conduit.features.watch import Watcher, render_unit
-
     if bool(file) == bool(git_url):
         fail("give a FILE or --git URL", 2)
     if print_unit:
-        import shutil
-
         argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "watch"]
         argv += ["--git", git_url, "--ref", ref, "--path", spec_path, "--poll", str(poll)] if git_url else [str(Path(file).resolve())]
         argv += ["--interval", str(interval)] + (["--no-heal"] if no_heal else [])

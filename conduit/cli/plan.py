@@ -1,0 +1,263 @@
+"""The core loop: validate, plan, diff, apply, history, rollback."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from conduit.cli.common import Options, confirm, fail, invalid, load_spec
+from conduit.drivers.docker import EngineError
+from conduit.engine.apply import apply as apply_to_host
+from conduit.engine.planning import observed_plan, plan_against_host, plan_between, plan_offline
+from conduit.features.alerts import notify
+from conduit.plan.saved import NotASavedPlan, dumps, plan_data, read_saved, spec_fields
+from conduit.spec.load import SpecError, load_text
+from conduit.spec.spec import ClusterSpec
+from conduit.state.git import GitError, show_committed
+from conduit.state.lock import Locked, apply_lock
+from conduit.state.store import State
+from conduit.views.report import render_plan, render_problems
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def validate(opts: Options, file: str) -> None:
+    """Check FILE against the spec language and this host; exit 2 when it is invalid."""
+    spec = load_spec(opts, file)
+    count = spec.spec.containers.count
+    click.echo(f"{file}: valid ({spec.metadata.name}: {count} container{'s' if count != 1 else ''})")
+    click.echo(f"not checked: {', '.join(host_checks(spec))} (`conduit plan {file}` checks them)")
+
+
+def host_checks(spec: ClusterSpec) -> list[str]:
+    """What only `plan` checks, because it reads the host beyond its hardware."""
+    s = spec.spec
+    checks = ["the Docker engine"]
+    if s.loadbalancer.enabled:
+        checks.append("nginx and its stream module")
+    checks.append("ports in use")
+    if s.sysctl.profile != "none":
+        checks.append("/proc/sys")
+    if s.tracker.enabled:
+        checks.append("the tracker")
+    return checks
+
+
+def print_plan(plan, verbose: bool = False, offline: bool = False) -> None:
+    """The plan on stdout; the problems that stop it last, on stderr."""
+    Console(highlight=False, soft_wrap=True).print(render_plan(plan, verbose, offline))
+    if plan.problems:
+        click.echo(render_problems(plan), err=True)
+
+
+def _show(plan, as_json: bool, out: str | None, verbose: bool, extra: dict | None = None) -> None:
+    data = plan_data(plan, extra)
+    if out:
+        Path(out).write_text(dumps(data) + "\n")
+    if as_json:
+        click.echo(dumps(data))
+    else:
+        print_plan(plan, verbose, bool(data.get("offline")))
+        if out and not plan.problems:
+            click.echo(f"\nSaved the plan to {out}; apply exactly it with: conduit apply --plan {out}")
+
+
+def _exit_for(plan, detailed: bool) -> None:
+    if plan.problems:
+        sys.exit(1)
+    if detailed and plan.changes:
+        sys.exit(2)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--offline", is_flag=True, help="Plan against an empty host: no Docker, nginx or /proc/sys needed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the plan, with a fingerprint of the observed host.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does, 1 on error.")
+@click.option("-v", "--verbose", is_flag=True, help="Show resources that need no change too.")
+@click.pass_obj
+def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None, detailed_exitcode: bool, verbose: bool) -> None:
+    """Show what `apply` would change on this host to make it match FILE. Changes nothing."""
+    spec = load_spec(opts, file)
+    try:
+        result = plan_offline(spec) if offline else plan_against_host(spec, opts.host())
+    except EngineError as exc:
+        fail(str(exc))
+    extra = spec_fields(file, Path(file).read_text(), offline)
+    if not offline:
+        result.warnings += interrupted_warnings(opts)
+    _show(result, as_json, out, verbose, extra)
+    _exit_for(result, detailed_exitcode)
+
+
+def _git_show(ref: str, file: str) -> str:
+    try:
+        return show_committed(ref, file)
+    except GitError as exc:
+        fail(str(exc))
+    raise AssertionError("unreachable")
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--git-ref", help="Compare FILE with its committed version at this ref (for example origin/main).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does.")
+@click.pass_obj
+def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bool, detailed_exitcode: bool) -> None:
+    """Print the plan between two specs: OLD NEW, or --git-ref REF FILE. Reads no host."""
+    facts = opts.detected()
+    if git_ref:
+        if len(files) != 1:
+            fail("with --git-ref give one FILE", 2)
+        old_name, new_name = f"{git_ref}:{files[0]}", files[0]
+        old_text = _git_show(git_ref, files[0])
+    else:
+        if len(files) != 2:
+            fail("give OLD and NEW, or --git-ref REF FILE", 2)
+        old_name, new_name = files
+        try:
+            old_text = Path(old_name).read_text()
+        except OSError as exc:
+            fail(f"{old_name}: cannot read: {exc.strerror}", 2)
+    try:
+        old = load_text(old_text, old_name, facts)
+    except SpecError as exc:
+        invalid(exc.lines())
+    new = load_spec(opts, new_name)
+    result = plan_between(old, new)
+    _show(result, as_json, None, False)
+    _exit_for(result, detailed_exitcode)
+
+
+# ------------------------------------------------------------------ apply, history, rollback
+
+
+def interrupted_warnings(opts: Options) -> list[str]:
+    if not (opts.state_dir / "state.db").exists():
+        return []
+    state = State(opts.state_dir)
+    out = []
+    for gen in state.interrupted():
+        steps = state.journal(gen.id)
+        last = f" after {steps[-1][3]} {steps[-1][1]} {steps[-1][2]} ({steps[-1][4]})" if steps else ""
+        out.append(f"generation {gen.id} was interrupted{last}; the next apply converges from here")
+    return out
+
+
+def _report_outcome(spec: ClusterSpec, outcome) -> None:
+    for warning in outcome.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if outcome.status == "succeeded":
+        click.echo(f"Applied generation {outcome.generation}: the host matches the spec.")
+    elif outcome.status == "rolled_back":
+        click.echo(f"\nGeneration {outcome.generation} FAILED: {outcome.failure}", err=True)
+        click.echo(f"Rolled back to {outcome.restored}. Data volumes and node keys were not touched.", err=True)
+        notify(spec, f"apply of generation {outcome.generation} failed: {outcome.failure}. Rolled back to {outcome.restored}.")
+    elif outcome.status == "failed":
+        click.echo(f"error: {outcome.failure}", err=True)
+        notify(spec, f"apply failed: {outcome.failure}")
+
+
+def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool, saved: dict | None = None) -> None:
+    host = opts.host()
+    try:
+        with apply_lock(opts.state_dir, f"conduit apply {spec_path or ''}".strip(), wait=not no_wait, on_wait=lambda m: click.echo(m, err=True)):
+            plan, before = observed_plan(spec, host)
+            if saved is not None and saved.get("fingerprint") != plan.fingerprint:
+                fail("the host changed since this plan was saved; make a new plan")
+            plan.warnings += interrupted_warnings(opts)
+            # Holding the lock, this run is the one that converges from an interrupted apply.
+            State(opts.state_dir).mark_interrupted()
+            print_plan(plan)
+            if plan.problems:
+                fail("the plan has errors; nothing was changed")
+            if not plan.changes:
+                sys.exit(0)
+            confirm(auto_approve or saved is not None, "Apply these changes?")
+            outcome = apply_to_host(spec, spec_text, spec_path, host, opts.detected(), plan, before, click.echo)
+    except Locked as exc:
+        fail(str(exc))
+    except EngineError as exc:
+        fail(str(exc))
+    _report_outcome(spec, outcome)
+    sys.exit(outcome.exit_code)
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, exists=True), help="Apply a plan saved by `conduit plan --out`; refused if the host moved since.")
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running instead of waiting.")
+@click.pass_obj
+def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: bool, no_wait: bool) -> None:
+    """Make the host match FILE, phase by phase, with health gates and automatic rollback.
+
+    Exit codes: 0 applied (or nothing to do), 1 error before any change, 3 failed and rolled back.
+    """
+    saved = None
+    if plan_file:
+        try:
+            saved = read_saved(plan_file)
+        except NotASavedPlan as exc:
+            fail(str(exc), exc.code)
+        text, path = saved["spec_text"], saved.get("spec_file")
+        try:
+            spec = load_text(text, path or plan_file, opts.detected())
+        except SpecError as exc:
+            invalid(exc.lines())
+    elif file:
+        spec = load_spec(opts, file)
+        text, path = Path(file).read_text(), file
+    else:
+        fail("give a FILE or --plan", 2)
+    _run_apply(opts, spec, text, path, auto_approve, no_wait, saved)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def history(opts: Options, as_json: bool) -> None:
+    """List the generations applied to this host."""
+    gens = State(opts.state_dir).generations() if (opts.state_dir / "state.db").exists() else []
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in g.__dict__.items() if k != "spec_text"} for g in gens], indent=2))
+        return
+    if not gens:
+        click.echo("No generations yet.")
+        return
+    table = Table("gen", "started", "outcome", "spec", "git", "reason")
+    for g in gens:
+        git = (g.git_commit or "")[:10] + ("+dirty" if g.git_dirty else "")
+        table.add_row(str(g.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(g.started)), g.outcome, g.spec_hash[:12], git, g.reason or "")
+    Console().print(table)
+
+
+@click.command()
+@click.argument("generation", required=False, type=int)
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running.")
+@click.pass_obj
+def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait: bool) -> None:
+    """Re-apply generation N (default: the last good one)."""
+    state = State(opts.state_dir)
+    target = state.generation(generation) if generation else state.last_good()
+    if target is None:
+        fail(f"no generation {generation}" if generation else "no good generation to roll back to")
+    try:
+        spec = load_text(target.spec_text, f"generation {target.id}", opts.detected())
+    except SpecError as exc:
+        invalid(exc.lines())
+    click.echo(f"Rolling back to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
+    _run_apply(opts, spec, target.spec_text, target.spec_path, auto_approve, no_wait)
+
+
+COMMANDS = (validate, plan, diff, apply, history, rollback)

@@ -1,0 +1,50 @@
+"""`conduit tracker run`: the per-country traffic tracker process that apply supervises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from conduit.cli.common import Options
+from conduit.drivers import hostfacts
+from conduit.tracker.process import run
+
+
+@click.group()
+def tracker() -> None:
+    """The per-country traffic tracker."""
+
+
+def _port_list(text: str) -> list[int]:
+    ports: list[int] = []
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        ports.extend(range(int(low), int(high or low) + 1))
+    return ports
+
+
+@tracker.command("run")
+@click.option("--cluster", required=True)
+@click.option("--metrics-ports", default="", help="Nodes' metrics ports on 127.0.0.1: 9090-9097 or 9090,9091.")
+@click.option("--interface", default="auto")
+@click.option("--source", type=click.Choice(["auto", "metrics", "capture"]), default="auto")
+@click.option("--filter", "capture_filter", default="udp")
+@click.option("--sample-seconds", type=int, default=10)
+@click.option("--interval-seconds", type=float, default=300)
+@click.option("--snaplen", type=int, default=96)
+@click.option("--retention-days", type=int, default=30)
+@click.option("--keep-addresses-hours", type=int, default=0)
+@click.option("--no-geoip", is_flag=True)
+@click.pass_obj
+def tracker_run(
+    opts: Options, cluster: str, metrics_ports: str, interface: str, source: str, capture_filter: str,
+    sample_seconds: int, interval_seconds: float, snaplen: int, retention_days: int, keep_addresses_hours: int, no_geoip: bool,
+) -> None:  # fmt: skip
+    """Sample the cluster's per-country clients and traffic until stopped (run by apply)."""
+    if interface == "auto":
+        interface = hostfacts.primary_interface(Path("/")) or "eth0"
+    run(
+        opts.state_dir, _port_list(metrics_ports), interval_seconds, retention_days, source, interface,
+        capture_filter, sample_seconds, snaplen, keep_addresses_hours, not no_geoip,
+    )  # fmt: skip
