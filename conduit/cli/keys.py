@@ -24,7 +24,8 @@ from conduit.engine.images import asked_facts
 from conduit.engine.planning import observed_plan
 from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
-from conduit.features.v1import import Settings, SettingsError, build_spec, existing_nodes, parse_settings, render
+from conduit.facts.v1settings import Settings, SettingsError, parse_settings
+from conduit.features.v1import import build_spec, existing_nodes, render
 from conduit.plan.planner import make_plan
 from conduit.spec.load import SpecError, load_text
 from conduit.spec.resolve import node_settings, nodes

@@ -21,7 +21,8 @@ from conduit.drivers.docker import (
     create_network,
     create_volume,
 )
-from conduit.facts.compartment import CompartmentProblem, ensure_compartment, wants_compartment
+from conduit.engine.compartment import CompartmentProblem, ensure_compartment
+from conduit.facts.compartment import wants_compartment
 from conduit.drivers.nginx import INSTALL_HINT, master_pid
 from conduit.drivers.tracker import systemd_is_init, tracker_pidfile
 from conduit.drivers.files import atomic_write, remove

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import docker.errors
 
+from conduit.drivers import node
 from conduit.facts import metrics, nodelog
-from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings, read_traffic_state
+from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,11 @@ def observe(client, name: str, port: int, info: dict | None = None, with_log: bo
         return Shape(None, True), Reading("missing")
     shape, reading = shape_of(info.get("Config") or {}), docker_reading(info)
     if reading.running and shape.metrics:
-        reading.samples = metrics.scrape(port)
+        reading.samples = node.scrape(port)
     if reading.running and (with_log or _log_needed(shape, reading)):
-        reading.log = nodelog.run_log(client, name, reading.started_at, bool((info.get("Config") or {}).get("Tty")))
+        reading.log = node.run_log(client, name, reading.started_at, bool((info.get("Config") or {}).get("Tty")))
     if shape.monitor:
-        reading.traffic = read_traffic_state(volume_folder(info))
+        reading.traffic = node.read_traffic_state(volume_folder(info))
     return shape, reading
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import re
-from pathlib import Path
 
 from conduit.facts.keyfile import BadKey, go_json_members, go_json_string, go_string_field
 
@@ -98,55 +97,3 @@ def wants_compartment(command: list[str]) -> bool:
         return int(personal) > 0 and not named
     except ValueError:
         return False
-
-
-# ------------------------------------------------------------------ making one, once per node
-
-
-class CompartmentProblem(Exception):
-    """The compartment could not be made or is unusable; one line for the operator."""
-
-
-def _existing(folder: Path) -> bool:
-    """True when the volume already holds a usable compartment; refuses one `start` would refuse."""
-    try:
-        data = (folder / COMPARTMENT_FILE).read_bytes()
-    except FileNotFoundError:
-        return False
-    try:
-        parse_compartment(data)
-    except BadKey as exc:
-        raise CompartmentProblem(
-            f"{folder / COMPARTMENT_FILE}: conduit start would refuse it ({exc}); restore it from a key backup or remove it"
-        ) from None
-    return True
-
-
-def _run_once(client, image: str, volume: str, data_dir: str, name: str) -> None:
-    """`conduit new-compartment-id --data-dir D --name N` in a throwaway container on the node's volume."""
-    api = client.api
-    config = api.create_host_config(binds={volume: {"bind": data_dir, "mode": "rw"}}, network_mode="none")
-    command = ["new-compartment-id", "--data-dir", data_dir, "--name", token_name(name)]
-    container = api.create_container(image, command=command, entrypoint=["conduit"], host_config=config, labels={"io.conduit.role": "new-compartment-id"})
-    try:
-        api.start(container["Id"])
-        code = api.wait(container["Id"], timeout=120).get("StatusCode")
-        if code != 0:
-            said = api.logs(container["Id"], stdout=True, stderr=True).decode(errors="replace").strip().splitlines()
-            raise CompartmentProblem(f"conduit new-compartment-id for {name} exited {code}: {said[-1] if said else 'no output'}")
-    finally:
-        api.remove_container(container["Id"], force=True)
-
-
-def ensure_compartment(client, folder: Path, image: str, volume: str, data_dir: str, name: str) -> bool:
-    """Give the node's volume a personal compartment unless it has one; True when one was made.
-
-    Made once, before the node first starts, and kept in the volume for good: the people
-    paired with it depend on it. `start` reads it from its data dir (config.go:195-209).
-    """
-    if _existing(folder):
-        return False
-    _run_once(client, image, volume, data_dir, name)
-    if not _existing(folder):
-        raise CompartmentProblem(f"conduit new-compartment-id for {name} wrote no {COMPARTMENT_FILE} in volume {volume}")
-    return True

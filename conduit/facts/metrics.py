@@ -1,10 +1,8 @@
-"""Reading a Conduit node's Prometheus metrics: the way to observe what a node does."""
+"""A Conduit node's Prometheus metrics, parsed: the way to observe what a node does (asked by conduit.drivers.node)."""
 
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
 
 _LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -28,15 +26,6 @@ def parse(text: str) -> dict[Sample, float]:
             continue
         out[(name, tuple(sorted(_LABEL.findall(labels or ""))))] = number
     return out
-
-
-def scrape(port: int, timeout: float = 2.0) -> dict[Sample, float] | None:
-    """A node's metrics on 127.0.0.1:port, or None when it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
-            return parse(response.read().decode(errors="replace"))
-    except (OSError, urllib.error.URLError, ValueError):
-        return None
 
 
 def value(samples: dict[Sample, float], name: str, **labels: str) -> float | None:

@@ -107,12 +107,3 @@ def parse_traffic_state(data: bytes) -> TrafficState | None:
         return None
     used = state.get("bytesUsed")
     return TrafficState(str(state.get("periodStartTime") or ""), used if isinstance(used, int) else 0, state["isThrottled"])
-
-
-def read_traffic_state(folder: Path | None) -> TrafficState | None:
-    if folder is None:
-        return None
-    try:
-        return parse_traffic_state((folder / TRAFFIC_STATE).read_bytes())
-    except OSError:
-        return None

@@ -20,9 +20,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-import docker.errors
-import requests
-
 UPGRADE_REQUIRED = "WARNING: A newer version of Conduit is required. Please upgrade."
 _START = re.compile(
     r"Starting Psiphon Conduit \(Max (?:Common )?Clients: (\d+)(?:, Max Personal Clients: (\d+))?, Bandwidth: ([^)]*)\)"
@@ -83,22 +80,3 @@ def last_error(lines: list[str]) -> str | None:
         if match:
             return match.group(1).strip()[:200]
     return None
-
-
-def run_log(client, name: str, started_at: str, tty: bool = False) -> list[str]:
-    """The container's log lines of its current run ([] when the engine cannot give them).
-
-    One request: the SDK's logs() would first inspect the container again to learn whether it
-    has a TTY, which the caller already knows from its own inspect.
-    """
-    since = instant(started_at)
-    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all"}
-    if since and since[0] > 0:
-        params["since"] = since[0]
-    api = client.api
-    try:
-        response = api._get(api._url("/containers/{0}/logs", name), params=params, stream=False)
-        raw = api._get_result_tty(False, response, tty)
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
-        return []
-    return this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), started_at)

@@ -11,7 +11,6 @@ community build (ssmirr) adds a `geo` list of clients per country.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from conduit.facts.nodelog import instant
 
@@ -56,18 +55,3 @@ def as_samples(stats: dict) -> dict:
         ):
             samples[(metric, labels)] = samples.get((metric, labels), 0.0) + float(entry.get(key) or 0)
     return samples
-
-
-def read_stats(folder: Path | None, started_at: str) -> tuple[dict, bool]:
-    """(samples, stale): the node's figures from its stats file; stale when an earlier run wrote it."""
-    if folder is None:
-        return {}, False
-    try:
-        stats = parse_stats((folder / STATS_FILE).read_bytes())
-    except OSError:
-        return {}, False
-    if stats is None:
-        return {}, False
-    if not fresh(stats, started_at):
-        return {}, True
-    return as_samples(stats), False

@@ -25,7 +25,7 @@ from conduit.facts import metrics, nodelog
 from conduit.drivers.docker import call
 from conduit.facts.lifetime import ByteReading
 from conduit.engine.nodehealth import Reading, Verdict
-from conduit.facts.statsfile import read_stats
+from conduit.drivers.node import read_stats
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host
 from conduit.state.store import State

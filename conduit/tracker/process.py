@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from conduit.drivers import node
 from conduit.facts import metrics
 from conduit.state.store import State
 
@@ -24,7 +25,7 @@ def sample(ports: list[int]) -> tuple[dict[str, tuple[int, int, int]], int]:
     totals: dict[str, list[int]] = {}
     answered = 0
     for port in ports:
-        samples = metrics.scrape(port)
+        samples = node.scrape(port)
         if samples is None:
             continue  # a node that is down or still starting: the others still count
         answered += 1

@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 from conduit.facts import metrics
-from conduit.facts.statsfile import fresh, parse_stats, read_stats
+from conduit.drivers.node import read_stats
+from conduit.facts.statsfile import fresh, parse_stats
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "stats" / "official-1.5.0.json"
 

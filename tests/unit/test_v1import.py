@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conduit.spec.load import load_text
-from conduit.features.v1import import SettingsError, build_spec, cli_version_of, parse_settings, pinned_image_settings, render
+from conduit.facts.v1settings import SettingsError, parse_settings
+from conduit.features.v1import import build_spec, cli_version_of, pinned_image_settings, render
 from tests.helpers import SMALL_VPS
 
 SETTINGS = """# Conduit Manager settings

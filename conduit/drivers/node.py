@@ -1,0 +1,67 @@
+"""Ask a running node: its metrics endpoint, the log of its current run, the files in its data volume.
+
+Each answer is parsed by the pure readers in conduit.facts; here is only the asking.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import docker.errors
+import requests
+
+from conduit.facts import metrics, monitor, nodelog, statsfile
+
+
+def scrape(port: int, timeout: float = 2.0) -> dict[metrics.Sample, float] | None:
+    """A node's metrics on 127.0.0.1:port, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
+            return metrics.parse(response.read().decode(errors="replace"))
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def run_log(client, name: str, started_at: str, tty: bool = False) -> list[str]:
+    """The container's log lines of its current run ([] when the engine cannot give them).
+
+    One request: the SDK's logs() would first inspect the container again to learn whether it
+    has a TTY, which the caller already knows from its own inspect.
+    """
+    since = nodelog.instant(started_at)
+    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all"}
+    if since and since[0] > 0:
+        params["since"] = since[0]
+    api = client.api
+    try:
+        response = api._get(api._url("/containers/{0}/logs", name), params=params, stream=False)
+        raw = api._get_result_tty(False, response, tty)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return []
+    return nodelog.this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), started_at)
+
+
+def read_stats(folder: Path | None, started_at: str) -> tuple[dict, bool]:
+    """(samples, stale): the node's figures from its stats file; stale when an earlier run wrote it."""
+    if folder is None:
+        return {}, False
+    try:
+        stats = statsfile.parse_stats((folder / statsfile.STATS_FILE).read_bytes())
+    except OSError:
+        return {}, False
+    if stats is None:
+        return {}, False
+    if not statsfile.fresh(stats, started_at):
+        return {}, True
+    return statsfile.as_samples(stats), False
+
+
+def read_traffic_state(folder: Path | None) -> monitor.TrafficState | None:
+    if folder is None:
+        return None
+    try:
+        return monitor.parse_traffic_state((folder / monitor.TRAFFIC_STATE).read_bytes())
+    except OSError:
+        return None
