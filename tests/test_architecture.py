@@ -1,0 +1,42 @@
+"""The layout holds: layers import only downwards (.importlinter), and no function is too tangled to read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_COMPLEXITY = 15
+
+
+def _tool(name: str) -> list[str]:
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: pip install -e '.[test]'")
+    return [found]
+
+
+def test_import_contracts_hold():
+    done = subprocess.run(_tool("lint-imports") + ["--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_product_function_is_above_complexity_15():
+    done = subprocess.run([sys.executable, "-m", "radon", "cc", "-j", "conduit"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    too_complex = []
+    for path, blocks in json.loads(done.stdout).items():
+        if isinstance(blocks, dict):  # radon reports a file it cannot parse as {"error": ...}
+            too_complex.append(f"{path}: {blocks.get('error')}")
+            continue
+        for block in blocks:
+            for item in [block, *block.get("methods", [])]:
+                if item["complexity"] > MAX_COMPLEXITY and item["type"] in ("function", "method"):
+                    name = f"{item['classname']}.{item['name']}" if item.get("classname") else item["name"]
+                    too_complex.append(f"{path}:{item['lineno']} {name} ({item['complexity']})")
+    assert not too_complex, "split these into smaller functions:\n" + "\n".join(sorted(set(too_complex)))
