@@ -20,22 +20,43 @@ _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 
 def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
     issues: list[Issue] = []
+    issues += _override_checks(doc)
+    issues += _capacity_checks(doc, facts)
+    issues += _nofile_checks(doc, facts)
+    # What the image would refuse, as far as the spec and the image tag tell; plan asks the image.
+    issues += image_checks(doc, image_facts(doc))
+    issues += _network_checks(doc)
+    issues += _port_checks(doc)
+    issues += _tracker_checks(doc)
+    issues += _nginx_value_checks(doc)
+    issues += _absolute_path_checks(doc)
+    return issues
+
+
+_RESOURCES: Path = ("spec", "containers", "resources")
+
+
+def _override_checks(doc: ClusterSpec) -> list[Issue]:
+    count = doc.spec.containers.count or 0
+    return [
+        (("spec", "containers", "overrides", index), f"container {index} does not exist (count is {count})")
+        for index in doc.spec.containers.overrides
+        if index > count
+    ]
+
+
+def _capacity_checks(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
+    """The limits of all containers together must leave the headroom free."""
+    issues: list[Issue] = []
     spec = doc.spec
     count = spec.containers.count or 0
     settings = nodes(doc)
-    res_path: Path = ("spec", "containers", "resources")
-
-    for index in spec.containers.overrides:
-        if index > count:
-            issues.append((("spec", "containers", "overrides", index), f"container {index} does not exist (count is {count})"))
-
-    # Capacity: the limits of all containers together must leave the headroom free.
     cpu_total = round(sum(n.cpus for n in settings), 2)
     cpu_room = round(facts.vcpus - spec.host.reserve_cpus, 2)
     if cpu_total > cpu_room:
         issues.append(
             (
-                res_path + ("cpus",),
+                _RESOURCES + ("cpus",),
                 f"{count} containers ask for {cpu_total} CPUs in all; the host has {facts.vcpus:g} "
                 f"with {spec.host.reserve_cpus:g} kept free ({cpu_room:g} usable)",
             )
@@ -45,29 +66,31 @@ def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
     if mem_total > mem_room:
         issues.append(
             (
-                res_path + ("memory",),
+                _RESOURCES + ("memory",),
                 f"{count} containers ask for {format_size(mem_total)} in all; the host has "
                 f"{format_size(facts.memory)} with {format_size(spec.host.reserve_memory)} kept free",
             )
         )
+    return issues
 
-    # The engine cannot give a container more open files than the host's hard limit.
-    for n in settings:
+
+def _nofile_checks(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
+    """The engine cannot give a container more open files than the host's hard limit."""
+    for n in nodes(doc):
         if n.ulimit_nofile > facts.nofile_limit:
-            issues.append(
+            return [
                 (
-                    field_path(doc, n.index, "ulimit_nofile", res_path + ("ulimit_nofile",)),
+                    field_path(doc, n.index, "ulimit_nofile", _RESOURCES + ("ulimit_nofile",)),
                     f"{n.ulimit_nofile} exceeds the host's hard open-file limit of {facts.nofile_limit}; "
                     "the container would fail to start",
                 )
-            )
-            break
+            ]
+    return []
 
-    # What the image would refuse, as far as the spec and the image tag tell; plan asks the image.
-    issues += image_checks(doc, image_facts(doc))
-    issues += _network_checks(doc)
-    issues += _port_checks(doc)
 
+def _tracker_checks(doc: ClusterSpec) -> list[Issue]:
+    issues: list[Issue] = []
+    spec = doc.spec
     for part in spec.tracker.ports.split(","):
         low, _, high = part.partition("-")
         if not (1 <= int(low) <= int(high or low) <= 65535):
@@ -76,23 +99,35 @@ def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
     iface = spec.tracker.interface
     if iface != "auto" and not _IFACE.match(iface):
         issues.append((("spec", "tracker", "interface"), f"{iface!r} is not an interface name"))
-    # Written into nginx directives unquoted: nothing that would end or open one.
+    return issues
+
+
+def _nginx_value_checks(doc: ClusterSpec) -> list[Issue]:
+    """Written into nginx directives unquoted: nothing that would end or open one."""
+    spec = doc.spec
     nginx_values = [(("spec", "loadbalancer", "nginx", "include_file"), spec.loadbalancer.nginx.include_file)]
     if spec.loadbalancer.access_log:
         nginx_values.append((("spec", "loadbalancer", "access_log"), spec.loadbalancer.access_log))
-    for path, value in nginx_values:
-        if not _NGINX_TOKEN.match(value):
-            issues.append((path, "must not hold spaces, ';', quotes, braces or '#' (it is written into nginx config)"))
-    for path, value in (
-        (("spec", "sysctl", "file"), spec.sysctl.file),
-        (("spec", "loadbalancer", "nginx", "binary"), spec.loadbalancer.nginx.binary),
-        (("spec", "loadbalancer", "nginx", "main_config"), spec.loadbalancer.nginx.main_config),
-        (("spec", "loadbalancer", "nginx", "include_file"), spec.loadbalancer.nginx.include_file),
-        (("spec", "loadbalancer", "nginx", "pid_file"), spec.loadbalancer.nginx.pid_file),
-    ):
-        if not value.startswith("/"):
-            issues.append((path, "must be an absolute path"))
-    return issues
+    return [
+        (path, "must not hold spaces, ';', quotes, braces or '#' (it is written into nginx config)")
+        for path, value in nginx_values
+        if not _NGINX_TOKEN.match(value)
+    ]
+
+
+def _absolute_path_checks(doc: ClusterSpec) -> list[Issue]:
+    spec = doc.spec
+    return [
+        (path, "must be an absolute path")
+        for path, value in (
+            (("spec", "sysctl", "file"), spec.sysctl.file),
+            (("spec", "loadbalancer", "nginx", "binary"), spec.loadbalancer.nginx.binary),
+            (("spec", "loadbalancer", "nginx", "main_config"), spec.loadbalancer.nginx.main_config),
+            (("spec", "loadbalancer", "nginx", "include_file"), spec.loadbalancer.nginx.include_file),
+            (("spec", "loadbalancer", "nginx", "pid_file"), spec.loadbalancer.nginx.pid_file),
+        )
+        if not value.startswith("/")
+    ]
 
 
 def _network_checks(doc: ClusterSpec) -> list[Issue]:
