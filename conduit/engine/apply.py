@@ -51,6 +51,11 @@ class Outcome:
         return {"no-op": EXIT_OK, "succeeded": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK}.get(self.status, EXIT_ERROR)
 
 
+def _of(steps: list[Step], actions: tuple[str, ...] | None = None, kinds: tuple[str, ...] | None = None) -> list[Step]:
+    """The steps with one of these actions and of one of these kinds (None: any), in plan order."""
+    return [s for s in steps if (actions is None or s.action in actions) and (kinds is None or s.kind in kinds)]
+
+
 class Engine:
     """Runs one plan against the host: executors, gates, journal."""
 
@@ -106,24 +111,34 @@ class Engine:
         nginx_gate(self.ex, self.health.gate_timeout_seconds)
 
     def phase_containers(self, steps: list[Step]) -> None:
-        by_action = lambda *actions: [s for s in steps if s.action in actions]  # noqa: E731
-        for step in [s for s in by_action("create", "replace", "update") if s.kind in ("network", "volume")]:
+        for step in _of(steps, ("create", "replace", "update"), ("network", "volume")):
             self.step(step)
-        containers = [s for s in steps if s.kind == "container"]
+        containers = _of(steps, kinds=("container",))
+        self.pull_images(containers)
+        creates = _of(containers, ("create",))
+        self.create_all(creates)
+        updates = _of(containers, ("update",))
+        for step in updates:
+            self.step(step)
+        replaced = _of(containers, ("replace", "adopt"))
+        self.rolling_replace(replaced)
+        for step in sorted(_of(steps, ("delete",)), key=lambda s: (s.kind != "container", natural_key(s.id))):
+            self.step(step)
+        self.gate_containers([s.id for s in creates + updates], bool(replaced))
+
+    def pull_images(self, containers: list[Step]) -> None:
+        """Every image a new or replaced container needs, before any old container is stopped."""
         for image in sorted({s.desired["image"] for s in containers if s.action in ("create", "replace", "adopt")}):
-            self.ex.ensure_image(image)  # before any old container is stopped
-        creates = [s for s in containers if s.action == "create"]
+            self.ex.ensure_image(image)
+
+    def create_all(self, creates: list[Step]) -> None:
+        """New containers side by side: none of them serves yet, so none waits for another."""
         with ThreadPoolExecutor(CREATE_WORKERS) as pool:
             for future in [pool.submit(self.step, s) for s in creates]:
                 future.result()
-        updates = [s for s in containers if s.action == "update"]
-        for step in updates:
-            self.step(step)
-        replaced = [s for s in containers if s.action in ("replace", "adopt")]
-        self.rolling_replace(replaced)
-        for step in sorted(by_action("delete"), key=lambda s: (s.kind != "container", natural_key(s.id))):
-            self.step(step)
-        touched = [s.id for s in creates + updates]
+
+    def gate_containers(self, touched: list[str], replaced: bool) -> None:
+        """The created and updated nodes serve, and the front reaches them (replaced ones were gated batch by batch)."""
         if touched:
             containers_gate(self.ex, touched, self.health.gate_timeout_seconds, self.health.settle_seconds)
         if touched or replaced:
@@ -136,29 +151,35 @@ class Engine:
         # every node has passed, so a later failure can still put the whole host back.
         adopted: list[str] = []
         for start in range(0, len(steps), size):
-            batch = steps[start : start + size]
-            indexes = frozenset(n.index for n in map(self.ex.node, (s.id for s in batch)) if n)
-            drained = self.drain(indexes)
-            try:
-                for step in batch:
-                    self.step(step)
-                containers_gate(self.ex, [s.id for s in batch], self.health.gate_timeout_seconds, self.health.settle_seconds)
-            except (StepFailed, GateFailed):
-                for name in [s.id for s in batch] + adopted:
-                    if self.ex.restore_previous(name):
-                        self.report(f"  restored {name} as it was")
-                if drained:
-                    self.drain(frozenset())
-                raise
-            for step in batch:
-                if step.action == "adopt":
-                    adopted.append(step.id)
-                else:
-                    self.ex.drop_previous(step.id)
-            if drained:
-                self.drain(frozenset())
+            self.replace_batch(steps[start : start + size], adopted)
         for name in adopted:
             self.ex.drop_previous(name)
+
+    def replace_batch(self, batch: list[Step], adopted: list[str]) -> None:
+        """One batch: drained, replaced and gated; on failure every node of it (and every adopted one) restored."""
+        indexes = frozenset(n.index for n in map(self.ex.node, (s.id for s in batch)) if n)
+        drained = self.drain(indexes)
+        try:
+            for step in batch:
+                self.step(step)
+            containers_gate(self.ex, [s.id for s in batch], self.health.gate_timeout_seconds, self.health.settle_seconds)
+        except (StepFailed, GateFailed):
+            self.restore_batch([s.id for s in batch] + adopted, drained)
+            raise
+        for step in batch:
+            if step.action == "adopt":
+                adopted.append(step.id)
+            else:
+                self.ex.drop_previous(step.id)
+        if drained:
+            self.drain(frozenset())
+
+    def restore_batch(self, names: list[str], drained: bool) -> None:
+        for name in names:
+            if self.ex.restore_previous(name):
+                self.report(f"  restored {name} as it was")
+        if drained:
+            self.drain(frozenset())
 
     def drain(self, indexes: frozenset[int]) -> bool:
         """Mark these backends down in nginx (or none) and wait for their sessions to go."""
