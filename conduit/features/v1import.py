@@ -87,54 +87,10 @@ def build_spec(
     v = settings.values
     warnings = [f"unknown setting {key} ignored" for key in settings.unknown]
     count = int(_number(v.get("CONTAINER_COUNT")) or len(found) or 1)
-    image = next((n["image"] for n in found if n["image"]), "ghcr.io/psiphon-inc/conduit/cli:latest")
-    data_dir = next((n["data_dir"] for n in found if n["data_dir"]), "/home/conduit/data")
-    volume_prefix = next((n["volume"] for n in found if n["index"] == 1 and n["volume"]), f"{prefix}-data")
-
-    resources: dict = {}
-    cpus = _number(v.get("CONTAINER_CPU_LIMIT") or v.get("DOCKER_CPUS"))
-    memory = v.get("CONTAINER_MEM_LIMIT") or v.get("DOCKER_MEMORY")
-    if cpus:
-        resources["cpus"] = cpus
-    if memory:
-        resources["memory"] = format_size(parse_size(memory))
-    if _number(v.get("CONTAINER_ULIMIT_NOFILE")):
-        resources["ulimit_nofile"] = int(_number(v["CONTAINER_ULIMIT_NOFILE"]))
-
-    overrides: dict[int, dict] = {}
-    for key, value in v.items():
-        match = PER_CONTAINER.match(key)
-        if not match or value == "":
-            continue
-        what, index = match.group(1), int(match.group(2))
-        entry = overrides.setdefault(index, {})
-        if what == "MAX_CLIENTS":
-            entry["max_clients"] = int(_number(value) or 0)
-        elif what == "BANDWIDTH":
-            entry["bandwidth_mbps"] = _whole(_number(value))
-        elif what in ("CPUS", "CONTAINER_CPUS"):
-            entry["cpus"] = _number(value)
-        else:
-            entry["memory"] = format_size(parse_size(value))
-    overrides = {i: o for i, o in overrides.items() if i <= count and o}
-
-    # The image's own answer first; else what the nodes already run tells the CLI generation.
-    image_settings = pinned_image_settings(facts)
-    spoken = {n["cli_version"] for n in found if n.get("cli_version")}
-    if image_settings["cli_version"] == "auto" and len(spoken) == 1:
-        image_settings["cli_version"] = spoken.pop()
-    conduit: dict = {**image_settings, "data_dir": data_dir, "metrics_port_base": metrics_port_base}
-    if _number(v.get("MAX_CLIENTS")) is not None:
-        conduit["max_clients"] = int(_number(v["MAX_CLIENTS"]))
-    if _number(v.get("BANDWIDTH")) is not None:
-        conduit["bandwidth_mbps"] = _whole(_number(v["BANDWIDTH"]))
-    cap = _number(v.get("DATA_CAP_GB"))
-    if cap:
-        days = int(_number(v.get("DATA_CAP_PERIOD_DAYS")) or 30)
-        if cap >= 100 and days >= 7:
-            conduit["data_cap"] = {"traffic_limit_gb": _whole(cap), "period_days": days}
-        else:
-            warnings.append(f"DATA_CAP_GB={v['DATA_CAP_GB']} is below conduit-monitor's minimum of 100 GB per 7 days; not carried over")
+    image, data_dir, volume_prefix = _from_containers(found, prefix)
+    resources = _resources(v)
+    overrides = _overrides(v, count)
+    conduit = _conduit_settings(v, found, facts, data_dir, metrics_port_base, warnings)
 
     spec: dict = {
         "host": {"vcpus": "auto", "memory": "auto", "profile": "official"},
@@ -155,22 +111,96 @@ def build_spec(
         spec["containers"]["resources"] = resources
     if overrides:
         spec["containers"]["overrides"] = overrides
-
-    token, chat = v.get("TELEGRAM_BOT_TOKEN"), v.get("TELEGRAM_CHAT_ID")
-    if token and chat:
-        secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(secrets_dir / "telegram-token", token + "\n", mode=0o600)
-        atomic_write(secrets_dir / "telegram-chat", chat + "\n", mode=0o600)
-        telegram = {"bot_token": {"file": str(secrets_dir / "telegram-token")}, "chat_id": {"file": str(secrets_dir / "telegram-chat")}}
-        if v.get("TELEGRAM_SERVER_LABEL"):
-            telegram["server_label"] = v["TELEGRAM_SERVER_LABEL"]
+    telegram = _telegram(v, secrets_dir)
+    if telegram:
         spec["alerts"] = {"telegram": telegram}
 
     doc = {"apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": cluster}, "spec": spec}
-    for node in found:
-        if node["network"] not in ("host", None):
-            warnings.append(f"{node['name']} ran with {node['network']} networking; the spec uses host networking")
+    warnings += [f"{node['name']} ran with {node['network']} networking; the spec uses host networking" for node in found if node["network"] not in ("host", None)]
     return doc, warnings
+
+
+def _from_containers(found: list[dict], prefix: str) -> tuple[str, str, str]:
+    """The image, data dir and first volume the existing containers use, else the managers' defaults."""
+    image = next((n["image"] for n in found if n["image"]), "ghcr.io/psiphon-inc/conduit/cli:latest")
+    data_dir = next((n["data_dir"] for n in found if n["data_dir"]), "/home/conduit/data")
+    volume_prefix = next((n["volume"] for n in found if n["index"] == 1 and n["volume"]), f"{prefix}-data")
+    return image, data_dir, volume_prefix
+
+
+def _resources(v: dict[str, str]) -> dict:
+    """The limits every container ran with."""
+    resources: dict = {}
+    cpus = _number(v.get("CONTAINER_CPU_LIMIT") or v.get("DOCKER_CPUS"))
+    memory = v.get("CONTAINER_MEM_LIMIT") or v.get("DOCKER_MEMORY")
+    if cpus:
+        resources["cpus"] = cpus
+    if memory:
+        resources["memory"] = format_size(parse_size(memory))
+    if _number(v.get("CONTAINER_ULIMIT_NOFILE")):
+        resources["ulimit_nofile"] = int(_number(v["CONTAINER_ULIMIT_NOFILE"]))
+    return resources
+
+
+def _overrides(v: dict[str, str], count: int) -> dict[int, dict]:
+    """MAX_CLIENTS_2=… and friends: per-container settings of the containers that exist."""
+    overrides: dict[int, dict] = {}
+    for key, value in v.items():
+        match = PER_CONTAINER.match(key)
+        if not match or value == "":
+            continue
+        what, index = match.group(1), int(match.group(2))
+        entry = overrides.setdefault(index, {})
+        entry.update(_override(what, value))
+    return {i: o for i, o in overrides.items() if i <= count and o}
+
+
+def _override(what: str, value: str) -> dict:
+    if what == "MAX_CLIENTS":
+        return {"max_clients": int(_number(value) or 0)}
+    if what == "BANDWIDTH":
+        return {"bandwidth_mbps": _whole(_number(value))}
+    if what in ("CPUS", "CONTAINER_CPUS"):
+        return {"cpus": _number(value)}
+    return {"memory": format_size(parse_size(value))}
+
+
+def _conduit_settings(
+    v: dict[str, str], found: list[dict], facts: ImageFacts | None, data_dir: str, metrics_port_base: int, warnings: list[str],
+) -> dict:  # fmt: skip
+    """spec.conduit: what the image speaks, the node flags and the data cap."""
+    # The image's own answer first; else what the nodes already run tells the CLI generation.
+    image_settings = pinned_image_settings(facts)
+    spoken = {n["cli_version"] for n in found if n.get("cli_version")}
+    if image_settings["cli_version"] == "auto" and len(spoken) == 1:
+        image_settings["cli_version"] = spoken.pop()
+    conduit: dict = {**image_settings, "data_dir": data_dir, "metrics_port_base": metrics_port_base}
+    if _number(v.get("MAX_CLIENTS")) is not None:
+        conduit["max_clients"] = int(_number(v["MAX_CLIENTS"]))
+    if _number(v.get("BANDWIDTH")) is not None:
+        conduit["bandwidth_mbps"] = _whole(_number(v["BANDWIDTH"]))
+    cap = _number(v.get("DATA_CAP_GB"))
+    if cap:
+        days = int(_number(v.get("DATA_CAP_PERIOD_DAYS")) or 30)
+        if cap >= 100 and days >= 7:
+            conduit["data_cap"] = {"traffic_limit_gb": _whole(cap), "period_days": days}
+        else:
+            warnings.append(f"DATA_CAP_GB={v['DATA_CAP_GB']} is below conduit-monitor's minimum of 100 GB per 7 days; not carried over")
+    return conduit
+
+
+def _telegram(v: dict[str, str], secrets_dir: Path) -> dict | None:
+    """The bot token and chat id, moved into 0600 files under the state dir; the spec names the files."""
+    token, chat = v.get("TELEGRAM_BOT_TOKEN"), v.get("TELEGRAM_CHAT_ID")
+    if not (token and chat):
+        return None
+    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(secrets_dir / "telegram-token", token + "\n", mode=0o600)
+    atomic_write(secrets_dir / "telegram-chat", chat + "\n", mode=0o600)
+    telegram = {"bot_token": {"file": str(secrets_dir / "telegram-token")}, "chat_id": {"file": str(secrets_dir / "telegram-chat")}}
+    if v.get("TELEGRAM_SERVER_LABEL"):
+        telegram["server_label"] = v["TELEGRAM_SERVER_LABEL"]
+    return telegram
 
 
 def render(doc: dict, source: str) -> str:
