@@ -41,72 +41,86 @@ class Statement:
 
 def statements(text: str) -> list[Statement]:
     """nginx config text as statements with their nesting depth (comments and quotes understood)."""
-    out: list[Statement] = []
-    words: list[str] = []
-    word: list[str] = []
-    depth, line, start = 0, 1, 0
-    quote: str | None = None
-    i, n = 0, len(text)
+    return _Reader(text).statements()
 
-    def end_word() -> None:
-        nonlocal word
-        if word:
-            words.append("".join(word))
-            word = []
 
-    def end_statement(block: bool) -> None:
-        nonlocal words
-        end_word()
-        if words:
-            out.append(Statement(depth, tuple(words), block, start))
-        words = []
+class _Reader:
+    """One pass over nginx config text, a character at a time."""
 
-    while i < n:
-        ch = text[i]
-        if ch == "\n":
-            line += 1
-        if quote:
-            if ch == "\\" and i + 1 < n:
-                word.append(text[i + 1])
-                i += 2
-                continue
-            if ch == quote:
-                quote = None
-            else:
-                word.append(ch)
-        elif ch == "#":
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        elif ch in "\"'":
-            if not words and not word:
-                start = line
-            quote = ch
-            word.append("")  # an empty quoted string is still a word
-        elif ch.isspace():
-            end_word()
-        elif ch == "{" and word and word[-1] == "$":
-            # ${name}: a variable, not a block
-            close = text.find("}", i)
-            close = n - 1 if close < 0 else close
-            word.append(text[i : close + 1])
-            i = close + 1
-            continue
-        elif ch == ";":
-            end_statement(False)
-        elif ch == "{":
-            end_statement(True)
-            depth += 1
-        elif ch == "}":
-            end_statement(False)
-            depth = max(0, depth - 1)
+    def __init__(self, text: str) -> None:
+        self.text, self.n = text, len(text)
+        self.out: list[Statement] = []
+        self.words: list[str] = []
+        self.word: list[str] = []
+        self.depth, self.line, self.start = 0, 1, 0
+        self.quote: str | None = None
+
+    def statements(self) -> list[Statement]:
+        i = 0
+        while i < self.n:
+            ch = self.text[i]
+            if ch == "\n":
+                self.line += 1
+            i = self._quoted(ch, i) if self.quote else self._plain(ch, i)
+        self.end_statement(False)
+        return self.out
+
+    def end_word(self) -> None:
+        if self.word:
+            self.words.append("".join(self.word))
+            self.word = []
+
+    def end_statement(self, block: bool) -> None:
+        self.end_word()
+        if self.words:
+            self.out.append(Statement(self.depth, tuple(self.words), block, self.start))
+        self.words = []
+
+    def _quoted(self, ch: str, i: int) -> int:
+        """Inside quotes; returns where to read next."""
+        if ch == "\\" and i + 1 < self.n:
+            self.word.append(self.text[i + 1])
+            return i + 2
+        if ch == self.quote:
+            self.quote = None
         else:
-            if not words and not word:
-                start = line
-            word.append(ch)
-        i += 1
-    end_statement(False)
-    return out
+            self.word.append(ch)
+        return i + 1
+
+    def _plain(self, ch: str, i: int) -> int:
+        """Outside quotes; returns where to read next."""
+        if ch == "#":
+            newline = self.text.find("\n", i)
+            return self.n if newline < 0 else newline
+        if ch == "{" and self.word and self.word[-1] == "$":
+            # ${name}: a variable, not a block
+            close = self.text.find("}", i)
+            close = self.n - 1 if close < 0 else close
+            self.word.append(self.text[i : close + 1])
+            return close + 1
+        if ch in "\"'":
+            self._first_char()
+            self.quote = ch
+            self.word.append("")  # an empty quoted string is still a word
+        elif ch.isspace():
+            self.end_word()
+        elif ch in ";{}":
+            self._punctuation(ch)
+        else:
+            self._first_char()
+            self.word.append(ch)
+        return i + 1
+
+    def _first_char(self) -> None:
+        if not self.words and not self.word:
+            self.start = self.line
+
+    def _punctuation(self, ch: str) -> None:
+        self.end_statement(ch == "{")
+        if ch == "{":
+            self.depth += 1
+        elif ch == "}":
+            self.depth = max(0, self.depth - 1)
 
 
 @dataclass(frozen=True)
@@ -273,51 +287,9 @@ def managed_listens(content: str) -> set[tuple[str, int]]:
 def observe_nginx(doc: ClusterSpec, root: Path) -> Observation:
     lb = doc.spec.loadbalancer
     paths = lb.nginx
-    cluster = doc.metadata.name
     obs = Observation()
-    ours: str | None = None  # content of our stream file, when there is one
-
-    conf_path = host_path(root, paths.include_file)
-    if conf_path.is_file():
-        try:
-            content = conf_path.read_text(errors="replace")
-        except OSError as exc:
-            obs.problems.append(f"cannot read {paths.include_file}: {exc.strerror or exc}")
-            content = None
-        if content is not None:
-            owner = managed_cluster(content)
-            if owner == cluster:
-                ours = content
-                obs.resources.append(Resource("nginx_conf", paths.include_file, {"content": content}))
-                if header_digest(content) != body_digest(content):
-                    obs.drifted.add(("nginx_conf", paths.include_file))
-            elif owner is None:
-                obs.foreign.append(paths.include_file)
-                if lb.enabled:
-                    obs.problems.append(
-                        f"{paths.include_file} exists and is not managed by conduit; refusing to overwrite it"
-                    )
-            else:
-                obs.foreign.append(f"{paths.include_file} (conduit cluster {owner})")
-                if lb.enabled:
-                    obs.problems.append(
-                        f"{paths.include_file} belongs to conduit cluster {owner}; refusing to overwrite it"
-                    )
-    elif conf_path.exists() and lb.enabled:
-        obs.problems.append(f"{paths.include_file} exists and is not a file; refusing to overwrite it")
-
-    main_path = host_path(root, paths.main_config)
-    main_text: str | None = None
-    try:
-        main_text = main_path.read_text(errors="replace")
-    except OSError:
-        if lb.enabled:
-            obs.problems.append(f"{paths.main_config} not found: is nginx installed? ({INSTALL_HINT})")
-    if main_text is not None:
-        for text in main_text.splitlines():
-            if is_managed_line(text):
-                obs.resources.append(Resource("nginx_include", paths.main_config, {"line": text.strip()}))
-                break
+    ours = _observe_stream_file(doc, root, obs)  # content of our stream file, when there is one
+    main_text = _observe_main_config(doc, root, obs)
 
     # nginx itself is not ours: with the front off it is neither wanted nor reported,
     # so that no plan ever stops an nginx that serves other sites.
@@ -331,6 +303,58 @@ def observe_nginx(doc: ClusterSpec, root: Path) -> Observation:
         obs.problems += _config_problems(doc, root)
     obs.problems += _port_problems(doc, root, master, ours)
     return obs
+
+
+def _observe_stream_file(doc: ClusterSpec, root: Path, obs: Observation) -> str | None:
+    """The include file: ours (its content), another's or unreadable (problems when the front is on)."""
+    lb = doc.spec.loadbalancer
+    paths = lb.nginx
+    conf_path = host_path(root, paths.include_file)
+    if not conf_path.is_file():
+        if conf_path.exists() and lb.enabled:
+            obs.problems.append(f"{paths.include_file} exists and is not a file; refusing to overwrite it")
+        return None
+    try:
+        content = conf_path.read_text(errors="replace")
+    except OSError as exc:
+        obs.problems.append(f"cannot read {paths.include_file}: {exc.strerror or exc}")
+        return None
+    owner = managed_cluster(content)
+    if owner == doc.metadata.name:
+        obs.resources.append(Resource("nginx_conf", paths.include_file, {"content": content}))
+        if header_digest(content) != body_digest(content):
+            obs.drifted.add(("nginx_conf", paths.include_file))
+        return content
+    if owner is None:
+        obs.foreign.append(paths.include_file)
+        if lb.enabled:
+            obs.problems.append(
+                f"{paths.include_file} exists and is not managed by conduit; refusing to overwrite it"
+            )
+    else:
+        obs.foreign.append(f"{paths.include_file} (conduit cluster {owner})")
+        if lb.enabled:
+            obs.problems.append(
+                f"{paths.include_file} belongs to conduit cluster {owner}; refusing to overwrite it"
+            )
+    return None
+
+
+def _observe_main_config(doc: ClusterSpec, root: Path, obs: Observation) -> str | None:
+    """nginx.conf's text (None when unreadable), and our include line in it when it is there."""
+    lb = doc.spec.loadbalancer
+    paths = lb.nginx
+    try:
+        main_text = host_path(root, paths.main_config).read_text(errors="replace")
+    except OSError:
+        if lb.enabled:
+            obs.problems.append(f"{paths.main_config} not found: is nginx installed? ({INSTALL_HINT})")
+        return None
+    for text in main_text.splitlines():
+        if is_managed_line(text):
+            obs.resources.append(Resource("nginx_include", paths.main_config, {"line": text.strip()}))
+            break
+    return main_text
 
 
 def _binary_problems(doc: ClusterSpec, root: Path, main_text: str | None) -> list[str]:
