@@ -16,6 +16,7 @@ import docker.errors
 import requests.exceptions
 
 from conduit.drivers.files import read_or_none
+from conduit.drivers.nginx import bound_inodes, holder
 from conduit.drivers.programs import not_installed
 from conduit.spec.resources import Observation, Resource
 from conduit.render.container import (
@@ -27,6 +28,7 @@ from conduit.render.container import (
     MANAGED_BY,
     MANAGER,
     config_from_labels,
+    container_props,
 )
 from conduit.spec.image import ImageFacts, from_probe
 from conduit.spec.resolve import nodes
@@ -173,58 +175,70 @@ def container_resource(entry: dict, limits: tuple[float, int]) -> tuple[Resource
 def observe_docker(doc: ClusterSpec, client: CountingClient) -> Observation:
     obs = Observation()
     start = client.calls
-    name = doc.metadata.name
-    wanted = {n.name for n in nodes(doc)}
-    wanted_volume = {n.name: n.volume for n in nodes(doc)}
-    wanted_volumes = set(wanted_volume.values())
-
     # One call for every container: ours carry the cluster label; same-named others are foreign.
-    entries = call(client, client.api.containers, all=True)
-    for entry in entries:
-        labels = entry.get("Labels") or {}
-        cname = entry["Names"][0].lstrip("/")
-        ours = labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) == name
-        if not ours:
-            if cname in wanted:
-                volume = f"{wanted_volume[cname]}:{doc.spec.conduit.data_dir}"
-                if _volume(entry) == volume and not labels.get(MANAGED_BY):
-                    # The bash managers' node: same name, same volume, so the same key. Take it over.
-                    resource, _ = container_resource(entry, inspect_limits(client, entry["Id"]))
-                    obs.resources.append(Resource("container", cname, resource.props, resource.replace_fields, adopt=True))
-                    continue
-                obs.foreign.append(f"container {cname} exists and is not managed by conduit")
-                obs.problems.append(
-                    f"container {cname} exists and is not managed by conduit, and does not use volume {volume}; "
-                    "rename or remove it, or change containers.naming"
-                )
-            continue
-        if CONFIG not in labels or INDEX not in labels:
-            obs.warnings.append(f"container {cname} has conduit labels from another version; it will be replaced")
-        # Cgroups live on the engine's host, whatever --root says; a remote engine has none here.
-        limits = cgroup_limits(Path("/"), entry["Id"]) if entry.get("State") == "running" else None
-        if limits is None:
-            limits = inspect_limits(client, entry["Id"])
-        resource, drifted = container_resource(entry, limits)
-        obs.resources.append(resource)
-        if drifted:
-            obs.drifted.add(resource.key)
-
-    for volume in call(client, client.api.volumes).get("Volumes") or []:
-        if volume["Name"] in wanted_volumes or (volume.get("Labels") or {}).get(CLUSTER) == name:
-            obs.resources.append(Resource("volume", volume["Name"], {}, keep=True))
-
+    for entry in call(client, client.api.containers, all=True):
+        _observe_container(doc, client, entry, obs)
+    _observe_volumes(doc, client, obs)
     if doc.spec.network.mode == "bridge":
-        for net in call(client, client.api.networks, names=[doc.spec.network.name]):
-            if net["Name"] != doc.spec.network.name:
-                continue  # the names filter matches substrings
-            configs = (net.get("IPAM") or {}).get("Config") or []
-            subnet = configs[0].get("Subnet") if configs and doc.spec.network.subnet else None
-            obs.resources.append(
-                Resource("network", net["Name"], {"driver": net.get("Driver"), "subnet": subnet}, frozenset({"driver", "subnet"}))
-            )
+        _observe_network(doc, client, obs)
     obs.problems += port_problems(doc, {r.id for r in obs.resources if r.kind == "container" and r.props.get("state") == "running"})
     obs.api_calls = client.calls - start
     return obs
+
+
+def _observe_container(doc: ClusterSpec, client: CountingClient, entry: dict, obs: Observation) -> None:
+    labels = entry.get("Labels") or {}
+    cname = entry["Names"][0].lstrip("/")
+    if not (labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) == doc.metadata.name):
+        _observe_other_container(doc, client, entry, cname, obs)
+        return
+    if CONFIG not in labels or INDEX not in labels:
+        obs.warnings.append(f"container {cname} has conduit labels from another version; it will be replaced")
+    # Cgroups live on the engine's host, whatever --root says; a remote engine has none here.
+    limits = cgroup_limits(Path("/"), entry["Id"]) if entry.get("State") == "running" else None
+    if limits is None:
+        limits = inspect_limits(client, entry["Id"])
+    resource, drifted = container_resource(entry, limits)
+    obs.resources.append(resource)
+    if drifted:
+        obs.drifted.add(resource.key)
+
+
+def _observe_other_container(doc: ClusterSpec, client: CountingClient, entry: dict, cname: str, obs: Observation) -> None:
+    """A container the tool did not make: adopted when it is a bash-manager node, foreign when it only has our name."""
+    wanted_volume = {n.name: n.volume for n in nodes(doc)}
+    if cname not in wanted_volume:
+        return
+    labels = entry.get("Labels") or {}
+    volume = f"{wanted_volume[cname]}:{doc.spec.conduit.data_dir}"
+    if _volume(entry) == volume and not labels.get(MANAGED_BY):
+        # The bash managers' node: same name, same volume, so the same key. Take it over.
+        resource, _ = container_resource(entry, inspect_limits(client, entry["Id"]))
+        obs.resources.append(Resource("container", cname, resource.props, resource.replace_fields, adopt=True))
+        return
+    obs.foreign.append(f"container {cname} exists and is not managed by conduit")
+    obs.problems.append(
+        f"container {cname} exists and is not managed by conduit, and does not use volume {volume}; "
+        "rename or remove it, or change containers.naming"
+    )
+
+
+def _observe_volumes(doc: ClusterSpec, client: CountingClient, obs: Observation) -> None:
+    wanted_volumes = {n.volume for n in nodes(doc)}
+    for volume in call(client, client.api.volumes).get("Volumes") or []:
+        if volume["Name"] in wanted_volumes or (volume.get("Labels") or {}).get(CLUSTER) == doc.metadata.name:
+            obs.resources.append(Resource("volume", volume["Name"], {}, keep=True))
+
+
+def _observe_network(doc: ClusterSpec, client: CountingClient, obs: Observation) -> None:
+    for net in call(client, client.api.networks, names=[doc.spec.network.name]):
+        if net["Name"] != doc.spec.network.name:
+            continue  # the names filter matches substrings
+        configs = (net.get("IPAM") or {}).get("Config") or []
+        subnet = configs[0].get("Subnet") if configs and doc.spec.network.subnet else None
+        obs.resources.append(
+            Resource("network", net["Name"], {"driver": net.get("Driver"), "subnet": subnet}, frozenset({"driver", "subnet"}))
+        )
 
 
 def port_problems(doc: ClusterSpec, running: set[str], proc: Path = Path("/proc")) -> list[str]:
@@ -232,9 +246,6 @@ def port_problems(doc: ClusterSpec, running: set[str], proc: Path = Path("/proc"
 
     Ports of a container of ours that is running are its own and not checked.
     """
-    from conduit.drivers.nginx import bound_inodes, holder
-    from conduit.render.container import container_props
-
     problems = []
     for node in nodes(doc):
         if node.name in running:

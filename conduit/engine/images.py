@@ -18,6 +18,7 @@ from conduit.spec.image import ImageFacts, static_facts
 from conduit.spec.image_checks import image_checks
 from conduit.spec.resolve import with_image_facts
 from conduit.spec.spec import ClusterSpec
+from conduit.state.store import State
 
 
 @dataclass
@@ -30,8 +31,6 @@ class Settled:
 def _state(state_dir: Path | None):
     if state_dir is None:
         return None
-    from conduit.state.store import State
-
     try:
         return State(state_dir)
     except (OSError, sqlite3.Error):

@@ -16,6 +16,7 @@ import structlog
 from conduit.drivers import node
 from conduit.facts import metrics
 from conduit.state.store import State
+from conduit.tracker.capture import CaptureError, by_country, country, window
 
 log = structlog.get_logger("conduit.tracker")
 
@@ -75,8 +76,6 @@ def capture_once(
     state: State, interface: str, bpf: str, seconds: float, snaplen: int, retention_days: int, keep_hours: int, geoip: bool = True
 ) -> None:
     """One capture window into the state database; an interface that is gone is logged and retried later."""
-    from conduit.tracker.capture import CaptureError, by_country, country, window
-
     try:
         flows = window(interface, bpf, seconds, snaplen)
     except CaptureError as exc:
