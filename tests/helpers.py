@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -13,6 +15,14 @@ EXAMPLE = ROOT / "examples" / "cluster.yaml"
 
 # A 2 vCPU / 4 GiB VPS, the size the example spec is written for.
 SMALL_VPS = HostFacts(vcpus=2.0, memory=4 << 30, nic_mbps=1000, nofile_limit=20000, primary_interface="eth0")
+
+# This checkout's CLI, not whatever `conduit` is installed on PATH.
+CONDUIT = [sys.executable, "-m", "conduit"]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for CONDUIT: this checkout first on the module path."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
 def minimal(**spec) -> dict:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.harness import free_port_block, wait_for
+from tests.helpers import CONDUIT, cli_env
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +22,8 @@ class Host:
         self.spec = tmp / "cluster.yaml"
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        argv = ["conduit", "--docker-host", self.engine.host, "--state-dir", str(self.state), "--root", str(self.tmp), *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+        argv = [*CONDUIT, "--docker-host", self.engine.host, "--state-dir", str(self.state), "--root", str(self.tmp), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL, env=cli_env())
 
     def volumes(self) -> list[str]:
         return [self.prefix + "-data", self.prefix + "-data-2"]

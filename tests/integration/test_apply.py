@@ -14,7 +14,7 @@ import yaml
 
 from harness import free_port_block
 from conduit.state.store import State
-from tests.helpers import minimal
+from tests.helpers import CONDUIT, cli_env, minimal
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +55,10 @@ class Cluster:
         self.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def argv(self, *args: str) -> list[str]:
-        return ["conduit", "--docker-host", self.engine.host, "--state-dir", str(self.state), "--root", str(self.root), *args]
+        return [*CONDUIT, "--docker-host", self.engine.host, "--state-dir", str(self.state), "--root", str(self.root), *args]
 
     def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=cli_env())
 
     def apply(self, *extra: str) -> subprocess.CompletedProcess:
         return self.run("apply", "--auto-approve", *extra, str(self.spec))
@@ -383,8 +383,8 @@ def test_every_step_is_a_structured_event(cluster):
 
     cluster.write(count=1)
     argv = cluster.argv("apply", "--auto-approve", str(cluster.spec))
-    argv.insert(1, "--log-format=json")
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    argv.insert(len(CONDUIT), "--log-format=json")
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=cli_env())
     assert result.returncode == 0, result.stdout + result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     done = [(e["kind"], e["id"]) for e in events if e["event"] == "step.done"]

@@ -18,7 +18,7 @@ from conduit.engine.planning import plan_against_host, settle_cli_version
 from conduit.render.container import labels
 from conduit.render.desired import render
 from conduit.spec.resolve import nodes
-from tests.helpers import SMALL_VPS, minimal
+from tests.helpers import CONDUIT, SMALL_VPS, cli_env, minimal
 
 pytestmark = pytest.mark.integration
 
@@ -160,9 +160,10 @@ def test_unreachable_engine_is_one_line(tmp_path):
     spec = tmp_path / "cluster.yaml"
     spec.write_text(spec_text("img:2.0.0", "x"))
     result = subprocess.run(
-        ["conduit", "--docker-host", f"unix://{tmp_path}/none.sock", "--root", str(tmp_path), "plan", str(spec)],
+        [*CONDUIT, "--docker-host", f"unix://{tmp_path}/none.sock", "--root", str(tmp_path), "plan", str(spec)],
         capture_output=True,
         text=True,
+        env=cli_env(),
     )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: cannot reach the Docker engine at unix://")
@@ -202,9 +203,9 @@ def test_lacking_permission_on_the_engine_is_one_line(tmp_path):
     spec.write_text(spec_text("img:2.0.0", "perm"))
     try:
         result = subprocess.run(
-            [setpriv, "--bounding-set=-all", "--inh-caps=-all", "conduit", "--docker-host", f"unix://{path}",
+            [setpriv, "--bounding-set=-all", "--inh-caps=-all", *CONDUIT, "--docker-host", f"unix://{path}",
              "--state-dir", str(tmp_path / "state"), "--root", str(tmp_path), "plan", str(spec)],
-            capture_output=True, text=True,
+            capture_output=True, text=True, env=cli_env(),
         )
     finally:
         server.close()
