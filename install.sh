@@ -8,7 +8,7 @@
 #
 # Run it as root. Running it again upgrades the installation in place.
 #   ./install.sh           the tool
-#   ./install.sh --test    the tool and what the test suite needs (pytest, hypothesis, vermin)
+#   ./install.sh --test    the tool and what the test suite needs (pytest, hypothesis, vermin, import-linter, radon)
 #
 # Why a venv: Debian 12+ and Ubuntu 23.04+ refuse `pip install` into the system Python
 # (PEP 668), and the distribution's click is older than the one conduit needs. A venv keeps

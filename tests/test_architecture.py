@@ -15,7 +15,9 @@ MAX_COMPLEXITY = 15
 
 
 def _tool(name: str) -> list[str]:
-    found = shutil.which(name)
+    """The console script beside this Python (a venv run without activating it), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
         pytest.fail(f"{name} is not installed: pip install -e '.[test]'")
     return [found]
