@@ -4,7 +4,8 @@ Each row names the upstream source it comes from, the image profiles it applies 
 the argv given to the image (`conduit ...`, or `conduit-monitor ...`), what the node
 then does (exit code, text on stderr/stdout) and the cluster.yaml fragment that
 would make the reconciler emit such flags (`spec`), with what the reconciler must
-do about it (`tool`: "refuse" the spec before touching a container, or "accept").
+do about it (`tool`: "refuse" the spec before touching a container, "accept" it and
+render the row's flags, or "omit": accept it and leave out the flag that image refuses).
 
 tests/integration/test_standin_conformance.py checks every row against the
 stand-in image of each profile; the reconciler's side reads the same rows.
@@ -59,7 +60,7 @@ class Rule:
     absent: str = ""           # must appear in neither stream
     stdin: str | None = None
     spec: dict = field(default_factory=dict)
-    tool: str = "accept"       # "refuse" | "accept"
+    tool: str = "accept"       # "refuse" | "accept" | "omit" (accepted, the refused flag left out)
 
     def entrypoint(self) -> str:
         return self.argv[0]
@@ -104,7 +105,8 @@ RULES: list[Rule] = [
     Rule("2.0-personal-needs-compartment", f"{PI}2.0.0 cli/internal/config/config.go:231-233", ("2.0",),
          _start("--max-personal-clients", "5"), REFUSED,
          stderr="create compartment first with new-compartment-id command",
-         spec={"conduit": {"max_personal_clients": 5}}, tool="refuse"),
+         # the reconciler creates the compartment first (conduit/reconciler/compartment.py)
+         spec={"conduit": {"max_personal_clients": 5}}, tool="accept"),
     Rule("2.0-personal-with-compartment", f"{PI}2.0.0 cli/internal/config/config.go:195-233", ("2.0",),
          _start("--max-personal-clients", "5", "--compartment-id", "A" * 42 + "E"), ACCEPTED,
          spec={"conduit": {"max_personal_clients": 5, "extra_args": ["--compartment-id", "A" * 42 + "E"]}}),
@@ -121,7 +123,7 @@ RULES: list[Rule] = [
          spec={"conduit": {"extra_args": ["--set", "Foo=1"]}}, tool="refuse"),
     Rule("2.0-set-reduced-hours", f"{PI}2.0.0 cli/internal/config/set_overrides.go:19-33", ("2.0",),
          _start("--set", "InproxyReducedStartTime=22:00", "--set", "InproxyReducedMaxCommonClients=5"), ACCEPTED,
-         spec={"conduit": {"extra_args": ["--set", "InproxyReducedStartTime=22:00"]}}),
+         spec={"conduit": {"extra_args": ["--set", "InproxyReducedStartTime=22:00", "--set", "InproxyReducedMaxCommonClients=5"]}}),
     Rule("2.0-set-int-typed", f"{PI}2.0.0 cli/internal/config/set_overrides.go ParseSetOverrides", ("2.0",),
          _start("--set", "InproxyReducedMaxCommonClients=many"), REFUSED,
          stderr="invalid --set value for InproxyReducedMaxCommonClients: expected integer", tool="refuse"),
@@ -159,7 +161,8 @@ RULES: list[Rule] = [
          REFUSED, stderr="unknown flag: --set", tool="refuse"),
     Rule("1.1-has-no-metrics-addr", f"{PI}1.1.0 cli/cmd/start.go:62-69", ("1.1",),
          _start("--metrics-addr", "127.0.0.1:9090"), REFUSED, stderr="unknown flag: --metrics-addr",
-         spec={"conduit": {"metrics_port_base": 9090}}, tool="refuse"),
+         # the reconciler renders no --metrics-addr for 1.1 (the gate reads the start line)
+         spec={"conduit": {"metrics_port_base": 9090}}, tool="omit"),
     Rule("metrics-addr-from-1.2", f"{PI}1.2.0 cli/cmd/start.go:67", ("1.2", "1.3", "1.4", "1.5", "2.0", "community"),
          _start("--metrics-addr", "127.0.0.1:0"), ACCEPTED, spec={"conduit": {"metrics_port_base": 9090}}),
     Rule("1.1-1.2-hide-psiphon-config", f"{PI}1.1.0 cli/cmd/start.go:67-70 (config embedded in the image)",

@@ -16,23 +16,17 @@ Upstream, Psiphon-Inc/conduit at release-cli-2.0.0:
 from __future__ import annotations
 
 import base64
-import re
 
 from conduit.facts.keyfile import BadKey, go_json_members, go_json_string, go_string_field
+from conduit.spec.start_args import compartment_id_problem
 
 COMPARTMENT_FILE = "personal_compartment.json"
 NAME_MAX = 32  # PersonalPairingNameMaxLength, compartment.go:18
-_ID = re.compile(r"[A-Za-z0-9+/]{43}")
 
 
 def valid_id(compartment_id: str) -> str | None:
     """None when the ID is valid (compartment.go:46-75), else why not."""
-    text = compartment_id.strip()
-    if not _ID.fullmatch(text):
-        return "a compartment ID is 43 characters of unpadded standard base64"
-    if len(base64.b64decode(text + "=")) != 32:
-        return "a compartment ID decodes to 32 bytes"
-    return None
+    return compartment_id_problem(compartment_id)
 
 
 def parse_compartment(data: bytes) -> str:

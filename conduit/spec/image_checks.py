@@ -15,14 +15,16 @@ upstream sources (Psiphon-Inc/conduit tags release-cli-*, ssmirr/conduit master)
   at most the node's max common clients (psiphon-tunnel-core psiphon/config.go, Commit).
 - --idle-restart: the community build only (ssmirr cli/cmd/start.go:74).
 - extra_args: an unknown flag makes cobra exit ("unknown flag"), so each must be listed by
-  the image's `conduit start --help`.
+  the image's `conduit start --help`; the values of --set, --compartment-id (2.0) and
+  --idle-restart (community) are checked as the CLI checks them (conduit.spec.start_args).
 """
 
 from __future__ import annotations
 
 from conduit.spec.image import COMMUNITY, ImageFacts
 from conduit.spec.resolve import nodes
-from conduit.spec.spec import ClusterSpec
+from conduit.spec.spec import ClusterSpec, go_duration_seconds
+from conduit.spec.start_args import compartment_input_problem, flag_values, set_problem
 
 Path = tuple[str | int, ...]
 Issue = tuple[Path, str]
@@ -45,6 +47,7 @@ def image_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
         + _reduced_checks(doc, facts)
         + _community_checks(doc, facts)
         + _extra_arg_checks(doc, facts)
+        + _extra_value_checks(doc, facts)
     )
 
 
@@ -128,4 +131,32 @@ def _extra_arg_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
             issues.append(
                 (CONDUIT + ("extra_args", i), f"--{name} is not a flag of {facts.describe()}'s conduit start{hint}; it would exit at start")
             )
+    return issues
+
+
+def _idle_restart_problem(value: str) -> str | None:
+    seconds = go_duration_seconds(value)
+    if seconds is None:
+        return f'invalid idle-restart duration "{value}" (use format like 30m, 1h, 2h)'
+    return "idle-restart must be at least 30m" if seconds < 30 * 60 else None
+
+
+_VALUE_CHECKS = (
+    ("set", "has_set", set_problem),
+    ("compartment-id", "has_compartment", compartment_input_problem),
+    ("idle-restart", "has_idle_restart", _idle_restart_problem),
+)
+
+
+def _extra_value_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    """Values the image's `conduit start` would refuse, for the flags it surely has."""
+    issues: list[Issue] = []
+    checks = {name: check for name, capability, check in _VALUE_CHECKS if getattr(facts, capability)}
+    for i, name, value in flag_values(list(doc.spec.conduit.extra_args)):
+        check = checks.get(name)
+        if check is None:
+            continue
+        problem = f"flag needs an argument: --{name}" if value is None else check(value)
+        if problem:
+            issues.append((CONDUIT + ("extra_args", i), f"--{name}: {problem}; conduit start would exit"))
     return issues

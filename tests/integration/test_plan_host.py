@@ -174,10 +174,10 @@ def test_a_port_held_by_another_process_is_a_plan_error(host, standin_image, pre
     import socket
 
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 19191))  # the metrics port of container 2
+        sock.bind(("127.0.0.1", PORT_BASE + 1))  # the metrics port of container 2
         sock.listen()
         plan = plan_against_host(load(spec_text(standin_image, prefix)), host)
-    (problem,) = [p for p in plan.problems if "19191/tcp" in p]
+    (problem,) = [p for p in plan.problems if f"{PORT_BASE + 1}/tcp" in p]
     assert f"metrics of {prefix}-2" in problem and "already in use by another process" in problem
 
 

@@ -73,7 +73,7 @@ def test_table_is_well_formed():
     names = [r.rule for r in RULES]
     assert len(names) == len(set(names)), "rule ids are unique"
     for r in RULES:
-        assert r.tool in ("refuse", "accept"), r.rule
+        assert r.tool in ("refuse", "accept", "omit"), r.rule
         assert set(r.profiles) <= set(PROFILES), r.rule
         assert r.source, r.rule
         assert r.argv[0] in ("conduit", "conduit-monitor"), r.rule
