@@ -10,6 +10,7 @@ import resource
 from pathlib import Path
 
 from conduit.drivers.files import read_or_none
+from conduit.facts import proc
 from conduit.spec.profiles import HostFacts
 
 DEFAULT_NIC_MBPS = 1000
@@ -33,24 +34,12 @@ def cpu_count(root: Path) -> float:
 
 
 def memory_bytes(root: Path) -> int:
-    meminfo = read_or_none(root / "proc/meminfo") or ""
-    for line in meminfo.splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return proc.mem_total(read_or_none(root / "proc/meminfo") or "")
 
 
 def primary_interface(root: Path) -> str | None:
     """The interface of the IPv4 default route (/proc/net/route: destination 00000000)."""
-    table = read_or_none(root / "proc/net/route") or ""
-    best: tuple[int, str] | None = None
-    for line in table.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 7 and fields[1] == "00000000" and fields[7] == "00000000":
-            metric = int(fields[6])
-            if best is None or metric < best[0]:
-                best = (metric, fields[0])
-    return best[1] if best else None
+    return proc.default_interface(read_or_none(root / "proc/net/route") or "")
 
 
 def nic_mbps(root: Path, iface: str | None) -> int:

@@ -11,11 +11,11 @@ import fnmatch
 import glob
 import os
 import posixpath
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from conduit.facts import proc as procfacts
 from conduit.facts.nginx import (
     Statement,
     include_pattern,
@@ -32,9 +32,6 @@ from conduit.spec.spec import ClusterSpec, Listener
 INSTALL_HINT = "apt-get install nginx libnginx-mod-stream"
 # How deep main-level includes are followed (Debian: nginx.conf -> modules-enabled/*.conf).
 MAX_INCLUDE_NESTING = 4
-# Socket states in /proc/net/*: a listening TCP socket, a bound UDP socket.
-TCP_LISTEN = "0A"
-UDP_BOUND = "07"
 
 
 # ------------------------------------------------------------------ nginx.conf reading
@@ -86,34 +83,18 @@ def include_targets(root: Path, conf_dir: str, pattern: str) -> list[str]:
     return sorted("/" + m[len(prefix) :].lstrip("/") for m in matches if os.path.isfile(m))
 
 
-# ------------------------------------------------------------------ /proc parsing
-
-
-def _ipv6_wildcard_or_mapped(hex_addr: str) -> bool:
-    """A v6 socket that also takes IPv4: :: (dual stack) or an IPv4-mapped address."""
-    words = [hex_addr[i : i + 8] for i in range(0, 32, 8)]
-    return words[:2] == ["00000000", "00000000"] and words[2] in ("00000000", "FFFF0000")
+# ------------------------------------------------------------------ /proc reading
 
 
 def bound_inodes(proc: Path, protocol: str, port: int) -> set[int]:
     """Inodes of sockets listening (TCP) or bound (UDP) on `port` that a bind on *:port would hit."""
-    state = TCP_LISTEN if protocol == "tcp" else UDP_BOUND
     inodes: set[int] = set()
     for table in (protocol, protocol + "6"):
         try:
-            rows = (proc / "net" / table).read_text().splitlines()[1:]
+            text = (proc / "net" / table).read_text()
         except OSError:
             continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) < 10 or fields[3] != state:
-                continue
-            address, _, hex_port = fields[1].rpartition(":")
-            if int(hex_port, 16) != port:
-                continue
-            if table.endswith("6") and not _ipv6_wildcard_or_mapped(address):
-                continue  # a v6-only address never blocks nginx's IPv4 listen
-            inodes.add(int(fields[9]))
+        inodes |= procfacts.bound_inodes(text, protocol, port, v6=table.endswith("6"))
     return inodes
 
 
@@ -125,12 +106,11 @@ def socket_inodes(proc: Path, pid: int) -> set[int]:
         return inodes
     for entry in entries:
         try:
-            target = os.readlink(entry)
+            inode = procfacts.socket_inode(os.readlink(entry))
         except OSError:
             continue
-        m = re.fullmatch(r"socket:\[(\d+)\]", target)
-        if m:
-            inodes.add(int(m.group(1)))
+        if inode is not None:
+            inodes.add(inode)
     return inodes
 
 
@@ -141,8 +121,7 @@ def children(proc: Path, pid: int) -> set[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()  # comm may hold spaces and parentheses
-        if len(fields) > 1 and fields[1] == str(pid):
+        if procfacts.parent_pid(stat) == pid:
             kids.add(int(entry.name))
     return kids
 

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from conduit.drivers.programs import not_installed
-from conduit.facts import systemd
+from conduit.facts import proc, systemd
 from conduit.spec.resources import Observation, Resource
 from conduit.render.tracker import tracker_command, unit_name
 from conduit.spec.spec import ClusterSpec
@@ -39,7 +39,7 @@ def read_cmdline(pid: int) -> list[str] | None:
         raw = (PROC / str(pid) / "cmdline").read_bytes()
     except OSError:
         return None
-    return [part.decode("utf-8", "surrogateescape") for part in raw.split(b"\0")[:-1]] if raw else []
+    return proc.cmdline(raw)
 
 
 def pid_alive(pid: int) -> bool:
