@@ -10,7 +10,7 @@ import resource
 from pathlib import Path
 
 from conduit.drivers.files import read_or_none
-from conduit.facts import proc
+from conduit.facts import cgroup, proc
 from conduit.spec.profiles import HostFacts
 
 DEFAULT_NIC_MBPS = 1000
@@ -22,14 +22,14 @@ def cpu_count(root: Path) -> float:
     cpus = float(len(os.sched_getaffinity(0))) if root == Path("/") else float(os.cpu_count() or 1)
     v2 = read_or_none(root / "sys/fs/cgroup/cpu.max")
     if v2:
-        quota, _, period = v2.partition(" ")
-        if quota != "max" and period:
-            cpus = min(cpus, int(quota) / int(period))
+        limit = cgroup.cpu_max_cpus(v2)
     else:
-        quota = read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-        period = read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_period_us")
-        if quota and period and int(quota) > 0:
-            cpus = min(cpus, int(quota) / int(period))
+        limit = cgroup.cfs_quota_cpus(
+            read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+            read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+        )
+    if limit is not None:
+        cpus = min(cpus, limit)
     return round(cpus, 2)
 
 
