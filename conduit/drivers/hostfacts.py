@@ -1,6 +1,7 @@
 """Read the host's hardware: CPUs, memory, NIC speed, open-file limit, primary interface.
 
-Everything is read under a host root so that tests and `--root` can point elsewhere.
+Everything is read under a host root so that tests and `--root` can point elsewhere; what
+the files say is read by conduit.facts (proc, cgroup, hardware).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import resource
 from pathlib import Path
 
 from conduit.drivers.files import read_or_none
-from conduit.facts import cgroup, proc
+from conduit.facts import cgroup, hardware, proc
 from conduit.spec.profiles import HostFacts
 
 DEFAULT_NIC_MBPS = 1000
@@ -44,9 +45,9 @@ def primary_interface(root: Path) -> str | None:
 
 def nic_mbps(root: Path, iface: str | None) -> int:
     if iface:
-        speed = read_or_none(root / "sys/class/net" / iface / "speed")
-        if speed and speed.lstrip("-").isdigit() and int(speed) > 0:
-            return int(speed)
+        speed = hardware.nic_speed(read_or_none(root / "sys/class/net" / iface / "speed"))
+        if speed is not None:
+            return speed
     return DEFAULT_NIC_MBPS
 
 
