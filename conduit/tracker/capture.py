@@ -4,14 +4,13 @@ A short tcpdump window on the primary interface, with a small snaplen and the sp
 filter (UDP on ephemeral ports: Conduit serves each client on a fresh random port, never
 on 443), counts UDP payload bytes per remote address; the country of each address comes
 from the GeoIP database that the Debian package geoip-database installs. tcpdump's lines
-are read by conduit.facts.tcpdump.
+are read by conduit.facts.tcpdump, `ip -j addr`'s JSON by conduit.facts.iproute.
 Between windows nothing runs, which keeps the cost far below a continuous capture.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import subprocess
 import threading
 import time
@@ -20,7 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from conduit.drivers.programs import not_installed
-from conduit.facts import tcpdump
+from conduit.facts import iproute, tcpdump
 
 GEOIP_V4 = Path("/usr/share/GeoIP/GeoIP.dat")
 GEOIP_V6 = Path("/usr/share/GeoIP/GeoIPv6.dat")
@@ -46,7 +45,7 @@ def local_addresses(interface: str) -> set[str]:
         raise CaptureError(not_installed("ip")) from None
     if done.returncode != 0:
         raise CaptureError(f"interface {interface}: {' '.join(done.stderr.split()) or 'not found'}")
-    return {info["local"] for entry in json.loads(done.stdout or "[]") for info in entry.get("addr_info", [])}
+    return iproute.local_addresses(done.stdout)
 
 
 def parse(lines, local: set[str], flows: dict[str, Flow] | None = None) -> dict[str, Flow]:
