@@ -1,6 +1,7 @@
 """Read the host's hardware: CPUs, memory, NIC speed, open-file limit, primary interface.
 
-Everything is read under a host root so that tests and `--root` can point elsewhere.
+Everything is read under a host root so that tests and `--root` can point elsewhere; what
+the files say is read by conduit.facts (proc, cgroup, hardware).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import resource
 from pathlib import Path
 
 from conduit.drivers.files import read_or_none
+from conduit.facts import cgroup, hardware, proc
 from conduit.spec.profiles import HostFacts
 
 DEFAULT_NIC_MBPS = 1000
@@ -21,43 +23,31 @@ def cpu_count(root: Path) -> float:
     cpus = float(len(os.sched_getaffinity(0))) if root == Path("/") else float(os.cpu_count() or 1)
     v2 = read_or_none(root / "sys/fs/cgroup/cpu.max")
     if v2:
-        quota, _, period = v2.partition(" ")
-        if quota != "max" and period:
-            cpus = min(cpus, int(quota) / int(period))
+        limit = cgroup.cpu_max_cpus(v2)
     else:
-        quota = read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-        period = read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_period_us")
-        if quota and period and int(quota) > 0:
-            cpus = min(cpus, int(quota) / int(period))
+        limit = cgroup.cfs_quota_cpus(
+            read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+            read_or_none(root / "sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+        )
+    if limit is not None:
+        cpus = min(cpus, limit)
     return round(cpus, 2)
 
 
 def memory_bytes(root: Path) -> int:
-    meminfo = read_or_none(root / "proc/meminfo") or ""
-    for line in meminfo.splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return proc.mem_total(read_or_none(root / "proc/meminfo") or "")
 
 
 def primary_interface(root: Path) -> str | None:
     """The interface of the IPv4 default route (/proc/net/route: destination 00000000)."""
-    table = read_or_none(root / "proc/net/route") or ""
-    best: tuple[int, str] | None = None
-    for line in table.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 7 and fields[1] == "00000000" and fields[7] == "00000000":
-            metric = int(fields[6])
-            if best is None or metric < best[0]:
-                best = (metric, fields[0])
-    return best[1] if best else None
+    return proc.default_interface(read_or_none(root / "proc/net/route") or "")
 
 
 def nic_mbps(root: Path, iface: str | None) -> int:
     if iface:
-        speed = read_or_none(root / "sys/class/net" / iface / "speed")
-        if speed and speed.lstrip("-").isdigit() and int(speed) > 0:
-            return int(speed)
+        speed = hardware.nic_speed(read_or_none(root / "sys/class/net" / iface / "speed"))
+        if speed is not None:
+            return speed
     return DEFAULT_NIC_MBPS
 
 

@@ -1,7 +1,7 @@
 """Observe the nginx front: the stream file, the include line, whether nginx runs, and preflight.
 
-Everything is read under the host root; the parsers are plain functions of text so that
-they can be tested from fixtures. Preflight problems are the ones that would make an
+Everything is read under the host root; what the text says is read by conduit.facts.nginx,
+which is tested from fixtures. Preflight problems are the ones that would make an
 apply fail half way (nginx -t or the reload), reported before anything is written.
 """
 
@@ -11,11 +11,20 @@ import fnmatch
 import glob
 import os
 import posixpath
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from conduit.facts import proc as procfacts
+from conduit.facts.nginx import (
+    Statement,
+    include_pattern,
+    managed_listens,
+    names_nginx,
+    pidfile_pid,
+    statements,
+    stream_compiled_in,
+)
 from conduit.spec.resources import Observation, Resource, host_path
 from conduit.render.nginx import body_digest, header_digest, is_managed_line, managed_cluster
 from conduit.spec.spec import ClusterSpec, Listener
@@ -23,104 +32,9 @@ from conduit.spec.spec import ClusterSpec, Listener
 INSTALL_HINT = "apt-get install nginx libnginx-mod-stream"
 # How deep main-level includes are followed (Debian: nginx.conf -> modules-enabled/*.conf).
 MAX_INCLUDE_NESTING = 4
-# Socket states in /proc/net/*: a listening TCP socket, a bound UDP socket.
-TCP_LISTEN = "0A"
-UDP_BOUND = "07"
 
 
-# ------------------------------------------------------------------ nginx.conf parsing
-
-
-@dataclass(frozen=True)
-class Statement:
-    depth: int  # 0 = main context
-    words: tuple[str, ...]
-    block: bool  # ends with '{' rather than ';'
-    line: int  # 1-based line of the first word
-
-
-def statements(text: str) -> list[Statement]:
-    """nginx config text as statements with their nesting depth (comments and quotes understood)."""
-    return _Reader(text).statements()
-
-
-class _Reader:
-    """One pass over nginx config text, a character at a time."""
-
-    def __init__(self, text: str) -> None:
-        self.text, self.n = text, len(text)
-        self.out: list[Statement] = []
-        self.words: list[str] = []
-        self.word: list[str] = []
-        self.depth, self.line, self.start = 0, 1, 0
-        self.quote: str | None = None
-
-    def statements(self) -> list[Statement]:
-        i = 0
-        while i < self.n:
-            ch = self.text[i]
-            if ch == "\n":
-                self.line += 1
-            i = self._quoted(ch, i) if self.quote else self._plain(ch, i)
-        self.end_statement(False)
-        return self.out
-
-    def end_word(self) -> None:
-        if self.word:
-            self.words.append("".join(self.word))
-            self.word = []
-
-    def end_statement(self, block: bool) -> None:
-        self.end_word()
-        if self.words:
-            self.out.append(Statement(self.depth, tuple(self.words), block, self.start))
-        self.words = []
-
-    def _quoted(self, ch: str, i: int) -> int:
-        """Inside quotes; returns where to read next."""
-        if ch == "\\" and i + 1 < self.n:
-            self.word.append(self.text[i + 1])
-            return i + 2
-        if ch == self.quote:
-            self.quote = None
-        else:
-            self.word.append(ch)
-        return i + 1
-
-    def _plain(self, ch: str, i: int) -> int:
-        """Outside quotes; returns where to read next."""
-        if ch == "#":
-            newline = self.text.find("\n", i)
-            return self.n if newline < 0 else newline
-        if ch == "{" and self.word and self.word[-1] == "$":
-            # ${name}: a variable, not a block
-            close = self.text.find("}", i)
-            close = self.n - 1 if close < 0 else close
-            self.word.append(self.text[i : close + 1])
-            return close + 1
-        if ch in "\"'":
-            self._first_char()
-            self.quote = ch
-            self.word.append("")  # an empty quoted string is still a word
-        elif ch.isspace():
-            self.end_word()
-        elif ch in ";{}":
-            self._punctuation(ch)
-        else:
-            self._first_char()
-            self.word.append(ch)
-        return i + 1
-
-    def _first_char(self) -> None:
-        if not self.words and not self.word:
-            self.start = self.line
-
-    def _punctuation(self, ch: str) -> None:
-        self.end_statement(ch == "{")
-        if ch == "{":
-            self.depth += 1
-        elif ch == "}":
-            self.depth = max(0, self.depth - 1)
+# ------------------------------------------------------------------ nginx.conf reading
 
 
 @dataclass(frozen=True)
@@ -160,11 +74,6 @@ def walk(root: Path, main_config: str, skip: frozenset[str] = frozenset()) -> li
     return found
 
 
-def include_pattern(conf_dir: str, pattern: str) -> str:
-    """nginx resolves relative include paths against the directory of nginx.conf."""
-    return pattern if pattern.startswith("/") else posixpath.join(conf_dir, pattern)
-
-
 def include_targets(root: Path, conf_dir: str, pattern: str) -> list[str]:
     """Host paths (as seen on the host, not under root) an include pattern matches, sorted like nginx."""
     pattern = include_pattern(conf_dir, pattern)
@@ -174,39 +83,18 @@ def include_targets(root: Path, conf_dir: str, pattern: str) -> list[str]:
     return sorted("/" + m[len(prefix) :].lstrip("/") for m in matches if os.path.isfile(m))
 
 
-def stream_compiled_in(version_output: str) -> bool:
-    """`nginx -V` lists --with-stream for a built-in module, --with-stream=dynamic for a loadable one."""
-    return "--with-stream" in version_output.split()
-
-
-# ------------------------------------------------------------------ /proc parsing
-
-
-def _ipv6_wildcard_or_mapped(hex_addr: str) -> bool:
-    """A v6 socket that also takes IPv4: :: (dual stack) or an IPv4-mapped address."""
-    words = [hex_addr[i : i + 8] for i in range(0, 32, 8)]
-    return words[:2] == ["00000000", "00000000"] and words[2] in ("00000000", "FFFF0000")
+# ------------------------------------------------------------------ /proc reading
 
 
 def bound_inodes(proc: Path, protocol: str, port: int) -> set[int]:
     """Inodes of sockets listening (TCP) or bound (UDP) on `port` that a bind on *:port would hit."""
-    state = TCP_LISTEN if protocol == "tcp" else UDP_BOUND
     inodes: set[int] = set()
     for table in (protocol, protocol + "6"):
         try:
-            rows = (proc / "net" / table).read_text().splitlines()[1:]
+            text = (proc / "net" / table).read_text()
         except OSError:
             continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) < 10 or fields[3] != state:
-                continue
-            address, _, hex_port = fields[1].rpartition(":")
-            if int(hex_port, 16) != port:
-                continue
-            if table.endswith("6") and not _ipv6_wildcard_or_mapped(address):
-                continue  # a v6-only address never blocks nginx's IPv4 listen
-            inodes.add(int(fields[9]))
+        inodes |= procfacts.bound_inodes(text, protocol, port, v6=table.endswith("6"))
     return inodes
 
 
@@ -218,12 +106,11 @@ def socket_inodes(proc: Path, pid: int) -> set[int]:
         return inodes
     for entry in entries:
         try:
-            target = os.readlink(entry)
+            inode = procfacts.socket_inode(os.readlink(entry))
         except OSError:
             continue
-        m = re.fullmatch(r"socket:\[(\d+)\]", target)
-        if m:
-            inodes.add(int(m.group(1)))
+        if inode is not None:
+            inodes.add(inode)
     return inodes
 
 
@@ -234,8 +121,7 @@ def children(proc: Path, pid: int) -> set[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()  # comm may hold spaces and parentheses
-        if len(fields) > 1 and fields[1] == str(pid):
+        if procfacts.parent_pid(stat) == pid:
             kids.add(int(entry.name))
     return kids
 
@@ -255,10 +141,10 @@ def holder(proc: Path, inodes: set[int]) -> str | None:
 def master_pid(root: Path, pid_file: str) -> int | None:
     """The running nginx master named by the pid file, or None."""
     try:
-        pid = int(host_path(root, pid_file).read_text().strip())
-    except (OSError, ValueError):
+        pid = pidfile_pid(host_path(root, pid_file).read_text())
+    except OSError:
         return None
-    if pid <= 0:
+    if pid is None:
         return None
     try:
         os.kill(pid, 0)
@@ -270,15 +156,7 @@ def master_pid(root: Path, pid_file: str) -> int | None:
         cmdline = (host_path(root, "/proc") / str(pid) / "cmdline").read_bytes()
     except OSError:
         return None
-    return pid if b"nginx" in cmdline else None
-
-
-def managed_listens(content: str) -> set[tuple[str, int]]:
-    """(protocol, port) of the listen lines in a stream file."""
-    found = set()
-    for m in re.finditer(r"^\s*listen\s+(?:\S*:)?(\d+)((?:\s+[^;\s]+)*)\s*;", content, re.M):
-        found.add(("udp" if "udp" in m.group(2).split() else "tcp", int(m.group(1))))
-    return found
+    return pid if names_nginx(cmdline) else None
 
 
 # ------------------------------------------------------------------ the observation

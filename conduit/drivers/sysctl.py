@@ -1,8 +1,8 @@
 """Observe kernel settings under a host root: /proc/sys values and the managed sysctl.d file.
 
-Only reads. Whether a key could be written is asked with access(2), which reports a
-read-only /proc/sys (containers) and keys the kernel serves read-only (a network
-namespace's conntrack limits) without trying a write.
+Only reads; what the files say is read by conduit.facts.sysctl. Whether a key could be
+written is asked with access(2), which reports a read-only /proc/sys (containers) and keys
+the kernel serves read-only (a network namespace's conntrack limits) without trying a write.
 """
 
 from __future__ import annotations
@@ -11,29 +11,17 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from conduit.facts import sysctl as facts
 from conduit.spec.resources import Observation, Resource, host_path
-from conduit.render.sysctl import HEADER_PREFIX
-from conduit.spec.profiles import normalise_sysctl
 from conduit.spec.spec import ClusterSpec
-
-# The header is on the first line we write; a few lines leave room for an editor's modeline.
-HEADER_LINES = 3
 
 
 def proc_path(root: Path, key: str) -> Path:
-    return Path(root) / "proc/sys" / key.replace(".", "/")
+    return Path(root) / "proc/sys" / facts.key_path(key)
 
 
 def _hint(key: str) -> str:
     return "; load it with `modprobe nf_conntrack`" if key.startswith("net.netfilter.") else ""
-
-
-def _owner(text: str) -> str | None:
-    """Cluster named by our header in the file's first lines, or None when there is none."""
-    for line in text.splitlines()[:HEADER_LINES]:
-        if line.startswith(HEADER_PREFIX):
-            return line[len(HEADER_PREFIX) :].rstrip().removesuffix(".")
-    return None
 
 
 def _observe_key(root: Path, key: str, refused: list[str]) -> Resource:
@@ -45,7 +33,7 @@ def _observe_key(root: Path, key: str, refused: list[str]) -> Resource:
         refused.append(f"sysctl {key} is a group of keys, not a key")
         return Resource("sysctl", key, {"value": None})
     try:
-        value: str | None = normalise_sysctl(path.read_text())
+        value: str | None = facts.value(path.read_text())
     except OSError as exc:
         refused.append(f"sysctl {key} cannot be read: {exc.strerror or exc}")
         value = None
@@ -68,7 +56,7 @@ def _observe_file(doc: ClusterSpec, root: Path, obs: Observation) -> None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
             obs.problems.append(f"{name} exists and cannot be read ({reason})")
         return
-    owner = _owner(text)
+    owner = facts.owner(text)
     if owner == doc.metadata.name:
         obs.resources.append(Resource("sysctl_file", name, {"content": text}))
         return

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from conduit.drivers.programs import not_installed
+from conduit.facts import proc, systemd
 from conduit.spec.resources import Observation, Resource
 from conduit.render.tracker import tracker_command, unit_name
 from conduit.spec.spec import ClusterSpec
@@ -19,7 +20,6 @@ from conduit.spec.spec import ClusterSpec
 PROC = Path("/proc")
 SYSTEMCTL = "systemctl"
 SYSTEMCTL_TIMEOUT = 15
-RUNNING_STATES = frozenset({"active", "reloading"})
 
 
 def tracker_pidfile(state_dir: str | Path) -> Path:
@@ -39,7 +39,7 @@ def read_cmdline(pid: int) -> list[str] | None:
         raw = (PROC / str(pid) / "cmdline").read_bytes()
     except OSError:
         return None
-    return [part.decode("utf-8", "surrogateescape") for part in raw.split(b"\0")[:-1]] if raw else []
+    return proc.cmdline(raw)
 
 
 def pid_alive(pid: int) -> bool:
@@ -118,30 +118,6 @@ def _observe_pidfile(doc: ClusterSpec, state_dir: Path, conduit_bin: str) -> Obs
     return obs
 
 
-def parse_systemctl_show(text: str) -> dict[str, str]:
-    props: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            props[key] = value
-    return props
-
-
-def exec_start_argv(exec_start: str, expected: list[str]) -> list[str] | None:
-    """argv from systemctl's ExecStart listing (`{ path=... ; argv[]=a b c ; ... }`).
-
-    The listing joins words with spaces, so a word holding spaces cannot be told apart;
-    when the listing matches the expected argv word for word it is taken as that argv.
-    """
-    start = exec_start.find("argv[]=")
-    if start < 0:
-        return None
-    listed = exec_start[start + len("argv[]=") :].split(" ; ", 1)[0].strip()
-    if listed == " ".join(expected):
-        return list(expected)
-    return listed.split() or None
-
-
 def _observe_systemd(doc: ClusterSpec, conduit_bin: str) -> Observation:
     obs = Observation()
     unit = unit_name(doc.metadata.name)
@@ -157,17 +133,17 @@ def _observe_systemd(doc: ClusterSpec, conduit_bin: str) -> Observation:
     if done.returncode != 0:
         obs.problems.append(f"systemctl show {unit} failed: {' '.join(done.stderr.split()) or done.returncode}")
         return obs
-    props = parse_systemctl_show(done.stdout)
-    if props.get("LoadState", "not-found") == "not-found":
+    props = systemd.parse_systemctl_show(done.stdout)
+    if not systemd.loaded(props):
         return obs
-    running = props.get("ActiveState") in RUNNING_STATES
+    running = systemd.running(props)
     command = None
-    pid = int(props["MainPID"]) if props.get("MainPID", "").isdigit() else 0
+    pid = systemd.main_pid(props)
     if running and pid > 0:
         cmdline = read_cmdline(pid)
         command = tracker_argv(cmdline) if cmdline else None
     if command is None:
-        command = exec_start_argv(props.get("ExecStart", ""), tracker_command(doc, conduit_bin))
+        command = systemd.exec_start_argv(props.get("ExecStart", ""), tracker_command(doc, conduit_bin))
     if command is not None:
         command = _as_configured(command, conduit_bin)
     obs.resources.append(Resource("tracker", "tracker", {"command": command, "running": running}))

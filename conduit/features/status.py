@@ -2,7 +2,7 @@
 
 Docker is asked once for the list and, per node, for its container (restarts, command,
 start time) and the log of its current run (the newer-version warning); CPU and memory use
-come from the nodes' cgroups and the client counts from their metrics (or a fresh 1.x stats
+come from the nodes' cgroups (read by conduit.facts.cgroup) and the client counts from their metrics (or a fresh 1.x stats
 file), all read concurrently so one slow or dead node does not hold up the rest. Byte
 counts are kept as lifetime totals per node in the state DB (lifetime.py).
 """
@@ -21,7 +21,7 @@ import structlog
 from conduit.drivers.files import read_or_none
 from conduit.engine.gates import listening
 from conduit.engine import nodehealth
-from conduit.facts import metrics, nodelog
+from conduit.facts import cgroup, metrics, nodelog
 from conduit.drivers.docker import call
 from conduit.facts.lifetime import ByteReading
 from conduit.engine.nodehealth import Reading, Verdict
@@ -48,18 +48,17 @@ def cgroup_usage(container_id: str) -> tuple[int | None, int | None]:
     """(memory bytes in use, CPU nanoseconds used so far) from the container's cgroup."""
     memory = cpu = None
     for d in _cgroup_dirs(container_id):
-        memory = memory or _int(read_or_none(d / "memory.current")) or _int(read_or_none(d / "memory.usage_in_bytes"))
-        cpu = cpu or _int(read_or_none(d / "cpuacct.usage"))
+        memory = (
+            memory
+            or cgroup.integer(read_or_none(d / "memory.current"))
+            or cgroup.integer(read_or_none(d / "memory.usage_in_bytes"))
+        )
+        cpu = cpu or cgroup.integer(read_or_none(d / "cpuacct.usage"))
         stat = read_or_none(d / "cpu.stat")
         if cpu is None and stat:
-            for line in stat.splitlines():
-                if line.startswith("usage_usec "):
-                    cpu = int(line.split()[1]) * 1000
+            usage = cgroup.cpu_stat_usage_ns(stat)
+            cpu = cpu if usage is None else usage
     return memory, cpu
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() else None
 
 
 def _up(port: int) -> bool:

@@ -6,9 +6,7 @@ from conduit.spec.resources import Resource
 from conduit.render.templating import environment
 from conduit.spec.profiles import SYSCTL_CLUSTER_V2, SYSCTL_CONDUIT, SYSCTL_FRONT, raise_only, sysctl_values
 from conduit.spec.spec import ClusterSpec
-
-# The file's first line; the driver recognises a file as ours (and whose) by it.
-HEADER_PREFIX = "# Managed by conduit for cluster "
+from conduit.facts.sysctl import HEADER_PREFIX  # the file's first line; the driver recognises ours (and whose) by it
 
 REASONS = {
     "fs.file-max": "file descriptors: every WebRTC peer costs a node open sockets",

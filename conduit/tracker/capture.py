@@ -3,15 +3,14 @@
 A short tcpdump window on the primary interface, with a small snaplen and the spec's BPF
 filter (UDP on ephemeral ports: Conduit serves each client on a fresh random port, never
 on 443), counts UDP payload bytes per remote address; the country of each address comes
-from the GeoIP database that the Debian package geoip-database installs.
+from the GeoIP database that the Debian package geoip-database installs. tcpdump's lines
+are read by conduit.facts.tcpdump, `ip -j addr`'s JSON by conduit.facts.iproute.
 Between windows nothing runs, which keeps the cost far below a continuous capture.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import re
 import subprocess
 import threading
 import time
@@ -20,13 +19,11 @@ from functools import cache
 from pathlib import Path
 
 from conduit.drivers.programs import not_installed
+from conduit.facts import iproute, tcpdump
 
 GEOIP_V4 = Path("/usr/share/GeoIP/GeoIP.dat")
 GEOIP_V6 = Path("/usr/share/GeoIP/GeoIPv6.dat")
 UNKNOWN = "ZZ"
-
-# "1700000000.123456 IP 10.0.0.1.5000 > 10.0.0.2.40000: UDP, length 100" (IPv6: "IP6 a::1.5000 > ...")
-_LINE = re.compile(r"^\S+ IP6? (\S+)\.(\d+) > (\S+)\.(\d+): UDP, length (\d+)")
 
 
 class CaptureError(Exception):
@@ -48,26 +45,26 @@ def local_addresses(interface: str) -> set[str]:
         raise CaptureError(not_installed("ip")) from None
     if done.returncode != 0:
         raise CaptureError(f"interface {interface}: {' '.join(done.stderr.split()) or 'not found'}")
-    return {info["local"] for entry in json.loads(done.stdout or "[]") for info in entry.get("addr_info", [])}
+    return iproute.local_addresses(done.stdout)
 
 
 def parse(lines, local: set[str], flows: dict[str, Flow] | None = None) -> dict[str, Flow]:
     """Count tcpdump's lines into flows by remote address (lines may be a live stream)."""
     flows = {} if flows is None else flows
     for line in lines:
-        match = _LINE.match(line)
-        if not match:
+        datagram = tcpdump.udp_datagram(line)
+        if datagram is None:
             continue
-        src, _sport, dst, _dport, length = match.groups()
+        src, dst, length = datagram.src, datagram.dst, datagram.length
         remote = dst if src in local else src
         if remote in local:
             continue  # between two of our own addresses
         flow = flows.setdefault(remote, Flow())
         flow.packets += 1
         if remote == src:
-            flow.up += int(length)
+            flow.up += length
         else:
-            flow.down += int(length)
+            flow.down += length
     return flows
 
 

@@ -8,13 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conduit.drivers.nginx import (
-    bound_inodes,
-    managed_listens,
-    observe_nginx,
-    statements,
-    stream_compiled_in,
-)
+from conduit.drivers.nginx import bound_inodes, observe_nginx
 from conduit.spec.load import load_file, load_text
 from conduit.render.nginx import (
     MANAGED_MARK,
@@ -196,27 +190,6 @@ def test_remove_is_idempotent():
     once = insert_include(DEBIAN_CONF, LINE)
     assert remove_include(once) == DEBIAN_CONF
     assert remove_include(DEBIAN_CONF) == DEBIAN_CONF
-
-
-# ------------------------------------------------------------------ parsers
-
-
-def test_statements_track_depth_comments_and_quotes():
-    text = "a 1; # b {\nhttp {\n  log_format x '{ ; }' \"$a\";\n  server { listen 80; }\n}\nstream {}\n"
-    got = [(s.depth, s.words[0], s.block, s.line) for s in statements(text)]
-    assert got == [(0, "a", False, 1), (0, "http", True, 2), (1, "log_format", False, 3), (1, "server", True, 4),
-                   (2, "listen", False, 4), (0, "stream", True, 6)]
-    assert statements("set $x ${y}z;")[0].words == ("set", "$x", "${y}z")
-
-
-def test_stream_compiled_in():
-    assert stream_compiled_in("configure arguments: --prefix=/x --with-stream --with-http_ssl_module")
-    assert not stream_compiled_in("configure arguments: --with-stream=dynamic --with-stream_ssl_module")
-
-
-def test_managed_listens(example):
-    assert managed_listens(render_stream_conf(example)) == {("tcp", 443), ("udp", 5566)}
-    assert managed_listens("    listen 127.0.0.1:9000 udp reuseport;\n") == {("udp", 9000)}
 
 
 # ------------------------------------------------------------------ the driver on fixture roots

@@ -12,9 +12,7 @@ from conduit.drivers import sysctl as sysctl_driver
 from conduit.drivers import tracker as tracker_driver
 from conduit.drivers.sysctl import observe_sysctl, proc_path
 from conduit.drivers.tracker import (
-    exec_start_argv,
     observe_tracker,
-    parse_systemctl_show,
     tracker_argv,
     tracker_pidfile,
 )
@@ -376,17 +374,6 @@ ActiveState=active
 MainPID=0
 ExecStart={ path=/usr/local/bin/conduit ; argv[]=/usr/local/bin/conduit tracker run --cluster test --filter udp and (portrange 1024-65535) ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }
 """
-
-
-def test_parse_systemctl_show():
-    props = parse_systemctl_show(SHOW_ACTIVE)
-    assert props["LoadState"] == "loaded" and props["ActiveState"] == "active"
-    expected = ["/usr/local/bin/conduit", "tracker", "run", "--cluster", "test", "--filter", "udp and (portrange 1024-65535)"]
-    assert exec_start_argv(props["ExecStart"], expected) == expected
-    # A listing that differs from the expected argv is split on spaces: it will show as a change.
-    other = exec_start_argv(props["ExecStart"], ["conduit"])
-    assert other[:3] == ["/usr/local/bin/conduit", "tracker", "run"] and "udp" in other
-    assert exec_start_argv("", expected) is None
 
 
 def fake_systemctl(tmp_path: Path, monkeypatch, output: str) -> Path:

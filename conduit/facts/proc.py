@@ -1,0 +1,75 @@
+"""The kernel's /proc files, parsed: a process's argv and parent, socket tables and fd links,
+memory, and the IPv4 default route.
+
+Pure functions of the files' text or bytes (the drivers read the files).
+"""
+
+from __future__ import annotations
+
+import re
+
+# Socket states in /proc/net/*: a listening TCP socket, a bound UDP socket.
+TCP_LISTEN = "0A"
+UDP_BOUND = "07"
+_SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
+
+
+def cmdline(raw: bytes) -> list[str]:
+    """/proc/<pid>/cmdline as argv: NUL-terminated words; a zombie's (or a kernel thread's) is empty."""
+    return [part.decode("utf-8", "surrogateescape") for part in raw.split(b"\0")[:-1]] if raw else []
+
+
+def parent_pid(stat: str) -> int | None:
+    """The parent pid in /proc/<pid>/stat, read after the last ')' since comm may hold spaces and parentheses."""
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+
+
+def socket_inode(link: str) -> int | None:
+    """The inode of a /proc/<pid>/fd link to a socket (`socket:[12345]`), None for any other file."""
+    m = _SOCKET_LINK.fullmatch(link)
+    return int(m.group(1)) if m else None
+
+
+def _ipv6_wildcard_or_mapped(hex_addr: str) -> bool:
+    """A v6 socket that also takes IPv4: :: (dual stack) or an IPv4-mapped address."""
+    words = [hex_addr[i : i + 8] for i in range(0, 32, 8)]
+    return words[:2] == ["00000000", "00000000"] and words[2] in ("00000000", "FFFF0000")
+
+
+def bound_inodes(table: str, protocol: str, port: int, v6: bool) -> set[int]:
+    """Inodes in a /proc/net/{tcp,udp}[6] table of sockets listening (TCP) or bound (UDP) on `port`
+    that a bind on *:port would hit (a v6-only address never blocks an IPv4 listen)."""
+    state = TCP_LISTEN if protocol == "tcp" else UDP_BOUND
+    inodes: set[int] = set()
+    for row in table.splitlines()[1:]:
+        fields = row.split()
+        if len(fields) < 10 or fields[3] != state:
+            continue
+        address, _, hex_port = fields[1].rpartition(":")
+        if int(hex_port, 16) != port:
+            continue
+        if v6 and not _ipv6_wildcard_or_mapped(address):
+            continue
+        inodes.add(int(fields[9]))
+    return inodes
+
+
+def mem_total(meminfo: str) -> int:
+    """MemTotal of /proc/meminfo in bytes; 0 when it is not there."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def default_interface(route: str) -> str | None:
+    """The interface of the IPv4 default route in /proc/net/route (destination and mask 00000000), lowest metric first."""
+    best: tuple[int, str] | None = None
+    for line in route.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 7 and fields[1] == "00000000" and fields[7] == "00000000":
+            metric = int(fields[6])
+            if best is None or metric < best[0]:
+                best = (metric, fields[0])
+    return best[1] if best else None
