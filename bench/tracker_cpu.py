@@ -20,9 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from harness.netns import veth_pair  # noqa: E402
+from helpers import CONDUIT, cli_env  # noqa: E402
 
 SEND = """
 import socket, sys, time
@@ -41,10 +43,10 @@ while time.time() < end:
 
 def run_tracker(node: str, iface: str, seconds: float, sample: int, interval: int, state: str) -> tuple[float, int]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    argv = ["ip", "netns", "exec", node, "conduit", "--state-dir", state, "tracker", "run", "--cluster", "bench",
+    argv = ["ip", "netns", "exec", node, *CONDUIT, "--state-dir", state, "tracker", "run", "--cluster", "bench",
             "--source", "capture", "--interface", iface, "--filter", "udp and (portrange 1024-65535)",
             "--sample-seconds", str(sample), "--interval-seconds", str(interval)]  # fmt: skip
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(argv, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(seconds)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
