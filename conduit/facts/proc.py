@@ -34,7 +34,8 @@ def socket_inode(link: str) -> int | None:
 def _ipv6_wildcard_or_mapped(hex_addr: str) -> bool:
     """A v6 socket that also takes IPv4: :: (dual stack) or an IPv4-mapped address."""
     words = [hex_addr[i : i + 8] for i in range(0, 32, 8)]
-    return words[:2] == ["00000000", "00000000"] and words[2] in ("00000000", "FFFF0000")
+    zero = "00000000"
+    return words[:2] == [zero, zero] and (words[2] == "FFFF0000" or words[2:] == [zero, zero])
 
 
 def bound_inodes(table: str, protocol: str, port: int, v6: bool) -> set[int]:

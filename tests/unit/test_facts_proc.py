@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from conduit.facts.proc import bound_inodes, cmdline, default_interface, mem_total, parent_pid, socket_inode
 
@@ -58,7 +57,6 @@ def test_a_dual_stack_wildcard_v6_socket_blocks_an_ipv4_bind():
     assert bound_inodes(fixture("net-tcp6.txt"), "tcp", 8443, v6=True) == {1024608}  # [::]:8443, not v6-only
 
 
-@pytest.mark.xfail(strict=True, reason="::1 (…00000000 01000000) is taken for :: : only the first three words are compared")
 def test_a_v6_loopback_socket_does_not_block_an_ipv4_bind():
     assert bound_inodes(fixture("net-tcp6.txt"), "tcp", 8444, v6=True) == set()  # [::1]:8444
 
