@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from conduit.facts.proc import bound_inodes, cmdline, default_interface, mem_total, parent_pid, socket_inode
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "proc"
