@@ -81,9 +81,11 @@ def _field_changes(desired: Resource, observed: Resource) -> list[Change]:
             # root['command'][3] -> command
             top = path.split("[", 2)[1].rstrip("]").strip("'\"")
             fields.add(top)
+    # A field one side lacks and the other holds as null is the same field: no change.
     return [
         Change(name, observed.props.get(name), desired.props.get(name), name in desired.replace_fields)
         for name in sorted(fields)
+        if observed.props.get(name) != desired.props.get(name)
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 from rich.markup import escape
 
@@ -12,14 +13,32 @@ from conduit.plan.planner import Plan, Step
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "adopt": "<=", "delete": "-", "no-op": " "}
 COLOUR = {"create": "green", "update": "yellow", "replace": "magenta", "adopt": "cyan", "delete": "red", "no-op": "dim"}
 LONG = 72
+CONTEXT = 24  # characters shown before the first difference of a long pair
+
+
+def _text(value: object) -> str:
+    """One line per value; file contents are summarised by line count and hash."""
+    if isinstance(value, str) and "\n" in value:
+        return f"<{value.count(chr(10))} lines, sha256 {hashlib.sha256(value.encode()).hexdigest()[:8]}>"
+    return json.dumps(value, sort_keys=True)
+
+
+def _clip(text: str) -> str:
+    return escape(text if len(text) <= LONG else text[: LONG - 3] + "...")
 
 
 def _value(value: object) -> str:
-    """One escaped line per value; file contents are summarised by line count and hash."""
-    if isinstance(value, str) and "\n" in value:
-        return f"<{value.count(chr(10))} lines, sha256 {hashlib.sha256(value.encode()).hexdigest()[:8]}>"
-    text = json.dumps(value, sort_keys=True)
-    return escape(text if len(text) <= LONG else text[: LONG - 3] + "...")
+    return _clip(_text(value))
+
+
+def _change(old: object, new: object) -> tuple[str, str]:
+    """Both sides of a change. A long pair skips most of the start the two share, so that the
+    difference is what shows (a flag added at the end of a long command line)."""
+    a, b = _text(old), _text(new)
+    shared = len(os.path.commonprefix([a, b]))
+    if max(len(a), len(b)) > LONG and shared > CONTEXT:
+        a, b = "..." + a[shared - CONTEXT :], "..." + b[shared - CONTEXT :]
+    return _clip(a), _clip(b)
 
 
 def _step_lines(step: Step) -> list[str]:
@@ -37,7 +56,8 @@ def _step_lines(step: Step) -> list[str]:
                 lines.append(f"      {name}: {_value(value)}")
     for change in step.changes:
         mark = "  [magenta]# forces replacement[/magenta]" if change.forces_replacement else ""
-        lines.append(f"      ~ {change.field}: {_value(change.old)} -> {_value(change.new)}{mark}")
+        before, after = _change(change.old, change.new)
+        lines.append(f"      ~ {change.field}: {before} -> {after}{mark}")
     return lines
 
 
