@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,11 +301,12 @@ class Executor:
         log = open(self.state_dir / "tracker.log", "ab")
         # The state directory travels in the environment so the command line stays the rendered one.
         process = subprocess.Popen(
-            step.desired["command"],
+            this_conduit(step.desired["command"]),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
+            cwd="/",  # `python -m` looks in the working directory first
             env=dict(os.environ, CONDUIT_STATE_DIR=str(self.state_dir.resolve())),
         )
         log.close()
@@ -337,6 +339,18 @@ def systemctl(*args: str, check: bool = True) -> None:
 
 def previous_name(name: str) -> str:
     return f"{name}.previous"
+
+
+def this_conduit(command: list[str]) -> list[str]:
+    """The rendered `conduit tracker run …` run by this very interpreter and package.
+
+    `conduit` on PATH may be a wrapper (a pyenv shim, another install) whose process shows a
+    command line other than the rendered one, which the next plan would take for drift.
+    Run as `python -m conduit …`, the process's command line ends in exactly the rendered one.
+    """
+    if command and command[0] == "conduit":
+        return [sys.executable, "-m", *command]
+    return command
 
 
 def stop_pidfile(pidfile: Path, timeout: float = 10) -> None:

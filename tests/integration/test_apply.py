@@ -293,7 +293,7 @@ def fronted(tmp_path, docker_engine, standin_image, docker_cleanup, nginx_server
     from harness import free_port
 
     # The nginx paths are real absolute paths of the private nginx, so the host root is /.
-    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("lb"), 19400, root=Path("/"))
+    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("lb"), free_port_block(12), root=Path("/"))
     listen, base = free_port(), 19500
     lb = {
         "enabled": True,

@@ -51,7 +51,7 @@ def test_status_sums_clients_and_marks_a_stopped_node_down(cluster):
 
 def test_a_1x_node_without_metrics_is_read_from_its_stats_file(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
     """A 1.x node whose metrics are off (STANDIN_NO_METRICS) still shows its clients via stats.json."""
-    cluster = Cluster(tmp_path, docker_engine, standin_image_v1, docker_cleanup.name("st1"), 19750)
+    cluster = Cluster(tmp_path, docker_engine, standin_image_v1, docker_cleanup.name("st1"), free_port_block(4))
     cluster.write(count=1, env={"STANDIN_NO_METRICS": "1", "STANDIN_REGIONS": "IR=2:10:20"})
     spec = cluster.spec.read_text().replace("  conduit:\n", "  conduit:\n    cli_version: 1.x\n")
     cluster.spec.write_text(spec)
@@ -71,7 +71,7 @@ def test_a_1x_node_without_metrics_is_read_from_its_stats_file(tmp_path, docker_
 
 def test_a_nodes_own_geo_list_is_merged_into_the_countries(tmp_path, docker_engine, standin_image_community, docker_cleanup):
     """A 1.x node of the community build (--geo) lists clients per country in its stats file."""
-    cluster = Cluster(tmp_path, docker_engine, standin_image_community, docker_cleanup.name("st2"), 19760)
+    cluster = Cluster(tmp_path, docker_engine, standin_image_community, docker_cleanup.name("st2"), free_port_block(4))
     cluster.write(count=1, env={"STANDIN_NO_METRICS": "1", "STANDIN_REGIONS": "IR=3:100:200,DE=1:5:6"})
     spec = cluster.spec.read_text().replace("  conduit:\n", "  conduit:\n    cli_version: 1.x\n    extra_args: [--geo]\n")
     cluster.spec.write_text(spec)

@@ -6,12 +6,11 @@ import json
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from conduit.state.store import State
-from tests.harness import wait_for
+from tests.harness import free_port_block, wait_for
 from tests.integration.test_apply import Cluster
 
 pytestmark = pytest.mark.integration
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cluster(tmp_path, docker_engine, standin_image, docker_cleanup):
-    return Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("w"), 19600)
+    return Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("w"), free_port_block(12))
 
 
 class Watch:
