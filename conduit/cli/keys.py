@@ -15,23 +15,18 @@ from rich.console import Console
 
 from conduit.cli.common import confirm, fail, load_spec
 from conduit.drivers.docker import EngineError
-from conduit.drivers.keys import KeyProblem, automatic_backup, backup, claim_url, read_file, read_key, restore
+from conduit.drivers.keys import KeyProblem, backup, claim_url, read_file, read_key, restore
 from conduit.drivers.programs import not_installed
-from conduit.engine.apply import Engine
-from conduit.engine.execute import StepFailed
-from conduit.engine.gates import GateFailed
 from conduit.engine.images import asked_facts
-from conduit.engine.planning import observed_plan
+from conduit.engine.planning import removal_plan
+from conduit.engine.reconcile import Request, reconcile
 from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
 from conduit.facts.v1settings import Settings, SettingsError, parse_settings
 from conduit.features.v1import import build_spec, existing_nodes, render
-from conduit.plan.planner import make_plan
 from conduit.spec.load import SpecError, load_text
 from conduit.spec.resolve import node_settings, nodes
-from conduit.spec.resources import PHASES
-from conduit.state.lock import Locked, apply_lock
-from conduit.state.store import State
+from conduit.state.lock import Locked
 from conduit.views.report import render_plan
 
 
@@ -216,16 +211,29 @@ def claim_command(opts, file, index, png, yes, personal, name) -> None:
 def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
     """Remove everything the tool manages for FILE's cluster. Volumes and keys stay unless --purge-data."""
     doc = load_spec(opts, file)
-    host = opts.host()
     if purge_data:
         _confirm_purge(doc.metadata.name, confirm_name)
+
+    def approve(plan) -> bool:
+        confirm(auto_approve or purge_data, "Destroy these?")
+        return True
+
+    # The key backup the removal makes is the last copy of the keys: it stays in the state directory.
+    request = Request(doc, f"# destroy of {doc.metadata.name}\n", file, opts.host(), opts.detected(), "conduit destroy", click.echo,
+                      confirm=approve, review=_print_plan, planner=lambda d, h: removal_plan(d, h, purge_data),
+                      wait=False, git=(None, None), spec_hash="destroy", removal=True)  # fmt: skip
     try:
-        with apply_lock(opts.state_dir, "conduit destroy", wait=False):
-            if not _destroy(opts, doc, host, file, purge_data, auto_approve):
-                return
-    except Locked as exc:
+        outcome = reconcile(request)
+    except (Locked, EngineError) as exc:
         fail(str(exc))
-    click.echo("Destroyed." + ("" if purge_data else " Data volumes and node keys were kept."))
+    if outcome.status == "failed":
+        fail(f"destroy stopped: {outcome.failure}")
+    if outcome.status == "succeeded":
+        click.echo("Destroyed." + ("" if purge_data else " Data volumes and node keys were kept."))
+
+
+def _print_plan(plan) -> None:
+    Console(highlight=False, soft_wrap=True).print(render_plan(plan))
 
 
 def _confirm_purge(cluster: str, confirm_name: str | None) -> None:
@@ -237,41 +245,3 @@ def _confirm_purge(cluster: str, confirm_name: str | None) -> None:
         given = click.prompt(f"Type the cluster name ({cluster}) to delete its volumes and keys")
     if given != cluster:
         fail("the name does not match; nothing was changed")
-
-
-def _destroy(opts, doc, host, file: str, purge_data: bool, auto_approve: bool) -> bool:
-    """Under the apply lock: plan the removal of everything observed, back up the keys, remove.
-
-    False when there was nothing to destroy."""
-    _plan, observed = observed_plan(doc, host)
-    plan = make_plan(doc.metadata.name, [], [r for r in observed if r.kind != "sysctl"])
-    Console(highlight=False, soft_wrap=True).print(render_plan(plan))
-    if not plan.changes and not purge_data:
-        return False
-    confirm(auto_approve or purge_data, "Destroy these?")
-    state = State(opts.state_dir)
-    gen = state.begin(f"# destroy of {doc.metadata.name}\n", "destroy", file, (None, None))
-    client = host.docker()
-    volumes = [n.volume for n in nodes(doc)]
-    if client is not None:
-        click.echo(f"keys backed up to {automatic_backup(client, volumes, opts.state_dir, gen)}")
-    engine = Engine(doc, host, state, gen, click.echo)
-    try:
-        engine.run(plan, tuple(reversed(PHASES)))
-    except (StepFailed, GateFailed) as exc:
-        state.finish(gen, "failed", str(exc))
-        fail(f"destroy stopped: {exc}")
-    if purge_data and client is not None:
-        _remove_volumes(client, volumes)
-    state.finish(gen, "destroyed")
-    return True
-
-
-def _remove_volumes(client, volumes: list[str]) -> None:
-    for volume in volumes:
-        try:
-            client.api.remove_volume(volume)
-            click.echo(f"  removed volume {volume}")
-        except Exception as exc:  # noqa: BLE001 - a missing volume is already gone
-            if "no such volume" not in str(exc).lower():
-                fail(f"could not remove volume {volume}: {exc}")

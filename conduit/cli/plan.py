@@ -13,14 +13,14 @@ from rich.table import Table
 
 from conduit.cli.common import Options, confirm, fail, invalid, load_spec
 from conduit.drivers.docker import EngineError
-from conduit.engine.apply import apply as apply_to_host
-from conduit.engine.planning import observed_plan, plan_against_host, plan_between, plan_offline
+from conduit.engine.planning import plan_against_host, plan_between, plan_offline
+from conduit.engine.reconcile import Request, reconcile
 from conduit.features.alerts import notify
 from conduit.plan.saved import NotASavedPlan, dumps, plan_data, read_saved, spec_fields
 from conduit.spec.load import SpecError, load_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import GitError, show_committed
-from conduit.state.lock import Locked, apply_lock
+from conduit.state.lock import Locked
 from conduit.state.store import State
 from conduit.views.report import render_plan, render_problems
 
@@ -168,26 +168,24 @@ def _report_outcome(spec: ClusterSpec, outcome) -> None:
 
 
 def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool, saved: dict | None = None) -> None:
-    host = opts.host()
+    def review(plan) -> None:
+        if saved is not None and saved.get("fingerprint") != plan.fingerprint:
+            fail("the host changed since this plan was saved; make a new plan")
+        plan.warnings += interrupted_warnings(opts)
+        print_plan(plan)
+
+    def approve(plan) -> bool:
+        confirm(auto_approve or saved is not None, "Apply these changes?")
+        return True
+
+    request = Request(spec, spec_text, spec_path, opts.host(), opts.detected(), f"conduit apply {spec_path or ''}".strip(), click.echo,
+                      confirm=approve, review=review, wait=not no_wait, on_wait=lambda m: click.echo(m, err=True))  # fmt: skip
     try:
-        with apply_lock(opts.state_dir, f"conduit apply {spec_path or ''}".strip(), wait=not no_wait, on_wait=lambda m: click.echo(m, err=True)):
-            plan, before = observed_plan(spec, host)
-            if saved is not None and saved.get("fingerprint") != plan.fingerprint:
-                fail("the host changed since this plan was saved; make a new plan")
-            plan.warnings += interrupted_warnings(opts)
-            # Holding the lock, this run is the one that converges from an interrupted apply.
-            State(opts.state_dir).mark_interrupted()
-            print_plan(plan)
-            if plan.problems:
-                fail("the plan has errors; nothing was changed")
-            if not plan.changes:
-                sys.exit(0)
-            confirm(auto_approve or saved is not None, "Apply these changes?")
-            outcome = apply_to_host(spec, spec_text, spec_path, host, opts.detected(), plan, before, click.echo)
-    except Locked as exc:
+        outcome = reconcile(request)
+    except (Locked, EngineError) as exc:
         fail(str(exc))
-    except EngineError as exc:
-        fail(str(exc))
+    if outcome.status == "blocked":
+        fail("the plan has errors; nothing was changed")
     _report_outcome(spec, outcome)
     sys.exit(outcome.exit_code)
 

@@ -353,6 +353,16 @@ def create_volume(client: CountingClient, name: str, cluster: str) -> None:
         call(client, client.api.create_volume, name=name, labels={MANAGED_BY: MANAGER, CLUSTER: cluster})
 
 
+def remove_volume(client: CountingClient, name: str) -> None:
+    """Remove a data volume, and the node key in it; one already gone is fine."""
+    try:
+        client.api.remove_volume(name)
+    except docker.errors.NotFound:
+        return
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineError(diagnose(client.base_url, exc)) from None
+
+
 def create_network(client: CountingClient, name: str, subnet: str | None, cluster: str) -> None:
     ipam = None
     if subnet:

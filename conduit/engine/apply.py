@@ -1,8 +1,8 @@
-"""Apply a plan phase by phase, gate each phase, and roll back to the last good generation.
+"""Run a plan phase by phase, gate each phase, and roll back to the last good generation.
 
-A generation is recorded before the first change and finished with its outcome; every
-step is journalled as it starts and ends, so an apply killed at any point is visible
-to the next plan and converged by the next apply.
+The use case around it (lock, plan, record the generation, back up keys) is
+conduit.engine.reconcile. Every step is journalled as it starts and ends, so an apply
+killed at any point is visible to the next plan and converged by the next apply.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ import structlog
 from conduit.engine.execute import Executor, StepFailed
 from conduit.drivers.files import atomic_write
 from conduit.engine.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
-from conduit.drivers.keys import KeyProblem, automatic_backup
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import observed_plan, settle_cli_version
+from conduit.engine.planning import observed_plan
 from conduit.plan.planner import Plan, Step, make_plan
 from conduit.spec.resources import PHASES, Resource, host_path, natural_key
-from conduit.state.git import git_revision
 from conduit.state.store import State
 from conduit.render.nginx import render_stream_conf
 from conduit.spec.profiles import HostFacts
@@ -200,51 +198,11 @@ class Engine:
             tracker_gate(self.ex, self.health.settle_seconds)
 
 
-# ------------------------------------------------------------------ apply and roll back
+# ------------------------------------------------------------------ roll back
 
 
 def spec_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def apply(
-    doc: ClusterSpec,
-    spec_text: str,
-    spec_path: str | None,
-    host: HostAccess,
-    facts: HostFacts,
-    plan: Plan,
-    before: list[Resource],
-    report: Report,
-    git: tuple[str | None, bool | None] | None = None,
-) -> Outcome:
-    """`git`: the commit applied when it is known better than the spec file's work tree says."""
-    state = State(host.state_dir)
-    if not plan.changes:
-        return Outcome("no-op")
-    gen = state.begin(spec_text, spec_hash(spec_text), spec_path, git or git_revision(spec_path))
-    doc, _ = settle_cli_version(doc, host.docker(), host.state_dir)
-    engine = Engine(doc, host, state, gen, report)
-    risky = [s for s in plan.changes if s.kind == "container" and s.action in ("replace", "adopt", "delete")]
-    if risky:
-        # Keys are a node's reputation: copy them out before any container holding one is touched.
-        volumes = sorted({r.props["volume"].split(":")[0] for r in before if r.kind == "container" and r.props.get("volume")})
-        try:
-            saved = automatic_backup(engine.ex.docker(), volumes, host.state_dir, gen)
-            report(f"keys backed up to {saved}")
-        except (KeyProblem, OSError) as exc:
-            state.finish(gen, "failed", f"key backup failed: {exc}")
-            return Outcome("failed", gen, f"key backup failed, nothing was changed: {exc}")
-    try:
-        engine.run(plan)
-    except (StepFailed, GateFailed) as exc:
-        failure = str(exc)
-        report(f"failed: {failure}")
-        restored = roll_back(host, facts, state, gen, before, report)
-        state.finish(gen, "rolled_back", failure)
-        return Outcome("rolled_back", gen, failure, restored, engine.ex.warnings)
-    state.finish(gen, "succeeded")
-    return Outcome("succeeded", gen, warnings=engine.ex.warnings)
 
 
 def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int, before: list[Resource], report: Report) -> str:

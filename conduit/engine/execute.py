@@ -21,6 +21,7 @@ from conduit.drivers.docker import (
     create_container,
     create_network,
     create_volume,
+    remove_volume,
 )
 from conduit.engine.compartment import CompartmentProblem, ensure_compartment
 from conduit.facts.compartment import wants_compartment
@@ -178,8 +179,11 @@ class Executor:
             create_network(client, step.id, step.desired.get("subnet"), self.doc.metadata.name)
 
     def _volume(self, step: Step) -> None:
+        """Volumes are made, and removed only by `destroy --purge-data`'s plan (with their keys)."""
         if step.action == "create":
             create_volume(self.docker(), step.id, self.doc.metadata.name)
+        elif step.action == "delete":
+            remove_volume(self.docker(), step.id)
 
     def _container(self, step: Step) -> None:
         client = self.docker()

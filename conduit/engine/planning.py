@@ -1,4 +1,5 @@
-"""Plans for a real host, an empty host or between two specs: settle the image, observe, render, diff.
+"""Plans for a real host, an empty host or between two specs: settle the image, observe, render, diff;
+and destroy's plan, which removes what is observed.
 
 Observation is the drivers' (conduit.drivers.observe); what the image speaks is asked by
 conduit.engine.images; the diff itself is pure (conduit.plan.planner).
@@ -6,6 +7,7 @@ conduit.engine.images; the diff itself is pure (conduit.plan.planner).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from conduit.drivers.docker import CountingClient
@@ -59,3 +61,15 @@ def plan_between(old: ClusterSpec, new: ClusterSpec) -> Plan:
     plan = make_plan(new.metadata.name, render(new), render(old))
     plan.warnings = warnings
     return plan
+
+
+def removal_plan(doc: ClusterSpec, host: HostAccess, purge_data: bool = False) -> tuple[Plan, list[Resource]]:
+    """Remove everything observed of this cluster (sysctl values stay as they are). Data volumes,
+    and the node keys in them, are kept; with `purge_data` they are `delete volume` steps."""
+    _plan, observed = observed_plan(doc, host)
+    gone = [replace(r, keep=False) if purge_data and r.kind == "volume" else r for r in observed if r.kind != "sysctl"]
+    plan = make_plan(doc.metadata.name, [], gone)
+    for step in plan.steps:
+        if step.kind == "volume":
+            step.reason = "--purge-data: the node key in it goes too"
+    return plan, observed

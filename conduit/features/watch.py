@@ -23,14 +23,12 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from conduit.features.alerts import notify
-from conduit.engine.apply import apply
 from conduit.drivers.docker import EngineError
 from conduit.drivers.files import atomic_write
 from conduit.spec.load import SpecError, load_text
-from conduit.state.lock import apply_lock
 from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import observed_plan
+from conduit.engine.reconcile import Reconciled, Request, reconcile
 from conduit.state.git import GitError, fetch, show
 from conduit.state.store import State
 from conduit.spec.profiles import HostFacts
@@ -117,24 +115,15 @@ class Watcher:
         except SpecError as exc:
             return Result("invalid", " / ".join(exc.lines()))
         self.last_doc = doc  # alerts go where the last valid spec says
+        request = Request(doc, text, source if not source.startswith("generation") else None, self.host, self.facts(),
+                          f"conduit watch ({source})", self.report, git=git,
+                          review=lambda plan: self._health_alerts(doc, plan),
+                          confirm=lambda plan: self.heal or reason != "interval")  # fmt: skip
         try:
-            with apply_lock(self.host.state_dir, f"conduit watch ({source})", wait=True):
-                plan, before = observed_plan(doc, self.host)
-                self._health_alerts(doc, plan)
-                State(self.host.state_dir).mark_interrupted()
-                if plan.problems:
-                    return Result("blocked", "; ".join(plan.problems))
-                if not plan.changes:
-                    return Result("unchanged")
-                if not self.heal and reason == "interval":
-                    drift = ", ".join(f"{s.kind} {s.id}" for s in plan.changes)
-                    return Result("drift", f"not healed (--no-heal): {drift}")
-                outcome = apply(doc, text, source if not source.startswith("generation") else None, self.host, self.facts(), plan, before, self.report, git)
+            outcome = reconcile(request)
         except EngineError as exc:
             return Result("failed", str(exc))
-        if outcome.status == "succeeded":
-            return Result("applied", f"{len(plan.changes)} changes", outcome.generation)
-        return Result(outcome.status, f"{outcome.failure}; rolled back to {outcome.restored}", outcome.generation)
+        return _result(outcome)
 
     def _record(self, result: Result, reason: str, digest: str, git) -> None:
         now = time.time()
@@ -251,6 +240,21 @@ class Watcher:
                     self.reconcile(text, f"{url}@{sha[:12]}:{spec_path}", "interval", (sha, False))
                     next_heal = time.monotonic() + interval
             self.stopping.wait(poll)
+
+
+def _result(outcome: Reconciled) -> Result:
+    """What one reconcile did, in the watcher's words."""
+    plan = outcome.plan
+    if outcome.status == "blocked":
+        return Result("blocked", "; ".join(outcome.problems))
+    if outcome.status == "no-op":
+        return Result("unchanged")
+    if outcome.status == "declined":
+        drift = ", ".join(f"{s.kind} {s.id}" for s in plan.changes)
+        return Result("drift", f"not healed (--no-heal): {drift}")
+    if outcome.status == "succeeded":
+        return Result("applied", f"{len(plan.changes)} changes", outcome.generation)
+    return Result(outcome.status, f"{outcome.failure}; rolled back to {outcome.restored}", outcome.generation)
 
 
 def health_problems(plan) -> dict[str, str]:

@@ -1,0 +1,123 @@
+"""One reconcile: lock, plan, check, confirm, record, back up keys, execute with gates, roll back.
+
+`conduit apply`, `conduit rollback`, `conduit destroy` and `conduit watch` all run this one
+use case; they differ only in the plan they ask for, how they confirm and what they print.
+Nothing here prints: every line goes to the request's `report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from conduit.drivers.keys import KeyProblem, automatic_backup
+from conduit.drivers.observe import HostAccess
+from conduit.engine.apply import Engine, Outcome, Report, roll_back, spec_hash
+from conduit.engine.execute import StepFailed
+from conduit.engine.gates import GateFailed
+from conduit.engine.planning import observed_plan, settle_cli_version
+from conduit.plan.planner import Plan, Step
+from conduit.spec.profiles import HostFacts
+from conduit.spec.resources import PHASES, Resource
+from conduit.spec.spec import ClusterSpec
+from conduit.state.git import git_revision
+from conduit.state.lock import apply_lock
+from conduit.state.store import State
+
+Planner = Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]
+
+
+@dataclass
+class Request:
+    """What to reconcile and how. `planner` makes the plan under the lock (default: observe and diff);
+    `review` sees it first (prints it, or raises the caller's own stop); `confirm` answers whether
+    to go on once it has changes and no problems. `removal`: destroy's plan, run backwards, with
+    no rollback, finished as "destroyed"."""
+
+    doc: ClusterSpec
+    spec_text: str
+    spec_path: str | None
+    host: HostAccess
+    facts: HostFacts
+    command: str
+    report: Report
+    confirm: Callable[[Plan], bool] = lambda plan: True
+    review: Callable[[Plan], None] = lambda plan: None
+    planner: Planner = observed_plan
+    wait: bool = True
+    on_wait: Report | None = None
+    git: tuple[str | None, bool | None] | None = None
+    spec_hash: str | None = None
+    removal: bool = False
+
+
+@dataclass
+class Reconciled(Outcome):
+    """An Outcome, with the plan it came from. Also: blocked (the plan has problems), declined."""
+
+    plan: Plan | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def reconcile(req: Request) -> Reconciled:
+    """Raises Locked (another apply holds the lock and `wait` is false) and EngineError."""
+    with apply_lock(req.host.state_dir, req.command, wait=req.wait, on_wait=req.on_wait):
+        plan, before = req.planner(req.doc, req.host)
+        req.review(plan)
+        # Holding the lock, this run is the one that converges from an interrupted apply.
+        State(req.host.state_dir).mark_interrupted()
+        if plan.problems:
+            return Reconciled("blocked", plan=plan, problems=list(plan.problems))
+        if not plan.changes:
+            return Reconciled("no-op", plan=plan)
+        if not req.confirm(plan):
+            return Reconciled("declined", plan=plan)
+        outcome = _execute(req, plan, before)
+    return Reconciled(outcome.status, outcome.generation, outcome.failure, outcome.restored, outcome.warnings, plan)
+
+
+def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
+    state = State(req.host.state_dir)
+    git = req.git or git_revision(req.spec_path)
+    gen = state.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git)
+    doc = req.doc if req.removal else settle_cli_version(req.doc, req.host.docker(), req.host.state_dir)[0]
+    engine = Engine(doc, req.host, state, gen, req.report)
+    failure = _back_up_keys(engine, plan, before, gen)
+    if failure:
+        state.finish(gen, "failed", f"key backup failed: {failure}")
+        return Outcome("failed", gen, f"key backup failed, nothing was changed: {failure}")
+    try:
+        engine.run(plan, tuple(reversed(PHASES)) if req.removal else PHASES)
+    except (StepFailed, GateFailed) as exc:
+        return _failed(req, state, gen, before, str(exc), engine.ex.warnings)
+    state.finish(gen, "destroyed" if req.removal else "succeeded")
+    return Outcome("succeeded", gen, warnings=engine.ex.warnings)
+
+
+def _failed(req: Request, state: State, gen: int, before: list[Resource], failure: str, warnings: list[str]) -> Outcome:
+    if req.removal:
+        state.finish(gen, "failed", failure)
+        return Outcome("failed", gen, failure, warnings=warnings)
+    req.report(f"failed: {failure}")
+    restored = roll_back(req.host, req.facts, state, gen, before, req.report)
+    state.finish(gen, "rolled_back", failure)
+    return Outcome("rolled_back", gen, failure, restored, warnings)
+
+
+def _touches_keys(step: Step) -> bool:
+    return (step.kind == "container" and step.action in ("replace", "adopt", "delete")) or (step.kind == "volume" and step.action == "delete")
+
+
+def _back_up_keys(engine: Engine, plan: Plan, before: list[Resource], gen: int) -> str | None:
+    """Keys are a node's reputation: copy them out before any container holding one (or its volume)
+    is touched. The failure, or None."""
+    if not any(_touches_keys(s) for s in plan.changes):
+        return None
+    volumes = {r.props["volume"].split(":")[0] for r in before if r.kind == "container" and r.props.get("volume")}
+    volumes |= {s.id for s in plan.changes if s.kind == "volume" and s.action == "delete"}
+    try:
+        saved = automatic_backup(engine.ex.docker(), sorted(volumes), engine.host.state_dir, gen)
+    except (KeyProblem, OSError) as exc:
+        return str(exc)
+    engine.report(f"keys backed up to {saved}")
+    return None

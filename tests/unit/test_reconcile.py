@@ -1,0 +1,35 @@
+"""reconcile's stops before any change: problems, nothing to do, not confirmed. The rest runs
+against a host in tests/integration (test_apply, test_watch, test_adopt_v1, test_destroy)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from conduit.engine.reconcile import Request, reconcile
+from conduit.plan.planner import Plan, Step
+from conduit.state.store import State
+
+
+def _request(tmp_path, plan: Plan, **kw) -> Request:
+    host = SimpleNamespace(state_dir=tmp_path)
+    return Request(None, "text", None, host, None, "test", lambda line: None, planner=lambda doc, h: (plan, []), **kw)
+
+
+def _plan(problems=(), changes=True) -> Plan:
+    step = Step("containers", "container", "conduit-1", "create" if changes else "no-op", "not on the host", [], {})
+    return Plan("c", [step], "fp", problems=list(problems))
+
+
+def test_problems_stop_before_confirmation(tmp_path):
+    asked = []
+    outcome = reconcile(_request(tmp_path, _plan(["port 443 is in use"]), confirm=lambda p: asked.append(p) or True))
+    assert (outcome.status, outcome.problems, outcome.exit_code, asked) == ("blocked", ["port 443 is in use"], 1, [])
+    assert State(tmp_path).generations() == []
+
+
+def test_nothing_to_do_and_not_confirmed_record_no_generation(tmp_path):
+    seen = []
+    assert reconcile(_request(tmp_path, _plan(changes=False), review=seen.append)).status == "no-op"
+    declined = reconcile(_request(tmp_path, _plan(), confirm=lambda p: False))
+    assert declined.status == "declined" and declined.plan.changes and len(seen) == 1
+    assert State(tmp_path).generations() == []
