@@ -24,13 +24,16 @@ def scrape(port: int, timeout: float = 2.0) -> dict[metrics.Sample, float] | Non
         return None
 
 
-def run_log(client, name: str, started_at: str, tty: bool = False) -> list[str]:
+def run_log(client, name: str, started_at: str, tty: bool = False, finished_at: str = "") -> list[str]:
     """The container's log lines of its current run ([] when the engine cannot give them).
 
-    One request: the SDK's logs() would first inspect the container again to learn whether it
-    has a TTY, which the caller already knows from its own inspect.
+    The run begins where the previous one finished (`State.FinishedAt`), not at `StartedAt`:
+    the engine records StartedAt after the process is already running, so a node that prints
+    at once has lines stamped a little before it. One request: the SDK's logs() would first
+    inspect the container again to learn whether it has a TTY, which the caller already knows.
     """
-    since = nodelog.instant(started_at)
+    bound = nodelog.run_start(started_at, finished_at)
+    since = nodelog.instant(bound)
     params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all"}
     if since and since[0] > 0:
         params["since"] = since[0]
@@ -40,7 +43,7 @@ def run_log(client, name: str, started_at: str, tty: bool = False) -> list[str]:
         raw = api._get_result_tty(False, response, tty)
     except (docker.errors.DockerException, requests.exceptions.RequestException):
         return []
-    return nodelog.this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), started_at)
+    return nodelog.this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), bound)
 
 
 def read_stats(folder: Path | None, started_at: str) -> tuple[dict, bool]:

@@ -96,7 +96,8 @@ def observe(client, name: str, port: int, info: dict | None = None, with_log: bo
     if reading.running and shape.metrics:
         reading.samples = node.scrape(port)
     if reading.running and (with_log or _log_needed(shape, reading)):
-        reading.log = node.run_log(client, name, reading.started_at, bool((info.get("Config") or {}).get("Tty")))
+        tty = bool((info.get("Config") or {}).get("Tty"))
+        reading.log = node.run_log(client, name, reading.started_at, tty, (info.get("State") or {}).get("FinishedAt") or "")
     if shape.monitor:
         reading.traffic = node.read_traffic_state(volume_folder(info))
     return shape, reading

@@ -45,8 +45,17 @@ def instant(text: str) -> tuple[int, int] | None:
     return int(seconds), int((fraction or "0").ljust(9, "0"))
 
 
+def run_start(started_at: str, finished_at: str) -> str:
+    """Where a container's current run begins in its log: the end of its previous run when it
+    had one (FinishedAt before StartedAt), else its whole log ("")."""
+    finished, started = instant(finished_at), instant(started_at)
+    if finished is not None and started is not None and finished[0] > 0 and finished < started:
+        return finished_at
+    return ""
+
+
 def this_run(raw: str, started_at: str) -> list[str]:
-    """The lines of a `docker logs --timestamps` text written since the container last started."""
+    """The lines of a `docker logs --timestamps` text written since `started_at` (all when "")."""
     start = instant(started_at)
     out = []
     for line in raw.splitlines():

@@ -158,3 +158,17 @@ def test_either_metric_name_passes_the_gate():
 def test_a_stopped_container_fails_first():
     verdict = judge("n", 40, 1, PLAIN, Reading("exited", exit_code=3))
     assert verdict.reason == "container n is exited (exit code 3)"
+
+
+def test_a_run_begins_where_the_previous_one_finished_not_at_started_at():
+    """The engine stamps StartedAt after the process runs: a line printed at once can be older."""
+    raw = (
+        "2026-01-02T09:00:00.000000000Z Starting Psiphon Conduit (Max Clients: 10, Bandwidth: 5 Mbps)\n"
+        "2026-01-02T09:59:59.000000000Z Stopped.\n"
+        "2026-01-02T10:00:00.100000000Z Starting Psiphon Conduit (Max Clients: 37, Bandwidth: 5 Mbps)\n"
+    )
+    started, finished = "2026-01-02T10:00:00.200000000Z", "2026-01-02T09:59:59.500000000Z"
+    assert nodelog.start_line(nodelog.this_run(raw, started)) is None  # the line predates StartedAt
+    bound = nodelog.run_start(started, finished)
+    assert nodelog.start_line(nodelog.this_run(raw, bound)).max_clients == 37
+    assert nodelog.run_start(started, "0001-01-01T00:00:00Z") == ""  # a first run: the whole log
