@@ -41,7 +41,7 @@ class Api:
         return name
 
     def _get(self, name, params, stream):
-        assert params["timestamps"] == 1 and params["since"] == 1767348000  # only the current run
+        assert params["timestamps"] == 1 and params["since"] == 1767347998  # from the previous run's end
         return self.containers[name][1].encode()
 
     def _get_result_tty(self, stream, response, tty):
@@ -54,7 +54,9 @@ class Client:
 
 
 def info(entrypoint: list[str], command: list[str], started: str = "2026-01-02T10:00:00Z") -> dict:
-    return {"State": {"Status": "running", "Running": True, "StartedAt": started}, "RestartCount": 0,
+    """A node restarted 2 s after its previous run finished."""
+    state = {"Status": "running", "Running": True, "StartedAt": started, "FinishedAt": "2026-01-02T09:59:58Z"}
+    return {"State": state, "RestartCount": 0,
             "Config": {"Entrypoint": entrypoint, "Cmd": command}, "Mounts": []}  # fmt: skip
 
 
