@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 import qrcode
-from rich.console import Console
 
 from conduit.cli.common import confirm, fail, load_spec
 from conduit.drivers.docker import EngineError
@@ -27,7 +26,7 @@ from conduit.features.v1import import build_spec, existing_nodes, render
 from conduit.spec.load import SpecError, load_text
 from conduit.spec.resolve import node_settings, nodes
 from conduit.state.lock import Locked
-from conduit.views.report import render_plan
+from conduit.views.report import print_plan
 
 
 def _client(opts):
@@ -220,7 +219,7 @@ def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
 
     # The key backup the removal makes is the last copy of the keys: it stays in the state directory.
     request = Request(doc, f"# destroy of {doc.metadata.name}\n", file, opts.host(), opts.detected(), "conduit destroy", click.echo,
-                      confirm=approve, review=_print_plan, planner=lambda d, h: removal_plan(d, h, purge_data),
+                      confirm=approve, review=print_plan, planner=lambda d, h: removal_plan(d, h, purge_data),
                       wait=False, git=(None, None), spec_hash="destroy", removal=True)  # fmt: skip
     try:
         outcome = reconcile(request)
@@ -230,10 +229,6 @@ def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
         fail(f"destroy stopped: {outcome.failure}")
     if outcome.status == "succeeded":
         click.echo("Destroyed." + ("" if purge_data else " Data volumes and node keys were kept."))
-
-
-def _print_plan(plan) -> None:
-    Console(highlight=False, soft_wrap=True).print(render_plan(plan))
 
 
 def _confirm_purge(cluster: str, confirm_name: str | None) -> None:

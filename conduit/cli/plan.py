@@ -22,7 +22,7 @@ from conduit.spec.spec import ClusterSpec
 from conduit.state.git import GitError, show_committed
 from conduit.state.lock import Locked
 from conduit.state.store import State
-from conduit.views.report import render_plan, render_problems
+from conduit.views.report import print_plan, show_plan
 
 
 @click.command()
@@ -50,21 +50,12 @@ def host_checks(spec: ClusterSpec) -> list[str]:
     return checks
 
 
-def print_plan(plan, verbose: bool = False, offline: bool = False) -> None:
-    """The plan on stdout; the problems that stop it last, on stderr."""
-    Console(highlight=False, soft_wrap=True).print(render_plan(plan, verbose, offline))
-    if plan.problems:
-        click.echo(render_problems(plan), err=True)
-
-
 def _show(plan, as_json: bool, out: str | None, verbose: bool, extra: dict | None = None) -> None:
     data = plan_data(plan, extra)
     if out:
         Path(out).write_text(dumps(data) + "\n")
-    if as_json:
-        click.echo(dumps(data))
-    else:
-        print_plan(plan, verbose, bool(data.get("offline")))
+    show_plan(plan, data, as_json, verbose)
+    if not as_json:
         if out and not plan.problems:
             click.echo(f"\nSaved the plan to {out}; apply exactly it with: conduit apply --plan {out}")
 

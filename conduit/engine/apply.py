@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from conduit.engine.execute import Executor, StepFailed
-from conduit.drivers.files import atomic_write
 from conduit.engine.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import observed_plan
+from conduit.engine.planning import observed_plan, rollout
 from conduit.plan.planner import Plan, Step, make_plan
-from conduit.spec.resources import PHASES, Resource, host_path, natural_key
+from conduit.plan.schedule import schedule
+from conduit.spec.resources import PHASES, Resource
 from conduit.state.store import State
-from conduit.render.nginx import render_stream_conf
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 
@@ -49,9 +48,15 @@ class Outcome:
         return {"no-op": EXIT_OK, "succeeded": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK}.get(self.status, EXIT_ERROR)
 
 
-def _of(steps: list[Step], actions: tuple[str, ...] | None = None, kinds: tuple[str, ...] | None = None) -> list[Step]:
-    """The steps with one of these actions and of one of these kinds (None: any), in plan order."""
-    return [s for s in steps if (actions is None or s.action in actions) and (kinds is None or s.kind in kinds)]
+def _runs(steps: list[Step]) -> list[list[Step]]:
+    """The steps cut into runs: consecutive steps of one batch together, every other step alone."""
+    out: list[list[Step]] = []
+    for step in steps:
+        if step.batch is not None and out and out[-1][0].batch == step.batch:
+            out[-1].append(step)
+        else:
+            out.append([step])
+    return out
 
 
 class Engine:
@@ -109,25 +114,25 @@ class Engine:
         nginx_gate(self.ex, self.health.gate_timeout_seconds)
 
     def phase_containers(self, steps: list[Step]) -> None:
-        for step in _of(steps, ("create", "replace", "update"), ("network", "volume")):
-            self.step(step)
-        containers = _of(steps, kinds=("container",))
-        self.pull_images(containers)
-        creates = _of(containers, ("create",))
-        self.create_all(creates)
-        updates = _of(containers, ("update",))
-        for step in updates:
-            self.step(step)
-        replaced = _of(containers, ("replace", "adopt"))
-        self.rolling_replace(replaced)
-        for step in sorted(_of(steps, ("delete",)), key=lambda s: (s.kind != "container", natural_key(s.id))):
-            self.step(step)
-        self.gate_containers([s.id for s in creates + updates], bool(replaced))
-
-    def pull_images(self, containers: list[Step]) -> None:
-        """Every image a new or replaced container needs, before any old container is stopped."""
-        for image in sorted({s.desired["image"] for s in containers if s.action in ("create", "replace", "adopt")}):
-            self.ex.ensure_image(image)
+        """The steps in the order conduit.plan.schedule wrote them: a batch of new nodes starts side
+        by side; a batch of replacements is drained, replaced and gated together, or restored."""
+        touched: list[str] = []
+        replaced = [s for s in steps if s.kind == "container" and s.action in ("replace", "adopt")]
+        adopted: list[str] = []  # old containers kept until every batch passed (see replace_batch)
+        for batch in _runs(steps):
+            if batch[0].batch == 0:
+                self.create_all(batch)
+                touched += [s.id for s in batch]
+            elif batch[0].batch is not None:
+                self.replace_batch(batch, adopted)
+                if batch[-1].batch == replaced[-1].batch:
+                    for name in adopted:
+                        self.ex.drop_previous(name)
+            else:
+                self.step(batch[0])
+                if batch[0].kind == "container" and batch[0].action == "update":
+                    touched.append(batch[0].id)
+        self.gate_containers(touched, bool(replaced))
 
     def create_all(self, creates: list[Step]) -> None:
         """New containers side by side: none of them serves yet, so none waits for another."""
@@ -142,54 +147,33 @@ class Engine:
         if touched or replaced:
             front_gate(self.ex, self.health.gate_timeout_seconds)
 
-    def rolling_replace(self, steps: list[Step]) -> None:
-        """Batches of max_unavailable: drain from nginx, replace, gate, put back."""
-        size = self.doc.spec.rollout.max_unavailable
-        # An adopted node's old container cannot be made again from any spec: it is kept until
-        # every node has passed, so a later failure can still put the whole host back.
-        adopted: list[str] = []
-        for start in range(0, len(steps), size):
-            self.replace_batch(steps[start : start + size], adopted)
-        for name in adopted:
-            self.ex.drop_previous(name)
-
     def replace_batch(self, batch: list[Step], adopted: list[str]) -> None:
-        """One batch: drained, replaced and gated; on failure every node of it (and every adopted one) restored."""
-        indexes = frozenset(n.index for n in map(self.ex.node, (s.id for s in batch)) if n)
-        drained = self.drain(indexes)
+        """One batch (its drain, replacements and restore steps): on failure every node of it
+        (and every adopted one) is restored, and the front given all its backends back."""
+        nodes = [s for s in batch if s.kind == "container"]
+        drains = [s for s in batch if s.kind == "backends" and s.action == "drain"]
         try:
-            for step in batch:
+            for step in drains + nodes:
                 self.step(step)
-            containers_gate(self.ex, [s.id for s in batch], self.health.gate_timeout_seconds, self.health.settle_seconds)
+            containers_gate(self.ex, [s.id for s in nodes], self.health.gate_timeout_seconds, self.health.settle_seconds)
         except (StepFailed, GateFailed):
-            self.restore_batch([s.id for s in batch] + adopted, drained)
+            self.restore_batch([s.id for s in nodes] + adopted, bool(drains))
             raise
-        for step in batch:
+        for step in nodes:
             if step.action == "adopt":
                 adopted.append(step.id)
             else:
                 self.ex.drop_previous(step.id)
-        if drained:
-            self.drain(frozenset())
+        for step in batch:
+            if step.kind == "backends" and step.action == "restore":
+                self.step(step)
 
     def restore_batch(self, names: list[str], drained: bool) -> None:
         for name in names:
             if self.ex.restore_previous(name):
                 self.report(f"  restored {name} as it was")
         if drained:
-            self.drain(frozenset())
-
-    def drain(self, indexes: frozenset[int]) -> bool:
-        """Mark these backends down in nginx (or none) and wait for their sessions to go."""
-        lb = self.doc.spec.loadbalancer
-        path = host_path(self.host.root, lb.nginx.include_file)
-        if not lb.enabled or not path.exists() or not self.ex.nginx_pid():
-            return False
-        atomic_write(path, render_stream_conf(self.doc, indexes))
-        self.ex.reload_nginx()
-        if indexes:
-            time.sleep(self.doc.spec.rollout.drain_seconds)
-        return True
+            self.ex.drain_backends([])
 
     def phase_tracker(self, steps: list[Step]) -> None:
         for step in steps:
@@ -215,7 +199,7 @@ def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int,
     else:
         doc = load_text(state.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
         plan, observed = observed_plan(doc, host)
-        plan = undo_plan(doc.metadata.name, before, observed)
+        plan = undo_plan(doc, before, observed)
         target = "the state before this apply"
     report(f"rolling back to {target}")
     engine = Engine(doc, host, state, failed_gen, report)
@@ -231,7 +215,7 @@ def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int,
     return target
 
 
-def undo_plan(cluster: str, before: list[Resource], observed: list[Resource]) -> Plan:
+def undo_plan(doc: ClusterSpec, before: list[Resource], observed: list[Resource]) -> Plan:
     """Put back what the host had before a first apply: undo what it added or changed.
 
     Containers cannot be rebuilt from nothing, so those that were there stay as they are now
@@ -242,4 +226,4 @@ def undo_plan(cluster: str, before: list[Resource], observed: list[Resource]) ->
     kept = [dataclasses.replace(r, adopt=False) for r in observed if r.kind == "container" and r.key in had]
     wanted = [r for r in before if r.kind != "container"] + kept
     now = [r for r in observed if r.kind != "container" or r.key not in had] + kept
-    return make_plan(cluster, wanted, now)
+    return schedule(make_plan(doc.metadata.name, wanted, now), rollout(doc, True))

@@ -33,7 +33,7 @@ from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
 from conduit.spec.resources import host_path
 from conduit.render.container import labels
-from conduit.render.nginx import include_line, insert_include, remove_include
+from conduit.render.nginx import include_line, insert_include, remove_include, render_stream_conf
 from conduit.render.tracker import render_tracker_unit, unit_name
 from conduit.spec.resolve import NodeSettings, nodes
 from conduit.spec.spec import ClusterSpec
@@ -81,7 +81,7 @@ class Executor:
             path.write_text(step.desired["value"] + "\n")
         except OSError as exc:
             message = f"the kernel refused sysctl {step.id} = {step.desired['value']}: {exc.strerror}"
-            if self.doc.spec.sysctl.on_refused == "warn":
+            if step.on_error == "warn":
                 self.warnings.append(message)
                 return
             raise StepFailed(message) from None
@@ -169,6 +169,23 @@ class Executor:
             os.kill(pid, signal.SIGHUP)
         self.nginx_changed = False
 
+    def _backends(self, step: Step) -> None:
+        """Drain: only these nodes out of the front, for the seconds their sessions get to go.
+        Restore: every node back in."""
+        if self.drain_backends(step.desired["nodes"]):
+            time.sleep(step.desired.get("seconds") or 0)
+
+    def drain_backends(self, names: list[str]) -> bool:
+        """False when no front runs yet to drain from: a rollback runs the containers phase
+        before the nginx phase that starts it."""
+        path = host_path(self.root, self.doc.spec.loadbalancer.nginx.include_file)
+        if not path.exists() or self.nginx_pid() is None:
+            return False
+        indexes = frozenset(n.index for n in map(self.node, names) if n)
+        atomic_write(path, render_stream_conf(self.doc, indexes))
+        self.reload_nginx()
+        return True
+
     # ------------------------------------------------------------ docker objects
 
     def _network(self, step: Step) -> None:
@@ -202,8 +219,11 @@ class Executor:
             call(client, client.api.rename, step.id, held)
             self.start_new(step)
 
+    def _image(self, step: Step) -> None:
+        self.ensure_image(step.id)
+
     def ensure_image(self, image: str) -> None:
-        """Pull an image the host does not have yet, once, before any container needs it."""
+        """Pull an image the host does not have yet (it may have come since the plan was made)."""
         client = self.docker()
         try:
             client.api.inspect_image(image)

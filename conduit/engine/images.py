@@ -26,6 +26,7 @@ class Settled:
     doc: ClusterSpec
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    image_present: bool = False  # the engine has the image already: no pull is planned
 
 
 def _state(state_dir: Path | None):
@@ -119,7 +120,7 @@ def settle_image(doc: ClusterSpec, client: CountingClient | None, state_dir: Pat
     image = doc.spec.containers.image
     given = static_facts(image, doc.spec.conduit.cli_version, doc.spec.conduit.build)
     found = asked_facts(client, image, state_dir) if client is not None else None
-    out = Settled(doc)
+    out = Settled(doc, image_present=found is not None)
     if found is not None and found.known:
         facts = found
         out.problems += mismatches(doc, found)

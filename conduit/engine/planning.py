@@ -12,10 +12,11 @@ from pathlib import Path
 
 from conduit.drivers.docker import CountingClient
 from conduit.drivers.observe import HostAccess, observe_host
-from conduit.engine.images import settle_image
+from conduit.engine.images import Settled, settle_image
 from conduit.plan.planner import Plan, make_plan
+from conduit.plan.schedule import Rollout, schedule
 from conduit.render.desired import render
-from conduit.spec.resources import Resource
+from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
 
 
@@ -27,19 +28,38 @@ def settle_cli_version(
     return settled.doc, settled.warnings
 
 
+def rollout(doc: ClusterSpec, image_present: bool) -> Rollout:
+    """What the schedule needs of the spec (conduit.plan.schedule)."""
+    s = doc.spec
+    return Rollout(
+        image=s.containers.image,
+        image_present=image_present,
+        max_unavailable=s.rollout.max_unavailable,
+        drain_seconds=s.rollout.drain_seconds,
+        front=s.loadbalancer.enabled,
+        sysctl_on_refused=s.sysctl.on_refused,
+    )
+
+
 def observed_plan(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resource]]:
     """The plan for this host, and the resources it was made against."""
     client = host.docker()
     settled = settle_image(doc, client, host.state_dir)
-    doc, warnings = settled.doc, settled.warnings
-    keys = [r.id for r in render(doc) if r.kind == "sysctl"]
-    obs = observe_host(doc, host, client, keys)
-    now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
-    desired = render(doc, sysctl_now=now)
-    plan = make_plan(doc.metadata.name, desired, obs.resources, obs.drifted)
-    plan.problems, plan.warnings, plan.foreign = settled.problems + obs.problems, warnings + obs.warnings, obs.foreign
+    keys = [r.id for r in render(settled.doc) if r.kind == "sysctl"]
+    obs = observe_host(settled.doc, host, client, keys)
+    plan = plan_observed(settled, obs)
     plan.api_calls = client.calls if client else 0
     return plan, obs.resources
+
+
+def plan_observed(settled: Settled, obs: Observation) -> Plan:
+    """The plan for a settled spec and what was observed of the host. Pure."""
+    doc = settled.doc
+    now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
+    desired = render(doc, sysctl_now=now)
+    plan = schedule(make_plan(doc.metadata.name, desired, obs.resources, obs.drifted), rollout(doc, settled.image_present))
+    plan.problems, plan.warnings, plan.foreign = settled.problems + obs.problems, settled.warnings + obs.warnings, obs.foreign
+    return plan
 
 
 def plan_against_host(doc: ClusterSpec, host: HostAccess) -> Plan:
@@ -49,7 +69,7 @@ def plan_against_host(doc: ClusterSpec, host: HostAccess) -> Plan:
 def plan_offline(doc: ClusterSpec) -> Plan:
     """Against an empty host: no Docker, nginx or /proc/sys needed."""
     settled = settle_image(doc, None)
-    plan = make_plan(doc.metadata.name, render(settled.doc), [])
+    plan = schedule(make_plan(doc.metadata.name, render(settled.doc), []), rollout(settled.doc, False))
     plan.warnings, plan.problems = settled.warnings, settled.problems
     return plan
 
@@ -58,7 +78,8 @@ def plan_between(old: ClusterSpec, new: ClusterSpec) -> Plan:
     """What changes when `old` is replaced by `new`, as if `old` were applied exactly."""
     old, _ = settle_cli_version(old, None)
     new, warnings = settle_cli_version(new, None)
-    plan = make_plan(new.metadata.name, render(new), render(old))
+    same_image = old.spec.containers.image == new.spec.containers.image
+    plan = schedule(make_plan(new.metadata.name, render(new), render(old)), rollout(new, same_image))
     plan.warnings = warnings
     return plan
 
@@ -68,7 +89,7 @@ def removal_plan(doc: ClusterSpec, host: HostAccess, purge_data: bool = False) -
     and the node keys in them, are kept; with `purge_data` they are `delete volume` steps."""
     _plan, observed = observed_plan(doc, host)
     gone = [replace(r, keep=False) if purge_data and r.kind == "volume" else r for r in observed if r.kind != "sysctl"]
-    plan = make_plan(doc.metadata.name, [], gone)
+    plan = schedule(make_plan(doc.metadata.name, [], gone), rollout(doc, True))
     for step in plan.steps:
         if step.kind == "volume":
             step.reason = "--purge-data: the node key in it goes too"

@@ -24,10 +24,12 @@ class Step:
     phase: str
     kind: str
     id: str
-    action: str  # create | update | replace | adopt | delete | no-op
+    action: str  # create | update | replace | adopt | delete | no-op; pull (image); drain | restore (backends)
     reason: str
     changes: list[Change] = field(default_factory=list)
     desired: dict | None = None  # what the executor makes; None for delete
+    batch: int | None = None  # container steps gated together (0: the new nodes, started side by side)
+    on_error: str = "fail"  # fail | warn: a refused step stops the apply, or only warns
 
     @property
     def key(self) -> tuple[str, str]:
@@ -53,7 +55,9 @@ class Plan:
         change = sum(1 for s in self.steps if s.action == "update")
         destroy = sum(1 for s in self.steps if s.action in ("delete", "replace"))
         adopt = sum(1 for s in self.steps if s.action == "adopt")
-        return {"add": add, "change": change, "destroy": destroy, "adopt": adopt}
+        pull = sum(1 for s in self.steps if s.action == "pull")
+        batches = len({s.batch for s in self.steps if s.action in ("replace", "adopt") and s.batch})
+        return {"add": add, "change": change, "destroy": destroy, "adopt": adopt, "pull": pull, "batches": batches}
 
     def to_json(self) -> dict:
         return {

@@ -43,9 +43,8 @@ def field_path(doc: ClusterSpec, index: int, name: str, base: Path) -> Path:
 def image_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
     return (
         _client_checks(doc, facts)
-        + _monitor_checks(doc, facts)
+        + _capability_checks(doc, facts)
         + _reduced_checks(doc, facts)
-        + _community_checks(doc, facts)
         + _extra_arg_checks(doc, facts)
         + _extra_value_checks(doc, facts)
     )
@@ -71,15 +70,19 @@ def _client_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
     return issues
 
 
-def _monitor_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
-    if doc.spec.conduit.data_cap is None or facts.has_monitor is not False:
-        return []
+# A setting, the capability of the image it needs, and why it cannot be had without it.
+NEEDS_CAPABILITY = (
+    ("data_cap", "has_monitor", ", which has no conduit-monitor: a data cap needs an official image 1.5.0 or later"),
+    ("idle_restart", "has_idle_restart", ": --idle-restart exists only in the community build (ghcr.io/ssmirr/conduit/conduit)"),
+)
+
+
+def _capability_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    """A setting the image is known not to have (unknown is `plan`'s to ask)."""
     return [
-        (
-            CONDUIT + ("data_cap",),
-            f"{facts.image} is {facts.describe()}, which has no conduit-monitor: "
-            "a data cap needs an official image 1.5.0 or later",
-        )
+        (CONDUIT + (setting,), f"{facts.image} is {facts.describe()}{why}")
+        for setting, capability, why in NEEDS_CAPABILITY
+        if getattr(doc.spec.conduit, setting) is not None and getattr(facts, capability) is False
     ]
 
 
@@ -99,18 +102,6 @@ def _reduced_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
                 )
             ]
     return []
-
-
-def _community_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
-    if doc.spec.conduit.idle_restart is None or facts.has_idle_restart is not False:
-        return []
-    return [
-        (
-            CONDUIT + ("idle_restart",),
-            f"{facts.image} is {facts.describe()}: --idle-restart exists only in the community build "
-            "(ghcr.io/ssmirr/conduit/conduit)",
-        )
-    ]
 
 
 def flag_name(arg: str) -> str | None:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 
+from rich.console import Console
 from rich.markup import escape
 
 from conduit.plan.planner import Plan, Step
+from conduit.plan.saved import dumps
 
-SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "adopt": "<=", "delete": "-", "no-op": " "}
-COLOUR = {"create": "green", "update": "yellow", "replace": "magenta", "adopt": "cyan", "delete": "red", "no-op": "dim"}
+SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "adopt": "<=", "delete": "-", "no-op": " ",
+          "pull": "v", "drain": "||", "restore": "|>"}
+COLOUR = {"create": "green", "update": "yellow", "replace": "magenta", "adopt": "cyan", "delete": "red", "no-op": "dim",
+          "pull": "blue", "drain": "blue", "restore": "blue"}
 LONG = 72
 CONTEXT = 24  # characters shown before the first difference of a long pair
 
@@ -41,16 +46,25 @@ def _change(old: object, new: object) -> tuple[str, str]:
     return _clip(a), _clip(b)
 
 
+def _verb(step: Step) -> str:
+    """Steps that are not a resource's change say what they do."""
+    return f"{step.action} " if step.action in ("pull", "drain", "restore") else ""
+
+
 def _step_lines(step: Step) -> list[str]:
     colour = COLOUR[step.action]
-    head = f"[{colour}]{SYMBOL[step.action]:>3} {step.kind} {escape(step.id)}[/{colour}]"
+    head = f"[{colour}]{SYMBOL[step.action]:>3} {_verb(step)}{step.kind} {escape(step.id)}[/{colour}]"
     note = step.reason
     if step.action == "replace":
         note += "; forces replacement"
+    if step.kind == "container" and step.batch:
+        note += f"; batch {step.batch}"
+    if step.on_error == "warn":
+        note += "; a refusal only warns"
     if step.action == "delete" and step.kind == "container":
         note += "; its data volume is kept"
     lines = [f"{head}  [dim]({note})[/dim]"]
-    if step.action == "create" and step.desired:
+    if step.action == "create" and step.desired and step.kind != "image":
         for name, value in step.desired.items():
             if value not in (None, [], {}, ""):
                 lines.append(f"      {name}: {_value(value)}")
@@ -83,7 +97,9 @@ def render_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> str
         out.append("\nNo changes. The host matches the spec.")
     else:
         adopt = f", {s['adopt']} to adopt" if s["adopt"] else ""
-        out.append(f"\n[bold]Plan:[/bold] {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy{adopt}.")
+        pull = f", {s['pull']} image to pull" if s["pull"] else ""
+        batches = f"; nodes replaced in {s['batches']} batch{'es' if s['batches'] != 1 else ''}" if s["batches"] else ""
+        out.append(f"\n[bold]Plan:[/bold] {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy{adopt}{pull}{batches}.")
     if offline:
         out[-1] += f" {OFFLINE_SUMMARY}"
     return "\n".join(out).lstrip("\n")
@@ -97,3 +113,19 @@ def render_problems(plan: Plan) -> str:
     lines = [f"\nThis host cannot take the plan yet ({count} problem{'s' if count != 1 else ''}); install or change, then plan again:"]
     lines += [f"error: {problem}" for problem in plan.problems]
     return "\n".join(lines)
+
+
+def print_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> None:
+    """The plan on stdout; the problems that stop it last, on stderr."""
+    Console(highlight=False, soft_wrap=True).print(render_plan(plan, verbose, offline))
+    if plan.problems:
+        print(render_problems(plan), file=sys.stderr)
+
+
+def show_plan(plan: Plan, data: dict, as_json: bool, verbose: bool = False) -> None:
+    """What `conduit plan` prints: `data` (the plan as saved, conduit.plan.saved.plan_data) as
+    JSON, or the plan as text."""
+    if as_json:
+        print(dumps(data))
+    else:
+        print_plan(plan, verbose, bool(data.get("offline")))

@@ -40,21 +40,22 @@ def _bytes(n: int | None) -> str:
     raise AssertionError("unreachable")
 
 
+# A row flag, the line that names the nodes it holds for, and its style.
+NODE_NOTES = (
+    ("upgrade_required", "UPGRADE REQUIRED: {names} logged that the network needs a newer Conduit; update containers.image", "bold red"),
+    ("dead", "dead: {names}: conduit-monitor runs, its conduit keeps exiting (docker logs NAME)", "red"),
+    ("throttled", "throttled by conduit-monitor (data cap): {names}", "yellow"),
+    ("stats_stale", "stale stats file (from an earlier run): {names}", "yellow"),
+)
+
+
 def _node_notes(data: dict) -> list:
     rows = data["containers"]
     lines = []
-    upgrade = [r["name"] for r in rows if r["upgrade_required"]]
-    if upgrade:
-        lines.append(Text(f"UPGRADE REQUIRED: {', '.join(upgrade)} logged that the network needs a newer Conduit; update containers.image", style="bold red"))
-    dead = [r["name"] for r in rows if r["dead"]]
-    if dead:
-        lines.append(Text(f"dead: {', '.join(dead)}: conduit-monitor runs, its conduit keeps exiting (docker logs NAME)", style="red"))
-    throttled = [r["name"] for r in rows if r["throttled"]]
-    if throttled:
-        lines.append(Text(f"throttled by conduit-monitor (data cap): {', '.join(throttled)}", style="yellow"))
-    stale = [r["name"] for r in rows if r["stats_stale"]]
-    if stale:
-        lines.append(Text(f"stale stats file (from an earlier run): {', '.join(stale)}", style="yellow"))
+    for flag, say, style in NODE_NOTES:
+        named = [r["name"] for r in rows if r[flag]]
+        if named:
+            lines.append(Text(say.format(names=", ".join(named)), style=style))
     t = data["totals"]
     lines.append(Text(f"traffic this run: up {_bytes(t['bytes_up'])}, down {_bytes(t['bytes_down'])}; "
                       f"lifetime: up {_bytes(t['lifetime_bytes_up'])}, down {_bytes(t['lifetime_bytes_down'])}"))  # fmt: skip

@@ -48,3 +48,4 @@ def test_applying_a_plan_converges(old_data, new_data):
             state[step.key] = step.desired
     kept = {r.key for r in old if r.keep}
     assert {k: v for k, v in state.items() if k not in kept or k in {r.key for r in new}} == {r.key: r.props for r in new}
+

@@ -1,4 +1,5 @@
 import json
+import yaml
 
 import pytest
 from click.testing import CliRunner
@@ -89,15 +90,17 @@ def test_version(run):
 def test_offline_plan_of_the_example(run):
     result = run("plan", "--offline", str(EXAMPLE))
     assert result.exit_code == 0
-    # 11 sysctl keys and file, 3 nginx, a network, 8 volumes, 8 containers, the tracker
-    assert "Plan: 32 to add, 0 to change, 0 to destroy." in result.output
+    # 11 sysctl keys and file, 3 nginx, a network, 8 volumes, 8 containers, the tracker;
+    # an empty host has no image either
+    assert "Plan: 32 to add, 0 to change, 0 to destroy, 1 image to pull." in result.output
+    assert "  v pull image ghcr.io/psiphon-inc/conduit/cli:" in result.output
     assert run("plan", "--offline", "--detailed-exitcode", str(EXAMPLE)).exit_code == 2
 
 
 def test_an_offline_plan_says_so_first_and_last(run):
     lines = run("plan", "--offline", str(EXAMPLE)).output.strip().splitlines()
     assert lines[0] == "Offline plan: against an empty host; Docker, nginx, /proc/sys and the tracker were not read."
-    assert lines[-1] == "Plan: 32 to add, 0 to change, 0 to destroy. (offline: this host was not read)"
+    assert lines[-1] == "Plan: 32 to add, 0 to change, 0 to destroy, 1 image to pull. (offline: this host was not read)"
 
 
 def test_offline_plan_json_and_saved(run, tmp_path):
@@ -105,7 +108,8 @@ def test_offline_plan_json_and_saved(run, tmp_path):
     result = run("plan", "--offline", "--json", "--out", str(out), str(EXAMPLE))
     data = json.loads(result.output)
     assert data == json.loads(out.read_text())
-    assert data["summary"]["add"] == len(data["steps"]) and data["fingerprint"]
+    assert data["summary"]["add"] == sum(s["action"] == "create" for s in data["steps"]) == 32 and data["fingerprint"]
+    assert [s["id"] for s in data["steps"] if s["action"] == "pull"] == [yaml.safe_load(EXAMPLE.read_text())["spec"]["containers"]["image"]]
 
 
 def test_diff_between_two_specs(run, tmp_path):
@@ -113,8 +117,12 @@ def test_diff_between_two_specs(run, tmp_path):
     new.write_text(EXAMPLE.read_text().replace("max_clients: 250", "max_clients: 300"))
     result = run("diff", str(EXAMPLE), str(new))
     assert result.exit_code == 0
-    assert "Plan: 8 to add, 0 to change, 8 to destroy." in result.output
+    # the example's front and rollout.max_unavailable 1: eight batches, each drained first
+    assert "Plan: 8 to add, 0 to change, 8 to destroy; nodes replaced in 8 batches." in result.output
     assert result.output.count("-/+ container conduit-") == 8
+    lines = [line.split("  (")[0] for line in result.output.splitlines() if not line.startswith("      ")]
+    first = lines.index(" || drain backends conduit-1")
+    assert lines[first + 1 : first + 3] == ["-/+ container conduit-1", " |> restore backends conduit-1"]
 
 
 def test_diff_against_a_git_ref(run, tmp_path):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from conduit.engine.apply import undo_plan
+from conduit.spec.load import load_text
 from conduit.spec.resources import Resource
+from tests.helpers import SMALL_VPS, dump, minimal
+
+DOC = load_text(dump(minimal()), "cluster.yaml", SMALL_VPS)
 
 
 def _v1_node(name: str) -> Resource:
@@ -15,12 +19,12 @@ def _v1_node(name: str) -> Resource:
 def test_a_restored_v1_node_is_left_alone_not_adopted_without_an_image():
     before = [_v1_node("conduit"), Resource("volume", "conduit-data", {}, keep=True)]
     observed = [_v1_node("conduit"), Resource("volume", "conduit-data", {}, keep=True)]
-    plan = undo_plan("c", before, observed)
+    plan = undo_plan(DOC, before, observed)
     assert plan.changes == []  # before the fix: an adopt step whose desired props had no "image"
 
 
 def test_what_the_failed_apply_added_is_removed():
     before = [_v1_node("conduit")]
     added = Resource("container", "conduit-2", {"image": "x", "state": "running"})
-    plan = undo_plan("c", before, [_v1_node("conduit"), added])
+    plan = undo_plan(DOC, before, [_v1_node("conduit"), added])
     assert [(s.kind, s.id, s.action) for s in plan.changes] == [("container", "conduit-2", "delete")]
