@@ -16,6 +16,7 @@ from conduit.drivers.docker import EngineError
 from conduit.engine.planning import plan_against_host, plan_between, plan_offline
 from conduit.engine.reconcile import Request, reconcile
 from conduit.features.alerts import notify
+from conduit.plan.planner import Plan
 from conduit.plan.saved import NotASavedPlan, dumps, plan_data, read_saved, spec_fields
 from conduit.spec.load import SpecError, load_text
 from conduit.spec.spec import ClusterSpec
@@ -158,9 +159,9 @@ def _report_outcome(spec: ClusterSpec, outcome) -> None:
         notify(spec, f"apply failed: {outcome.failure}")
 
 
-def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool, saved: dict | None = None) -> None:
+def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool, saved: Plan | None = None) -> None:
     def review(plan) -> None:
-        if saved is not None and saved.get("fingerprint") != plan.fingerprint:
+        if saved is not None and saved.fingerprint != plan.fingerprint:
             fail("the host changed since this plan was saved; make a new plan")
         plan.warnings += interrupted_warnings(opts)
         print_plan(plan)
@@ -198,9 +199,9 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
             saved = read_saved(plan_file)
         except NotASavedPlan as exc:
             fail(str(exc), exc.code)
-        text, path = saved["spec_text"], saved.get("spec_file")
+        text, path = saved.spec_text, saved.spec_file
         try:
-            spec = load_text(text, path or plan_file, opts.detected())
+            spec = load_text(text, path, opts.detected())
         except SpecError as exc:
             invalid(exc.lines())
     elif file:
@@ -208,7 +209,7 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
         text, path = Path(file).read_text(), file
     else:
         fail("give a FILE or --plan", 2)
-    _run_apply(opts, spec, text, path, auto_approve, no_wait, saved)
+    _run_apply(opts, spec, text, path, auto_approve, no_wait, saved.plan if saved else None)
 
 
 @click.command()

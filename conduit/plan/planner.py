@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from deepdiff import DeepDiff
 
 from conduit.spec.resources import KIND_ORDER, KIND_PHASE, PHASES, Resource, digest, natural_key
 
 PLAN_FORMAT = 1
+ACTIONS = ("create", "update", "replace", "adopt", "delete", "no-op", "pull", "drain", "restore")
+ON_ERROR = ("fail", "warn")
+SCHEDULED_KINDS = ("image", "backends")  # steps conduit.plan.schedule adds: pulls, drains and restores
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,72 @@ class Plan:
             "warnings": self.warnings,
             "foreign": self.foreign,
         }
+
+
+STEP_FIELDS = {f.name for f in fields(Step)}
+CHANGE_FIELDS = {f.name for f in fields(Change)}
+
+
+def plan_from_json(data: dict) -> Plan:
+    """The Plan whose `to_json` is `data` (keys beyond it are ignored); ValueError, one line, when
+    `data` is not one."""
+    if data.get("format_version") != PLAN_FORMAT:
+        raise ValueError(f"format_version {data.get('format_version')!r}, this conduit reads {PLAN_FORMAT}")
+    steps = data.get("steps")
+    if not isinstance(steps, list):
+        raise ValueError("steps is not a list")
+    plan = Plan(
+        cluster=_typed(data, "cluster", str),
+        steps=[_step(raw, n) for n, raw in enumerate(steps, 1)],
+        fingerprint=_typed(data, "fingerprint", str),
+        problems=_strings(data, "problems"),
+        warnings=_strings(data, "warnings"),
+        foreign=_strings(data, "foreign"),
+    )
+    if plan.summary() != data.get("summary"):
+        raise ValueError("its summary does not match its steps")
+    return plan
+
+
+def _typed(data: dict, name: str, kind: type, where: str = "") -> object:
+    value = data.get(name)
+    # JSON true is a Python bool, and a bool is an int: neither stands for the other here.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ValueError(f"{where}{name} is missing or of the wrong type")
+    return value
+
+
+def _strings(data: dict, name: str) -> list[str]:
+    value = data.get(name)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} is not a list of strings")
+    return list(value)
+
+
+def _step(raw: object, n: int) -> Step:
+    where = f"step {n}: "
+    if not isinstance(raw, dict) or set(raw) != STEP_FIELDS:
+        raise ValueError(f"{where}not an object of the fields {', '.join(sorted(STEP_FIELDS))}")
+    step = Step(
+        phase=_typed(raw, "phase", str, where),
+        kind=_typed(raw, "kind", str, where),
+        id=_typed(raw, "id", str, where),
+        action=_typed(raw, "action", str, where),
+        reason=_typed(raw, "reason", str, where),
+        changes=[_change(c, where) for c in _typed(raw, "changes", list, where)],
+        desired=None if raw["desired"] is None else _typed(raw, "desired", dict, where),
+        batch=None if raw["batch"] is None else _typed(raw, "batch", int, where),
+        on_error=_typed(raw, "on_error", str, where),
+    )
+    if step.phase not in PHASES or step.kind not in KIND_ORDER + SCHEDULED_KINDS or step.action not in ACTIONS or step.on_error not in ON_ERROR:
+        raise ValueError(f"{where}unknown phase, kind, action or on_error")
+    return step
+
+
+def _change(raw: object, where: str) -> Change:
+    if not isinstance(raw, dict) or set(raw) != CHANGE_FIELDS:
+        raise ValueError(f"{where}a change is not an object of the fields {', '.join(sorted(CHANGE_FIELDS))}")
+    return Change(_typed(raw, "field", str, where), raw["old"], raw["new"], _typed(raw, "forces_replacement", bool, where))
 
 
 def fingerprint(observed: list[Resource]) -> str:

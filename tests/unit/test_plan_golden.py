@@ -35,7 +35,7 @@ from conduit.drivers.docker import container_resource
 from conduit.engine.images import Settled
 from conduit.engine.planning import plan_observed
 from conduit.plan.planner import Plan
-from conduit.plan.saved import plan_data, spec_fields
+from conduit.plan.saved import dumps, parse_saved, plan_data, spec_fields
 from conduit.render.container import container_props, labels
 from conduit.render.desired import render
 from conduit.spec.load import load_text
@@ -381,6 +381,14 @@ def test_golden_plan_is_deterministic(scenario, capsys):
     once = printed(plan_for(doc, obs), text, True, capsys) + printed(plan_for(doc, obs), text, False, capsys)
     again = printed(plan_for(doc, shuffled), text, True, capsys) + printed(plan_for(doc, shuffled), text, False, capsys)
     assert once == again
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_golden_plan_saved_reads_back_as_the_same_plan(scenario):
+    """What `plan --out` saves (pulls, drains, batches, adoptions, warn-only steps) is what `apply --plan` runs."""
+    doc, text, obs = SCENARIOS[scenario]()
+    plan = plan_for(doc, obs, scenario not in IMAGE_MISSING)
+    assert parse_saved(dumps(plan_data(plan, spec_fields(SPEC_FILE, text, False))), "plan.json").plan == plan
 
 
 def test_every_golden_file_has_a_scenario():
