@@ -13,7 +13,7 @@ from rich.table import Table
 
 from conduit.cli.common import Options, confirm, fail, invalid, load_spec
 from conduit.drivers.docker import EngineError
-from conduit.engine.planning import plan_against_host, plan_between, plan_offline
+from conduit.engine.planning import HostMoved, plan_against_host, plan_between, plan_offline, saved_planner
 from conduit.engine.reconcile import Request, reconcile
 from conduit.features.alerts import notify
 from conduit.plan.planner import Plan
@@ -160,21 +160,23 @@ def _report_outcome(spec: ClusterSpec, outcome) -> None:
 
 
 def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool, saved: Plan | None = None) -> None:
+    """Apply `spec`; with `saved`, exactly that plan, once the host is seen to be as it was when it was made."""
+
     def review(plan) -> None:
-        if saved is not None and saved.fingerprint != plan.fingerprint:
-            fail("the host changed since this plan was saved; make a new plan")
         plan.warnings += interrupted_warnings(opts)
         print_plan(plan)
 
     def approve(plan) -> bool:
-        confirm(auto_approve or saved is not None, "Apply these changes?")
+        confirm(auto_approve, "Apply these changes?")
         return True
 
     request = Request(spec, spec_text, spec_path, opts.host(), opts.detected(), f"conduit apply {spec_path or ''}".strip(), click.echo,
                       confirm=approve, review=review, wait=not no_wait, on_wait=lambda m: click.echo(m, err=True))  # fmt: skip
+    if saved is not None:
+        request.planner = saved_planner(saved)
     try:
         outcome = reconcile(request)
-    except (Locked, EngineError) as exc:
+    except (Locked, EngineError, HostMoved) as exc:
         fail(str(exc))
     if outcome.status == "blocked":
         fail("the plan has errors; nothing was changed")
@@ -184,7 +186,7 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
 
 @click.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, exists=True), help="Apply a plan saved by `conduit plan --out`; refused if the host moved since.")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, exists=True), help="Apply exactly a plan saved by `conduit plan --out`; refused if the file was edited or the host moved since.")
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running instead of waiting.")
 @click.pass_obj
@@ -195,6 +197,8 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
     """
     saved = None
     if plan_file:
+        if file:
+            fail("give a FILE or --plan, not both", 2)
         try:
             saved = read_saved(plan_file)
         except NotASavedPlan as exc:

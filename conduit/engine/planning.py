@@ -7,6 +7,7 @@ conduit.engine.images; the diff itself is pure (conduit.plan.planner).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,6 +51,26 @@ def observed_plan(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resour
     plan = plan_observed(settled, obs)
     plan.api_calls = client.calls if client else 0
     return plan, obs.resources
+
+
+class HostMoved(Exception):
+    """The host is not as it was observed when a saved plan was made."""
+
+
+def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]:
+    """A planner (conduit.engine.reconcile.Request.planner) that observes the host again and returns
+    the saved plan itself, with what it observed as the state to roll back to. Raises HostMoved when
+    the host's fingerprint is not the one the plan was made against."""
+
+    def planner(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resource]]:
+        fresh, before = observed_plan(doc, host)
+        if fresh.fingerprint != saved.fingerprint:
+            raise HostMoved("the host changed since this plan was saved; make a new plan")
+        # What stops an apply now stops this one too, though the plan was made without it.
+        problems = saved.problems + [p for p in fresh.problems if p not in saved.problems]
+        return replace(saved, problems=problems, warnings=list(saved.warnings), api_calls=fresh.api_calls), before
+
+    return planner
 
 
 def plan_observed(settled: Settled, obs: Observation) -> Plan:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -347,13 +348,52 @@ def test_saved_plan_is_applied_or_refused_when_the_host_moved(cluster, tmp_path)
     assert cluster.run("plan", "--out", str(saved), str(cluster.spec)).returncode == 0
     # someone creates a volume of ours by hand: the observed host no longer matches the plan
     cluster.engine.client.volumes.create(f"{cluster.prefix}-data-1")
-    refused = cluster.run("apply", "--plan", str(saved))
+    refused = cluster.run("apply", "--auto-approve", "--plan", str(saved))
     assert refused.returncode == 1 and "host changed since this plan was saved" in refused.stderr
-    assert cluster.names() == {}
+    assert cluster.names() == {} and cluster.generations() == []
     assert cluster.run("plan", "--out", str(saved), str(cluster.spec)).returncode == 0
-    applied = cluster.run("apply", "--plan", str(saved))
+    applied = cluster.run("apply", "--auto-approve", "--plan", str(saved))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert len(cluster.names()) == 2
+
+
+def _saved_changes(saved: Path) -> list[tuple]:
+    return sorted((s["phase"], s["kind"], s["id"], s["action"]) for s in json.loads(saved.read_text())["steps"] if s["action"] != "no-op")
+
+
+def test_a_saved_plan_runs_its_own_steps_whatever_the_spec_file_says_now(cluster, tmp_path):
+    cluster.write(count=3)
+    saved = tmp_path / "plan.json"
+    assert cluster.run("plan", "--out", str(saved), str(cluster.spec)).returncode == 0
+    cluster.write(count=1)  # the spec file moves on; the saved plan was made from its text then
+    asked = cluster.run("apply", "--plan", str(saved))  # no terminal to ask on, no --auto-approve
+    assert asked.returncode == 1 and "pass --auto-approve" in asked.stderr and cluster.generations() == []
+    applied = cluster.run("apply", "--auto-approve", "--plan", str(saved))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert set(cluster.names()) == {f"{cluster.prefix}-{i}" for i in (1, 2, 3)}
+    [(gen, outcome)] = cluster.generations()
+    done = sorted(row[:4] for row in State(cluster.state).journal(gen) if row[4] == "done")
+    assert outcome == "succeeded" and done == _saved_changes(saved)
+
+
+def test_an_edited_saved_plan_is_refused_and_the_host_is_untouched(cluster, tmp_path):
+    cluster.write(count=3)
+    assert cluster.apply().returncode == 0
+    cluster.write(count=3, max_clients=60)
+    saved = tmp_path / "plan.json"
+    assert cluster.run("plan", "--out", str(saved), str(cluster.spec)).returncode == 0
+    containers = {c.name: c.id for c in cluster.engine.client.containers.list(all=True) if c.name.startswith(cluster.prefix)}
+    data = json.loads(saved.read_text())
+    data["spec_text"] = data["spec_text"].replace("count: 3", "count: 1")
+    assert "count: 1" in data["spec_text"]
+    saved.write_text(json.dumps(data, indent=2, sort_keys=True))
+    refused = cluster.run("apply", "--auto-approve", "--plan", str(saved))
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"error: {saved}: its digest does not match its content: the file was changed after conduit plan --out wrote it"
+    ]
+    after = {c.name: c.id for c in cluster.engine.client.containers.list(all=True) if c.name.startswith(cluster.prefix)}
+    assert after == containers and len(after) == 3 and cluster.generations() == [(1, "succeeded")]
+    assert all(cluster.command_of(name)[2] == "40" for name in after)
 
 
 def test_history_and_rollback_to_an_earlier_generation(cluster):

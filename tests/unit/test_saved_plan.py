@@ -1,19 +1,23 @@
-"""A saved plan (`conduit plan --out`) is read exactly as it was written or not at all: its
-digest seals it, and `apply --plan` refuses any edit with exit code 2 and one line."""
+"""A saved plan (`conduit plan --out`) is applied exactly as it was written or not at all: its
+digest seals it, `apply --plan` refuses any edit with exit code 2 and one line, and what it runs
+is the saved steps, once the host is seen to be as it was."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import conduit.engine.planning as planning
 from conduit.cli.root import main
-from conduit.engine.planning import plan_offline
-from conduit.plan.planner import plan_from_json
+from conduit.engine.planning import HostMoved, plan_offline, saved_planner
+from conduit.engine.reconcile import Request, reconcile
+from conduit.plan.planner import Plan, Step, plan_from_json
 from conduit.plan.saved import NotASavedPlan, digest_of, dumps, parse_saved, plan_data, read_saved, sealed, spec_fields
 from conduit.spec.load import load_text
 from tests.helpers import EXAMPLE, SMALL_VPS
@@ -161,3 +165,51 @@ def test_any_one_character_change_is_refused_or_changes_nothing(data):
 def test_whitespace_between_tokens_changes_nothing():
     spaced = SAVED.replace('\n  "cluster"', '\n\t"cluster"', 1).replace(": ", ":  ", 3)
     assert spaced != SAVED and parse_saved(spaced, "plan.json").plan == PLAN
+
+
+# ------------------------------------------------------------------ the saved steps, not a new plan
+
+
+def _observed(fingerprint: str, problems=()):
+    fresh = Plan("c", [], fingerprint, problems=list(problems), api_calls=7)
+    before = [SimpleNamespace(kind="container", id="conduit-1")]
+    return lambda doc, host: (fresh, before)
+
+
+def test_the_saved_plan_is_what_runs_with_the_host_as_observed_now(monkeypatch):
+    monkeypatch.setattr(planning, "observed_plan", _observed(PLAN.fingerprint, ["port 443 is in use"]))
+    plan, before = saved_planner(PLAN)(None, None)
+    assert plan.steps == PLAN.steps and plan.fingerprint == PLAN.fingerprint and before[0].id == "conduit-1"
+    assert plan.problems == ["port 443 is in use"] and plan.api_calls == 7  # a problem found now still stops it
+    assert PLAN.problems == []
+
+
+def test_a_host_that_moved_refuses_the_saved_plan(monkeypatch):
+    monkeypatch.setattr(planning, "observed_plan", _observed("another"))
+    with pytest.raises(HostMoved, match="the host changed since this plan was saved; make a new plan"):
+        saved_planner(PLAN)(None, None)
+
+
+def test_reconcile_reviews_and_confirms_the_saved_plan(monkeypatch, tmp_path):
+    monkeypatch.setattr(planning, "observed_plan", _observed("fp"))
+    step = Step("containers", "container", "conduit-1", "create", "not on the host", [], {})
+    saved = Plan("c", [step], "fp")
+    seen = []
+    request = Request(None, "text", None, SimpleNamespace(state_dir=tmp_path), None, "test", lambda line: None,
+                      review=seen.append, confirm=lambda p: seen.append(p) or False, planner=saved_planner(saved))  # fmt: skip
+    outcome = reconcile(request)
+    assert outcome.status == "declined" and [p.steps for p in seen] == [[step], [step]]
+
+
+def test_apply_plan_asks_before_it_changes_anything(apply_plan, monkeypatch):
+    """Without --auto-approve and no terminal to ask on, apply --plan refuses, as apply does."""
+    monkeypatch.setattr(planning, "observed_plan", lambda doc, host: (PLAN, []))
+    monkeypatch.setattr("conduit.cli.plan.interrupted_warnings", lambda opts: [])
+    result, _ = apply_plan(SAVED)
+    assert result.exit_code == 1 and "refusing to change the host without confirmation: pass --auto-approve" in result.stderr
+    assert "Plan: 32 to add" in result.output
+
+
+def test_a_spec_file_and_a_saved_plan_together_are_refused(apply_plan, tmp_path):
+    result, state_made = apply_plan(SAVED, "--auto-approve", str(EXAMPLE))
+    assert result.exit_code == 2 and "give a FILE or --plan, not both" in result.stderr and not state_made
