@@ -159,7 +159,8 @@ def _report_outcome(spec: ClusterSpec, outcome) -> None:
         notify(spec, f"apply failed: {outcome.failure}")
 
 
-def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool, saved: Plan | None = None) -> None:
+def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool,
+               saved: Plan | None = None, allow_new_identity: bool = False) -> None:
     """Apply `spec`; with `saved`, exactly that plan, once the host is seen to be as it was when it was made."""
 
     def review(plan) -> None:
@@ -171,7 +172,8 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
         return True
 
     request = Request(spec, spec_text, spec_path, opts.host(), opts.detected(), f"conduit apply {spec_path or ''}".strip(), click.echo,
-                      confirm=approve, review=review, wait=not no_wait, on_wait=lambda m: click.echo(m, err=True))  # fmt: skip
+                      confirm=approve, review=review, wait=not no_wait, on_wait=lambda m: click.echo(m, err=True),
+                      allow_new_identity=allow_new_identity)  # fmt: skip
     if saved is not None:
         request.planner = saved_planner(saved)
     try:
@@ -179,6 +181,8 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
     except (Locked, EngineError, HostMoved) as exc:
         fail(str(exc))
     if outcome.status == "blocked":
+        for problem in outcome.problems[len(outcome.plan.problems) :]:
+            click.echo(f"error: {problem}", err=True)
         fail("the plan has errors; nothing was changed")
     _report_outcome(spec, outcome)
     sys.exit(outcome.exit_code)
@@ -189,8 +193,9 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, exists=True), help="Apply exactly a plan saved by `conduit plan --out`; refused if the file was edited or the host moved since.")
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running instead of waiting.")
+@click.option("--allow-new-identity", is_flag=True, help="Apply a plan that gives a node a new key (another volume or data dir); the old key is backed up first.")
 @click.pass_obj
-def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: bool, no_wait: bool) -> None:
+def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: bool, no_wait: bool, allow_new_identity: bool) -> None:
     """Make the host match FILE, phase by phase, with health gates and automatic rollback.
 
     Exit codes: 0 applied (or nothing to do), 1 error before any change, 3 failed and rolled back.
@@ -213,7 +218,7 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
         text, path = Path(file).read_text(), file
     else:
         fail("give a FILE or --plan", 2)
-    _run_apply(opts, spec, text, path, auto_approve, no_wait, saved.plan if saved else None)
+    _run_apply(opts, spec, text, path, auto_approve, no_wait, saved.plan if saved else None, allow_new_identity)
 
 
 @click.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 
 from conduit.cli import alerts, keys, plan, status, tools, tracker, watch
 from conduit.cli.common import Options
+from conduit.spec.policy import DEFAULT_PATH, ENV
 from conduit.views import logs
 
 
@@ -50,9 +52,19 @@ def _version() -> str:
     show_default=True,
     help="Format of the structured events written to stderr.",
 )
+@click.option(
+    "--policy",
+    type=click.Path(dir_okay=False),
+    envvar=ENV,
+    default=None,
+    help=f"The host policy: what a spec may choose on this host (default {DEFAULT_PATH}; built-in defaults when absent).",
+)
 @click.pass_context
-def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | None, log_format: str) -> None:
+def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | None, log_format: str, policy: str | None) -> None:
     """Make a host running Psiphon Conduit nodes match one cluster.yaml."""
+    if policy:
+        # Every spec this process and its children load, from a file, git or a saved plan, meets it.
+        os.environ[ENV] = policy
     # People read the step lines on stdout; every event is still there with --log-format json.
     logs.configure(log_format, "info" if log_format == "json" else "warning")
     ctx.obj = Options(state_dir=state_dir, root=root, docker_host=docker_host, log_format=log_format)

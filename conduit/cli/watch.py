@@ -22,8 +22,9 @@ from conduit.features.watch import Watcher, render_unit
 @click.option("--no-heal", is_flag=True, help="Only report drift found on an interval; still apply new specs.")
 @click.option("--debounce", type=float, default=0.5, show_default=True, help="Quiet seconds after the last save before applying.")
 @click.option("--print-unit", is_flag=True, help="Print a systemd unit that runs this watch, and exit.")
+@click.option("--allow-new-identity", is_flag=True, help="Apply specs that would give a node a new key (another volume or data dir).")
 @click.pass_obj
-def watch_command(opts, file, git_url, ref, spec_path, interval, poll, no_heal, debounce, print_unit) -> None:
+def watch_command(opts, file, git_url, ref, spec_path, interval, poll, no_heal, debounce, print_unit, allow_new_identity) -> None:
     """Apply FILE (or a git repository) whenever it changes, and repair drift every --interval.
 
     An invalid or failing spec never takes the cluster down: it is reported, the last good
@@ -35,6 +36,7 @@ def watch_command(opts, file, git_url, ref, spec_path, interval, poll, no_heal, 
         argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "watch"]
         argv += ["--git", git_url, "--ref", ref, "--path", spec_path, "--poll", str(poll)] if git_url else [str(Path(file).resolve())]
         argv += ["--interval", str(interval)] + (["--no-heal"] if no_heal else [])
+        argv += ["--allow-new-identity"] if allow_new_identity else []
         env = {"CONDUIT_STATE_DIR": str(Path(opts.state_dir).resolve())}
         if opts.docker_host:
             env["DOCKER_HOST"] = opts.docker_host
@@ -42,7 +44,7 @@ def watch_command(opts, file, git_url, ref, spec_path, interval, poll, no_heal, 
             env["CONDUIT_ROOT"] = str(Path(opts.root).resolve())
         click.echo(render_unit(argv, env), nl=False)
         return
-    watcher = Watcher(opts.host(), opts.detected, heal=not no_heal, report=click.echo)
+    watcher = Watcher(opts.host(), opts.detected, heal=not no_heal, report=click.echo, allow_new_identity=allow_new_identity)
     watcher.install_signals()
     if git_url:
         watcher.watch_git(git_url, ref, spec_path, interval, poll)

@@ -7,8 +7,10 @@ conduit.engine.images; the diff itself is pure (conduit.plan.planner).
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from conduit.drivers.docker import CountingClient
@@ -53,6 +55,10 @@ def observed_plan(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resour
     return plan, obs.resources
 
 
+def _as_json(steps: list) -> list:
+    return json.loads(json.dumps([asdict(s) for s in steps], sort_keys=True))
+
+
 class HostMoved(Exception):
     """The host is not as it was observed when a saved plan was made."""
 
@@ -66,6 +72,10 @@ def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan
         fresh, before = observed_plan(doc, host)
         if fresh.fingerprint != saved.fingerprint:
             raise HostMoved("the host changed since this plan was saved; make a new plan")
+        # The digest proves the file is whole, not who wrote it: its steps must be the ones its
+        # own spec plans for this host, or the file says one thing and does another.
+        if _as_json(fresh.steps) != _as_json(saved.steps):
+            raise HostMoved("the saved plan's steps are not what its spec plans for this host; make a new plan")
         # What stops an apply now stops this one too, though the plan was made without it.
         problems = saved.problems + [p for p in fresh.problems if p not in saved.problems]
         return replace(saved, problems=problems, warnings=list(saved.warnings), api_calls=fresh.api_calls), before

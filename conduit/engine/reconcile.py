@@ -49,6 +49,7 @@ class Request:
     git: tuple[str | None, bool | None] | None = None
     spec_hash: str | None = None
     removal: bool = False
+    allow_new_identity: bool = False  # given on the host only (a flag), never by a spec
 
 
 @dataclass
@@ -66,14 +67,24 @@ def reconcile(req: Request) -> Reconciled:
         req.review(plan)
         # Holding the lock, this run is the one that converges from an interrupted apply.
         State(req.host.state_dir).mark_interrupted()
-        if plan.problems:
-            return Reconciled("blocked", plan=plan, problems=list(plan.problems))
+        problems = list(plan.problems) + ([] if req.allow_new_identity else identity_problems(plan))
+        if problems:
+            return Reconciled("blocked", plan=plan, problems=problems)
         if not plan.changes:
             return Reconciled("no-op", plan=plan)
         if not req.confirm(plan):
             return Reconciled("declined", plan=plan)
         outcome = _execute(req, plan, before)
     return Reconciled(outcome.status, outcome.generation, outcome.failure, outcome.restored, outcome.warnings, plan)
+
+
+def identity_problems(plan: Plan) -> list[str]:
+    """A node's key is its reputation: a plan that would give one a new key needs the host's consent."""
+    moved = [s.id for s in plan.changes if s.new_identity]
+    if not moved:
+        return []
+    return [f"NEW IDENTITY: {', '.join(moved)} would start on another volume with a new key (their old key stays in "
+            "the old volume); if that is what you want, apply with --allow-new-identity on this host"]
 
 
 def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:

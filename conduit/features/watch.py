@@ -82,6 +82,7 @@ class Watcher:
     facts: Callable[[], HostFacts]
     heal: bool = True
     report: Callable[[str], None] = lambda line: None
+    allow_new_identity: bool = False  # the host's flag: a pushed spec can never grant it
     failed_digest: str | None = None
     status: dict = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -116,7 +117,7 @@ class Watcher:
             return Result("invalid", " / ".join(exc.lines()))
         self.last_doc = doc  # alerts go where the last valid spec says
         request = Request(doc, text, source if not source.startswith("generation") else None, self.host, self.facts(),
-                          f"conduit watch ({source})", self.report, git=git,
+                          f"conduit watch ({source})", self.report, git=git, allow_new_identity=self.allow_new_identity,
                           review=lambda plan: self._health_alerts(doc, plan),
                           confirm=lambda plan: self.heal or reason != "interval")  # fmt: skip
         try:

@@ -33,6 +33,7 @@ class Step:
     desired: dict | None = None  # what the executor makes; None for delete
     batch: int | None = None  # container steps gated together (0: the new nodes, started side by side)
     on_error: str = "fail"  # fail | warn: a refused step stops the apply, or only warns
+    new_identity: bool = False  # an existing node would start on another volume: a new key, its reputation lost
 
     @property
     def key(self) -> tuple[str, str]:
@@ -54,13 +55,18 @@ class Plan:
         return [s for s in self.steps if s.action != "no-op"]
 
     def summary(self) -> dict[str, int]:
-        add = sum(1 for s in self.steps if s.action in ("create", "replace"))
-        change = sum(1 for s in self.steps if s.action == "update")
-        destroy = sum(1 for s in self.steps if s.action in ("delete", "replace"))
-        adopt = sum(1 for s in self.steps if s.action == "adopt")
-        pull = sum(1 for s in self.steps if s.action == "pull")
-        batches = len({s.batch for s in self.steps if s.action in ("replace", "adopt") and s.batch})
-        return {"add": add, "change": change, "destroy": destroy, "adopt": adopt, "pull": pull, "batches": batches}
+        def count(*actions: str) -> int:
+            return sum(1 for s in self.steps if s.action in actions)
+
+        return {
+            "add": count("create", "replace"),
+            "change": count("update"),
+            "destroy": count("delete", "replace"),
+            "adopt": count("adopt"),
+            "pull": count("pull"),
+            "batches": len({s.batch for s in self.steps if s.action in ("replace", "adopt") and s.batch}),
+            "new_identity": sum(1 for s in self.steps if s.new_identity),
+        }
 
     def to_json(self) -> dict:
         return {
@@ -129,6 +135,7 @@ def _step(raw: object, n: int) -> Step:
         desired=None if raw["desired"] is None else _typed(raw, "desired", dict, where),
         batch=None if raw["batch"] is None else _typed(raw, "batch", int, where),
         on_error=_typed(raw, "on_error", str, where),
+        new_identity=_typed(raw, "new_identity", bool, where),
     )
     if step.phase not in PHASES or step.kind not in KIND_ORDER + SCHEDULED_KINDS or step.action not in ACTIONS or step.on_error not in ON_ERROR:
         raise ValueError(f"{where}unknown phase, kind, action or on_error")
@@ -162,6 +169,11 @@ def _field_changes(desired: Resource, observed: Resource) -> list[Change]:
     ]
 
 
+def _moves_key(changes: list[Change]) -> bool:
+    """A container's key lives in its data directory on its volume: another volume, another key."""
+    return any(c.field == "volume" for c in changes)
+
+
 def _order(step: Step) -> tuple:
     return (PHASES.index(step.phase), KIND_ORDER.index(step.kind), natural_key(step.id))
 
@@ -181,17 +193,17 @@ def make_plan(
         if have is None:
             steps.append(Step(phase, want.kind, want.id, "create", "not on the host", [], want.props))
             continue
+        changes = _field_changes(want, have)
         if have.adopt:
             reason = "made without conduit: recreated with its labels on the same volume and key"
-            steps.append(Step(phase, want.kind, want.id, "adopt", reason, _field_changes(want, have), want.props))
+            steps.append(Step(phase, want.kind, want.id, "adopt", reason, changes, want.props, new_identity=_moves_key(changes)))
             continue
-        changes = _field_changes(want, have)
         if not changes:
             steps.append(Step(phase, want.kind, want.id, "no-op", "up to date", [], want.props))
             continue
         action = "replace" if any(c.forces_replacement for c in changes) else "update"
         reason = "drift" if want.key in drifted else "differs from the spec"
-        steps.append(Step(phase, want.kind, want.id, action, reason, changes, want.props))
+        steps.append(Step(phase, want.kind, want.id, action, reason, changes, want.props, new_identity=_moves_key(changes)))
     wanted = {r.key for r in desired}
     for have in observed:
         if have.key in wanted or have.keep:

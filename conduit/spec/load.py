@@ -17,9 +17,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from conduit.spec.checks import Issue, check
+from conduit.spec.policy import HostPolicy, PolicyError, load_policy, policy_path
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import host_facts, resolve
 from conduit.spec.spec import ClusterSpec
+from conduit.spec.trust import trust_checks
 
 MAX_BYTES = 1 << 20  # a real spec is a few KiB
 MAX_NODES = 20_000  # counted after alias expansion: stops "billion laughs"
@@ -274,8 +276,14 @@ def _issue_problems(issues: list[Issue], marks: _Marks) -> list[Problem]:
 # ------------------------------------------------------------------ entry points
 
 
-def load_text(text: str, filename: str, detected: HostFacts) -> ClusterSpec:
-    """Validate YAML text into a resolved spec, or raise SpecError."""
+def load_text(text: str, filename: str, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None) -> ClusterSpec:
+    """Validate YAML text into a resolved spec, or raise SpecError (PolicyError when the host policy,
+    by default the one conduit.spec.policy.load_policy finds, cannot be read)."""
+    if policy is None:
+        try:
+            policy = load_policy()
+        except PolicyError as exc:
+            raise SpecError(policy_path(), [Problem(1, 1, "", str(exc))]) from None
     data, marks = parse(text, filename)
     if not isinstance(data, dict):
         raise SpecError(filename, [Problem(1, 1, "", "expected a mapping with apiVersion, kind, metadata and spec")])
@@ -284,13 +292,13 @@ def load_text(text: str, filename: str, detected: HostFacts) -> ClusterSpec:
     except ValidationError as exc:
         raise SpecError(filename, _problems(exc, data, marks)) from None
     resolved = resolve(doc, host_facts(doc.spec.host, detected))
-    issues = check(resolved, host_facts(doc.spec.host, detected))
+    issues = check(resolved, host_facts(doc.spec.host, detected)) + trust_checks(resolved, *policy)
     if issues:
         raise SpecError(filename, _issue_problems(issues, marks))
     return resolved
 
 
-def load_file(path: str | FsPath, detected: HostFacts) -> ClusterSpec:
+def load_file(path: str | FsPath, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None) -> ClusterSpec:
     name = str(path)
     try:
         raw = FsPath(path).read_bytes()
@@ -302,4 +310,4 @@ def load_file(path: str | FsPath, detected: HostFacts) -> ClusterSpec:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(name, [Problem(1, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
-    return load_text(text, name, detected)
+    return load_text(text, name, detected, policy)

@@ -64,6 +64,9 @@ def _step_lines(step: Step) -> list[str]:
     if step.action == "delete" and step.kind == "container":
         note += "; its data volume is kept"
     lines = [f"{head}  [dim]({note})[/dim]"]
+    if step.new_identity:
+        lines.append("      [bold red]NEW IDENTITY[/bold red]: this node would start on another volume with a new key; "
+                     "its reputation starts again (apply refuses without --allow-new-identity)")
     if step.action == "create" and step.desired and step.kind != "image":
         for name, value in step.desired.items():
             if value not in (None, [], {}, ""):
@@ -100,6 +103,8 @@ def render_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> str
         pull = f", {s['pull']} image to pull" if s["pull"] else ""
         batches = f"; nodes replaced in {s['batches']} batch{'es' if s['batches'] != 1 else ''}" if s["batches"] else ""
         out.append(f"\n[bold]Plan:[/bold] {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy{adopt}{pull}{batches}.")
+        if s["new_identity"]:
+            out.append(f"[bold red]NEW IDENTITY[/bold red] for {s['new_identity']} node{'s' if s['new_identity'] != 1 else ''}.")
     if offline:
         out[-1] += f" {OFFLINE_SUMMARY}"
     return "\n".join(out).lstrip("\n")

@@ -153,7 +153,7 @@ def test_cli_plan_output_and_detailed_exitcode(host, standin_image, prefix, tmp_
     converge(host, spec.read_text())
     result = runner.invoke(main, [*args, "plan", "--detailed-exitcode", "--json", str(spec)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["summary"] == {"add": 0, "change": 0, "destroy": 0, "adopt": 0, "pull": 0, "batches": 0}
+    assert json.loads(result.output)["summary"] == {"add": 0, "change": 0, "destroy": 0, "adopt": 0, "pull": 0, "batches": 0, "new_identity": 0}
 
 
 def test_unreachable_engine_is_one_line(tmp_path):

@@ -205,5 +205,5 @@ def test_tracker_ports_must_be_upward_ranges_of_real_ports():
 
 
 def test_nginx_values_must_not_break_the_config():
-    (line,) = problems(example_with("access_log: /var/log/nginx/conduit-stream.log", "access_log: '/var/log/x.log; evil'"))
+    (line,) = problems(example_with("access_log: /var/log/nginx/conduit-stream.log", "access_log: '/var/log/nginx/x.log; evil'"))
     assert line.startswith("cluster.yaml:") and "spec.loadbalancer.access_log" in line

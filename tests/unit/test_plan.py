@@ -16,7 +16,7 @@ def desired(text=None):
 def test_empty_host_creates_everything():
     plan = make_plan("edge-1", desired(), [])
     assert {s.action for s in plan.steps} == {"create"}
-    assert plan.summary() == {"add": 17, "change": 0, "destroy": 0, "adopt": 0, "pull": 0, "batches": 0}  # network + 8 volumes + 8 containers
+    assert plan.summary() == {"add": 17, "change": 0, "destroy": 0, "adopt": 0, "pull": 0, "batches": 0, "new_identity": 0}  # network + 8 volumes + 8 containers
 
 
 def test_converged_host_plans_nothing():
@@ -41,7 +41,7 @@ def test_max_clients_change_replaces_every_container():
     plan = make_plan("edge-1", new, desired())
     assert [s.action for s in plan.changes] == ["replace"] * 8
     assert all(c.field == "command" and c.forces_replacement for s in plan.changes for c in s.changes)
-    assert plan.summary() == {"add": 8, "change": 0, "destroy": 8, "adopt": 0, "pull": 0, "batches": 0}
+    assert plan.summary() == {"add": 8, "change": 0, "destroy": 8, "adopt": 0, "pull": 0, "batches": 0, "new_identity": 0}
 
 
 def test_fewer_containers_deletes_the_rest_and_keeps_volumes():

@@ -292,6 +292,13 @@ def replace_in_batches():
     return doc, text, applied(old).obs
 
 
+def volume_prefix_changed():
+    """Renamed volumes: every node would start on an empty volume with a new key."""
+    old, _ = load(base())
+    doc, text = load(base(containers__naming={"volume_prefix": "conduit-keys"}))
+    return doc, text, applied(old).obs
+
+
 def cli_1x_first_apply():
     doc, text = load(base(containers__image=IMAGE_15, conduit__cli_version="1.5"))
     return doc, text, Observation()
@@ -315,6 +322,7 @@ SCENARIOS = {
         replace_image,
         replace_with_front,
         replace_in_batches,
+        volume_prefix_changed,
         adopt,
         drift,
         sysctl_refused,

@@ -33,3 +33,22 @@ def test_nothing_to_do_and_not_confirmed_record_no_generation(tmp_path):
     declined = reconcile(_request(tmp_path, _plan(), confirm=lambda p: False))
     assert declined.status == "declined" and declined.plan.changes and len(seen) == 1
     assert State(tmp_path).generations() == []
+
+
+def _new_identity_plan() -> Plan:
+    step = Step("containers", "container", "conduit-1", "replace", "differs from the spec", [], {}, batch=1, new_identity=True)
+    return Plan("c", [step], "fp")
+
+
+def test_a_new_identity_is_refused_without_the_hosts_consent(tmp_path):
+    asked = []
+    outcome = reconcile(_request(tmp_path, _new_identity_plan(), confirm=lambda p: asked.append(p) or True))
+    assert outcome.status == "blocked" and asked == []
+    (problem,) = outcome.problems
+    assert problem.startswith("NEW IDENTITY: conduit-1 would start on another volume") and "--allow-new-identity" in problem
+    assert State(tmp_path).generations() == []
+
+
+def test_with_consent_it_goes_on_to_confirmation(tmp_path):
+    outcome = reconcile(_request(tmp_path, _new_identity_plan(), confirm=lambda p: False, allow_new_identity=True))
+    assert outcome.status == "declined"

@@ -4,6 +4,8 @@ is the saved steps, once the host is seen to be as it was."""
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 from types import SimpleNamespace
@@ -170,8 +172,9 @@ def test_whitespace_between_tokens_changes_nothing():
 # ------------------------------------------------------------------ the saved steps, not a new plan
 
 
-def _observed(fingerprint: str, problems=()):
-    fresh = Plan("c", [], fingerprint, problems=list(problems), api_calls=7)
+def _observed(fingerprint: str, problems=(), steps=None):
+    """observed_plan as the host answers it now: by default, planning the saved plan's steps again."""
+    fresh = Plan("c", copy.deepcopy(PLAN.steps if steps is None else steps), fingerprint, problems=list(problems), api_calls=7)
     before = [SimpleNamespace(kind="container", id="conduit-1")]
     return lambda doc, host: (fresh, before)
 
@@ -190,9 +193,18 @@ def test_a_host_that_moved_refuses_the_saved_plan(monkeypatch):
         saved_planner(PLAN)(None, None)
 
 
+def test_steps_its_own_spec_does_not_plan_are_refused(monkeypatch):
+    """A file whose digest was made again after an edit is whole, but says what its spec does not."""
+    edited = copy.deepcopy(PLAN.steps)
+    edited[0].action = "delete" if edited[0].action != "delete" else "create"
+    monkeypatch.setattr(planning, "observed_plan", _observed(PLAN.fingerprint, steps=edited))
+    with pytest.raises(HostMoved, match="the saved plan's steps are not what its spec plans for this host"):
+        saved_planner(PLAN)(None, None)
+
+
 def test_reconcile_reviews_and_confirms_the_saved_plan(monkeypatch, tmp_path):
-    monkeypatch.setattr(planning, "observed_plan", _observed("fp"))
     step = Step("containers", "container", "conduit-1", "create", "not on the host", [], {})
+    monkeypatch.setattr(planning, "observed_plan", _observed("fp", steps=[step]))
     saved = Plan("c", [step], "fp")
     seen = []
     request = Request(None, "text", None, SimpleNamespace(state_dir=tmp_path), None, "test", lambda line: None,
