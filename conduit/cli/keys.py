@@ -14,6 +14,7 @@ import qrcode
 
 from conduit.cli.common import confirm, fail, load_spec
 from conduit.drivers.docker import EngineError
+from conduit.drivers.files import private_tree
 from conduit.drivers.keys import KeyProblem, backup, claim_url, read_file, read_key, restore
 from conduit.drivers.programs import not_installed
 from conduit.engine.images import asked_facts
@@ -100,7 +101,7 @@ def keys_group() -> None:
 def keys_backup(opts, file, dest) -> None:
     """Copy every node's key out of its volume into DEST (default: the state dir), with checksums."""
     doc = load_spec(opts, file)
-    target = Path(dest) if dest else opts.state_dir / "key-backups" / time.strftime("%Y%m%dT%H%M%SZ-manual", time.gmtime())
+    target = Path(dest) if dest else private_tree(opts.state_dir) / "key-backups" / time.strftime("%Y%m%dT%H%M%SZ-manual", time.gmtime())
     try:
         sums = backup(_client(opts), [n.volume for n in nodes(doc)], target)
     except KeyProblem as exc:

@@ -16,7 +16,7 @@ import docker.errors
 
 from conduit.drivers.docker import CountingClient, call, create_volume
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment
-from conduit.drivers.files import atomic_write
+from conduit.drivers.files import atomic_write, private_dir
 from conduit.facts.keyfile import BadKey, check_key, claim_url, parse_key  # noqa: F401 - claim_url is part of this API
 
 KEY_FILE = "conduit_key.json"
@@ -61,7 +61,7 @@ def backup(client: CountingClient, volumes: list[str], dest: Path) -> dict[str, 
 
     Volumes without a key are skipped. Every copied file is listed in the SHA256SUMS manifest.
     """
-    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(dest)
     sums: dict[str, str] = {}
     listed: dict[str, str] = {}
     for volume in volumes:
@@ -72,10 +72,10 @@ def backup(client: CountingClient, volumes: list[str], dest: Path) -> dict[str, 
         for name in IDENTITY_FILES:
             data = key if name == KEY_FILE else read_file(client, volume, name)
             if data is not None:
-                atomic_write(dest / f"{volume}.{name}", data, mode=0o600)
+                atomic_write(dest / f"{volume}.{name}", data)
                 listed[f"{volume}.{name}"] = hashlib.sha256(data).hexdigest()
     manifest = "".join(f"{digest}  {name}\n" for name, digest in sorted(listed.items()))
-    atomic_write(dest / MANIFEST, manifest, mode=0o600)
+    atomic_write(dest / MANIFEST, manifest)
     return sums
 
 

@@ -27,7 +27,7 @@ from conduit.engine.compartment import CompartmentProblem, ensure_compartment
 from conduit.facts.compartment import wants_compartment
 from conduit.drivers.nginx import INSTALL_HINT, master_pid
 from conduit.drivers.tracker import systemd_is_init, tracker_pidfile
-from conduit.drivers.files import atomic_write, remove
+from conduit.drivers.files import HOST_CONFIG, atomic_write, open_private, private_tree, remove
 from conduit.drivers.keys import KeyProblem, volume_dir
 from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
@@ -91,7 +91,7 @@ class Executor:
         if step.action == "delete":
             remove(path)
         else:
-            atomic_write(path, step.desired["content"])
+            atomic_write(path, step.desired["content"], HOST_CONFIG)
 
     # ------------------------------------------------------------ nginx
 
@@ -105,7 +105,7 @@ class Executor:
             remove(path)
             return
         candidate = path.with_name(f".{path.name}.candidate")
-        atomic_write(candidate, step.desired["content"])
+        atomic_write(candidate, step.desired["content"], HOST_CONFIG)
         try:
             self.test_nginx(candidate)
         except StepFailed:
@@ -120,7 +120,7 @@ class Executor:
         conf = main
         if include is not None:
             conf = main.with_name(f".{main.name}.conduit-test")
-            atomic_write(conf, insert_include(main.read_text(), include_line(str(include))))
+            atomic_write(conf, insert_include(main.read_text(), include_line(str(include))), HOST_CONFIG)
         try:
             result = subprocess.run([paths.binary, "-t", "-q", "-e", "stderr", "-c", str(conf)], capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
@@ -182,7 +182,7 @@ class Executor:
         if not path.exists() or self.nginx_pid() is None:
             return False
         indexes = frozenset(n.index for n in map(self.node, names) if n)
-        atomic_write(path, render_stream_conf(self.doc, indexes))
+        atomic_write(path, render_stream_conf(self.doc, indexes), HOST_CONFIG)
         self.reload_nginx()
         return True
 
@@ -321,8 +321,7 @@ class Executor:
         stop_pidfile(pidfile)
         if step.action == "delete":
             return
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.state_dir / "tracker.log", "ab")
+        log = open_private(private_tree(self.state_dir) / "tracker.log")
         # The state directory travels in the environment so the command line stays the rendered one.
         process = subprocess.Popen(
             this_conduit(step.desired["command"]),
@@ -346,7 +345,7 @@ class Executor:
             systemctl("daemon-reload")
             return
         conduit_bin = shutil.which("conduit") or "/usr/local/bin/conduit"  # systemd wants an absolute path
-        atomic_write(path, render_tracker_unit(self.doc, conduit_bin, self.state_dir.resolve()))
+        atomic_write(path, render_tracker_unit(self.doc, conduit_bin, self.state_dir.resolve()), HOST_CONFIG)
         systemctl("daemon-reload")
         systemctl("enable", unit)
         systemctl("restart", unit)

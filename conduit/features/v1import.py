@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from conduit.drivers.docker import CountingClient, call
-from conduit.drivers.files import atomic_write
+from conduit.drivers.files import atomic_write, private_dir
 from conduit.facts.v1settings import PER_CONTAINER, Settings
 from conduit.spec.image import EXACT_VERSIONS, OFFICIAL, ImageFacts
 from conduit.spec.jsonschema import COMMITTED
@@ -194,9 +194,9 @@ def _telegram(v: dict[str, str], secrets_dir: Path) -> dict | None:
     token, chat = v.get("TELEGRAM_BOT_TOKEN"), v.get("TELEGRAM_CHAT_ID")
     if not (token and chat):
         return None
-    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write(secrets_dir / "telegram-token", token + "\n", mode=0o600)
-    atomic_write(secrets_dir / "telegram-chat", chat + "\n", mode=0o600)
+    private_dir(secrets_dir)
+    atomic_write(secrets_dir / "telegram-token", token + "\n")
+    atomic_write(secrets_dir / "telegram-chat", chat + "\n")
     telegram = {"bot_token": {"file": str(secrets_dir / "telegram-token")}, "chat_id": {"file": str(secrets_dir / "telegram-chat")}}
     if v.get("TELEGRAM_SERVER_LABEL"):
         telegram["server_label"] = v["TELEGRAM_SERVER_LABEL"]

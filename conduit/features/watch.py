@@ -24,7 +24,7 @@ from watchdog.observers import Observer
 
 from conduit.features.alerts import notify
 from conduit.drivers.docker import EngineError
-from conduit.drivers.files import atomic_write
+from conduit.drivers.files import atomic_write, private_tree
 from conduit.spec.load import SpecError, load_text
 from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
@@ -142,8 +142,7 @@ class Watcher:
         if result.status in ("invalid", "blocked", "rolled_back", "failed"):
             self.status.update(last_error=result.message, last_error_at=now)
         self._alert(result, reason)
-        self.host.state_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.host.state_dir / STATUS_FILE, json.dumps(self.status, indent=2, sort_keys=True) + "\n")
+        atomic_write(private_tree(self.host.state_dir) / STATUS_FILE, json.dumps(self.status, indent=2, sort_keys=True) + "\n")
         level = log.warning if result.status in ("invalid", "blocked", "rolled_back", "failed", "drift") else log.info
         level("watch.reconcile", reason=reason, result=result.status, message=result.message, generation=result.generation)
         self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from conduit.drivers.files import private_dir
 from conduit.drivers.programs import not_installed
 
 
@@ -15,7 +16,8 @@ class GitError(Exception):
 
 def _git(*args: str) -> str:
     try:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120)
+        # umask 077: the mirror lives in the private state directory and stays private
+        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120, umask=0o077)
     except FileNotFoundError:
         raise GitError(not_installed("git")) from None
     if done.returncode != 0:
@@ -26,7 +28,7 @@ def _git(*args: str) -> str:
 def fetch(url: str, ref: str, checkout: Path) -> str:
     """The commit `ref` points at in `url`, fetched into a bare mirror under the state dir."""
     if not (checkout / "HEAD").exists():
-        checkout.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(checkout.parent)
         _git("init", "--bare", "-q", str(checkout))
     _git("-C", str(checkout), "fetch", "-q", "--no-tags", url, f"+{ref}:refs/conduit/watched")
     return _git("-C", str(checkout), "rev-parse", "refs/conduit/watched").strip()

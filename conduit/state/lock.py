@@ -14,6 +14,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+from conduit.drivers.files import private_file, private_tree
+
 
 class Locked(Exception):
     """Another apply holds the lock."""
@@ -29,9 +31,8 @@ def _holder(path: Path) -> str:
 
 @contextmanager
 def apply_lock(state_dir: Path, command: str, wait: bool = True, on_wait: Callable[[str], None] | None = None):
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = state_dir / "apply.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    path = private_file(private_tree(state_dir) / "apply.lock")
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -15,6 +15,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from conduit.drivers.files import private_file, private_tree
 from conduit.facts.lifetime import ByteReading, delta
 
 SCHEMA = """
@@ -98,9 +99,8 @@ class Generation:
 
 class State:
     def __init__(self, state_dir: Path):
-        self.dir = Path(state_dir)
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = self.dir / "state.db"
+        self.dir = private_tree(Path(state_dir))
+        self.path = private_file(self.dir / "state.db")
         with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
 

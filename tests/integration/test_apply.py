@@ -150,7 +150,7 @@ def test_a_rollback_is_alerted(cluster, tmp_path):
 
     stub = TelegramStub()
     try:
-        (tmp_path / "token").write_text("42:token\n")
+        (tmp_path / "token").write_text("42:AAHfakeTokenForTestsOnly_0123456789\n")
         (tmp_path / "chat").write_text("7\n")
         alerts = {"telegram": {"bot_token": {"file": str(tmp_path / "token")}, "chat_id": {"file": str(tmp_path / "chat")}, "api_url": stub.url}}
         cluster.write(alerts=alerts)
@@ -161,7 +161,7 @@ def test_a_rollback_is_alerted(cluster, tmp_path):
     finally:
         stub.close()
     ((path, body),) = stub.requests
-    assert path == "/bot42:token/sendMessage" and body["chat_id"] == "7"
+    assert path == "/bot42:AAHfakeTokenForTestsOnly_0123456789/sendMessage" and body["chat_id"] == "7"
     assert "apply of generation 2 failed" in body["text"] and "Rolled back to generation 1" in body["text"]
 
 

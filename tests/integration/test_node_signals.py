@@ -79,7 +79,7 @@ def telegram(tmp_path):
     from tests.telegram_stub import TelegramStub
 
     stub = TelegramStub()
-    (tmp_path / "token").write_text("9:t\n")
+    (tmp_path / "token").write_text("9:AAHfakeTokenForTestsOnly_0123456789\n")
     (tmp_path / "chat").write_text("5\n")
     stub.alerts = {"telegram": {"bot_token": {"file": str(tmp_path / "token")}, "chat_id": {"file": str(tmp_path / "chat")}, "api_url": stub.url}}
     yield stub

@@ -172,7 +172,7 @@ def test_the_watcher_alerts_on_a_spec_it_cannot_apply_and_on_drift_it_repairs(cl
 
     stub = TelegramStub()
     try:
-        (tmp_path / "token").write_text("9:t\n")
+        (tmp_path / "token").write_text("9:AAHfakeTokenForTestsOnly_0123456789\n")
         (tmp_path / "chat").write_text("5\n")
         alerts = {"telegram": {"bot_token": {"file": str(tmp_path / "token")}, "chat_id": {"file": str(tmp_path / "chat")}, "api_url": stub.url}}
         cluster.write(count=1, alerts=alerts)
@@ -184,4 +184,4 @@ def test_the_watcher_alerts_on_a_spec_it_cannot_apply_and_on_drift_it_repairs(cl
         wait_for(lambda: any("not applied (invalid)" in body["text"] for _, body in stub.requests), timeout=30, message="the invalid-spec alert")
     finally:
         stub.close()
-    assert all(path == "/bot9:t/sendMessage" and body["chat_id"] == "5" for path, body in stub.requests)
+    assert all(path == "/bot9:AAHfakeTokenForTestsOnly_0123456789/sendMessage" and body["chat_id"] == "5" for path, body in stub.requests)
