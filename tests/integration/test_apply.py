@@ -321,7 +321,7 @@ def test_front_serves_backends_and_a_failing_nginx_config_is_rolled_back(fronted
     good_conf = fronted.include.read_text()
     keys = fronted.keys()
 
-    fronted.write_front(max_clients=50, lb={"access_log": "/nonexistent-dir/stream.log"})
+    fronted.write_front(max_clients=50, lb={"access_log": "/tmp/conduit-no-such-dir/stream.log"})
     result = fronted.apply()
     assert result.returncode == 3, result.stdout + result.stderr
     assert "nginx rejected the configuration" in result.stderr

@@ -158,7 +158,7 @@ def test_cli_plan_output_and_detailed_exitcode(host, standin_image, prefix, tmp_
 
 def test_unreachable_engine_is_one_line(tmp_path):
     spec = tmp_path / "cluster.yaml"
-    spec.write_text(spec_text("img:2.0.0", "x"))
+    spec.write_text(spec_text("conduit-standin:2.0.0", "x"))
     result = subprocess.run(
         [*CONDUIT, "--docker-host", f"unix://{tmp_path}/none.sock", "--root", str(tmp_path), "plan", str(spec)],
         capture_output=True,
@@ -200,7 +200,7 @@ def test_lacking_permission_on_the_engine_is_one_line(tmp_path):
     os.chown(path, 65534, 65534)
     path.chmod(0o600)
     spec = tmp_path / "cluster.yaml"
-    spec.write_text(spec_text("img:2.0.0", "perm"))
+    spec.write_text(spec_text("conduit-standin:2.0.0", "perm"))
     try:
         result = subprocess.run(
             [setpriv, "--bounding-set=-all", "--inh-caps=-all", *CONDUIT, "--docker-host", f"unix://{path}",
