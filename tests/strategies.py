@@ -74,7 +74,7 @@ def valid_specs(draw) -> dict:
             "naming": {"scheme": draw(st.sampled_from(["indexed", "v1"])), "prefix": draw(NAMES)},
             "resources": {"cpus": cpus, "memory": memory, "ulimit_nofile": draw(st.sampled_from([1024, 4096, 16384]))},
             "restart_policy": draw(st.sampled_from(["no", "always", "unless-stopped", "on-failure"])),
-            "env": draw(st.dictionaries(st.from_regex(r"[A-Z][A-Z_]{0,6}", fullmatch=True), st.text(max_size=8), max_size=2)),
+            "env": draw(st.dictionaries(st.from_regex(r"X[A-Z_]{0,6}", fullmatch=True), st.text(max_size=8), max_size=2)),
         },
         "network": {"mode": "bridge" if lb else draw(st.sampled_from(["host", "bridge"]))},
         "conduit": {

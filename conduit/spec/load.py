@@ -26,9 +26,12 @@ from conduit.spec.trust import trust_checks
 MAX_BYTES = 1 << 20  # a real spec is a few KiB
 MAX_NODES = 20_000  # counted after alias expansion: stops "billion laughs"
 MAX_DEPTH = 40
+MAX_INT = (1 << 63) - 1
+# libyaml's parser where PyYAML has it: the same nodes and marks, ten times faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # what the kernel and the engine take at most
 
 Path = tuple[str | int, ...]
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -110,15 +113,23 @@ class _Builder:
                 self.marks.add(path + (i,), item.start_mark)
                 items.append(self.build(item, path + (i,), depth + 1))
             return items
+        return self.scalar(node, path)
+
+    def scalar(self, node: yaml.Node, path: Path) -> object:
         try:
-            return self.constructor.construct_object(node)
+            value = self.constructor.construct_object(node)
         except yaml.constructor.ConstructorError as exc:
             self.fail(node.start_mark, str(exc.problem), path)
+        except ValueError:  # an integer of thousands of digits
+            self.fail(node.start_mark, "number is out of range", path)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            self.fail(node.start_mark, "number is out of range", path)
+        return value
 
 
 def dotted(path: Path) -> str:
     """spec.containers.count; odd keys are quoted so the path stays on one line."""
-    return ".".join(p if isinstance(p, str) and _PLAIN_KEY.match(p) else repr(p) if isinstance(p, str) else str(p) for p in path)
+    return ".".join(p if isinstance(p, str) and _PLAIN_KEY.fullmatch(p) else repr(p) if isinstance(p, str) else str(p) for p in path)
 
 
 def parse(text: str, filename: str) -> tuple[object, _Marks]:
@@ -127,7 +138,9 @@ def parse(text: str, filename: str) -> tuple[object, _Marks]:
         raise SpecError(filename, [Problem(1, 1, "", f"file is larger than {MAX_BYTES // 1024} KiB; not a spec")])
     builder = _Builder(filename)
     try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        documents = list(yaml.compose_all(text, Loader=_LOADER))
+    except RecursionError:
+        builder.fail(None, f"document is nested deeper than {MAX_DEPTH} levels")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         builder.fail(mark, f"invalid YAML: {exc.problem or exc.context}")
@@ -215,6 +228,8 @@ def _message(error: dict) -> str:
         return "must be a whole number"
     if kind in ("float_parsing", "float_type"):
         return "must be a number"
+    if kind == "finite_number":
+        return "must be a finite number"
     if kind in ("bool_parsing", "bool_type"):
         return "must be true or false"
     if kind in ("string_type",):

@@ -8,7 +8,6 @@ host's facts live in `conduit.spec.checks`.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Literal
 
@@ -36,8 +35,6 @@ def _safe_name(value: str) -> str:
 def _bandwidth(value: float) -> float:
     # Every released CLI refuses less than 1 Mbps: 1.1 internal/config/config.go:103-105,
     # 1.5 cli/cmd/start.go:106-108, 2.0 cli/cmd/start.go:128-130.
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number of Mbit/s")
     if value != -1 and value < 1:
         raise ValueError("bandwidth must be at least 1 Mbps (or -1 for unlimited)")
     return value
@@ -97,7 +94,8 @@ TimeOfDay = Annotated[str, AfterValidator(_time_of_day)]
 class Strict(BaseModel):
     """Every model rejects unknown keys, so a typo never passes silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or nan: every number is a quantity of something real.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- metadata
@@ -113,18 +111,18 @@ class Metadata(Strict):
 
 
 class Host(Strict):
-    vcpus: Annotated[float, Field(gt=0)] | Auto = Field(
+    vcpus: Annotated[float, Field(gt=0, le=4096)] | Auto = Field(
         default="auto",
         description="vCPUs the host offers; auto reads them from the machine (cgroup quota included).",
     )
     memory: ByteCount | Auto = Field(
         default="auto", description="RAM of the host; auto reads MemTotal."
     )
-    nic_mbps: Annotated[int, Field(gt=0)] | Auto = Field(
+    nic_mbps: Annotated[int, Field(gt=0, le=10_000_000)] | Auto = Field(
         default="auto",
         description="Speed of the primary NIC in Mbit/s; auto reads it from /sys (1000 when the driver does not say).",
     )
-    nofile_limit: Annotated[int, Field(gt=0)] | Auto = Field(
+    nofile_limit: Annotated[int, Field(gt=0, le=1 << 31)] | Auto = Field(
         default="auto",
         description="Hard open-file limit the container engine can grant; auto reads the host's. "
         "A container asking for more fails to start ('error setting rlimit'), so the spec is checked against it.",
@@ -137,7 +135,7 @@ class Host(Strict):
         "of the CPUs (2 vCPU / 4 GB: 8 containers, 0.22 CPU and 384 MiB each, 250 clients, 3 Mbps).",
     )
     reserve_cpus: float = Field(
-        default=0.2, ge=0, description="CPU kept free for the OS, nginx and the tracker; limits must fit in the rest."
+        default=0.2, ge=0, le=4096, description="CPU kept free for the OS, nginx and the tracker; limits must fit in the rest."
     )
     reserve_memory: ByteCount = Field(
         default=512 << 20, description="RAM kept free for the OS, nginx and the tracker; limits must fit in the rest."
@@ -151,9 +149,9 @@ class DataCap(Strict):
     """conduit-monitor's flags (official images 1.5.0 and later, cli/scripts/monitor/main.go)."""
 
     traffic_limit_gb: float = Field(
-        ge=100, description="Traffic allowed per period in GiB (--traffic-limit); conduit-monitor refuses less than 100."
+        ge=100, le=1 << 30, description="Traffic allowed per period in GiB (--traffic-limit); conduit-monitor refuses less than 100."
     )
-    period_days: int = Field(ge=7, description="Length of the traffic period in days (--traffic-period); at least 7.")
+    period_days: int = Field(ge=7, le=3650, description="Length of the traffic period in days (--traffic-period); at least 7.")
     bandwidth_threshold_percent: int | None = Field(
         default=None,
         ge=60,
@@ -274,7 +272,7 @@ class Conduit(Strict):
 
 
 class Resources(Strict):
-    cpus: float | None = Field(default=None, gt=0, description="CPU limit (docker --cpus). Default from the host profile.")
+    cpus: float | None = Field(default=None, gt=0, le=4096, description="CPU limit (docker --cpus). Default from the host profile.")
     memory: ByteCount | None = Field(default=None, description="Memory limit. Default from the host profile.")
     ulimit_nofile: int | None = Field(
         default=None,
@@ -288,9 +286,9 @@ class Override(Strict):
 
     max_clients: int | None = Field(default=None, ge=0, le=1000)
     bandwidth_mbps: Bandwidth | None = None
-    cpus: float | None = Field(default=None, gt=0)
+    cpus: float | None = Field(default=None, gt=0, le=4096)
     memory: ByteCount | None = None
-    ulimit_nofile: int | None = Field(default=None, ge=1024)
+    ulimit_nofile: int | None = Field(default=None, ge=1024, le=1 << 30)
 
 
 class Naming(Strict):
@@ -399,11 +397,11 @@ class LoadBalancer(Strict):
         default="least_conn", description="TCP balancing; hash keys on the client address."
     )
     udp_affinity: bool = Field(default=True, description="UDP datagrams of one client address go to one backend.")
-    max_fails: int = Field(default=3, ge=0, description="Failed attempts before a backend is taken out.")
-    fail_timeout_seconds: int = Field(default=30, ge=1, description="How long a failed backend stays out.")
-    proxy_connect_timeout_seconds: int = Field(default=5, ge=1)
-    proxy_timeout_seconds: int = Field(default=300, ge=1, description="Idle timeout of a proxied session.")
-    per_ip_connection_limit: int = Field(default=0, ge=0, description="Connections per client address; 0 = no limit.")
+    max_fails: int = Field(default=3, ge=0, le=1000, description="Failed attempts before a backend is taken out.")
+    fail_timeout_seconds: int = Field(default=30, ge=1, le=86400, description="How long a failed backend stays out.")
+    proxy_connect_timeout_seconds: int = Field(default=5, ge=1, le=3600)
+    proxy_timeout_seconds: int = Field(default=300, ge=1, le=86400 * 7, description="Idle timeout of a proxied session.")
+    per_ip_connection_limit: int = Field(default=0, ge=0, le=1_000_000, description="Connections per client address; 0 = no limit.")
     access_log: str | None = Field(
         default="/var/log/nginx/conduit-stream.log", description="Stream access log; null turns it off."
     )
@@ -457,10 +455,10 @@ class Tracker(Strict):
     )
     exclude_ports: list[Port] = Field(default_factory=lambda: [53, 443], description="Ports never counted (DNS, broker).")
     sample_seconds: int = Field(default=10, ge=1, le=300, description="Length of one capture window.")
-    interval_seconds: int = Field(default=300, ge=10, description="Time between capture windows.")
+    interval_seconds: int = Field(default=300, ge=10, le=86400, description="Time between capture windows.")
     snaplen: int = Field(default=96, ge=64, le=1500, description="Bytes kept of each captured packet.")
     geoip: bool = True
-    retention_days: int = Field(default=30, ge=1)
+    retention_days: int = Field(default=30, ge=1, le=3650)
     keep_addresses_hours: int = Field(
         default=0, ge=0, le=168, description="Keep raw client addresses this long; 0 keeps only per-country totals."
     )
@@ -470,13 +468,13 @@ class Tracker(Strict):
 
 
 class Health(Strict):
-    gate_timeout_seconds: int = Field(default=90, ge=1, description="How long a phase may take to turn healthy.")
-    settle_seconds: int = Field(default=10, ge=0, description="Restart counts must hold steady this long.")
+    gate_timeout_seconds: int = Field(default=90, ge=1, le=3600, description="How long a phase may take to turn healthy.")
+    settle_seconds: int = Field(default=10, ge=0, le=3600, description="Restart counts must hold steady this long.")
 
 
 class Rollout(Strict):
-    max_unavailable: int = Field(default=1, ge=1, description="Containers replaced at once.")
-    drain_seconds: int = Field(default=5, ge=0, description="Wait after taking a backend out of nginx.")
+    max_unavailable: int = Field(default=1, ge=1, le=200, description="Containers replaced at once.")
+    drain_seconds: int = Field(default=5, ge=0, le=3600, description="Wait after taking a backend out of nginx.")
 
 
 class SecretRef(Strict):

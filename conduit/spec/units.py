@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+MAX_BYTES = 1 << 50  # 1 PiB: more than any host this runs on, and still exact as a float
 
 
 def parse_size(value: object) -> int:
@@ -19,15 +20,21 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("must be a size such as 384MiB or 4GiB")
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    if isinstance(value, str):
+        return _bounded(value)
+    if isinstance(value, str) and len(value) <= 40:
         match = _SIZE.match(value)
         if match:
             number, unit = match.groups()
-            return int(float(number) * _FACTORS[unit.lower()])
+            return _bounded(float(number) * _FACTORS[unit.lower()])
     raise ValueError("must be a size such as 384MiB or 4GiB")
+
+
+def _bounded(value: float) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    if value > MAX_BYTES:
+        raise ValueError("must be at most 1PiB")
+    return int(value)
 
 
 def format_size(n: int) -> str:

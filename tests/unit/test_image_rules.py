@@ -53,7 +53,7 @@ def test_bandwidth_below_1_mbps_is_refused_whatever_the_version(value):
     # 2.0 cli/cmd/start.go:128-130; 1.5 cli/cmd/start.go:106-108; 1.1 internal/config/config.go:103-105
     body = text(f"{OFFICIAL}:latest", "").replace("bandwidth_mbps: 5", f"bandwidth_mbps: {value}")
     (line,) = problems(body)
-    message = "must be a finite number of Mbit/s" if "inf" in value or "nan" in value else "bandwidth must be at least 1 Mbps (or -1 for unlimited)"
+    message = "must be a finite number" if "inf" in value or "nan" in value else "bandwidth must be at least 1 Mbps (or -1 for unlimited)"
     assert line == f"c.yaml:12:5: spec.conduit.bandwidth_mbps: {message}"
 
 

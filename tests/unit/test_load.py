@@ -207,3 +207,34 @@ def test_tracker_ports_must_be_upward_ranges_of_real_ports():
 def test_nginx_values_must_not_break_the_config():
     (line,) = problems(example_with("access_log: /var/log/nginx/conduit-stream.log", "access_log: '/var/log/nginx/x.log; evil'"))
     assert line.startswith("cluster.yaml:") and "spec.loadbalancer.access_log" in line
+
+
+# Values that once ended in a traceback (OverflowError, ValueError, RecursionError): each is one
+# line naming the field, exit 2.
+@pytest.mark.parametrize(
+    "old, new, field, message",
+    [
+        ("vcpus: 2", "vcpus: .inf", "spec.host.vcpus", "must be a finite number or 'auto'"),
+        ("vcpus: 2", "vcpus: .nan", "spec.host.vcpus", "must be a finite number or 'auto'"),
+        ("cpus: 0.22", "cpus: .inf", "spec.containers.resources.cpus", "must be a finite number"),
+        ("cpus: 0.22", "cpus: 1e400", "spec.containers.resources.cpus", "must be a finite number"),
+        ("memory: 4GiB", "memory: " + "9" * 400, "spec.host.memory", "number is out of range"),
+        ("memory: 4GiB", "memory: " + "9" * 30 + "GiB", "spec.host.memory", "must be at most 1PiB or 'auto'"),
+        ("memory: 4GiB", "memory: 2000000TiB", "spec.host.memory", "must be at most 1PiB or 'auto'"),
+        ("count: 8", "count: " + "9" * 5000, "spec.containers.count", "number is out of range"),
+        ("count: 8", "count: 9223372036854775808", "spec.containers.count", "number is out of range"),
+    ],
+)
+def test_numbers_out_of_any_sane_range_are_one_line(old, new, field, message):
+    (line,) = problems(example_with(old, new))
+    assert line.endswith(f": {field}: {message}"), line
+
+
+def test_nesting_deeper_than_the_parser_can_follow_is_one_line():
+    (line,) = problems("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert line.startswith("cluster.yaml:1:") and line.endswith("document is nested deeper than 40 levels")
+
+
+def test_a_key_with_a_newline_is_quoted_so_the_error_stays_one_line():
+    (line,) = problems(EXAMPLE.read_text().replace("spec:\n", 'spec:\n  "x\\n": 1\n', 1))
+    assert "\n" not in line and "spec.'x\\n': unknown field" in line
