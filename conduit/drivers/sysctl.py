@@ -24,21 +24,21 @@ def _hint(key: str) -> str:
     return "; load it with `modprobe nf_conntrack`" if key.startswith("net.netfilter.") else ""
 
 
-def _observe_key(root: Path, key: str, refused: list[str]) -> Resource:
+def _observe_key(root: Path, key: str, refused: dict[str, str]) -> Resource:
     path = proc_path(root, key)
     if not path.exists():
-        refused.append(f"sysctl {key} does not exist on this kernel (module not loaded?){_hint(key)}")
+        refused[key] = f"sysctl {key} does not exist on this kernel (module not loaded?){_hint(key)}"
         return Resource("sysctl", key, {"value": None})
     if path.is_dir():
-        refused.append(f"sysctl {key} is a group of keys, not a key")
+        refused[key] = f"sysctl {key} is a group of keys, not a key"
         return Resource("sysctl", key, {"value": None})
     try:
         value: str | None = facts.value(path.read_text())
     except OSError as exc:
-        refused.append(f"sysctl {key} cannot be read: {exc.strerror or exc}")
+        refused[key] = f"sysctl {key} cannot be read: {exc.strerror or exc}"
         value = None
     if not os.access(path, os.W_OK):
-        refused.append(f"sysctl {key} is read-only here (container or VPS kernel)")
+        refused[key] = f"sysctl {key} is read-only here (container or VPS kernel)"
     return Resource("sysctl", key, {"value": value})
 
 
@@ -71,12 +71,11 @@ def _observe_file(doc: ClusterSpec, root: Path, obs: Observation) -> None:
 def observe_sysctl(doc: ClusterSpec, root: Path, desired_keys: Iterable[str]) -> Observation:
     root = Path(root)
     obs = Observation()
-    refused: list[str] = []
     for key in sorted(set(desired_keys)):
-        obs.resources.append(_observe_key(root, key, refused))
+        obs.resources.append(_observe_key(root, key, obs.refused))
     if doc.spec.sysctl.on_refused == "warn":
-        obs.warnings += refused
+        obs.warnings += obs.refused.values()
     else:
-        obs.problems += refused
+        obs.problems += obs.refused.values()
     _observe_file(doc, root, obs)
     return obs

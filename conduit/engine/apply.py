@@ -98,6 +98,9 @@ class Engine:
     def phase_sysctl(self, steps: list[Step]) -> None:
         for step in steps:
             self.step(step)
+        # A refusal is remembered, so the next plan holds the key instead of trying it forever.
+        for key, (value, answer) in self.ex.sysctl_answers.items():
+            self.state.record_sysctl(key, value, answer)
         keys = {s.id: s.desired["value"] for s in steps if s.kind == "sysctl" and s.action != "delete"}
         sysctl_gate(self.ex, keys)
 

@@ -53,6 +53,8 @@ class Executor:
     client: CountingClient | None
     warnings: list[str] = field(default_factory=list)
     nginx_changed: bool = False
+    # sysctl writes of this run: {key: (value, the kernel's answer, or None when it took it)}
+    sysctl_answers: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ helpers
 
@@ -77,14 +79,17 @@ class Executor:
 
     def _sysctl(self, step: Step) -> None:
         path = host_path(self.root, "/proc/sys/" + step.id.replace(".", "/"))
+        value = step.desired["value"]
         try:
-            path.write_text(step.desired["value"] + "\n")
+            path.write_text(value + "\n")
         except OSError as exc:
-            message = f"the kernel refused sysctl {step.id} = {step.desired['value']}: {exc.strerror}"
+            message = f"the kernel refused sysctl {step.id} = {value}: {exc.strerror}"
             if step.on_error == "warn":
                 self.warnings.append(message)
+                self.sysctl_answers[step.id] = (value, exc.strerror or str(exc))
                 return
             raise StepFailed(message) from None
+        self.sysctl_answers[step.id] = (value, None)
 
     def _sysctl_file(self, step: Step) -> None:
         path = host_path(self.root, step.id)

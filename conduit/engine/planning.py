@@ -8,7 +8,7 @@ conduit.engine.images; the diff itself is pure (conduit.plan.planner).
 from __future__ import annotations
 
 import json
-
+import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,6 +21,7 @@ from conduit.plan.schedule import Rollout, schedule
 from conduit.render.desired import render
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
+from conduit.state.store import State
 
 
 def settle_cli_version(
@@ -31,10 +32,11 @@ def settle_cli_version(
     return settled.doc, settled.warnings
 
 
-def rollout(doc: ClusterSpec, image_present: bool) -> Rollout:
+def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None = None) -> Rollout:
     """What the schedule needs of the spec (conduit.plan.schedule)."""
     s = doc.spec
     return Rollout(
+        held=held or {},
         image=s.containers.image,
         image_present=image_present,
         max_unavailable=s.rollout.max_unavailable,
@@ -50,7 +52,7 @@ def observed_plan(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resour
     settled = settle_image(doc, client, host.state_dir)
     keys = [r.id for r in render(settled.doc) if r.kind == "sysctl"]
     obs = observe_host(settled.doc, host, client, keys)
-    plan = plan_observed(settled, obs)
+    plan = plan_observed(settled, obs, recorded_refusals(host.state_dir))
     plan.api_calls = client.calls if client else 0
     return plan, obs.resources
 
@@ -83,14 +85,43 @@ def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan
     return planner
 
 
-def plan_observed(settled: Settled, obs: Observation) -> Plan:
-    """The plan for a settled spec and what was observed of the host. Pure."""
+def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
+    """The sysctl writes the kernel refused at earlier applies (none when the state cannot be read)."""
+    if not (Path(state_dir) / "state.db").exists():
+        return {}
+    try:
+        return State(state_dir).refused_sysctl()
+    except (OSError, sqlite3.Error):
+        return {}
+
+
+def plan_observed(settled: Settled, obs: Observation, refused_before: dict[str, tuple[str, str]] | None = None) -> Plan:
+    """The plan for a settled spec and what was observed of the host. Pure.
+
+    Under sysctl.on_refused: warn, a key this kernel cannot take now, or one whose very value it
+    refused at the last apply, is held (a no-op with a warning) until the host or the value changes."""
     doc = settled.doc
     now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
     desired = render(doc, sysctl_now=now)
-    plan = schedule(make_plan(doc.metadata.name, desired, obs.resources, obs.drifted), rollout(doc, settled.image_present))
-    plan.problems, plan.warnings, plan.foreign = settled.problems + obs.problems, settled.warnings + obs.warnings, obs.foreign
+    held, warnings = _held_keys(doc, desired, obs, refused_before or {})
+    plan = schedule(make_plan(doc.metadata.name, desired, obs.resources, obs.drifted), rollout(doc, settled.image_present, held))
+    plan.problems, plan.foreign = settled.problems + obs.problems, obs.foreign
+    plan.warnings = settled.warnings + obs.warnings + warnings
     return plan
+
+
+def _held_keys(doc: ClusterSpec, desired: list[Resource], obs: Observation, before: dict[str, tuple[str, str]]):
+    if doc.spec.sysctl.on_refused != "warn":
+        return {}, []
+    held = {key: "this kernel cannot take it now" for key in obs.refused}
+    warnings = []
+    for r in desired:
+        value = r.props.get("value")
+        if r.kind == "sysctl" and r.id not in held and r.id in before and before[r.id][0] == value:
+            held[r.id] = f"the kernel refused {value} ({before[r.id][1]})"
+            warnings.append(f"sysctl {r.id} = {value} was refused by the kernel at the last apply ({before[r.id][1]}); "
+                            "not tried again until the spec changes it")
+    return held, warnings
 
 
 def plan_against_host(doc: ClusterSpec, host: HostAccess) -> Plan:

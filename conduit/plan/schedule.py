@@ -8,7 +8,7 @@ front, sysctl policy) is passed in. The executor runs these steps as they stand;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from conduit.plan.planner import Plan, Step
 
@@ -26,6 +26,7 @@ class Rollout:
     drain_seconds: float
     front: bool  # nginx fronts the nodes, so a replaced node is drained from it first
     sysctl_on_refused: str = "fail"  # fail | warn
+    held: dict[str, str] = field(default_factory=dict)  # sysctl keys not tried under warn, and why
 
 
 def schedule(plan: Plan, rollout: Rollout) -> Plan:
@@ -33,6 +34,9 @@ def schedule(plan: Plan, rollout: Rollout) -> Plan:
     for step in plan.steps:
         if step.kind == "sysctl" and step.action != "delete":
             step.on_error = rollout.sysctl_on_refused
+        if step.kind == "sysctl" and step.action in ("create", "update") and step.id in rollout.held:
+            # Trying again would be refused again: the plan converges instead of repeating it.
+            step.action, step.reason, step.changes = "no-op", f"held: {rollout.held[step.id]}", []
     phase = [s for s in plan.steps if s.phase == "containers"]
     if not phase:
         return plan

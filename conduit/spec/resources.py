@@ -57,6 +57,8 @@ class Observation:
     # Resources that were changed on the host by hand since the tool last wrote them.
     drifted: set[tuple[str, str]] = field(default_factory=set)
     api_calls: int = 0
+    # sysctl keys this kernel cannot take now (absent, read-only), and why.
+    refused: dict[str, str] = field(default_factory=dict)
 
     def merge(self, other: Observation) -> Observation:
         return Observation(
@@ -66,6 +68,7 @@ class Observation:
             self.warnings + other.warnings,
             self.drifted | other.drifted,
             self.api_calls + other.api_calls,
+            {**self.refused, **other.refused},
         )
 
 

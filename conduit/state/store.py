@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS tracker_addresses (  -- only when the spec keeps raw 
     bytes_up INTEGER NOT NULL,
     bytes_down INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sysctl_refused (  -- writes the kernel refused under on_refused: warn
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS image_facts (  -- what an image answered when asked, by image ID
     image_id TEXT PRIMARY KEY,
     facts TEXT NOT NULL,            -- conduit.spec.image.ImageFacts as JSON
@@ -212,6 +218,20 @@ class State:
     def addresses(self) -> list[tuple]:
         with closing(self._connect()) as db:
             return db.execute("SELECT at, address, region, bytes_up, bytes_down FROM tracker_addresses ORDER BY at").fetchall()
+
+    # -------------------------------------------------------------- sysctl writes the kernel refused
+
+    def refused_sysctl(self) -> dict[str, tuple[str, str]]:
+        """{key: (value, the kernel's answer)} of the writes refused and not since accepted."""
+        with closing(self._connect()) as db:
+            return {key: (value, answer) for key, value, answer in db.execute("SELECT key, value, answer FROM sysctl_refused")}
+
+    def record_sysctl(self, key: str, value: str, answer: str | None) -> None:
+        """The kernel refused `value` for `key` with `answer`; None: it took it."""
+        if answer is None:
+            self._write("DELETE FROM sysctl_refused WHERE key = ?", (key,))
+        else:
+            self._write("INSERT OR REPLACE INTO sysctl_refused (key, value, answer, at) VALUES (?, ?, ?, ?)", (key, value, answer, time.time()))
 
     # -------------------------------------------------------------- image facts
 

@@ -95,19 +95,24 @@ def render_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> str
         out.extend(_step_lines(step))
     for warning in plan.warnings:
         out.append(f"[yellow]warning:[/yellow] {escape(warning)}")
-    s = plan.summary()
-    if not plan.changes:
-        out.append("\nNo changes. The host matches the spec.")
-    else:
-        adopt = f", {s['adopt']} to adopt" if s["adopt"] else ""
-        pull = f", {s['pull']} image to pull" if s["pull"] else ""
-        batches = f"; nodes replaced in {s['batches']} batch{'es' if s['batches'] != 1 else ''}" if s["batches"] else ""
-        out.append(f"\n[bold]Plan:[/bold] {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy{adopt}{pull}{batches}.")
-        if s["new_identity"]:
-            out.append(f"[bold red]NEW IDENTITY[/bold red] for {s['new_identity']} node{'s' if s['new_identity'] != 1 else ''}.")
+    out += _summary_lines(plan)
     if offline:
         out[-1] += f" {OFFLINE_SUMMARY}"
     return "\n".join(out).lstrip("\n")
+
+
+def _summary_lines(plan: Plan) -> list[str]:
+    s = plan.summary()
+    if not plan.changes:
+        held = any(step.reason.startswith("held: ") for step in plan.steps)
+        return ["\nNo changes. The host matches the spec" + (" as far as its kernel allows (see the warnings)." if held else ".")]
+    adopt = f", {s['adopt']} to adopt" if s["adopt"] else ""
+    pull = f", {s['pull']} image to pull" if s["pull"] else ""
+    batches = f"; nodes replaced in {s['batches']} batch{'es' if s['batches'] != 1 else ''}" if s["batches"] else ""
+    lines = [f"\n[bold]Plan:[/bold] {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy{adopt}{pull}{batches}."]
+    if s["new_identity"]:
+        lines.append(f"[bold red]NEW IDENTITY[/bold red] for {s['new_identity']} node{'s' if s['new_identity'] != 1 else ''}.")
+    return lines
 
 
 def render_problems(plan: Plan) -> str:

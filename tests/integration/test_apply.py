@@ -30,7 +30,8 @@ class Cluster:
         self.root = root or tmp / "root"
         self.root.mkdir(exist_ok=True)
 
-    def write(self, count=2, max_clients=40, env=None, ulimit=4096, nofile_limit="auto", lb=None, nginx=None, tracker=False, alerts=None):
+    def write(self, count=2, max_clients=40, env=None, ulimit=4096, nofile_limit="auto", lb=None, nginx=None, tracker=False, alerts=None,
+              sysctl=None):
         spec = {
             "host": {"vcpus": 4, "memory": "8GiB", "nofile_limit": nofile_limit},
             "containers": {
@@ -41,7 +42,7 @@ class Cluster:
                 "env": env or {},
             },
             "conduit": {"max_clients": max_clients, "bandwidth_mbps": 2, "metrics_port_base": self.port_base},
-            "sysctl": {"enabled": False},
+            "sysctl": sysctl or {"enabled": False},
             "tracker": {"enabled": tracker, "interval_seconds": 10},
             "health": {"gate_timeout_seconds": 8, "settle_seconds": 1},
             "rollout": {"max_unavailable": 1, "drain_seconds": 0},
@@ -445,3 +446,40 @@ def test_nginx_file_edited_by_hand_is_drift_and_repaired(fronted):
     assert fronted.apply().returncode == 0
     assert fronted.include.read_text() == good
     assert through(fronted.listen).startswith(b"standin ")
+
+
+# ------------------------------------------------------------------ a kernel that lacks and refuses keys
+
+REFUSING_SYSCTL = {"profile": "none", "on_refused": "warn",
+                   "overrides": {"net.core.rmem_max": 33554432, "net.netfilter.nf_conntrack_max": 262144, "fs.nr_open": 1048576}}  # fmt: skip
+
+
+def refusing_kernel(root: Path) -> None:
+    """/proc/sys under the private root, as an LXC or OpenVZ VPS shows it: fs.nr_open writable,
+    nf_conntrack_max absent (no module), net.core.rmem_max served read-only (write: EACCES)."""
+    nr_open = root / "proc/sys/fs/nr_open"
+    nr_open.parent.mkdir(parents=True)
+    nr_open.write_text("1024\n")
+    rmem = root / "proc/sys/net/core/rmem_max"
+    rmem.parent.mkdir(parents=True)
+    rmem.symlink_to("/proc/sys/kernel/osrelease")
+
+
+def test_keys_a_vps_kernel_lacks_or_refuses_converge_under_warn(cluster):
+    refusing_kernel(cluster.root)
+    cluster.write(count=1, sysctl=REFUSING_SYSCTL)
+    result = cluster.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (cluster.root / "proc/sys/fs/nr_open").read_text() == "1048576\n"
+    again = cluster.run("plan", "--detailed-exitcode", str(cluster.spec))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "net.netfilter.nf_conntrack_max does not exist on this kernel" in again.stdout
+    assert "net.core.rmem_max is read-only here" in again.stdout
+    assert "as far as its kernel allows" in again.stdout
+    # The module loaded: the key is planned again, and applied.
+    (cluster.root / "proc/sys/net/netfilter").mkdir(parents=True)
+    (cluster.root / "proc/sys/net/netfilter/nf_conntrack_max").write_text("65536\n")
+    assert cluster.run("plan", "--detailed-exitcode", str(cluster.spec)).returncode == 2
+    assert cluster.apply().returncode == 0
+    assert (cluster.root / "proc/sys/net/netfilter/nf_conntrack_max").read_text() == "262144\n"
+    assert cluster.run("plan", "--detailed-exitcode", str(cluster.spec)).returncode == 0

@@ -112,6 +112,25 @@ def test_a_container_removed_by_hand_is_repaired_on_the_next_interval(cluster, w
     wait_for(lambda: len(running(cluster)) == 2, timeout=30, message="the repair")
 
 
+def test_keys_the_kernel_refuses_cause_no_apply_after_the_first(cluster, watcher):
+    from tests.integration.test_apply import REFUSING_SYSCTL, refusing_kernel
+
+    refusing_kernel(cluster.root)
+    cluster.write(count=1, sysctl=REFUSING_SYSCTL)
+    w = watcher(cluster, str(cluster.spec), "--interval", "1")
+    wait_for(lambda: applied(cluster), timeout=60, message="the first apply")
+    first = time.time()
+
+    def intervals_later():
+        now = status(cluster)
+        return now.get("last_reason") == "interval" and now.get("last_reconcile", 0) > first + 3
+
+    wait_for(intervals_later, timeout=60, message="three intervals after the first apply")
+    out, err = w.stop()
+    assert [g.outcome for g in State(cluster.state).generations()] == ["succeeded"], out + err
+    assert status(cluster)["last_result"] == "unchanged"
+
+
 def test_no_heal_only_reports_drift(cluster, watcher):
     cluster.write(count=1)
     watcher(cluster, str(cluster.spec), "--interval", "1", "--no-heal")

@@ -250,7 +250,9 @@ def sysctl_refused():
     key = "net.netfilter.nf_conntrack_max"
     host = applied(doc, skip=lambda r: r.kind == "sysctl" and r.id == key)
     host.add(Resource("sysctl", key, {"value": None}))
-    host.obs.warnings.append(f"sysctl {key} does not exist on this kernel (module not loaded?); load it with `modprobe nf_conntrack`")
+    message = f"sysctl {key} does not exist on this kernel (module not loaded?); load it with `modprobe nf_conntrack`"
+    host.obs.warnings.append(message)
+    host.obs.refused[key] = message
     return doc, text, host.obs
 
 
@@ -385,7 +387,7 @@ def test_golden_plan(scenario, capsys):
 def test_golden_plan_is_deterministic(scenario, capsys):
     """The same host reported in another order plans and prints the same."""
     doc, text, obs = SCENARIOS[scenario]()
-    shuffled = Observation(list(reversed(obs.resources)), obs.foreign, obs.problems, obs.warnings, obs.drifted)
+    shuffled = Observation(list(reversed(obs.resources)), obs.foreign, obs.problems, obs.warnings, obs.drifted, refused=obs.refused)
     once = printed(plan_for(doc, obs), text, True, capsys) + printed(plan_for(doc, obs), text, False, capsys)
     again = printed(plan_for(doc, shuffled), text, True, capsys) + printed(plan_for(doc, shuffled), text, False, capsys)
     assert once == again
