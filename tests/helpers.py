@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -21,8 +23,20 @@ CONDUIT = [sys.executable, "-m", "conduit"]
 
 
 def cli_env() -> dict[str, str]:
-    """The environment for CONDUIT: this checkout first on the module path."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    """The environment for CONDUIT: this checkout first on the module path, the stand-in's host policy."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env.setdefault("CONDUIT_POLICY", stand_in_policy())
+    return env
+
+
+@functools.cache
+def stand_in_policy() -> str:
+    """tests/fixtures/policy/tests.yaml as a host policy must be: a private copy, mode 0600. The
+    defaults plus the stand-in images, loopback services and the scratch directories tests use."""
+    path = Path(tempfile.mkdtemp(prefix="conduit-policy-")) / "host.yaml"
+    path.write_text((ROOT / "tests" / "fixtures" / "policy" / "tests.yaml").read_text())
+    path.chmod(0o600)
+    return str(path)
 
 
 def minimal(**spec) -> dict:
