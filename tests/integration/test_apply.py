@@ -31,13 +31,13 @@ class Cluster:
         self.root.mkdir(exist_ok=True)
 
     def write(self, count=2, max_clients=40, env=None, ulimit=4096, nofile_limit="auto", lb=None, nginx=None, tracker=False, alerts=None,
-              sysctl=None):
+              sysctl=None, volume_prefix=None):
         spec = {
             "host": {"vcpus": 4, "memory": "8GiB", "nofile_limit": nofile_limit},
             "containers": {
                 "count": count,
                 "image": self.image,
-                "naming": {"prefix": self.prefix, "volume_prefix": f"{self.prefix}-data"},
+                "naming": {"prefix": self.prefix, "volume_prefix": volume_prefix or f"{self.prefix}-data"},
                 "resources": {"cpus": 0.2, "memory": "96MiB", "ulimit_nofile": ulimit},
                 "env": env or {},
             },
@@ -483,3 +483,25 @@ def test_keys_a_vps_kernel_lacks_or_refuses_converge_under_warn(cluster):
     assert cluster.apply().returncode == 0
     assert (cluster.root / "proc/sys/net/netfilter/nf_conntrack_max").read_text() == "262144\n"
     assert cluster.run("plan", "--detailed-exitcode", str(cluster.spec)).returncode == 0
+
+
+def test_a_new_identity_needs_the_hosts_flag_and_backs_the_old_key_up_first(cluster):
+    cluster.write(count=1)
+    assert cluster.apply().returncode == 0
+    (old_key,) = cluster.keys().values()
+    container = cluster.engine.client.containers.get(f"{cluster.prefix}-1")
+    cluster.write(count=1, volume_prefix=f"{cluster.prefix}-data-renamed")
+    plan = cluster.run("plan", str(cluster.spec))
+    assert "NEW IDENTITY" in plan.stdout, plan.stdout
+    refused = cluster.apply()
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "NEW IDENTITY" in refused.stderr and "--allow-new-identity" in refused.stderr
+    assert cluster.engine.client.containers.get(f"{cluster.prefix}-1").id == container.id  # untouched
+    assert len(cluster.generations()) == 1
+    allowed = cluster.run("apply", "--auto-approve", "--allow-new-identity", str(cluster.spec))
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    backups = list((cluster.state / "key-backups").glob(f"*/{cluster.prefix}-data-1.conduit_key.json"))
+    assert [b.read_bytes() for b in backups] == [old_key]
+    keys = cluster.keys()
+    assert keys[f"{cluster.prefix}-data-1"] == old_key  # the old volume and its key stay
+    assert keys[f"{cluster.prefix}-data-renamed-1"] != old_key
