@@ -8,15 +8,22 @@ from types import SimpleNamespace
 import docker.errors
 import pytest
 import requests.exceptions
+from click.testing import CliRunner
 
+import conduit.cli.plan as cli_plan
+import conduit.engine.apply as apply_module
+import conduit.engine.reconcile as reconcile_module
+from conduit.cli.root import main
 from conduit.drivers.docker import EngineError
 from conduit.engine import nodehealth
 from conduit.engine.execute import Executor, StepFailed
 from conduit.engine.gates import containers_gate
+from conduit.engine.reconcile import Request, reconcile
 from conduit.plan.planner import Plan, Step
 from conduit.render.container import container_props
 from conduit.spec.load import load_text
 from conduit.spec.resolve import nodes
+from conduit.state.store import State
 from tests.helpers import SMALL_VPS, dump, minimal
 
 SOCKET = "unix:///nonexistent/conduit-test/docker.sock"
@@ -165,3 +172,117 @@ def test_a_restore_cut_short_by_the_engine_finishes_when_run_again(doc, tmp_path
     api.containers["conduit-1"]["running"] = False
     assert executor(doc, api, tmp_path).restore_previous("conduit-1") is True
     assert api.containers == {"conduit-1": {"id": "old", "running": True}}
+
+
+# ------------------------------------------------------------------ reconcile: outcome recorded, node restored
+
+
+def request(doc, tmp_path, api: FakeApi) -> Request:
+    host = SimpleNamespace(state_dir=tmp_path, root=tmp_path, docker=lambda: client(api))
+    plan = replace_plan(doc)
+    return Request(doc, SPEC, None, host, SMALL_VPS, "test", lambda line: None, planner=lambda d, h: (plan, []))
+
+
+@pytest.fixture
+def no_probe(monkeypatch):
+    """The image facts are the spec's own; the rollback plans against the fake engine."""
+    monkeypatch.setattr(reconcile_module, "settle_cli_version", lambda doc, client, state_dir: (doc, []))
+
+    def observed(doc, host):
+        host.docker().api.volumes()  # raises while the engine is down
+        return Plan("test", [], "fp"), []
+
+    monkeypatch.setattr(apply_module, "observed_plan", observed)
+
+
+def test_engine_lost_for_good_mid_replace_is_failed_not_applying(doc, tmp_path, no_probe):
+    api = FakeApi(stop_at=("start", 1))
+    outcome = reconcile(request(doc, tmp_path, api))
+    assert (outcome.status, outcome.exit_code) == ("failed", 4)
+    assert outcome.rollback_failed and "conduit-1 not restored" in outcome.failure
+    assert "\n" not in outcome.failure
+    (gen,) = State(tmp_path).generations()
+    assert gen.outcome == "failed" and "did not finish" in gen.reason
+    assert State(tmp_path).interrupted() == []
+
+
+def test_engine_back_within_the_gate_timeout_restores_the_stopped_node(doc, tmp_path, no_probe):
+    api = FakeApi(stop_at=("start", 1), back_after=2)
+    outcome = reconcile(request(doc, tmp_path, api))
+    assert (outcome.status, outcome.exit_code) == ("rolled_back", 3)
+    assert api.containers == {"conduit-1": {"id": "old", "running": True}}
+    assert [g.outcome for g in State(tmp_path).generations()] == ["rolled_back"]
+
+
+def test_engine_lost_in_the_gate_is_rolled_back_or_failed_never_applying(doc, tmp_path, no_probe):
+    api = FakeApi(stop_at=("inspect_container", 3), back_after=1)
+    outcome = reconcile(request(doc, tmp_path, api))
+    assert outcome.status == "rolled_back" and "Docker engine" in outcome.failure
+    assert api.containers == {"conduit-1": {"id": "old", "running": True}}
+    assert State(tmp_path).interrupted() == []
+
+
+def test_an_unexpected_fault_mid_apply_is_recorded_and_rolled_back(doc, tmp_path, no_probe, monkeypatch):
+    def broken(self, step):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(Executor, "_container", broken)
+    outcome = reconcile(request(doc, tmp_path, FakeApi()))
+    assert outcome.status == "rolled_back" and outcome.failure == "KeyError: 'surprise'"
+    assert [g.outcome for g in State(tmp_path).generations()] == ["rolled_back"]
+
+
+def test_engine_lost_during_the_key_backup_changes_nothing(doc, tmp_path, no_probe, monkeypatch):
+    def backup(*args):
+        raise EngineError("cannot reach the Docker engine")
+
+    monkeypatch.setattr(reconcile_module, "automatic_backup", backup)
+    api = FakeApi()
+    outcome = reconcile(request(doc, tmp_path, api))
+    assert (outcome.status, outcome.exit_code) == ("failed", 1)
+    assert api.containers == {"conduit-1": {"id": "old", "running": True}}
+    assert [g.outcome for g in State(tmp_path).generations()] == ["failed"]
+
+
+# ------------------------------------------------------------------ the CLI: one line, exit code, alert
+
+
+@pytest.fixture
+def cli_with(monkeypatch, tmp_path, doc):
+    """`conduit apply` whose reconcile runs against a fake engine; returns the alerts sent."""
+    sent = []
+    monkeypatch.setattr(cli_plan, "notify", lambda spec, text: sent.append(text))
+    real = cli_plan.reconcile
+
+    def with_fake(api):
+        def run(req):
+            fake = request(doc, tmp_path / "state", api)
+            req.host, req.planner = fake.host, fake.planner
+            return real(req)
+
+        monkeypatch.setattr(cli_plan, "reconcile", run)
+        spec = tmp_path / "cluster.yaml"
+        spec.write_text(SPEC)
+        (tmp_path / "state").mkdir(exist_ok=True)
+        return CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "apply", "--auto-approve", str(spec)])
+
+    return with_fake, sent
+
+
+def test_apply_that_cannot_roll_back_exits_4_with_one_line_and_an_alert(cli_with, tmp_path, no_probe):
+    run, sent = cli_with
+    result = run(FakeApi(stop_at=("start", 1)))
+    assert result.exit_code == 4, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]  # besides the structured events
+    assert len(errors) == 1
+    assert "generation 1 failed" in errors[0] and "conduit status" in errors[0] and "conduit history" in errors[0]
+    assert len(sent) == 1 and "generation 1 failed and was not rolled back" in sent[0]
+    assert [g.outcome for g in State(tmp_path / "state").generations()] == ["failed"]
+
+
+def test_apply_rolled_back_after_the_engine_came_back_exits_3_and_alerts(cli_with, no_probe):
+    run, sent = cli_with
+    result = run(FakeApi(stop_at=("start", 1), back_after=2))
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output and len(sent) == 1
