@@ -69,7 +69,8 @@ class NodesNotRestored(Exception):
 
     def __init__(self, failure: Exception, names: list[str], why: str):
         self.names = names
-        super().__init__(f"{failure}; {', '.join(names)} not restored: {why}")
+        why = "for the same reason" if why == str(failure) else f"({why})"
+        super().__init__(f"{failure}; {', '.join(names)} not restored {why}")
 
 
 class Engine:

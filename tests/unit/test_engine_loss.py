@@ -199,7 +199,7 @@ def test_engine_lost_for_good_mid_replace_is_failed_not_applying(doc, tmp_path, 
     api = FakeApi(stop_at=("start", 1))
     outcome = reconcile(request(doc, tmp_path, api))
     assert (outcome.status, outcome.exit_code) == ("failed", 4)
-    assert outcome.rollback_failed and "conduit-1 not restored" in outcome.failure
+    assert outcome.rollback_failed and "conduit-1 not restored for the same reason" in outcome.failure
     assert "\n" not in outcome.failure
     (gen,) = State(tmp_path).generations()
     assert gen.outcome == "failed" and "did not finish" in gen.reason
