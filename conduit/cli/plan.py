@@ -154,9 +154,21 @@ def _report_outcome(spec: ClusterSpec, outcome) -> None:
         click.echo(f"\nGeneration {outcome.generation} FAILED: {outcome.failure}", err=True)
         click.echo(f"Rolled back to {outcome.restored}. Data volumes and node keys were not touched.", err=True)
         notify(spec, f"apply of generation {outcome.generation} failed: {outcome.failure}. Rolled back to {outcome.restored}.")
+    elif outcome.status == "failed" and outcome.rollback_failed:
+        click.echo(f"error: {not_rolled_back(outcome)}", err=True)
+        notify(spec, f"apply of generation {outcome.generation} failed and was not rolled back: {outcome.failure}")
     elif outcome.status == "failed":
         click.echo(f"error: {outcome.failure}", err=True)
         notify(spec, f"apply failed: {outcome.failure}")
+
+
+def not_rolled_back(outcome) -> str:
+    """Exit 4 in one line: what failed, why the host was not put back, where to look, what to do."""
+    why = outcome.rollback_failed
+    why = "for the same reason" if why in outcome.failure else f"({why})"
+    return (f"generation {outcome.generation} failed: {outcome.failure}; the rollback to {outcome.restored} did not finish {why}; "
+            f"the host is part way: `conduit status` shows each node and `conduit history` shows generation {outcome.generation} "
+            "as failed; fix the cause and apply again, which converges from here")
 
 
 def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool,
@@ -198,7 +210,8 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
 def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: bool, no_wait: bool, allow_new_identity: bool) -> None:
     """Make the host match FILE, phase by phase, with health gates and automatic rollback.
 
-    Exit codes: 0 applied (or nothing to do), 1 error before any change, 3 failed and rolled back.
+    Exit codes: 0 applied (or nothing to do), 1 error before any change, 2 invalid input, 3 failed
+    and rolled back, 4 failed and could not roll back (`conduit status` and `conduit history` show the host).
     """
     saved = None
     if plan_file:

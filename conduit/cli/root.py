@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from conduit.cli import alerts, keys, plan, status, tools, tracker, watch
+from conduit.cli.boundary import Boundary
 from conduit.cli.common import Options
 from conduit.spec.policy import DEFAULT_PATH, ENV
 from conduit.views import logs
@@ -21,7 +22,7 @@ def _version() -> str:
         return "0+unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Boundary, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(_version(), "--version", prog_name="conduit")
 @click.option(
     "--state-dir",
@@ -59,14 +60,19 @@ def _version() -> str:
     default=None,
     help=f"The host policy: what a spec may choose on this host (default {DEFAULT_PATH}; built-in defaults when absent).",
 )
+@click.option("--debug", is_flag=True, help="On a fault, show the traceback too, and every debug event.")
 @click.pass_context
-def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | None, log_format: str, policy: str | None) -> None:
-    """Make a host running Psiphon Conduit nodes match one cluster.yaml."""
+def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | None, log_format: str, policy: str | None, debug: bool) -> None:
+    """Make a host running Psiphon Conduit nodes match one cluster.yaml.
+
+    Exit codes: 0 ok, 1 error before any change, 2 invalid input, 3 failed and rolled back,
+    4 failed and could not roll back (`conduit status` and `conduit history` show the host).
+    """
     if policy:
         # Every spec this process and its children load, from a file, git or a saved plan, meets it.
         os.environ[ENV] = policy
     # People read the step lines on stdout; every event is still there with --log-format json.
-    logs.configure(log_format, "info" if log_format == "json" else "warning")
+    logs.configure(log_format, "debug" if debug else "info" if log_format == "json" else "warning")
     ctx.obj = Options(state_dir=state_dir, root=root, docker_host=docker_host, log_format=log_format)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -100,6 +102,26 @@ def call(client: CountingClient, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise EngineError(diagnose(client.base_url, exc)) from None
+
+
+@contextmanager
+def answers(client: CountingClient) -> Iterator[None]:
+    """Calls whose API answers (NotFound, a refusal: docker.errors.APIError) the caller handles
+    itself; an engine that does not answer at all (stopped, crashed, unreachable) is an EngineError."""
+    try:
+        yield
+    except docker.errors.APIError:
+        raise
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineError(diagnose(client.base_url, exc)) from None
+
+
+def engine_answers(client: CountingClient) -> bool:
+    """Whether the engine answers a ping now."""
+    try:
+        return bool(client.api.ping())
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return False
 
 
 # ----------------------------------------------------------------- cgroup limits

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import docker.errors
 
-from conduit.drivers.docker import CountingClient, call, create_volume
+from conduit.drivers.docker import CountingClient, answers, call, create_volume
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment
 from conduit.drivers.files import atomic_write, private_dir
 from conduit.facts.keyfile import BadKey, check_key, claim_url, parse_key  # noqa: F401 - claim_url is part of this API
@@ -30,7 +30,8 @@ class KeyProblem(Exception):
 
 def volume_dir(client: CountingClient, volume: str) -> Path | None:
     try:
-        info = client.api.inspect_volume(volume)
+        with answers(client):
+            info = client.api.inspect_volume(volume)
     except docker.errors.NotFound:
         return None
     except docker.errors.DockerException as exc:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from conduit.drivers.docker import EngineError, engine_answers
 from conduit.engine.execute import Executor, StepFailed
 from conduit.engine.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
 from conduit.spec.load import load_text
@@ -28,8 +29,9 @@ from conduit.state.store import State
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 
-EXIT_OK, EXIT_ERROR, EXIT_ROLLED_BACK = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_ROLLED_BACK, EXIT_NOT_ROLLED_BACK = 0, 1, 3, 4
 CREATE_WORKERS = 4  # containers created at once; the engine serialises much of it anyway
+RETRY_SECONDS = 0.5  # between pings of an engine that stopped answering
 
 log = structlog.get_logger("conduit.apply")
 Report = Callable[[str], None]
@@ -42,9 +44,12 @@ class Outcome:
     failure: str | None = None
     restored: str | None = None
     warnings: list[str] = field(default_factory=list)
+    rollback_failed: str | None = None  # failed after changes, and why putting the host back did not finish
 
     @property
     def exit_code(self) -> int:
+        if self.status == "failed" and self.rollback_failed:
+            return EXIT_NOT_ROLLED_BACK
         return {"no-op": EXIT_OK, "succeeded": EXIT_OK, "rolled_back": EXIT_ROLLED_BACK}.get(self.status, EXIT_ERROR)
 
 
@@ -57,6 +62,15 @@ def _runs(steps: list[Step]) -> list[list[Step]]:
         else:
             out.append([step])
     return out
+
+
+class NodesNotRestored(Exception):
+    """A batch failed and the nodes it had stopped could not all be put back."""
+
+    def __init__(self, failure: Exception, names: list[str], why: str):
+        self.names = names
+        why = "for the same reason" if why == str(failure) else f"({why})"
+        super().__init__(f"{failure}; {', '.join(names)} not restored {why}")
 
 
 class Engine:
@@ -159,8 +173,8 @@ class Engine:
             for step in drains + nodes:
                 self.step(step)
             containers_gate(self.ex, [s.id for s in nodes], self.health.gate_timeout_seconds, self.health.settle_seconds)
-        except (StepFailed, GateFailed):
-            self.restore_batch([s.id for s in nodes] + adopted, bool(drains))
+        except (StepFailed, GateFailed, EngineError) as exc:
+            self.restore_batch([s.id for s in nodes] + adopted, bool(drains), exc)
             raise
         for step in nodes:
             if step.action == "adopt":
@@ -171,12 +185,30 @@ class Engine:
             if step.kind == "backends" and step.action == "restore":
                 self.step(step)
 
-    def restore_batch(self, names: list[str], drained: bool) -> None:
-        for name in names:
-            if self.ex.restore_previous(name):
+    def restore_batch(self, names: list[str], drained: bool, failure: Exception) -> None:
+        """Put back the nodes this batch stopped. An engine that stopped answering gets the gate
+        timeout to answer again; if it does not, NodesNotRestored says which nodes are left."""
+        deadline = time.monotonic() + self.health.gate_timeout_seconds
+        for number, name in enumerate(names):
+            try:
+                restored = self.restore_waiting(name, deadline)
+            except (EngineError, StepFailed) as exc:
+                raise NodesNotRestored(failure, names[number:], str(exc)) from None
+            if restored:
                 self.report(f"  restored {name} as it was")
         if drained:
             self.ex.drain_backends([])
+
+    def restore_waiting(self, name: str, deadline: float) -> bool:
+        while True:
+            try:
+                return self.ex.restore_previous(name)
+            except EngineError:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("restore.waiting_for_engine", node=name)
+            while time.monotonic() < deadline and not engine_answers(self.ex.docker()):
+                time.sleep(RETRY_SECONDS)
 
     def phase_tracker(self, steps: list[Step]) -> None:
         for step in steps:
@@ -192,30 +224,30 @@ def spec_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int, before: list[Resource], report: Report) -> str:
-    """Re-apply the last good generation; with none, put back what the host had before."""
+def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int, before: list[Resource], report: Report) -> tuple[str, str | None]:
+    """Re-apply the last good generation; with none, put back what the host had before.
+
+    Returns what it rolled back to, and why it did not finish (None when it did)."""
     good = state.last_good()
-    if good is not None:
-        doc = load_text(good.spec_text, f"generation {good.id}", facts)
-        plan, _ = observed_plan(doc, host)
-        target = f"generation {good.id}"
-    else:
-        doc = load_text(state.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
-        plan, observed = observed_plan(doc, host)
-        plan = undo_plan(doc, before, observed)
-        target = "the state before this apply"
-    report(f"rolling back to {target}")
-    engine = Engine(doc, host, state, failed_gen, report)
+    target = f"generation {good.id}" if good is not None else "the state before this apply"
     try:
-        engine.run(plan, tuple(reversed(PHASES)))
-    except (StepFailed, GateFailed) as exc:
+        if good is not None:
+            doc = load_text(good.spec_text, f"generation {good.id}", facts)
+            plan, _ = observed_plan(doc, host)
+        else:
+            doc = load_text(state.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
+            plan, observed = observed_plan(doc, host)
+            plan = undo_plan(doc, before, observed)
+        report(f"rolling back to {target}")
+        Engine(doc, host, state, failed_gen, report).run(plan, tuple(reversed(PHASES)))
+    except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
         report(f"the rollback did not finish: {exc}")
-        return f"{target} (incomplete: {exc})"
+        return target, str(exc)
     except Exception as exc:  # noqa: BLE001 - a rollback ends in a report, never in a traceback
-        log.exception("rollback.error")
+        log.debug("rollback.error", exc_info=True)
         report(f"the rollback did not finish: {type(exc).__name__}: {exc}")
-        return f"{target} (incomplete: {type(exc).__name__}: {exc})"
-    return target
+        return target, f"{type(exc).__name__}: {exc}"
+    return target, None
 
 
 def undo_plan(doc: ClusterSpec, before: list[Resource], observed: list[Resource]) -> Plan:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conduit.drivers.docker import answers
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
 
@@ -31,8 +32,14 @@ def _existing(folder: Path) -> bool:
 
 
 def _run_once(client, image: str, volume: str, data_dir: str, name: str) -> None:
-    """`conduit new-compartment-id --data-dir D --name N` in a throwaway container on the node's volume."""
-    api = client.api
+    """`conduit new-compartment-id --data-dir D --name N` in a throwaway container on the node's volume.
+
+    Raises EngineError when the engine does not answer."""
+    with answers(client):
+        _run(client.api, image, volume, data_dir, name)
+
+
+def _run(api, image: str, volume: str, data_dir: str, name: str) -> None:
     config = api.create_host_config(binds={volume: {"bind": data_dir, "mode": "rw"}}, network_mode="none")
     command = ["new-compartment-id", "--data-dir", data_dir, "--name", token_name(name)]
     container = api.create_container(image, command=command, entrypoint=["conduit"], host_config=config, labels={"io.conduit.role": "new-compartment-id"})

@@ -17,6 +17,7 @@ import docker.errors
 from conduit.drivers.docker import (
     CountingClient,
     EngineError,
+    answers,
     call,
     create_container,
     create_network,
@@ -231,7 +232,8 @@ class Executor:
         """Pull an image the host does not have yet (it may have come since the plan was made)."""
         client = self.docker()
         try:
-            client.api.inspect_image(image)
+            with answers(client):
+                client.api.inspect_image(image)
             return
         except docker.errors.ImageNotFound:
             pass
@@ -239,7 +241,8 @@ class Executor:
             raise StepFailed(f"cannot inspect image {image}: {exc.explanation or exc}") from None
         repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
         try:
-            client.api.pull(repository, tag=tag or "latest")
+            with answers(client):
+                client.api.pull(repository, tag=tag or "latest")
         except docker.errors.APIError as exc:
             raise StepFailed(f"image {image} is not on this host and could not be pulled: {exc.explanation or exc}") from None
 
@@ -252,7 +255,8 @@ class Executor:
         self.ensure_compartment(step, node)
         container_id = create_container(client, step.id, step.desired, labels(self.doc, node, step.desired))
         try:
-            client.api.start(container_id)
+            with answers(client):
+                client.api.start(container_id)
         except docker.errors.APIError as exc:
             raise StepFailed(f"container {step.id} did not start: {exc.explanation or exc}") from None
 
@@ -292,8 +296,9 @@ class Executor:
         """Stop and remove a container; its data volume stays."""
         client = self.docker()
         try:
-            client.api.stop(name, timeout=STOP_TIMEOUT)
-            client.api.remove_container(name, v=False)
+            with answers(client):
+                client.api.stop(name, timeout=STOP_TIMEOUT)
+                client.api.remove_container(name, v=False)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
@@ -304,17 +309,34 @@ class Executor:
         self.remove_container(previous_name(name))
 
     def restore_previous(self, name: str) -> bool:
-        """The new container failed: put the old one back, on the same volume, under its name."""
+        """The new container failed: put the old one back, on the same volume, under its name.
+
+        Raises EngineError when the engine does not answer, StepFailed when it refuses. Run
+        again after the engine was lost midway, it finishes the job: with no `.previous` left,
+        a stopped container under the name is the old one (stopped by the replace, or renamed
+        back by the restore) and is started."""
         client = self.docker()
         held = previous_name(name)
-        try:
-            client.api.inspect_container(held)
-        except docker.errors.NotFound:
-            return False
+        if self.inspect(held) is None:
+            info = self.inspect(name)
+            if info is None or (info.get("State") or {}).get("Running"):
+                return False
+            call(client, client.api.start, name)
+            return True
         self.remove_container(name)
         call(client, client.api.rename, held, name)
         call(client, client.api.start, name)
         return True
+
+    def inspect(self, name: str) -> dict | None:
+        client = self.docker()
+        try:
+            with answers(client):
+                return client.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"cannot inspect container {name}: {exc.explanation or exc}") from None
 
     # ------------------------------------------------------------ tracker
 

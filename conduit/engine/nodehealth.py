@@ -16,6 +16,7 @@ from pathlib import Path
 import docker.errors
 
 from conduit.drivers import node
+from conduit.drivers.docker import EngineError, answers
 from conduit.facts import metrics, nodelog
 from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings
 
@@ -68,10 +69,14 @@ def volume_folder(info: dict) -> Path | None:
 
 
 def inspect(client, name: str) -> dict | None:
+    """The container's attributes, None when it is gone; EngineError when the engine does not answer."""
     try:
-        return client.api.inspect_container(name)
+        with answers(client):
+            return client.api.inspect_container(name)
     except docker.errors.NotFound:
         return None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the Docker engine cannot inspect container {name}: {exc.explanation or exc}") from None
 
 
 def docker_reading(info: dict) -> Reading:

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import structlog
+
+from conduit.drivers.docker import EngineError
 from conduit.drivers.keys import KeyProblem, automatic_backup
 from conduit.drivers.observe import HostAccess
-from conduit.engine.apply import Engine, Outcome, Report, roll_back, spec_hash
+from conduit.engine.apply import Engine, NodesNotRestored, Outcome, Report, roll_back, spec_hash
 from conduit.engine.execute import StepFailed
 from conduit.engine.gates import GateFailed
 from conduit.engine.planning import observed_plan, settle_cli_version
@@ -24,6 +27,7 @@ from conduit.state.git import git_revision
 from conduit.state.lock import apply_lock
 from conduit.state.store import State
 
+log = structlog.get_logger("conduit.apply")
 Planner = Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]
 
 
@@ -75,7 +79,7 @@ def reconcile(req: Request) -> Reconciled:
         if not req.confirm(plan):
             return Reconciled("declined", plan=plan)
         outcome = _execute(req, plan, before)
-    return Reconciled(outcome.status, outcome.generation, outcome.failure, outcome.restored, outcome.warnings, plan)
+    return Reconciled(outcome.status, outcome.generation, outcome.failure, outcome.restored, outcome.warnings, outcome.rollback_failed, plan)
 
 
 def identity_problems(plan: Plan) -> list[str]:
@@ -88,10 +92,11 @@ def identity_problems(plan: Plan) -> list[str]:
 
 
 def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
+    """Whatever goes wrong once the generation is recorded ends in a recorded outcome, never in `applying`."""
     state = State(req.host.state_dir)
     git = req.git or git_revision(req.spec_path)
-    gen = state.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git)
     doc = req.doc if req.removal else settle_cli_version(req.doc, req.host.docker(), req.host.state_dir)[0]
+    gen = state.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git)
     engine = Engine(doc, req.host, state, gen, req.report)
     failure = _back_up_keys(engine, plan, before, gen)
     if failure:
@@ -99,8 +104,11 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
         return Outcome("failed", gen, f"key backup failed, nothing was changed: {failure}")
     try:
         engine.run(plan, tuple(reversed(PHASES)) if req.removal else PHASES)
-    except (StepFailed, GateFailed) as exc:
+    except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
         return _failed(req, state, gen, before, str(exc), engine.ex.warnings)
+    except Exception as exc:  # noqa: BLE001 - changes were made: record, roll back and report, whatever it was
+        log.debug("apply.error", exc_info=True)
+        return _failed(req, state, gen, before, f"{type(exc).__name__}: {exc}", engine.ex.warnings)
     state.finish(gen, "destroyed" if req.removal else "succeeded")
     return Outcome("succeeded", gen, warnings=engine.ex.warnings)
 
@@ -110,7 +118,10 @@ def _failed(req: Request, state: State, gen: int, before: list[Resource], failur
         state.finish(gen, "failed", failure)
         return Outcome("failed", gen, failure, warnings=warnings)
     req.report(f"failed: {failure}")
-    restored = roll_back(req.host, req.facts, state, gen, before, req.report)
+    restored, unfinished = roll_back(req.host, req.facts, state, gen, before, req.report)
+    if unfinished:
+        state.finish(gen, "failed", f"{failure}; the rollback to {restored} did not finish: {unfinished}")
+        return Outcome("failed", gen, failure, restored, warnings, rollback_failed=unfinished)
     state.finish(gen, "rolled_back", failure)
     return Outcome("rolled_back", gen, failure, restored, warnings)
 
@@ -128,7 +139,7 @@ def _back_up_keys(engine: Engine, plan: Plan, before: list[Resource], gen: int) 
     volumes |= {s.id for s in plan.changes if s.kind == "volume" and s.action == "delete"}
     try:
         saved = automatic_backup(engine.ex.docker(), sorted(volumes), engine.host.state_dir, gen)
-    except (KeyProblem, OSError) as exc:
+    except (KeyProblem, OSError, EngineError) as exc:
         return str(exc)
     engine.report(f"keys backed up to {saved}")
     return None

@@ -15,14 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker.errors
 import structlog
 
 from conduit.drivers.files import read_or_none
 from conduit.engine.gates import listening
 from conduit.engine import nodehealth
 from conduit.facts import cgroup, metrics, nodelog
-from conduit.drivers.docker import call
+from conduit.drivers.docker import EngineError, call
 from conduit.facts.lifetime import ByteReading
 from conduit.engine.nodehealth import Reading, Verdict
 from conduit.drivers.node import read_stats
@@ -80,8 +79,10 @@ def look_at(client, node, entry: dict | None) -> NodeLook:
     if client is None or entry is None:
         return NodeLook(Reading("missing"))
     try:
-        info = client.api.inspect_container(entry["Id"])
-    except docker.errors.DockerException:
+        info = nodehealth.inspect(client, entry["Id"])
+    except EngineError:
+        info = None
+    if info is None:
         return NodeLook(Reading(entry.get("State", "unknown")))
     shape, reading = nodehealth.observe(client, node.name, node.metrics_port, info=info, with_log=True)
     look = NodeLook(reading, nodehealth.judge(node.name, node.max_clients, node.metrics_port, shape, reading))

@@ -254,7 +254,12 @@ def _result(outcome: Reconciled) -> Result:
         return Result("drift", f"not healed (--no-heal): {drift}")
     if outcome.status == "succeeded":
         return Result("applied", f"{len(plan.changes)} changes", outcome.generation)
-    return Result(outcome.status, f"{outcome.failure}; rolled back to {outcome.restored}", outcome.generation)
+    if outcome.status == "rolled_back":
+        return Result(outcome.status, f"{outcome.failure}; rolled back to {outcome.restored}", outcome.generation)
+    if outcome.rollback_failed:
+        message = f"{outcome.failure}; the rollback to {outcome.restored} did not finish: {outcome.rollback_failed}"
+        return Result(outcome.status, message, outcome.generation)
+    return Result(outcome.status, outcome.failure or "", outcome.generation)
 
 
 def health_problems(plan) -> dict[str, str]:

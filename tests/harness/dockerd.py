@@ -286,32 +286,57 @@ class DockerEngine:
                 "--default-address-pool", f"base={pool},size=24",
                 *self.extra_args,
             ]
-            with open(self.log_path, "ab") as log:
-                self.process = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            deadline = time.monotonic() + self.start_timeout
-            last_error: Exception | None = None
-            while True:
-                if self.process.poll() is not None:
-                    raise EngineUnavailable(self._failure(f"dockerd exited with code {self.process.returncode}"))
-                if self.socket_path.exists():
-                    try:
-                        client = docker.DockerClient(base_url=self.host, timeout=30)
-                        client.ping()
-                        self.client = client
-                        break
-                    except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
-                        last_error = exc
-                if time.monotonic() > deadline:
-                    raise EngineUnavailable(self._failure(
-                        f"dockerd did not answer within {self.start_timeout:.0f} s ({last_error})"))
-                time.sleep(0.2)
+            self._argv = argv
+            self._launch()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _launch(self) -> None:
+        """Run dockerd with the argv of start() and wait until it answers a ping."""
+        import docker
+
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self._argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self.start_timeout
+        last_error: Exception | None = None
+        while True:
+            if self.process.poll() is not None:
+                raise EngineUnavailable(self._failure(f"dockerd exited with code {self.process.returncode}"))
+            if self.socket_path.exists():
+                try:
+                    client = docker.DockerClient(base_url=self.host, timeout=30)
+                    client.ping()
+                    self.client = client
+                    break
+                except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+                    last_error = exc
+            if time.monotonic() > deadline:
+                raise EngineUnavailable(self._failure(
+                    f"dockerd did not answer within {self.start_timeout:.0f} s ({last_error})"))
+            time.sleep(0.2)
+
+    def stop_daemon(self, timeout: float = 60.0) -> None:
+        """Stop dockerd as `systemctl stop docker` would (its containers stop with it), keeping
+        its data, bridge and directory, so that start_daemon() brings the same engine back."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def start_daemon(self) -> None:
+        """Start the engine stop_daemon() stopped; containers with a restart policy come back."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        self._launch()
 
     def _failure(self, what: str) -> str:
         msg = [what, f"dockerd log {self.log_path}:", _log_tail(self.log_path)]

@@ -263,6 +263,83 @@ def test_sigkill_mid_apply_then_apply_converges(cluster, kill_after):
     assert set(cluster.keys()) == {f"{cluster.prefix}-data-{i}" for i in (1, 2, 3)}
 
 
+def replace_started(state_dir: Path, gen: int) -> bool:
+    try:
+        return any(row[1] == "container" and row[3] == "replace" for row in State(state_dir).journal(gen))
+    except Exception:  # noqa: BLE001 - the database may be mid-write
+        return False
+
+
+def old_node_held(cluster) -> bool:
+    try:
+        return f"{cluster.prefix}-1.previous" in cluster.names()
+    except Exception:  # noqa: BLE001 - the engine may be busy
+        return False
+
+
+@pytest.mark.parametrize("moment", ["replace started", "old node stopped and renamed"])
+def test_engine_stopped_mid_replace_fails_in_one_line_then_apply_converges(cluster, moment):
+    """dockerd stops while a replace runs and stays down past the gate timeout: one error line,
+    exit 4, the generation recorded failed. Once the engine is back, the next apply puts every
+    node back on its own key, a `.previous` left by the replace included."""
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    keys = cluster.keys()
+    cluster.write(max_clients=60)
+    process = subprocess.Popen(cluster.argv("apply", "--auto-approve", str(cluster.spec)), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=cli_env())
+    reached = (lambda: replace_started(cluster.state, 2)) if moment == "replace started" else (lambda: old_node_held(cluster))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None and not reached():
+            time.sleep(0.01)
+        cluster.engine.stop_daemon()
+        out, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        cluster.engine.start_daemon()
+    assert "Traceback" not in out + err
+    assert process.returncode == 4, out + err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "generation 2 failed" in line and "conduit status" in line and "conduit history" in line
+    assert cluster.generations() == [(1, "succeeded"), (2, "failed")]
+
+    result = cluster.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert cluster.names() == {f"{cluster.prefix}-1": "running", f"{cluster.prefix}-2": "running"}
+    assert cluster.keys() == keys
+    assert "60" in cluster.command_of(f"{cluster.prefix}-1")
+    assert cluster.run("plan", "--detailed-exitcode", str(cluster.spec)).returncode == 0
+
+
+def test_engine_back_within_the_gate_timeout_restores_the_stopped_node_in_the_same_run(cluster):
+    """dockerd stops once the old node is stopped and renamed, and is back 2 s later: the same
+    apply puts that node back as it was and ends rolled back (exit 3), nothing left stopped."""
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    keys = cluster.keys()
+    cluster.write(max_clients=60)
+    process = subprocess.Popen(cluster.argv("apply", "--auto-approve", str(cluster.spec)), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=cli_env())
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None and not old_node_held(cluster):
+            time.sleep(0.01)
+        cluster.engine.stop_daemon()
+        time.sleep(2)
+    finally:
+        cluster.engine.start_daemon()
+    out, err = process.communicate(timeout=180)
+    assert "Traceback" not in out + err
+    assert process.returncode == 3, out + err
+    assert f"restored {cluster.prefix}-1 as it was" in out
+    assert cluster.generations() == [(1, "succeeded"), (2, "rolled_back")]
+    assert cluster.names() == {f"{cluster.prefix}-1": "running", f"{cluster.prefix}-2": "running"}
+    assert cluster.command_of(f"{cluster.prefix}-1")[2] == "40"
+    assert cluster.keys() == keys
+
+
 def test_tracker_is_started_records_regions_and_is_stopped(cluster):
     from harness import wait_for
 

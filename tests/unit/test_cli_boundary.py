@@ -1,0 +1,42 @@
+"""The CLI's one error boundary: whatever a command raises ends in one line on stderr and an
+exit code; --debug adds the traceback; usage errors and invalid specs keep exit 2."""
+
+from __future__ import annotations
+
+import requests.exceptions
+from click.testing import CliRunner
+
+import conduit.cli.plan as cli_plan
+from conduit.cli.root import main
+from tests.helpers import EXAMPLE
+
+SOCKET = "unix:///nonexistent/conduit-test/docker.sock"
+
+
+def test_any_fault_escaping_a_command_is_one_line(monkeypatch):
+    def down(*args, **kwargs):
+        raise requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))")
+
+    monkeypatch.setattr(cli_plan, "plan_against_host", down)
+    result = CliRunner().invoke(main, ["--docker-host", SOCKET, "plan", str(EXAMPLE)])
+    assert result.exit_code == 1 and not isinstance(result.exception, requests.exceptions.ConnectionError)
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Docker engine" in line and ";" in line
+    debug = CliRunner().invoke(main, ["--debug", "--docker-host", SOCKET, "plan", str(EXAMPLE)])
+    assert debug.exit_code == 1 and "Traceback" in debug.stderr and debug.stderr.strip().splitlines()[-1] == line
+
+
+def test_an_unexpected_fault_names_itself_and_the_debug_flag(tmp_path):
+    (tmp_path / "state.db").write_text("not a database")
+    result = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "history"])
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: unexpected DatabaseError") and line.endswith("run again with --debug for the traceback")
+
+
+def test_usage_errors_and_invalid_specs_keep_exit_2(tmp_path):
+    assert CliRunner().invoke(main, ["apply", "--no-such-flag"]).exit_code == 2
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text("kind: nonsense\n")
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2 and "Traceback" not in result.output

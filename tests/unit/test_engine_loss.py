@@ -1,0 +1,288 @@
+"""An engine that stops answering at any call: one line, the right exit code, a recorded outcome,
+the stopped node put back when the engine answers again in time, and an alert."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import docker.errors
+import pytest
+import requests.exceptions
+from click.testing import CliRunner
+
+import conduit.cli.plan as cli_plan
+import conduit.engine.apply as apply_module
+import conduit.engine.reconcile as reconcile_module
+from conduit.cli.root import main
+from conduit.drivers.docker import EngineError
+from conduit.engine import nodehealth
+from conduit.engine.execute import Executor, StepFailed
+from conduit.engine.gates import containers_gate
+from conduit.engine.reconcile import Request, reconcile
+from conduit.plan.planner import Plan, Step
+from conduit.render.container import container_props
+from conduit.spec.load import load_text
+from conduit.spec.resolve import nodes
+from conduit.state.store import State
+from tests.helpers import SMALL_VPS, dump, minimal
+
+SOCKET = "unix:///nonexistent/conduit-test/docker.sock"
+
+
+def lost() -> requests.exceptions.ConnectionError:
+    return requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))")
+
+
+class FakeApi:
+    """The part of the Docker API a replace uses, over a dict of containers. The engine stops
+    at the `stop_at` call (method, n-th time) and, when `back_after` is set, answers again after
+    that many pings."""
+
+    def __init__(self, stop_at: tuple[str, int] | None = None, back_after: int | None = None):
+        self.containers = {"conduit-1": {"id": "old", "running": True}}
+        self.stop_at = stop_at
+        self.back_after = back_after
+        self.down = False
+        self.seen: dict[str, int] = {}
+
+    def _call(self, method: str) -> None:
+        self.seen[method] = self.seen.get(method, 0) + 1
+        if self.stop_at == (method, self.seen[method]):
+            self.down = True
+        if self.down:
+            raise lost()
+
+    def _find(self, name_or_id: str) -> str:
+        for name, c in self.containers.items():
+            if name_or_id in (name, c["id"]):
+                return name
+        raise docker.errors.NotFound(f"No such container: {name_or_id}")
+
+    def ping(self):
+        if self.down and self.back_after is not None:
+            self.back_after -= 1
+            self.down = self.back_after > 0
+        self._call("ping")
+        return True
+
+    def inspect_container(self, name):
+        self._call("inspect_container")
+        c = self.containers[self._find(name)]
+        return {"Id": c["id"], "State": {"Running": c["running"], "Status": "running" if c["running"] else "exited"},
+                "RestartCount": 0, "Config": {"Cmd": ["--metrics-addr", "127.0.0.1:1"]}}
+
+    def stop(self, name, timeout=None):
+        self._call("stop")
+        self.containers[self._find(name)]["running"] = False
+
+    def remove_container(self, name, v=False, force=False):
+        self._call("remove_container")
+        del self.containers[self._find(name)]
+
+    def rename(self, name, new):
+        self._call("rename")
+        self.containers[new] = self.containers.pop(self._find(name))
+
+    def start(self, name):
+        self._call("start")
+        self.containers[self._find(name)]["running"] = True
+
+    def volumes(self, filters=None):
+        self._call("volumes")
+        return {"Volumes": [{"Name": "conduit-data-1"}]}
+
+    def inspect_image(self, image):
+        self._call("inspect_image")
+        return {"Id": "sha256:0"}
+
+    def pull(self, repository, tag=None):
+        self._call("pull")
+
+    def create_host_config(self, **kwargs):
+        return kwargs
+
+    def create_container(self, image, name=None, **kwargs):
+        self._call("create_container")
+        self.containers[name] = {"id": f"new-{name}", "running": False}
+        return {"Id": f"new-{name}"}
+
+
+def client(api: FakeApi):
+    return SimpleNamespace(api=api, base_url=SOCKET, calls=0)
+
+
+SPEC = dump(minimal(
+    host={"vcpus": 2, "memory": "4GiB"},
+    containers={"count": 1, "naming": {"prefix": "conduit", "volume_prefix": "conduit-data"}},
+    sysctl={"enabled": False},
+    health={"gate_timeout_seconds": 1, "settle_seconds": 0},
+    rollout={"max_unavailable": 1, "drain_seconds": 0},
+))
+
+
+@pytest.fixture
+def doc():
+    return load_text(SPEC, "cluster.yaml", SMALL_VPS)
+
+
+def replace_plan(doc) -> Plan:
+    node = nodes(doc)[0]
+    step = Step("containers", "container", node.name, "replace", "differs from the spec", [], container_props(doc, node), batch=1)
+    return Plan("test", [step], "fp")
+
+
+# ------------------------------------------------------------------ every Docker call: one EngineError
+
+
+def executor(doc, api: FakeApi, tmp_path) -> Executor:
+    return Executor(doc, tmp_path, tmp_path, client(api))
+
+
+@pytest.mark.parametrize("action", ["remove_container", "drop_previous", "restore_previous", "ensure_image", "start_new", "inspect"])
+def test_an_engine_that_does_not_answer_is_one_engine_error(doc, tmp_path, action):
+    api = FakeApi()
+    api.containers["conduit-1.previous"] = {"id": "held", "running": False}
+    api.down = True
+    ex = executor(doc, api, tmp_path)
+    args = {"ensure_image": "example/conduit:1", "start_new": replace_plan(doc).changes[0]}.get(action, "conduit-1")
+    with pytest.raises(EngineError) as caught:
+        getattr(ex, action)(args)
+    assert "\n" not in str(caught.value) and SOCKET in str(caught.value)
+
+
+def test_a_step_the_engine_does_not_answer_fails_in_one_line(doc, tmp_path):
+    api = FakeApi(stop_at=("start", 1))
+    with pytest.raises(StepFailed) as caught:
+        executor(doc, api, tmp_path).run(replace_plan(doc).changes[0])
+    assert "\n" not in str(caught.value) and "Docker engine" in str(caught.value)
+
+
+def test_the_containers_gate_raises_engine_error_not_connection_error(doc, tmp_path):
+    api = FakeApi()
+    api.down = True
+    with pytest.raises(EngineError):
+        nodehealth.inspect(client(api), "conduit-1")
+    with pytest.raises(EngineError):
+        containers_gate(executor(doc, api, tmp_path), ["conduit-1"], 0.2, 0)
+
+
+def test_a_restore_cut_short_by_the_engine_finishes_when_run_again(doc, tmp_path):
+    """The engine went away after the old node was renamed back, before it was started."""
+    api = FakeApi()
+    api.containers["conduit-1"]["running"] = False
+    assert executor(doc, api, tmp_path).restore_previous("conduit-1") is True
+    assert api.containers == {"conduit-1": {"id": "old", "running": True}}
+
+
+# ------------------------------------------------------------------ reconcile: outcome recorded, node restored
+
+
+def request(doc, tmp_path, api: FakeApi) -> Request:
+    host = SimpleNamespace(state_dir=tmp_path, root=tmp_path, docker=lambda: client(api))
+    plan = replace_plan(doc)
+    return Request(doc, SPEC, None, host, SMALL_VPS, "test", lambda line: None, planner=lambda d, h: (plan, []))
+
+
+@pytest.fixture
+def no_probe(monkeypatch):
+    """The image facts are the spec's own; the rollback plans against the fake engine."""
+    monkeypatch.setattr(reconcile_module, "settle_cli_version", lambda doc, client, state_dir: (doc, []))
+
+    def observed(doc, host):
+        host.docker().api.volumes()  # raises while the engine is down
+        return Plan("test", [], "fp"), []
+
+    monkeypatch.setattr(apply_module, "observed_plan", observed)
+
+
+def test_engine_lost_for_good_mid_replace_is_failed_not_applying(doc, tmp_path, no_probe):
+    api = FakeApi(stop_at=("start", 1))
+    outcome = reconcile(request(doc, tmp_path, api))
+    assert (outcome.status, outcome.exit_code) == ("failed", 4)
+    assert outcome.rollback_failed and "conduit-1 not restored for the same reason" in outcome.failure
+    assert "\n" not in outcome.failure
+    (gen,) = State(tmp_path).generations()
+    assert gen.outcome == "failed" and "did not finish" in gen.reason
+    assert State(tmp_path).interrupted() == []
+
+
+def test_engine_back_within_the_gate_timeout_restores_the_stopped_node(doc, tmp_path, no_probe):
+    api = FakeApi(stop_at=("start", 1), back_after=2)
+    outcome = reconcile(request(doc, tmp_path, api))
+    assert (outcome.status, outcome.exit_code) == ("rolled_back", 3)
+    assert api.containers == {"conduit-1": {"id": "old", "running": True}}
+    assert [g.outcome for g in State(tmp_path).generations()] == ["rolled_back"]
+
+
+def test_engine_lost_in_the_gate_is_rolled_back_or_failed_never_applying(doc, tmp_path, no_probe):
+    api = FakeApi(stop_at=("inspect_container", 3), back_after=1)
+    outcome = reconcile(request(doc, tmp_path, api))
+    assert outcome.status == "rolled_back" and "Docker engine" in outcome.failure
+    assert api.containers == {"conduit-1": {"id": "old", "running": True}}
+    assert State(tmp_path).interrupted() == []
+
+
+def test_an_unexpected_fault_mid_apply_is_recorded_and_rolled_back(doc, tmp_path, no_probe, monkeypatch):
+    def broken(self, step):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(Executor, "_container", broken)
+    outcome = reconcile(request(doc, tmp_path, FakeApi()))
+    assert outcome.status == "rolled_back" and outcome.failure == "KeyError: 'surprise'"
+    assert [g.outcome for g in State(tmp_path).generations()] == ["rolled_back"]
+
+
+def test_engine_lost_during_the_key_backup_changes_nothing(doc, tmp_path, no_probe, monkeypatch):
+    def backup(*args):
+        raise EngineError("cannot reach the Docker engine")
+
+    monkeypatch.setattr(reconcile_module, "automatic_backup", backup)
+    api = FakeApi()
+    outcome = reconcile(request(doc, tmp_path, api))
+    assert (outcome.status, outcome.exit_code) == ("failed", 1)
+    assert api.containers == {"conduit-1": {"id": "old", "running": True}}
+    assert [g.outcome for g in State(tmp_path).generations()] == ["failed"]
+
+
+# ------------------------------------------------------------------ the CLI: one line, exit code, alert
+
+
+@pytest.fixture
+def cli_with(monkeypatch, tmp_path, doc):
+    """`conduit apply` whose reconcile runs against a fake engine; returns the alerts sent."""
+    sent = []
+    monkeypatch.setattr(cli_plan, "notify", lambda spec, text: sent.append(text))
+    real = cli_plan.reconcile
+
+    def with_fake(api):
+        def run(req):
+            fake = request(doc, tmp_path / "state", api)
+            req.host, req.planner = fake.host, fake.planner
+            return real(req)
+
+        monkeypatch.setattr(cli_plan, "reconcile", run)
+        spec = tmp_path / "cluster.yaml"
+        spec.write_text(SPEC)
+        (tmp_path / "state").mkdir(exist_ok=True)
+        return CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "apply", "--auto-approve", str(spec)])
+
+    return with_fake, sent
+
+
+def test_apply_that_cannot_roll_back_exits_4_with_one_line_and_an_alert(cli_with, tmp_path, no_probe):
+    run, sent = cli_with
+    result = run(FakeApi(stop_at=("start", 1)))
+    assert result.exit_code == 4, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]  # besides the structured events
+    assert len(errors) == 1
+    assert "generation 1 failed" in errors[0] and "conduit status" in errors[0] and "conduit history" in errors[0]
+    assert len(sent) == 1 and "generation 1 failed and was not rolled back" in sent[0]
+    assert [g.outcome for g in State(tmp_path / "state").generations()] == ["failed"]
+
+
+def test_apply_rolled_back_after_the_engine_came_back_exits_3_and_alerts(cli_with, no_probe):
+    run, sent = cli_with
+    result = run(FakeApi(stop_at=("start", 1), back_after=2))
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output and len(sent) == 1
