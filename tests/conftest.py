@@ -12,6 +12,7 @@ import re
 import secrets
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,9 @@ def _test_policy() -> str:
 
 # Every spec the tests load, in this process or in a `conduit` they start, meets this policy.
 os.environ["CONDUIT_POLICY"] = _test_policy()
+
+# The clusters' apply locks of runs with the real root go here, never to the host's /run/conduit.
+os.environ["CONDUIT_LOCK_DIR"] = tempfile.mkdtemp(prefix="conduit-locks-")
 
 
 

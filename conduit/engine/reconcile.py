@@ -61,10 +61,11 @@ class Reconciled(Outcome):
 
 
 def reconcile(req: Request) -> Reconciled:
-    """Raises Locked (another apply holds the lock and `wait` is false), EngineError,
+    """Raises Locked (another apply of the cluster holds the lock and `wait` is false), EngineError,
     and StateError (the state directory cannot take a write: refused before any change)."""
     check_writable(req.host.state_dir)
-    with apply_lock(req.host.state_dir, req.command, wait=req.wait, on_wait=req.on_wait):
+    with apply_lock(req.host.state_dir, req.command, wait=req.wait, on_wait=req.on_wait,
+                    cluster=req.doc.metadata.name, root=req.host.root):  # fmt: skip
         plan, before = req.planner(req.doc, req.host)
         req.review(plan)
         # Holding the lock, this run is the one that converges from an interrupted apply.
