@@ -12,6 +12,7 @@ import re
 import secrets
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,9 @@ CLEANUP_LABEL = "test.conduit.cleanup"
 
 # Every spec the tests load, in this process or in a `conduit` they start, meets this policy.
 os.environ["CONDUIT_POLICY"] = stand_in_policy()
+
+# The clusters' apply locks of runs with the real root go here, never to the host's /run/conduit.
+os.environ["CONDUIT_LOCK_DIR"] = tempfile.mkdtemp(prefix="conduit-locks-")
 
 
 # ---------------------------------------------------------------- docker engine

@@ -27,6 +27,7 @@ from conduit.features.v1import import build_spec, existing_nodes, render
 from conduit.spec.load import SpecError, load_text
 from conduit.spec.resolve import node_settings, nodes
 from conduit.state.lock import Locked
+from conduit.state.store import StateError
 from conduit.views.report import print_plan
 
 
@@ -224,7 +225,7 @@ def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
                       wait=False, git=(None, None), spec_hash="destroy", removal=True)  # fmt: skip
     try:
         outcome = reconcile(request)
-    except (Locked, EngineError) as exc:
+    except (Locked, EngineError, StateError) as exc:
         fail(str(exc))
     if outcome.status == "failed":
         fail(f"destroy stopped: {outcome.failure}")

@@ -22,7 +22,7 @@ from conduit.spec.load import SpecError, load_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import GitError, show_committed
 from conduit.state.lock import Locked
-from conduit.state.store import State
+from conduit.state.store import State, StateError, check_writable
 from conduit.views.report import print_plan, show_plan
 
 
@@ -134,15 +134,19 @@ def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bo
 
 
 def interrupted_warnings(opts: Options) -> list[str]:
-    if not (opts.state_dir / "state.db").exists():
-        return []
-    state = State(opts.state_dir)
-    out = []
-    for gen in state.interrupted():
-        steps = state.journal(gen.id)
-        last = f" after {steps[-1][3]} {steps[-1][1]} {steps[-1][2]} ({steps[-1][4]})" if steps else ""
-        out.append(f"generation {gen.id} was interrupted{last}; the next apply converges from here")
-    return out
+    """Applies that never finished; a state that cannot be read is one warning, and the plan goes on."""
+    try:
+        state = State.reader(opts.state_dir)
+        if state is None:
+            return []
+        out = []
+        for gen in state.interrupted():
+            steps = state.journal(gen.id)
+            last = f" after {steps[-1][3]} {steps[-1][1]} {steps[-1][2]} ({steps[-1][4]})" if steps else ""
+            out.append(f"generation {gen.id} was interrupted{last}; the next apply converges from here")
+        return out
+    except StateError as exc:
+        return [f"{exc}; the plan does not know the host's history"]
 
 
 def _report_outcome(spec: ClusterSpec, outcome) -> None:
@@ -190,7 +194,7 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
         request.planner = saved_planner(saved)
     try:
         outcome = reconcile(request)
-    except (Locked, EngineError, HostMoved) as exc:
+    except (Locked, EngineError, HostMoved, StateError) as exc:
         fail(str(exc))
     if outcome.status == "blocked":
         for problem in outcome.problems[len(outcome.plan.problems) :]:
@@ -239,7 +243,11 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
 @click.pass_obj
 def history(opts: Options, as_json: bool) -> None:
     """List the generations applied to this host."""
-    gens = State(opts.state_dir).generations() if (opts.state_dir / "state.db").exists() else []
+    try:
+        state = State.reader(opts.state_dir)
+        gens = state.generations() if state else []
+    except StateError as exc:
+        fail(str(exc))
     if as_json:
         click.echo(json.dumps([{k: v for k, v in g.__dict__.items() if k != "spec_text"} for g in gens], indent=2))
         return
@@ -260,8 +268,12 @@ def history(opts: Options, as_json: bool) -> None:
 @click.pass_obj
 def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait: bool) -> None:
     """Re-apply generation N (default: the last good one)."""
-    state = State(opts.state_dir)
-    target = state.generation(generation) if generation else state.last_good()
+    try:
+        check_writable(opts.state_dir)
+        state = State(opts.state_dir)
+        target = state.generation(generation) if generation else state.last_good()
+    except StateError as exc:
+        fail(str(exc))
     if target is None:
         fail(f"no generation {generation}" if generation else "no good generation to roll back to")
     try:

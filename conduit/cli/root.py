@@ -12,6 +12,7 @@ from conduit.cli import alerts, keys, plan, status, tools, tracker, watch
 from conduit.cli.boundary import Boundary
 from conduit.cli.common import Options
 from conduit.spec.policy import DEFAULT_PATH, ENV
+from conduit.state.store import report_recoveries
 from conduit.views import logs
 
 
@@ -73,6 +74,8 @@ def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | Non
         os.environ[ENV] = policy
     # People read the step lines on stdout; every event is still there with --log-format json.
     logs.configure(log_format, "debug" if debug else "info" if log_format == "json" else "warning")
+    # A damaged state database restored from its copy, or started afresh: one line, once.
+    report_recoveries(lambda message: click.echo(f"warning: {message}", err=True))
     ctx.obj = Options(state_dir=state_dir, root=root, docker_host=docker_host, log_format=log_format)
 
 

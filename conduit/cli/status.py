@@ -11,6 +11,7 @@ from rich.live import Live
 from conduit.cli.common import fail, load_spec
 from conduit.drivers.docker import EngineError
 from conduit.features.status import collect
+from conduit.state.store import StateError
 from conduit.views.status import render_prometheus, render_text, to_json
 
 
@@ -29,7 +30,7 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
     def gather() -> dict:
         try:
             return collect(doc, host, drift=not no_drift)
-        except EngineError as exc:
+        except (EngineError, StateError) as exc:
             fail(str(exc))
         raise AssertionError("unreachable")
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from conduit.cli.common import Options
+from conduit.cli.common import Options, fail
 from conduit.drivers import hostfacts
+from conduit.state.store import StateError
 from conduit.tracker.process import run
 
 
@@ -44,7 +45,10 @@ def tracker_run(
     """Sample the cluster's per-country clients and traffic until stopped (run by apply)."""
     if interface == "auto":
         interface = hostfacts.primary_interface(Path("/")) or "eth0"
-    run(
-        opts.state_dir, _port_list(metrics_ports), interval_seconds, retention_days, source, interface,
-        capture_filter, sample_seconds, snaplen, keep_addresses_hours, not no_geoip,
-    )  # fmt: skip
+    try:
+        run(
+            opts.state_dir, _port_list(metrics_ports), interval_seconds, retention_days, source, interface,
+            capture_filter, sample_seconds, snaplen, keep_addresses_hours, not no_geoip,
+        )  # fmt: skip
+    except StateError as exc:
+        fail(str(exc))

@@ -10,6 +10,7 @@ import click
 
 from conduit.cli.common import fail
 from conduit.features.watch import Watcher, render_unit
+from conduit.state.store import StateError, check_writable
 
 
 @click.command("watch")
@@ -44,6 +45,10 @@ def watch_command(opts, file, git_url, ref, spec_path, interval, poll, no_heal, 
             env["CONDUIT_ROOT"] = str(Path(opts.root).resolve())
         click.echo(render_unit(argv, env), nl=False)
         return
+    try:
+        check_writable(opts.state_dir)
+    except StateError as exc:
+        fail(str(exc))
     watcher = Watcher(opts.host(), opts.detected, heal=not no_heal, report=click.echo, allow_new_identity=allow_new_identity)
     watcher.install_signals()
     if git_url:

@@ -8,7 +8,6 @@ with a warning, and with neither only the flags every version accepts are render
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from conduit.spec.image import ImageFacts, static_facts
 from conduit.spec.image_checks import image_checks
 from conduit.spec.resolve import with_image_facts
 from conduit.spec.spec import ClusterSpec
-from conduit.state.store import State
+from conduit.state.store import State, StateError
 
 
 @dataclass
@@ -34,7 +33,7 @@ def _state(state_dir: Path | None):
         return None
     try:
         return State(state_dir)
-    except (OSError, sqlite3.Error):
+    except StateError:
         return None  # a read-only or missing state dir: ask the image every time
 
 
@@ -52,7 +51,7 @@ def asked_facts(client: CountingClient, image: str, state_dir: Path | None) -> I
     if state is not None:
         try:
             state.save_image_facts(image_id, facts.to_json())
-        except sqlite3.Error:
+        except StateError:
             pass
     return facts
 
@@ -63,7 +62,7 @@ def _cached(state, image_id: str) -> ImageFacts | None:
     try:
         text = state.image_facts(image_id)
         return ImageFacts.from_json(text) if text else None
-    except (sqlite3.Error, ValueError, TypeError, KeyError):
+    except (StateError, ValueError, TypeError, KeyError):
         return None
 
 

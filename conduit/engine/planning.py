@@ -8,7 +8,6 @@ conduit.engine.images; the diff itself is pure (conduit.plan.planner).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from conduit.plan.schedule import Rollout, schedule
 from conduit.render.desired import render
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
-from conduit.state.store import State
+from conduit.state.store import State, StateError
 
 
 def settle_cli_version(
@@ -87,11 +86,10 @@ def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan
 
 def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
     """The sysctl writes the kernel refused at earlier applies (none when the state cannot be read)."""
-    if not (Path(state_dir) / "state.db").exists():
-        return {}
     try:
-        return State(state_dir).refused_sysctl()
-    except (OSError, sqlite3.Error):
+        state = State.reader(state_dir)
+        return state.refused_sysctl() if state else {}
+    except StateError:
         return {}
 
 

@@ -25,7 +25,7 @@ from conduit.spec.resources import PHASES, Resource
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import git_revision
 from conduit.state.lock import apply_lock
-from conduit.state.store import State
+from conduit.state.store import State, check_writable
 
 log = structlog.get_logger("conduit.apply")
 Planner = Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]
@@ -65,8 +65,11 @@ class Reconciled(Outcome):
 
 
 def reconcile(req: Request) -> Reconciled:
-    """Raises Locked (another apply holds the lock and `wait` is false) and EngineError."""
-    with apply_lock(req.host.state_dir, req.command, wait=req.wait, on_wait=req.on_wait):
+    """Raises Locked (another apply of the cluster holds the lock and `wait` is false), EngineError,
+    and StateError (the state directory cannot take a write: refused before any change)."""
+    check_writable(req.host.state_dir)
+    with apply_lock(req.host.state_dir, req.command, wait=req.wait, on_wait=req.on_wait,
+                    cluster=req.doc.metadata.name, root=req.host.root):  # fmt: skip
         plan, before = req.planner(req.doc, req.host)
         req.review(plan)
         # Holding the lock, this run is the one that converges from an interrupted apply.

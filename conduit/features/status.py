@@ -9,7 +9,6 @@ counts are kept as lifetime totals per node in the state DB (lifetime.py).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from conduit.engine.nodehealth import Reading, Verdict
 from conduit.drivers.node import read_stats
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host
-from conduit.state.store import State
+from conduit.state.store import State, StateError
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
@@ -135,7 +134,7 @@ def add_lifetime(state: State | None, rows: list[dict], looks: dict[str, NodeLoo
         readings = {r["name"]: ByteReading(r["bytes_up"], r["bytes_down"], _uptime(looks[r["name"]].samples)) for r in rows if r["up"]}
         try:
             totals = state.byte_totals() | state.add_byte_readings(time.time(), readings)
-        except sqlite3.Error as exc:
+        except StateError as exc:
             log.warning("status.lifetime_bytes", error=str(exc))
     for row in rows:
         up, down = totals.get(row["name"], (None, None))
@@ -225,7 +224,7 @@ def _countries(state: State | None, rows: list[dict]) -> list[dict]:
 
 def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     client = host.docker()
-    state = State(host.state_dir) if (host.state_dir / "state.db").exists() else None
+    state = State.reader(host.state_dir)
     rows = _node_rows(doc, client, state)
     generations = state.generations() if state else []
     current = generations[-1] if generations else None

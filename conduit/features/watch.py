@@ -30,7 +30,7 @@ from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
 from conduit.engine.reconcile import Reconciled, Request, reconcile
 from conduit.state.git import GitError, fetch, show
-from conduit.state.store import State
+from conduit.state.store import State, StateError
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 
@@ -103,7 +103,10 @@ class Watcher:
 
     def _heal_last_good(self, reason: str) -> Result:
         """The file holds a spec that failed: keep the last good generation in place instead."""
-        good = State(self.host.state_dir).last_good()
+        try:
+            good = State(self.host.state_dir).last_good()
+        except StateError as exc:
+            return Result("failed", str(exc))
         if good is None:
             return Result("unchanged", "no good generation to keep in place")
         result = self._reconcile(good.spec_text, f"generation {good.id}", reason, None)
@@ -122,7 +125,7 @@ class Watcher:
                           confirm=lambda plan: self.heal or reason != "interval")  # fmt: skip
         try:
             outcome = reconcile(request)
-        except EngineError as exc:
+        except (EngineError, StateError) as exc:
             return Result("failed", str(exc))
         return _result(outcome)
 
@@ -142,7 +145,10 @@ class Watcher:
         if result.status in ("invalid", "blocked", "rolled_back", "failed"):
             self.status.update(last_error=result.message, last_error_at=now)
         self._alert(result, reason)
-        atomic_write(private_tree(self.host.state_dir) / STATUS_FILE, json.dumps(self.status, indent=2, sort_keys=True) + "\n")
+        try:
+            atomic_write(private_tree(self.host.state_dir) / STATUS_FILE, json.dumps(self.status, indent=2, sort_keys=True) + "\n")
+        except OSError as exc:  # a full or read-only state directory: the next reconcile says so
+            log.warning("watch.status_not_written", error=exc.strerror or str(exc))
         level = log.warning if result.status in ("invalid", "blocked", "rolled_back", "failed", "drift") else log.info
         level("watch.reconcile", reason=reason, result=result.status, message=result.message, generation=result.generation)
         self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")

@@ -1,7 +1,11 @@
-"""One apply at a time per state directory: an flock that dies with its holder.
+"""One apply at a time per state directory and per cluster on the host: flocks that die with their holder.
 
-A SIGKILLed holder leaves the lock file behind but not the lock, so no stale lock ever
-blocks the next run. The file names the holder for the message a second apply prints.
+A SIGKILLed holder leaves the lock files behind but not the locks, so no stale lock ever
+blocks the next run. Each file names its holder for the message a second apply prints.
+
+The cluster's lock lives in /run/conduit/<cluster>.lock, so two applies of one cluster with
+different state directories still take turns. Under a --root other than "/" it lives in that
+root's run/conduit; CONDUIT_LOCK_DIR moves it elsewhere for the real root.
 """
 
 from __future__ import annotations
@@ -11,14 +15,25 @@ import json
 import os
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from conduit.drivers.files import private_file, private_tree
+from conduit.drivers.files import private_dir, private_file, private_tree
+from conduit.state.store import StateError, why_line
+
+LOCK_DIR_ENV = "CONDUIT_LOCK_DIR"
+RUN_DIR = "/run/conduit"
 
 
 class Locked(Exception):
     """Another apply holds the lock."""
+
+
+def cluster_lock_dir(root: str | Path = "/") -> Path:
+    """Where the clusters' locks live: the root's run/conduit, or for "/" CONDUIT_LOCK_DIR or /run/conduit."""
+    if Path(root).resolve() != Path("/"):
+        return Path(root) / RUN_DIR.lstrip("/")
+    return Path(os.environ.get(LOCK_DIR_ENV) or RUN_DIR)
 
 
 def _holder(path: Path) -> str:
@@ -30,9 +45,11 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def apply_lock(state_dir: Path, command: str, wait: bool = True, on_wait: Callable[[str], None] | None = None):
-    path = private_file(private_tree(state_dir) / "apply.lock")
-    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+def _flock(path: Path, command: str, wait: bool, on_wait: Callable[[str], None] | None):
+    try:
+        fd = os.open(private_file(path), os.O_RDWR | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise StateError(f"cannot open the lock {path}: {why_line(exc)}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -48,3 +65,24 @@ def apply_lock(state_dir: Path, command: str, wait: bool = True, on_wait: Callab
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextmanager
+def apply_lock(state_dir: Path, command: str, wait: bool = True, on_wait: Callable[[str], None] | None = None,
+               cluster: str | None = None, root: str | Path = "/"):  # fmt: skip
+    """The state directory's apply.lock, then (given `cluster`) the cluster's lock on the host;
+    always in this order, so two applies never hold one each and wait for the other."""
+    with ExitStack() as stack:
+        try:
+            folder = private_tree(Path(state_dir))
+        except OSError as exc:
+            raise StateError(f"state directory {state_dir} is not writable: {why_line(exc)}") from None
+        stack.enter_context(_flock(folder / "apply.lock", command, wait, on_wait))
+        if cluster is not None:
+            base = cluster_lock_dir(root)
+            try:
+                private_dir(base)
+            except OSError as exc:
+                raise StateError(f"cannot make the lock directory {base}: {why_line(exc)}") from None
+            stack.enter_context(_flock(base / f"{cluster}.lock", command, wait, on_wait))
+        yield

@@ -2,21 +2,131 @@
 
 One database per state directory. Writes are small transactions in WAL mode, so a
 killed apply leaves every finished row in place and the next run can read them.
+
+Every open checks the database (its header and `PRAGMA quick_check`); every finished
+generation leaves a copy beside it (state.db.backup, made with SQLite's online backup).
+A damaged state.db is moved aside and the copy takes its place, with one line saying so.
+Whatever SQLite or the filesystem refuses reaches callers as one StateError line.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import getpass
 import json
 import os
 import sqlite3
+import stat
 import time
-from contextlib import closing
+from collections.abc import Callable
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from conduit.drivers.files import private_file, private_tree
+import structlog
+
+from conduit.drivers.files import PRIVATE_FILE, private_file, private_tree, remove
 from conduit.facts.lifetime import ByteReading, delta
+
+log = structlog.get_logger("conduit.state")
+
+DB_NAME = "state.db"
+BACKUP_NAME = "state.db.backup"
+PROBE_NAME = ".conduit-write-probe"
+MIN_FREE_BYTES = 1 << 20  # below this a write may stop halfway: refuse before any change
+_DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+
+
+class StateError(Exception):
+    """The state directory cannot be read or written; the message is one line naming it and why."""
+
+
+def why_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@contextmanager
+def state_errors(folder: Path, doing: str):
+    """sqlite3.Error and OSError as one StateError line: which directory, what, and why."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise StateError(f"state directory {folder}: cannot {doing}: {why_line(exc)}") from None
+
+
+def _guarded(doing: str):
+    def wrap(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            with state_errors(self.dir, doing):
+                return method(self, *args, **kwargs)
+
+        return guarded
+
+    return wrap
+
+
+def write_probe(folder: Path) -> None:
+    """Create, fsync and remove a small file in `folder`: raises OSError when it cannot be written."""
+    probe = folder / PROBE_NAME
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
+    try:
+        os.write(fd, b"conduit\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        remove(probe)
+
+
+def check_writable(state_dir: Path, probe: Callable[[Path], None] | None = None) -> None:
+    """Refuse before any change when the state directory cannot take a write: StateError when it
+    cannot be made, a probe file cannot be written and fsynced, or less than 1 MiB is free."""
+    folder = Path(state_dir)
+    try:
+        private_tree(folder)
+        (probe or write_probe)(folder)
+        fs = os.statvfs(folder)
+    except OSError as exc:
+        raise StateError(f"state directory {folder} is not writable: {why_line(exc)}") from None
+    free = fs.f_bavail * fs.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise StateError(f"state directory {folder} is full: {free} bytes free, at least {MIN_FREE_BYTES} needed")
+
+
+_report_recovery: list[Callable[[str], None]] = []
+
+
+def report_recoveries(report: Callable[[str], None]) -> None:
+    """Send each restore or fresh start of a damaged state database to `report` (the command line)."""
+    _report_recovery[:] = [report]
+
+
+def damage(path: Path, readonly: bool = True) -> str | None:
+    """What is wrong with the database at `path` (None: intact). An error other than damage,
+    such as a permission or I/O error, is raised as it is: nothing that might be fine is moved.
+    `readonly` false: opened for writing, so a log left by a killed writer is replayed first."""
+    info = path.lstat()
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size == 0:
+        return "empty"
+    try:
+        target = f"{path.resolve().as_uri()}?mode=ro" if readonly else path
+        with closing(sqlite3.connect(target, uri=readonly, timeout=30)) as db:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", None) in _DAMAGED:
+            return f"damaged ({why_line(exc)})"
+        raise
+    if rows != [("ok",)]:
+        return f"damaged ({rows[0][0] if rows else 'no answer to quick_check'})"
+    return None
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -104,13 +214,148 @@ class Generation:
 
 
 class State:
-    def __init__(self, state_dir: Path):
-        self.dir = private_tree(Path(state_dir))
-        self.path = private_file(self.dir / "state.db")
-        with closing(self._connect()) as db, db:
-            db.executescript(SCHEMA)
+    """Open (and check) the state of `state_dir`. `readonly`: only read, repair nothing, write nothing
+    (a directory that cannot be written); `recovered` is the line said when a damaged database was
+    moved aside, else None."""
+
+    def __init__(self, state_dir: Path, readonly: bool = False):
+        self.dir = Path(state_dir)
+        self.path = self.dir / DB_NAME
+        self.backup_path = self.dir / BACKUP_NAME
+        self.readonly = readonly
+        self.recovered: str | None = None
+        if readonly:
+            self._open_readonly()
+            return
+        with state_errors(self.dir, "open the state database"):
+            private_tree(self.dir)
+            self._recover()
+            private_file(self.path)
+            with closing(self._connect()) as db, db:
+                db.executescript(SCHEMA)
+
+    @classmethod
+    def reader(cls, state_dir: Path) -> State | None:
+        """The state for a command that only reads: None when there is none yet; opened read-only
+        (nothing repaired) when the directory cannot be written. StateError when it cannot be read."""
+        folder = Path(state_dir)
+        try:
+            (folder / DB_NAME).lstat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"state directory {folder}: cannot read the state database: {why_line(exc)}") from None
+        try:
+            check_writable(folder)
+        except StateError:
+            return cls(folder, readonly=True)
+        return cls(folder)
+
+    def _open_readonly(self) -> None:
+        with state_errors(self.dir, "read the state database"):
+            found = damage(self.path)
+        if found:
+            raise StateError(f"state directory {self.dir}: {DB_NAME} is {found} and the directory cannot be written to restore it")
+
+    # -------------------------------------------------------------- integrity and backup
+
+    def _recover(self) -> None:
+        """A damaged state.db (or an empty one when a backup exists) is moved aside and the backup
+        restored; without a usable backup a fresh history starts. Either is said in one line."""
+        if self._damage() is None:
+            return
+        with self._recovering():
+            self._repair(self._damage())
+
+    def _damage(self) -> str | None:
+        try:
+            return damage(self.path, readonly=False)
+        except FileNotFoundError:
+            return None  # no database yet, or a damaged one moved aside by another process
+
+    @contextmanager
+    def _recovering(self):
+        """One repair at a time: a second process finds the first one's result intact."""
+        fd = os.open(private_file(self.dir / ".recover.lock"), os.O_RDWR | os.O_NOFOLLOW)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _repair(self, found: str | None) -> None:
+        if found is None:
+            return
+        usable = self._usable_backup()
+        if found == "empty" and usable is None:
+            self._say(f"{self.path} was empty and there is no backup: starting a fresh history")
+            return
+        aside = self._move_aside()
+        if usable is None:
+            self._say(f"{self.path} was {found} and there is no usable backup: moved it to {aside.name}; starting a fresh history")
+            return
+        self._restore()
+        count = len(self.generations())
+        self._say(f"{self.path} was {found}: moved it to {aside.name} and restored {count} generation{'s' if count != 1 else ''} from {BACKUP_NAME}")
+
+    def _say(self, message: str) -> None:
+        self.recovered = message
+        log.info("state.recovered", state_dir=str(self.dir), message=message)
+        for report in _report_recovery:
+            report(message)
+
+    def _usable_backup(self) -> Path | None:
+        try:
+            return None if damage(self.backup_path) else self.backup_path
+        except (OSError, sqlite3.Error):
+            return None
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        aside = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}")
+        n = 1
+        while os.path.lexists(aside):
+            n += 1
+            aside = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}-{n}")
+        os.rename(self.path, aside)
+        for suffix in ("-wal", "-shm"):  # a log of the damaged file must never be replayed into the restored one
+            if os.path.lexists(f"{self.path}{suffix}"):
+                os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+        return aside
+
+    def _restore(self) -> None:
+        private_file(self.path)
+        with closing(sqlite3.connect(f"{self.backup_path.resolve().as_uri()}?mode=ro", uri=True)) as src:
+            with closing(sqlite3.connect(self.path)) as dst:
+                src.backup(dst)
+
+    def back_up(self) -> None:
+        """Copy the database to state.db.backup with SQLite's online backup: written beside it,
+        fsynced, then renamed over the old copy, so a copy is always whole."""
+        tmp = self.dir / f".{BACKUP_NAME}.conduit-tmp"
+        remove(tmp)
+        private_file(tmp)
+        try:
+            with closing(self._connect()) as src, closing(sqlite3.connect(tmp)) as dst:
+                src.backup(dst)
+                dst.execute("PRAGMA journal_mode=DELETE")  # one file: a copy needs no -wal beside it
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.backup_path)
+        finally:
+            remove(tmp)
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30, isolation_level=None)
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
@@ -123,6 +368,7 @@ class State:
 
     # -------------------------------------------------------------- generations
 
+    @_guarded("record a new generation")
     def begin(self, spec_text: str, spec_hash: str, spec_path: str | None, git: tuple[str | None, bool | None]) -> int:
         gen = self._write(
             "INSERT INTO generations (spec_text, spec_hash, spec_path, git_commit, git_dirty, started, outcome) "
@@ -132,10 +378,16 @@ class State:
         self.audit("apply.begin", {"generation": gen, "spec_hash": spec_hash, "git_commit": git[0]})
         return gen
 
+    @_guarded("record the end of a generation")
     def finish(self, gen: int, outcome: str, reason: str | None = None) -> None:
         self._write("UPDATE generations SET finished = ?, outcome = ?, reason = ? WHERE id = ?", (time.time(), outcome, reason, gen))
         self.audit(f"apply.{outcome}", {"generation": gen, "reason": reason})
+        try:
+            self.back_up()
+        except (sqlite3.Error, OSError) as exc:  # the generation is recorded; the last copy stays as it was
+            log.warning("state.backup_failed", state_dir=str(self.dir), error=why_line(exc))
 
+    @_guarded("read the generations")
     def generations(self) -> list[Generation]:
         with closing(self._connect()) as db:
             rows = db.execute(
@@ -161,18 +413,21 @@ class State:
 
     # -------------------------------------------------------------- journal and audit
 
+    @_guarded("record a step in the journal")
     def step(self, gen: int, phase: str, kind: str, resource: str, action: str, status: str, detail: str | None = None) -> None:
         self._write(
             "INSERT INTO journal (generation, at, phase, kind, resource, action, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (gen, time.time(), phase, kind, resource, action, status, detail),
         )
 
+    @_guarded("read the journal")
     def journal(self, gen: int) -> list[tuple]:
         with closing(self._connect()) as db:
             return db.execute(
                 "SELECT phase, kind, resource, action, status, detail FROM journal WHERE generation = ? ORDER BY id", (gen,)
             ).fetchall()
 
+    @_guarded("write the audit log")
     def audit(self, event: str, detail: dict | None = None) -> None:
         try:
             user = getpass.getuser()
@@ -182,6 +437,7 @@ class State:
 
     # -------------------------------------------------------------- tracker samples
 
+    @_guarded("record tracker samples")
     def add_samples(self, at: float, source: str, rows: dict[str, tuple[int, int, int]], retention_days: int) -> None:
         """One sample per region, and samples older than the retention dropped, in one transaction."""
         with closing(self._connect()) as db:
@@ -193,6 +449,7 @@ class State:
             db.execute("DELETE FROM tracker_samples WHERE at < ?", (at - retention_days * 86400,))
             db.execute("COMMIT")
 
+    @_guarded("read the tracker samples")
     def latest_samples(self) -> dict[str, tuple[int, int, int]]:
         """The newest sample's figures per region."""
         with closing(self._connect()) as db:
@@ -204,6 +461,7 @@ class State:
             ).fetchall()
         return {region: (clients, up, down) for region, clients, up, down in rows}
 
+    @_guarded("record tracker addresses")
     def add_addresses(self, at: float, rows: dict[str, tuple[str, int, int]], keep_hours: int) -> None:
         """Raw client addresses of one window, kept `keep_hours` and no longer."""
         with closing(self._connect()) as db:
@@ -215,17 +473,20 @@ class State:
             db.execute("DELETE FROM tracker_addresses WHERE at < ?", (at - keep_hours * 3600,))
             db.execute("COMMIT")
 
+    @_guarded("read the tracker addresses")
     def addresses(self) -> list[tuple]:
         with closing(self._connect()) as db:
             return db.execute("SELECT at, address, region, bytes_up, bytes_down FROM tracker_addresses ORDER BY at").fetchall()
 
     # -------------------------------------------------------------- sysctl writes the kernel refused
 
+    @_guarded("read the refused sysctl writes")
     def refused_sysctl(self) -> dict[str, tuple[str, str]]:
         """{key: (value, the kernel's answer)} of the writes refused and not since accepted."""
         with closing(self._connect()) as db:
             return {key: (value, answer) for key, value, answer in db.execute("SELECT key, value, answer FROM sysctl_refused")}
 
+    @_guarded("record a sysctl write")
     def record_sysctl(self, key: str, value: str, answer: str | None) -> None:
         """The kernel refused `value` for `key` with `answer`; None: it took it."""
         if answer is None:
@@ -235,12 +496,14 @@ class State:
 
     # -------------------------------------------------------------- image facts
 
+    @_guarded("read the image facts")
     def image_facts(self, image_id: str) -> str | None:
         """The facts an image gave when it was asked (JSON), or None: an image ID never changes its answer."""
         with closing(self._connect()) as db:
             row = db.execute("SELECT facts FROM image_facts WHERE image_id = ?", (image_id,)).fetchone()
         return row[0] if row else None
 
+    @_guarded("record image facts")
     def save_image_facts(self, image_id: str, facts: str) -> None:
         self._write(
             "INSERT OR REPLACE INTO image_facts (image_id, facts, probed) VALUES (?, ?, ?)", (image_id, facts, time.time())
@@ -248,6 +511,7 @@ class State:
 
     # -------------------------------------------------------------- lifetime byte totals
 
+    @_guarded("record lifetime byte totals")
     def add_byte_readings(self, at: float, readings: dict[str, ByteReading]) -> dict[str, tuple[int, int]]:
         """Add each node's bytes since its last reading (a drop is a restart); {node: (up, down)} totals.
 
@@ -268,6 +532,7 @@ class State:
             db.execute("COMMIT")
         return totals
 
+    @_guarded("read the lifetime byte totals")
     def byte_totals(self) -> dict[str, tuple[int, int]]:
         with closing(self._connect()) as db:
             return {node: (up, down) for node, up, down in db.execute("SELECT node, total_up, total_down FROM node_bytes")}

@@ -15,7 +15,7 @@ import structlog
 
 from conduit.drivers import node
 from conduit.facts import metrics
-from conduit.state.store import State
+from conduit.state.store import State, StateError
 from conduit.tracker.capture import CaptureError, by_country, country, window
 
 log = structlog.get_logger("conduit.tracker")
@@ -63,11 +63,14 @@ def run(
     log.info("tracker.start", ports=ports, interval=interval, source=source, interface=interface)
     while not stop.is_set():
         rows, answered = sample(ports) if source != "capture" else ({}, 0)
-        if rows or source == "metrics":
-            state.add_samples(time.time(), "metrics", rows, retention_days)
-            log.info("tracker.sample", source="metrics", regions=len(rows), nodes=answered)
-        else:
-            capture_once(state, interface, capture_filter, sample_seconds, snaplen, retention_days, keep_addresses_hours, geoip)
+        try:
+            if rows or source == "metrics":
+                state.add_samples(time.time(), "metrics", rows, retention_days)
+                log.info("tracker.sample", source="metrics", regions=len(rows), nodes=answered)
+            else:
+                capture_once(state, interface, capture_filter, sample_seconds, snaplen, retention_days, keep_addresses_hours, geoip)
+        except StateError as exc:  # a full disk loses this sample, not the tracker
+            log.warning("tracker.sample_lost", error=str(exc))
         stop.wait(interval)
     log.info("tracker.stop")
 

@@ -198,7 +198,7 @@ def test_no_token_content_escapes_the_http_call(module_echoing, token):
         text = ""
     except AlertError as exc:
         text = str(exc)
-    if len(token) >= 8:
+    if len(token) >= 8 and token not in "<redacted>":  # the placeholder itself may hold such a "token"
         assert token not in text
 
 
@@ -216,5 +216,5 @@ def test_no_token_file_content_escapes_send(tmp_path, module_echoing, data):
     except AlertError as exc:
         text = str(exc)
     token = data.decode("utf-8", "replace").strip()
-    if len(token) >= 8:
+    if len(token) >= 8 and token not in "<redacted>":
         assert token not in text

@@ -26,12 +26,15 @@ def test_any_fault_escaping_a_command_is_one_line(monkeypatch):
     assert debug.exit_code == 1 and "Traceback" in debug.stderr and debug.stderr.strip().splitlines()[-1] == line
 
 
-def test_an_unexpected_fault_names_itself_and_the_debug_flag(tmp_path):
-    (tmp_path / "state.db").write_text("not a database")
+def test_an_unexpected_fault_names_itself_and_the_debug_flag(tmp_path, monkeypatch):
+    def broken(state_dir):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli_plan.State, "reader", broken)
     result = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "history"])
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("error: unexpected DatabaseError") and line.endswith("run again with --debug for the traceback")
+    assert line.startswith("error: unexpected ZeroDivisionError") and line.endswith("run again with --debug for the traceback")
 
 
 def test_usage_errors_and_invalid_specs_keep_exit_2(tmp_path):

@@ -11,8 +11,9 @@ from conduit.state.store import State
 
 
 def _request(tmp_path, plan: Plan, **kw) -> Request:
-    host = SimpleNamespace(state_dir=tmp_path)
-    return Request(None, "text", None, host, None, "test", lambda line: None, planner=lambda doc, h: (plan, []), **kw)
+    host = SimpleNamespace(state_dir=tmp_path, root=tmp_path)
+    doc = SimpleNamespace(metadata=SimpleNamespace(name="c"))
+    return Request(doc, "text", None, host, None, "test", lambda line: None, planner=lambda doc, h: (plan, []), **kw)
 
 
 def _plan(problems=(), changes=True) -> Plan:

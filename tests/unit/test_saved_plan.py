@@ -207,7 +207,8 @@ def test_reconcile_reviews_and_confirms_the_saved_plan(monkeypatch, tmp_path):
     monkeypatch.setattr(planning, "observed_plan", _observed("fp", steps=[step]))
     saved = Plan("c", [step], "fp")
     seen = []
-    request = Request(None, "text", None, SimpleNamespace(state_dir=tmp_path), None, "test", lambda line: None,
+    doc, host = SimpleNamespace(metadata=SimpleNamespace(name="c")), SimpleNamespace(state_dir=tmp_path, root=tmp_path)
+    request = Request(doc, "text", None, host, None, "test", lambda line: None,
                       review=seen.append, confirm=lambda p: seen.append(p) or False, planner=saved_planner(saved))  # fmt: skip
     outcome = reconcile(request)
     assert outcome.status == "declined" and [p.steps for p in seen] == [[step], [step]]
