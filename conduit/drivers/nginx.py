@@ -423,3 +423,33 @@ def _port_problems(doc: ClusterSpec, root: Path, master: int | None, ours: str |
             )
     return problems
 
+
+# ------------------------------------------------------------------ the front's load
+
+
+def front_load(doc: ClusterSpec, root: Path) -> dict:
+    """The front's live connections (its workers' established or connected sockets, client and
+    backend sides both), against the ceiling the tool sized it for."""
+    sizing = front_sizing(doc)
+    own = doc.spec.loadbalancer.instance == "own"
+    figure: dict = {
+        "running": False,
+        "connections": None,
+        "ceiling": sizing.ceiling if own else None,
+        "sessions": sizing.sessions,
+        "workers": None,
+    }
+    master = front_master(root, doc)
+    if master is None:
+        return figure
+    proc = host_path(root, "/proc")
+    workers = children(proc, master)
+    live: set[int] = set()
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            live |= procfacts.established_inodes((proc / "net" / table).read_text())
+        except OSError:
+            continue
+    held = set().union(*(socket_inodes(proc, pid) for pid in workers)) if workers else set()
+    figure.update(running=True, connections=len(held & live), workers=len(workers))
+    return figure

@@ -74,3 +74,17 @@ def default_interface(route: str) -> str | None:
             if best is None or metric < best[0]:
                 best = (metric, fields[0])
     return best[1] if best else None
+
+
+# A connected socket, TCP or UDP.
+ESTABLISHED = "01"
+
+
+def established_inodes(table: str) -> set[int]:
+    """Inodes of the established (TCP) or connected (UDP) sockets in a /proc/net/{tcp,udp}[6] table."""
+    inodes: set[int] = set()
+    for row in table.splitlines()[1:]:
+        fields = row.split()
+        if len(fields) >= 10 and fields[3] == ESTABLISHED:
+            inodes.add(int(fields[9]))
+    return inodes

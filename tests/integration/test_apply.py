@@ -356,6 +356,14 @@ def test_own_front_is_sized_serves_and_destroy_stops_it(fronted):
     main = fronted.include.with_name("nginx.conf").read_text()
     assert "worker_processes 2;" in main and "worker_connections 3377;" in main
     assert fronted.system.main_conf.read_text() == fronted.system.render_main()  # the system nginx is untouched
+    import socket
+
+    with socket.create_connection(("127.0.0.1", fronted.listen), timeout=3) as held:
+        assert held.recv(100).startswith(b"standin ")  # one session held: two connections in nginx
+        status = fronted.run("status", "--json", str(fronted.spec))
+    assert status.returncode == 0, status.stderr
+    capacity = json.loads(status.stdout)["front_capacity"]
+    assert capacity["ceiling"] == 2 * 3377 and capacity["sessions"] == 3000 and capacity["connections"] >= 2
 
     result = fronted.run("destroy", "--auto-approve", str(fronted.spec))
     assert result.returncode == 0, result.stdout + result.stderr
