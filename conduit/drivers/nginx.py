@@ -27,6 +27,7 @@ from conduit.facts.nginx import (
     statements,
     stream_compiled_in,
 )
+from conduit.drivers.tracker import systemd_is_init
 from conduit.spec.resources import Observation, Resource, host_path
 from conduit.render.nginx import body_digest, front_config, front_pid_file, header_digest, is_managed_line, managed_cluster
 from conduit.render.sysctl import desired_values
@@ -224,7 +225,7 @@ def _observe_own_config(doc: ClusterSpec, root: Path, obs: Observation) -> None:
         obs.problems.append(f"{path} exists and is not this cluster's; refusing to overwrite it")
 
 
-def read_limits(root: Path) -> HostLimits:
+def read_limits(root: Path, own_unit: bool = True) -> HostLimits:
     """The limits the capacity preflight weighs: this process's open-file hard limit, root or not,
     fs.file-max, fs.nr_open and the ephemeral port range."""
 
@@ -240,14 +241,21 @@ def read_limits(root: Path) -> HostLimits:
         ports = None
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hard = hard if hard != resource.RLIM_INFINITY else 1 << 30
-    return HostLimits(hard, os.geteuid() == 0, number("fs/file-max"), number("fs/nr_open"), ports)
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    # A unit's LimitNOFILE is set by systemd; a master started here inherits this process's
+    # limit and may raise it only with CAP_SYS_RESOURCE (root in a container often lacks it).
+    may_raise = (own_unit and systemd_is_init()) or procfacts.has_capability(status, procfacts.CAP_SYS_RESOURCE)
+    return HostLimits(hard, may_raise, number("fs/file-max"), number("fs/nr_open"), ports)
 
 
 def _capacity(doc: ClusterSpec, root: Path) -> list[str]:
     lb = doc.spec.loadbalancer
     sizing = front_sizing(doc)
     desired = desired_values(doc) if doc.spec.sysctl.enabled else {}
-    found = capacity_findings(doc, sizing, effective(read_limits(root), desired))
+    found = capacity_findings(doc, sizing, effective(read_limits(root, lb.instance == "own"), desired))
     if lb.instance == "system":
         found += _system_capacity(doc, root, sizing)
     return found

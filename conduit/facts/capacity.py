@@ -77,11 +77,12 @@ def front_sizing(doc: ClusterSpec) -> FrontSizing:
 
 @dataclass(frozen=True)
 class HostLimits:
-    """What the drivers read: the tool's own open-file hard limit, whether it may raise it
-    (root, up to fs.nr_open), and the kernel's file and port limits (None when unreadable)."""
+    """What the drivers read: the tool's own open-file hard limit, whether nginx's limit may go
+    above it (up to fs.nr_open: a systemd unit's LimitNOFILE, or a master started with
+    CAP_SYS_RESOURCE), and the kernel's file and port limits (None when unreadable)."""
 
     nofile_hard: int
-    root: bool
+    may_raise: bool
     file_max: int | None
     nr_open: int | None
     port_range: tuple[int, int] | None
@@ -106,7 +107,7 @@ def effective(limits: HostLimits, desired: dict[str, str]) -> HostLimits:
         return wanted if now is None else max(now, wanted)
 
     ports = parse_port_range(desired.get("net.ipv4.ip_local_port_range")) or limits.port_range
-    return HostLimits(limits.nofile_hard, limits.root, larger(limits.file_max, "fs.file-max"), larger(limits.nr_open, "fs.nr_open"), ports)
+    return HostLimits(limits.nofile_hard, limits.may_raise, larger(limits.file_max, "fs.file-max"), larger(limits.nr_open, "fs.nr_open"), ports)
 
 
 def _fit(limit: int, per_session: float, sizing: FrontSizing) -> int:
@@ -130,13 +131,14 @@ def capacity_findings(doc: ClusterSpec, sizing: FrontSizing, limits: HostLimits)
     """One line per limit the promised capacity runs into, with the numbers; none when it fits."""
     found: list[str] = []
     promise = f"spec.loadbalancer.capacity {sizing.capacity} per listener x {sizing.listeners}"
-    file_cap = limits.nr_open if limits.root else limits.nofile_hard
+    file_cap = limits.nr_open if limits.may_raise else limits.nofile_hard
     if file_cap is not None and sizing.rlimit_nofile > file_cap:
-        name = "fs.nr_open" if limits.root else "this process's open-file hard limit"
+        name = "fs.nr_open" if limits.may_raise else "the open-file hard limit nginx inherits (no CAP_SYS_RESOURCE to raise it)"
         fit = _largest(lambda c: size(c, sizing.listeners, sizing.workers).rlimit_nofile <= file_cap)
         found.append(
             f"{promise}: each of {sizing.workers} nginx workers needs {sizing.rlimit_nofile} open files "
-            f"(worker_connections {sizing.worker_connections}) but {name} is {file_cap}; at most about {fit} per listener fits"
+            f"(worker_connections {sizing.worker_connections}) but {name} is {file_cap}; at most about {fit} per listener fits "
+            "with these workers (more worker_processes share it)"
         )
     sockets = 3 * sizing.sessions  # two in nginx, one in the backend
     if limits.file_max is not None and sockets > limits.file_max:

@@ -88,3 +88,17 @@ def established_inodes(table: str) -> set[int]:
         if len(fields) >= 10 and fields[3] == ESTABLISHED:
             inodes.add(int(fields[9]))
     return inodes
+
+
+CAP_SYS_RESOURCE = 24
+
+
+def has_capability(status: str, bit: int) -> bool:
+    """Whether /proc/<pid>/status lists capability `bit` in CapEff."""
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            try:
+                return bool(int(line.split()[1], 16) >> bit & 1)
+            except (IndexError, ValueError):
+                return False
+    return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conduit.facts.proc import bound_inodes, cmdline, default_interface, established_inodes, mem_total, parent_pid, socket_inode
+from conduit.facts.proc import CAP_SYS_RESOURCE, bound_inodes, cmdline, default_interface, established_inodes, has_capability, mem_total, parent_pid, socket_inode
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "proc"
 
@@ -85,3 +85,9 @@ def test_established_inodes_of_tcp_and_connected_udp():
         "   2: 0100007F:C351 0100007F:2328 06 00000000:00000000 00:00000000 00000000     0        0 0 1 0 100 0 0 10 0\n",
     ]
     assert established_inodes(header + "".join(rows)) == {101}
+
+
+def test_cap_sys_resource_from_status():
+    assert has_capability("Name:\tx\nCapEff:\t000001ffffffffff\n", CAP_SYS_RESOURCE)
+    assert not has_capability("CapEff:\t00000000a80425fb\n", CAP_SYS_RESOURCE)  # Docker's default set
+    assert not has_capability("Name:\tx\n", CAP_SYS_RESOURCE)

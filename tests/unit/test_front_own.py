@@ -18,7 +18,7 @@ from conduit.spec.policy import HostPolicy
 from tests.helpers import SMALL_VPS, minimal
 from tests.unit.test_render_nginx import kinds, make_root
 
-ROOMY = HostLimits(nofile_hard=1 << 20, root=True, file_max=10_000_000, nr_open=1 << 20, port_range=(10240, 65535))
+ROOMY = HostLimits(nofile_hard=1 << 20, may_raise=True, file_max=10_000_000, nr_open=1 << 20, port_range=(10240, 65535))
 
 
 def fronted(count: int = 4, max_clients: int = 1000, **lb) -> dict:
@@ -121,20 +121,21 @@ def test_each_limit_is_reported_with_its_numbers():
     spec = fronted(capacity=40000, worker_processes=1)
     spec["spec"]["containers"]["resources"] = {"ulimit_nofile": 8192}
     doc = load(spec)
-    tight = HostLimits(nofile_hard=20000, root=False, file_max=100_000, nr_open=1 << 20, port_range=(32768, 40767))
+    tight = HostLimits(nofile_hard=20000, may_raise=False, file_max=100_000, nr_open=1 << 20, port_range=(32768, 40767))
     found = capacity_findings(doc, front_sizing(doc), tight)
     assert len(found) == 4, found
     rlimit, files, ports, backends = found
-    assert "needs 91026 open files (worker_connections 90001) but this process's open-file hard limit is 20000" in rlimit
+    assert "needs 91026 open files (worker_connections 90001) but the open-file hard limit nginx inherits" in rlimit
+    assert "(no CAP_SYS_RESOURCE to raise it) is 20000" in rlimit
     assert "at most about 8433 per listener fits" in rlimit
     assert "120000 open files" in files and "fs.file-max is 100000; at most 33333 per listener fits" in files
     assert "10000 connections to each of 4 backend addresses" in ports and "holds 8000 ports per address; at most 32000" in ports
     assert "10000 sessions on each of 4 backends but their ulimit_nofile is 8192; at most 32768 per listener fits" in backends
 
 
-def test_root_is_bounded_by_nr_open_and_the_sysctl_values_of_this_apply_count():
+def test_raising_is_bounded_by_nr_open_and_the_sysctl_values_of_this_apply_count():
     doc = load(fronted(capacity=40000, worker_processes=1))
-    low = HostLimits(nofile_hard=1024, root=True, file_max=100_000, nr_open=65536, port_range=(32768, 60999))
+    low = HostLimits(nofile_hard=1024, may_raise=True, file_max=100_000, nr_open=65536, port_range=(32768, 60999))
     found = capacity_findings(doc, front_sizing(doc), low)
     assert any("fs.nr_open is 65536" in f for f in found)
     raised = effective(low, {"fs.nr_open": "1048576", "fs.file-max": "2000000", "net.ipv4.ip_local_port_range": "10240 65535"})
