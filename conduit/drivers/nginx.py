@@ -11,11 +11,13 @@ import fnmatch
 import glob
 import os
 import posixpath
+import resource
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from conduit.facts import proc as procfacts
+from conduit.facts.capacity import HostLimits, capacity_findings, effective, front_sizing, parse_port_range, system_findings
 from conduit.facts.nginx import (
     Statement,
     include_pattern,
@@ -25,8 +27,10 @@ from conduit.facts.nginx import (
     statements,
     stream_compiled_in,
 )
+from conduit.drivers.tracker import systemd_is_init
 from conduit.spec.resources import Observation, Resource, host_path
-from conduit.render.nginx import body_digest, header_digest, is_managed_line, managed_cluster
+from conduit.render.nginx import body_digest, front_config, front_pid_file, header_digest, is_managed_line, managed_cluster
+from conduit.render.sysctl import desired_values
 from conduit.spec.spec import ClusterSpec, Listener
 
 INSTALL_HINT = "apt-get install nginx libnginx-mod-stream"
@@ -138,8 +142,9 @@ def holder(proc: Path, inodes: set[int]) -> str | None:
     return None
 
 
-def master_pid(root: Path, pid_file: str) -> int | None:
-    """The running nginx master named by the pid file, or None."""
+def master_pid(root: Path, pid_file: str, config: str | None = None) -> int | None:
+    """The running nginx master named by the pid file, or None; with `config`, only a master
+    started with that main config (the tool's own, never another nginx)."""
     try:
         pid = pidfile_pid(host_path(root, pid_file).read_text())
     except OSError:
@@ -156,7 +161,16 @@ def master_pid(root: Path, pid_file: str) -> int | None:
         cmdline = (host_path(root, "/proc") / str(pid) / "cmdline").read_bytes()
     except OSError:
         return None
+    # The master rewrites its title to "nginx: master process <argv joined by spaces>".
+    if config is not None and config.encode() not in cmdline.replace(b"\0", b" ").split():
+        return None
     return pid if names_nginx(cmdline) else None
+
+
+def front_master(root: Path, doc: ClusterSpec) -> int | None:
+    """The master of the nginx that serves this front (the tool's own with instance: own)."""
+    lb = doc.spec.loadbalancer
+    return master_pid(root, front_pid_file(lb), front_config(lb) if lb.instance == "own" else None)
 
 
 # ------------------------------------------------------------------ the observation
@@ -164,23 +178,100 @@ def master_pid(root: Path, pid_file: str) -> int | None:
 
 def observe_nginx(doc: ClusterSpec, root: Path) -> Observation:
     lb = doc.spec.loadbalancer
-    paths = lb.nginx
     obs = Observation()
     ours = _observe_stream_file(doc, root, obs)  # content of our stream file, when there is one
+    own = lb.instance == "own"
+    if own:
+        _observe_own_config(doc, root, obs)
     main_text = _observe_main_config(doc, root, obs)
-
-    # nginx itself is not ours: with the front off it is neither wanted nor reported,
+    master = front_master(root, doc)
+    if own and master is not None:
+        # The tool's own nginx: reported even with the front off, so that the plan stops it.
+        obs.resources.append(Resource("nginx", "nginx", {"running": True}))
+    # The system nginx is not ours: with the front off it is neither wanted nor reported,
     # so that no plan ever stops an nginx that serves other sites.
     if not lb.enabled:
         return obs
-    master = master_pid(root, paths.pid_file)
-    obs.resources.append(Resource("nginx", "nginx", {"running": master is not None}))
-
+    if not own:
+        obs.resources.append(Resource("nginx", "nginx", {"running": master is not None}))
     obs.problems += _binary_problems(doc, root, main_text)
-    if main_text is not None:
+    if main_text is not None and not own:
         obs.problems += _config_problems(doc, root)
-    obs.problems += _port_problems(doc, root, master, ours)
+    obs.problems += _port_problems(doc, root, master, ours, main_text)
+    findings = _capacity(doc, root)
+    (obs.warnings if lb.capacity_check == "warn" else obs.problems).extend(findings)
     return obs
+
+
+def _observe_own_config(doc: ClusterSpec, root: Path, obs: Observation) -> None:
+    """The own nginx's main config: ours (a resource), or someone else's (a problem when the front is on)."""
+    lb = doc.spec.loadbalancer
+    path = lb.nginx.instance_config
+    try:
+        content = host_path(root, path).read_text(errors="replace")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        obs.problems.append(f"cannot read {path}: {exc.strerror or exc}")
+        return
+    owner = managed_cluster(content)
+    if owner == doc.metadata.name:
+        obs.resources.append(Resource("nginx_main", path, {"content": content}))
+        if header_digest(content) != body_digest(content):
+            obs.drifted.add(("nginx_main", path))
+        return
+    obs.foreign.append(path if owner is None else f"{path} (conduit cluster {owner})")
+    if lb.enabled:
+        obs.problems.append(f"{path} exists and is not this cluster's; refusing to overwrite it")
+
+
+def read_limits(root: Path, own_unit: bool = True) -> HostLimits:
+    """The limits the capacity preflight weighs: this process's open-file hard limit, root or not,
+    fs.file-max, fs.nr_open and the ephemeral port range."""
+
+    def number(key: str) -> int | None:
+        try:
+            return int(host_path(root, "/proc/sys/" + key).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    try:
+        ports = parse_port_range(host_path(root, "/proc/sys/net/ipv4/ip_local_port_range").read_text())
+    except OSError:
+        ports = None
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = hard if hard != resource.RLIM_INFINITY else 1 << 30
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    # A unit's LimitNOFILE is set by systemd; a master started here inherits this process's
+    # limit and may raise it only with CAP_SYS_RESOURCE (root in a container often lacks it).
+    may_raise = (own_unit and systemd_is_init()) or procfacts.has_capability(status, procfacts.CAP_SYS_RESOURCE)
+    return HostLimits(hard, may_raise, number("fs/file-max"), number("fs/nr_open"), ports)
+
+
+def _capacity(doc: ClusterSpec, root: Path) -> list[str]:
+    lb = doc.spec.loadbalancer
+    sizing = front_sizing(doc)
+    desired = desired_values(doc) if doc.spec.sysctl.enabled else {}
+    found = capacity_findings(doc, sizing, effective(read_limits(root, lb.instance == "own"), desired))
+    if lb.instance == "system":
+        found += _system_capacity(doc, root, sizing)
+    return found
+
+
+def _system_capacity(doc: ClusterSpec, root: Path, sizing) -> list[str]:
+    """The system nginx's own worker_connections against the promised capacity."""
+    paths = doc.spec.loadbalancer.nginx
+    connections, workers, where = 512, 1, paths.main_config  # nginx's built-in defaults
+    for f in walk(root, paths.main_config, frozenset({paths.include_file})):
+        words = f.statement.words
+        if words[0] == "worker_connections" and len(words) > 1 and words[1].isdigit():
+            connections, where = int(words[1]), f"{f.file}:{f.statement.line}"
+        elif words[0] == "worker_processes" and len(words) > 1:
+            workers = int(words[1]) if words[1].isdigit() else max(1, int(float(doc.spec.host.vcpus or 1) + 0.999))
+    return system_findings(sizing, connections, workers, where)
 
 
 def _observe_stream_file(doc: ClusterSpec, root: Path, obs: Observation) -> str | None:
@@ -225,7 +316,7 @@ def _observe_main_config(doc: ClusterSpec, root: Path, obs: Observation) -> str 
     try:
         main_text = host_path(root, paths.main_config).read_text(errors="replace")
     except OSError:
-        if lb.enabled:
+        if lb.enabled and lb.instance == "system":
             obs.problems.append(f"{paths.main_config} not found: is nginx installed? ({INSTALL_HINT})")
         return None
     for text in main_text.splitlines():
@@ -244,6 +335,8 @@ def _binary_problems(doc: ClusterSpec, root: Path, main_text: str | None) -> lis
         result = subprocess.run([str(binary), "-V"], capture_output=True, text=True, timeout=15)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [f"cannot run {paths.binary} -V: {exc}"]
+    if doc.spec.loadbalancer.instance == "own":
+        return _own_module_problems(doc, root, stream_compiled_in(result.stdout + result.stderr))
     if stream_compiled_in(result.stdout + result.stderr):
         return []
     if main_text is None:
@@ -261,6 +354,17 @@ def _binary_problems(doc: ClusterSpec, root: Path, main_text: str | None) -> lis
         f"the nginx stream module is installed but {paths.main_config} does not load it: add "
         f"'load_module {paths.stream_module};' at its top (libnginx-mod-stream does this in /etc/nginx/modules-enabled)"
     ]
+
+
+def _own_module_problems(doc: ClusterSpec, root: Path, built_in: bool) -> list[str]:
+    module = doc.spec.loadbalancer.nginx.stream_module
+    if built_in and module is not None:
+        return ["this nginx has the stream module built in: set spec.loadbalancer.nginx.stream_module: null"]
+    if not built_in and module is None:
+        return [f"this nginx has no built-in stream module: set spec.loadbalancer.nginx.stream_module ({INSTALL_HINT})"]
+    if module is not None and not host_path(root, module).exists():
+        return [f"nginx has no stream module ({module} is missing): apt-get install libnginx-mod-stream"]
+    return []
 
 
 def _config_problems(doc: ClusterSpec, root: Path) -> list[str]:
@@ -299,11 +403,15 @@ def _config_problems(doc: ClusterSpec, root: Path) -> list[str]:
     return problems
 
 
-def _port_problems(doc: ClusterSpec, root: Path, master: int | None, ours: str | None) -> list[str]:
+def _port_problems(doc: ClusterSpec, root: Path, master: int | None, ours: str | None, main_text: str | None) -> list[str]:
     proc = host_path(root, "/proc")
+    masters = {master} - {None}
+    if doc.spec.loadbalancer.instance == "own" and main_text is not None and any(map(is_managed_line, main_text.splitlines())):
+        # The system nginx still serves this front from an earlier apply: this one takes its line out.
+        masters.add(master_pid(root, doc.spec.loadbalancer.nginx.pid_file))
     nginx_inodes: set[int] = set()
-    if master is not None:
-        for pid in {master, *children(proc, master)}:
+    for each in masters - {None}:
+        for pid in {each, *children(proc, each)}:
             nginx_inodes |= socket_inodes(proc, pid)
     served = managed_listens(ours) if ours is not None else set()
     problems: list[str] = []
@@ -322,3 +430,34 @@ def _port_problems(doc: ClusterSpec, root: Path, master: int | None, ours: str |
                 f"port {label} is already in use by nginx itself (a server outside conduit's stream file listens on it)"
             )
     return problems
+
+
+# ------------------------------------------------------------------ the front's load
+
+
+def front_load(doc: ClusterSpec, root: Path) -> dict:
+    """The front's live connections (its workers' established or connected sockets, client and
+    backend sides both), against the ceiling the tool sized it for."""
+    sizing = front_sizing(doc)
+    own = doc.spec.loadbalancer.instance == "own"
+    figure: dict = {
+        "running": False,
+        "connections": None,
+        "ceiling": sizing.ceiling if own else None,
+        "sessions": sizing.sessions,
+        "workers": None,
+    }
+    master = front_master(root, doc)
+    if master is None:
+        return figure
+    proc = host_path(root, "/proc")
+    workers = children(proc, master)
+    live: set[int] = set()
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            live |= procfacts.established_inodes((proc / "net" / table).read_text())
+        except OSError:
+            continue
+    held = set().union(*(socket_inodes(proc, pid) for pid in workers)) if workers else set()
+    figure.update(running=True, connections=len(held & live), workers=len(workers))
+    return figure

@@ -26,7 +26,7 @@ from conduit.drivers.docker import (
 )
 from conduit.engine.compartment import CompartmentProblem, ensure_compartment
 from conduit.facts.compartment import wants_compartment
-from conduit.drivers.nginx import INSTALL_HINT, master_pid
+from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import systemd_is_init, tracker_pidfile
 from conduit.drivers.files import HOST_CONFIG, atomic_write, open_private, private_tree, remove
 from conduit.drivers.keys import KeyProblem, volume_dir
@@ -34,7 +34,17 @@ from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
 from conduit.spec.resources import host_path
 from conduit.render.container import labels
-from conduit.render.nginx import include_line, insert_include, remove_include, render_stream_conf
+from conduit.render.nginx import (
+    front_config,
+    front_pid_file,
+    include_line,
+    insert_include,
+    nginx_unit_name,
+    remove_include,
+    render_main_conf,
+    render_nginx_unit,
+    render_stream_conf,
+)
 from conduit.render.tracker import render_tracker_unit, unit_name
 from conduit.spec.resolve import NodeSettings, nodes
 from conduit.spec.spec import ClusterSpec
@@ -104,6 +114,9 @@ class Executor:
     def _nginx_paths(self):
         return self.doc.spec.loadbalancer.nginx
 
+    def _own(self) -> bool:
+        return self.doc.spec.loadbalancer.instance == "own"
+
     def _nginx_conf(self, step: Step) -> None:
         path = host_path(self.root, step.id)
         self.nginx_changed = True
@@ -119,24 +132,54 @@ class Executor:
             raise
         os.replace(candidate, path)
 
-    def test_nginx(self, include: Path | None = None) -> None:
-        """nginx -t of the main config, including `include` in place of the managed file."""
-        paths = self._nginx_paths()
-        main = host_path(self.root, paths.main_config)
-        conf = main
-        if include is not None:
-            conf = main.with_name(f".{main.name}.conduit-test")
-            atomic_write(conf, insert_include(main.read_text(), include_line(str(include))), HOST_CONFIG)
+    def _nginx_main(self, step: Step) -> None:
+        """The own nginx's main config, written whole; tested as a candidate first."""
+        path = host_path(self.root, step.id)
+        self.nginx_changed = True
+        if step.action == "delete":
+            remove(path)
+            return
+        candidate = path.with_name(f".{path.name}.candidate")
+        atomic_write(candidate, step.desired["content"], HOST_CONFIG)
         try:
-            result = subprocess.run([paths.binary, "-t", "-q", "-e", "stderr", "-c", str(conf)], capture_output=True, text=True, timeout=60)
+            self.nginx_t(candidate)
+        except StepFailed:
+            remove(candidate)
+            raise
+        os.replace(candidate, path)
+
+    def test_nginx(self, include: Path | None = None) -> None:
+        """nginx -t of the front's main config, including `include` in place of the stream file."""
+        paths = self._nginx_paths()
+        main = host_path(self.root, paths.instance_config if self._own() else paths.main_config)
+        if include is None:
+            self.nginx_t(main)
+            return
+        conf = main.with_name(f".{main.name}.conduit-test")
+        if self._own():
+            text = render_main_conf(self.doc, str(include))
+        else:
+            text = insert_include(main.read_text(), include_line(str(include)))
+        atomic_write(conf, text, HOST_CONFIG)
+        try:
+            self.nginx_t(conf)
+        finally:
+            remove(conf)
+
+    def nginx_t(self, conf: Path) -> None:
+        paths = self._nginx_paths()
+        argv = [paths.binary, "-t", "-q", "-e", self._error_log(), "-c", str(conf)]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
             raise StepFailed(f"nginx not found at {paths.binary} ({INSTALL_HINT})") from None
-        finally:
-            if conf != main:
-                remove(conf)
         if result.returncode != 0:
             lines = [line for line in result.stderr.splitlines() if "emerg" in line or "error" in line] or result.stderr.splitlines()
             raise StepFailed(f"nginx rejected the configuration: {(lines or ['nginx -t failed'])[-1].strip()}")
+
+    def _error_log(self) -> str:
+        """Where nginx logs before it has read its config: the own instance's log, or stderr."""
+        return str(host_path(self.root, self._nginx_paths().error_log)) if self._own() else "stderr"
 
     def _nginx_include(self, step: Step) -> None:
         main = host_path(self.root, step.id)
@@ -145,26 +188,68 @@ class Executor:
         new = remove_include(text) if step.action == "delete" else insert_include(text, step.desired["line"])
         if new != text:
             atomic_write(main, new, mode=main.stat().st_mode & 0o777)
+        if self._own() and step.action == "delete":
+            # Moving to the own nginx: the system nginx lets go of the front's ports.
+            system = master_pid(self.root, self._nginx_paths().pid_file)
+            if system is not None:
+                os.kill(system, signal.SIGHUP)
+                time.sleep(0.5)
 
     def _nginx(self, step: Step) -> None:
         if step.action == "delete":
-            return  # nginx may serve other sites: the tool never stops it
+            if self._own():
+                self.stop_nginx()
+            return  # the system nginx may serve other sites: the tool never stops it
         if self.nginx_pid() is None:
             self.start_nginx()
             self.nginx_changed = False
 
     def nginx_pid(self) -> int | None:
-        """The live nginx master; a stale pid file naming another process is not nginx."""
-        return master_pid(self.root, self._nginx_paths().pid_file)
+        """The live nginx master of the front; a stale pid file naming another process is not nginx,
+        and with instance: own only a master started with the tool's own main config counts."""
+        lb = self.doc.spec.loadbalancer
+        return master_pid(self.root, front_pid_file(lb), front_config(lb) if self._own() else None)
 
     def start_nginx(self) -> None:
         paths = self._nginx_paths()
+        if self._own() and systemd_is_init():
+            self._nginx_unit()
+            return
+        argv = [paths.binary, "-c", str(host_path(self.root, front_config(self.doc.spec.loadbalancer)))]
+        if self._own():
+            argv[1:1] = ["-e", self._error_log()]
         try:
-            result = subprocess.run([paths.binary, "-c", str(host_path(self.root, paths.main_config))], capture_output=True, text=True, timeout=60)
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except FileNotFoundError:
             raise StepFailed(f"nginx not found at {paths.binary} ({INSTALL_HINT})") from None
         if result.returncode != 0:
             raise StepFailed(f"nginx did not start: {(result.stderr.strip().splitlines() or ['failed'])[-1]}")
+
+    def _nginx_unit(self) -> None:
+        """Where systemd is PID 1, the own nginx is a unit the tool owns."""
+        unit = nginx_unit_name(self.doc.metadata.name)
+        atomic_write(host_path(self.root, f"/etc/systemd/system/{unit}.service"), render_nginx_unit(self.doc), HOST_CONFIG)
+        systemctl("daemon-reload")
+        systemctl("enable", unit)
+        systemctl("restart", unit)
+
+    def stop_nginx(self, timeout: float = 10) -> None:
+        """Stop the tool's own nginx (never another): its unit, or its master and workers."""
+        if systemd_is_init():
+            unit = nginx_unit_name(self.doc.metadata.name)
+            path = host_path(self.root, f"/etc/systemd/system/{unit}.service")
+            if path.exists():
+                systemctl("disable", "--now", unit, check=False)
+                remove(path)
+                systemctl("daemon-reload")
+        pid = self.nginx_pid()
+        if pid is None:
+            return
+        workers = children(host_path(self.root, "/proc"), pid)
+        stop_process(pid, timeout)  # fast shutdown: the front's sessions end with it
+        for worker in workers:
+            stop_process(worker, 1)
+        remove(host_path(self.root, self._nginx_paths().instance_pid_file))
 
     def reload_nginx(self) -> None:
         """Reload a running nginx (SIGHUP to the master), or start it."""
@@ -414,13 +499,29 @@ def stop_pidfile(pidfile: Path, timeout: float = 10) -> None:
     if b"tracker" not in cmdline:
         remove(pidfile)
         return
+    stop_process(pid, timeout)
+    remove(pidfile)
+
+
+def stop_process(pid: int, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; returns once the process is gone."""
     try:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            os.kill(pid, 0)
+            if not _alive(pid):
+                return
             time.sleep(0.1)
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    remove(pidfile)
+
+
+def _alive(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent."""
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, OSError):
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[:1] != ["Z"]

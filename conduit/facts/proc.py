@@ -74,3 +74,31 @@ def default_interface(route: str) -> str | None:
             if best is None or metric < best[0]:
                 best = (metric, fields[0])
     return best[1] if best else None
+
+
+# A connected socket, TCP or UDP.
+ESTABLISHED = "01"
+
+
+def established_inodes(table: str) -> set[int]:
+    """Inodes of the established (TCP) or connected (UDP) sockets in a /proc/net/{tcp,udp}[6] table."""
+    inodes: set[int] = set()
+    for row in table.splitlines()[1:]:
+        fields = row.split()
+        if len(fields) >= 10 and fields[3] == ESTABLISHED:
+            inodes.add(int(fields[9]))
+    return inodes
+
+
+CAP_SYS_RESOURCE = 24
+
+
+def has_capability(status: str, bit: int) -> bool:
+    """Whether /proc/<pid>/status lists capability `bit` in CapEff."""
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            try:
+                return bool(int(line.split()[1], 16) >> bit & 1)
+            except (IndexError, ValueError):
+                return False
+    return False

@@ -24,6 +24,7 @@ from conduit.drivers.docker import EngineError, call
 from conduit.facts.lifetime import ByteReading
 from conduit.engine.nodehealth import Reading, Verdict
 from conduit.drivers.node import read_stats
+from conduit.drivers.nginx import front_load
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host
 from conduit.state.store import State, StateError
@@ -233,6 +234,7 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         "containers": rows,
         "totals": _totals(rows),
         "front": _front(doc),
+        "front_capacity": front_load(doc, host.root) if doc.spec.loadbalancer.enabled else None,
         "countries": _countries(state, rows),
         "generation": None
         if current is None

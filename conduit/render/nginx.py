@@ -1,7 +1,11 @@
-"""The nginx layer-4 front: one stream file the tool owns, and one include line in nginx.conf.
+"""The nginx layer-4 front: the stream file the tool owns, and how nginx reads it.
 
-The tool never writes nginx.conf as a whole (other sites may live there); it owns
-`include_file` entirely and a single line in the main config that includes it.
+With `instance: own` (the default) the tool runs its own nginx: a main config it writes
+whole (workers, worker_connections and open-file limit sized for the spec's capacity, the
+stream module, pid file, error log) that includes the stream file, and, where systemd is
+PID 1, a unit for it. With `instance: system` the tool never writes nginx.conf as a whole
+(other sites may live there); it owns `include_file` entirely and a single line in the
+main config that includes it.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ import hashlib
 import ipaddress
 import re
 
+from conduit.facts.capacity import front_sizing
 from conduit.spec.resources import Resource
 from conduit.render.templating import environment
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec, LoadBalancer, Listener, Network
 
 TEMPLATE = "nginx-stream.conf.j2"
+MAIN_TEMPLATE = "nginx-main.conf.j2"
+UNIT_TEMPLATE = "conduit-nginx.service.j2"
 # Ends the one line the tool owns in nginx.conf; how it is found again.
 MANAGED_MARK = "# managed by conduit"
 # First line of the stream file; a file at that path without it belongs to someone else.
@@ -114,10 +121,12 @@ def _context(doc: ClusterSpec, drained: frozenset[int]) -> dict:
                 "limit": limit if listener.protocol == "tcp" else 0,
             }
         )
+    own = lb.instance == "own"
     return {
         "cluster": cluster,
         "main_config": lb.nginx.main_config,
-        "worker_rlimit_nofile": lb.worker_rlimit_nofile,
+        "instance_config": lb.nginx.instance_config if own else None,
+        "worker_rlimit_nofile": None if own else lb.worker_rlimit_nofile,
         "log_format": LOG_FORMAT,
         "access_log": _token(lb.access_log, "access_log") if lb.access_log is not None else None,
         "zone": f"conduit_{cluster}_perip" if limit > 0 else None,
@@ -130,10 +139,60 @@ def _context(doc: ClusterSpec, drained: frozenset[int]) -> dict:
 
 def render_stream_conf(doc: ClusterSpec, drained: frozenset[int] = frozenset()) -> str:
     """The whole stream file; its header records a digest of the body so hand edits show."""
-    template = environment().get_template(TEMPLATE)
-    context = _context(doc, frozenset(drained))
+    return _with_digest(TEMPLATE, _context(doc, frozenset(drained)))
+
+
+def _with_digest(name: str, context: dict) -> str:
+    template = environment().get_template(name)
     draft = template.render(digest="-", **context)
     return template.render(digest=body_digest(draft), **context)
+
+
+def render_main_conf(doc: ClusterSpec, include_file: str | None = None) -> str:
+    """The whole main config of the tool's own nginx; `include_file` stands in for the stream file
+    (a candidate under test)."""
+    paths = doc.spec.loadbalancer.nginx
+    sizing = front_sizing(doc)
+    context = {
+        "cluster": doc.metadata.name,
+        "capacity": sizing.capacity,
+        "listeners": sizing.listeners,
+        "workers": sizing.workers,
+        "worker_connections": sizing.worker_connections,
+        "rlimit_nofile": sizing.rlimit_nofile,
+        "stream_module": _token(paths.stream_module, "stream_module") if paths.stream_module else None,
+        "pid_file": _token(paths.instance_pid_file, "instance_pid_file"),
+        "error_log": _token(paths.error_log, "error_log"),
+        "include_file": _token(include_file or paths.include_file, "include_file"),
+    }
+    return _with_digest(MAIN_TEMPLATE, context)
+
+
+def nginx_unit_name(cluster: str) -> str:
+    return f"conduit-nginx-{cluster}"
+
+
+def render_nginx_unit(doc: ClusterSpec) -> str:
+    """The systemd unit of the tool's own nginx."""
+    paths = doc.spec.loadbalancer.nginx
+    return environment().get_template(UNIT_TEMPLATE).render(
+        cluster=doc.metadata.name,
+        binary=_token(paths.binary, "binary"),
+        config=_token(paths.instance_config, "instance_config"),
+        error_log=_token(paths.error_log, "error_log"),
+        pid_file=_token(paths.instance_pid_file, "instance_pid_file"),
+        rlimit_nofile=front_sizing(doc).rlimit_nofile,
+    )
+
+
+def front_pid_file(lb: LoadBalancer) -> str:
+    """The pid file of the nginx that serves the front."""
+    return lb.nginx.instance_pid_file if lb.instance == "own" else lb.nginx.pid_file
+
+
+def front_config(lb: LoadBalancer) -> str:
+    """The main config of the nginx that serves the front."""
+    return lb.nginx.instance_config if lb.instance == "own" else lb.nginx.main_config
 
 
 def include_line(include_file: str) -> str:
@@ -145,8 +204,12 @@ def render_nginx(doc: ClusterSpec, drained: frozenset[int] = frozenset()) -> lis
     lb = doc.spec.loadbalancer
     if not lb.enabled:
         return []
+    stream = Resource("nginx_conf", lb.nginx.include_file, {"content": render_stream_conf(doc, drained)})
+    if lb.instance == "own":
+        main = Resource("nginx_main", lb.nginx.instance_config, {"content": render_main_conf(doc)})
+        return [stream, main, Resource("nginx", "nginx", {"running": True})]
     return [
-        Resource("nginx_conf", lb.nginx.include_file, {"content": render_stream_conf(doc, drained)}),
+        stream,
         Resource("nginx_include", lb.nginx.main_config, {"line": include_line(lb.nginx.include_file)}),
         Resource("nginx", "nginx", {"running": True}),
     ]

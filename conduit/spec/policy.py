@@ -43,9 +43,10 @@ class _Strict(BaseModel):
 class NginxPolicy(_Strict):
     binaries: list[str] = Field(default=["/usr/sbin/nginx"], description="nginx binaries the tool may run (patterns).")
     main_configs: list[str] = Field(default=["/etc/nginx/nginx.conf"], description="Main configs it may add its include line to (patterns).")
-    config_dirs: list[str] = Field(default=["/etc/nginx"], description="Where its stream include file may be.")
+    config_dirs: list[str] = Field(default=["/etc/nginx"], description="Where its stream file and its own nginx's main config may be.")
     pid_dirs: list[str] = Field(default=["/run"], description="Where the master's pid file may be.")
-    log_dirs: list[str] = Field(default=["/var/log/nginx"], description="Where the stream access log may be.")
+    log_dirs: list[str] = Field(default=["/var/log/nginx"], description="Where the stream access log and its own nginx's error log may be.")
+    module_dirs: list[str] = Field(default=["/usr/lib/nginx/modules"], description="Where the stream module its own nginx loads may be.")
 
 
 class SysctlPolicy(_Strict):

@@ -19,6 +19,7 @@ KIND_PHASE = {
     "sysctl_file": "sysctl",  # id: host path of the sysctl.d file; props: {"content": text}
     "nginx_conf": "nginx",  # id: host path of the include file; props: {"content": text}
     "nginx_include": "nginx",  # id: host path of nginx.conf; props: {"line": the managed include line}
+    "nginx_main": "nginx",  # id: host path of the own nginx's main config; props: {"content": text}
     "nginx": "nginx",  # id: "nginx"; props: {"running": bool}
     "network": "containers",  # id: Docker network name; props: {"driver": "bridge", "subnet": str | None}
     "volume": "containers",  # id: volume name; props: {} (never deleted)

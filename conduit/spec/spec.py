@@ -374,15 +374,25 @@ class Listener(Strict):
 
 class NginxPaths(Strict):
     binary: str = Field(default="/usr/sbin/nginx", description="nginx binary.")
-    main_config: str = Field(default="/etc/nginx/nginx.conf", description="Main config; the tool adds one include line.")
+    main_config: str = Field(
+        default="/etc/nginx/nginx.conf",
+        description="The system nginx's main config; with instance: system the tool adds one include line to it.",
+    )
     include_file: str = Field(
         default="/etc/nginx/conduit/stream.conf", description="The stream config the tool owns and writes whole."
     )
-    pid_file: str = Field(default="/run/nginx.pid", description="Pid file of the running master.")
-    stream_module: str = Field(
+    pid_file: str = Field(default="/run/nginx.pid", description="Pid file of the system nginx's master.")
+    instance_config: str = Field(
+        default="/etc/nginx/conduit/nginx.conf",
+        description="With instance: own, the main config of the tool's own nginx, written whole by the tool.",
+    )
+    instance_pid_file: str = Field(default="/run/conduit-nginx.pid", description="Pid file of the tool's own nginx.")
+    error_log: str = Field(default="/var/log/nginx/conduit-error.log", description="Error log of the tool's own nginx.")
+    stream_module: str | None = Field(
         default="/usr/lib/nginx/modules/ngx_stream_module.so",
         description="The stream module (Debian: libnginx-mod-stream). nginx.conf must load it (Debian's "
-        "modules-enabled does); the plan reports it missing rather than loading it twice.",
+        "modules-enabled does); the plan reports it missing rather than loading it twice. The tool's own nginx "
+        "loads it itself; null when the binary has the stream module built in.",
     )
 
 
@@ -393,6 +403,24 @@ class LoadBalancer(Strict):
         "no client port, so this front carries no Conduit client traffic; it is for backends that do listen.",
     )
     listeners: list[Listener] = Field(default_factory=list)
+    instance: Literal["own", "system"] = Field(
+        default="own",
+        description="own: the tool runs its own nginx with a main config it writes whole, sized for capacity, and "
+        "stops it on destroy. system: the tool adds one include line to the system nginx's main config and "
+        "lives with its worker limits.",
+    )
+    capacity: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Concurrent client sessions each listener must hold. Default: the sum of the nodes' max_clients.",
+    )
+    capacity_check: Literal["fail", "warn"] = Field(
+        default="fail", description="What the plan does when the host cannot hold the capacity: fail, or warn."
+    )
+    worker_processes: int | None = Field(
+        default=None, ge=1, le=256, description="Workers of the tool's own nginx. Default: one per CPU."
+    )
     tcp_algorithm: Literal["least_conn", "round_robin", "hash"] = Field(
         default="least_conn", description="TCP balancing; hash keys on the client address."
     )
@@ -406,7 +434,10 @@ class LoadBalancer(Strict):
         default="/var/log/nginx/conduit-stream.log", description="Stream access log; null turns it off."
     )
     worker_rlimit_nofile: int | None = Field(
-        default=None, ge=1024, description="Open-file limit of nginx workers; set only when nginx.conf does not set it."
+        default=None,
+        ge=1024,
+        description="Open-file limit of nginx workers. With instance: own the tool sizes it for capacity and this "
+        "is a floor; with instance: system set it only when nginx.conf does not.",
     )
     nginx: NginxPaths = Field(default_factory=NginxPaths)
 

@@ -64,8 +64,13 @@ def _path_checks(doc: ClusterSpec, policy: HostPolicy) -> list[Issue]:
     under_dirs = [
         (NGINX + ("include_file",), paths.include_file, nginx.config_dirs),
         (NGINX + ("pid_file",), paths.pid_file, nginx.pid_dirs),
+        (NGINX + ("instance_config",), paths.instance_config, nginx.config_dirs),
+        (NGINX + ("instance_pid_file",), paths.instance_pid_file, nginx.pid_dirs),
+        (NGINX + ("error_log",), paths.error_log, nginx.log_dirs),
         (("spec", "sysctl", "file"), spec.sysctl.file, policy.sysctl.dirs),
     ]
+    if paths.stream_module is not None:
+        under_dirs.append((NGINX + ("stream_module",), paths.stream_module, nginx.module_dirs))
     if spec.loadbalancer.access_log is not None:
         under_dirs.append((("spec", "loadbalancer", "access_log"), spec.loadbalancer.access_log, nginx.log_dirs))
     for path, value, dirs in under_dirs:

@@ -94,7 +94,19 @@ def _front_lines(data: dict) -> list:
         backends = "" if f["backends"] is None else f", backends {f['backends_up']}/{f['backends']} up"
         heard = "" if f["listening"] is None else (" listening" if f["listening"] else " NOT listening")
         lines.append(Text(f"front {f['listener']} {f['port']}:{heard}{backends}"))
+    load = data.get("front_capacity")
+    if load:
+        lines.append(Text(_front_load_line(load)))
     return lines
+
+
+def _front_load_line(load: dict) -> str:
+    """Live connections against the ceiling; each session holds two (client and backend)."""
+    if not load["running"]:
+        return "front nginx: NOT running"
+    ceiling = "" if load["ceiling"] is None else f" of {load['ceiling']}"
+    return (f"front nginx: {load['connections']}{ceiling} connections in {load['workers']} workers "
+            f"(sized for {load['sessions']} sessions, two connections each)")
 
 
 def _countries_lines(data: dict) -> list:

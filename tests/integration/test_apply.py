@@ -379,16 +379,85 @@ def fronted(tmp_path, docker_engine, standin_image, docker_cleanup, nginx_server
         "listeners": [{"name": "tcp", "port": listen, "protocol": "tcp", "backend_port": 8443, "host_port_base": base}],
         "access_log": f"{nginx_server.prefix}/stream.log",
     }
+    # The system nginx is the private one; the tool's own nginx keeps its files beside it.
     nginx = {
         "binary": nginx_server.binary,
         "main_config": str(nginx_server.main_conf),
         "include_file": f"{nginx_server.prefix}/conduit/stream.conf",
         "pid_file": str(nginx_server.pid_file),
+        "instance_config": f"{nginx_server.prefix}/conduit/nginx.conf",
+        "instance_pid_file": f"{nginx_server.prefix}/conduit-nginx.pid",
+        "error_log": f"{nginx_server.prefix}/conduit-error.log",
     }
     cluster.write_front = lambda **kw: cluster.write(env={"STANDIN_LISTEN": "tcp:8443"}, lb=dict(lb, **kw.pop("lb", {})), nginx=nginx, **kw)
+    cluster.lb, cluster.nginx = lb, nginx
     cluster.listen = listen
     cluster.include = Path(nginx["include_file"])
-    return cluster
+    cluster.own_pid = lambda: _own_master(Path(nginx["instance_pid_file"]), nginx["instance_config"])
+    cluster.system = nginx_server
+    yield cluster
+    pid = cluster.own_pid()  # a test that ends without destroy leaves the own nginx running
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        from harness import wait_for
+
+        wait_for(lambda: not _alive(pid) or None, timeout=10, message="the own nginx to stop")
+
+
+def _own_master(pid_file: Path, config: str) -> int | None:
+    """The own nginx's master when it runs (its pid file names a live nginx started with its config)."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if config.encode() in argv else None
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie left for a PID 1 that does not reap."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
+
+
+def test_own_front_is_sized_serves_and_destroy_stops_it(fronted):
+    fronted.write_front(lb={"capacity": 3000, "worker_processes": 2})
+    result = fronted.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert through(fronted.listen).startswith(b"standin ")
+    pid = fronted.own_pid()
+    assert pid is not None and pid != fronted.system.master_pid()
+    main = fronted.include.with_name("nginx.conf").read_text()
+    assert "worker_processes 2;" in main and "worker_connections 3377;" in main
+    assert fronted.system.main_conf.read_text() == fronted.system.render_main()  # the system nginx is untouched
+    import socket
+
+    with socket.create_connection(("127.0.0.1", fronted.listen), timeout=3) as held:
+        assert held.recv(100).startswith(b"standin ")  # one session held: two connections in nginx
+        status = fronted.run("status", "--json", str(fronted.spec))
+    assert status.returncode == 0, status.stderr
+    capacity = json.loads(status.stdout)["front_capacity"]
+    assert capacity["ceiling"] == 2 * 3377 and capacity["sessions"] == 3000 and capacity["connections"] >= 2
+
+    result = fronted.run("destroy", "--auto-approve", str(fronted.spec))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fronted.own_pid() is None and not _alive(pid)
+    assert not fronted.include.exists() and not fronted.include.with_name("nginx.conf").exists()
+    assert fronted.system.master_pid() is not None  # the system nginx still runs
+
+
+def test_a_failed_first_apply_stops_the_own_nginx_it_started(fronted):
+    # the nodes listen on another port than the front's backends: the front gate fails
+    fronted.write(env={"STANDIN_LISTEN": "tcp:8444"}, lb=fronted.lb, nginx=fronted.nginx)
+    result = fronted.apply()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "reached no backend" in result.stderr or "reached no backend" in result.stdout
+    assert fronted.own_pid() is None
+    assert not fronted.include.exists() and not fronted.include.with_name("nginx.conf").exists()
+    assert fronted.system.master_pid() is not None
 
 
 def test_front_serves_backends_and_a_failing_nginx_config_is_rolled_back(fronted):

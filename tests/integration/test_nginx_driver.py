@@ -56,7 +56,7 @@ def in_dir(doc, directory: Path):
         }
     )
     access_log = str(directory / "stream-access.log") if lb.access_log else None
-    lb = lb.model_copy(update={"nginx": paths, "access_log": access_log})
+    lb = lb.model_copy(update={"nginx": paths, "access_log": access_log, "instance": "system"})
     return doc.model_copy(update={"spec": doc.spec.model_copy(update={"loadbalancer": lb})})
 
 
@@ -147,9 +147,29 @@ def front_spec(nginx_paths: dict, tcp_port: int, udp_port: int):
             ],
             "access_log": None,
             "nginx": nginx_paths,
+            # the system nginx's include line; its worker_connections are weighed in test_front_own.py
+            "instance": "system",
+            "capacity_check": "warn",
         },
     )
     return load_text(dump(spec), "c.yaml", SMALL_VPS)
+
+
+def test_nginx_accepts_the_own_main_config(nginx_binary, tmp_path):
+    """The own nginx's main config, sized for 20,000 sessions, with the stream file it includes."""
+    doc = in_dir(load_file(EXAMPLE, SMALL_VPS), tmp_path)
+    lb = doc.spec.loadbalancer
+    paths = lb.nginx.model_copy(update={"instance_config": str(tmp_path / "own.conf"), "instance_pid_file": str(tmp_path / "own.pid"),
+                                        "error_log": str(tmp_path / "own-error.log")})
+    lb = lb.model_copy(update={"nginx": paths, "instance": "own", "capacity": 20000})
+    doc = doc.model_copy(update={"spec": doc.spec.model_copy(update={"loadbalancer": lb})})
+    resources = {r.kind: r for r in render_nginx(doc)}
+    (tmp_path / "conduit").mkdir()
+    Path(resources["nginx_conf"].id).write_text(resources["nginx_conf"].props["content"])
+    main = Path(resources["nginx_main"].id)
+    main.write_text(resources["nginx_main"].props["content"])
+    assert "worker_connections" in main.read_text()
+    nginx_test(nginx_binary, tmp_path, main)
 
 
 def test_driver_sees_a_running_nginx_that_holds_our_ports(nginx_server):

@@ -117,8 +117,10 @@ def test_diff_between_two_specs(run, tmp_path):
     new.write_text(EXAMPLE.read_text().replace("max_clients: 250", "max_clients: 300"))
     result = run("diff", str(EXAMPLE), str(new))
     assert result.exit_code == 0
-    # the example's front and rollout.max_unavailable 1: eight batches, each drained first
-    assert "Plan: 8 to add, 0 to change, 8 to destroy; nodes replaced in 8 batches." in result.output
+    # the example's front and rollout.max_unavailable 1: eight batches, each drained first;
+    # the own nginx is resized for the larger capacity
+    assert "Plan: 8 to add, 1 to change, 8 to destroy; nodes replaced in 8 batches." in result.output
+    assert "nginx_main /etc/nginx/conduit/nginx.conf" in result.output
     assert result.output.count("-/+ container conduit-") == 8
     lines = [line.split("  (")[0] for line in result.output.splitlines() if not line.startswith("      ")]
     first = lines.index(" || drain backends conduit-1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conduit.facts.proc import bound_inodes, cmdline, default_interface, mem_total, parent_pid, socket_inode
+from conduit.facts.proc import CAP_SYS_RESOURCE, bound_inodes, cmdline, default_interface, established_inodes, has_capability, mem_total, parent_pid, socket_inode
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "proc"
 
@@ -75,3 +75,19 @@ def test_the_default_route_of_lowest_metric_wins():
     rows = ("wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n"
             "eth1\t00000000\t010200C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n")
     assert default_interface(head + rows) == "eth1"
+
+
+def test_established_inodes_of_tcp_and_connected_udp():
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    rows = [
+        "   0: 0100007F:20FB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1 0 100 0 0 10 0\n",
+        "   1: 0100007F:20FB 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 101 1 0 100 0 0 10 0\n",
+        "   2: 0100007F:C351 0100007F:2328 06 00000000:00000000 00:00000000 00000000     0        0 0 1 0 100 0 0 10 0\n",
+    ]
+    assert established_inodes(header + "".join(rows)) == {101}
+
+
+def test_cap_sys_resource_from_status():
+    assert has_capability("Name:\tx\nCapEff:\t000001ffffffffff\n", CAP_SYS_RESOURCE)
+    assert not has_capability("CapEff:\t00000000a80425fb\n", CAP_SYS_RESOURCE)  # Docker's default set
+    assert not has_capability("Name:\tx\n", CAP_SYS_RESOURCE)

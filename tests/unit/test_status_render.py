@@ -60,3 +60,15 @@ def test_prometheus_counts_lifetime_bytes_as_counters():
     assert metrics.value(parsed, "conduit_cluster_node_throttled", cluster="c", node="c-3") == 1
     assert metrics.value(parsed, "conduit_cluster_node_dead", cluster="c", node="c-4") == 1
     assert metrics.value(parsed, "conduit_cluster_node_announced", cluster="c", node="c-2") == 0
+
+
+def test_front_load_against_its_ceiling():
+    front = [{"listener": "tcp", "port": "8443/tcp", "listening": True, "backends_up": 4, "backends": 4}]
+    load = {"running": True, "connections": 8000, "ceiling": 9004, "sessions": 4000, "workers": 2}
+    console = Console(width=120, record=True, highlight=False)
+    console.print(render_text(dict(DATA, front=front, front_capacity=load)))
+    text = console.export_text()
+    assert "front nginx: 8000 of 9004 connections in 2 workers (sized for 4000 sessions, two connections each)" in text
+    console = Console(width=120, record=True, highlight=False)
+    console.print(render_text(dict(DATA, front=front, front_capacity=dict(load, running=False))))
+    assert "front nginx: NOT running" in console.export_text()
