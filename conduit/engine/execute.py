@@ -118,22 +118,14 @@ class Executor:
         return self.doc.spec.loadbalancer.instance == "own"
 
     def _nginx_conf(self, step: Step) -> None:
-        path = host_path(self.root, step.id)
-        self.nginx_changed = True
-        if step.action == "delete":
-            remove(path)
-            return
-        candidate = path.with_name(f".{path.name}.candidate")
-        atomic_write(candidate, step.desired["content"], HOST_CONFIG)
-        try:
-            self.test_nginx(candidate)
-        except StepFailed:
-            remove(candidate)
-            raise
-        os.replace(candidate, path)
+        self._tested_write(step, self.test_nginx)
 
     def _nginx_main(self, step: Step) -> None:
-        """The own nginx's main config, written whole; tested as a candidate first."""
+        """The own nginx's main config, written whole."""
+        self._tested_write(step, self.nginx_t)
+
+    def _tested_write(self, step: Step, test) -> None:
+        """An nginx file written as a candidate, tested by `test(candidate)`, then swapped in."""
         path = host_path(self.root, step.id)
         self.nginx_changed = True
         if step.action == "delete":
@@ -142,7 +134,7 @@ class Executor:
         candidate = path.with_name(f".{path.name}.candidate")
         atomic_write(candidate, step.desired["content"], HOST_CONFIG)
         try:
-            self.nginx_t(candidate)
+            test(candidate)
         except StepFailed:
             remove(candidate)
             raise
