@@ -18,6 +18,8 @@ def test_any_fault_escaping_a_command_is_one_line(monkeypatch):
         raise requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))")
 
     monkeypatch.setattr(cli_plan, "plan_against_host", down)
+    # The same diagnosis whether or not this machine has dockerd installed.
+    monkeypatch.setattr("conduit.drivers.docker.dockerd_installed", lambda: True)
     result = CliRunner().invoke(main, ["--docker-host", SOCKET, "plan", str(EXAMPLE)])
     assert result.exit_code == 1 and not isinstance(result.exception, requests.exceptions.ConnectionError)
     (line,) = result.stderr.strip().splitlines()
