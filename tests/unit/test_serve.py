@@ -218,3 +218,13 @@ def test_a_host_that_follows_git_refuses_to_diverge(tmp_path):
     assert back.status_code == 409 and "follows git" in back.json()["detail"]
     assert len(s.requests) == 1
     assert any(r["event"] == "api.rollback" and r["detail"]["status"] == 409 for r in s.state.audit_log(10))
+
+
+def test_the_dashboard_is_one_page_and_its_own_script(setup):
+    page = setup.client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'name="viewport"' in page.text and '<script src="/static/app.js">' in page.text
+    script = setup.client.get("/static/app.js")
+    assert script.status_code == 200 and "sessionStorage" in script.text
+    assert "innerHTML" not in script.text and "document.cookie" not in script.text  # values go in as text; no cookies
+    assert "@media (max-width" in setup.client.get("/static/app.css").text  # laid out for a phone too
