@@ -11,6 +11,7 @@ from conduit.cli.common import EXIT_INVALID, fail, load_spec
 from conduit.features.watch import read_watch_status, render_unit
 from conduit.serve.auth import Limiter, bind_refusal
 from conduit.state.git import git_revision
+from conduit.state.store import StateError
 
 
 def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: bool, git: bool) -> list[str]:
@@ -66,5 +67,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     limits = (Limiter(rate, 2 * rate), Limiter(rate, 2 * rate))
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits)
+    except StateError as exc:
+        fail(str(exc))
     except OSError as exc:
         fail(f"cannot listen on {listen}:{port}: {exc.strerror or exc}")

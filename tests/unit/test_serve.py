@@ -228,3 +228,10 @@ def test_the_dashboard_is_one_page_and_its_own_script(setup):
     assert script.status_code == 200 and "sessionStorage" in script.text
     assert "innerHTML" not in script.text and "document.cookie" not in script.text  # values go in as text; no cookies
     assert "@media (max-width" in setup.client.get("/static/app.css").text  # laid out for a phone too
+
+
+def test_serve_stops_in_one_line_when_the_state_cannot_be_written(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = CliRunner().invoke(main, ["--state-dir", str(blocker / "state"), "serve", str(EXAMPLE), "--port", "1"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: state directory") and "Traceback" not in result.output
