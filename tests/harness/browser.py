@@ -69,11 +69,15 @@ class Browser:
         return result["result"].get("value")
 
     def wait(self, expression: str, timeout: float) -> float:
-        """Seconds until `expression` is true in the page; BrowserError past `timeout`."""
+        """Seconds until `expression` is true in the page; BrowserError past `timeout`. An error while
+        the page is still loading (the expression reads what is not there yet) counts as false."""
         began = time.monotonic()
         while time.monotonic() - began < timeout:
-            if self.evaluate(expression):
-                return time.monotonic() - began
+            try:
+                if self.evaluate(expression):
+                    return time.monotonic() - began
+            except BrowserError:
+                pass
             time.sleep(0.05)
         raise BrowserError(f"not true within {timeout} s: {expression}")
 

@@ -86,5 +86,5 @@ def test_the_dashboard_fits_a_phone(served, browser):
 def test_a_refused_token_asks_again(served, browser):
     _setup, base = served
     page = browser(f"{base}/#token=cdt_wrong")
-    page.wait("!document.getElementById('login').hidden", timeout=15)
+    page.wait("document.getElementById('login')?.hidden === false", timeout=15)
     assert page.evaluate("sessionStorage.getItem('conduit-token')") is None
