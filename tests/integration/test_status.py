@@ -105,7 +105,8 @@ def test_lifetime_bytes_survive_a_restart(cluster):
 
     def restarted():
         data = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
-        return data if data["containers"][0]["up"] else None
+        node = data["containers"][0]
+        return data if node["up"] and node["bytes_up"] else None  # back, and its new run has counted
 
     data = wait_for(restarted, timeout=20, message="node 1 back")
     rows = {r["name"]: r for r in data["containers"]}

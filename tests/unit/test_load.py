@@ -232,7 +232,8 @@ def test_numbers_out_of_any_sane_range_are_one_line(old, new, field, message):
 
 def test_nesting_deeper_than_the_parser_can_follow_is_one_line():
     (line,) = problems("a: " + "[" * 5000 + "]" * 5000 + "\n")
-    assert line.startswith("cluster.yaml:1:") and line.endswith("document is nested deeper than 40 levels")
+    # libyaml stops first in PyYAML 6.0.4 and later ("exceeded maximum nesting depth"); either way one line
+    assert line.startswith("cluster.yaml:1:") and "nest" in line
 
 
 def test_a_key_with_a_newline_is_quoted_so_the_error_stays_one_line():
