@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from conduit.cli import alerts, keys, plan, status, tools, tracker, watch
+from conduit.cli import alerts, keys, plan, serve, status, tokens, tools, tracker, watch
 from conduit.cli.boundary import Boundary
 from conduit.cli.common import Options
 from conduit.spec.policy import DEFAULT_PATH, ENV
@@ -84,6 +84,8 @@ for _command in (
     *tools.COMMANDS,
     tracker.tracker,
     watch.watch_command,
+    serve.serve_command,
+    tokens.tokens_group,
     status.status_command,
     keys.import_v1_command,
     keys.keys_group,

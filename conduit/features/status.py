@@ -120,6 +120,8 @@ def _row(node, entry: dict | None, look: NodeLook, cpu: float | None, memory: in
         "memory": memory,
         "memory_limit": node.memory,
         "restarts": look.reading.restarts,
+        "uptime": _uptime(samples),
+        "image": entry.get("Image") if entry else None,
         "regions": metrics.regions(samples),
     }
 

@@ -280,15 +280,16 @@ def health_problems(plan) -> dict[str, str]:
     return out
 
 
-def render_unit(argv: list[str], env: dict[str, str]) -> str:
-    """A systemd unit that runs this same watch command, with the global options as environment."""
+def render_unit(argv: list[str], env: dict[str, str], command_name: str = "watch", purpose: str = "the host follows its spec") -> str:
+    """A systemd unit that runs this same command (watch, serve), with the global options as environment."""
     import shlex
 
     command = shlex.join(argv).replace("%", "%%").replace("$", "$$")
     environment = "".join(f"Environment={key}={value}\n" for key, value in sorted(env.items()))
-    return f"""# conduit watch: the host follows its spec.
+    description = "declarative Conduit host" if command_name == "watch" else purpose
+    return f"""# conduit {command_name}: {purpose}.
 [Unit]
-Description=conduit watch (declarative Conduit host)
+Description=conduit {command_name} ({description})
 Wants=network-online.target docker.service
 After=network-online.target docker.service
 

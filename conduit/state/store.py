@@ -189,6 +189,12 @@ CREATE TABLE IF NOT EXISTS node_bytes (  -- lifetime totals; the nodes' own coun
     total_up INTEGER NOT NULL,
     total_down INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_tokens (  -- who may use the agent's API (conduit serve)
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,             -- viewer | operator
+    digest TEXT NOT NULL UNIQUE,    -- sha256 of the token; the token itself is never stored
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at REAL NOT NULL,
@@ -428,11 +434,13 @@ class State:
             ).fetchall()
 
     @_guarded("write the audit log")
-    def audit(self, event: str, detail: dict | None = None) -> None:
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = str(os.getuid())
+    def audit(self, event: str, detail: dict | None = None, user: str | None = None) -> None:
+        """One audit row; `user` defaults to the account running this process (the API names its token)."""
+        if user is None:
+            try:
+                user = getpass.getuser()
+            except (KeyError, OSError):
+                user = str(os.getuid())
         self._write("INSERT INTO audit (at, user, event, detail) VALUES (?, ?, ?, ?)", (time.time(), user, event, json.dumps(detail or {})))
 
     # -------------------------------------------------------------- tracker samples
@@ -536,3 +544,46 @@ class State:
     def byte_totals(self) -> dict[str, tuple[int, int]]:
         with closing(self._connect()) as db:
             return {node: (up, down) for node, up, down in db.execute("SELECT node, total_up, total_down FROM node_bytes")}
+
+    # -------------------------------------------------------------- the audit log, read back
+
+    @_guarded("read the audit log")
+    def audit_log(self, limit: int = 100) -> list[dict]:
+        """The newest `limit` audit rows, newest first."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT id, at, user, event, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"id": i, "at": at, "user": user, "event": event, "detail": json.loads(detail or "{}")} for i, at, user, event, detail in rows]
+
+    # -------------------------------------------------------------- API tokens (kept as digests)
+
+    @_guarded("record an API token")
+    def add_token(self, name: str, role: str, digest: str) -> bool:
+        """False when a token of that name exists already."""
+        with closing(self._connect()) as db:
+            if db.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)).fetchone():
+                return False
+            db.execute("INSERT INTO api_tokens (name, role, digest, created) VALUES (?, ?, ?, ?)", (name, role, digest, time.time()))
+        self.audit("token.create", {"name": name, "role": role})
+        return True
+
+    @_guarded("read the API tokens")
+    def tokens(self) -> list[tuple[str, str, float]]:
+        """(name, role, created) of every token, by name."""
+        with closing(self._connect()) as db:
+            return db.execute("SELECT name, role, created FROM api_tokens ORDER BY name").fetchall()
+
+    @_guarded("read the API tokens")
+    def token_by_digest(self, digest: str) -> tuple[str, str] | None:
+        """(name, role) of the token with this digest, or None."""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT name, role FROM api_tokens WHERE digest = ?", (digest,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    @_guarded("revoke an API token")
+    def revoke_token(self, name: str) -> bool:
+        """False when there is no token of that name."""
+        with closing(self._connect()) as db:
+            gone = db.execute("DELETE FROM api_tokens WHERE name = ?", (name,)).rowcount
+        if gone:
+            self.audit("token.revoke", {"name": name})
+        return bool(gone)

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""The agent under load: GET /api/v1/nodes latency with 40 nodes while 50 clients follow the
+event stream, the agent's resident memory, and the Docker calls the requests cost.
+
+    python3 bench/serve.py [--containers 40] [--requests 1000] [--streams 50] [--concurrency 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from plan_vs_compose import api_calls, spec_text  # noqa: E402
+
+from harness import DockerEngine, free_port_block, wait_for  # noqa: E402
+from helpers import CONDUIT, cli_env  # noqa: E402
+
+
+def get(url: str, token: str) -> float:
+    t0 = time.perf_counter()
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        answer.read()
+    return time.perf_counter() - t0
+
+
+def stream(port: int, token: str, stop: threading.Event, opened: list) -> None:
+    """One event-stream client: reads whatever comes until told to stop."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        s.settimeout(0.5)
+        opened.append(1)
+        while not stop.is_set():
+            try:
+                if not s.recv(65536):
+                    return
+            except socket.timeout:
+                continue
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def nodes_up(url: str, token: str, count: int) -> bool:
+    try:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            rows = json.loads(answer.read())
+    except OSError:
+        return False
+    return len(rows) == count and all(r["up"] for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--containers", type=int, default=40)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--streams", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=10)
+    args = parser.parse_args()
+
+    with DockerEngine(extra_args=("--debug",)) as engine, tempfile.TemporaryDirectory() as tmp:
+        image = engine.build_standin("2.0.0")
+        spec = Path(tmp) / "cluster.yaml"
+        spec.write_text(spec_text(image, args.containers))
+        env = dict(cli_env(), DOCKER_HOST=engine.host)
+        base = [*CONDUIT, "--root", tmp, "--state-dir", f"{tmp}/state"]
+        done = subprocess.run([*base, "apply", "--auto-approve", str(spec)], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(done.stdout + done.stderr)
+        token = subprocess.run([*base, "tokens", "create", "bench", "--role", "viewer"], env=env, capture_output=True, text=True).stdout.strip()
+        port = free_port_block(1)
+        agent = subprocess.Popen([*base, "serve", str(spec), "--port", str(port), "--rate", "1000000"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}/api/v1/nodes"
+            wait_for(lambda: nodes_up(url, token, args.containers), timeout=120, interval=0.5, message="every node up in the agent")
+            idle_rss = rss_mib(agent.pid)
+            stop, opened = threading.Event(), []
+            streams = [threading.Thread(target=stream, args=(port, token, stop, opened), daemon=True) for _ in range(args.streams)]
+            for t in streams:
+                t.start()
+            wait_for(lambda: len(opened) == args.streams, timeout=30, message="every stream open")
+            start_at = engine.log_path.stat().st_size
+            began = time.perf_counter()
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                times = sorted(pool.map(lambda _: get(url, token), range(args.requests)))
+            took = time.perf_counter() - began
+            calls = api_calls(engine.log_path, start_at)
+            loaded_rss = rss_mib(agent.pid)
+            stop.set()
+        finally:
+            agent.terminate()
+            agent.wait(timeout=30)
+
+    p = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000  # noqa: E731
+    print(f"conduit serve with {args.containers} running nodes and {args.streams} clients on the event stream")
+    print(f"  GET /api/v1/nodes x{args.requests}, {args.concurrency} at a time: p50 {p(0.5):.1f} ms  p95 {p(0.95):.1f} ms  "
+          f"max {times[-1] * 1000:.1f} ms  ({args.requests / took:.0f} requests/s)")
+    print(f"  Docker API calls meanwhile: {calls} in {took:.1f} s (the background observation's, not the requests')")
+    print(f"  agent resident memory: {idle_rss:.0f} MiB idle, {loaded_rss:.0f} MiB with the streams open and the requests done")
+
+
+if __name__ == "__main__":
+    main()

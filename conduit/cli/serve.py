@@ -1,0 +1,73 @@
+"""`conduit serve`: the host's agent (REST API, live dashboard, Prometheus exporter)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+
+from conduit.cli.common import EXIT_INVALID, fail, load_spec
+from conduit.features.watch import read_watch_status, render_unit
+from conduit.serve.auth import Limiter, bind_refusal
+from conduit.state.git import git_revision
+from conduit.state.store import StateError
+
+
+def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: bool, git: bool) -> list[str]:
+    argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "serve", str(Path(file).resolve()),
+            "--listen", listen, "--port", str(port), "--interval", str(interval)]  # fmt: skip
+    if tls[0] and tls[1]:
+        argv += ["--tls-cert", str(Path(tls[0]).resolve()), "--tls-key", str(Path(tls[1]).resolve())]
+    return argv + (["--behind-proxy"] if behind_proxy else []) + (["--git"] if git else [])
+
+
+def _print_unit(opts, argv: list[str]) -> None:
+    env = {"CONDUIT_STATE_DIR": str(Path(opts.state_dir).resolve())}
+    if opts.docker_host:
+        env["DOCKER_HOST"] = opts.docker_host
+    if str(opts.root) != "/":
+        env["CONDUIT_ROOT"] = str(Path(opts.root).resolve())
+    click.echo(render_unit(argv, env, "serve", "the host's agent: REST API, dashboard and metrics"), nl=False)
+
+
+def _follows_git(opts, file: str, git: bool) -> bool:
+    """The spec follows git when --git says so, or when it sits in a git work tree that watch follows."""
+    if git:
+        return True
+    return git_revision(file)[0] is not None and read_watch_status(opts.state_dir) is not None
+
+
+@click.command("serve")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--listen", default="127.0.0.1", show_default=True, help="Address to listen on; off the loopback it needs TLS or --behind-proxy.")
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between observations of the host.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="Serve HTTPS with this certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="The certificate's private key (PEM).")
+@click.option("--behind-proxy", is_flag=True, help="A TLS reverse proxy on this host fronts the agent: listen without TLS off the loopback.")
+@click.option("--git", is_flag=True, help="The spec follows git: refuse writes that would diverge from the committed spec.")
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Requests a second allowed per token and per client address (bursts of twice that).")
+@click.option("--print-unit", is_flag=True, help="Print a systemd unit that runs this agent, and exit.")
+@click.pass_obj
+def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_proxy, git, rate, print_unit) -> None:
+    """Serve FILE's cluster: a REST API under /api/v1 (OpenAPI at /openapi.json), live events, a
+    dashboard at / and /metrics. Every request needs a token (`conduit tokens create`)."""
+    if bool(tls_cert) != bool(tls_key):
+        fail("give both --tls-cert and --tls-key", EXIT_INVALID)
+    refusal = bind_refusal(listen, bool(tls_cert), behind_proxy)
+    if refusal:
+        fail(refusal, EXIT_INVALID)
+    if print_unit:
+        _print_unit(opts, _unit_argv(file, listen, port, interval, (tls_cert, tls_key), behind_proxy, git))
+        return
+    load_spec(opts, file)  # an invalid spec stops here, exit 2, before anything listens
+    from conduit.serve.run import serve
+
+    limits = (Limiter(rate, 2 * rate), Limiter(rate, 2 * rate))
+    try:
+        serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits)
+    except StateError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot listen on {listen}:{port}: {exc.strerror or exc}")

@@ -1,0 +1,254 @@
+"""What the agent knows and does, apart from HTTP: the spec it serves, its observation, the live
+plan, the tokens, the audit log, and the writes (each exactly one reconcile, or a node restart)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.text import Text
+
+from conduit.drivers.docker import call
+from conduit.drivers.observe import HostAccess
+from conduit.engine.planning import plan_against_host, plan_between, plan_offline, saved_planner
+from conduit.engine.reconcile import Reconciled, Request, reconcile
+from conduit.features.status import collect
+from conduit.features.watch import read_watch_status
+from conduit.plan.planner import Plan
+from conduit.plan.saved import parse_saved, plan_data
+from conduit.serve.auth import Limiter, digest
+from conduit.serve.live import Hub, Observer
+from conduit.spec.load import SpecError, load_file, load_text
+from conduit.spec.profiles import HostFacts
+from conduit.spec.resolve import nodes
+from conduit.spec.spec import ClusterSpec
+from conduit.state.git import GitError, git_revision, show_committed
+from conduit.state.store import State
+from conduit.views.report import render_plan
+
+TOKEN_CACHE_SECONDS = 2.0  # a revoked token stops working within this
+
+
+class Refused(Exception):
+    """A write the agent will not do; `status` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class SpecFile:
+    """The spec the agent serves, read again when the file changes; a broken edit keeps the last good one."""
+
+    def __init__(self, path: Path, facts: Callable[[], HostFacts]):
+        self.path, self.facts = path, facts
+        self.doc: ClusterSpec | None = None
+        self.error: str | None = None
+        self._stamp: tuple | None = None
+
+    def current(self) -> ClusterSpec:
+        try:
+            info = self.path.stat()
+            stamp = (info.st_mtime_ns, info.st_size)
+        except OSError as exc:
+            stamp, self.error = None, f"{self.path}: cannot read: {exc.strerror}"
+        if stamp is not None and stamp != self._stamp:
+            try:
+                self.doc, self.error = load_file(str(self.path), self.facts()), None
+            except SpecError as exc:
+                self.error = " / ".join(exc.lines())
+            self._stamp = stamp
+        if self.doc is None:
+            raise Refused(422, self.error or f"{self.path}: no valid spec")
+        return self.doc
+
+
+class Collector:
+    """status's collect for the observer; the drift check (it plans the whole host) every `drift_every`th time."""
+
+    def __init__(self, spec: SpecFile, host: HostAccess, drift_every: int = 10):
+        self.spec, self.host, self.drift_every = spec, host, drift_every
+        self.count = 0
+        self.drift: dict = {}
+
+    def __call__(self) -> dict:
+        with_drift = self.count % self.drift_every == 0
+        self.count += 1
+        data = collect(self.spec.current(), self.host, drift=with_drift)
+        if with_drift:
+            self.drift = {"drift": data["drift"], "pending": data["pending"]}
+        return {**self.drift, **data, "spec_error": self.spec.error}
+
+
+def outcome_json(o: Reconciled) -> dict:
+    return {
+        "status": o.status, "generation": o.generation, "failure": o.failure, "restored": o.restored,
+        "warnings": list(o.warnings), "rollback_failed": o.rollback_failed, "problems": list(o.problems),
+        "changes": len(o.plan.changes) if o.plan else 0,
+    }  # fmt: skip
+
+
+def plain(plan: Plan, offline: bool = False) -> str:
+    return Text.from_markup(render_plan(plan, offline=offline)).plain
+
+
+@dataclass
+class Agent:
+    spec: SpecFile
+    host: HostAccess
+    observer: Observer
+    hub: Hub
+    git_follow: bool = False
+    by_address: Limiter = field(default_factory=lambda: Limiter(20, 40))
+    by_token: Limiter = field(default_factory=lambda: Limiter(20, 40))
+    reconcile: Callable[[Request], Reconciled] = reconcile
+    restarter: Callable[[str], None] | None = None
+    plan_seconds: float = 5.0
+    _state: State | None = None
+    _tokens: dict = field(default_factory=dict)
+    _plan: tuple[float, Plan] | None = None
+    _plan_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------ state, tokens, audit
+
+    def state(self) -> State:
+        if self._state is None:
+            self._state = State(self.host.state_dir)
+        return self._state
+
+    def who(self, token: str) -> tuple[str, str] | None:
+        """(name, role) of a token, looked up by its digest (cached for a moment)."""
+        key = digest(token)
+        hit = self._tokens.get(key)
+        if hit and time.monotonic() - hit[0] < TOKEN_CACHE_SECONDS:
+            return hit[1]
+        found = self.state().token_by_digest(key)
+        if len(self._tokens) > 1000:
+            self._tokens.clear()
+        self._tokens[key] = (time.monotonic(), found)
+        return found
+
+    def audit(self, event: str, user: str, detail: dict) -> None:
+        self.state().audit(event, detail, user=user)
+
+    # ------------------------------------------------------------ reads
+
+    def data(self) -> dict:
+        data = self.observer.latest()
+        if data is None:
+            raise Refused(503, self.observer.error or "the first observation of the host is not done yet")
+        return data
+
+    def live_plan(self) -> Plan:
+        """The plan for the current spec against the host, at most `plan_seconds` old."""
+        with self._plan_lock:
+            if self._plan is None or time.monotonic() - self._plan[0] > self.plan_seconds:
+                self._plan = (time.monotonic(), plan_against_host(self.spec.current(), self.host))
+            return self._plan[1]
+
+    def plan_view(self) -> dict:
+        plan = self.live_plan()
+        return {
+            "text": plain(plan),
+            "plan": plan_data(plan),
+            "drift": [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"],
+            "pending": len(plan.changes),
+        }
+
+    def generation_plan(self, gen_id: int) -> str | None:
+        """The plan text of generation `gen_id`: from the last good spec before it, or from an empty host."""
+        gens = self.state().generations()
+        this = next((g for g in gens if g.id == gen_id), None)
+        if this is None:
+            raise Refused(404, f"no generation {gen_id}")
+        before = [g for g in gens if g.id < gen_id and g.outcome == "succeeded"]
+        facts = self.spec.facts()
+        try:
+            new = load_text(this.spec_text, f"generation {this.id}", facts)
+            if not before:
+                return plain(plan_offline(new), offline=True)
+            return plain(plan_between(load_text(before[-1].spec_text, f"generation {before[-1].id}", facts), new))
+        except SpecError as exc:
+            return "the spec no longer loads on this host: " + " / ".join(exc.lines())
+
+    def watch_status(self) -> dict | None:
+        return read_watch_status(self.host.state_dir)
+
+    # ------------------------------------------------------------ writes
+
+    def _committed(self) -> str | None:
+        """The spec as committed, when the host follows git; None otherwise."""
+        if not self.git_follow:
+            return None
+        try:
+            return show_committed("HEAD", str(self.spec.path))
+        except GitError as exc:
+            raise Refused(409, f"the host follows git and the committed spec cannot be read: {exc}") from None
+
+    def _same_as_git(self, text: str, what: str) -> None:
+        committed = self._committed()
+        if committed is not None and text != committed:
+            raise Refused(409, f"{what} is not the committed spec and the host follows git; commit and push it instead")
+
+    def _run(self, doc: ClusterSpec, text: str, path: str | None, user: str, planner=None) -> Reconciled:
+        """Exactly one reconcile; its steps go out as events as they run."""
+        report = lambda line: self.hub.publish("apply", {"line": line, "by": user})  # noqa: E731
+        request = Request(doc, text, path, self.host, self.spec.facts(), f"conduit serve ({user})", report, wait=False)
+        if planner is not None:
+            request.planner = planner
+        self.hub.publish("apply.start", {"by": user})
+        outcome = self.reconcile(request)
+        self.hub.publish("apply.done", {"by": user, **outcome_json(outcome)})
+        with self._plan_lock:
+            self._plan = None
+        return outcome
+
+    def apply_spec(self, user: str) -> Reconciled:
+        """The current spec; when the host follows git, the committed one (a sync, never a divergence)."""
+        committed = self._committed()
+        if committed is None:
+            doc = self.spec.current()
+            return self._run(doc, self.spec.path.read_text(), str(self.spec.path), user)
+        try:
+            doc = load_text(committed, str(self.spec.path), self.spec.facts())
+        except SpecError as exc:
+            raise Refused(422, " / ".join(exc.lines())) from None
+        return self._run(doc, committed, str(self.spec.path), user)
+
+    def apply_saved(self, text: str, user: str) -> Reconciled:
+        saved = parse_saved(text, "the posted plan")
+        self._same_as_git(saved.spec_text, "the saved plan's spec")
+        try:
+            doc = load_text(saved.spec_text, saved.spec_file, self.spec.facts())
+        except SpecError as exc:
+            raise Refused(422, " / ".join(exc.lines())) from None
+        return self._run(doc, saved.spec_text, saved.spec_file, user, saved_planner(saved.plan))
+
+    def rollback(self, gen_id: int, user: str) -> Reconciled:
+        target = self.state().generation(gen_id)
+        if target is None:
+            raise Refused(404, f"no generation {gen_id}")
+        self._same_as_git(target.spec_text, f"generation {gen_id}'s spec")
+        try:
+            doc = load_text(target.spec_text, f"generation {target.id}", self.spec.facts())
+        except SpecError as exc:
+            raise Refused(422, " / ".join(exc.lines())) from None
+        return self._run(doc, target.spec_text, target.spec_path, user)
+
+    def restart(self, name: str, user: str) -> None:
+        if name not in {n.name for n in nodes(self.spec.current())}:
+            raise Refused(404, f"{name} is not a node of this cluster")
+        self.hub.publish("restart", {"name": name, "by": user})
+        (self.restarter or self._docker_restart)(name)
+
+    def _docker_restart(self, name: str) -> None:
+        client = self.host.docker()
+        if client is None:
+            raise Refused(503, "no Docker engine on this host")
+        call(client, client.api.restart, name, timeout=10)
+
+    def git_revision(self) -> tuple[str | None, bool | None]:
+        return git_revision(str(self.spec.path))

@@ -1,0 +1,277 @@
+"""The agent's HTTP face: /api/v1 (REST, OpenAPI at /openapi.json), /api/v1/events (server-sent
+events), /metrics (Prometheus text format) and the dashboard at /."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from conduit.drivers.docker import EngineError
+from conduit.engine.planning import HostMoved
+from conduit.plan.saved import NotASavedPlan
+from conduit.serve import models
+from conduit.serve.agent import Agent, Refused, outcome_json
+from conduit.serve.auth import allows, bearer
+from conduit.serve.live import node_event
+from conduit.state.lock import Locked
+from conduit.state.store import StateError
+from conduit.views.status import NODE_NOTES, node_state, render_prometheus
+
+STATIC = Path(__file__).parent / "static"
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+EVENT_POLL_SECONDS = 0.2
+KEEPALIVE_SECONDS = 15.0
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+def _refuse(agent: Agent, request: Request, status: int, reason: str, user: str | None, audit: bool = True) -> None:
+    """Refused: written to the audit log (by token name, never the token), then the HTTP answer."""
+    if audit:
+        detail = {"method": request.method, "path": request.url.path, "client": _client(request), "status": status, "reason": reason}
+        agent.audit("api.refused", user or "anonymous", detail)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    raise HTTPException(status, reason, headers=headers)
+
+
+def _authenticate(agent: Agent, request: Request, needed: str) -> str:
+    """The token's name, once the address and the token are within their rates and the role allows."""
+    allowed, first = agent.by_address.take(_client(request))
+    if not allowed:
+        _refuse(agent, request, 429, "too many requests from this address", None, audit=first)
+    token = bearer(request.headers.get("authorization"))
+    if token is None:
+        _refuse(agent, request, 401, "a bearer token is needed (conduit tokens create NAME)", None)
+    found = agent.who(token)
+    if found is None:
+        _refuse(agent, request, 401, "unknown or revoked token", None)
+    name, role = found
+    allowed, first = agent.by_token.take(name)
+    if not allowed:
+        _refuse(agent, request, 429, "too many requests with this token", name, audit=first)
+    if not allows(role, needed):
+        _refuse(agent, request, 403, f"token {name} is a {role}; this needs an {needed}", name)
+    return name
+
+
+def _role(agent: Agent, needed: str):
+    def check(request: Request) -> str:
+        return _authenticate(agent, request, needed)
+
+    return check
+
+
+def alerts(agent: Agent, data: dict) -> list[str]:
+    """What needs the operator, one line each, in the words of `conduit status`."""
+    out = []
+    if agent.observer.error:
+        out.append(f"the last observation failed: {agent.observer.error}")
+    if data.get("spec_error"):
+        out.append(f"the spec does not load: {data['spec_error']}")
+    out += _node_alerts(data["containers"])
+    out += [f"front {f['listener']} {f['port']} is NOT listening" for f in data["front"] or [] if f["listening"] is False]
+    if data.get("drift"):
+        out.append(f"drift: {', '.join(data['drift'])}")
+    watch = data.get("watch") or {}
+    if watch.get("last_result") in ("invalid", "blocked", "rolled_back", "failed"):
+        out.append(f"watch: {watch['last_result']}: {watch.get('last_message', '')}")
+    return out
+
+
+def _node_alerts(rows: list[dict]) -> list[str]:
+    out = []
+    for flag, say, _style in NODE_NOTES:
+        named = [r["name"] for r in rows if r[flag]]
+        if named:
+            out.append(say.format(names=", ".join(named)))
+    down = [r["name"] for r in rows if r["state"] != "running"]
+    if down:
+        out.append(f"not running: {', '.join(down)}")
+    return out
+
+
+def _node(row: dict) -> dict:
+    image = row.get("image") or ""
+    version = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
+    return {k: v for k, v in row.items() if k != "regions"} | {"status": node_state(row), "version": version}
+
+
+def _sse(seq: int, kind: str, data: dict) -> str:
+    return f"id: {seq}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _read_routes(api: APIRouter, agent: Agent, viewer) -> None:
+    @api.get("/summary", response_model=models.Summary, summary="The cluster at a glance, with what needs the operator")
+    def summary(_: str = Depends(viewer)) -> dict:
+        data = agent.data()
+        return {k: v for k, v in data.items() if k not in ("containers", "countries", "front", "front_capacity")} | {
+            "observed_at": agent.observer.observed_at, "observe_error": agent.observer.error, "alerts": alerts(agent, data),
+        }  # fmt: skip
+
+    @api.get("/nodes", response_model=list[models.Node], summary="Every node: state, clients, CPU and memory against limits")
+    def node_list(_: str = Depends(viewer)) -> list[dict]:
+        return [_node(r) for r in agent.data()["containers"]]
+
+    @api.get("/countries", response_model=list[models.Country], summary="Clients and bytes per country")
+    def countries(_: str = Depends(viewer)) -> list[dict]:
+        return agent.data()["countries"]
+
+    @api.get("/front", summary="The nginx front: listeners, backends up, connections against its ceiling")
+    def front(_: str = Depends(viewer)) -> dict:
+        data = agent.data()
+        return {"listeners": data["front"], "capacity": data["front_capacity"]}
+
+    @api.get("/history", summary="Clients and bytes of the cluster, one point per observation")
+    def history(_: str = Depends(viewer)) -> list[dict]:
+        return list(agent.observer.history)
+
+    @api.get("/plan", summary="The live plan of the current spec against the host, and its drift")
+    def plan(_: str = Depends(viewer)) -> dict:
+        return agent.plan_view()
+
+    @api.get("/preflight", summary="What stops an apply now, and the warnings")
+    def preflight(_: str = Depends(viewer)) -> dict:
+        plan = agent.live_plan()
+        return {"problems": list(plan.problems), "warnings": list(plan.warnings)}
+
+    @api.get("/watch", summary="The watcher's own record (watch.json), or null")
+    def watch(_: str = Depends(viewer)) -> dict | None:
+        return agent.watch_status()
+
+    @api.get("/audit", summary="The newest audit rows")
+    def audit(limit: int = 100, _: str = Depends(viewer)) -> list[dict]:
+        return agent.state().audit_log(max(1, min(limit, 1000)))
+
+
+def _generation_routes(api: APIRouter, agent: Agent, viewer) -> None:
+    def row(g) -> dict:
+        return {k: v for k, v in g.__dict__.items() if k != "spec_text"}
+
+    @api.get("/generations", response_model=list[models.Generation], summary="Every generation applied, oldest first")
+    def generations(_: str = Depends(viewer)) -> list[dict]:
+        return [row(g) for g in agent.state().generations()]
+
+    @api.get("/generations/{gen_id}", response_model=models.GenerationDetail, summary="One generation with its spec, plan and journal")
+    def generation(gen_id: int, _: str = Depends(viewer)) -> dict:
+        state = agent.state()
+        g = state.generation(gen_id)
+        if g is None:
+            raise Refused(404, f"no generation {gen_id}")
+        keys = ("phase", "kind", "resource", "action", "status", "detail")
+        journal = [dict(zip(keys, step)) for step in state.journal(gen_id)]
+        return row(g) | {"spec_text": g.spec_text, "plan_text": agent.generation_plan(gen_id), "journal": journal}
+
+
+def _write_routes(api: APIRouter, agent: Agent, operator) -> None:
+    def done(user: str, event: str, detail: dict, outcome) -> dict:
+        result = outcome_json(outcome)
+        agent.audit(event, user, detail | {"status": result["status"], "generation": result["generation"]})
+        return result
+
+    @api.post("/apply", response_model=models.Outcome, summary="Apply the current spec (git's, when the host follows git) or a saved plan")
+    def apply(request: Request, body: models.ApplyBody | None = None, user: str = Depends(operator)) -> dict:
+        with _audited(agent, request, user, "api.apply"):
+            if body is not None and body.plan is not None:
+                return done(user, "api.apply", {"source": "saved plan"}, agent.apply_saved(json.dumps(body.plan), user))
+            return done(user, "api.apply", {"source": "spec"}, agent.apply_spec(user))
+
+    @api.post("/rollback/{gen_id}", response_model=models.Outcome, summary="Apply generation N's spec again")
+    def rollback(gen_id: int, request: Request, user: str = Depends(operator)) -> dict:
+        with _audited(agent, request, user, "api.rollback"):
+            return done(user, "api.rollback", {"target": gen_id}, agent.rollback(gen_id, user))
+
+    @api.post("/nodes/{name}/restart", response_model=models.Done, summary="Restart one node's container")
+    def restart(name: str, request: Request, user: str = Depends(operator)) -> dict:
+        with _audited(agent, request, user, "api.restart"):
+            agent.restart(name, user)
+            agent.audit("api.restart", user, {"node": name, "status": "restarted"})
+            return {"ok": True, "message": f"{name} restarted"}
+
+
+class _audited:
+    """A write that fails before or during its run is in the audit log too, with why."""
+
+    CODES = ((Refused, None), (NotASavedPlan, 400), (HostMoved, 409), (Locked, 409), (EngineError, 503), (StateError, 503))
+
+    def __init__(self, agent: Agent, request: Request, user: str, event: str):
+        self.agent, self.request, self.user, self.event = agent, request, user, event
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None:
+            return False
+        for cls, status in self.CODES:
+            if isinstance(exc, cls):
+                status = status or exc.status
+                detail = {"path": self.request.url.path, "status": status, "reason": str(exc)}
+                self.agent.audit(self.event, self.user, detail)
+                raise HTTPException(status, str(exc)) from None
+        return False
+
+
+def _event_routes(api: APIRouter, agent: Agent, viewer) -> None:
+    @api.get("/events", summary="Server-sent events: node changes, apply steps, restarts (text/event-stream)")
+    async def events(request: Request, limit: int | None = None, last_event_id: str | None = Header(None),
+                     _: str = Depends(viewer)) -> StreamingResponse:  # fmt: skip
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else agent.hub.last
+        return StreamingResponse(_stream(agent, request, start, limit), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
+
+
+async def _stream(agent: Agent, request: Request, seq: int, limit: int | None):
+    """A snapshot of the nodes first, then each event as it is published; `limit` ends it after N."""
+    data = agent.observer.latest()
+    yield _sse(seq, "hello", {"nodes": [node_event(r) for r in data["containers"]] if data else []})
+    sent, quiet = 0, 0.0
+    while limit is None or sent < limit:
+        await asyncio.sleep(EVENT_POLL_SECONDS)
+        fresh = agent.hub.since(seq)
+        for seq, kind, payload in fresh[: None if limit is None else limit - sent]:
+            yield _sse(seq, kind, payload)
+            sent += 1
+        quiet = 0.0 if fresh else quiet + EVENT_POLL_SECONDS
+        if quiet >= KEEPALIVE_SECONDS:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+            if await request.is_disconnected():
+                return
+
+
+def create_app(agent: Agent) -> FastAPI:
+    app = FastAPI(title="conduit agent", version="1", summary="The host's nodes, clients, generations and applies")
+    viewer, operator = _role(agent, "viewer"), _role(agent, "operator")
+    api = APIRouter(prefix="/api/v1")
+    _read_routes(api, agent, viewer)
+    _generation_routes(api, agent, viewer)
+    _write_routes(api, agent, operator)
+    _event_routes(api, agent, viewer)
+    app.include_router(api)
+
+    @app.exception_handler(Refused)
+    def refused(_request: Request, exc: Refused) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(EngineError)
+    @app.exception_handler(StateError)
+    def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="The figures of `conduit status --prometheus`")
+    def metrics(_: str = Depends(viewer)) -> PlainTextResponse:
+        return PlainTextResponse(render_prometheus(agent.data()), media_type=PROMETHEUS_TYPE)
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,104 @@
+"""The API's shapes: FastAPI checks answers against them and describes them in /openapi.json."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Node(Open):
+    name: str
+    index: int
+    state: str  # Docker's: running, exited, … or missing
+    status: str  # one word: announced, starting, throttled, dead, no metrics, stale stats, or Docker's state
+    up: bool
+    connected: int
+    connecting: int
+    max_clients: int
+    announced: bool
+    cpu: float | None
+    cpu_limit: float | None
+    memory: int | None
+    memory_limit: int | None
+    restarts: int | None
+    uptime: float | None = None
+    image: str | None = None
+    version: str | None = None
+    bytes_up: int
+    bytes_down: int
+    lifetime_bytes_up: int | None = None
+    lifetime_bytes_down: int | None = None
+
+
+class Totals(Open):
+    containers: int
+    running: int
+    up: int
+    connected: int
+    connecting: int
+    bytes_up: int
+    bytes_down: int
+
+
+class Summary(Open):
+    cluster: str
+    totals: Totals
+    generation: dict | None
+    watch: dict | None
+    drift: list[str] | None = None
+    pending: int | None = None
+    observed_at: float | None
+    observe_error: str | None = None
+    spec_error: str | None = None
+    alerts: list[str]
+
+
+class Country(BaseModel):
+    region: str
+    clients: int
+    bytes_up: int
+    bytes_down: int
+
+
+class Generation(BaseModel):
+    id: int
+    started: float
+    finished: float | None
+    outcome: str
+    reason: str | None
+    spec_hash: str
+    spec_path: str | None
+    git_commit: str | None
+    git_dirty: bool | None
+
+
+class GenerationDetail(Generation):
+    spec_text: str
+    plan_text: str | None
+    journal: list[dict]
+
+
+class Outcome(BaseModel):
+    status: str  # no-op | succeeded | rolled_back | failed | blocked
+    generation: int | None
+    failure: str | None
+    restored: str | None
+    warnings: list[str]
+    rollback_failed: str | None
+    problems: list[str]
+    changes: int
+
+
+class ApplyBody(BaseModel):
+    """Empty: apply the current spec (the committed one when the host follows git). `plan`: a plan
+    saved by `conduit plan --out`, applied exactly, once the host is seen as it was when it was made."""
+
+    plan: dict | None = None
+
+
+class Done(BaseModel):
+    ok: bool
+    message: str

@@ -1,0 +1,90 @@
+"""Debian's headless chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe):
+JSON messages ended by NUL on file descriptors 3 (to the browser) and 4 (from it). No WebDriver."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from typing import Any
+
+
+class BrowserError(Exception):
+    pass
+
+
+class Browser:
+    """One headless chromium with one page open at `url`; `evaluate` runs JavaScript in it."""
+
+    def __init__(self, url: str, width: int = 1280, height: int = 900):
+        binary = shutil.which("chromium")
+        if binary is None:
+            raise BrowserError("chromium is not installed (apt-get install chromium)")
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--remote-debugging-pipe", f"--window-size={width},{height}", "about:blank"]  # fmt: skip
+        # The shell hands the process's stdin and stdout to chromium as descriptors 3 and 4.
+        self.process = subprocess.Popen(["sh", "-c", 'exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>/dev/null', binary, *flags],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        self.answers: dict[int, dict] = {}
+        self.arrived = threading.Condition()
+        self.next_id = 0
+        threading.Thread(target=self._read, daemon=True).start()
+        page = next(t for t in self.send("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        self.session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
+        self.send("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height, deviceScaleFactor=1, mobile=width < 600)
+        self.send("Page.navigate", session=True, url=url)
+
+    def _read(self) -> None:
+        buffer = b""
+        while chunk := self.process.stdout.read1(65536):
+            buffer += chunk
+            *messages, buffer = buffer.split(b"\0")
+            for raw in messages:
+                message = json.loads(raw)
+                if "id" in message:
+                    with self.arrived:
+                        self.answers[message["id"]] = message
+                        self.arrived.notify_all()
+
+    def send(self, method: str, session: bool = False, timeout: float = 20, **params: Any) -> dict:
+        self.next_id += 1
+        ident = self.next_id
+        message = {"id": ident, "method": method, "params": params} | ({"sessionId": self.session} if session else {})
+        self.process.stdin.write(json.dumps(message).encode() + b"\0")
+        self.process.stdin.flush()
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: ident in self.answers, timeout=timeout):
+                raise BrowserError(f"chromium did not answer {method} within {timeout} s")
+            answer = self.answers.pop(ident)
+        if "error" in answer:
+            raise BrowserError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", session=True, expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise BrowserError(f"{expression}: {result['exceptionDetails'].get('text')}")
+        return result["result"].get("value")
+
+    def wait(self, expression: str, timeout: float) -> float:
+        """Seconds until `expression` is true in the page; BrowserError past `timeout`. An error while
+        the page is still loading (the expression reads what is not there yet) counts as false."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            try:
+                if self.evaluate(expression):
+                    return time.monotonic() - began
+            except BrowserError:
+                pass
+            time.sleep(0.05)
+        raise BrowserError(f"not true within {timeout} s: {expression}")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,237 @@
+"""conduit serve: who may call what, the rates, the bind refusal, events, metrics and git."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from conduit.cli.root import main
+from conduit.drivers.observe import HostAccess
+from conduit.engine.reconcile import Reconciled
+from conduit.serve.agent import Agent, SpecFile
+from conduit.serve.app import create_app
+from conduit.serve.auth import Limiter, digest, new_token
+from conduit.serve.live import Hub, Observer
+from conduit.state.store import State
+from conduit.views.status import render_prometheus
+from tests.helpers import EXAMPLE, SMALL_VPS
+from tests.unit.test_status_render import row
+
+
+def observation(connected: int = 1, state: str = "running") -> dict:
+    rows = [row("conduit-1", connected=connected), row("conduit-2", state=state, up=state == "running")]
+    return {
+        "cluster": "edge-1", "containers": rows,
+        "totals": {"containers": 2, "running": 2, "up": 2, "connected": connected + 1, "connecting": 0, "bytes_up": 20,
+                   "bytes_down": 40, "lifetime_bytes_up": 2 << 30, "lifetime_bytes_down": 6 << 30},
+        "front": None, "front_capacity": None, "countries": [{"region": "IR", "clients": 2, "bytes_up": 1, "bytes_down": 2}],
+        "generation": None, "watch": None, "drift": [], "pending": 0,
+    }  # fmt: skip
+
+
+class FakeHost:
+    """What the observer sees: an observation the test changes by hand."""
+
+    def __init__(self):
+        self.data = observation()
+
+    def __call__(self) -> dict:
+        return self.data
+
+
+class Setup:
+    def __init__(self, tmp: Path, spec: Path = EXAMPLE, git_follow: bool = False, rate: float = 1000):
+        self.state_dir = tmp / "state"
+        self.state = State(self.state_dir)
+        self.tokens = {}
+        for name, role in (("ann", "viewer"), ("olu", "operator")):
+            self.tokens[name] = new_token()
+            self.state.add_token(name, role, digest(self.tokens[name]))
+        self.fake = FakeHost()
+        self.hub = Hub()
+        self.observer = Observer(self.fake, self.hub, interval=0.05)
+        self.observer.refresh()
+        self.requests = []
+        self.restarted = []
+        self.outcome = Reconciled("no-op")
+        host = HostAccess(root=tmp / "root", state_dir=self.state_dir, docker_host=None)
+        self.agent = Agent(SpecFile(spec, lambda: SMALL_VPS), host, self.observer, self.hub, git_follow=git_follow,
+                           by_address=Limiter(rate, rate), by_token=Limiter(rate, rate),
+                           reconcile=self._reconcile, restarter=self.restarted.append)  # fmt: skip
+        self.client = TestClient(create_app(self.agent))
+
+    def _reconcile(self, request) -> Reconciled:
+        self.requests.append(request)
+        request.report("step: one line")
+        return self.outcome
+
+    def auth(self, name: str | None) -> dict:
+        return {"Authorization": f"Bearer {self.tokens[name]}"} if name else {}
+
+
+@pytest.fixture
+def setup(tmp_path):
+    return Setup(tmp_path)
+
+
+def test_a_token_is_kept_only_as_its_digest(setup):
+    with setup.state._connect() as db:
+        stored = [r[0] for r in db.execute("SELECT digest FROM api_tokens")]
+    assert setup.tokens["ann"] not in stored and digest(setup.tokens["ann"]) in stored
+
+
+WRITES = ("/api/v1/apply", "/api/v1/rollback/1", "/api/v1/nodes/conduit-1/restart")
+
+
+def test_each_write_needs_an_operator_and_every_one_is_audited(setup):
+    gen = setup.state.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
+    setup.state.finish(gen, "succeeded")
+    for path in WRITES:
+        assert setup.client.post(path).status_code == 401
+        wrong = setup.client.post(path, headers={"Authorization": "Bearer cdt_not-a-token"})
+        assert wrong.status_code == 401
+        assert setup.client.post(path, headers=setup.auth("ann")).status_code == 403
+        answer = setup.client.post(path, headers=setup.auth("olu"))
+        assert answer.status_code == 200, answer.text
+    assert len(setup.requests) == 2 and setup.restarted == ["conduit-1"]
+    assert setup.requests[0].spec_text == EXAMPLE.read_text() and setup.requests[0].wait is False
+    rows = setup.state.audit_log(100)
+    refused = [(r["user"], r["detail"]["path"], r["detail"]["status"]) for r in rows if r["event"] == "api.refused"]
+    for path in WRITES:
+        assert refused.count(("anonymous", path, 401)) == 2 and ("ann", path, 403) in refused
+    done = {(r["user"], r["event"]) for r in rows if r["event"] in ("api.apply", "api.rollback", "api.restart")}
+    assert done == {("olu", "api.apply"), ("olu", "api.rollback"), ("olu", "api.restart")}
+    text = json.dumps(rows)
+    assert all(token not in text for token in setup.tokens.values())
+
+
+def test_reads_need_a_token_of_either_role(setup):
+    assert setup.client.get("/api/v1/nodes").status_code == 401
+    for who in ("ann", "olu"):
+        nodes = setup.client.get("/api/v1/nodes", headers=setup.auth(who)).json()
+        assert [n["name"] for n in nodes] == ["conduit-1", "conduit-2"] and nodes[0]["status"] == "announced"
+    summary = setup.client.get("/api/v1/summary", headers=setup.auth("ann")).json()
+    assert summary["totals"]["connected"] == 2 and summary["cluster"] == "edge-1"
+    assert setup.client.get("/api/v1/countries", headers=setup.auth("ann")).json()[0]["region"] == "IR"
+    assert "/api/v1/apply" in setup.client.get("/openapi.json").json()["paths"]
+
+
+def test_a_write_that_fails_is_audited_with_why(setup):
+    answer = setup.client.post("/api/v1/apply", json={"plan": {"steps": []}}, headers=setup.auth("olu"))
+    assert answer.status_code == 400 and "not a saved plan" in answer.json()["detail"]
+    assert setup.client.post("/api/v1/nodes/stranger/restart", headers=setup.auth("olu")).status_code == 404
+    rows = [(r["event"], r["detail"].get("status")) for r in setup.state.audit_log(10)]
+    assert ("api.apply", 400) in rows and ("api.restart", 404) in rows
+
+
+def test_rates_per_token_and_per_address(tmp_path):
+    s = Setup(tmp_path, rate=1000)
+    s.agent.by_token = Limiter(0.001, 3)
+    codes = [s.client.get("/api/v1/nodes", headers=s.auth("ann")).status_code for _ in range(6)]
+    assert codes == [200, 200, 200, 429, 429, 429]
+    assert s.client.get("/api/v1/nodes", headers=s.auth("olu")).status_code == 200  # another token has its own bucket
+    s.agent.by_address = Limiter(0.001, 1)
+    codes = [s.client.get("/api/v1/nodes", headers=s.auth("olu")).status_code for _ in range(3)]
+    assert codes == [200, 429, 429]
+    refusals = [r for r in s.state.audit_log(100) if r["detail"].get("status") == 429]
+    assert len(refusals) == 2  # one row for each run of refusals, not one per request
+
+
+def test_a_revoked_token_is_refused(tmp_path):
+    s = Setup(tmp_path)
+    assert s.state.revoke_token("ann")
+    assert s.client.get("/api/v1/nodes", headers=s.auth("ann")).status_code == 401
+
+
+def test_metrics_are_the_figures_of_status_prometheus(setup):
+    answer = setup.client.get("/metrics", headers=setup.auth("ann"))
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert answer.text == render_prometheus(setup.observer.latest())
+
+
+def test_an_event_follows_a_change_in_the_observation(setup):
+    def change():
+        time.sleep(0.5)
+        setup.fake.data = observation(connected=7, state="exited")
+        setup.observer.refresh()
+
+    threading.Thread(target=change).start()
+    began = time.monotonic()
+    with setup.client.stream("GET", "/api/v1/events?limit=1", headers=setup.auth("ann")) as answer:
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
+        text = "".join(answer.iter_text())
+    assert time.monotonic() - began < 2.5
+    events = [block for block in text.split("\n\n") if block.strip()]
+    assert events[0].startswith("id: ") and "event: hello" in events[0]
+    assert "event: nodes" in events[1]
+    changed = json.loads(events[1].split("data: ", 1)[1])["changed"]
+    assert {(c["name"], c["state"], c["connected"]) for c in changed} == {("conduit-1", "announced", 7), ("conduit-2", "exited", 1)}
+
+
+def test_apply_steps_go_out_as_events(setup):
+    seen = setup.hub.last
+    setup.client.post("/api/v1/apply", headers=setup.auth("olu"))
+    kinds = [(kind, data.get("line")) for _, kind, data in setup.hub.since(seen)]
+    assert kinds == [("apply.start", None), ("apply", "step: one line"), ("apply.done", None)]
+
+
+def test_serve_refuses_a_public_address_in_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "serve", str(EXAMPLE), "--listen", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "--tls-cert" in result.stderr and "--behind-proxy" in result.stderr
+
+
+def test_print_unit_runs_the_same_serve(tmp_path):
+    result = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "serve", str(EXAMPLE), "--port", "9000", "--print-unit"])
+    assert result.exit_code == 0
+    assert f"serve {EXAMPLE} --listen 127.0.0.1 --port 9000" in result.stdout and "WantedBy=multi-user.target" in result.stdout
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args], check=True, capture_output=True)
+
+
+def test_a_host_that_follows_git_refuses_to_diverge(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    spec = repo / "cluster.yaml"
+    committed = EXAMPLE.read_text()
+    spec.write_text(committed)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "cluster.yaml")
+    _git(repo, "commit", "-qm", "spec")
+    spec.write_text(committed.replace("edge-1", "edge-1  # edited by hand"))
+    s = Setup(tmp_path, spec=spec, git_follow=True)
+    gen = s.state.begin(committed.replace("edge-1", "edge-2"), "h", str(spec), (None, None))
+    s.state.finish(gen, "succeeded")
+
+    synced = s.client.post("/api/v1/apply", headers=s.auth("olu"))
+    assert synced.status_code == 200 and s.requests[-1].spec_text == committed  # a sync applies what git holds
+    back = s.client.post(f"/api/v1/rollback/{gen}", headers=s.auth("olu"))
+    assert back.status_code == 409 and "follows git" in back.json()["detail"]
+    assert len(s.requests) == 1
+    assert any(r["event"] == "api.rollback" and r["detail"]["status"] == 409 for r in s.state.audit_log(10))
+
+
+def test_the_dashboard_is_one_page_and_its_own_script(setup):
+    page = setup.client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'name="viewport"' in page.text and '<script src="/static/app.js">' in page.text
+    script = setup.client.get("/static/app.js")
+    assert script.status_code == 200 and "sessionStorage" in script.text
+    assert "innerHTML" not in script.text and "document.cookie" not in script.text  # values go in as text; no cookies
+    assert "@media (max-width" in setup.client.get("/static/app.css").text  # laid out for a phone too
+
+
+def test_serve_stops_in_one_line_when_the_state_cannot_be_written(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = CliRunner().invoke(main, ["--state-dir", str(blocker / "state"), "serve", str(EXAMPLE), "--port", "1"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: state directory") and "Traceback" not in result.output
