@@ -60,6 +60,7 @@ HOSTILE = {
     ),
     "nginx_binary": (spec(loadbalancer={"nginx": {"binary": "/tmp/evil"}}), "spec.loadbalancer.nginx.binary"),
     "access_log": (spec(network=BRIDGE, loadbalancer={**LB, "access_log": "/root/x.log"}), "spec.loadbalancer.access_log"),
+    "access_log_empty": (spec(network=BRIDGE, loadbalancer={**LB, "access_log": ""}), "spec.loadbalancer.access_log"),
     "main_config": (spec(loadbalancer={"nginx": {"main_config": "/etc/passwd"}}), "spec.loadbalancer.nginx.main_config"),
     "token_file": (
         spec(alerts={"telegram": {**TELEGRAM_OK, "bot_token": {"file": "/etc/shadow"}}}),
