@@ -184,7 +184,7 @@ def _node_metrics(cluster: dict, rows: list[dict]) -> list[str]:
     out += _metric("conduit_cluster_node_bytes_downloaded_total", "counter", "Bytes downloaded over the node's lifetime, across restarts.", known("lifetime_bytes_down"))
     for name, help_text, field in _NODE_FLAGS:
         out += _metric(name, "gauge", help_text, [(node(r), 1 if r[field] else 0) for r in rows])
-    out += _metric("conduit_cluster_restarts", "counter", "Container restarts, per node.", known("restarts"))
+    out += _metric("conduit_cluster_restarts_total", "counter", "Container restarts, per node.", known("restarts"))
     return out
 
 
@@ -192,7 +192,7 @@ def render_prometheus(data: dict) -> str:
     """The cluster's figures in one scrape: per node, per country, and totals."""
     cluster = {"cluster": data["cluster"]}
     out = _node_metrics(cluster, data["containers"])
-    out += _metric("conduit_cluster_connected_clients_total", "gauge", "Clients connected, whole cluster.", [(cluster, data["totals"]["connected"])])
+    out += _metric("conduit_cluster_total_connected_clients", "gauge", "Clients connected, whole cluster.", [(cluster, data["totals"]["connected"])])
     out += _metric("conduit_cluster_country_clients", "gauge", "Clients per country (latest tracker sample).", [({**cluster, "region": c["region"]}, c["clients"]) for c in data["countries"]])
     if "drift" in data:
         out += _metric("conduit_cluster_drift", "gauge", "Resources changed by hand since the last apply.", [(cluster, len(data["drift"]))])

@@ -45,7 +45,7 @@ def test_status_sums_clients_and_marks_a_stopped_node_down(cluster):
     assert max(len(line) for line in text.stdout.splitlines()) <= 80  # rich lays it out for 80 columns off a terminal
 
     scrape = metrics.parse(cluster.run("status", "--prometheus", "--no-drift", str(cluster.spec)).stdout)
-    assert metrics.value(scrape, "conduit_cluster_connected_clients_total", cluster=cluster.prefix) == 45
+    assert metrics.value(scrape, "conduit_cluster_total_connected_clients", cluster=cluster.prefix) == 45
     assert metrics.value(scrape, "conduit_cluster_node_up", cluster=cluster.prefix, node=f"{cluster.prefix}-4") == 0
 
 

@@ -1,0 +1,70 @@
+"""The agent's OpenAPI document, exercised by schemathesis in-process against the ASGI app.
+
+Writes run against the same fakes as tests/unit/test_serve.py (a recorded reconcile and a
+recorded restart) and plans are made offline, so nothing here reaches a real host.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis not installed (./install.sh --test)")
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import conduit.serve.agent as agent_module  # noqa: E402
+from conduit.engine.planning import plan_offline  # noqa: E402
+from tests.helpers import EXAMPLE  # noqa: E402
+from tests.unit.test_serve import Setup  # noqa: E402
+
+# The event stream runs until its client leaves; tests/unit/test_serve.py covers it.
+STREAMING = "/api/v1/events"
+BOUNDED = settings(max_examples=8, deadline=None, derandomize=True,
+                   suppress_health_check=list(HealthCheck))  # fmt: skip
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    monkeypatch.setattr(agent_module, "plan_against_host", lambda doc, _host: plan_offline(doc))
+    s = Setup(tmp_path, rate=1e9)
+    gen = s.state.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
+    s.state.finish(gen, "succeeded")
+    return s
+
+
+def _schema(served):
+    loaded = schemathesis.openapi.from_asgi("/openapi.json", served.client.app)
+    loaded.config.phases.coverage.enabled = False  # its unexpected-method cases are not operations of the document
+    return loaded
+
+
+@pytest.fixture
+def api(served):
+    return _schema(served)
+
+
+schema = schemathesis.pytest.from_fixture("api").exclude(path=STREAMING)
+write_schema = schema.include(method="POST")
+
+
+@schema.parametrize()
+@BOUNDED
+def test_no_operation_answers_5xx_to_an_operator(case, served):
+    answer = case.call(headers=served.auth("olu"))
+    assert answer.status_code < 500, f"{case.method} {case.formatted_path}: {answer.status_code} {answer.text}"
+
+
+@write_schema.parametrize()
+@BOUNDED
+def test_every_write_is_refused_without_an_operator_and_audited(case, served):
+    for who, status in ((None, 401), ("ann", 403)):
+        headers = dict(case.headers or {})
+        headers.pop("Authorization", None)
+        headers.update(served.auth(who))
+        answer = case.call(headers=headers)
+        assert answer.status_code == status, f"{case.method} {case.formatted_path} as {who}: {answer.status_code}"
+        path = unquote(urlsplit(answer.request.url).path)
+        newest = served.state.audit_log(1)[0]
+        assert newest["event"] == "api.refused" and newest["detail"]["status"] == status
+        assert newest["user"] == (who or "anonymous") and newest["detail"]["path"] == path
