@@ -8,6 +8,7 @@ import shutil
 import random
 import socket
 import time
+from pathlib import Path
 import urllib.error
 import urllib.request
 from typing import Callable, TypeVar
@@ -33,15 +34,30 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
+def _ephemeral_ports() -> range:
+    try:
+        first, last = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(first), int(last) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # the kernel's default
+
+
 def free_port_block(count: int, low: int = 20000, high: int = 40000) -> int:
     """The first of `count` consecutive TCP ports free on 127.0.0.1 now, from a random start.
 
     Tests on host networking need a block of metrics ports; a fixed block collides with
-    another run of the same tests on this machine.
+    another run of the same tests on this machine. Ports the kernel hands out to outgoing
+    connections (net.ipv4.ip_local_port_range) are avoided: one of them may be taken by the
+    time the node binds it, and the node exits like the real one does.
     """
     rng = random.Random()
+    ephemeral = _ephemeral_ports()
+    if ephemeral.start <= low and high <= ephemeral.stop:
+        ephemeral = range(0)  # nothing else to choose from
     for _ in range(200):
         base = rng.randrange(low, high - count)
+        if range(max(base, ephemeral.start), min(base + count, ephemeral.stop)):
+            continue
         sockets = []
         try:
             for port in range(base, base + count):

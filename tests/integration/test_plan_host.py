@@ -23,11 +23,19 @@ from tests.helpers import CONDUIT, SMALL_VPS, cli_env, minimal
 pytestmark = pytest.mark.integration
 
 COUNT = 3
-PORT_BASE = free_port_block(COUNT + 2)  # per run: another run of these tests may hold a fixed block
+# Each test's metrics ports, chosen when it starts: a block chosen when the module is
+# collected may be taken by something else by the time its test runs.
+PORT_BASES: dict[str, int] = {}
+
+
+def port_base(prefix: str) -> int:
+    if prefix not in PORT_BASES:
+        PORT_BASES[prefix] = free_port_block(COUNT + 2)
+    return PORT_BASES[prefix]
 
 
 def spec_text(image: str, prefix: str, **changes) -> str:
-    conduit = {"max_clients": 40, "bandwidth_mbps": 2, "metrics_port_base": PORT_BASE}
+    conduit = {"max_clients": 40, "bandwidth_mbps": 2, "metrics_port_base": port_base(prefix)}
     conduit.update(changes.pop("conduit", {}))
     containers = {
         "count": COUNT,
@@ -174,10 +182,10 @@ def test_a_port_held_by_another_process_is_a_plan_error(host, standin_image, pre
     import socket
 
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", PORT_BASE + 1))  # the metrics port of container 2
+        sock.bind(("127.0.0.1", port_base(prefix) + 1))  # the metrics port of container 2
         sock.listen()
         plan = plan_against_host(load(spec_text(standin_image, prefix)), host)
-    (problem,) = [p for p in plan.problems if f"{PORT_BASE + 1}/tcp" in p]
+    (problem,) = [p for p in plan.problems if f"{port_base(prefix) + 1}/tcp" in p]
     assert f"metrics of {prefix}-2" in problem and "already in use by another process" in problem
 
 
