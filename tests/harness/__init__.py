@@ -131,7 +131,8 @@ def unavailable(reason: str) -> None:
 
 
 # The programs the tests run beyond the product's own (conduit.drivers.programs).
-PACKAGES = {**_PRODUCT_PACKAGES, "sysctl": "procps", "unshare": "util-linux", "setpriv": "util-linux", "gcc": "gcc"}
+PACKAGES = {**_PRODUCT_PACKAGES, "sysctl": "procps", "unshare": "util-linux", "setpriv": "util-linux", "gcc": "gcc",
+            "docker-registry": "docker-registry"}
 
 
 def not_found(tool: str, package: str | None = None) -> str:
