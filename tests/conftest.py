@@ -1,7 +1,8 @@
-"""Shared fixtures: a private Docker engine, the stand-in Conduit images, a private nginx.
+"""Shared fixtures: a private Docker engine, the stand-in Conduit images, a private nginx,
+a private image registry.
 
 Availability policy: when a component cannot run here (dockerd or nginx missing or
-failing to start, gcc missing), a test that needs it is skipped with the reason -
+failing to start, gcc or docker-registry missing), a test that needs it is skipped with the reason -
 unless the environment variable CI is "true", in which case it fails.
 """
 
@@ -26,6 +27,8 @@ from harness import (  # noqa: E402
     EngineUnavailable,
     NginxServer,
     NginxUnavailable,
+    Registry,
+    RegistryUnavailable,
     StandinBuildError,
     not_found,
     unavailable,
@@ -193,6 +196,27 @@ def nginx_server():
         server.start()
     except NginxUnavailable as exc:
         unavailable(f"private nginx unavailable: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------------- registry
+
+@pytest.fixture(scope="session")
+def registry():
+    """A private docker-registry on 127.0.0.1 for the whole session (harness.Registry).
+
+    Attributes: ``address`` ("127.0.0.1:PORT"), ``dir``, ``log_path``; push to it with
+    harness.push_variant(engine, registry, repo, tag, base_image, env). The private
+    engine pushes and pulls over plain HTTP: Docker trusts 127.0.0.0/8 as insecure.
+    """
+    server = Registry()
+    try:
+        server.start()
+    except RegistryUnavailable as exc:
+        unavailable(f"private registry unavailable: {exc}")
     try:
         yield server
     finally:

@@ -1,4 +1,5 @@
-"""Harness for integration tests: a private Docker engine, a private nginx and small helpers."""
+"""Harness for integration tests: a private Docker engine, a private nginx, a private image
+registry and small helpers."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from conduit.drivers.programs import PACKAGES as _PRODUCT_PACKAGES
 
 from .dockerd import DockerEngine, EngineUnavailable, StandinBuildError, foreign_engines
 from .nginx import NginxError, NginxServer, NginxUnavailable
+from .registry import PushError, Registry, RegistryUnavailable, push_variant
 
 __all__ = [
     "DockerEngine", "EngineUnavailable", "StandinBuildError", "foreign_engines",
     "NginxServer", "NginxUnavailable", "NginxError",
+    "Registry", "RegistryUnavailable", "PushError", "push_variant",
     "free_port", "free_port_block", "wait_for", "scrape", "parse_metrics", "metric", "unavailable", "need", "not_found",
 ]
 
