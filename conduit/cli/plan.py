@@ -13,8 +13,9 @@ from rich.table import Table
 
 from conduit.cli.common import Options, confirm, fail, invalid, load_spec
 from conduit.drivers.docker import EngineError
-from conduit.engine.planning import HostMoved, plan_against_host, plan_between, plan_offline, saved_planner
-from conduit.engine.reconcile import Request, reconcile
+from conduit.engine.planning import HostMoved, observed_plan, plan_against_host, plan_between, plan_offline, saved_planner
+from conduit.engine.reconcile import Planner, Request, reconcile
+from conduit.engine.updates import rollback_request
 from conduit.features.alerts import notify
 from conduit.plan.planner import Plan
 from conduit.plan.saved import NotASavedPlan, dumps, plan_data, read_saved, spec_fields
@@ -175,9 +176,11 @@ def not_rolled_back(outcome) -> str:
             "as failed; fix the cause and apply again, which converges from here")
 
 
-def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool,
-               saved: Plan | None = None, allow_new_identity: bool = False) -> None:
-    """Apply `spec`; with `saved`, exactly that plan, once the host is seen to be as it was when it was made."""
+def run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool,
+              saved: Plan | None = None, allow_new_identity: bool = False, planner: Planner | None = None,
+              command: str = "apply") -> None:
+    """Apply `spec`; with `saved`, exactly that plan, once the host is seen to be as it was when it was made;
+    with `planner`, the plan it makes (an update, a rollback by image ID)."""
 
     def review(plan) -> None:
         plan.warnings += interrupted_warnings(opts)
@@ -187,11 +190,13 @@ def _run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str 
         confirm(auto_approve, "Apply these changes?")
         return True
 
-    request = Request(spec, spec_text, spec_path, opts.host(), opts.detected(), f"conduit apply {spec_path or ''}".strip(), click.echo,
+    request = Request(spec, spec_text, spec_path, opts.host(), opts.detected(), f"conduit {command} {spec_path or ''}".strip(), click.echo,
                       confirm=approve, review=review, wait=not no_wait, on_wait=lambda m: click.echo(m, err=True),
                       allow_new_identity=allow_new_identity)  # fmt: skip
     if saved is not None:
         request.planner = saved_planner(saved)
+    elif planner is not None:
+        request.planner = planner
     try:
         outcome = reconcile(request)
     except (Locked, EngineError, HostMoved, StateError) as exc:
@@ -235,7 +240,7 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
         text, path = Path(file).read_text(), file
     else:
         fail("give a FILE or --plan", 2)
-    _run_apply(opts, spec, text, path, auto_approve, no_wait, saved.plan if saved else None, allow_new_identity)
+    run_apply(opts, spec, text, path, auto_approve, no_wait, saved.plan if saved else None, allow_new_identity)
 
 
 @click.command()
@@ -248,17 +253,31 @@ def history(opts: Options, as_json: bool) -> None:
         gens = state.generations() if state else []
     except StateError as exc:
         fail(str(exc))
+    images = {g.id: _images(state, g.id) for g in gens}
     if as_json:
-        click.echo(json.dumps([{k: v for k, v in g.__dict__.items() if k != "spec_text"} for g in gens], indent=2))
+        click.echo(json.dumps([{k: v for k, v in g.__dict__.items() if k != "spec_text"} | {"images": images[g.id]} for g in gens], indent=2))
         return
     if not gens:
         click.echo("No generations yet.")
         return
-    table = Table("gen", "started", "outcome", "spec", "git", "reason")
+    table = Table("gen", "started", "outcome", "spec", "git", "image", "reason")
     for g in gens:
         git = (g.git_commit or "")[:10] + ("+dirty" if g.git_dirty else "")
-        table.add_row(str(g.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(g.started)), g.outcome, g.spec_hash[:12], git, g.reason or "")
+        image = _image_cell(images[g.id])
+        table.add_row(str(g.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(g.started)), g.outcome, g.spec_hash[:12], git, image, g.reason or "")
     Console().print(table)
+
+
+def _image_cell(images: dict[str, dict]) -> str:
+    return ", ".join(sorted({(i["digest"] or i["image_id"])[:19] + (f" {i['version']}" if i["version"] else "") for i in images.values()}))
+
+
+def _images(state: State, gen: int) -> dict[str, dict]:
+    """{node: image ID, digest, version} the nodes ran when generation `gen` succeeded ({} when it did not)."""
+    try:
+        return {node: {"image_id": r.image_id, "digest": r.digest, "version": r.version} for node, r in state.node_images(gen).items()}
+    except StateError:
+        return {}
 
 
 @click.command()
@@ -281,7 +300,9 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
     except SpecError as exc:
         invalid(exc.lines())
     click.echo(f"Rolling back to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
-    _run_apply(opts, spec, target.spec_text, target.spec_path, auto_approve, no_wait)
+    request = rollback_request(state, target.id)  # the image it ran, by ID, whatever its tag means now
+    run_apply(opts, spec, target.spec_text, target.spec_path, auto_approve, no_wait,
+              planner=lambda doc, host: observed_plan(doc, host, request), command="rollback")
 
 
 COMMANDS = (validate, plan, diff, apply, history, rollback)

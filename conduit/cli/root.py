@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from conduit.cli import alerts, keys, plan, serve, status, tokens, tools, tracker, watch
+from conduit.cli import alerts, keys, plan, serve, status, tokens, tools, tracker, update, watch
 from conduit.cli.boundary import Boundary
 from conduit.cli.common import Options
 from conduit.spec.policy import DEFAULT_PATH, ENV
@@ -81,6 +81,7 @@ def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | Non
 
 for _command in (
     *plan.COMMANDS,
+    *update.COMMANDS,
     *tools.COMMANDS,
     tracker.tracker,
     watch.watch_command,

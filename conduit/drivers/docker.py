@@ -188,8 +188,12 @@ def container_resource(entry: dict, limits: tuple[float, int]) -> tuple[Resource
     # What the list answer shows directly wins over what the label says it was created with.
     seen.update({"network": network, "ip": ip, "ports": _ports(entry), "volume": _volume(entry)})
     seen["cpus"], seen["memory"] = limits
+    if entry.get("ImageID"):
+        seen["image_id"] = entry["ImageID"]
     seen["state"] = entry.get("State", "unknown")
-    drifted = any(seen.get(k) != created_with.get(k) for k in seen if k != "state") or seen["state"] != "running"
+    # A container made before images were pinned has no image_id in its label: that is no drift.
+    compared = [k for k in seen if k != "state" and (k != "image_id" or k in created_with)]
+    drifted = any(seen.get(k) != created_with.get(k) for k in compared) or seen["state"] != "running"
     name = entry["Names"][0].lstrip("/")
     return Resource("container", name, seen, frozenset(seen) - IN_PLACE), drifted
 
@@ -303,6 +307,52 @@ def inspect_image(client: CountingClient, image: str) -> dict | None:
         return None
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise EngineError(diagnose(client.base_url, exc)) from None
+
+
+# ----------------------------------------------------------------- registries
+
+
+class RegistryError(Exception):
+    """The registry could not say what a tag means now, or give an image; one line."""
+
+
+def repository(image: str) -> str:
+    """The image's repository, without tag or digest ("ghcr.io/psiphon-inc/conduit/cli")."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[0] if ":" in last else name
+
+
+def repo_digest(attrs: dict, image: str) -> str | None:
+    """The registry digest ("sha256:…") this local image has in the image's repository."""
+    repo = repository(image)
+    for entry in attrs.get("RepoDigests") or []:
+        name, _, digest = entry.partition("@")
+        if name == repo or name.endswith("/" + repo):
+            return digest
+    return None
+
+
+def registry_digest(client: CountingClient, image: str) -> str:
+    """The digest the registry gives for the image's tag now (the engine asks, with its own credentials)."""
+    try:
+        with answers(client):
+            return client.api.inspect_distribution(image)["Descriptor"]["digest"]
+    except docker.errors.APIError as exc:
+        raise RegistryError(f"the registry does not say what {image} is now: {exc.explanation or exc}") from None
+    except (KeyError, TypeError):
+        raise RegistryError(f"the registry gave no digest for {image}") from None
+
+
+def pull_digest(client: CountingClient, image: str, digest: str) -> dict:
+    """Download repository@digest (the tag on this host does not move); its attributes."""
+    ref = f"{repository(image)}@{digest}"
+    try:
+        with answers(client):
+            client.api.pull(ref)
+            return client.api.inspect_image(ref)
+    except docker.errors.APIError as exc:
+        raise RegistryError(f"cannot download {ref}: {exc.explanation or exc}") from None
 
 
 def _path_dirs(attrs: dict) -> list[str]:
@@ -422,7 +472,7 @@ def create_container(client: CountingClient, name: str, props: dict, labels: dic
     created = call(
         client,
         api.create_container,
-        props["image"],
+        props.get("image_id") or props["image"],
         command=props["command"],
         entrypoint=props["entrypoint"],
         environment=props["env"] or None,

@@ -22,6 +22,7 @@ from conduit.engine.gates import GateFailed, containers_gate, front_gate, nginx_
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import observed_plan, rollout
+from conduit.engine.updates import rollback_request
 from conduit.plan.planner import Plan, Step, make_plan
 from conduit.plan.schedule import schedule
 from conduit.spec.resources import PHASES, Resource
@@ -230,13 +231,14 @@ def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int,
     Returns what it rolled back to, and why it did not finish (None when it did)."""
     good = state.last_good()
     target = f"generation {good.id}" if good is not None else "the state before this apply"
+    request = rollback_request(state, good.id if good is not None else None)
     try:
         if good is not None:
             doc = load_text(good.spec_text, f"generation {good.id}", facts)
-            plan, _ = observed_plan(doc, host)
+            plan, _ = observed_plan(doc, host, request)
         else:
             doc = load_text(state.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
-            plan, observed = observed_plan(doc, host)
+            plan, observed = observed_plan(doc, host, request)
             plan = undo_plan(doc, before, observed)
         report(f"rolling back to {target}")
         Engine(doc, host, state, failed_gen, report).run(plan, tuple(reversed(PHASES)))

@@ -24,6 +24,7 @@ from conduit.drivers.docker import (
     create_volume,
     remove_volume,
 )
+from conduit.engine import canary
 from conduit.engine.compartment import CompartmentProblem, ensure_compartment
 from conduit.facts.compartment import wants_compartment
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
@@ -33,7 +34,7 @@ from conduit.drivers.keys import KeyProblem, volume_dir
 from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
 from conduit.spec.resources import host_path
-from conduit.render.container import labels
+from conduit.render.container import image_ref, labels
 from conduit.render.nginx import (
     front_config,
     front_pid_file,
@@ -66,6 +67,7 @@ class Executor:
     nginx_changed: bool = False
     # sysctl writes of this run: {key: (value, the kernel's answer, or None when it took it)}
     sysctl_answers: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    baselines: dict[str, int] = field(default_factory=dict)  # canaries' clients before their new image
 
     # ------------------------------------------------------------ helpers
 
@@ -302,6 +304,17 @@ class Executor:
             call(client, client.api.rename, step.id, held)
             self.start_new(step)
 
+    def _canary(self, step: Step) -> None:
+        """measure: the canaries' clients before the new image; judge: they win them back (conduit.engine.canary)."""
+        ports = {n.name: n.metrics_port for n in nodes(self.doc) if n.name in step.desired["nodes"]}
+        if step.action == "measure":
+            self.baselines.update(canary.baselines(ports))
+            return
+        try:
+            canary.analyse(ports, self.baselines, step.desired["seconds"], step.desired["ratio"])
+        except canary.AnalysisFailed as exc:
+            raise StepFailed(str(exc)) from None
+
     def _image(self, step: Step) -> None:
         self.ensure_image(step.id)
 
@@ -347,7 +360,7 @@ class Executor:
             folder = volume_dir(client, volume)
             if folder is None:
                 raise StepFailed(f"volume {volume} is missing")
-            ensure_compartment(client, folder, step.desired["image"], volume, data_dir, node.name)
+            ensure_compartment(client, folder, image_ref(step.desired), volume, data_dir, node.name)
         except (KeyProblem, CompartmentProblem) as exc:
             raise StepFailed(f"container {step.id}: personal clients need a compartment: {exc}") from None
         except docker.errors.APIError as exc:

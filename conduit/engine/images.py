@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from conduit.drivers.docker import CountingClient, inspect_image, probe_image
+from conduit.engine.updates import Choice, Update, UpdateRequest, choose_image
 from conduit.spec.load import dotted
 from conduit.spec.image import ImageFacts, static_facts
 from conduit.spec.image_checks import image_checks
@@ -26,6 +27,7 @@ class Settled:
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     image_present: bool = False  # the engine has the image already: no pull is planned
+    update: Update | None = None  # a new digest behind the tag (conduit.engine.updates)
 
 
 def _state(state_dir: Path | None):
@@ -46,7 +48,7 @@ def asked_facts(client: CountingClient, image: str, state_dir: Path | None) -> I
     state = _state(state_dir)
     cached = _cached(state, image_id)
     if cached is not None:
-        return replace(cached, image=image)
+        return replace(cached, image=image, image_id=image_id)
     facts = probe_image(client, image, attrs)
     if state is not None:
         try:
@@ -114,12 +116,28 @@ def unsure_warnings(doc: ClusterSpec, facts: ImageFacts) -> list[str]:
     return out
 
 
-def settle_image(doc: ClusterSpec, client: CountingClient | None, state_dir: Path | None = None) -> Settled:
+def _versions(client: CountingClient, update: Update, state_dir: Path | None) -> None:
+    """What the old and the new image say they are (each asked once, then cached by ID)."""
+    for side in ("old", "new"):
+        image_id = getattr(update, f"{side}_id")
+        facts = asked_facts(client, image_id, state_dir) if image_id else None
+        if facts is not None and facts.known:
+            setattr(update, f"{side}_version", facts.describe())
+
+
+def settle_image(
+    doc: ClusterSpec, client: CountingClient | None, state_dir: Path | None = None, request: UpdateRequest | None = None
+) -> Settled:
     """The spec with its image's facts, the warnings, and the problems that stop a plan."""
     image = doc.spec.containers.image
     given = static_facts(image, doc.spec.conduit.cli_version, doc.spec.conduit.build)
-    found = asked_facts(client, image, state_dir) if client is not None else None
-    out = Settled(doc, image_present=found is not None)
+    choice = choose_image(doc, client, _state(state_dir), request or UpdateRequest()) if client is not None else Choice(image)
+    found = asked_facts(client, choice.ref, state_dir) if client is not None else None
+    if found is not None:
+        found = replace(found, image=image)
+    out = Settled(doc, image_present=found is not None, update=choice.update, warnings=list(choice.warnings))
+    if choice.update is not None:
+        _versions(client, choice.update, state_dir)
     if found is not None and found.known:
         facts = found
         out.problems += mismatches(doc, found)
@@ -131,6 +149,8 @@ def settle_image(doc: ClusterSpec, client: CountingClient | None, state_dir: Pat
             reason = "it is not on this host" if client is not None else "no Docker engine to ask"
         if client is not None or given.source == "unknown":
             out.warnings.append(_fallback_warning(given, reason))
+    if found is not None:
+        facts = replace(facts, image_id=found.image_id)  # the nodes run exactly this image
     out.doc = with_image_facts(doc, facts)
     out.problems += [f"{dotted(path)}: {message}" for path, message in image_checks(out.doc, facts)]
     out.warnings += unsure_warnings(doc, facts)

@@ -15,6 +15,7 @@ from pathlib import Path
 from conduit.drivers.docker import CountingClient
 from conduit.drivers.observe import HostAccess, observe_host
 from conduit.engine.images import Settled, settle_image
+from conduit.engine.updates import UpdateRequest
 from conduit.plan.planner import Plan, make_plan
 from conduit.plan.schedule import Rollout, schedule
 from conduit.render.desired import render
@@ -26,13 +27,14 @@ from conduit.state.store import State, StateError
 def settle_cli_version(
     doc: ClusterSpec, client: CountingClient | None, state_dir: Path | None = None
 ) -> tuple[ClusterSpec, list[str]]:
-    """The spec with what its image speaks (conduit.engine.images), and the warnings."""
-    settled = settle_image(doc, client, state_dir)
+    """The spec with what its image speaks (conduit.engine.images), and the warnings; the registry is not asked."""
+    settled = settle_image(doc, client, state_dir, UpdateRequest(registry="never", take=False))
     return settled.doc, settled.warnings
 
 
-def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None = None) -> Rollout:
-    """What the schedule needs of the spec (conduit.plan.schedule)."""
+def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None = None, update: bool = False) -> Rollout:
+    """What the schedule needs of the spec (conduit.plan.schedule). `update`: the nodes take a new image
+    behind their tag, canaries first (a rollback, or a spec naming another image, has no canary)."""
     s = doc.spec
     return Rollout(
         held=held or {},
@@ -42,13 +44,17 @@ def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None =
         drain_seconds=s.rollout.drain_seconds,
         front=s.loadbalancer.enabled,
         sysctl_on_refused=s.sysctl.on_refused,
+        canary=s.updates.canary if update else 0,
+        analysis_seconds=s.updates.analysis_minutes * 60,
+        min_clients_ratio=s.updates.min_clients_ratio,
     )
 
 
-def observed_plan(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resource]]:
-    """The plan for this host, and the resources it was made against."""
+def observed_plan(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | None = None) -> tuple[Plan, list[Resource]]:
+    """The plan for this host, and the resources it was made against. `request`: how a new image
+    behind the tag is treated (conduit.engine.updates; default: as spec.updates says)."""
     client = host.docker()
-    settled = settle_image(doc, client, host.state_dir)
+    settled = settle_image(doc, client, host.state_dir, request)
     keys = [r.id for r in render(settled.doc) if r.kind == "sysctl"]
     obs = observe_host(settled.doc, host, client, keys)
     plan = plan_observed(settled, obs, recorded_refusals(host.state_dir))
@@ -102,9 +108,12 @@ def plan_observed(settled: Settled, obs: Observation, refused_before: dict[str, 
     now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
     desired = render(doc, sysctl_now=now)
     held, warnings = _held_keys(doc, desired, obs, refused_before or {})
-    plan = schedule(make_plan(doc.metadata.name, desired, obs.resources, obs.drifted), rollout(doc, settled.image_present, held))
+    taken = settled.update is not None and settled.update.taken
+    plan = schedule(make_plan(doc.metadata.name, desired, obs.resources, obs.drifted), rollout(doc, settled.image_present, held, taken))
     plan.problems, plan.foreign = settled.problems + obs.problems, obs.foreign
     plan.warnings = settled.warnings + obs.warnings + warnings
+    if settled.update is not None:
+        plan.update = asdict(settled.update)
     return plan
 
 
@@ -122,8 +131,8 @@ def _held_keys(doc: ClusterSpec, desired: list[Resource], obs: Observation, befo
     return held, warnings
 
 
-def plan_against_host(doc: ClusterSpec, host: HostAccess) -> Plan:
-    return observed_plan(doc, host)[0]
+def plan_against_host(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | None = None) -> Plan:
+    return observed_plan(doc, host, request)[0]
 
 
 def plan_offline(doc: ClusterSpec) -> Plan:

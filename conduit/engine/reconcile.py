@@ -19,13 +19,14 @@ from conduit.engine.apply import Engine, NodesNotRestored, Outcome, Report, roll
 from conduit.engine.execute import StepFailed
 from conduit.engine.gates import GateFailed
 from conduit.engine.planning import observed_plan, settle_cli_version
+from conduit.engine.updates import record_images
 from conduit.plan.planner import Plan, Step
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resources import PHASES, Resource
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import git_revision
 from conduit.state.lock import apply_lock
-from conduit.state.store import State, check_writable
+from conduit.state.store import State, StateError, check_writable
 
 log = structlog.get_logger("conduit.apply")
 Planner = Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]
@@ -108,19 +109,40 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
     try:
         engine.run(plan, tuple(reversed(PHASES)) if req.removal else PHASES)
     except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
-        return _failed(req, state, gen, before, str(exc), engine.ex.warnings)
+        return _failed(req, plan, state, gen, before, str(exc), engine.ex.warnings)
     except Exception as exc:  # noqa: BLE001 - changes were made: record, roll back and report, whatever it was
         log.debug("apply.error", exc_info=True)
-        return _failed(req, state, gen, before, f"{type(exc).__name__}: {exc}", engine.ex.warnings)
+        return _failed(req, plan, state, gen, before, f"{type(exc).__name__}: {exc}", engine.ex.warnings)
+    if not req.removal:
+        _record_images(engine, state, gen, doc)
     state.finish(gen, "destroyed" if req.removal else "succeeded")
     return Outcome("succeeded", gen, warnings=engine.ex.warnings)
 
 
-def _failed(req: Request, state: State, gen: int, before: list[Resource], failure: str, warnings: list[str]) -> Outcome:
+def _record_images(engine: Engine, state: State, gen: int, doc: ClusterSpec) -> None:
+    """The images the nodes run, for status, history and rollbacks by digest; failing to read them is a warning."""
+    try:
+        record_images(engine.ex.docker(), state, gen, doc)
+    except (EngineError, StateError, StepFailed) as exc:
+        engine.ex.warnings.append(f"the nodes' images were not recorded: {exc}")
+
+
+def _refuse_update(state: State, plan: Plan, gen: int, failure: str) -> None:
+    """A new image that failed its apply is not taken again by itself (auto updates, watch)."""
+    update = plan.update or {}
+    if update.get("taken"):
+        try:
+            state.refuse_image(update["new_id"], update["image"], gen, failure)
+        except StateError:
+            pass
+
+
+def _failed(req: Request, plan: Plan, state: State, gen: int, before: list[Resource], failure: str, warnings: list[str]) -> Outcome:
     if req.removal:
         state.finish(gen, "failed", failure)
         return Outcome("failed", gen, failure, warnings=warnings)
     req.report(f"failed: {failure}")
+    _refuse_update(state, plan, gen, failure)
     restored, unfinished = roll_back(req.host, req.facts, state, gen, before, req.report)
     if unfinished:
         state.finish(gen, "failed", f"{failure}; the rollback to {restored} did not finish: {unfinished}")

@@ -27,6 +27,7 @@ from conduit.drivers.node import read_stats
 from conduit.drivers.nginx import front_load
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host
+from conduit.engine.updates import UpdateRequest
 from conduit.state.store import State, StateError
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from conduit.spec.resolve import nodes
@@ -122,6 +123,7 @@ def _row(node, entry: dict | None, look: NodeLook, cpu: float | None, memory: in
         "restarts": look.reading.restarts,
         "uptime": _uptime(samples),
         "image": entry.get("Image") if entry else None,
+        "image_id": entry.get("ImageID") if entry else None,
         "regions": metrics.regions(samples),
     }
 
@@ -168,7 +170,23 @@ def _node_rows(doc: ClusterSpec, client, state: State | None) -> list[dict]:
             cpu = round((after[name][1] - before[name][1]) / (CPU_SAMPLE_SECONDS * 1e9), 3)
         rows.append(_row(node, entries.get(name), looks[name], cpu, after.get(name, (None, None))[0]))
     add_lifetime(state, rows, looks)
+    add_images(state, rows)
     return rows
+
+
+def add_images(state: State | None, rows: list[dict]) -> None:
+    """Each row's registry digest and version, and since when it runs them, as the last good apply recorded."""
+    try:
+        recorded = state.node_images() if state is not None else {}
+    except StateError as exc:
+        log.warning("status.node_images", error=str(exc))
+        recorded = {}
+    for row in rows:
+        known = recorded.get(row["name"])
+        same = known is not None and known.image_id == row["image_id"]
+        row["digest"] = known.digest if same else None
+        row["version"] = known.version if same else None
+        row["image_since"] = known.since if same else None
 
 
 def _totals(rows: list[dict]) -> dict:
@@ -245,7 +263,7 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         "api_calls": client.calls if client else 0,
     }
     if drift:
-        plan = plan_against_host(doc, host)
+        plan = plan_against_host(doc, host, UpdateRequest(registry="due"))  # the registry as last asked, if recently
         result["drift"] = [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"]
         result["pending"] = len(plan.changes)
         result["api_calls"] += plan.api_calls

@@ -28,7 +28,9 @@ from conduit.drivers.files import atomic_write, private_tree
 from conduit.spec.load import SpecError, load_text
 from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
+from conduit.engine.planning import observed_plan
 from conduit.engine.reconcile import Reconciled, Request, reconcile
+from conduit.engine.updates import UpdateRequest
 from conduit.state.git import GitError, fetch, show
 from conduit.state.store import State, StateError
 from conduit.spec.profiles import HostFacts
@@ -89,6 +91,7 @@ class Watcher:
     wake: threading.Event = field(default_factory=threading.Event)
     last_doc: ClusterSpec | None = None
     alerted: set = field(default_factory=set)
+    check_registry_now: bool = True  # a watch that starts asks the registry at once
 
     # ------------------------------------------------------------ one reconcile
 
@@ -122,7 +125,8 @@ class Watcher:
         request = Request(doc, text, source if not source.startswith("generation") else None, self.host, self.facts(),
                           f"conduit watch ({source})", self.report, git=git, allow_new_identity=self.allow_new_identity,
                           review=lambda plan: self._health_alerts(doc, plan),
-                          confirm=lambda plan: self.heal or reason != "interval")  # fmt: skip
+                          confirm=lambda plan: self.heal or reason != "interval" or _update_taken(plan),
+                          planner=self._planner())  # fmt: skip
         try:
             outcome = reconcile(request)
         except (EngineError, StateError) as exc:
@@ -153,6 +157,13 @@ class Watcher:
         level("watch.reconcile", reason=reason, result=result.status, message=result.message, generation=result.generation)
         self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")
 
+    def _planner(self):
+        """Plans that ask the registry when spec.updates says it is time, or at once after a node
+        logged that the network wants a newer version."""
+        request = UpdateRequest(registry="now" if self.check_registry_now else "due")
+        self.check_registry_now = False
+        return lambda doc, host: observed_plan(doc, host, request)
+
     def _health_alerts(self, doc: ClusterSpec, plan) -> None:
         """Crash loops, a stopped nginx, nodes the network wants upgraded, conduits dead under
         their monitor: once each until they recover."""
@@ -161,6 +172,9 @@ class Watcher:
             problems |= node_problems(doc, self.host.docker())
         except EngineError as exc:
             log.warning("watch.node_signals", error=str(exc))
+        if any(key.startswith("upgrade:") for key in problems) and not any(k.startswith("upgrade:") for k in self.alerted):
+            self.check_registry_now = True  # the next reconcile asks the registry, whatever the interval
+        problems |= update_problems(plan)
         for key, text in problems.items():
             if key not in self.alerted:
                 notify(doc, f"watch: {text}")
@@ -266,6 +280,19 @@ def _result(outcome: Reconciled) -> Result:
         message = f"{outcome.failure}; the rollback to {outcome.restored} did not finish: {outcome.rollback_failed}"
         return Result(outcome.status, message, outcome.generation)
     return Result(outcome.status, outcome.failure or "", outcome.generation)
+
+
+def _update_taken(plan) -> bool:
+    return bool(plan.update and plan.update.get("taken"))
+
+
+def update_problems(plan) -> dict[str, str]:
+    """A new image behind the tag that this reconcile does not take: said once per image."""
+    update = plan.update
+    if not update or update.get("taken"):
+        return {}
+    new = (update.get("new_digest") or "")[:19] + (f" ({update['new_version']})" if update.get("new_version") else "")
+    return {f"update:{update['new_id']}": f"a new image is behind {update['image']}: {new}; not taken: {update.get('why_not')}"}
 
 
 def health_problems(plan) -> dict[str, str]:

@@ -9,9 +9,9 @@ from deepdiff import DeepDiff
 from conduit.spec.resources import KIND_ORDER, KIND_PHASE, PHASES, Resource, digest, natural_key
 
 PLAN_FORMAT = 1
-ACTIONS = ("create", "update", "replace", "adopt", "delete", "no-op", "pull", "drain", "restore")
+ACTIONS = ("create", "update", "replace", "adopt", "delete", "no-op", "pull", "drain", "restore", "measure", "judge")
 ON_ERROR = ("fail", "warn")
-SCHEDULED_KINDS = ("image", "backends")  # steps conduit.plan.schedule adds: pulls, drains and restores
+SCHEDULED_KINDS = ("image", "backends", "canary")  # steps conduit.plan.schedule adds: pulls, drains, canary analysis
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Step:
     phase: str
     kind: str
     id: str
-    action: str  # create | update | replace | adopt | delete | no-op; pull (image); drain | restore (backends)
+    action: str  # create | update | replace | adopt | delete | no-op; pull (image); drain | restore (backends); measure | judge (canary)
     reason: str
     changes: list[Change] = field(default_factory=list)
     desired: dict | None = None  # what the executor makes; None for delete
@@ -49,6 +49,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     api_calls: int = 0
+    update: dict | None = None  # a new image behind the tag: digests, versions, taken or why not
 
     @property
     def changes(self) -> list[Step]:
@@ -78,6 +79,7 @@ class Plan:
             "problems": self.problems,
             "warnings": self.warnings,
             "foreign": self.foreign,
+            "update": self.update,
         }
 
 
@@ -100,6 +102,7 @@ def plan_from_json(data: dict) -> Plan:
         problems=_strings(data, "problems"),
         warnings=_strings(data, "warnings"),
         foreign=_strings(data, "foreign"),
+        update=data.get("update") if isinstance(data.get("update"), dict) else None,
     )
     if plan.summary() != data.get("summary"):
         raise ValueError("its summary does not match its steps")

@@ -27,6 +27,9 @@ class Rollout:
     front: bool  # nginx fronts the nodes, so a replaced node is drained from it first
     sysctl_on_refused: str = "fail"  # fail | warn
     held: dict[str, str] = field(default_factory=dict)  # sysctl keys not tried under warn, and why
+    canary: int = 0  # nodes that take a new image first, alone, and are judged before the rest (0: no canary)
+    analysis_seconds: float = 600.0
+    min_clients_ratio: float = 0.5
 
 
 def schedule(plan: Plan, rollout: Rollout) -> Plan:
@@ -78,11 +81,40 @@ def pull(containers: list[Step], rollout: Rollout) -> list[Step]:
     return [Step("containers", "image", rollout.image, "pull", reason, desired={"image": rollout.image})]
 
 
+def new_image(step: Step) -> bool:
+    """The node moves from one image to another (not its first image, not only new flags)."""
+    return any(c.field == "image_id" and c.old is not None for c in step.changes)
+
+
+def _batches(replaced: list[Step], rollout: Rollout) -> list[list[Step]]:
+    """max_unavailable at a time; a new image goes to the canaries first, in a batch of their own."""
+    canaries = [s for s in replaced if new_image(s)][: rollout.canary]
+    rest = [s for s in replaced if s not in canaries]
+    size = rollout.max_unavailable
+    return ([canaries] if canaries else []) + [rest[i : i + size] for i in range(0, len(rest), size)]
+
+
+def _analysis(canaries: list[Step], rollout: Rollout) -> tuple[Step, Step]:
+    names = [s.id for s in canaries]
+    joined = ",".join(names)
+    measure = Step("containers", "canary", joined, "measure", "their clients before the new image", desired={"nodes": names})
+    reason = (
+        f"each that had clients wins back {rollout.min_clients_ratio:.0%} of them within {rollout.analysis_seconds:g}s, "
+        "before any other node moves; one that had none is judged by its gates"
+    )
+    judge = Step("containers", "canary", joined, "judge", reason,
+                 desired={"nodes": names, "seconds": rollout.analysis_seconds, "ratio": rollout.min_clients_ratio})
+    return measure, judge
+
+
 def replacement_batches(replaced: list[Step], rollout: Rollout) -> list[Step]:
     out: list[Step] = []
-    size = rollout.max_unavailable
-    for number, start in enumerate(range(0, len(replaced), size), 1):
-        batch = replaced[start : start + size]
+    batches = _batches(replaced, rollout)
+    judge = None
+    if batches and batches[0] and new_image(batches[0][0]):
+        measure, judge = _analysis(batches[0], rollout)
+        out.append(measure)
+    for number, batch in enumerate(batches, 1):
         names = ",".join(s.id for s in batch)
         for step in batch:
             step.batch = number
@@ -94,4 +126,6 @@ def replacement_batches(replaced: list[Step], rollout: Rollout) -> list[Step]:
         if rollout.front:
             reason = f"batch {number}: back in nginx once they pass their gate"
             out.append(Step("containers", "backends", names, "restore", reason, batch=number, desired={"nodes": []}))
+        if number == 1 and judge is not None:
+            out.append(judge)
     return out

@@ -132,8 +132,12 @@ def container_props(doc: ClusterSpec, node: NodeSettings) -> dict:
     c = spec.containers
     entrypoint, command = conduit_args(doc, node)
     security_opt = ["no-new-privileges:true"] if c.security.no_new_privileges else []
+    facts = image_facts(doc)
+    # The image ID it was asked as: the nodes run exactly that, whatever the tag means later.
+    pinned = {"image_id": facts.image_id} if facts.image_id else {}
     return {
         "image": c.image,
+        **pinned,
         "entrypoint": entrypoint,
         "command": command,
         "env": dict(sorted(c.env.items())),
@@ -151,6 +155,11 @@ def container_props(doc: ClusterSpec, node: NodeSettings) -> dict:
         "memory": node.memory,
         "state": "running",
     }
+
+
+def image_ref(props: dict) -> str:
+    """What a container is made from: the image ID it is pinned to, else the image as named."""
+    return props.get("image_id") or props["image"]
 
 
 def replace_only(props: dict) -> dict:

@@ -508,6 +508,35 @@ class Rollout(Strict):
     drain_seconds: int = Field(default=5, ge=0, le=3600, description="Wait after taking a backend out of nginx.")
 
 
+class MaintenanceWindow(Strict):
+    start: TimeOfDay = Field(description="Start, HH:MM in UTC.")
+    end: TimeOfDay = Field(description="End, HH:MM in UTC; may be past midnight.")
+
+
+class Updates(Strict):
+    """New images behind the spec's tag: how they are found, judged and rolled out."""
+
+    policy: Literal["off", "report", "auto"] = Field(
+        default="off",
+        description="off: the image as the engine has it under its tag; the registry is never asked. "
+        "report: plan, apply and watch ask the registry; a new digest is downloaded and shown (watch alerts) "
+        "but the nodes move to it only with `conduit update`. auto: as report, and apply and watch roll it "
+        "out by themselves, canary first, inside the maintenance window.",
+    )
+    check_every_minutes: int = Field(default=360, ge=1, le=43200, description="How often watch asks the registry.")
+    window: MaintenanceWindow | None = Field(default=None, description="When auto updates may start (UTC); unset: any time.")
+    canary: int = Field(default=1, ge=1, le=200, description="Nodes that take a new image first, and are judged before the rest.")
+    analysis_minutes: float = Field(
+        default=10, gt=0, le=1440,
+        description="How long a canary that had clients before the update has to win them back.",
+    )
+    min_clients_ratio: float = Field(
+        default=0.5, gt=0, le=1,
+        description="The share of its pre-update client count a canary must reach within the analysis window "
+        "(a node that had none is judged by the health gates alone: a new key earns clients slowly).",
+    )
+
+
 class SecretRef(Strict):
     """A secret named, never written in the spec: an environment variable or a file."""
 
@@ -556,6 +585,7 @@ class Spec(Strict):
     tracker: Tracker = Field(default_factory=Tracker, description="Per-country clients and traffic of the cluster.")
     health: Health = Field(default_factory=Health, description="Health gates that decide whether an apply stands or is rolled back.")
     rollout: Rollout = Field(default_factory=Rollout, description="How containers are replaced.")
+    updates: Updates = Field(default_factory=Updates, description="Image updates: digests, canary, analysis.")
     alerts: Alerts = Field(default_factory=Alerts, description="Where failures and repairs are reported.")
 
 

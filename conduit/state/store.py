@@ -180,6 +180,28 @@ CREATE TABLE IF NOT EXISTS image_facts (  -- what an image answered when asked, 
     facts TEXT NOT NULL,            -- conduit.spec.image.ImageFacts as JSON
     probed REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS node_images (  -- the image each node ran when a generation succeeded
+    generation INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    image TEXT NOT NULL,            -- as the spec names it
+    image_id TEXT NOT NULL,         -- what the node was created from: a rollback returns to it
+    digest TEXT,                    -- the registry's digest of that image, when it came from one
+    version TEXT,                   -- the CLI version the image said it was
+    since REAL NOT NULL,            -- when this node first ran this image ID
+    PRIMARY KEY (generation, node)
+);
+CREATE TABLE IF NOT EXISTS image_checks (  -- the registry's answer for an image name, when last asked
+    image TEXT PRIMARY KEY,
+    checked REAL NOT NULL,
+    digest TEXT
+);
+CREATE TABLE IF NOT EXISTS image_refused (  -- new images whose canary failed: never taken again by themselves
+    image_id TEXT PRIMARY KEY,
+    image TEXT NOT NULL,
+    generation INTEGER,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS node_bytes (  -- lifetime totals; the nodes' own counters restart at 0
     node TEXT PRIMARY KEY,
     at REAL NOT NULL,               -- the last reading
@@ -217,6 +239,15 @@ class Generation:
     finished: float | None
     outcome: str
     reason: str | None
+
+
+@dataclass(frozen=True)
+class NodeImage:
+    image: str
+    image_id: str
+    digest: str | None
+    version: str | None
+    since: float = 0.0
 
 
 class State:
@@ -516,6 +547,58 @@ class State:
         self._write(
             "INSERT OR REPLACE INTO image_facts (image_id, facts, probed) VALUES (?, ?, ?)", (image_id, facts, time.time())
         )
+
+    # -------------------------------------------------------------- images the nodes run
+
+    @_guarded("record the nodes' images")
+    def record_node_images(self, gen: int, rows: dict[str, NodeImage]) -> None:
+        """What each node runs now that `gen` succeeded; `since` carries over while the image ID stays."""
+        before = self.node_images()
+        now = time.time()
+        with closing(self._connect()) as db:
+            for node, row in rows.items():
+                old = before.get(node)
+                since = old.since if old is not None and old.image_id == row.image_id else now
+                db.execute(
+                    "INSERT OR REPLACE INTO node_images (generation, node, image, image_id, digest, version, since) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (gen, node, row.image, row.image_id, row.digest, row.version, since),
+                )
+
+    @_guarded("read the nodes' images")
+    def node_images(self, gen: int | None = None) -> dict[str, NodeImage]:
+        """{node: NodeImage} as generation `gen` left them (default: the latest generation that recorded any)."""
+        with closing(self._connect()) as db:
+            if gen is None:
+                row = db.execute("SELECT MAX(generation) FROM node_images").fetchone()
+                gen = row[0] if row else None
+            rows = db.execute(
+                "SELECT node, image, image_id, digest, version, since FROM node_images WHERE generation = ?", (gen,)
+            ).fetchall()
+        return {r[0]: NodeImage(*r[1:]) for r in rows}
+
+    @_guarded("read when the registry was asked")
+    def last_image_check(self, image: str) -> tuple[float, str | None] | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT checked, digest FROM image_checks WHERE image = ?", (image,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    @_guarded("record the registry's answer")
+    def record_image_check(self, image: str, digest: str | None) -> None:
+        self._write("INSERT OR REPLACE INTO image_checks (image, checked, digest) VALUES (?, ?, ?)", (image, time.time(), digest))
+
+    @_guarded("record a refused image")
+    def refuse_image(self, image_id: str, image: str, gen: int | None, reason: str) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO image_refused (image_id, image, generation, reason, at) VALUES (?, ?, ?, ?, ?)",
+            (image_id, image, gen, reason, time.time()),
+        )
+
+    @_guarded("read the refused images")
+    def refused_images(self) -> dict[str, tuple[int | None, str]]:
+        """{image ID: (generation, why)} of updates whose canary failed."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT image_id, generation, reason FROM image_refused").fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     # -------------------------------------------------------------- lifetime byte totals
 

@@ -14,9 +14,9 @@ from conduit.plan.planner import Plan, Step
 from conduit.plan.saved import dumps
 
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "adopt": "<=", "delete": "-", "no-op": " ",
-          "pull": "v", "drain": "||", "restore": "|>"}
+          "pull": "v", "drain": "||", "restore": "|>", "measure": "?", "judge": "?!"}
 COLOUR = {"create": "green", "update": "yellow", "replace": "magenta", "adopt": "cyan", "delete": "red", "no-op": "dim",
-          "pull": "blue", "drain": "blue", "restore": "blue"}
+          "pull": "blue", "drain": "blue", "restore": "blue", "measure": "blue", "judge": "blue"}
 LONG = 72
 CONTEXT = 24  # characters shown before the first difference of a long pair
 
@@ -48,7 +48,7 @@ def _change(old: object, new: object) -> tuple[str, str]:
 
 def _verb(step: Step) -> str:
     """Steps that are not a resource's change say what they do."""
-    return f"{step.action} " if step.action in ("pull", "drain", "restore") else ""
+    return f"{step.action} " if step.action in ("pull", "drain", "restore", "measure", "judge") else ""
 
 
 def _step_lines(step: Step) -> list[str]:
@@ -93,12 +93,31 @@ def render_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> str
             phase = step.phase
             out.append(f"\n[bold]# {phase}[/bold]")
         out.extend(_step_lines(step))
+    out += update_lines(plan.update)
     for warning in plan.warnings:
         out.append(f"[yellow]warning:[/yellow] {escape(warning)}")
     out += _summary_lines(plan)
     if offline:
         out[-1] += f" {OFFLINE_SUMMARY}"
     return "\n".join(out).lstrip("\n")
+
+
+def _side(digest: str | None, image_id: str | None, version: str | None) -> str:
+    return escape((digest or image_id or "unknown")[:19] + (f" ({version})" if version else ""))
+
+
+def update_lines(update: dict | None) -> list[str]:
+    """A new digest behind the spec's tag, and whether this plan moves the nodes to it."""
+    if not update:
+        return []
+    old = _side(update["old_digest"], update["old_id"], update["old_version"])
+    new = _side(update["new_digest"], update["new_id"], update["new_version"])
+    lines = [f"\n[bold]Image update:[/bold] {escape(update['image'])} moved in its registry: {old} -> {new}"]
+    if update["taken"]:
+        lines.append("  taken: the canaries first, judged by their clients, then the rest (see the steps)")
+    else:
+        lines.append(f"  not taken: {escape(update['why_not'] or '')}")
+    return lines
 
 
 def _summary_lines(plan: Plan) -> list[str]:

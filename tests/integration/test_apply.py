@@ -31,7 +31,7 @@ class Cluster:
         self.root.mkdir(exist_ok=True)
 
     def write(self, count=2, max_clients=40, env=None, ulimit=4096, nofile_limit="auto", lb=None, nginx=None, tracker=False, alerts=None,
-              sysctl=None, volume_prefix=None):
+              sysctl=None, volume_prefix=None, updates=None, max_unavailable=1):
         spec = {
             "host": {"vcpus": 4, "memory": "8GiB", "nofile_limit": nofile_limit},
             "containers": {
@@ -45,8 +45,10 @@ class Cluster:
             "sysctl": sysctl or {"enabled": False},
             "tracker": {"enabled": tracker, "interval_seconds": 10},
             "health": {"gate_timeout_seconds": 8, "settle_seconds": 1},
-            "rollout": {"max_unavailable": 1, "drain_seconds": 0},
+            "rollout": {"max_unavailable": max_unavailable, "drain_seconds": 0},
         }
+        if updates:
+            spec["updates"] = updates
         if alerts:
             spec["alerts"] = alerts
         if lb:

@@ -188,7 +188,7 @@ def no_probe(monkeypatch):
     """The image facts are the spec's own; the rollback plans against the fake engine."""
     monkeypatch.setattr(reconcile_module, "settle_cli_version", lambda doc, client, state_dir: (doc, []))
 
-    def observed(doc, host):
+    def observed(doc, host, request=None):
         host.docker().api.volumes()  # raises while the engine is down
         return Plan("test", [], "fp"), []
 

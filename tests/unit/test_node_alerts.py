@@ -83,7 +83,7 @@ def test_each_alert_is_sent_once_until_it_clears(tmp_path, monkeypatch):
     monkeypatch.setattr(watch, "node_problems", lambda doc, client: found.pop(0))
     watcher = watch.Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS)
     monkeypatch.setattr(watcher.host, "docker", lambda: None)
-    plan = type("Plan", (), {"changes": []})()
+    plan = type("Plan", (), {"changes": [], "update": None})()
     for _ in range(4):
         watcher._health_alerts(None, plan)
     assert sent == ["watch: node n: upgrade", "watch: node n: upgrade"]  # again only after it had cleared

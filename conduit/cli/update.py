@@ -1,0 +1,49 @@
+"""conduit update: ask the registry now, and move the nodes to a new digest behind the tag, canary first."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from conduit.cli.common import Options, fail, load_spec
+from conduit.cli.plan import run_apply
+from conduit.drivers.docker import EngineError
+from conduit.engine.planning import observed_plan
+from conduit.engine.updates import UpdateRequest
+from conduit.views.report import update_lines
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--check", is_flag=True, help="Only ask: exit 0 when the nodes run what the tag means now, 2 when there is an update.")
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running.")
+@click.pass_obj
+def update(opts: Options, file: str, check: bool, auto_approve: bool, no_wait: bool) -> None:
+    """Ask the registry what FILE's image tag means now; move the nodes to a new digest, canary first.
+
+    A canary that had clients must win them back (spec.updates) or every updated node returns to
+    the old digest, on its own key. Exit codes as for apply; with --check, 0 or 2.
+    """
+    spec = load_spec(opts, file)
+    if check:
+        try:
+            plan, _ = observed_plan(spec, opts.host(), UpdateRequest(take=False))
+        except EngineError as exc:
+            fail(str(exc))
+        for warning in plan.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if plan.update is None:
+            click.echo(f"{spec.spec.containers.image}: the nodes run what it means now.")
+            return
+        Console(highlight=False, soft_wrap=True).print("\n".join(update_lines(plan.update)).lstrip("\n"))
+        sys.exit(2)
+    request = UpdateRequest(take=True)
+    run_apply(opts, spec, Path(file).read_text(), file, auto_approve, no_wait,
+              planner=lambda doc, host: observed_plan(doc, host, request), command="update")
+
+
+COMMANDS = (update,)

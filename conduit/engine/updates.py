@@ -1,0 +1,205 @@
+"""Which image the nodes should run: digests are the truth, the tag only a name for them.
+
+- policy off: the image the engine has under the tag now.
+- report / auto: the image ID the nodes ran at the last good generation, while the engine still
+  has it; the registry is asked what the tag means now, and a new digest is downloaded (the
+  tag on this host does not move) so the plan can ask it which CLI it speaks. Under report it
+  is shown; under auto (inside the maintenance window, and unless its canary failed before)
+  or with `conduit update` it becomes what the nodes should run.
+- a rollback: the image ID its generation recorded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass, field
+
+from conduit.drivers.docker import CountingClient, RegistryError, call, inspect_image, pull_digest, registry_digest, repo_digest
+from conduit.render.container import CLUSTER
+from conduit.spec.image import ImageFacts
+from conduit.spec.resolve import nodes
+from conduit.spec.spec import ClusterSpec, MaintenanceWindow
+from conduit.state.store import NodeImage, State, StateError
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    """How this plan treats a new image behind the spec's tag."""
+
+    registry: str = "now"  # now | due (when spec.updates.check_every_minutes has passed: watch) | never
+    take: bool | None = None  # True: move to it (conduit update); False: never; None: as the policy says
+    pin: str | None = None  # an image ID the nodes should run (a rollback to a generation)
+
+
+@dataclass
+class Update:
+    """A new digest behind the spec's tag."""
+
+    image: str
+    old_id: str | None
+    old_digest: str | None
+    new_id: str
+    new_digest: str
+    taken: bool
+    why_not: str | None = None  # why the nodes stay where they are
+    old_version: str | None = None
+    new_version: str | None = None
+
+    def describe(self) -> str:
+        old = f"{_short(self.old_digest or self.old_id)}" + (f" ({self.old_version})" if self.old_version else "")
+        new = f"{_short(self.new_digest)}" + (f" ({self.new_version})" if self.new_version else "")
+        return f"{self.image}: {old} -> {new}"
+
+
+@dataclass
+class Choice:
+    ref: str  # what to ask and run: the tag, or an image ID
+    update: Update | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _short(digest: str | None) -> str:
+    return (digest or "unknown")[:19]
+
+
+def in_window(window: MaintenanceWindow | None, now: datetime.datetime | None = None) -> bool:
+    if window is None:
+        return True
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    minute = now.hour * 60 + now.minute
+    start, end = (int(t[:2]) * 60 + int(t[3:]) for t in (window.start, window.end))
+    return start <= minute < end if start < end else minute >= start or minute < end
+
+
+def recorded_image(state: State | None, image: str) -> str | None:
+    """The image ID the nodes ran at the last generation that recorded any, for this image name."""
+    if state is None:
+        return None
+    try:
+        rows = state.node_images()
+    except StateError:
+        return None
+    ids = [r.image_id for r in rows.values() if r.image == image]
+    return max(set(ids), key=ids.count) if ids else None
+
+
+def _registry(doc: ClusterSpec, client: CountingClient, state: State | None, when: str) -> tuple[str | None, list[str]]:
+    """The tag's digest in the registry: asked now, or as last asked when that is recent enough."""
+    image = doc.spec.containers.image
+    if when == "due" and state is not None:
+        last = _last_check(state, image)
+        if last is not None and time.time() - last[0] < doc.spec.updates.check_every_minutes * 60:
+            return last[1], []
+    try:
+        digest = registry_digest(client, image)
+    except RegistryError as exc:
+        return None, [f"updates: {exc}"]
+    if state is not None:
+        try:
+            state.record_image_check(image, digest)
+        except StateError:
+            pass
+    return digest, []
+
+
+def _last_check(state: State, image: str):
+    try:
+        return state.last_image_check(image)
+    except StateError:
+        return None
+
+
+def choose_image(doc: ClusterSpec, client: CountingClient, state: State | None, request: UpdateRequest) -> Choice:
+    image = doc.spec.containers.image
+    if request.pin is not None:
+        if inspect_image(client, request.pin) is not None:
+            return Choice(request.pin)
+        return Choice(image, warnings=[f"image {request.pin[:19]} recorded for this generation is gone from the engine; using {image} as it is now"])
+    policy = doc.spec.updates.policy
+    if policy == "off":
+        return Choice(image)
+    current = _current(client, state, image)
+    ref = current["Id"] if current else image
+    if request.registry == "never":
+        return Choice(ref)
+    digest, warnings = _registry(doc, client, state, request.registry)
+    if digest is None or (current is not None and repo_digest(current, image) == digest):
+        return Choice(ref, warnings=warnings)
+    try:
+        new = pull_digest(client, image, digest)
+    except RegistryError as exc:
+        return Choice(ref, warnings=warnings + [f"updates: {exc}"])
+    if current is None or new["Id"] == current["Id"]:
+        return Choice(new["Id"], warnings=warnings)  # the first image of this name here: nothing to move from
+    update = Update(image, current["Id"], repo_digest(current, image), new["Id"], digest, False)
+    update.taken, update.why_not = _take(doc, state, request, update)
+    return Choice(update.new_id if update.taken else ref, update, warnings)
+
+
+def generation_image(state: State, gen: int) -> str | None:
+    """The image ID the nodes ran when generation `gen` succeeded (None: it recorded none)."""
+    try:
+        ids = [r.image_id for r in state.node_images(gen).values()]
+    except StateError:
+        return None
+    return max(set(ids), key=ids.count) if ids else None
+
+
+def rollback_request(state: State, gen: int | None) -> UpdateRequest:
+    """Back to what generation `gen` ran, by image ID; no registry asked, no update taken."""
+    return UpdateRequest(registry="never", take=False, pin=generation_image(state, gen) if gen is not None else None)
+
+
+def _current(client: CountingClient, state: State | None, image: str) -> dict | None:
+    """The image the nodes ran at the last good generation while the engine has it, else the tag's."""
+    recorded = recorded_image(state, image)
+    current = inspect_image(client, recorded) if recorded else None
+    return current if current is not None else inspect_image(client, image)
+
+
+def _take(doc: ClusterSpec, state: State | None, request: UpdateRequest, update: Update) -> tuple[bool, str | None]:
+    if request.take is not None:
+        return request.take, None if request.take else "`conduit update` takes it"
+    if doc.spec.updates.policy != "auto":
+        return False, "updates.policy is report: `conduit update` takes it"
+    refused = _refused(state).get(update.new_id)
+    if refused is not None:
+        return False, f"its canary failed at generation {refused[0]} ({refused[1]}); `conduit update` tries it again"
+    if not in_window(doc.spec.updates.window):
+        window = doc.spec.updates.window
+        return False, f"outside the maintenance window {window.start}-{window.end} UTC"
+    return True, None
+
+
+def _refused(state: State | None) -> dict:
+    if state is None:
+        return {}
+    try:
+        return state.refused_images()
+    except StateError:
+        return {}
+
+
+def record_images(client: CountingClient, state: State, gen: int, doc: ClusterSpec) -> None:
+    """What each node of the cluster runs now that `gen` succeeded: image ID, registry digest, version."""
+    label = f"{CLUSTER}={doc.metadata.name}"
+    running = {e["Names"][0].lstrip("/"): e.get("ImageID") for e in call(client, client.api.containers, all=True, filters={"label": label})}
+    attrs = {image_id: inspect_image(client, image_id) for image_id in set(running.values()) if image_id}
+    wanted = {n.name for n in nodes(doc)}
+    rows = {}
+    for node, image_id in running.items():
+        if not image_id or node not in wanted:
+            continue
+        facts = _facts(state, image_id)
+        digest = repo_digest(attrs[image_id], doc.spec.containers.image) if attrs.get(image_id) else None
+        rows[node] = NodeImage(doc.spec.containers.image, image_id, digest, facts.describe() if facts and facts.known else None)
+    state.record_node_images(gen, rows)
+
+
+def _facts(state: State, image_id: str) -> ImageFacts | None:
+    try:
+        text = state.image_facts(image_id)
+        return ImageFacts.from_json(text) if text else None
+    except (StateError, ValueError, TypeError, KeyError):
+        return None

@@ -1,0 +1,216 @@
+"""Image updates against a real local registry (Debian's docker-registry) and the private engine:
+a new digest behind one tag, canary first, judged by client counts, rolled back by digest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from conduit.cli.root import main
+from conduit.engine import canary
+from conduit.state.store import State
+from harness import free_port_block, push_variant, wait_for
+from tests.helpers import cli_env
+from tests.integration.test_apply import Cluster
+
+pytestmark = pytest.mark.integration
+
+COUNT = 3
+
+
+@pytest.fixture
+def tag(registry, docker_cleanup):
+    """A tag of its own in the private registry: pushing to it moves it."""
+    return f"{registry.address}/{docker_cleanup.name('up')}:stable"
+
+
+@pytest.fixture
+def cluster(tmp_path, docker_engine, docker_cleanup, tag):
+    return Cluster(tmp_path, docker_engine, tag, docker_cleanup.name("u"), free_port_block(COUNT + 2))
+
+
+def push(docker_engine, registry, tag: str, base: str, **env: str) -> str:
+    """Push a build of `base` (with `env`) under `tag`; its digest. The local copy is removed, so
+    the engine only has what it pulls from the registry, as on a real host."""
+    repo_tag = tag.split("/", 1)[1]
+    repo, name = repo_tag.rsplit(":", 1)
+    digest = push_variant(docker_engine, registry, repo, name, base, env=env)
+    docker_engine.client.images.remove(tag, noprune=False)
+    return digest
+
+
+def image_ids(cluster: Cluster) -> dict[str, str]:
+    client = cluster.engine.client
+    return {c.name: c.attrs["Image"] for c in client.containers.list(all=True) if c.name.startswith(cluster.prefix)}
+
+
+def container_ids(cluster: Cluster) -> dict[str, str]:
+    client = cluster.engine.client
+    return {c.name: c.id for c in client.containers.list(all=True) if c.name.startswith(cluster.prefix)}
+
+
+def image_id_of(docker_engine, tag: str, digest: str) -> str:
+    return docker_engine.client.images.get(f"{tag.rsplit(':', 1)[0]}@{digest}").id
+
+
+def journal(cluster: Cluster, gen: int) -> list[tuple[str, str, str]]:
+    """(action, kind, id) of each step started in generation `gen`, in order."""
+    return [(row[3], row[1], row[2]) for row in State(cluster.state).journal(gen) if row[4] == "started"]
+
+
+def node(cluster: Cluster, i: int) -> str:
+    return f"{cluster.prefix}-{i}"
+
+
+def settled(cluster: Cluster) -> None:
+    wait_for(lambda: all(s == "running" for s in cluster.names().values()), timeout=30, message="nodes running")
+
+
+def test_a_new_digest_shows_in_plan_and_update_moves_the_canary_first(cluster, docker_engine, registry, tag, standin_image):
+    first = push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="5")
+    cluster.write(count=COUNT, updates={"policy": "report", "analysis_minutes": 1})
+    applied = cluster.apply()
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    old_id = image_id_of(docker_engine, tag, first)
+    assert set(image_ids(cluster).values()) == {old_id}
+    keys = cluster.keys()
+
+    second = push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="5")
+    planned = cluster.run("plan", str(cluster.spec))
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "Image update:" in planned.stdout and second[:19] in planned.stdout and first[:19] in planned.stdout
+    assert "not taken: updates.policy is report" in planned.stdout
+    assert "No changes" in planned.stdout  # under report the nodes stay where they are
+
+    updated = cluster.run("update", "--auto-approve", str(cluster.spec))
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    new_id = image_id_of(docker_engine, tag, second)
+    assert set(image_ids(cluster).values()) == {new_id}
+    gen = cluster.generations()[-1][0]
+    steps = [s for s in journal(cluster, gen) if s[1] in ("container", "canary")]
+    assert steps == [
+        ("measure", "canary", node(cluster, 1)),
+        ("replace", "container", node(cluster, 1)),
+        ("judge", "canary", node(cluster, 1)),
+        ("replace", "container", node(cluster, 2)),
+        ("replace", "container", node(cluster, 3)),
+    ]
+    assert cluster.keys() == keys
+    recorded = State(cluster.state).node_images()
+    assert {r.digest for r in recorded.values()} == {second} and {r.image_id for r in recorded.values()} == {new_id}
+    status = cluster.run("status", "--json", str(cluster.spec))
+    assert status.returncode == 0, status.stderr
+    rows = json.loads(status.stdout)["containers"]
+    assert {r["digest"] for r in rows} == {second} and {r["image_id"] for r in rows} == {new_id}
+    assert all(r["version"] == "official 2.0.0" and r["image_since"] for r in rows)
+
+
+def test_an_image_that_exits_at_start_is_rolled_back_after_the_canary(cluster, docker_engine, registry, tag, standin_image):
+    first = push(docker_engine, registry, tag, standin_image)
+    cluster.write(count=COUNT, updates={"policy": "auto"})
+    assert cluster.apply().returncode == 0
+    keys, before = cluster.keys(), container_ids(cluster)
+
+    push(docker_engine, registry, tag, standin_image, STANDIN_EXIT_AFTER="0")
+    applied = cluster.apply()
+    assert applied.returncode == 3, applied.stdout + applied.stderr
+    settled(cluster)
+    old_id = image_id_of(docker_engine, tag, first)
+    assert set(image_ids(cluster).values()) == {old_id}
+    after = container_ids(cluster)
+    # The other nodes were never touched: the same containers, never stopped.
+    assert {n: after[n] for n in (node(cluster, 2), node(cluster, 3))} == {n: before[n] for n in (node(cluster, 2), node(cluster, 3))}
+    assert cluster.keys() == keys
+    gen = cluster.generations()[-1]
+    assert gen[1] == "rolled_back"
+    touched = {s[2] for s in journal(cluster, gen[0]) if s[1] == "container"}
+    assert touched == {node(cluster, 1)}
+    # Auto updates do not try the same image again by themselves.
+    again = cluster.run("plan", str(cluster.spec))
+    assert "not taken: its canary failed" in again.stdout and "No changes" in again.stdout, again.stdout
+
+
+class FakeClock(canary.Clock):
+    """An analysis window that passes at once: each sleep moves time on."""
+
+    def __init__(self):
+        self.t = 0.0
+        self.slept = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        self.slept += seconds
+        time.sleep(0.01)
+
+
+def test_a_canary_far_below_its_baseline_is_rolled_back_after_the_analysis_window(
+    cluster, docker_engine, registry, tag, standin_image, monkeypatch
+):
+    first = push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="40")
+    cluster.write(count=COUNT, updates={"policy": "report", "analysis_minutes": 600, "min_clients_ratio": 0.5})
+    assert cluster.apply().returncode == 0
+    keys, before = cluster.keys(), container_ids(cluster)
+
+    push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="2")
+    clock = FakeClock()
+    monkeypatch.setattr(canary, "CLOCK", clock)
+    args = cluster.argv("update", "--auto-approve", str(cluster.spec))[3:]  # in this process, for the clock
+    result = CliRunner().invoke(main, args, env=cli_env(), catch_exceptions=False)
+    assert result.exit_code == 3, result.output
+    assert "did not win back its clients within 36000 s" in result.output
+    assert f"{node(cluster, 1)} has 2 clients, needs 20 of the 40" in result.output
+    assert clock.slept >= 36000  # the whole window went by
+    settled(cluster)
+    assert set(image_ids(cluster).values()) == {image_id_of(docker_engine, tag, first)}
+    after = container_ids(cluster)
+    assert all(after[node(cluster, i)] == before[node(cluster, i)] for i in (2, 3))
+    assert cluster.keys() == keys
+
+
+def test_watch_with_the_auto_policy_rolls_a_new_digest_out_canary_first(cluster, docker_engine, registry, tag, standin_image):
+    push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="3")
+    cluster.write(count=COUNT, updates={"policy": "auto", "analysis_minutes": 1})
+    assert cluster.apply().returncode == 0
+    keys = cluster.keys()
+    second = push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="3")
+    watch = subprocess.Popen(cluster.argv("watch", str(cluster.spec), "--interval", "5"), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=cli_env())
+    try:
+        # The engine has the new image only once the watch has downloaded it.
+        wait_for(lambda: set(image_ids(cluster).values()) == {image_id_of(docker_engine, tag, second)}
+                 and cluster.generations()[-1][1] == "succeeded",
+                 timeout=120, interval=0.5, message="every node on the new digest")
+    finally:
+        watch.terminate()
+        output = watch.communicate(timeout=60)[0]
+    gen = cluster.generations()[-1][0]
+    order = [s[2] for s in journal(cluster, gen) if s[1] in ("container", "canary")]
+    assert order[:3] == [node(cluster, 1)] * 3, output  # measure, replace, judge the canary before the rest
+    assert cluster.keys() == keys
+
+
+def test_a_1x_to_2_0_update_changes_the_flags_and_passes_its_gates(cluster, docker_engine, registry, tag, standin_image, standin_image_v1):
+    push(docker_engine, registry, tag, standin_image_v1)
+    cluster.write(count=2, updates={"policy": "report", "analysis_minutes": 1})
+    assert cluster.apply().returncode == 0
+    # 1.x writes its stats file when asked; 2.0 has no --stats-file and exits on it (CONDUIT-FACTS: 2.0 flags).
+    assert "--stats-file" in cluster.command_of(node(cluster, 1))
+    keys = cluster.keys()
+    push(docker_engine, registry, tag, standin_image)
+    planned = cluster.run("update", "--check", str(cluster.spec))
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    assert "(official 1.5.0) ->" in planned.stdout and "(official 2.0.0)" in planned.stdout
+    updated = cluster.run("update", "--auto-approve", str(cluster.spec))
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert "~ command:" in updated.stdout  # the plan shows the flags follow the new CLI
+    for i in (1, 2):
+        command = cluster.command_of(node(cluster, i))
+        assert "--stats-file" not in command and command[:3] == ["start", "-m", "40"]
+    assert cluster.keys() == keys
