@@ -86,12 +86,12 @@ def new_image(step: Step) -> bool:
     return any(c.field == "image_id" and c.old is not None for c in step.changes)
 
 
-def _batches(replaced: list[Step], rollout: Rollout) -> list[list[Step]]:
-    """max_unavailable at a time; a new image goes to the canaries first, in a batch of their own."""
+def _batches(replaced: list[Step], rollout: Rollout) -> tuple[list[Step], list[list[Step]]]:
+    """The canaries, and the batches: max_unavailable at a time, a new image to the canaries first, alone."""
     canaries = [s for s in replaced if new_image(s)][: rollout.canary]
     rest = [s for s in replaced if s not in canaries]
     size = rollout.max_unavailable
-    return ([canaries] if canaries else []) + [rest[i : i + size] for i in range(0, len(rest), size)]
+    return canaries, ([canaries] if canaries else []) + [rest[i : i + size] for i in range(0, len(rest), size)]
 
 
 def _analysis(canaries: list[Step], rollout: Rollout) -> tuple[Step, Step]:
@@ -109,10 +109,10 @@ def _analysis(canaries: list[Step], rollout: Rollout) -> tuple[Step, Step]:
 
 def replacement_batches(replaced: list[Step], rollout: Rollout) -> list[Step]:
     out: list[Step] = []
-    batches = _batches(replaced, rollout)
+    canaries, batches = _batches(replaced, rollout)
     judge = None
-    if batches and batches[0] and new_image(batches[0][0]):
-        measure, judge = _analysis(batches[0], rollout)
+    if canaries:
+        measure, judge = _analysis(canaries, rollout)
         out.append(measure)
     for number, batch in enumerate(batches, 1):
         names = ",".join(s.id for s in batch)
