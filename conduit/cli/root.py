@@ -3,17 +3,49 @@
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import click
 
-from conduit.cli import alerts, keys, plan, serve, status, tokens, tools, tracker, update, watch
 from conduit.cli.boundary import Boundary
 from conduit.cli.common import Options
 from conduit.spec.policy import DEFAULT_PATH, ENV
 from conduit.state.store import report_recoveries
 from conduit.views import logs
+
+
+# Each command's module, imported only when that command runs (or help lists them all): a
+# long-running process such as `conduit serve` holds only what its own command needs.
+COMMANDS = {
+    **{name: f"plan:{name}" for name in ("validate", "plan", "diff", "apply", "history", "rollback")},
+    **{name: f"tools:{name}" for name in ("schema", "init", "completion")},
+    "update": "update:update",
+    "tracker": "tracker:tracker",
+    "watch": "watch:watch_command",
+    "serve": "serve:serve_command",
+    "tokens": "tokens:tokens_group",
+    "status": "status:status_command",
+    "import-v1": "keys:import_v1_command",
+    "keys": "keys:keys_group",
+    "claim": "keys:claim_command",
+    "destroy": "keys:destroy_command",
+    "alerts": "alerts:alerts_group",
+}
+
+
+class Commands(Boundary):
+    """The root group: its commands are loaded by name, on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, _, attr = COMMANDS[cmd_name].partition(":")
+            self.add_command(getattr(import_module(f"conduit.cli.{module}"), attr), cmd_name)
+        return self.commands.get(cmd_name)
 
 
 def _version() -> str:
@@ -23,7 +55,7 @@ def _version() -> str:
         return "0+unknown"
 
 
-@click.group(cls=Boundary, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(_version(), "--version", prog_name="conduit")
 @click.option(
     "--state-dir",
@@ -78,20 +110,3 @@ def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | Non
     report_recoveries(lambda message: click.echo(f"warning: {message}", err=True))
     ctx.obj = Options(state_dir=state_dir, root=root, docker_host=docker_host, log_format=log_format)
 
-
-for _command in (
-    *plan.COMMANDS,
-    *update.COMMANDS,
-    *tools.COMMANDS,
-    tracker.tracker,
-    watch.watch_command,
-    serve.serve_command,
-    tokens.tokens_group,
-    status.status_command,
-    keys.import_v1_command,
-    keys.keys_group,
-    keys.claim_command,
-    keys.destroy_command,
-    alerts.alerts_group,
-):
-    main.add_command(_command)

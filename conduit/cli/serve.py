@@ -14,11 +14,13 @@ from conduit.state.git import git_revision
 from conduit.state.store import StateError
 
 
-def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: bool, git: bool) -> list[str]:
+def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: bool, git: bool,
+               watch_interval: float | None) -> list[str]:  # fmt: skip
     argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "serve", str(Path(file).resolve()),
             "--listen", listen, "--port", str(port), "--interval", str(interval)]  # fmt: skip
     if tls[0] and tls[1]:
         argv += ["--tls-cert", str(Path(tls[0]).resolve()), "--tls-key", str(Path(tls[1]).resolve())]
+    argv += ["--watch", "--watch-interval", str(watch_interval)] if watch_interval else []
     return argv + (["--behind-proxy"] if behind_proxy else []) + (["--git"] if git else [])
 
 
@@ -48,25 +50,34 @@ def _follows_git(opts, file: str, git: bool) -> bool:
 @click.option("--behind-proxy", is_flag=True, help="A TLS reverse proxy on this host fronts the agent: listen without TLS off the loopback.")
 @click.option("--git", is_flag=True, help="The spec follows git: refuse writes that would diverge from the committed spec.")
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Requests a second allowed per token and per client address (bursts of twice that).")
+@click.option("--watch", is_flag=True, help="Also run `conduit watch FILE` in this process: apply FILE when it changes, heal drift.")
+@click.option("--watch-interval", type=float, default=300, show_default=True, help="With --watch: seconds between re-reconciles that repair drift.")
 @click.option("--print-unit", is_flag=True, help="Print a systemd unit that runs this agent, and exit.")
 @click.pass_obj
-def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_proxy, git, rate, print_unit) -> None:
+def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_proxy, git, rate, watch, watch_interval, print_unit) -> None:
     """Serve FILE's cluster: a REST API under /api/v1 (OpenAPI at /openapi.json), live events, a
-    dashboard at / and /metrics. Every request needs a token (`conduit tokens create`)."""
+    dashboard at / and /metrics. Every request needs a token (`conduit tokens create`).
+
+    With --watch the agent is also the host's watcher (one process instead of two; not beside a
+    `conduit watch` of the same host)."""
     if bool(tls_cert) != bool(tls_key):
         fail("give both --tls-cert and --tls-key", EXIT_INVALID)
+    if watch and watch_interval <= 0:
+        fail("--watch-interval must be above 0", EXIT_INVALID)
+    watch_interval = watch_interval if watch else None
     refusal = bind_refusal(listen, bool(tls_cert), behind_proxy)
     if refusal:
         fail(refusal, EXIT_INVALID)
     if print_unit:
-        _print_unit(opts, _unit_argv(file, listen, port, interval, (tls_cert, tls_key), behind_proxy, git))
+        _print_unit(opts, _unit_argv(file, listen, port, interval, (tls_cert, tls_key), behind_proxy, git, watch_interval))
         return
     load_spec(opts, file)  # an invalid spec stops here, exit 2, before anything listens
     from conduit.serve.run import serve
 
     limits = (Limiter(rate, 2 * rate), Limiter(rate, 2 * rate))
     try:
-        serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits)
+        serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits,
+              watch_interval)  # fmt: skip
     except StateError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from deepdiff import DeepDiff
-
 from conduit.spec.resources import KIND_ORDER, KIND_PHASE, PHASES, Resource, digest, natural_key
 
 PLAN_FORMAT = 1
@@ -157,17 +155,11 @@ def fingerprint(observed: list[Resource]) -> str:
 
 
 def _field_changes(desired: Resource, observed: Resource) -> list[Change]:
-    diff = DeepDiff(observed.props, desired.props, ignore_order=False, verbose_level=2)
-    fields = set()
-    for section in diff.values():
-        for path in section:
-            # root['command'][3] -> command
-            top = path.split("[", 2)[1].rstrip("]").strip("'\"")
-            fields.add(top)
-    # A field one side lacks and the other holds as null is the same field: no change.
+    """The top-level fields whose values differ; a field one side lacks and the other holds as null is no change."""
+    names = sorted(set(observed.props) | set(desired.props))
     return [
         Change(name, observed.props.get(name), desired.props.get(name), name in desired.replace_fields)
-        for name in sorted(fields)
+        for name in names
         if observed.props.get(name) != desired.props.get(name)
     ]
 

@@ -14,6 +14,7 @@ from rich.text import Text
 from conduit.drivers.docker import call
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host, plan_between, plan_offline, saved_planner
+from conduit.engine.updates import UpdateRequest
 from conduit.engine.reconcile import Reconciled, Request, reconcile
 from conduit.features.status import collect
 from conduit.features.watch import read_watch_status
@@ -30,6 +31,8 @@ from conduit.state.store import State
 from conduit.views.report import render_plan
 
 TOKEN_CACHE_SECONDS = 2.0  # a revoked token stops working within this
+# The live plan asks the registry only as often as spec.updates says, not at every refresh.
+DRIFT = UpdateRequest(registry="due")
 
 
 class Refused(Exception):
@@ -146,7 +149,7 @@ class Agent:
         """The plan for the current spec against the host, at most `plan_seconds` old."""
         with self._plan_lock:
             if self._plan is None or time.monotonic() - self._plan[0] > self.plan_seconds:
-                self._plan = (time.monotonic(), plan_against_host(self.spec.current(), self.host))
+                self._plan = (time.monotonic(), plan_against_host(self.spec.current(), self.host, DRIFT))
             return self._plan[1]
 
     def plan_view(self) -> dict:

@@ -1,7 +1,9 @@
-"""Run the agent: start the observer, then uvicorn until SIGTERM or SIGINT."""
+"""Run the agent: start the observer (and, with --watch, the watch loop), then uvicorn until
+SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import structlog
 import uvicorn
 
 from conduit.drivers.observe import HostAccess
+from conduit.features.watch import Watcher
 from conduit.serve.agent import Agent, Collector, SpecFile
 from conduit.serve.app import create_app
 from conduit.serve.auth import Limiter
@@ -26,15 +29,30 @@ def build(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], int
     return Agent(spec, host, observer, hub, git_follow=git_follow, by_address=limits[0], by_token=limits[1])
 
 
+def start_watch(agent: Agent, interval: float) -> tuple[Watcher, threading.Thread]:
+    """`conduit watch FILE --interval INTERVAL` in a thread of the agent: the same loop, the same
+    apply lock (an API apply meanwhile is refused, 409), its steps on the event stream."""
+    report = lambda line: agent.hub.publish("apply", {"line": line, "by": "watch"})  # noqa: E731
+    watcher = Watcher(agent.host, agent.spec.facts, report=report)
+    thread = threading.Thread(target=watcher.watch_file, args=(agent.spec.path, interval), name="watch", daemon=True)
+    thread.start()
+    return watcher, thread
+
+
 def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], listen: str, port: int, interval: float,
-          tls: tuple[str | None, str | None], git_follow: bool, limits: tuple[Limiter, Limiter]) -> None:  # fmt: skip
+          tls: tuple[str | None, str | None], git_follow: bool, limits: tuple[Limiter, Limiter],
+          watch_interval: float | None = None) -> None:  # fmt: skip
     agent = build(host, spec_path, facts, interval, git_follow, limits)
     agent.state()  # the state DB opened (and checked) once, before the first request
     agent.observer.start()
+    watch = start_watch(agent, watch_interval) if watch_interval else None
     config = uvicorn.Config(create_app(agent), host=listen.strip("[]"), port=port, ssl_certfile=tls[0], ssl_keyfile=tls[1],
                             log_level="warning", access_log=False, timeout_graceful_shutdown=3, lifespan="off")  # fmt: skip
-    log.info("serve.listening", address=listen, port=port, tls=bool(tls[0]), git_follow=git_follow)
+    log.info("serve.listening", address=listen, port=port, tls=bool(tls[0]), git_follow=git_follow, watch=bool(watch))
     try:
         uvicorn.Server(config).run()
     finally:
         agent.observer.stop()
+        if watch:  # as `conduit watch` on SIGTERM: the reconcile under way finishes first
+            watch[0].stop()
+            watch[1].join()

@@ -3,11 +3,13 @@ JSON messages ended by NUL on file descriptors 3 (to the browser) and 4 (from it
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -80,6 +82,13 @@ class Browser:
                 pass
             time.sleep(0.05)
         raise BrowserError(f"not true within {timeout} s: {expression}")
+
+    def screenshot(self, path: Path) -> bytes:
+        """The page as drawn now (Page.captureScreenshot), written to `path` as PNG; its bytes."""
+        png = base64.b64decode(self.send("Page.captureScreenshot", session=True, format="png")["data"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+        return png
 
     def close(self) -> None:
         self.process.terminate()

@@ -1,5 +1,5 @@
-"""conduit serve against stand-in nodes: the API lists them, and the event stream reports a
-node stopped by hand within five seconds."""
+"""conduit serve against stand-in nodes: the API lists them, the event stream reports a node
+stopped by hand within five seconds, and with --watch the agent is also the host's watcher."""
 
 from __future__ import annotations
 
@@ -31,15 +31,16 @@ def agent(cluster):
     """Starts `conduit serve` for the cluster's spec on a free loopback port; (its URL, a viewer token)."""
     processes = []
 
-    def start() -> tuple[str, str]:
+    def start(*extra: str) -> tuple[str, str]:
         made = cluster.run("tokens", "create", "it", "--role", "viewer")
         assert made.returncode == 0, made.stderr
         port = free_port_block(1)
-        processes.append(subprocess.Popen(cluster.argv("serve", str(cluster.spec), "--port", str(port), "--interval", "1"),
+        processes.append(subprocess.Popen(cluster.argv("serve", str(cluster.spec), "--port", str(port), "--interval", "1", *extra),
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                                           env=cli_env()))  # fmt: skip
         return f"http://127.0.0.1:{port}", made.stdout.strip()
 
+    start.processes = processes
     yield start
     for process in processes:
         process.send_signal(signal.SIGTERM)
@@ -110,3 +111,21 @@ def test_the_agent_lists_the_nodes_and_streams_a_node_going_down(cluster, agent)
     assert down["state"] in ("exited", "no metrics") and time.monotonic() - stopped < 5
     summary = get(base, token, "/api/v1/summary")
     assert summary["totals"]["containers"] == 3
+
+
+def test_with_watch_the_agent_applies_the_spec_and_repairs_drift(cluster, agent):
+    cluster.write(count=2)  # not applied: the agent's watch loop applies it when it starts
+    base, token = agent("--watch", "--watch-interval", "2")
+
+    def up(count: int):
+        nodes = get(base, token, "/api/v1/nodes")
+        return nodes if nodes and len(nodes) == count and all(n["up"] for n in nodes) else None
+
+    wait_for(lambda: up(2), timeout=90, message="two nodes applied by the agent's watch loop and up")
+    watch = wait_for(lambda: get(base, token, "/api/v1/watch"), timeout=60, message="the watch loop's record")
+    assert watch["pid"] == agent.processes[0].pid and watch["last_result"] in ("applied", "unchanged"), watch
+    name = f"{cluster.prefix}-2"
+    cluster.engine.client.containers.get(name).remove(force=True)
+    wait_for(lambda: cluster.names().get(name) == "running", timeout=60, message="the removed node repaired on the next interval")
+    cluster.write(count=3)
+    wait_for(lambda: up(3), timeout=90, message="the saved spec's third node applied and up")

@@ -1,4 +1,8 @@
 import json
+import subprocess
+import sys
+
+import click
 import yaml
 
 import pytest
@@ -6,7 +10,7 @@ from click.testing import CliRunner
 
 from conduit.cli.root import main
 from conduit.spec.jsonschema import COMMITTED, schema_text
-from tests.helpers import EXAMPLE
+from tests.helpers import EXAMPLE, cli_env
 
 
 @pytest.fixture
@@ -73,14 +77,27 @@ def test_every_command_has_help(run):
 
     def walk(command, path):
         yield path
-        for name, sub in getattr(command, "commands", {}).items():
-            yield from walk(sub, path + [name])
+        if isinstance(command, click.Group):  # the root group loads its commands by name
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                yield from walk(command.get_command(ctx, name), path + [name])
 
     paths = list(walk(group, []))
     assert len(paths) > 8
     for path in paths:
         result = run(*path, "--help")
         assert result.exit_code == 0 and "Usage:" in result.output, path
+
+
+def test_a_command_loads_only_its_own_modules():
+    """The agent runs for months: it holds neither the other commands' modules nor numpy."""
+    code = (
+        "import sys; from conduit.cli.root import main; main.get_command(None, 'serve');"
+        "import conduit.serve.run, conduit.serve.app; print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, check=True).stdout.split())
+    assert "conduit.cli.serve" in loaded
+    assert not loaded & {"numpy", "deepdiff", "qrcode", "conduit.cli.keys", "conduit.cli.plan", "conduit.cli.watch", "conduit.tracker"}
 
 
 def test_version(run):

@@ -192,6 +192,11 @@ def test_print_unit_runs_the_same_serve(tmp_path):
     result = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "serve", str(EXAMPLE), "--port", "9000", "--print-unit"])
     assert result.exit_code == 0
     assert f"serve {EXAMPLE} --listen 127.0.0.1 --port 9000" in result.stdout and "WantedBy=multi-user.target" in result.stdout
+    assert "--watch" not in result.stdout
+    watching = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "serve", str(EXAMPLE), "--watch", "--watch-interval", "60", "--print-unit"])
+    assert watching.exit_code == 0 and " --watch --watch-interval 60.0" in watching.stdout
+    refused = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "serve", str(EXAMPLE), "--watch", "--watch-interval", "0"])
+    assert refused.exit_code == 2 and "--watch-interval" in refused.stderr
 
 
 def _git(repo: Path, *args: str) -> None:
