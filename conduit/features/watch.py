@@ -31,7 +31,7 @@ from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import observed_plan
 from conduit.engine.reconcile import Reconciled, Request, reconcile
 from conduit.engine.updates import UpdateRequest
-from conduit.state.git import GitError, fetch, show
+from conduit.state.git import GitError, fetch, public_url, show
 from conduit.state.store import State, StateError
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
@@ -245,6 +245,7 @@ class Watcher:
         checkout = self.host.state_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
         applied: str | None = None
         next_heal = 0.0
+        shown = public_url(url)  # what messages, logs and the state say: never the URL's credentials
         while not self.stopping.is_set():
             try:
                 sha = fetch(url, ref, checkout)
@@ -253,11 +254,11 @@ class Watcher:
                 self._record(Result("failed", str(exc)), "poll", "", None)
             else:
                 if sha != applied:
-                    self.reconcile(text, f"{url}@{sha[:12]}:{spec_path}", "changed" if applied else "start", (sha, False))
+                    self.reconcile(text, f"{shown}@{sha[:12]}:{spec_path}", "changed" if applied else "start", (sha, False))
                     applied = sha
                     next_heal = time.monotonic() + interval
                 elif time.monotonic() >= next_heal:
-                    self.reconcile(text, f"{url}@{sha[:12]}:{spec_path}", "interval", (sha, False))
+                    self.reconcile(text, f"{shown}@{sha[:12]}:{spec_path}", "interval", (sha, False))
                     next_heal = time.monotonic() + interval
             self.stopping.wait(poll)
 

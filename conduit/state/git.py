@@ -3,6 +3,7 @@ and the bare mirror `conduit watch --git` follows."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,14 @@ class GitError(Exception):
     pass
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def public_url(text: str) -> str:
+    """`text` with the user and password of every URL in it left out (https://***@host/repo)."""
+    return _USERINFO.sub("***@", text)
+
+
 def _git(*args: str) -> str:
     try:
         # umask 077: the mirror lives in the private state directory and stays private
@@ -21,7 +30,7 @@ def _git(*args: str) -> str:
     except FileNotFoundError:
         raise GitError(not_installed("git")) from None
     if done.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {' '.join(done.stderr.split())[:300]}")
+        raise GitError(public_url(f"git {args[0]} failed: {' '.join(done.stderr.split())[:300]}"))
     return done.stdout
 
 

@@ -26,7 +26,7 @@ BOUNDED = settings(max_examples=8, deadline=None, derandomize=True,
 
 @pytest.fixture
 def served(tmp_path, monkeypatch):
-    monkeypatch.setattr(agent_module, "plan_against_host", lambda doc, _host: plan_offline(doc))
+    monkeypatch.setattr(agent_module, "plan_against_host", lambda doc, _host, _request=None: plan_offline(doc))
     s = Setup(tmp_path, rate=1e9)
     gen = s.state.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
     s.state.finish(gen, "succeeded")
