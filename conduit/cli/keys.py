@@ -227,8 +227,11 @@ def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
         outcome = reconcile(request)
     except (Locked, EngineError, StateError) as exc:
         fail(str(exc))
+    if outcome.status == "failed" and outcome.rollback_failed:
+        fail(f"destroy stopped part way: {outcome.failure}; `conduit status` shows what is left; run destroy again to finish",
+             outcome.exit_code)
     if outcome.status == "failed":
-        fail(f"destroy stopped: {outcome.failure}")
+        fail(f"destroy stopped before any change: {outcome.failure}")
     if outcome.status == "succeeded":
         click.echo("Destroyed." + ("" if purge_data else " Data volumes and node keys were kept."))
 

@@ -140,7 +140,10 @@ def _refuse_update(state: State, plan: Plan, gen: int, failure: str) -> None:
 def _failed(req: Request, plan: Plan, state: State, gen: int, before: list[Resource], failure: str, warnings: list[str]) -> Outcome:
     if req.removal:
         state.finish(gen, "failed", failure)
-        return Outcome("failed", gen, failure, warnings=warnings)
+        # A removal is not rolled back: once a step was done the host is part way (exit 4), else untouched (1).
+        part_way = any(row[4] == "done" for row in state.journal(gen))
+        return Outcome("failed", gen, failure, warnings=warnings,
+                       rollback_failed="a destroy is not rolled back; run it again to finish" if part_way else None)
     req.report(f"failed: {failure}")
     _refuse_update(state, plan, gen, failure)
     restored, unfinished = roll_back(req.host, req.facts, state, gen, before, req.report)

@@ -286,3 +286,23 @@ def test_apply_rolled_back_after_the_engine_came_back_exits_3_and_alerts(cli_wit
     result = run(FakeApi(stop_at=("start", 1), back_after=2))
     assert result.exit_code == 3, result.output
     assert "Traceback" not in result.output and len(sent) == 1
+
+
+# ------------------------------------------------------------------ destroy: part way is exit 4
+
+
+def removal(doc, tmp_path, api: FakeApi) -> Request:
+    host = SimpleNamespace(state_dir=tmp_path, root=tmp_path, docker=lambda: client(api))
+    steps = [Step("containers", "container", name, "delete", "no longer in the spec", [], None) for name in ("conduit-1", "conduit-2")]
+    return Request(doc, SPEC, None, host, SMALL_VPS, "test", lambda line: None,
+                   planner=lambda d, h: (Plan("test", steps, "fp"), []), removal=True)
+
+
+@pytest.mark.parametrize(("stop_at", "code", "left"), [(("stop", 1), 1, {"conduit-1", "conduit-2"}), (("stop", 2), 4, {"conduit-2"})])
+def test_a_destroy_the_engine_leaves_part_way_is_exit_4_and_one_that_changed_nothing_exit_1(doc, tmp_path, stop_at, code, left):
+    api = FakeApi(stop_at=stop_at)
+    api.containers["conduit-2"] = {"id": "two", "running": True}
+    outcome = reconcile(removal(doc, tmp_path, api))
+    assert outcome.status == "failed" and outcome.exit_code == code
+    assert set(api.containers) == left
+    assert State(tmp_path).generations()[-1].outcome == "failed"
