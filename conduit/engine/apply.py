@@ -93,7 +93,8 @@ class Engine:
             self.ex.run(step)
         except StepFailed as exc:
             self.state.step(self.gen, step.phase, step.kind, step.id, step.action, "failed", str(exc))
-            log.error("step.failed", kind=step.kind, id=step.id, action=step.action, error=str(exc))
+            # The journal and the report say it to people; the event is for machine logs (--log-format json).
+            log.info("step.failed", kind=step.kind, id=step.id, action=step.action, error=str(exc))
             raise
         self.state.step(self.gen, step.phase, step.kind, step.id, step.action, "done")
         log.info("step.done", kind=step.kind, id=step.id, action=step.action, seconds=round(time.monotonic() - t0, 2))

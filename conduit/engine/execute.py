@@ -24,7 +24,7 @@ from conduit.drivers.docker import (
     create_volume,
     remove_volume,
 )
-from conduit.engine import canary
+from conduit.engine import canary, nodehealth
 from conduit.engine.compartment import CompartmentProblem, ensure_compartment
 from conduit.facts.compartment import wants_compartment
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
@@ -419,14 +419,7 @@ class Executor:
         return True
 
     def inspect(self, name: str) -> dict | None:
-        client = self.docker()
-        try:
-            with answers(client):
-                return client.api.inspect_container(name)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.APIError as exc:
-            raise StepFailed(f"cannot inspect container {name}: {exc.explanation or exc}") from None
+        return nodehealth.inspect(self.docker(), name)
 
     # ------------------------------------------------------------ tracker
 
