@@ -104,6 +104,14 @@ def report_recoveries(report: Callable[[str], None]) -> None:
     _report_recovery[:] = [report]
 
 
+def readonly_uri(path: Path) -> str:
+    """The database opened only to read. In a directory that cannot be written (a read-only
+    mount) SQLite cannot make the WAL index it reads through, so the file is read as it stands
+    (immutable): writes a killed writer left in state.db-wal are not seen until it can be written."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    return uri if os.access(path.parent, os.W_OK) else uri + "&immutable=1"
+
+
 def damage(path: Path, readonly: bool = True) -> str | None:
     """What is wrong with the database at `path` (None: intact). An error other than damage,
     such as a permission or I/O error, is raised as it is: nothing that might be fine is moved.
@@ -116,7 +124,7 @@ def damage(path: Path, readonly: bool = True) -> str | None:
     if info.st_size == 0:
         return "empty"
     try:
-        target = f"{path.resolve().as_uri()}?mode=ro" if readonly else path
+        target = readonly_uri(path) if readonly else path
         with closing(sqlite3.connect(target, uri=readonly, timeout=30)) as db:
             rows = db.execute("PRAGMA quick_check").fetchall()
     except sqlite3.DatabaseError as exc:
@@ -392,7 +400,7 @@ class State:
 
     def _connect(self) -> sqlite3.Connection:
         if self.readonly:
-            return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            return sqlite3.connect(readonly_uri(self.path), uri=True, timeout=30, isolation_level=None)
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
