@@ -12,7 +12,6 @@ import json
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -21,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from plan_vs_compose import api_calls, spec_text  # noqa: E402
+from applied import applied_cluster  # noqa: E402
+from plan_vs_compose import api_calls  # noqa: E402
 
-from harness import DockerEngine, free_port_block, wait_for  # noqa: E402
-from helpers import CONDUIT, cli_env  # noqa: E402
+from harness import free_port_block, wait_for  # noqa: E402
 
 
 def get(url: str, token: str) -> float:
@@ -74,18 +73,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     args = parser.parse_args()
 
-    with DockerEngine(extra_args=("--debug",)) as engine, tempfile.TemporaryDirectory() as tmp:
-        image = engine.build_standin("2.0.0")
-        spec = Path(tmp) / "cluster.yaml"
-        spec.write_text(spec_text(image, args.containers))
-        env = dict(cli_env(), DOCKER_HOST=engine.host)
-        base = [*CONDUIT, "--root", tmp, "--state-dir", f"{tmp}/state"]
-        done = subprocess.run([*base, "apply", "--auto-approve", str(spec)], env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(done.stdout + done.stderr)
-        token = subprocess.run([*base, "tokens", "create", "bench", "--role", "viewer"], env=env, capture_output=True, text=True).stdout.strip()
+    with applied_cluster(args.containers) as cluster:
+        engine = cluster.engine
+        token = cluster.run("tokens", "create", "bench", "--role", "viewer").stdout.strip()
         port = free_port_block(1)
-        agent = subprocess.Popen([*base, "serve", str(spec), "--port", str(port), "--rate", "1000000"], env=env,
+        agent = subprocess.Popen([*cluster.base, "serve", str(cluster.spec), "--port", str(port), "--rate", "1000000"], env=cluster.env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             url = f"http://127.0.0.1:{port}/api/v1/nodes"

@@ -9,18 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from plan_vs_compose import api_calls, spec_text  # noqa: E402
-
-from harness import DockerEngine  # noqa: E402
-from helpers import CONDUIT, cli_env  # noqa: E402
+from applied import applied_cluster  # noqa: E402
+from plan_vs_compose import api_calls  # noqa: E402
 
 
 def main() -> None:
@@ -29,25 +25,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    with DockerEngine(extra_args=("--debug",)) as engine, tempfile.TemporaryDirectory() as tmp:
-        image = engine.build_standin("2.0.0")
-        spec = Path(tmp) / "cluster.yaml"
-        spec.write_text(spec_text(image, args.containers))
-        env = dict(cli_env(), DOCKER_HOST=engine.host)
-        base = [*CONDUIT, "--root", tmp, "--state-dir", f"{tmp}/state"]
-        done = subprocess.run([*base, "apply", "--auto-approve", str(spec)], env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(done.stdout + done.stderr)
+    with applied_cluster(args.containers) as cluster:
         rows = []
         for label, extra in (("status (with drift check)", []), ("status --no-drift", ["--no-drift"])):
             times, calls, own = [], [], []
             for _ in range(args.runs):
-                start_at = engine.log_path.stat().st_size
+                start_at = cluster.engine.log_path.stat().st_size
                 t0 = time.perf_counter()
-                out = subprocess.run([*base, "status", "--json", *extra, str(spec)], env=env, capture_output=True, text=True)
+                out = cluster.run("status", "--json", *extra, str(cluster.spec))
                 times.append(time.perf_counter() - t0)
                 time.sleep(0.3)
-                calls.append(api_calls(engine.log_path, start_at))
+                calls.append(api_calls(cluster.engine.log_path, start_at))
                 own.append(json.loads(out.stdout)["api_calls"])
             rows.append((label, statistics.median(times), int(statistics.median(calls)), int(statistics.median(own))))
 
