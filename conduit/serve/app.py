@@ -98,8 +98,9 @@ def _node_alerts(rows: list[dict]) -> list[str]:
 
 
 def _node(row: dict) -> dict:
+    """The node as the API shows it; its version is what its image said at the last apply, else its tag."""
     image = row.get("image") or ""
-    version = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
+    version = row.get("version") or (image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None)
     return {k: v for k, v in row.items() if k != "regions"} | {"status": node_state(row), "version": version}
 
 

@@ -27,6 +27,9 @@ class Node(Open):
     uptime: float | None = None
     image: str | None = None
     version: str | None = None
+    image_id: str | None = None  # what the node was created from
+    digest: str | None = None  # the registry's digest of it, as the last good apply recorded
+    image_since: float | None = None  # when the node first ran this image (Unix time)
     bytes_up: int
     bytes_down: int
     lifetime_bytes_up: int | None = None

@@ -279,22 +279,29 @@ def old_node_held(cluster) -> bool:
         return False
 
 
-@pytest.mark.parametrize("moment", ["replace started", "old node stopped and renamed"])
-def test_engine_stopped_mid_replace_fails_in_one_line_then_apply_converges(cluster, moment):
-    """dockerd stops while a replace runs and stays down past the gate timeout: one error line,
-    exit 4, the generation recorded failed. Once the engine is back, the next apply puts every
-    node back on its own key, a `.previous` left by the replace included."""
+def replace_in_background_until(cluster, reached) -> tuple[subprocess.Popen, dict[str, bytes]]:
+    """Apply two nodes, then start an apply that replaces them (max clients 60) and return once
+    `reached()` holds (or it ended, or 60 s passed): the running apply, and the keys before it."""
     cluster.write()
     assert cluster.apply().returncode == 0
     keys = cluster.keys()
     cluster.write(max_clients=60)
     process = subprocess.Popen(cluster.argv("apply", "--auto-approve", str(cluster.spec)), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=cli_env())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None and not reached():
+        time.sleep(0.01)
+    return process, keys
+
+
+@pytest.mark.parametrize("moment", ["replace started", "old node stopped and renamed"])
+def test_engine_stopped_mid_replace_fails_in_one_line_then_apply_converges(cluster, moment):
+    """dockerd stops while a replace runs and stays down past the gate timeout: one error line,
+    exit 4, the generation recorded failed. Once the engine is back, the next apply puts every
+    node back on its own key, a `.previous` left by the replace included."""
     reached = (lambda: replace_started(cluster.state, 2)) if moment == "replace started" else (lambda: old_node_held(cluster))
+    process, keys = replace_in_background_until(cluster, reached)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None and not reached():
-            time.sleep(0.01)
         cluster.engine.stop_daemon()
         out, err = process.communicate(timeout=180)
     finally:
@@ -318,16 +325,8 @@ def test_engine_stopped_mid_replace_fails_in_one_line_then_apply_converges(clust
 def test_engine_back_within_the_gate_timeout_restores_the_stopped_node_in_the_same_run(cluster):
     """dockerd stops once the old node is stopped and renamed, and is back 2 s later: the same
     apply puts that node back as it was and ends rolled back (exit 3), nothing left stopped."""
-    cluster.write()
-    assert cluster.apply().returncode == 0
-    keys = cluster.keys()
-    cluster.write(max_clients=60)
-    process = subprocess.Popen(cluster.argv("apply", "--auto-approve", str(cluster.spec)), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=cli_env())
+    process, keys = replace_in_background_until(cluster, lambda: old_node_held(cluster))
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None and not old_node_held(cluster):
-            time.sleep(0.01)
         cluster.engine.stop_daemon()
         time.sleep(2)
     finally:
