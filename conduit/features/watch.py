@@ -157,6 +157,10 @@ class Watcher:
         level("watch.reconcile", reason=reason, result=result.status, message=result.message, generation=result.generation)
         self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")
 
+    def _next(self, interval: float) -> float:
+        """Seconds to the next reconcile: at once when a node asked for a newer version (the registry is asked then)."""
+        return 0.0 if self.check_registry_now else interval
+
     def _planner(self):
         """Plans that ask the registry when spec.updates says it is time, or at once after a node
         logged that the network wants a newer version."""
@@ -232,7 +236,7 @@ class Watcher:
                         self._record(Result("invalid", f"{path}: cannot read: {exc.strerror}"), reason, "", None)
                     else:
                         self.reconcile(text, str(path), reason)
-                    next_heal = time.monotonic() + interval
+                    next_heal = time.monotonic() + self._next(interval)
                     reason = "interval"
                 left = [next_heal - time.monotonic(), debounce.wait_left()]
                 wake.wait(timeout=max(0.05, min(x for x in left if x is not None)))
@@ -256,10 +260,10 @@ class Watcher:
                 if sha != applied:
                     self.reconcile(text, f"{shown}@{sha[:12]}:{spec_path}", "changed" if applied else "start", (sha, False))
                     applied = sha
-                    next_heal = time.monotonic() + interval
+                    next_heal = time.monotonic() + self._next(interval)
                 elif time.monotonic() >= next_heal:
                     self.reconcile(text, f"{shown}@{sha[:12]}:{spec_path}", "interval", (sha, False))
-                    next_heal = time.monotonic() + interval
+                    next_heal = time.monotonic() + self._next(interval)
             self.stopping.wait(poll)
 
 

@@ -87,3 +87,41 @@ def test_each_alert_is_sent_once_until_it_clears(tmp_path, monkeypatch):
     for _ in range(4):
         watcher._health_alerts(None, plan)
     assert sent == ["watch: node n: upgrade", "watch: node n: upgrade"]  # again only after it had cleared
+
+
+def test_a_node_asking_for_a_newer_version_makes_the_next_reconcile_ask_the_registry_at_once(tmp_path, monkeypatch):
+    found = [{}, {"upgrade:n": "node n: upgrade"}, {"upgrade:n": "node n: upgrade"}]
+    monkeypatch.setattr(watch, "notify", lambda doc, text: None)
+    monkeypatch.setattr(watch, "node_problems", lambda doc, client: found.pop(0))
+    watcher = watch.Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS)
+    monkeypatch.setattr(watcher.host, "docker", lambda: None)
+    asked = []
+    monkeypatch.setattr(watch, "observed_plan", lambda doc, host, request: asked.append(request.registry))
+    plan = type("Plan", (), {"changes": [], "update": None})()
+
+    watcher._planner()(None, None)  # a watch that starts asks at once
+    watcher._health_alerts(None, plan)
+    assert watcher._next(300) == 300
+    watcher._planner()(None, None)  # then as spec.updates.check_every_minutes says
+    watcher._health_alerts(None, plan)  # a node logged the upgrade warning
+    assert watcher._next(300) == 0
+    watcher._planner()(None, None)
+    watcher._health_alerts(None, plan)  # the same warning again: no second check at once
+    assert watcher._next(300) == 300
+    watcher._planner()(None, None)
+    assert asked == ["now", "due", "now", "due"]
+
+
+def test_a_new_image_not_taken_is_alerted_once(tmp_path, monkeypatch):
+    sent = []
+    monkeypatch.setattr(watch, "notify", lambda doc, text: sent.append(text))
+    monkeypatch.setattr(watch, "node_problems", lambda doc, client: {})
+    watcher = watch.Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS)
+    monkeypatch.setattr(watcher.host, "docker", lambda: None)
+    update = {"image": "r/c:stable", "new_id": "sha256:b", "new_digest": "sha256:bbbb", "new_version": "official 2.0.1",
+              "taken": False, "why_not": "updates.policy is report: `conduit update` takes it"}
+    plan = type("Plan", (), {"changes": [], "update": update})()
+    watcher._health_alerts(None, plan)
+    watcher._health_alerts(None, plan)
+    assert sent == ["watch: a new image is behind r/c:stable: sha256:bbbb (official 2.0.1); "
+                    "not taken: updates.policy is report: `conduit update` takes it"]
