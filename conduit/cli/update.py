@@ -29,6 +29,9 @@ def update(opts: Options, file: str, check: bool, auto_approve: bool, no_wait: b
     the old digest, on its own key. Exit codes as for apply; with --check, 0 or 2.
     """
     spec = load_spec(opts, file)
+    if spec.spec.updates.policy == "off":
+        # Under off the nodes follow the engine's own tag: `docker pull` it and apply.
+        fail(f"{file}: spec.updates.policy is off, so the registry is never asked; set it to report or auto")
     if check:
         try:
             plan, _ = observed_plan(spec, opts.host(), UpdateRequest(take=False))

@@ -177,3 +177,16 @@ def test_a_canary_whose_metrics_do_not_answer_counts_as_none(monkeypatch):
 def test_the_share_needed_is_at_least_one_and_never_above_the_baseline(baseline, ratio):
     need = canary.needed(baseline, ratio)
     assert need >= 1 and (baseline == 0 or need <= baseline) and need >= baseline * ratio
+
+
+def test_update_under_policy_off_says_how_to_turn_it_on(tmp_path):
+    from click.testing import CliRunner
+
+    from conduit.cli.root import main
+    from tests.helpers import cli_env, dump, minimal
+
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(dump(minimal()))
+    result = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "update", "--check", str(spec)], env=cli_env())
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: {spec}: spec.updates.policy is off, so the registry is never asked; set it to report or auto"
