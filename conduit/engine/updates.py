@@ -7,6 +7,11 @@
   is shown; under auto (inside the maintenance window, and unless its canary failed before)
   or with `conduit update` it becomes what the nodes should run.
 - a rollback: the image ID its generation recorded.
+
+Under updates.versions the tag asked is not the spec's own but the newest tag of its repository
+inside the range (`repository:2.0.1` for ">=2.0,<3"), listed with the registry's API; a host
+with no image yet starts on the spec's own tag, and a registry that cannot list its tags leaves
+the spec's tag followed, with a warning.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import datetime
 import time
 from dataclasses import dataclass, field
 
-from conduit.drivers.docker import CountingClient, RegistryError, call, inspect_image, pull_digest, registry_digest, repo_digest
+from conduit.drivers.docker import CountingClient, RegistryError, call, inspect_image, pull_digest, registry_digest, repo_digest, repository
+from conduit.drivers.registry import TagsError, list_tags
+from conduit.facts.versions import flavor_of, highest
 from conduit.render.container import CLUSTER
 from conduit.spec.image import ImageFacts
 from conduit.spec.resolve import nodes
@@ -34,9 +41,9 @@ class UpdateRequest:
 
 @dataclass
 class Update:
-    """A new digest behind the spec's tag."""
+    """A new digest behind the spec's tag (or, under updates.versions, behind the tag it follows)."""
 
-    image: str
+    image: str  # the tag asked: the spec's, or repository:<newest tag inside updates.versions>
     old_id: str | None
     old_digest: str | None
     new_id: str
@@ -45,11 +52,16 @@ class Update:
     why_not: str | None = None  # why the nodes stay where they are
     old_version: str | None = None
     new_version: str | None = None
+    versions: str | None = None  # updates.versions, when the tag followed is the newest inside it
+    old_tag: str | None = None  # the tag the nodes' image has on this host, when it has one
+    new_tag: str | None = None  # the tag followed ("2.0.1"), under updates.versions
 
     def describe(self) -> str:
         old = f"{_short(self.old_digest or self.old_id)}" + (f" ({self.old_version})" if self.old_version else "")
         new = f"{_short(self.new_digest)}" + (f" ({self.new_version})" if self.new_version else "")
-        return f"{self.image}: {old} -> {new}"
+        if self.new_tag is None:
+            return f"{self.image}: {old} -> {new}"
+        return f"{repository(self.image)}: {self.old_tag or ''} {old} -> {self.new_tag} {new}".replace(":  ", ": ")
 
 
 @dataclass
@@ -84,22 +96,16 @@ def recorded_image(state: State | None, image: str) -> str | None:
     return max(set(ids), key=ids.count) if ids else None
 
 
-def _registry(doc: ClusterSpec, client: CountingClient, state: State | None, when: str) -> tuple[str | None, list[str]]:
+def _registry(doc: ClusterSpec, client: CountingClient, state: State | None, when: str, image: str) -> tuple[str | None, list[str]]:
     """The tag's digest in the registry: asked now, or as last asked when that is recent enough."""
-    image = doc.spec.containers.image
-    if when == "due" and state is not None:
-        last = _last_check(state, image)
-        if last is not None and time.time() - last[0] < doc.spec.updates.check_every_minutes * 60:
-            return last[1], []
+    last = _recent_check(doc, state, when, image)
+    if last is not None:
+        return last[1], []
     try:
         digest = registry_digest(client, image)
     except RegistryError as exc:
         return None, [f"updates: {exc}"]
-    if state is not None:
-        try:
-            state.record_image_check(image, digest)
-        except StateError:
-            pass
+    _record_check(state, image, digest)
     return digest, []
 
 
@@ -108,6 +114,69 @@ def _last_check(state: State, image: str):
         return state.last_image_check(image)
     except StateError:
         return None
+
+
+def _recent_check(doc: ClusterSpec, state: State | None, when: str, key: str):
+    """(when, answer) of the last time the registry was asked about `key`, if watch need not ask again yet."""
+    if when != "due" or state is None:
+        return None
+    last = _last_check(state, key)
+    if last is not None and time.time() - last[0] < doc.spec.updates.check_every_minutes * 60:
+        return last
+    return None
+
+
+def _followed(doc: ClusterSpec, state: State | None, when: str, current: dict | None) -> tuple[str, list[str]]:
+    """The tag to ask the registry about: the spec's own, or under updates.versions the newest tag of
+    its repository inside the range (not before the host runs an image: it starts on the spec's tag)."""
+    image, versions = doc.spec.containers.image, doc.spec.updates.versions
+    if versions is None or current is None:
+        return image, []
+    repo = repository(image)
+    key = f"{repo} {versions}"  # the range's answer is a tag, kept beside the tags' digests
+    last = _recent_check(doc, state, when, key)
+    if last is not None:
+        return (f"{repo}:{last[1]}" if last[1] else image), []
+    try:
+        best = highest(list_tags(image), versions, flavor_of(_tag(image) or ""))
+    except TagsError as exc:
+        return image, [f"updates: cannot list the tags of {repo} ({exc}); following {image} itself"]
+    _record_check(state, key, best.tag if best else None)
+    if best is None:
+        return image, [f"updates: no tag of {repo} is inside {versions}; following {image} itself"]
+    return f"{repo}:{best.tag}", []
+
+
+def _record_check(state: State | None, key: str, answer: str | None) -> None:
+    if state is not None:
+        try:
+            state.record_image_check(key, answer)
+        except StateError:
+            pass
+
+
+def _tag(image: str) -> str | None:
+    """The tag of an image reference (None when it has none or only a digest)."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+def _old_tag(state: State | None, attrs: dict, image: str) -> str | None:
+    """The tag of the nodes' image: one it has on this host in the image's repository (the spec's
+    own first), else the tag the registry last gave its digest for."""
+    repo = repository(image)
+    tags = [t for t in attrs.get("RepoTags") or [] if repository(t) == repo]
+    if tags:
+        return _tag(image) if image in tags else _tag(tags[0])
+    digest = repo_digest(attrs, image)
+    if state is None or digest is None:
+        return None
+    try:
+        names = state.checked_names(digest)
+    except StateError:
+        return None
+    return next((_tag(n) for n in names if " " not in n and repository(n) == repo and _tag(n)), None)
 
 
 def choose_image(doc: ClusterSpec, client: CountingClient, state: State | None, request: UpdateRequest) -> Choice:
@@ -123,18 +192,28 @@ def choose_image(doc: ClusterSpec, client: CountingClient, state: State | None, 
     ref = current["Id"] if current else image
     if request.registry == "never":
         return Choice(ref)
-    digest, warnings = _registry(doc, client, state, request.registry)
+    followed, warnings = _followed(doc, state, request.registry, current)
+    digest, asked = _registry(doc, client, state, request.registry, followed)
+    warnings += asked
     if digest is None or (current is not None and repo_digest(current, image) == digest):
         return Choice(ref, warnings=warnings)
     try:
-        new = pull_digest(client, image, digest)
+        new = pull_digest(client, followed, digest)
     except RegistryError as exc:
         return Choice(ref, warnings=warnings + [f"updates: {exc}"])
     if current is None or new["Id"] == current["Id"]:
         return Choice(new["Id"], warnings=warnings)  # the first image of this name here: nothing to move from
-    update = Update(image, current["Id"], repo_digest(current, image), new["Id"], digest, False)
+    update = _update(doc, state, followed, current, new["Id"], digest)
     update.taken, update.why_not = _take(doc, state, request, update)
     return Choice(update.new_id if update.taken else ref, update, warnings)
+
+
+def _update(doc: ClusterSpec, state: State | None, followed: str, current: dict, new_id: str, digest: str) -> Update:
+    image = doc.spec.containers.image
+    update = Update(followed, current["Id"], repo_digest(current, image), new_id, digest, False)
+    if followed != image:  # the newest tag inside updates.versions: say which tags it moves between
+        update.versions, update.old_tag, update.new_tag = doc.spec.updates.versions, _old_tag(state, current, image), _tag(followed)
+    return update
 
 
 def generation_image(state: State, gen: int) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from conduit.spec.units import Auto, ByteCount
@@ -513,6 +514,16 @@ class MaintenanceWindow(Strict):
     end: TimeOfDay = Field(description="End, HH:MM in UTC; may be past midnight.")
 
 
+def version_range(text: str) -> SpecifierSet:
+    """A version range (">=2.0,<3"); ValueError in one line when it is none."""
+    if not text.strip():
+        raise ValueError('is empty: give a version range like ">=2.0,<3"')
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier as exc:
+        raise ValueError(f'is not a version range ({exc}); write it like ">=2.0,<3"') from None
+
+
 class Updates(Strict):
     """New images behind the spec's tag: how they are found, judged and rolled out."""
 
@@ -535,6 +546,26 @@ class Updates(Strict):
         description="The share of its pre-update client count a canary must reach within the analysis window "
         "(a node that had none is judged by the health gates alone: a new key earns clients slowly).",
     )
+    versions: str | None = Field(
+        default=None,
+        examples=[">=2.0,<3"],
+        description="Follow a version range instead of the image's own tag: the newest tag of the image's repository "
+        "inside it (a version specifier such as \">=2.0,<3\"; pre-releases only when the range names one). "
+        "A new host starts on the image's own tag. Needs policy report or auto.",
+    )
+
+    @field_validator("versions")
+    @classmethod
+    def _a_range(cls, v: str | None) -> str | None:
+        if v is not None:
+            version_range(v)
+        return v
+
+    @model_validator(mode="after")
+    def _range_needs_the_registry(self) -> Updates:
+        if self.versions is not None and self.policy == "off":
+            raise ValueError("versions needs policy report or auto: under policy off the registry is never asked")
+        return self
 
 
 class SecretRef(Strict):

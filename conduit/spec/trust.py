@@ -113,7 +113,17 @@ def _image_checks(doc: ClusterSpec, policy: HostPolicy) -> list[Issue]:
         return [(("spec", "containers", "image"), problem)]
     if not matches(image, policy.images):
         return [(("spec", "containers", "image"), f"{image} is not from an image repository the host allows ({', '.join(policy.images)})")]
+    if doc.spec.updates.versions is not None and not matches(_any_tag(image), policy.images):
+        return [(("spec", "updates", "versions"), f"the host allows only some tags of {_any_tag(image)[:-2]} "
+                 f"({', '.join(policy.images)}); a version range may follow any tag of its repository")]
     return []
+
+
+def _any_tag(image: str) -> str:
+    """repository:* of an image reference: a policy that lets it through allows every tag."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return (name.rsplit(":", 1)[0] if ":" in last else name) + ":*"
 
 
 def _env_checks(doc: ClusterSpec) -> list[Issue]:

@@ -199,7 +199,7 @@ CREATE TABLE IF NOT EXISTS node_images (  -- the image each node ran when a gene
     PRIMARY KEY (generation, node)
 );
 CREATE TABLE IF NOT EXISTS image_checks (  -- the registry's answer for an image name, when last asked
-    image TEXT PRIMARY KEY,
+    image TEXT PRIMARY KEY,         -- a tag; or "repository range" (updates.versions), answered by a tag
     checked REAL NOT NULL,
     digest TEXT
 );
@@ -589,6 +589,13 @@ class State:
         with closing(self._connect()) as db:
             row = db.execute("SELECT checked, digest FROM image_checks WHERE image = ?", (image,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    @_guarded("read which tags the registry gave a digest for")
+    def checked_names(self, digest: str) -> list[str]:
+        """The image names the registry last answered with this digest, the most recent first."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT image FROM image_checks WHERE digest = ? ORDER BY checked DESC", (digest,)).fetchall()
+        return [r[0] for r in rows]
 
     @_guarded("record the registry's answer")
     def record_image_check(self, image: str, digest: str | None) -> None:

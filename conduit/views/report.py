@@ -112,7 +112,15 @@ def update_lines(update: dict | None) -> list[str]:
         return []
     old = _side(update["old_digest"], update["old_id"], update["old_version"])
     new = _side(update["new_digest"], update["new_id"], update["new_version"])
-    lines = [f"\n[bold]Image update:[/bold] {escape(update['image'])} moved in its registry: {old} -> {new}"]
+    if update.get("new_tag"):  # updates.versions: the newest tag inside the range, not the spec's own
+        repo = update["image"][: -len(update["new_tag"]) - 1]
+        old = f"{escape(update['old_tag'])} {old}" if update.get("old_tag") else old
+        lines = [
+            f"\n[bold]Image update:[/bold] {escape(repo)}: {old} -> {escape(update['new_tag'])} {new}"
+            f" (the newest tag inside {escape(update['versions'] or '')})"
+        ]
+    else:
+        lines = [f"\n[bold]Image update:[/bold] {escape(update['image'])} moved in its registry: {old} -> {new}"]
     if update["taken"]:
         lines.append("  taken: the canaries first, judged by their clients, then the rest (see the steps)")
     else:

@@ -214,3 +214,32 @@ def test_a_1x_to_2_0_update_changes_the_flags_and_passes_its_gates(cluster, dock
         command = cluster.command_of(node(cluster, i))
         assert "--stats-file" not in command and command[:3] == ["start", "-m", "40"]
     assert cluster.keys() == keys
+
+
+def test_a_version_range_follows_the_newest_tag_inside_it(registry, docker_engine, docker_cleanup, tmp_path, standin_image):
+    """updates.versions: 2.0.0, 2.0.1 and 3.0.0 in the registry; the spec names 2.0.0 and ">=2.0,<3".
+    The host starts on the spec's own tag, plan offers 2.0.1 (never 3.0.0), update moves the nodes to it."""
+    repo = f"{registry.address}/{docker_cleanup.name('range')}"
+    digests = {version: push(docker_engine, registry, f"{repo}:{version}", standin_image) for version in ("2.0.0", "2.0.1", "3.0.0")}
+    cluster = Cluster(tmp_path, docker_engine, f"{repo}:2.0.0", docker_cleanup.name("r"), free_port_block(4))
+    cluster.write(count=2, updates={"policy": "report", "versions": ">=2.0,<3", "analysis_minutes": 1})
+    applied = cluster.apply()
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert set(image_ids(cluster).values()) == {image_id_of(docker_engine, f"{repo}:2.0.0", digests["2.0.0"])}
+
+    planned = cluster.run("plan", str(cluster.spec))
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    line = next(line for line in planned.stdout.splitlines() if line.startswith("Image update:"))
+    assert line.startswith(f"Image update: {repo}: 2.0.0 {digests['2.0.0'][:19]}")
+    assert f"-> 2.0.1 {digests['2.0.1'][:19]}" in line and line.endswith("(the newest tag inside >=2.0,<3)")
+    assert "3.0.0" not in planned.stdout and digests["3.0.0"][:19] not in planned.stdout
+    assert "not taken: updates.policy is report" in planned.stdout and "No changes" in planned.stdout
+
+    updated = cluster.run("update", "--auto-approve", str(cluster.spec))
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    new_id = image_id_of(docker_engine, f"{repo}:2.0.1", digests["2.0.1"])
+    assert set(image_ids(cluster).values()) == {new_id}
+    assert {r.digest for r in State(cluster.state).node_images().values()} == {digests["2.0.1"]}
+
+    again = cluster.run("plan", str(cluster.spec))
+    assert again.returncode == 0 and "Image update:" not in again.stdout and "No changes" in again.stdout, again.stdout

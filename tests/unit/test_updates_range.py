@@ -1,0 +1,165 @@
+"""choose_image under updates.versions: the tag followed is the newest inside the range, the
+plan says which tags it moves between, and a registry that cannot list its tags leaves the
+spec's own tag followed with a warning. The engine and the registry are stand-ins here
+(tests/integration/test_updates.py drives the real ones)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conduit.drivers.registry import TagsError
+from conduit.engine import updates
+from conduit.engine.updates import UpdateRequest, choose_image
+from conduit.spec.load import load_text
+from conduit.spec.policy import HostPolicy
+from conduit.state.store import State
+from conduit.views.report import update_lines
+from tests.helpers import SMALL_VPS, dump, minimal
+
+REPO = "ghcr.io/psiphon-inc/conduit/cli"
+DIGEST = {"2.0.0": "sha256:" + "0" * 64, "2.0.1": "sha256:" + "1" * 64, "3.0.0": "sha256:" + "3" * 64}
+ID = {tag: "sha256:" + c * 64 for tag, c in (("2.0.0", "a"), ("2.0.1", "b"), ("3.0.0", "c"))}
+
+
+def doc(versions: str | None = ">=2.0,<3", policy: str = "report", tag: str = "2.0.0"):
+    updates_ = {"policy": policy} | ({"versions": versions} if versions else {})
+    text = dump(minimal(containers={"count": 1, "image": f"{REPO}:{tag}"}, updates=updates_))
+    return load_text(text, "cluster.yaml", SMALL_VPS, (HostPolicy(), "p"))
+
+
+class Registry:
+    """The engine's images and the registry's tags, as updates' drivers see them."""
+
+    def __init__(self, monkeypatch, tags=("2.0.0", "2.0.1", "3.0.0", "latest"), local=("2.0.0",), tagged=True):
+        self.tags = list(tags) if tags is not None else None
+        self.listed = 0
+        self.asked: list[str] = []
+        self.images = {}
+        for tag in local:
+            attrs = {"Id": ID[tag], "RepoTags": [f"{REPO}:{tag}"] if tagged else [], "RepoDigests": [f"{REPO}@{DIGEST[tag]}"]}
+            self.images[ID[tag]] = attrs
+            if tagged:
+                self.images[f"{REPO}:{tag}"] = attrs
+        monkeypatch.setattr(updates, "inspect_image", lambda client, ref: self.images.get(ref))
+        monkeypatch.setattr(updates, "registry_digest", self.registry_digest)
+        monkeypatch.setattr(updates, "pull_digest", self.pull_digest)
+        monkeypatch.setattr(updates, "list_tags", self.list_tags)
+
+    def list_tags(self, image):
+        self.listed += 1
+        if self.tags is None:
+            raise TagsError("ghcr.io/psiphon-inc/conduit/cli: cannot reach ghcr.io: no answer within 10 s")
+        return self.tags
+
+    def registry_digest(self, client, image):
+        self.asked.append(image)
+        return DIGEST[image.rsplit(":", 1)[1]]
+
+    def pull_digest(self, client, image, digest):
+        tag = next(t for t, d in DIGEST.items() if d == digest)
+        attrs = {"Id": ID[tag], "RepoTags": [], "RepoDigests": [f"{REPO}@{digest}"]}
+        self.images[ID[tag]] = attrs
+        return attrs
+
+
+@pytest.fixture
+def state(tmp_path):
+    return State(tmp_path / "state")
+
+
+def test_the_newest_tag_inside_the_range_is_offered(monkeypatch, state):
+    reg = Registry(monkeypatch)
+    choice = choose_image(doc(), object(), state, UpdateRequest())
+    assert reg.asked == [f"{REPO}:2.0.1"]  # not 3.0.0, not the spec's own tag
+    assert choice.ref == ID["2.0.0"] and choice.warnings == []
+    update = choice.update
+    assert update.image == f"{REPO}:2.0.1" and (update.old_tag, update.new_tag, update.versions) == ("2.0.0", "2.0.1", ">=2.0,<3")
+    assert (update.old_id, update.new_id, update.new_digest) == (ID["2.0.0"], ID["2.0.1"], DIGEST["2.0.1"])
+    assert not update.taken and "conduit update" in update.why_not
+    assert update.describe() == f"{REPO}: 2.0.0 {DIGEST['2.0.0'][:19]} -> 2.0.1 {DIGEST['2.0.1'][:19]}"
+
+
+def test_conduit_update_takes_it(monkeypatch, state):
+    Registry(monkeypatch)
+    choice = choose_image(doc(), object(), state, UpdateRequest(take=True))
+    assert choice.ref == ID["2.0.1"] and choice.update.taken
+
+
+def test_the_plan_names_both_tags_and_the_range(monkeypatch, state):
+    from dataclasses import asdict
+
+    Registry(monkeypatch)
+    lines = update_lines(asdict(choose_image(doc(), object(), state, UpdateRequest()).update))
+    assert lines[0] == (
+        f"\n[bold]Image update:[/bold] {REPO}: 2.0.0 {DIGEST['2.0.0'][:19]} -> 2.0.1 {DIGEST['2.0.1'][:19]}"
+        " (the newest tag inside >=2.0,<3)"
+    )
+    assert lines[1] == "  not taken: updates.policy is report: `conduit update` takes it"
+
+
+def test_nothing_new_when_the_nodes_run_the_newest_tag_inside(monkeypatch, state):
+    reg = Registry(monkeypatch, tags=["2.0.0", "3.0.0"])
+    choice = choose_image(doc(), object(), state, UpdateRequest())
+    assert choice.update is None and choice.ref == ID["2.0.0"] and reg.asked == [f"{REPO}:2.0.0"]
+
+
+def test_a_registry_that_cannot_list_its_tags_leaves_the_spec_tag_followed(monkeypatch, state):
+    reg = Registry(monkeypatch, tags=None)
+    choice = choose_image(doc(), object(), state, UpdateRequest())
+    assert reg.asked == [f"{REPO}:2.0.0"] and choice.update is None
+    (warning,) = choice.warnings
+    assert warning == (
+        f"updates: cannot list the tags of {REPO} (ghcr.io/psiphon-inc/conduit/cli: cannot reach ghcr.io: no answer within 10 s); "
+        f"following {REPO}:2.0.0 itself"
+    )
+
+
+def test_no_tag_inside_the_range_is_a_warning(monkeypatch, state):
+    reg = Registry(monkeypatch, tags=["2.0.0", "latest"])
+    choice = choose_image(doc(versions=">=4"), object(), state, UpdateRequest())
+    assert reg.asked == [f"{REPO}:2.0.0"]
+    assert choice.warnings == [f"updates: no tag of {REPO} is inside >=4; following {REPO}:2.0.0 itself"]
+
+
+def test_a_new_host_starts_on_the_spec_tag(monkeypatch, state):
+    reg = Registry(monkeypatch, local=())
+    choice = choose_image(doc(), object(), state, UpdateRequest())
+    assert reg.listed == 0 and reg.asked == [f"{REPO}:2.0.0"]
+    assert choice.ref == ID["2.0.0"] and choice.update is None
+
+
+def test_without_a_range_the_tags_are_never_listed(monkeypatch, state):
+    reg = Registry(monkeypatch)
+    choose_image(doc(versions=None), object(), state, UpdateRequest())
+    assert reg.listed == 0 and reg.asked == [f"{REPO}:2.0.0"]
+
+
+def test_watch_lists_the_tags_again_only_when_a_check_is_due(monkeypatch, state):
+    reg = Registry(monkeypatch)
+    for _ in range(3):
+        choice = choose_image(doc(), object(), state, UpdateRequest(registry="due"))
+        assert choice.update.image == f"{REPO}:2.0.1"
+    assert reg.listed == 1 and reg.asked == [f"{REPO}:2.0.1"]
+    choose_image(doc(), object(), state, UpdateRequest())  # plan and apply ask now
+    assert reg.listed == 2
+
+
+def test_the_old_tag_from_the_registrys_last_answer_when_the_image_has_no_tag_here(monkeypatch, state):
+    """Images pulled by digest carry no tag on the host: the tag the registry last gave that digest for."""
+    Registry(monkeypatch, local=("2.0.0",), tagged=False)
+    state.record_image_check(f"{REPO}:2.0.0", DIGEST["2.0.0"])
+    state.record_node_images(1, {"n-1": updates.NodeImage(f"{REPO}:2.0.0", ID["2.0.0"], DIGEST["2.0.0"], None)})
+    update = choose_image(doc(), object(), state, UpdateRequest()).update
+    assert (update.old_tag, update.new_tag) == ("2.0.0", "2.0.1")
+
+
+def test_a_flavored_tag_follows_its_flavor(monkeypatch, state):
+    DIGEST["2.0.0-distroless"], DIGEST["2.0.4-distroless"] = "sha256:" + "d" * 64, "sha256:" + "e" * 64
+    ID["2.0.0-distroless"], ID["2.0.4-distroless"] = "sha256:" + "f" * 64, "sha256:" + "9" * 64
+    try:
+        reg = Registry(monkeypatch, tags=["2.0.0", "2.0.5", "2.0.0-distroless", "2.0.4-distroless"], local=("2.0.0-distroless",))
+        update = choose_image(doc(tag="2.0.0-distroless"), object(), state, UpdateRequest()).update
+        assert reg.asked == [f"{REPO}:2.0.4-distroless"] and update.new_tag == "2.0.4-distroless"
+    finally:
+        for table in (DIGEST, ID):
+            table.pop("2.0.0-distroless"), table.pop("2.0.4-distroless")
