@@ -56,6 +56,7 @@ def _node_notes(data: dict) -> list:
         named = [r["name"] for r in rows if r[flag]]
         if named:
             lines.append(Text(say.format(names=", ".join(named)), style=style))
+    lines += _image_lines(rows)
     t = data["totals"]
     lines.append(Text(f"traffic this run: up {_bytes(t['bytes_up'])}, down {_bytes(t['bytes_down'])}; "
                       f"lifetime: up {_bytes(t['lifetime_bytes_up'])}, down {_bytes(t['lifetime_bytes_down'])}"))  # fmt: skip
@@ -76,6 +77,21 @@ def _node_cells(r: dict) -> tuple:
         r["name"], Text(state, style=_state_style(state)), f"{r['connected']}+{r['connecting']}", limit, cpu,
         f"{_mib(r['memory'])}/{_mib(r['memory_limit'])}", "-" if r["restarts"] is None else str(r["restarts"]),
     )  # fmt: skip
+
+
+def _image_lines(rows: list[dict]) -> list:
+    """One line per image the nodes run: its version, the first digits of its digest (else its
+    image ID), since when, and on which nodes."""
+    groups: dict[tuple, list[str]] = {}
+    for r in rows:
+        ref = (r.get("digest") or r.get("image_id") or "").removeprefix("sha256:")[:12]
+        if ref:
+            groups.setdefault((r.get("version"), ref, r.get("image_since")), []).append(r["name"])
+    lines = []
+    for (version, ref, since), names in groups.items():
+        when = f" since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}" if since else ""
+        lines.append(Text(f"image {version + ' ' if version else ''}{ref}{when}: {', '.join(names)}"))
+    return lines
 
 
 def _node_table(data: dict) -> Table:

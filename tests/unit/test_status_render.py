@@ -21,8 +21,8 @@ def row(name: str, **over) -> dict:
 DATA = {
     "cluster": "c",
     "containers": [
-        row("c-1"),
-        row("c-2", announced=False),
+        row("c-1", version="official 2.0.0", digest="sha256:41bdc1cb5822aaaa", image_id="sha256:dc3e"),
+        row("c-2", announced=False, image_id="sha256:dc3e41bc94ce77"),
         row("c-3", throttled=True, max_clients_seen=10),
         row("c-4", up=False, dead=True, max_clients_seen=None, lifetime_bytes_up=None, lifetime_bytes_down=None),
         row("c-5", upgrade_required=True),
@@ -47,6 +47,13 @@ def test_text_flags_what_needs_the_operator():
     assert "10/40" in text and "stale stats file (from an earlier run): c-6" in text
     assert "lifetime: up 5.0 GiB, down 15.0 GiB" in text and " live" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_each_image_the_nodes_run_is_one_line_with_its_nodes():
+    console = Console(width=80, record=True, highlight=False)
+    console.print(render_text(DATA))
+    images = [line.strip() for line in console.export_text().splitlines() if line.startswith("image ")]
+    assert images == ["image official 2.0.0 41bdc1cb5822: c-1", "image dc3e41bc94ce: c-2"]
 
 
 def test_prometheus_counts_lifetime_bytes_as_counters():
