@@ -7,9 +7,10 @@ import asyncio
 import json
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import TypeAdapter
 
 from conduit.drivers.docker import EngineError
 from conduit.engine.planning import HostMoved
@@ -24,6 +25,7 @@ from conduit.views.status import NODE_NOTES, node_state, render_prometheus
 
 STATIC = Path(__file__).parent / "static"
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NODES = TypeAdapter(list[models.Node])
 EVENT_POLL_SECONDS = 0.2
 KEEPALIVE_SECONDS = 15.0
 
@@ -62,7 +64,8 @@ def _authenticate(agent: Agent, request: Request, needed: str) -> str:
 
 
 def _role(agent: Agent, needed: str):
-    def check(request: Request) -> str:
+    # async: checked on the event loop, not in a worker thread (the token's answer is cached in memory)
+    async def check(request: Request) -> str:
         return _authenticate(agent, request, needed)
 
     return check
@@ -116,9 +119,15 @@ def _read_routes(api: APIRouter, agent: Agent, viewer) -> None:
             "observed_at": agent.observer.observed_at, "observe_error": agent.observer.error, "alerts": alerts(agent, data),
         }  # fmt: skip
 
+    nodes_json: dict = {}  # the nodes list of one observation, made once: the most asked-for answer
+
     @api.get("/nodes", response_model=list[models.Node], summary="Every node: state, clients, CPU and memory against limits")
-    def node_list(_: str = Depends(viewer)) -> list[dict]:
-        return [_node(r) for r in agent.data()["containers"]]
+    async def node_list(_: str = Depends(viewer)) -> Response:
+        data = agent.data()
+        if nodes_json.get("of") is not data:
+            rows = NODES.validate_python([_node(r) for r in data["containers"]])
+            nodes_json.update(of=data, body=NODES.dump_json(rows))
+        return Response(nodes_json["body"], media_type="application/json")
 
     @api.get("/countries", response_model=list[models.Country], summary="Clients and bytes per country")
     def countries(_: str = Depends(viewer)) -> list[dict]:
