@@ -243,3 +243,22 @@ def test_a_version_range_follows_the_newest_tag_inside_it(registry, docker_engin
 
     again = cluster.run("plan", str(cluster.spec))
     assert again.returncode == 0 and "Image update:" not in again.stdout and "No changes" in again.stdout, again.stdout
+
+
+def test_rollback_returns_to_the_image_id_the_generation_ran_not_what_its_tag_means_now(
+    cluster, docker_engine, registry, tag, standin_image
+):
+    first = push(docker_engine, registry, tag, standin_image)
+    cluster.write(count=2, updates={"policy": "report", "analysis_minutes": 1})
+    assert cluster.apply().returncode == 0
+    keys = cluster.keys()
+    second = push(docker_engine, registry, tag, standin_image)
+    assert cluster.run("update", "--auto-approve", str(cluster.spec)).returncode == 0
+    assert set(image_ids(cluster).values()) == {image_id_of(docker_engine, tag, second)}
+
+    back = cluster.run("rollback", "1", "--auto-approve")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert set(image_ids(cluster).values()) == {image_id_of(docker_engine, tag, first)}
+    assert cluster.keys() == keys
+    history = json.loads(cluster.run("history", "--json").stdout)
+    assert [{i["digest"] for i in g["images"].values()} for g in history] == [{first}, {second}, {first}]
