@@ -8,6 +8,7 @@ conduit.engine.images; the diff itself is pure (conduit.plan.planner).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,6 +33,14 @@ def settle_cli_version(
     return settled.doc, settled.warnings
 
 
+def canaries(doc: ClusterSpec) -> int:
+    """spec.updates.canary as a number of nodes: a share ("25%") is rounded up, and is at least one."""
+    canary, count = doc.spec.updates.canary, doc.spec.containers.count
+    if isinstance(canary, str):
+        return max(1, math.ceil(count * int(canary.rstrip("%")) / 100))
+    return canary
+
+
 def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None = None, update: bool = False) -> Rollout:
     """What the schedule needs of the spec (conduit.plan.schedule). `update`: the nodes take a new image
     behind their tag, canaries first (a rollback, or a spec naming another image, has no canary)."""
@@ -44,7 +53,7 @@ def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None =
         drain_seconds=s.rollout.drain_seconds,
         front=s.loadbalancer.enabled,
         sysctl_on_refused=s.sysctl.on_refused,
-        canary=s.updates.canary if update else 0,
+        canary=canaries(doc) if update else 0,
         analysis_seconds=s.updates.analysis_minutes * 60,
         min_clients_ratio=s.updates.min_clients_ratio,
     )

@@ -536,7 +536,11 @@ class Updates(Strict):
     )
     check_every_minutes: int = Field(default=360, ge=1, le=43200, description="How often watch asks the registry.")
     window: MaintenanceWindow | None = Field(default=None, description="When auto updates may start (UTC); unset: any time.")
-    canary: int = Field(default=1, ge=1, le=200, description="Nodes that take a new image first, and are judged before the rest.")
+    canary: Annotated[int, Field(ge=1, le=200)] | Annotated[str, Field(pattern=r"^([1-9][0-9]?|100)%$")] = Field(
+        default=1,
+        description="Nodes that take a new image first, and are judged before the rest: a count, or a share of the "
+        'nodes ("25%", rounded up, at least one).',
+    )
     analysis_minutes: float = Field(
         default=10, gt=0, le=1440,
         description="How long a canary that had clients before the update has to win them back.",

@@ -190,3 +190,23 @@ def test_update_under_policy_off_says_how_to_turn_it_on(tmp_path):
     result = CliRunner().invoke(main, ["--state-dir", str(tmp_path / "state"), "update", "--check", str(spec)], env=cli_env())
     assert result.exit_code == 1
     assert result.output.strip() == f"error: {spec}: spec.updates.policy is off, so the registry is never asked; set it to report or auto"
+
+
+@pytest.mark.parametrize(("canary", "count", "nodes"), [(1, 8, 1), (3, 8, 3), ("25%", 8, 2), ("10%", 8, 1), ("100%", 5, 5), ("30%", 7, 3)])
+def test_the_canary_is_a_count_or_a_share_of_the_nodes_rounded_up(canary, count, nodes):
+    from conduit.engine.planning import canaries
+    from conduit.spec.load import load_text
+    from tests.helpers import SMALL_VPS, dump, minimal
+
+    doc = load_text(dump(minimal(containers={"count": count}, updates={"policy": "report", "canary": canary})), "c.yaml", SMALL_VPS)
+    assert canaries(doc) == nodes
+
+
+@pytest.mark.parametrize("canary", ["0%", "101%", "25 %", "a%", 0, 201])
+def test_a_canary_that_is_neither_is_refused_naming_the_field(canary):
+    from conduit.spec.load import SpecError, load_text
+    from tests.helpers import SMALL_VPS, dump, minimal
+
+    with pytest.raises(SpecError) as caught:
+        load_text(dump(minimal(updates={"policy": "report", "canary": canary})), "c.yaml", SMALL_VPS)
+    assert any("spec.updates.canary" in line for line in caught.value.lines())
