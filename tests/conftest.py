@@ -191,15 +191,7 @@ def nginx_server():
     ``include_dir``; methods ``reload()``, ``test_config()``, ``add_main(text)``,
     ``write_include(name, text)``, ``master_pid()``.
     """
-    server = NginxServer()
-    try:
-        server.start()
-    except NginxUnavailable as exc:
-        unavailable(f"private nginx unavailable: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _started(NginxServer(), NginxUnavailable, "private nginx")
 
 
 # ------------------------------------------------------------------- registry
@@ -212,11 +204,15 @@ def registry():
     harness.push_variant(engine, registry, repo, tag, base_image, env). The private
     engine pushes and pulls over plain HTTP: Docker trusts 127.0.0.0/8 as insecure.
     """
-    server = Registry()
+    yield from _started(Registry(), RegistryUnavailable, "private registry")
+
+
+def _started(server, failure: type[Exception], what: str):
+    """Start a server for a fixture and stop it after; one that cannot start is `unavailable`."""
     try:
         server.start()
-    except RegistryUnavailable as exc:
-        unavailable(f"private registry unavailable: {exc}")
+    except failure as exc:
+        unavailable(f"{what} unavailable: {exc}")
     try:
         yield server
     finally:
