@@ -56,23 +56,12 @@ class Update:
     old_tag: str | None = None  # the tag the nodes' image has on this host, when it has one
     new_tag: str | None = None  # the tag followed ("2.0.1"), under updates.versions
 
-    def describe(self) -> str:
-        old = f"{_short(self.old_digest or self.old_id)}" + (f" ({self.old_version})" if self.old_version else "")
-        new = f"{_short(self.new_digest)}" + (f" ({self.new_version})" if self.new_version else "")
-        if self.new_tag is None:
-            return f"{self.image}: {old} -> {new}"
-        return f"{repository(self.image)}: {self.old_tag or ''} {old} -> {self.new_tag} {new}".replace(":  ", ": ")
-
 
 @dataclass
 class Choice:
     ref: str  # what to ask and run: the tag, or an image ID
     update: Update | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-def _short(digest: str | None) -> str:
-    return (digest or "unknown")[:19]
 
 
 def in_window(window: MaintenanceWindow | None, now: datetime.datetime | None = None) -> bool:
