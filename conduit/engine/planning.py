@@ -26,10 +26,11 @@ from conduit.state.store import State, StateError
 
 
 def settle_cli_version(
-    doc: ClusterSpec, client: CountingClient | None, state_dir: Path | None = None
+    doc: ClusterSpec, client: CountingClient | None, state_dir: Path | None = None, pin: str | None = None
 ) -> tuple[ClusterSpec, list[str]]:
-    """The spec with what its image speaks (conduit.engine.images), and the warnings; the registry is not asked."""
-    settled = settle_image(doc, client, state_dir, UpdateRequest(registry="never", take=False))
+    """The spec with what its image (or the image ID `pin`) speaks (conduit.engine.images), and the
+    warnings; the registry is not asked."""
+    settled = settle_image(doc, client, state_dir, UpdateRequest(registry="never", take=False, pin=pin))
     return settled.doc, settled.warnings
 
 

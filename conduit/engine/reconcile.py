@@ -99,7 +99,9 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
     """Whatever goes wrong once the generation is recorded ends in a recorded outcome, never in `applying`."""
     state = State(req.host.state_dir)
     git = req.git or git_revision(req.spec_path)
-    doc = req.doc if req.removal else settle_cli_version(req.doc, req.host.docker(), req.host.state_dir)[0]
+    # The spec as the plan settled it: with the new image's facts when the plan takes an update.
+    taken = (plan.update or {}).get("new_id") if (plan.update or {}).get("taken") else None
+    doc = req.doc if req.removal else settle_cli_version(req.doc, req.host.docker(), req.host.state_dir, taken)[0]
     gen = state.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git)
     engine = Engine(doc, req.host, state, gen, req.report)
     failure = _back_up_keys(engine, plan, before, gen)

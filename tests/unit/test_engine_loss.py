@@ -186,7 +186,7 @@ def request(doc, tmp_path, api: FakeApi) -> Request:
 @pytest.fixture
 def no_probe(monkeypatch):
     """The image facts are the spec's own; the rollback plans against the fake engine."""
-    monkeypatch.setattr(reconcile_module, "settle_cli_version", lambda doc, client, state_dir: (doc, []))
+    monkeypatch.setattr(reconcile_module, "settle_cli_version", lambda doc, client, state_dir, pin=None: (doc, []))
 
     def observed(doc, host, request=None):
         host.docker().api.volumes()  # raises while the engine is down
