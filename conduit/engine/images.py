@@ -39,9 +39,10 @@ def _state(state_dir: Path | None):
         return None  # a read-only or missing state dir: ask the image every time
 
 
-def asked_facts(client: CountingClient, image: str, state_dir: Path | None) -> ImageFacts | None:
-    """The image's own answer (cached by image ID), or None when the image is not on this host."""
-    attrs = inspect_image(client, image)
+def asked_facts(client: CountingClient, image: str, state_dir: Path | None, attrs: dict | None = None) -> ImageFacts | None:
+    """The image's own answer (cached by image ID), or None when the image is not on this host.
+    `attrs`: the engine's answer for the image, when the caller already has it."""
+    attrs = attrs if attrs is not None else inspect_image(client, image)
     if attrs is None:
         return None
     image_id = attrs.get("Id") or image
@@ -62,9 +63,8 @@ def _cached(state, image_id: str) -> ImageFacts | None:
     if state is None:
         return None
     try:
-        text = state.image_facts(image_id)
-        return ImageFacts.from_json(text) if text else None
-    except (StateError, ValueError, TypeError, KeyError):
+        return state.image_facts(image_id)
+    except StateError:
         return None
 
 
@@ -132,7 +132,7 @@ def settle_image(
     image = doc.spec.containers.image
     given = static_facts(image, doc.spec.conduit.cli_version, doc.spec.conduit.build)
     choice = choose_image(doc, client, _state(state_dir), request or UpdateRequest()) if client is not None else Choice(image)
-    found = asked_facts(client, choice.ref, state_dir) if client is not None else None
+    found = asked_facts(client, choice.ref, state_dir, choice.attrs) if client is not None else None
     if found is not None:
         found = replace(found, image=image)
     out = Settled(doc, image_present=found is not None, update=choice.update, warnings=list(choice.warnings))

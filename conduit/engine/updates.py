@@ -24,7 +24,6 @@ from conduit.drivers.docker import CountingClient, RegistryError, call, inspect_
 from conduit.drivers.registry import TagsError, list_tags
 from conduit.facts.versions import flavor_of, highest
 from conduit.render.container import CLUSTER
-from conduit.spec.image import ImageFacts
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec, MaintenanceWindow
 from conduit.state.store import NodeImage, State, StateError
@@ -62,6 +61,7 @@ class Choice:
     ref: str  # what to ask and run: the tag, or an image ID
     update: Update | None = None
     warnings: list[str] = field(default_factory=list)
+    attrs: dict | None = None  # the engine's answer for ref, when it was already asked
 
 
 def in_window(window: MaintenanceWindow | None, now: datetime.datetime | None = None) -> bool:
@@ -81,7 +81,12 @@ def recorded_image(state: State | None, image: str) -> str | None:
         rows = state.node_images()
     except StateError:
         return None
-    ids = [r.image_id for r in rows.values() if r.image == image]
+    return _most_run([r for r in rows.values() if r.image == image])
+
+
+def _most_run(rows: list[NodeImage]) -> str | None:
+    """The image ID most of these nodes ran (they all do, unless an apply was cut short)."""
+    ids = [r.image_id for r in rows]
     return max(set(ids), key=ids.count) if ids else None
 
 
@@ -171,30 +176,34 @@ def _old_tag(state: State | None, attrs: dict, image: str) -> str | None:
 def choose_image(doc: ClusterSpec, client: CountingClient, state: State | None, request: UpdateRequest) -> Choice:
     image = doc.spec.containers.image
     if request.pin is not None:
-        if inspect_image(client, request.pin) is not None:
-            return Choice(request.pin)
+        pinned = inspect_image(client, request.pin)
+        if pinned is not None:
+            return Choice(request.pin, attrs=pinned)
         return Choice(image, warnings=[f"image {request.pin[:19]} recorded for this generation is gone from the engine; using {image} as it is now"])
-    policy = doc.spec.updates.policy
-    if policy == "off":
+    if doc.spec.updates.policy == "off":
         return Choice(image)
     current = _current(client, state, image)
-    ref = current["Id"] if current else image
+    stay = Choice(current["Id"], attrs=current) if current else Choice(image)
     if request.registry == "never":
-        return Choice(ref)
-    followed, warnings = _followed(doc, state, request.registry, current)
+        return stay
+    followed, stay.warnings = _followed(doc, state, request.registry, current)
     digest, asked = _registry(doc, client, state, request.registry, followed)
-    warnings += asked
+    stay.warnings += asked
     if digest is None or (current is not None and repo_digest(current, image) == digest):
-        return Choice(ref, warnings=warnings)
+        return stay
     try:
         new = pull_digest(client, followed, digest)
     except RegistryError as exc:
-        return Choice(ref, warnings=warnings + [f"updates: {exc}"])
+        stay.warnings.append(f"updates: {exc}")
+        return stay
     if current is None or new["Id"] == current["Id"]:
-        return Choice(new["Id"], warnings=warnings)  # the first image of this name here: nothing to move from
+        return Choice(new["Id"], warnings=stay.warnings, attrs=new)  # the first image of this name here: nothing to move from
     update = _update(doc, state, followed, current, new["Id"], digest)
     update.taken, update.why_not = _take(doc, state, request, update)
-    return Choice(update.new_id if update.taken else ref, update, warnings)
+    if update.taken:
+        return Choice(new["Id"], update, stay.warnings, new)
+    stay.update = update
+    return stay
 
 
 def _update(doc: ClusterSpec, state: State | None, followed: str, current: dict, new_id: str, digest: str) -> Update:
@@ -208,10 +217,9 @@ def _update(doc: ClusterSpec, state: State | None, followed: str, current: dict,
 def generation_image(state: State, gen: int) -> str | None:
     """The image ID the nodes ran when generation `gen` succeeded (None: it recorded none)."""
     try:
-        ids = [r.image_id for r in state.node_images(gen).values()]
+        return _most_run(list(state.node_images(gen).values()))
     except StateError:
         return None
-    return max(set(ids), key=ids.count) if ids else None
 
 
 def rollback_request(state: State, gen: int | None) -> UpdateRequest:
@@ -259,15 +267,7 @@ def record_images(client: CountingClient, state: State, gen: int, doc: ClusterSp
     for node, image_id in running.items():
         if not image_id or node not in wanted:
             continue
-        facts = _facts(state, image_id)
+        facts = state.image_facts(image_id)  # a StateError stops the record; the apply says so as a warning
         digest = repo_digest(attrs[image_id], doc.spec.containers.image) if attrs.get(image_id) else None
         rows[node] = NodeImage(doc.spec.containers.image, image_id, digest, facts.describe() if facts and facts.known else None)
     state.record_node_images(gen, rows)
-
-
-def _facts(state: State, image_id: str) -> ImageFacts | None:
-    try:
-        text = state.image_facts(image_id)
-        return ImageFacts.from_json(text) if text else None
-    except (StateError, ValueError, TypeError, KeyError):
-        return None

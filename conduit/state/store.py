@@ -28,6 +28,7 @@ import structlog
 
 from conduit.drivers.files import PRIVATE_FILE, private_file, private_tree, remove
 from conduit.facts.lifetime import ByteReading, delta
+from conduit.spec.image import ImageFacts
 
 log = structlog.get_logger("conduit.state")
 
@@ -544,11 +545,15 @@ class State:
     # -------------------------------------------------------------- image facts
 
     @_guarded("read the image facts")
-    def image_facts(self, image_id: str) -> str | None:
-        """The facts an image gave when it was asked (JSON), or None: an image ID never changes its answer."""
+    def image_facts(self, image_id: str) -> ImageFacts | None:
+        """The facts an image gave when it was asked, or None (never asked, or a record this version
+        cannot read): an image ID never changes its answer."""
         with closing(self._connect()) as db:
             row = db.execute("SELECT facts FROM image_facts WHERE image_id = ?", (image_id,)).fetchone()
-        return row[0] if row else None
+        try:
+            return ImageFacts.from_json(row[0]) if row else None
+        except (ValueError, TypeError, KeyError):
+            return None
 
     @_guarded("record image facts")
     def save_image_facts(self, image_id: str, facts: str) -> None:
