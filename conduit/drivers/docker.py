@@ -323,6 +323,12 @@ def repository(image: str) -> str:
     return name.rsplit(":", 1)[0] if ":" in last else name
 
 
+def image_tag(image: str) -> str | None:
+    """The image's tag ("2.0.0"), None when it has none or only a digest."""
+    name = image.split("@", 1)[0]
+    return name[len(repository(name)) + 1 :] or None
+
+
 def repo_digest(attrs: dict, image: str) -> str | None:
     """The registry digest ("sha256:…") this local image has in the image's repository."""
     repo = repository(image)

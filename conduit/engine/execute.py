@@ -22,7 +22,9 @@ from conduit.drivers.docker import (
     create_container,
     create_network,
     create_volume,
+    image_tag,
     remove_volume,
+    repository,
 )
 from conduit.engine import canary, nodehealth
 from conduit.engine.compartment import CompartmentProblem, ensure_compartment
@@ -329,10 +331,9 @@ class Executor:
             pass
         except docker.errors.APIError as exc:
             raise StepFailed(f"cannot inspect image {image}: {exc.explanation or exc}") from None
-        repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
         try:
             with answers(client):
-                client.api.pull(repository, tag=tag or "latest")
+                client.api.pull(repository(image), tag=image_tag(image) or "latest")
         except docker.errors.APIError as exc:
             raise StepFailed(f"image {image} is not on this host and could not be pulled: {exc.explanation or exc}") from None
 

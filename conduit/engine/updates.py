@@ -20,7 +20,7 @@ import datetime
 import time
 from dataclasses import dataclass, field
 
-from conduit.drivers.docker import CountingClient, RegistryError, call, inspect_image, pull_digest, registry_digest, repo_digest, repository
+from conduit.drivers.docker import CountingClient, RegistryError, call, image_tag, inspect_image, pull_digest, registry_digest, repo_digest, repository
 from conduit.drivers.registry import TagsError, list_tags
 from conduit.facts.versions import flavor_of, highest
 from conduit.render.container import CLUSTER
@@ -132,7 +132,7 @@ def _followed(doc: ClusterSpec, state: State | None, when: str, current: dict | 
     if last is not None:
         return (f"{repo}:{last[1]}" if last[1] else image), []
     try:
-        best = highest(list_tags(image), versions, flavor_of(_tag(image) or ""))
+        best = highest(list_tags(image), versions, flavor_of(image_tag(image) or ""))
     except TagsError as exc:
         return image, [f"updates: cannot list the tags of {repo} ({exc}); following {image} itself"]
     _record_check(state, key, best.tag if best else None)
@@ -149,20 +149,13 @@ def _record_check(state: State | None, key: str, answer: str | None) -> None:
             pass
 
 
-def _tag(image: str) -> str | None:
-    """The tag of an image reference (None when it has none or only a digest)."""
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.rsplit(":", 1)[1] if ":" in last else None
-
-
 def _old_tag(state: State | None, attrs: dict, image: str) -> str | None:
     """The tag of the nodes' image: one it has on this host in the image's repository (the spec's
     own first), else the tag the registry last gave its digest for."""
     repo = repository(image)
     tags = [t for t in attrs.get("RepoTags") or [] if repository(t) == repo]
     if tags:
-        return _tag(image) if image in tags else _tag(tags[0])
+        return image_tag(image) if image in tags else image_tag(tags[0])
     digest = repo_digest(attrs, image)
     if state is None or digest is None:
         return None
@@ -170,7 +163,7 @@ def _old_tag(state: State | None, attrs: dict, image: str) -> str | None:
         names = state.checked_names(digest)
     except StateError:
         return None
-    return next((_tag(n) for n in names if " " not in n and repository(n) == repo and _tag(n)), None)
+    return next((image_tag(n) for n in names if " " not in n and repository(n) == repo and image_tag(n)), None)
 
 
 def choose_image(doc: ClusterSpec, client: CountingClient, state: State | None, request: UpdateRequest) -> Choice:
@@ -210,7 +203,7 @@ def _update(doc: ClusterSpec, state: State | None, followed: str, current: dict,
     image = doc.spec.containers.image
     update = Update(followed, current["Id"], repo_digest(current, image), new_id, digest, False)
     if followed != image:  # the newest tag inside updates.versions: say which tags it moves between
-        update.versions, update.old_tag, update.new_tag = doc.spec.updates.versions, _old_tag(state, current, image), _tag(followed)
+        update.versions, update.old_tag, update.new_tag = doc.spec.updates.versions, _old_tag(state, current, image), image_tag(followed)
     return update
 
 

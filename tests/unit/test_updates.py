@@ -210,3 +210,20 @@ def test_a_canary_that_is_neither_is_refused_naming_the_field(canary):
     with pytest.raises(SpecError) as caught:
         load_text(dump(minimal(updates={"policy": "report", "canary": canary})), "c.yaml", SMALL_VPS)
     assert any("spec.updates.canary" in line for line in caught.value.lines())
+
+
+@pytest.mark.parametrize(
+    ("image", "repo", "tag"),
+    [
+        ("ghcr.io/psiphon-inc/conduit/cli:2.0.1", "ghcr.io/psiphon-inc/conduit/cli", "2.0.1"),
+        ("127.0.0.1:5000/conduit:stable", "127.0.0.1:5000/conduit", "stable"),
+        ("127.0.0.1:5000/conduit", "127.0.0.1:5000/conduit", None),
+        ("conduit", "conduit", None),
+        ("conduit@sha256:ab", "conduit", None),
+        ("conduit:1.5.0@sha256:ab", "conduit", "1.5.0"),
+    ],
+)
+def test_an_image_reference_splits_into_repository_and_tag(image, repo, tag):
+    from conduit.drivers.docker import image_tag, repository
+
+    assert (repository(image), image_tag(image)) == (repo, tag)
