@@ -107,6 +107,8 @@ class Agent:
     git_follow: bool = False
     by_address: Limiter = field(default_factory=lambda: Limiter(20, 40))
     by_token: Limiter = field(default_factory=lambda: Limiter(20, 40))
+    # Rows for refusals, per client address: ten at once, then one a minute; a flood is not a log.
+    refusal_rows: Limiter = field(default_factory=lambda: Limiter(1 / 60, 10))
     reconcile: Callable[[Request], Reconciled] = reconcile
     restarter: Callable[[str], None] | None = None
     plan_seconds: float = 5.0
@@ -136,6 +138,15 @@ class Agent:
 
     def audit(self, event: str, user: str, detail: dict) -> None:
         self.state().audit(event, detail, user=user)
+
+    def audit_refusal(self, client: str, user: str | None, detail: dict) -> None:
+        """A refused request's row, while the address's rows are within their rate; the first one
+        beyond it says that the rest of the run is not written."""
+        allowed, first = self.refusal_rows.take(client)
+        if allowed:
+            self.audit("api.refused", user or "anonymous", detail)
+        elif first:
+            self.audit("api.refused", user or "anonymous", detail | {"reason": f"{detail['reason']}; more refusals from {client} are not written for now"})
 
     # ------------------------------------------------------------ reads
 

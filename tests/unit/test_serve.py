@@ -63,7 +63,7 @@ class Setup:
         self.outcome = Reconciled("no-op")
         host = HostAccess(root=tmp / "root", state_dir=self.state_dir, docker_host=None)
         self.agent = Agent(SpecFile(spec, lambda: SMALL_VPS), host, self.observer, self.hub, git_follow=git_follow,
-                           by_address=Limiter(rate, rate), by_token=Limiter(rate, rate),
+                           by_address=Limiter(rate, rate), by_token=Limiter(rate, rate), refusal_rows=Limiter(rate, rate),
                            reconcile=self._reconcile, restarter=self.restarted.append)  # fmt: skip
         self.client = TestClient(create_app(self.agent))
 
@@ -240,3 +240,35 @@ def test_serve_stops_in_one_line_when_the_state_cannot_be_written(tmp_path):
     blocker.write_text("")
     result = CliRunner().invoke(main, ["--state-dir", str(blocker / "state"), "serve", str(EXAMPLE), "--port", "1"])
     assert result.exit_code == 1 and result.stderr.startswith("error: state directory") and "Traceback" not in result.output
+
+
+def test_a_body_is_read_only_after_the_token_and_only_up_to_the_limit(setup):
+    from conduit.serve.guard import MAX_BODY
+
+    big = b"{" + b" " * MAX_BODY + b"}"
+    taken = []
+
+    def chunks():
+        for start in range(0, len(big), 1 << 16):
+            taken.append(start)
+            yield big[start : start + (1 << 16)]
+
+    assert setup.client.post("/api/v1/apply", content=big).status_code == 401
+    assert setup.client.post("/api/v1/apply", content=big, headers=setup.auth("ann")).status_code == 403
+    assert setup.client.post("/api/v1/apply", content=big, headers=setup.auth("olu")).status_code == 413
+    streamed = setup.client.post("/api/v1/apply", content=chunks(), headers=setup.auth("olu"))
+    assert streamed.status_code == 413 and "over" in streamed.json()["detail"]
+    assert setup.requests == []  # nothing was applied
+    statuses = [r["detail"]["status"] for r in setup.state.audit_log(10) if r["event"] == "api.refused"]
+    assert statuses == [413, 413, 403, 401]
+
+
+def test_refusals_from_one_address_write_a_bounded_number_of_rows(tmp_path):
+    s = Setup(tmp_path)
+    s.agent.refusal_rows = Limiter(0.0001, 10)
+    codes = [s.client.get("/api/v1/nodes", headers={"Authorization": f"Bearer cdt_guess{i}", "X-Forwarded-For": f"10.0.0.{i % 250}"}).status_code
+             for i in range(300)]  # fmt: skip
+    assert codes == [401] * 300
+    rows = [r for r in s.state.audit_log(1000) if r["event"] == "api.refused"]
+    assert len(rows) == 11 and "not written for now" in rows[0]["detail"]["reason"]
+    assert {r["detail"]["client"] for r in rows} == {"testclient"}  # the connection's address, never the header's
