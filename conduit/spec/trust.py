@@ -2,14 +2,14 @@
 variable and start flag checked against the host policy (conduit.spec.policy).
 
 Each refusal names the field and the policy, so an operator can tell "the spec is wrong" from
-"this host does not allow it".
+"this host does not allow it"; one the policy could allow also names the policy key to edit.
 """
 
 from __future__ import annotations
 
 import re
 
-from conduit.spec.policy import HostPolicy, clean_path, matches, sysctl_allowed, under
+from conduit.spec.policy import DEFAULT_PATH, HostPolicy, clean_path, matches, sysctl_allowed, under
 from conduit.spec.spec import ClusterSpec
 
 Path = tuple[str | int, ...]
@@ -50,7 +50,40 @@ def trust_checks(doc: ClusterSpec, policy: HostPolicy, source: str) -> list[Issu
     count = doc.spec.containers.count or 0
     if count > policy.max_containers:
         issues.append((("spec", "containers", "count"), f"{count} containers; the host allows {policy.max_containers}"))
-    return [(path, f"{message} ({source})") for path, message in issues]
+    return [(path, f"{message} ({_where(source, path)})") for path, message in issues]
+
+
+# The policy key that would let each refused field through, for the one line that says what to edit.
+_POLICY_KEYS = {
+    NGINX + ("binary",): "nginx.binaries",
+    NGINX + ("main_config",): "nginx.main_configs",
+    NGINX + ("include_file",): "nginx.config_dirs",
+    NGINX + ("instance_config",): "nginx.config_dirs",
+    NGINX + ("pid_file",): "nginx.pid_dirs",
+    NGINX + ("instance_pid_file",): "nginx.pid_dirs",
+    NGINX + ("error_log",): "nginx.log_dirs",
+    NGINX + ("stream_module",): "nginx.module_dirs",
+    ("spec", "loadbalancer", "access_log"): "nginx.log_dirs",
+    ("spec", "sysctl", "file"): "sysctl.dirs",
+    ("spec", "alerts", "telegram", "api_url"): "telegram_api_urls",
+    ("spec", "alerts", "telegram", "bot_token", "file"): "secrets.file_dirs",
+    ("spec", "alerts", "telegram", "chat_id", "file"): "secrets.file_dirs",
+    ("spec", "alerts", "telegram", "bot_token", "env"): "secrets.env",
+    ("spec", "alerts", "telegram", "chat_id", "env"): "secrets.env",
+    ("spec", "containers", "image"): "images",
+    ("spec", "updates", "versions"): "images",
+    ("spec", "containers", "count"): "max_containers",
+}
+
+
+def _where(source: str, path: Path) -> str:
+    """The policy, and for a field the policy decides, which key of which file root would edit."""
+    key = _POLICY_KEYS.get(path) or ("sysctl.extra_keys" if path[:3] == ("spec", "sysctl", "overrides") else None)
+    if key is None:
+        return source
+    if source.startswith("host policy "):
+        return f"{source}: to allow it, root adds it to {key} there"
+    return f"{source}: to allow it, root sets {key} in {DEFAULT_PATH}, as in examples/host.yaml"
 
 
 def _path_checks(doc: ClusterSpec, policy: HostPolicy) -> list[Issue]:

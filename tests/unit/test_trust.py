@@ -94,7 +94,7 @@ HOSTILE = {
 def test_a_hostile_spec_is_refused_naming_field_and_policy(name):
     doc, field = HOSTILE[name]
     lines = refusals(doc)
-    assert any(f": {field}: " in line and line.endswith("(the default host policy)") for line in lines), lines
+    assert any(f": {field}: " in line and "(the default host policy" in line and line.endswith(")") for line in lines), lines
     assert all(line.startswith("cluster.yaml:") and "\n" not in line for line in lines)
 
 
@@ -108,7 +108,7 @@ def test_validate_refuses_it_with_exit_2(name, tmp_path):
     policy.chmod(0o600)
     result = CliRunner().invoke(main, ["--policy", str(policy), "validate", str(path)], env={"CONDUIT_POLICY": None})
     assert result.exit_code == 2, result.output
-    assert f"{path}:" in result.output and field in result.output and f"(host policy {policy})" in result.output
+    assert f"{path}:" in result.output and field in result.output and f"(host policy {policy}" in result.output
     assert "Traceback" not in result.output
 
 
@@ -246,3 +246,17 @@ def test_hostile_strings_in_any_field_never_reach_outside_the_policy(changes):
 def test_the_example_policy_is_the_defaults():
     example = Path(__file__).resolve().parents[2] / "examples" / "host.yaml"
     assert HostPolicy.model_validate(yaml.safe_load(example.read_text())) == HostPolicy()
+
+
+def test_a_refusal_names_the_policy_key_and_file_that_would_allow_it(tmp_path):
+    """The operator is told which key of which file to edit, for the defaults and for a policy file."""
+    doc = spec(containers__image="docker.io/someone/conduit:1")
+    (line,) = [line for line in refusals(doc) if "spec.containers.image" in line]
+    assert line.endswith("(the default host policy: to allow it, root sets images in /etc/conduit/host.yaml, as in examples/host.yaml)"), line
+    policy = (HostPolicy(), "host policy /srv/host.yaml")
+    with pytest.raises(SpecError) as refused:
+        load_text(dump(doc), "cluster.yaml", SMALL_VPS, policy)
+    (line,) = [line for line in refused.value.lines() if "spec.containers.image" in line]
+    assert line.endswith("(host policy /srv/host.yaml: to allow it, root adds it to images there)"), line
+    (line,) = [line for line in refusals(spec(containers__env={"LD_PRELOAD": "/x.so"})) if "LD_PRELOAD" in line]
+    assert line.endswith("(the default host policy)"), line  # no policy key can allow a loader variable

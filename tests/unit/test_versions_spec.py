@@ -58,4 +58,4 @@ def test_a_host_that_allows_only_some_tags_refuses_a_range():
     load_text(spec({"policy": "report"}), "cluster.yaml", SMALL_VPS, policy)  # the pinned tag itself is allowed
     (line,) = problems(spec({"policy": "report", "versions": ">=2.0,<3"}), policy)
     assert "spec.updates.versions: the host allows only some tags of ghcr.io/psiphon-inc/conduit/cli " in line
-    assert line.endswith("(host policy p)")
+    assert line.endswith("(host policy p: to allow it, root adds it to images there)")
