@@ -12,6 +12,7 @@ from pathlib import Path
 import docker.errors
 import requests
 
+from conduit.drivers.volume import STATE_LIMIT, read_entry
 from conduit.facts import metrics, monitor, nodelog, statsfile
 
 
@@ -46,14 +47,17 @@ def run_log(client, name: str, started_at: str, tty: bool = False, finished_at: 
     return nodelog.this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), bound)
 
 
-def read_stats(folder: Path | None, started_at: str) -> tuple[dict, bool]:
-    """(samples, stale): the node's figures from its stats file; stale when an earlier run wrote it."""
+def read_stats(folder: Path | None, started_at: str, node: str | None = None) -> tuple[dict, bool]:
+    """(samples, stale): the node's figures from its stats file; stale when an earlier run wrote it.
+
+    HostileEntry when the node planted a link or a special file in its place."""
     if folder is None:
         return {}, False
     try:
-        stats = statsfile.parse_stats((folder / statsfile.STATS_FILE).read_bytes())
+        data = read_entry(folder, folder.parent.name, statsfile.STATS_FILE, STATE_LIMIT, node)
     except OSError:
         return {}, False
+    stats = None if data is None else statsfile.parse_stats(data)
     if stats is None:
         return {}, False
     if not statsfile.fresh(stats, started_at):
@@ -61,10 +65,12 @@ def read_stats(folder: Path | None, started_at: str) -> tuple[dict, bool]:
     return statsfile.as_samples(stats), False
 
 
-def read_traffic_state(folder: Path | None) -> monitor.TrafficState | None:
+def read_traffic_state(folder: Path | None, node: str | None = None) -> monitor.TrafficState | None:
+    """conduit-monitor's state in the volume; HostileEntry when the node planted a link or a special file there."""
     if folder is None:
         return None
     try:
-        return monitor.parse_traffic_state((folder / monitor.TRAFFIC_STATE).read_bytes())
+        data = read_entry(folder, folder.parent.name, monitor.TRAFFIC_STATE, STATE_LIMIT, node)
     except OSError:
         return None
+    return None if data is None else monitor.parse_traffic_state(data)
