@@ -94,6 +94,9 @@ def render_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> str
             out.append(f"\n[bold]# {phase}[/bold]")
         out.extend(_step_lines(step))
     out += update_lines(plan.update)
+    if plan.notes:
+        out.append("")
+    out += [escape(note) for note in plan.notes]
     for warning in plan.warnings:
         out.append(f"[yellow]warning:[/yellow] {escape(warning)}")
     out += _summary_lines(plan)
