@@ -10,18 +10,11 @@ import shlex
 
 from rich.markup import escape
 
+from conduit.spec.units import human_size
+
 LONG = 72
 SIZE_FIELDS = frozenset({"memory"})  # resource fields that hold a number of bytes
 COMMAND_FIELDS = frozenset({"command", "entrypoint"})  # argv lists: shown as a shell would quote them
-_UNITS = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
-
-
-def human_size(n: int) -> str:
-    """402653184 -> '384 MiB', 1610612736 -> '1.5 GiB'; two decimals at most, so an odd size is rounded."""
-    for unit, factor in _UNITS:
-        if n >= factor:
-            return f"{n / factor:.2f}".rstrip("0").rstrip(".") + f" {unit}"
-    return f"{n} B"
 
 
 def _scalar(name: str, value: object) -> str | None:

@@ -6,7 +6,7 @@ from rich.text import Text
 from conduit.plan.planner import Change, Plan, Step
 from conduit.views.grouping import id_ranges
 from conduit.views.report import render_plan
-from conduit.views.values import human_size
+from conduit.spec.units import human_size
 from tests.unit.test_plan_golden import applied, base, load, plan_for, sysctl_refused, with_front
 
 
