@@ -124,7 +124,7 @@ class Watcher:
             return Result("invalid", " / ".join(exc.lines()))
         self.last_doc = doc  # alerts go where the last valid spec says
         door = Door(self.host, self.facts(), f"conduit watch ({source})", self.report, allow_new_identity=self.allow_new_identity,
-                    review=lambda plan: self._health_alerts(doc, plan),
+                    review=lambda plan: self._review(doc, plan, source, reason),
                     confirm=lambda plan: self.heal or reason != "interval" or _update_taken(plan))  # fmt: skip
         path = source if not source.startswith("generation") else None
         request = intents.apply_spec(door, doc, text, path, self._updates(), git)
@@ -138,6 +138,10 @@ class Watcher:
 
     def _record(self, result: Result, reason: str, digest: str, git) -> None:
         now = time.time()
+        failed = result.status in ("invalid", "blocked", "rolled_back", "failed")
+        # The same failure found again (an editor that saves twice, a poll of the same commit) is
+        # said once: the operator already has the line and the alert.
+        repeated = failed and (result.status, result.message) == (self.status.get("last_result"), self.status.get("last_error"))
         self.status.update(
             pid=os.getpid(),
             last_reconcile=now,
@@ -149,16 +153,18 @@ class Watcher:
         )
         if git:
             self.status["last_commit"] = git[0]
-        if result.status in ("invalid", "blocked", "rolled_back", "failed"):
+        if failed:
             self.status.update(last_error=result.message, last_error_at=now)
-        self._alert(result, reason)
+        if not repeated:
+            self._alert(result, reason)
         try:
             atomic_write(private_tree(self.host.state_dir) / STATUS_FILE, json.dumps(self.status, indent=2, sort_keys=True) + "\n")
         except OSError as exc:  # a full or read-only state directory: the next reconcile says so
             log.warning("watch.status_not_written", error=exc.strerror or str(exc))
-        level = log.warning if result.status in ("invalid", "blocked", "rolled_back", "failed", "drift") else log.info
-        level("watch.reconcile", reason=reason, result=result.status, message=result.message, generation=result.generation)
-        self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")
+        # An event for --log-format json; people read the report line below, once.
+        log.info("watch.reconcile", reason=reason, result=result.status, message=result.message, generation=result.generation)
+        if not repeated:
+            self.report(f"{time.strftime('%H:%M:%S')} {reason}: {result.status}{': ' + result.message if result.message else ''}")
 
     def _next(self, interval: float) -> float:
         """Seconds to the next reconcile: at once when a node asked for a newer version (the registry is asked then)."""
@@ -170,6 +176,12 @@ class Watcher:
         request = UpdateRequest(registry="now" if self.check_registry_now else "due")
         self.check_registry_now = False
         return request
+
+    def _review(self, doc: ClusterSpec, plan, source: str, reason: str) -> None:
+        """Say that an apply starts (and of what) before its steps run, then send the health alerts."""
+        if plan.changes and (self.heal or reason != "interval" or _update_taken(plan)):
+            self.report(f"{time.strftime('%H:%M:%S')} {reason}: applying {source}: {_counts(plan)}")
+        self._health_alerts(doc, plan)
 
     def _health_alerts(self, doc: ClusterSpec, plan) -> None:
         """Crash loops, a stopped nginx, nodes the network wants upgraded, conduits dead under
@@ -288,6 +300,12 @@ def _result(outcome: Reconciled) -> Result:
         message = f"{outcome.failure}; the rollback to {outcome.restored} did not finish: {outcome.rollback_failed}"
         return Result(outcome.status, message, outcome.generation)
     return Result(outcome.status, outcome.failure or "", outcome.generation)
+
+
+def _counts(plan) -> str:
+    """'2 to add, 1 to change, 0 to destroy' as the plan's summary line says it."""
+    summary = plan.summary()
+    return f"{summary['add']} to add, {summary['change']} to change, {summary['destroy']} to destroy"
 
 
 def _update_taken(plan) -> bool:

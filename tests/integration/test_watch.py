@@ -88,8 +88,15 @@ def test_saved_changes_apply_and_an_invalid_save_keeps_the_cluster(cluster, watc
     wait_for(lambda: status(cluster).get("last_result") == "invalid", timeout=30, message="the error recorded again")
     shown = json.loads(cluster.run("status", "--json", "--no-drift", str(good)).stdout)["watch"]
     assert shown["last_result"] == "invalid" and "must be >= 1" in shown["last_error"]
-    out, _ = w.stop()
+    out, err = w.stop()
     assert w.process.returncode == 0
+    # Each apply is announced before its steps run, and its result follows; each error is one line.
+    lines = out.splitlines()
+    starts = [i for i, line in enumerate(lines) if f": applying {cluster.spec}: " in line]
+    assert [lines[i].split(" ", 1)[1].split(":", 1)[0] for i in starts] == ["start", "changed"], out
+    assert "2 to add, 0 to change, 0 to destroy" in lines[starts[1]], out  # a volume and a container
+    assert all(any(": applied: " in later for later in lines[i + 1 :]) for i in starts), out
+    assert "must be >= 1" not in err, err  # said on stdout once, not again as a log line
 
 
 def test_ten_rapid_saves_are_one_or_two_applies(cluster, watcher):

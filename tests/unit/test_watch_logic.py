@@ -56,3 +56,25 @@ def test_health_problems_come_from_the_plan():
         "crash:conduit-1": "container conduit-1 is in a crash loop (restarting)",
     }
     assert health_problems(make_plan("c", desired, desired)) == {}
+
+
+def test_an_invalid_spec_is_said_once_until_something_else_happens(tmp_path):
+    """An editor that saves the same broken spec twice gets one line, not one per save; a new error,
+    or the same one after a good reconcile, is said again."""
+    from conduit.drivers.observe import HostAccess
+    from conduit.features.watch import Result, Watcher
+    from tests.helpers import SMALL_VPS, dump, minimal
+
+    said: list[str] = []
+    watcher = Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS, report=said.append)
+    broken = dump(minimal(containers={"count": 0, "image": "ghcr.io/psiphon-inc/conduit/cli:2.0.0"}))
+    for reason in ("start", "changed", "changed"):
+        assert watcher.reconcile(broken, "cluster.yaml", reason).status == "invalid"
+    assert len(said) == 1 and "spec.containers.count" in said[0] and said[0].split(" ", 1)[1].startswith("start: invalid: ")
+    other = broken.replace("count: 0", "count: many")
+    watcher.reconcile(other, "cluster.yaml", "changed")
+    assert len(said) == 2
+    watcher._record(Result("unchanged"), "interval", "d", None)
+    watcher.reconcile(broken, "cluster.yaml", "changed")
+    assert len(said) == 4 and "invalid" in said[-1]
+    assert watcher.status["last_result"] == "invalid"  # the record follows every reconcile, said or not
