@@ -30,7 +30,7 @@ from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import observed_plan
 from conduit.engine.reconcile import Reconciled, Request, reconcile
-from conduit.engine.updates import UpdateRequest
+from conduit.engine.updates import STAYS, YANKED, UpdateRequest
 from conduit.state.git import GitError, fetch, public_url, show
 from conduit.state.store import State, StateError
 from conduit.spec.profiles import HostFacts
@@ -91,6 +91,7 @@ class Watcher:
     wake: threading.Event = field(default_factory=threading.Event)
     last_doc: ClusterSpec | None = None
     alerted: set = field(default_factory=set)
+    warned: set = field(default_factory=set)  # version warnings already alerted: once per watch
     check_registry_now: bool = True  # a watch that starts asks the registry at once
 
     # ------------------------------------------------------------ one reconcile
@@ -183,6 +184,9 @@ class Watcher:
             if key not in self.alerted:
                 notify(doc, f"watch: {text}")
         self.alerted = set(problems)
+        for warning in version_warnings(plan) - self.warned:
+            notify(doc, f"watch: {warning}")
+            self.warned.add(warning)
 
     def _alert(self, result: Result, reason: str) -> None:
         if self.last_doc is None:
@@ -298,6 +302,11 @@ def update_problems(plan) -> dict[str, str]:
         return {}
     new = (update.get("new_digest") or "")[:19] + (f" ({update['new_version']})" if update.get("new_version") else "")
     return {f"update:{update['new_id']}": f"a new image is behind {update['image']}: {new}; not taken: {update.get('why_not')}"}
+
+
+def version_warnings(plan) -> set[str]:
+    """The plan's warnings of a yanked tag or of a lower version the nodes were kept from."""
+    return {w for w in plan.warnings if w.endswith(STAYS) or YANKED in w}
 
 
 def health_problems(plan) -> dict[str, str]:
