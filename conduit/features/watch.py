@@ -249,14 +249,14 @@ class Watcher:
             observer.stop()
             observer.join()
 
-    def watch_git(self, url: str, ref: str, spec_path: str, interval: float, poll: float) -> None:
+    def watch_git(self, url: str, ref: str, spec_path: str, interval: float, poll: float, credentials: Path | None = None) -> None:
         checkout = self.host.state_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
         applied: str | None = None
         next_heal = 0.0
         shown = public_url(url)  # what messages, logs and the state say: never the URL's credentials
         while not self.stopping.is_set():
             try:
-                sha = fetch(url, ref, checkout)
+                sha = fetch(url, ref, checkout, credentials)
                 text = show(checkout, sha, spec_path)
             except GitError as exc:
                 self._record(Result("failed", str(exc)), "poll", "", None)
