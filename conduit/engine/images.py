@@ -131,7 +131,10 @@ def settle_image(
     """The spec with its image's facts, the warnings, and the problems that stop a plan."""
     image = doc.spec.containers.image
     given = static_facts(image, doc.spec.conduit.cli_version, doc.spec.conduit.build)
-    choice = choose_image(doc, client, _state(state_dir), request or UpdateRequest()) if client is not None else Choice(image)
+    choice = Choice(image)
+    if client is not None:
+        version_of = lambda ref, attrs: getattr(asked_facts(client, ref, state_dir, attrs), "version", None)  # noqa: E731
+        choice = choose_image(doc, client, _state(state_dir), request or UpdateRequest(), version_of)
     found = asked_facts(client, choice.ref, state_dir, choice.attrs) if client is not None else None
     if found is not None:
         found = replace(found, image=image)

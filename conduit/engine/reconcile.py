@@ -115,19 +115,37 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
 def _run(req: Request, plan: Plan, before: list[Resource], state: State, gen: int, engine: Engine, doc: ClusterSpec) -> Outcome:
     failure = _back_up_keys(engine, plan, before, gen)
     if failure:
-        state.finish(gen, "failed", f"key backup failed: {failure}")
-        return Outcome("failed", gen, f"key backup failed, nothing was changed: {failure}")
+        unrecorded = _finish(state, gen, "failed", f"key backup failed: {failure}")
+        return Outcome("failed", gen, f"key backup failed, nothing was changed: {failure}", warnings=unrecorded)
     try:
         engine.run(plan, tuple(reversed(PHASES)) if req.removal else PHASES)
     except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
         return _failed(req, plan, state, gen, before, str(exc), engine.ex.warnings)
     except Exception as exc:  # noqa: BLE001 - changes were made: record, roll back and report, whatever it was
         log.debug("apply.error", exc_info=True)
+        if isinstance(exc, StateError):
+            state.free_space()  # a full disk: the rollback journals its steps too
         return _failed(req, plan, state, gen, before, f"{type(exc).__name__}: {exc}", engine.ex.warnings)
     if not req.removal:
         _record_images(engine, state, gen, doc)
-    state.finish(gen, "destroyed" if req.removal else "succeeded")
-    return Outcome("succeeded", gen, warnings=engine.ex.warnings)
+    warnings = engine.ex.warnings + _finish(state, gen, "destroyed" if req.removal else "succeeded")
+    return Outcome("succeeded", gen, warnings=warnings)
+
+
+def _finish(state: State, gen: int, outcome: str, reason: str | None = None) -> list[str]:
+    """Record how generation `gen` ended, never leaving it `applying`: on a full disk, free what the
+    state can spare and try once more. The warning when even that failed (the next apply then finds
+    it unfinished and marks it interrupted)."""
+    try:
+        state.finish(gen, outcome, reason)
+        return []
+    except StateError:
+        state.free_space()
+    try:
+        state.finish(gen, outcome, reason)
+        return []
+    except StateError as exc:
+        return [f"generation {gen} ended {outcome}, but the state could not record it: {exc}"]
 
 
 def _record_images(engine: Engine, state: State, gen: int, doc: ClusterSpec) -> None:
@@ -150,19 +168,30 @@ def _refuse_update(state: State, plan: Plan, gen: int, failure: str) -> None:
 
 def _failed(req: Request, plan: Plan, state: State, gen: int, before: list[Resource], failure: str, warnings: list[str]) -> Outcome:
     if req.removal:
-        state.finish(gen, "failed", failure)
+        warnings += _finish(state, gen, "failed", failure)
         # A removal is not rolled back: once a step was done the host is part way (exit 4), else untouched (1).
-        part_way = any(row[4] == "done" for row in state.journal(gen))
+        part_way = _part_way(state, gen)
         return Outcome("failed", gen, failure, warnings=warnings,
                        rollback_failed="a destroy is not rolled back; run it again to finish" if part_way else None)
     req.report(f"failed: {failure}")
     _refuse_update(state, plan, gen, failure)
-    restored, unfinished = roll_back(req.host, req.facts, state, gen, before, req.report)
+    try:
+        restored, unfinished = roll_back(req.host, req.facts, state, gen, before, req.report)
+    except StateError as exc:  # the last good generation cannot even be read
+        restored, unfinished = "the last good generation", str(exc)
     if unfinished:
-        state.finish(gen, "failed", f"{failure}; the rollback to {restored} did not finish: {unfinished}")
+        warnings += _finish(state, gen, "failed", f"{failure}; the rollback to {restored} did not finish: {unfinished}")
         return Outcome("failed", gen, failure, restored, warnings, rollback_failed=unfinished)
-    state.finish(gen, "rolled_back", failure)
+    warnings += _finish(state, gen, "rolled_back", failure)
     return Outcome("rolled_back", gen, failure, restored, warnings)
+
+
+def _part_way(state: State, gen: int) -> bool:
+    """Whether a step of `gen` was done (a journal that cannot be read: assume it was)."""
+    try:
+        return any(row[4] == "done" for row in state.journal(gen))
+    except StateError:
+        return True
 
 
 def _touches_keys(step: Step) -> bool:

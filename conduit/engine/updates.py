@@ -12,21 +12,34 @@ Under updates.versions the tag asked is not the spec's own but the newest tag of
 inside the range (`repository:2.0.1` for ">=2.0,<3"), listed with the registry's API; a host
 with no image yet starts on the spec's own tag, and a registry that cannot list its tags leaves
 the spec's tag followed, with a warning.
+
+Versions move up only: a tag (or, without updates.versions, a digest whose image says so) below
+the version the nodes run is never taken, and a tag the nodes run that the registry no longer
+lists (yanked) leaves them where they are, with a warning; `conduit rollback` is the way down.
 """
 
 from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from packaging.version import Version
 
 from conduit.drivers.docker import CountingClient, RegistryError, call, image_tag, inspect_image, pull_digest, registry_digest, repo_digest, repository
 from conduit.drivers.registry import TagsError, list_tags
-from conduit.facts.versions import flavor_of, highest
+from conduit.facts.versions import below, flavor_of, highest, parse_tag, reported
 from conduit.render.container import CLUSTER
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec, MaintenanceWindow
 from conduit.state.store import NodeImage, State, StateError
+
+
+STAYS = "the nodes stay where they are (`conduit rollback` takes them down)"  # ends every warning of a lower version
+YANKED = "is no longer listed by the registry (yanked?)"
+
+VersionOf = Callable[[str, dict], "str | None"]  # what an image (ID, the engine's answer) says its version is
 
 
 @dataclass(frozen=True)
@@ -120,25 +133,59 @@ def _recent_check(doc: ClusterSpec, state: State | None, when: str, key: str):
     return None
 
 
-def _followed(doc: ClusterSpec, state: State | None, when: str, current: dict | None) -> tuple[str, list[str]]:
+def _followed(doc: ClusterSpec, state: State | None, when: str, current: dict | None) -> tuple[str | None, list[str]]:
     """The tag to ask the registry about: the spec's own, or under updates.versions the newest tag of
-    its repository inside the range (not before the host runs an image: it starts on the spec's tag)."""
+    its repository inside the range (not before the host runs an image: it starts on the spec's tag).
+    None: the nodes stay, as every tag there is would take them below the version they run."""
     image, versions = doc.spec.containers.image, doc.spec.updates.versions
     if versions is None or current is None:
         return image, []
+    followed, warnings, listed = _newest(doc, state, when, image, versions)
+    tag, running = _running(state, current, image)
+    said = f"{repository(image)}:{tag}" if tag else f"version {running}"
+    gone = listed is not None and tag is not None and parse_tag(tag) is not None and tag not in listed
+    yanked = f"{said} that the nodes run {YANKED}"
+    if below(image_tag(followed), running):
+        why = f"{yanked}, and {followed} is below it" if gone else f"{followed} is below {said} that the nodes run"
+        return None, warnings + [f"updates: {why}; {STAYS}"]
+    return followed, warnings + ([f"updates: {yanked}"] if gone else [])
+
+
+def _newest(doc: ClusterSpec, state: State | None, when: str, image: str, versions: str) -> tuple[str, list[str], list[str] | None]:
+    """The newest tag inside the range (or the spec's own when none is), the warnings, and the
+    registry's tags when it was asked now (None: the last answer was recent enough)."""
     repo = repository(image)
     key = f"{repo} {versions}"  # the range's answer is a tag, kept beside the tags' digests
     last = _recent_check(doc, state, when, key)
     if last is not None:
-        return (f"{repo}:{last[1]}" if last[1] else image), []
+        return (f"{repo}:{last[1]}" if last[1] else image), [], None
     try:
-        best = highest(list_tags(image), versions, flavor_of(image_tag(image) or ""))
+        tags = list_tags(image)
     except TagsError as exc:
-        return image, [f"updates: cannot list the tags of {repo} ({exc}); following {image} itself"]
+        return image, [f"updates: cannot list the tags of {repo} ({exc}); following {image} itself"], None
+    best = highest(tags, versions, flavor_of(image_tag(image) or ""))
     _record_check(state, key, best.tag if best else None)
     if best is None:
-        return image, [f"updates: no tag of {repo} is inside {versions}; following {image} itself"]
-    return f"{repo}:{best.tag}", []
+        return image, [f"updates: no tag of {repo} is inside {versions}; following {image} itself"], tags
+    return f"{repo}:{best.tag}", [], tags
+
+
+def _running(state: State | None, current: dict, image: str) -> tuple[str | None, Version | None]:
+    """The tag of the nodes' image and the version they run: the tag's, else what the image said."""
+    tag = _old_tag(state, current, image)
+    parsed = parse_tag(tag) if tag else None
+    return tag, parsed.version if parsed else reported(_said(state, current["Id"]))
+
+
+def _said(state: State | None, image_id: str) -> str | None:
+    """The version the image said it is when it was asked (cached by ID), or None."""
+    if state is None:
+        return None
+    try:
+        facts = state.image_facts(image_id)
+    except StateError:
+        return None
+    return facts.version if facts else None
 
 
 def _record_check(state: State | None, key: str, answer: str | None) -> None:
@@ -166,7 +213,10 @@ def _old_tag(state: State | None, attrs: dict, image: str) -> str | None:
     return next((image_tag(n) for n in names if " " not in n and repository(n) == repo and image_tag(n)), None)
 
 
-def choose_image(doc: ClusterSpec, client: CountingClient, state: State | None, request: UpdateRequest) -> Choice:
+def choose_image(
+    doc: ClusterSpec, client: CountingClient, state: State | None, request: UpdateRequest, version_of: VersionOf | None = None
+) -> Choice:
+    """`version_of` asks an image which version it is (to refuse a digest that says it is lower)."""
     image = doc.spec.containers.image
     if request.pin is not None:
         pinned = inspect_image(client, request.pin)
@@ -180,6 +230,8 @@ def choose_image(doc: ClusterSpec, client: CountingClient, state: State | None, 
     if request.registry == "never":
         return stay
     followed, stay.warnings = _followed(doc, state, request.registry, current)
+    if followed is None:
+        return stay
     digest, asked = _registry(doc, client, state, request.registry, followed)
     stay.warnings += asked
     if digest is None or (current is not None and repo_digest(current, image) == digest):
@@ -191,12 +243,26 @@ def choose_image(doc: ClusterSpec, client: CountingClient, state: State | None, 
         return stay
     if current is None or new["Id"] == current["Id"]:
         return Choice(new["Id"], warnings=stay.warnings, attrs=new)  # the first image of this name here: nothing to move from
+    lower = _says_lower(version_of, current, new, followed, digest)
+    if lower is not None:
+        stay.warnings.append(lower)
+        return stay
     update = _update(doc, state, followed, current, new["Id"], digest)
     update.taken, update.why_not = _take(doc, state, request, update)
     if update.taken:
         return Choice(new["Id"], update, stay.warnings, new)
     stay.update = update
     return stay
+
+
+def _says_lower(version_of: VersionOf | None, current: dict, new: dict, followed: str, digest: str) -> str | None:
+    """Why a new digest is not an update: its image says it is a version below the nodes' one."""
+    if version_of is None:
+        return None
+    old_version, new_version = (reported(version_of(attrs["Id"], attrs)) for attrs in (current, new))
+    if old_version is None or new_version is None or new_version >= old_version:
+        return None
+    return f"updates: {followed} now means {digest[:19]}, which says it is {new_version}, below {old_version} that the nodes run; {STAYS}"
 
 
 def _update(doc: ClusterSpec, state: State | None, followed: str, current: dict, new_id: str, digest: str) -> Update:

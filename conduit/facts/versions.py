@@ -79,6 +79,23 @@ def highest(tags: Iterable[str], versions: str | SpecifierSet, flavor: str = "")
     return found[-1] if found else None
 
 
+def below(tag: str | None, running: Version | None) -> bool:
+    """Whether the tag names a version lower than the one the nodes run: then it is not an update
+    (versions move up only; down is a rollback, asked for by a person)."""
+    parsed = parse_tag(tag) if tag else None
+    return parsed is not None and running is not None and parsed.version < running
+
+
+def reported(text: str | None) -> Version | None:
+    """The version an image says it is ("2.0.1"), or None (a commit hash, "dev", nothing)."""
+    if not text:
+        return None
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
 def _rank(tag: VersionTag) -> tuple:
     # equal versions (2.0 and 2.0.0, v2.0.0): the more precise one, then the bare one, then by name
     return (tag.version, len(tag.version.release), not tag.tag.startswith("v"), tag.tag)

@@ -31,7 +31,7 @@ from conduit.drivers.observe import HostAccess
 from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, reconcile
-from conduit.engine.updates import UpdateRequest
+from conduit.engine.updates import STAYS, YANKED, UpdateRequest
 from conduit.state.git import GitError, fetch, public_url, show
 from conduit.state.store import State, StateError
 from conduit.spec.profiles import HostFacts
@@ -92,6 +92,7 @@ class Watcher:
     wake: threading.Event = field(default_factory=threading.Event)
     last_doc: ClusterSpec | None = None
     alerted: set = field(default_factory=set)
+    warned: set = field(default_factory=set)  # version warnings already alerted: once per watch
     check_registry_now: bool = True  # a watch that starts asks the registry at once
 
     # ------------------------------------------------------------ one reconcile
@@ -198,6 +199,9 @@ class Watcher:
             if key not in self.alerted:
                 notify(doc, f"watch: {text}")
         self.alerted = set(problems)
+        for warning in version_warnings(plan) - self.warned:
+            notify(doc, f"watch: {warning}")
+            self.warned.add(warning)
 
     def _alert(self, result: Result, reason: str) -> None:
         if self.last_doc is None:
@@ -260,14 +264,14 @@ class Watcher:
             observer.stop()
             observer.join()
 
-    def watch_git(self, url: str, ref: str, spec_path: str, interval: float, poll: float) -> None:
+    def watch_git(self, url: str, ref: str, spec_path: str, interval: float, poll: float, credentials: Path | None = None) -> None:
         checkout = self.host.state_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
         applied: str | None = None
         next_heal = 0.0
         shown = public_url(url)  # what messages, logs and the state say: never the URL's credentials
         while not self.stopping.is_set():
             try:
-                sha = fetch(url, ref, checkout)
+                sha = fetch(url, ref, checkout, credentials)
                 text = show(checkout, sha, spec_path)
             except GitError as exc:
                 self._record(Result("failed", str(exc)), "poll", "", None)
@@ -319,6 +323,11 @@ def update_problems(plan) -> dict[str, str]:
         return {}
     new = (update.get("new_digest") or "")[:19] + (f" ({update['new_version']})" if update.get("new_version") else "")
     return {f"update:{update['new_id']}": f"a new image is behind {update['image']}: {new}; not taken: {update.get('why_not')}"}
+
+
+def version_warnings(plan) -> set[str]:
+    """The plan's warnings of a yanked tag or of a lower version the nodes were kept from."""
+    return {w for w in plan.warnings if w.endswith(STAYS) or YANKED in w}
 
 
 def health_problems(plan) -> dict[str, str]:

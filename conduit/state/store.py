@@ -433,6 +433,15 @@ class State:
         except (sqlite3.Error, OSError) as exc:  # the generation is recorded; the last copy stays as it was
             log.warning("state.backup_failed", state_dir=str(self.dir), error=why_line(exc))
 
+    def free_space(self) -> None:
+        """On a full disk, give back what the state can spare so that an outcome can be recorded:
+        the backup copy (finish writes it again) and a copy left half written."""
+        for path in (self.backup_path, self.dir / f".{BACKUP_NAME}.conduit-tmp"):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
     @_guarded("read the generations")
     def generations(self) -> list[Generation]:
         with closing(self._connect()) as db:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 
 import pytest
 from click.testing import CliRunner
@@ -262,3 +263,36 @@ def test_rollback_returns_to_the_image_id_the_generation_ran_not_what_its_tag_me
     assert cluster.keys() == keys
     history = json.loads(cluster.run("history", "--json").stdout)
     assert [{i["digest"] for i in g["images"].values()} for g in history] == [{first}, {second}, {first}]
+
+
+def delete_manifest(registry, repo_tag: str, digest: str) -> None:
+    """Yank a tag as a registry's owner does: DELETE the manifest by digest (Registry API v2)."""
+    name = repo_tag.split("/", 1)[1].rsplit(":", 1)[0]
+    request = urllib.request.Request(f"http://{registry.address}/v2/{name}/manifests/{digest}", method="DELETE")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 202
+
+
+def test_a_yanked_tag_leaves_the_nodes_on_it_with_a_warning(registry, docker_engine, docker_cleanup, tmp_path, standin_image):
+    """updates.versions ">=2.0,<3" under auto: the nodes move up to 2.0.1; once the registry no longer
+    lists 2.0.1, the newest tag inside the range is 2.0.0, and the nodes stay on 2.0.1 all the same."""
+    repo = f"{registry.address}/{docker_cleanup.name('yank')}"
+    digests = {version: push(docker_engine, registry, f"{repo}:{version}", standin_image) for version in ("2.0.0", "2.0.1")}
+    cluster = Cluster(tmp_path, docker_engine, f"{repo}:2.0.0", docker_cleanup.name("y"), free_port_block(4))
+    cluster.write(count=2, updates={"policy": "auto", "versions": ">=2.0,<3", "analysis_minutes": 1})
+    assert cluster.apply().returncode == 0  # a new host starts on the spec's own tag
+    moved = cluster.apply()
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    newer = image_id_of(docker_engine, f"{repo}:2.0.1", digests["2.0.1"])
+    assert set(image_ids(cluster).values()) == {newer}
+    before = container_ids(cluster)
+
+    delete_manifest(registry, f"{repo}:2.0.1", digests["2.0.1"])
+    for argv in (("plan", str(cluster.spec)), ("apply", "--auto-approve", str(cluster.spec)), ("update", "--auto-approve", str(cluster.spec))):
+        result = cluster.run(*argv)
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
+        assert f"{repo}:2.0.1 that the nodes run is no longer listed by the registry (yanked?), and {repo}:2.0.0 is below it" in out, out
+        assert "the nodes stay where they are" in out and "Image update:" not in out
+    assert set(image_ids(cluster).values()) == {newer} and container_ids(cluster) == before
+    assert {r.digest for r in State(cluster.state).node_images().values()} == {digests["2.0.1"]}

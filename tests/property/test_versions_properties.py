@@ -3,7 +3,7 @@ registry's order and whatever else the repository holds; pre-releases only when 
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
@@ -75,3 +75,72 @@ def test_a_registry_host_keeps_the_whole_path(host, path, tag):
     repo = registry.repository(f"{host}/{'/'.join(path)}:{tag}")
     assert (repo.host, repo.name) == (host, "/".join(path))
     assert repo.tags_url.startswith("https://" if host in ("ghcr.io", "registry.example:443") else "http://")
+
+
+@given(st.lists(releases, max_size=20), releases, ranges, st.booleans())
+def test_below_is_exactly_a_lower_version(tags, running, bounds, spelled_v):
+    from conduit.facts.versions import below
+
+    for tag in tags + ["latest", "2fd31d4"]:
+        named = ("v" + tag) if spelled_v and tag[0].isdigit() else tag
+        parsed = parse_tag(named)
+        assert below(named, Version(running)) == (parsed is not None and parsed.version < Version(running))
+    assert not any(below(t, None) for t in tags)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(releases, max_size=12), releases, ranges, st.booleans(), st.booleans())
+def test_an_update_never_takes_the_nodes_below_the_version_they_run(listed, running, bounds, yanked, take):
+    """Whatever the registry lists (the nodes' own tag or not) and whatever the range: the image
+    chosen is the nodes' own, or one whose tag is not below theirs."""
+    import hashlib
+    import tempfile
+
+    import pytest
+
+    from conduit.drivers.docker import RegistryError
+    from conduit.engine import updates
+    from conduit.engine.updates import UpdateRequest, choose_image
+    from conduit.spec.load import load_text
+    from conduit.spec.policy import HostPolicy
+    from conduit.state.store import NodeImage, State
+    from tests.helpers import SMALL_VPS, dump, minimal
+
+    repo = "ghcr.io/psiphon-inc/conduit/cli"
+    low, high = bounds
+    tags = sorted(set(listed) - {running}) if yanked else sorted(set(listed) | {running})
+
+    def digest(tag: str) -> str:
+        return "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
+
+    def image_id(d: str) -> str:
+        return "sha256:" + hashlib.sha256(d.encode()).hexdigest()
+
+    images = {image_id(digest(running)): {"Id": image_id(digest(running)), "RepoTags": [], "RepoDigests": [f"{repo}@{digest(running)}"]}}
+    pulled: dict[str, str] = {}
+
+    def registry_digest(client, image):
+        tag = image.rsplit(":", 1)[1]
+        if tag not in tags:
+            raise RegistryError(f"the registry does not say what {image} is now: manifest unknown")
+        return digest(tag)
+
+    def pull(client, image, d):
+        tag = next(t for t in tags if digest(t) == d)
+        pulled[image_id(d)] = tag
+        images[image_id(d)] = {"Id": image_id(d), "RepoTags": [], "RepoDigests": [f"{repo}@{d}"]}
+        return images[image_id(d)]
+
+    text = dump(minimal(containers={"count": 1, "image": f"{repo}:{low}.0"}, updates={"policy": "auto", "versions": f">={low},<{high}"}))
+    spec = load_text(text, "cluster.yaml", SMALL_VPS, (HostPolicy(), "p"))
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        state = State(tmp)
+        state.record_image_check(f"{repo}:{running}", digest(running))
+        state.record_node_images(1, {"n-1": NodeImage(f"{repo}:{low}.0", image_id(digest(running)), digest(running), None)})
+        mp.setattr(updates, "inspect_image", lambda client, ref: images.get(ref))
+        mp.setattr(updates, "list_tags", lambda image: tags)
+        mp.setattr(updates, "registry_digest", registry_digest)
+        mp.setattr(updates, "pull_digest", pull)
+        choice = choose_image(spec, object(), state, UpdateRequest(take=True if take else None))
+    if choice.ref != image_id(digest(running)):
+        assert Version(pulled[choice.ref]) >= Version(running)

@@ -83,7 +83,7 @@ def test_each_alert_is_sent_once_until_it_clears(tmp_path, monkeypatch):
     monkeypatch.setattr(watch, "node_problems", lambda doc, client: found.pop(0))
     watcher = watch.Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS)
     monkeypatch.setattr(watcher.host, "docker", lambda: None)
-    plan = type("Plan", (), {"changes": [], "update": None})()
+    plan = type("Plan", (), {"changes": [], "update": None, "warnings": []})()
     for _ in range(4):
         watcher._health_alerts(None, plan)
     assert sent == ["watch: node n: upgrade", "watch: node n: upgrade"]  # again only after it had cleared
@@ -96,7 +96,7 @@ def test_a_node_asking_for_a_newer_version_makes_the_next_reconcile_ask_the_regi
     watcher = watch.Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS)
     monkeypatch.setattr(watcher.host, "docker", lambda: None)
     asked = []
-    plan = type("Plan", (), {"changes": [], "update": None})()
+    plan = type("Plan", (), {"changes": [], "update": None, "warnings": []})()
 
     asked.append(watcher._updates().registry)  # a watch that starts asks at once
     watcher._health_alerts(None, plan)
@@ -119,8 +119,23 @@ def test_a_new_image_not_taken_is_alerted_once(tmp_path, monkeypatch):
     monkeypatch.setattr(watcher.host, "docker", lambda: None)
     update = {"image": "r/c:stable", "new_id": "sha256:b", "new_digest": "sha256:bbbb", "new_version": "official 2.0.1",
               "taken": False, "why_not": "updates.policy is report: `conduit update` takes it"}
-    plan = type("Plan", (), {"changes": [], "update": update})()
+    plan = type("Plan", (), {"changes": [], "update": update, "warnings": []})()
     watcher._health_alerts(None, plan)
     watcher._health_alerts(None, plan)
     assert sent == ["watch: a new image is behind r/c:stable: sha256:bbbb (official 2.0.1); "
                     "not taken: updates.policy is report: `conduit update` takes it"]
+
+
+def test_a_yanked_tag_or_a_lower_version_kept_out_is_alerted_once_per_watch(tmp_path, monkeypatch):
+    from conduit.engine.updates import STAYS, YANKED
+
+    sent = []
+    monkeypatch.setattr(watch, "notify", lambda doc, text: sent.append(text))
+    monkeypatch.setattr(watch, "node_problems", lambda doc, client: {})
+    watcher = watch.Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS)
+    monkeypatch.setattr(watcher.host, "docker", lambda: None)
+    yanked = f"updates: r/c:2.0.1 that the nodes run {YANKED}, and r/c:2.0.0 is below it; {STAYS}"
+    plans = [[yanked, "cannot ask r/c which CLI it speaks"], [], [yanked]]
+    for warnings in plans:
+        watcher._health_alerts(None, type("Plan", (), {"changes": [], "update": None, "warnings": warnings})())
+    assert sent == [f"watch: {yanked}"]  # a quiet reconcile in between (the registry not asked) does not repeat it

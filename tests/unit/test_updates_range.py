@@ -162,3 +162,99 @@ def test_a_flavored_tag_follows_its_flavor(monkeypatch, state):
     finally:
         for table in (DIGEST, ID):
             table.pop("2.0.0-distroless"), table.pop("2.0.4-distroless")
+
+
+# ---------------------------------------------------------------- versions move up only
+
+
+def on_2_0_1(monkeypatch, state, tags, policy="auto"):
+    """Nodes on 2.0.1 (pulled by digest: no tag here, the registry's last answer names it)."""
+    reg = Registry(monkeypatch, tags=tags, local=("2.0.1",), tagged=False)
+    state.record_image_check(f"{REPO}:2.0.1", DIGEST["2.0.1"])
+    state.record_node_images(1, {"n-1": updates.NodeImage(f"{REPO}:2.0.0", ID["2.0.1"], DIGEST["2.0.1"], None)})
+    return reg, doc(policy=policy)
+
+
+def test_a_yanked_tag_leaves_the_nodes_on_it_with_a_warning(monkeypatch, state):
+    reg, spec = on_2_0_1(monkeypatch, state, tags=["2.0.0", "3.0.0", "latest"])
+    choice = choose_image(spec, object(), state, UpdateRequest())
+    assert choice.ref == ID["2.0.1"] and choice.update is None
+    assert reg.asked == []  # 2.0.0 is not even asked about: it is no update
+    assert choice.warnings == [
+        f"updates: {REPO}:2.0.1 that the nodes run is no longer listed by the registry (yanked?), and {REPO}:2.0.0 is below it; "
+        f"{updates.STAYS}"
+    ]
+
+
+def test_conduit_update_does_not_take_the_nodes_down_either(monkeypatch, state):
+    _, spec = on_2_0_1(monkeypatch, state, tags=["2.0.0"])
+    choice = choose_image(spec, object(), state, UpdateRequest(take=True))
+    assert choice.ref == ID["2.0.1"] and choice.update is None and updates.STAYS in choice.warnings[-1]
+
+
+def test_a_yanked_tag_with_a_newer_one_inside_the_range_moves_up_and_says_so(monkeypatch, state):
+    DIGEST["2.0.2"], ID["2.0.2"] = "sha256:" + "2" * 64, "sha256:" + "4" * 64
+    try:
+        reg, spec = on_2_0_1(monkeypatch, state, tags=["2.0.0", "2.0.2"])
+        choice = choose_image(spec, object(), state, UpdateRequest())
+        assert reg.asked == [f"{REPO}:2.0.2"] and choice.ref == ID["2.0.2"] and choice.update.taken
+        assert choice.warnings == [f"updates: {REPO}:2.0.1 that the nodes run is no longer listed by the registry (yanked?)"]
+    finally:
+        DIGEST.pop("2.0.2"), ID.pop("2.0.2")
+
+
+def test_a_cached_answer_below_the_nodes_is_not_taken_either(monkeypatch, state):
+    _, spec = on_2_0_1(monkeypatch, state, tags=["2.0.0"])
+    state.record_image_check(f"{REPO} >=2.0,<3", "2.0.0")  # what watch asked a minute ago
+    choice = choose_image(spec, object(), state, UpdateRequest(registry="due"))
+    assert choice.ref == ID["2.0.1"] and choice.update is None
+    assert choice.warnings == [f"updates: {REPO}:2.0.0 is below {REPO}:2.0.1 that the nodes run; {updates.STAYS}"]
+
+
+def test_a_registry_that_cannot_list_never_sends_the_nodes_back_to_the_spec_tag(monkeypatch, state):
+    reg, spec = on_2_0_1(monkeypatch, state, tags=None)
+    choice = choose_image(spec, object(), state, UpdateRequest())
+    assert reg.asked == [] and choice.ref == ID["2.0.1"] and choice.update is None
+    assert choice.warnings[-1] == f"updates: {REPO}:2.0.0 is below {REPO}:2.0.1 that the nodes run; {updates.STAYS}"
+
+
+def test_the_version_the_image_said_stands_in_when_its_tag_is_unknown(monkeypatch, state):
+    """No tag for the nodes' image anywhere: the version it said it is, from the facts cache."""
+    Registry(monkeypatch, tags=["2.0.0"], local=("2.0.1",), tagged=False)
+    state.save_image_facts(ID["2.0.1"], facts_saying("2.0.1"))
+    state.record_node_images(1, {"n-1": updates.NodeImage(f"{REPO}:2.0.0", ID["2.0.1"], DIGEST["2.0.1"], None)})
+    choice = choose_image(doc(policy="auto"), object(), state, UpdateRequest())
+    assert choice.ref == ID["2.0.1"] and choice.update is None
+    assert choice.warnings == [f"updates: {REPO}:2.0.0 is below version 2.0.1 that the nodes run; {updates.STAYS}"]
+
+
+def facts_saying(version: str) -> str:
+    from conduit.spec.image import from_probe
+
+    return from_probe(f"{REPO}:x", None, f"conduit version {version}", "", False).to_json()
+
+
+def moved_tag(monkeypatch, says: dict[str, str]):
+    """Without a range: the spec's tag 2.0.0 on this host is the 2.0.1 image; the registry now gives
+    the tag another digest. `says`: the version each image ID says it is."""
+    reg = Registry(monkeypatch, local=("2.0.1",))
+    reg.images[f"{REPO}:2.0.0"] = reg.images[ID["2.0.1"]]
+    return reg, lambda image_id, attrs: says.get(image_id)
+
+
+def test_a_tag_moved_to_an_image_that_says_it_is_lower_is_not_taken(monkeypatch, state):
+    _, version_of = moved_tag(monkeypatch, {ID["2.0.1"]: "2.0.1", ID["2.0.0"]: "2.0.0"})
+    for request in (UpdateRequest(), UpdateRequest(take=True)):
+        choice = choose_image(doc(versions=None, policy="auto"), object(), state, request, version_of)
+        assert choice.ref == ID["2.0.1"] and choice.update is None
+        assert choice.warnings == [
+            f"updates: {REPO}:2.0.0 now means {DIGEST['2.0.0'][:19]}, which says it is 2.0.0, below 2.0.1 that the nodes run; "
+            f"{updates.STAYS}"
+        ]
+
+
+@pytest.mark.parametrize("new", ["2.0.1", "2.0.2", None])
+def test_a_tag_moved_to_an_equal_higher_or_unknown_version_is_an_update(monkeypatch, state, new):
+    _, version_of = moved_tag(monkeypatch, {ID["2.0.1"]: "2.0.1", ID["2.0.0"]: new})
+    choice = choose_image(doc(versions=None, policy="auto"), object(), state, UpdateRequest(), version_of)
+    assert choice.ref == ID["2.0.0"] and choice.update.taken and choice.warnings == []

@@ -1,0 +1,51 @@
+"""How an apply's end maps to its exit code, and an outcome record that a full disk refused once."""
+
+from __future__ import annotations
+
+import pytest
+
+from conduit.engine.apply import Outcome
+from conduit.engine.reconcile import _finish
+from conduit.state.store import State, StateError
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code"),
+    [
+        (Outcome("no-op"), 0),
+        (Outcome("succeeded", 2), 0),
+        (Outcome("failed", 2, "key backup failed, nothing was changed"), 1),
+        (Outcome("rolled_back", 2, "disk full", "generation 1"), 3),
+        (Outcome("failed", 2, "disk full", "generation 1", rollback_failed="the journal could not be written"), 4),
+    ],
+)
+def test_exit_codes(outcome, code):
+    assert outcome.exit_code == code
+
+
+class FullOnce(State):
+    """A state whose disk is full until the backup copy is given back."""
+
+    def finish(self, gen, outcome, reason=None):
+        if self.backup_path.exists():
+            raise StateError(f"state directory {self.dir}: cannot record the end of a generation: database or disk is full")
+        super().finish(gen, outcome, reason)
+
+
+def test_the_outcome_is_recorded_after_freeing_the_backup_copy(tmp_path):
+    state = FullOnce(tmp_path)
+    gen = state.begin("spec", "h", None, (None, None))
+    State(tmp_path).back_up()
+    assert _finish(state, gen, "rolled_back", "disk full") == []
+    assert [(g.id, g.outcome) for g in State(tmp_path).generations()] == [(gen, "rolled_back")]
+
+
+def test_an_outcome_that_cannot_be_recorded_is_a_warning_not_a_fault(tmp_path):
+    class Full(State):
+        def finish(self, gen, outcome, reason=None):
+            raise StateError("state directory s: cannot record the end of a generation: database or disk is full")
+
+    state = Full(tmp_path)
+    gen = state.begin("spec", "h", None, (None, None))
+    (warning,) = _finish(state, gen, "failed", "disk full")
+    assert warning.startswith(f"generation {gen} ended failed, but the state could not record it: ")
