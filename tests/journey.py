@@ -120,6 +120,9 @@ class Journey:
 
     def record(self, args: tuple[str, ...] | list[str], stdout: str, stderr: str, code: int | str) -> None:
         self.lines.append(f"$ conduit {shlex.join(args)}")
+        self.record_output(stdout, stderr, code)
+
+    def record_output(self, stdout: str, stderr: str, code: int | str) -> None:
         self.lines.extend(stdout.rstrip("\n").splitlines())
         self.lines.extend(f"[stderr] {line}" for line in stderr.rstrip("\n").splitlines())
         self.lines.extend([f"[exit {code}]", ""])
@@ -130,13 +133,15 @@ class Journey:
                                    stdin=subprocess.DEVNULL, text=True, env=self.env())  # fmt: skip
         running = Background(process, args)
         self.background.append(running)
+        self.lines.extend([f"$ conduit {shlex.join(args)} &", "[running in the background; its output is shown when it stops]", ""])
         return running
 
     def stop(self, running: Background) -> Background:
         """SIGTERM, as Ctrl-C or systemd would; what it printed goes to the transcript."""
         running.stop()
         self.background.remove(running)
-        self.record([*running.args, "&"], running.stdout(), running.stderr(), f"{running.process.returncode} after SIGTERM")
+        self.lines.append(f"# Ctrl-C (SIGTERM) to `conduit {shlex.join(running.args)}`; what it printed while it ran:")
+        self.record_output(running.stdout(), running.stderr(), running.process.returncode)
         return running
 
     def save(self) -> Path:
