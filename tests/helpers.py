@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -45,6 +46,23 @@ def artifact(name: str) -> Path:
     return Path(os.environ.get("CONDUIT_TEST_ARTIFACTS") or ROOT / "test-artifacts") / name
 
 
+STANDIN_IMAGES = ["conduit-standin:*"]
+
+
+def default_policy_with_standin(**more) -> str:
+    """The default host policy a real host gets, plus only the stand-in images (and `more`
+    top-level settings a test names, saying why), as a private 0600 file for CONDUIT_POLICY."""
+    from conduit.spec.policy import HostPolicy
+
+    data = HostPolicy().model_dump()
+    data["images"] = [*data["images"], *STANDIN_IMAGES]
+    data.update(more)
+    path = Path(tempfile.mkdtemp(prefix="conduit-policy-")) / "host.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.chmod(0o600)
+    return str(path)
+
+
 def minimal(**spec) -> dict:
     return {
         "apiVersion": "conduit.psiphon.ca/v1alpha1",
@@ -56,3 +74,22 @@ def minimal(**spec) -> dict:
 
 def dump(doc: dict) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+@contextlib.contextmanager
+def removed_afterwards(*files: Path):
+    """Files a test makes in a host directory others share (the default secrets directory):
+    refused if one is already there, removed afterwards with the directories made for them."""
+    files = tuple(Path(f) for f in files)
+    taken = [str(f) for f in files if f.exists()]
+    if taken:
+        raise AssertionError(f"{', '.join(taken)} already exist; the test will not overwrite them")
+    made = sorted({d for f in files for d in (f.parent, *f.parent.parents) if not d.exists()}, key=lambda d: -len(d.parts))
+    try:
+        yield files
+    finally:
+        for f in files:
+            f.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: whatever else came meanwhile stays

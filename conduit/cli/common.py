@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import NoReturn
 from pathlib import Path
 
 import click
@@ -33,7 +34,7 @@ class Options:
         return HostAccess(root=self.root, state_dir=self.state_dir, docker_host=self.docker_host)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """One line, no traceback."""
     click.echo(f"error: {message}", err=True)
     sys.exit(code)

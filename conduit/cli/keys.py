@@ -23,8 +23,9 @@ from conduit.engine.reconcile import Request, reconcile
 from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
 from conduit.facts.v1settings import Settings, SettingsError, parse_settings
-from conduit.features.v1import import build_spec, existing_nodes, render
+from conduit.features.v1import import ImportRefused, build_spec, existing_nodes, render, telegram_secrets, write_secrets
 from conduit.spec.load import SpecError, load_text
+from conduit.spec.policy import PolicyError, load_policy
 from conduit.spec.resolve import node_settings, nodes
 from conduit.state.lock import Locked
 from conduit.state.store import StateError
@@ -56,38 +57,60 @@ def _running_image_facts(client, found: list[dict], state_dir: Path):
 @click.option("--name", "cluster", default=None, help="Cluster name for the spec (default: the prefix).")
 @click.option("--metrics-port-base", type=int, default=9090, show_default=True)
 @click.option("-o", "--output", default="cluster.yaml", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--force", is_flag=True, help="Overwrite the output file.")
+@click.option("--force", is_flag=True, help="Overwrite the output file and the cluster's secret files.")
 @click.pass_obj
 def import_v1_command(opts, settings_path, prefix, cluster, metrics_port_base, output, force) -> None:
-    """Write a spec that adopts a bash-manager install: same containers, same volumes, same keys."""
+    """Write a spec that adopts a bash-manager install: same containers, same volumes, same keys.
+
+    The Telegram token and chat id go into 0600 files in the first directory the host policy
+    allows secret files in; the spec is checked against that policy before anything is written.
+    """
     if Path(output).exists() and not force:
         fail(f"{output} exists; use --force to overwrite it")
+    settings = _v1_settings(settings_path)
+    cluster = cluster or prefix
     try:
-        text = Path(settings_path).read_text()
-    except FileNotFoundError:
-        text = None
-    except OSError as exc:
-        fail(f"{settings_path}: cannot read: {exc.strerror}", 2)
-    try:
-        settings = parse_settings(text, settings_path) if text is not None else Settings()
-    except SettingsError as exc:
-        fail(str(exc), 2)
+        policy = load_policy()
+    except PolicyError as exc:
+        fail(str(exc))
+    secrets_dir = Path(policy[0].secrets.file_dirs[0]) if policy[0].secrets.file_dirs else None
     client = _client(opts)
-    found = existing_nodes(client, prefix)
-    if text is None and not found:
-        fail(f"neither {settings_path} nor containers named {prefix}, {prefix}-2 … were found")
-    facts = _running_image_facts(client, found, opts.state_dir)
-    doc, warnings = build_spec(settings, found, prefix, cluster or prefix, opts.state_dir / "secrets", metrics_port_base, facts)
-    rendered = render(doc, settings_path if text is not None else "the containers")
     try:
-        load_text(rendered, output, opts.detected())
+        found = existing_nodes(client, prefix)
+        facts = _running_image_facts(client, found, opts.state_dir)
+        doc, warnings = build_spec(settings, found, prefix, cluster, secrets_dir, metrics_port_base, facts)
+    except (ImportRefused, EngineError) as exc:
+        fail(str(exc))
+    rendered = render(doc, settings_path)
+    try:
+        load_text(rendered, output, opts.detected(), policy)
     except SpecError as exc:
-        for line in exc.lines():
-            click.echo(f"warning: {line}", err=True)
+        lines = exc.lines()
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        fail(f"the adopted spec would be refused: {lines[0]}{more}; nothing was written")
+    try:
+        write_secrets(telegram_secrets(settings, cluster, secrets_dir), replace=force)
+    except ImportRefused as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{secrets_dir}: cannot write the Telegram secret files: {exc.strerror}; nothing else was written")
     Path(output).write_text(rendered)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {output}: {len(found)} existing container(s) adopted on their volumes; review it with conduit plan {output}")
+
+
+def _v1_settings(settings_path: str) -> Settings:
+    """The bash manager's settings file; without one there is no install to adopt."""
+    try:
+        return parse_settings(Path(settings_path).read_text(), settings_path)
+    except FileNotFoundError:
+        fail(f"{settings_path} not found: there is no bash-manager install to import (name its settings file with "
+             "--settings); to start a new cluster on this host, run conduit init")  # fmt: skip
+    except OSError as exc:
+        fail(f"{settings_path}: cannot read: {exc.strerror}", 2)
+    except SettingsError as exc:
+        fail(str(exc), 2)
 
 
 @click.group("keys")

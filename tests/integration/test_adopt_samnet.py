@@ -19,7 +19,11 @@ import docker
 import pytest
 import yaml
 
+from conduit.features.v1import import secret_files
+from conduit.spec.policy import HostPolicy
 from tests.harness import free_port_block, wait_for
+from tests.helpers import default_policy_with_standin, removed_afterwards
+from tests.telegram_stub import TelegramStub
 
 pytestmark = pytest.mark.integration
 
@@ -40,16 +44,18 @@ def community_image(docker_engine, standin_image_community) -> str:
 
 
 class Host:
-    def __init__(self, engine, tmp: Path):
-        self.engine, self.tmp = engine, tmp
+    def __init__(self, engine, tmp: Path, cluster: str, policy: str):
+        self.engine, self.tmp, self.cluster, self.policy = engine, tmp, cluster, policy
         self.client = engine.client
         self.state = tmp / "state"
         self.spec = tmp / "cluster.yaml"
         self.settings = tmp / "settings.conf"
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        """This tree's CLI (python -m conduit), not whatever `conduit` is on PATH."""
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")])))
+        """This tree's CLI (python -m conduit), not whatever `conduit` is on PATH, under the
+        default host policy plus the stand-in images."""
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")])),
+                   CONDUIT_POLICY=self.policy)  # fmt: skip
         argv = [sys.executable, "-m", "conduit", "--docker-host", self.engine.host,
                 "--state-dir", str(self.state), "--root", str(self.tmp), *args]  # fmt: skip
         return subprocess.run(argv, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL, env=env)
@@ -118,9 +124,21 @@ def replay(host: Host, argv: list[str]) -> None:
 
 
 @pytest.fixture
-def samnet_host(tmp_path, docker_engine, community_image, docker_cleanup):
-    """conduit and conduit-2 on conduit-data and conduit-data-2, as v1.2's start_conduit made them."""
-    host = Host(docker_engine, tmp_path)
+def telegram():
+    stub = TelegramStub()
+    yield stub
+    stub.close()
+
+
+@pytest.fixture
+def samnet_host(tmp_path, docker_engine, community_image, docker_cleanup, telegram):
+    """conduit and conduit-2 on conduit-data and conduit-data-2, as v1.2's start_conduit made them.
+
+    The cluster gets a name of its own, so its Telegram files in the default secrets directory
+    are its own; they are removed afterwards."""
+    cluster = docker_cleanup.name("samnet")
+    # The bot API stand-in listens on the loopback: the only thing the policy adds beside the images.
+    host = Host(docker_engine, tmp_path, cluster, default_policy_with_standin(telegram_api_urls=[*HostPolicy().telegram_api_urls, telegram.url]))
     for name in NAMES:
         docker_cleanup.track("container", name)
     for volume in VOLUMES:
@@ -132,11 +150,13 @@ def samnet_host(tmp_path, docker_engine, community_image, docker_cleanup):
         replay(host, node["run"])
     wait_for(lambda: all((host.mountpoint(v) / "conduit_key.json").exists() for v in VOLUMES), timeout=30, message="the v1.2 nodes' keys")
     shutil.copyfile(FIXTURES / "settings.conf", host.settings)
-    return host
+    with removed_afterwards(*secret_files(cluster, Path(HostPolicy().secrets.file_dirs[0]))):
+        yield host
 
 
 def _import(host: Host, base: int) -> dict:
-    result = host.run("import-v1", "--settings", str(host.settings), "--metrics-port-base", str(base), "-o", str(host.spec))
+    result = host.run("import-v1", "--settings", str(host.settings), "--name", host.cluster,
+                      "--metrics-port-base", str(base), "-o", str(host.spec))  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "unknown setting" not in result.stderr, result.stderr
     assert "DATA_CAP_GB=50" in result.stderr  # below conduit-monitor's minimum: said, not carried over
@@ -177,7 +197,12 @@ def test_import_and_apply_a_samnet_v1_2_host(samnet_host):
     assert spec["containers"]["naming"] == {"scheme": "v1", "prefix": "conduit", "volume_prefix": "conduit-data"}
     assert spec["containers"]["overrides"] == {2: {"max_clients": 150, "cpus": 0.5, "memory": "256MiB"}}
     assert "data_cap" not in spec["conduit"]
-    assert set(spec["alerts"]["telegram"]) >= {"bot_token", "chat_id"}
+    # The bot's token and chat id went where the default host policy allows secret files, privately.
+    token, chat = secret_files(host.cluster, Path("/etc/conduit/secrets"))
+    assert spec["alerts"]["telegram"]["bot_token"] == {"file": str(token)}
+    assert spec["alerts"]["telegram"]["chat_id"] == {"file": str(chat)}
+    assert token.read_text() == "1234567890:AAFakeTokenForTests-abcdefghijklmno\n" and chat.read_text() == "123456789\n"
+    assert {p.stat().st_mode & 0o777 for p in (token, chat)} == {0o600} and token.parent.stat().st_mode & 0o777 == 0o700
     _trim(host, doc, gate_timeout=60)
 
     plan = host.run("plan", "--json", str(host.spec))
@@ -190,7 +215,7 @@ def test_import_and_apply_a_samnet_v1_2_host(samnet_host):
     assert "Traceback" not in applied.stderr
     for index, name in enumerate(NAMES, 1):
         c = host.client.containers.get(name)
-        assert c.status == "running" and c.labels["io.conduit.cluster"] == "conduit"
+        assert c.status == "running" and c.labels["io.conduit.cluster"] == host.cluster
         cmd = c.attrs["Config"]["Cmd"]
         assert "--metrics-addr" in cmd and cmd[cmd.index("--metrics-addr") + 1] == f"127.0.0.1:{base + index - 1}"
         assert "--stats-file" in cmd and "--max-common-clients" not in cmd
@@ -231,3 +256,15 @@ def test_a_failed_adoption_rolls_back_without_a_traceback(samnet_host, blocked):
         assert c.attrs["Config"]["Cmd"][:2] == ["start", "--max-clients"] and "io.conduit.cluster" not in c.labels
     assert not [c.name for c in host.client.containers.list(all=True) if c.name.startswith("conduit") and c.name not in NAMES]
     assert host.keys() == keys
+
+
+def test_the_adopted_alerts_reach_the_bot(samnet_host, telegram):
+    host = samnet_host
+    doc = _import(host, free_port_block(2))
+    doc["spec"]["alerts"]["telegram"]["api_url"] = telegram.url  # the stand-in instead of api.telegram.org
+    host.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    sent = host.run("alerts", "test", str(host.spec))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert "AAFakeToken" not in sent.stdout + sent.stderr
+    ((path, body),) = telegram.requests
+    assert path == "/bot1234567890:AAFakeTokenForTests-abcdefghijklmno/sendMessage" and body["chat_id"] == "123456789"

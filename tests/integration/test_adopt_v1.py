@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conduit.features.v1import import secret_files
+from conduit.spec.policy import HostPolicy
 from tests.harness import free_port_block, wait_for
-from tests.helpers import CONDUIT, cli_env
+from tests.helpers import CONDUIT, cli_env, default_policy_with_standin, removed_afterwards
 
 pytestmark = pytest.mark.integration
 
@@ -20,10 +22,12 @@ class Host:
         self.engine, self.tmp, self.prefix = engine, tmp, prefix
         self.state = tmp / "state"
         self.spec = tmp / "cluster.yaml"
+        self.policy = default_policy_with_standin()  # what a real host gets, plus the stand-in images
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         argv = [*CONDUIT, "--docker-host", self.engine.host, "--state-dir", str(self.state), "--root", str(self.tmp), *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL, env=cli_env())
+        env = cli_env() | {"CONDUIT_POLICY": self.policy}
+        return subprocess.run(argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL, env=env)
 
     def volumes(self) -> list[str]:
         return [self.prefix + "-data", self.prefix + "-data-2"]
@@ -53,7 +57,9 @@ def v1_host(tmp_path, docker_engine, standin_image_v1, docker_cleanup):
     (tmp_path / "settings.conf").write_text(
         "MAX_CLIENTS=100\nBANDWIDTH=5\nCONTAINER_COUNT=2\nTELEGRAM_BOT_TOKEN='1:secret'\nTELEGRAM_CHAT_ID=42\nNEW_KEY=x\n"
     )
-    return host
+    # The cluster is named for the prefix: its Telegram files in the default secrets directory are its own.
+    with removed_afterwards(*secret_files(host.prefix, Path(HostPolicy().secrets.file_dirs[0]))):
+        yield host
 
 
 def _seed_key(host: Host, volume: str) -> None:
@@ -119,6 +125,12 @@ def test_import_apply_and_destroy_keep_every_key(v1_host):
         assert container.attrs["Config"]["Cmd"][:5] == ["start", "-m", "100", "-b", "5"]
     assert host.keys() == keys
     assert host.run("plan", "--detailed-exitcode", str(host.spec)).returncode == 0
+    # Now the nodes are the cluster's: importing them again would take them from it.
+    again = host.run("import-v1", "--settings", str(host.tmp / "settings.conf"), "--prefix", host.prefix,
+                     "-o", str(host.tmp / "again.yaml"))  # fmt: skip
+    assert again.returncode == 1 and again.stderr.count("\n") == 1, again.stderr
+    assert f"belongs to cluster {host.prefix} (managed by conduit), not to a bash manager" in again.stderr
+    assert not (host.tmp / "again.yaml").exists()
 
     destroyed = host.run("destroy", "--auto-approve", str(host.spec))
     assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
@@ -210,3 +222,45 @@ def test_an_adoption_that_fails_its_gate_rolls_back_to_the_v1_nodes(v1_host):
         assert container.status == "running" and "io.conduit.cluster" not in container.labels
         assert container.attrs["Config"]["Cmd"][:3] == ["start", "--max-clients", "100"]
     assert host.keys() == keys
+
+
+def test_without_a_settings_file_there_is_nothing_to_import(v1_host):
+    host = v1_host
+    refused = host.run("import-v1", "--settings", str(host.tmp / "missing.conf"), "--prefix", host.prefix, "-o", str(host.spec))
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(f"error: {host.tmp}/missing.conf not found") and "run conduit init" in refused.stderr
+    assert not host.spec.exists()
+
+
+def test_an_image_known_only_by_its_id_is_refused_until_pinned(v1_host, standin_image_v1):
+    """The second node runs an image with no name; its own limits differ from the first's."""
+    host = v1_host
+    client = host.engine.client
+    second = f"{host.prefix}-2"
+    client.containers.get(second).remove(force=True)
+    unnamed = client.containers.create(standin_image_v1, ["true"]).commit()  # an image with no repository:tag
+    pinned = f"conduit-standin:pinned-{host.prefix}"
+    try:
+        client.containers.run(
+            unnamed.id, ["start", "--max-clients", "60", "--bandwidth", "5", "-d", "/home/conduit/data"],
+            name=second, network_mode="host", volumes={host.volumes()[1]: {"bind": "/home/conduit/data", "mode": "rw"}},
+            restart_policy={"Name": "unless-stopped"}, detach=True,
+        )  # fmt: skip
+        (host.tmp / "settings.conf").write_text("CONTAINER_COUNT=2\n")
+        argv = ("import-v1", "--settings", str(host.tmp / "settings.conf"), "--prefix", host.prefix, "-o", str(host.spec))
+        refused = host.run(*argv)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+        assert f"{second} runs image {unnamed.id[:19]} which has no repository:tag; pin an image" in refused.stderr
+        assert not host.spec.exists()
+
+        unnamed.tag(pinned)
+        result = host.run(*argv)
+        assert result.returncode == 0, result.stderr
+        spec = yaml.safe_load(host.spec.read_text())["spec"]
+        assert spec["containers"]["image"] == client.containers.get(host.prefix).attrs["Config"]["Image"]
+        # No MAX_CLIENTS in the settings: the nodes' own command lines say what they run with.
+        assert spec["conduit"]["max_clients"] == 100 and spec["conduit"]["bandwidth_mbps"] == 5
+        assert spec["containers"]["overrides"] == {2: {"max_clients": 60}}
+    finally:
+        client.containers.get(second).remove(force=True)
+        client.images.remove(unnamed.id, force=True)

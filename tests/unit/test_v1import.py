@@ -1,6 +1,7 @@
 import base64
 import json
 import stat
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -8,7 +9,11 @@ from hypothesis import strategies as st
 
 from conduit.spec.load import load_text
 from conduit.facts.v1settings import SettingsError, parse_settings
-from conduit.features.v1import import build_spec, cli_version_of, pinned_image_settings, render
+from conduit.features.v1import import (
+    ImportRefused, build_spec, cli_version_of, node_flags, pinned_image_settings, render, telegram_secrets, write_secrets,
+)
+from conduit.spec.load import SpecError
+from conduit.spec.policy import HostPolicy
 from tests.helpers import SMALL_VPS
 
 SETTINGS = """# Conduit Manager settings
@@ -70,8 +75,11 @@ def test_spec_adopts_the_install(tmp_path):
     assert spec["conduit"]["max_clients"] == 200 and spec["conduit"]["bandwidth_mbps"] == 5
     assert "data_cap" not in spec["conduit"] and any("DATA_CAP_GB=50" in w for w in warnings)
     token = spec["alerts"]["telegram"]["bot_token"]["file"]
-    assert (tmp_path / "secrets/telegram-token").read_text() == "123456:ABC-secret\n"
-    assert stat.S_IMODE((tmp_path / "secrets/telegram-token").stat().st_mode) == 0o600
+    assert token == str(tmp_path / "secrets/edge-telegram-token")
+    write_secrets(telegram_secrets(parse_settings(SETTINGS), "edge", tmp_path / "secrets"), replace=False)
+    assert (tmp_path / "secrets/edge-telegram-token").read_text() == "123456:ABC-secret\n"
+    assert stat.S_IMODE((tmp_path / "secrets/edge-telegram-token").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
     text = render(doc, "settings.conf")
     assert "123456:ABC-secret" not in text and token in text
     loaded = load_text(text, "cluster.yaml", SMALL_VPS.__class__(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000))
@@ -126,3 +134,87 @@ def test_spec_pins_an_official_release_by_its_version(tmp_path):
     facts = ImageFacts("x", "image", "1.4.0", "official", p.flags, exact=True, has_monitor=False)
     assert pinned_image_settings(facts) == {"cli_version": "1.4", "build": "official"}
     assert pinned_image_settings(None) == {"cli_version": "auto"}
+
+
+# ------------------------------------------------------------------ under the default host policy
+
+NODE = {"index": 1, "name": "conduit", "image": "ghcr.io/psiphon-inc/conduit/cli:1.5.0", "image_id": "sha256:" + "a" * 64,
+        "volume": "conduit-data", "data_dir": "/home/conduit/data", "network": "host"}  # fmt: skip
+DEFAULTS = (HostPolicy(), "the default host policy")
+
+
+def test_the_telegram_files_are_where_the_default_policy_allows_them():
+    secrets_dir = Path(HostPolicy().secrets.file_dirs[0])
+    doc, _ = build_spec(parse_settings(SETTINGS), [NODE], "conduit", "edge", secrets_dir, 9090)
+    assert doc["spec"]["alerts"]["telegram"]["bot_token"] == {"file": "/etc/conduit/secrets/edge-telegram-token"}
+    loaded = load_text(render(doc, "settings.conf"), "cluster.yaml", SMALL_VPS, DEFAULTS)
+    assert loaded.spec.alerts.telegram is not None
+
+
+def test_a_spec_naming_files_elsewhere_is_refused_by_the_default_policy(tmp_path):
+    doc, _ = build_spec(parse_settings(SETTINGS), [NODE], "conduit", "edge", tmp_path, 9090)
+    with pytest.raises(SpecError, match="must be a normal absolute path under /etc/conduit/secrets"):
+        load_text(render(doc, "settings.conf"), "cluster.yaml", SMALL_VPS, DEFAULTS)
+
+
+def test_no_secrets_dir_in_the_policy_refuses_the_bot_in_one_line():
+    with pytest.raises(ImportRefused) as refused:
+        build_spec(parse_settings(SETTINGS), [NODE], "conduit", "edge", None, 9090)
+    assert "secrets.file_dirs is empty" in str(refused.value) and "\n" not in str(refused.value)
+    assert "ABC-secret" not in str(refused.value)
+    doc, _ = build_spec(parse_settings("MAX_CLIENTS=5\n"), [NODE], "conduit", "edge", None, 9090)
+    assert "alerts" not in doc["spec"]
+
+
+def test_an_existing_secret_file_with_another_value_is_kept(tmp_path):
+    files = telegram_secrets(parse_settings(SETTINGS), "edge", tmp_path)
+    write_secrets(files, replace=False)
+    write_secrets(files, replace=False)  # the same values again: nothing to refuse
+    token = tmp_path / "edge-telegram-token"
+    token.write_text("9:other\n")
+    with pytest.raises(ImportRefused, match="exists with another value; remove it or run import-v1 with --force"):
+        write_secrets(files, replace=False)
+    assert token.read_text() == "9:other\n"
+    write_secrets(files, replace=True)
+    assert token.read_text() == "123456:ABC-secret\n"
+
+
+def test_a_node_known_only_by_its_image_id_is_refused():
+    unnamed = NODE | {"image": None}
+    with pytest.raises(ImportRefused, match=r"^conduit runs image sha256:aaaaaaaaaaaa which has no repository:tag; pin an image"):
+        build_spec(parse_settings("MAX_CLIENTS=5\n"), [unnamed], "conduit", "edge", None, 9090)
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("start --max-clients 200 --bandwidth 5 --stats-file", {"max_clients": 200, "bandwidth_mbps": 5}),
+        ("start -m 50 -b 2.5", {"max_clients": 50, "bandwidth_mbps": 2.5}),
+        ("start --max-common-clients=80 -b -1", {"max_clients": 80, "bandwidth_mbps": -1}),
+        ("start --max-clients nope -b", {}),
+        ("start -m -3", {}),
+    ],
+)
+def test_the_nodes_command_line_says_its_limits(command, flags):
+    assert node_flags(command.split()) == flags
+
+
+@given(st.lists(st.sampled_from(["-m", "-b", "--max-clients", "--bandwidth", "--max-common-clients=7", "-d", "x"])
+                | st.text(max_size=12), max_size=12))
+def test_command_line_parsing_never_fails(words):
+    flags = node_flags(words)
+    assert set(flags) <= {"max_clients", "bandwidth_mbps"}
+    assert isinstance(flags.get("max_clients", 0), int) and flags.get("max_clients", 0) >= 0
+
+
+def test_limits_come_from_the_containers_when_the_settings_name_none():
+    nodes = [NODE | {"flags": {"max_clients": 200, "bandwidth_mbps": 5}},
+             NODE | {"index": 2, "name": "conduit-2", "volume": "conduit-data-2", "flags": {"max_clients": 150, "bandwidth_mbps": 5}},
+             NODE | {"index": 3, "name": "conduit-3", "volume": "conduit-data-3", "flags": {"max_clients": 90, "bandwidth_mbps": 1}}]  # fmt: skip
+    doc, _ = build_spec(parse_settings("CONTAINER_COUNT=3\nMAX_CLIENTS_3=70\n"), nodes, "conduit", "edge", None, 9090)
+    spec = doc["spec"]
+    assert spec["conduit"]["max_clients"] == 200 and spec["conduit"]["bandwidth_mbps"] == 5
+    # the settings file's MAX_CLIENTS_3 wins over the node's own 90; its bandwidth comes from its command
+    assert spec["containers"]["overrides"] == {2: {"max_clients": 150}, 3: {"max_clients": 70, "bandwidth_mbps": 1}}
+    loaded = load_text(render(doc, "settings.conf"), "cluster.yaml", SMALL_VPS.__class__(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000), DEFAULTS)
+    assert loaded.spec.conduit.max_clients == 200
