@@ -178,7 +178,7 @@ def not_rolled_back(outcome) -> str:
 
 def run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool,
               saved: Plan | None = None, allow_new_identity: bool = False, planner: Planner | None = None,
-              command: str = "apply") -> None:
+              command: str = "apply", epilogue: str | None = None) -> None:
     """Apply `spec`; with `saved`, exactly that plan, once the host is seen to be as it was when it was made;
     with `planner`, the plan it makes (an update, a rollback by image ID)."""
 
@@ -206,6 +206,8 @@ def run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str |
             click.echo(f"error: {problem}", err=True)
         fail("the plan has errors; nothing was changed")
     _report_outcome(spec, outcome)
+    if epilogue and outcome.status in ("succeeded", "no-op"):
+        click.echo(epilogue, err=True)
     sys.exit(outcome.exit_code)
 
 
@@ -286,23 +288,33 @@ def _images(state: State, gen: int) -> dict[str, dict]:
 @click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running.")
 @click.pass_obj
 def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait: bool) -> None:
-    """Re-apply generation N (default: the last good one)."""
+    """Re-apply generation N (default: the last good generation before the current one)."""
     try:
         check_writable(opts.state_dir)
         state = State(opts.state_dir)
-        target = state.generation(generation) if generation else state.last_good()
+        target = state.generation(generation) if generation else state.good_before_current()
+        current = state.last_good()
     except StateError as exc:
         fail(str(exc))
     if target is None:
-        fail(f"no generation {generation}" if generation else "no good generation to roll back to")
+        fail(f"no generation {generation}; `conduit history` lists them" if generation
+             else "no good generation before the current one to roll back to; `conduit history` lists them")  # fmt: skip
     try:
         spec = load_text(target.spec_text, f"generation {target.id}", opts.detected())
     except SpecError as exc:
         invalid(exc.lines())
-    click.echo(f"Rolling back to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
+    now = f" from generation {current.id}" if current is not None and current.id != target.id else ""
+    click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
     request = rollback_request(state, target.id)  # the image it ran, by ID, whatever its tag means now
     run_apply(opts, spec, target.spec_text, target.spec_path, auto_approve, no_wait,
-              planner=lambda doc, host: observed_plan(doc, host, request), command="rollback")
+              planner=lambda doc, host: observed_plan(doc, host, request), command="rollback", epilogue=undo_warning(target.spec_path))
+
+
+def undo_warning(spec_path: str | None) -> str:
+    """A rollback is undone by the next apply of the spec file, and by `watch` at its next reconcile."""
+    where = f"the spec file {spec_path}" if spec_path else "the spec file"
+    return (f"warning: {where} (and `conduit watch`, if it runs) will undo this rollback at the next apply; "
+            "to keep it, put this generation's spec into the file (or stop watch)")
 
 
 COMMANDS = (validate, plan, diff, apply, history, rollback)

@@ -146,6 +146,9 @@ def _failed(req: Request, plan: Plan, state: State, gen: int, before: list[Resou
         part_way = any(row[4] == "done" for row in state.journal(gen))
         return Outcome("failed", gen, failure, warnings=warnings,
                        rollback_failed="a destroy is not rolled back; run it again to finish" if part_way else None)
+    if nothing_changed(state.journal(gen)):
+        state.discard(gen, failure)
+        return Outcome("failed", None, failure, warnings=warnings)
     req.report(f"failed: {failure}")
     _refuse_update(state, plan, gen, failure)
     restored, unfinished = roll_back(req.host, req.facts, state, gen, before, req.report)
@@ -154,6 +157,13 @@ def _failed(req: Request, plan: Plan, state: State, gen: int, before: list[Resou
         return Outcome("failed", gen, failure, restored, warnings, rollback_failed=unfinished)
     state.finish(gen, "rolled_back", failure)
     return Outcome("rolled_back", gen, failure, restored, warnings)
+
+
+def nothing_changed(journal: list[tuple]) -> bool:
+    """Only image pulls were tried (a pull that fails leaves the host as it was): exit 1, no generation.
+
+    Any other step that started may have changed the host before it failed (a replace stops the old node first)."""
+    return bool(journal) and all(row[1] == "image" for row in journal)
 
 
 def _touches_keys(step: Step) -> bool:
