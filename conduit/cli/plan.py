@@ -75,7 +75,7 @@ def _exit_for(plan, detailed: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the plan, with a fingerprint of the observed host.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does, 1 on error.")
-@click.option("-v", "--verbose", is_flag=True, help="Show resources that need no change too.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every step and node on its own, with full values, and resources that need no change.")
 @click.pass_obj
 def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None, detailed_exitcode: bool, verbose: bool) -> None:
     """Show what `apply` would change on this host to make it match FILE. Changes nothing."""
@@ -104,8 +104,9 @@ def _git_show(ref: str, file: str) -> str:
 @click.option("--git-ref", help="Compare FILE with its committed version at this ref (for example origin/main).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every step and node on its own, with full values, and resources that need no change.")
 @click.pass_obj
-def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bool, detailed_exitcode: bool) -> None:
+def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bool, detailed_exitcode: bool, verbose: bool) -> None:
     """Print the plan between two specs: OLD NEW, or --git-ref REF FILE. Reads no host."""
     facts = opts.detected()
     if git_ref:
@@ -127,7 +128,7 @@ def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bo
         invalid(exc.lines())
     new = load_spec(opts, new_name)
     result = plan_between(old, new)
-    _show(result, as_json, None, False)
+    _show(result, as_json, None, verbose)
     _exit_for(result, detailed_exitcode)
 
 
@@ -178,13 +179,13 @@ def not_rolled_back(outcome) -> str:
 
 def run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool,
               saved: Plan | None = None, allow_new_identity: bool = False, planner: Planner | None = None,
-              command: str = "apply", epilogue: str | None = None) -> None:
+              command: str = "apply", verbose: bool = False, epilogue: str | None = None) -> None:
     """Apply `spec`; with `saved`, exactly that plan, once the host is seen to be as it was when it was made;
     with `planner`, the plan it makes (an update, a rollback by image ID)."""
 
     def review(plan) -> None:
         plan.warnings += interrupted_warnings(opts)
-        print_plan(plan)
+        print_plan(plan, verbose)
 
     def approve(plan) -> bool:
         confirm(auto_approve, "Apply these changes?")
@@ -217,8 +218,10 @@ def run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str |
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running instead of waiting.")
 @click.option("--allow-new-identity", is_flag=True, help="Apply a plan that gives a node a new key (another volume or data dir); the old key is backed up first.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every step and node on its own, with full values, and resources that need no change.")
 @click.pass_obj
-def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: bool, no_wait: bool, allow_new_identity: bool) -> None:
+def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: bool, no_wait: bool, allow_new_identity: bool,
+          verbose: bool) -> None:
     """Make the host match FILE, phase by phase, with health gates and automatic rollback.
 
     Exit codes: 0 applied (or nothing to do), 1 error before any change, 2 invalid input, 3 failed
@@ -242,7 +245,7 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
         text, path = Path(file).read_text(), file
     else:
         fail("give a FILE or --plan", 2)
-    run_apply(opts, spec, text, path, auto_approve, no_wait, saved.plan if saved else None, allow_new_identity)
+    run_apply(opts, spec, text, path, auto_approve, no_wait, saved.plan if saved else None, allow_new_identity, verbose=verbose)
 
 
 @click.command()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import sys
 
 from rich.console import Console
@@ -12,38 +9,13 @@ from rich.markup import escape
 
 from conduit.plan.planner import Plan, Step
 from conduit.plan.saved import dumps
+from conduit.views import values
+from conduit.views.grouping import groups, id_ranges, rollout_line
 
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "adopt": "<=", "delete": "-", "no-op": " ",
           "pull": "v", "drain": "||", "restore": "|>", "measure": "?", "judge": "?!"}
 COLOUR = {"create": "green", "update": "yellow", "replace": "magenta", "adopt": "cyan", "delete": "red", "no-op": "dim",
           "pull": "blue", "drain": "blue", "restore": "blue", "measure": "blue", "judge": "blue"}
-LONG = 72
-CONTEXT = 24  # characters shown before the first difference of a long pair
-
-
-def _text(value: object) -> str:
-    """One line per value; file contents are summarised by line count and hash."""
-    if isinstance(value, str) and "\n" in value:
-        return f"<{value.count(chr(10))} lines, sha256 {hashlib.sha256(value.encode()).hexdigest()[:8]}>"
-    return json.dumps(value, sort_keys=True)
-
-
-def _clip(text: str) -> str:
-    return escape(text if len(text) <= LONG else text[: LONG - 3] + "...")
-
-
-def _value(value: object) -> str:
-    return _clip(_text(value))
-
-
-def _change(old: object, new: object) -> tuple[str, str]:
-    """Both sides of a change. A long pair skips most of the start the two share, so that the
-    difference is what shows (a flag added at the end of a long command line)."""
-    a, b = _text(old), _text(new)
-    shared = len(os.path.commonprefix([a, b]))
-    if max(len(a), len(b)) > LONG and shared > CONTEXT:
-        a, b = "..." + a[shared - CONTEXT :], "..." + b[shared - CONTEXT :]
-    return _clip(a), _clip(b)
 
 
 def _verb(step: Step) -> str:
@@ -51,31 +23,60 @@ def _verb(step: Step) -> str:
     return f"{step.action} " if step.action in ("pull", "drain", "restore", "measure", "judge") else ""
 
 
-def _step_lines(step: Step) -> list[str]:
-    colour = COLOUR[step.action]
-    head = f"[{colour}]{SYMBOL[step.action]:>3} {_verb(step)}{step.kind} {escape(step.id)}[/{colour}]"
+def _note(group: list[Step], rollout: str | None) -> str:
+    step = group[0]
     note = step.reason
     if step.action == "replace":
         note += "; forces replacement"
-    if step.kind == "container" and step.batch:
+    if step.kind == "container" and step.batch and rollout is None:
         note += f"; batch {step.batch}"
     if step.on_error == "warn":
         note += "; a refusal only warns"
     if step.action == "delete" and step.kind == "container":
-        note += "; its data volume is kept"
-    lines = [f"{head}  [dim]({note})[/dim]"]
+        note += "; its data volume is kept" if len(group) == 1 else "; their data volumes are kept"
+    return note
+
+
+def _step_lines(group: list[Step], plan: Plan, verbose: bool) -> list[str]:
+    """One step, or a run of steps that change the same fields in the same way (grouped)."""
+    step = group[0]
+    colour = COLOUR[step.action]
+    head = f"[{colour}]{SYMBOL[step.action]:>3} {_verb(step)}{step.kind} {escape(id_ranges([s.id for s in group]))}[/{colour}]"
+    rollout = rollout_line(group, plan, drains_shown=verbose) if step.kind == "container" else None
+    lines = [f"{head}  [dim]({_note(group, rollout)})[/dim]"]
     if step.new_identity:
-        lines.append("      [bold red]NEW IDENTITY[/bold red]: this node would start on another volume with a new key; "
+        lines.append("      [bold red]NEW IDENTITY[/bold red]: " + ("this node" if len(group) == 1 else "these nodes")
+                     + " would start on another volume with a new key; "
                      "its reputation starts again (apply refuses without --allow-new-identity)")
+    if rollout:
+        lines.append(f"      {rollout}")
     if step.action == "create" and step.desired and step.kind != "image":
-        for name, value in step.desired.items():
-            if value not in (None, [], {}, ""):
-                lines.append(f"      {name}: {_value(value)}")
+        lines += _desired_lines(group, verbose)
     for change in step.changes:
-        mark = "  [magenta]# forces replacement[/magenta]" if change.forces_replacement else ""
-        before, after = _change(change.old, change.new)
-        lines.append(f"      ~ {change.field}: {before} -> {after}{mark}")
+        lines += _change_lines(change, verbose)
     return lines
+
+
+def _desired_lines(group: list[Step], verbose: bool) -> list[str]:
+    """What a create makes; a value that differs between the grouped nodes is the first node's, then
+    what differs in the last one's."""
+    lines = []
+    for name, first in group[0].desired.items():
+        if first in (None, [], {}, ""):
+            continue
+        lines.append(f"      {name}: {values.value(name, first, verbose)}")
+        last = group[-1].desired.get(name)
+        if last != first:
+            lines.append(f"        .. {escape(group[-1].id)}: {values.per_node(name, first, last, verbose)}")
+    return lines
+
+
+def _change_lines(change, verbose: bool) -> list[str]:
+    mark = "  [magenta]# forces replacement[/magenta]" if change.forces_replacement else ""
+    diff = values.content_diff(change.old, change.new) if verbose else None
+    if diff is not None:
+        return [f"      ~ {change.field}:{mark}"] + [f"          {line}" for line in diff]
+    return [f"      ~ {change.field}: {values.change(change.field, change.old, change.new, verbose)}{mark}"]
 
 
 OFFLINE_HEADER = "Offline plan: against an empty host; Docker, nginx, /proc/sys and the tracker were not read."
@@ -86,17 +87,19 @@ def render_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> str
     """Rich markup text; print it with a rich Console. Problems are not in it: see render_problems."""
     out: list[str] = [f"[bold]{OFFLINE_HEADER}[/bold]"] if offline else []
     phase = None
-    for step in plan.steps:
-        if step.action == "no-op" and not verbose:
-            continue
-        if step.phase != phase:
-            phase = step.phase
+    for group in groups(plan.steps, verbose):
+        if group[0].phase != phase:
+            phase = group[0].phase
             out.append(f"\n[bold]# {phase}[/bold]")
-        out.extend(_step_lines(step))
+        out.extend(_step_lines(group, plan, verbose))
     out += update_lines(plan.update)
+    # A key the kernel refuses is explained when the plan would change the host (or on request),
+    # not again on every run that finds nothing to do: then the summary names it in one line.
+    quiet = held_keys(plan) if not plan.changes and not verbose else []
     for warning in plan.warnings:
-        out.append(f"[yellow]warning:[/yellow] {escape(warning)}")
-    out += _summary_lines(plan)
+        if not any(warning.startswith(f"sysctl {key} ") for key in quiet):
+            out.append(f"[yellow]warning:[/yellow] {escape(warning)}")
+    out += _summary_lines(plan, quiet)
     if offline:
         out[-1] += f" {OFFLINE_SUMMARY}"
     return "\n".join(out).lstrip("\n")
@@ -128,10 +131,19 @@ def update_lines(update: dict | None) -> list[str]:
     return lines
 
 
-def _summary_lines(plan: Plan) -> list[str]:
+def held_keys(plan: Plan) -> list[str]:
+    """The sysctl keys the plan does not try to write because the kernel refuses them."""
+    return [s.id for s in plan.steps if s.kind == "sysctl" and s.reason.startswith("held: ")]
+
+
+def _summary_lines(plan: Plan, quiet: list[str]) -> list[str]:
     s = plan.summary()
     if not plan.changes:
-        held = any(step.reason.startswith("held: ") for step in plan.steps)
+        if quiet:
+            keys = ", ".join(quiet)
+            return [f"\nNo changes. The host matches the spec as far as its kernel allows (held: {escape(keys)}; "
+                    "`conduit plan --verbose` says why)."]
+        held = held_keys(plan)
         return ["\nNo changes. The host matches the spec" + (" as far as its kernel allows (see the warnings)." if held else ".")]
     adopt = f", {s['adopt']} to adopt" if s["adopt"] else ""
     pull = f", {s['pull']} image to pull" if s["pull"] else ""

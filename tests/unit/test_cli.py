@@ -138,10 +138,24 @@ def test_diff_between_two_specs(run, tmp_path):
     # the own nginx is resized for the larger capacity
     assert "Plan: 8 to add, 1 to change, 8 to destroy; nodes replaced in 8 batches." in result.output
     assert "nginx_main /etc/nginx/conduit/nginx.conf" in result.output
-    assert result.output.count("-/+ container conduit-") == 8
+    # the eight nodes take the same change: one line, with how they are rolled out
+    assert "-/+ container conduit-1..8  (differs from the spec; forces replacement)" in result.output
+    assert "      replaced 1 at a time (batches 1..8); each batch leaves nginx 5s before it stops" in result.output
+    assert result.output.count("~ command: -m 250 -> -m 300") == 1
+
+
+def test_diff_verbose_shows_every_step_and_whole_values(run, tmp_path):
+    new = tmp_path / "new.yaml"
+    new.write_text(EXAMPLE.read_text().replace("max_clients: 250", "max_clients: 300"))
+    result = run("diff", "--verbose", str(EXAMPLE), str(new))
+    assert result.exit_code == 0
+    assert result.output.count("-/+ container conduit-") == 8 and "..." not in result.output
     lines = [line.split("  (")[0] for line in result.output.splitlines() if not line.startswith("      ")]
     first = lines.index(" || drain backends conduit-1")
     assert lines[first + 1 : first + 3] == ["-/+ container conduit-1", " |> restore backends conduit-1"]
+    assert "~ command: start -m 250 -b 3 -d /home/conduit/data --metrics-addr 0.0.0.0:9090 -> start -m 300" in result.output
+    assert "          -worker_rlimit_nofile" in result.output  # a file's change is its diff
+    assert "volume conduit-data-1  (up to date)" in result.output
 
 
 def test_diff_against_a_git_ref(run, tmp_path):
