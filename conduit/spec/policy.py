@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import posixpath
+import stat
 from functools import lru_cache
 from pathlib import Path
 
@@ -82,17 +83,74 @@ def policy_path() -> str:
 def load_policy(path: str | None = None) -> tuple[HostPolicy, str]:
     """The policy in effect and where it came from ("defaults" when no file is there)."""
     path = path or policy_path()
-    return _load(path, *_stat(path))
-
-
-def _stat(path: str) -> tuple[int, int, int]:
     try:
-        st = os.stat(path)
+        real = trusted_path(path)
     except FileNotFoundError:
-        return (-1, 0, 0)
+        return _load(path, -1, 0, 0)
+    except OSError as exc:
+        raise PolicyError(f"host policy {path}: cannot read: {exc.strerror}") from None
+    except UntrustedPath as exc:
+        raise PolicyError(f"host policy {path}: {exc}") from None
+    return _load(path, *_stat(path, real))
+
+
+def _stat(path: str, real: str) -> tuple[int, int, int]:
+    try:
+        st = os.lstat(real)
     except OSError as exc:
         raise PolicyError(f"host policy {path}: cannot read: {exc.strerror}") from None
     return (st.st_mtime_ns, st.st_uid, st.st_mode)
+
+
+class UntrustedPath(Exception):
+    """A directory or link on the way to a root-only file lets someone else swap it; one line."""
+
+
+MAX_LINKS = 40  # as the kernel's own limit on links followed in one lookup
+
+
+def _trusted_owner(uid: int) -> bool:
+    return uid in (0, os.geteuid())  # root, or whoever runs the tool (as for the file itself)
+
+
+def trusted_path(path: str) -> str:
+    """The path with its links resolved, walked one component at a time from `/` with lstat, as
+    sshd's StrictModes checks: every directory looked up in must be owned by root and writable by
+    no group or other, and a link is followed only when root owns it. A sticky directory (/tmp,
+    mode 1777) may be writable by all when the entry looked up in it is root's: the sticky bit
+    lets no one else rename or remove root's entry. FileNotFoundError when a component is missing."""
+    pending = [c for c in os.path.abspath(path).split("/") if c]
+    current, links = "/", 0
+    while pending:
+        name = pending.pop(0)
+        if name in (".", ".."):
+            current = os.path.dirname(current) if name == ".." else current
+            continue
+        entry = os.path.join(current, name)
+        st = os.lstat(entry)
+        _check_dir(current, st.st_uid)
+        if not stat.S_ISLNK(st.st_mode):
+            current = entry
+            continue
+        if not _trusted_owner(st.st_uid):
+            raise UntrustedPath(f"{entry} is a link owned by uid {st.st_uid}, not root; name the file by its real path or `chown -h root {entry}`")
+        links += 1
+        if links > MAX_LINKS:
+            raise UntrustedPath(f"more than {MAX_LINKS} links on the way to it; name the file by its real path")
+        target = os.readlink(entry)
+        current = "/" if target.startswith("/") else current
+        pending = [c for c in target.split("/") if c] + pending
+    return current
+
+
+def _check_dir(directory: str, entry_uid: int) -> None:
+    """`directory` may hold a root-only file whose entry `entry_uid` owns."""
+    st = os.lstat(directory)
+    if not _trusted_owner(st.st_uid):
+        raise UntrustedPath(f"directory {directory} is owned by uid {st.st_uid}, not root; chown root {directory}")
+    sticky = st.st_mode & stat.S_ISVTX and _trusted_owner(entry_uid)
+    if st.st_mode & 0o022 and not sticky:
+        raise UntrustedPath(f"directory {directory} is writable by group or others; chmod go-w {directory}")
 
 
 @lru_cache(maxsize=8)
