@@ -13,6 +13,7 @@ import requests.exceptions
 from conduit.cli.common import EXIT_INVALID
 from conduit.drivers.docker import EngineError, diagnose
 from conduit.drivers.keys import KeyProblem
+from conduit.drivers.volume import HostileEntry
 from conduit.engine.apply import EXIT_ERROR
 from conduit.engine.compartment import CompartmentProblem
 from conduit.engine.planning import HostMoved
@@ -24,7 +25,7 @@ from conduit.state.git import GitError
 from conduit.state.lock import Locked
 
 # Faults whose message is already one line that says what to do.
-ONE_LINE = (EngineError, KeyProblem, CompartmentProblem, HostMoved, AlertError, GitError, Locked, PolicyError)
+ONE_LINE = (EngineError, HostileEntry, KeyProblem, CompartmentProblem, HostMoved, AlertError, GitError, Locked, PolicyError)
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 
 

@@ -17,12 +17,14 @@ from conduit.drivers.docker import EngineError
 from conduit.drivers.files import private_tree
 from conduit.drivers.keys import KeyProblem, backup, claim_url, read_file, read_key, restore
 from conduit.drivers.programs import not_installed
+from conduit.drivers.volume import HostileEntry
 from conduit.engine.images import asked_facts
 from conduit.engine.planning import removal_plan
 from conduit.engine.reconcile import Request, reconcile
 from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
 from conduit.facts.v1settings import Settings, SettingsError, parse_settings
+from conduit.features.alerts import compromised
 from conduit.features.v1import import ImportRefused, build_spec, existing_nodes, render, telegram_secrets, write_secrets
 from conduit.spec.load import SpecError, load_text
 from conduit.spec.policy import PolicyError, load_policy
@@ -126,8 +128,11 @@ def keys_backup(opts, file, dest) -> None:
     """Copy every node's key out of its volume into DEST (default: the state dir), with checksums."""
     doc = load_spec(opts, file)
     target = Path(dest) if dest else private_tree(opts.state_dir) / "key-backups" / time.strftime("%Y%m%dT%H%M%SZ-manual", time.gmtime())
+    owners = {n.volume: n.name for n in nodes(doc)}
     try:
-        sums = backup(_client(opts), [n.volume for n in nodes(doc)], target)
+        sums = backup(_client(opts), list(owners), target, owners)
+    except HostileEntry as exc:
+        _refuse(doc, exc, f"; the other keys were backed up to {target}")
     except KeyProblem as exc:
         fail(str(exc))
     click.echo(f"backed up {len(sums)} key(s) to {target}")
@@ -146,10 +151,18 @@ def keys_restore(opts, file, src, force) -> None:
     """
     doc = load_spec(opts, file)
     try:
-        done = restore(_client(opts), Path(src), doc.metadata.name, force=force)
+        done = restore(_client(opts), Path(src), doc.metadata.name, force=force, nodes={n.volume: n.name for n in nodes(doc)})
+    except HostileEntry as exc:
+        _refuse(doc, exc, "; nothing was restored into that volume")
     except KeyProblem as exc:
         fail(str(exc))
     click.echo(f"restored {len(done)} key(s): {', '.join(done)}")
+
+
+def _refuse(doc, exc: HostileEntry, more: str = "") -> None:
+    """A node planted a link or a special file where the tool reads or writes: alert, then one line and exit 1."""
+    compromised(doc, exc)
+    fail(f"{exc}{more}")
 
 
 def _show_code(text: str, png: str | None) -> None:
@@ -170,9 +183,11 @@ def _show_code(text: str, png: str | None) -> None:
         click.echo(f"wrote {png}")
 
 
-def _personal_token(client, node, name: str | None) -> str:
+def _personal_token(doc, client, node, name: str | None) -> str:
     try:
-        data = read_file(client, node.volume, COMPARTMENT_FILE)
+        data = read_file(client, node.volume, COMPARTMENT_FILE, node.name)
+    except HostileEntry as exc:
+        _refuse(doc, exc)
     except KeyProblem as exc:
         fail(str(exc))
     if data is None:
@@ -204,12 +219,14 @@ def claim_command(opts, file, index, png, yes, personal, name) -> None:
     node = node_settings(doc, index)
     client = _client(opts)
     if personal:
-        token = _personal_token(client, node, name)
+        token = _personal_token(doc, client, node, name)
         click.echo(f"Personal pairing token of {node.name} (share it only with the people whose clients you pair):")
         _show_code(token, png)
         return
     try:
-        key = read_key(client, node.volume)
+        key = read_key(client, node.volume, node.name)
+    except HostileEntry as exc:
+        _refuse(doc, exc)
     except KeyProblem as exc:
         fail(str(exc))
     if key is None:

@@ -152,6 +152,8 @@ def interrupted_warnings(opts: Options) -> list[str]:
 
 
 def _report_outcome(spec: ClusterSpec, outcome) -> None:
+    for text in outcome.compromised:
+        notify(spec, text)
     for warning in outcome.warnings:
         click.echo(f"warning: {warning}", err=True)
     if outcome.status == "succeeded":

@@ -1,14 +1,14 @@
 """Node keys: conduit_key.json at the root of each data volume is the node's reputation.
 
 Keys are read and written through the volume's mountpoint on the engine's host, so a
-container need not run. Backups are one file per volume and identity file (0600: the key,
+container need not run; always through conduit.drivers.volume, which follows no link the node
+planted there. Backups are one file per volume and identity file (0600: the key,
 and the personal compartment of 2.0 nodes that have one) plus a SHA256SUMS manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import docker.errors
 from conduit.drivers.docker import CountingClient, answers, call, create_volume
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment
 from conduit.drivers.files import atomic_write, private_dir
+from conduit.drivers.volume import IDENTITY_LIMIT, HostileEntry, Volume
 from conduit.facts.keyfile import BadKey, check_key, claim_url, parse_key  # noqa: F401 - claim_url is part of this API
 
 KEY_FILE = "conduit_key.json"
@@ -42,42 +43,60 @@ def volume_dir(client: CountingClient, volume: str) -> Path | None:
     return mountpoint
 
 
-def read_file(client: CountingClient, volume: str, name: str = KEY_FILE) -> bytes | None:
-    """A file at the root of a volume (the key, or the personal compartment), None when absent."""
+def read_file(client: CountingClient, volume: str, name: str = KEY_FILE, node: str | None = None) -> bytes | None:
+    """A file at the root of a volume (the key, or the personal compartment), None when absent.
+
+    HostileEntry (conduit.drivers.volume) when the node planted a link or anything but a small file there."""
     folder = volume_dir(client, volume)
     if folder is None:
         return None
-    try:
-        return (folder / name).read_bytes()
-    except FileNotFoundError:
-        return None
+    with Volume(folder, volume, node) as vol:
+        return vol.read(name, IDENTITY_LIMIT)
 
 
-def read_key(client: CountingClient, volume: str) -> bytes | None:
-    return read_file(client, volume, KEY_FILE)
+def read_key(client: CountingClient, volume: str, node: str | None = None) -> bytes | None:
+    return read_file(client, volume, KEY_FILE, node)
 
 
-def backup(client: CountingClient, volumes: list[str], dest: Path) -> dict[str, str]:
+def backup(client: CountingClient, volumes: list[str], dest: Path, nodes: dict[str, str] | None = None) -> dict[str, str]:
     """Copy every volume's key (and personal compartment) into dest; returns {volume: key sha256}.
 
     Volumes without a key are skipped. Every copied file is listed in the SHA256SUMS manifest.
+    `nodes` names the node of each volume, for the refusal. A volume whose node planted a link
+    or a special file gives nothing of it to the backup; the others are still backed up, and then
+    the first such HostileEntry is raised.
     """
     private_dir(dest)
     sums: dict[str, str] = {}
     listed: dict[str, str] = {}
+    hostile: list[HostileEntry] = []
     for volume in volumes:
-        key = read_key(client, volume)
-        if key is None:
+        try:
+            files = _identity(client, volume, (nodes or {}).get(volume))
+        except HostileEntry as exc:
+            hostile.append(exc)
             continue
-        sums[volume] = hashlib.sha256(key).hexdigest()
-        for name in IDENTITY_FILES:
-            data = key if name == KEY_FILE else read_file(client, volume, name)
-            if data is not None:
-                atomic_write(dest / f"{volume}.{name}", data)
-                listed[f"{volume}.{name}"] = hashlib.sha256(data).hexdigest()
+        if KEY_FILE not in files:
+            continue
+        sums[volume] = hashlib.sha256(files[KEY_FILE]).hexdigest()
+        for name, data in files.items():
+            atomic_write(dest / f"{volume}.{name}", data)
+            listed[f"{volume}.{name}"] = hashlib.sha256(data).hexdigest()
     manifest = "".join(f"{digest}  {name}\n" for name, digest in sorted(listed.items()))
     atomic_write(dest / MANIFEST, manifest)
+    if hostile:
+        raise hostile[0]
     return sums
+
+
+def _identity(client: CountingClient, volume: str, node: str | None) -> dict[str, bytes]:
+    """{file name: bytes} of the identity files a volume holds, all read before any is kept."""
+    folder = volume_dir(client, volume)
+    if folder is None:
+        return {}
+    with Volume(folder, volume, node) as vol:
+        found = {name: vol.read(name, IDENTITY_LIMIT) for name in IDENTITY_FILES}
+    return {name: data for name, data in found.items() if data is not None}
 
 
 def _split(name: str) -> tuple[str, str] | None:
@@ -132,20 +151,8 @@ def same_identity(name: str, old: bytes, new: bytes) -> bool:
         return old == new
 
 
-def _write_into(folder: Path, name: str, data: bytes) -> None:
-    target = folder / name
-    tmp = folder / f".{name}.restore"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    owner = folder.stat()
-    os.chown(tmp, owner.st_uid, owner.st_gid)  # the node's user owns its data dir
-    os.replace(tmp, target)
-
-
-def restore(client: CountingClient, src: Path, cluster: str, force: bool = False, only: set[str] | None = None) -> list[str]:
+def restore(client: CountingClient, src: Path, cluster: str, force: bool = False, only: set[str] | None = None,
+            nodes: dict[str, str] | None = None) -> list[str]:
     """Put backed-up keys (and compartments) into their volumes.
 
     Refuses a file the node would not keep, and a different identity already in a volume
@@ -157,22 +164,23 @@ def restore(client: CountingClient, src: Path, cluster: str, force: bool = False
     for volume, files in backed.items():
         for name, data in files.items():
             check_identity(src / f"{volume}.{name}", name, data)
-            existing = read_file(client, volume, name)
+            existing = read_file(client, volume, name, (nodes or {}).get(volume))
             if existing is not None and not same_identity(name, existing, data) and not force:
                 what = "key; restoring would replace that node's identity" if name == KEY_FILE else "personal compartment; restoring would unpair its personal clients"
                 raise KeyProblem(f"volume {volume} holds a different {what} (use --force)")
     restored = []
     for volume, files in sorted(backed.items()):
         create_volume(client, volume, cluster)
-        folder = volume_dir(client, volume)
-        for name in sorted(files, key=lambda n: n != KEY_FILE):
-            _write_into(folder, name, files[name])
+        with Volume(volume_dir(client, volume), volume, (nodes or {}).get(volume)) as vol:
+            for name in sorted(files, key=lambda n: n != KEY_FILE):
+                vol.write(name, files[name])
         restored.append(volume)
     return restored
 
 
-def automatic_backup(client: CountingClient, volumes: list[str], state_dir: Path, generation: int) -> Path:
+def automatic_backup(client: CountingClient, volumes: list[str], state_dir: Path, generation: int,
+                     nodes: dict[str, str] | None = None) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     dest = state_dir / "key-backups" / f"{stamp}-gen{generation}"
-    backup(client, volumes, dest)
+    backup(client, volumes, dest, nodes)
     return dest

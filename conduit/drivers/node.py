@@ -12,6 +12,7 @@ from pathlib import Path
 import docker.errors
 import requests
 
+from conduit.drivers.volume import STATE_LIMIT, read_entry
 from conduit.facts import metrics, monitor, nodelog, statsfile
 
 
@@ -68,14 +69,17 @@ def last_exit_code(client, container_id: str, since: float, until: float) -> int
     return int(codes[-1]) if codes else None
 
 
-def read_stats(folder: Path | None, started_at: str) -> tuple[dict, bool]:
-    """(samples, stale): the node's figures from its stats file; stale when an earlier run wrote it."""
+def read_stats(folder: Path | None, started_at: str, node: str | None = None) -> tuple[dict, bool]:
+    """(samples, stale): the node's figures from its stats file; stale when an earlier run wrote it.
+
+    HostileEntry when the node planted a link or a special file in its place."""
     if folder is None:
         return {}, False
     try:
-        stats = statsfile.parse_stats((folder / statsfile.STATS_FILE).read_bytes())
+        data = read_entry(folder, folder.parent.name, statsfile.STATS_FILE, STATE_LIMIT, node)
     except OSError:
         return {}, False
+    stats = None if data is None else statsfile.parse_stats(data)
     if stats is None:
         return {}, False
     if not statsfile.fresh(stats, started_at):
@@ -83,10 +87,12 @@ def read_stats(folder: Path | None, started_at: str) -> tuple[dict, bool]:
     return statsfile.as_samples(stats), False
 
 
-def read_traffic_state(folder: Path | None) -> monitor.TrafficState | None:
+def read_traffic_state(folder: Path | None, node: str | None = None) -> monitor.TrafficState | None:
+    """conduit-monitor's state in the volume; HostileEntry when the node planted a link or a special file there."""
     if folder is None:
         return None
     try:
-        return monitor.parse_traffic_state((folder / monitor.TRAFFIC_STATE).read_bytes())
+        data = read_entry(folder, folder.parent.name, monitor.TRAFFIC_STATE, STATE_LIMIT, node)
     except OSError:
         return None
+    return None if data is None else monitor.parse_traffic_state(data)

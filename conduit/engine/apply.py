@@ -46,6 +46,7 @@ class Outcome:
     restored: str | None = None
     warnings: list[str] = field(default_factory=list)
     rollback_failed: str | None = None  # failed after changes, and why putting the host back did not finish
+    compromised: list[str] = field(default_factory=list)  # alerts: nodes that planted links or special files in their volumes
 
     @property
     def exit_code(self) -> int:

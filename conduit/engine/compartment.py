@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conduit.drivers.docker import answers
+from conduit.drivers.volume import IDENTITY_LIMIT, read_entry
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
 
@@ -16,11 +17,12 @@ class CompartmentProblem(Exception):
     """The compartment could not be made or is unusable; one line for the operator."""
 
 
-def _existing(folder: Path) -> bool:
-    """True when the volume already holds a usable compartment; refuses one `start` would refuse."""
-    try:
-        data = (folder / COMPARTMENT_FILE).read_bytes()
-    except FileNotFoundError:
+def _existing(folder: Path, volume: str, node: str) -> bool:
+    """True when the volume already holds a usable compartment; refuses one `start` would refuse.
+
+    HostileEntry when the node planted a link or a special file in its place."""
+    data = read_entry(folder, volume, COMPARTMENT_FILE, IDENTITY_LIMIT, node)
+    if data is None:
         return False
     try:
         parse_compartment(data)
@@ -59,9 +61,9 @@ def ensure_compartment(client, folder: Path, image: str, volume: str, data_dir: 
     Made once, before the node first starts, and kept in the volume for good: the people
     paired with it depend on it. `start` reads it from its data dir (config.go:195-209).
     """
-    if _existing(folder):
+    if _existing(folder, volume, name):
         return False
     _run_once(client, image, volume, data_dir, name)
-    if not _existing(folder):
+    if not _existing(folder, volume, name):
         raise CompartmentProblem(f"conduit new-compartment-id for {name} wrote no {COMPARTMENT_FILE} in volume {volume}")
     return True

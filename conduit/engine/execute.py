@@ -33,6 +33,7 @@ from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import systemd_is_init, tracker_pidfile
 from conduit.drivers.files import HOST_CONFIG, atomic_write, open_private, private_tree, remove
 from conduit.drivers.keys import KeyProblem, volume_dir
+from conduit.drivers.volume import HostileEntry
 from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
 from conduit.spec.resources import host_path
@@ -70,6 +71,7 @@ class Executor:
     # sysctl writes of this run: {key: (value, the kernel's answer, or None when it took it)}
     sysctl_answers: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     baselines: dict[str, int] = field(default_factory=dict)  # canaries' clients before their new image
+    compromised: list[str] = field(default_factory=list)  # alerts: nodes that planted links or special files in their volumes
 
     # ------------------------------------------------------------ helpers
 
@@ -364,6 +366,9 @@ class Executor:
             if folder is None:
                 raise StepFailed(f"volume {volume} is missing")
             ensure_compartment(client, folder, image_ref(step.desired), volume, data_dir, node.name)
+        except HostileEntry as exc:
+            self.compromised.append(nodehealth.planted(exc).alert)
+            raise StepFailed(str(exc)) from None
         except (KeyProblem, CompartmentProblem) as exc:
             raise StepFailed(f"container {step.id}: personal clients need a compartment: {exc}") from None
         except docker.errors.APIError as exc:

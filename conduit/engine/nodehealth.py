@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker.errors
+import structlog
 
 from conduit.drivers import node
 from conduit.drivers.docker import EngineError, answers
+from conduit.drivers.volume import HostileEntry
 from conduit.facts import metrics, nodelog
 from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings
+
+log = structlog.get_logger("conduit.nodes")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,13 @@ class Reading:
     samples: dict | None = None  # None: the metrics endpoint did not answer (or there is none)
     log: list[str] = field(default_factory=list)
     traffic: TrafficState | None = None
+    hostile: HostileEntry | None = None  # the node planted a link or a special file where the tool reads
+
+
+def planted(exc: HostileEntry) -> HostileEntry:
+    """Record what a node planted in its volume (one structlog event); returns it for the caller to report."""
+    log.error("node.compromised", node=exc.node, volume=exc.volume, file=exc.name, planted=exc.what)
+    return exc
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,10 @@ def observe(client, name: str, port: int, info: dict | None = None, with_log: bo
         tty = bool((info.get("Config") or {}).get("Tty"))
         reading.log = node.run_log(client, name, reading.started_at, tty, (info.get("State") or {}).get("FinishedAt") or "")
     if shape.monitor:
-        reading.traffic = node.read_traffic_state(volume_folder(info))
+        try:
+            reading.traffic = node.read_traffic_state(volume_folder(info), name)
+        except HostileEntry as exc:  # judged without the monitor's state; the caller reports the node
+            reading.hostile = planted(exc)
     return shape, reading
 
 

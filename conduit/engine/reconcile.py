@@ -15,9 +15,11 @@ import structlog
 from conduit.drivers.docker import EngineError
 from conduit.drivers.keys import KeyProblem, automatic_backup
 from conduit.drivers.observe import HostAccess
+from conduit.drivers.volume import HostileEntry
 from conduit.engine.apply import Engine, NodesNotRestored, Outcome, Report, roll_back, spec_hash
 from conduit.engine.execute import StepFailed
 from conduit.engine.gates import GateFailed
+from conduit.engine.nodehealth import planted
 from conduit.engine.planning import observed_plan, settle_cli_version
 from conduit.engine.updates import record_images
 from conduit.plan.planner import Plan, Step
@@ -83,7 +85,8 @@ def reconcile(req: Request) -> Reconciled:
         if not req.confirm(plan):
             return Reconciled("declined", plan=plan)
         outcome = _execute(req, plan, before)
-    return Reconciled(outcome.status, outcome.generation, outcome.failure, outcome.restored, outcome.warnings, outcome.rollback_failed, plan)
+    return Reconciled(outcome.status, outcome.generation, outcome.failure, outcome.restored, outcome.warnings, outcome.rollback_failed,
+                      outcome.compromised, plan)
 
 
 def identity_problems(plan: Plan) -> list[str]:
@@ -104,6 +107,12 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
     doc = req.doc if req.removal else settle_cli_version(req.doc, req.host.docker(), req.host.state_dir, taken)[0]
     gen = state.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git)
     engine = Engine(doc, req.host, state, gen, req.report)
+    outcome = _run(req, plan, before, state, gen, engine, doc)
+    outcome.compromised = list(engine.ex.compromised)
+    return outcome
+
+
+def _run(req: Request, plan: Plan, before: list[Resource], state: State, gen: int, engine: Engine, doc: ClusterSpec) -> Outcome:
     failure = _back_up_keys(engine, plan, before, gen)
     if failure:
         state.finish(gen, "failed", f"key backup failed: {failure}")
@@ -175,10 +184,13 @@ def _back_up_keys(engine: Engine, plan: Plan, before: list[Resource], gen: int) 
     is touched. The failure, or None."""
     if not any(_touches_keys(s) for s in plan.changes):
         return None
-    volumes = {r.props["volume"].split(":")[0] for r in before if r.kind == "container" and r.props.get("volume")}
-    volumes |= {s.id for s in plan.changes if s.kind == "volume" and s.action == "delete"}
+    owners = {r.props["volume"].split(":")[0]: r.id for r in before if r.kind == "container" and r.props.get("volume")}
+    volumes = set(owners) | {s.id for s in plan.changes if s.kind == "volume" and s.action == "delete"}
     try:
-        saved = automatic_backup(engine.ex.docker(), sorted(volumes), engine.host.state_dir, gen)
+        saved = automatic_backup(engine.ex.docker(), sorted(volumes), engine.host.state_dir, gen, owners)
+    except HostileEntry as exc:  # its key stays out of the backup, and no container is touched
+        engine.ex.compromised.append(planted(exc).alert)
+        return str(exc)
     except (KeyProblem, OSError, EngineError) as exc:
         return str(exc)
     engine.report(f"keys backed up to {saved}")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import structlog
 
+from conduit.drivers.volume import HostileEntry
+from conduit.engine.nodehealth import planted
 from conduit.spec.spec import ClusterSpec, SecretRef
 
 log = structlog.get_logger("conduit.alerts")
@@ -148,3 +150,8 @@ def notify(doc: ClusterSpec, text: str) -> None:
             log.info("alert.sent", text=text)
     except AlertError as exc:
         log.warning("alert.failed", error=str(exc))
+
+
+def compromised(doc: ClusterSpec, exc: HostileEntry) -> None:
+    """A node planted a link or a special file in its volume: recorded (a structlog event) and the operator told."""
+    notify(doc, planted(exc).alert)

@@ -6,6 +6,8 @@
 - A container that runs conduit-monitor while no conduit in it serves (the monitor restarts
   a conduit that exits, every 5 s: scripts/monitor/main.go:346-352): Docker sees nothing
   wrong, so the crash-loop alert of the plan never fires. Given a grace period after start.
+- A node that planted a link or a special file where the tool reads its volume
+  (conduit.drivers.volume): it may be compromised.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def _age(started_at: str, now: float) -> float:
 
 
 def node_problems(doc: ClusterSpec, client, now: float | None = None) -> dict[str, str]:
-    """{key: message} for every node that logged the newer-version warning or is dead under its monitor."""
+    """{key: message} for every node that logged the newer-version warning, is dead under its monitor,
+    or planted a link or a special file in its volume."""
     if client is None:
         return {}
     now = time.time() if now is None else now
@@ -38,6 +41,8 @@ def node_problems(doc: ClusterSpec, client, now: float | None = None) -> dict[st
             shape, reading = nodehealth.observe(client, node.name, node.metrics_port, with_log=True)
         except docker.errors.DockerException:
             continue
+        if reading.hostile is not None:
+            out[f"compromised:{node.name}"] = reading.hostile.alert
         if not reading.running:
             continue  # stopped or crash-looping: the plan's own alerts say so
         if nodelog.upgrade_required(reading.log):

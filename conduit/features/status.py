@@ -24,6 +24,7 @@ from conduit.drivers.docker import EngineError, call
 from conduit.facts.lifetime import ByteReading
 from conduit.engine.nodehealth import Reading, Verdict
 from conduit.drivers.node import read_stats
+from conduit.drivers.volume import HostileEntry
 from conduit.drivers.nginx import front_load
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host
@@ -74,6 +75,7 @@ class NodeLook:
     samples: dict = field(default_factory=dict)
     stats_stale: bool = False
     upgrade_required: bool = False
+    hostile: HostileEntry | None = None  # planted in its volume where status reads: reported, never followed
 
 
 def look_at(client, node, entry: dict | None) -> NodeLook:
@@ -88,10 +90,14 @@ def look_at(client, node, entry: dict | None) -> NodeLook:
     shape, reading = nodehealth.observe(client, node.name, node.metrics_port, info=info, with_log=True)
     look = NodeLook(reading, nodehealth.judge(node.name, node.max_clients, node.metrics_port, shape, reading))
     look.upgrade_required = nodelog.upgrade_required(reading.log)
+    look.hostile = reading.hostile
     if reading.samples is not None:
         look.samples = reading.samples
     elif reading.running:
-        look.samples, look.stats_stale = read_stats(nodehealth.volume_folder(info), reading.started_at)
+        try:
+            look.samples, look.stats_stale = read_stats(nodehealth.volume_folder(info), reading.started_at, node.name)
+        except HostileEntry as exc:
+            look.hostile = nodehealth.planted(exc)
     return look
 
 
@@ -116,6 +122,8 @@ def _row(node, entry: dict | None, look: NodeLook, cpu: float | None, memory: in
         "dead": bool(verdict and verdict.dead),
         "upgrade_required": look.upgrade_required,
         "stats_stale": look.stats_stale,
+        "suspicious": look.hostile is not None,
+        "planted": str(look.hostile) if look.hostile else None,
         "cpu": cpu,
         "cpu_limit": node.cpus,
         "memory": memory,

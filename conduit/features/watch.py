@@ -131,6 +131,8 @@ class Watcher:
             outcome = reconcile(request)
         except (EngineError, StateError) as exc:
             return Result("failed", str(exc))
+        for text in outcome.compromised:
+            notify(doc, f"watch: {text}")
         return _result(outcome)
 
     def _record(self, result: Result, reason: str, digest: str, git) -> None:

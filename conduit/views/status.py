@@ -42,6 +42,8 @@ def _bytes(n: int | None) -> str:
 
 # A row flag, the line that names the nodes it holds for, and its style.
 NODE_NOTES = (
+    ("suspicious", "SUSPICIOUS: {names} planted a link or a special file in the volume (conduit status --json says where): "
+     "it may be compromised; inspect the volume, then restore its key from a backup", "bold red"),
     ("upgrade_required", "UPGRADE REQUIRED: {names} logged that the network needs a newer Conduit; update containers.image", "bold red"),
     ("dead", "dead: {names}: conduit-monitor runs, its conduit keeps exiting (docker logs NAME)", "red"),
     ("throttled", "throttled by conduit-monitor (data cap): {names}", "yellow"),
@@ -181,6 +183,7 @@ _NODE_FLAGS = (
     ("conduit_cluster_node_throttled", "1 when conduit-monitor holds the node at its data-cap throttle.", "throttled"),
     ("conduit_cluster_node_dead", "1 when the container runs conduit-monitor but no conduit serves.", "dead"),
     ("conduit_cluster_node_upgrade_required", "1 when the node logged that the network requires a newer Conduit.", "upgrade_required"),
+    ("conduit_cluster_node_suspicious", "1 when the node planted a link or a special file in its volume.", "suspicious"),
 )
 
 

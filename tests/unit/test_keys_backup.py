@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import docker.errors
 import pytest
 
 from conduit.drivers.keys import KeyProblem, backup, read_backup, restore
+from conduit.drivers.volume import HostileEntry
 from tests.unit.test_keyfile import PUBLIC, RAW_B64, SEED, key_file
 
 COMPARTMENT = json.dumps({"id": base64.b64encode(bytes(range(32))).decode().rstrip("=")}, indent=2).encode()
@@ -110,3 +112,31 @@ def test_the_same_key_in_another_layout_is_not_a_different_key(engine, tmp_path)
     with pytest.raises(KeyProblem, match="holds a different key"):
         restore(engine, tmp_path / "b", "n")
     assert SEED  # the backup's key is the RFC 8032 pair
+
+
+def test_a_planted_link_is_left_out_of_the_backup_and_the_rest_is_kept(engine, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host data")
+    (engine.api.root / "n-data" / "personal_compartment.json").unlink()
+    (engine.api.root / "n-data" / "personal_compartment.json").symlink_to(secret)
+    with pytest.raises(HostileEntry) as caught:
+        backup(engine, ["n-data", "n-data-2"], tmp_path / "b", {"n-data": "n-1"})
+    assert (caught.value.node, caught.value.name, caught.value.what) == ("n-1", "personal_compartment.json", "a link")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["SHA256SUMS", "n-data-2.conduit_key.json"]
+    assert b"host data" not in b"".join(p.read_bytes() for p in (tmp_path / "b").iterdir())
+
+
+def test_restore_refuses_a_dangling_key_link_and_follows_no_planted_temporary_file(engine, tmp_path):
+    """The node leaves its key as a dangling link and plants the tool's temporary name as a link to a host file."""
+    backup(engine, ["n-data"], tmp_path / "b")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host data")
+    os.chmod(secret, 0o600)
+    target = engine.api.root / "n-data"
+    (target / "conduit_key.json").unlink()
+    (target / "conduit_key.json").symlink_to(tmp_path / "nowhere")
+    (target / ".conduit_key.json.restore").symlink_to(secret)
+    with pytest.raises(HostileEntry, match="planted a link at conduit_key.json"):
+        restore(engine, tmp_path / "b", "n", force=True)
+    assert secret.read_bytes() == b"host data" and (secret.stat().st_uid, secret.stat().st_mode & 0o777) == (0, 0o600)
+    assert not (tmp_path / "nowhere").exists()

@@ -13,6 +13,7 @@ def row(name: str, **over) -> dict:
         "name": name, "index": 1, "state": "running", "up": True, "connected": 1, "connecting": 0, "max_clients": 40,
         "max_clients_seen": 40, "bytes_up": 10, "bytes_down": 20, "lifetime_bytes_up": 1 << 30, "lifetime_bytes_down": 3 << 30,
         "announced": True, "throttled": False, "dead": False, "upgrade_required": False, "stats_stale": False,
+        "suspicious": False, "planted": None,
         "cpu": 0.1, "cpu_limit": 1.0, "memory": 1 << 20, "memory_limit": 1 << 30, "restarts": 0, "regions": {},
     }  # fmt: skip
     return base | over
@@ -22,7 +23,8 @@ DATA = {
     "cluster": "c",
     "containers": [
         row("c-1", version="official 2.0.0", digest="sha256:41bdc1cb5822aaaa", image_id="sha256:dc3e"),
-        row("c-2", announced=False, image_id="sha256:dc3e41bc94ce77"),
+        row("c-2", announced=False, image_id="sha256:dc3e41bc94ce77", suspicious=True,
+            planted="node c-2 planted a link at traffic_state.json in its volume: it may be compromised; inspect the volume, then restore its key from a backup"),
         row("c-3", throttled=True, max_clients_seen=10),
         row("c-4", up=False, dead=True, max_clients_seen=None, lifetime_bytes_up=None, lifetime_bytes_down=None),
         row("c-5", upgrade_required=True),
@@ -45,6 +47,7 @@ def test_text_flags_what_needs_the_operator():
     text = console.export_text()
     assert "UPGRADE REQUIRED: c-5" in text and "dead: c-4" in text and "throttled by conduit-monitor (data cap): c-3" in text
     assert "10/40" in text and "stale stats file (from an earlier run): c-6" in text
+    assert "SUSPICIOUS: c-2 planted a link or a special file in the volume" in " ".join(text.split())
     assert "lifetime: up 5.0 GiB, down 15.0 GiB" in text and " live" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
 
@@ -67,6 +70,8 @@ def test_prometheus_counts_lifetime_bytes_as_counters():
     assert metrics.value(parsed, "conduit_cluster_node_throttled", cluster="c", node="c-3") == 1
     assert metrics.value(parsed, "conduit_cluster_node_dead", cluster="c", node="c-4") == 1
     assert metrics.value(parsed, "conduit_cluster_node_announced", cluster="c", node="c-2") == 0
+    assert metrics.value(parsed, "conduit_cluster_node_suspicious", cluster="c", node="c-2") == 1
+    assert metrics.value(parsed, "conduit_cluster_node_suspicious", cluster="c", node="c-1") == 0
 
 
 def test_front_load_against_its_ceiling():
