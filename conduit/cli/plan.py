@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -13,9 +14,10 @@ from rich.table import Table
 
 from conduit.cli.common import Options, confirm, fail, invalid, load_spec
 from conduit.drivers.docker import EngineError
-from conduit.engine.planning import HostMoved, observed_plan, plan_against_host, plan_between, plan_offline, saved_planner
-from conduit.engine.reconcile import Planner, Request, reconcile
-from conduit.engine.updates import rollback_request
+from conduit.engine import intents
+from conduit.engine.intents import Door
+from conduit.engine.planning import HostMoved, plan_against_host, plan_between, plan_offline
+from conduit.engine.reconcile import Request, reconcile
 from conduit.features.alerts import notify
 from conduit.plan.planner import Plan
 from conduit.plan.saved import NotASavedPlan, dumps, plan_data, read_saved, spec_fields
@@ -179,11 +181,9 @@ def not_rolled_back(outcome) -> str:
             "as failed; fix the cause and apply again, which converges from here")
 
 
-def run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str | None, auto_approve: bool, no_wait: bool,
-              saved: Plan | None = None, allow_new_identity: bool = False, planner: Planner | None = None,
-              command: str = "apply", verbose: bool = False, epilogue: str | None = None) -> None:
-    """Apply `spec`; with `saved`, exactly that plan, once the host is seen to be as it was when it was made;
-    with `planner`, the plan it makes (an update, a rollback by image ID)."""
+def door(opts: Options, command: str, path: str | None, auto_approve: bool, no_wait: bool, allow_new_identity: bool = False,
+         verbose: bool = False) -> Door:
+    """How the CLI asks: it prints the plan, asks before changing the host, and waits for the lock unless told not to."""
 
     def review(plan) -> None:
         plan.warnings += interrupted_warnings(opts)
@@ -193,13 +193,21 @@ def run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str |
         confirm(auto_approve, "Apply these changes?")
         return True
 
-    request = Request(spec, spec_text, spec_path, opts.host(), opts.detected(), f"conduit {command} {spec_path or ''}".strip(), click.echo,
-                      confirm=approve, review=review, wait=not no_wait, on_wait=lambda m: click.echo(m, err=True),
-                      allow_new_identity=allow_new_identity)  # fmt: skip
-    if saved is not None:
-        request.planner = saved_planner(saved)
-    elif planner is not None:
-        request.planner = planner
+    return Door(opts.host(), opts.detected(), f"conduit {command} {path or ''}".strip(), click.echo, confirm=approve, review=review,
+                wait=not no_wait, on_wait=lambda m: click.echo(m, err=True), allow_new_identity=allow_new_identity)  # fmt: skip
+
+
+def built(build: Callable[..., Request], *args) -> Request:
+    """The request an intent builds; a spec that no longer loads is invalid input (exit 2)."""
+    try:
+        return build(*args)
+    except SpecError as exc:
+        invalid(exc.lines())
+    raise AssertionError("unreachable")
+
+
+def run_apply(request: Request, epilogue: str | None = None) -> None:
+    """Run one reconcile for the CLI: print what it did, exit with its code."""
     try:
         outcome = reconcile(request)
     except (Locked, EngineError, HostMoved, StateError) as exc:
@@ -208,7 +216,7 @@ def run_apply(opts: Options, spec: ClusterSpec, spec_text: str, spec_path: str |
         for problem in outcome.problems[len(outcome.plan.problems) :]:
             click.echo(f"error: {problem}", err=True)
         fail("the plan has errors; nothing was changed")
-    _report_outcome(spec, outcome)
+    _report_outcome(request.doc, outcome)
     if epilogue and outcome.status in ("succeeded", "no-op"):
         click.echo(epilogue, err=True)
     sys.exit(outcome.exit_code)
@@ -229,7 +237,6 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
     Exit codes: 0 applied (or nothing to do), 1 error before any change, 2 invalid input, 3 failed
     and rolled back, 4 failed and could not roll back (`conduit status` and `conduit history` show the host).
     """
-    saved = None
     if plan_file:
         if file:
             fail("give a FILE or --plan, not both", 2)
@@ -237,17 +244,14 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
             saved = read_saved(plan_file)
         except NotASavedPlan as exc:
             fail(str(exc), exc.code)
-        text, path = saved.spec_text, saved.spec_file
-        try:
-            spec = load_text(text, path, opts.detected())
-        except SpecError as exc:
-            invalid(exc.lines())
+        how = door(opts, "apply", saved.spec_file, auto_approve, no_wait, allow_new_identity, verbose)
+        run_apply(built(intents.apply_saved, how, saved))
     elif file:
         spec = load_spec(opts, file)
-        text, path = Path(file).read_text(), file
+        how = door(opts, "apply", file, auto_approve, no_wait, allow_new_identity, verbose)
+        run_apply(intents.apply_spec(how, spec, Path(file).read_text(), file))
     else:
         fail("give a FILE or --plan", 2)
-    run_apply(opts, spec, text, path, auto_approve, no_wait, saved.plan if saved else None, allow_new_identity, verbose=verbose)
 
 
 @click.command()
@@ -304,15 +308,10 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
     if target is None:
         fail(f"no generation {generation}; `conduit history` lists them" if generation
              else "no good generation before the current one to roll back to; `conduit history` lists them")  # fmt: skip
-    try:
-        spec = load_text(target.spec_text, f"generation {target.id}", opts.detected())
-    except SpecError as exc:
-        invalid(exc.lines())
     now = f" from generation {current.id}" if current is not None and current.id != target.id else ""
     click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
-    request = rollback_request(state, target.id)  # the image it ran, by ID, whatever its tag means now
-    run_apply(opts, spec, target.spec_text, target.spec_path, auto_approve, no_wait,
-              planner=lambda doc, host: observed_plan(doc, host, request), command="rollback", epilogue=undo_warning(target.spec_path))
+    how = door(opts, "rollback", target.spec_path, auto_approve, no_wait)
+    run_apply(built(intents.roll_back, how, state, target), epilogue=undo_warning(target.spec_path))
 
 
 def undo_warning(spec_path: str | None) -> str:

@@ -9,19 +9,21 @@ import click
 
 from conduit.cli.common import EXIT_INVALID, fail, load_spec
 from conduit.features.watch import read_watch_status, render_unit
-from conduit.serve.auth import Limiter, bind_refusal
+from conduit.serve.auth import Limiter, bind_refusal, parse_proxies
+
+LOOPBACK_PROXY = "127.0.0.1,::1"
 from conduit.state.git import git_revision
 from conduit.state.store import StateError
 
 
-def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: bool, git: bool,
+def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: str | None, git: bool,
                watch_interval: float | None) -> list[str]:  # fmt: skip
     argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "serve", str(Path(file).resolve()),
             "--listen", listen, "--port", str(port), "--interval", str(interval)]  # fmt: skip
     if tls[0] and tls[1]:
         argv += ["--tls-cert", str(Path(tls[0]).resolve()), "--tls-key", str(Path(tls[1]).resolve())]
     argv += ["--watch", "--watch-interval", str(watch_interval)] if watch_interval else []
-    return argv + (["--behind-proxy"] if behind_proxy else []) + (["--git"] if git else [])
+    return argv + (["--behind-proxy", behind_proxy] if behind_proxy else []) + (["--git"] if git else [])
 
 
 def _print_unit(opts, argv: list[str]) -> None:
@@ -47,7 +49,9 @@ def _follows_git(opts, file: str, git: bool) -> bool:
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between observations of the host.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="Serve HTTPS with this certificate (PEM).")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="The certificate's private key (PEM).")
-@click.option("--behind-proxy", is_flag=True, help="A TLS reverse proxy on this host fronts the agent: listen without TLS off the loopback.")
+@click.option("--behind-proxy", is_flag=False, flag_value=LOOPBACK_PROXY, default=None, metavar="[ADDRESSES]",
+              help="A TLS reverse proxy on this host fronts the agent: listen without TLS off the loopback, and believe "
+                   "X-Forwarded-For only from these proxy addresses (comma separated; alone: 127.0.0.1,::1).")
 @click.option("--git", is_flag=True, help="The spec follows git: refuse writes that would diverge from the committed spec.")
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Requests a second allowed per token and per client address (bursts of twice that).")
 @click.option("--watch", is_flag=True, help="Also run `conduit watch FILE` in this process: apply FILE when it changes, heal drift.")
@@ -65,9 +69,13 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     if watch and watch_interval <= 0:
         fail("--watch-interval must be above 0", EXIT_INVALID)
     watch_interval = watch_interval if watch else None
-    refusal = bind_refusal(listen, bool(tls_cert), behind_proxy)
+    refusal = bind_refusal(listen, bool(tls_cert), bool(behind_proxy))
     if refusal:
         fail(refusal, EXIT_INVALID)
+    try:
+        proxies = parse_proxies(behind_proxy) if behind_proxy else frozenset()
+    except ValueError as exc:
+        fail(f"{exc}; give IP addresses, comma separated", EXIT_INVALID)
     if print_unit:
         _print_unit(opts, _unit_argv(file, listen, port, interval, (tls_cert, tls_key), behind_proxy, git, watch_interval))
         return
@@ -77,7 +85,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     limits = (Limiter(rate, 2 * rate), Limiter(rate, 2 * rate))
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits,
-              watch_interval)  # fmt: skip
+              watch_interval, proxies)  # fmt: skip
     except StateError as exc:
         fail(str(exc))
     except OSError as exc:

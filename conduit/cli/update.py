@@ -9,8 +9,9 @@ import click
 from rich.console import Console
 
 from conduit.cli.common import Options, fail, load_spec
-from conduit.cli.plan import run_apply
+from conduit.cli.plan import door, run_apply
 from conduit.drivers.docker import EngineError
+from conduit.engine import intents
 from conduit.engine.planning import observed_plan
 from conduit.engine.updates import UpdateRequest
 from conduit.views.report import update_lines
@@ -44,9 +45,7 @@ def update(opts: Options, file: str, check: bool, auto_approve: bool, no_wait: b
             return
         Console(highlight=False, soft_wrap=True).print("\n".join(update_lines(plan.update)).lstrip("\n"))
         sys.exit(2)
-    request = UpdateRequest(take=True)
-    run_apply(opts, spec, Path(file).read_text(), file, auto_approve, no_wait,
-              planner=lambda doc, host: observed_plan(doc, host, request), command="update")
+    run_apply(intents.take_update(door(opts, "update", file, auto_approve, no_wait), spec, Path(file).read_text(), file))
 
 
 COMMANDS = (update,)

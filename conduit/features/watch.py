@@ -28,8 +28,9 @@ from conduit.drivers.files import atomic_write, private_tree
 from conduit.spec.load import SpecError, load_text
 from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import observed_plan
-from conduit.engine.reconcile import Reconciled, Request, reconcile
+from conduit.engine import intents
+from conduit.engine.intents import Door
+from conduit.engine.reconcile import Reconciled, reconcile
 from conduit.engine.updates import UpdateRequest
 from conduit.state.git import GitError, fetch, public_url, show
 from conduit.state.store import State, StateError
@@ -122,11 +123,11 @@ class Watcher:
         except SpecError as exc:
             return Result("invalid", " / ".join(exc.lines()))
         self.last_doc = doc  # alerts go where the last valid spec says
-        request = Request(doc, text, source if not source.startswith("generation") else None, self.host, self.facts(),
-                          f"conduit watch ({source})", self.report, git=git, allow_new_identity=self.allow_new_identity,
-                          review=lambda plan: self._health_alerts(doc, plan),
-                          confirm=lambda plan: self.heal or reason != "interval" or _update_taken(plan),
-                          planner=self._planner())  # fmt: skip
+        door = Door(self.host, self.facts(), f"conduit watch ({source})", self.report, allow_new_identity=self.allow_new_identity,
+                    review=lambda plan: self._health_alerts(doc, plan),
+                    confirm=lambda plan: self.heal or reason != "interval" or _update_taken(plan))  # fmt: skip
+        path = source if not source.startswith("generation") else None
+        request = intents.apply_spec(door, doc, text, path, self._updates(), git)
         try:
             outcome = reconcile(request)
         except (EngineError, StateError) as exc:
@@ -163,12 +164,12 @@ class Watcher:
         """Seconds to the next reconcile: at once when a node asked for a newer version (the registry is asked then)."""
         return 0.0 if self.check_registry_now else interval
 
-    def _planner(self):
-        """Plans that ask the registry when spec.updates says it is time, or at once after a node
-        logged that the network wants a newer version."""
+    def _updates(self) -> UpdateRequest:
+        """Ask the registry when spec.updates says it is time, or at once after a node logged that
+        the network wants a newer version."""
         request = UpdateRequest(registry="now" if self.check_registry_now else "due")
         self.check_registry_now = False
-        return lambda doc, host: observed_plan(doc, host, request)
+        return request
 
     def _health_alerts(self, doc: ClusterSpec, plan) -> None:
         """Crash loops, a stopped nginx, nodes the network wants upgraded, conduits dead under

@@ -13,8 +13,10 @@ from rich.text import Text
 
 from conduit.drivers.docker import call
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import plan_against_host, plan_between, plan_offline, saved_planner
+from conduit.engine.planning import plan_against_host, plan_between, plan_offline
 from conduit.engine.updates import UpdateRequest
+from conduit.engine import intents
+from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, Request, reconcile
 from conduit.features.status import collect
 from conduit.features.watch import read_watch_status
@@ -107,6 +109,8 @@ class Agent:
     git_follow: bool = False
     by_address: Limiter = field(default_factory=lambda: Limiter(20, 40))
     by_token: Limiter = field(default_factory=lambda: Limiter(20, 40))
+    # Rows for refusals, per client address: ten at once, then one a minute; a flood is not a log.
+    refusal_rows: Limiter = field(default_factory=lambda: Limiter(1 / 60, 10))
     reconcile: Callable[[Request], Reconciled] = reconcile
     restarter: Callable[[str], None] | None = None
     plan_seconds: float = 5.0
@@ -136,6 +140,15 @@ class Agent:
 
     def audit(self, event: str, user: str, detail: dict) -> None:
         self.state().audit(event, detail, user=user)
+
+    def audit_refusal(self, client: str, user: str | None, detail: dict) -> None:
+        """A refused request's row, while the address's rows are within their rate; the first one
+        beyond it says that the rest of the run is not written."""
+        allowed, first = self.refusal_rows.take(client)
+        if allowed:
+            self.audit("api.refused", user or "anonymous", detail)
+        elif first:
+            self.audit("api.refused", user or "anonymous", detail | {"reason": f"{detail['reason']}; more refusals from {client} are not written for now"})
 
     # ------------------------------------------------------------ reads
 
@@ -196,12 +209,23 @@ class Agent:
         if committed is not None and text != committed:
             raise Refused(409, f"{what} is not the committed spec and the host follows git; commit and push it instead")
 
-    def _run(self, doc: ClusterSpec, text: str, path: str | None, user: str, planner=None) -> Reconciled:
-        """Exactly one reconcile; its steps go out as events as they run."""
+    def _served_text(self) -> str:
+        """The spec the agent serves, as text: the committed one when the host follows git."""
+        committed = self._committed()
+        if committed is not None:
+            return committed
+        try:
+            return self.spec.path.read_text()
+        except OSError as exc:
+            raise Refused(409, f"{self.spec.path}: cannot read: {exc.strerror}") from None
+
+    def _run(self, build: Callable[[Door], Request], user: str) -> Reconciled:
+        """Exactly one reconcile, built by the engine's intents as the CLI builds it; its steps go out as events as they run."""
         report = lambda line: self.hub.publish("apply", {"line": line, "by": user})  # noqa: E731
-        request = Request(doc, text, path, self.host, self.spec.facts(), f"conduit serve ({user})", report, wait=False)
-        if planner is not None:
-            request.planner = planner
+        try:
+            request = build(Door(self.host, self.spec.facts(), f"conduit serve ({user})", report, wait=False))
+        except SpecError as exc:
+            raise Refused(422, " / ".join(exc.lines())) from None
         self.hub.publish("apply.start", {"by": user})
         outcome = self.reconcile(request)
         self.hub.publish("apply.done", {"by": user, **outcome_json(outcome)})
@@ -210,36 +234,24 @@ class Agent:
         return outcome
 
     def apply_spec(self, user: str) -> Reconciled:
-        """The current spec; when the host follows git, the committed one (a sync, never a divergence)."""
-        committed = self._committed()
-        if committed is None:
-            doc = self.spec.current()
-            return self._run(doc, self.spec.path.read_text(), str(self.spec.path), user)
-        try:
-            doc = load_text(committed, str(self.spec.path), self.spec.facts())
-        except SpecError as exc:
-            raise Refused(422, " / ".join(exc.lines())) from None
-        return self._run(doc, committed, str(self.spec.path), user)
+        """The spec file as it is now; when the host follows git, the committed one (a sync, never a divergence)."""
+        text, path = self._served_text(), str(self.spec.path)
+        return self._run(lambda door: intents.apply_spec(door, load_text(text, path, door.facts), text, path), user)
 
     def apply_saved(self, text: str, user: str) -> Reconciled:
+        """A saved plan of the spec this agent serves, and of no other: an operator does not choose the spec."""
         saved = parse_saved(text, "the posted plan")
-        self._same_as_git(saved.spec_text, "the saved plan's spec")
-        try:
-            doc = load_text(saved.spec_text, saved.spec_file, self.spec.facts())
-        except SpecError as exc:
-            raise Refused(422, " / ".join(exc.lines())) from None
-        return self._run(doc, saved.spec_text, saved.spec_file, user, saved_planner(saved.plan))
+        if saved.spec_text != self._served_text():
+            raise Refused(403, f"the saved plan was made from another spec than {self.spec.path}, the one this agent serves"
+                               + (" (as committed)" if self.git_follow else "") + "; plan it again from that spec")  # fmt: skip
+        return self._run(lambda door: intents.apply_saved(door, saved), user)
 
     def rollback(self, gen_id: int, user: str) -> Reconciled:
         target = self.state().generation(gen_id)
         if target is None:
             raise Refused(404, f"no generation {gen_id}")
         self._same_as_git(target.spec_text, f"generation {gen_id}'s spec")
-        try:
-            doc = load_text(target.spec_text, f"generation {target.id}", self.spec.facts())
-        except SpecError as exc:
-            raise Refused(422, " / ".join(exc.lines())) from None
-        return self._run(doc, target.spec_text, target.spec_path, user)
+        return self._run(lambda door: intents.roll_back(door, self.state(), target), user)
 
     def restart(self, name: str, user: str) -> None:
         if name not in {n.name for n in nodes(self.spec.current())}:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
+import pathlib
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
@@ -17,56 +17,44 @@ from conduit.engine.planning import HostMoved
 from conduit.plan.saved import NotASavedPlan
 from conduit.serve import models
 from conduit.serve.agent import Agent, Refused, outcome_json
-from conduit.serve.auth import allows, bearer
+from conduit.serve.auth import allows
+from conduit.serve.guard import CLIENT, IDENTITY, Guard
 from conduit.serve.live import node_event
 from conduit.state.lock import Locked
 from conduit.state.store import StateError
 from conduit.views.status import NODE_NOTES, node_state, render_prometheus
 
-STATIC = Path(__file__).parent / "static"
+STATIC = pathlib.Path(__file__).parent / "static"
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NODES = TypeAdapter(list[models.Node])
 EVENT_POLL_SECONDS = 0.2
 KEEPALIVE_SECONDS = 15.0
+MAX_INT = (1 << 63) - 1  # what SQLite's INTEGER holds
+GEN_ID = Path(ge=1, le=MAX_INT, description="A generation's number (conduit history)")
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
-
-
-def _refuse(agent: Agent, request: Request, status: int, reason: str, user: str | None, audit: bool = True) -> None:
+def _refuse(agent: Agent, request: Request, status: int, reason: str, user: str | None) -> None:
     """Refused: written to the audit log (by token name, never the token), then the HTTP answer."""
-    if audit:
-        detail = {"method": request.method, "path": request.url.path, "client": _client(request), "status": status, "reason": reason}
-        agent.audit("api.refused", user or "anonymous", detail)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    raise HTTPException(status, reason, headers=headers)
-
-
-def _authenticate(agent: Agent, request: Request, needed: str) -> str:
-    """The token's name, once the address and the token are within their rates and the role allows."""
-    allowed, first = agent.by_address.take(_client(request))
-    if not allowed:
-        _refuse(agent, request, 429, "too many requests from this address", None, audit=first)
-    token = bearer(request.headers.get("authorization"))
-    if token is None:
-        _refuse(agent, request, 401, "a bearer token is needed (conduit tokens create NAME)", None)
-    found = agent.who(token)
-    if found is None:
-        _refuse(agent, request, 401, "unknown or revoked token", None)
-    name, role = found
-    allowed, first = agent.by_token.take(name)
-    if not allowed:
-        _refuse(agent, request, 429, "too many requests with this token", name, audit=first)
-    if not allows(role, needed):
-        _refuse(agent, request, 403, f"token {name} is a {role}; this needs an {needed}", name)
-    return name
+    client = request.scope.get(CLIENT, "-")
+    agent.audit_refusal(client, user, {"method": request.method, "path": request.url.path, "client": client, "status": status, "reason": reason})
+    raise HTTPException(status, reason, headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
 
 def _role(agent: Agent, needed: str):
-    # async: checked on the event loop, not in a worker thread (the token's answer is cached in memory)
-    async def check(request: Request) -> str:
-        return _authenticate(agent, request, needed)
+    """The token's name, as the Guard found it. The headers are declared here so that the OpenAPI
+    document shows them (and its fuzzers send them); the Guard has read them already."""
+
+    async def check(request: Request,
+                    authorization: str | None = Header(None, description="Bearer TOKEN (conduit tokens create NAME)"),
+                    x_forwarded_for: str | None = Header(None, description="Read only from a proxy named by --behind-proxy"),
+                    ) -> str:  # fmt: skip
+        identity = request.scope.get(IDENTITY)
+        if identity is None:  # the app without its Guard: nobody is let in
+            _refuse(agent, request, 401, "a bearer token is needed (conduit tokens create NAME)", None)
+        name, role = identity
+        if not allows(role, needed):
+            _refuse(agent, request, 403, f"token {name} is a {role}; this needs an {needed}", name)
+        return name
 
     return check
 
@@ -105,6 +93,14 @@ def _node(row: dict) -> dict:
     image = row.get("image") or ""
     version = row.get("version") or (image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None)
     return {k: v for k, v in row.items() if k != "regions"} | {"status": node_state(row), "version": version}
+
+
+def event_id(text: str) -> int:
+    """Last-Event-ID as the number it must be (ASCII digits: int() would take other scripts' digits too)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise HTTPException(400, "Last-Event-ID must be the decimal id of an event")
+    return int(text)
 
 
 def _sse(seq: int, kind: str, data: dict) -> str:
@@ -156,8 +152,8 @@ def _read_routes(api: APIRouter, agent: Agent, viewer) -> None:
         return agent.watch_status()
 
     @api.get("/audit", summary="The newest audit rows")
-    def audit(limit: int = 100, _: str = Depends(viewer)) -> list[dict]:
-        return agent.state().audit_log(max(1, min(limit, 1000)))
+    def audit(limit: int = Query(100, ge=1, le=1000), _: str = Depends(viewer)) -> list[dict]:
+        return agent.state().audit_log(limit)
 
 
 def _generation_routes(api: APIRouter, agent: Agent, viewer) -> None:
@@ -169,7 +165,7 @@ def _generation_routes(api: APIRouter, agent: Agent, viewer) -> None:
         return [row(g) for g in agent.state().generations()]
 
     @api.get("/generations/{gen_id}", response_model=models.GenerationDetail, summary="One generation with its spec, plan and journal")
-    def generation(gen_id: int, _: str = Depends(viewer)) -> dict:
+    def generation(gen_id: int = GEN_ID, _: str = Depends(viewer)) -> dict:
         state = agent.state()
         g = state.generation(gen_id)
         if g is None:
@@ -193,7 +189,7 @@ def _write_routes(api: APIRouter, agent: Agent, operator) -> None:
             return done(user, "api.apply", {"source": "spec"}, agent.apply_spec(user))
 
     @api.post("/rollback/{gen_id}", response_model=models.Outcome, summary="Apply generation N's spec again")
-    def rollback(gen_id: int, request: Request, user: str = Depends(operator)) -> dict:
+    def rollback(request: Request, gen_id: int = GEN_ID, user: str = Depends(operator)) -> dict:
         with _audited(agent, request, user, "api.rollback"):
             return done(user, "api.rollback", {"target": gen_id}, agent.rollback(gen_id, user))
 
@@ -230,9 +226,10 @@ class _audited:
 
 def _event_routes(api: APIRouter, agent: Agent, viewer) -> None:
     @api.get("/events", summary="Server-sent events: node changes, apply steps, restarts (text/event-stream)")
-    async def events(request: Request, limit: int | None = None, last_event_id: str | None = Header(None),
+    async def events(request: Request, limit: int | None = Query(None, ge=0, le=MAX_INT),
+                     last_event_id: str | None = Header(None, description="Resume after this event: the decimal id of the last one seen"),
                      _: str = Depends(viewer)) -> StreamingResponse:  # fmt: skip
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else agent.hub.last
+        start = agent.hub.last if last_event_id is None else event_id(last_event_id)
         return StreamingResponse(_stream(agent, request, start, limit), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
 
@@ -256,7 +253,12 @@ async def _stream(agent: Agent, request: Request, seq: int, limit: int | None):
                 return
 
 
-def create_app(agent: Agent) -> FastAPI:
+def create_app(agent: Agent, proxies: frozenset[str] = frozenset()) -> Guard:
+    """The agent's ASGI app: the routes behind the Guard (`proxies`: whose X-Forwarded-For is believed)."""
+    return Guard(routes(agent), agent, proxies)
+
+
+def routes(agent: Agent) -> FastAPI:
     app = FastAPI(title="conduit agent", version="1", summary="The host's nodes, clients, generations and applies")
     viewer, operator = _role(agent, "viewer"), _role(agent, "operator")
     api = APIRouter(prefix="/api/v1")

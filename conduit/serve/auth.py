@@ -97,6 +97,19 @@ def bind_refusal(address: str, tls: bool, behind_proxy: bool) -> str | None:
             "when a TLS reverse proxy on this host fronts the agent")
 
 
+def parse_proxies(text: str) -> frozenset[str]:
+    """`--behind-proxy`'s addresses, comma separated, normalised; ValueError names the bad one."""
+    out = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            out.add(str(ipaddress.ip_address(part.strip("[]"))))
+        except ValueError:
+            raise ValueError(f"--behind-proxy: {part!r} is not an IP address") from None
+    if not out:
+        raise ValueError("--behind-proxy: give the proxy's address (default 127.0.0.1,::1)")
+    return frozenset(out)
+
+
 def _loopback(address: str) -> bool:
     if address == "localhost":
         return True

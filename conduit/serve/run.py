@@ -41,13 +41,15 @@ def start_watch(agent: Agent, interval: float) -> tuple[Watcher, threading.Threa
 
 def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], listen: str, port: int, interval: float,
           tls: tuple[str | None, str | None], git_follow: bool, limits: tuple[Limiter, Limiter],
-          watch_interval: float | None = None) -> None:  # fmt: skip
+          watch_interval: float | None = None, proxies: frozenset[str] = frozenset()) -> None:  # fmt: skip
     agent = build(host, spec_path, facts, interval, git_follow, limits)
     agent.state()  # the state DB opened (and checked) once, before the first request
     agent.observer.start()
     watch = start_watch(agent, watch_interval) if watch_interval else None
-    config = uvicorn.Config(create_app(agent), host=listen.strip("[]"), port=port, ssl_certfile=tls[0], ssl_keyfile=tls[1],
-                            log_level="warning", access_log=False, timeout_graceful_shutdown=3, lifespan="off")  # fmt: skip
+    # proxy_headers off: uvicorn's own would believe X-Forwarded-For from any local process; the Guard reads it.
+    config = uvicorn.Config(create_app(agent, proxies), host=listen.strip("[]"), port=port, ssl_certfile=tls[0], ssl_keyfile=tls[1],
+                            log_level="warning", access_log=False, timeout_graceful_shutdown=3, lifespan="off",
+                            proxy_headers=False, server_header=False)  # fmt: skip
     log.info("serve.listening", address=listen, port=port, tls=bool(tls[0]), git_follow=git_follow, watch=bool(watch))
     try:
         uvicorn.Server(config).run()

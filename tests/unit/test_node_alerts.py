@@ -96,19 +96,18 @@ def test_a_node_asking_for_a_newer_version_makes_the_next_reconcile_ask_the_regi
     watcher = watch.Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS)
     monkeypatch.setattr(watcher.host, "docker", lambda: None)
     asked = []
-    monkeypatch.setattr(watch, "observed_plan", lambda doc, host, request: asked.append(request.registry))
     plan = type("Plan", (), {"changes": [], "update": None})()
 
-    watcher._planner()(None, None)  # a watch that starts asks at once
+    asked.append(watcher._updates().registry)  # a watch that starts asks at once
     watcher._health_alerts(None, plan)
     assert watcher._next(300) == 300
-    watcher._planner()(None, None)  # then as spec.updates.check_every_minutes says
+    asked.append(watcher._updates().registry)  # then as spec.updates.check_every_minutes says
     watcher._health_alerts(None, plan)  # a node logged the upgrade warning
     assert watcher._next(300) == 0
-    watcher._planner()(None, None)
+    asked.append(watcher._updates().registry)
     watcher._health_alerts(None, plan)  # the same warning again: no second check at once
     assert watcher._next(300) == 300
-    watcher._planner()(None, None)
+    asked.append(watcher._updates().registry)
     assert asked == ["now", "due", "now", "due"]
 
 

@@ -63,7 +63,7 @@ class Setup:
         self.outcome = Reconciled("no-op")
         host = HostAccess(root=tmp / "root", state_dir=self.state_dir, docker_host=None)
         self.agent = Agent(SpecFile(spec, lambda: SMALL_VPS), host, self.observer, self.hub, git_follow=git_follow,
-                           by_address=Limiter(rate, rate), by_token=Limiter(rate, rate),
+                           by_address=Limiter(rate, rate), by_token=Limiter(rate, rate), refusal_rows=Limiter(rate, rate),
                            reconcile=self._reconcile, restarter=self.restarted.append)  # fmt: skip
         self.client = TestClient(create_app(self.agent))
 
@@ -240,3 +240,76 @@ def test_serve_stops_in_one_line_when_the_state_cannot_be_written(tmp_path):
     blocker.write_text("")
     result = CliRunner().invoke(main, ["--state-dir", str(blocker / "state"), "serve", str(EXAMPLE), "--port", "1"])
     assert result.exit_code == 1 and result.stderr.startswith("error: state directory") and "Traceback" not in result.output
+
+
+def test_a_body_is_read_only_after_the_token_and_only_up_to_the_limit(setup):
+    from conduit.serve.guard import MAX_BODY
+
+    big = b"{" + b" " * MAX_BODY + b"}"
+    taken = []
+
+    def chunks():
+        for start in range(0, len(big), 1 << 16):
+            taken.append(start)
+            yield big[start : start + (1 << 16)]
+
+    assert setup.client.post("/api/v1/apply", content=big).status_code == 401
+    assert setup.client.post("/api/v1/apply", content=big, headers=setup.auth("ann")).status_code == 403
+    assert setup.client.post("/api/v1/apply", content=big, headers=setup.auth("olu")).status_code == 413
+    streamed = setup.client.post("/api/v1/apply", content=chunks(), headers=setup.auth("olu"))
+    assert streamed.status_code == 413 and "over" in streamed.json()["detail"]
+    assert setup.requests == []  # nothing was applied
+    statuses = [r["detail"]["status"] for r in setup.state.audit_log(10) if r["event"] == "api.refused"]
+    assert statuses == [413, 413, 403, 401]
+
+
+def test_refusals_from_one_address_write_a_bounded_number_of_rows(tmp_path):
+    s = Setup(tmp_path)
+    s.agent.refusal_rows = Limiter(0.0001, 10)
+    codes = [s.client.get("/api/v1/nodes", headers={"Authorization": f"Bearer cdt_guess{i}", "X-Forwarded-For": f"10.0.0.{i % 250}"}).status_code
+             for i in range(300)]  # fmt: skip
+    assert codes == [401] * 300
+    rows = [r for r in s.state.audit_log(1000) if r["event"] == "api.refused"]
+    assert len(rows) == 11 and "not written for now" in rows[0]["detail"]["reason"]
+    assert {r["detail"]["client"] for r in rows} == {"testclient"}  # the connection's address, never the header's
+
+
+def _saved_plan(spec_text: str, file: str) -> dict:
+    """What `conduit plan FILE --out` writes (a plan of a host, sealed with its digest)."""
+    from conduit.engine.planning import plan_offline
+    from conduit.plan.saved import dumps, plan_data, spec_fields
+    from conduit.spec.load import load_text
+
+    return json.loads(dumps(plan_data(plan_offline(load_text(spec_text, file, SMALL_VPS)), spec_fields(file, spec_text, False))))
+
+
+def test_an_operator_may_apply_a_saved_plan_of_the_served_spec_and_of_no_other(setup, tmp_path):
+    other = EXAMPLE.read_text().replace("edge-1", "edge-9")
+    refused = setup.client.post("/api/v1/apply", json={"plan": _saved_plan(other, str(tmp_path / "other.yaml"))}, headers=setup.auth("olu"))
+    assert refused.status_code == 403 and "another spec" in refused.json()["detail"]
+    assert setup.requests == []
+    row = setup.state.audit_log(1)[0]
+    assert (row["event"], row["user"], row["detail"]["status"]) == ("api.apply", "olu", 403)
+    same = setup.client.post("/api/v1/apply", json={"plan": _saved_plan(EXAMPLE.read_text(), str(EXAMPLE))}, headers=setup.auth("olu"))
+    assert same.status_code == 200 and setup.requests[0].spec_text == EXAMPLE.read_text()
+
+
+def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(setup, monkeypatch):
+    from conduit.cli import plan as cli_plan
+    from conduit.engine.intents import Observed
+    from conduit.engine.updates import UpdateRequest
+    from conduit.state.store import NodeImage
+
+    gen = setup.state.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
+    setup.state.finish(gen, "succeeded")
+    pinned = "sha256:" + "ab" * 32
+    setup.state.record_node_images(gen, {"conduit-1": NodeImage("ghcr.io/psiphon-inc/conduit/cli:latest", pinned, None, "2.0.0")})
+    assert setup.client.post(f"/api/v1/rollback/{gen}", headers=setup.auth("olu")).status_code == 200
+    by_agent = setup.requests[-1]
+
+    by_cli = []
+    monkeypatch.setattr(cli_plan, "reconcile", lambda request: by_cli.append(request) or Reconciled("no-op"))
+    result = CliRunner().invoke(main, ["--state-dir", str(setup.state_dir), "rollback", str(gen), "--auto-approve"])
+    assert result.exit_code == 0, result.output
+    assert by_agent.planner == by_cli[0].planner == Observed(UpdateRequest(registry="never", take=False, pin=pinned))
+    assert (by_agent.spec_text, by_agent.spec_path) == (by_cli[0].spec_text, by_cli[0].spec_path)

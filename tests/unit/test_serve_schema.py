@@ -68,3 +68,28 @@ def test_every_write_is_refused_without_an_operator_and_audited(case, served):
         newest = served.state.audit_log(1)[0]
         assert newest["event"] == "api.refused" and newest["detail"]["status"] == status
         assert newest["user"] == (who or "anonymous") and newest["detail"]["path"] == path
+
+
+headers_schema = schemathesis.pytest.from_fixture("api")
+events_schema = headers_schema.include(path=STREAMING)
+
+
+@headers_schema.exclude(path=STREAMING).parametrize()
+@BOUNDED
+def test_no_operation_answers_5xx_to_the_headers_a_stranger_sends(case, served):
+    """Authorization, X-Forwarded-For and the rest as generated: refused or answered, never a 5xx."""
+    answer = case.call()
+    assert answer.status_code < 500, f"{case.method} {case.formatted_path} {case.headers}: {answer.status_code} {answer.text}"
+    assert answer.status_code != 200 or served.auth("olu")["Authorization"] == (case.headers or {}).get("authorization")
+
+
+@events_schema.parametrize()
+@settings(BOUNDED, max_examples=25)
+def test_the_event_stream_answers_any_last_event_id_with_a_4xx_or_its_events(case, served):
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"} | served.auth("ann")
+    case.query = {**(case.query or {}), "limit": 0}  # the stream ends after its first event
+    answer = case.call(headers=headers)
+    assert answer.status_code in (200, 400, 422), f"{case.headers}: {answer.status_code} {answer.text}"
+    sent = headers.get("last-event-id")
+    if answer.status_code == 200 and sent is not None:
+        assert sent.strip().isascii() and sent.strip().isdigit()
