@@ -231,16 +231,26 @@ def _observe_container(doc: ClusterSpec, client: CountingClient, entry: dict, ob
 
 
 def _observe_other_container(doc: ClusterSpec, client: CountingClient, entry: dict, cname: str, obs: Observation) -> None:
-    """A container the tool did not make: adopted when it is a bash-manager node, foreign when it only has our name."""
+    """A container not of this cluster: adopted when it is a bash-manager node; in the way when it has
+    a node's name, or mounts a node's volume (two processes on one volume would share one key)."""
     wanted_volume = {n.name: n.volume for n in nodes(doc)}
-    if cname not in wanted_volume:
-        return
     labels = entry.get("Labels") or {}
+    owner = f"cluster {labels[CLUSTER]}" if labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) else "not managed by conduit"
+    if cname not in wanted_volume:
+        mounted = (_volume(entry) or "").split(":")[0]
+        if mounted in wanted_volume.values():
+            obs.problems.append(f"volume {mounted} is the data volume of container {cname} ({owner}); two nodes on one volume "
+                                "would share one key: give this cluster another containers.naming.volume_prefix")  # fmt: skip
+        return
     volume = f"{wanted_volume[cname]}:{doc.spec.conduit.data_dir}"
     if _volume(entry) == volume and not labels.get(MANAGED_BY):
         # The bash managers' node: same name, same volume, so the same key. Take it over.
         resource, _ = container_resource(entry, inspect_limits(client, entry["Id"]))
         obs.resources.append(Resource("container", cname, resource.props, resource.replace_fields, adopt=True))
+        return
+    if owner != "not managed by conduit":
+        obs.foreign.append(f"container {cname} (conduit {owner})")
+        obs.problems.append(f"container {cname} belongs to {owner} on this host; give this cluster another containers.naming.prefix")
         return
     obs.foreign.append(f"container {cname} exists and is not managed by conduit")
     obs.problems.append(

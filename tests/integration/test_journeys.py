@@ -16,7 +16,7 @@ import yaml
 
 from conduit.state.store import State
 from harness import free_port_block, wait_for
-from tests.integration.test_adopt_samnet import community_image, samnet_host  # noqa: F401 - fixtures
+from tests.integration.test_adopt_samnet import community_image, samnet_host, telegram  # noqa: F401 - fixtures
 from tests.journey import Journey, host_policy
 
 pytestmark = pytest.mark.integration
@@ -155,49 +155,45 @@ def test_fresh_vps(journey, docker_engine, standin_image):
 # ------------------------------------------------------------ 2. adopting a bash-manager install
 
 
-def test_adopt_a_bash_manager_install_with_telegram(journey, samnet_host):
-    from tests.telegram_stub import TelegramStub
-
-    stub = TelegramStub()
+def test_adopt_a_bash_manager_install_with_telegram(journey, samnet_host, telegram):
+    stub = telegram
     # The one thing beyond the defaults: the Bot API stand-in listens on the loopback, not api.telegram.org.
     j = journey(host_policy(telegram_api_urls=["https://api.telegram.org", "http://127.0.0.1:*"]))
     j.note("a host as SamNet conduit-manager v1.2 left it: containers conduit, conduit-2; /opt/conduit/settings.conf copied here")
     keys_before = samnet_host.keys()
     base = free_port_block(2)
-    try:
-        imported = j.run("import-v1", "--settings", "settings.conf", "--metrics-port-base", str(base), "-o", "cluster.yaml")
-        assert imported.returncode == 0, imported.stdout + imported.stderr
-        assert "conduit plan cluster.yaml" in imported.stdout  # the next step
-        text = (j.cwd / "cluster.yaml").read_text()
-        assert "AAFakeToken" not in text  # the bot token went to a secret file, not into the spec
-        telegram = yaml.safe_load(text)["spec"]["alerts"]["telegram"]
-        secret_files = [telegram["bot_token"]["file"], telegram["chat_id"]["file"]]
-        j.check(all(f.startswith("/etc/conduit/secrets/") for f in secret_files), f"import-v1 put the Telegram secrets outside the default policy's /etc/conduit/secrets: {secret_files}")
+    # --name: the secret files in /etc/conduit/secrets are named for the cluster; the fixture removes them after.
+    imported = j.run("import-v1", "--settings", "settings.conf", "--name", samnet_host.cluster, "--metrics-port-base", str(base), "-o", "cluster.yaml")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "conduit plan cluster.yaml" in imported.stdout  # the next step
+    text = (j.cwd / "cluster.yaml").read_text()
+    assert "AAFakeToken" not in text  # the bot token went to a secret file, not into the spec
+    alerts = yaml.safe_load(text)["spec"]["alerts"]["telegram"]
+    secret_files = [alerts["bot_token"]["file"], alerts["chat_id"]["file"]]
+    j.check(all(f.startswith("/etc/conduit/secrets/") for f in secret_files), f"import-v1 put the Telegram secrets outside the default policy's /etc/conduit/secrets: {secret_files}")
 
-        def review(spec: dict) -> None:
-            spec["alerts"]["telegram"]["api_url"] = stub.url  # the Bot API stand-in
-            spec["health"] = {"gate_timeout_seconds": 60, "settle_seconds": 1}  # the stand-in starts in half a second
+    def review(spec: dict) -> None:
+        spec["alerts"]["telegram"]["api_url"] = stub.url  # the Bot API stand-in
+        spec["health"] = {"gate_timeout_seconds": 60, "settle_seconds": 1}  # the stand-in starts in half a second
 
-        j.note(f"edit cluster.yaml: alerts.telegram.api_url {stub.url}; health.settle_seconds 1")
-        edit(j.cwd / "cluster.yaml", review)
+    j.note(f"edit cluster.yaml: alerts.telegram.api_url {stub.url}; health.settle_seconds 1")
+    edit(j.cwd / "cluster.yaml", review)
 
-        plan = j.run("plan", "cluster.yaml")
-        assert plan.returncode == 0, plan.stdout + plan.stderr
-        assert "conduit" in plan.stdout and "adopt" in plan.stdout.lower()
-        applied = j.run("apply", "--auto-approve", "cluster.yaml")
-        assert applied.returncode == 0, applied.stdout + applied.stderr
-        assert "Traceback" not in applied.stderr
-        for name in ("conduit", "conduit-2"):
-            container = samnet_host.client.containers.get(name)
-            assert container.status == "running" and container.labels["io.conduit.cluster"] == "conduit"
-        assert samnet_host.keys() == keys_before  # the same identities, byte for byte
-        again = j.run("plan", "--detailed-exitcode", "cluster.yaml")
-        assert again.returncode == 0, again.stdout + again.stderr
+    plan = j.run("plan", "cluster.yaml")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "conduit" in plan.stdout and "adopt" in plan.stdout.lower()
+    applied = j.run("apply", "--auto-approve", "cluster.yaml")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Traceback" not in applied.stderr
+    for name in ("conduit", "conduit-2"):
+        container = samnet_host.client.containers.get(name)
+        assert container.status == "running" and container.labels["io.conduit.cluster"] == samnet_host.cluster
+    assert samnet_host.keys() == keys_before  # the same identities, byte for byte
+    again = j.run("plan", "--detailed-exitcode", "cluster.yaml")
+    assert again.returncode == 0, again.stdout + again.stderr
 
-        alert = j.run("alerts", "test", "cluster.yaml")
-        assert alert.returncode == 0, alert.stdout + alert.stderr
-    finally:
-        stub.close()
+    alert = j.run("alerts", "test", "cluster.yaml")
+    assert alert.returncode == 0, alert.stdout + alert.stderr
     ((path, body),) = stub.requests
     assert path == "/bot1234567890:AAFakeTokenForTests-abcdefghijklmno/sendMessage" and body["chat_id"] == "123456789"
     assert "AAFakeToken" not in "\n".join(j.lines)  # never shown to the person
