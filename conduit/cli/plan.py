@@ -21,7 +21,7 @@ from conduit.engine.reconcile import Request, reconcile
 from conduit.features.alerts import notify
 from conduit.plan.planner import Plan
 from conduit.plan.saved import NotASavedPlan, dumps, plan_data, read_saved, spec_fields
-from conduit.spec.load import SpecError, load_text
+from conduit.spec.load import SpecError, capacity, load_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import GitError, show_committed
 from conduit.state.lock import Locked
@@ -38,6 +38,11 @@ def validate(opts: Options, file: str) -> None:
     count = spec.spec.containers.count
     click.echo(f"{file}: valid ({spec.metadata.name}: {count} container{'s' if count != 1 else ''})")
     click.echo(f"not checked: {', '.join(host_checks(spec))} (`conduit plan {file}` checks them)")
+    advice = capacity(spec)
+    for line in advice.summary:
+        click.echo(line)
+    for warning in advice.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def host_checks(spec: ClusterSpec) -> list[str]:
@@ -87,6 +92,8 @@ def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None
     except EngineError as exc:
         fail(str(exc))
     extra = spec_fields(file, Path(file).read_text(), offline)
+    advice = capacity(spec)
+    result.notes, result.warnings = advice.summary, advice.warnings + result.warnings
     if not offline:
         result.warnings += interrupted_warnings(opts)
     _show(result, as_json, out, verbose, extra)

@@ -17,7 +17,7 @@ from conduit.facts.v1settings import PER_CONTAINER, Settings
 from conduit.render.container import CLUSTER, MANAGED_BY
 from conduit.spec.image import EXACT_VERSIONS, OFFICIAL, ImageFacts
 from conduit.spec.jsonschema import COMMITTED
-from conduit.spec.units import format_size, parse_size
+from conduit.spec.units import format_size, parse_docker_size
 
 def _number(text: str | None) -> float | None:
     try:
@@ -189,7 +189,7 @@ def _resources(v: dict[str, str]) -> dict:
     if cpus:
         resources["cpus"] = cpus
     if memory:
-        resources["memory"] = format_size(parse_size(memory))
+        resources["memory"] = format_size(parse_docker_size(memory))
     if _number(v.get("CONTAINER_ULIMIT_NOFILE")):
         resources["ulimit_nofile"] = int(_number(v["CONTAINER_ULIMIT_NOFILE"]))
     return resources
@@ -228,7 +228,7 @@ def _override(what: str, value: str) -> dict:
         return {"bandwidth_mbps": _whole(_number(value))}
     if what in ("CPUS", "CONTAINER_CPUS"):
         return {"cpus": _number(value)}
-    return {"memory": format_size(parse_size(value))}
+    return {"memory": format_size(parse_docker_size(value))}
 
 
 def _conduit_settings(

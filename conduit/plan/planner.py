@@ -48,6 +48,7 @@ class Plan:
     foreign: list[str] = field(default_factory=list)
     api_calls: int = 0
     update: dict | None = None  # a new image behind the tag: digests, versions, taken or why not
+    notes: list[str] = field(default_factory=list)  # what the spec serves and the host carries (conduit.spec.advisor)
 
     @property
     def changes(self) -> list[Step]:
@@ -78,6 +79,8 @@ class Plan:
             "warnings": self.warnings,
             "foreign": self.foreign,
             "update": self.update,
+            # Only when there are some: plans made without a spec's advice keep their shape.
+            **({"notes": self.notes} if self.notes else {}),
         }
 
 
@@ -101,6 +104,7 @@ def plan_from_json(data: dict) -> Plan:
         warnings=_strings(data, "warnings"),
         foreign=_strings(data, "foreign"),
         update=data.get("update") if isinstance(data.get("update"), dict) else None,
+        notes=_strings(data, "notes") if "notes" in data else [],
     )
     if plan.summary() != data.get("summary"):
         raise ValueError("its summary does not match its steps")

@@ -9,8 +9,8 @@ from conduit.render.templating import environment
 from conduit.spec.image import RECOMMENDED_IMAGE
 from conduit.spec.jsonschema import COMMITTED
 from conduit.spec.profiles import HostFacts, official_sizing
-from conduit.spec.spec import SAFE_NAME
-from conduit.spec.units import format_size
+from conduit.spec.spec import SAFE_NAME, Host
+from conduit.spec.units import human_size
 
 
 def cluster_name(hostname: str) -> str:
@@ -20,14 +20,17 @@ def cluster_name(hostname: str) -> str:
 
 def render_init(facts: HostFacts, hostname: str | None = None) -> str:
     hostname = hostname or socket.gethostname()
-    size = official_sizing(facts, reserve_cpus=0.2, reserve_memory=512 << 20, count=None)
+    host = Host()  # the spec leaves the reserve to its defaults
+    size = official_sizing(facts, host.reserve_cpus, host.reserve_memory, count=None)
     return environment().get_template("cluster-init.yaml.j2").render(
         schema_path=COMMITTED,
         hostname=hostname,
         name=cluster_name(hostname),
         facts=facts,
-        memory_h=format_size(facts.memory // (1 << 20) * (1 << 20)),
+        memory_h=human_size(facts.memory),
         size=size,
-        size_memory=format_size(size.memory),
+        size_memory=human_size(size.memory).replace(" ", ""),
+        reserve_cpus=f"{host.reserve_cpus:g}",
+        reserve_memory=human_size(host.reserve_memory),
         image=RECOMMENDED_IMAGE,
     )

@@ -9,7 +9,6 @@ from conduit.spec.profiles import HostFacts
 from conduit.spec.image_checks import field_path, image_checks
 from conduit.spec.resolve import image_facts, nodes
 from conduit.spec.spec import ClusterSpec
-from conduit.spec.units import format_size
 
 Path = tuple[str | int, ...]
 Issue = tuple[Path, str]
@@ -21,7 +20,6 @@ _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
     issues: list[Issue] = []
     issues += _override_checks(doc)
-    issues += _capacity_checks(doc, facts)
     issues += _nofile_checks(doc, facts)
     # What the image would refuse, as far as the spec and the image tag tell; plan asks the image.
     issues += image_checks(doc, image_facts(doc))
@@ -43,35 +41,6 @@ def _override_checks(doc: ClusterSpec) -> list[Issue]:
         for index in doc.spec.containers.overrides
         if index > count
     ]
-
-
-def _capacity_checks(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
-    """The limits of all containers together must leave the headroom free."""
-    issues: list[Issue] = []
-    spec = doc.spec
-    count = spec.containers.count or 0
-    settings = nodes(doc)
-    cpu_total = round(sum(n.cpus for n in settings), 2)
-    cpu_room = round(facts.vcpus - spec.host.reserve_cpus, 2)
-    if cpu_total > cpu_room:
-        issues.append(
-            (
-                _RESOURCES + ("cpus",),
-                f"{count} containers ask for {cpu_total} CPUs in all; the host has {facts.vcpus:g} "
-                f"with {spec.host.reserve_cpus:g} kept free ({cpu_room:g} usable)",
-            )
-        )
-    mem_total = sum(n.memory for n in settings)
-    mem_room = facts.memory - spec.host.reserve_memory
-    if mem_total > mem_room:
-        issues.append(
-            (
-                _RESOURCES + ("memory",),
-                f"{count} containers ask for {format_size(mem_total)} in all; the host has "
-                f"{format_size(facts.memory)} with {format_size(spec.host.reserve_memory)} kept free",
-            )
-        )
-    return issues
 
 
 def _nofile_checks(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:

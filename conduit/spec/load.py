@@ -16,12 +16,14 @@ from pathlib import Path as FsPath
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from conduit.spec.advisor import advise
 from conduit.spec.checks import Issue, check
 from conduit.spec.policy import HostPolicy, PolicyError, load_policy, policy_path
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import host_facts, resolve
 from conduit.spec.spec import ClusterSpec
 from conduit.spec.trust import trust_checks
+from conduit.spec.units import NEEDS_UNIT
 
 MAX_BYTES = 1 << 20  # a real spec is a few KiB
 MAX_NODES = 20_000  # counted after alias expansion: stops "billion laughs"
@@ -51,12 +53,32 @@ class SpecError(Exception):
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        out = []
-        for p in self.problems:
-            where = f"{self.filename}:{p.line}:{p.column}"
-            message = " ".join(p.message.split())  # one line each, whatever the parser said
-            out.append(f"{where}: {p.path}: {message}" if p.path else f"{where}: {message}")
-        return out
+        return located(self.filename, self.problems)
+
+
+def located(filename: str, problems: list[Problem]) -> list[str]:
+    """`file:line:col: field: message`, one line each, whatever the parser said."""
+    out = []
+    for p in problems:
+        where = f"{filename}:{p.line}:{p.column}"
+        message = " ".join(p.message.split())
+        out.append(f"{where}: {p.path}: {message}" if p.path else f"{where}: {message}")
+    return out
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the capacity advisor (conduit.spec.advisor) says of a valid spec: what it serves and what the
+    host carries, and the warnings past Psiphon's guidance, located in the spec's file."""
+
+    summary: list[str]
+    warnings: list[str]
+
+
+def capacity(doc: ClusterSpec) -> Capacity:
+    """The advice load_text found for `doc` (none for a spec made otherwise)."""
+    found = doc._capacity
+    return found if isinstance(found, Capacity) else Capacity([], [])
 
 
 class _Marks:
@@ -251,6 +273,9 @@ def _join(messages: list[str]) -> str:
     """Union members fail separately: 'must be a number' + "must be 'auto'" -> one sentence."""
     if len(messages) > 1 and all(m.startswith("must be ") for m in messages):
         return "must be " + " or ".join(m[len("must be ") :] for m in messages)
+    kinds = [m[len("must be ") :] for m in messages if m.startswith("must be ")]
+    if len(messages) == len(kinds) + 1 and kinds and messages[0] == NEEDS_UNIT:  # a size, or 'auto'
+        return f"{NEEDS_UNIT}, or {' or '.join(kinds)}"
     return "; ".join(messages)
 
 
@@ -306,10 +331,13 @@ def load_text(text: str, filename: str, detected: HostFacts, policy: tuple[HostP
         doc = ClusterSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(filename, _problems(exc, data, marks)) from None
-    resolved = resolve(doc, host_facts(doc.spec.host, detected))
-    issues = check(resolved, host_facts(doc.spec.host, detected)) + trust_checks(resolved, *policy)
+    facts = host_facts(doc.spec.host, detected)
+    resolved = resolve(doc, facts)
+    advice = advise(doc, resolved)
+    issues = check(resolved, facts) + advice.refusals + trust_checks(resolved, *policy)
     if issues:
         raise SpecError(filename, _issue_problems(issues, marks))
+    resolved._capacity = Capacity(advice.summary, located(filename, _issue_problems(advice.warnings, marks)))
     return resolved
 
 

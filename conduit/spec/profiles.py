@@ -26,6 +26,14 @@ CLUSTER_CPU_SHARE = 0.88
 CLUSTER_MAX_CLIENTS = 250
 CLUSTER_BANDWIDTH = 3.0
 
+# The least a node can run with: Docker takes no --cpus below 0.01, and a Conduit process (Go
+# runtime, tunnel core, broker session) takes tens of MiB before its first client.
+MIN_NODE_CPUS = 0.01
+MIN_NODE_MEMORY = 64 * MIB
+# Past Psiphon's guidance (clients per CPU, and per 2 GB of memory) a node is short of room.
+GUIDANCE_LOW = 150
+GUIDANCE_HIGH = 350
+
 
 @dataclass(frozen=True)
 class HostFacts:
@@ -53,18 +61,37 @@ def _floor(value: float, digits: int = 2) -> float:
     return math.floor(value * factor) / factor
 
 
+def millicpus(cpus: float) -> int:
+    """CPUs in thousandths, the even share's unit: whole numbers add up exactly."""
+    return round(cpus * 1000)
+
+
+def even_share(room_cpus: float, room_memory: int, count: int) -> tuple[float, int]:
+    """Each of `count` nodes' part of what the host has after its reserve: thousandths of a CPU and
+    whole MiB, rounded down, so that the shares never add up to more than the room. A share may be
+    below MIN_NODE_CPUS or MIN_NODE_MEMORY (or not positive): conduit.spec.advisor refuses it."""
+    return millicpus(room_cpus) // count / 1000, room_memory // count // MIB * MIB
+
+
+def guided_clients(room_cpus: float, room_memory: int) -> int:
+    """The clients a host carries at the middle of Psiphon's guidance, from what the nodes can have."""
+    units = max(0.0, min(room_cpus, room_memory / UNIT_MEMORY))
+    return round(CLIENTS_PER_UNIT * units)
+
+
 def official_sizing(facts: HostFacts, reserve_cpus: float, reserve_memory: int, count: int | None) -> Sizing:
-    units = min(facts.vcpus, facts.memory / UNIT_MEMORY)
-    total_clients = max(50, round(CLIENTS_PER_UNIT * units))
+    room_cpus, room_memory = facts.vcpus - reserve_cpus, facts.memory - reserve_memory
+    total_clients = max(50, guided_clients(room_cpus, room_memory))
     count = count or max(1, math.ceil(total_clients / MAX_CLIENTS_PER_NODE))
     max_clients = min(MAX_CLIENTS_PER_NODE, max(1, total_clients // count))
     bandwidth = NIC_OVERSUBSCRIPTION * facts.nic_mbps / total_clients
+    cpus, memory = even_share(room_cpus, room_memory, count)
     return Sizing(
         count=count,
         max_clients=max_clients,
         bandwidth_mbps=round(min(MAX_DEFAULT_BANDWIDTH, max(1.0, bandwidth)), 1),
-        cpus=max(0.01, _floor((facts.vcpus - reserve_cpus) / count)),
-        memory=max(64 * MIB, (facts.memory - reserve_memory) // count // MIB * MIB),
+        cpus=cpus,
+        memory=memory,
         ulimit_nofile=min(DEFAULT_NOFILE, facts.nofile_limit),
     )
 
@@ -75,7 +102,7 @@ def cluster_v2_sizing(facts: HostFacts, count: int | None) -> Sizing:
         count=count,
         max_clients=CLUSTER_MAX_CLIENTS,
         bandwidth_mbps=CLUSTER_BANDWIDTH,
-        cpus=max(0.01, _floor(CLUSTER_CPU_SHARE * facts.vcpus / count)),
+        cpus=_floor(CLUSTER_CPU_SHARE * facts.vcpus / count),
         memory=CLUSTER_NODE_MEMORY,
         ulimit_nofile=min(DEFAULT_NOFILE, facts.nofile_limit),
     )

@@ -273,8 +273,16 @@ class Conduit(Strict):
 
 
 class Resources(Strict):
-    cpus: float | None = Field(default=None, gt=0, le=4096, description="CPU limit (docker --cpus). Default from the host profile.")
-    memory: ByteCount | None = Field(default=None, description="Memory limit. Default from the host profile.")
+    cpus: float | None = Field(
+        default=None, gt=0, le=4096,
+        description="CPU limit of each node (docker --cpus, at least 0.01). Left out: an even share of the host's CPUs "
+        "less reserve_cpus (official profile), recomputed at every plan.",
+    )  # fmt: skip
+    memory: ByteCount | None = Field(
+        default=None,
+        description="Memory limit of each node, with its unit (512MiB, 1.5GiB; at least 64MiB). Left out: an even share "
+        "of the host's RAM less reserve_memory (official profile), recomputed at every plan.",
+    )
     ulimit_nofile: int | None = Field(
         default=None,
         ge=1024,
@@ -627,6 +635,8 @@ class Spec(Strict):
 class ClusterSpec(Strict):
     # What the image was found to speak (conduit.spec.resolve.with_image_facts); not part of the document.
     _image_facts: object = PrivateAttr(default=None)
+    # What the capacity advisor said when the spec was loaded (conduit.spec.load.capacity).
+    _capacity: object = PrivateAttr(default=None)
 
     apiVersion: Literal["conduit.psiphon.ca/v1alpha1"] = Field(description="Version of the spec language.")
     kind: Literal["ConduitCluster"] = Field(description="Always ConduitCluster.")

@@ -93,6 +93,9 @@ def render_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> str
             out.append(f"\n[bold]# {phase}[/bold]")
         out.extend(_step_lines(group, plan, verbose))
     out += update_lines(plan.update)
+    if plan.notes:
+        out.append("")
+    out += [escape(note) for note in plan.notes]
     # A key the kernel refuses is explained when the plan would change the host (or on request),
     # not again on every run that finds nothing to do: then the summary names it in one line.
     quiet = held_keys(plan) if not plan.changes and not verbose else []

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conduit.cli.root import main
 from conduit.spec.jsonschema import COMMITTED, schema_text
-from tests.helpers import EXAMPLE, cli_env
+from tests.helpers import CONDUIT, EXAMPLE, cli_env
 
 
 @pytest.fixture
@@ -188,3 +188,51 @@ def test_spec_reference_page_matches_the_models(run):
 
     assert PAGE.read_text() == run("schema", "--markdown").output, "run: conduit schema --markdown > docs/spec-reference.md"
     assert "| `spec.containers.resources.ulimit_nofile` |" in PAGE.read_text()
+
+
+def test_first_week_init_then_edit_count_validate_and_plan(tmp_path):
+    """As a new user does it: init, give the host's size, change count, validate and plan offline."""
+    import re
+
+    spec = tmp_path / "x.yaml"
+
+    def conduit(*args):
+        return subprocess.run([*CONDUIT, *args], env=cli_env(), capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    def edit(count: int, max_clients: int | None = None):
+        text = re.sub(r"\n    count: \d+\n", f"\n    count: {count}\n", spec.read_text())
+        if max_clients is not None:
+            text = re.sub(r"\n    # max_clients: \d+\n", f"\n    max_clients: {max_clients}\n", text)
+        spec.write_text(text)
+
+    assert conduit("init", "-o", "x.yaml").returncode == 0
+    # this machine's size written down, so that every machine running the test sees the same numbers
+    spec.write_text(spec.read_text().replace("vcpus: auto", "vcpus: 2").replace("memory: auto", "memory: 4GiB", 1))
+    edit(4)
+    checked = conduit("validate", "x.yaml")
+    assert (checked.returncode, checked.stderr) == (0, "")
+    assert "capacity: 4 nodes x 109 clients = 436 clients, each node 0.45 CPU and 896 MiB" in checked.stdout
+    planned = conduit("plan", "--offline", "x.yaml")
+    assert planned.returncode == 0 and "warning:" not in planned.stdout
+    assert "capacity: this host has 1.8 CPUs and 3.5 GiB after its reserve: 262-612 clients" in planned.stdout
+    assert "memory: 939524096" in planned.stdout  # 896 MiB, the even share, in the container's settings
+    as_json = json.loads(conduit("plan", "--offline", "--json", "x.yaml").stdout)
+    assert as_json["notes"] == checked.stdout.splitlines()[2:] and as_json["warnings"] == []
+
+    edit(40, max_clients=250)
+    checked = conduit("validate", "x.yaml")
+    assert checked.returncode == 0
+    assert checked.stderr.splitlines()[0] == (
+        "warning: x.yaml:44:5: spec.conduit.max_clients: 250 clients on 0.045 CPU (the default even share) per node is "
+        "5556 clients per CPU, past Psiphon's guidance of 150-350; lower count to 2 or max_clients to 15"
+    )
+    assert checked.stderr.splitlines()[0] in conduit("plan", "--offline", "x.yaml").stdout
+
+    edit(60)
+    refused = conduit("validate", "x.yaml")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr == (
+        "x.yaml:22:5: spec.containers.count: 60 nodes would get 59 MiB each (the default even share of the 3.5 GiB left "
+        "after the reserve), below the 64 MiB a node needs (a Conduit process needs that to start); lower count to 56\n"
+    )
+    assert conduit("plan", "--offline", "x.yaml").returncode == 2

@@ -48,9 +48,12 @@ def test_union_field_error_is_one_sentence():
     assert line == "cluster.yaml:19:5: spec.host.vcpus: must be a number or 'auto'"
 
 
-def test_cpu_total_must_fit_the_host_with_headroom():
+def test_cpu_total_must_fit_the_host():
     (line,) = problems(example_with("cpus: 0.22", "cpus: 0.9"))
-    assert "spec.containers.resources.cpus" in line and "1.8 usable" in line
+    assert line == (
+        "cluster.yaml:36:7: spec.containers.resources.cpus: 8 nodes ask for 6.5 CPUs in all, more than the host's 2 CPUs; "
+        "lower cpus to 0.225 or count to 2"
+    )
 
 
 def test_memory_total_must_fit_the_host():
@@ -150,8 +153,8 @@ def test_empty_file():
 def test_official_profile_defaults_on_a_small_vps():
     spec = load_text(dump(minimal()), "c", SMALL_VPS)
     (node,) = nodes(spec)
-    # min(2 CPU, 4 GiB / 2 GiB) = 2 units x 250 clients = 500 clients on one node
-    assert node.max_clients == 500
+    # what is left after the reserve: min(1.8 CPU, 3.5 GiB / 2 GiB) = 1.75 units x 250 clients on one node
+    assert node.max_clients == 438
     assert node.cpus == 1.8 and node.memory == (4096 - 512) << 20
     assert node.ulimit_nofile == 16384
 
