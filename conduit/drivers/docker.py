@@ -230,27 +230,56 @@ def _observe_container(doc: ClusterSpec, client: CountingClient, entry: dict, ob
         obs.drifted.add(resource.key)
 
 
+def cluster_collisions(doc: ClusterSpec, cname: str, labels: dict[str, str]) -> list[str]:
+    """What a node of this spec would share with `cname`, a node of another conduit cluster:
+    its name, its volume (its key) or a host port. One line each, naming both."""
+    other = labels.get(CLUSTER, "?")
+    created_with = config_from_labels(labels) or {}
+    their_volume = (created_with.get("volume") or "").split(":")[0]
+    their_ports = _host_ports(created_with)
+    problems = []
+    for node in nodes(doc):
+        props = container_props(doc, node)
+        if node.name == cname:
+            problems.append(f"container {cname} belongs to cluster {other} (managed by conduit); "
+                            f"give cluster {doc.metadata.name} another name/prefix (containers.naming) or remove it there")  # fmt: skip
+        elif their_volume and node.volume == their_volume:
+            problems.append(f"volume {their_volume} of {node.name} (cluster {doc.metadata.name}) is the volume of {cname} "
+                            f"(cluster {other}): two nodes on one key; give cluster {doc.metadata.name} another containers.naming.volume_prefix")  # fmt: skip
+        for port in sorted(_host_ports(props) & their_ports):
+            problems.append(f"port {port} of {node.name} (cluster {doc.metadata.name}) is held by {cname} (cluster {other}); "
+                            f"give cluster {doc.metadata.name} another conduit.metrics_port_base or listener port")  # fmt: skip
+    return problems
+
+
+def _host_ports(props: dict) -> set[str]:
+    """The host ports a container's rendered config holds: the metrics address on the host
+    network, and every published port."""
+    command = props.get("command") or []
+    held = {f"{p.split(':')[1]}/{p.rsplit('/', 1)[1]}" for p in props.get("ports") or []}
+    if props.get("network") == "host" and "--metrics-addr" in command[:-1]:
+        held.add(f"{command[command.index('--metrics-addr') + 1].rsplit(':', 1)[-1]}/tcp")
+    return held
+
+
 def _observe_other_container(doc: ClusterSpec, client: CountingClient, entry: dict, cname: str, obs: Observation) -> None:
-    """A container not of this cluster: adopted when it is a bash-manager node; in the way when it has
-    a node's name, or mounts a node's volume (two processes on one volume would share one key)."""
-    wanted_volume = {n.name: n.volume for n in nodes(doc)}
+    """A container the tool did not make: adopted when it is a bash-manager node, foreign when it only
+    has our name; a node of another conduit cluster is refused where it would collide with ours."""
     labels = entry.get("Labels") or {}
-    owner = f"cluster {labels[CLUSTER]}" if labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) else "not managed by conduit"
+    if labels.get(MANAGED_BY) == MANAGER:
+        problems = cluster_collisions(doc, cname, labels)
+        if problems:
+            obs.foreign.append(f"container {cname} (conduit cluster {labels.get(CLUSTER, '?')})")
+            obs.problems += problems
+        return
+    wanted_volume = {n.name: n.volume for n in nodes(doc)}
     if cname not in wanted_volume:
-        mounted = (_volume(entry) or "").split(":")[0]
-        if mounted in wanted_volume.values():
-            obs.problems.append(f"volume {mounted} is the data volume of container {cname} ({owner}); two nodes on one volume "
-                                "would share one key: give this cluster another containers.naming.volume_prefix")  # fmt: skip
         return
     volume = f"{wanted_volume[cname]}:{doc.spec.conduit.data_dir}"
     if _volume(entry) == volume and not labels.get(MANAGED_BY):
         # The bash managers' node: same name, same volume, so the same key. Take it over.
         resource, _ = container_resource(entry, inspect_limits(client, entry["Id"]))
         obs.resources.append(Resource("container", cname, resource.props, resource.replace_fields, adopt=True))
-        return
-    if owner != "not managed by conduit":
-        obs.foreign.append(f"container {cname} (conduit {owner})")
-        obs.problems.append(f"container {cname} belongs to {owner} on this host; give this cluster another containers.naming.prefix")
         return
     obs.foreign.append(f"container {cname} exists and is not managed by conduit")
     obs.problems.append(

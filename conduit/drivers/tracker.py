@@ -22,8 +22,28 @@ SYSTEMCTL = "systemctl"
 SYSTEMCTL_TIMEOUT = 15
 
 
-def tracker_pidfile(state_dir: str | Path) -> Path:
-    return Path(state_dir) / "tracker.pid"
+LEGACY_PIDFILE = "tracker.pid"  # one tracker per state directory, before clusters shared one
+
+
+def tracker_pidfile(state_dir: str | Path, cluster: str) -> Path:
+    """The cluster's own pid file: two clusters on one state directory each run their tracker."""
+    return Path(state_dir) / f"tracker-{cluster}.pid"
+
+
+def tracker_log(state_dir: str | Path, cluster: str) -> Path:
+    return Path(state_dir) / f"tracker-{cluster}.log"
+
+
+def legacy_pidfile(state_dir: str | Path, cluster: str) -> Path | None:
+    """tracker.pid as an older version wrote it, when the tracker it names runs for `cluster`."""
+    path = Path(state_dir) / LEGACY_PIDFILE
+    try:
+        pid = int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    argv = read_cmdline(pid) if pid_alive(pid) else None
+    command = tracker_argv(argv) if argv else None
+    return path if command is not None and cluster_of(command) == cluster else None
 
 
 def systemd_is_init() -> bool:
@@ -90,7 +110,9 @@ def _stale() -> Resource:
 
 def _observe_pidfile(doc: ClusterSpec, state_dir: Path, conduit_bin: str) -> Observation:
     obs = Observation()
-    pidfile = tracker_pidfile(state_dir)
+    pidfile = tracker_pidfile(state_dir, doc.metadata.name)
+    if not pidfile.exists():
+        pidfile = legacy_pidfile(state_dir, doc.metadata.name) or pidfile
     try:
         text = pidfile.read_text().strip()
     except FileNotFoundError:

@@ -30,7 +30,7 @@ from conduit.engine import canary, nodehealth
 from conduit.engine.compartment import CompartmentProblem, ensure_compartment
 from conduit.facts.compartment import wants_compartment
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
-from conduit.drivers.tracker import systemd_is_init, tracker_pidfile
+from conduit.drivers.tracker import legacy_pidfile, systemd_is_init, tracker_log, tracker_pidfile
 from conduit.drivers.files import HOST_CONFIG, atomic_write, open_private, private_tree, remove
 from conduit.drivers.keys import KeyProblem, volume_dir
 from conduit.drivers.volume import HostileEntry
@@ -435,11 +435,14 @@ class Executor:
         if systemd_is_init():
             self._tracker_unit(step)
             return
-        pidfile = tracker_pidfile(self.state_dir)
-        stop_pidfile(pidfile)
+        cluster = self.doc.metadata.name
+        pidfile = tracker_pidfile(self.state_dir, cluster)
+        for running in filter(None, (pidfile, legacy_pidfile(self.state_dir, cluster))):
+            stop_pidfile(running)
         if step.action == "delete":
             return
-        log = open_private(private_tree(self.state_dir) / "tracker.log")
+        private_tree(self.state_dir)
+        log = open_private(tracker_log(self.state_dir, cluster))
         # The state directory travels in the environment so the command line stays the rendered one.
         process = subprocess.Popen(
             this_conduit(step.desired["command"]),

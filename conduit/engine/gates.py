@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conduit.engine import nodehealth
 from conduit.engine.execute import Executor
-from conduit.drivers.tracker import systemd_is_init, tracker_pidfile
+from conduit.drivers.tracker import systemd_is_init, tracker_log, tracker_pidfile
 from conduit.drivers.programs import not_installed
 from conduit.render.tracker import unit_name
 from conduit.spec.resources import host_path
@@ -155,7 +155,8 @@ def tracker_gate(ex: Executor, settle: float) -> None:
         return
     state_dir = ex.state_dir
     try:
-        pid = int(tracker_pidfile(state_dir).read_text().split()[0])
+        pid = int(tracker_pidfile(state_dir, ex.doc.metadata.name).read_text().split()[0])
         os.kill(pid, 0)
     except (OSError, ValueError, IndexError):
-        raise GateFailed("the tracker is not running (see tracker.log in the state directory)") from None
+        log_name = tracker_log(state_dir, ex.doc.metadata.name).name
+        raise GateFailed(f"the tracker is not running (see {log_name} in the state directory)") from None

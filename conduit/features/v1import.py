@@ -84,31 +84,32 @@ def existing_nodes(client: CountingClient, prefix: str) -> list[dict]:
     for entry in call(client, client.api.containers, all=True):
         name = entry["Names"][0].lstrip("/")
         match = pattern.match(name)
-        if not match:
-            continue
-        labels = entry.get("Labels") or {}
-        if labels.get(MANAGED_BY):
-            raise ImportRefused(
-                f"{name} belongs to cluster {labels.get(CLUSTER, '?')} (managed by conduit), not to a bash manager; "
-                "there is nothing of it to import (name the bash manager's containers with --prefix)"
-            )
-        config = call(client, client.api.inspect_container, entry["Id"]).get("Config") or {}
-        command = config.get("Cmd") or (entry.get("Command") or "").split()
-        volume = next((m for m in entry.get("Mounts") or [] if m.get("Type") == "volume"), None)
-        found.append(
-            {
-                "index": int(match.group(1) or 1),
-                "name": name,
-                "image": _named_image(client, config.get("Image") or entry.get("Image"), entry.get("ImageID")),
-                "image_id": entry.get("ImageID"),
-                "volume": volume["Name"] if volume else None,
-                "data_dir": volume["Destination"] if volume else None,
-                "network": (entry.get("HostConfig") or {}).get("NetworkMode"),
-                "cli_version": cli_version_of(command),
-                "flags": node_flags(command),
-            }
-        )
+        if match:
+            found.append(_node(client, entry, name, int(match.group(1) or 1)))
     return sorted(found, key=lambda n: n["index"])
+
+
+def _node(client: CountingClient, entry: dict, name: str, index: int) -> dict:
+    labels = entry.get("Labels") or {}
+    if labels.get(MANAGED_BY):
+        raise ImportRefused(
+            f"{name} belongs to cluster {labels.get(CLUSTER, '?')} (managed by conduit), not to a bash manager; "
+            "there is nothing of it to import (name the bash manager's containers with --prefix)"
+        )
+    config = call(client, client.api.inspect_container, entry["Id"]).get("Config") or {}
+    command = config.get("Cmd") or (entry.get("Command") or "").split()
+    volume = next((m for m in entry.get("Mounts") or [] if m.get("Type") == "volume"), None)
+    return {
+        "index": index,
+        "name": name,
+        "image": _named_image(client, config.get("Image") or entry.get("Image"), entry.get("ImageID")),
+        "image_id": entry.get("ImageID"),
+        "volume": volume["Name"] if volume else None,
+        "data_dir": volume["Destination"] if volume else None,
+        "network": (entry.get("HostConfig") or {}).get("NetworkMode"),
+        "cli_version": cli_version_of(command),
+        "flags": node_flags(command),
+    }
 
 
 def pinned_image_settings(facts: ImageFacts | None) -> dict:

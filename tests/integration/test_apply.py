@@ -93,7 +93,7 @@ def cluster(tmp_path, docker_engine, standin_image, docker_cleanup):
 
     cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("ap"), free_port_block(12))
     yield cluster
-    stop_pidfile(cluster.state / "tracker.pid")  # a tracker must not outlive its test
+    stop_pidfile(cluster.state / f"tracker-{cluster.prefix}.pid")  # a tracker must not outlive its test
 
 
 def test_apply_twice_changes_nothing_the_second_time(cluster):
@@ -361,7 +361,7 @@ def test_tracker_is_started_records_regions_and_is_stopped(cluster):
     cluster.write(tracker=True, env={"STANDIN_REGIONS": "IR=3:1000:2000,CN=2:10:20"})
     result = cluster.apply()
     assert result.returncode == 0, result.stdout + result.stderr
-    pid = int((cluster.state / "tracker.pid").read_text())
+    pid = int((cluster.state / f"tracker-{cluster.prefix}.pid").read_text())
     # two nodes, each reporting IR 3 clients and CN 2
     latest = wait_for(lambda: State(cluster.state).latest_samples() or None, timeout=15, message="a tracker sample")
     assert latest == {"IR": (6, 2000, 4000), "CN": (4, 20, 40)}

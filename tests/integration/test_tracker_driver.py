@@ -58,7 +58,7 @@ def test_pidfile_of_a_running_tracker_matches_the_desired_command(tmp_path, pidf
     proc = subprocess.Popen([sys.executable, "-c", SLEEPER, *command])
     try:
         wait_for_exec(proc, b"--keep-addresses-hours")
-        tracker_pidfile(tmp_path).write_text(f"{proc.pid}\n")
+        tracker_pidfile(tmp_path, spec.metadata.name).write_text(f"{proc.pid}\n")
         obs = observe_tracker(spec, tmp_path)
         assert obs.resources == [desired]  # what the planner sees as "up to date"
         assert obs.problems == [] and obs.foreign == []
@@ -84,7 +84,7 @@ def test_console_script_is_named_as_the_spec_names_it(tmp_path, monkeypatch, pid
         wait_for_exec(proc, b"--keep-addresses-hours")
         raw = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
         assert raw[1] == str(script).encode()  # the kernel put the interpreter in front
-        tracker_pidfile(tmp_path).write_text(str(proc.pid))
+        tracker_pidfile(tmp_path, spec.metadata.name).write_text(str(proc.pid))
         assert observe_tracker(spec, tmp_path).resources == [desired]
     finally:
         proc.kill()

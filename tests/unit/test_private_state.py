@@ -158,7 +158,7 @@ def test_the_tracker_log_and_pid_file_are_private(open_state_dir, tmp_path, monk
     Executor(doc, tmp_path / "root", open_state_dir, None).run(
         Step("tracker", "tracker", "tracker", "create", "not on the host", [], tracker.props)
     )
-    assert len(started) == 1 and (open_state_dir / "tracker.pid").read_text() == f"{Started.pid}\n"
+    assert len(started) == 1 and (open_state_dir / f"tracker-{doc.metadata.name}.pid").read_text() == f"{Started.pid}\n"
     assert_private(open_state_dir)
 
 

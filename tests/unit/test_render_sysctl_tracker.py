@@ -292,26 +292,26 @@ def no_systemd(monkeypatch):
 
 def test_no_pidfile_no_resource(tmp_path, no_systemd):
     doc = load()
-    assert tracker_pidfile(tmp_path) == tmp_path / "tracker.pid"
+    assert tracker_pidfile(tmp_path, "test") == tmp_path / "tracker-test.pid"
     assert observe_tracker(doc, tmp_path).resources == []
 
 
 def test_stale_pidfile_with_a_dead_pid(tmp_path, no_systemd):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    tracker_pidfile(tmp_path).write_text(f"{child.pid}\n")
+    tracker_pidfile(tmp_path, "test").write_text(f"{child.pid}\n")
     obs = observe_tracker(load(), tmp_path)
     assert [r.props for r in obs.resources] == [{"command": None, "running": False}]
 
 
 def test_pid_reused_by_another_program_is_stale(tmp_path, no_systemd):
-    tracker_pidfile(tmp_path).write_text(f"{os.getpid()}\n")  # pytest: alive, not a tracker
+    tracker_pidfile(tmp_path, "test").write_text(f"{os.getpid()}\n")  # pytest: alive, not a tracker
     obs = observe_tracker(load(), tmp_path)
     assert [r.props for r in obs.resources] == [{"command": None, "running": False}]
 
 
 def test_garbage_pidfile_is_stale_with_a_warning(tmp_path, no_systemd):
-    tracker_pidfile(tmp_path).write_text("not a pid\n")
+    tracker_pidfile(tmp_path, "test").write_text("not a pid\n")
     obs = observe_tracker(load(), tmp_path)
     assert [r.props for r in obs.resources] == [{"command": None, "running": False}]
     assert obs.warnings and obs.problems == []
@@ -332,7 +332,7 @@ def start_fake_tracker(cluster: str) -> subprocess.Popen:
 def test_live_pidfile_reads_the_cmdline(tmp_path, no_systemd):
     proc = start_fake_tracker("test")
     try:
-        tracker_pidfile(tmp_path).write_text(str(proc.pid))
+        tracker_pidfile(tmp_path, "test").write_text(str(proc.pid))
         obs = observe_tracker(load(), tmp_path)
         assert [r.props for r in obs.resources] == [
             {
@@ -348,7 +348,7 @@ def test_live_pidfile_reads_the_cmdline(tmp_path, no_systemd):
 def test_tracker_of_another_cluster_is_foreign(tmp_path, no_systemd):
     proc = start_fake_tracker("other")
     try:
-        tracker_pidfile(tmp_path).write_text(str(proc.pid))
+        tracker_pidfile(tmp_path, "test").write_text(str(proc.pid))
         obs = observe_tracker(load(), tmp_path)
         assert obs.resources == []
         assert obs.foreign == [f"tracker process {proc.pid} (cluster other)"]
@@ -356,6 +356,24 @@ def test_tracker_of_another_cluster_is_foreign(tmp_path, no_systemd):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_two_clusters_on_one_state_directory_each_see_their_own_tracker(tmp_path, no_systemd):
+    """An older version's tracker.pid counts for the cluster its process runs for, and for no other."""
+    mine, other = start_fake_tracker("test"), start_fake_tracker("other")
+    try:
+        (tmp_path / "tracker.pid").write_text(f"{mine.pid}\n")
+        tracker_pidfile(tmp_path, "other").write_text(f"{other.pid}\n")
+        obs = observe_tracker(load(), tmp_path)
+        assert [r.props["running"] for r in obs.resources] == [True] and obs.problems == [] and obs.foreign == []
+        assert "--cluster" in obs.resources[0].props["command"] and "test" in obs.resources[0].props["command"]
+        (tmp_path / "tracker.pid").write_text(f"{other.pid}\n")  # another cluster's: not ours, not a conflict
+        obs = observe_tracker(load(), tmp_path)
+        assert obs.resources == [] and obs.problems == []
+    finally:
+        for proc in (mine, other):
+            proc.kill()
+            proc.wait()
 
 
 def test_tracker_argv_drops_an_interpreter():

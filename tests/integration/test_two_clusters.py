@@ -1,0 +1,103 @@
+"""Two clusters on one host and one state directory: each applies and runs its own tracker beside
+the other; a spec that would share a name, a volume or a port with the other is refused."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conduit.drivers.tracker import tracker_pidfile
+from conduit.engine.execute import stop_pidfile
+from tests.harness import free_port_block
+from tests.helpers import cli_env, default_policy_with_standin
+from tests.integration import test_apply as base
+
+pytestmark = pytest.mark.integration
+
+
+class Cluster(base.Cluster):
+    """Under the default host policy a real host gets, plus the stand-in images."""
+
+    policy = None
+
+    def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        Cluster.policy = Cluster.policy or default_policy_with_standin()
+        env = cli_env() | {"CONDUIT_POLICY": Cluster.policy}
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
+
+    def rename(self, name: str) -> None:
+        doc = yaml.safe_load(self.spec.read_text())
+        doc["metadata"]["name"] = name
+        self.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _cluster(tmp: Path, engine, image: str, state: Path, prefix: str, port_base: int | None = None) -> Cluster:
+    """A cluster named for its prefix (rename() names it otherwise)."""
+    tmp.mkdir()
+    cluster = Cluster(tmp, engine, image, prefix, port_base or free_port_block(2))
+    cluster.state = state  # one state directory for both, as /var/lib/conduit is on a real host
+    return cluster
+
+
+@pytest.fixture
+def two(tmp_path, docker_engine, standin_image, docker_cleanup):
+    state = tmp_path / "state"
+    a = _cluster(tmp_path / "a", docker_engine, standin_image, state, docker_cleanup.name("ca"))
+    b = _cluster(tmp_path / "b", docker_engine, standin_image, state, docker_cleanup.name("cb"))
+    yield a, b
+    for cluster in (a, b):  # a tracker must not outlive its test
+        stop_pidfile(tracker_pidfile(state, cluster.prefix))
+
+
+def test_two_clusters_apply_and_run_side_by_side(two):
+    a, b = two
+    for cluster in (a, b):
+        cluster.write(tracker=True)
+        applied = cluster.apply()
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+    for cluster in (a, b):
+        pid = int(tracker_pidfile(a.state, cluster.prefix).read_text())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[argv.index(b"--cluster") + 1] == cluster.prefix.encode()
+        assert cluster.names() == {f"{cluster.prefix}-1": "running", f"{cluster.prefix}-2": "running"}
+    # Neither takes the other's nodes or tracker for drift.
+    for cluster in (a, b):
+        again = cluster.run("plan", "--detailed-exitcode", str(cluster.spec))
+        assert again.returncode == 0, again.stdout + again.stderr
+
+
+def _refusal(cluster: Cluster) -> list[str]:
+    planned = cluster.run("plan", str(cluster.spec))
+    assert planned.returncode == 1, planned.stdout + planned.stderr
+    return planned.stderr.splitlines()
+
+
+def test_a_spec_that_collides_with_another_cluster_is_refused(two, tmp_path):
+    a, b = two
+    a.write()
+    assert a.apply().returncode == 0
+    # The same node names, under another cluster name.
+    b.prefix = a.prefix
+    b.write()
+    b.rename("second")
+    lines = _refusal(b)
+    assert any(f"container {a.prefix}-1 belongs to cluster {a.prefix} (managed by conduit); give cluster second another name/prefix" in line
+               for line in lines), lines  # fmt: skip
+    # Other names, but the first cluster's volumes: two nodes on one key.
+    other = _cluster(tmp_path / "c", a.engine, a.image, a.state, f"{a.prefix}x")
+    other.write(volume_prefix=f"{a.prefix}-data")
+    other.rename("second")
+    lines = _refusal(other)
+    assert any(f"volume {a.prefix}-data-1 of {a.prefix}x-1 (cluster second) is the volume of {a.prefix}-1 (cluster {a.prefix})" in line
+               for line in lines), lines  # fmt: skip
+    # Other names and volumes, the first cluster's metrics ports.
+    ports = _cluster(tmp_path / "d", a.engine, a.image, a.state, f"{a.prefix}y", port_base=a.port_base)
+    ports.write()
+    ports.rename("second")
+    lines = _refusal(ports)
+    assert any(f"port {a.port_base}/tcp of {a.prefix}y-1 (cluster second) is held by {a.prefix}-1 (cluster {a.prefix})" in line
+               for line in lines), lines  # fmt: skip
+    assert not [n for n in a.names() if n.startswith(f"{a.prefix}x") or n.startswith(f"{a.prefix}y")]
