@@ -291,6 +291,11 @@ def _wanted_ports(doc: ClusterSpec, running: set[str]) -> list[tuple[str, int, s
     return wanted
 
 
+def _strangers(proc: Path, holders: set[tuple[int, str]], own_ids: set[str]) -> list[tuple[int, str]]:
+    """The holders that are not in one of the cluster's own containers."""
+    return sorted(h for h in holders if not proc_facts.in_containers(read_or_none(proc / str(h[0]) / "cgroup") or "", own_ids))
+
+
 def port_problems(doc: ClusterSpec, running: set[str], own_ids: set[str] = frozenset(), proc: Path = Path("/proc")) -> list[str]:
     """Host ports the nodes need, held by a process that is not one of this cluster's own containers
     (found by its cgroup), whether the cluster already runs or not: one line each, naming the holder."""
@@ -301,7 +306,7 @@ def port_problems(doc: ClusterSpec, running: set[str], own_ids: set[str] = froze
     for protocol, port, what, name, host_network in wanted:
         inodes = bound[(protocol, port)]
         holders = {owners[i] for i in inodes if i in owners}
-        foreign = sorted(h for h in holders if not proc_facts.in_containers(read_or_none(proc / str(h[0]) / "cgroup") or "", own_ids))
+        foreign = _strangers(proc, holders, own_ids)
         if not inodes or (holders and not foreign) or (not holders and name in running):
             continue  # free, held by our own container, or held unseen while the node that binds it runs
         who = ", ".join(f"pid {pid} ({comm})" for pid, comm in foreign) or "a process /proc does not show"
