@@ -202,6 +202,35 @@ def test_an_image_that_cannot_be_pulled_stops_before_any_node_does(cluster):
     assert {c.name: c.id for c in cluster.engine.client.containers.list()} == ids  # untouched, still running
 
 
+def test_a_port_held_by_another_process_on_a_running_cluster_stops_plan_and_apply(cluster):
+    """The node restarts in a loop because a stranger took its metrics port: plan names the holder
+    (whatever state Docker shows the node in at that moment), and apply changes nothing."""
+    import socket
+
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    node = cluster.engine.client.containers.get(f"{cluster.prefix}-2")
+    node.stop(timeout=5)
+    port = cluster.port_base + 1  # the metrics port of node 2
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the gate's connections left TIME_WAIT behind
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        node.start()  # its conduit cannot bind the port: it exits, and its restart policy starts it again
+        ids = {c.name: c.id for c in cluster.engine.client.containers.list(all=True)}
+        plan = cluster.run("plan", str(cluster.spec))
+        assert plan.returncode == 1, plan.stdout + plan.stderr
+        (line,) = [line for line in plan.stderr.splitlines() if f"port {port}/tcp" in line]
+        assert line == (f"error: port {port}/tcp (metrics of {cluster.prefix}-2) is already in use by another process: "
+                        f"pid {os.getpid()} ({Path('/proc/self/comm').read_text().strip()}); "
+                        "stop that process or change conduit.metrics_port_base")
+        assert not [line for line in plan.stderr.splitlines() if f"{cluster.prefix}-1" in line]  # node 1 holds its own
+        result = cluster.apply()
+        assert result.returncode == 1 and "nothing was changed" in result.stderr
+        assert {c.name: c.id for c in cluster.engine.client.containers.list(all=True)} == ids
+        assert cluster.generations() == [(1, "succeeded")]
+
+
 def test_ulimit_above_the_host_limit_is_refused_before_anything_runs(cluster):
     cluster.write()
     assert cluster.apply().returncode == 0

@@ -56,3 +56,14 @@ def test_health_problems_come_from_the_plan():
         "crash:conduit-1": "container conduit-1 is in a crash loop (restarting)",
     }
     assert health_problems(make_plan("c", desired, desired)) == {}
+
+
+def test_a_watcher_is_running_only_while_its_pid_is_a_conduit_watch(tmp_path):
+    from conduit.features.watch import watcher_running
+
+    for pid, argv in {10: b"/usr/bin/python3\0/usr/local/bin/conduit\0watch\0/etc/conduit/cluster.yaml\0", 11: b"sleep\0watch\0"}.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(argv)
+    assert watcher_running({"pid": 10}, tmp_path)
+    assert not watcher_running({"pid": 11}, tmp_path)  # the pid was taken by another program since
+    assert not watcher_running({"pid": 12}, tmp_path) and not watcher_running({}, tmp_path)
