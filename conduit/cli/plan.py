@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
-
 from conduit.cli.common import Options, confirm, fail, invalid, load_spec
 from conduit.drivers.docker import EngineError
 from conduit.engine import intents
@@ -26,6 +22,7 @@ from conduit.spec.spec import ClusterSpec
 from conduit.state.git import GitError, show_committed
 from conduit.state.lock import Locked
 from conduit.state.store import State, StateError, check_writable
+from conduit.views.history import render_history
 from conduit.views.report import print_plan, show_plan
 
 
@@ -278,16 +275,7 @@ def history(opts: Options, as_json: bool) -> None:
     if not gens:
         click.echo("No generations yet.")
         return
-    table = Table("gen", "started", "outcome", "spec", "git", "image", "reason")
-    for g in gens:
-        git = (g.git_commit or "")[:10] + ("+dirty" if g.git_dirty else "")
-        image = _image_cell(images[g.id])
-        table.add_row(str(g.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(g.started)), g.outcome, g.spec_hash[:12], git, image, g.reason or "")
-    Console().print(table)
-
-
-def _image_cell(images: dict[str, dict]) -> str:
-    return ", ".join(sorted({(i["digest"] or i["image_id"])[:19] + (f" {i['version']}" if i["version"] else "") for i in images.values()}))
+    click.echo(render_history(gens, images))
 
 
 def _images(state: State, gen: int) -> dict[str, dict]:

@@ -159,8 +159,12 @@ def fingerprint(observed: list[Resource]) -> str:
 
 
 def _field_changes(desired: Resource, observed: Resource) -> list[Change]:
-    """The top-level fields whose values differ; a field one side lacks and the other holds as null is no change."""
-    names = sorted(set(observed.props) | set(desired.props))
+    """The fields the desired resource names whose values differ; one the host lacks is null there.
+
+    A field only the host reports is not compared: no step could make it go (a node's image ID
+    while the spec's image is not on the engine to be pinned to, a field an older conduit recorded),
+    so a change in it would be planned again after every apply."""
+    names = sorted(desired.props)
     return [
         Change(name, observed.props.get(name), desired.props.get(name), name in desired.replace_fields)
         for name in names

@@ -67,21 +67,29 @@ def id_ranges(ids: list[str]) -> str:
     return ", ".join(f"{prefix}{r[0]}" + (f"..{r[-1]}" if len(r) > 1 else "") for r in runs)
 
 
+def _batches_text(batches: list[int], sizes: list[int]) -> str:
+    if len(batches) == 1:
+        return f"replaced in batch {batches[0]}"
+    contiguous = batches[-1] - batches[0] == len(batches) - 1
+    which = f"{batches[0]}..{batches[-1]}" if contiguous else ", ".join(map(str, batches))
+    return f"replaced {max(sizes)} at a time (batches {which})"
+
+
 def rollout_line(group: list[Step], plan: Plan, drains_shown: bool) -> str | None:
     """How the nodes of `group` are replaced, when it takes more than one batch or (unless the
     drain steps are shown too) a drain from the front: how many at a time, in which batches."""
     batches = sorted({s.batch for s in group if s.batch})
-    drains = [s for s in plan.steps if s.action == "drain" and s.batch in batches and not drains_shown]
-    if not batches or (len(batches) == 1 and not drains):
+    drain = None if drains_shown else _drain_seconds(plan, batches)
+    if not batches or (len(batches) == 1 and drain is None):
         return None
     sizes = [sum(1 for s in plan.steps if s.kind == "container" and s.batch == b) for b in batches]
-    if len(batches) == 1:
-        line = f"replaced in batch {batches[0]}"
-    else:
-        contiguous = batches[-1] - batches[0] == len(batches) - 1
-        which = f"{batches[0]}..{batches[-1]}" if contiguous else ", ".join(map(str, batches))
-        line = f"replaced {max(sizes)} at a time (batches {which})"
-    if drains:
-        seconds = (drains[0].desired or {}).get("seconds", 0)
-        line += f"; each batch leaves nginx {seconds:g}s before it stops and comes back after its gate"
+    line = _batches_text(batches, sizes)
+    if drain is not None:
+        line += f"; each batch leaves nginx {drain:g}s before it stops and comes back after its gate"
     return line
+
+
+def _drain_seconds(plan: Plan, batches: list[int]) -> float | None:
+    """How long the batches are out of nginx before they stop (None: they are not drained)."""
+    drains = [s for s in plan.steps if s.action == "drain" and s.batch in batches]
+    return (drains[0].desired or {}).get("seconds", 0) if drains else None

@@ -1,0 +1,39 @@
+"""`conduit history` as text that fits 80 columns: one line per generation, its reason on its own
+line beneath when it has one, and only the columns some generation fills (`--json` has everything)."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+WIDTH = 80
+
+
+def image_cell(images: dict[str, dict]) -> str:
+    """The images the nodes ran: a short digest or ID, and its version."""
+    return ", ".join(sorted({(i["digest"] or i["image_id"])[:19] + (f" {i['version']}" if i["version"] else "") for i in images.values()}))
+
+
+def _row(gen, images: dict[str, dict]) -> dict[str, str]:
+    return {
+        "gen": str(gen.id),
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(gen.started)),
+        "outcome": gen.outcome,
+        "spec": gen.spec_hash[:8],
+        "git": (gen.git_commit or "")[:8] + ("+" if gen.git_dirty else ""),
+        "image": image_cell(images),
+    }
+
+
+def render_history(gens: list, images: dict[int, dict[str, dict]]) -> str:
+    """gens: conduit.state.store generations; images: {generation: {node: image}}. A `+` after a
+    git commit: the checkout had uncommitted changes."""
+    rows = [_row(g, images.get(g.id, {})) for g in gens]
+    names = [n for n in rows[0] if n in ("gen", "started", "outcome", "spec") or any(r[n] for r in rows)] if rows else []
+    widths = {n: max(len(n), *(len(r[n]) for r in rows)) for n in names}
+    lines = ["  ".join(n.ljust(widths[n]) for n in names).rstrip()]
+    for g, r in zip(gens, rows):
+        lines.append("  ".join(r[n].ljust(widths[n]) for n in names).rstrip()[:WIDTH])
+        if g.reason:
+            lines += textwrap.wrap(g.reason, WIDTH, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""`conduit history` fits 80 columns: reasons on their own line, empty columns hidden, all of it in --json."""
+
+import json
+
+from click.testing import CliRunner
+
+from conduit.cli.root import main
+from conduit.state.store import State
+
+REASON = "gate failed: container conduit-3 metrics endpoint did not answer within 60s; rolled back to generation 1"
+
+
+def history(state_dir, *args):
+    return CliRunner().invoke(main, ["--state-dir", str(state_dir), "history", *args], catch_exceptions=False)
+
+
+def test_history_fits_80_columns_with_the_reason_beneath(tmp_path):
+    state = State(tmp_path)
+    first = state.begin("spec: 1\n", "a" * 64, "/etc/conduit/cluster.yaml", (None, None))
+    state.finish(first, "succeeded")
+    second = state.begin("spec: 2\n", "b" * 64, "/etc/conduit/cluster.yaml", ("0123456789abcdef", True))
+    state.finish(second, "rolled_back", REASON)
+    result = history(tmp_path)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0].split() == ["gen", "started", "outcome", "spec", "git"]  # no image was recorded: no column
+    assert lines[1].split()[0] == "1" and lines[1].split()[3] == "succeeded"
+    assert lines[2].split()[4:] == ["bbbbbbbb", "01234567+"]
+    assert lines[3].startswith("    gate failed:") and " ".join(line.strip() for line in lines[3:]) == REASON
+    data = json.loads(history(tmp_path, "--json").output)
+    assert data[1]["reason"] == REASON and data[1]["spec_hash"] == "b" * 64 and data[1]["git_commit"] == "0123456789abcdef"
+
+
+def test_history_without_git_or_images_hides_those_columns(tmp_path):
+    state = State(tmp_path)
+    state.finish(state.begin("spec\n", "c" * 64, None, (None, None)), "succeeded")
+    lines = history(tmp_path).output.splitlines()
+    assert lines[0].split() == ["gen", "started", "outcome", "spec"] and len(lines) == 2
