@@ -135,3 +135,16 @@ def test_bad_headers_are_a_4xx(served):
         assert client.get("/api/v1/generations/99999999999999999999", headers=viewer).status_code == 422
         assert client.get("/api/v1/audit?limit=-5", headers=viewer).status_code == 422
         assert client.get("/api/v1/nodes", headers={"Authorization": "Bearer \xff\xfe".encode("latin-1")}).status_code == 401
+
+
+def test_an_operator_cannot_choose_the_spec_with_a_saved_plan(served, tmp_path):
+    from tests.unit.test_serve import _saved_plan
+
+    agent = served()
+    other = _saved_plan(EXAMPLE.read_text().replace("edge-1", "edge-9"), str(tmp_path / "other.yaml"))
+    answer = httpx.post(agent.base + "/api/v1/apply", json={"plan": other}, timeout=30,
+                        headers={"Authorization": f"Bearer {agent.tokens['operator']}"})  # fmt: skip
+    assert answer.status_code == 403 and "another spec" in answer.json()["detail"]
+    row = agent.audit()[0]
+    assert (row["event"], row["user"], row["detail"]["status"]) == ("api.apply", "t-operator", 403)
+    assert State(agent.state_dir).generations() == []
