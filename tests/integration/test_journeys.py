@@ -108,7 +108,6 @@ def test_fresh_vps(journey, docker_engine, standin_image):
         spec["containers"]["naming"]["prefix"] = prefix  # the engine is shared with other tests; init's "conduit" could collide
         spec["conduit"]["metrics_port_base"] = port_base  # 9090 may be taken on this machine
         spec["health"] = {"gate_timeout_seconds": 30, "settle_seconds": 1}  # the stand-in starts in half a second
-        spec["containers"]["resources"] = {"ulimit_nofile": 16384}  # TEMP
         spec["tracker"]["interface"] = "lo"  # the harness host's NIC name is unknown; the nodes' region metrics feed it anyway
 
     j.note("edit cluster.yaml: count 2, max_clients 50, the stand-in image, prefix 'fresh', a free metrics port block")
@@ -389,7 +388,7 @@ def test_two_clusters_on_one_host(journey, docker_engine, standin_image, docker_
     assert said and "Traceback" not in clash.stderr, clash.stderr
     j.check(f"cluster {a}" in said[0] and "not managed by conduit" not in said[0], f"the refusal does not say the nodes belong to cluster {a}: {said[0]}")
 
-    j.note("d.yaml: its own name and prefix, but the volume names init writes (conduit-data-N) that a.yaml's nodes also use")
+    j.note("d.yaml: its own name and prefix, but a.yaml's volume_prefix (as two specs both left at init's conduit-data would)")
     write_spec(j.cwd / "d.yaml", docker_cleanup.name("d"), standin_image, free_port_block(2), containers={"naming": {"prefix": docker_cleanup.name("d"), "volume_prefix": f"{a}-data"}})
     shared = j.run("apply", "--auto-approve", "d.yaml")
     assert shared.returncode in (1, 2), shared.stdout + shared.stderr
