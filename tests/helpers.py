@@ -40,6 +40,12 @@ def stand_in_policy() -> str:
     return str(path)
 
 
+def artifact(name: str) -> Path:
+    """Where a test keeps what a person may want to look at afterwards: CONDUIT_TEST_ARTIFACTS,
+    else test-artifacts/ at the repository root."""
+    return Path(os.environ.get("CONDUIT_TEST_ARTIFACTS") or ROOT / "test-artifacts") / name
+
+
 STANDIN_IMAGES = ["conduit-standin:*"]
 
 

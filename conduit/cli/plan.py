@@ -210,7 +210,7 @@ def built(build: Callable[..., Request], *args) -> Request:
     raise AssertionError("unreachable")
 
 
-def run_apply(request: Request) -> None:
+def run_apply(request: Request, epilogue: str | None = None) -> None:
     """Run one reconcile for the CLI: print what it did, exit with its code."""
     try:
         outcome = reconcile(request)
@@ -221,6 +221,8 @@ def run_apply(request: Request) -> None:
             click.echo(f"error: {problem}", err=True)
         fail("the plan has errors; nothing was changed")
     _report_outcome(request.doc, outcome)
+    if epilogue and outcome.status in ("succeeded", "no-op"):
+        click.echo(epilogue, err=True)
     sys.exit(outcome.exit_code)
 
 
@@ -290,18 +292,28 @@ def _images(state: State, gen: int) -> dict[str, dict]:
 @click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running.")
 @click.pass_obj
 def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait: bool) -> None:
-    """Re-apply generation N (default: the last good one)."""
+    """Re-apply generation N (default: the last good generation before the current one)."""
     try:
         check_writable(opts.state_dir)
         state = State(opts.state_dir)
-        target = state.generation(generation) if generation else state.last_good()
+        target = state.generation(generation) if generation else state.good_before_current()
+        current = state.last_good()
     except StateError as exc:
         fail(str(exc))
     if target is None:
-        fail(f"no generation {generation}" if generation else "no good generation to roll back to")
-    click.echo(f"Rolling back to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
+        fail(f"no generation {generation}; `conduit history` lists them" if generation
+             else "no good generation before the current one to roll back to; `conduit history` lists them")  # fmt: skip
+    now = f" from generation {current.id}" if current is not None and current.id != target.id else ""
+    click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
     how = door(opts, "rollback", target.spec_path, auto_approve, no_wait)
-    run_apply(built(intents.roll_back, how, state, target))
+    run_apply(built(intents.roll_back, how, state, target), epilogue=undo_warning(target.spec_path))
+
+
+def undo_warning(spec_path: str | None) -> str:
+    """A rollback is undone by the next apply of the spec file, and by `watch` at its next reconcile."""
+    where = f"the spec file {spec_path}" if spec_path else "the spec file"
+    return (f"warning: {where} (and `conduit watch`, if it runs) will undo this rollback at the next apply; "
+            "to keep it, put this generation's spec into the file (or stop watch)")
 
 
 COMMANDS = (validate, plan, diff, apply, history, rollback)

@@ -13,7 +13,7 @@ from conduit.serve.auth import Limiter, bind_refusal, parse_proxies
 
 LOOPBACK_PROXY = "127.0.0.1,::1"
 from conduit.state.git import git_revision
-from conduit.state.store import StateError
+from conduit.state.store import State, StateError
 
 
 def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: str | None, git: bool,
@@ -40,6 +40,29 @@ def _follows_git(opts, file: str, git: bool) -> bool:
     if git:
         return True
     return git_revision(file)[0] is not None and read_watch_status(opts.state_dir) is not None
+
+
+def startup_lines(listen: str, port: int, tls: bool, behind_proxy: bool, watching: str | None, has_tokens: bool | None) -> list[str]:
+    """What `serve` says as it starts: where, whether TLS is on, and how to make the token every request needs."""
+    host = listen if listen.startswith("[") or ":" not in listen else f"[{listen}]"
+    url = f"{'https' if tls else 'http'}://{host}:{port}/"
+    how = "TLS on" if tls else ("TLS off: a TLS proxy on this host fronts it" if behind_proxy else "TLS off")
+    lines = [f"conduit agent at {url} ({how}): dashboard /, API /api/v1 (OpenAPI /openapi.json), metrics /metrics"]
+    if watching:
+        lines.append(f"watching {watching}: applied when it changes, drift healed")
+    if has_tokens is False:
+        lines.append("no tokens yet, and every request needs one: make one with `conduit tokens create NAME --role operator` "
+                     "(or --role viewer to read only)")
+    return lines
+
+
+def _has_tokens(opts) -> bool | None:
+    """Whether any token exists (None when the state cannot say)."""
+    try:
+        state = State.reader(opts.state_dir)
+        return bool(state.tokens()) if state else False
+    except StateError:
+        return None
 
 
 @click.command("serve")
@@ -83,6 +106,8 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     from conduit.serve.run import serve
 
     limits = (Limiter(rate, 2 * rate), Limiter(rate, 2 * rate))
+    for line in startup_lines(listen, port, bool(tls_cert), behind_proxy, file if watch else None, _has_tokens(opts)):
+        click.echo(line)
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits,
               watch_interval, proxies)  # fmt: skip

@@ -8,10 +8,12 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from conduit.cli.common import fail, load_spec
+from conduit.cli.common import EXIT_INVALID, fail, invalid
 from conduit.drivers.docker import EngineError
 from conduit.features.status import collect
-from conduit.state.store import StateError
+from conduit.spec.load import SpecError, load_file, load_text
+from conduit.spec.spec import ClusterSpec
+from conduit.state.store import State, StateError
 from conduit.views.status import render_prometheus, render_text, to_json
 
 
@@ -23,16 +25,21 @@ from conduit.views.status import render_prometheus, render_text, to_json
 @click.option("--no-drift", is_flag=True, help="Skip the drift check (it observes the whole host).")
 @click.pass_obj
 def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
-    """Nodes, clients, CPU and memory against limits, the front, countries, generation and drift."""
-    doc = load_spec(opts, file)
+    """Nodes, clients, CPU and memory against limits, the front, countries, generation and drift.
+
+    A spec that does not load is when the host is most worth seeing: it is shown as the last
+    generation's spec describes it, and the spec's error ends the output (exit 2)."""
+    doc, spec_error = _spec_or_last_applied(opts, file)
     host = opts.host()
 
     def gather() -> dict:
         try:
-            return collect(doc, host, drift=not no_drift)
+            data = collect(doc, host, drift=not no_drift)
         except (EngineError, StateError) as exc:
             fail(str(exc))
-        raise AssertionError("unreachable")
+        if spec_error:
+            data["spec_error"] = spec_error
+        return data
 
     if as_json:
         click.echo(to_json(gather()))
@@ -48,3 +55,28 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
                 pass
     else:
         Console(highlight=False).print(render_text(gather()))
+    if spec_error:
+        fail(spec_error, EXIT_INVALID)
+
+
+def _spec_or_last_applied(opts, file: str) -> tuple[ClusterSpec, str | None]:
+    """FILE's spec; when it does not load, the spec of the generation the host runs (else the last one)
+    and the spec's error in one line. Without any generation the error stops status (exit 2)."""
+    try:
+        return load_file(file, opts.detected()), None
+    except SpecError as exc:
+        lines = exc.lines()
+    try:
+        state = State.reader(opts.state_dir)
+        gen = (state.last_good() or (state.generations() or [None])[-1]) if state else None
+    except StateError:
+        gen = None
+    if gen is None:
+        invalid(lines)
+    more = f" (and {len(lines) - 1} more: conduit validate {file})" if len(lines) > 1 else ""
+    error = f"{lines[0]}{more}; shown as generation {gen.id}'s spec describes the cluster; fix the spec file"
+    try:
+        return load_text(gen.spec_text, f"generation {gen.id}", opts.detected()), error
+    except SpecError:
+        invalid(lines)
+    raise AssertionError("unreachable")

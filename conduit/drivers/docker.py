@@ -18,7 +18,8 @@ import docker.errors
 import requests.exceptions
 
 from conduit.drivers.files import read_or_none
-from conduit.drivers.nginx import bound_inodes, holder
+from conduit.drivers.nginx import bound_inodes, socket_owners
+from conduit.facts import proc as proc_facts
 from conduit.drivers.programs import not_installed
 from conduit.spec.resources import Observation, Resource
 from conduit.render.container import (
@@ -202,14 +203,22 @@ def observe_docker(doc: ClusterSpec, client: CountingClient) -> Observation:
     obs = Observation()
     start = client.calls
     # One call for every container: ours carry the cluster label; same-named others are foreign.
-    for entry in call(client, client.api.containers, all=True):
+    entries = call(client, client.api.containers, all=True)
+    for entry in entries:
         _observe_container(doc, client, entry, obs)
     _observe_volumes(doc, client, obs)
     if doc.spec.network.mode == "bridge":
         _observe_network(doc, client, obs)
-    obs.problems += port_problems(doc, {r.id for r in obs.resources if r.kind == "container" and r.props.get("state") == "running"})
+    running = {r.id for r in obs.resources if r.kind == "container" and r.props.get("state") == "running"}
+    obs.problems += port_problems(doc, running, _own_ids(doc, entries))
     obs.api_calls = client.calls - start
     return obs
+
+
+def _own_ids(doc: ClusterSpec, entries: list[dict]) -> set[str]:
+    """The IDs of this cluster's own containers: a port one of them holds is not another process's."""
+    return {e["Id"] for e in entries if (e.get("Labels") or {}).get(CLUSTER) == doc.metadata.name
+            and (e.get("Labels") or {}).get(MANAGED_BY) == MANAGER}  # fmt: skip
 
 
 def _observe_container(doc: ClusterSpec, client: CountingClient, entry: dict, obs: Observation) -> None:
@@ -306,27 +315,43 @@ def _observe_network(doc: ClusterSpec, client: CountingClient, obs: Observation)
         )
 
 
-def port_problems(doc: ClusterSpec, running: set[str], proc: Path = Path("/proc")) -> list[str]:
-    """Host ports a container to be started needs, already held by another process.
-
-    Ports of a container of ours that is running are its own and not checked.
-    """
-    problems = []
+def _wanted_ports(doc: ClusterSpec, running: set[str]) -> list[tuple[str, int, str, str, bool]]:
+    """(protocol, port, what, node, on the host network) of every host port the nodes bind. A port
+    published through the engine is held by its docker-proxy, so a running node's are its own."""
+    wanted = []
     for node in nodes(doc):
+        if doc.spec.network.mode == "host":
+            wanted.append(("tcp", node.metrics_port, "metrics", node.name, True))
         if node.name in running:
             continue
-        wanted = [("tcp", node.metrics_port, "metrics")] if doc.spec.network.mode == "host" else []
         for published in container_props(doc, node)["ports"]:
             _ip, host_port, target = published.split(":")
-            wanted.append((target.split("/")[1], int(host_port), f"port {target}"))
-        for protocol, port, what in wanted:
-            inodes = bound_inodes(proc, protocol, port)
-            if inodes:
-                who = holder(proc, inodes)
-                problems.append(
-                    f"port {port}/{protocol} ({what} of {node.name}) is already in use by another process"
-                    + (f" ({who})" if who else "")
-                )
+            wanted.append((target.split("/")[1], int(host_port), f"port {target}", node.name, False))
+    return wanted
+
+
+def _strangers(proc: Path, holders: set[tuple[int, str]], own_ids: set[str]) -> list[tuple[int, str]]:
+    """The holders that are not in one of the cluster's own containers."""
+    return sorted(h for h in holders if not proc_facts.in_containers(read_or_none(proc / str(h[0]) / "cgroup") or "", own_ids))
+
+
+def port_problems(doc: ClusterSpec, running: set[str], own_ids: set[str] = frozenset(), proc: Path = Path("/proc")) -> list[str]:
+    """Host ports the nodes need, held by a process that is not one of this cluster's own containers
+    (found by its cgroup), whether the cluster already runs or not: one line each, naming the holder."""
+    wanted = _wanted_ports(doc, running)
+    bound = {(protocol, port): bound_inodes(proc, protocol, port) for protocol, port, *_ in wanted}
+    owners = socket_owners(proc, set().union(*bound.values()) if bound else set())
+    problems = []
+    for protocol, port, what, name, host_network in wanted:
+        inodes = bound[(protocol, port)]
+        holders = {owners[i] for i in inodes if i in owners}
+        foreign = _strangers(proc, holders, own_ids)
+        if not inodes or (holders and not foreign) or (not holders and name in running):
+            continue  # free, held by our own container, or held unseen while the node that binds it runs
+        who = ", ".join(f"pid {pid} ({comm})" for pid, comm in foreign) or "a process /proc does not show"
+        fix = "change conduit.metrics_port_base" if host_network else "change the port in the spec"
+        problems.append(f"port {port}/{protocol} ({what} of {name}) is already in use by another process: {who}; "
+                        f"stop that process or {fix}")  # fmt: skip
     return problems
 
 

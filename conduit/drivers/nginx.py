@@ -142,6 +142,22 @@ def holder(proc: Path, inodes: set[int]) -> str | None:
     return None
 
 
+def socket_owners(proc: Path, inodes: set[int]) -> dict[int, tuple[int, str]]:
+    """{inode: (pid, name)} of the processes holding these sockets, where /proc lets them be seen; one pass."""
+    owners: dict[int, tuple[int, str]] = {}
+    if not inodes:
+        return owners
+    for entry in sorted(proc.glob("[0-9]*"), key=lambda p: int(p.name)):
+        held = socket_inodes(proc, int(entry.name)) & inodes
+        if held:
+            try:
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                name = "?"
+            owners.update({inode: (int(entry.name), name) for inode in held if inode not in owners})
+    return owners
+
+
 def master_pid(root: Path, pid_file: str, config: str | None = None) -> int | None:
     """The running nginx master named by the pid file, or None; with `config`, only a master
     started with that main config (the tool's own, never another nginx)."""
@@ -424,7 +440,8 @@ def _port_problems(doc: ClusterSpec, root: Path, master: int | None, ours: str |
         others = inodes - nginx_inodes
         if others:
             who = holder(proc, others)
-            problems.append(f"port {label} is already in use by another process" + (f" ({who})" if who else ""))
+            problems.append(f"port {label} is already in use by another process" + (f" ({who})" if who else "")
+                            + f"; stop that process or change listener {listener.name}'s port in spec.loadbalancer.listeners")
         elif (listener.protocol, listener.port) not in served:
             problems.append(
                 f"port {label} is already in use by nginx itself (a server outside conduit's stream file listens on it)"

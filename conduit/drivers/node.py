@@ -47,6 +47,28 @@ def run_log(client, name: str, started_at: str, tty: bool = False, finished_at: 
     return nodelog.this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), bound)
 
 
+def recent_log(client, name: str, tty: bool, tail: int = 500) -> str:
+    """The container's last `tail` log lines with their timestamps, whichever runs wrote them ("" when the engine cannot give them)."""
+    try:
+        raw = client.api.logs(name, stdout=True, stderr=True, timestamps=True, tail=tail)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return ""
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+
+def last_exit_code(client, container_id: str, since: float, until: float) -> int | None:
+    """The exit code of the container's last exit between `since` and `until` (epoch seconds), from the
+    engine's events: a container its restart policy started again shows exit code 0 in inspect."""
+    try:
+        events = client.api.events(since=f"{since:.9f}", until=f"{until:.9f}", decode=True,
+                                   filters={"container": [container_id], "event": ["die"]})  # fmt: skip
+        codes = [(e.get("Actor") or {}).get("Attributes", {}).get("exitCode") for e in events]
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return None
+    codes = [c for c in codes if c is not None and str(c).lstrip("-").isdigit()]
+    return int(codes[-1]) if codes else None
+
+
 def read_stats(folder: Path | None, started_at: str, node: str | None = None) -> tuple[dict, bool]:
     """(samples, stale): the node's figures from its stats file; stale when an earlier run wrote it.
 

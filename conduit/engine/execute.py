@@ -337,7 +337,9 @@ class Executor:
             with answers(client):
                 client.api.pull(repository(image), tag=image_tag(image) or "latest")
         except docker.errors.APIError as exc:
-            raise StepFailed(f"image {image} is not on this host and could not be pulled: {exc.explanation or exc}") from None
+            reason = " ".join(str(exc.explanation or exc).split())
+            raise StepFailed(f"image {image} is not on this host and could not be pulled: {reason}; "
+                             "docker pull it or fix spec.containers.image") from None
 
     def start_new(self, step: Step) -> None:
         client = self.docker()

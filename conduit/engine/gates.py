@@ -118,19 +118,25 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
         info = nodehealth.inspect(client, name) or {}
         return info.get("RestartCount"), bool((info.get("State") or {}).get("Running"))
 
+    def fail(name: str, reason: str) -> GateFailed:
+        return GateFailed(nodehealth.explain(client, name, reason))
+
     deadline = time.monotonic() + timeout
     for name in wanted:
-        wait_until(lambda name=name: healthy(name), max(1.0, deadline - time.monotonic()))
+        try:
+            wait_until(lambda name=name: healthy(name), max(1.0, deadline - time.monotonic()))
+        except GateFailed as exc:
+            raise fail(name, str(exc)) from None
     before = {name: restarts(name)[0] for name in wanted}
     time.sleep(settle)
     for name in wanted:
         count, running = restarts(name)
         if count != before[name] or not running:
-            raise GateFailed(f"container {name} restarted during the {settle:g} s settle window")
+            raise fail(name, f"container {name} restarted during the {settle:g} s settle window")
     for name in wanted:  # under conduit-monitor a conduit that exits leaves the container running
         reason = healthy(name)
         if reason is not None:
-            raise GateFailed(f"{reason} (after the {settle:g} s settle window)")
+            raise fail(name, f"{reason} (after the {settle:g} s settle window)")
 
 
 # ------------------------------------------------------------------ tracker

@@ -10,6 +10,7 @@ What a node is comes from the container itself, never from a guessed version:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,3 +187,46 @@ def judge(name: str, want: int, port: int, shape: Shape, r: Reading) -> Verdict:
     if shape.metrics:
         return _by_metrics(name, want, port, shape, r)
     return _by_log(name, want, r)
+
+
+# ------------------------------------------------------------------ why a gate failed
+
+
+def cause(name: str, info: dict, last_exit: int | None = None) -> str | None:
+    """What Docker itself says went wrong with the container, when it says anything: killed for
+    memory, exited or restarting (with the exit code and the restarts), or running again after
+    its restart policy brought it back (`last_exit`: the code it last exited with). Pure."""
+    state = info.get("State") or {}
+    restarts = info.get("RestartCount") or 0
+    again = f", restarted {restarts} time{'s' if restarts != 1 else ''}" if restarts else ""
+    if state.get("OOMKilled"):
+        return (f"container {name} was killed for lack of memory (OOMKilled{again}); "
+                "raise spec.containers.resources.memory or lower conduit.max_clients")  # fmt: skip
+    if not state.get("Running") or state.get("Restarting"):
+        return f"container {name} is {state.get('Status', 'not running')} (exit code {state.get('ExitCode') or 0}{again})"
+    if restarts:
+        code = f" (last exit code {last_exit})" if last_exit is not None else ""
+        return f"container {name} keeps exiting: it was restarted {restarts} time{'s' if restarts != 1 else ''}{code}"
+    return None
+
+
+def explain(client, name: str, reason: str) -> str:
+    """A failed gate's one line, whatever moment the gate looked: the container looked at again, its
+    most specific cause preferred to `reason`, and the last log lines of its current or last run."""
+    try:
+        info = inspect(client, name)
+    except EngineError:
+        return reason
+    if info is None:
+        return reason
+    state = info.get("State") or {}
+    last_exit = None
+    if state.get("Running") and not state.get("Restarting") and info.get("RestartCount"):
+        now = time.time()
+        last_exit = node.last_exit_code(client, info.get("Id") or name, now - 3600, now)
+    line = cause(name, info, last_exit) or reason
+    tty = bool((info.get("Config") or {}).get("Tty"))
+    serving = bool(state.get("Running")) and not state.get("Restarting") and not info.get("RestartCount")
+    lines = nodelog.last_run(node.recent_log(client, name, tty), state.get("StartedAt") or "", state.get("FinishedAt") or "", serving)
+    quoted = nodelog.quote(lines)
+    return line + (f"; its last log lines: {quoted}" if quoted else "") + f"; see docker logs {name}"

@@ -173,6 +173,9 @@ def _failed(req: Request, plan: Plan, state: State, gen: int, before: list[Resou
         part_way = _part_way(state, gen)
         return Outcome("failed", gen, failure, warnings=warnings,
                        rollback_failed="a destroy is not rolled back; run it again to finish" if part_way else None)
+    if nothing_changed(state.journal(gen)):
+        state.discard(gen, failure)
+        return Outcome("failed", None, failure, warnings=warnings)
     req.report(f"failed: {failure}")
     _refuse_update(state, plan, gen, failure)
     try:
@@ -192,6 +195,13 @@ def _part_way(state: State, gen: int) -> bool:
         return any(row[4] == "done" for row in state.journal(gen))
     except StateError:
         return True
+
+
+def nothing_changed(journal: list[tuple]) -> bool:
+    """Only image pulls were tried (a pull that fails leaves the host as it was): exit 1, no generation.
+
+    Any other step that started may have changed the host before it failed (a replace stops the old node first)."""
+    return bool(journal) and all(row[1] == "image" for row in journal)
 
 
 def _touches_keys(step: Step) -> bool:

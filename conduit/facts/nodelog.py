@@ -68,6 +68,22 @@ def this_run(raw: str, started_at: str) -> list[str]:
     return out
 
 
+def last_run(raw: str, started_at: str, finished_at: str, serving: bool) -> list[str]:
+    """The lines of the run a failed gate is about, from a `docker logs --timestamps` text: the
+    current run when the container serves and never restarted (`serving`); otherwise the run that
+    ended last, up to its `finished_at`, so that the lines of a run started since are not taken for it."""
+    if serving:
+        return this_run(raw, run_start(started_at, finished_at))
+    end = instant(finished_at)
+    out = []
+    for line in raw.splitlines():
+        stamp, _, text = line.partition(" ")
+        when = instant(stamp)
+        if when is not None and (end is None or end[0] <= 0 or when <= end):
+            out.append(text)
+    return out
+
+
 def start_line(lines: list[str]) -> StartLine | None:
     """The last start line of the run: the settings the node says it started with."""
     for line in reversed(lines):
@@ -89,3 +105,21 @@ def last_error(lines: list[str]) -> str | None:
         if match:
             return match.group(1).strip()[:200]
     return None
+
+
+# A run of 32 or more key-like characters: a key, a token or a secret in base64 or hex. Never quoted.
+_SECRET_LIKE = re.compile(r"[A-Za-z0-9+/_=-]{32,}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+QUOTED_LINES = 3
+QUOTED_WIDTH = 160
+
+
+def quote(lines: list[str], count: int = QUOTED_LINES, width: int = QUOTED_WIDTH) -> str:
+    """The last `count` non-empty log lines as one line ("a | b | c"), for an error: control
+    characters gone, anything that looks like a key or token redacted, each line trimmed to `width`."""
+    out = []
+    for line in lines:
+        text = _SECRET_LIKE.sub("[redacted]", _CONTROL.sub(" ", line)).strip()
+        if text:
+            out.append(text if len(text) <= width else text[: width - 1] + "…")
+    return " | ".join(out[-count:])

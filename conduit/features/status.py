@@ -33,7 +33,7 @@ from conduit.state.store import State, StateError
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
-from conduit.features.watch import read_watch_status
+from conduit.features.watch import read_watch_status, watcher_running
 
 WORKERS = 16
 CPU_SAMPLE_SECONDS = 0.5
@@ -279,4 +279,8 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
 
 
 def _watch_status(state_dir: Path) -> dict | None:
-    return read_watch_status(state_dir)
+    """The watcher's record, and whether the process that wrote it still runs (its error may be from long ago)."""
+    status = read_watch_status(state_dir)
+    if status is not None:
+        status["running"] = watcher_running(status)
+    return status

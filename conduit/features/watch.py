@@ -22,6 +22,7 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from conduit.facts import proc as procfacts
 from conduit.features.alerts import notify
 from conduit.drivers.docker import EngineError
 from conduit.drivers.files import atomic_write, private_tree
@@ -49,6 +50,16 @@ def read_watch_status(state_dir: Path) -> dict | None:
         return json.loads((Path(state_dir) / STATUS_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def watcher_running(status: dict, proc: Path = Path("/proc")) -> bool:
+    """Whether the process that wrote the record runs still: its pid is alive and is a `conduit watch`
+    (or `serve --watch`), not another process that took the pid since."""
+    try:
+        argv = procfacts.cmdline((proc / str(int(status.get("pid"))) / "cmdline").read_bytes())
+    except (OSError, TypeError, ValueError):
+        return False
+    return any("conduit" in word for word in argv) and any(word in ("watch", "serve") for word in argv)
 
 
 class Debounce:

@@ -442,6 +442,14 @@ class State:
             except OSError:
                 pass
 
+    @_guarded("drop a generation that changed nothing")
+    def discard(self, gen: int, reason: str) -> None:
+        """An apply that stopped before its first change is no generation (as a no-op is none); the audit log keeps why."""
+        with closing(self._connect()) as db:
+            db.execute("DELETE FROM journal WHERE generation = ?", (gen,))
+            db.execute("DELETE FROM generations WHERE id = ?", (gen,))
+        self.audit("apply.nothing_changed", {"generation": gen, "reason": reason})
+
     @_guarded("read the generations")
     def generations(self) -> list[Generation]:
         with closing(self._connect()) as db:
@@ -457,6 +465,12 @@ class State:
     def last_good(self) -> Generation | None:
         good = [g for g in self.generations() if g.outcome == "succeeded"]
         return good[-1] if good else None
+
+    def good_before_current(self) -> Generation | None:
+        """What `rollback` goes to by default: the last good generation before the one the host runs now
+        (the last good one); None when there is no such generation."""
+        good = [g for g in self.generations() if g.outcome == "succeeded"]
+        return good[-2] if len(good) > 1 else None
 
     def interrupted(self) -> list[Generation]:
         """Applies that never finished: killed, or the machine went down."""

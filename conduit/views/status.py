@@ -155,6 +155,11 @@ def _watch_lines(data: dict) -> list:
     if not w:
         return []
     when = time.strftime("%H:%M:%S", time.localtime(w.get("last_reconcile", 0)))
+    if w.get("running") is False:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(w.get("last_error_at") or w.get("last_reconcile", 0)))
+        error = f"; its last error, from {stamp}: {w['last_error']}" if w.get("last_error") else ""
+        return [Text(f"watch: NOT running (pid {w.get('pid')} is gone; last reconcile {when}, {w.get('last_result')}){error}",
+                     style="yellow")]
     error = f"; last error: {w['last_error']}" if w.get("last_error") else ""
     return [Text(f"watch: last reconcile {when} ({w.get('last_result')}){error}")]
 

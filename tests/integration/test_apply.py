@@ -140,12 +140,21 @@ def assert_rolled_back(cluster, result, keys, failure_words):
     assert cluster.keys() == keys
 
 
-def test_container_that_exits_at_once_is_rolled_back(cluster):
+@pytest.mark.parametrize("exit_after", ["0", "1"])
+def test_container_that_exits_is_rolled_back_with_its_exit_code_and_log(cluster, exit_after):
+    """At once or after its metrics answered: whatever moment the gate looked, the line says how the node
+    exited and quotes what it logged, and history records the same reason."""
     cluster.write()
     assert cluster.apply().returncode == 0
     keys = cluster.keys()
-    cluster.write(max_clients=50, env={"STANDIN_EXIT_AFTER": "0"})
-    assert_rolled_back(cluster, cluster.apply(), keys, "exit code 3")
+    cluster.write(max_clients=50, env={"STANDIN_EXIT_AFTER": exit_after})
+    result = cluster.apply()
+    assert_rolled_back(cluster, result, keys, "exit code 3")
+    (line,) = [line for line in result.stderr.splitlines() if "FAILED" in line]
+    assert f"its last log lines: " in line and f"standin: exiting (STANDIN_EXIT_AFTER={exit_after})" in line
+    assert "do not answer" not in line
+    reason = State(cluster.state).generation(2).reason
+    assert "exit code 3" in reason and "standin: exiting" in reason
 
 
 def test_a_rollback_is_alerted(cluster, tmp_path):
@@ -183,9 +192,43 @@ def test_an_image_that_cannot_be_pulled_stops_before_any_node_does(cluster):
     cluster.image = "127.0.0.1:9/conduit/cli:2.0.0"  # a registry that refuses at once
     cluster.write(max_clients=50)
     result = cluster.apply()
-    assert result.returncode == 3, result.stdout + result.stderr
-    assert "is not on this host and could not be pulled" in result.stderr
+    # Nothing changed: exit 1, no generation recorded, and one error line saying what to do.
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"image {cluster.image} is not on this host and could not be pulled: " in errors[0]
+    assert errors[0].endswith("; docker pull it or fix spec.containers.image")
+    assert "Rolled back" not in result.stderr
+    assert cluster.generations() == [(1, "succeeded")]
     assert {c.name: c.id for c in cluster.engine.client.containers.list()} == ids  # untouched, still running
+
+
+def test_a_port_held_by_another_process_on_a_running_cluster_stops_plan_and_apply(cluster):
+    """The node restarts in a loop because a stranger took its metrics port: plan names the holder
+    (whatever state Docker shows the node in at that moment), and apply changes nothing."""
+    import socket
+
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    node = cluster.engine.client.containers.get(f"{cluster.prefix}-2")
+    node.stop(timeout=5)
+    port = cluster.port_base + 1  # the metrics port of node 2
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the gate's connections left TIME_WAIT behind
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        node.start()  # its conduit cannot bind the port: it exits, and its restart policy starts it again
+        ids = {c.name: c.id for c in cluster.engine.client.containers.list(all=True)}
+        plan = cluster.run("plan", str(cluster.spec))
+        assert plan.returncode == 1, plan.stdout + plan.stderr
+        (line,) = [line for line in plan.stderr.splitlines() if f"port {port}/tcp" in line]
+        assert line == (f"error: port {port}/tcp (metrics of {cluster.prefix}-2) is already in use by another process: "
+                        f"pid {os.getpid()} ({Path('/proc/self/comm').read_text().strip()}); "
+                        "stop that process or change conduit.metrics_port_base")
+        assert not [line for line in plan.stderr.splitlines() if f"{cluster.prefix}-1" in line]  # node 1 holds its own
+        result = cluster.apply()
+        assert result.returncode == 1 and "nothing was changed" in result.stderr
+        assert {c.name: c.id for c in cluster.engine.client.containers.list(all=True)} == ids
+        assert cluster.generations() == [(1, "succeeded")]
 
 
 def test_ulimit_above_the_host_limit_is_refused_before_anything_runs(cluster):
@@ -557,6 +600,32 @@ def test_history_and_rollback_to_an_earlier_generation(cluster):
     assert cluster.command_of(f"{cluster.prefix}-1")[2] == "40"
     assert [outcome for _, outcome in cluster.generations()] == ["succeeded"] * 3
     assert cluster.keys() == keys
+
+
+def test_rollback_without_n_goes_to_the_good_generation_before_the_current_one(cluster):
+    cluster.write(max_clients=40)
+    assert cluster.apply().returncode == 0
+    cluster.write(max_clients=70)
+    assert cluster.apply().returncode == 0
+    result = cluster.run("rollback", "--auto-approve")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Rolling back from generation 2 to generation 1" in result.stdout
+    assert cluster.command_of(f"{cluster.prefix}-1")[2] == "40"  # generation 1's -m, not a re-apply of 2
+    assert cluster.generations() == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
+    (warning,) = [line for line in result.stderr.splitlines() if "undo this rollback" in line]
+    assert warning.startswith(f"warning: the spec file {cluster.spec} (and `conduit watch`, if it runs) will undo")
+    assert "to keep it" in warning
+    again = cluster.apply()  # what the warning says: the spec file takes the host back
+    assert again.returncode == 0 and cluster.command_of(f"{cluster.prefix}-1")[2] == "70"
+
+
+def test_rollback_without_a_good_generation_before_the_current_one_is_one_line(cluster):
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    result = cluster.run("rollback", "--auto-approve")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: no good generation before the current one to roll back to; `conduit history` lists them"]
 
 
 def test_apply_without_confirmation_changes_nothing(cluster):

@@ -5,10 +5,8 @@ phone, and a refused token is asked for again. Screenshots of the page go to the
 
 from __future__ import annotations
 
-import os
 import struct
 import threading
-from pathlib import Path
 
 import pytest
 import uvicorn
@@ -16,7 +14,7 @@ import uvicorn
 from harness import free_port_block, unavailable, wait_for
 from harness.browser import Browser, BrowserError
 from conduit.serve.app import create_app
-from tests.helpers import ROOT
+from tests.helpers import artifact
 from tests.unit.test_serve import Setup, observation
 
 pytestmark = pytest.mark.integration
@@ -50,10 +48,6 @@ def browser():
     yield open_page
     for b in opened:
         b.close()
-
-
-def artifact(name: str) -> Path:
-    return Path(os.environ.get("CONDUIT_TEST_ARTIFACTS") or ROOT / "test-artifacts") / name
 
 
 def png_size(png: bytes) -> tuple[int, int]:

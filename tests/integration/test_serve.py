@@ -130,3 +130,39 @@ def test_with_watch_the_agent_applies_the_spec_and_repairs_drift(cluster, agent)
     wait_for(lambda: cluster.names().get(name) == "running", timeout=60, message="the removed node repaired on the next interval")
     cluster.write(count=3)
     wait_for(lambda: up(3), timeout=90, message="the saved spec's third node applied and up")
+
+
+def _first_lines(cluster, count: int, *extra: str) -> list[str]:
+    """The first `count` lines `conduit serve` prints, then it is stopped."""
+    import select
+
+    port = free_port_block(1)
+    process = subprocess.Popen(cluster.argv("serve", str(cluster.spec), "--port", str(port), *extra), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=cli_env())  # fmt: skip
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(lines) < count and select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n").replace(str(port), "PORT"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    assert "Traceback" not in err, err
+    return lines
+
+
+def test_serve_says_where_it_listens_and_how_to_make_a_token(cluster):
+    cluster.write(count=1)
+    assert _first_lines(cluster, 2) == [
+        "conduit agent at http://127.0.0.1:PORT/ (TLS off): dashboard /, API /api/v1 (OpenAPI /openapi.json), metrics /metrics",
+        "no tokens yet, and every request needs one: make one with `conduit tokens create NAME --role operator` "
+        "(or --role viewer to read only)",
+    ]
+    assert cluster.run("tokens", "create", "ops", "--role", "operator").returncode == 0
+    assert _first_lines(cluster, 2, "--watch") == [
+        "conduit agent at http://127.0.0.1:PORT/ (TLS off): dashboard /, API /api/v1 (OpenAPI /openapi.json), metrics /metrics",
+        f"watching {cluster.spec}: applied when it changes, drift healed",
+    ]

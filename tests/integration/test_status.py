@@ -115,3 +115,30 @@ def test_lifetime_bytes_survive_a_restart(cluster):
     scrape = metrics.parse(cluster.run("status", "--prometheus", "--no-drift", str(cluster.spec)).stdout)
     assert metrics.value(scrape, "conduit_cluster_node_bytes_downloaded_total", cluster=cluster.prefix, node=f"{cluster.prefix}-1") == 6000
 
+
+
+def test_a_broken_spec_still_shows_the_nodes_and_a_stopped_watchers_old_error(cluster):
+    import subprocess
+    import time
+
+    cluster.write(count=2)
+    assert cluster.apply().returncode == 0
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs: the watcher that wrote the record stopped
+    record = {"pid": gone.pid, "last_reconcile": time.time() - 60, "last_result": "failed",
+              "last_error": "an old failure", "last_error_at": time.time() - 60}  # fmt: skip
+    (cluster.state / "watch.json").write_text(json.dumps(record))
+    cluster.spec.write_text(cluster.spec.read_text().replace("count: 2", "count: many"))
+
+    result = cluster.run("status", "--no-drift", str(cluster.spec))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{cluster.prefix}-1" in result.stdout and f"{cluster.prefix}-2" in result.stdout
+    assert "2/2 running" in result.stdout
+    text = " ".join(result.stdout.split())  # rich wraps at 80 columns
+    assert f"watch: NOT running (pid {gone.pid} is gone" in text and "its last error, from " in text and "an old failure" in text
+    (error,) = result.stderr.strip().splitlines()
+    assert error.startswith(f"error: {cluster.spec}:") and "containers.count" in error
+    assert error.endswith("; shown as generation 1's spec describes the cluster; fix the spec file")
+
+    data = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
+    assert len(data["containers"]) == 2 and data["watch"]["running"] is False and "containers.count" in data["spec_error"]

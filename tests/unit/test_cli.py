@@ -215,7 +215,7 @@ def test_first_week_init_then_edit_count_validate_and_plan(tmp_path):
     planned = conduit("plan", "--offline", "x.yaml")
     assert planned.returncode == 0 and "warning:" not in planned.stdout
     assert "capacity: this host has 1.8 CPUs and 3.5 GiB after its reserve: 262-612 clients" in planned.stdout
-    assert "memory: 896 MiB" in planned.stdout  # the even share, in the container's settings
+    assert "memory: 896 MiB" in planned.stdout  # the even share, in the container's settings (the plan shows sizes in binary units)
     as_json = json.loads(conduit("plan", "--offline", "--json", "x.yaml").stdout)
     assert as_json["notes"] == checked.stdout.splitlines()[2:] and as_json["warnings"] == []
 

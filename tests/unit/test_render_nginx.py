@@ -412,7 +412,8 @@ def test_port_held_by_another_process(tmp_path, example):
     )
     obs = observe_nginx(example, root)
     assert kinds(obs)["nginx"].props == {"running": False}
-    assert obs.problems == ["port 443/tcp is already in use by another process (pid 4242 (caddy))"]
+    assert obs.problems == ["port 443/tcp is already in use by another process (pid 4242 (caddy)); "
+                            f"stop that process or change listener {example.spec.loadbalancer.listeners[0].name}'s port in spec.loadbalancer.listeners"]
 
 
 def test_bound_inodes_filters_state_and_v6_addresses(tmp_path):

@@ -78,3 +78,14 @@ def test_an_invalid_spec_is_said_once_until_something_else_happens(tmp_path):
     watcher.reconcile(broken, "cluster.yaml", "changed")
     assert len(said) == 4 and "invalid" in said[-1]
     assert watcher.status["last_result"] == "invalid"  # the record follows every reconcile, said or not
+
+
+def test_a_watcher_is_running_only_while_its_pid_is_a_conduit_watch(tmp_path):
+    from conduit.features.watch import watcher_running
+
+    for pid, argv in {10: b"/usr/bin/python3\0/usr/local/bin/conduit\0watch\0/etc/conduit/cluster.yaml\0", 11: b"sleep\0watch\0"}.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(argv)
+    assert watcher_running({"pid": 10}, tmp_path)
+    assert not watcher_running({"pid": 11}, tmp_path)  # the pid was taken by another program since
+    assert not watcher_running({"pid": 12}, tmp_path) and not watcher_running({}, tmp_path)
