@@ -219,7 +219,7 @@ def run_apply(request: Request, epilogue: str | None = None) -> None:
     if outcome.status == "blocked":
         for problem in outcome.problems[len(outcome.plan.problems) :]:
             click.echo(f"error: {problem}", err=True)
-        fail("the plan has errors; nothing was changed")
+        fail("nothing was changed; fix the problems above, then apply again")
     _report_outcome(request.doc, outcome)
     if epilogue and outcome.status in ("succeeded", "no-op"):
         click.echo(epilogue, err=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import click
@@ -65,6 +67,11 @@ def _has_tokens(opts) -> bool | None:
         return None
 
 
+def _stopped(*_) -> None:
+    click.echo("agent stopped")
+    sys.exit(0)
+
+
 @click.command("serve")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True))
 @click.option("--listen", default="127.0.0.1", show_default=True, help="Address to listen on; off the loopback it needs TLS or --behind-proxy.")
@@ -106,8 +113,12 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     from conduit.serve.run import serve
 
     limits = (Limiter(rate, 2 * rate), Limiter(rate, 2 * rate))
+    # SIGTERM is how a service is stopped: before the agent listens, and again once uvicorn has shut
+    # down and hands the signal back, it ends the command with exit 0 rather than killing it.
+    signal.signal(signal.SIGTERM, _stopped)
     for line in startup_lines(listen, port, bool(tls_cert), behind_proxy, file if watch else None, _has_tokens(opts)):
         click.echo(line)
+    sys.stdout.flush()  # a service's log (journald, a pipe) gets these lines now, not when the agent stops
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits,
               watch_interval, proxies)  # fmt: skip
@@ -115,3 +126,4 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot listen on {listen}:{port}: {exc.strerror or exc}")
+

@@ -47,7 +47,7 @@ def init(opts: Options, output: str | None, force: bool) -> None:
         click.echo(f"error: {output} exists; use --force to overwrite it", err=True)
         sys.exit(1)
     target.write_text(text)
-    click.echo(f"wrote {output}")
+    click.echo(f"wrote {output}: set count and the image you want, then `conduit plan {output}` shows what apply would do")
 
 
 @click.command()

@@ -198,7 +198,7 @@ class Engine:
             except (EngineError, StepFailed) as exc:
                 raise NodesNotRestored(failure, names[number:], str(exc)) from None
             if restored:
-                self.report(f"  restored {name} as it was")
+                self.report(f"  {name} failed its gate: restored as it was")
         if drained:
             self.ex.drain_backends([])
 

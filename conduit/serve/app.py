@@ -239,7 +239,7 @@ async def _stream(agent: Agent, request: Request, seq: int, limit: int | None):
     data = agent.observer.latest()
     yield _sse(seq, "hello", {"nodes": [node_event(r) for r in data["containers"]] if data else []})
     sent, quiet = 0, 0.0
-    while limit is None or sent < limit:
+    while (limit is None or sent < limit) and not agent.hub.closed.is_set():
         await asyncio.sleep(EVENT_POLL_SECONDS)
         fresh = agent.hub.since(seq)
         for seq, kind, payload in fresh[: None if limit is None else limit - sent]:

@@ -22,6 +22,7 @@ class Hub:
         self._events: deque[tuple[int, str, dict]] = deque(maxlen=keep)
         self._seq = 0
         self._lock = threading.Lock()
+        self.closed = threading.Event()  # the agent is stopping: every event stream ends (the page reconnects)
 
     def publish(self, kind: str, data: dict) -> int:
         with self._lock:

@@ -39,6 +39,19 @@ def start_watch(agent: Agent, interval: float) -> tuple[Watcher, threading.Threa
     return watcher, thread
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server that also ends the event streams when it is told to stop: otherwise an open
+    stream holds the shutdown until its grace time runs out and is cancelled (a traceback in the log)."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub):
+        super().__init__(config)
+        self.hub = hub
+
+    def handle_exit(self, sig: int, frame) -> None:
+        self.hub.closed.set()
+        super().handle_exit(sig, frame)
+
+
 def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], listen: str, port: int, interval: float,
           tls: tuple[str | None, str | None], git_follow: bool, limits: tuple[Limiter, Limiter],
           watch_interval: float | None = None, proxies: frozenset[str] = frozenset()) -> None:  # fmt: skip
@@ -52,7 +65,7 @@ def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], lis
                             proxy_headers=False, server_header=False)  # fmt: skip
     log.info("serve.listening", address=listen, port=port, tls=bool(tls[0]), git_follow=git_follow, watch=bool(watch))
     try:
-        uvicorn.Server(config).run()
+        _Server(config, agent.hub).run()
     finally:
         agent.observer.stop()
         if watch:  # as `conduit watch` on SIGTERM: the reconcile under way finishes first

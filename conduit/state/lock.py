@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from conduit.drivers.files import private_dir, private_file, private_tree
-from conduit.state.store import StateError, why_line
+from conduit.state.store import StateError, why_line, writable_hint
 
 LOCK_DIR_ENV = "CONDUIT_LOCK_DIR"
 RUN_DIR = "/run/conduit"
@@ -76,7 +76,7 @@ def apply_lock(state_dir: Path, command: str, wait: bool = True, on_wait: Callab
         try:
             folder = private_tree(Path(state_dir))
         except OSError as exc:
-            raise StateError(f"state directory {state_dir} is not writable: {why_line(exc)}") from None
+            raise StateError(f"state directory {state_dir} is not writable: {why_line(exc)}; {writable_hint(exc)}") from None
         stack.enter_context(_flock(folder / "apply.lock", command, wait, on_wait))
         if cluster is not None:
             base = cluster_lock_dir(root)

@@ -11,6 +11,7 @@ Whatever SQLite or the filesystem refuses reaches callers as one StateError line
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import getpass
@@ -41,6 +42,13 @@ _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 
 class StateError(Exception):
     """The state directory cannot be read or written; the message is one line naming it and why."""
+
+
+def writable_hint(exc: BaseException) -> str:
+    """What to do about a state directory that refused a write."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space on its filesystem, then run the command again"
+    return "make it a writable directory or give another --state-dir"
 
 
 def why_line(exc: BaseException) -> str:
@@ -91,10 +99,10 @@ def check_writable(state_dir: Path, probe: Callable[[Path], None] | None = None)
         (probe or write_probe)(folder)
         fs = os.statvfs(folder)
     except OSError as exc:
-        raise StateError(f"state directory {folder} is not writable: {why_line(exc)}") from None
+        raise StateError(f"state directory {folder} is not writable: {why_line(exc)}; {writable_hint(exc)}") from None
     free = fs.f_bavail * fs.f_frsize
     if free < MIN_FREE_BYTES:
-        raise StateError(f"state directory {folder} is full: {free} bytes free, at least {MIN_FREE_BYTES} needed")
+        raise StateError(f"state directory {folder} is full: {free} bytes free, at least {MIN_FREE_BYTES} needed; free space there, then run the command again")
 
 
 _report_recovery: list[Callable[[str], None]] = []

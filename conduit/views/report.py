@@ -162,7 +162,7 @@ def render_problems(plan: Plan) -> str:
     if not plan.problems:
         return ""
     count = len(plan.problems)
-    lines = [f"\nThis host cannot take the plan yet ({count} problem{'s' if count != 1 else ''}); install or change, then plan again:"]
+    lines = [f"\nThis host cannot take the plan yet ({count} problem{'s' if count != 1 else ''}):"]
     lines += [f"error: {problem}" for problem in plan.problems]
     return "\n".join(lines)
 

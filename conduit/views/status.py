@@ -12,9 +12,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from conduit.spec.units import human_size
+
 
 def _mib(n: int | None) -> str:
-    return "-" if n is None else f"{n / (1 << 20):.0f}M"
+    """Memory as the plan prints it (384 MiB, 11.5 GiB), without the space, to keep the column narrow."""
+    return "-" if n is None else human_size(n).replace(" ", "")
 
 
 def node_state(r: dict) -> str:

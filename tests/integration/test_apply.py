@@ -377,7 +377,7 @@ def test_engine_back_within_the_gate_timeout_restores_the_stopped_node_in_the_sa
     out, err = process.communicate(timeout=180)
     assert "Traceback" not in out + err
     assert process.returncode == 3, out + err
-    assert f"restored {cluster.prefix}-1 as it was" in out
+    assert f"{cluster.prefix}-1 failed its gate: restored as it was" in out
     assert cluster.generations() == [(1, "succeeded"), (2, "rolled_back")]
     assert cluster.names() == {f"{cluster.prefix}-1": "running", f"{cluster.prefix}-2": "running"}
     assert cluster.command_of(f"{cluster.prefix}-1")[2] == "40"

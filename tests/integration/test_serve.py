@@ -50,6 +50,7 @@ def agent(cluster):
             process.kill()
             _, err = process.communicate()
         assert "Traceback" not in err, err
+        assert process.returncode == 0, err  # SIGTERM is the way a service stops: not a failure
 
 
 def get(base: str, token: str, path: str):
@@ -133,24 +134,29 @@ def test_with_watch_the_agent_applies_the_spec_and_repairs_drift(cluster, agent)
 
 
 def _first_lines(cluster, count: int, *extra: str) -> list[str]:
-    """The first `count` lines `conduit serve` prints, then it is stopped."""
-    import select
+    """The first `count` lines `conduit serve` prints while it runs (not only once it stops), then it is stopped."""
+    import queue
+    import threading
 
     port = free_port_block(1)
     process = subprocess.Popen(cluster.argv("serve", str(cluster.spec), "--port", str(port), *extra), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=cli_env())  # fmt: skip
+    said: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [said.put(line) for line in process.stdout], daemon=True).start()
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 60
-        while len(lines) < count and select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            line = process.stdout.readline()
-            if not line:
+        while len(lines) < count and time.monotonic() < deadline:
+            try:
+                lines.append(said.get(timeout=max(0.01, deadline - time.monotonic())).rstrip("\n").replace(str(port), "PORT"))
+            except queue.Empty:
                 break
-            lines.append(line.rstrip("\n").replace(str(port), "PORT"))
     finally:
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=20)
+        err = process.stderr.read()
+        process.wait(timeout=20)
     assert "Traceback" not in err, err
+    assert process.returncode == 0, err
     return lines
 
 

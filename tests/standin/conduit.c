@@ -2440,6 +2440,7 @@ static int cmd_start(void)
     if (ea && *ea) {
         exit_after = strtod(ea, NULL);
         if (exit_after <= 0) {
+            fflush(stdout); /* a Go binary's lines are not buffered: the start lines come before this one */
             fprintf(stderr, "standin: exiting (STANDIN_EXIT_AFTER=%s)\n", ea);
             exit(3);
         }

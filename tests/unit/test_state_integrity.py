@@ -139,7 +139,17 @@ def _read_only(folder: Path) -> None:
 def test_a_directory_that_refuses_the_probe_is_not_writable(tmp_path):
     with pytest.raises(StateError) as caught:
         check_writable(tmp_path / "state", probe=_read_only)
-    assert str(caught.value) == f"state directory {tmp_path}/state is not writable: read-only file system"
+    assert str(caught.value) == f"state directory {tmp_path}/state is not writable: read-only file system; make it a writable directory or give another --state-dir"
+
+
+def test_a_full_disk_is_told_to_free_space(tmp_path):
+    def full(folder: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder))
+
+    with pytest.raises(StateError) as caught:
+        check_writable(tmp_path / "state", probe=full)
+    assert str(caught.value) == (f"state directory {tmp_path}/state is not writable: no space left on device; "
+                                 "free space on its filesystem, then run the command again")
 
 
 def test_the_probe_is_written_fsynced_and_removed(tmp_path):
@@ -150,7 +160,7 @@ def test_the_probe_is_written_fsynced_and_removed(tmp_path):
 def test_a_full_filesystem_is_refused(tmp_path, monkeypatch):
     real = os.statvfs
     monkeypatch.setattr(os, "statvfs", lambda p: SimpleNamespace(**{**_fields(real(p)), "f_bavail": 10, "f_frsize": 4096}))
-    with pytest.raises(StateError, match=r"is full: 40960 bytes free, at least 1048576 needed"):
+    with pytest.raises(StateError, match=r"is full: 40960 bytes free, at least 1048576 needed; free space there, then run the command again"):
         check_writable(tmp_path / "state")
 
 
@@ -160,7 +170,7 @@ def _fields(result: os.statvfs_result) -> dict:
 
 def test_a_state_directory_under_a_regular_file(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(StateError, match="is not writable: not a directory"):
+    with pytest.raises(StateError, match="is not writable: not a directory; make it a writable directory or give another --state-dir"):
         check_writable(tmp_path / "file" / "state")
     with pytest.raises(StateError, match="not a directory"):
         State(tmp_path / "file" / "state")
@@ -265,13 +275,13 @@ def _broken(kind: str, tmp_path: Path, monkeypatch) -> tuple[Path, str]:
     state_dir = tmp_path / "state"
     if kind == "read-only":
         monkeypatch.setattr(store, "write_probe", _read_only)
-        return state_dir, f"state directory {state_dir} is not writable: read-only file system"
+        return state_dir, f"state directory {state_dir} is not writable: read-only file system; make it a writable directory or give another --state-dir"
     if kind == "full":
         real = os.statvfs
         monkeypatch.setattr(os, "statvfs", lambda p: SimpleNamespace(**{**_fields(real(p)), "f_bavail": 0}))
-        return state_dir, f"state directory {state_dir} is full: 0 bytes free, at least 1048576 needed"
+        return state_dir, f"state directory {state_dir} is full: 0 bytes free, at least 1048576 needed; free space there, then run the command again"
     (tmp_path / "file").write_text("x")
-    return tmp_path / "file" / "state", f"state directory {tmp_path}/file/state is not writable: not a directory"
+    return tmp_path / "file" / "state", f"state directory {tmp_path}/file/state is not writable: not a directory; make it a writable directory or give another --state-dir"
 
 
 KINDS = ["read-only", "full", "under a file"]
