@@ -51,14 +51,18 @@ class Host:
         self.spec = tmp / "cluster.yaml"
         self.settings = tmp / "settings.conf"
 
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        """This tree's CLI (python -m conduit), not whatever `conduit` is on PATH, under the
-        default host policy plus the stand-in images."""
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")])),
-                   CONDUIT_POLICY=self.policy)  # fmt: skip
-        argv = [sys.executable, "-m", "conduit", "--docker-host", self.engine.host,
+    def argv(self, *args: str) -> list[str]:
+        """This tree's CLI (python -m conduit), not whatever `conduit` is on PATH."""
+        return [sys.executable, "-m", "conduit", "--docker-host", self.engine.host,
                 "--state-dir", str(self.state), "--root", str(self.tmp), *args]  # fmt: skip
-        return subprocess.run(argv, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL, env=env)
+
+    def env(self) -> dict[str, str]:
+        """The default host policy plus the stand-in images."""
+        return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")])),
+                    CONDUIT_POLICY=self.policy)  # fmt: skip
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL, env=self.env())
 
     def mountpoint(self, volume: str) -> Path:
         return Path(self.client.api.inspect_volume(volume)["Mountpoint"])
@@ -228,6 +232,34 @@ def test_import_and_apply_a_samnet_v1_2_host(samnet_host):
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def _apply_confirmed_after(host: Host, meanwhile) -> tuple[int, str]:
+    """`conduit apply` on a terminal: once it asks for confirmation, `meanwhile()` runs, then the
+    answer is yes. Returns the exit code and everything it printed."""
+    import pty
+    import time
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(host.argv("apply", str(host.spec)), stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=host.env())
+    os.close(slave)
+    said = b""
+    deadline = time.monotonic() + 120
+    try:
+        while b"Apply these changes?" not in said and time.monotonic() < deadline:
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            said += chunk
+        assert b"Apply these changes?" in said, said.decode(errors="replace")
+        meanwhile()
+        os.write(master, b"y\n")
+        rest, _ = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    return process.returncode, (said + rest).decode(errors="replace")
+
+
 @pytest.mark.parametrize("blocked", [1, 2], ids=["first-node-fails", "second-node-fails"])
 def test_a_failed_adoption_rolls_back_without_a_traceback(samnet_host, blocked):
     host = samnet_host
@@ -236,18 +268,16 @@ def test_a_failed_adoption_rolls_back_without_a_traceback(samnet_host, blocked):
     doc = _import(host, base)
     _trim(host, doc, gate_timeout=8)
     v1_ids = {n: host.client.containers.get(n).id for n in NAMES}
-    # Something else already holds the node's metrics port: its new container cannot pass its gate.
+    # Something takes the node's metrics port after the plan was shown (plan would refuse a port held
+    # already): the new container cannot pass its gate. The operator confirms on a terminal meanwhile.
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    squatter.bind(("127.0.0.1", base + blocked - 1))
-    squatter.listen(1)
     try:
-        applied = host.run("apply", "--auto-approve", str(host.spec))
+        returncode, out = _apply_confirmed_after(host, lambda: (squatter.bind(("127.0.0.1", base + blocked - 1)), squatter.listen(1)))
     finally:
         squatter.close()
-    out = applied.stdout + applied.stderr
     assert "Traceback" not in out and "KeyError" not in out, out
-    assert applied.returncode == 3, out
+    assert returncode == 3, out
     assert "rolling back" in out
     # Every node is back as v1.2 made it, the one adopted before the failure too: same container, running.
     for name in NAMES:
