@@ -255,8 +255,8 @@ def _summary(spec: _Spec) -> list[str]:
         f"capacity: {_nodes(spec.count)} x {_span(clients, str)} clients = {sum(clients)} clients, "
         f"each node {_span([cpus.value(n) for n in spec.nodes], cpus.show)} and "
         f"{_span([memory.value(n) for n in spec.nodes], memory.show)}{share}: {per_cpu:.0f} clients per CPU and "
-        f"{per_memory:.0f} per 2 GiB (Psiphon: {GUIDANCE_LOW}-{GUIDANCE_HIGH} per CPU and 2 GB)",
+        f"{per_memory:.0f} per 2 GiB of memory (Psiphon: {GUIDANCE_LOW}-{GUIDANCE_HIGH} per CPU and 2 GB)",
         f"capacity: this host has {cpus.show(cpus.room)} and {memory.show(memory.room)} after its reserve: {low}-{high} clients "
-        f"by Psiphon's guidance, {_nodes(max(1, math.ceil(high / MAX_CLIENTS_PER_NODE)))} of up to {MAX_CLIENTS_PER_NODE} "
-        f"clients each; at most {most} nodes at the least a node runs with ({cpus.show(cpus.minimum)}, {memory.show(memory.minimum)})",
+        f"by Psiphon's guidance, which {_nodes(max(1, math.ceil(high / MAX_CLIENTS_PER_NODE)))} can serve (a node takes up to "
+        f"{MAX_CLIENTS_PER_NODE}); at most {most} nodes fit, at the least a node runs with ({cpus.show(cpus.minimum)}, {memory.show(memory.minimum)})",
     ]

@@ -41,11 +41,11 @@ def test_init_then_count_4_is_valid_and_follows_the_host():
     assert {(n.cpus, n.memory, n.max_clients) for n in nodes(doc)} == {(0.45, 896 << 20, 109)}
     assert capacity(doc).summary[0] == (
         "capacity: 4 nodes x 109 clients = 436 clients, each node 0.45 CPU and 896 MiB (cpus and memory: the default "
-        "even share): 242 clients per CPU and 249 per 2 GiB (Psiphon: 150-350 per CPU and 2 GB)"
+        "even share): 242 clients per CPU and 249 per 2 GiB of memory (Psiphon: 150-350 per CPU and 2 GB)"
     )
     assert capacity(doc).summary[1] == (
         "capacity: this host has 1.8 CPUs and 3.5 GiB after its reserve: 262-612 clients by Psiphon's guidance, "
-        "1 node of up to 1000 clients each; at most 56 nodes at the least a node runs with (0.01 CPU, 64 MiB)"
+        "which 1 node can serve (a node takes up to 1000); at most 56 nodes fit, at the least a node runs with (0.01 CPU, 64 MiB)"
     )
 
 
