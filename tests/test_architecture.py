@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_COMPLEXITY = 15
+MAX_STARTUP_MODULES = 15  # conduit's own modules that `--version` and `--help` may load
 
 
 def _tool(name: str) -> list[str]:
@@ -42,3 +44,32 @@ def test_no_product_function_is_above_complexity_15():
                     name = f"{item['classname']}.{item['name']}" if item.get("classname") else item["name"]
                     too_complex.append(f"{path}:{item['lineno']} {name} ({item['complexity']})")
     assert not too_complex, "split these into smaller functions:\n" + "\n".join(sorted(set(too_complex)))
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_load_a_few_modules_and_no_heavy_library(flag):
+    """The error boundary names every fault from conduit.errors, and each command loads on first
+    use: a command that prints and exits loads neither the others nor Docker, pydantic or rich."""
+    code = (
+        "import sys\n"
+        "from conduit.cli.root import main\n"
+        f"try:\n    main([{flag!r}], prog_name='conduit')\n"
+        "except SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith(("conduit, version ", "Usage: conduit")), done.stdout + done.stderr
+    loaded = done.stderr.split()
+    own = [name for name in loaded if name == "conduit" or name.startswith("conduit.")]
+    assert len(own) < MAX_STARTUP_MODULES, f"{flag} loads {len(own)} conduit modules:\n" + "\n".join(own)
+    heavy = sorted({name.partition(".")[0] for name in loaded} & {"pydantic", "docker", "requests", "rich", "fastapi", "structlog", "yaml"})
+    assert not heavy, f"{flag} loads {heavy}"
+
+
+def test_errors_import_only_the_standard_library():
+    """conduit.errors is the lowest layer: anything may import it, and it imports nothing of conduit's nor a package."""
+    tree = ast.parse((ROOT / "conduit" / "errors.py").read_text())
+    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    imported += [node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    outside = [name for name in imported if name.partition(".")[0] not in sys.stdlib_module_names]
+    assert imported and not outside, outside

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from conduit.cli.common import fail, load_spec
-from conduit.features.alerts import AlertError, send
+from conduit.errors import AlertError
+from conduit.features.alerts import send
 
 
 @click.group("alerts")

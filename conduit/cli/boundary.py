@@ -4,25 +4,26 @@ line on stderr, `error: <what happened>; <what to do>`, and an exit code, never 
 
 from __future__ import annotations
 
+import sys
 import traceback
 
 import click
-import docker.errors
-import requests.exceptions
 
-from conduit.cli.common import EXIT_INVALID
-from conduit.drivers.docker import EngineError, diagnose
-from conduit.drivers.keys import KeyProblem
-from conduit.drivers.volume import HostileEntry
-from conduit.engine.apply import EXIT_ERROR
-from conduit.engine.compartment import CompartmentProblem
-from conduit.engine.planning import HostMoved
-from conduit.features.alerts import AlertError
-from conduit.plan.saved import NotASavedPlan
-from conduit.spec.load import SpecError
-from conduit.spec.policy import PolicyError
-from conduit.state.git import GitError
-from conduit.state.lock import Locked
+from conduit.errors import (
+    EXIT_ERROR,
+    EXIT_INVALID,
+    AlertError,
+    CompartmentProblem,
+    EngineError,
+    GitError,
+    HostileEntry,
+    HostMoved,
+    KeyProblem,
+    Locked,
+    NotASavedPlan,
+    PolicyError,
+    SpecError,
+)
 
 # Faults whose message is already one line that says what to do.
 ONE_LINE = (EngineError, HostileEntry, KeyProblem, CompartmentProblem, HostMoved, AlertError, GitError, Locked, PolicyError)
@@ -37,13 +38,24 @@ def fault_lines(exc: Exception, docker_host: str | None = None) -> tuple[list[st
         return [f"error: {exc}"], exc.code
     if isinstance(exc, ONE_LINE):
         return [f"error: {exc}"], EXIT_ERROR
-    if isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException)):
+    if _engine_fault(exc):
+        from conduit.drivers.docker import diagnose  # loads the Docker SDK: only once it has failed
+
         return [f"error: {diagnose(docker_host or DEFAULT_ENGINE, exc)}"], EXIT_ERROR
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return [f"error: {where}{exc.strerror or exc}; check the path and its permissions (run as root?)"], EXIT_ERROR
     text = " ".join(str(exc).split()) or "no message"
     return [f"error: unexpected {type(exc).__name__}: {text}; run again with --debug for the traceback"], EXIT_ERROR
+
+
+def _engine_fault(exc: Exception) -> bool:
+    """A fault of the Docker SDK or of requests under it. Neither is imported to ask: a command
+    that never loaded them cannot have raised their faults, and `--version` stays fast."""
+    docker_errors, requests_exceptions = sys.modules.get("docker.errors"), sys.modules.get("requests.exceptions")
+    return (docker_errors is not None and isinstance(exc, docker_errors.DockerException)) or (
+        requests_exceptions is not None and isinstance(exc, requests_exceptions.RequestException)
+    )
 
 
 class Boundary(click.Group):

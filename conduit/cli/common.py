@@ -11,10 +11,9 @@ import click
 
 from conduit.drivers import hostfacts
 from conduit.drivers.observe import HostAccess
-from conduit.spec.load import SpecError, load_file
+from conduit.errors import EXIT_INVALID, SpecError
+from conduit.spec.load import load_file
 from conduit.spec.spec import ClusterSpec
-
-EXIT_INVALID = 2
 
 
 @dataclass

@@ -13,11 +13,10 @@ import click
 import qrcode
 
 from conduit.cli.common import confirm, fail, load_spec
-from conduit.drivers.docker import EngineError
+from conduit.errors import EngineError, HostileEntry, KeyProblem, Locked, PolicyError, SpecError
 from conduit.drivers.files import private_tree
-from conduit.drivers.keys import KeyProblem, backup, claim_url, read_file, read_key, restore
+from conduit.drivers.keys import backup, claim_url, read_file, read_key, restore
 from conduit.drivers.programs import not_installed
-from conduit.drivers.volume import HostileEntry
 from conduit.engine.images import asked_facts
 from conduit.engine.planning import removal_plan
 from conduit.engine.reconcile import Request, reconcile
@@ -26,10 +25,9 @@ from conduit.facts.keyfile import BadKey
 from conduit.facts.v1settings import Settings, SettingsError, parse_settings
 from conduit.features.alerts import compromised
 from conduit.features.v1import import ImportRefused, build_spec, existing_nodes, render, telegram_secrets, write_secrets
-from conduit.spec.load import SpecError, load_text
-from conduit.spec.policy import PolicyError, load_policy
+from conduit.spec.load import load_text
+from conduit.spec.policy import load_policy
 from conduit.spec.resolve import node_settings, nodes
-from conduit.state.lock import Locked
 from conduit.state.store import StateError
 from conduit.views.report import print_plan
 

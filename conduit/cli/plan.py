@@ -9,18 +9,17 @@ from pathlib import Path
 
 import click
 from conduit.cli.common import Options, confirm, fail, invalid, load_spec
-from conduit.drivers.docker import EngineError
+from conduit.errors import EngineError, GitError, HostMoved, Locked, NotASavedPlan, SpecError
 from conduit.engine import intents
 from conduit.engine.intents import Door
-from conduit.engine.planning import HostMoved, plan_against_host, plan_between, plan_offline
+from conduit.engine.planning import plan_against_host, plan_between, plan_offline
 from conduit.engine.reconcile import Request, reconcile
 from conduit.features.alerts import notify
 from conduit.plan.planner import Plan
-from conduit.plan.saved import NotASavedPlan, dumps, plan_data, read_saved, spec_fields
-from conduit.spec.load import SpecError, capacity, load_text
+from conduit.plan.saved import dumps, plan_data, read_saved, spec_fields
+from conduit.spec.load import capacity, load_text
 from conduit.spec.spec import ClusterSpec
-from conduit.state.git import GitError, show_committed
-from conduit.state.lock import Locked
+from conduit.state.git import show_committed
 from conduit.state.store import State, StateError, check_writable
 from conduit.views.history import render_history
 from conduit.views.report import print_plan, show_plan

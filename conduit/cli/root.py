@@ -4,34 +4,41 @@ from __future__ import annotations
 
 import os
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import click
 
 from conduit.cli.boundary import Boundary
-from conduit.cli.common import Options
-from conduit.spec.policy import DEFAULT_PATH, ENV
-from conduit.state.store import report_recoveries
-from conduit.views import logs
+from conduit.spec.policy_file import DEFAULT_PATH, ENV
 
 
-# Each command's module, imported only when that command runs (or help lists them all): a
-# long-running process such as `conduit serve` holds only what its own command needs.
+# Each command's module, imported only when that command runs: a long-running process such as
+# `conduit serve` holds only what its own command needs, and `--help` lists the commands from
+# their first sentences here (each is its docstring's, tests/unit/test_cli.py checks).
 COMMANDS = {
-    **{name: f"plan:{name}" for name in ("validate", "plan", "diff", "apply", "history", "rollback")},
-    **{name: f"tools:{name}" for name in ("schema", "init", "completion")},
-    "update": "update:update",
-    "tracker": "tracker:tracker",
-    "watch": "watch:watch_command",
-    "serve": "serve:serve_command",
-    "tokens": "tokens:tokens_group",
-    "status": "status:status_command",
-    "import-v1": "keys:import_v1_command",
-    "keys": "keys:keys_group",
-    "claim": "keys:claim_command",
-    "destroy": "keys:destroy_command",
-    "alerts": "alerts:alerts_group",
+    "validate": ("plan:validate", "Check FILE against the spec language and this host; exit 2 when it is invalid."),
+    "plan": ("plan:plan", "Show what `apply` would change on this host to make it match FILE."),
+    "diff": ("plan:diff", "Print the plan between two specs: OLD NEW, or --git-ref REF FILE."),
+    "apply": ("plan:apply", "Make the host match FILE, phase by phase, with health gates and automatic rollback."),
+    "history": ("plan:history", "List the generations applied to this host."),
+    "rollback": ("plan:rollback", "Re-apply generation N (default: the last good generation before the current one)."),
+    "schema": ("tools:schema", "Print the JSON Schema of the spec."),
+    "init": ("tools:init", "Detect this machine's hardware and write a commented spec with recommended values."),
+    "completion": ("tools:completion", 'Print the shell completion script: eval "$(conduit completion bash)".'),
+    "update": ("update:update", "Ask the registry what FILE's image tag means now; move the nodes to a new digest, canary first."),
+    "tracker": ("tracker:tracker", "The per-country traffic tracker."),
+    "watch": ("watch:watch_command", "Apply FILE (or a git repository) whenever it changes, and repair drift every --interval."),
+    "serve": (
+        "serve:serve_command",
+        "Serve FILE's cluster: a REST API under /api/v1 (OpenAPI at /openapi.json), live events, a dashboard at / and /metrics.",
+    ),
+    "tokens": ("tokens:tokens_group", "Bearer tokens for the agent's API: viewers read, operators read and write."),
+    "status": ("status:status_command", "Nodes, clients, CPU and memory against limits, the front, countries, generation and drift."),
+    "import-v1": ("keys:import_v1_command", "Write a spec that adopts a bash-manager install: same containers, same volumes, same keys."),
+    "keys": ("keys:keys_group", "Back up and restore the nodes' identity keys (conduit_key.json in each data volume)."),
+    "claim": ("keys:claim_command", "The Ryve claim QR code of node INDEX (default 1)."),
+    "destroy": ("keys:destroy_command", "Remove everything the tool manages for FILE's cluster."),
+    "alerts": ("alerts:alerts_group", "Telegram alerts for failed applies, rollbacks and repaired drift."),
 }
 
 
@@ -43,20 +50,35 @@ class Commands(Boundary):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            module, _, attr = COMMANDS[cmd_name].partition(":")
+            module, _, attr = COMMANDS[cmd_name][0].partition(":")
             self.add_command(getattr(import_module(f"conduit.cli.{module}"), attr), cmd_name)
         return self.commands.get(cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their first sentences, as click lists them, without loading any."""
+        limit = formatter.width - 6 - max(map(len, COMMANDS))
+        rows = [(name, click.Command(name, help=summary).get_short_help_str(limit)) for name, (_, summary) in sorted(COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # only for --version: it is slow to import
+
     try:
         return version("conduit-reconciler")
     except PackageNotFoundError:
         return "0+unknown"
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"conduit, version {_version()}", color=ctx.color)
+        ctx.exit()
+
+
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(_version(), "--version", prog_name="conduit")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version, help="Show the version and exit.")
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -101,6 +123,11 @@ def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | Non
     Exit codes: 0 ok, 1 error before any change, 2 invalid input, 3 failed and rolled back,
     4 failed and could not roll back (`conduit status` and `conduit history` show the host).
     """
+    # What commands need, loaded only when one runs: `--help` and `--version` stay fast.
+    from conduit.cli.common import Options
+    from conduit.state.store import report_recoveries
+    from conduit.views import logs
+
     if policy:
         # Every spec this process and its children load, from a file, git or a saved plan, meets it.
         os.environ[ENV] = policy

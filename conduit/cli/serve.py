@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from conduit.cli.common import EXIT_INVALID, fail, load_spec
+from conduit.errors import EXIT_INVALID
+from conduit.cli.common import fail, load_spec
 from conduit.features.watch import read_watch_status, render_unit
 from conduit.serve.auth import Limiter, bind_refusal, parse_proxies
 

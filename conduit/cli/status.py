@@ -8,10 +8,10 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from conduit.cli.common import EXIT_INVALID, fail, invalid
-from conduit.drivers.docker import EngineError
+from conduit.errors import EXIT_INVALID, EngineError, SpecError
+from conduit.cli.common import fail, invalid
 from conduit.features.status import collect
-from conduit.spec.load import SpecError, load_file, load_text
+from conduit.spec.load import load_file, load_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.store import State, StateError
 from conduit.views.status import render_prometheus, render_text, to_json

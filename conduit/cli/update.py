@@ -10,7 +10,7 @@ from rich.console import Console
 
 from conduit.cli.common import Options, fail, load_spec
 from conduit.cli.plan import door, run_apply
-from conduit.drivers.docker import EngineError
+from conduit.errors import EngineError
 from conduit.engine import intents
 from conduit.engine.planning import observed_plan
 from conduit.engine.updates import UpdateRequest

@@ -18,6 +18,7 @@ import docker.errors
 import requests.exceptions
 
 from conduit.drivers.files import read_or_none
+from conduit.errors import EngineError
 from conduit.drivers.nginx import bound_inodes, socket_owners
 from conduit.facts import proc as proc_facts
 from conduit.drivers.programs import not_installed
@@ -38,10 +39,6 @@ from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
 
 API_VERSION = "1.41"  # Docker 20.10, the oldest engine a current Debian ships
-
-
-class EngineError(Exception):
-    """The Docker engine cannot be used; the message is one line saying why and what to do."""
 
 
 class CountingClient:

@@ -17,16 +17,13 @@ import docker.errors
 from conduit.drivers.docker import CountingClient, answers, call, create_volume
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment
 from conduit.drivers.files import atomic_write, private_dir
-from conduit.drivers.volume import IDENTITY_LIMIT, HostileEntry, Volume
+from conduit.errors import HostileEntry, KeyProblem
+from conduit.drivers.volume import IDENTITY_LIMIT, Volume
 from conduit.facts.keyfile import BadKey, check_key, claim_url, parse_key  # noqa: F401 - claim_url is part of this API
 
 KEY_FILE = "conduit_key.json"
 IDENTITY_FILES = (KEY_FILE, COMPARTMENT_FILE)  # what makes a node itself: backed up and restored together
 MANIFEST = "SHA256SUMS"
-
-
-class KeyProblem(Exception):
-    """A key operation that must not go ahead; the message is one line."""
 
 
 def volume_dir(client: CountingClient, volume: str) -> Path | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from conduit.errors import EngineError
 from conduit.drivers.docker import (
     CountingClient,
-    EngineError,
     dockerd_installed,
     engine_down,
     observe_docker,

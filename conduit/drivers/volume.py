@@ -22,29 +22,11 @@ import os
 import stat
 from pathlib import Path
 
+from conduit.errors import HostileEntry
+
 IDENTITY_LIMIT = 64 * 1024  # a key or a compartment file is a few hundred bytes
 STATE_LIMIT = 1024 * 1024  # stats.json, traffic_state.json: a few KiB
 CHUNK = 64 * 1024
-
-
-class HostileEntry(Exception):
-    """Something in a node's volume that no honest node leaves there; the message is one line."""
-
-    def __init__(self, volume: str, name: str, what: str, node: str | None = None):
-        self.volume, self.name, self.what, self.node = volume, name, what, node
-        super().__init__(
-            f"{self.who} planted {what} at {name} in its volume: it may be compromised; "
-            "inspect the volume, then restore its key from a backup"
-        )
-
-    @property
-    def who(self) -> str:
-        return f"node {self.node}" if self.node else f"the node of volume {self.volume}"
-
-    @property
-    def alert(self) -> str:
-        """The short text an operator's phone gets."""
-        return f"{self.who} planted {self.what} ({self.name} in its volume): it may be compromised"
 
 
 def _kind(mode: int) -> str | None:

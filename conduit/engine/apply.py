@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from conduit.drivers.docker import EngineError, engine_answers
+from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, EngineError
+from conduit.drivers.docker import engine_answers
 from conduit.engine.execute import Executor, StepFailed
 from conduit.engine.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
 from conduit.spec.load import load_text
@@ -30,7 +31,6 @@ from conduit.state.store import State
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 
-EXIT_OK, EXIT_ERROR, EXIT_ROLLED_BACK, EXIT_NOT_ROLLED_BACK = 0, 1, 3, 4
 CREATE_WORKERS = 4  # containers created at once; the engine serialises much of it anyway
 RETRY_SECONDS = 0.5  # between pings of an engine that stopped answering
 

@@ -9,12 +9,9 @@ from pathlib import Path
 
 from conduit.drivers.docker import answers
 from conduit.drivers.volume import IDENTITY_LIMIT, read_entry
+from conduit.errors import CompartmentProblem
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
-
-
-class CompartmentProblem(Exception):
-    """The compartment could not be made or is unusable; one line for the operator."""
 
 
 def _existing(folder: Path, volume: str, node: str) -> bool:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import docker.errors
 
+from conduit.errors import CompartmentProblem, EngineError, HostileEntry, KeyProblem
 from conduit.drivers.docker import (
     CountingClient,
-    EngineError,
     answers,
     call,
     create_container,
@@ -27,13 +27,12 @@ from conduit.drivers.docker import (
     repository,
 )
 from conduit.engine import canary, nodehealth
-from conduit.engine.compartment import CompartmentProblem, ensure_compartment
+from conduit.engine.compartment import ensure_compartment
 from conduit.facts.compartment import wants_compartment
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import legacy_pidfile, systemd_is_init, tracker_log, tracker_pidfile
 from conduit.drivers.files import HOST_CONFIG, atomic_write, open_private, private_tree, remove
-from conduit.drivers.keys import KeyProblem, volume_dir
-from conduit.drivers.volume import HostileEntry
+from conduit.drivers.keys import volume_dir
 from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
 from conduit.spec.resources import host_path

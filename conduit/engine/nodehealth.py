@@ -18,8 +18,8 @@ import docker.errors
 import structlog
 
 from conduit.drivers import node
-from conduit.drivers.docker import EngineError, answers
-from conduit.drivers.volume import HostileEntry
+from conduit.errors import EngineError, HostileEntry
+from conduit.drivers.docker import answers
 from conduit.facts import metrics, nodelog
 from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings
 

@@ -20,6 +20,7 @@ from conduit.engine.updates import UpdateRequest
 from conduit.plan.planner import Plan, make_plan
 from conduit.plan.schedule import Rollout, schedule
 from conduit.render.desired import render
+from conduit.errors import HostMoved
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
 from conduit.state.store import State, StateError
@@ -74,10 +75,6 @@ def observed_plan(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | N
 
 def _as_json(steps: list) -> list:
     return json.loads(json.dumps([asdict(s) for s in steps], sort_keys=True))
-
-
-class HostMoved(Exception):
-    """The host is not as it was observed when a saved plan was made."""
 
 
 def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]:

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from conduit.drivers.docker import EngineError
-from conduit.drivers.keys import KeyProblem, automatic_backup
+from conduit.errors import EngineError, HostileEntry, KeyProblem
+from conduit.drivers.keys import automatic_backup
 from conduit.drivers.observe import HostAccess
-from conduit.drivers.volume import HostileEntry
 from conduit.engine.apply import Engine, NodesNotRestored, Outcome, Report, roll_back, spec_hash
 from conduit.engine.execute import StepFailed
 from conduit.engine.gates import GateFailed

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from conduit.drivers.volume import HostileEntry
+from conduit.errors import AlertError, HostileEntry
 from conduit.engine.nodehealth import planted
 from conduit.spec.spec import ClusterSpec, SecretRef
 
@@ -27,10 +27,6 @@ log = structlog.get_logger("conduit.alerts")
 # Digits (the bot's id), a colon, then the secret part.
 TOKEN_SHAPE = re.compile(r"[0-9]+:[A-Za-z0-9_-]{30,}")
 REDACTED = "<redacted>"
-
-
-class AlertError(Exception):
-    """An alert that could not be sent; the message never holds the token."""
 
 
 def _where(ref: SecretRef) -> str:

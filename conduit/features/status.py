@@ -20,11 +20,11 @@ from conduit.drivers.files import read_or_none
 from conduit.engine.gates import listening
 from conduit.engine import nodehealth
 from conduit.facts import cgroup, metrics, nodelog
-from conduit.drivers.docker import EngineError, call
+from conduit.errors import EngineError, HostileEntry
+from conduit.drivers.docker import call
 from conduit.facts.lifetime import ByteReading
 from conduit.engine.nodehealth import Reading, Verdict
 from conduit.drivers.node import read_stats
-from conduit.drivers.volume import HostileEntry
 from conduit.drivers.nginx import front_load
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host

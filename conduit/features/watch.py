@@ -24,16 +24,16 @@ from watchdog.observers import Observer
 
 from conduit.facts import proc as procfacts
 from conduit.features.alerts import notify
-from conduit.drivers.docker import EngineError
+from conduit.errors import EngineError, GitError, SpecError
 from conduit.drivers.files import atomic_write, private_tree
-from conduit.spec.load import SpecError, load_text
+from conduit.spec.load import load_text
 from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
 from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, reconcile
 from conduit.engine.updates import STAYS, YANKED, UpdateRequest
-from conduit.state.git import GitError, fetch, public_url, show
+from conduit.state.git import fetch, public_url, show
 from conduit.state.store import State, StateError
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec

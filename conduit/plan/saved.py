@@ -9,19 +9,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from conduit.errors import NotASavedPlan
 from conduit.plan.planner import PLAN_FORMAT, Plan, plan_from_json
 
 SPEC_FIELDS = ("spec_file", "spec_sha256", "spec_text", "offline")
 PLAN_FIELDS = ("format_version", "cluster", "fingerprint", "summary", "steps", "problems", "warnings", "foreign")
 REQUIRED = (*PLAN_FIELDS, *SPEC_FIELDS, "digest")
-
-
-class NotASavedPlan(Exception):
-    """The file cannot be applied as a saved plan; the message is one line, `code` the exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(" ".join(message.split()))
-        self.code = code
 
 
 @dataclass

@@ -24,11 +24,12 @@ from conduit.plan.planner import Plan
 from conduit.plan.saved import parse_saved, plan_data
 from conduit.serve.auth import Limiter, digest
 from conduit.serve.live import Hub, Observer
-from conduit.spec.load import SpecError, load_file, load_text
+from conduit.errors import GitError, SpecError
+from conduit.spec.load import load_file, load_text
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
-from conduit.state.git import GitError, git_revision, show_committed
+from conduit.state.git import git_revision, show_committed
 from conduit.state.store import State
 from conduit.views.report import render_plan
 

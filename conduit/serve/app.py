@@ -12,15 +12,12 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Str
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
 
-from conduit.drivers.docker import EngineError
-from conduit.engine.planning import HostMoved
-from conduit.plan.saved import NotASavedPlan
+from conduit.errors import EngineError, HostMoved, Locked, NotASavedPlan
 from conduit.serve import models
 from conduit.serve.agent import Agent, Refused, outcome_json
 from conduit.serve.auth import allows
 from conduit.serve.guard import CLIENT, IDENTITY, Guard
 from conduit.serve.live import node_event
-from conduit.state.lock import Locked
 from conduit.state.store import StateError
 from conduit.views.status import NODE_NOTES, node_state, render_prometheus
 

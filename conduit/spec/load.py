@@ -18,7 +18,9 @@ from pydantic import BaseModel, ValidationError
 
 from conduit.spec.advisor import advise
 from conduit.spec.checks import Issue, check
-from conduit.spec.policy import HostPolicy, PolicyError, load_policy, policy_path
+from conduit.errors import PolicyError, Problem, SpecError, located
+from conduit.spec.policy import HostPolicy, load_policy
+from conduit.spec.policy_file import policy_path
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import host_facts, resolve
 from conduit.spec.spec import ClusterSpec
@@ -34,36 +36,6 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # what the kernel and t
 
 Path = tuple[str | int, ...]
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-@dataclass(frozen=True)
-class Problem:
-    line: int
-    column: int
-    path: str
-    message: str
-
-
-class SpecError(Exception):
-    """A spec that cannot be used; every problem names file, line, column and field."""
-
-    def __init__(self, filename: str, problems: list[Problem]):
-        self.filename = filename
-        self.problems = problems
-        super().__init__("\n".join(self.lines()))
-
-    def lines(self) -> list[str]:
-        return located(self.filename, self.problems)
-
-
-def located(filename: str, problems: list[Problem]) -> list[str]:
-    """`file:line:col: field: message`, one line each, whatever the parser said."""
-    out = []
-    for p in problems:
-        where = f"{filename}:{p.line}:{p.column}"
-        message = " ".join(p.message.split())
-        out.append(f"{where}: {p.path}: {message}" if p.path else f"{where}: {message}")
-    return out
 
 
 @dataclass(frozen=True)

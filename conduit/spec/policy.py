@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-DEFAULT_PATH = "/etc/conduit/host.yaml"
-ENV = "CONDUIT_POLICY"
+from conduit.errors import PolicyError
+from conduit.spec.policy_file import DEFAULT_PATH, policy_path
 
 # What Conduit's own tuning needs: file descriptors, socket buffers and queues, ephemeral ports,
 # TCP timers and conntrack. Anything else (kernel.*, vm.*, bpf, forwarding) must be named by the policy.
@@ -70,14 +70,6 @@ class HostPolicy(_Strict):
     nginx: NginxPolicy = Field(default_factory=NginxPolicy)
     sysctl: SysctlPolicy = Field(default_factory=SysctlPolicy)
     secrets: SecretsPolicy = Field(default_factory=SecretsPolicy)
-
-
-class PolicyError(Exception):
-    """The policy file cannot be used; one line naming it."""
-
-
-def policy_path() -> str:
-    return os.environ.get(ENV) or DEFAULT_PATH
 
 
 def load_policy(path: str | None = None) -> tuple[HostPolicy, str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from conduit.spec.policy import DEFAULT_PATH, HostPolicy, clean_path, matches, sysctl_allowed, under
+from conduit.spec.policy import HostPolicy, clean_path, matches, sysctl_allowed, under
+from conduit.spec.policy_file import DEFAULT_PATH
 from conduit.spec.spec import ClusterSpec
 
 Path = tuple[str | int, ...]

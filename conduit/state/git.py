@@ -13,10 +13,7 @@ from pathlib import Path
 
 from conduit.drivers.files import private_dir
 from conduit.drivers.programs import not_installed
-
-
-class GitError(Exception):
-    pass
+from conduit.errors import GitError
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")

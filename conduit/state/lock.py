@@ -19,14 +19,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from conduit.drivers.files import private_dir, private_file, private_tree
+from conduit.errors import Locked
 from conduit.state.store import StateError, why_line, writable_hint
 
 LOCK_DIR_ENV = "CONDUIT_LOCK_DIR"
 RUN_DIR = "/run/conduit"
-
-
-class Locked(Exception):
-    """Another apply holds the lock."""
 
 
 def cluster_lock_dir(root: str | Path = "/") -> Path:

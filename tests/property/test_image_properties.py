@@ -8,7 +8,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduit.spec.load import SpecError, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import load_text
 from conduit.render.container import container_props
 from conduit.spec.image import PROFILES, ImageFacts, parse_start_help
 from conduit.spec.image_checks import image_checks

@@ -4,7 +4,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conduit.spec.load import SpecError, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import load_text
 from conduit.spec.spec import ClusterSpec
 from tests.helpers import SMALL_VPS
 from tests.strategies import mutated_examples, valid_specs

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduit.spec.load import SpecError, capacity, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import capacity, load_text
 from conduit.spec.policy import HostPolicy
 from conduit.spec.profiles import MIB, MIN_NODE_CPUS, MIN_NODE_MEMORY, even_share, millicpus
 from conduit.spec.resolve import nodes

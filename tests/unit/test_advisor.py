@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conduit.render.init_spec import render_init
-from conduit.spec.load import SpecError, capacity, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import capacity, load_text
 from conduit.spec.policy import HostPolicy
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import nodes

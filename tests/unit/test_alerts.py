@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conduit.cli.root import main
-from conduit.features.alerts import AlertError, Scrubber, deliver, notify
+from conduit.errors import AlertError
+from conduit.features.alerts import Scrubber, deliver, notify
 from conduit.spec.load import load_text
 from tests.helpers import EXAMPLE, SMALL_VPS
 from tests.telegram_stub import TelegramStub

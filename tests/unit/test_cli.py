@@ -8,7 +8,7 @@ import yaml
 import pytest
 from click.testing import CliRunner
 
-from conduit.cli.root import main
+from conduit.cli.root import COMMANDS, main
 from conduit.spec.jsonschema import COMMITTED, schema_text
 from tests.helpers import CONDUIT, EXAMPLE, cli_env
 
@@ -87,6 +87,15 @@ def test_every_command_has_help(run):
     for path in paths:
         result = run(*path, "--help")
         assert result.exit_code == 0 and "Usage:" in result.output, path
+
+
+def test_help_lists_each_command_by_its_own_first_sentence(run):
+    """The root lists the commands without loading them; each summary it holds is the command's own."""
+    ctx = click.Context(main)
+    for name, (_, summary) in COMMANDS.items():
+        assert main.get_command(ctx, name).get_short_help_str(1000) == summary, name
+    listed = run("--help").output.split("Commands:\n")[1].splitlines()
+    assert [line.split()[0] for line in listed] == sorted(COMMANDS)
 
 
 def test_a_command_loads_only_its_own_modules():

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from conduit.engine.images import mismatches
-from conduit.spec.load import SpecError, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import load_text
 from conduit.render.container import container_props
 from conduit.spec.image import PROFILES, static_facts
 from conduit.spec.image_checks import image_checks

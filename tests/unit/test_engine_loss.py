@@ -14,7 +14,7 @@ import conduit.cli.plan as cli_plan
 import conduit.engine.apply as apply_module
 import conduit.engine.reconcile as reconcile_module
 from conduit.cli.root import main
-from conduit.drivers.docker import EngineError
+from conduit.errors import EngineError
 from conduit.engine import nodehealth
 from conduit.engine.execute import Executor, StepFailed
 from conduit.engine.gates import containers_gate

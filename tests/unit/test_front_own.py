@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from conduit.drivers.nginx import observe_nginx
 from conduit.facts.capacity import HostLimits, capacity_findings, effective, front_sizing, size, system_findings
 from conduit.render.nginx import render_main_conf, render_nginx, render_nginx_unit
-from conduit.spec.load import SpecError, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import load_text
 from conduit.spec.policy import HostPolicy
 from tests.helpers import SMALL_VPS, minimal
 from tests.unit.test_render_nginx import kinds, make_root

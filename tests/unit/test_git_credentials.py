@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conduit.state.git import GitError, fetch, public_url
+from conduit.errors import GitError
+from conduit.state.git import fetch, public_url
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ tag) the error is one line FILE:LINE:COL: field.path: message.
 
 import pytest
 
-from conduit.spec.load import SpecError, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import load_text
 from conduit.render.container import container_props
 from conduit.spec.resolve import node_settings
 from tests.helpers import SMALL_VPS

@@ -10,8 +10,8 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from conduit.drivers.keys import KeyProblem, backup, read_backup, restore
-from conduit.drivers.volume import HostileEntry
+from conduit.errors import HostileEntry, KeyProblem
+from conduit.drivers.keys import backup, read_backup, restore
 from tests.unit.test_keyfile import PUBLIC, RAW_B64, SEED, key_file
 
 COMPARTMENT = json.dumps({"id": base64.b64encode(bytes(range(32))).decode().rstrip("=")}, indent=2).encode()

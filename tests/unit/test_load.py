@@ -1,6 +1,7 @@
 import pytest
 
-from conduit.spec.load import MAX_BYTES, SpecError, load_file, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import MAX_BYTES, load_file, load_text
 from conduit.spec.resolve import nodes
 from tests.helpers import EXAMPLE, SMALL_VPS, dump, minimal
 

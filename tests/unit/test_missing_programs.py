@@ -20,12 +20,13 @@ import pytest
 from conduit.drivers import observe
 from conduit.tracker.capture import CaptureError, local_addresses, window
 from conduit.drivers import docker as docker_driver
-from conduit.drivers.docker import EngineError, engine_down
+from conduit.errors import EngineError, GitError
+from conduit.drivers.docker import engine_down
 from conduit.drivers.tracker import _observe_systemd
 from conduit.engine.execute import Executor, StepFailed, systemctl
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
-from conduit.state.git import GitError, fetch
+from conduit.state.git import fetch
 from conduit.spec.profiles import HostFacts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

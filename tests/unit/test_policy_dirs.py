@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conduit.spec.policy import PolicyError, load_policy, trusted_path
+from conduit.errors import PolicyError
+from conduit.spec.policy import load_policy, trusted_path
 
 OTHER = 1000  # a uid that is not root (the tests run as root)
 

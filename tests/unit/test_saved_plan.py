@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 import conduit.engine.planning as planning
 from conduit.cli.root import main
-from conduit.engine.planning import HostMoved, plan_offline, saved_planner
+from conduit.errors import HostMoved, NotASavedPlan
+from conduit.engine.planning import plan_offline, saved_planner
 from conduit.engine.reconcile import Request, reconcile
 from conduit.plan.planner import Plan, Step, plan_from_json
-from conduit.plan.saved import NotASavedPlan, digest_of, dumps, parse_saved, plan_data, read_saved, sealed, spec_fields
+from conduit.plan.saved import digest_of, dumps, parse_saved, plan_data, read_saved, sealed, spec_fields
 from conduit.spec.load import load_text
 from tests.helpers import EXAMPLE, SMALL_VPS
 

@@ -17,7 +17,8 @@ from conduit.cli.root import main
 from conduit.features.watch import Watcher
 from conduit.drivers.observe import HostAccess
 from conduit.render.desired import render
-from conduit.spec.load import SpecError, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import load_text
 from conduit.spec.policy import HostPolicy, load_policy, under
 from conduit.spec.trust import owned_flag
 from tests.helpers import SMALL_VPS, dump, minimal

@@ -204,7 +204,8 @@ def test_the_canary_is_a_count_or_a_share_of_the_nodes_rounded_up(canary, count,
 
 @pytest.mark.parametrize("canary", ["0%", "101%", "25 %", "a%", 0, 201])
 def test_a_canary_that_is_neither_is_refused_naming_the_field(canary):
-    from conduit.spec.load import SpecError, load_text
+    from conduit.errors import SpecError
+    from conduit.spec.load import load_text
     from tests.helpers import SMALL_VPS, dump, minimal
 
     with pytest.raises(SpecError) as caught:

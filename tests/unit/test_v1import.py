@@ -12,7 +12,7 @@ from conduit.facts.v1settings import SettingsError, parse_settings
 from conduit.features.v1import import (
     ImportRefused, build_spec, cli_version_of, node_flags, pinned_image_settings, render, telegram_secrets, write_secrets,
 )
-from conduit.spec.load import SpecError
+from conduit.errors import SpecError
 from conduit.spec.policy import HostPolicy
 from tests.helpers import SMALL_VPS
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from conduit.spec.load import SpecError, load_text
+from conduit.errors import SpecError
+from conduit.spec.load import load_text
 from conduit.spec.policy import HostPolicy
 from tests.helpers import SMALL_VPS, dump, minimal
 

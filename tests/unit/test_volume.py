@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conduit.drivers.volume import IDENTITY_LIMIT, HostileEntry, Volume, plain_name, read_entry
+from conduit.errors import HostileEntry
+from conduit.drivers.volume import IDENTITY_LIMIT, Volume, plain_name, read_entry
 
 NODE_UID = 1000
 SECRET = b"host secret, not the node's\n"
