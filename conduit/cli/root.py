@@ -32,6 +32,7 @@ COMMANDS = {
     "claim": "keys:claim_command",
     "destroy": "keys:destroy_command",
     "alerts": "alerts:alerts_group",
+    "fleet": "fleet:fleet_group",
 }
 
 
