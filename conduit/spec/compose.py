@@ -72,12 +72,34 @@ def marked(data: object, marks: dict[tuple[Key, ...], tuple[int, int]], name: st
     return Marked((name, line, col), kids)
 
 
+class Reset:
+    """A mapping that replaces what the files before it said, rather than merging into it: what a
+    mapping becomes when it follows a scalar, a list or a `null` in an earlier file. Patches hold
+    it so that files compose the same way however they are grouped (a chain of `extends`, or one
+    list)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Reset) and other.data == self.data
+
+    def __repr__(self) -> str:
+        return f"Reset({self.data!r})"
+
+
 def merge(base: object, base_marks: Marked | None, child: object, child_marks: Marked) -> tuple[object, Marked]:
-    """`child` applied on top of `base`, with the marks of whichever file each value came from."""
+    """The document `base` with `child` (a file, or files already composed by `then`) applied on
+    top, with the marks of whichever file each value came from. Mappings merge key by key, lists
+    and scalars replace, `null` removes the key."""
+    if isinstance(child, Reset):
+        return child.data, child_marks
     if not isinstance(child, dict):
-        return child, child_marks  # lists and scalars replace
+        return child, child_marks
     if not isinstance(base, dict):
-        base, base_marks = {}, None  # a mapping over a scalar replaces it (its nulls still remove nothing)
+        base, base_marks = {}, None  # a mapping over a scalar or a list replaces it
     data = dict(base)
     kids = dict(base_marks.kids) if base_marks else {}
     for key, value in child.items():
@@ -87,6 +109,28 @@ def merge(base: object, base_marks: Marked | None, child: object, child_marks: M
         else:
             data[key], kids[key] = merge(data.get(key), kids.get(key), value, child_marks.kids[key])
     return data, Marked(child_marks.where, kids)
+
+
+_ABSENT = object()
+
+
+def then(first: object, first_marks: Marked | None, second: object, second_marks: Marked) -> tuple[object, Marked]:
+    """One patch for `first` applied, then `second`: merge(x, then(p, q)) == merge(merge(x, p), q)."""
+    if not isinstance(second, dict) or first is _ABSENT:
+        return second, second_marks
+    if isinstance(first, dict):
+        data = dict(first)
+        kids = dict(first_marks.kids) if first_marks else {}
+        for key, value in second.items():
+            if key in data:
+                data[key], kids[key] = then(data[key], kids.get(key), value, second_marks.kids[key])
+            else:
+                data[key], kids[key] = value, second_marks.kids[key]
+        return data, Marked(second_marks.where, kids)
+    # A mapping after a scalar, a list or a null: it lands on what that left, and replaces the rest.
+    base, marks = (first.data, first_marks) if isinstance(first, Reset) else ({}, None)
+    done, done_marks = merge(base, marks, second, second_marks)
+    return Reset(done), done_marks  # type: ignore[arg-type]
 
 
 def flatten(marks: Marked, path: tuple[Key, ...] = (), out: dict | None = None) -> dict[tuple[Key, ...], Where]:
@@ -108,29 +152,43 @@ def inside(folder: str, ref: str) -> str | None:
 
 @dataclass(frozen=True)
 class Layer:
-    """A file resolved with its bases: the merged data (without `extends`) and its marks."""
+    """A file resolved with its bases: the merged data (without `extends`) and its marks; or, as a
+    patch, what it changes in the files it is applied on."""
 
     data: dict
     marks: Marked
 
 
 class Composer:
-    """Resolves files of one source; each file is read, parsed and resolved once per Composer."""
+    """Resolves files of one source; each file is read, parsed and composed with its bases once per Composer."""
 
     def __init__(self, source: Source, parse: Parser):
         self.source, self.parse = source, parse
-        self.layers: dict[str, Layer] = {}
+        self.patches: dict[str, Layer] = {}
+        self.documents: dict[str, Layer] = {}
 
-    def resolve(self, rel: str, text: str | None = None, chain: tuple[str, ...] = ()) -> Layer:
-        """`rel` with its bases applied; `text` is its content when the caller already has it."""
-        if rel in self.layers and text is None:
-            return self.layers[rel]
+    def resolve(self, rel: str, text: str | None = None) -> Layer:
+        """The document `rel` describes: its bases applied in order, then itself on top. `text` is
+        its content when the caller already has it."""
+        if text is None and rel in self.documents:
+            return self.documents[rel]
+        patch = self.patch(rel, text)
+        data, marks = merge({}, None, patch.data, patch.marks)
+        layer = Layer(data, marks)  # type: ignore[arg-type]
+        if text is None:
+            self.documents[rel] = layer
+        return layer
+
+    def patch(self, rel: str, text: str | None = None, chain: tuple[str, ...] = ()) -> Layer:
+        """`rel` with its bases, as one patch (nulls and Resets kept, to apply on top of other files)."""
+        if rel in self.patches and text is None:
+            return self.patches[rel]
         name = self.source.name(rel)
         data, flat = self.parse(self.source.read(rel) if text is None else text, name)
         marks = marked(data, flat, name)
         if not isinstance(data, dict):
             raise ComposeError((name, 1, 1), "", "expected a mapping")
-        merged: object = {}
+        merged: object = _ABSENT
         merged_marks: Marked | None = None
         for base, where in self._bases(rel, data, marks):
             stack = chain + (rel,)
@@ -139,14 +197,14 @@ class Composer:
                 raise ComposeError(where, KEY, f"extends cycle: {cycle}; remove one of these extends")
             if len(chain) >= MAX_CHAIN:
                 raise ComposeError(where, KEY, f"extends nest deeper than {MAX_CHAIN} files; flatten the bases")
-            layer = self.resolve(base, None, chain + (rel,))
-            merged, merged_marks = merge(merged, merged_marks, layer.data, layer.marks)
+            layer = self.patch(base, None, stack)
+            merged, merged_marks = then(merged, merged_marks, layer.data, layer.marks)
         own = {k: v for k, v in data.items() if k != KEY}
         own_marks = Marked(marks.where, {k: v for k, v in marks.kids.items() if k != KEY})
-        result, result_marks = merge(merged, merged_marks, own, own_marks)
+        result, result_marks = then(merged, merged_marks, own, own_marks)
         layer = Layer(result, result_marks)  # type: ignore[arg-type]
         if text is None:
-            self.layers[rel] = layer
+            self.patches[rel] = layer
         return layer
 
     def _bases(self, rel: str, data: dict, marks: Marked) -> list[tuple[str, Where]]:
