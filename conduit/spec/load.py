@@ -426,5 +426,16 @@ def read_spec_text(path: str | FsPath) -> str:
         raise SpecError(name, [Problem(1, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
 
 
+def spec_text(path: str | FsPath) -> str:
+    """The text a generation (or a saved plan) records for a spec file: as written, or, for one that
+    extends base files, the merged document, so that a rollback never reads bases changed since."""
+    text = read_spec_text(path)
+    data, _ = parse(text, str(path))
+    if not (isinstance(data, dict) and EXTENDS in data):
+        return text
+    merged, _ = compose_text(text, str(path))
+    return f"# {path} with the files it extends merged in\n" + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
+
+
 def load_file(path: str | FsPath, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None) -> ClusterSpec:
     return load_text(read_spec_text(path), str(path), detected, policy)

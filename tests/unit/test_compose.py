@@ -181,3 +181,15 @@ def test_the_example_fleet_is_a_valid_fleet():
     assert len(fleet.hosts) == 3
     for host in fleet.hosts:
         assert load_file(ROOT / "examples/fleet" / host.spec, SMALL_VPS).metadata.name == host.name
+
+
+def test_a_generation_records_the_merged_document_not_the_extends(tmp_path):
+    from conduit.spec.load import spec_text
+
+    root = tree(tmp_path, {"base.yaml": BASE, "a.yaml": "extends: [base.yaml]\nmetadata: {name: a}\nspec:\n  conduit: {max_clients: 200}\n"})
+    recorded = spec_text(root / "a.yaml")
+    assert "extends" not in recorded.split("\n", 1)[1]
+    (root / "base.yaml").write_text("this base changed after the apply\n")
+    doc = load_text(recorded, "generation 1", SMALL_VPS)  # a rollback reads no base
+    assert (doc.metadata.name, doc.spec.conduit.max_clients, doc.spec.conduit.bandwidth_mbps) == ("a", 200, 5)
+    assert spec_text(EXAMPLE) == EXAMPLE.read_text()  # a spec without extends is recorded as written
