@@ -429,12 +429,16 @@ def read_spec_text(path: str | FsPath) -> str:
 def spec_text(path: str | FsPath) -> str:
     """The text a generation (or a saved plan) records for a spec file: as written, or, for one that
     extends base files, the merged document, so that a rollback never reads bases changed since."""
-    text = read_spec_text(path)
-    data, _ = parse(text, str(path))
+    return recorded_text(read_spec_text(path), str(path))
+
+
+def recorded_text(text: str, filename: str) -> str:
+    """spec_text for text already read from `filename`."""
+    data, _ = parse(text, filename)
     if not (isinstance(data, dict) and EXTENDS in data):
         return text
-    merged, _ = compose_text(text, str(path))
-    return f"# {path} with the files it extends merged in\n" + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
+    merged, _ = compose_text(text, filename)
+    return f"# {filename} with the files it extends merged in\n" + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
 
 
 def load_file(path: str | FsPath, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None) -> ClusterSpec:
