@@ -18,6 +18,7 @@ class Problem:
     column: int
     path: str
     message: str
+    file: str | None = None  # the file that wrote the value, when it is not the spec's own (a base it extends)
 
 
 class SpecError(Exception):
@@ -36,7 +37,7 @@ def located(filename: str, problems: list[Problem]) -> list[str]:
     """`file:line:col: field: message`, one line each, whatever the parser said."""
     out = []
     for p in problems:
-        where = f"{filename}:{p.line}:{p.column}"
+        where = f"{p.file or filename}:{p.line}:{p.column}"
         message = " ".join(p.message.split())
         out.append(f"{where}: {p.path}: {message}" if p.path else f"{where}: {message}")
     return out

@@ -17,7 +17,7 @@ from conduit.engine.reconcile import Request, reconcile
 from conduit.features.alerts import notify
 from conduit.plan.planner import Plan
 from conduit.plan.saved import dumps, plan_data, read_saved, spec_fields
-from conduit.spec.load import capacity, load_text
+from conduit.spec.load import capacity, load_text, spec_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import show_committed
 from conduit.state.store import State, StateError, check_writable
@@ -87,7 +87,7 @@ def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None
         result = plan_offline(spec) if offline else plan_against_host(spec, opts.host())
     except EngineError as exc:
         fail(str(exc))
-    extra = spec_fields(file, Path(file).read_text(), offline)
+    extra = spec_fields(file, spec_text(file), offline)
     advice = capacity(spec)
     result.notes, result.warnings = advice.summary, advice.warnings + result.warnings
     if not offline:
@@ -252,7 +252,7 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
     elif file:
         spec = load_spec(opts, file)
         how = door(opts, "apply", file, auto_approve, no_wait, allow_new_identity, verbose)
-        run_apply(intents.apply_spec(how, spec, Path(file).read_text(), file))
+        run_apply(intents.apply_spec(how, spec, spec_text(file), file))
     else:
         fail("give a FILE or --plan", 2)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -14,6 +13,7 @@ from conduit.errors import EngineError
 from conduit.engine import intents
 from conduit.engine.planning import observed_plan
 from conduit.engine.updates import UpdateRequest
+from conduit.spec.load import spec_text
 from conduit.views.report import update_lines
 
 
@@ -45,7 +45,7 @@ def update(opts: Options, file: str, check: bool, auto_approve: bool, no_wait: b
             return
         Console(highlight=False, soft_wrap=True).print("\n".join(update_lines(plan.update)).lstrip("\n"))
         sys.exit(2)
-    run_apply(intents.take_update(door(opts, "update", file, auto_approve, no_wait), spec, Path(file).read_text(), file))
+    run_apply(intents.take_update(door(opts, "update", file, auto_approve, no_wait), spec, spec_text(file), file))
 
 
 COMMANDS = (update,)

@@ -26,7 +26,7 @@ from conduit.facts import proc as procfacts
 from conduit.features.alerts import notify
 from conduit.errors import EngineError, GitError, SpecError
 from conduit.drivers.files import atomic_write, private_tree
-from conduit.spec.load import load_text
+from conduit.spec.load import load_text, recorded_text
 from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
 from conduit.engine import intents
@@ -132,6 +132,7 @@ class Watcher:
     def _reconcile(self, text: str, source: str, reason: str, git) -> Result:
         try:
             doc = load_text(text, source, self.facts())
+            text = recorded_text(text, source)  # a spec that extends base files: the merged document
         except SpecError as exc:
             return Result("invalid", " / ".join(exc.lines()))
         self.last_doc = doc  # alerts go where the last valid spec says

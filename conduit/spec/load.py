@@ -7,6 +7,7 @@ first and every data path is mapped to the mark of its node.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 import typing
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from conduit.spec.advisor import advise
 from conduit.spec.checks import Issue, check
 from conduit.errors import PolicyError, Problem, SpecError, located
+from conduit.spec.compose import KEY as EXTENDS, ComposeError, Composer, Directory, Layer, flatten, repository_root
 from conduit.spec.policy import HostPolicy, load_policy
 from conduit.spec.policy_file import policy_path
 from conduit.spec.profiles import HostFacts
@@ -58,6 +60,7 @@ class _Marks:
 
     def __init__(self) -> None:
         self.marks: dict[Path, tuple[int, int]] = {(): (1, 1)}
+        self.files: dict[Path, str] = {}  # a composed spec's: the file each value came from
 
     def add(self, path: Path, mark: yaml.Mark) -> None:
         self.marks.setdefault(path, (mark.line + 1, mark.column + 1))
@@ -66,6 +69,18 @@ class _Marks:
         while path not in self.marks:
             path = path[:-1]
         return self.marks[path]
+
+    def where(self, path: Path) -> tuple[str | None, int, int]:
+        while path not in self.marks:
+            path = path[:-1]
+        return (self.files.get(path), *self.marks[path])
+
+    @classmethod
+    def composed(cls, flat: dict[Path, tuple[str, int, int]]) -> _Marks:
+        marks = cls()
+        marks.marks = {path: (line, col) for path, (_, line, col) in flat.items()}
+        marks.files = {path: name for path, (name, _, _) in flat.items()}
+        return marks
 
 
 class _Builder:
@@ -154,9 +169,9 @@ def parse(text: str, filename: str) -> tuple[object, _Marks]:
 # ------------------------------------------------------------------ pydantic errors
 
 
-def _model_at(path: Path) -> type[BaseModel] | None:
+def _model_at(path: Path, root: type[BaseModel] = ClusterSpec) -> type[BaseModel] | None:
     """The model class that holds the fields at `path`, following dicts and lists."""
-    current: object = ClusterSpec
+    current: object = root
     for part in path:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
@@ -251,14 +266,15 @@ def _join(messages: list[str]) -> str:
     return "; ".join(messages)
 
 
-def _problems(exc: ValidationError, data: object, marks: _Marks) -> list[Problem]:
+def model_problems(exc: ValidationError, data: object, marks: _Marks, root: type[BaseModel] = ClusterSpec) -> list[Problem]:
+    """Pydantic's errors for the document `data`, a `root`, as located problems."""
     by_path: dict[Path, list[str]] = {}
     for error in exc.errors():
         loc = tuple(error["loc"])
         if error["type"] == "extra_forbidden":
             path = _data_path(loc, data)
             key = str(path[-1]) if path else str(loc[-1])
-            model = _model_at(path[:-1])
+            model = _model_at(path[:-1], root)
             hint = ""
             if model is not None:
                 close = difflib.get_close_matches(key, list(model.model_fields), n=1)
@@ -272,37 +288,83 @@ def _problems(exc: ValidationError, data: object, marks: _Marks) -> list[Problem
             by_path[path].append(message)
     problems = []
     for path, messages in by_path.items():
-        line, col = marks.find(path)
-        problems.append(Problem(line, col, dotted(path), _join(messages)))
-    return sorted(problems, key=lambda p: (p.line, p.column))
+        file, line, col = marks.where(path)
+        problems.append(Problem(line, col, dotted(path), _join(messages), file))
+    return sorted(problems, key=lambda p: (p.file or "", p.line, p.column))
 
 
 def _issue_problems(issues: list[Issue], marks: _Marks) -> list[Problem]:
     problems = []
     for path, message in issues:
-        line, col = marks.find(path)
-        problems.append(Problem(line, col, dotted(path), message))
-    return sorted(problems, key=lambda p: (p.line, p.column))
+        file, line, col = marks.where(path)
+        problems.append(Problem(line, col, dotted(path), message, file))
+    return sorted(problems, key=lambda p: (p.file or "", p.line, p.column))
 
 
 # ------------------------------------------------------------------ entry points
 
 
-def load_text(text: str, filename: str, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None) -> ClusterSpec:
+def load_text(
+    text: str, filename: str, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None, composer: Composer | None = None
+) -> ClusterSpec:
     """Validate YAML text into a resolved spec, or raise SpecError (PolicyError when the host policy,
-    by default the one conduit.spec.policy.load_policy finds, cannot be read)."""
-    if policy is None:
-        try:
-            policy = load_policy()
-        except PolicyError as exc:
-            raise SpecError(policy_path(), [Problem(1, 1, "", str(exc))]) from None
+    by default the one conduit.spec.policy.load_policy finds, cannot be read). A document with
+    `extends` is applied on top of its bases (conduit.spec.compose), read by `composer`, by default
+    from the directory tree `filename` lives in."""
+    policy = policy or _host_policy()
     data, marks = parse(text, filename)
+    if isinstance(data, dict) and EXTENDS in data:
+        data, marks = compose_text(text, filename, composer)
+    return load_data(data, marks, filename, detected, policy)
+
+
+def parse_flat(text: str, filename: str) -> tuple[object, dict[Path, tuple[int, int]]]:
+    """parse, with the marks as a plain mapping (what conduit.spec.compose reads)."""
+    data, marks = parse(text, filename)
+    return data, marks.marks
+
+
+def composer_for(path: str | FsPath) -> tuple[Composer, str]:
+    """A Composer for the files around a lone spec (conduit.spec.compose.repository_root), and the
+    spec's path relative to that root."""
+    root = repository_root(FsPath(path))
+    rel = FsPath(os.path.abspath(path)).relative_to(root).as_posix()
+    shown = os.path.relpath(root) if not FsPath(path).is_absolute() else str(root)
+    return Composer(Directory(root, MAX_BYTES, shown), parse_flat), rel
+
+
+def compose_text(text: str, filename: str, composer: Composer | None = None, rel: str | None = None) -> tuple[dict, _Marks]:
+    """The document `text` (the file `rel` of the composer's source) merged on top of its bases."""
+    if composer is None:
+        if not FsPath(filename).is_file():
+            raise SpecError(filename, [Problem(1, 1, EXTENDS, "a spec that extends base files is read from a file next to them")])
+        composer, rel = composer_for(filename)
+    try:
+        layer = composer.resolve(rel or filename, text)
+    except ComposeError as exc:
+        raise compose_problem(exc) from None
+    return layer.data, _Marks.composed(flatten(layer.marks))
+
+
+def load_layer(layer: Layer, filename: str, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None) -> ClusterSpec:
+    """Validate a document merged by conduit.spec.compose; problems name the file each value came from."""
+    return load_data(layer.data, _Marks.composed(flatten(layer.marks)), filename, detected, policy)
+
+
+def compose_problem(exc: ComposeError) -> SpecError:
+    name, line, col = exc.where
+    return SpecError(name, [Problem(line, col, exc.path, exc.message)])
+
+
+def load_data(data: object, marks: _Marks, filename: str, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None) -> ClusterSpec:
+    """Validate parsed (or composed) data into a resolved spec; see load_text."""
+    policy = policy or _host_policy()
     if not isinstance(data, dict):
         raise SpecError(filename, [Problem(1, 1, "", "expected a mapping with apiVersion, kind, metadata and spec")])
     try:
         doc = ClusterSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(filename, _problems(exc, data, marks)) from None
+        raise SpecError(filename, model_problems(exc, data, marks)) from None
     facts = host_facts(doc.spec.host, detected)
     resolved = resolve(doc, facts)
     advice = advise(doc, resolved)
@@ -313,7 +375,15 @@ def load_text(text: str, filename: str, detected: HostFacts, policy: tuple[HostP
     return resolved
 
 
-def load_file(path: str | FsPath, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None) -> ClusterSpec:
+def _host_policy() -> tuple[HostPolicy, str]:
+    try:
+        return load_policy()
+    except PolicyError as exc:
+        raise SpecError(policy_path(), [Problem(1, 1, "", str(exc))]) from None
+
+
+def read_spec_text(path: str | FsPath) -> str:
+    """A spec file's text, or SpecError when it cannot be read, is too large or is not UTF-8."""
     name = str(path)
     try:
         raw = FsPath(path).read_bytes()
@@ -322,7 +392,25 @@ def load_file(path: str | FsPath, detected: HostFacts, policy: tuple[HostPolicy,
     if len(raw) > MAX_BYTES:
         raise SpecError(name, [Problem(1, 1, "", f"file is larger than {MAX_BYTES // 1024} KiB; not a spec")])
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(name, [Problem(1, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
-    return load_text(text, name, detected, policy)
+
+
+def spec_text(path: str | FsPath) -> str:
+    """The text a generation (or a saved plan) records for a spec file: as written, or, for one that
+    extends base files, the merged document, so that a rollback never reads bases changed since."""
+    return recorded_text(read_spec_text(path), str(path))
+
+
+def recorded_text(text: str, filename: str) -> str:
+    """spec_text for text already read from `filename`."""
+    data, _ = parse(text, filename)
+    if not (isinstance(data, dict) and EXTENDS in data):
+        return text
+    merged, _ = compose_text(text, filename)
+    return f"# {filename} with the files it extends merged in\n" + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
+
+
+def load_file(path: str | FsPath, detected: HostFacts, policy: tuple[HostPolicy, str] | None = None) -> ClusterSpec:
+    return load_text(read_spec_text(path), str(path), detected, policy)

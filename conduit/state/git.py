@@ -128,3 +128,67 @@ def git_revision(path: str | None) -> tuple[str | None, bool | None]:
         return head.stdout.strip(), bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, None
+
+
+class CommitFiles:
+    """The files of one commit of the repository a folder is in, read through one `git cat-file
+    --batch` process however many are asked for (a fleet of a hundred hosts is one process)."""
+
+    def __init__(self, folder: Path, ref: str):
+        folder = Path(folder).resolve()
+        self.top = Path(_git("-C", str(folder), "rev-parse", "--show-toplevel").strip())
+        self.prefix = folder.relative_to(self.top).as_posix()
+        try:
+            self.commit = _git("-C", str(self.top), "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").strip()
+        except GitError:
+            raise GitError(f"{ref!r} is not a commit of the repository at {self.top}; name a branch, tag or commit") from None
+        self._proc: subprocess.Popen | None = None
+
+    def path(self, rel: str) -> str:
+        """`rel` (relative to the folder) relative to the repository's top."""
+        return rel if self.prefix == "." else f"{self.prefix}/{rel}"
+
+    def read(self, rel: str) -> bytes | None:
+        """The file's bytes at the commit, None when the commit has no such file. A symlink is
+        followed inside the repository; one that leaves it is refused."""
+        if "\n" in rel or "\r" in rel:
+            raise GitError(f"{rel!r}: a path with a line break cannot be read from git")
+        proc = self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(f"{self.commit}:{self.path(rel)}\n".encode())
+        proc.stdin.flush()
+        header = proc.stdout.readline().decode(errors="replace").split()
+        if not header:
+            raise GitError("git cat-file stopped answering; run again")
+        if header[-1] == "missing":
+            return None
+        size = int(header[-1])
+        body = proc.stdout.read(size + 1)[:-1]
+        kind = header[0] if len(header) == 2 else header[1]
+        if kind == "blob":
+            return body
+        if kind == "symlink":
+            raise GitError(f"{self.path(rel)} is a link to {body.decode(errors='replace')}, outside the repository; name a file inside it")
+        return None  # a tree, a dangling or looping link: there is no such file
+
+    def _start(self) -> subprocess.Popen:
+        if self._proc is None:
+            try:
+                self._proc = subprocess.Popen(["git", "-C", str(self.top), "cat-file", "--batch", "--follow-symlinks"],
+                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            except FileNotFoundError:
+                raise GitError(not_installed("git")) from None
+        return self._proc
+
+    def close(self) -> None:
+        if self._proc is not None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            self._proc.wait(timeout=30)
+            self._proc = None
+
+    def __enter__(self) -> CommitFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
