@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -42,3 +43,24 @@ def test_no_product_function_is_above_complexity_15():
                     name = f"{item['classname']}.{item['name']}" if item.get("classname") else item["name"]
                     too_complex.append(f"{path}:{item['lineno']} {name} ({item['complexity']})")
     assert not too_complex, "split these into smaller functions:\n" + "\n".join(sorted(set(too_complex)))
+
+
+MAX_STORE_METHODS = 15
+
+
+def public_methods(path: Path) -> dict[str, int]:
+    """{class name: how many public methods it defines} of one module."""
+    tree = ast.parse(path.read_text(), str(path))
+    return {
+        node.name: sum(1 for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and not item.name.startswith("_"))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    }
+
+
+def test_no_state_class_does_everything():
+    """The state is stores of one purpose each over one database, not one class that knows every table."""
+    counted = {f"{path.name}:{name}": n for path in sorted((ROOT / "conduit" / "state").glob("*.py")) for name, n in public_methods(path).items()}
+    assert "db.py:Database" in counted and "history.py:History" in counted  # the count looked where the stores are
+    too_many = {name: n for name, n in counted.items() if n > MAX_STORE_METHODS}
+    assert not too_many, f"split these into stores of one purpose each (at most {MAX_STORE_METHODS} public methods): {too_many}"

@@ -30,7 +30,7 @@ from conduit.spec.load import SpecError, load_text
 from conduit.spec.policy import PolicyError, load_policy
 from conduit.spec.resolve import node_settings, nodes
 from conduit.state.lock import Locked
-from conduit.state.store import StateError
+from conduit.state.db import StateError
 from conduit.views.report import print_plan
 
 

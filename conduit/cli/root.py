@@ -12,7 +12,7 @@ import click
 from conduit.cli.boundary import Boundary
 from conduit.cli.common import Options
 from conduit.spec.policy import DEFAULT_PATH, ENV
-from conduit.state.store import report_recoveries
+from conduit.state.db import report_recoveries
 from conduit.views import logs
 
 

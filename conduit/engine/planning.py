@@ -22,7 +22,8 @@ from conduit.plan.schedule import Rollout, schedule
 from conduit.render.desired import render
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
-from conduit.state.store import State, StateError
+from conduit.state.db import Database, StateError
+from conduit.state.kernel import KernelAnswers
 
 
 def settle_cli_version(
@@ -103,8 +104,8 @@ def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan
 def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
     """The sysctl writes the kernel refused at earlier applies (none when the state cannot be read)."""
     try:
-        state = State.reader(state_dir)
-        return state.refused_sysctl() if state else {}
+        db = Database.reader(state_dir)
+        return KernelAnswers(db).refused() if db else {}
     except StateError:
         return {}
 

@@ -15,7 +15,7 @@ import pytest
 from conduit.engine.reconcile import Request, reconcile
 from conduit.plan.planner import Plan
 from conduit.state.lock import LOCK_DIR_ENV, Locked, apply_lock, cluster_lock_dir
-from conduit.state.store import StateError
+from conduit.state.db import StateError
 
 
 @pytest.fixture
