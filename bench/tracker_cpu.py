@@ -51,9 +51,9 @@ def run_tracker(node: str, iface: str, seconds: float, sample: int, interval: in
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    from conduit.state.store import State
+    from conduit.state.stores import open_state
 
-    seen = sum(row[1] + row[2] for row in State(state).latest_samples().values())
+    seen = sum(row[1] + row[2] for row in open_state(state).samples.latest().values())
     return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / seconds, seen
 
 

@@ -73,3 +73,24 @@ def test_errors_import_only_the_standard_library():
     imported += [node.module or "." for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     outside = [name for name in imported if name.partition(".")[0] not in sys.stdlib_module_names]
     assert imported and not outside, outside
+
+
+MAX_STORE_METHODS = 15
+
+
+def public_methods(path: Path) -> dict[str, int]:
+    """{class name: how many public methods it defines} of one module."""
+    tree = ast.parse(path.read_text(), str(path))
+    return {
+        node.name: sum(1 for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and not item.name.startswith("_"))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    }
+
+
+def test_no_state_class_does_everything():
+    """The state is stores of one purpose each over one database, not one class that knows every table."""
+    counted = {f"{path.name}:{name}": n for path in sorted((ROOT / "conduit" / "state").glob("*.py")) for name, n in public_methods(path).items()}
+    assert "db.py:Database" in counted and "history.py:History" in counted  # the count looked where the stores are
+    too_many = {name: n for name, n in counted.items() if n > MAX_STORE_METHODS}
+    assert not too_many, f"split these into stores of one purpose each (at most {MAX_STORE_METHODS} public methods): {too_many}"

@@ -28,7 +28,7 @@ from conduit.features.v1import import ImportRefused, build_spec, existing_nodes,
 from conduit.spec.load import load_text
 from conduit.spec.policy import load_policy
 from conduit.spec.resolve import node_settings, nodes
-from conduit.state.store import StateError
+from conduit.state.db import StateError
 from conduit.views.report import print_plan
 
 

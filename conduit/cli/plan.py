@@ -20,7 +20,9 @@ from conduit.plan.saved import dumps, plan_data, read_saved, spec_fields
 from conduit.spec.load import capacity, load_text, spec_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import show_committed
-from conduit.state.store import State, StateError, check_writable
+from conduit.state.db import StateError, check_writable
+from conduit.state.images import Images
+from conduit.state.stores import open_state, read_state
 from conduit.views.history import render_history
 from conduit.views.report import print_plan, show_plan
 
@@ -143,12 +145,12 @@ def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bo
 def interrupted_warnings(opts: Options) -> list[str]:
     """Applies that never finished; a state that cannot be read is one warning, and the plan goes on."""
     try:
-        state = State.reader(opts.state_dir)
+        state = read_state(opts.state_dir)
         if state is None:
             return []
         out = []
-        for gen in state.interrupted():
-            steps = state.journal(gen.id)
+        for gen in state.history.interrupted():
+            steps = state.history.journal(gen.id)
             last = f" after {steps[-1][3]} {steps[-1][1]} {steps[-1][2]} ({steps[-1][4]})" if steps else ""
             out.append(f"generation {gen.id} was interrupted{last}; the next apply converges from here")
         return out
@@ -263,11 +265,11 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
 def history(opts: Options, as_json: bool) -> None:
     """List the generations applied to this host."""
     try:
-        state = State.reader(opts.state_dir)
-        gens = state.generations() if state else []
+        state = read_state(opts.state_dir)
+        gens = state.history.generations() if state else []
     except StateError as exc:
         fail(str(exc))
-    images = {g.id: _images(state, g.id) for g in gens}
+    images = {g.id: _images(state.images, g.id) for g in gens}
     if as_json:
         click.echo(json.dumps([{k: v for k, v in g.__dict__.items() if k != "spec_text"} | {"images": images[g.id]} for g in gens], indent=2))
         return
@@ -277,10 +279,10 @@ def history(opts: Options, as_json: bool) -> None:
     click.echo(render_history(gens, images))
 
 
-def _images(state: State, gen: int) -> dict[str, dict]:
+def _images(images: Images, gen: int) -> dict[str, dict]:
     """{node: image ID, digest, version} the nodes ran when generation `gen` succeeded ({} when it did not)."""
     try:
-        return {node: {"image_id": r.image_id, "digest": r.digest, "version": r.version} for node, r in state.node_images(gen).items()}
+        return {node: {"image_id": r.image_id, "digest": r.digest, "version": r.version} for node, r in images.of_nodes(gen).items()}
     except StateError:
         return {}
 
@@ -294,9 +296,9 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
     """Re-apply generation N (default: the last good generation before the current one)."""
     try:
         check_writable(opts.state_dir)
-        state = State(opts.state_dir)
-        target = state.generation(generation) if generation else state.good_before_current()
-        current = state.last_good()
+        state = open_state(opts.state_dir)
+        target = state.history.generation(generation) if generation else state.history.good_before_current()
+        current = state.history.last_good()
     except StateError as exc:
         fail(str(exc))
     if target is None:
@@ -305,7 +307,7 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
     now = f" from generation {current.id}" if current is not None and current.id != target.id else ""
     click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
     how = door(opts, "rollback", target.spec_path, auto_approve, no_wait)
-    run_apply(built(intents.roll_back, how, state, target), epilogue=undo_warning(target.spec_path))
+    run_apply(built(intents.roll_back, how, state.images, target), epilogue=undo_warning(target.spec_path))
 
 
 def undo_warning(spec_path: str | None) -> str:

@@ -126,7 +126,7 @@ def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | Non
     """
     # What commands need, loaded only when one runs: `--help` and `--version` stay fast.
     from conduit.cli.common import Options
-    from conduit.state.store import report_recoveries
+    from conduit.state.db import report_recoveries
     from conduit.views import logs
 
     if policy:

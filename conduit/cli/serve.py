@@ -16,7 +16,8 @@ from conduit.serve.auth import Limiter, bind_refusal, parse_proxies
 
 LOOPBACK_PROXY = "127.0.0.1,::1"
 from conduit.state.git import git_revision
-from conduit.state.store import State, StateError
+from conduit.state.db import Database, StateError
+from conduit.state.tokens import Tokens
 
 
 def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: str | None, git: bool,
@@ -62,8 +63,8 @@ def startup_lines(listen: str, port: int, tls: bool, behind_proxy: bool, watchin
 def _has_tokens(opts) -> bool | None:
     """Whether any token exists (None when the state cannot say)."""
     try:
-        state = State.reader(opts.state_dir)
-        return bool(state.tokens()) if state else False
+        db = Database.reader(opts.state_dir)
+        return bool(Tokens(db).all()) if db else False
     except StateError:
         return None
 

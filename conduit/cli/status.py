@@ -13,7 +13,8 @@ from conduit.cli.common import fail, invalid
 from conduit.features.status import collect
 from conduit.spec.load import load_file, load_text
 from conduit.spec.spec import ClusterSpec
-from conduit.state.store import State, StateError
+from conduit.state.db import Database, StateError
+from conduit.state.history import History
 from conduit.views.status import render_prometheus, render_text, to_json
 
 
@@ -67,8 +68,9 @@ def _spec_or_last_applied(opts, file: str) -> tuple[ClusterSpec, str | None]:
     except SpecError as exc:
         lines = exc.lines()
     try:
-        state = State.reader(opts.state_dir)
-        gen = (state.last_good() or (state.generations() or [None])[-1]) if state else None
+        db = Database.reader(opts.state_dir)
+        history = History(db) if db else None
+        gen = (history.last_good() or (history.generations() or [None])[-1]) if history else None
     except StateError:
         gen = None
     if gen is None:

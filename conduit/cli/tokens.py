@@ -8,13 +8,14 @@ import click
 
 from conduit.cli.common import fail
 from conduit.serve.auth import ROLES, digest, new_token
-from conduit.state.store import State, StateError, check_writable
+from conduit.state.db import Database, StateError, check_writable
+from conduit.state.tokens import Tokens
 
 
-def _state(opts) -> State:
+def _tokens(opts) -> Tokens:
     try:
         check_writable(opts.state_dir)
-        return State(opts.state_dir)
+        return Tokens(Database(opts.state_dir))
     except StateError as exc:
         fail(str(exc))
     raise AssertionError("unreachable")
@@ -35,7 +36,7 @@ def create(opts, name: str, role: str) -> None:
         fail("a token name is letters, digits, '-', '_' and '.', at most 64", 2)
     token = new_token()
     try:
-        made = _state(opts).add_token(name, role, digest(token))
+        made = _tokens(opts).add(name, role, digest(token))
     except StateError as exc:
         fail(str(exc))
     if not made:
@@ -49,8 +50,8 @@ def create(opts, name: str, role: str) -> None:
 def list_tokens(opts) -> None:
     """The tokens by name, with their role and when they were made (never the tokens themselves)."""
     try:
-        state = State.reader(opts.state_dir)
-        rows = state.tokens() if state else []
+        db = Database.reader(opts.state_dir)
+        rows = Tokens(db).all() if db else []
     except StateError as exc:
         fail(str(exc))
     if not rows:
@@ -65,7 +66,7 @@ def list_tokens(opts) -> None:
 def revoke(opts, name: str) -> None:
     """Remove token NAME; the agent refuses it within two seconds."""
     try:
-        gone = _state(opts).revoke_token(name)
+        gone = _tokens(opts).revoke(name)
     except StateError as exc:
         fail(str(exc))
     if not gone:

@@ -8,7 +8,7 @@ import click
 
 from conduit.cli.common import Options, fail
 from conduit.drivers import hostfacts
-from conduit.state.store import StateError
+from conduit.state.db import StateError
 from conduit.tracker.process import run
 
 

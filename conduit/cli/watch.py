@@ -12,7 +12,7 @@ import click
 from conduit.cli.common import fail
 from conduit.features.watch import Watcher, render_unit
 from conduit.state.git import without_password
-from conduit.state.store import StateError, check_writable
+from conduit.state.db import StateError, check_writable
 
 
 @click.command("watch")

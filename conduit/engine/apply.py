@@ -27,7 +27,7 @@ from conduit.engine.updates import rollback_request
 from conduit.plan.planner import Plan, Step, make_plan
 from conduit.plan.schedule import schedule
 from conduit.spec.resources import PHASES, Resource
-from conduit.state.store import State
+from conduit.state.stores import Stores
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 
@@ -78,7 +78,7 @@ class NodesNotRestored(Exception):
 class Engine:
     """Runs one plan against the host: executors, gates, journal."""
 
-    def __init__(self, doc: ClusterSpec, host: HostAccess, state: State, gen: int, report: Report):
+    def __init__(self, doc: ClusterSpec, host: HostAccess, state: Stores, gen: int, report: Report):
         self.doc = doc
         self.host = host
         self.state = state
@@ -88,16 +88,16 @@ class Engine:
         self.health = doc.spec.health
 
     def step(self, step: Step) -> None:
-        self.state.step(self.gen, step.phase, step.kind, step.id, step.action, "started")
+        self.state.history.step(self.gen, step.phase, step.kind, step.id, step.action, "started")
         t0 = time.monotonic()
         try:
             self.ex.run(step)
         except StepFailed as exc:
-            self.state.step(self.gen, step.phase, step.kind, step.id, step.action, "failed", str(exc))
+            self.state.history.step(self.gen, step.phase, step.kind, step.id, step.action, "failed", str(exc))
             # The journal and the report say it to people; the event is for machine logs (--log-format json).
             log.info("step.failed", kind=step.kind, id=step.id, action=step.action, error=str(exc))
             raise
-        self.state.step(self.gen, step.phase, step.kind, step.id, step.action, "done")
+        self.state.history.step(self.gen, step.phase, step.kind, step.id, step.action, "done")
         log.info("step.done", kind=step.kind, id=step.id, action=step.action, seconds=round(time.monotonic() - t0, 2))
         self.report(f"  {step.action:>7} {step.kind} {step.id}")
 
@@ -117,7 +117,7 @@ class Engine:
             self.step(step)
         # A refusal is remembered, so the next plan holds the key instead of trying it forever.
         for key, (value, answer) in self.ex.sysctl_answers.items():
-            self.state.record_sysctl(key, value, answer)
+            self.state.kernel.record(key, value, answer)
         keys = {s.id: s.desired["value"] for s in steps if s.kind == "sysctl" and s.action != "delete"}
         sysctl_gate(self.ex, keys)
 
@@ -227,19 +227,19 @@ def spec_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def roll_back(host: HostAccess, facts: HostFacts, state: State, failed_gen: int, before: list[Resource], report: Report) -> tuple[str, str | None]:
+def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int, before: list[Resource], report: Report) -> tuple[str, str | None]:
     """Re-apply the last good generation; with none, put back what the host had before.
 
     Returns what it rolled back to, and why it did not finish (None when it did)."""
-    good = state.last_good()
+    good = state.history.last_good()
     target = f"generation {good.id}" if good is not None else "the state before this apply"
-    request = rollback_request(state, good.id if good is not None else None)
+    request = rollback_request(state.images, good.id if good is not None else None)
     try:
         if good is not None:
             doc = load_text(good.spec_text, f"generation {good.id}", facts)
             plan, _ = observed_plan(doc, host, request)
         else:
-            doc = load_text(state.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
+            doc = load_text(state.history.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
             plan, observed = observed_plan(doc, host, request)
             plan = undo_plan(doc, before, observed)
         report(f"rolling back to {target}")

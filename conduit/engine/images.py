@@ -18,7 +18,8 @@ from conduit.spec.image import ImageFacts, static_facts
 from conduit.spec.image_checks import image_checks
 from conduit.spec.resolve import with_image_facts
 from conduit.spec.spec import ClusterSpec
-from conduit.state.store import State, StateError
+from conduit.state.db import Database, StateError
+from conduit.state.images import Images
 
 
 @dataclass
@@ -30,11 +31,11 @@ class Settled:
     update: Update | None = None  # a new digest behind the tag (conduit.engine.updates)
 
 
-def _state(state_dir: Path | None):
+def _images(state_dir: Path | None) -> Images | None:
     if state_dir is None:
         return None
     try:
-        return State(state_dir)
+        return Images(Database(state_dir))
     except StateError:
         return None  # a read-only or missing state dir: ask the image every time
 
@@ -46,24 +47,24 @@ def asked_facts(client: CountingClient, image: str, state_dir: Path | None, attr
     if attrs is None:
         return None
     image_id = attrs.get("Id") or image
-    state = _state(state_dir)
-    cached = _cached(state, image_id)
+    images = _images(state_dir)
+    cached = _cached(images, image_id)
     if cached is not None:
         return replace(cached, image=image, image_id=image_id)
     facts = probe_image(client, image, attrs)
-    if state is not None:
+    if images is not None:
         try:
-            state.save_image_facts(image_id, facts.to_json())
+            images.save_facts(image_id, facts.to_json())
         except StateError:
             pass
     return facts
 
 
-def _cached(state, image_id: str) -> ImageFacts | None:
-    if state is None:
+def _cached(images: Images | None, image_id: str) -> ImageFacts | None:
+    if images is None:
         return None
     try:
-        return state.image_facts(image_id)
+        return images.facts(image_id)
     except StateError:
         return None
 
@@ -134,7 +135,7 @@ def settle_image(
     choice = Choice(image)
     if client is not None:
         version_of = lambda ref, attrs: getattr(asked_facts(client, ref, state_dir, attrs), "version", None)  # noqa: E731
-        choice = choose_image(doc, client, _state(state_dir), request or UpdateRequest(), version_of)
+        choice = choose_image(doc, client, _images(state_dir), request or UpdateRequest(), version_of)
     found = asked_facts(client, choice.ref, state_dir, choice.attrs) if client is not None else None
     if found is not None:
         found = replace(found, image=image)

@@ -18,7 +18,8 @@ from conduit.plan.saved import SavedPlan
 from conduit.spec.load import load_text
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
-from conduit.state.store import Generation, State
+from conduit.state.history import Generation
+from conduit.state.images import Images
 
 
 def _go_on(plan: Plan) -> bool:
@@ -77,7 +78,7 @@ def apply_saved(door: Door, saved: SavedPlan) -> Request:
     return _request(door, doc, saved.spec_text, saved.spec_file, saved_planner(saved.plan))
 
 
-def roll_back(door: Door, state: State, target: Generation) -> Request:
+def roll_back(door: Door, images: Images, target: Generation) -> Request:
     """Generation `target`'s spec, with the image its nodes ran, by ID; no registry asked. Raises SpecError."""
     doc = load_text(target.spec_text, f"generation {target.id}", door.facts)
-    return _request(door, doc, target.spec_text, target.spec_path, Observed(rollback_request(state, target.id)))
+    return _request(door, doc, target.spec_text, target.spec_path, Observed(rollback_request(images, target.id)))

@@ -23,7 +23,8 @@ from conduit.render.desired import render
 from conduit.errors import HostMoved
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
-from conduit.state.store import State, StateError
+from conduit.state.db import Database, StateError
+from conduit.state.kernel import KernelAnswers
 
 
 def settle_cli_version(
@@ -100,8 +101,8 @@ def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan
 def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
     """The sysctl writes the kernel refused at earlier applies (none when the state cannot be read)."""
     try:
-        state = State.reader(state_dir)
-        return state.refused_sysctl() if state else {}
+        db = Database.reader(state_dir)
+        return KernelAnswers(db).refused() if db else {}
     except StateError:
         return {}
 

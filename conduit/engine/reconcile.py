@@ -27,7 +27,9 @@ from conduit.spec.resources import PHASES, Resource
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import git_revision
 from conduit.state.lock import apply_lock
-from conduit.state.store import State, StateError, check_writable
+from conduit.state.db import Database, StateError, check_writable
+from conduit.state.history import History
+from conduit.state.stores import Stores, open_state
 
 log = structlog.get_logger("conduit.apply")
 Planner = Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]
@@ -75,7 +77,7 @@ def reconcile(req: Request) -> Reconciled:
         plan, before = req.planner(req.doc, req.host)
         req.review(plan)
         # Holding the lock, this run is the one that converges from an interrupted apply.
-        State(req.host.state_dir).mark_interrupted()
+        History(Database(req.host.state_dir)).mark_interrupted()
         problems = list(plan.problems) + ([] if req.allow_new_identity else identity_problems(plan))
         if problems:
             return Reconciled("blocked", plan=plan, problems=problems)
@@ -99,19 +101,19 @@ def identity_problems(plan: Plan) -> list[str]:
 
 def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
     """Whatever goes wrong once the generation is recorded ends in a recorded outcome, never in `applying`."""
-    state = State(req.host.state_dir)
+    state = open_state(req.host.state_dir)
     git = req.git or git_revision(req.spec_path)
     # The spec as the plan settled it: with the new image's facts when the plan takes an update.
     taken = (plan.update or {}).get("new_id") if (plan.update or {}).get("taken") else None
     doc = req.doc if req.removal else settle_cli_version(req.doc, req.host.docker(), req.host.state_dir, taken)[0]
-    gen = state.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git)
+    gen = state.history.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git)
     engine = Engine(doc, req.host, state, gen, req.report)
     outcome = _run(req, plan, before, state, gen, engine, doc)
     outcome.compromised = list(engine.ex.compromised)
     return outcome
 
 
-def _run(req: Request, plan: Plan, before: list[Resource], state: State, gen: int, engine: Engine, doc: ClusterSpec) -> Outcome:
+def _run(req: Request, plan: Plan, before: list[Resource], state: Stores, gen: int, engine: Engine, doc: ClusterSpec) -> Outcome:
     failure = _back_up_keys(engine, plan, before, gen)
     if failure:
         unrecorded = _finish(state, gen, "failed", f"key backup failed: {failure}")
@@ -123,7 +125,7 @@ def _run(req: Request, plan: Plan, before: list[Resource], state: State, gen: in
     except Exception as exc:  # noqa: BLE001 - changes were made: record, roll back and report, whatever it was
         log.debug("apply.error", exc_info=True)
         if isinstance(exc, StateError):
-            state.free_space()  # a full disk: the rollback journals its steps too
+            state.db.free_space()  # a full disk: the rollback journals its steps too
         return _failed(req, plan, state, gen, before, f"{type(exc).__name__}: {exc}", engine.ex.warnings)
     if not req.removal:
         _record_images(engine, state, gen, doc)
@@ -131,49 +133,49 @@ def _run(req: Request, plan: Plan, before: list[Resource], state: State, gen: in
     return Outcome("succeeded", gen, warnings=warnings)
 
 
-def _finish(state: State, gen: int, outcome: str, reason: str | None = None) -> list[str]:
+def _finish(state: Stores, gen: int, outcome: str, reason: str | None = None) -> list[str]:
     """Record how generation `gen` ended, never leaving it `applying`: on a full disk, free what the
     state can spare and try once more. The warning when even that failed (the next apply then finds
     it unfinished and marks it interrupted)."""
     try:
-        state.finish(gen, outcome, reason)
+        state.history.finish(gen, outcome, reason)
         return []
     except StateError:
-        state.free_space()
+        state.db.free_space()
     try:
-        state.finish(gen, outcome, reason)
+        state.history.finish(gen, outcome, reason)
         return []
     except StateError as exc:
         return [f"generation {gen} ended {outcome}, but the state could not record it: {exc}"]
 
 
-def _record_images(engine: Engine, state: State, gen: int, doc: ClusterSpec) -> None:
+def _record_images(engine: Engine, state: Stores, gen: int, doc: ClusterSpec) -> None:
     """The images the nodes run, for status, history and rollbacks by digest; failing to read them is a warning."""
     try:
-        record_images(engine.ex.docker(), state, gen, doc)
+        record_images(engine.ex.docker(), state.images, gen, doc)
     except (EngineError, StateError, StepFailed) as exc:
         engine.ex.warnings.append(f"the nodes' images were not recorded: {exc}")
 
 
-def _refuse_update(state: State, plan: Plan, gen: int, failure: str) -> None:
+def _refuse_update(state: Stores, plan: Plan, gen: int, failure: str) -> None:
     """A new image that failed its apply is not taken again by itself (auto updates, watch)."""
     update = plan.update or {}
     if update.get("taken"):
         try:
-            state.refuse_image(update["new_id"], update["image"], gen, failure)
+            state.images.refuse(update["new_id"], update["image"], gen, failure)
         except StateError:
             pass
 
 
-def _failed(req: Request, plan: Plan, state: State, gen: int, before: list[Resource], failure: str, warnings: list[str]) -> Outcome:
+def _failed(req: Request, plan: Plan, state: Stores, gen: int, before: list[Resource], failure: str, warnings: list[str]) -> Outcome:
     if req.removal:
         warnings += _finish(state, gen, "failed", failure)
         # A removal is not rolled back: once a step was done the host is part way (exit 4), else untouched (1).
         part_way = _part_way(state, gen)
         return Outcome("failed", gen, failure, warnings=warnings,
                        rollback_failed="a destroy is not rolled back; run it again to finish" if part_way else None)
-    if nothing_changed(state.journal(gen)):
-        state.discard(gen, failure)
+    if nothing_changed(state.history.journal(gen)):
+        state.history.discard(gen, failure)
         return Outcome("failed", None, failure, warnings=warnings)
     req.report(f"failed: {failure}")
     _refuse_update(state, plan, gen, failure)
@@ -188,10 +190,10 @@ def _failed(req: Request, plan: Plan, state: State, gen: int, before: list[Resou
     return Outcome("rolled_back", gen, failure, restored, warnings)
 
 
-def _part_way(state: State, gen: int) -> bool:
+def _part_way(state: Stores, gen: int) -> bool:
     """Whether a step of `gen` was done (a journal that cannot be read: assume it was)."""
     try:
-        return any(row[4] == "done" for row in state.journal(gen))
+        return any(row[4] == "done" for row in state.history.journal(gen))
     except StateError:
         return True
 

@@ -33,7 +33,8 @@ from conduit.facts.versions import below, flavor_of, highest, parse_tag, reporte
 from conduit.render.container import CLUSTER
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec, MaintenanceWindow
-from conduit.state.store import NodeImage, State, StateError
+from conduit.state.db import StateError
+from conduit.state.images import Images, NodeImage
 
 
 STAYS = "the nodes stay where they are (`conduit rollback` takes them down)"  # ends every warning of a lower version
@@ -86,12 +87,12 @@ def in_window(window: MaintenanceWindow | None, now: datetime.datetime | None = 
     return start <= minute < end if start < end else minute >= start or minute < end
 
 
-def recorded_image(state: State | None, image: str) -> str | None:
+def recorded_image(images: Images | None, image: str) -> str | None:
     """The image ID the nodes ran at the last generation that recorded any, for this image name."""
-    if state is None:
+    if images is None:
         return None
     try:
-        rows = state.node_images()
+        rows = images.of_nodes()
     except StateError:
         return None
     return _most_run([r for r in rows.values() if r.image == image])
@@ -103,45 +104,45 @@ def _most_run(rows: list[NodeImage]) -> str | None:
     return max(set(ids), key=ids.count) if ids else None
 
 
-def _registry(doc: ClusterSpec, client: CountingClient, state: State | None, when: str, image: str) -> tuple[str | None, list[str]]:
+def _registry(doc: ClusterSpec, client: CountingClient, images: Images | None, when: str, image: str) -> tuple[str | None, list[str]]:
     """The tag's digest in the registry: asked now, or as last asked when that is recent enough."""
-    last = _recent_check(doc, state, when, image)
+    last = _recent_check(doc, images, when, image)
     if last is not None:
         return last[1], []
     try:
         digest = registry_digest(client, image)
     except RegistryError as exc:
         return None, [f"updates: {exc}"]
-    _record_check(state, image, digest)
+    _record_check(images, image, digest)
     return digest, []
 
 
-def _last_check(state: State, image: str):
+def _last_check(images: Images, image: str):
     try:
-        return state.last_image_check(image)
+        return images.last_check(image)
     except StateError:
         return None
 
 
-def _recent_check(doc: ClusterSpec, state: State | None, when: str, key: str):
+def _recent_check(doc: ClusterSpec, images: Images | None, when: str, key: str):
     """(when, answer) of the last time the registry was asked about `key`, if watch need not ask again yet."""
-    if when != "due" or state is None:
+    if when != "due" or images is None:
         return None
-    last = _last_check(state, key)
+    last = _last_check(images, key)
     if last is not None and time.time() - last[0] < doc.spec.updates.check_every_minutes * 60:
         return last
     return None
 
 
-def _followed(doc: ClusterSpec, state: State | None, when: str, current: dict | None) -> tuple[str | None, list[str]]:
+def _followed(doc: ClusterSpec, images: Images | None, when: str, current: dict | None) -> tuple[str | None, list[str]]:
     """The tag to ask the registry about: the spec's own, or under updates.versions the newest tag of
     its repository inside the range (not before the host runs an image: it starts on the spec's tag).
     None: the nodes stay, as every tag there is would take them below the version they run."""
     image, versions = doc.spec.containers.image, doc.spec.updates.versions
     if versions is None or current is None:
         return image, []
-    followed, warnings, listed = _newest(doc, state, when, image, versions)
-    tag, running = _running(state, current, image)
+    followed, warnings, listed = _newest(doc, images, when, image, versions)
+    tag, running = _running(images, current, image)
     said = f"{repository(image)}:{tag}" if tag else f"version {running}"
     gone = listed is not None and tag is not None and parse_tag(tag) is not None and tag not in listed
     yanked = f"{said} that the nodes run {YANKED}"
@@ -151,12 +152,12 @@ def _followed(doc: ClusterSpec, state: State | None, when: str, current: dict | 
     return followed, warnings + ([f"updates: {yanked}"] if gone else [])
 
 
-def _newest(doc: ClusterSpec, state: State | None, when: str, image: str, versions: str) -> tuple[str, list[str], list[str] | None]:
+def _newest(doc: ClusterSpec, images: Images | None, when: str, image: str, versions: str) -> tuple[str, list[str], list[str] | None]:
     """The newest tag inside the range (or the spec's own when none is), the warnings, and the
     registry's tags when it was asked now (None: the last answer was recent enough)."""
     repo = repository(image)
     key = f"{repo} {versions}"  # the range's answer is a tag, kept beside the tags' digests
-    last = _recent_check(doc, state, when, key)
+    last = _recent_check(doc, images, when, key)
     if last is not None:
         return (f"{repo}:{last[1]}" if last[1] else image), [], None
     try:
@@ -164,39 +165,39 @@ def _newest(doc: ClusterSpec, state: State | None, when: str, image: str, versio
     except TagsError as exc:
         return image, [f"updates: cannot list the tags of {repo} ({exc}); following {image} itself"], None
     best = highest(tags, versions, flavor_of(image_tag(image) or ""))
-    _record_check(state, key, best.tag if best else None)
+    _record_check(images, key, best.tag if best else None)
     if best is None:
         return image, [f"updates: no tag of {repo} is inside {versions}; following {image} itself"], tags
     return f"{repo}:{best.tag}", [], tags
 
 
-def _running(state: State | None, current: dict, image: str) -> tuple[str | None, Version | None]:
+def _running(images: Images | None, current: dict, image: str) -> tuple[str | None, Version | None]:
     """The tag of the nodes' image and the version they run: the tag's, else what the image said."""
-    tag = _old_tag(state, current, image)
+    tag = _old_tag(images, current, image)
     parsed = parse_tag(tag) if tag else None
-    return tag, parsed.version if parsed else reported(_said(state, current["Id"]))
+    return tag, parsed.version if parsed else reported(_said(images, current["Id"]))
 
 
-def _said(state: State | None, image_id: str) -> str | None:
+def _said(images: Images | None, image_id: str) -> str | None:
     """The version the image said it is when it was asked (cached by ID), or None."""
-    if state is None:
+    if images is None:
         return None
     try:
-        facts = state.image_facts(image_id)
+        facts = images.facts(image_id)
     except StateError:
         return None
     return facts.version if facts else None
 
 
-def _record_check(state: State | None, key: str, answer: str | None) -> None:
-    if state is not None:
+def _record_check(images: Images | None, key: str, answer: str | None) -> None:
+    if images is not None:
         try:
-            state.record_image_check(key, answer)
+            images.record_check(key, answer)
         except StateError:
             pass
 
 
-def _old_tag(state: State | None, attrs: dict, image: str) -> str | None:
+def _old_tag(images: Images | None, attrs: dict, image: str) -> str | None:
     """The tag of the nodes' image: one it has on this host in the image's repository (the spec's
     own first), else the tag the registry last gave its digest for."""
     repo = repository(image)
@@ -204,17 +205,17 @@ def _old_tag(state: State | None, attrs: dict, image: str) -> str | None:
     if tags:
         return image_tag(image) if image in tags else image_tag(tags[0])
     digest = repo_digest(attrs, image)
-    if state is None or digest is None:
+    if images is None or digest is None:
         return None
     try:
-        names = state.checked_names(digest)
+        names = images.checked_names(digest)
     except StateError:
         return None
     return next((image_tag(n) for n in names if " " not in n and repository(n) == repo and image_tag(n)), None)
 
 
 def choose_image(
-    doc: ClusterSpec, client: CountingClient, state: State | None, request: UpdateRequest, version_of: VersionOf | None = None
+    doc: ClusterSpec, client: CountingClient, images: Images | None, request: UpdateRequest, version_of: VersionOf | None = None
 ) -> Choice:
     """`version_of` asks an image which version it is (to refuse a digest that says it is lower)."""
     image = doc.spec.containers.image
@@ -225,14 +226,14 @@ def choose_image(
         return Choice(image, warnings=[f"image {request.pin[:19]} recorded for this generation is gone from the engine; using {image} as it is now"])
     if doc.spec.updates.policy == "off":
         return Choice(image)
-    current = _current(client, state, image)
+    current = _current(client, images, image)
     stay = Choice(current["Id"], attrs=current) if current else Choice(image)
     if request.registry == "never":
         return stay
-    followed, stay.warnings = _followed(doc, state, request.registry, current)
+    followed, stay.warnings = _followed(doc, images, request.registry, current)
     if followed is None:
         return stay
-    digest, asked = _registry(doc, client, state, request.registry, followed)
+    digest, asked = _registry(doc, client, images, request.registry, followed)
     stay.warnings += asked
     if digest is None or (current is not None and repo_digest(current, image) == digest):
         return stay
@@ -247,8 +248,8 @@ def choose_image(
     if lower is not None:
         stay.warnings.append(lower)
         return stay
-    update = _update(doc, state, followed, current, new["Id"], digest)
-    update.taken, update.why_not = _take(doc, state, request, update)
+    update = _update(doc, images, followed, current, new["Id"], digest)
+    update.taken, update.why_not = _take(doc, images, request, update)
     if update.taken:
         return Choice(new["Id"], update, stay.warnings, new)
     stay.update = update
@@ -265,40 +266,40 @@ def _says_lower(version_of: VersionOf | None, current: dict, new: dict, followed
     return f"updates: {followed} now means {digest[:19]}, which says it is {new_version}, below {old_version} that the nodes run; {STAYS}"
 
 
-def _update(doc: ClusterSpec, state: State | None, followed: str, current: dict, new_id: str, digest: str) -> Update:
+def _update(doc: ClusterSpec, images: Images | None, followed: str, current: dict, new_id: str, digest: str) -> Update:
     image = doc.spec.containers.image
     update = Update(followed, current["Id"], repo_digest(current, image), new_id, digest, False)
     if followed != image:  # the newest tag inside updates.versions: say which tags it moves between
-        update.versions, update.old_tag, update.new_tag = doc.spec.updates.versions, _old_tag(state, current, image), image_tag(followed)
+        update.versions, update.old_tag, update.new_tag = doc.spec.updates.versions, _old_tag(images, current, image), image_tag(followed)
     return update
 
 
-def generation_image(state: State, gen: int) -> str | None:
+def generation_image(images: Images, gen: int) -> str | None:
     """The image ID the nodes ran when generation `gen` succeeded (None: it recorded none)."""
     try:
-        return _most_run(list(state.node_images(gen).values()))
+        return _most_run(list(images.of_nodes(gen).values()))
     except StateError:
         return None
 
 
-def rollback_request(state: State, gen: int | None) -> UpdateRequest:
+def rollback_request(images: Images, gen: int | None) -> UpdateRequest:
     """Back to what generation `gen` ran, by image ID; no registry asked, no update taken."""
-    return UpdateRequest(registry="never", take=False, pin=generation_image(state, gen) if gen is not None else None)
+    return UpdateRequest(registry="never", take=False, pin=generation_image(images, gen) if gen is not None else None)
 
 
-def _current(client: CountingClient, state: State | None, image: str) -> dict | None:
+def _current(client: CountingClient, images: Images | None, image: str) -> dict | None:
     """The image the nodes ran at the last good generation while the engine has it, else the tag's."""
-    recorded = recorded_image(state, image)
+    recorded = recorded_image(images, image)
     current = inspect_image(client, recorded) if recorded else None
     return current if current is not None else inspect_image(client, image)
 
 
-def _take(doc: ClusterSpec, state: State | None, request: UpdateRequest, update: Update) -> tuple[bool, str | None]:
+def _take(doc: ClusterSpec, images: Images | None, request: UpdateRequest, update: Update) -> tuple[bool, str | None]:
     if request.take is not None:
         return request.take, None if request.take else "`conduit update` takes it"
     if doc.spec.updates.policy != "auto":
         return False, "updates.policy is report: `conduit update` takes it"
-    refused = _refused(state).get(update.new_id)
+    refused = _refused(images).get(update.new_id)
     if refused is not None:
         return False, f"its canary failed at generation {refused[0]} ({refused[1]}); `conduit update` tries it again"
     if not in_window(doc.spec.updates.window):
@@ -307,16 +308,16 @@ def _take(doc: ClusterSpec, state: State | None, request: UpdateRequest, update:
     return True, None
 
 
-def _refused(state: State | None) -> dict:
-    if state is None:
+def _refused(images: Images | None) -> dict:
+    if images is None:
         return {}
     try:
-        return state.refused_images()
+        return images.refused()
     except StateError:
         return {}
 
 
-def record_images(client: CountingClient, state: State, gen: int, doc: ClusterSpec) -> None:
+def record_images(client: CountingClient, images: Images, gen: int, doc: ClusterSpec) -> None:
     """What each node of the cluster runs now that `gen` succeeded: image ID, registry digest, version."""
     label = f"{CLUSTER}={doc.metadata.name}"
     running = {e["Names"][0].lstrip("/"): e.get("ImageID") for e in call(client, client.api.containers, all=True, filters={"label": label})}
@@ -326,7 +327,7 @@ def record_images(client: CountingClient, state: State, gen: int, doc: ClusterSp
     for node, image_id in running.items():
         if not image_id or node not in wanted:
             continue
-        facts = state.image_facts(image_id)  # a StateError stops the record; the apply says so as a warning
+        facts = images.facts(image_id)  # a StateError stops the record; the apply says so as a warning
         digest = repo_digest(attrs[image_id], doc.spec.containers.image) if attrs.get(image_id) else None
         rows[node] = NodeImage(doc.spec.containers.image, image_id, digest, facts.describe() if facts and facts.known else None)
-    state.record_node_images(gen, rows)
+    images.record_nodes(gen, rows)

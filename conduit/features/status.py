@@ -29,7 +29,8 @@ from conduit.drivers.nginx import front_load
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host
 from conduit.engine.updates import UpdateRequest
-from conduit.state.store import State, StateError
+from conduit.state.db import StateError
+from conduit.state.stores import Stores, read_state
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
@@ -140,13 +141,13 @@ def _uptime(samples: dict) -> float | None:
     return metrics.value(samples, "conduit_uptime_seconds")
 
 
-def add_lifetime(state: State | None, rows: list[dict], looks: dict[str, NodeLook]) -> None:
+def add_lifetime(state: Stores | None, rows: list[dict], looks: dict[str, NodeLook]) -> None:
     """Each row's lifetime bytes: the state DB adds this reading to what it has seen (None without one)."""
     totals: dict[str, tuple[int, int]] = {}
     if state is not None:
         readings = {r["name"]: ByteReading(r["bytes_up"], r["bytes_down"], _uptime(looks[r["name"]].samples)) for r in rows if r["up"]}
         try:
-            totals = state.byte_totals() | state.add_byte_readings(time.time(), readings)
+            totals = state.lifetime.totals() | state.lifetime.add_readings(time.time(), readings)
         except StateError as exc:
             log.warning("status.lifetime_bytes", error=str(exc))
     for row in rows:
@@ -163,7 +164,7 @@ def _entries(client, cluster: str) -> dict[str, dict]:
     return entries
 
 
-def _node_rows(doc: ClusterSpec, client, state: State | None) -> list[dict]:
+def _node_rows(doc: ClusterSpec, client, state: Stores | None) -> list[dict]:
     wanted = {n.name: n for n in nodes(doc)}
     entries = _entries(client, doc.metadata.name)
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -182,10 +183,10 @@ def _node_rows(doc: ClusterSpec, client, state: State | None) -> list[dict]:
     return rows
 
 
-def add_images(state: State | None, rows: list[dict]) -> None:
+def add_images(state: Stores | None, rows: list[dict]) -> None:
     """Each row's registry digest and version, and since when it runs them, as the last good apply recorded."""
     try:
-        recorded = state.node_images() if state is not None else {}
+        recorded = state.images.of_nodes() if state is not None else {}
     except StateError as exc:
         log.warning("status.node_images", error=str(exc))
         recorded = {}
@@ -233,10 +234,10 @@ def _front(doc: ClusterSpec) -> list[dict] | None:
     return front
 
 
-def _countries(state: State | None, rows: list[dict]) -> list[dict]:
+def _countries(state: Stores | None, rows: list[dict]) -> list[dict]:
     # Per-country data: the nodes' own (2.x region metrics, or the --geo list of a stats file)
     # wins; the tracker's latest sample (a capture, for nodes without either) fills the rest.
-    countries = dict(state.latest_samples()) if state else {}
+    countries = dict(state.samples.latest()) if state else {}
     own: dict[str, list[int]] = {}
     for row in rows:
         for region, figures in row["regions"].items():
@@ -253,9 +254,9 @@ def _countries(state: State | None, rows: list[dict]) -> list[dict]:
 
 def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     client = host.docker()
-    state = State.reader(host.state_dir)
+    state = read_state(host.state_dir)
     rows = _node_rows(doc, client, state)
-    generations = state.generations() if state else []
+    generations = state.history.generations() if state else []
     current = generations[-1] if generations else None
     result = {
         "cluster": doc.metadata.name,

@@ -34,7 +34,8 @@ from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, reconcile
 from conduit.engine.updates import STAYS, YANKED, UpdateRequest
 from conduit.state.git import fetch, public_url, show
-from conduit.state.store import State, StateError
+from conduit.state.db import Database, StateError
+from conduit.state.history import History
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 
@@ -120,7 +121,7 @@ class Watcher:
     def _heal_last_good(self, reason: str) -> Result:
         """The file holds a spec that failed: keep the last good generation in place instead."""
         try:
-            good = State(self.host.state_dir).last_good()
+            good = History(Database(self.host.state_dir)).last_good()
         except StateError as exc:
             return Result("failed", str(exc))
         if good is None:

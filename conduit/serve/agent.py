@@ -30,7 +30,7 @@ from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import git_revision, show_committed
-from conduit.state.store import State
+from conduit.state.stores import Stores, open_state
 from conduit.views.report import render_plan
 
 TOKEN_CACHE_SECONDS = 2.0  # a revoked token stops working within this
@@ -115,16 +115,16 @@ class Agent:
     reconcile: Callable[[Request], Reconciled] = reconcile
     restarter: Callable[[str], None] | None = None
     plan_seconds: float = 5.0
-    _state: State | None = None
+    _state: Stores | None = None
     _tokens: dict = field(default_factory=dict)
     _plan: tuple[float, Plan] | None = None
     _plan_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------ state, tokens, audit
 
-    def state(self) -> State:
+    def state(self) -> Stores:
         if self._state is None:
-            self._state = State(self.host.state_dir)
+            self._state = open_state(self.host.state_dir)
         return self._state
 
     def who(self, token: str) -> tuple[str, str] | None:
@@ -133,14 +133,14 @@ class Agent:
         hit = self._tokens.get(key)
         if hit and time.monotonic() - hit[0] < TOKEN_CACHE_SECONDS:
             return hit[1]
-        found = self.state().token_by_digest(key)
+        found = self.state().tokens.by_digest(key)
         if len(self._tokens) > 1000:
             self._tokens.clear()
         self._tokens[key] = (time.monotonic(), found)
         return found
 
     def audit(self, event: str, user: str, detail: dict) -> None:
-        self.state().audit(event, detail, user=user)
+        self.state().audit.record(event, detail, user=user)
 
     def audit_refusal(self, client: str, user: str | None, detail: dict) -> None:
         """A refused request's row, while the address's rows are within their rate; the first one
@@ -177,7 +177,7 @@ class Agent:
 
     def generation_plan(self, gen_id: int) -> str | None:
         """The plan text of generation `gen_id`: from the last good spec before it, or from an empty host."""
-        gens = self.state().generations()
+        gens = self.state().history.generations()
         this = next((g for g in gens if g.id == gen_id), None)
         if this is None:
             raise Refused(404, f"no generation {gen_id}")
@@ -248,11 +248,11 @@ class Agent:
         return self._run(lambda door: intents.apply_saved(door, saved), user)
 
     def rollback(self, gen_id: int, user: str) -> Reconciled:
-        target = self.state().generation(gen_id)
+        target = self.state().history.generation(gen_id)
         if target is None:
             raise Refused(404, f"no generation {gen_id}")
         self._same_as_git(target.spec_text, f"generation {gen_id}'s spec")
-        return self._run(lambda door: intents.roll_back(door, self.state(), target), user)
+        return self._run(lambda door: intents.roll_back(door, self.state().images, target), user)
 
     def restart(self, name: str, user: str) -> None:
         if name not in {n.name for n in nodes(self.spec.current())}:

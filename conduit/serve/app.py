@@ -18,7 +18,7 @@ from conduit.serve.agent import Agent, Refused, outcome_json
 from conduit.serve.auth import allows
 from conduit.serve.guard import CLIENT, IDENTITY, Guard
 from conduit.serve.live import node_event
-from conduit.state.store import StateError
+from conduit.state.db import StateError
 from conduit.views.status import NODE_NOTES, node_state, render_prometheus
 
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -150,7 +150,7 @@ def _read_routes(api: APIRouter, agent: Agent, viewer) -> None:
 
     @api.get("/audit", summary="The newest audit rows")
     def audit(limit: int = Query(100, ge=1, le=1000), _: str = Depends(viewer)) -> list[dict]:
-        return agent.state().audit_log(limit)
+        return agent.state().audit.recent(limit)
 
 
 def _generation_routes(api: APIRouter, agent: Agent, viewer) -> None:
@@ -159,16 +159,16 @@ def _generation_routes(api: APIRouter, agent: Agent, viewer) -> None:
 
     @api.get("/generations", response_model=list[models.Generation], summary="Every generation applied, oldest first")
     def generations(_: str = Depends(viewer)) -> list[dict]:
-        return [row(g) for g in agent.state().generations()]
+        return [row(g) for g in agent.state().history.generations()]
 
     @api.get("/generations/{gen_id}", response_model=models.GenerationDetail, summary="One generation with its spec, plan and journal")
     def generation(gen_id: int = GEN_ID, _: str = Depends(viewer)) -> dict:
-        state = agent.state()
-        g = state.generation(gen_id)
+        history = agent.state().history
+        g = history.generation(gen_id)
         if g is None:
             raise Refused(404, f"no generation {gen_id}")
         keys = ("phase", "kind", "resource", "action", "status", "detail")
-        journal = [dict(zip(keys, step)) for step in state.journal(gen_id)]
+        journal = [dict(zip(keys, step)) for step in history.journal(gen_id)]
         return row(g) | {"spec_text": g.spec_text, "plan_text": agent.generation_plan(gen_id), "journal": journal}
 
 

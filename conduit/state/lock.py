@@ -20,7 +20,7 @@ from pathlib import Path
 
 from conduit.drivers.files import private_dir, private_file, private_tree
 from conduit.errors import Locked
-from conduit.state.store import StateError, why_line, writable_hint
+from conduit.state.db import StateError, why_line, writable_hint
 
 LOCK_DIR_ENV = "CONDUIT_LOCK_DIR"
 RUN_DIR = "/run/conduit"

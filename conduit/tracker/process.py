@@ -15,7 +15,8 @@ import structlog
 
 from conduit.drivers import node
 from conduit.facts import metrics
-from conduit.state.store import State, StateError
+from conduit.state.db import Database, StateError
+from conduit.state.samples import TrackerSamples
 from conduit.tracker.capture import CaptureError, by_country, country, window
 
 log = structlog.get_logger("conduit.tracker")
@@ -59,16 +60,16 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    state = State(state_dir)
+    samples = TrackerSamples(Database(state_dir))
     log.info("tracker.start", ports=ports, interval=interval, source=source, interface=interface)
     while not stop.is_set():
         rows, answered = sample(ports) if source != "capture" else ({}, 0)
         try:
             if rows or source == "metrics":
-                state.add_samples(time.time(), "metrics", rows, retention_days)
+                samples.add(time.time(), "metrics", rows, retention_days)
                 log.info("tracker.sample", source="metrics", regions=len(rows), nodes=answered)
             else:
-                capture_once(state, interface, capture_filter, sample_seconds, snaplen, retention_days, keep_addresses_hours, geoip)
+                capture_once(samples, interface, capture_filter, sample_seconds, snaplen, retention_days, keep_addresses_hours, geoip)
         except StateError as exc:  # a full disk loses this sample, not the tracker
             log.warning("tracker.sample_lost", error=str(exc))
         stop.wait(interval)
@@ -76,7 +77,7 @@ def run(
 
 
 def capture_once(
-    state: State, interface: str, bpf: str, seconds: float, snaplen: int, retention_days: int, keep_hours: int, geoip: bool = True
+    samples: TrackerSamples, interface: str, bpf: str, seconds: float, snaplen: int, retention_days: int, keep_hours: int, geoip: bool = True
 ) -> None:
     """One capture window into the state database; an interface that is gone is logged and retried later."""
     try:
@@ -85,7 +86,7 @@ def capture_once(
         log.warning("tracker.capture_failed", error=str(exc))
         return
     now = time.time()
-    state.add_samples(now, "capture", by_country(flows, geoip), retention_days)
+    samples.add(now, "capture", by_country(flows, geoip), retention_days)
     if keep_hours > 0:
-        state.add_addresses(now, {a: (country(a), f.up, f.down) for a, f in flows.items()}, keep_hours)
+        samples.add_addresses(now, {a: (country(a), f.up, f.down) for a, f in flows.items()}, keep_hours)
     log.info("tracker.sample", source="capture", addresses=len(flows))

@@ -26,7 +26,7 @@ def _row(gen, images: dict[str, dict]) -> dict[str, str]:
 
 
 def render_history(gens: list, images: dict[int, dict[str, dict]]) -> str:
-    """gens: conduit.state.store generations; images: {generation: {node: image}}. A `+` after a
+    """gens: conduit.state.history generations; images: {generation: {node: image}}. A `+` after a
     git commit: the checkout had uncommitted changes."""
     rows = [_row(g, images.get(g.id, {})) for g in gens]
     names = [n for n in rows[0] if n in ("gen", "started", "outcome", "spec") or any(r[n] for r in rows)] if rows else []

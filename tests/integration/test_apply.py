@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from harness import free_port_block
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from tests.helpers import CONDUIT, cli_env, minimal
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ class Cluster:
         return out
 
     def generations(self) -> list[tuple[int, str]]:
-        return [(g.id, g.outcome) for g in State(self.state).generations()]
+        return [(g.id, g.outcome) for g in open_state(self.state).history.generations()]
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_container_that_exits_is_rolled_back_with_its_exit_code_and_log(cluster,
     (line,) = [line for line in result.stderr.splitlines() if "FAILED" in line]
     assert f"its last log lines: " in line and f"standin: exiting (STANDIN_EXIT_AFTER={exit_after})" in line
     assert "do not answer" not in line
-    reason = State(cluster.state).generation(2).reason
+    reason = open_state(cluster.state).history.generation(2).reason
     assert "exit code 3" in reason and "standin: exiting" in reason
 
 
@@ -279,7 +279,7 @@ def done_steps(state_dir: Path) -> int:
     if not (state_dir / "state.db").exists():
         return 0
     try:
-        return sum(1 for row in State(state_dir).journal(1) if row[4] == "done")
+        return sum(1 for row in open_state(state_dir).history.journal(1) if row[4] == "done")
     except Exception:  # noqa: BLE001 - the database may be mid-creation
         return 0
 
@@ -291,13 +291,13 @@ def test_sigkill_mid_apply_then_apply_converges(cluster, kill_after):
     process = subprocess.Popen(cluster.argv("apply", "--auto-approve", str(cluster.spec)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        journal_started = (cluster.state / "state.db").exists() and State(cluster.state).generations()
+        journal_started = (cluster.state / "state.db").exists() and open_state(cluster.state).history.generations()
         if journal_started and done_steps(cluster.state) >= kill_after:
             break
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert State(cluster.state).generations()[0].outcome == "applying"
+    assert open_state(cluster.state).history.generations()[0].outcome == "applying"
     plan = cluster.run("plan", str(cluster.spec))
     assert "generation 1 was interrupted" in plan.stdout + plan.stderr
     result = cluster.apply()
@@ -310,7 +310,7 @@ def test_sigkill_mid_apply_then_apply_converges(cluster, kill_after):
 
 def replace_started(state_dir: Path, gen: int) -> bool:
     try:
-        return any(row[1] == "container" and row[3] == "replace" for row in State(state_dir).journal(gen))
+        return any(row[1] == "container" and row[3] == "replace" for row in open_state(state_dir).history.journal(gen))
     except Exception:  # noqa: BLE001 - the database may be mid-write
         return False
 
@@ -392,7 +392,7 @@ def test_tracker_is_started_records_regions_and_is_stopped(cluster):
     assert result.returncode == 0, result.stdout + result.stderr
     pid = int((cluster.state / f"tracker-{cluster.prefix}.pid").read_text())
     # two nodes, each reporting IR 3 clients and CN 2
-    latest = wait_for(lambda: State(cluster.state).latest_samples() or None, timeout=15, message="a tracker sample")
+    latest = wait_for(lambda: open_state(cluster.state).samples.latest() or None, timeout=15, message="a tracker sample")
     assert latest == {"IR": (6, 2000, 4000), "CN": (4, 20, 40)}
     assert cluster.run("plan", "--detailed-exitcode", str(cluster.spec)).returncode == 0
     cluster.write(tracker=False, env={"STANDIN_REGIONS": "IR=3:1000:2000,CN=2:10:20"})
@@ -563,7 +563,7 @@ def test_a_saved_plan_runs_its_own_steps_whatever_the_spec_file_says_now(cluster
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert set(cluster.names()) == {f"{cluster.prefix}-{i}" for i in (1, 2, 3)}
     [(gen, outcome)] = cluster.generations()
-    done = sorted(row[:4] for row in State(cluster.state).journal(gen) if row[4] == "done")
+    done = sorted(row[:4] for row in open_state(cluster.state).history.journal(gen) if row[4] == "done")
     assert outcome == "succeeded" and done == _saved_changes(saved)
 
 

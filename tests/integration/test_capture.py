@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conduit.tracker.capture import GEOIP_V4, country, parse
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from tests.harness import need, not_found, unavailable
 
 pytestmark = pytest.mark.integration
@@ -38,8 +38,8 @@ def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path
     ns = namespaces
     state = tmp_path / "state"
     probe = (
-        "import sys; from conduit.tracker.process import capture_once; from conduit.state.store import State;"
-        f"capture_once(State({str(state)!r}), {ns['iface']!r}, 'udp and (portrange 1024-65535) and not (port 53 or port 443)', 4, 96, 30, 1)"
+        "import sys; from conduit.tracker.process import capture_once; from conduit.state.stores import open_state;"
+        f"capture_once(open_state({str(state)!r}).samples, {ns['iface']!r}, 'udp and (portrange 1024-65535) and not (port 53 or port 443)', 4, 96, 30, 1)"
     )
     tracker = subprocess.Popen(["ip", "netns", "exec", ns["node"], sys.executable, "-c", probe], stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)  # tcpdump is up
@@ -47,17 +47,17 @@ def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path
         subprocess.run(["ip", "netns", "exec", ns["client"], sys.executable, "-c", SEND, "10.213.7.1", str(port), str(count), str(size)], check=True)
     _, err = tracker.communicate(timeout=30)
     assert tracker.returncode == 0, err
-    samples = State(state).latest_samples()
+    samples = open_state(state).samples.latest()
     assert samples == {"ZZ": (1, 50 * 200, 0)}  # a private address has no country
-    rows = State(state).addresses()
+    rows = open_state(state).samples.addresses()
     assert [(r[1], r[2], r[3]) for r in rows] == [("10.213.7.2", "ZZ", 10000)]
 
 
 def test_a_missing_interface_is_logged_not_fatal(tmp_path):
     from conduit.tracker.process import capture_once
 
-    capture_once(State(tmp_path), "nosuchif0", "udp", 0.1, 96, 30, 0)
-    assert State(tmp_path).latest_samples() == {}
+    capture_once(open_state(tmp_path).samples, "nosuchif0", "udp", 0.1, 96, 30, 0)
+    assert open_state(tmp_path).samples.latest() == {}
 
 
 def test_packaged_geoip_resolves_known_public_addresses():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from tests.integration.test_apply import Cluster
 from tests.integration.test_node_signals import CAP, configure, converge, make_cluster, row, texts, volume_dir, watcher, with_alerts, telegram  # noqa: F401 - telegram is a fixture
 from tests.unit.test_keyfile import key_file
@@ -126,7 +126,7 @@ def test_an_apply_that_would_replace_a_compromised_node_changes_nothing_and_aler
     line = refusal(done, f"{cluster.prefix}-1", "a link", "conduit_key.json")
     assert "key backup failed, nothing was changed" in line
     assert docker_engine.client.containers.get(f"{cluster.prefix}-1").id == before
-    (gen,) = [g for g in State(cluster.state).generations() if g.id == 2]
+    (gen,) = [g for g in open_state(cluster.state).history.generations() if g.id == 2]
     assert gen.outcome == "failed" and "planted a link at conduit_key.json" in gen.reason
     (alert,) = texts(telegram, "(conduit_key.json in its volume)")  # beside the apply's own failure alert
     assert f"node {cluster.prefix}-1 planted a link (conduit_key.json in its volume): it may be compromised" in alert
@@ -189,7 +189,7 @@ def test_a_planted_compartment_link_is_refused_by_claim_and_by_apply(tmp_path, d
     done = cluster.apply()
     assert done.returncode in (3, 4), done.stdout + done.stderr
     assert f"node {cluster.prefix}-1 planted a link at personal_compartment.json" in done.stderr
-    journal = State(cluster.state).journal(2)
+    journal = open_state(cluster.state).history.journal(2)
     assert any(status == "failed" and "planted a link at personal_compartment.json" in (detail or "") for *_, status, detail in journal), journal
     canary.untouched()
 

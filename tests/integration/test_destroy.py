@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from tests.integration.test_adopt_v1 import v1_host, write_v1_spec  # noqa: F401 - v1_host is a fixture
 
 pytestmark = pytest.mark.integration
@@ -27,9 +27,9 @@ def test_volumes_are_kept_without_purge_and_deleted_as_plan_steps_with_it(v1_hos
         assert f"- volume {volume}" in purged.stdout  # in the plan it printed
         assert f"delete volume {volume}" in " ".join(purged.stdout.split())  # and as the step it ran
     assert not {v.name for v in host.engine.client.volumes.list()} & set(host.volumes())
-    state = State(host.state)
-    last = state.generations()[-1]
+    state = open_state(host.state)
+    last = state.history.generations()[-1]
     assert last.outcome == "destroyed"
-    deleted = {(kind, resource) for _phase, kind, resource, action, status, _ in state.journal(last.id) if action == "delete" and status == "done"}
+    deleted = {(kind, resource) for _phase, kind, resource, action, status, _ in state.history.journal(last.id) if action == "delete" and status == "done"}
     assert {("volume", v) for v in host.volumes()} <= deleted
     assert list((host.state / "key-backups").glob(f"*-gen{last.id}/SHA256SUMS")), "the last copy of the keys stays"

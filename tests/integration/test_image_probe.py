@@ -7,7 +7,7 @@ import pytest
 from conduit.drivers.docker import PROBE_LABEL, CountingClient
 from conduit.engine.images import asked_facts, settle_image
 from conduit.spec.load import load_text
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from conduit.render.container import container_props
 from conduit.spec.resolve import image_facts, node_settings
 from tests.helpers import SMALL_VPS, dump, minimal
@@ -36,7 +36,7 @@ def test_probe_asks_the_image_and_caches_by_image_id(docker_engine, standin_imag
     assert facts.version == "2.0.0" and facts.cli == "2.x" and facts.exact
     assert facts.has_metrics_addr and facts.has_personal and facts.has_set and facts.has_stats_file is False
     assert probe_containers(docker_engine) == []  # the throwaway containers are gone
-    assert State(tmp_path).image_facts(image_id) is not None
+    assert open_state(tmp_path).images.facts(image_id) is not None
 
     before = client.calls
     again = asked_facts(client, standin_image, tmp_path)

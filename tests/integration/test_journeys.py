@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from harness import free_port_block, wait_for
 from tests.integration.test_adopt_samnet import community_image, samnet_host, telegram  # noqa: F401 - fixtures
 from tests.journey import Journey, host_policy
@@ -123,7 +123,7 @@ def test_fresh_vps(journey, docker_engine, standin_image):
     apply = j.run("apply", "--auto-approve", "cluster.yaml")
     assert apply.returncode == 0, apply.stdout + apply.stderr
     assert running(docker_engine, prefix) == {f"{prefix}-1": "running", f"{prefix}-2": "running"}
-    assert [(g.id, g.outcome) for g in State(j.state).generations()] == [(1, "succeeded")]
+    assert [(g.id, g.outcome) for g in open_state(j.state).history.generations()] == [(1, "succeeded")]
     assert set(keys(docker_engine, "conduit-data")) == {"conduit-data-1", "conduit-data-2"}  # init names the volumes conduit-data-N whatever the prefix
 
     status = j.run("status", "cluster.yaml")
@@ -207,7 +207,7 @@ def test_resize_rollback_and_back_with_watch(journey, docker_engine, standin_ima
     name = docker_cleanup.name("rs")
     spec = j.cwd / "cluster.yaml"
     write_spec(spec, name, standin_image, free_port_block(4))
-    state = lambda: [(g.id, g.outcome) for g in State(j.state).generations()] if (j.state / "state.db").exists() else []  # noqa: E731
+    state = lambda: [(g.id, g.outcome) for g in open_state(j.state).history.generations()] if (j.state / "state.db").exists() else []  # noqa: E731
     watch = j.start("watch", "--interval", "30", "cluster.yaml")
     wait_for(lambda: state() == [(1, "succeeded")], timeout=90, message="the watch's first apply")
     assert running(docker_engine, name) == {f"{name}-1": "running", f"{name}-2": "running"}
@@ -226,7 +226,7 @@ def test_resize_rollback_and_back_with_watch(journey, docker_engine, standin_ima
     assert running(docker_engine, name) == {f"{name}-1": "running", f"{name}-2": "running"}
     said = rollback.stdout + rollback.stderr
     j.check("cluster.yaml" in said or "watch" in said, "rollback does not say that the spec file (and its watch) will undo it")
-    generations = State(j.state).generations()
+    generations = open_state(j.state).history.generations()
     j.check(json.loads(json.dumps(yaml.safe_load(generations[-1].spec_text)["spec"]["containers"]["count"])) == 2,
             f"rollback without N re-applied generation {generations[-1].id}'s count, not the 2-node generation")  # fmt: skip
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from tests.helpers import CONDUIT, cli_env
 
 pytestmark = pytest.mark.integration
@@ -15,9 +15,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def readonly_state(tmp_path):
     state = tmp_path / "state"
-    store = State(state)
-    gen = store.begin("kind: x\n", "feedface0000", None, (None, None))
-    store.finish(gen, "succeeded")
+    store = open_state(state)
+    gen = store.history.begin("kind: x\n", "feedface0000", None, (None, None))
+    store.history.finish(gen, "succeeded")
     mounted = tmp_path / "ro"
     mounted.mkdir()
     done = subprocess.run(["mount", "--bind", str(state), str(mounted)], capture_output=True, text=True)

@@ -16,7 +16,7 @@ import pytest
 
 from harness import free_port_block, wait_for
 from tests.helpers import CONDUIT, EXAMPLE, cli_env
-from conduit.state.store import State
+from conduit.state.stores import open_state
 
 pytestmark = pytest.mark.integration
 BLOCK = b"a" * (1 << 16)
@@ -52,7 +52,7 @@ class Served:
         raise AssertionError("no VmRSS")
 
     def audit(self) -> list[dict]:
-        return State(self.state_dir).audit_log(1000)
+        return open_state(self.state_dir).audit.recent(1000)
 
     def stop(self) -> str:
         self.process.send_signal(signal.SIGTERM)
@@ -147,4 +147,4 @@ def test_an_operator_cannot_choose_the_spec_with_a_saved_plan(served, tmp_path):
     assert answer.status_code == 403 and "another spec" in answer.json()["detail"]
     row = agent.audit()[0]
     assert (row["event"], row["user"], row["detail"]["status"]) == ("api.apply", "t-operator", 403)
-    assert State(agent.state_dir).generations() == []
+    assert open_state(agent.state_dir).history.generations() == []

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from conduit.cli.root import main
 from conduit.engine import canary
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from harness import free_port_block, push_variant, wait_for
 from tests.helpers import cli_env
 from tests.integration.test_apply import Cluster
@@ -60,7 +60,7 @@ def image_id_of(docker_engine, tag: str, digest: str) -> str:
 
 def journal(cluster: Cluster, gen: int) -> list[tuple[str, str, str]]:
     """(action, kind, id) of each step started in generation `gen`, in order."""
-    return [(row[3], row[1], row[2]) for row in State(cluster.state).journal(gen) if row[4] == "started"]
+    return [(row[3], row[1], row[2]) for row in open_state(cluster.state).history.journal(gen) if row[4] == "started"]
 
 
 def node(cluster: Cluster, i: int) -> str:
@@ -101,7 +101,7 @@ def test_a_new_digest_shows_in_plan_and_update_moves_the_canary_first(cluster, d
         ("replace", "container", node(cluster, 3)),
     ]
     assert cluster.keys() == keys
-    recorded = State(cluster.state).node_images()
+    recorded = open_state(cluster.state).images.of_nodes()
     assert {r.digest for r in recorded.values()} == {second} and {r.image_id for r in recorded.values()} == {new_id}
     status = cluster.run("status", "--json", str(cluster.spec))
     assert status.returncode == 0, status.stderr
@@ -240,7 +240,7 @@ def test_a_version_range_follows_the_newest_tag_inside_it(registry, docker_engin
     assert updated.returncode == 0, updated.stdout + updated.stderr
     new_id = image_id_of(docker_engine, f"{repo}:2.0.1", digests["2.0.1"])
     assert set(image_ids(cluster).values()) == {new_id}
-    assert {r.digest for r in State(cluster.state).node_images().values()} == {digests["2.0.1"]}
+    assert {r.digest for r in open_state(cluster.state).images.of_nodes().values()} == {digests["2.0.1"]}
 
     again = cluster.run("plan", str(cluster.spec))
     assert again.returncode == 0 and "Image update:" not in again.stdout and "No changes" in again.stdout, again.stdout
@@ -295,4 +295,4 @@ def test_a_yanked_tag_leaves_the_nodes_on_it_with_a_warning(registry, docker_eng
         assert f"{repo}:2.0.1 that the nodes run is no longer listed by the registry (yanked?), and {repo}:2.0.0 is below it" in out, out
         assert "the nodes stay where they are" in out and "Image update:" not in out
     assert set(image_ids(cluster).values()) == {newer} and container_ids(cluster) == before
-    assert {r.digest for r in State(cluster.state).node_images().values()} == {digests["2.0.1"]}
+    assert {r.digest for r in open_state(cluster.state).images.of_nodes().values()} == {digests["2.0.1"]}

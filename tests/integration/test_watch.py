@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from tests.harness import free_port_block, wait_for
 from tests.integration.test_apply import Cluster
 
@@ -59,7 +59,7 @@ def running(cluster) -> set[str]:
 def applied(cluster, count: int = 1) -> bool:
     if not (cluster.state / "state.db").exists():
         return False
-    return sum(1 for g in State(cluster.state).generations() if g.outcome == "succeeded") >= count
+    return sum(1 for g in open_state(cluster.state).history.generations() if g.outcome == "succeeded") >= count
 
 
 def status(cluster) -> dict:
@@ -108,7 +108,7 @@ def test_ten_rapid_saves_are_one_or_two_applies(cluster, watcher):
         time.sleep(0.05)
     wait_for(lambda: cluster.command_of(f"{cluster.prefix}-1")[2] == "50" and status(cluster).get("last_result") == "applied", timeout=60, message="the last save applied")
     time.sleep(2)
-    assert 2 <= len(State(cluster.state).generations()) <= 3  # the first apply, then one or two
+    assert 2 <= len(open_state(cluster.state).history.generations()) <= 3  # the first apply, then one or two
 
 
 def test_a_container_removed_by_hand_is_repaired_on_the_next_interval(cluster, watcher):
@@ -134,7 +134,7 @@ def test_keys_the_kernel_refuses_cause_no_apply_after_the_first(cluster, watcher
 
     wait_for(intervals_later, timeout=60, message="three intervals after the first apply")
     out, err = w.stop()
-    assert [g.outcome for g in State(cluster.state).generations()] == ["succeeded"], out + err
+    assert [g.outcome for g in open_state(cluster.state).history.generations()] == ["succeeded"], out + err
     assert status(cluster)["last_result"] == "unchanged"
 
 
@@ -167,14 +167,14 @@ def test_git_commits_are_applied_with_their_sha(cluster, watcher, tmp_path):
     cluster.write(count=2)
     second = commit("two nodes")
     wait_for(lambda: len(running(cluster)) == 2, timeout=60, message="the second commit applied")
-    commits = [g.git_commit for g in State(cluster.state).generations()]
+    commits = [g.git_commit for g in open_state(cluster.state).history.generations()]
     assert commits == [first, second]
 
     cluster.write(count=2, env={"STANDIN_EXIT_AFTER": "0"}, max_clients=50)
     bad = commit("a bad node")
     wait_for(lambda: status(cluster).get("last_result") == "rolled_back", timeout=90, message="the bad commit rolled back")
     assert status(cluster)["last_commit"] == bad
-    last = State(cluster.state).generations()[-1]
+    last = open_state(cluster.state).history.generations()[-1]
     assert (last.git_commit, last.outcome) == (bad, "rolled_back")
     assert len(running(cluster)) == 2
 

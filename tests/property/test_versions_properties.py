@@ -103,7 +103,8 @@ def test_an_update_never_takes_the_nodes_below_the_version_they_run(listed, runn
     from conduit.engine.updates import UpdateRequest, choose_image
     from conduit.spec.load import load_text
     from conduit.spec.policy import HostPolicy
-    from conduit.state.store import NodeImage, State
+    from conduit.state.images import NodeImage
+    from conduit.state.stores import open_state
     from tests.helpers import SMALL_VPS, dump, minimal
 
     repo = "ghcr.io/psiphon-inc/conduit/cli"
@@ -134,13 +135,13 @@ def test_an_update_never_takes_the_nodes_below_the_version_they_run(listed, runn
     text = dump(minimal(containers={"count": 1, "image": f"{repo}:{low}.0"}, updates={"policy": "auto", "versions": f">={low},<{high}"}))
     spec = load_text(text, "cluster.yaml", SMALL_VPS, (HostPolicy(), "p"))
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
-        state = State(tmp)
-        state.record_image_check(f"{repo}:{running}", digest(running))
-        state.record_node_images(1, {"n-1": NodeImage(f"{repo}:{low}.0", image_id(digest(running)), digest(running), None)})
+        state = open_state(tmp)
+        state.images.record_check(f"{repo}:{running}", digest(running))
+        state.images.record_nodes(1, {"n-1": NodeImage(f"{repo}:{low}.0", image_id(digest(running)), digest(running), None)})
         mp.setattr(updates, "inspect_image", lambda client, ref: images.get(ref))
         mp.setattr(updates, "list_tags", lambda image: tags)
         mp.setattr(updates, "registry_digest", registry_digest)
         mp.setattr(updates, "pull_digest", pull)
-        choice = choose_image(spec, object(), state, UpdateRequest(take=True if take else None))
+        choice = choose_image(spec, object(), state.images, UpdateRequest(take=True if take else None))
     if choice.ref != image_id(digest(running)):
         assert Version(pulled[choice.ref]) >= Version(running)

@@ -148,11 +148,11 @@ def _everything_under(folder: Path) -> bytes:
 def test_a_failed_alert_leaves_the_token_in_no_output_log_or_state(tmp_path, echoing, monkeypatch, capsys):
     from conduit.drivers.observe import HostAccess
     from conduit.features.watch import Result, Watcher
-    from conduit.state.store import State
+    from conduit.state.stores import open_state
 
     monkeypatch.setenv("CONDUIT_TELEGRAM_TOKEN", TOKEN)
     state_dir = tmp_path / "state"
-    State(state_dir).begin("spec", "digest", None, (None, None))
+    open_state(state_dir).history.begin("spec", "digest", None, (None, None))
     watcher = Watcher(HostAccess(tmp_path, state_dir, None), lambda: SMALL_VPS, report=print)
     watcher.last_doc = load_text(spec_text(tmp_path, echoing.url), "cluster.yaml", SMALL_VPS)
     with structlog.testing.capture_logs() as logs:

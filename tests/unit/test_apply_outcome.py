@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from conduit.engine.apply import Outcome
 from conduit.engine.reconcile import _finish
-from conduit.state.store import State, StateError
+from conduit.state.db import StateError
+from conduit.state.history import History
+from conduit.state.stores import Stores, open_state
 
 
 @pytest.mark.parametrize(
@@ -23,29 +27,33 @@ def test_exit_codes(outcome, code):
     assert outcome.exit_code == code
 
 
-class FullOnce(State):
-    """A state whose disk is full until the backup copy is given back."""
+class FullOnce(History):
+    """A history whose disk is full until the backup copy is given back."""
 
     def finish(self, gen, outcome, reason=None):
-        if self.backup_path.exists():
-            raise StateError(f"state directory {self.dir}: cannot record the end of a generation: database or disk is full")
+        if self.db.backup_path.exists():
+            raise StateError(f"state directory {self.db.dir}: cannot record the end of a generation: database or disk is full")
         super().finish(gen, outcome, reason)
 
 
+def with_history(state: Stores, history: type[History]) -> Stores:
+    return dataclasses.replace(state, history=history(state.db))
+
+
 def test_the_outcome_is_recorded_after_freeing_the_backup_copy(tmp_path):
-    state = FullOnce(tmp_path)
-    gen = state.begin("spec", "h", None, (None, None))
-    State(tmp_path).back_up()
+    state = with_history(open_state(tmp_path), FullOnce)
+    gen = state.history.begin("spec", "h", None, (None, None))
+    open_state(tmp_path).db.back_up()
     assert _finish(state, gen, "rolled_back", "disk full") == []
-    assert [(g.id, g.outcome) for g in State(tmp_path).generations()] == [(gen, "rolled_back")]
+    assert [(g.id, g.outcome) for g in open_state(tmp_path).history.generations()] == [(gen, "rolled_back")]
 
 
 def test_an_outcome_that_cannot_be_recorded_is_a_warning_not_a_fault(tmp_path):
-    class Full(State):
+    class Full(History):
         def finish(self, gen, outcome, reason=None):
             raise StateError("state directory s: cannot record the end of a generation: database or disk is full")
 
-    state = Full(tmp_path)
-    gen = state.begin("spec", "h", None, (None, None))
+    state = with_history(open_state(tmp_path), Full)
+    gen = state.history.begin("spec", "h", None, (None, None))
     (warning,) = _finish(state, gen, "failed", "disk full")
     assert warning.startswith(f"generation {gen} ended failed, but the state could not record it: ")

@@ -32,7 +32,7 @@ def test_an_unexpected_fault_names_itself_and_the_debug_flag(tmp_path, monkeypat
     def broken(state_dir):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli_plan.State, "reader", broken)
+    monkeypatch.setattr(cli_plan, "read_state", broken)
     result = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "history"])
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()

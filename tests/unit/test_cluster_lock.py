@@ -16,7 +16,7 @@ from conduit.engine.reconcile import Request, reconcile
 from conduit.plan.planner import Plan
 from conduit.errors import Locked
 from conduit.state.lock import LOCK_DIR_ENV, apply_lock, cluster_lock_dir
-from conduit.state.store import StateError
+from conduit.state.db import StateError
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from conduit.plan.planner import Plan, Step
 from conduit.render.container import container_props
 from conduit.spec.load import load_text
 from conduit.spec.resolve import nodes
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from tests.helpers import SMALL_VPS, dump, minimal
 
 SOCKET = "unix:///nonexistent/conduit-test/docker.sock"
@@ -201,9 +201,9 @@ def test_engine_lost_for_good_mid_replace_is_failed_not_applying(doc, tmp_path, 
     assert (outcome.status, outcome.exit_code) == ("failed", 4)
     assert outcome.rollback_failed and "conduit-1 not restored for the same reason" in outcome.failure
     assert "\n" not in outcome.failure
-    (gen,) = State(tmp_path).generations()
+    (gen,) = open_state(tmp_path).history.generations()
     assert gen.outcome == "failed" and "did not finish" in gen.reason
-    assert State(tmp_path).interrupted() == []
+    assert open_state(tmp_path).history.interrupted() == []
 
 
 def test_engine_back_within_the_gate_timeout_restores_the_stopped_node(doc, tmp_path, no_probe):
@@ -211,7 +211,7 @@ def test_engine_back_within_the_gate_timeout_restores_the_stopped_node(doc, tmp_
     outcome = reconcile(request(doc, tmp_path, api))
     assert (outcome.status, outcome.exit_code) == ("rolled_back", 3)
     assert api.containers == {"conduit-1": {"id": "old", "running": True}}
-    assert [g.outcome for g in State(tmp_path).generations()] == ["rolled_back"]
+    assert [g.outcome for g in open_state(tmp_path).history.generations()] == ["rolled_back"]
 
 
 def test_engine_lost_in_the_gate_is_rolled_back_or_failed_never_applying(doc, tmp_path, no_probe):
@@ -219,7 +219,7 @@ def test_engine_lost_in_the_gate_is_rolled_back_or_failed_never_applying(doc, tm
     outcome = reconcile(request(doc, tmp_path, api))
     assert outcome.status == "rolled_back" and "Docker engine" in outcome.failure
     assert api.containers == {"conduit-1": {"id": "old", "running": True}}
-    assert State(tmp_path).interrupted() == []
+    assert open_state(tmp_path).history.interrupted() == []
 
 
 def test_an_unexpected_fault_mid_apply_is_recorded_and_rolled_back(doc, tmp_path, no_probe, monkeypatch):
@@ -229,7 +229,7 @@ def test_an_unexpected_fault_mid_apply_is_recorded_and_rolled_back(doc, tmp_path
     monkeypatch.setattr(Executor, "_container", broken)
     outcome = reconcile(request(doc, tmp_path, FakeApi()))
     assert outcome.status == "rolled_back" and outcome.failure == "KeyError: 'surprise'"
-    assert [g.outcome for g in State(tmp_path).generations()] == ["rolled_back"]
+    assert [g.outcome for g in open_state(tmp_path).history.generations()] == ["rolled_back"]
 
 
 def test_engine_lost_during_the_key_backup_changes_nothing(doc, tmp_path, no_probe, monkeypatch):
@@ -241,7 +241,7 @@ def test_engine_lost_during_the_key_backup_changes_nothing(doc, tmp_path, no_pro
     outcome = reconcile(request(doc, tmp_path, api))
     assert (outcome.status, outcome.exit_code) == ("failed", 1)
     assert api.containers == {"conduit-1": {"id": "old", "running": True}}
-    assert [g.outcome for g in State(tmp_path).generations()] == ["failed"]
+    assert [g.outcome for g in open_state(tmp_path).history.generations()] == ["failed"]
 
 
 # ------------------------------------------------------------------ the CLI: one line, exit code, alert
@@ -278,7 +278,7 @@ def test_apply_that_cannot_roll_back_exits_4_with_one_line_and_an_alert(cli_with
     assert len(errors) == 1
     assert "generation 1 failed" in errors[0] and "conduit status" in errors[0] and "conduit history" in errors[0]
     assert len(sent) == 1 and "generation 1 failed and was not rolled back" in sent[0]
-    assert [g.outcome for g in State(tmp_path / "state").generations()] == ["failed"]
+    assert [g.outcome for g in open_state(tmp_path / "state").history.generations()] == ["failed"]
 
 
 def test_apply_rolled_back_after_the_engine_came_back_exits_3_and_alerts(cli_with, no_probe):
@@ -305,4 +305,4 @@ def test_a_destroy_the_engine_leaves_part_way_is_exit_4_and_one_that_changed_not
     outcome = reconcile(removal(doc, tmp_path, api))
     assert outcome.status == "failed" and outcome.exit_code == code
     assert set(api.containers) == left
-    assert State(tmp_path).generations()[-1].outcome == "failed"
+    assert open_state(tmp_path).history.generations()[-1].outcome == "failed"

@@ -5,7 +5,7 @@ import json
 from click.testing import CliRunner
 
 from conduit.cli.root import main
-from conduit.state.store import State
+from conduit.state.stores import open_state
 
 REASON = "gate failed: container conduit-3 metrics endpoint did not answer within 60s; rolled back to generation 1"
 
@@ -15,11 +15,11 @@ def history(state_dir, *args):
 
 
 def test_history_fits_80_columns_with_the_reason_beneath(tmp_path):
-    state = State(tmp_path)
-    first = state.begin("spec: 1\n", "a" * 64, "/etc/conduit/cluster.yaml", (None, None))
-    state.finish(first, "succeeded")
-    second = state.begin("spec: 2\n", "b" * 64, "/etc/conduit/cluster.yaml", ("0123456789abcdef", True))
-    state.finish(second, "rolled_back", REASON)
+    state = open_state(tmp_path)
+    first = state.history.begin("spec: 1\n", "a" * 64, "/etc/conduit/cluster.yaml", (None, None))
+    state.history.finish(first, "succeeded")
+    second = state.history.begin("spec: 2\n", "b" * 64, "/etc/conduit/cluster.yaml", ("0123456789abcdef", True))
+    state.history.finish(second, "rolled_back", REASON)
     result = history(tmp_path)
     assert result.exit_code == 0
     lines = result.output.splitlines()
@@ -33,7 +33,7 @@ def test_history_fits_80_columns_with_the_reason_beneath(tmp_path):
 
 
 def test_history_without_git_or_images_hides_those_columns(tmp_path):
-    state = State(tmp_path)
-    state.finish(state.begin("spec\n", "c" * 64, None, (None, None)), "succeeded")
+    state = open_state(tmp_path)
+    state.history.finish(state.history.begin("spec\n", "c" * 64, None, (None, None)), "succeeded")
     lines = history(tmp_path).output.splitlines()
     assert lines[0].split() == ["gen", "started", "outcome", "spec"] and len(lines) == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conduit.facts.lifetime import ByteReading, delta
-from conduit.state.store import State
+from conduit.state.stores import open_state
 
 
 def test_deltas_and_restarts():
@@ -16,9 +16,9 @@ def test_deltas_and_restarts():
 
 
 def test_totals_survive_restarts_and_reopening(tmp_path):
-    state = State(tmp_path)
-    assert state.add_byte_readings(1.0, {"n1": ByteReading(100, 1000, 10), "n2": ByteReading(5, 5, 1)}) == {"n1": (100, 1000), "n2": (5, 5)}
-    assert state.add_byte_readings(2.0, {"n1": ByteReading(300, 1500, 20)})["n1"] == (300, 1500)
-    assert state.add_byte_readings(3.0, {"n1": ByteReading(50, 70, 4)})["n1"] == (350, 1570)  # restarted
-    assert state.add_byte_readings(4.0, {"n1": ByteReading(50, 70, 5)})["n1"] == (350, 1570)  # nothing moved
-    assert State(tmp_path).byte_totals() == {"n1": (350, 1570), "n2": (5, 5)}
+    state = open_state(tmp_path)
+    assert state.lifetime.add_readings(1.0, {"n1": ByteReading(100, 1000, 10), "n2": ByteReading(5, 5, 1)}) == {"n1": (100, 1000), "n2": (5, 5)}
+    assert state.lifetime.add_readings(2.0, {"n1": ByteReading(300, 1500, 20)})["n1"] == (300, 1500)
+    assert state.lifetime.add_readings(3.0, {"n1": ByteReading(50, 70, 4)})["n1"] == (350, 1570)  # restarted
+    assert state.lifetime.add_readings(4.0, {"n1": ByteReading(50, 70, 5)})["n1"] == (350, 1570)  # nothing moved
+    assert open_state(tmp_path).lifetime.totals() == {"n1": (350, 1570), "n2": (5, 5)}

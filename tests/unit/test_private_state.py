@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conduit.drivers.files import HOST_CONFIG, atomic_write, open_private, private_tree
-from conduit.state.store import State
+from conduit.state.stores import open_state
 
 
 def mode(path: Path) -> int:
@@ -65,19 +65,19 @@ def test_opening_the_state_tightens_the_directory_and_everything_in_it(open_stat
     outside.write_text("not the tool's")
     os.chmod(outside, 0o644)
     (open_state_dir / "link").symlink_to(outside)
-    state = State(open_state_dir)
-    gen = state.begin("spec", "digest", None, (None, None))
-    state.finish(gen, "succeeded")
-    assert state.generations()[0].outcome == "succeeded"
+    state = open_state(open_state_dir)
+    gen = state.history.begin("spec", "digest", None, (None, None))
+    state.history.finish(gen, "succeeded")
+    assert state.history.generations()[0].outcome == "succeeded"
     assert_private(open_state_dir)
     assert mode(outside) == 0o644  # a link is not followed out of the state directory
 
 
 def test_a_new_state_directory_and_its_database_are_private(tmp_path, loose_umask):
     state_dir = tmp_path / "var" / "lib" / "conduit"
-    state = State(state_dir)
-    state.begin("spec", "digest", None, (None, None))
-    with closing(state._connect()) as db:  # while a connection is open its -wal and -shm files are there
+    state = open_state(state_dir)
+    state.history.begin("spec", "digest", None, (None, None))
+    with closing(state.db.connect()) as db:  # while a connection is open its -wal and -shm files are there
         db.execute("INSERT INTO audit (at, user, event) VALUES (0, 'test', 'x')")
         assert (state_dir / "state.db-wal").exists() and (state_dir / "state.db-shm").exists()
         assert_private(state_dir)
@@ -86,10 +86,10 @@ def test_a_new_state_directory_and_its_database_are_private(tmp_path, loose_umas
 
 def test_a_file_loosened_while_the_tool_runs_is_tightened_at_the_next_open(tmp_path, loose_umask):
     state_dir = tmp_path / "state"
-    State(state_dir)
+    open_state(state_dir)
     os.chmod(state_dir / "state.db", 0o644)
     os.chmod(state_dir, 0o755)
-    State(state_dir)
+    open_state(state_dir)
     assert mode(state_dir) == 0o700 and mode(state_dir / "state.db") == 0o600
 
 
@@ -110,7 +110,7 @@ def test_an_automatic_key_backup_is_private(open_state_dir, tmp_path):
     volume.mkdir(parents=True)
     (volume / "conduit_key.json").write_bytes(key_file())
     (volume / "personal_compartment.json").write_bytes(COMPARTMENT)
-    State(open_state_dir)
+    open_state(open_state_dir)
     dest = automatic_backup(FakeClient(tmp_path / "volumes"), ["n-data"], open_state_dir, 2)
     assert sorted(p.name for p in dest.iterdir()) == ["SHA256SUMS", "n-data.conduit_key.json", "n-data.personal_compartment.json"]
     assert_private(open_state_dir)
@@ -171,7 +171,7 @@ def test_the_git_mirror_under_the_state_directory_is_private(open_state_dir, tmp
     env = dict(os.environ, GIT_AUTHOR_NAME="a", GIT_AUTHOR_EMAIL="a@b", GIT_COMMITTER_NAME="a", GIT_COMMITTER_EMAIL="a@b")
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "spec"]):
         subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
-    State(open_state_dir)
+    open_state(open_state_dir)
     fetch(str(repo), "main", open_state_dir / "git" / "abc")
     found = modes(open_state_dir / "git")
     assert mode(open_state_dir / "git") == 0o700 and found

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from conduit.engine.reconcile import Request, reconcile
 from conduit.plan.planner import Plan, Step
-from conduit.state.store import State
+from conduit.state.stores import open_state
 
 
 def _request(tmp_path, plan: Plan, **kw) -> Request:
@@ -25,7 +25,7 @@ def test_problems_stop_before_confirmation(tmp_path):
     asked = []
     outcome = reconcile(_request(tmp_path, _plan(["port 443 is in use"]), confirm=lambda p: asked.append(p) or True))
     assert (outcome.status, outcome.problems, outcome.exit_code, asked) == ("blocked", ["port 443 is in use"], 1, [])
-    assert State(tmp_path).generations() == []
+    assert open_state(tmp_path).history.generations() == []
 
 
 def test_nothing_to_do_and_not_confirmed_record_no_generation(tmp_path):
@@ -33,7 +33,7 @@ def test_nothing_to_do_and_not_confirmed_record_no_generation(tmp_path):
     assert reconcile(_request(tmp_path, _plan(changes=False), review=seen.append)).status == "no-op"
     declined = reconcile(_request(tmp_path, _plan(), confirm=lambda p: False))
     assert declined.status == "declined" and declined.plan.changes and len(seen) == 1
-    assert State(tmp_path).generations() == []
+    assert open_state(tmp_path).history.generations() == []
 
 
 def _new_identity_plan() -> Plan:
@@ -47,7 +47,7 @@ def test_a_new_identity_is_refused_without_the_hosts_consent(tmp_path):
     assert outcome.status == "blocked" and asked == []
     (problem,) = outcome.problems
     assert problem.startswith("NEW IDENTITY: conduit-1 would start on another volume") and "--allow-new-identity" in problem
-    assert State(tmp_path).generations() == []
+    assert open_state(tmp_path).history.generations() == []
 
 
 def test_with_consent_it_goes_on_to_confirmation(tmp_path):

@@ -19,7 +19,7 @@ from conduit.serve.agent import Agent, SpecFile
 from conduit.serve.app import create_app
 from conduit.serve.auth import Limiter, digest, new_token
 from conduit.serve.live import Hub, Observer
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from conduit.views.status import render_prometheus
 from tests.helpers import EXAMPLE, SMALL_VPS
 from tests.unit.test_status_render import row
@@ -49,11 +49,11 @@ class FakeHost:
 class Setup:
     def __init__(self, tmp: Path, spec: Path = EXAMPLE, git_follow: bool = False, rate: float = 1000):
         self.state_dir = tmp / "state"
-        self.state = State(self.state_dir)
+        self.state = open_state(self.state_dir)
         self.tokens = {}
         for name, role in (("ann", "viewer"), ("olu", "operator")):
             self.tokens[name] = new_token()
-            self.state.add_token(name, role, digest(self.tokens[name]))
+            self.state.tokens.add(name, role, digest(self.tokens[name]))
         self.fake = FakeHost()
         self.hub = Hub()
         self.observer = Observer(self.fake, self.hub, interval=0.05)
@@ -82,7 +82,7 @@ def setup(tmp_path):
 
 
 def test_a_token_is_kept_only_as_its_digest(setup):
-    with setup.state._connect() as db:
+    with setup.state.db.connect() as db:
         stored = [r[0] for r in db.execute("SELECT digest FROM api_tokens")]
     assert setup.tokens["ann"] not in stored and digest(setup.tokens["ann"]) in stored
 
@@ -91,8 +91,8 @@ WRITES = ("/api/v1/apply", "/api/v1/rollback/1", "/api/v1/nodes/conduit-1/restar
 
 
 def test_each_write_needs_an_operator_and_every_one_is_audited(setup):
-    gen = setup.state.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
-    setup.state.finish(gen, "succeeded")
+    gen = setup.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
+    setup.state.history.finish(gen, "succeeded")
     for path in WRITES:
         assert setup.client.post(path).status_code == 401
         wrong = setup.client.post(path, headers={"Authorization": "Bearer cdt_not-a-token"})
@@ -102,7 +102,7 @@ def test_each_write_needs_an_operator_and_every_one_is_audited(setup):
         assert answer.status_code == 200, answer.text
     assert len(setup.requests) == 2 and setup.restarted == ["conduit-1"]
     assert setup.requests[0].spec_text == EXAMPLE.read_text() and setup.requests[0].wait is False
-    rows = setup.state.audit_log(100)
+    rows = setup.state.audit.recent(100)
     refused = [(r["user"], r["detail"]["path"], r["detail"]["status"]) for r in rows if r["event"] == "api.refused"]
     for path in WRITES:
         assert refused.count(("anonymous", path, 401)) == 2 and ("ann", path, 403) in refused
@@ -127,7 +127,7 @@ def test_a_write_that_fails_is_audited_with_why(setup):
     answer = setup.client.post("/api/v1/apply", json={"plan": {"steps": []}}, headers=setup.auth("olu"))
     assert answer.status_code == 400 and "not a saved plan" in answer.json()["detail"]
     assert setup.client.post("/api/v1/nodes/stranger/restart", headers=setup.auth("olu")).status_code == 404
-    rows = [(r["event"], r["detail"].get("status")) for r in setup.state.audit_log(10)]
+    rows = [(r["event"], r["detail"].get("status")) for r in setup.state.audit.recent(10)]
     assert ("api.apply", 400) in rows and ("api.restart", 404) in rows
 
 
@@ -140,13 +140,13 @@ def test_rates_per_token_and_per_address(tmp_path):
     s.agent.by_address = Limiter(0.001, 1)
     codes = [s.client.get("/api/v1/nodes", headers=s.auth("olu")).status_code for _ in range(3)]
     assert codes == [200, 429, 429]
-    refusals = [r for r in s.state.audit_log(100) if r["detail"].get("status") == 429]
+    refusals = [r for r in s.state.audit.recent(100) if r["detail"].get("status") == 429]
     assert len(refusals) == 2  # one row for each run of refusals, not one per request
 
 
 def test_a_revoked_token_is_refused(tmp_path):
     s = Setup(tmp_path)
-    assert s.state.revoke_token("ann")
+    assert s.state.tokens.revoke("ann")
     assert s.client.get("/api/v1/nodes", headers=s.auth("ann")).status_code == 401
 
 
@@ -214,15 +214,15 @@ def test_a_host_that_follows_git_refuses_to_diverge(tmp_path):
     _git(repo, "commit", "-qm", "spec")
     spec.write_text(committed.replace("edge-1", "edge-1  # edited by hand"))
     s = Setup(tmp_path, spec=spec, git_follow=True)
-    gen = s.state.begin(committed.replace("edge-1", "edge-2"), "h", str(spec), (None, None))
-    s.state.finish(gen, "succeeded")
+    gen = s.state.history.begin(committed.replace("edge-1", "edge-2"), "h", str(spec), (None, None))
+    s.state.history.finish(gen, "succeeded")
 
     synced = s.client.post("/api/v1/apply", headers=s.auth("olu"))
     assert synced.status_code == 200 and s.requests[-1].spec_text == committed  # a sync applies what git holds
     back = s.client.post(f"/api/v1/rollback/{gen}", headers=s.auth("olu"))
     assert back.status_code == 409 and "follows git" in back.json()["detail"]
     assert len(s.requests) == 1
-    assert any(r["event"] == "api.rollback" and r["detail"]["status"] == 409 for r in s.state.audit_log(10))
+    assert any(r["event"] == "api.rollback" and r["detail"]["status"] == 409 for r in s.state.audit.recent(10))
 
 
 def test_the_dashboard_is_one_page_and_its_own_script(setup):
@@ -259,7 +259,7 @@ def test_a_body_is_read_only_after_the_token_and_only_up_to_the_limit(setup):
     streamed = setup.client.post("/api/v1/apply", content=chunks(), headers=setup.auth("olu"))
     assert streamed.status_code == 413 and "over" in streamed.json()["detail"]
     assert setup.requests == []  # nothing was applied
-    statuses = [r["detail"]["status"] for r in setup.state.audit_log(10) if r["event"] == "api.refused"]
+    statuses = [r["detail"]["status"] for r in setup.state.audit.recent(10) if r["event"] == "api.refused"]
     assert statuses == [413, 413, 403, 401]
 
 
@@ -269,7 +269,7 @@ def test_refusals_from_one_address_write_a_bounded_number_of_rows(tmp_path):
     codes = [s.client.get("/api/v1/nodes", headers={"Authorization": f"Bearer cdt_guess{i}", "X-Forwarded-For": f"10.0.0.{i % 250}"}).status_code
              for i in range(300)]  # fmt: skip
     assert codes == [401] * 300
-    rows = [r for r in s.state.audit_log(1000) if r["event"] == "api.refused"]
+    rows = [r for r in s.state.audit.recent(1000) if r["event"] == "api.refused"]
     assert len(rows) == 11 and "not written for now" in rows[0]["detail"]["reason"]
     assert {r["detail"]["client"] for r in rows} == {"testclient"}  # the connection's address, never the header's
 
@@ -288,7 +288,7 @@ def test_an_operator_may_apply_a_saved_plan_of_the_served_spec_and_of_no_other(s
     refused = setup.client.post("/api/v1/apply", json={"plan": _saved_plan(other, str(tmp_path / "other.yaml"))}, headers=setup.auth("olu"))
     assert refused.status_code == 403 and "another spec" in refused.json()["detail"]
     assert setup.requests == []
-    row = setup.state.audit_log(1)[0]
+    row = setup.state.audit.recent(1)[0]
     assert (row["event"], row["user"], row["detail"]["status"]) == ("api.apply", "olu", 403)
     same = setup.client.post("/api/v1/apply", json={"plan": _saved_plan(EXAMPLE.read_text(), str(EXAMPLE))}, headers=setup.auth("olu"))
     assert same.status_code == 200 and setup.requests[0].spec_text == EXAMPLE.read_text()
@@ -298,12 +298,12 @@ def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(se
     from conduit.cli import plan as cli_plan
     from conduit.engine.intents import Observed
     from conduit.engine.updates import UpdateRequest
-    from conduit.state.store import NodeImage
+    from conduit.state.images import NodeImage
 
-    gen = setup.state.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
-    setup.state.finish(gen, "succeeded")
+    gen = setup.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
+    setup.state.history.finish(gen, "succeeded")
     pinned = "sha256:" + "ab" * 32
-    setup.state.record_node_images(gen, {"conduit-1": NodeImage("ghcr.io/psiphon-inc/conduit/cli:latest", pinned, None, "2.0.0")})
+    setup.state.images.record_nodes(gen, {"conduit-1": NodeImage("ghcr.io/psiphon-inc/conduit/cli:latest", pinned, None, "2.0.0")})
     assert setup.client.post(f"/api/v1/rollback/{gen}", headers=setup.auth("olu")).status_code == 200
     by_agent = setup.requests[-1]
 

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from conduit.cli.root import main
 from conduit.serve.auth import Limiter, allows, bearer, bind_refusal, digest
-from conduit.state.store import State
+from conduit.state.stores import open_state
 
 
 def test_bearer_header():
@@ -26,7 +26,7 @@ def test_tokens_cli_prints_once_and_keeps_a_digest(tmp_path):
     made = runner.invoke(main, ["--state-dir", str(tmp_path), "tokens", "create", "ci", "--role", "operator"])
     assert made.exit_code == 0, made.output
     token = made.stdout.strip()
-    assert State(tmp_path).token_by_digest(digest(token)) == ("ci", "operator")
+    assert open_state(tmp_path).tokens.by_digest(digest(token)) == ("ci", "operator")
     again = runner.invoke(main, ["--state-dir", str(tmp_path), "tokens", "create", "ci", "--role", "viewer"])
     assert again.exit_code == 2
     listed = runner.invoke(main, ["--state-dir", str(tmp_path), "tokens", "list"])

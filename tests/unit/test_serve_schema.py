@@ -28,8 +28,8 @@ BOUNDED = settings(max_examples=8, deadline=None, derandomize=True,
 def served(tmp_path, monkeypatch):
     monkeypatch.setattr(agent_module, "plan_against_host", lambda doc, _host, _request=None: plan_offline(doc))
     s = Setup(tmp_path, rate=1e9)
-    gen = s.state.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
-    s.state.finish(gen, "succeeded")
+    gen = s.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
+    s.state.history.finish(gen, "succeeded")
     return s
 
 
@@ -65,7 +65,7 @@ def test_every_write_is_refused_without_an_operator_and_audited(case, served):
         answer = case.call(headers=headers)
         assert answer.status_code == status, f"{case.method} {case.formatted_path} as {who}: {answer.status_code}"
         path = unquote(urlsplit(answer.request.url).path)
-        newest = served.state.audit_log(1)[0]
+        newest = served.state.audit.recent(1)[0]
         assert newest["event"] == "api.refused" and newest["detail"]["status"] == status
         assert newest["user"] == (who or "anonymous") and newest["detail"]["path"] == path
 

@@ -17,17 +17,18 @@ from click.testing import CliRunner
 
 from conduit.cli.root import main
 from conduit.plan.planner import Plan
-from conduit.state import store
-from conduit.state.store import BACKUP_NAME, State, StateError, check_writable
+from conduit.state import db as store
+from conduit.state.db import BACKUP_NAME, StateError, check_writable
+from conduit.state.stores import open_state, read_state
 from tests.helpers import EXAMPLE
 
 
 def _history(state_dir: Path, count: int = 3) -> list:
-    state = State(state_dir)
+    state = open_state(state_dir)
     for n in range(count):
-        gen = state.begin(f"spec {n}\n" + "x" * 8000, f"hash{n}", None, (None, None))
-        state.finish(gen, "succeeded" if n % 2 == 0 else "failed", None if n % 2 == 0 else "a gate failed")
-    return state.generations()
+        gen = state.history.begin(f"spec {n}\n" + "x" * 8000, f"hash{n}", None, (None, None))
+        state.history.finish(gen, "succeeded" if n % 2 == 0 else "failed", None if n % 2 == 0 else "a gate failed")
+    return state.history.generations()
 
 
 def _truncate(path: Path) -> None:
@@ -63,9 +64,9 @@ def test_every_finished_generation_leaves_a_private_copy(tmp_path):
     gens = _history(tmp_path / "state")
     backup = tmp_path / "state" / BACKUP_NAME
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
-    assert State(tmp_path / "copy").generations() == []  # a fresh state elsewhere, for comparison
+    assert open_state(tmp_path / "copy").history.generations() == []  # a fresh state elsewhere, for comparison
     os.replace(backup, tmp_path / "copy" / "state.db")
-    assert State(tmp_path / "copy").generations() == gens
+    assert open_state(tmp_path / "copy").history.generations() == gens
     assert sorted(os.listdir(tmp_path / "state")) == ["state.db"]  # no temporary file or -wal left beside it
 
 
@@ -77,13 +78,13 @@ def test_a_damaged_database_is_moved_aside_and_restored_from_the_copy(tmp_path, 
     state_dir = tmp_path / "state"
     gens = _history(state_dir)
     BREAKS[name](state_dir / "state.db")
-    state = State(state_dir)
-    assert state.generations() == gens
-    assert state.recovered and "\n" not in state.recovered
-    assert "restored 3 generations from state.db.backup" in state.recovered
+    state = open_state(state_dir)
+    assert state.history.generations() == gens
+    assert state.db.recovered and "\n" not in state.db.recovered
+    assert "restored 3 generations from state.db.backup" in state.db.recovered
     (aside,) = _aside(state_dir)
-    assert aside in state.recovered
-    assert State(state_dir).recovered is None  # said once: the restored database is intact
+    assert aside in state.db.recovered
+    assert open_state(state_dir).db.recovered is None  # said once: the restored database is intact
 
 
 @pytest.mark.parametrize("name", ["truncated", "garbage", "a directory"])
@@ -92,9 +93,9 @@ def test_without_a_copy_a_fresh_history_starts_and_says_so(tmp_path, name):
     _history(state_dir)
     (state_dir / BACKUP_NAME).unlink()
     BREAKS[name](state_dir / "state.db")
-    state = State(state_dir)
-    assert state.generations() == []
-    assert state.recovered.endswith("there is no usable backup: moved it to " + _aside(state_dir)[0] + "; starting a fresh history")
+    state = open_state(state_dir)
+    assert state.history.generations() == []
+    assert state.db.recovered.endswith("there is no usable backup: moved it to " + _aside(state_dir)[0] + "; starting a fresh history")
 
 
 def test_two_processes_opening_a_damaged_database_repair_it_once(tmp_path):
@@ -102,22 +103,22 @@ def test_two_processes_opening_a_damaged_database_repair_it_once(tmp_path):
     gens = _history(state_dir)
     _garbage(state_dir / "state.db")
     with ThreadPoolExecutor(4) as pool:
-        opened = list(pool.map(lambda _: State(state_dir), range(4)))
-    assert len(_aside(state_dir)) == 1 and sum(1 for s in opened if s.recovered) == 1
-    assert all(s.generations() == gens for s in opened)
+        opened = list(pool.map(lambda _: open_state(state_dir), range(4)))
+    assert len(_aside(state_dir)) == 1 and sum(1 for s in opened if s.db.recovered) == 1
+    assert all(s.history.generations() == gens for s in opened)
 
 
 def test_an_empty_database_without_a_copy_starts_fresh_and_says_so(tmp_path):
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     (state_dir / "state.db").write_bytes(b"")
-    state = State(state_dir)
-    assert state.recovered == f"{state_dir}/state.db was empty and there is no backup: starting a fresh history"
-    assert state.generations() == []
+    state = open_state(state_dir)
+    assert state.db.recovered == f"{state_dir}/state.db was empty and there is no backup: starting a fresh history"
+    assert state.history.generations() == []
 
 
 def test_a_new_state_directory_is_no_recovery(tmp_path):
-    assert State(tmp_path / "new").recovered is None
+    assert open_state(tmp_path / "new").db.recovered is None
 
 
 def test_a_damaged_copy_is_not_restored(tmp_path):
@@ -125,8 +126,8 @@ def test_a_damaged_copy_is_not_restored(tmp_path):
     _history(state_dir)
     _garbage(state_dir / BACKUP_NAME)
     _garbage(state_dir / "state.db")
-    state = State(state_dir)
-    assert state.generations() == [] and "no usable backup" in state.recovered
+    state = open_state(state_dir)
+    assert state.history.generations() == [] and "no usable backup" in state.db.recovered
 
 
 # ------------------------------------------------------------------ a directory that cannot take a write
@@ -173,34 +174,34 @@ def test_a_state_directory_under_a_regular_file(tmp_path):
     with pytest.raises(StateError, match="is not writable: not a directory; make it a writable directory or give another --state-dir"):
         check_writable(tmp_path / "file" / "state")
     with pytest.raises(StateError, match="not a directory"):
-        State(tmp_path / "file" / "state")
+        open_state(tmp_path / "file" / "state")
     with pytest.raises(StateError, match="not a directory"):
-        State.reader(tmp_path / "file" / "state")
+        read_state(tmp_path / "file" / "state")
 
 
 def test_a_reader_of_a_read_only_directory_reads_and_repairs_nothing(tmp_path, monkeypatch):
     state_dir = tmp_path / "state"
     gens = _history(state_dir)
     monkeypatch.setattr(store, "write_probe", _read_only)
-    state = State.reader(state_dir)
-    assert state.readonly and state.generations() == gens
+    state = read_state(state_dir)
+    assert state.db.readonly and state.history.generations() == gens
     _garbage(state_dir / "state.db")
     with pytest.raises(StateError, match="state.db is damaged .* the directory cannot be written to restore it"):
-        State.reader(state_dir)
+        read_state(state_dir)
     assert _aside(state_dir) == []
 
 
 def test_no_state_yet_is_nothing_to_read(tmp_path):
-    assert State.reader(tmp_path / "none") is None
+    assert read_state(tmp_path / "none") is None
     assert not (tmp_path / "none").exists()
 
 
 def test_sqlite_and_filesystem_errors_are_one_state_error(tmp_path):
-    state = State(tmp_path / "state")
+    state = open_state(tmp_path / "state")
     (tmp_path / "state" / "state.db").unlink()
     (tmp_path / "state" / "state.db").mkdir()
     with pytest.raises(StateError) as caught:
-        state.generations()
+        state.history.generations()
     assert str(caught.value) == f"state directory {tmp_path}/state: cannot read the generations: unable to open database file"
 
 

@@ -16,7 +16,7 @@ from conduit.engine.planning import plan_observed, recorded_refusals
 from conduit.plan.planner import Step
 from conduit.render.desired import render
 from conduit.spec.load import load_text
-from conduit.state.store import State
+from conduit.state.stores import open_state
 from tests.helpers import SMALL_VPS, dump, minimal
 
 # Read-only for root too: the kernel serves it 0444 (write: EACCES). Used as a key that refuses.
@@ -101,11 +101,11 @@ def test_the_executor_reports_what_the_kernel_answered(tmp_path):
 
 
 def test_the_state_remembers_a_refusal_until_the_kernel_takes_the_key(tmp_path):
-    state = State(tmp_path)
-    state.record_sysctl("net.core.rmem_max", "33554432", "Invalid argument")
-    state.record_sysctl("fs.nr_open", "1048576", None)
+    state = open_state(tmp_path)
+    state.kernel.record("net.core.rmem_max", "33554432", "Invalid argument")
+    state.kernel.record("fs.nr_open", "1048576", None)
     assert recorded_refusals(tmp_path) == {"net.core.rmem_max": ("33554432", "Invalid argument")}
-    state.record_sysctl("net.core.rmem_max", "33554432", None)
+    state.kernel.record("net.core.rmem_max", "33554432", None)
     assert recorded_refusals(tmp_path) == {}
 
 

@@ -12,7 +12,8 @@ from conduit.engine import updates
 from conduit.engine.updates import UpdateRequest, choose_image
 from conduit.spec.load import load_text
 from conduit.spec.policy import HostPolicy
-from conduit.state.store import State
+from conduit.state.db import Database
+from conduit.state.images import Images
 from conduit.views.report import update_lines
 from tests.helpers import SMALL_VPS, dump, minimal
 
@@ -63,13 +64,13 @@ class Registry:
 
 
 @pytest.fixture
-def state(tmp_path):
-    return State(tmp_path / "state")
+def images(tmp_path):
+    return Images(Database(tmp_path / "state"))
 
 
-def test_the_newest_tag_inside_the_range_is_offered(monkeypatch, state):
+def test_the_newest_tag_inside_the_range_is_offered(monkeypatch, images):
     reg = Registry(monkeypatch)
-    choice = choose_image(doc(), object(), state, UpdateRequest())
+    choice = choose_image(doc(), object(), images, UpdateRequest())
     assert reg.asked == [f"{REPO}:2.0.1"]  # not 3.0.0, not the spec's own tag
     assert choice.ref == ID["2.0.0"] and choice.warnings == []
     update = choice.update
@@ -78,17 +79,17 @@ def test_the_newest_tag_inside_the_range_is_offered(monkeypatch, state):
     assert not update.taken and "conduit update" in update.why_not
 
 
-def test_conduit_update_takes_it(monkeypatch, state):
+def test_conduit_update_takes_it(monkeypatch, images):
     Registry(monkeypatch)
-    choice = choose_image(doc(), object(), state, UpdateRequest(take=True))
+    choice = choose_image(doc(), object(), images, UpdateRequest(take=True))
     assert choice.ref == ID["2.0.1"] and choice.update.taken
 
 
-def test_the_plan_names_both_tags_and_the_range(monkeypatch, state):
+def test_the_plan_names_both_tags_and_the_range(monkeypatch, images):
     from dataclasses import asdict
 
     Registry(monkeypatch)
-    lines = update_lines(asdict(choose_image(doc(), object(), state, UpdateRequest()).update))
+    lines = update_lines(asdict(choose_image(doc(), object(), images, UpdateRequest()).update))
     assert lines[0] == (
         f"\n[bold]Image update:[/bold] {REPO}: 2.0.0 {DIGEST['2.0.0'][:19]} -> 2.0.1 {DIGEST['2.0.1'][:19]}"
         " (the newest tag inside >=2.0,<3)"
@@ -96,15 +97,15 @@ def test_the_plan_names_both_tags_and_the_range(monkeypatch, state):
     assert lines[1] == "  not taken: updates.policy is report: `conduit update` takes it"
 
 
-def test_nothing_new_when_the_nodes_run_the_newest_tag_inside(monkeypatch, state):
+def test_nothing_new_when_the_nodes_run_the_newest_tag_inside(monkeypatch, images):
     reg = Registry(monkeypatch, tags=["2.0.0", "3.0.0"])
-    choice = choose_image(doc(), object(), state, UpdateRequest())
+    choice = choose_image(doc(), object(), images, UpdateRequest())
     assert choice.update is None and choice.ref == ID["2.0.0"] and reg.asked == [f"{REPO}:2.0.0"]
 
 
-def test_a_registry_that_cannot_list_its_tags_leaves_the_spec_tag_followed(monkeypatch, state):
+def test_a_registry_that_cannot_list_its_tags_leaves_the_spec_tag_followed(monkeypatch, images):
     reg = Registry(monkeypatch, tags=None)
-    choice = choose_image(doc(), object(), state, UpdateRequest())
+    choice = choose_image(doc(), object(), images, UpdateRequest())
     assert reg.asked == [f"{REPO}:2.0.0"] and choice.update is None
     (warning,) = choice.warnings
     assert warning == (
@@ -113,51 +114,51 @@ def test_a_registry_that_cannot_list_its_tags_leaves_the_spec_tag_followed(monke
     )
 
 
-def test_no_tag_inside_the_range_is_a_warning(monkeypatch, state):
+def test_no_tag_inside_the_range_is_a_warning(monkeypatch, images):
     reg = Registry(monkeypatch, tags=["2.0.0", "latest"])
-    choice = choose_image(doc(versions=">=4"), object(), state, UpdateRequest())
+    choice = choose_image(doc(versions=">=4"), object(), images, UpdateRequest())
     assert reg.asked == [f"{REPO}:2.0.0"]
     assert choice.warnings == [f"updates: no tag of {REPO} is inside >=4; following {REPO}:2.0.0 itself"]
 
 
-def test_a_new_host_starts_on_the_spec_tag(monkeypatch, state):
+def test_a_new_host_starts_on_the_spec_tag(monkeypatch, images):
     reg = Registry(monkeypatch, local=())
-    choice = choose_image(doc(), object(), state, UpdateRequest())
+    choice = choose_image(doc(), object(), images, UpdateRequest())
     assert reg.listed == 0 and reg.asked == [f"{REPO}:2.0.0"]
     assert choice.ref == ID["2.0.0"] and choice.update is None
 
 
-def test_without_a_range_the_tags_are_never_listed(monkeypatch, state):
+def test_without_a_range_the_tags_are_never_listed(monkeypatch, images):
     reg = Registry(monkeypatch)
-    choose_image(doc(versions=None), object(), state, UpdateRequest())
+    choose_image(doc(versions=None), object(), images, UpdateRequest())
     assert reg.listed == 0 and reg.asked == [f"{REPO}:2.0.0"]
 
 
-def test_watch_lists_the_tags_again_only_when_a_check_is_due(monkeypatch, state):
+def test_watch_lists_the_tags_again_only_when_a_check_is_due(monkeypatch, images):
     reg = Registry(monkeypatch)
     for _ in range(3):
-        choice = choose_image(doc(), object(), state, UpdateRequest(registry="due"))
+        choice = choose_image(doc(), object(), images, UpdateRequest(registry="due"))
         assert choice.update.image == f"{REPO}:2.0.1"
     assert reg.listed == 1 and reg.asked == [f"{REPO}:2.0.1"]
-    choose_image(doc(), object(), state, UpdateRequest())  # plan and apply ask now
+    choose_image(doc(), object(), images, UpdateRequest())  # plan and apply ask now
     assert reg.listed == 2
 
 
-def test_the_old_tag_from_the_registrys_last_answer_when_the_image_has_no_tag_here(monkeypatch, state):
+def test_the_old_tag_from_the_registrys_last_answer_when_the_image_has_no_tag_here(monkeypatch, images):
     """Images pulled by digest carry no tag on the host: the tag the registry last gave that digest for."""
     Registry(monkeypatch, local=("2.0.0",), tagged=False)
-    state.record_image_check(f"{REPO}:2.0.0", DIGEST["2.0.0"])
-    state.record_node_images(1, {"n-1": updates.NodeImage(f"{REPO}:2.0.0", ID["2.0.0"], DIGEST["2.0.0"], None)})
-    update = choose_image(doc(), object(), state, UpdateRequest()).update
+    images.record_check(f"{REPO}:2.0.0", DIGEST["2.0.0"])
+    images.record_nodes(1, {"n-1": updates.NodeImage(f"{REPO}:2.0.0", ID["2.0.0"], DIGEST["2.0.0"], None)})
+    update = choose_image(doc(), object(), images, UpdateRequest()).update
     assert (update.old_tag, update.new_tag) == ("2.0.0", "2.0.1")
 
 
-def test_a_flavored_tag_follows_its_flavor(monkeypatch, state):
+def test_a_flavored_tag_follows_its_flavor(monkeypatch, images):
     DIGEST["2.0.0-distroless"], DIGEST["2.0.4-distroless"] = "sha256:" + "d" * 64, "sha256:" + "e" * 64
     ID["2.0.0-distroless"], ID["2.0.4-distroless"] = "sha256:" + "f" * 64, "sha256:" + "9" * 64
     try:
         reg = Registry(monkeypatch, tags=["2.0.0", "2.0.5", "2.0.0-distroless", "2.0.4-distroless"], local=("2.0.0-distroless",))
-        update = choose_image(doc(tag="2.0.0-distroless"), object(), state, UpdateRequest()).update
+        update = choose_image(doc(tag="2.0.0-distroless"), object(), images, UpdateRequest()).update
         assert reg.asked == [f"{REPO}:2.0.4-distroless"] and update.new_tag == "2.0.4-distroless"
     finally:
         for table in (DIGEST, ID):
@@ -167,17 +168,17 @@ def test_a_flavored_tag_follows_its_flavor(monkeypatch, state):
 # ---------------------------------------------------------------- versions move up only
 
 
-def on_2_0_1(monkeypatch, state, tags, policy="auto"):
+def on_2_0_1(monkeypatch, images, tags, policy="auto"):
     """Nodes on 2.0.1 (pulled by digest: no tag here, the registry's last answer names it)."""
     reg = Registry(monkeypatch, tags=tags, local=("2.0.1",), tagged=False)
-    state.record_image_check(f"{REPO}:2.0.1", DIGEST["2.0.1"])
-    state.record_node_images(1, {"n-1": updates.NodeImage(f"{REPO}:2.0.0", ID["2.0.1"], DIGEST["2.0.1"], None)})
+    images.record_check(f"{REPO}:2.0.1", DIGEST["2.0.1"])
+    images.record_nodes(1, {"n-1": updates.NodeImage(f"{REPO}:2.0.0", ID["2.0.1"], DIGEST["2.0.1"], None)})
     return reg, doc(policy=policy)
 
 
-def test_a_yanked_tag_leaves_the_nodes_on_it_with_a_warning(monkeypatch, state):
-    reg, spec = on_2_0_1(monkeypatch, state, tags=["2.0.0", "3.0.0", "latest"])
-    choice = choose_image(spec, object(), state, UpdateRequest())
+def test_a_yanked_tag_leaves_the_nodes_on_it_with_a_warning(monkeypatch, images):
+    reg, spec = on_2_0_1(monkeypatch, images, tags=["2.0.0", "3.0.0", "latest"])
+    choice = choose_image(spec, object(), images, UpdateRequest())
     assert choice.ref == ID["2.0.1"] and choice.update is None
     assert reg.asked == []  # 2.0.0 is not even asked about: it is no update
     assert choice.warnings == [
@@ -186,44 +187,44 @@ def test_a_yanked_tag_leaves_the_nodes_on_it_with_a_warning(monkeypatch, state):
     ]
 
 
-def test_conduit_update_does_not_take_the_nodes_down_either(monkeypatch, state):
-    _, spec = on_2_0_1(monkeypatch, state, tags=["2.0.0"])
-    choice = choose_image(spec, object(), state, UpdateRequest(take=True))
+def test_conduit_update_does_not_take_the_nodes_down_either(monkeypatch, images):
+    _, spec = on_2_0_1(monkeypatch, images, tags=["2.0.0"])
+    choice = choose_image(spec, object(), images, UpdateRequest(take=True))
     assert choice.ref == ID["2.0.1"] and choice.update is None and updates.STAYS in choice.warnings[-1]
 
 
-def test_a_yanked_tag_with_a_newer_one_inside_the_range_moves_up_and_says_so(monkeypatch, state):
+def test_a_yanked_tag_with_a_newer_one_inside_the_range_moves_up_and_says_so(monkeypatch, images):
     DIGEST["2.0.2"], ID["2.0.2"] = "sha256:" + "2" * 64, "sha256:" + "4" * 64
     try:
-        reg, spec = on_2_0_1(monkeypatch, state, tags=["2.0.0", "2.0.2"])
-        choice = choose_image(spec, object(), state, UpdateRequest())
+        reg, spec = on_2_0_1(monkeypatch, images, tags=["2.0.0", "2.0.2"])
+        choice = choose_image(spec, object(), images, UpdateRequest())
         assert reg.asked == [f"{REPO}:2.0.2"] and choice.ref == ID["2.0.2"] and choice.update.taken
         assert choice.warnings == [f"updates: {REPO}:2.0.1 that the nodes run is no longer listed by the registry (yanked?)"]
     finally:
         DIGEST.pop("2.0.2"), ID.pop("2.0.2")
 
 
-def test_a_cached_answer_below_the_nodes_is_not_taken_either(monkeypatch, state):
-    _, spec = on_2_0_1(monkeypatch, state, tags=["2.0.0"])
-    state.record_image_check(f"{REPO} >=2.0,<3", "2.0.0")  # what watch asked a minute ago
-    choice = choose_image(spec, object(), state, UpdateRequest(registry="due"))
+def test_a_cached_answer_below_the_nodes_is_not_taken_either(monkeypatch, images):
+    _, spec = on_2_0_1(monkeypatch, images, tags=["2.0.0"])
+    images.record_check(f"{REPO} >=2.0,<3", "2.0.0")  # what watch asked a minute ago
+    choice = choose_image(spec, object(), images, UpdateRequest(registry="due"))
     assert choice.ref == ID["2.0.1"] and choice.update is None
     assert choice.warnings == [f"updates: {REPO}:2.0.0 is below {REPO}:2.0.1 that the nodes run; {updates.STAYS}"]
 
 
-def test_a_registry_that_cannot_list_never_sends_the_nodes_back_to_the_spec_tag(monkeypatch, state):
-    reg, spec = on_2_0_1(monkeypatch, state, tags=None)
-    choice = choose_image(spec, object(), state, UpdateRequest())
+def test_a_registry_that_cannot_list_never_sends_the_nodes_back_to_the_spec_tag(monkeypatch, images):
+    reg, spec = on_2_0_1(monkeypatch, images, tags=None)
+    choice = choose_image(spec, object(), images, UpdateRequest())
     assert reg.asked == [] and choice.ref == ID["2.0.1"] and choice.update is None
     assert choice.warnings[-1] == f"updates: {REPO}:2.0.0 is below {REPO}:2.0.1 that the nodes run; {updates.STAYS}"
 
 
-def test_the_version_the_image_said_stands_in_when_its_tag_is_unknown(monkeypatch, state):
+def test_the_version_the_image_said_stands_in_when_its_tag_is_unknown(monkeypatch, images):
     """No tag for the nodes' image anywhere: the version it said it is, from the facts cache."""
     Registry(monkeypatch, tags=["2.0.0"], local=("2.0.1",), tagged=False)
-    state.save_image_facts(ID["2.0.1"], facts_saying("2.0.1"))
-    state.record_node_images(1, {"n-1": updates.NodeImage(f"{REPO}:2.0.0", ID["2.0.1"], DIGEST["2.0.1"], None)})
-    choice = choose_image(doc(policy="auto"), object(), state, UpdateRequest())
+    images.save_facts(ID["2.0.1"], facts_saying("2.0.1"))
+    images.record_nodes(1, {"n-1": updates.NodeImage(f"{REPO}:2.0.0", ID["2.0.1"], DIGEST["2.0.1"], None)})
+    choice = choose_image(doc(policy="auto"), object(), images, UpdateRequest())
     assert choice.ref == ID["2.0.1"] and choice.update is None
     assert choice.warnings == [f"updates: {REPO}:2.0.0 is below version 2.0.1 that the nodes run; {updates.STAYS}"]
 
@@ -242,10 +243,10 @@ def moved_tag(monkeypatch, says: dict[str, str]):
     return reg, lambda image_id, attrs: says.get(image_id)
 
 
-def test_a_tag_moved_to_an_image_that_says_it_is_lower_is_not_taken(monkeypatch, state):
+def test_a_tag_moved_to_an_image_that_says_it_is_lower_is_not_taken(monkeypatch, images):
     _, version_of = moved_tag(monkeypatch, {ID["2.0.1"]: "2.0.1", ID["2.0.0"]: "2.0.0"})
     for request in (UpdateRequest(), UpdateRequest(take=True)):
-        choice = choose_image(doc(versions=None, policy="auto"), object(), state, request, version_of)
+        choice = choose_image(doc(versions=None, policy="auto"), object(), images, request, version_of)
         assert choice.ref == ID["2.0.1"] and choice.update is None
         assert choice.warnings == [
             f"updates: {REPO}:2.0.0 now means {DIGEST['2.0.0'][:19]}, which says it is 2.0.0, below 2.0.1 that the nodes run; "
@@ -254,7 +255,7 @@ def test_a_tag_moved_to_an_image_that_says_it_is_lower_is_not_taken(monkeypatch,
 
 
 @pytest.mark.parametrize("new", ["2.0.1", "2.0.2", None])
-def test_a_tag_moved_to_an_equal_higher_or_unknown_version_is_an_update(monkeypatch, state, new):
+def test_a_tag_moved_to_an_equal_higher_or_unknown_version_is_an_update(monkeypatch, images, new):
     _, version_of = moved_tag(monkeypatch, {ID["2.0.1"]: "2.0.1", ID["2.0.0"]: new})
-    choice = choose_image(doc(versions=None, policy="auto"), object(), state, UpdateRequest(), version_of)
+    choice = choose_image(doc(versions=None, policy="auto"), object(), images, UpdateRequest(), version_of)
     assert choice.ref == ID["2.0.0"] and choice.update.taken and choice.warnings == []

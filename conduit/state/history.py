@@ -1,0 +1,111 @@
+"""The host's history: one generation per apply that changed something, and the journal of its steps.
+
+A generation is `applying` until it is finished; one still `applying` when the next apply takes the
+lock was killed (or the machine went down) and is marked interrupted. Every finished generation
+leaves a backup of the database beside it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import dataclass
+
+import structlog
+
+from conduit.state.audit import Audit
+from conduit.state.db import Database, Store, guarded, why_line
+
+log = structlog.get_logger("conduit.state")
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: int
+    spec_text: str
+    spec_hash: str
+    spec_path: str | None
+    git_commit: str | None
+    git_dirty: bool | None
+    started: float
+    finished: float | None
+    outcome: str
+    reason: str | None
+
+
+class History(Store):
+    def __init__(self, db: Database):
+        super().__init__(db)
+        self.audit = Audit(db)
+
+    @guarded("record a new generation")
+    def begin(self, spec_text: str, spec_hash: str, spec_path: str | None, git: tuple[str | None, bool | None]) -> int:
+        gen = self.db.write(
+            "INSERT INTO generations (spec_text, spec_hash, spec_path, git_commit, git_dirty, started, outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'applying')",
+            (spec_text, spec_hash, spec_path, git[0], None if git[1] is None else int(git[1]), time.time()),
+        )
+        self.audit.record("apply.begin", {"generation": gen, "spec_hash": spec_hash, "git_commit": git[0]})
+        return gen
+
+    @guarded("record the end of a generation")
+    def finish(self, gen: int, outcome: str, reason: str | None = None) -> None:
+        self.db.write("UPDATE generations SET finished = ?, outcome = ?, reason = ? WHERE id = ?", (time.time(), outcome, reason, gen))
+        self.audit.record(f"apply.{outcome}", {"generation": gen, "reason": reason})
+        try:
+            self.db.back_up()
+        except (sqlite3.Error, OSError) as exc:  # the generation is recorded; the last copy stays as it was
+            log.warning("state.backup_failed", state_dir=str(self.db.dir), error=why_line(exc))
+
+    @guarded("drop a generation that changed nothing")
+    def discard(self, gen: int, reason: str) -> None:
+        """An apply that stopped before its first change is no generation (as a no-op is none); the audit log keeps why."""
+        with closing(self.db.connect()) as db:
+            db.execute("DELETE FROM journal WHERE generation = ?", (gen,))
+            db.execute("DELETE FROM generations WHERE id = ?", (gen,))
+        self.audit.record("apply.nothing_changed", {"generation": gen, "reason": reason})
+
+    @guarded("read the generations")
+    def generations(self) -> list[Generation]:
+        with closing(self.db.connect()) as db:
+            rows = db.execute(
+                "SELECT id, spec_text, spec_hash, spec_path, git_commit, git_dirty, started, finished, outcome, reason "
+                "FROM generations ORDER BY id"
+            ).fetchall()
+        return [Generation(*row[:5], None if row[5] is None else bool(row[5]), *row[6:]) for row in rows]
+
+    def generation(self, gen: int) -> Generation | None:
+        return next((g for g in self.generations() if g.id == gen), None)
+
+    def last_good(self) -> Generation | None:
+        good = [g for g in self.generations() if g.outcome == "succeeded"]
+        return good[-1] if good else None
+
+    def good_before_current(self) -> Generation | None:
+        """What `rollback` goes to by default: the last good generation before the one the host runs now
+        (the last good one); None when there is no such generation."""
+        good = [g for g in self.generations() if g.outcome == "succeeded"]
+        return good[-2] if len(good) > 1 else None
+
+    def interrupted(self) -> list[Generation]:
+        """Applies that never finished: killed, or the machine went down."""
+        return [g for g in self.generations() if g.outcome == "applying"]
+
+    def mark_interrupted(self) -> None:
+        for g in self.interrupted():
+            self.finish(g.id, "interrupted", "the apply was killed before it finished")
+
+    @guarded("record a step in the journal")
+    def step(self, gen: int, phase: str, kind: str, resource: str, action: str, status: str, detail: str | None = None) -> None:
+        self.db.write(
+            "INSERT INTO journal (generation, at, phase, kind, resource, action, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (gen, time.time(), phase, kind, resource, action, status, detail),
+        )
+
+    @guarded("read the journal")
+    def journal(self, gen: int) -> list[tuple]:
+        with closing(self.db.connect()) as db:
+            return db.execute(
+                "SELECT phase, kind, resource, action, status, detail FROM journal WHERE generation = ? ORDER BY id", (gen,)
+            ).fetchall()
