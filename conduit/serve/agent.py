@@ -9,9 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import qrcode
 from rich.text import Text
 
 from conduit.drivers.docker import call
+from conduit.drivers.keys import claim_url, read_key
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host, plan_between, plan_offline
 from conduit.engine.updates import UpdateRequest
@@ -24,14 +26,16 @@ from conduit.plan.planner import Plan
 from conduit.plan.saved import parse_saved, plan_data
 from conduit.serve.auth import Limiter, digest
 from conduit.serve.live import Hub, Observer
-from conduit.errors import GitError, SpecError
+from conduit.errors import GitError, HostileEntry, KeyProblem, SpecError
+from conduit.facts.keyfile import BadKey
 from conduit.spec.load import load_file, load_text
 from conduit.spec.profiles import HostFacts
-from conduit.spec.resolve import nodes
+from conduit.spec.resolve import node_settings, nodes
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import git_revision, show_committed
 from conduit.state.stores import Stores, open_state
-from conduit.views.report import render_plan
+from conduit.state.timeline import RANGES
+from conduit.views.report import render_plan, update_lines
 
 TOKEN_CACHE_SECONDS = 2.0  # a revoked token stops working within this
 # The live plan asks the registry only as often as spec.updates says, not at every refresh.
@@ -114,6 +118,9 @@ class Agent:
     refusal_rows: Limiter = field(default_factory=lambda: Limiter(1 / 60, 10))
     reconcile: Callable[[Request], Reconciled] = reconcile
     restarter: Callable[[str], None] | None = None
+    key_reader: Callable[[str, str], bytes | None] | None = None  # (volume, node) -> the node's key file
+    # The plan a check for updates makes: the registry asked now, nothing taken (`conduit update --check`).
+    check_planner: Callable[[ClusterSpec, HostAccess, UpdateRequest], Plan] = plan_against_host
     plan_seconds: float = 5.0
     _state: Stores | None = None
     _tokens: dict = field(default_factory=dict)
@@ -173,7 +180,25 @@ class Agent:
             "plan": plan_data(plan),
             "drift": [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"],
             "pending": len(plan.changes),
+            "changes": [f"{s.action} {s.kind} {s.id}" + (f" ({s.reason})" if s.reason else "") for s in plan.changes],
+            "update": plan.update,
         }
+
+    def timeline(self, span: str) -> dict:
+        """The range's points from the state DB, and the bytes moved today, this month and in all."""
+        if span not in RANGES:
+            raise Refused(422, f"range must be one of {', '.join(RANGES)}")
+        now = time.time()
+        store = self.state().timeline
+        local = time.localtime(now)
+        day = time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
+        month = time.mktime((local.tm_year, local.tm_mon, 1, 0, 0, 0, 0, 0, -1))
+        lifetime = self.state().lifetime.totals().values()
+        totals = {
+            "today": store.bytes_since(day), "month": store.bytes_since(month),
+            "lifetime": (sum(u for u, _ in lifetime), sum(d for _, d in lifetime)),
+        }  # fmt: skip
+        return store.series(span, now) | {"totals": {k: {"bytes_up": u, "bytes_down": d} for k, (u, d) in totals.items()}}
 
     def generation_plan(self, gen_id: int) -> str | None:
         """The plan text of generation `gen_id`: from the last good spec before it, or from an empty host."""
@@ -265,6 +290,49 @@ class Agent:
         if client is None:
             raise Refused(503, "no Docker engine on this host")
         call(client, client.api.restart, name, timeout=10)
+
+    def check_updates(self, user: str) -> dict:
+        """Ask the registry now what the tag means, as `conduit update --check`; nothing is taken."""
+        doc = self.spec.current()
+        if doc.spec.updates.policy == "off":
+            raise Refused(409, "spec.updates.policy is off, so the registry is never asked; set it to report or auto")
+        self.hub.publish("apply", {"line": f"checking {doc.spec.containers.image} in its registry", "by": user})
+        plan = self.check_planner(doc, self.host, UpdateRequest(take=False))
+        lines = [Text.from_markup(line).plain.strip() for line in update_lines(plan.update)]
+        said = " / ".join(lines) if lines else f"{doc.spec.containers.image}: the nodes run what it means now"
+        self.hub.publish("apply", {"line": said, "by": user})
+        with self._plan_lock:
+            self._plan = None
+        return {"update": plan.update, "text": said}
+
+    def claim(self, name: str) -> dict:
+        """Node `name`'s Ryve claim link and its QR code: it carries the node's private key."""
+        doc = self.spec.current()
+        node = next((n for n in nodes(doc) if n.name == name), None)
+        if node is None:
+            raise Refused(404, f"{name} is not a node of this cluster")
+        volume = node_settings(doc, node.index).volume
+        try:
+            key = (self.key_reader or self._read_key)(volume, name)
+        except (HostileEntry, KeyProblem) as exc:
+            raise Refused(409, str(exc)) from None
+        if key is None:
+            raise Refused(409, f"volume {volume} holds no key yet; start the node first")
+        try:
+            url = claim_url(key, name)
+        except BadKey as exc:
+            raise Refused(409, f"{volume}/conduit_key.json: the key cannot be read ({exc})") from None
+        code = qrcode.QRCode(border=0)
+        code.add_data(url)
+        code.make(fit=True)
+        # The modules as rows of 0 and 1: the page draws them itself and takes no markup from the agent.
+        return {"name": name, "url": url, "modules": ["".join("1" if m else "0" for m in row) for row in code.get_matrix()]}
+
+    def _read_key(self, volume: str, name: str) -> bytes | None:
+        client = self.host.docker()
+        if client is None:
+            raise Refused(503, "no Docker engine on this host")
+        return read_key(client, volume, name)
 
     def git_revision(self) -> tuple[str | None, bool | None]:
         return git_revision(str(self.spec.path))

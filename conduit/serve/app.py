@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
@@ -135,9 +136,18 @@ def _read_routes(api: APIRouter, agent: Agent, viewer) -> None:
     def history(_: str = Depends(viewer)) -> list[dict]:
         return list(agent.observer.history)
 
-    @api.get("/plan", summary="The live plan of the current spec against the host, and its drift")
+    @api.get("/plan", response_model=models.PlanView, summary="The live plan of the current spec against the host: its text, changes, drift and image update")
     def plan(_: str = Depends(viewer)) -> dict:
         return agent.plan_view()
+
+    @api.get("/timeline", response_model=models.Timeline, summary="Clients, bytes, uptime and countries over a range, from the state DB; byte totals")
+    def timeline(span: Literal["1h", "24h", "7d", "30d"] = Query("1h", alias="range"), _: str = Depends(viewer)) -> dict:
+        return agent.timeline(span)
+
+    @api.get("/me", response_model=models.Me, summary="The token's name and role")
+    def me(request: Request, _: str = Depends(viewer)) -> dict:
+        name, role = request.scope[IDENTITY]
+        return {"name": name, "role": role}
 
     @api.get("/preflight", summary="What stops an apply now, and the warnings")
     def preflight(_: str = Depends(viewer)) -> dict:
@@ -197,6 +207,21 @@ def _write_routes(api: APIRouter, agent: Agent, operator) -> None:
             agent.audit("api.restart", user, {"node": name, "status": "restarted"})
             return {"ok": True, "message": f"{name} restarted"}
 
+    @api.post("/updates/check", response_model=models.UpdateCheck, summary="Ask the registry now what the image tag means (as conduit update --check)")
+    def check_updates(request: Request, user: str = Depends(operator)) -> dict:
+        with _audited(agent, request, user, "api.check_updates"):
+            result = agent.check_updates(user)
+            agent.audit("api.check_updates", user, {"update": bool(result["update"])})
+            return result
+
+    @api.post("/nodes/{name}/claim", response_model=models.Claim, summary="A node's Ryve claim link and QR code: it reveals the node's private key (never cached)")
+    def claim(name: str, request: Request, response: Response, user: str = Depends(operator)) -> dict:
+        response.headers["Cache-Control"] = "no-store"
+        with _audited(agent, request, user, "api.claim"):
+            result = agent.claim(name)
+            agent.audit("api.claim", user, {"node": name, "status": "shown"})
+            return result
+
 
 class _audited:
     """A write that fails before or during its run is in the audit log too, with why."""
@@ -234,7 +259,9 @@ def _event_routes(api: APIRouter, agent: Agent, viewer) -> None:
 async def _stream(agent: Agent, request: Request, seq: int, limit: int | None):
     """A snapshot of the nodes first, then each event as it is published; `limit` ends it after N."""
     data = agent.observer.latest()
-    yield _sse(seq, "hello", {"nodes": [node_event(r) for r in data["containers"]] if data else []})
+    # `backlog`: the events up to this id were published before the stream opened (a page lists them, and
+    # reloads nothing for them).
+    yield _sse(seq, "hello", {"nodes": [node_event(r) for r in data["containers"]] if data else [], "backlog": agent.hub.last})
     sent, quiet = 0, 0.0
     while (limit is None or sent < limit) and not agent.hub.closed.is_set():
         await asyncio.sleep(EVENT_POLL_SECONDS)

@@ -20,7 +20,9 @@ class Hub:
 
     def __init__(self, keep: int = 1000):
         self._events: deque[tuple[int, str, dict]] = deque(maxlen=keep)
-        self._seq = 0
+        # Numbers go on from the clock's milliseconds, so after an agent restart a page's last id is below
+        # every new one: it is sent what the new agent published, not told to wait for an old number.
+        self._seq = int(time.time() * 1000)
         self._lock = threading.Lock()
         self.closed = threading.Event()  # the agent is stopping: every event stream ends (the page reconnects)
 
@@ -53,9 +55,11 @@ class Observer:
     """Calls `collect` every `interval` seconds in a thread of its own; requests read its latest
     answer, so a hundred requests cost no more Docker calls than one."""
 
-    def __init__(self, collect: Callable[[], dict], hub: Hub, interval: float = 2.0, history: int = 720):
+    def __init__(self, collect: Callable[[], dict], hub: Hub, interval: float = 2.0, history: int = 720,
+                 sample: Callable[[dict, float], None] | None = None):  # fmt: skip
         self.collect = collect
         self.hub = hub
+        self.sample = sample  # each observation, for the state DB's timeline
         self.interval = interval
         self.data: dict | None = None
         self.error: str | None = None
@@ -74,6 +78,9 @@ class Observer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        flush = getattr(self.sample, "flush", None)
+        if flush is not None:  # the minute under way is written, not lost
+            flush()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -98,6 +105,8 @@ class Observer:
             self.history.append({"at": now, "connected": t["connected"], "connecting": t["connecting"],
                                  "bytes_up": t["bytes_up"], "bytes_down": t["bytes_down"]})  # fmt: skip
         self._publish_changes(data["containers"])
+        if self.sample is not None:
+            self.sample(data, now)
 
     def _publish_changes(self, rows: list[dict]) -> None:
         fresh = {r["name"]: node_signature(r) for r in rows}

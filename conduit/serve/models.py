@@ -105,3 +105,73 @@ class ApplyBody(BaseModel):
 class Done(BaseModel):
     ok: bool
     message: str
+
+
+class Me(BaseModel):
+    name: str
+    role: str  # viewer | operator: what the page offers
+
+
+class PlanView(BaseModel):
+    text: str  # as `conduit plan` prints it
+    plan: dict
+    drift: list[str]
+    pending: int
+    changes: list[str]  # one line per change: action, kind, id (reason)
+    update: dict | None  # a new image behind the tag: versions, digests, taken or why not
+
+
+class Point(BaseModel):
+    at: int  # the start of the step (Unix time)
+    clients: float  # mean connected clients, all nodes
+    connecting: float
+    bytes_up: int  # moved during the step
+    bytes_down: int
+
+
+class NodeSeries(BaseModel):
+    name: str
+    uptime: float  # the share of the range's observations in which the node was up
+    clients: list[list[float]]  # [at, mean clients]
+
+
+class CountrySeries(BaseModel):
+    region: str
+    points: list[list[float]]  # [at, mean clients]
+
+
+class Countries(BaseModel):
+    step: int
+    series: list[CountrySeries]
+
+
+class Bytes(BaseModel):
+    bytes_up: int
+    bytes_down: int
+
+
+class Totals3(BaseModel):
+    today: Bytes
+    month: Bytes
+    lifetime: Bytes
+
+
+class Timeline(BaseModel):
+    range: str
+    step: int  # seconds between points
+    since: int
+    points: list[Point]
+    nodes: list[NodeSeries]
+    countries: Countries
+    totals: Totals3
+
+
+class UpdateCheck(BaseModel):
+    update: dict | None
+    text: str
+
+
+class Claim(BaseModel):
+    name: str
+    url: str  # the Ryve claim link: it carries the node's private key
+    modules: list[str]  # the QR code's rows, 1 for a dark module

@@ -16,6 +16,7 @@ from conduit.serve.agent import Agent, Collector, SpecFile
 from conduit.serve.app import create_app
 from conduit.serve.auth import Limiter
 from conduit.serve.live import Hub, Observer
+from conduit.serve.sampling import Sampler
 from conduit.spec.profiles import HostFacts
 
 log = structlog.get_logger("conduit.serve")
@@ -26,7 +27,9 @@ def build(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], int
     spec = SpecFile(spec_path.resolve(), facts)
     hub = Hub()
     observer = Observer(Collector(spec, host), hub, interval)
-    return Agent(spec, host, observer, hub, git_follow=git_follow, by_address=limits[0], by_token=limits[1])
+    agent = Agent(spec, host, observer, hub, git_follow=git_follow, by_address=limits[0], by_token=limits[1])
+    observer.sample = Sampler(lambda: agent.state().timeline)
+    return agent
 
 
 def start_watch(agent: Agent, interval: float) -> tuple[Watcher, threading.Thread]:

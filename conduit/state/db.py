@@ -225,6 +225,26 @@ CREATE TABLE IF NOT EXISTS node_bytes (  -- lifetime totals; the nodes' own coun
     total_up INTEGER NOT NULL,
     total_down INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS timeline (  -- clients, bytes and uptime per node over time (timeline.py): three resolutions
+    tier INTEGER NOT NULL,          -- the bucket's length in seconds: 60, 900 or 3600
+    at INTEGER NOT NULL,            -- the bucket's start (Unix time, a multiple of tier)
+    node TEXT NOT NULL,
+    n INTEGER NOT NULL,             -- observations merged into the bucket
+    up INTEGER NOT NULL,            -- of which the node was up
+    clients REAL NOT NULL,          -- mean connected clients
+    connecting REAL NOT NULL,       -- mean connecting clients
+    bytes_up INTEGER NOT NULL,      -- moved during the bucket
+    bytes_down INTEGER NOT NULL,
+    PRIMARY KEY (tier, at, node)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timeline_countries (  -- mean clients per country, 15-minute and hourly buckets
+    tier INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    region TEXT NOT NULL,
+    n INTEGER NOT NULL,             -- minutes merged
+    clients REAL NOT NULL,
+    PRIMARY KEY (tier, at, region)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_tokens (  -- who may use the agent's API (conduit serve)
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,             -- viewer | operator

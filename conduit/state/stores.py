@@ -12,6 +12,7 @@ from conduit.state.images import Images
 from conduit.state.kernel import KernelAnswers
 from conduit.state.lifetime import LifetimeBytes
 from conduit.state.samples import TrackerSamples
+from conduit.state.timeline import Timeline
 from conduit.state.tokens import Tokens
 
 
@@ -25,10 +26,11 @@ class Stores:
     kernel: KernelAnswers
     samples: TrackerSamples
     lifetime: LifetimeBytes
+    timeline: Timeline
 
     @classmethod
     def on(cls, db: Database) -> Stores:
-        return cls(db, History(db), Audit(db), Tokens(db), Images(db), KernelAnswers(db), TrackerSamples(db), LifetimeBytes(db))
+        return cls(db, History(db), Audit(db), Tokens(db), Images(db), KernelAnswers(db), TrackerSamples(db), LifetimeBytes(db), Timeline(db))
 
 
 def open_state(state_dir: Path) -> Stores:

@@ -5,25 +5,76 @@ phone, and a refused token is asked for again. Screenshots of the page go to the
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
+import time
 
 import pytest
 import uvicorn
 
 from harness import free_port_block, unavailable, wait_for
 from harness.browser import Browser, BrowserError
+import conduit.serve.agent as agent_module
+from conduit.engine.planning import plan_offline
 from conduit.serve.app import create_app
-from tests.helpers import artifact
+from conduit.state.timeline import Minute
+from tests.helpers import EXAMPLE, artifact
 from tests.unit.test_serve import Setup, observation
+from tests.unit.test_status_render import row
 
 pytestmark = pytest.mark.integration
 
 
+UPDATE = {"image": "ghcr.io/psiphon-inc/conduit/cli:latest", "old_id": "sha256:aa11", "old_digest": "sha256:41bdc1cb5822aaaa",
+          "new_id": "sha256:bb22", "new_digest": "sha256:9f3e77c0d4a1bbbb", "taken": True, "why_not": None,
+          "old_version": "2.0.0", "new_version": "2.0.1"}  # fmt: skip
+FAILURE = "Error response from daemon: " + "driver failed programming external connectivity on endpoint conduit-3 " * 6
+
+
+def seed(setup: Setup, days: int = 30) -> None:
+    """What the agent would have written over `days`: one record an hour (60 observations each) for both nodes."""
+    now = int(time.time())
+    for at in [*range(now - days * 86400, now - 3600, 3600), now - 180, now - 120, now - 60]:
+        wave = 1 + math.sin(at / 86400 * 2 * math.pi)
+        setup.state.timeline.record(at, {"conduit-1": Minute(60, 60, 30 * wave, 3, int(4e8 * wave), int(16e8 * wave)),
+                                         "conduit-2": Minute(60, 45, 20 * wave, 2, int(3e8 * wave), int(12e8 * wave))},
+                                    {"IR": 40 * wave, "RU": 12 * wave, "CN": 5 * wave})  # fmt: skip
+
+
+def history(setup: Setup) -> None:
+    """Three generations: a good one, a failed one with Docker's long error, the current good one."""
+    text = EXAMPLE.read_text()
+    for outcome, reason in (("succeeded", None), ("rolled_back", FAILURE), ("succeeded", None)):
+        gen = setup.state.history.begin(text, "h", str(EXAMPLE), (None, None))
+        setup.state.history.finish(gen, outcome, reason)
+
+
+def drifted(connected: int = 1, state: str = "running") -> dict:
+    """conduit-1 runs with 250 clients where the spec now says 200; both nodes report their image."""
+    data = observation(connected, state)
+    image = {"version": "2.0.0", "digest": "sha256:41bdc1cb5822aaaa", "image_id": "sha256:aa11"}
+    data["containers"] = [row("conduit-1", connected=connected, max_clients=200, max_clients_seen=250, **image),
+                          row("conduit-2", state=state, up=state == "running", max_clients=200, max_clients_seen=200, **image)]  # fmt: skip
+    return data
+
+
 @pytest.fixture
-def served(tmp_path):
-    """The agent over a fake observation, on a free loopback port, in a thread of this process."""
+def served(tmp_path, monkeypatch):
+    """The agent over a fake observation, on a free loopback port, in a thread of this process; its
+    plan is the spec's against an empty host, with an image update behind the tag."""
+
+    def planned(doc, _host, _request=None):
+        plan = plan_offline(doc)
+        plan.update = UPDATE
+        return plan
+
+    monkeypatch.setattr(agent_module, "plan_against_host", planned)
     setup = Setup(tmp_path)
+    setup.fake.data = drifted()
+    setup.observer.refresh()
+    seed(setup)
+    history(setup)
     port = free_port_block(1)
     server = uvicorn.Server(uvicorn.Config(create_app(setup.agent), host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -76,9 +127,9 @@ def test_the_dashboard_draws_the_nodes_and_follows_their_changes(served, browser
     assert page.evaluate("location.hash") == "" and page.evaluate("sessionStorage.getItem('conduit-token')") == setup.tokens["ann"]
     assert page.evaluate("document.cookie") == ""
     assert page.evaluate(f"{DISPLAY_OF}('login')") == "none"  # the token prompt goes once the token works
-    assert page.evaluate("document.querySelectorAll('#chart-clients polyline').length") == 2
+    page.wait("document.querySelectorAll('#chart-clients polyline').length === 2", timeout=5)
 
-    setup.fake.data = observation(connected=9, state="exited")
+    setup.fake.data = drifted(connected=9, state="exited")
     setup.observer.refresh()
     took = page.wait(f"{STATE_OF} === 'exited'", timeout=5)
     assert took < 2, f"the page showed the change after {took:.1f} s"
@@ -107,3 +158,106 @@ def test_a_refused_token_asks_again(served, browser):
     page.wait("document.getElementById('login')?.hidden === false", timeout=15)
     assert page.evaluate("sessionStorage.getItem('conduit-token')") is None
     assert page.evaluate(f"{DISPLAY_OF}('board')") == "none" and page.evaluate(f"{DISPLAY_OF}('login')") != "none"
+
+
+TEXT_OF = "(sel => document.querySelector(sel)?.textContent || '')"
+
+
+def test_the_page_shows_drift_the_plan_an_image_update_and_the_generations(served, browser):
+    setup, base = served
+    page = browser(f"{base}/#token={setup.tokens['ann']}")
+    page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    page.wait(f"{TEXT_OF}('#changes').length > 0", timeout=10)
+    drift = page.evaluate("[...document.querySelectorAll('#nodes td.drift')].map(td => [td.parentElement.dataset.node, td.textContent])")
+    assert drift == [["conduit-1", "250/200"]]  # as `conduit status` prints it; conduit-2 runs what the spec says
+    assert page.evaluate(f"{TEXT_OF}('[data-node=\"conduit-1\"]')").count("41bdc1cb5822") == 1
+    changes = page.evaluate("[...document.querySelectorAll('#changes li')].map(li => li.textContent)")
+    assert any(c.startswith("create container conduit-1") for c in changes) and "create sysctl fs.file-max (not on the host)" in changes
+    assert f"{len(changes)} changes pending" in page.evaluate(f"{TEXT_OF}('#drift')")
+    update = page.evaluate(f"{TEXT_OF}('#image-update')")
+    assert "2.0.0 41bdc1cb5822" in update and "2.0.1 9f3e77c0d4a1" in update and "takes it" in update
+    gens = page.evaluate("[...document.querySelectorAll('#generations li')].map(li => [li.dataset.generation, li.className])")
+    assert gens == [["3", "current"], ["2", ""], ["1", ""]]  # the newest first, the one the host runs marked
+    widths = page.evaluate("(() => { const r = document.querySelector('[data-generation=\"2\"] .reason'); "
+                           "return [r.scrollWidth > r.clientWidth, r.getBoundingClientRect().right <= r.closest('section').getBoundingClientRect().right, r.title.length]; })()")
+    assert widths == [True, True, len(FAILURE)]  # cut to the panel's width; the whole error on hover
+    page.screenshot(artifact("dashboard-plan.png"))
+
+
+def test_a_viewer_sees_no_action(served, browser):
+    setup, base = served
+    page = browser(f"{base}/#token={setup.tokens['ann']}")
+    page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    page.wait(f"{TEXT_OF}('#who').includes('viewer')", timeout=5)
+    page.wait(f"{TEXT_OF}('#generations').includes('#3')", timeout=5)
+    assert page.evaluate("document.querySelectorAll('.act, #apply, #check-updates, #nodes button, #generations button').length") == 0
+    assert page.evaluate("[...document.querySelectorAll('button')].map(b => b.textContent).filter(t => !/^\\d+ [hd]$/.test(t) && t !== 'forget token' && t !== 'open')") \
+        == ["cancel", "confirm", "close (forgets the code)"]  # only the dialogs' own, which a viewer never opens
+
+
+def test_an_operator_restarts_a_node_and_sees_it_come_back(served, browser):
+    setup, base = served
+
+    def restart(name: str) -> None:  # what Docker does: the node stops, then runs again
+        setup.restarted.append(name)
+        setup.fake.data = drifted(state="exited")
+        setup.observer.refresh()
+
+        def back():
+            time.sleep(1.0)
+            setup.fake.data = drifted()
+            setup.observer.refresh()
+
+        threading.Thread(target=back, daemon=True).start()
+
+    setup.agent.restarter = restart
+    page = browser(f"{base}/#token={setup.tokens['olu']}")
+    page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    page.wait("document.querySelector('[data-node=\"conduit-2\"] td.act button') !== null", timeout=5)
+    backlog = page.evaluate(f"{TEXT_OF}('#events')")
+    assert "conduit-1" in backlog or backlog == "" or "restart" not in backlog
+    page.evaluate("document.querySelector('[data-node=\"conduit-2\"] td.act button').click()")
+    page.wait("document.getElementById('confirm').open", timeout=5)
+    assert "Restart conduit-2?" in page.evaluate(f"{TEXT_OF}('#confirm-text')")
+    assert setup.restarted == []  # nothing before the confirmation
+    page.evaluate("document.getElementById('confirm-ok').click()")
+    page.wait(f"{STATE_OF} === 'exited'", timeout=5)
+    page.wait(f"{TEXT_OF}('#events').includes('restart of conduit-2 by olu')", timeout=5)
+    page.wait(f"{STATE_OF} === 'announced'", timeout=5)
+    events = page.evaluate("[...document.querySelectorAll('#events li')].map(li => li.textContent)")
+    assert any("conduit-2: exited" in e for e in events) and any("conduit-2: announced" in e for e in events)
+    assert setup.restarted == ["conduit-2"]
+    rows = [(r["user"], r["event"], r["detail"].get("node")) for r in setup.state.audit.recent(20)]
+    assert ("olu", "api.restart", "conduit-2") in rows
+    page.screenshot(artifact("dashboard-operator.png"))
+
+
+def test_the_event_backlog_is_there_on_open(served, browser):
+    setup, base = served
+    setup.hub.publish("apply", {"line": "create container conduit-9: done", "by": "olu"})
+    page = browser(f"{base}/#token={setup.tokens['ann']}")
+    page.wait(f"{TEXT_OF}('#events').includes('create container conduit-9: done')", timeout=15)
+
+
+def test_a_30_day_chart_from_the_state_db(served, browser):
+    setup, base = served
+    page = browser(f"{base}/#token={setup.tokens['ann']}")
+    page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    page.evaluate("document.querySelector('#ranges [data-range=\"30d\"]').click()")
+    page.wait(f"{TEXT_OF}('#uptime-head') === 'uptime 30d'", timeout=5)
+    points = page.evaluate("document.querySelector('#chart-clients polyline').getAttribute('points').split(' ').length")
+    assert points >= 230  # 30 days in 3-hour steps
+    labels = page.evaluate("[...document.querySelectorAll('#chart-bytes text.axis')].map(t => t.textContent)")
+    assert any(label.endswith("/s") for label in labels) and len(labels) >= 6  # a scale and dates
+    assert page.evaluate(f"{TEXT_OF}('[data-node=\"conduit-2\"] td.uptime')") == "75.0%"
+    totals = page.evaluate(f"{TEXT_OF}('#totals')")
+    assert "today" in totals and "this month" in totals and "lifetime" in totals and "GiB" in totals
+    assert page.evaluate("document.querySelectorAll('#chart-countries polyline').length") == 3
+    png = page.screenshot(artifact("dashboard-30d.png"))
+    assert png_size(png) == (1280, 900)
+    phone = browser(f"{base}/#token={setup.tokens['olu']}", width=360, height=1400)
+    phone.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    phone.evaluate("document.querySelector('#ranges [data-range=\"30d\"]').click()")
+    phone.wait(f"{TEXT_OF}('#uptime-head') === 'uptime 30d'", timeout=5)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+    phone.screenshot(artifact("dashboard-phone-360.png"))

@@ -28,6 +28,8 @@ BOUNDED = settings(max_examples=8, deadline=None, derandomize=True,
 def served(tmp_path, monkeypatch):
     monkeypatch.setattr(agent_module, "plan_against_host", lambda doc, _host, _request=None: plan_offline(doc))
     s = Setup(tmp_path, rate=1e9)
+    s.agent.check_planner = lambda doc, _host, _request: plan_offline(doc)
+    s.agent.key_reader = lambda _volume, _node: None  # no key yet: refused, 409
     gen = s.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
     s.state.history.finish(gen, "succeeded")
     return s

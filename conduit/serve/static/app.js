@@ -1,24 +1,37 @@
 // The conduit agent's dashboard: reads /api/v1 with the token kept in sessionStorage, follows
-// /api/v1/events, and draws its own SVG charts. Every value reaches the page as text, never as markup.
+// /api/v1/events, and draws its own SVG charts (axes, scale and time: no library needed for lines).
+// Every value reaches the page as text, never as markup. Actions exist only for an operator token.
 "use strict";
 
 const KEY = "conduit-token";
+const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
-let samples = [];
+let role = "viewer";
+let range = "1h";
+let timeline = null;
+let nodesCache = [];
 
 function token() { return sessionStorage.getItem(KEY); }
 
-async function api(path) {
-  const answer = await fetch(path, { headers: { Authorization: "Bearer " + token() }, cache: "no-store" });
+async function api(path, method) {
+  const answer = await fetch(path, { method: method || "GET", headers: { Authorization: "Bearer " + token() }, cache: "no-store" });
   if (answer.status === 401) { signOut("that token was refused"); throw new Error("401"); }
-  if (!answer.ok) throw new Error(path + ": " + answer.status);
-  return answer.json();
+  const body = await answer.json().catch(() => ({}));
+  if (!answer.ok) throw new Error(body.detail ? String(body.detail) : path + ": " + answer.status);
+  return body;
 }
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
   if (text !== undefined && text !== null) node.textContent = String(text);
   if (cls) node.className = cls;
+  return node;
+}
+
+function svgEl(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+  if (text !== undefined) node.textContent = text;
   return node;
 }
 
@@ -45,20 +58,96 @@ function stateClass(word) {
   return word === "starting" || word === "throttled" ? "warn" : "bad";
 }
 
+// ------------------------------------------------------------------ actions (operator only)
+
+function ask(text) {
+  return new Promise((resolve) => {
+    const dialog = $("confirm");
+    $("confirm-text").textContent = text;
+    dialog.returnValue = "cancel";
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+  });
+}
+
+async function act(question, path, say) {
+  if (!(await ask(question))) return;
+  logEvent(say + " …");
+  try {
+    const answer = await api(path, "POST");
+    logEvent(say + ": " + (answer.status || answer.message || answer.text || "done"));
+  } catch (e) { logEvent(say + " refused: " + e.message); }
+  loadAll();
+}
+
+function button(text, onClick, label) {
+  const b = el("button", text);
+  b.type = "button";
+  if (label) b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+async function showClaim(name) {
+  if (!(await ask(`Show the claim code of ${name}? Whoever sees it can claim the node.`))) return;
+  if (!(await ask(`The code carries ${name}'s private key. Show it now, on this screen?`))) return;
+  let claim;
+  try { claim = await api(`/api/v1/nodes/${encodeURIComponent(name)}/claim`, "POST"); } catch (e) { logEvent("claim code refused: " + e.message); return; }
+  const size = claim.modules.length;
+  const code = $("claim-code");
+  code.setAttribute("viewBox", `-2 -2 ${size + 4} ${size + 4}`);
+  const dark = [];
+  claim.modules.forEach((row, y) => [...row].forEach((m, x) => { if (m === "1") dark.push(`M${x},${y}h1v1h-1z`); }));
+  code.replaceChildren(svgEl("rect", { x: -2, y: -2, width: size + 4, height: size + 4, fill: "#fff" }), svgEl("path", { d: dark.join(""), fill: "#000" }));
+  $("claim-title").textContent = "Claim code of " + name;
+  $("claim-url").textContent = claim.url;
+  $("claim").addEventListener("close", () => { code.replaceChildren(); $("claim-url").textContent = ""; }, { once: true });
+  $("claim").showModal();
+}
+
+// ------------------------------------------------------------------ nodes
+
+function uptimeOf(name) {
+  const n = timeline && timeline.nodes.find((x) => x.name === name);
+  return n ? (n.uptime * 100).toFixed(n.uptime < 1 ? 1 : 0) + "%" : "-";
+}
+
+function maxCell(n) {
+  const seen = n.max_clients_seen;
+  const td = el("td", seen === null || seen === undefined || seen === n.max_clients ? n.max_clients : `${seen}/${n.max_clients}`);
+  if (seen !== null && seen !== undefined && seen !== n.max_clients) {
+    td.className = "warn drift";
+    td.title = `runs ${seen}, the spec says ${n.max_clients}: apply to change it`;
+  }
+  return td;
+}
+
+function stateCell(n) {
+  const notes = [n.upgrade_required && "upgrade required", n.suspicious && "SUSPICIOUS"].filter(Boolean);
+  return el("td", n.status + (notes.length ? " · " + notes.join(" · ") : ""), notes.length ? "bad" : stateClass(n.status));
+}
+
 function nodeRow(n) {
   const tr = el("tr");
   const cpu = n.cpu === null ? "-" : n.cpu.toFixed(2) + "/" + n.cpu_limit;
-  const cells = [n.name, n.status, n.connected + "+" + n.connecting, n.max_clients, cpu,
-    mib(n.memory) + "/" + mib(n.memory_limit), n.restarts === null ? "-" : n.restarts, duration(n.uptime), n.version || "-"];
-  cells.forEach((text, i) => tr.append(el("td", text, i === 1 ? stateClass(n.status) : "")));
+  const image = (n.digest || n.image_id || "").replace("sha256:", "").slice(0, 12) || "-";
+  tr.append(el("td", n.name), stateCell(n), el("td", n.connected + "+" + n.connecting), maxCell(n), el("td", cpu),
+    el("td", mib(n.memory) + "/" + mib(n.memory_limit)), el("td", n.restarts === null ? "-" : n.restarts),
+    el("td", duration(n.uptime)), el("td", uptimeOf(n.name), "uptime"), el("td", n.version || "-"), el("td", image, "mono"));
+  if (role === "operator") {
+    const cell = el("td", null, "act");
+    cell.append(button("restart", () => act(`Restart ${n.name}? Its clients reconnect elsewhere.`, `/api/v1/nodes/${encodeURIComponent(n.name)}/restart`, "restart of " + n.name), "restart " + n.name),
+      " ", button("claim", () => showClaim(n.name), "claim code of " + n.name));
+    tr.append(cell);
+  }
   tr.dataset.node = n.name;
   tr.dataset.state = n.status;
   return tr;
 }
 
 async function loadNodes() {
-  const nodes = await api("/api/v1/nodes");
-  fill(document.querySelector("#nodes tbody"), nodes.map(nodeRow));
+  nodesCache = await api("/api/v1/nodes");
+  fill(document.querySelector("#nodes tbody"), nodesCache.map(nodeRow));
 }
 
 async function loadSummary() {
@@ -67,9 +156,6 @@ async function loadSummary() {
   $("title").textContent = "conduit · " + s.cluster;
   $("nodes-title").textContent = `Nodes: ${t.running}/${t.containers} running, ${t.connected} connected, ${t.connecting} connecting`;
   fill($("alerts"), s.alerts.length ? s.alerts.map((a) => el("li", a)) : [el("li", "none", "good")]);
-  $("drift").textContent = s.drift === null || s.drift === undefined ? "not checked yet"
-    : s.drift.length ? s.drift.join(", ") : (s.pending ? s.pending + " changes pending" : "none: the host matches the spec");
-  $("drift").className = s.drift && s.drift.length ? "warn" : "";
 }
 
 async function loadCountries() {
@@ -88,88 +174,165 @@ async function loadFront() {
   fill($("front"), items.length ? items : [el("li", "no front in this spec")]);
 }
 
+// ------------------------------------------------------------------ plan and generations
+
+function updateLine(u) {
+  const side = (digest, id, version) => (version ? version + " " : "") + (digest || id || "?").replace("sha256:", "").slice(0, 12);
+  const what = `image update: ${u.image}: ${side(u.old_digest, u.old_id, u.old_version)} → ${u.new_tag ? u.new_tag + " " : ""}${side(u.new_digest, u.new_id, u.new_version)}`;
+  return what + (u.taken ? " (an apply takes it, canary first)" : ` (not taken: ${u.why_not || "?"})`);
+}
+
+async function loadPlan() {
+  const p = await api("/api/v1/plan");
+  $("drift").textContent = p.drift.length ? "drift: " + p.drift.join(", ")
+    : p.pending ? `${p.pending} change${p.pending === 1 ? "" : "s"} pending:` : "none pending: the host matches the spec";
+  $("drift").className = p.drift.length ? "warn" : "";
+  fill($("changes"), p.changes.map((c) => el("li", c)));
+  $("image-update").textContent = p.update ? updateLine(p.update) : "";
+  $("image-update").className = p.update ? "warn" : "";
+  $("plan-text").textContent = p.text;
+  $("apply").disabled = !p.pending;
+}
+
+function generationItem(g, current) {
+  const when = new Date(g.started * 1000).toLocaleString();
+  const commit = g.git_commit ? " @" + g.git_commit.slice(0, 10) + (g.git_dirty ? "+dirty" : "") : "";
+  const cls = g.outcome === "succeeded" ? "good" : g.outcome === "applying" ? "warn" : "bad";
+  const li = el("li", null, g.id === current ? "current" : "");
+  li.dataset.generation = g.id;
+  li.append(el("strong", "#" + g.id), " ", el("span", when + commit + " "), el("span", g.outcome, cls));
+  if (g.id === current) li.append(" ", el("span", "current", "tag"));
+  if (g.reason) {
+    const reason = el("span", g.reason.split("\n")[0], "reason");
+    reason.title = g.reason;
+    li.append(reason);
+  }
+  if (role === "operator" && g.outcome === "succeeded" && g.id !== current) {
+    li.append(" ", button("roll back", () => act(`Roll back to generation ${g.id}? Its spec is applied again, with the image its nodes ran.`, `/api/v1/rollback/${g.id}`, "roll back to #" + g.id), "roll back to generation " + g.id));
+  }
+  return li;
+}
+
 async function loadGenerations() {
   const gens = await api("/api/v1/generations");
-  fill($("generations"), gens.slice(-10).reverse().map((g) => {
-    const when = new Date(g.started * 1000).toLocaleString();
-    const commit = g.git_commit ? " @" + g.git_commit.slice(0, 10) + (g.git_dirty ? "+dirty" : "") : "";
-    const cls = g.outcome === "succeeded" ? "good" : g.outcome === "applying" ? "warn" : "bad";
-    const li = el("li", `#${g.id} ${when} `);
-    li.append(el("span", g.outcome, cls), el("span", commit + (g.reason ? ": " + g.reason : "")));
-    return li;
-  }));
+  const good = gens.filter((g) => g.outcome === "succeeded");
+  const current = good.length ? good[good.length - 1].id : null;
+  fill($("generations"), gens.slice(-10).reverse().map((g) => generationItem(g, current)));
+  if (!gens.length) fill($("generations"), [el("li", "none yet")]);
 }
 
-function polyline(points, cls) {
-  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-  line.setAttribute("points", points.map((p) => p.join(",")).join(" "));
-  if (cls) line.setAttribute("class", cls);
-  return line;
+// ------------------------------------------------------------------ charts
+
+function nice(top) {
+  const p = Math.pow(10, Math.floor(Math.log10(top)));
+  return [1, 2, 2.5, 5, 10].map((m) => m * p).find((v) => v >= top);
 }
 
-// Each series scaled into the 300 x 100 box, time along x; the top of the box is the series' maximum.
-function draw(svg, series) {
-  const all = series.flat();
-  if (all.length < 2) { svg.replaceChildren(); return; }
-  const t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]));
-  const top = Math.max(1, ...all.map((p) => p[1]));
-  const scale = (p) => [((p[0] - t0) / Math.max(1, t1 - t0) * 300).toFixed(1), (98 - p[1] / top * 96).toFixed(1)];
-  svg.replaceChildren(...series.map((s, i) => polyline(s.map(scale), i ? "second" : "")));
+function timeLabel(t) {
+  const d = new Date(t * 1000);
+  if (range === "1h" || range === "24h") return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return d.toLocaleDateString([], { month: "short", day: "numeric" });
 }
+
+// Lines over a time axis (the range, now at the right) and a value axis from 0 to a round maximum.
+function draw(svg, series, format) {
+  const w = Math.max(200, svg.clientWidth || 300), h = 150, left = 66, bottom = 22, top = 8, right = 10;
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  const now = Date.now() / 1000, t0 = timeline.since, t1 = Math.max(now, t0 + 1);
+  const peak = nice(Math.max(1e-9, ...series.flatMap((s) => s.points.map((p) => p[1]))) || 1);
+  const x = (t) => left + (t - t0) / (t1 - t0) * (w - left - right);
+  const y = (v) => top + (1 - v / peak) * (h - top - bottom);
+  const parts = [];
+  [0, 0.5, 1].forEach((f) => {
+    parts.push(svgEl("line", { x1: left, x2: w - right, y1: y(peak * f), y2: y(peak * f), class: "grid" }));
+    parts.push(svgEl("text", { x: left - 4, y: y(peak * f) + 4, "text-anchor": "end", class: "axis" }, format(peak * f)));
+  });
+  const ticks = w < 400 ? 3 : 5;
+  for (let i = 0; i < ticks; i++) {
+    const t = t0 + (t1 - t0) * (i + 0.5) / ticks;
+    parts.push(svgEl("text", { x: x(t), y: h - 6, "text-anchor": "middle", class: "axis" }, timeLabel(t)));
+  }
+  series.forEach((s, i) => {
+    if (!s.points.length) return;
+    const points = s.points.map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" ");
+    parts.push(svgEl("polyline", { points, class: "series s" + i }));
+    const [lt, lv] = s.points[s.points.length - 1];  // the newest point, seen even when it is the only one
+    parts.push(svgEl("circle", { cx: x(lt).toFixed(1), cy: y(lv).toFixed(1), r: 3, class: "dot s" + i }));
+  });
+  if (!series.some((s) => s.points.length)) parts.push(svgEl("text", { x: w / 2, y: h / 2, "text-anchor": "middle", class: "axis" }, "no figures in this range yet"));
+  svg.replaceChildren(...parts);
+}
+
+const axisRate = (v) => { const t = bytes(v); return (parseFloat(t) >= 10 ? t.replace(/\.\d /, " ") : t) + "/s"; };
+const count = (v) => (v >= 100 ? Math.round(v) : +v.toFixed(1)).toString();
 
 function drawCharts() {
-  const clients = samples.map((h) => [h.at, h.connected]);
-  const connecting = samples.map((h) => [h.at, h.connecting]);
-  draw($("chart-clients"), [clients, connecting]);
-  const rates = [];
-  for (let i = 1; i < samples.length; i++) {
-    const a = samples[i - 1], b = samples[i], dt = b.at - a.at;
-    const moved = (b.bytes_up + b.bytes_down) - (a.bytes_up + a.bytes_down);
-    if (dt > 0) rates.push([b.at, Math.max(0, moved / dt)]); // a restart zeroes the counters: no negative rate
-  }
-  draw($("chart-bytes"), [rates]);
-  const last = samples[samples.length - 1];
-  $("clients-now").textContent = last ? `now ${last.connected} connected, ${last.connecting} connecting` : "";
-  $("bytes-now").textContent = rates.length ? `now ${bytes(rates[rates.length - 1][1])}/s` : "";
+  if (!timeline) return;
+  const pts = timeline.points, step = timeline.step;
+  draw($("chart-clients"), [{ points: pts.map((p) => [p.at + step / 2, p.clients]) }, { points: pts.map((p) => [p.at + step / 2, p.connecting]) }], count);
+  draw($("chart-bytes"), [{ points: pts.map((p) => [p.at + step / 2, p.bytes_up / step]) }, { points: pts.map((p) => [p.at + step / 2, p.bytes_down / step]) }], axisRate);
+  const cs = timeline.countries;
+  draw($("chart-countries"), cs.series.map((s) => ({ points: s.points.map((p) => [p[0] + cs.step / 2, p[1]]) })), count);
+  const last = pts[pts.length - 1];
+  const key = (i, text) => el("span", "— " + text, "k" + i);
+  fill($("clients-now"), last ? [key(0, "connected"), " ", key(1, "connecting"), `; last step: ${count(last.clients)} and ${count(last.connecting)}`] : []);
+  fill($("bytes-now"), last ? [key(0, "up"), " ", key(1, "down"), `; last step: ${bytes(last.bytes_up / step)}/s and ${bytes(last.bytes_down / step)}/s`] : []);
+  fill($("countries-legend"), cs.series.length ? cs.series.map((s, i) => key(i, s.region + " ")) : [el("span", "no country figures in this range yet")]);
 }
 
-async function loadHistory() {
-  samples = await api("/api/v1/history");
+function drawTotals() {
+  const t = timeline.totals;
+  const row = (name, b) => [el("dt", name), el("dd", `↑ ${bytes(b.bytes_up)}  ↓ ${bytes(b.bytes_down)}`)];
+  fill($("totals"), [...row("today", t.today), ...row("this month", t.month), ...row("lifetime", t.lifetime)]);
+}
+
+async function loadTimeline() {
+  const answer = await api("/api/v1/timeline?range=" + range);
+  if (answer.range !== range) return;  // another range was chosen meanwhile
+  timeline = answer;
+  $("uptime-head").textContent = "uptime " + range;
   drawCharts();
+  drawTotals();
+  document.querySelectorAll("#nodes td.uptime").forEach((td) => { td.textContent = uptimeOf(td.parentElement.dataset.node); });
 }
 
-function logEvent(text) {
+// ------------------------------------------------------------------ events
+
+function logEvent(text, at) {
   const list = $("events");
-  list.prepend(el("li", new Date().toLocaleTimeString() + " " + text));
+  list.prepend(el("li", (at ? new Date(at) : new Date()).toLocaleTimeString() + " " + text));
   while (list.children.length > 100) list.lastChild.remove();
 }
 
-function onEvent(kind, data) {
-  if (kind === "nodes") {
-    data.changed.forEach((n) => logEvent(`${n.name}: ${n.state}, ${n.connected} connected`));
-    loadNodes(); loadSummary(); loadHistory();
-  } else if (kind === "apply") {
-    logEvent(data.line);
-  } else if (kind === "apply.done") {
-    logEvent(`apply by ${data.by}: ${data.status}` + (data.failure ? ": " + data.failure : ""));
-    loadGenerations(); loadSummary();
-  } else if (kind === "restart") {
-    logEvent(`restart of ${data.name} by ${data.by}`);
-  } else if (kind === "error") {
-    logEvent("observation failed: " + data.error);
-  }
+function describe(kind, data) {
+  if (kind === "nodes") return data.changed.map((n) => `${n.name}: ${n.state}, ${n.connected} connected`).join("; ");
+  if (kind === "apply") return data.line;
+  if (kind === "apply.start") return `apply by ${data.by} started`;
+  if (kind === "apply.done") return `apply by ${data.by}: ${data.status}` + (data.failure ? ": " + data.failure : "");
+  if (kind === "restart") return `restart of ${data.name} by ${data.by}`;
+  if (kind === "error") return "observation failed: " + data.error;
+  return null;
 }
 
-// Server-sent events read with fetch, so the token goes in a header and never in a URL.
+function onEvent(kind, data, backlog) {
+  const text = describe(kind, data);
+  if (text) logEvent(text);
+  if (backlog) return;  // already part of what the page loaded
+  if (kind === "nodes") { loadNodes(); loadSummary(); }
+  else if (kind === "apply.done") { loadGenerations(); loadSummary(); loadPlan(); loadNodes(); }
+}
+
+// Server-sent events read with fetch, so the token goes in a header and never in a URL. The first
+// connection asks for the agent's backlog (Last-Event-ID 0); a reconnection, for what it missed.
 async function follow() {
-  let last = null;
+  let last = "0", backlogUntil = 0, dropped = false;
   for (;;) {
     try {
-      const headers = { Authorization: "Bearer " + token() };
-      if (last) headers["Last-Event-ID"] = last;
-      const answer = await fetch("/api/v1/events", { headers, cache: "no-store" });
+      const answer = await fetch("/api/v1/events", { headers: { Authorization: "Bearer " + token(), "Last-Event-ID": last }, cache: "no-store" });
       if (answer.status === 401) { signOut("that token was refused"); return; }
+      if (!answer.ok) throw new Error(String(answer.status));
       $("live").textContent = "live"; $("live").className = "pill on";
+      if (dropped) { logEvent("reconnected to the agent"); loadAll(); dropped = false; }
       const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (;;) {
@@ -181,19 +344,25 @@ async function follow() {
           const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
           const fields = {};
           block.split("\n").forEach((line) => { const i = line.indexOf(": "); if (i > 0) fields[line.slice(0, i)] = line.slice(i + 2); });
+          if (!fields.event || !fields.data) continue;
+          const data = JSON.parse(fields.data);
+          if (fields.event === "hello") { backlogUntil = data.backlog; continue; }
           if (fields.id) last = fields.id;
-          if (fields.event && fields.data) onEvent(fields.event, JSON.parse(fields.data));
+          onEvent(fields.event, data, Number(fields.id) <= backlogUntil);
         }
       }
     } catch (e) { /* the agent restarted or the network dropped: try again */ }
     if (!token()) return;
+    dropped = true;
     $("live").textContent = "reconnecting"; $("live").className = "pill";
     await new Promise((r) => setTimeout(r, 2000));
   }
 }
 
+// ------------------------------------------------------------------ start
+
 function loadAll() {
-  return Promise.allSettled([loadSummary(), loadNodes(), loadCountries(), loadFront(), loadGenerations(), loadHistory()]);
+  return Promise.allSettled([loadSummary(), loadNodes(), loadCountries(), loadFront(), loadPlan(), loadGenerations(), loadTimeline()]);
 }
 
 function signOut(why) {
@@ -202,12 +371,29 @@ function signOut(why) {
   $("login-error").textContent = why || "";
 }
 
-function start() {
+async function start() {
   $("login").hidden = true; $("board").hidden = false; $("forget").hidden = false;
-  loadAll();
+  try {
+    const me = await api("/api/v1/me");
+    role = me.role;
+    $("who").textContent = `${me.name} (${me.role})`;
+  } catch (e) { if (!token()) return; }
+  document.body.classList.toggle("operator", role === "operator");
+  if (role !== "operator") document.querySelectorAll(".act").forEach((n) => n.remove());
+  await loadAll();
   follow();
-  setInterval(() => { loadSummary(); loadCountries(); loadFront(); loadHistory(); }, 10000);
+  setInterval(() => { loadSummary(); loadCountries(); loadFront(); }, 10000);
+  setInterval(() => { loadTimeline(); loadPlan(); }, 60000);
 }
+
+document.querySelectorAll("#ranges button").forEach((b) => b.addEventListener("click", () => {
+  range = b.dataset.range;
+  document.querySelectorAll("#ranges button").forEach((o) => o.setAttribute("aria-pressed", String(o === b)));
+  loadTimeline();
+}));
+if ($("apply")) $("apply").addEventListener("click", () => act("Apply the spec now? The pending changes above are made.", "/api/v1/apply", "apply"));
+if ($("check-updates")) $("check-updates").addEventListener("click", () => act("Ask the registry now what the image tag means? Nothing is changed.", "/api/v1/updates/check", "check for updates"));
+window.addEventListener("resize", () => drawCharts());
 
 $("login").addEventListener("submit", (e) => {
   e.preventDefault();
