@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import qrcode
 from rich.text import Text
 
 from conduit.drivers.docker import call
@@ -322,6 +321,8 @@ class Agent:
             url = claim_url(key, name)
         except BadKey as exc:
             raise Refused(409, f"{volume}/conduit_key.json: the key cannot be read ({exc})") from None
+        import qrcode  # only when an operator asks for a claim: the agent runs for months without it
+
         code = qrcode.QRCode(border=0)
         code.add_data(url)
         code.make(fit=True)
