@@ -115,6 +115,7 @@ class Agent:
     reconcile: Callable[[Request], Reconciled] = reconcile
     restarter: Callable[[str], None] | None = None
     plan_seconds: float = 5.0
+    fleet: object = None  # conduit.serve.fleet.FleetFiles, with `serve --fleet`
     _state: Stores | None = None
     _tokens: dict = field(default_factory=dict)
     _plan: tuple[float, Plan] | None = None
