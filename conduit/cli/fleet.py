@@ -190,5 +190,6 @@ def status_command(fleet: str, tokens_path: Path, timeout: float, cacert: Path |
     if as_json:
         click.echo(json.dumps({"fleet": fleet, "hosts": [r.to_json() for r in rows]}, indent=2))
     else:
-        Console(highlight=False, soft_wrap=True).print(status_table(rows))
+        # Piped, the table keeps its columns whole (a terminal's width otherwise)
+        Console(highlight=False, width=None if sys.stdout.isatty() else 250).print(status_table(rows))
     sys.exit(0 if all(r.ready for r in rows) else 1)

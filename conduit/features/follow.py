@@ -97,7 +97,10 @@ class Follower:
         sha = fetch(target.url, target.ref, self.mirror, target.credentials)
         ring, spec_path = None, target.spec_path
         if target.fleet:
-            ring, ref = self._ring(sha, policy)
+            refusal = self._unsigned(sha, policy)  # the fleet file names the ring: it is trusted no more than a spec
+            if refusal:
+                return Resolved(sha, f"{self.shown}@{sha[:12]}", problem=refusal, status="blocked")
+            ring, ref = self._ring(sha)
             if ref != target.ref:
                 sha = fetch(target.url, ref, self.mirror, target.credentials, "ring")
         source = f"{self.shown}@{sha[:12]}"
@@ -131,12 +134,9 @@ class Follower:
                 return host, []
         return None, [f"{source.name(name)}: no host named {self.target.host!r}; add it to the fleet, or pass --host NAME"]
 
-    def _ring(self, sha: str, policy: GitPolicy) -> tuple[str | None, str]:
+    def _ring(self, sha: str) -> tuple[str | None, str]:
         """The host's ring and the ref it follows, as the fleet file at `sha` (of --ref) says. Raises
-        GitError when that commit may not be read or names no such host."""
-        refusal = self._unsigned(sha, policy)
-        if refusal:
-            raise GitError(refusal)
+        GitError when it names no such host."""
         with CommitFiles.in_mirror(self.mirror, sha) as files:
             host, problems = self._host_entry(files, sha)
         if host is None:
