@@ -9,14 +9,15 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from conduit.cli.common import EXIT_INVALID, Options, fail
 from conduit.features.fleet import FleetDiff, HostResult, diff_fleet, plan_fleet, validate_fleet
-from conduit.features.fleetstatus import TOKENS_FILE, fleet_status, read_tokens
+from conduit.features.fleetstatus import HEADERS, TOKENS_FILE, Row, cells, fleet_status, read_tokens
 from conduit.plan.planner import Plan
 from conduit.errors import GitError, PolicyError, SpecError
 from conduit.spec.fleet import load_fleet
-from conduit.views.fleet import status_table
 from conduit.views.report import render_plan
 
 EXIT_CHANGES = 2
@@ -193,3 +194,12 @@ def status_command(fleet: str, tokens_path: Path, timeout: float, cacert: Path |
         # Piped, the table keeps its columns whole (a terminal's width otherwise)
         Console(highlight=False, width=None if sys.stdout.isatty() else 250).print(status_table(rows))
     sys.exit(0 if all(r.ready for r in rows) else 1)
+
+
+def status_table(rows: list[Row]) -> Table:
+    table = Table(*HEADERS, box=None, pad_edge=False)
+    for row in rows:
+        values = [escape(v) for v in cells(row)]
+        values[4] = f"[green]{values[4]}[/green]" if row.ready else f"[red]{values[4]}[/red]"
+        table.add_row(*values)
+    return table

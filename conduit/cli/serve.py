@@ -32,6 +32,10 @@ def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[st
     return argv + (["--behind-proxy", behind_proxy] if behind_proxy else []) + (["--git"] if git else [])
 
 
+def _fleet_args(fleet: FleetFiles | None) -> list[str]:
+    return ["--fleet", str(fleet.fleet), "--fleet-tokens", str(fleet.tokens)] if fleet else []
+
+
 def _print_unit(opts, argv: list[str]) -> None:
     env = {"CONDUIT_STATE_DIR": str(Path(opts.state_dir).resolve())}
     if opts.docker_host:
@@ -108,6 +112,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     if watch and watch_interval <= 0:
         fail("--watch-interval must be above 0", EXIT_INVALID)
     watch_interval = watch_interval if watch else None
+    fleet = FleetFiles(fleet_file.resolve(), fleet_tokens) if fleet_file else None
     refusal = bind_refusal(listen, bool(tls_cert), bool(behind_proxy))
     if refusal:
         fail(refusal, EXIT_INVALID)
@@ -117,7 +122,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
         fail(f"{exc}; give IP addresses, comma separated", EXIT_INVALID)
     if print_unit:
         argv = _unit_argv(file, listen, port, interval, (tls_cert, tls_key), behind_proxy, git, watch_interval)
-        _print_unit(opts, argv + (["--fleet", str(fleet_file.resolve()), "--fleet-tokens", str(fleet_tokens)] if fleet_file else []))
+        _print_unit(opts, argv + _fleet_args(fleet))
         return
     load_spec(opts, file)  # an invalid spec stops here, exit 2, before anything listens
     from conduit.serve.run import serve
@@ -131,7 +136,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     sys.stdout.flush()  # a service's log (journald, a pipe) gets these lines now, not when the agent stops
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits,
-              watch_interval, proxies, FleetFiles(fleet_file.resolve(), fleet_tokens) if fleet_file else None)  # fmt: skip
+              watch_interval, proxies, fleet)  # fmt: skip
     except StateError as exc:
         fail(str(exc))
     except OSError as exc:

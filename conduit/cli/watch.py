@@ -42,13 +42,7 @@ def watch_command(opts, file, git_url, ref, spec_path, credentials, interval, po
     An invalid or failing spec never takes the cluster down: it is reported, the last good
     generation keeps serving, and the same spec is not retried until it changes.
     """
-    if bool(file) == bool(git_url):
-        fail("give a FILE or --git URL", 2)
-    if (fleet_path or host_name) and not git_url:
-        fail("--fleet and --host follow a repository; give --git URL too", 2)
-    if fleet_path and not host_name:
-        host_name = socket.gethostname()
-    target = Target(git_url, ref, spec_path, fleet_path, host_name, credentials) if git_url else None
+    target = _target(file, git_url, ref, spec_path, fleet_path, host_name, credentials)
     if print_unit:
         argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "watch"]
         argv += _git_args(target, poll) if target else [str(Path(file).resolve())]
@@ -73,6 +67,17 @@ def watch_command(opts, file, git_url, ref, spec_path, credentials, interval, po
         watcher.watch_file(Path(file), interval, debounce)
     click.echo("watch stopped")
     sys.exit(0)
+
+
+def _target(file, git_url, ref, spec_path, fleet_path, host_name, credentials) -> Target | None:
+    """What --git and its options say to follow (None for a FILE); exits 2 on a contradiction."""
+    if bool(file) == bool(git_url):
+        fail("give a FILE or --git URL", 2)
+    if (fleet_path or host_name) and not git_url:
+        fail("--fleet and --host follow a repository; give --git URL too", 2)
+    if not git_url:
+        return None
+    return Target(git_url, ref, spec_path, fleet_path, host_name or (socket.gethostname() if fleet_path else None), credentials)
 
 
 CREDENTIALS_FILE = Path("/etc/conduit/secrets/git-credentials")

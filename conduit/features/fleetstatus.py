@@ -102,9 +102,13 @@ def _row_from(row: Row, summary: object) -> Row:
     row.attempted = _str(watch.get("attempted_commit")) or _str(watch.get("last_commit")) or row.applied
     row.last_error = _str(watch.get("last_error"))
     alerts = summary.get("alerts")
-    problems = [str(a)[:200] for a in alerts] if isinstance(alerts, list) else []
+    return _verdict(row, [str(a)[:200] for a in alerts] if isinstance(alerts, list) else [], _str(watch.get("last_result")))
+
+
+def _verdict(row: Row, problems: list[str], last_result: str | None) -> Row:
+    """Ready, or why not: the agent's alerts, a commit not applied, nodes down, drift."""
     if row.attempted and row.attempted != row.applied:
-        said = f"commit {row.attempted[:12]} not applied ({_str(watch.get('last_result'))})"
+        said = f"commit {row.attempted[:12]} not applied ({last_result})"
         problems.insert(0, f"{said}: {row.last_error}" if row.last_error else said)
     if not row.nodes or row.nodes_up != row.nodes:
         problems.append(f"{row.nodes_up or 0} of {row.nodes or 0} nodes up")
@@ -155,3 +159,32 @@ def sd_targets(fleet: Fleet) -> list[dict]:
         labels |= {k: v for k, v in (("provider", host.labels.provider), ("region", host.labels.region)) if v}
         out.append({"targets": [parts.netloc], "labels": labels})
     return out
+
+
+# ------------------------------------------------------------------ the row as text (table and fleet page)
+
+
+def _commit(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return "-"
+
+
+def cells(row: Row) -> list[str]:
+    """The row's cells as the table (and the fleet page) show them."""
+    nodes = f"{row.nodes_up}/{row.nodes}" if row.nodes is not None else "-"
+    drift = "-" if row.drift is None else (str(len(row.drift)) if row.drift else "none")
+    ready = "ready" if row.ready else ("no answer" if not row.answered else "not ready")
+    return [row.host, row.ring or "-", _commit(row.applied), _commit(row.attempted), ready, row.why or "", nodes,
+            "-" if row.clients is None else str(row.clients), _bytes(row.bytes), drift, row.last_error or ""]  # fmt: skip
+
+
+HEADERS = ["host", "ring", "applied", "attempted", "ready", "why", "nodes up", "clients", "bytes", "drift", "last error"]

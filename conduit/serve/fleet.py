@@ -12,10 +12,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
 
 from conduit.errors import PolicyError, SpecError
-from conduit.features.fleetstatus import fleet_status, read_tokens, sd_targets
+from conduit.features.fleetstatus import HEADERS, cells, fleet_status, read_tokens, sd_targets
 from conduit.serve.agent import Refused
 from conduit.spec.fleet import Fleet, load_fleet
-from conduit.views.fleet import HEADERS, cells
 
 STATIC = pathlib.Path(__file__).parent / "static"
 

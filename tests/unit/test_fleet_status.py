@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduit.errors import PolicyError
-from conduit.features.fleetstatus import Row, _row_from, read_tokens, sd_targets
+from conduit.cli.fleet import status_table
+from conduit.features.fleetstatus import Row, _row_from, cells, read_tokens, sd_targets
 from conduit.spec.fleet import load_fleet_text
-from conduit.views.fleet import cells, status_table
 
 FLEET = """\
 apiVersion: conduit.psiphon.ca/v1alpha1
