@@ -1,18 +1,23 @@
 """`conduit fleet`: one repository of specs for many hosts (fleet.yaml); validate, plan offline and
-diff against a git ref. Reads no host."""
+diff against a git ref (these read no host); status asks every host's agent."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from conduit.cli.common import EXIT_INVALID, Options, fail
 from conduit.features.fleet import FleetDiff, HostResult, diff_fleet, plan_fleet, validate_fleet
+from conduit.features.fleetstatus import HEADERS, TOKENS_FILE, Row, cells, fleet_status, read_tokens
 from conduit.plan.planner import Plan
-from conduit.errors import GitError, SpecError
+from conduit.errors import GitError, PolicyError, SpecError
+from conduit.spec.fleet import load_fleet
 from conduit.views.report import render_plan
 
 EXIT_CHANGES = 2
@@ -161,3 +166,40 @@ def _show_diff(found: FleetDiff, verbose: bool) -> None:
 def _diff_json(fleet: str, ref: str, found: FleetDiff) -> dict:
     return {"fleet": fleet, "git_ref": ref, "hosts": [_host_json(r) for r in found.changed],
             "unchanged": found.unchanged, "removed": found.removed}  # fmt: skip
+
+
+@fleet_group.command("status")
+@click.argument("fleet", type=click.Path(dir_okay=False))
+@click.option("--tokens", "tokens_path", type=click.Path(dir_okay=False, path_type=Path), default=TOKENS_FILE, show_default=True,
+              help="A root-only YAML file of `HOST: TOKEN` (each agent's viewer token); never the repository.")
+@click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True, help="Seconds to wait for each agent.")
+@click.option("--cacert", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="CA certificates the agents' TLS certificates chain to.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def status_command(fleet: str, tokens_path: Path, timeout: float, cacert: Path | None, as_json: bool) -> None:
+    """Ask every host's agent at once and print one row each: ring, the commit applied and the one
+    tried, ready or why not, nodes up, clients, bytes, drift and the last error.
+
+    Exit 0 when every host is ready, 1 when one is not (or did not answer)."""
+    try:
+        found = load_fleet(fleet)
+        tokens = read_tokens(tokens_path)
+    except SpecError as exc:
+        _fleet_failed(exc, EXIT_INVALID)
+    except PolicyError as exc:
+        fail(str(exc), 1)
+    rows = fleet_status(found, tokens, timeout, cacert)
+    if as_json:
+        click.echo(json.dumps({"fleet": fleet, "hosts": [r.to_json() for r in rows]}, indent=2))
+    else:
+        # Piped, the table keeps its columns whole (a terminal's width otherwise)
+        Console(highlight=False, width=None if sys.stdout.isatty() else 250).print(status_table(rows))
+    sys.exit(0 if all(r.ready for r in rows) else 1)
+
+
+def status_table(rows: list[Row]) -> Table:
+    table = Table(*HEADERS, box=None, pad_edge=False)
+    for row in rows:
+        values = [escape(v) for v in cells(row)]
+        values[4] = f"[green]{values[4]}[/green]" if row.ready else f"[red]{values[4]}[/red]"
+        table.add_row(*values)
+    return table

@@ -12,7 +12,9 @@ import click
 from conduit.errors import EXIT_INVALID
 from conduit.cli.common import fail, load_spec
 from conduit.features.watch import read_watch_status, render_unit
+from conduit.features.fleetstatus import TOKENS_FILE
 from conduit.serve.auth import Limiter, bind_refusal, parse_proxies
+from conduit.serve.fleet import FleetFiles
 
 LOOPBACK_PROXY = "127.0.0.1,::1"
 from conduit.state.git import git_revision
@@ -28,6 +30,10 @@ def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[st
         argv += ["--tls-cert", str(Path(tls[0]).resolve()), "--tls-key", str(Path(tls[1]).resolve())]
     argv += ["--watch", "--watch-interval", str(watch_interval)] if watch_interval else []
     return argv + (["--behind-proxy", behind_proxy] if behind_proxy else []) + (["--git"] if git else [])
+
+
+def _fleet_args(fleet: FleetFiles | None) -> list[str]:
+    return ["--fleet", str(fleet.fleet), "--fleet-tokens", str(fleet.tokens)] if fleet else []
 
 
 def _print_unit(opts, argv: list[str]) -> None:
@@ -88,9 +94,14 @@ def _stopped(*_) -> None:
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Requests a second allowed per token and per client address (bursts of twice that).")
 @click.option("--watch", is_flag=True, help="Also run `conduit watch FILE` in this process: apply FILE when it changes, heal drift.")
 @click.option("--watch-interval", type=float, default=300, show_default=True, help="With --watch: seconds between re-reconciles that repair drift.")
+@click.option("--fleet", "fleet_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also serve this fleet: its status at /fleet and /api/v1/fleet, its exporters for Prometheus at /api/v1/fleet/targets.")
+@click.option("--fleet-tokens", type=click.Path(dir_okay=False, path_type=Path), default=TOKENS_FILE, show_default=True,
+              help="With --fleet: the root-only file of `HOST: TOKEN` (the other agents' viewer tokens).")
 @click.option("--print-unit", is_flag=True, help="Print a systemd unit that runs this agent, and exit.")
 @click.pass_obj
-def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_proxy, git, rate, watch, watch_interval, print_unit) -> None:
+def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_proxy, git, rate, watch, watch_interval, fleet_file, fleet_tokens,
+                  print_unit) -> None:  # fmt: skip
     """Serve FILE's cluster: a REST API under /api/v1 (OpenAPI at /openapi.json), live events, a
     dashboard at / and /metrics. Every request needs a token (`conduit tokens create`).
 
@@ -101,6 +112,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     if watch and watch_interval <= 0:
         fail("--watch-interval must be above 0", EXIT_INVALID)
     watch_interval = watch_interval if watch else None
+    fleet = FleetFiles(fleet_file.resolve(), fleet_tokens) if fleet_file else None
     refusal = bind_refusal(listen, bool(tls_cert), bool(behind_proxy))
     if refusal:
         fail(refusal, EXIT_INVALID)
@@ -109,7 +121,8 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     except ValueError as exc:
         fail(f"{exc}; give IP addresses, comma separated", EXIT_INVALID)
     if print_unit:
-        _print_unit(opts, _unit_argv(file, listen, port, interval, (tls_cert, tls_key), behind_proxy, git, watch_interval))
+        argv = _unit_argv(file, listen, port, interval, (tls_cert, tls_key), behind_proxy, git, watch_interval)
+        _print_unit(opts, argv + _fleet_args(fleet))
         return
     load_spec(opts, file)  # an invalid spec stops here, exit 2, before anything listens
     from conduit.serve.run import serve
@@ -123,7 +136,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     sys.stdout.flush()  # a service's log (journald, a pipe) gets these lines now, not when the agent stops
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits,
-              watch_interval, proxies)  # fmt: skip
+              watch_interval, proxies, fleet)  # fmt: skip
     except StateError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -33,7 +33,6 @@ from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, reconcile
 from conduit.engine.updates import STAYS, YANKED, UpdateRequest
-from conduit.state.git import fetch, public_url, show
 from conduit.state.db import Database, StateError
 from conduit.state.history import History
 from conduit.spec.profiles import HostFacts
@@ -118,6 +117,12 @@ class Watcher:
         self._record(result, reason, digest, git)
         return result
 
+    def note(self, status: str, message: str, reason: str, git: tuple[str | None, bool | None] | None) -> Result:
+        """Record what came of a revision that was not reconciled (unsigned, unreadable, or the same spec)."""
+        result = Result(status, message)
+        self._record(result, reason, self.status.get("spec_digest", ""), git)
+        return result
+
     def _heal_last_good(self, reason: str) -> Result:
         """The file holds a spec that failed: keep the last good generation in place instead."""
         try:
@@ -167,6 +172,8 @@ class Watcher:
         )
         if git:
             self.status["last_commit"] = git[0]
+            if result.status in ("applied", "unchanged"):
+                self.status["applied_commit"] = git[0]
         if failed:
             self.status.update(last_error=result.message, last_error_at=now)
         if not repeated:
@@ -276,28 +283,6 @@ class Watcher:
         finally:
             observer.stop()
             observer.join()
-
-    def watch_git(self, url: str, ref: str, spec_path: str, interval: float, poll: float, credentials: Path | None = None) -> None:
-        checkout = self.host.state_dir / "git" / hashlib.sha256(url.encode()).hexdigest()[:16]
-        applied: str | None = None
-        next_heal = 0.0
-        shown = public_url(url)  # what messages, logs and the state say: never the URL's credentials
-        while not self.stopping.is_set():
-            try:
-                sha = fetch(url, ref, checkout, credentials)
-                text = show(checkout, sha, spec_path)
-            except GitError as exc:
-                self._record(Result("failed", str(exc)), "poll", "", None)
-            else:
-                if sha != applied:
-                    self.reconcile(text, f"{shown}@{sha[:12]}:{spec_path}", "changed" if applied else "start", (sha, False))
-                    applied = sha
-                    next_heal = time.monotonic() + self._next(interval)
-                elif time.monotonic() >= next_heal:
-                    self.reconcile(text, f"{shown}@{sha[:12]}:{spec_path}", "interval", (sha, False))
-                    next_heal = time.monotonic() + self._next(interval)
-            self.stopping.wait(poll)
-
 
 def _result(outcome: Reconciled) -> Result:
     """What one reconcile did, in the watcher's words."""

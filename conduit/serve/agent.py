@@ -121,6 +121,7 @@ class Agent:
     # The plan a check for updates makes: the registry asked now, nothing taken (`conduit update --check`).
     check_planner: Callable[[ClusterSpec, HostAccess, UpdateRequest], Plan] = plan_against_host
     plan_seconds: float = 5.0
+    fleet: object = None  # conduit.serve.fleet.FleetFiles, with `serve --fleet`
     _state: Stores | None = None
     _tokens: dict = field(default_factory=dict)
     _plan: tuple[float, Plan] | None = None

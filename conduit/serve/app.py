@@ -17,6 +17,7 @@ from conduit.errors import EngineError, HostMoved, Locked, NotASavedPlan
 from conduit.serve import models
 from conduit.serve.agent import Agent, Refused, outcome_json
 from conduit.serve.auth import allows
+from conduit.serve.fleet import add_fleet_routes
 from conduit.serve.guard import CLIENT, IDENTITY, Guard
 from conduit.serve.live import node_event
 from conduit.state.db import StateError
@@ -291,6 +292,7 @@ def routes(agent: Agent) -> FastAPI:
     _write_routes(api, agent, operator)
     _event_routes(api, agent, viewer)
     app.include_router(api)
+    add_fleet_routes(app, agent.fleet, viewer)
 
     @app.exception_handler(Refused)
     def refused(_request: Request, exc: Refused) -> JSONResponse:

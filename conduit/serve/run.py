@@ -15,6 +15,7 @@ from conduit.features.watch import Watcher
 from conduit.serve.agent import Agent, Collector, SpecFile
 from conduit.serve.app import create_app
 from conduit.serve.auth import Limiter
+from conduit.serve.fleet import FleetFiles
 from conduit.serve.live import Hub, Observer
 from conduit.serve.sampling import Sampler
 from conduit.spec.profiles import HostFacts
@@ -57,8 +58,9 @@ class _Server(uvicorn.Server):
 
 def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], listen: str, port: int, interval: float,
           tls: tuple[str | None, str | None], git_follow: bool, limits: tuple[Limiter, Limiter],
-          watch_interval: float | None = None, proxies: frozenset[str] = frozenset()) -> None:  # fmt: skip
+          watch_interval: float | None = None, proxies: frozenset[str] = frozenset(), fleet: FleetFiles | None = None) -> None:  # fmt: skip
     agent = build(host, spec_path, facts, interval, git_follow, limits)
+    agent.fleet = fleet
     agent.state()  # the state DB opened (and checked) once, before the first request
     agent.observer.start()
     watch = start_watch(agent, watch_interval) if watch_interval else None

@@ -60,6 +60,12 @@ class SecretsPolicy(_Strict):
     env: list[str] = Field(default=["CONDUIT_*", "TELEGRAM_*"], description="Environment variables a spec may name (patterns).")
 
 
+class GitPolicy(_Strict):
+    require_signed_commits: bool = Field(default=False, description="Apply only commits signed (SSH signatures) by a key in allowed_signers.")
+    allowed_signers: str = Field(default="/etc/conduit/allowed_signers",
+                                 description="git's allowed signers file (`EMAIL ssh-ed25519 KEY` lines), owned by root.")
+
+
 class HostPolicy(_Strict):
     images: list[str] = Field(
         default=["ghcr.io/psiphon-inc/conduit/*", "ghcr.io/ssmirr/conduit/*"],
@@ -70,6 +76,7 @@ class HostPolicy(_Strict):
     nginx: NginxPolicy = Field(default_factory=NginxPolicy)
     sysctl: SysctlPolicy = Field(default_factory=SysctlPolicy)
     secrets: SecretsPolicy = Field(default_factory=SecretsPolicy)
+    git: GitPolicy = Field(default_factory=GitPolicy)
 
 
 def load_policy(path: str | None = None) -> tuple[HostPolicy, str]:

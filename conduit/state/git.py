@@ -80,19 +80,29 @@ def _git(*args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None) -> str:
+def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, local: str = "watched") -> str:
     """The commit `ref` points at in `url`, fetched into a bare mirror under the state dir
-    (authenticated with the credentials file, when one is named)."""
+    (authenticated with the credentials file, when one is named) as refs/conduit/`local`."""
     env = credentials_env(url, credentials)
     if not (checkout / "HEAD").exists():
         private_dir(checkout.parent)
         _git("init", "--bare", "-q", str(checkout))
-    _git("-C", str(checkout), "fetch", "-q", "--no-tags", url, f"+{ref}:refs/conduit/watched", env=env)
-    return _git("-C", str(checkout), "rev-parse", "refs/conduit/watched").strip()
+    _git("-C", str(checkout), "fetch", "-q", "--no-tags", "--end-of-options", url, f"+{ref}:refs/conduit/{local}", env=env)
+    return _git("-C", str(checkout), "rev-parse", f"refs/conduit/{local}").strip()
 
 
-def show(checkout: Path, sha: str, path: str) -> str:
-    return _git("-C", str(checkout), "show", f"{sha}:{path.lstrip('/')}")
+# Only SSH signatures count: gpg and x509 are pointed at `false`, so that no keyring of the machine
+# can vouch for a commit; the allowed signers file alone says whose key may sign.
+_NO_OTHER_SIGNERS = ("-c", "gpg.openpgp.program=false", "-c", "gpg.x509.program=false")
+
+
+def signed_by(checkout: Path, sha: str, allowed_signers: Path) -> str | None:
+    """The fingerprint of the allowed key that signed commit `sha`, or None when it is unsigned, badly
+    signed, or signed by a key the allowed signers file does not list (`git verify-commit`)."""
+    out = _git("-C", str(checkout), *_NO_OTHER_SIGNERS, "-c", f"gpg.ssh.allowedSignersFile={allowed_signers}",
+               "log", "-1", "--format=%G?%x00%GK", sha, "--")  # fmt: skip
+    verdict, _, key = out.strip().partition("\0")
+    return key if verdict == "G" and key else None
 
 
 def show_committed(ref: str, file: str) -> str:
@@ -143,6 +153,13 @@ class CommitFiles:
         except GitError:
             raise GitError(f"{ref!r} is not a commit of the repository at {self.top}; name a branch, tag or commit") from None
         self._proc: subprocess.Popen | None = None
+
+    @classmethod
+    def in_mirror(cls, mirror: Path, commit: str, prefix: str = ".") -> CommitFiles:
+        """The files of `commit` in a bare mirror (what `conduit watch --git` fetched), under `prefix`."""
+        files = cls.__new__(cls)
+        files.top, files.prefix, files.commit, files._proc = Path(mirror), prefix or ".", commit, None
+        return files
 
     def path(self, rel: str) -> str:
         """`rel` (relative to the folder) relative to the repository's top."""

@@ -1,0 +1,78 @@
+"""conduit fleet status's pure parts: an agent's answer made into a row (whatever it sent), the
+tokens file's checks, and the http_sd target list."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conduit.errors import PolicyError
+from conduit.cli.fleet import status_table
+from conduit.features.fleetstatus import Row, _row_from, cells, read_tokens, sd_targets
+from conduit.spec.fleet import load_fleet_text
+
+FLEET = """\
+apiVersion: conduit.psiphon.ca/v1alpha1
+kind: ConduitFleet
+rings: {canary: main, stable: stable}
+default_ring: stable
+hosts:
+  - {name: fra-1, spec: a.yaml, agent: "https://fra-1.example.net:8443", labels: {provider: hetzner, region: eu, ring: canary}}
+  - {name: ams-1, spec: a.yaml, agent: "http://127.0.0.1:18443"}
+  - {name: waw-1, spec: a.yaml}
+"""
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=4),
+                           max_leaves=20)  # fmt: skip
+summaries = st.fixed_dictionaries({}, optional={
+    "totals": json_values | st.fixed_dictionaries({}, optional={k: json_values for k in ("containers", "up", "connected", "bytes_up", "bytes_down")}),
+    "watch": json_values | st.fixed_dictionaries({}, optional={k: json_values for k in ("applied_commit", "attempted_commit", "last_error", "last_result")}),
+    "generation": json_values, "drift": json_values, "alerts": json_values,
+})  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_values, summaries))
+def test_any_answer_makes_a_row_that_renders(answer):
+    row = _row_from(Row("h", "stable", "http://127.0.0.1:1"), answer)
+    assert len(cells(row)) == 11 and all(isinstance(c, str) for c in cells(row))
+    assert row.ready == (row.why == "")
+    status_table([row])
+
+
+def test_a_host_behind_its_commit_is_not_ready_and_says_why():
+    answer = {"totals": {"containers": 2, "up": 2, "connected": 7, "bytes_up": 10, "bytes_down": 5}, "drift": [], "alerts": [],
+              "watch": {"applied_commit": "a" * 40, "attempted_commit": "b" * 40, "last_result": "rolled_back", "last_error": "gate failed"}}
+    row = _row_from(Row("h", "stable", None), answer)
+    assert not row.ready and row.why == f"commit {'b' * 12} not applied (rolled_back): gate failed"
+    assert (row.nodes_up, row.nodes, row.clients, row.bytes) == (2, 2, 7, 15)
+    answer["watch"]["attempted_commit"] = "a" * 40
+    assert _row_from(Row("h", "stable", None), answer).ready
+
+
+def test_tokens_must_be_private(tmp_path):
+    path = tmp_path / "tokens.yaml"
+    path.write_text("fra-1: abc\n")
+    path.chmod(0o644)
+    with pytest.raises(PolicyError, match="chmod 600"):
+        read_tokens(path)
+    path.chmod(0o600)
+    assert read_tokens(path) == {"fra-1": "abc"}
+    path.write_text("- a list\n")
+    with pytest.raises(PolicyError, match="mapping of host name to token"):
+        read_tokens(path)
+    with pytest.raises(PolicyError, match="no such file"):
+        read_tokens(tmp_path / "absent.yaml")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_the_targets_name_every_agent_with_its_labels():
+    targets = sd_targets(load_fleet_text(FLEET, "fleet.yaml"))
+    assert targets == [
+        {"targets": ["fra-1.example.net:8443"], "labels": {"host": "fra-1", "ring": "canary", "__scheme__": "https", "provider": "hetzner", "region": "eu"}},
+        {"targets": ["127.0.0.1:18443"], "labels": {"host": "ams-1", "ring": "stable", "__scheme__": "http"}},
+    ]
