@@ -239,6 +239,11 @@ class Agent:
         text, path = self._served_text(), str(self.spec.path)
         return self._run(lambda door: intents.apply_spec(door, load_text(text, path, door.facts), text, path), user)
 
+    def take_update(self, user: str) -> Reconciled:
+        """`conduit update` for the spec the agent serves: a new image behind the tag, canary first."""
+        text, path = self._served_text(), str(self.spec.path)
+        return self._run(lambda door: intents.take_update(door, load_text(text, path, door.facts), text, path), user)
+
     def apply_saved(self, text: str, user: str) -> Reconciled:
         """A saved plan of the spec this agent serves, and of no other: an operator does not choose the spec."""
         saved = parse_saved(text, "the posted plan")

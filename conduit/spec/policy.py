@@ -60,6 +60,12 @@ class SecretsPolicy(_Strict):
     env: list[str] = Field(default=["CONDUIT_*", "TELEGRAM_*"], description="Environment variables a spec may name (patterns).")
 
 
+class TelegramPolicy(_Strict):
+    chats: list[int] = Field(default=[], description="Chat ids the bot answers in; every other chat is ignored and audited.")
+    operators: list[int] = Field(default=[], description="User ids that may read and act (restart, stop, sync, rollback, QR).")
+    viewers: list[int] = Field(default=[], description="User ids that may only read.")
+
+
 class HostPolicy(_Strict):
     images: list[str] = Field(
         default=["ghcr.io/psiphon-inc/conduit/*", "ghcr.io/ssmirr/conduit/*"],
@@ -70,6 +76,7 @@ class HostPolicy(_Strict):
     nginx: NginxPolicy = Field(default_factory=NginxPolicy)
     sysctl: SysctlPolicy = Field(default_factory=SysctlPolicy)
     secrets: SecretsPolicy = Field(default_factory=SecretsPolicy)
+    telegram: TelegramPolicy = Field(default_factory=TelegramPolicy, description="Who the bot answers.")
 
 
 def load_policy(path: str | None = None) -> tuple[HostPolicy, str]:
