@@ -132,16 +132,23 @@ class Dispatcher:
     def confirm_buttons(key: str) -> list[list[tuple[str, str]]]:
         return [[("Yes, do it", f"y|{key}"), ("Cancel", f"n|{key}")]]
 
+    def host_index(self, text: str) -> int | None:
+        return int(text) if text.isdigit() and int(text) < len(self.hosts) else None
+
     def on_button(self, inc: Incoming) -> None:
         parts = (inc.data or "").split("|")
-        if parts[0] == "v" and len(parts) == 3 and parts[2].isdigit() and int(parts[2]) < len(self.hosts):
+        if parts[0] == "v" and len(parts) == 3 and self.host_index(parts[2]) is not None:
             self.api.edit(inc.chat, inc.message_id, self.view(parts[1], int(parts[2])), self.host_buttons(f"v|{parts[1]}"))
             return
         pending = self.pending.get(parts[1]) if len(parts) >= 2 else None
         if pending is None or pending.user != inc.user or pending.chat != inc.chat or self.clock() - pending.at >= CONFIRM_SECONDS:
             self.api.edit(inc.chat, inc.message_id, "this question has expired or is someone else's; ask again")
             return
-        if parts[0] == "h" and len(parts) == 3 and parts[2].isdigit() and int(parts[2]) < len(self.hosts):
+        self.answer_question(inc, parts, pending)
+
+    def answer_question(self, inc: Incoming, parts: list[str], pending: Pending) -> None:
+        """A host picked, a yes or a cancel, on a question the same user asked in the same chat."""
+        if parts[0] == "h" and len(parts) == 3 and self.host_index(parts[2]) is not None:
             pending.host = int(parts[2])
             self.api.edit(inc.chat, inc.message_id, self.question(pending), self.confirm_buttons(parts[1]))
         elif parts[0] == "n":
