@@ -38,6 +38,7 @@ class Incoming:
     callback: str | None = None  # the callback query's id
     data: str | None = None  # the pressed button's data
     message_id: int | None = None  # the message the button sits on
+    name: str | None = None  # the user's @username, else first name: who a hold names
 
 
 def _incoming(update) -> Incoming:
@@ -46,11 +47,15 @@ def _incoming(update) -> Incoming:
         message = query.message
         return Incoming(update.update_id, message.chat.id if message else None, query.from_user.id,
                         message.chat.type if message else None, callback=query.id, data=query.data,
-                        message_id=message.message_id if message else None)  # fmt: skip
+                        message_id=message.message_id if message else None, name=_name(query.from_user))  # fmt: skip
     message = update.effective_message
     user = update.effective_user
     return Incoming(update.update_id, message.chat.id if message else None, user.id if user else None,
-                    message.chat.type if message else None, text=message.text if message else None)  # fmt: skip
+                    message.chat.type if message else None, text=message.text if message else None, name=_name(user))  # fmt: skip
+
+
+def _name(user) -> str | None:
+    return None if user is None else (f"@{user.username}" if user.username else user.first_name)
 
 
 def _markup(buttons: list[list[tuple[str, str]]] | None):

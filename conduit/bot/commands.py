@@ -29,6 +29,7 @@ class Pending:
     chat: int
     at: float
     host: int | None = None
+    name: str | None = None  # the asker's Telegram name
 
 
 def parse(text: str | None) -> tuple[str, str | None] | None:
@@ -115,7 +116,7 @@ class Dispatcher:
             return
         key = secrets.token_hex(6)
         self.pending = {k: p for k, p in self.pending.items() if self.clock() - p.at < CONFIRM_SECONDS}
-        self.pending[key] = Pending(action, arg, inc.user, inc.chat, self.clock(), 0 if len(self.hosts) == 1 else None)
+        self.pending[key] = Pending(action, arg, inc.user, inc.chat, self.clock(), 0 if len(self.hosts) == 1 else None, inc.name)
         if len(self.hosts) == 1:
             self.api.send(inc.chat, self.question(self.pending[key]), self.confirm_buttons(key))
         else:
@@ -158,6 +159,13 @@ class Dispatcher:
             del self.pending[parts[1]]
             self.api.edit(inc.chat, inc.message_id, self.run(pending))
 
+    @staticmethod
+    def node_action(host: Host, p: Pending, node: str) -> str:
+        user = f"telegram:{p.user}"
+        if p.action == "stop":
+            return host.stop(node, user, why=f"from Telegram by {p.name or user}")
+        return getattr(host, p.action)(node, user)
+
     def run(self, p: Pending) -> str:
         host, user = self.hosts[p.host], f"telegram:{p.user}"
         detail = {"host": host.name, "chat": p.chat} | ({"node": p.arg} if p.arg else {})
@@ -166,7 +174,7 @@ class Dispatcher:
                 said = getattr(host, p.action)(user)
             else:
                 names = [r["name"] for r in host.status()["containers"]] if p.arg == "all" else [self.node(p.host, p.arg)]
-                said = "\n".join(getattr(host, p.action)(name, user) for name in names)
+                said = "\n".join(self.node_action(host, p, name) for name in names)
         except Unavailable as exc:
             self.audit(f"bot.{p.action}", user, detail | {"status": "failed", "reason": str(exc)})
             return f"{host.name}: {exc}"

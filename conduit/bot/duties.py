@@ -65,15 +65,18 @@ class Duties:
         running = [r["name"] for r in data["containers"] if r["state"] == "running"]
         decision = self.budget.check(now.astimezone(ZoneInfo(self.bot.reports.timezone)), self.totals(), running)
         for name in decision.stop:
-            self._act("stop", name, decision.line())
+            self._act("stop", name, decision.line(), decision.resets)
         for name in decision.start_again:
             self._act("start", name, decision.line())
         for line in decision.alerts:
             self.say(f"[{self.host.name}] {line}")
 
-    def _act(self, action: str, name: str, why: str) -> None:
+    def _act(self, action: str, name: str, why: str, until: datetime | None = None) -> None:
         try:
-            getattr(self.host, action)(name, "budget")
+            if action == "stop":  # held stopped until the reset, should the agent be down then
+                self.host.stop(name, "budget", why="by the budget", until=until)
+            else:
+                self.host.start(name, "budget")
             status = "done"
         except Unavailable as exc:
             status = f"failed: {exc}"

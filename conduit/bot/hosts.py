@@ -4,12 +4,14 @@ one of the agent's writes, so it runs the engine's intents and lands in the same
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from conduit.drivers.docker import call
 from conduit.engine.reconcile import Reconciled
 from conduit.serve.agent import Agent, Refused
 from conduit.serve.app import alerts
+from conduit.state.holds import Holds
 
 
 class Unavailable(Exception):
@@ -22,7 +24,7 @@ class Host(Protocol):
     def status(self) -> dict: ...  # the agent's observation: cluster, containers, totals, countries, generation
     def restart(self, node: str, user: str) -> str: ...
     def start(self, node: str, user: str) -> str: ...
-    def stop(self, node: str, user: str) -> str: ...
+    def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str: ...  # held stopped
     def sync(self, user: str) -> str: ...
     def rollback(self, user: str) -> str: ...
     def update(self, user: str) -> str: ...
@@ -65,12 +67,15 @@ class LocalHost:
     def start(self, node: str, user: str) -> str:
         self._guard(node)
         client = self._docker()
+        Holds(self.agent.host.state_dir).release(node)
         call(client, client.api.start, node)
         return f"{node} started"
 
-    def stop(self, node: str, user: str) -> str:
+    def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str:
+        """Stopped and held so (conduit.state.holds): the watcher does not start it again."""
         self._guard(node)
         client = self._docker()
+        Holds(self.agent.host.state_dir).hold(node, why or f"by {user}", until)
         call(client, client.api.stop, node, timeout=10)
         return f"{node} stopped"
 
@@ -145,7 +150,7 @@ class RemoteHost:
     def start(self, node: str, user: str) -> str:
         return self._not_offered("start")
 
-    def stop(self, node: str, user: str) -> str:
+    def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str:
         return self._not_offered("stop")
 
     def update(self, user: str) -> str:

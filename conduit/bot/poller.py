@@ -45,7 +45,7 @@ class Poller:
         return True
 
     def run(self, stop: threading.Event) -> None:
-        if not self.claim():
+        if not self.holding and not self.claim():
             return
         while not stop.is_set():
             try:

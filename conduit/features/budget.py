@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from conduit.spec.spec import Budget
 
@@ -104,3 +105,21 @@ class BudgetKeeper:
         self._save(ledger)
         return decision
 
+
+
+def zone_of(doc) -> ZoneInfo:
+    """The operator's zone (alerts.telegram.bot.reports.timezone), in which months begin; else UTC."""
+    telegram = doc.spec.alerts.telegram
+    return ZoneInfo(telegram.bot.reports.timezone if telegram is not None and telegram.bot is not None else "UTC")
+
+
+def budget_status(state_dir: Path, budget: Budget, totals: dict[str, tuple[int, int]], now: datetime) -> dict:
+    """The budget as `conduit status` shows it, read without changing the ledger: before the agent's
+    first check of this month, nothing is counted yet."""
+    start = period_start(now, budget.resets_on_day)
+    ledger = BudgetKeeper(state_dir, budget)._load()
+    counting = ledger is not None and ledger.start == start.isoformat()
+    used = sum(max(0, up + down - ledger.baseline.get(node, 0)) for node, (up, down) in totals.items()) if counting else 0
+    return {"used_gb": round(used / GB, 3), "monthly_gb": budget.monthly_gb, "percent": round(100.0 * used / (budget.monthly_gb * GB), 1),
+            "resets": f"{next_reset(start):%Y-%m-%d}", "action": budget.action, "counting": counting,
+            "stopped": sorted(ledger.stopped) if counting else []}  # fmt: skip

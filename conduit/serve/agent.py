@@ -30,6 +30,7 @@ from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import git_revision, show_committed
+from conduit.state.holds import Holds
 from conduit.state.stores import Stores, open_state
 from conduit.views.report import render_plan
 
@@ -263,6 +264,7 @@ class Agent:
         if name not in {n.name for n in nodes(self.spec.current())}:
             raise Refused(404, f"{name} is not a node of this cluster")
         self.hub.publish("restart", {"name": name, "by": user})
+        Holds(self.host.state_dir).release(name)  # a restart starts a node held stopped: the hold ends with it
         (self.restarter or self._docker_restart)(name)
 
     def _docker_restart(self, name: str) -> None:

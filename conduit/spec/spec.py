@@ -647,6 +647,15 @@ class Budget(Strict):
     resets_on_day: int = Field(default=1, ge=1, le=28, description="The day of the month the count starts again.")
     action: Literal["stop"] = Field(default="stop", description="What happens at 100 %: stop the nodes until the reset.")
 
+    @field_validator("action", mode="before")
+    @classmethod
+    def _only_stop(cls, v: object) -> object:
+        # A node's bandwidth is a start argument: lowering it replaces every node (clients dropped,
+        # counters reset), which is no throttle; one that did nothing would be a lie. Only stop is offered.
+        if v != "stop":
+            raise ValueError(f"{v!r} is not supported; only `stop` is (the nodes stop at 100 % until the reset)")
+        return v
+
 
 # ---------------------------------------------------------------- the document
 

@@ -45,7 +45,7 @@ class Machine:
         return {"containers": rows, "alerts": list(self.alerts), "countries": [],
                 "totals": {"running": sum(self.running.values()), "containers": 2, "connected": 6, "connecting": 0}}  # fmt: skip
 
-    def stop(self, node: str, user: str) -> str:
+    def stop(self, node: str, user: str, why: str | None = None, until=None) -> str:
         if not self.running[node]:
             raise Unavailable(f"{node} is not running")
         self.running[node] = False
