@@ -67,7 +67,10 @@ class Dispatcher:
         name, arg = command
         if name in views.READS:
             return self.read(inc.chat, name)
-        if name in NODE_ACTIONS | HOST_ACTIONS:
+        if name == "qr" and inc.chat_type != "private":
+            self.audit("bot.qr", f"telegram:{inc.user}", {"chat": inc.chat, "status": "refused", "reason": "not a private chat"})
+            return self.api.send(inc.chat, "the claim QR code reveals a node's private key: ask for it in a private chat with the bot")
+        if name in NODE_ACTIONS | HOST_ACTIONS | {"qr"}:
             return self.ask(inc, name, arg)
         if name == "logs" and arg:
             return self.read(inc.chat, f"logs:{arg}")
@@ -111,6 +114,9 @@ class Dispatcher:
             self.audit(f"bot.{action}", user, {"chat": inc.chat, "status": "refused", "reason": "not an operator"})
             self.api.send(inc.chat, f"only an operator may {action}")
             return
+        if action == "qr" and not (arg or "").isdigit():
+            self.api.send(inc.chat, "say which node: /qr_N")
+            return
         if action in NODE_ACTIONS and not arg:
             self.api.send(inc.chat, f"say which node: /{action}_N or /{action}_all")
             return
@@ -124,6 +130,8 @@ class Dispatcher:
 
     @staticmethod
     def what(action: str, arg: str | None) -> str:
+        if action == "qr":
+            return f"send the claim QR code of node {arg} (it reveals the node's private key)"
         return f"{action} {'every node' if arg == 'all' else 'node ' + arg}" if action in NODE_ACTIONS else action
 
     def question(self, p: Pending) -> str:
@@ -170,7 +178,11 @@ class Dispatcher:
         host, user = self.hosts[p.host], f"telegram:{p.user}"
         detail = {"host": host.name, "chat": p.chat} | ({"node": p.arg} if p.arg else {})
         try:
-            if p.action in HOST_ACTIONS:
+            if p.action == "qr":
+                node, png = host.claim(int(p.arg))
+                self.api.photo(p.chat, png, f"{node}: Ryve claim code; it reveals the node's private key, keep it private")
+                said = f"claim code of {node} sent"
+            elif p.action in HOST_ACTIONS:
                 said = getattr(host, p.action)(user)
             else:
                 names = [r["name"] for r in host.status()["containers"]] if p.arg == "all" else [self.node(p.host, p.arg)]

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from conduit.drivers.docker import call
 from conduit.engine.reconcile import Reconciled
+from conduit.features.claim import NoClaim, claim_png
 from conduit.serve.agent import Agent, Refused
 from conduit.serve.app import alerts
 from conduit.state.holds import Holds
@@ -29,6 +30,7 @@ class Host(Protocol):
     def rollback(self, user: str) -> str: ...
     def update(self, user: str) -> str: ...
     def logs(self, node: str) -> str: ...
+    def claim(self, index: int) -> tuple[str, bytes]: ...  # (node, PNG of its claim link)
 
 
 def outcome_line(what: str, outcome: Reconciled) -> str:
@@ -97,6 +99,12 @@ class LocalHost:
     def update(self, user: str) -> str:
         return self._write("update", lambda: self.agent.take_update(user))
 
+    def claim(self, index: int) -> tuple[str, bytes]:
+        try:
+            return claim_png(self.agent.spec.current(), self._docker(), index)
+        except (NoClaim, Refused) as exc:
+            raise Unavailable(str(exc)) from None
+
     def logs(self, node: str) -> str:
         self._guard(node)
         client = self._docker()
@@ -158,3 +166,6 @@ class RemoteHost:
 
     def logs(self, node: str) -> str:
         return self._not_offered("logs")
+
+    def claim(self, index: int) -> tuple[str, bytes]:
+        return self._not_offered("the claim QR code")

@@ -68,4 +68,5 @@ HELP = """Commands (with several hosts, pick one with the buttons):
 /sync - apply what the host follows (operators, confirmed)
 /rollback - back to the previous good generation (operators, confirmed)
 /update - take a new image, canary first (operators, confirmed)
+/qr_N - the claim QR code of node N (operators, private chat, confirmed)
 /help - this list"""

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "42:AAHfakeTokenForTestsOnly_0123456789"
 OPERATOR, STRANGER = 11, 66
-CHAT, OTHER_CHAT = 11, 77
+CHAT, OTHER_CHAT, GROUP = 11, 77, -100
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def cluster(tmp_path, docker_engine, standin_image, docker_cleanup, stub):
                 "bot": {"poll": True}}  # fmt: skip
     cluster.write(count=1, alerts={"telegram": telegram})
     # The stand-in Bot API listens on the loopback: a host allows only the Telegram APIs its policy names.
-    cluster.policy = default_policy_with_standin(telegram_api_urls=[stub.url], telegram={"chats": [CHAT], "operators": [OPERATOR]},
+    cluster.policy = default_policy_with_standin(telegram_api_urls=[stub.url], telegram={"chats": [CHAT, GROUP], "operators": [OPERATOR]},
                                                  secrets={"file_dirs": [str(secrets)], "env": ["TELEGRAM_*"]})  # fmt: skip
     return cluster
 
@@ -109,6 +109,21 @@ def test_the_bot_in_the_agent_restarts_a_node_after_a_yes_and_ignores_strangers(
         stub.say(OTHER_CHAT, STRANGER, "/status")
         wait_for(lambda: audited(cluster, "bot.refused"), timeout=30, message="the stranger's refusal audited")
         assert [m for m in stub.calls("sendMessage") if int(m["chat_id"]) == OTHER_CHAT] == []
+
+        sent = len(stub.calls("sendMessage"))
+        stub.say(GROUP, OPERATOR, "/qr_1", chat_type="supergroup")
+        (refused,) = stub.wait_calls("sendMessage", sent + 1)[sent:]
+        assert refused["text"] == "the claim QR code reveals a node's private key: ask for it in a private chat with the bot"
+        stub.say(CHAT, OPERATOR, "/qr_1")
+        question = stub.wait_calls("sendMessage", sent + 2)[sent + 1]
+        stub.press(CHAT, OPERATOR, question["reply_markup"]["inline_keyboard"][0][0]["callback_data"], 101)
+        (photo,) = stub.wait_calls("sendPhoto", 1, timeout=60)
+        png = cluster.tmp / "claim.png"
+        shown = subprocess.run(cluster.argv("claim", str(cluster.spec), "1", "--png", str(png), "--yes"), capture_output=True, text=True,
+                               timeout=120, stdin=subprocess.DEVNULL, env=cli_env() | {"CONDUIT_POLICY": cluster.policy})  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert photo["photo"] == png.read_bytes()  # the very code `conduit claim` shows
+        assert [r["detail"]["status"] for r in audited(cluster, "bot.qr")] == ["done", "refused"]
 
         second = subprocess.run(cluster.argv("serve", str(cluster.spec), "--port", str(free_port_block(1))), capture_output=True,
                                 text=True, timeout=120, stdin=subprocess.DEVNULL, env=cli_env() | {"CONDUIT_POLICY": cluster.policy})  # fmt: skip
