@@ -91,3 +91,15 @@ def test_the_bots_refusal_rows_are_rate_limited_per_user_and_its_writes_are_not(
     assert len(by("telegram:66")) == 4 and "more refusals of telegram:66 are not written for now" in by("telegram:66")[-1]["reason"]
     assert len(by("telegram:12")) == 4
     assert len(by("telegram:11")) == 20
+
+
+def test_an_agent_with_a_budget_and_no_bot_never_imports_the_bot_library():
+    import subprocess
+    import sys
+
+    probe = ("import sys; from conduit.cli.serve import _companion; from tests.helpers import minimal; "
+             "from conduit.spec.spec import ClusterSpec; "
+             "doc = ClusterSpec.model_validate(minimal(containers={'count': 1}, budget={'monthly_gb': 5})); "
+             "assert _companion(doc) is not None; import conduit.bot.run; print('telegram' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
