@@ -24,6 +24,7 @@ from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_com
 from conduit.facts.keyfile import BadKey
 from conduit.facts.v1settings import Settings, SettingsError, parse_settings
 from conduit.features.alerts import compromised
+from conduit.features.claim import png_code
 from conduit.features.v1import import ImportRefused, build_spec, existing_nodes, render, telegram_secrets, write_secrets
 from conduit.spec.load import load_text
 from conduit.spec.policy import load_policy
@@ -173,11 +174,9 @@ def _show_code(text: str, png: str | None) -> None:
     click.echo(out.getvalue())
     click.echo(text)
     if png:
-        from qrcode.image.pure import PyPNGImage
-
         fd = os.open(png, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
-            code.make_image(image_factory=PyPNGImage).save(f)
+            f.write(png_code(text))
         click.echo(f"wrote {png}")
 
 

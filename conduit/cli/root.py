@@ -39,6 +39,7 @@ COMMANDS = {
     "claim": ("keys:claim_command", "The Ryve claim QR code of node INDEX (default 1)."),
     "destroy": ("keys:destroy_command", "Remove everything the tool manages for FILE's cluster."),
     "alerts": ("alerts:alerts_group", "Telegram alerts for failed applies, rollbacks and repaired drift."),
+    "telegram": ("telegram:telegram_group", "The Telegram bot: connect it to this host."),
     "fleet": ("fleet:fleet_group", "Many hosts from one repository: FLEET is a fleet.yaml naming each host's spec, ring and agent."),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import signal
 import sys
 from pathlib import Path
@@ -75,6 +76,32 @@ def _has_tokens(opts) -> bool | None:
         return None
 
 
+def _companion(doc):
+    """What starts the bot and the budget with the agent, or None; the bot's modules (and its
+    library) are not imported for an agent that has neither."""
+    telegram = doc.spec.alerts.telegram
+    if (telegram is None or telegram.bot is None or not telegram.bot.poll) and doc.spec.budget is None:
+        return None
+    from conduit.bot.api import BotApiError
+    from conduit.bot.run import start
+    from conduit.errors import AlertError, PolicyError
+    from conduit.spec.policy import load_policy
+
+    try:
+        policy = load_policy()[0]
+    except PolicyError as exc:
+        fail(str(exc))
+    name = (telegram.server_label if telegram else None) or socket.gethostname()
+
+    def begin(agent):
+        try:
+            return start(agent, doc, policy.telegram, name)
+        except (BotApiError, AlertError) as exc:
+            fail(str(exc))
+
+    return begin
+
+
 def _stopped(*_) -> None:
     click.echo("agent stopped")
     sys.exit(0)
@@ -124,7 +151,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
         argv = _unit_argv(file, listen, port, interval, (tls_cert, tls_key), behind_proxy, git, watch_interval)
         _print_unit(opts, argv + _fleet_args(fleet))
         return
-    load_spec(opts, file)  # an invalid spec stops here, exit 2, before anything listens
+    doc = load_spec(opts, file)  # an invalid spec stops here, exit 2, before anything listens
     from conduit.serve.run import serve
 
     limits = (Limiter(rate, 2 * rate), Limiter(rate, 2 * rate))
@@ -136,7 +163,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     sys.stdout.flush()  # a service's log (journald, a pipe) gets these lines now, not when the agent stops
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key), _follows_git(opts, file, git), limits,
-              watch_interval, proxies, fleet)  # fmt: skip
+              watch_interval, proxies, fleet, _companion(doc))  # fmt: skip
     except StateError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -386,7 +386,9 @@ class Executor:
             # mixed with the NanoCpus the container was created with: post the update as is.
             api = client.api
             call(client, lambda: api._result(api._post_json(api._url("/containers/{0}/update", step.id), data=body), True))
-        if "state" in fields:
+        if "state" in fields and step.desired["state"] == "stopped":  # held stopped (conduit.state.holds)
+            call(client, client.api.stop, step.id, timeout=STOP_TIMEOUT)
+        elif "state" in fields:
             call(client, client.api.start, step.id)
 
     def remove_container(self, name: str) -> None:

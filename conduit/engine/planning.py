@@ -24,6 +24,7 @@ from conduit.errors import HostMoved
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
 from conduit.state.db import Database, StateError
+from conduit.state.holds import Holds
 from conduit.state.kernel import KernelAnswers
 
 
@@ -69,7 +70,7 @@ def observed_plan(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | N
     settled = settle_image(doc, client, host.state_dir, request)
     keys = [r.id for r in render(settled.doc) if r.kind == "sysctl"]
     obs = observe_host(settled.doc, host, client, keys)
-    plan = plan_observed(settled, obs, recorded_refusals(host.state_dir))
+    plan = plan_observed(settled, obs, recorded_refusals(host.state_dir), frozenset(Holds(host.state_dir).current()))
     plan.api_calls = client.calls if client else 0
     return plan, obs.resources
 
@@ -107,22 +108,40 @@ def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
         return {}
 
 
-def plan_observed(settled: Settled, obs: Observation, refused_before: dict[str, tuple[str, str]] | None = None) -> Plan:
-    """The plan for a settled spec and what was observed of the host. Pure.
+def plan_observed(settled: Settled, obs: Observation, refused_before: dict[str, tuple[str, str]] | None = None,
+                  held_stopped: frozenset[str] = frozenset()) -> Plan:  # fmt: skip
+    """The plan for a settled spec and what was observed of the host. Pure. `held_stopped`: the
+    nodes an operator or the budget stopped (conduit.state.holds), planned stopped, not repaired.
 
     Under sysctl.on_refused: warn, a key this kernel cannot take now, or one whose very value it
     refused at the last apply, is held (a no-op with a warning) until the host or the value changes."""
     doc = settled.doc
     now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
-    desired = render(doc, sysctl_now=now)
+    desired, observed = stopped_on_hold(render(doc, sysctl_now=now), obs.resources, held_stopped)
     held, warnings = _held_keys(doc, desired, obs, refused_before or {})
     taken = settled.update is not None and settled.update.taken
-    plan = schedule(make_plan(doc.metadata.name, desired, obs.resources, obs.drifted), rollout(doc, settled.image_present, held, taken))
+    plan = schedule(make_plan(doc.metadata.name, desired, observed, obs.drifted), rollout(doc, settled.image_present, held, taken))
     plan.problems, plan.foreign = settled.problems + obs.problems, obs.foreign
     plan.warnings = settled.warnings + obs.warnings + warnings
     if settled.update is not None:
         plan.update = asdict(settled.update)
     return plan
+
+
+STOPPED = ("exited", "created")  # what Docker calls a container that does not run and is not failing over
+
+
+def stopped_on_hold(desired: list[Resource], observed: list[Resource], nodes: frozenset[str]) -> tuple[list[Resource], list[Resource]]:
+    """A held node is wanted `state: stopped`, and a stopped one is seen as that: no step starts it."""
+    if not nodes:
+        return desired, observed
+
+    def stopped(r: Resource, seen: bool) -> Resource:
+        if r.kind != "container" or r.id not in nodes or (seen and r.props.get("state") not in STOPPED):
+            return r
+        return replace(r, props=r.props | {"state": "stopped"})
+
+    return [stopped(r, False) for r in desired], [stopped(r, True) for r in observed]
 
 
 def _held_keys(doc: ClusterSpec, desired: list[Resource], obs: Observation, before: dict[str, tuple[str, str]]):

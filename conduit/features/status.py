@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host
 from conduit.engine.updates import UpdateRequest
 from conduit.state.db import StateError
+from conduit.state.holds import Holds
+from conduit.features.budget import budget_status, zone_of
 from conduit.state.stores import Stores, read_state
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from conduit.spec.resolve import nodes
@@ -270,6 +273,8 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         else {"id": current.id, "outcome": current.outcome, "git_commit": current.git_commit, "reason": current.reason},
         "watch": _watch_status(host.state_dir),
         "api_calls": client.calls if client else 0,
+        "held": {node: hold.line() for node, hold in Holds(host.state_dir).current().items()},
+        "budget": _budget(doc, host, state),
     }
     if drift:
         plan = plan_against_host(doc, host, UpdateRequest(registry="due"))  # the registry as last asked, if recently
@@ -277,6 +282,16 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         result["pending"] = len(plan.changes)
         result["api_calls"] += plan.api_calls
     return result
+
+
+def _budget(doc: ClusterSpec, host: HostAccess, state: Stores | None) -> dict | None:
+    if doc.spec.budget is None:
+        return None
+    try:
+        totals = state.lifetime.totals() if state else {}
+    except StateError:
+        totals = {}
+    return budget_status(host.state_dir, doc.spec.budget, totals, datetime.now(zone_of(doc)))
 
 
 def _watch_status(state_dir: Path) -> dict | None:

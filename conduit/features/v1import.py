@@ -161,7 +161,10 @@ def build_spec(
         spec["containers"]["overrides"] = overrides
     telegram = _telegram(v, secrets_dir, cluster)
     if telegram:
-        spec["alerts"] = {"telegram": telegram}
+        spec["alerts"] = {"telegram": telegram | ({"bot": _bot(v)} if _bot(v) else {})}
+    budget = _budget(v, warnings)
+    if budget:
+        spec["budget"] = budget
 
     doc = {"apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": cluster}, "spec": spec}
     warnings += [f"{node['name']} ran with {node['network']} networking; the spec uses host networking" for node in found if node["network"] not in ("host", None)]
@@ -253,14 +256,36 @@ def _conduit_settings(
         conduit["bandwidth_mbps"] = _whole(_number(v["BANDWIDTH"]))
     elif "bandwidth_mbps" in first:
         conduit["bandwidth_mbps"] = first["bandwidth_mbps"]
-    cap = _number(v.get("DATA_CAP_GB"))
-    if cap:
-        days = int(_number(v.get("DATA_CAP_PERIOD_DAYS")) or 30)
-        if cap >= 100 and days >= 7:
-            conduit["data_cap"] = {"traffic_limit_gb": _whole(cap), "period_days": days}
-        else:
-            warnings.append(f"DATA_CAP_GB={v['DATA_CAP_GB']} is below conduit-monitor's minimum of 100 GB per 7 days; not carried over")
     return conduit
+
+
+def _budget(v: dict[str, str], warnings: list[str]) -> dict | None:
+    """The managers' DATA_CAP_GB counted the host's interface, all nodes together, by the month:
+    spec.budget is that cap (a per-node conduit.data_cap would multiply it by the node count)."""
+    cap = _number(v.get("DATA_CAP_GB"))
+    if not cap or cap <= 0:
+        return None
+    days = _number(v.get("DATA_CAP_PERIOD_DAYS"))
+    if days and int(days) != 30:
+        warnings.append(f"DATA_CAP_PERIOD_DAYS={v['DATA_CAP_PERIOD_DAYS']}: spec.budget counts by the calendar month")
+    return {"monthly_gb": _whole(cap), "action": "stop"}
+
+
+def _flag(v: dict[str, str], key: str) -> bool:
+    return v.get(key, "").lower() in ("true", "1", "yes")
+
+
+def _bot(v: dict[str, str]) -> dict | None:
+    """The managers' bot (TELEGRAM_ENABLED) and its report settings, as alerts.telegram.bot."""
+    if not _flag(v, "TELEGRAM_ENABLED"):
+        return None
+    reports: dict = {"daily": _flag(v, "TELEGRAM_DAILY_SUMMARY"), "weekly": _flag(v, "TELEGRAM_WEEKLY_SUMMARY")}
+    every, start = _number(v.get("TELEGRAM_INTERVAL")), _number(v.get("TELEGRAM_START_HOUR"))
+    if every and 1 <= every <= 24:
+        reports["every_hours"] = int(every)
+    if start is not None and 0 <= start <= 23:
+        reports["start_hour"] = int(start)
+    return {"poll": True, "reports": reports}
 
 
 def secret_files(cluster: str, secrets_dir: Path) -> tuple[Path, Path]:

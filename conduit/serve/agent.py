@@ -32,6 +32,7 @@ from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import node_settings, nodes
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import git_revision, show_committed
+from conduit.state.holds import Holds
 from conduit.state.stores import Stores, open_state
 from conduit.state.timeline import RANGES
 from conduit.views.report import render_plan, update_lines
@@ -264,6 +265,11 @@ class Agent:
         text, path = self._served_text(), str(self.spec.path)
         return self._run(lambda door: intents.apply_spec(door, load_text(text, path, door.facts), text, path), user)
 
+    def take_update(self, user: str) -> Reconciled:
+        """`conduit update` for the spec the agent serves: a new image behind the tag, canary first."""
+        text, path = self._served_text(), str(self.spec.path)
+        return self._run(lambda door: intents.take_update(door, load_text(text, path, door.facts), text, path), user)
+
     def apply_saved(self, text: str, user: str) -> Reconciled:
         """A saved plan of the spec this agent serves, and of no other: an operator does not choose the spec."""
         saved = parse_saved(text, "the posted plan")
@@ -283,6 +289,7 @@ class Agent:
         if name not in {n.name for n in nodes(self.spec.current())}:
             raise Refused(404, f"{name} is not a node of this cluster")
         self.hub.publish("restart", {"name": name, "by": user})
+        Holds(self.host.state_dir).release(name)  # a restart starts a node held stopped: the hold ends with it
         (self.restarter or self._docker_restart)(name)
 
     def _docker_restart(self, name: str) -> None:

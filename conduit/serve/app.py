@@ -65,7 +65,7 @@ def alerts(agent: Agent, data: dict) -> list[str]:
         out.append(f"the last observation failed: {agent.observer.error}")
     if data.get("spec_error"):
         out.append(f"the spec does not load: {data['spec_error']}")
-    out += _node_alerts(data["containers"])
+    out += _node_alerts(data["containers"], data.get("held"))
     out += [f"front {f['listener']} {f['port']} is NOT listening" for f in data["front"] or [] if f["listening"] is False]
     if data.get("drift"):
         out.append(f"drift: {', '.join(data['drift'])}")
@@ -75,13 +75,13 @@ def alerts(agent: Agent, data: dict) -> list[str]:
     return out
 
 
-def _node_alerts(rows: list[dict]) -> list[str]:
+def _node_alerts(rows: list[dict], held: dict | None = None) -> list[str]:
     out = []
     for flag, say, _style in NODE_NOTES:
         named = [r["name"] for r in rows if r[flag]]
         if named:
             out.append(say.format(names=", ".join(named)))
-    down = [r["name"] for r in rows if r["state"] != "running"]
+    down = [r["name"] for r in rows if r["state"] != "running" and r["name"] not in (held or {})]  # a held stop is asked for
     if down:
         out.append(f"not running: {', '.join(down)}")
     return out

@@ -1,11 +1,12 @@
-"""Run the agent: start the observer (and, with --watch, the watch loop), then uvicorn until
-SIGTERM or SIGINT."""
+"""Run the agent: start the observer (and, with --watch, the watch loop; and what `companion`
+starts, the bot), then uvicorn until SIGTERM or SIGINT; then stop each of them."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 import uvicorn
@@ -21,6 +22,10 @@ from conduit.serve.sampling import Sampler
 from conduit.spec.profiles import HostFacts
 
 log = structlog.get_logger("conduit.serve")
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
 def build(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], interval: float, git_follow: bool,
@@ -58,10 +63,13 @@ class _Server(uvicorn.Server):
 
 def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], listen: str, port: int, interval: float,
           tls: tuple[str | None, str | None], git_follow: bool, limits: tuple[Limiter, Limiter],
-          watch_interval: float | None = None, proxies: frozenset[str] = frozenset(), fleet: FleetFiles | None = None) -> None:  # fmt: skip
+          watch_interval: float | None = None, proxies: frozenset[str] = frozenset(), fleet: FleetFiles | None = None,
+          companion: Callable[[Agent], Stoppable] | None = None) -> None:  # fmt: skip
+    """`companion`: started with the agent (it may refuse, before anything listens), stopped after it."""
     agent = build(host, spec_path, facts, interval, git_follow, limits)
     agent.fleet = fleet
     agent.state()  # the state DB opened (and checked) once, before the first request
+    beside = companion(agent) if companion else None
     agent.observer.start()
     watch = start_watch(agent, watch_interval) if watch_interval else None
     # proxy_headers off: uvicorn's own would believe X-Forwarded-For from any local process; the Guard reads it.
@@ -76,3 +84,5 @@ def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], lis
         if watch:  # as `conduit watch` on SIGTERM: the reconcile under way finishes first
             watch[0].stop()
             watch[1].join()
+        if beside:
+            beside.stop()

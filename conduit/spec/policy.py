@@ -66,6 +66,12 @@ class GitPolicy(_Strict):
                                  description="git's allowed signers file (`EMAIL ssh-ed25519 KEY` lines), owned by root.")
 
 
+class TelegramPolicy(_Strict):
+    chats: list[int] = Field(default=[], description="Chat ids the bot answers in; every other chat is ignored and audited.")
+    operators: list[int] = Field(default=[], description="User ids that may read and act (restart, stop, sync, rollback, QR).")
+    viewers: list[int] = Field(default=[], description="User ids that may only read.")
+
+
 class HostPolicy(_Strict):
     images: list[str] = Field(
         default=["ghcr.io/psiphon-inc/conduit/*", "ghcr.io/ssmirr/conduit/*"],
@@ -77,6 +83,9 @@ class HostPolicy(_Strict):
     sysctl: SysctlPolicy = Field(default_factory=SysctlPolicy)
     secrets: SecretsPolicy = Field(default_factory=SecretsPolicy)
     git: GitPolicy = Field(default_factory=GitPolicy)
+
+
+    telegram: TelegramPolicy = Field(default_factory=TelegramPolicy, description="Who the bot answers.")
 
 
 def load_policy(path: str | None = None) -> tuple[HostPolicy, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -593,6 +594,29 @@ class SecretRef(Strict):
         return self
 
 
+class Reports(Strict):
+    every_hours: int | None = Field(default=None, ge=1, le=24, description="A status report every N hours (None: none).")
+    start_hour: int = Field(default=0, ge=0, le=23, description="Reports fall on start_hour + k * every_hours, local time.")
+    timezone: str = Field(default="UTC", description="The operator's time zone (IANA name), for report hours and days.")
+    daily: bool = Field(default=False, description="A summary of the last day, at start_hour.")
+    weekly: bool = Field(default=False, description="A summary of the last week, on Mondays at start_hour.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _a_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone this host knows (an IANA name such as Europe/Berlin)") from None
+        return v
+
+
+class Bot(Strict):
+    poll: bool = Field(default=False, description="This host's agent answers the bot's commands (exactly one host per token).")
+    reports: Reports = Field(default_factory=Reports)
+    alert_cooldown_minutes: int = Field(default=60, ge=1, le=1440, description="The same alert is not sent again within this.")
+
+
 class Telegram(Strict):
     bot_token: SecretRef = Field(description="The bot's token: {env: NAME} or {file: PATH}.")
     chat_id: SecretRef = Field(description="The chat to write to: {env: NAME} or {file: PATH}.")
@@ -602,6 +626,7 @@ class Telegram(Strict):
         pattern=r"^https?://[^\s/]+(:\d+)?/?$",
         description="Telegram Bot API server; a self-hosted Bot API server works too.",
     )
+    bot: Bot | None = Field(default=None, description="The bot in the agent: commands, buttons, reports.")
 
     @field_validator("bot_token", "chat_id", mode="before")
     @classmethod
@@ -613,6 +638,23 @@ class Telegram(Strict):
 
 class Alerts(Strict):
     telegram: Telegram | None = None
+
+
+class Budget(Strict):
+    """A host-wide monthly traffic cap across all nodes (bytes up plus down)."""
+
+    monthly_gb: float = Field(gt=0, description="Gigabytes (10^9 bytes) a month, all nodes together.")
+    resets_on_day: int = Field(default=1, ge=1, le=28, description="The day of the month the count starts again.")
+    action: Literal["stop"] = Field(default="stop", description="What happens at 100 %: stop the nodes until the reset.")
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _only_stop(cls, v: object) -> object:
+        # A node's bandwidth is a start argument: lowering it replaces every node (clients dropped,
+        # counters reset), which is no throttle; one that did nothing would be a lie. Only stop is offered.
+        if v != "stop":
+            raise ValueError(f"{v!r} is not supported; only `stop` is (the nodes stop at 100 % until the reset)")
+        return v
 
 
 # ---------------------------------------------------------------- the document
@@ -630,6 +672,7 @@ class Spec(Strict):
     rollout: Rollout = Field(default_factory=Rollout, description="How containers are replaced.")
     updates: Updates = Field(default_factory=Updates, description="Image updates: digests, canary, analysis.")
     alerts: Alerts = Field(default_factory=Alerts, description="Where failures and repairs are reported.")
+    budget: Budget | None = Field(default=None, description="A monthly traffic cap for the whole host.")
 
 
 class ClusterSpec(Strict):

@@ -167,10 +167,24 @@ def _watch_lines(data: dict) -> list:
     return [Text(f"watch: last reconcile {when} ({w.get('last_result')}){error}")]
 
 
+def _held_lines(data: dict) -> list:
+    return [Text(f"{node}: {line}", style="yellow") for node, line in sorted((data.get("held") or {}).items())]
+
+
+def _budget_lines(data: dict) -> list:
+    b = data.get("budget")
+    if not b:
+        return []
+    used = f"{b['used_gb']:.1f} of {b['monthly_gb']:g} GB this month ({b['percent']:.0f} %)" if b["counting"] else (
+        f"not counted yet this month (of {b['monthly_gb']:g} GB; the agent counts it)")  # fmt: skip
+    stopped = f"; {len(b['stopped'])} node(s) stopped by it" if b["stopped"] else ""
+    return [Text(f"budget: {used}, resets {b['resets']}, at 100 %: {b['action']}{stopped}")]
+
+
 def render_text(data: dict):
     """Rich renderables: a table of nodes and a few lines about the rest; fits 80 columns."""
     lines = [_node_table(data), *_node_notes(data)]
-    for part in (_front_lines, _countries_lines, _generation_lines, _drift_lines, _watch_lines):
+    for part in (_held_lines, _budget_lines, _front_lines, _countries_lines, _generation_lines, _drift_lines, _watch_lines):
         lines += part(data)
     return Group(*lines)
 

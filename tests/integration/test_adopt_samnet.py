@@ -163,7 +163,6 @@ def _import(host: Host, base: int) -> dict:
                       "--metrics-port-base", str(base), "-o", str(host.spec))  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "unknown setting" not in result.stderr, result.stderr
-    assert "DATA_CAP_GB=50" in result.stderr  # below conduit-monitor's minimum: said, not carried over
     doc = yaml.safe_load(host.spec.read_text())
     assert "AAFakeToken" not in host.spec.read_text()
     return doc
@@ -200,7 +199,7 @@ def test_import_and_apply_a_samnet_v1_2_host(samnet_host):
     assert spec["containers"]["image"] == "ghcr.io/ssmirr/conduit/conduit:latest"
     assert spec["containers"]["naming"] == {"scheme": "v1", "prefix": "conduit", "volume_prefix": "conduit-data"}
     assert spec["containers"]["overrides"] == {2: {"max_clients": 150, "cpus": 0.5, "memory": "256MiB"}}
-    assert "data_cap" not in spec["conduit"]
+    assert "data_cap" not in spec["conduit"] and spec["budget"] == {"monthly_gb": 50, "action": "stop"}  # the host-wide monthly cap
     # The bot's token and chat id went where the default host policy allows secret files, privately.
     token, chat = secret_files(host.cluster, Path("/etc/conduit/secrets"))
     assert spec["alerts"]["telegram"]["bot_token"] == {"file": str(token)}

@@ -73,7 +73,8 @@ def test_spec_adopts_the_install(tmp_path):
     assert spec["containers"]["resources"] == {"cpus": 0.5, "memory": "512MiB"}
     assert spec["containers"]["overrides"] == {2: {"max_clients": 300}, 3: {"bandwidth_mbps": -1, "cpus": 0.4}}
     assert spec["conduit"]["max_clients"] == 200 and spec["conduit"]["bandwidth_mbps"] == 5
-    assert "data_cap" not in spec["conduit"] and any("DATA_CAP_GB=50" in w for w in warnings)
+    assert "data_cap" not in spec["conduit"] and spec["budget"] == {"monthly_gb": 50, "action": "stop"}  # host-wide, as the manager counted
+    assert "bot" not in spec["alerts"]["telegram"]  # TELEGRAM_ENABLED unset: the manager ran no bot
     token = spec["alerts"]["telegram"]["bot_token"]["file"]
     assert token == str(tmp_path / "secrets/edge-telegram-token")
     write_secrets(telegram_secrets(parse_settings(SETTINGS), "edge", tmp_path / "secrets"), replace=False)
@@ -218,3 +219,18 @@ def test_limits_come_from_the_containers_when_the_settings_name_none():
     assert spec["containers"]["overrides"] == {2: {"max_clients": 150}, 3: {"max_clients": 70, "bandwidth_mbps": 1}}
     loaded = load_text(render(doc, "settings.conf"), "cluster.yaml", SMALL_VPS.__class__(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000), DEFAULTS)
     assert loaded.spec.conduit.max_clients == 200
+
+
+def test_the_managers_bot_reports_and_monthly_cap_are_carried_over():
+    fixture = Path(__file__).parent.parent / "fixtures/samnet-v1.2/settings.conf"
+    doc, warnings = build_spec(parse_settings(fixture.read_text()), [NODE], "conduit", "edge", Path("/etc/conduit/secrets"), 9090)
+    spec = doc["spec"]
+    assert spec["alerts"]["telegram"]["bot"] == {"poll": True, "reports": {"every_hours": 6, "start_hour": 0, "daily": True, "weekly": True}}
+    assert spec["budget"] == {"monthly_gb": 50, "action": "stop"}
+    loaded = load_text(render(doc, "settings.conf"), "cluster.yaml", SMALL_VPS, DEFAULTS)
+    assert loaded.spec.budget.monthly_gb == 50 and loaded.spec.alerts.telegram.bot.reports.every_hours == 6
+
+
+def test_a_cap_period_other_than_a_month_is_said():
+    doc, warnings = build_spec(parse_settings("DATA_CAP_GB=200\nDATA_CAP_PERIOD_DAYS=7\n"), [NODE], "conduit", "edge", None, 9090)
+    assert doc["spec"]["budget"]["monthly_gb"] == 200 and any("DATA_CAP_PERIOD_DAYS=7" in w for w in warnings)

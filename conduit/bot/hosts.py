@@ -1,0 +1,171 @@
+"""The hosts the bot answers for: this agent's own (its Agent, the same calls as its REST API)
+and the fleet's other agents (their REST API, with an operator token of theirs). Each action is
+one of the agent's writes, so it runs the engine's intents and lands in the same audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from conduit.drivers.docker import call
+from conduit.engine.reconcile import Reconciled
+from conduit.features.claim import NoClaim, claim_png
+from conduit.serve.agent import Agent, Refused
+from conduit.serve.app import alerts
+from conduit.state.holds import Holds
+
+
+class Unavailable(Exception):
+    """What a host cannot do, in one line the operator reads."""
+
+
+class Host(Protocol):
+    name: str
+
+    def status(self) -> dict: ...  # the agent's observation: cluster, containers, totals, countries, generation
+    def restart(self, node: str, user: str) -> str: ...
+    def start(self, node: str, user: str) -> str: ...
+    def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str: ...  # held stopped
+    def sync(self, user: str) -> str: ...
+    def rollback(self, user: str) -> str: ...
+    def update(self, user: str) -> str: ...
+    def logs(self, node: str) -> str: ...
+    def claim(self, index: int) -> tuple[str, bytes]: ...  # (node, PNG of its claim link)
+
+
+def outcome_line(what: str, outcome: Reconciled) -> str:
+    line = f"{what}: {outcome.status}" + (f", generation {outcome.generation}" if outcome.generation else "")
+    return line + (f" ({outcome.failure})" if outcome.failure else "")
+
+
+class LocalHost:
+    def __init__(self, name: str, agent: Agent):
+        self.name, self.agent = name, agent
+
+    def status(self) -> dict:
+        try:
+            data = self.agent.data()
+        except Refused as exc:
+            raise Unavailable(str(exc)) from None
+        return data | {"alerts": alerts(self.agent, data)}
+
+    def _guard(self, node: str) -> None:
+        if node not in {r["name"] for r in self.status()["containers"]}:
+            raise Unavailable(f"{node} is not a node of {self.name}")
+
+    def _docker(self):
+        client = self.agent.host.docker()
+        if client is None:
+            raise Unavailable(f"no Docker engine on {self.name}")
+        return client
+
+    def restart(self, node: str, user: str) -> str:
+        try:
+            self.agent.restart(node, user)
+        except Refused as exc:
+            raise Unavailable(str(exc)) from None
+        return f"{node} restarted"
+
+    def start(self, node: str, user: str) -> str:
+        self._guard(node)
+        client = self._docker()
+        Holds(self.agent.host.state_dir).release(node)
+        call(client, client.api.start, node)
+        return f"{node} started"
+
+    def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str:
+        """Stopped and held so (conduit.state.holds): the watcher does not start it again."""
+        self._guard(node)
+        client = self._docker()
+        Holds(self.agent.host.state_dir).hold(node, why or f"by {user}", until)
+        call(client, client.api.stop, node, timeout=10)
+        return f"{node} stopped"
+
+    def _write(self, what: str, run) -> str:
+        try:
+            return outcome_line(what, run())
+        except Refused as exc:
+            raise Unavailable(str(exc)) from None
+
+    def sync(self, user: str) -> str:
+        return self._write("sync", lambda: self.agent.apply_spec(user))
+
+    def rollback(self, user: str) -> str:
+        good = [g for g in self.agent.state().history.generations() if g.outcome == "succeeded"]
+        if len(good) < 2:
+            raise Unavailable(f"{self.name} has no earlier good generation to roll back to")
+        return self._write(f"rollback to generation {good[-2].id}", lambda: self.agent.rollback(good[-2].id, user))
+
+    def update(self, user: str) -> str:
+        return self._write("update", lambda: self.agent.take_update(user))
+
+    def claim(self, index: int) -> tuple[str, bytes]:
+        try:
+            return claim_png(self.agent.spec.current(), self._docker(), index)
+        except (NoClaim, Refused) as exc:
+            raise Unavailable(str(exc)) from None
+
+    def logs(self, node: str) -> str:
+        self._guard(node)
+        client = self._docker()
+        raw = call(client, client.api.logs, node, stdout=True, stderr=True, tail=20)
+        return raw.decode(errors="replace")[-3500:] or "(no output)"
+
+
+class RemoteHost:
+    """Another host's agent, through its API (`client`: an httpx.Client on its base URL)."""
+
+    def __init__(self, name: str, client, token: str):
+        self.name, self.client = name, client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def _ask(self, method: str, path: str):
+        try:
+            answer = self.client.request(method, "/api/v1" + path, headers=self.headers, timeout=120)
+        except Exception as exc:  # noqa: BLE001 - any failure to reach an agent is one line
+            raise Unavailable(f"cannot reach the agent of {self.name}: {type(exc).__name__}") from None
+        if answer.status_code >= 400:
+            try:
+                detail = answer.json().get("detail")
+            except ValueError:
+                detail = None
+            raise Unavailable(f"the agent of {self.name} answered {answer.status_code}" + (f": {detail}" if detail else ""))
+        return answer.json()
+
+    def status(self) -> dict:
+        summary = self._ask("GET", "/summary")
+        return summary | {"containers": self._ask("GET", "/nodes"), "countries": self._ask("GET", "/countries")}
+
+    def restart(self, node: str, user: str) -> str:
+        return self._ask("POST", f"/nodes/{node}/restart")["message"]
+
+    def _outcome(self, what: str, answer: dict) -> str:
+        return f"{what}: {answer['status']}" + (f", generation {answer['generation']}" if answer.get("generation") else "")
+
+    def sync(self, user: str) -> str:
+        return self._outcome("sync", self._ask("POST", "/apply"))
+
+    def rollback(self, user: str) -> str:
+        good = [g for g in self._ask("GET", "/generations") if g.get("outcome") == "succeeded"]
+        if len(good) < 2:
+            raise Unavailable(f"{self.name} has no earlier good generation to roll back to")
+        target = good[-2]["id"]
+        return self._outcome(f"rollback to generation {target}", self._ask("POST", f"/rollback/{target}"))
+
+    def _not_offered(self, what: str) -> str:
+        raise Unavailable(f"{what} is not offered by the agent API of {self.name}; ask its own bot or its CLI")
+
+    def start(self, node: str, user: str) -> str:
+        return self._not_offered("start")
+
+    def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str:
+        return self._not_offered("stop")
+
+    def update(self, user: str) -> str:
+        return self._not_offered("update")
+
+    def logs(self, node: str) -> str:
+        return self._not_offered("logs")
+
+    def claim(self, index: int) -> tuple[str, bytes]:
+        return self._not_offered("the claim QR code")

@@ -1,0 +1,125 @@
+"""A host-wide monthly traffic budget (spec.budget): the bytes all nodes served since the month's
+reset day, counted from the state database's lifetime totals (which survive node restarts),
+alerts at 80 % and 100 %, the nodes stopped at 100 % and started again at the reset.
+
+The count of a month is the lifetime totals now minus the totals when the month began; that
+baseline, the alerts already sent and the nodes the budget stopped are kept in one small file
+in the state directory, so an agent restart neither forgets a stop nor alerts twice."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from conduit.spec.spec import Budget
+
+GB = 10**9
+THRESHOLDS = (80, 100)
+FILE = "budget.json"
+
+
+def period_start(now: datetime, day: int) -> datetime:
+    """The start (local midnight of the reset day) of the budget month `now` falls in."""
+    start = now.replace(day=day, hour=0, minute=0, second=0, microsecond=0)
+    if start > now:
+        start = (start.replace(day=1) - timedelta(days=1)).replace(day=day)
+    return start
+
+
+def next_reset(start: datetime) -> datetime:
+    return (start.replace(day=1) + timedelta(days=32)).replace(day=start.day)
+
+
+@dataclass
+class Ledger:
+    """What the budget remembers between checks."""
+
+    start: str  # the period's start, ISO with its offset
+    baseline: dict[str, int]  # node: lifetime bytes (up + down) when the period began
+    alerted: list[int] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Decision:
+    used: int
+    limit: int
+    start: datetime
+    resets: datetime
+    alerts: list[str] = field(default_factory=list)
+    stop: list[str] = field(default_factory=list)
+    start_again: list[str] = field(default_factory=list)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.used / self.limit
+
+    def line(self) -> str:
+        return (f"budget: {self.used / GB:.1f} of {self.limit / GB:g} GB this month ({self.percent:.0f} %), "
+                f"resets {self.resets:%Y-%m-%d}")  # fmt: skip
+
+
+class BudgetKeeper:
+    def __init__(self, state_dir: Path, budget: Budget):
+        self.path = Path(state_dir) / FILE
+        self.budget = budget
+
+    def _load(self) -> Ledger | None:
+        try:
+            return Ledger(**json.loads(self.path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None  # none yet, or unreadable: the count starts again from now
+
+    def _save(self, ledger: Ledger) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(ledger.__dict__, out)
+        os.replace(tmp, self.path)
+
+    def check(self, now: datetime, totals: dict[str, tuple[int, int]], running: list[str]) -> Decision:
+        """The month's count and what to do now; `now` is aware (the operator's zone), `totals` the
+        lifetime (up, down) per node, `running` the nodes running now."""
+        start = period_start(now, self.budget.resets_on_day)
+        lifetime = {node: up + down for node, (up, down) in totals.items()}
+        ledger = self._load()
+        decision = Decision(0, int(self.budget.monthly_gb * GB), start, next_reset(start))
+        if ledger is None or ledger.start != start.isoformat():
+            if ledger is not None and ledger.stopped:
+                decision.start_again = sorted(ledger.stopped)
+                decision.alerts.append(f"budget: a new month began; {len(ledger.stopped)} node(s) the budget stopped start again")
+            ledger = Ledger(start.isoformat(), dict(lifetime))  # a new month (or a first check) counts from here
+        decision.used = sum(max(0, total - ledger.baseline.get(node, 0)) for node, total in lifetime.items())
+        for threshold in THRESHOLDS:
+            if decision.percent >= threshold and threshold not in ledger.alerted:
+                ledger.alerted.append(threshold)
+                decision.alerts.append(f"{decision.line()}: {threshold} % reached"
+                                       + ("; the nodes stop until the reset" if threshold == 100 else ""))  # fmt: skip
+        if decision.percent >= 100:
+            decision.stop = sorted(set(running))
+            ledger.stopped = sorted(set(ledger.stopped) | set(running))
+        self._save(ledger)
+        return decision
+
+
+
+def zone_of(doc) -> ZoneInfo:
+    """The operator's zone (alerts.telegram.bot.reports.timezone), in which months begin; else UTC."""
+    telegram = doc.spec.alerts.telegram
+    return ZoneInfo(telegram.bot.reports.timezone if telegram is not None and telegram.bot is not None else "UTC")
+
+
+def budget_status(state_dir: Path, budget: Budget, totals: dict[str, tuple[int, int]], now: datetime) -> dict:
+    """The budget as `conduit status` shows it, read without changing the ledger: before the agent's
+    first check of this month, nothing is counted yet."""
+    start = period_start(now, budget.resets_on_day)
+    ledger = BudgetKeeper(state_dir, budget)._load()
+    counting = ledger is not None and ledger.start == start.isoformat()
+    used = sum(max(0, up + down - ledger.baseline.get(node, 0)) for node, (up, down) in totals.items()) if counting else 0
+    return {"used_gb": round(used / GB, 3), "monthly_gb": budget.monthly_gb, "percent": round(100.0 * used / (budget.monthly_gb * GB), 1),
+            "resets": f"{next_reset(start):%Y-%m-%d}", "action": budget.action, "counting": counting,
+            "stopped": sorted(ledger.stopped) if counting else []}  # fmt: skip

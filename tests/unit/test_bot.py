@@ -1,0 +1,196 @@
+"""The bot against a stand-in of the Bot API: commands answered, host buttons, confirmation,
+who is ignored and audited, and one poller per token."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conduit.bot.api import BotApi
+from conduit.bot.commands import Dispatcher
+from conduit.bot.hosts import LocalHost, RemoteHost
+from conduit.bot.poller import Poller
+from conduit.serve.app import create_app
+from conduit.spec.policy import TelegramPolicy
+from tests.telegram_stub import TelegramStub
+from tests.unit.test_serve import Setup
+
+TOKEN = "123456:AAHfakeTokenForTestsOnly_0123456789"
+OPERATOR, VIEWER, STRANGER = 11, 12, 66
+CHAT, GROUP, OTHER_CHAT = 11, -100, 77
+POLICY = TelegramPolicy(chats=[CHAT, GROUP], operators=[OPERATOR], viewers=[VIEWER])
+
+
+@pytest.fixture
+def stub():
+    stub = TelegramStub()
+    yield stub
+    stub.close()
+
+
+def numbered(setup: Setup) -> Setup:
+    """The observation's nodes numbered 1 and 2, as their names say."""
+    for i, row in enumerate(setup.fake.data["containers"]):
+        row["index"] = i + 1
+    setup.observer.refresh()
+    return setup
+
+
+class Rig:
+    def __init__(self, stub: TelegramStub, setups: list[Setup]):
+        self.stub, self.setups = stub, [numbered(s) for s in setups]
+        self.api = BotApi(TOKEN, stub.url, poll_seconds=1)
+        local = LocalHost("edge-1", setups[0].agent)
+        remotes = [RemoteHost(f"edge-{i + 2}", TestClient(create_app(s.agent)), s.tokens["olu"]) for i, s in enumerate(setups[1:])]
+        self.dispatcher = Dispatcher(self.api, [local, *remotes], POLICY, setups[0].agent.audit)
+        self.poller = Poller(self.api, self.dispatcher.handle, claim_seconds=0)
+
+    def turn(self) -> None:
+        """One poll: what was queued is answered."""
+        self.poller.step(timeout=0)
+
+    def audit(self) -> list[dict]:
+        return self.setups[0].state.audit.recent()
+
+
+@pytest.fixture
+def one(stub, tmp_path):
+    rig = Rig(stub, [Setup(tmp_path)])
+    yield rig
+    rig.api.close()
+
+
+@pytest.fixture
+def three(stub, tmp_path):
+    setups = [Setup(tmp_path / str(i)) for i in range(3)]
+    rig = Rig(stub, setups)
+    yield rig
+    rig.api.close()
+
+
+def test_each_read_command_is_answered_with_the_hosts_figures(one, stub):
+    for command in ("/status", "/peers", "/uptime", "/settings", "/health", "/help", "/containers"):
+        stub.say(CHAT, VIEWER, command)
+    one.turn()
+    texts = [c["text"] for c in stub.calls("sendMessage")]
+    assert len(texts) == 7
+    assert texts[0].startswith("edge-1: 2/2 running, 2 clients") and "#1 conduit-1: running" in texts[0]
+    assert "IR: 2 clients" in texts[1]
+    assert "uptime and versions" in texts[2] and "#2 conduit-2" in texts[2]
+    assert "/restart_N" in texts[5]
+
+
+def test_the_offset_moves_past_each_update_so_none_is_answered_twice(one, stub):
+    stub.say(CHAT, VIEWER, "/status")
+    first = stub.updates[0]["update_id"]
+    one.turn()
+    one.turn()
+    assert len(stub.calls("sendMessage")) == 1
+    assert [c.get("offset") for c in stub.calls("getUpdates")] == [None, first + 1]
+
+
+def test_an_unauthorised_chat_or_user_gets_nothing_and_is_audited(one, stub):
+    stub.say(OTHER_CHAT, OPERATOR, "/status")
+    stub.say(CHAT, STRANGER, "/restart_1")
+    stub.press(CHAT, STRANGER, "y|anything", 5)
+    one.turn()
+    assert stub.calls("sendMessage") == [] and stub.calls("answerCallbackQuery") == []
+    refused = [r for r in one.audit() if r["event"] == "bot.refused"]
+    assert {r["user"] for r in refused} == {f"telegram:{OPERATOR}", f"telegram:{STRANGER}"} and len(refused) == 3
+
+
+def test_a_restart_asks_for_confirmation_then_restarts_the_node(one, stub):
+    stub.say(CHAT, OPERATOR, "/restart_1")
+    one.turn()
+    (question,) = stub.calls("sendMessage")
+    assert question["text"] == "restart node 1 on edge-1?" and one.setups[0].restarted == []
+    yes = question["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    stub.press(CHAT, OPERATOR, yes, 100)
+    one.turn()
+    assert one.setups[0].restarted == ["conduit-1"]
+    (done,) = stub.calls("editMessageText")
+    assert done["text"] == "edge-1: conduit-1 restarted" and len(stub.calls("answerCallbackQuery")) == 1
+    assert any(r["event"] == "bot.restart" and r["detail"]["status"] == "done" for r in one.audit())
+
+
+def test_a_viewer_cannot_restart_and_a_cancelled_question_does_nothing(one, stub):
+    stub.say(CHAT, VIEWER, "/restart_all")
+    stub.say(CHAT, OPERATOR, "/stop_all")
+    one.turn()
+    refused, question = stub.calls("sendMessage")
+    assert refused["text"] == "only an operator may restart"
+    cancel = question["reply_markup"]["inline_keyboard"][0][1]["callback_data"]
+    stub.press(CHAT, OPERATOR, cancel, 100)
+    stub.press(CHAT, OPERATOR, cancel.replace("n|", "y|"), 100)  # the same question, once cancelled, is gone
+    one.turn()
+    assert [c["text"] for c in stub.calls("editMessageText")] == ["cancelled", "this question has expired or is someone else's; ask again"]
+    assert one.setups[0].restarted == []
+
+
+def test_another_users_confirmation_does_not_run_the_action(one, stub):
+    stub.say(CHAT, OPERATOR, "/restart_2")
+    one.turn()
+    yes = stub.calls("sendMessage")[0]["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    stub.press(CHAT, VIEWER, yes, 100)
+    one.turn()
+    assert one.setups[0].restarted == []
+
+
+def test_three_hosts_one_status_one_message_with_three_host_buttons(three, stub):
+    three.setups[2].fake.data = three.setups[2].fake.data | {"totals": three.setups[2].fake.data["totals"] | {"connected": 9}}
+    three.setups[2].observer.refresh()
+    stub.say(CHAT, VIEWER, "/status")
+    three.turn()
+    (message,) = stub.calls("sendMessage")
+    buttons = message["reply_markup"]["inline_keyboard"]
+    assert [b["text"] for b in buttons[0]] == ["edge-1", "edge-2", "edge-3"] and len(buttons) == 1
+    assert "edge-3: 2/2 running, 9 clients" in message["text"]
+    stub.press(CHAT, VIEWER, buttons[0][2]["callback_data"], 100)
+    three.turn()
+    (shown,) = stub.calls("editMessageText")
+    assert shown["text"].startswith("edge-3: 2/2 running, 9 clients") and "#2 conduit-2" in shown["text"]
+
+
+def test_a_restart_on_a_remote_host_runs_through_its_agent(three, stub):
+    stub.say(CHAT, OPERATOR, "/restart_2")
+    three.turn()
+    (ask,) = stub.calls("sendMessage")
+    stub.press(CHAT, OPERATOR, ask["reply_markup"]["inline_keyboard"][0][1]["callback_data"], 100)
+    three.turn()
+    confirm = stub.calls("editMessageText")[0]
+    assert confirm["text"] == "restart node 2 on edge-2?"
+    stub.press(CHAT, OPERATOR, confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"], 100)
+    three.turn()
+    assert three.setups[1].restarted == ["conduit-2"] and three.setups[0].restarted == []
+    assert any(r["event"] == "api.restart" and r["user"] == "olu" for r in three.setups[1].state.audit.recent())
+
+
+def test_a_second_poller_on_the_same_token_refuses_with_one_line(stub, tmp_path):
+    setup = Setup(tmp_path)
+    first_api, second_api = BotApi(TOKEN, stub.url, poll_seconds=1), BotApi(TOKEN, stub.url, poll_seconds=1)
+    first = Poller(first_api, Dispatcher(first_api, [LocalHost("edge-1", setup.agent)], POLICY, setup.agent.audit).handle, claim_seconds=1)
+    stop = threading.Event()
+    thread = first.start(stop)
+    try:
+        stub.wait_calls("getUpdates", 2)  # the first holds the token
+        second = Poller(second_api, lambda inc: None, claim_seconds=5)
+        assert second.claim() is False
+        assert second.refused.startswith("error: another process polls this bot token (Telegram answered 409 Conflict);")
+        assert first.holding and thread.is_alive()
+        stub.say(CHAT, VIEWER, "/status")
+        stub.wait_calls("sendMessage")  # the first still answers
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        first_api.close()
+        second_api.close()
+
+
+def test_the_token_never_appears_in_an_error(stub):
+    api = BotApi(TOKEN, "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(Exception) as caught:
+        api.send(CHAT, "hi")
+    assert TOKEN not in str(caught.value) and TOKEN.split(":")[1] not in str(caught.value)
+    api.close()
