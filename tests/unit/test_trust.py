@@ -261,3 +261,10 @@ def test_a_refusal_names_the_policy_key_and_file_that_would_allow_it(tmp_path):
     assert line.endswith("(host policy /srv/host.yaml: to allow it, root adds it to images there)"), line
     (line,) = [line for line in refusals(spec(containers__env={"LD_PRELOAD": "/x.so"})) if "LD_PRELOAD" in line]
     assert line.endswith("(the default host policy)"), line  # no policy key can allow a loader variable
+
+
+def test_the_example_host_policy_lists_every_key_with_its_default():
+    """examples/host.yaml is what an absent /etc/conduit/host.yaml means, key for key."""
+    example = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "host.yaml").read_text())
+    assert set(example) == set(HostPolicy.model_fields)
+    assert HostPolicy.model_validate(example) == HostPolicy()
