@@ -194,9 +194,12 @@ def test_the_page_shows_drift_the_plan_an_image_update_and_the_generations(serve
     assert "2.0.0 41bdc1cb5822" in update and "2.0.1 9f3e77c0d4a1" in update and "takes it" in update
     gens = page.evaluate("[...document.querySelectorAll('#generations li')].map(li => [li.dataset.generation, li.className])")
     assert gens == [["3", "current"], ["2", ""], ["1", ""]]  # the newest first, the one the host runs marked
-    widths = page.evaluate("(() => { const r = document.querySelector('[data-generation=\"2\"] .reason'); "
+    widths = page.evaluate("(() => { const r = document.querySelector('[data-generation=\"2\"] .reason summary'); "
                            "return [r.scrollWidth > r.clientWidth, r.getBoundingClientRect().right <= r.closest('section').getBoundingClientRect().right, r.title.length]; })()")
     assert widths == [True, True, len(FAILURE)]  # cut to the panel's width; the whole error on hover
+    page.evaluate("document.querySelector('[data-generation=\"2\"] .reason summary').click()")  # and opened (a phone has no hover)
+    assert page.evaluate("document.querySelector('[data-generation=\"2\"] .reason p').getBoundingClientRect().height") > 30
+    assert page.evaluate(f"{TEXT_OF}('[data-generation=\"2\"] .reason p')") == FAILURE
     page.screenshot(artifact("dashboard-plan.png"))
 
 
@@ -359,6 +362,10 @@ def test_every_panel_reads_whole_at_desktop_and_phone_width(served, browser, wid
     page.evaluate("document.querySelector('#plan-card details').open = true")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     assert page.evaluate(OVERFLOWS) == []
+    # The nodes table fits its panel: at 1280 its heads wrap, on a phone each node is a card.
+    assert page.evaluate("(s => s.scrollWidth <= s.clientWidth)(document.querySelector('#nodes').parentElement)")
+    cells = page.evaluate("[...document.querySelectorAll('[data-node=\"conduit-1\"] td')].filter(td => td.offsetParent !== null).map(td => td.dataset.label)")
+    assert {"memory limit", "cpu limit", "max run/spec", "actions"} <= set(cells), cells  # drift is seen at either width
     assert page.evaluate(CUT) == []
     png = page.screenshot(artifact(f"dashboard-full-{width}.png"), full=True)
     shown, height = png_size(png), page.evaluate("document.documentElement.scrollHeight")

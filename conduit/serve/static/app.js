@@ -155,6 +155,9 @@ function nodeRow(n) {
       " ", button("claim", () => showClaim(n.name), "claim code of " + n.name));
     tr.append(cell);
   }
+  // Each cell named by its column, for the phone, where a node is a card of labelled values.
+  const heads = [...document.querySelectorAll("#nodes thead th")].map((th) => th.textContent);
+  [...tr.children].forEach((td, i) => { td.dataset.label = heads[i] || ""; });
   tr.dataset.node = n.name;
   tr.dataset.state = n.status;
   return tr;
@@ -217,9 +220,11 @@ function generationItem(g, current) {
   li.dataset.generation = g.id;
   li.append(el("strong", "#" + g.id), " ", el("span", when + commit + " "), el("span", g.outcome, cls));
   if (g.id === current) li.append(" ", el("span", "current", "tag"));
-  if (g.reason) {
-    const reason = el("span", g.reason.split("\n")[0], "reason");
-    reason.title = g.reason;
+  if (g.reason) {  // its first line, cut to the panel; opened, the whole of it (a phone has no hover for a title)
+    const reason = el("details", null, "reason");
+    const line = el("summary", g.reason.split("\n")[0]);
+    line.title = g.reason;
+    reason.append(line, el("p", g.reason));
     li.append(reason);
   }
   if (role === "operator" && g.outcome === "succeeded" && g.id !== current) {
