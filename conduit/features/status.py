@@ -80,6 +80,7 @@ class NodeLook:
     stats_stale: bool = False
     upgrade_required: bool = False
     hostile: HostileEntry | None = None  # planted in its volume where status reads: reported, never followed
+    limits: tuple[float | None, int | None] = (None, None)  # CPUs and memory the container runs with (0: none)
 
 
 def look_at(client, node, entry: dict | None) -> NodeLook:
@@ -93,6 +94,8 @@ def look_at(client, node, entry: dict | None) -> NodeLook:
         return NodeLook(Reading(entry.get("State", "unknown")))
     shape, reading = nodehealth.observe(client, node.name, node.metrics_port, info=info, with_log=True)
     look = NodeLook(reading, nodehealth.judge(node.name, node.max_clients, node.metrics_port, shape, reading))
+    host_config = info.get("HostConfig") or {}
+    look.limits = (round((host_config.get("NanoCpus") or 0) / 1e9, 3), host_config.get("Memory") or 0)
     look.upgrade_required = nodelog.upgrade_required(reading.log)
     look.hostile = reading.hostile
     if reading.samples is not None:
@@ -130,8 +133,10 @@ def _row(node, entry: dict | None, look: NodeLook, cpu: float | None, memory: in
         "planted": str(look.hostile) if look.hostile else None,
         "cpu": cpu,
         "cpu_limit": node.cpus,
+        "cpu_limit_seen": look.limits[0],
         "memory": memory,
         "memory_limit": node.memory,
+        "memory_limit_seen": look.limits[1],
         "restarts": look.reading.restarts,
         "uptime": _uptime(samples),
         "image": entry.get("Image") if entry else None,

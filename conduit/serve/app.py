@@ -133,10 +133,6 @@ def _read_routes(api: APIRouter, agent: Agent, viewer) -> None:
         data = agent.data()
         return {"listeners": data["front"], "capacity": data["front_capacity"]}
 
-    @api.get("/history", summary="Clients and bytes of the cluster, one point per observation")
-    def history(_: str = Depends(viewer)) -> list[dict]:
-        return list(agent.observer.history)
-
     @api.get("/plan", response_model=models.PlanView, summary="The live plan of the current spec against the host: its text, changes, drift and image update")
     def plan(_: str = Depends(viewer)) -> dict:
         return agent.plan_view()

@@ -55,8 +55,7 @@ class Observer:
     """Calls `collect` every `interval` seconds in a thread of its own; requests read its latest
     answer, so a hundred requests cost no more Docker calls than one."""
 
-    def __init__(self, collect: Callable[[], dict], hub: Hub, interval: float = 2.0, history: int = 720,
-                 sample: Callable[[dict, float], None] | None = None):  # fmt: skip
+    def __init__(self, collect: Callable[[], dict], hub: Hub, interval: float = 2.0, sample: Callable[[dict, float], None] | None = None):
         self.collect = collect
         self.hub = hub
         self.sample = sample  # each observation, for the state DB's timeline
@@ -64,7 +63,6 @@ class Observer:
         self.data: dict | None = None
         self.error: str | None = None
         self.observed_at: float | None = None
-        self.history: deque[dict] = deque(maxlen=history)
         self._signatures: dict[str, tuple] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -101,9 +99,6 @@ class Observer:
         now = time.time()
         with self._lock:
             self.data, self.error, self.observed_at = data, None, now
-            t = data["totals"]
-            self.history.append({"at": now, "connected": t["connected"], "connecting": t["connecting"],
-                                 "bytes_up": t["bytes_up"], "bytes_down": t["bytes_down"]})  # fmt: skip
         self._publish_changes(data["containers"])
         if self.sample is not None:
             self.sample(data, now)

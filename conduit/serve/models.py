@@ -20,9 +20,11 @@ class Node(Open):
     max_clients: int
     announced: bool
     cpu: float | None
-    cpu_limit: float | None
+    cpu_limit: float | None  # the spec's
+    cpu_limit_seen: float | None = None  # what the container runs with (0: no limit)
     memory: int | None
-    memory_limit: int | None
+    memory_limit: int | None  # the spec's
+    memory_limit_seen: int | None = None  # what the container runs with (0: no limit)
     restarts: int | None
     uptime: float | None = None
     image: str | None = None

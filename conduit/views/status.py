@@ -72,15 +72,34 @@ def _state_style(state: str) -> str:
     return "green" if state == "announced" else "yellow" if state in ("starting", "throttled") else "red"
 
 
+def limit_drift(r: dict, key: str) -> bool:
+    """The container runs with another CPU or memory limit than the spec says (0 or None: no limit)."""
+    seen = r.get(f"{key}_seen")
+    return seen is not None and abs((seen or 0) - (r[key] or 0)) > 0.0005
+
+
+def _cpus(n: float | None) -> str:
+    return "none" if not n else f"{n:g}"
+
+
+def _limit_cell(r: dict, use: str, key: str, show) -> Text:
+    """Use against the limit; a running limit other than the spec's reads `run (spec X)`, in yellow."""
+    used = "-" if r[use] is None else (f"{r[use]:.2f}" if use == "cpu" else _mib(r[use]))
+    if not limit_drift(r, key):
+        return Text(f"{used}/{show(r[key])}")
+    return Text(f"{used}/{show(r[f'{key}_seen'])} (spec {show(r[key])})", style="yellow")
+
+
 def _node_cells(r: dict) -> tuple:
     """One row of the node table."""
     state = node_state(r)
-    cpu = "-" if r["cpu"] is None else f"{r['cpu']:.2f}/{r['cpu_limit']:g}"
     seen = r.get("max_clients_seen")
     limit = str(r["max_clients"]) if seen in (None, r["max_clients"]) else f"{seen}/{r['max_clients']}"
+    memory = lambda n: "none" if not n else _mib(n)  # noqa: E731
     return (
-        r["name"], Text(state, style=_state_style(state)), f"{r['connected']}+{r['connecting']}", limit, cpu,
-        f"{_mib(r['memory'])}/{_mib(r['memory_limit'])}", "-" if r["restarts"] is None else str(r["restarts"]),
+        r["name"], Text(state, style=_state_style(state)), f"{r['connected']}+{r['connecting']}", limit,
+        _limit_cell(r, "cpu", "cpu_limit", _cpus), _limit_cell(r, "memory", "memory_limit", memory),
+        "-" if r["restarts"] is None else str(r["restarts"]),
     )  # fmt: skip
 
 

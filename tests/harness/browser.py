@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import shutil
 import subprocess
 import threading
@@ -83,9 +84,22 @@ class Browser:
             time.sleep(0.05)
         raise BrowserError(f"not true within {timeout} s: {expression}")
 
-    def screenshot(self, path: Path) -> bytes:
-        """The page as drawn now (Page.captureScreenshot), written to `path` as PNG; its bytes."""
-        png = base64.b64decode(self.send("Page.captureScreenshot", session=True, format="png")["data"])
+    def press(self, key: str, code: int, shift: bool = False) -> None:
+        """A key pressed and released as a person does (Tab: "Tab", 9), so :focus-visible applies."""
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", session=True, type=kind, key=key, code=key, windowsVirtualKeyCode=code, modifiers=8 if shift else 0)
+
+    def screenshot(self, path: Path, full: bool = False, band: tuple[int, int] | None = None) -> bytes:
+        """The page as drawn now (Page.captureScreenshot), written to `path` as PNG; its bytes. `full`:
+        the whole page, below the window too, at the page's height (Page.getLayoutMetrics); `band`:
+        (top, height) of the whole page, a part to read at full size."""
+        shape: dict = {}
+        if full or band:
+            page_height = math.ceil(self.send("Page.getLayoutMetrics", session=True)["cssContentSize"]["height"])
+            top, height = band or (0, page_height)
+            clip = {"x": 0, "y": top, "width": self.evaluate("window.innerWidth"), "height": min(height, page_height - top), "scale": 1}
+            shape = {"captureBeyondViewport": True, "clip": clip}
+        png = base64.b64decode(self.send("Page.captureScreenshot", session=True, format="png", **shape)["data"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
         return png

@@ -17,6 +17,7 @@ from harness import free_port_block, unavailable, wait_for
 from harness.browser import Browser, BrowserError
 import conduit.serve.agent as agent_module
 from conduit.engine.planning import plan_offline
+from conduit.facts.lifetime import ByteReading
 from conduit.serve.app import create_app
 from conduit.state.timeline import Minute
 from tests.helpers import EXAMPLE, artifact
@@ -33,13 +34,19 @@ FAILURE = "Error response from daemon: " + "driver failed programming external c
 
 
 def seed(setup: Setup, days: int = 30) -> None:
-    """What the agent would have written over `days`: one record an hour (60 observations each) for both nodes."""
+    """What the agent would have written over `days`: one record an hour (60 observations each) for both
+    nodes; their lifetime totals hold those bytes and as much again from before the range (older than 30 days)."""
     now = int(time.time())
+    moved = {"conduit-1": [0, 0], "conduit-2": [0, 0]}
     for at in [*range(now - days * 86400, now - 3600, 3600), now - 180, now - 120, now - 60]:
         wave = 1 + math.sin(at / 86400 * 2 * math.pi)
-        setup.state.timeline.record(at, {"conduit-1": Minute(60, 60, 30 * wave, 3, int(4e8 * wave), int(16e8 * wave)),
-                                         "conduit-2": Minute(60, 45, 20 * wave, 2, int(3e8 * wave), int(12e8 * wave))},
-                                    {"IR": 40 * wave, "RU": 12 * wave, "CN": 5 * wave})  # fmt: skip
+        minutes = {"conduit-1": Minute(60, 60, 30 * wave, 3, int(4e8 * wave), int(16e8 * wave)),
+                   "conduit-2": Minute(60, 45, 20 * wave, 2, int(3e8 * wave), int(12e8 * wave))}  # fmt: skip
+        setup.state.timeline.record(at, minutes, {"IR": 40 * wave, "RU": 12 * wave, "CN": 5 * wave})
+        for name, m in minutes.items():
+            moved[name][0] += m.bytes_up
+            moved[name][1] += m.bytes_down
+    setup.state.lifetime.add_readings(now, {name: ByteReading(2 * up, 2 * down, days * 86400.0) for name, (up, down) in moved.items()})
 
 
 def history(setup: Setup) -> None:
@@ -51,11 +58,13 @@ def history(setup: Setup) -> None:
 
 
 def drifted(connected: int = 1, state: str = "running") -> dict:
-    """conduit-1 runs with 250 clients where the spec now says 200; both nodes report their image."""
+    """conduit-1 runs with 250 clients and 2 GiB where the spec now says 200 and 1 GiB, conduit-2 with
+    2 CPUs where it says 1; both nodes report their image and use 301 MiB."""
     data = observation(connected, state)
-    image = {"version": "2.0.0", "digest": "sha256:41bdc1cb5822aaaa", "image_id": "sha256:aa11"}
-    data["containers"] = [row("conduit-1", connected=connected, max_clients=200, max_clients_seen=250, **image),
-                          row("conduit-2", state=state, up=state == "running", max_clients=200, max_clients_seen=200, **image)]  # fmt: skip
+    image = {"version": "2.0.0", "digest": "sha256:41bdc1cb5822aaaa", "image_id": "sha256:aa11", "memory": 301 << 20}
+    data["containers"] = [row("conduit-1", connected=connected, max_clients=200, max_clients_seen=250, cpu_limit_seen=1.0, memory_limit_seen=2 << 30, **image),
+                          row("conduit-2", state=state, up=state == "running", max_clients=200, max_clients_seen=200,
+                              cpu_limit_seen=2.0, memory_limit_seen=1 << 30, **image)]  # fmt: skip
     return data
 
 
@@ -168,8 +177,15 @@ def test_the_page_shows_drift_the_plan_an_image_update_and_the_generations(serve
     page = browser(f"{base}/#token={setup.tokens['ann']}")
     page.wait(f"{STATE_OF} === 'announced'", timeout=15)
     page.wait(f"{TEXT_OF}('#changes').length > 0", timeout=10)
-    drift = page.evaluate("[...document.querySelectorAll('#nodes td.drift')].map(td => [td.parentElement.dataset.node, td.textContent])")
-    assert drift == [["conduit-1", "250/200"]]  # as `conduit status` prints it; conduit-2 runs what the spec says
+    drift = page.evaluate("[...document.querySelectorAll('#nodes td.drift')].map(td => [td.parentElement.dataset.node, td.textContent, td.title])")
+    assert drift == [  # run/spec, as `conduit status` prints it, for what differs only
+        ["conduit-1", "250/200", "runs 250, the spec says 200: apply to change it"],
+        ["conduit-1", "2 GiB/1 GiB", "runs 2 GiB, the spec says 1 GiB: apply to change it"],
+        ["conduit-2", "2/1", "runs 2, the spec says 1: apply to change it"],
+    ]
+    cells = page.evaluate("[...document.querySelectorAll('[data-node=\"conduit-2\"] td')].map(td => td.textContent)")
+    assert cells[3:8] == ["200", "0.10", "2/1", "301 MiB", "1 GiB"]  # max, cpu, its limit, memory, its limit: human units
+    assert page.evaluate("getComputedStyle(document.querySelector('#nodes td.drift')).color") != page.evaluate("getComputedStyle(document.querySelector('#nodes td')).color")
     assert page.evaluate(f"{TEXT_OF}('[data-node=\"conduit-1\"]')").count("41bdc1cb5822") == 1
     changes = page.evaluate("[...document.querySelectorAll('#changes li')].map(li => li.textContent)")
     assert any(c.startswith("create container conduit-1") for c in changes) and "create sysctl fs.file-max (not on the host)" in changes
@@ -178,9 +194,12 @@ def test_the_page_shows_drift_the_plan_an_image_update_and_the_generations(serve
     assert "2.0.0 41bdc1cb5822" in update and "2.0.1 9f3e77c0d4a1" in update and "takes it" in update
     gens = page.evaluate("[...document.querySelectorAll('#generations li')].map(li => [li.dataset.generation, li.className])")
     assert gens == [["3", "current"], ["2", ""], ["1", ""]]  # the newest first, the one the host runs marked
-    widths = page.evaluate("(() => { const r = document.querySelector('[data-generation=\"2\"] .reason'); "
+    widths = page.evaluate("(() => { const r = document.querySelector('[data-generation=\"2\"] .reason summary'); "
                            "return [r.scrollWidth > r.clientWidth, r.getBoundingClientRect().right <= r.closest('section').getBoundingClientRect().right, r.title.length]; })()")
     assert widths == [True, True, len(FAILURE)]  # cut to the panel's width; the whole error on hover
+    page.evaluate("document.querySelector('[data-generation=\"2\"] .reason summary').click()")  # and opened (a phone has no hover)
+    assert page.evaluate("document.querySelector('[data-generation=\"2\"] .reason p').getBoundingClientRect().height") > 30
+    assert page.evaluate(f"{TEXT_OF}('[data-generation=\"2\"] .reason p')") == FAILURE
     page.screenshot(artifact("dashboard-plan.png"))
 
 
@@ -252,6 +271,9 @@ def test_a_30_day_chart_from_the_state_db(served, browser):
     assert page.evaluate(f"{TEXT_OF}('[data-node=\"conduit-2\"] td.uptime')") == "75.0%"
     totals = page.evaluate(f"{TEXT_OF}('#totals')")
     assert "today" in totals and "this month" in totals and "lifetime" in totals and "GiB" in totals
+    sums = page.evaluate("['today', 'month', 'lifetime'].map(k => timeline.totals[k].bytes_up + timeline.totals[k].bytes_down)")
+    assert 0 < sums[0] <= sums[1] <= sums[2], sums  # a lifetime holds the month, the month today
+    assert "0 B" not in page.evaluate("[...document.querySelectorAll('#totals dd')].at(-1).textContent")
     assert page.evaluate("document.querySelectorAll('#chart-countries polyline').length") == 3
     png = page.screenshot(artifact("dashboard-30d.png"))
     assert png_size(png) == (1280, 900)
@@ -261,3 +283,113 @@ def test_a_30_day_chart_from_the_state_db(served, browser):
     phone.wait(f"{TEXT_OF}('#uptime-head') === 'uptime 30d'", timeout=5)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 360
     phone.screenshot(artifact("dashboard-phone-360.png"))
+
+
+# A timeline made in the page, relative to its own clock: a finished 10-minute step that moved 600 MiB
+# up, then one begun 30 s ago that moved 300 MiB so far; a country point 60 s old in 15-minute steps.
+UNFINISHED = """(() => {
+  const now = Date.now() / 1000, M = 2 ** 20;
+  timeline = {range: "1h", step: 600, since: now - 3600, nodes: [],
+    points: [{at: now - 630, clients: 4, connecting: 1, bytes_up: 600 * M, bytes_down: 0},
+             {at: now - 30, clients: 5, connecting: 1, bytes_up: 300 * M, bytes_down: 0}],
+    countries: {step: 900, series: [{region: "IR", points: [[now - 960, 2], [now - 60, 3]]}]}};
+  drawCharts();
+  return document.getElementById('bytes-now').textContent;
+})()"""
+# Each chart's plot width (its viewBox less the 10-pixel right margin) and the x of its rightmost point.
+RIGHTMOST = ("[...document.querySelectorAll('.chart polyline')].map(l => [l.ownerSVGElement.viewBox.baseVal.width - 10, "
+             "Math.max(...l.getAttribute('points').split(' ').map(p => +p.split(',')[0]))])")
+
+
+def test_the_charts_end_at_now_and_rate_the_unfinished_step_by_its_passed_part(served, browser):
+    setup, base = served
+    page = browser(f"{base}/#token={setup.tokens['ann']}")
+    page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    page.wait("document.querySelectorAll('#chart-countries polyline').length === 3", timeout=5)
+    seeded = page.evaluate(RIGHTMOST)  # the seeded hour, countries in 15-minute buckets
+    assert len(seeded) == 7 and all(x <= edge + 0.05 for edge, x in seeded), seeded
+    # 300 MiB over the 30 s that passed is 10 MiB/s (over the whole step it would read 512 KiB/s).
+    assert page.evaluate(UNFINISHED).endswith("last step: 10.0 MiB/s and 0 B/s")
+    made = page.evaluate(RIGHTMOST)
+    assert len(made) == 5 and all(x <= edge + 0.05 for edge, x in made), made
+    page.screenshot(artifact("dashboard-1h.png"))
+
+
+def test_an_apply_from_the_page_shows_its_steps_as_they_run(served, browser):
+    setup, base = served
+    step_seen = threading.Event()
+
+    def reconcile(request):  # the first step, then nothing more until the page has shown it
+        request.report("create container conduit-1: started")
+        assert step_seen.wait(timeout=20), "the page never showed the step"
+        request.report("create container conduit-1: done")
+        return setup.outcome
+
+    setup.agent.reconcile = reconcile
+    page = browser(f"{base}/#token={setup.tokens['olu']}")
+    page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    page.wait("document.getElementById('apply').disabled === false", timeout=10)
+    page.evaluate("document.getElementById('apply').click()")
+    page.wait("document.getElementById('confirm').open", timeout=5)
+    page.evaluate("document.getElementById('confirm-ok').click()")
+    page.wait(f"{TEXT_OF}('#events').includes('create container conduit-1: started')", timeout=10)
+    assert "apply: no-op" not in page.evaluate(f"{TEXT_OF}('#events')")  # the apply runs still: no result yet
+    step_seen.set()
+    page.wait(f"{TEXT_OF}('#events').includes('apply: no-op')", timeout=10)
+    page.wait(f"{TEXT_OF}('#events').includes('create container conduit-1: done')", timeout=10)
+    lines = page.evaluate("[...document.querySelectorAll('#events li')].map(li => li.textContent)")[::-1]
+    started, step, result = (next(i for i, line in enumerate(lines) if line.endswith(" " + end)) for end in ("apply …", "create container conduit-1: started", "apply: no-op"))
+    assert started < step < result, lines  # oldest first: the confirmation's line, the step, the result
+
+
+# What a volunteer must not meet: a panel whose content is wider than the panel (the nodes table scrolls
+# on purpose), text cut without a way to read it whole, a page wider than the screen.
+OVERFLOWS = """[...document.querySelectorAll('main > section')].flatMap(card => [...card.querySelectorAll('*')]
+  .filter(e => !e.closest('.scroll') && e.getBoundingClientRect().width > 0
+          && e.getBoundingClientRect().right > card.getBoundingClientRect().right + 0.5)
+  .map(e => card.querySelector('h2').textContent + ': ' + e.tagName + ' ' + (e.id || e.className)))"""
+CUT = """[...document.querySelectorAll('main *')].filter(e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0
+  && getComputedStyle(e).overflowX === 'hidden' && !e.title).map(e => e.tagName + ' ' + (e.id || e.className))"""
+
+
+@pytest.mark.parametrize("width", [1280, 360])
+def test_every_panel_reads_whole_at_desktop_and_phone_width(served, browser, width):
+    setup, base = served
+    setup.hub.publish("apply", {"line": "replace container conduit-1 (drift: memory 2 GiB -> 1 GiB): " + FAILURE, "by": "olu"})
+    page = browser(f"{base}/#token={setup.tokens['olu']}", width=width, height=800)
+    page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    page.wait(f"{TEXT_OF}('#changes').length > 0 && {TEXT_OF}('#generations').includes('#3') && {TEXT_OF}('#events').includes('replace')", timeout=10)
+    page.evaluate("document.querySelector('#plan-card details').open = true")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.evaluate(OVERFLOWS) == []
+    # The nodes table fits its panel: at 1280 its heads wrap, on a phone each node is a card.
+    assert page.evaluate("(s => s.scrollWidth <= s.clientWidth)(document.querySelector('#nodes').parentElement)")
+    cells = page.evaluate("[...document.querySelectorAll('[data-node=\"conduit-1\"] td')].filter(td => td.offsetParent !== null).map(td => td.dataset.label)")
+    assert {"memory limit", "cpu limit", "max run/spec", "actions"} <= set(cells), cells  # drift is seen at either width
+    assert page.evaluate(CUT) == []
+    png = page.screenshot(artifact(f"dashboard-full-{width}.png"), full=True)
+    shown, height = png_size(png), page.evaluate("document.documentElement.scrollHeight")
+    assert shown[0] == width and shown[1] >= height > 800, (shown, height)  # the whole page, below the window too
+    for i, top in enumerate(range(0, height, 1000)):  # and in parts, each readable at full size
+        assert png_size(page.screenshot(artifact(f"dashboard-full-{width}-{i + 1}.png"), band=(top, 1000)))[0] == width
+
+
+def test_every_action_is_reached_by_tab_with_a_focus_ring(served, browser):
+    setup, base = served
+    page = browser(f"{base}/#token={setup.tokens['olu']}")
+    page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    page.wait(f"{TEXT_OF}('#generations').includes('#3') && document.getElementById('apply').disabled === false", timeout=10)
+    wanted = page.evaluate("[...document.querySelectorAll('button, summary')].filter(b => b.offsetParent !== null && !b.disabled)"
+                           ".map(b => b.getAttribute('aria-label') || b.textContent)")
+    assert len(wanted) >= 12  # forget, 4 ranges, apply, check, 2 nodes x 2, a rollback, the plan text
+    reached, rings = [], set()
+    for _ in range(len(wanted) + 5):
+        page.press("Tab", 9)
+        focused = page.evaluate("(e => e !== document.body && [e.getAttribute('aria-label') || e.textContent, getComputedStyle(e).outlineStyle, "
+                                "getComputedStyle(e).outlineWidth])(document.activeElement)")
+        if not focused:  # past the last one, the focus leaves the page once
+            continue
+        reached.append(focused[0])
+        rings.add((focused[0], *focused[1:]))
+    assert set(wanted) <= set(reached), set(wanted) - set(reached)
+    assert {ring[1:] for ring in rings} == {("solid", "3px")}, rings  # every one drawn with the focus ring

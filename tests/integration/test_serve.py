@@ -100,6 +100,8 @@ def test_the_agent_lists_the_nodes_and_streams_a_node_going_down(cluster, agent)
     nodes = wait_for(all_up, timeout=30, message="three nodes up in the agent's API")
     assert {n["name"] for n in nodes} == {f"{cluster.prefix}-{i}" for i in (1, 2, 3)}
     assert all(n["memory_limit"] == 96 << 20 and n["restarts"] == 0 and n["uptime"] is not None for n in nodes), nodes
+    # The limits the containers run with, read from Docker, beside the spec's: the same after an apply.
+    assert all(n["memory_limit_seen"] == 96 << 20 and n["cpu_limit_seen"] == n["cpu_limit"] > 0 for n in nodes), nodes
     # What the image said it is at the last apply, and the image ID the node runs (no registry here: no digest).
     assert all(n["version"] == "official 2.0.0" and n["image_id"].startswith("sha256:") and n["digest"] is None for n in nodes), nodes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from conduit.facts import metrics
-from conduit.views.status import node_state, render_prometheus, render_text
+from conduit.views.status import limit_drift, node_state, render_prometheus, render_text
 
 
 def row(name: str, **over) -> dict:
@@ -50,6 +50,22 @@ def test_text_flags_what_needs_the_operator():
     assert "SUSPICIOUS: c-2 planted a link or a special file in the volume" in " ".join(text.split())
     assert "lifetime: up 5.0 GiB, down 15.0 GiB" in text and " live" not in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_running_limit_other_than_the_specs_reads_run_and_spec_in_yellow():
+    rows = [row("c-1", cpu_limit_seen=1.0, memory_limit_seen=1 << 30),  # runs what the spec says
+            row("c-2", cpu_limit_seen=2.0, memory_limit_seen=512 << 20),  # changed by hand
+            row("c-3", cpu_limit_seen=0.0, memory_limit_seen=0, cpu=None)]  # no limit at all  # fmt: skip
+    assert [(limit_drift(r, "cpu_limit"), limit_drift(r, "memory_limit")) for r in rows] == [(False, False), (True, True), (True, True)]
+    console = Console(width=120, record=True, highlight=False)
+    console.print(render_text(dict(DATA, containers=rows)))
+    lines = {line.split()[1]: line for line in console.export_text().splitlines() if line.startswith("│ c-")}
+    assert "0.10/1 " in lines["c-1"] and "1MiB/1GiB " in lines["c-1"] and "spec" not in lines["c-1"]
+    assert "0.10/2 (spec 1)" in lines["c-2"] and "1MiB/512MiB (spec 1GiB)" in lines["c-2"]
+    assert "-/none (spec 1)" in lines["c-3"] and "1MiB/none (spec 1GiB)" in lines["c-3"]
+    console = Console(width=120, record=True, color_system="standard")
+    console.print(render_text(dict(DATA, containers=rows[1:2])))
+    assert "\x1b[33m0.10/2 (spec 1)" in console.export_text(styles=True)
 
 
 def test_each_image_the_nodes_run_is_one_line_with_its_nodes():

@@ -37,7 +37,13 @@ function svgEl(tag, attrs, text) {
 
 function fill(list, items) { list.replaceChildren(...items); }
 
-function mib(n) { return n === null || n === undefined ? "-" : Math.round(n / 1048576) + "M"; }
+// A size as the plan and `conduit status` print it: at most three significant digits, rounded down (1 GiB, 384 MiB, 1.5 GiB).
+function size(n) {
+  if (n === null || n === undefined) return "-";
+  const [unit, f] = [["TiB", 2 ** 40], ["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 1024]].find(([, f]) => n >= f) || ["B", 1];
+  const digits = n < 10 * f ? 2 : n < 100 * f ? 1 : 0;
+  return Math.floor(n / f * 10 ** digits + 1e-9) / 10 ** digits + " " + unit;
+}
 
 function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -112,14 +118,25 @@ function uptimeOf(name) {
   return n ? (n.uptime * 100).toFixed(n.uptime < 1 ? 1 : 0) + "%" : "-";
 }
 
-function maxCell(n) {
-  const seen = n.max_clients_seen;
-  const td = el("td", seen === null || seen === undefined || seen === n.max_clients ? n.max_clients : `${seen}/${n.max_clients}`);
-  if (seen !== null && seen !== undefined && seen !== n.max_clients) {
+// What the node runs beside what the spec says (`250/200`), highlighted as drift, as `conduit status` prints it.
+function runSpecCell(seen, spec, show, same) {
+  const differs = seen !== null && seen !== undefined && !same(seen, spec);
+  const td = el("td", differs ? `${show(seen)}/${show(spec)}` : show(spec));
+  if (differs) {
     td.className = "warn drift";
-    td.title = `runs ${seen}, the spec says ${n.max_clients}: apply to change it`;
+    td.title = `runs ${show(seen)}, the spec says ${show(spec)}: apply to change it`;
   }
   return td;
+}
+
+const cpus = (n) => (n ? String(+n.toFixed(3)) : "none");
+const limitSize = (n) => (n ? size(n) : "none");
+const sameLimit = (a, b) => Math.abs((a || 0) - (b || 0)) <= 0.0005;
+
+function limitCells(n) {
+  return [runSpecCell(n.max_clients_seen, n.max_clients, String, (a, b) => a === b),
+    el("td", n.cpu === null ? "-" : n.cpu.toFixed(2)), runSpecCell(n.cpu_limit_seen, n.cpu_limit, cpus, sameLimit),
+    el("td", size(n.memory)), runSpecCell(n.memory_limit_seen, n.memory_limit, limitSize, sameLimit)];
 }
 
 function stateCell(n) {
@@ -129,10 +146,8 @@ function stateCell(n) {
 
 function nodeRow(n) {
   const tr = el("tr");
-  const cpu = n.cpu === null ? "-" : n.cpu.toFixed(2) + "/" + n.cpu_limit;
   const image = (n.digest || n.image_id || "").replace("sha256:", "").slice(0, 12) || "-";
-  tr.append(el("td", n.name), stateCell(n), el("td", n.connected + "+" + n.connecting), maxCell(n), el("td", cpu),
-    el("td", mib(n.memory) + "/" + mib(n.memory_limit)), el("td", n.restarts === null ? "-" : n.restarts),
+  tr.append(el("td", n.name), stateCell(n), el("td", n.connected + "+" + n.connecting), ...limitCells(n), el("td", n.restarts === null ? "-" : n.restarts),
     el("td", duration(n.uptime)), el("td", uptimeOf(n.name), "uptime"), el("td", n.version || "-"), el("td", image, "mono"));
   if (role === "operator") {
     const cell = el("td", null, "act");
@@ -140,6 +155,9 @@ function nodeRow(n) {
       " ", button("claim", () => showClaim(n.name), "claim code of " + n.name));
     tr.append(cell);
   }
+  // Each cell named by its column, for the phone, where a node is a card of labelled values.
+  const heads = [...document.querySelectorAll("#nodes thead th")].map((th) => th.textContent);
+  [...tr.children].forEach((td, i) => { td.dataset.label = heads[i] || ""; });
   tr.dataset.node = n.name;
   tr.dataset.state = n.status;
   return tr;
@@ -202,9 +220,11 @@ function generationItem(g, current) {
   li.dataset.generation = g.id;
   li.append(el("strong", "#" + g.id), " ", el("span", when + commit + " "), el("span", g.outcome, cls));
   if (g.id === current) li.append(" ", el("span", "current", "tag"));
-  if (g.reason) {
-    const reason = el("span", g.reason.split("\n")[0], "reason");
-    reason.title = g.reason;
+  if (g.reason) {  // its first line, cut to the panel; opened, the whole of it (a phone has no hover for a title)
+    const reason = el("details", null, "reason");
+    const line = el("summary", g.reason.split("\n")[0]);
+    line.title = g.reason;
+    reason.append(line, el("p", g.reason));
     li.append(reason);
   }
   if (role === "operator" && g.outcome === "succeeded" && g.id !== current) {
@@ -240,7 +260,8 @@ function draw(svg, series, format) {
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   const now = Date.now() / 1000, t0 = timeline.since, t1 = Math.max(now, t0 + 1);
   const peak = nice(Math.max(1e-9, ...series.flatMap((s) => s.points.map((p) => p[1]))) || 1);
-  const x = (t) => left + (t - t0) / (t1 - t0) * (w - left - right);
+  // Never past now (the right edge) nor before the range: a bucket's point may lie in neither.
+  const x = (t) => left + (Math.min(Math.max(t, t0), t1) - t0) / (t1 - t0) * (w - left - right);
   const y = (v) => top + (1 - v / peak) * (h - top - bottom);
   const parts = [];
   [0, 0.5, 1].forEach((f) => {
@@ -266,17 +287,23 @@ function draw(svg, series, format) {
 const axisRate = (v) => { const t = bytes(v); return (parseFloat(t) >= 10 ? t.replace(/\.\d /, " ") : t) + "/s"; };
 const count = (v) => (v >= 100 ? Math.round(v) : +v.toFixed(1)).toString();
 
+// The part of a bucket that has passed: all of it, but for the newest one, which is still filling.
+function elapsed(at, step) { return Math.max(1, Math.min(step, Date.now() / 1000 - at)); }
+// A bucket's point: the middle of its passed part, so the newest one is never drawn after now.
+function mid(at, step) { return at + elapsed(at, step) / 2; }
+
 function drawCharts() {
   if (!timeline) return;
   const pts = timeline.points, step = timeline.step;
-  draw($("chart-clients"), [{ points: pts.map((p) => [p.at + step / 2, p.clients]) }, { points: pts.map((p) => [p.at + step / 2, p.connecting]) }], count);
-  draw($("chart-bytes"), [{ points: pts.map((p) => [p.at + step / 2, p.bytes_up / step]) }, { points: pts.map((p) => [p.at + step / 2, p.bytes_down / step]) }], axisRate);
+  const rate = (p, key) => p[key] / elapsed(p.at, step);
+  draw($("chart-clients"), [{ points: pts.map((p) => [mid(p.at, step), p.clients]) }, { points: pts.map((p) => [mid(p.at, step), p.connecting]) }], count);
+  draw($("chart-bytes"), [{ points: pts.map((p) => [mid(p.at, step), rate(p, "bytes_up")]) }, { points: pts.map((p) => [mid(p.at, step), rate(p, "bytes_down")]) }], axisRate);
   const cs = timeline.countries;
-  draw($("chart-countries"), cs.series.map((s) => ({ points: s.points.map((p) => [p[0] + cs.step / 2, p[1]]) })), count);
+  draw($("chart-countries"), cs.series.map((s) => ({ points: s.points.map((p) => [mid(p[0], cs.step), p[1]]) })), count);
   const last = pts[pts.length - 1];
   const key = (i, text) => el("span", "— " + text, "k" + i);
   fill($("clients-now"), last ? [key(0, "connected"), " ", key(1, "connecting"), `; last step: ${count(last.clients)} and ${count(last.connecting)}`] : []);
-  fill($("bytes-now"), last ? [key(0, "up"), " ", key(1, "down"), `; last step: ${bytes(last.bytes_up / step)}/s and ${bytes(last.bytes_down / step)}/s`] : []);
+  fill($("bytes-now"), last ? [key(0, "up"), " ", key(1, "down"), `; last step: ${bytes(rate(last, "bytes_up"))}/s and ${bytes(rate(last, "bytes_down"))}/s`] : []);
   fill($("countries-legend"), cs.series.length ? cs.series.map((s, i) => key(i, s.region + " ")) : [el("span", "no country figures in this range yet")]);
 }
 
