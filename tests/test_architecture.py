@@ -94,3 +94,14 @@ def test_no_state_class_does_everything():
     assert "db.py:Database" in counted and "history.py:History" in counted  # the count looked where the stores are
     too_many = {name: n for name, n in counted.items() if n > MAX_STORE_METHODS}
     assert not too_many, f"split these into stores of one purpose each (at most {MAX_STORE_METHODS} public methods): {too_many}"
+
+
+def test_every_step_kind_has_exactly_one_handler():
+    """The executor is a table {Kind: handler}: a kind without one is a plan it cannot run, and no
+    handler stands for a kind that does not exist."""
+    from conduit.engine.execute import HANDLERS
+    from conduit.plan.kinds import Kind
+
+    assert set(HANDLERS) == set(Kind), set(Kind) ^ set(HANDLERS)
+    handlers = list(HANDLERS.values())
+    assert len(set(handlers)) == len(handlers), "one handler serves two kinds"

@@ -22,10 +22,11 @@ from conduit.engine.execute import Executor, StepFailed
 from conduit.engine.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import observed_plan, rollout
+from conduit.engine.planning import executable, observed_plan, rollout
 from conduit.engine.updates import rollback_request
 from conduit.plan.planner import Plan, Step, make_plan
 from conduit.plan.schedule import schedule
+from conduit.plan.target import Target
 from conduit.spec.resources import PHASES, Resource
 from conduit.state.stores import Stores
 from conduit.spec.profiles import HostFacts
@@ -78,14 +79,13 @@ class NodesNotRestored(Exception):
 class Engine:
     """Runs one plan against the host: executors, gates, journal."""
 
-    def __init__(self, doc: ClusterSpec, host: HostAccess, state: Stores, gen: int, report: Report):
-        self.doc = doc
+    def __init__(self, target: Target, host: HostAccess, state: Stores, gen: int, report: Report):
+        self.target = target
         self.host = host
         self.state = state
         self.gen = gen
         self.report = report
-        self.ex = Executor(doc, host.root, host.state_dir, host.docker())
-        self.health = doc.spec.health
+        self.ex = Executor(target, host.root, host.state_dir, host.docker())
 
     def step(self, step: Step) -> None:
         self.state.history.step(self.gen, step.phase, step.kind, step.id, step.action, "started")
@@ -107,7 +107,7 @@ class Engine:
             if not steps:
                 continue
             log.info("phase.start", phase=phase, steps=len(steps))
-            getattr(self, f"phase_{phase}")(steps)
+            PHASE_RUNNERS[phase](self, steps)
             log.info("phase.healthy", phase=phase)
 
     # ------------------------------------------------------------ phases
@@ -124,14 +124,14 @@ class Engine:
     def phase_nginx(self, steps: list[Step]) -> None:
         for step in steps:
             self.step(step)
-        if not self.doc.spec.loadbalancer.enabled or all(s.action == "delete" for s in steps):
+        if not self.target.front.enabled or all(s.action == "delete" for s in steps):
             if self.ex.nginx_changed and self.ex.nginx_pid():
                 self.ex.reload_nginx()
             return
         if self.ex.nginx_changed:
             self.ex.reload_nginx()
             time.sleep(0.5)  # the master answers the reload by starting new workers
-        nginx_gate(self.ex, self.health.gate_timeout_seconds)
+        nginx_gate(self.ex, self.target.gate_timeout)
 
     def phase_containers(self, steps: list[Step]) -> None:
         """The steps in the order conduit.plan.schedule wrote them: a batch of new nodes starts side
@@ -163,9 +163,9 @@ class Engine:
     def gate_containers(self, touched: list[str], replaced: bool) -> None:
         """The created and updated nodes serve, and the front reaches them (replaced ones were gated batch by batch)."""
         if touched:
-            containers_gate(self.ex, touched, self.health.gate_timeout_seconds, self.health.settle_seconds)
+            containers_gate(self.ex, touched, self.target.gate_timeout, self.target.settle)
         if touched or replaced:
-            front_gate(self.ex, self.health.gate_timeout_seconds)
+            front_gate(self.ex, self.target.gate_timeout)
 
     def replace_batch(self, batch: list[Step], adopted: list[str]) -> None:
         """One batch (its drain, replacements and restore steps): on failure every node of it
@@ -175,7 +175,7 @@ class Engine:
         try:
             for step in drains + nodes:
                 self.step(step)
-            containers_gate(self.ex, [s.id for s in nodes], self.health.gate_timeout_seconds, self.health.settle_seconds)
+            containers_gate(self.ex, [s.id for s in nodes], self.target.gate_timeout, self.target.settle)
         except (StepFailed, GateFailed, EngineError) as exc:
             self.restore_batch([s.id for s in nodes] + adopted, bool(drains), exc)
             raise
@@ -191,7 +191,7 @@ class Engine:
     def restore_batch(self, names: list[str], drained: bool, failure: Exception) -> None:
         """Put back the nodes this batch stopped. An engine that stopped answering gets the gate
         timeout to answer again; if it does not, NodesNotRestored says which nodes are left."""
-        deadline = time.monotonic() + self.health.gate_timeout_seconds
+        deadline = time.monotonic() + self.target.gate_timeout
         for number, name in enumerate(names):
             try:
                 restored = self.restore_waiting(name, deadline)
@@ -200,7 +200,7 @@ class Engine:
             if restored:
                 self.report(f"  {name} failed its gate: restored as it was")
         if drained:
-            self.ex.drain_backends([])
+            self.ex.drain_backends(self.target.front.stream)
 
     def restore_waiting(self, name: str, deadline: float) -> bool:
         while True:
@@ -217,7 +217,10 @@ class Engine:
         for step in steps:
             self.step(step)
         if any(s.action != "delete" for s in steps):
-            tracker_gate(self.ex, self.health.settle_seconds)
+            tracker_gate(self.ex, self.target.settle)
+
+
+PHASE_RUNNERS = {"sysctl": Engine.phase_sysctl, "nginx": Engine.phase_nginx, "containers": Engine.phase_containers, "tracker": Engine.phase_tracker}
 
 
 # ------------------------------------------------------------------ roll back
@@ -243,7 +246,7 @@ def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int
             plan, observed = observed_plan(doc, host, request)
             plan = undo_plan(doc, before, observed)
         report(f"rolling back to {target}")
-        Engine(doc, host, state, failed_gen, report).run(plan, tuple(reversed(PHASES)))
+        Engine(plan.target, host, state, failed_gen, report).run(plan, tuple(reversed(PHASES)))
     except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
         report(f"the rollback did not finish: {exc}")
         return target, str(exc)
@@ -265,4 +268,4 @@ def undo_plan(doc: ClusterSpec, before: list[Resource], observed: list[Resource]
     kept = [dataclasses.replace(r, adopt=False) for r in observed if r.kind == "container" and r.key in had]
     wanted = [r for r in before if r.kind != "container"] + kept
     now = [r for r in observed if r.kind != "container" or r.key not in had] + kept
-    return schedule(make_plan(doc.metadata.name, wanted, now), rollout(doc, True))
+    return executable(schedule(make_plan(doc.metadata.name, wanted, now), rollout(doc, True)), doc)

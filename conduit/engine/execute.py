@@ -1,5 +1,5 @@
-"""Carry out plan steps on the host, one executor per kind. No decisions are made here:
-each function does what its step says, and raises StepFailed when the host refuses."""
+"""Carry out plan steps on the host: one handler per step kind (HANDLERS), each doing what its
+step says, raising StepFailed when the host refuses."""
 
 from __future__ import annotations
 
@@ -33,26 +33,20 @@ from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import legacy_pidfile, systemd_is_init, tracker_log, tracker_pidfile
 from conduit.drivers.files import HOST_CONFIG, atomic_write, open_private, private_tree, remove
 from conduit.drivers.keys import volume_dir
+from conduit.plan.kinds import Kind
 from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
-from conduit.spec.resources import host_path
-from conduit.render.container import image_ref, labels
-from conduit.render.nginx import (
-    front_config,
-    front_pid_file,
-    include_line,
-    insert_include,
-    nginx_unit_name,
-    remove_include,
-    render_main_conf,
-    render_nginx_unit,
-    render_stream_conf,
-)
-from conduit.render.tracker import render_tracker_unit, unit_name
-from conduit.spec.resolve import NodeSettings, nodes
-from conduit.spec.spec import ClusterSpec
+from conduit.plan.target import CANDIDATE, FrontTarget, NodeTarget, Target
+from conduit.render.container import image_ref
+from conduit.render.nginx import include_line, insert_include, remove_include
+from conduit.render.tracker import tracker_unit, unit_name
 
 STOP_TIMEOUT = 10  # seconds a node gets to say "Stopped." before it is killed
+
+
+def host_path(root: Path, path: str) -> Path:
+    """A host path under the tool's root (--root); as conduit.spec.resources says it, which the executor does not import."""
+    return root / path.lstrip("/")
 
 
 class StepFailed(Exception):
@@ -61,7 +55,9 @@ class StepFailed(Exception):
 
 @dataclass
 class Executor:
-    doc: ClusterSpec
+    """Runs steps against the host, given the plan's target (conduit.plan.target), never the spec."""
+
+    target: Target
     root: Path
     state_dir: Path
     client: CountingClient | None
@@ -74,8 +70,8 @@ class Executor:
 
     # ------------------------------------------------------------ helpers
 
-    def node(self, name: str) -> NodeSettings | None:
-        return next((n for n in nodes(self.doc) if n.name == name), None)
+    def node(self, name: str) -> NodeTarget | None:
+        return self.target.nodes.get(name)
 
     def docker(self) -> CountingClient:
         if self.client is None:
@@ -83,9 +79,9 @@ class Executor:
         return self.client
 
     def run(self, step: Step) -> None:
-        handler = getattr(self, f"_{step.kind}")
+        handler = HANDLERS[step.kind]
         try:
-            handler(step)
+            handler(self, step)
         except EngineError as exc:
             raise StepFailed(str(exc)) from None
         except OSError as exc:
@@ -116,11 +112,11 @@ class Executor:
 
     # ------------------------------------------------------------ nginx
 
-    def _nginx_paths(self):
-        return self.doc.spec.loadbalancer.nginx
+    def _nginx_paths(self) -> FrontTarget:
+        return self.target.front
 
     def _own(self) -> bool:
-        return self.doc.spec.loadbalancer.instance == "own"
+        return self.target.front.own
 
     def _nginx_conf(self, step: Step) -> None:
         self._tested_write(step, self.test_nginx)
@@ -148,13 +144,13 @@ class Executor:
     def test_nginx(self, include: Path | None = None) -> None:
         """nginx -t of the front's main config, including `include` in place of the stream file."""
         paths = self._nginx_paths()
-        main = host_path(self.root, paths.instance_config if self._own() else paths.main_config)
+        main = host_path(self.root, paths.config)
         if include is None:
             self.nginx_t(main)
             return
         conf = main.with_name(f".{main.name}.conduit-test")
         if self._own():
-            text = render_main_conf(self.doc, str(include))
+            text = (paths.test_main or "").replace(CANDIDATE, str(include))
         else:
             text = insert_include(main.read_text(), include_line(str(include)))
         atomic_write(conf, text, HOST_CONFIG)
@@ -187,7 +183,7 @@ class Executor:
             atomic_write(main, new, mode=main.stat().st_mode & 0o777)
         if self._own() and step.action == "delete":
             # Moving to the own nginx: the system nginx lets go of the front's ports.
-            system = master_pid(self.root, self._nginx_paths().pid_file)
+            system = master_pid(self.root, self._nginx_paths().system_pid_file)
             if system is not None:
                 os.kill(system, signal.SIGHUP)
                 time.sleep(0.5)
@@ -204,15 +200,15 @@ class Executor:
     def nginx_pid(self) -> int | None:
         """The live nginx master of the front; a stale pid file naming another process is not nginx,
         and with instance: own only a master started with the tool's own main config counts."""
-        lb = self.doc.spec.loadbalancer
-        return master_pid(self.root, front_pid_file(lb), front_config(lb) if self._own() else None)
+        front = self.target.front
+        return master_pid(self.root, front.pid_file, front.config if front.own else None)
 
     def start_nginx(self) -> None:
         paths = self._nginx_paths()
         if self._own() and systemd_is_init():
             self._nginx_unit()
             return
-        argv = [paths.binary, "-c", str(host_path(self.root, front_config(self.doc.spec.loadbalancer)))]
+        argv = [paths.binary, "-c", str(host_path(self.root, paths.config))]
         if self._own():
             argv[1:1] = ["-e", self._error_log()]
         try:
@@ -224,8 +220,8 @@ class Executor:
 
     def _nginx_unit(self) -> None:
         """Where systemd is PID 1, the own nginx is a unit the tool owns."""
-        unit = nginx_unit_name(self.doc.metadata.name)
-        atomic_write(host_path(self.root, f"/etc/systemd/system/{unit}.service"), render_nginx_unit(self.doc), HOST_CONFIG)
+        unit = self.target.front.unit_name
+        atomic_write(host_path(self.root, f"/etc/systemd/system/{unit}.service"), self.target.front.unit or "", HOST_CONFIG)
         systemctl("daemon-reload")
         systemctl("enable", unit)
         systemctl("restart", unit)
@@ -233,7 +229,7 @@ class Executor:
     def stop_nginx(self, timeout: float = 10) -> None:
         """Stop the tool's own nginx (never another): its unit, or its master and workers."""
         if systemd_is_init():
-            unit = nginx_unit_name(self.doc.metadata.name)
+            unit = self.target.front.unit_name
             path = host_path(self.root, f"/etc/systemd/system/{unit}.service")
             if path.exists():
                 systemctl("disable", "--now", unit, check=False)
@@ -258,19 +254,19 @@ class Executor:
         self.nginx_changed = False
 
     def _backends(self, step: Step) -> None:
-        """Drain: only these nodes out of the front, for the seconds their sessions get to go.
-        Restore: every node back in."""
-        if self.drain_backends(step.desired["nodes"]):
+        """Drain: the stream file the step carries (these nodes out of the front), for the seconds
+        their sessions get to go. Restore: every node back in."""
+        content = step.desired.get("content") if step.action == "drain" else None
+        if self.drain_backends(content if content is not None else self.target.front.stream):
             time.sleep(step.desired.get("seconds") or 0)
 
-    def drain_backends(self, names: list[str]) -> bool:
-        """False when no front runs yet to drain from: a rollback runs the containers phase
-        before the nginx phase that starts it."""
-        path = host_path(self.root, self.doc.spec.loadbalancer.nginx.include_file)
+    def drain_backends(self, content: str) -> bool:
+        """Write the stream file `content` and reload. False when no front runs yet to drain from:
+        a rollback runs the containers phase before the nginx phase that starts it."""
+        path = host_path(self.root, self.target.front.include_file)
         if not path.exists() or self.nginx_pid() is None:
             return False
-        indexes = frozenset(n.index for n in map(self.node, names) if n)
-        atomic_write(path, render_stream_conf(self.doc, indexes), HOST_CONFIG)
+        atomic_write(path, content, HOST_CONFIG)
         self.reload_nginx()
         return True
 
@@ -281,12 +277,12 @@ class Executor:
         if step.action in ("delete", "replace"):
             call(client, client.api.remove_network, step.id)
         if step.action != "delete":
-            create_network(client, step.id, step.desired.get("subnet"), self.doc.metadata.name)
+            create_network(client, step.id, step.desired.get("subnet"), self.target.cluster)
 
     def _volume(self, step: Step) -> None:
         """Volumes are made, and removed only by `destroy --purge-data`'s plan (with their keys)."""
         if step.action == "create":
-            create_volume(self.docker(), step.id, self.doc.metadata.name)
+            create_volume(self.docker(), step.id, self.target.cluster)
         elif step.action == "delete":
             remove_volume(self.docker(), step.id)
 
@@ -309,7 +305,7 @@ class Executor:
 
     def _canary(self, step: Step) -> None:
         """measure: the canaries' clients before the new image; judge: they win them back (conduit.engine.canary)."""
-        ports = {n.name: n.metrics_port for n in nodes(self.doc) if n.name in step.desired["nodes"]}
+        ports = {name: n.metrics_port for name, n in self.target.nodes.items() if name in step.desired["nodes"]}
         if step.action == "measure":
             self.baselines.update(canary.baselines(ports))
             return
@@ -344,17 +340,17 @@ class Executor:
         client = self.docker()
         node = self.node(step.id)
         if node is None:
-            raise StepFailed(f"container {step.id} is not in the spec")
-        create_volume(client, node.volume, self.doc.metadata.name)
-        self.ensure_compartment(step, node)
-        container_id = create_container(client, step.id, step.desired, labels(self.doc, node, step.desired))
+            raise StepFailed(f"container {step.id} is not in the plan's target")
+        create_volume(client, node.volume, self.target.cluster)
+        self.ensure_compartment(step)
+        container_id = create_container(client, step.id, step.desired, node.labels)
         try:
             with answers(client):
                 client.api.start(container_id)
         except docker.errors.APIError as exc:
             raise StepFailed(f"container {step.id} did not start: {exc.explanation or exc}") from None
 
-    def ensure_compartment(self, step: Step, node: NodeSettings) -> None:
+    def ensure_compartment(self, step: Step) -> None:
         """A node whose command asks for personal clients gets its compartment once, before it starts."""
         if not wants_compartment(list(step.desired.get("command") or [])):
             return
@@ -364,7 +360,7 @@ class Executor:
             folder = volume_dir(client, volume)
             if folder is None:
                 raise StepFailed(f"volume {volume} is missing")
-            ensure_compartment(client, folder, image_ref(step.desired), volume, data_dir, node.name)
+            ensure_compartment(client, folder, image_ref(step.desired), volume, data_dir, step.id)
         except HostileEntry as exc:
             self.compromised.append(nodehealth.planted(exc).alert)
             raise StepFailed(str(exc)) from None
@@ -436,7 +432,7 @@ class Executor:
         if systemd_is_init():
             self._tracker_unit(step)
             return
-        cluster = self.doc.metadata.name
+        cluster = self.target.cluster
         pidfile = tracker_pidfile(self.state_dir, cluster)
         for running in filter(None, (pidfile, legacy_pidfile(self.state_dir, cluster))):
             stop_pidfile(running)
@@ -459,7 +455,7 @@ class Executor:
 
     def _tracker_unit(self, step: Step) -> None:
         """Where systemd is PID 1, the tracker is a unit the tool owns."""
-        unit = unit_name(self.doc.metadata.name)
+        unit = unit_name(self.target.cluster)
         path = host_path(self.root, f"/etc/systemd/system/{unit}.service")
         if step.action == "delete":
             systemctl("disable", "--now", unit, check=False)
@@ -467,10 +463,29 @@ class Executor:
             systemctl("daemon-reload")
             return
         conduit_bin = shutil.which("conduit") or "/usr/local/bin/conduit"  # systemd wants an absolute path
-        atomic_write(path, render_tracker_unit(self.doc, conduit_bin, self.state_dir.resolve()), HOST_CONFIG)
+        text = tracker_unit(self.target.cluster, [conduit_bin, *step.desired["command"][1:]], self.state_dir.resolve())
+        atomic_write(path, text, HOST_CONFIG)
         systemctl("daemon-reload")
         systemctl("enable", unit)
         systemctl("restart", unit)
+
+
+# The one handler of each step kind (tests/test_architecture.py checks that every kind has one).
+HANDLERS = {
+    Kind.SYSCTL: Executor._sysctl,
+    Kind.SYSCTL_FILE: Executor._sysctl_file,
+    Kind.NGINX_CONF: Executor._nginx_conf,
+    Kind.NGINX_INCLUDE: Executor._nginx_include,
+    Kind.NGINX_MAIN: Executor._nginx_main,
+    Kind.NGINX: Executor._nginx,
+    Kind.NETWORK: Executor._network,
+    Kind.VOLUME: Executor._volume,
+    Kind.CONTAINER: Executor._container,
+    Kind.TRACKER: Executor._tracker,
+    Kind.IMAGE: Executor._image,
+    Kind.BACKENDS: Executor._backends,
+    Kind.CANARY: Executor._canary,
+}
 
 
 def systemctl(*args: str, check: bool = True) -> None:

@@ -16,7 +16,6 @@ from conduit.drivers.programs import not_installed
 from conduit.render.tracker import unit_name
 from conduit.spec.resources import host_path
 from conduit.spec.profiles import normalise_sysctl
-from conduit.spec.resolve import nodes
 
 
 class GateFailed(Exception):
@@ -84,18 +83,16 @@ def nginx_gate(ex: Executor, timeout: float) -> None:
     """After the nginx phase: the config tests clean, the master runs, every TCP listener accepts."""
     ex.test_nginx()
     wait_until(lambda: None if ex.nginx_pid() else "nginx is not running", timeout)
-    for listener in ex.doc.spec.loadbalancer.listeners:
-        if listener.protocol == "tcp":
-            wait_until(lambda port=listener.port: listening(port), timeout)
+    for port in ex.target.front.tcp_ports:
+        wait_until(lambda port=port: listening(port), timeout)
 
 
 def front_gate(ex: Executor, timeout: float) -> None:
     """After the containers phase: a TCP connection through each listener reaches a backend."""
-    if not ex.doc.spec.loadbalancer.enabled:
+    if not ex.target.front.enabled:
         return
-    for listener in ex.doc.spec.loadbalancer.listeners:
-        if listener.protocol == "tcp":
-            wait_until(lambda port=listener.port: _through(port), timeout)
+    for port in ex.target.front.tcp_ports:
+        wait_until(lambda port=port: _through(port), timeout)
 
 
 # ------------------------------------------------------------------ containers
@@ -107,7 +104,7 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
     A node held at conduit-monitor's throttle passes: it does what its data cap tells it.
     """
     client = ex.docker()
-    wanted = {n.name: n for n in nodes(ex.doc) if n.name in names}
+    wanted = {name: n for name, n in ex.target.nodes.items() if name in names}
 
     def healthy(name: str) -> str | None:
         node = wanted[name]
@@ -145,7 +142,7 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
 def tracker_gate(ex: Executor, settle: float) -> None:
     time.sleep(min(settle, 2.0))
     if systemd_is_init():
-        unit = unit_name(ex.doc.metadata.name)
+        unit = unit_name(ex.target.cluster)
         try:
             done = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=30)
         except FileNotFoundError:
@@ -155,8 +152,8 @@ def tracker_gate(ex: Executor, settle: float) -> None:
         return
     state_dir = ex.state_dir
     try:
-        pid = int(tracker_pidfile(state_dir, ex.doc.metadata.name).read_text().split()[0])
+        pid = int(tracker_pidfile(state_dir, ex.target.cluster).read_text().split()[0])
         os.kill(pid, 0)
     except (OSError, ValueError, IndexError):
-        log_name = tracker_log(state_dir, ex.doc.metadata.name).name
+        log_name = tracker_log(state_dir, ex.target.cluster).name
         raise GateFailed(f"the tracker is not running (see {log_name} in the state directory)") from None

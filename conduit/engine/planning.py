@@ -19,7 +19,11 @@ from conduit.engine.images import Settled, settle_image
 from conduit.engine.updates import UpdateRequest
 from conduit.plan.planner import Plan, make_plan
 from conduit.plan.schedule import Rollout, schedule
+from conduit.plan.target import CANDIDATE, FrontTarget, NodeTarget, Target
+from conduit.render.container import labels
 from conduit.render.desired import render
+from conduit.render.nginx import front_config, front_pid_file, nginx_unit_name, render_main_conf, render_nginx_unit, render_stream_conf
+from conduit.spec.resolve import nodes
 from conduit.errors import HostMoved
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
@@ -63,6 +67,41 @@ def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None =
     )
 
 
+def _front(doc: ClusterSpec) -> FrontTarget:
+    lb = doc.spec.loadbalancer
+    paths, own = lb.nginx, lb.instance == "own"
+    return FrontTarget(
+        enabled=lb.enabled, own=own, binary=paths.binary, config=front_config(lb), pid_file=front_pid_file(lb),
+        system_pid_file=paths.pid_file, instance_pid_file=paths.instance_pid_file, include_file=paths.include_file,
+        error_log=paths.error_log, tcp_ports=tuple(x.port for x in lb.listeners if x.protocol == "tcp"),
+        stream=render_stream_conf(doc) if lb.enabled else "",
+        test_main=render_main_conf(doc, CANDIDATE) if lb.enabled and own else None,
+        unit_name=nginx_unit_name(doc.metadata.name), unit=render_nginx_unit(doc) if lb.enabled and own else None,
+    )  # fmt: skip
+
+
+def target_of(doc: ClusterSpec) -> Target:
+    """What the executor needs of this (settled) spec: conduit.plan.target."""
+    props = {r.id: r.props for r in render(doc) if r.kind == "container"}
+    members = {n.name: NodeTarget(n.index, n.volume, n.max_clients, n.metrics_port, labels(doc, n, props[n.name])) for n in nodes(doc)}
+    health = doc.spec.health
+    return Target(doc.metadata.name, _front(doc), members, health.gate_timeout_seconds, health.settle_seconds)
+
+
+def executable(plan: Plan, doc: ClusterSpec) -> Plan:
+    """The scheduled plan with what the executor needs of `doc`: its target, and each drain step
+    with the stream file it writes (every node in the front but the drained ones)."""
+    index = {n.name: n.index for n in nodes(doc)}
+
+    def drained(step):
+        if step.kind != "backends" or step.action != "drain":
+            return step
+        out = frozenset(index[name] for name in step.desired["nodes"] if name in index)
+        return replace(step, desired={**step.desired, "content": render_stream_conf(doc, out)})
+
+    return replace(plan, steps=[drained(s) for s in plan.steps], target=target_of(doc))
+
+
 def observed_plan(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | None = None) -> tuple[Plan, list[Resource]]:
     """The plan for this host, and the resources it was made against. `request`: how a new image
     behind the tag is treated (conduit.engine.updates; default: as spec.updates says)."""
@@ -76,7 +115,7 @@ def observed_plan(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | N
 
 
 def _as_json(steps: list) -> list:
-    return json.loads(json.dumps([asdict(s) for s in steps], sort_keys=True))
+    return json.loads(json.dumps([s.to_json() for s in steps], sort_keys=True))
 
 
 def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]:
@@ -92,6 +131,10 @@ def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan
         # own spec plans for this host, or the file says one thing and does another.
         if _as_json(fresh.steps) != _as_json(saved.steps):
             raise HostMoved("the saved plan's steps are not what its spec plans for this host; make a new plan")
+        # The same for what the steps run against (labels, the nginx text, units): a re-sealed file
+        # must not carry a target of its own.
+        if (fresh.target.to_json() if fresh.target else None) != (saved.target.to_json() if saved.target else None):
+            raise HostMoved("the saved plan's target is not what its spec plans for this host; make a new plan")
         # What stops an apply now stops this one too, though the plan was made without it.
         problems = saved.problems + [p for p in fresh.problems if p not in saved.problems]
         return replace(saved, problems=problems, warnings=list(saved.warnings), api_calls=fresh.api_calls), before
@@ -120,7 +163,7 @@ def plan_observed(settled: Settled, obs: Observation, refused_before: dict[str, 
     desired, observed = stopped_on_hold(render(doc, sysctl_now=now), obs.resources, held_stopped)
     held, warnings = _held_keys(doc, desired, obs, refused_before or {})
     taken = settled.update is not None and settled.update.taken
-    plan = schedule(make_plan(doc.metadata.name, desired, observed, obs.drifted), rollout(doc, settled.image_present, held, taken))
+    plan = executable(schedule(make_plan(doc.metadata.name, desired, observed, obs.drifted), rollout(doc, settled.image_present, held, taken)), doc)
     plan.problems, plan.foreign = settled.problems + obs.problems, obs.foreign
     plan.warnings = settled.warnings + obs.warnings + warnings
     if settled.update is not None:
@@ -165,7 +208,7 @@ def plan_against_host(doc: ClusterSpec, host: HostAccess, request: UpdateRequest
 def plan_offline(doc: ClusterSpec) -> Plan:
     """Against an empty host: no Docker, nginx or /proc/sys needed."""
     settled = settle_image(doc, None)
-    plan = schedule(make_plan(doc.metadata.name, render(settled.doc), []), rollout(settled.doc, False))
+    plan = executable(schedule(make_plan(doc.metadata.name, render(settled.doc), []), rollout(settled.doc, False)), settled.doc)
     plan.warnings, plan.problems = settled.warnings, settled.problems
     return plan
 
@@ -175,7 +218,7 @@ def plan_between(old: ClusterSpec, new: ClusterSpec) -> Plan:
     old, _ = settle_cli_version(old, None)
     new, warnings = settle_cli_version(new, None)
     same_image = old.spec.containers.image == new.spec.containers.image
-    plan = schedule(make_plan(new.metadata.name, render(new), render(old)), rollout(new, same_image))
+    plan = executable(schedule(make_plan(new.metadata.name, render(new), render(old)), rollout(new, same_image)), new)
     plan.warnings = warnings
     return plan
 
@@ -185,8 +228,7 @@ def removal_plan(doc: ClusterSpec, host: HostAccess, purge_data: bool = False) -
     and the node keys in them, are kept; with `purge_data` they are `delete volume` steps."""
     _plan, observed = observed_plan(doc, host)
     gone = [replace(r, keep=False) if purge_data and r.kind == "volume" else r for r in observed if r.kind != "sysctl"]
-    plan = schedule(make_plan(doc.metadata.name, [], gone), rollout(doc, True))
-    for step in plan.steps:
-        if step.kind == "volume":
-            step.reason = "--purge-data: the node key in it goes too"
+    plan = executable(schedule(make_plan(doc.metadata.name, [], gone), rollout(doc, True)), doc)
+    purged = "--purge-data: the node key in it goes too"
+    plan.steps = [replace(s, reason=purged) if s.kind == "volume" else s for s in plan.steps]
     return plan, observed

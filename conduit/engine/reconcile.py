@@ -19,7 +19,7 @@ from conduit.engine.apply import Engine, NodesNotRestored, Outcome, Report, roll
 from conduit.engine.execute import StepFailed
 from conduit.engine.gates import GateFailed
 from conduit.engine.nodehealth import planted
-from conduit.engine.planning import observed_plan, settle_cli_version
+from conduit.engine.planning import observed_plan
 from conduit.engine.updates import record_images
 from conduit.plan.planner import Plan, Step
 from conduit.spec.profiles import HostFacts
@@ -103,12 +103,10 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
     """Whatever goes wrong once the generation is recorded ends in a recorded outcome, never in `applying`."""
     state = open_state(req.host.state_dir)
     git = req.git or git_revision(req.spec_path)
-    # The spec as the plan settled it: with the new image's facts when the plan takes an update.
-    taken = (plan.update or {}).get("new_id") if (plan.update or {}).get("taken") else None
-    doc = req.doc if req.removal else settle_cli_version(req.doc, req.host.docker(), req.host.state_dir, taken)[0]
     gen = state.history.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git)
-    engine = Engine(doc, req.host, state, gen, req.report)
-    outcome = _run(req, plan, before, state, gen, engine, doc)
+    # The plan carries what its steps run against (settled when it was made): the spec is not read again.
+    engine = Engine(plan.target, req.host, state, gen, req.report)
+    outcome = _run(req, plan, before, state, gen, engine, req.doc)
     outcome.compromised = list(engine.ex.compromised)
     return outcome
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from conduit.plan.kinds import Action, Kind, OnError
+from conduit.plan.target import Target
 from conduit.spec.resources import KIND_ORDER, KIND_PHASE, PHASES, Resource, digest, natural_key
 
-PLAN_FORMAT = 1
-ACTIONS = ("create", "update", "replace", "adopt", "delete", "no-op", "pull", "drain", "restore", "measure", "judge")
-ON_ERROR = ("fail", "warn")
-SCHEDULED_KINDS = ("image", "backends", "canary")  # steps conduit.plan.schedule adds: pulls, drains, canary analysis
+PLAN_FORMAT = 2  # 2: steps of closed kinds, and the target the executor runs them against
 
 
 @dataclass(frozen=True)
@@ -20,22 +19,37 @@ class Change:
     forces_replacement: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class Step:
+    """One operation of a plan. Frozen: the schedule returns new steps (dataclasses.replace), and
+    the executor runs exactly what the plan holds. Kind, action and on_error are closed sets
+    (conduit.plan.kinds); a spelling outside them is a ValueError when the step is made."""
+
     phase: str
-    kind: str
+    kind: Kind
     id: str
-    action: str  # create | update | replace | adopt | delete | no-op; pull (image); drain | restore (backends); measure | judge (canary)
+    action: Action  # create | update | replace | adopt | delete | no-op; pull (image); drain | restore (backends); measure | judge (canary)
     reason: str
-    changes: list[Change] = field(default_factory=list)
+    changes: tuple[Change, ...] = ()
     desired: dict | None = None  # what the executor makes; None for delete
     batch: int | None = None  # container steps gated together (0: the new nodes, started side by side)
-    on_error: str = "fail"  # fail | warn: a refused step stops the apply, or only warns
+    on_error: OnError = OnError.FAIL  # a refused step stops the apply, or only warns
     new_identity: bool = False  # an existing node would start on another volume: a new key, its reputation lost
+
+    def __post_init__(self) -> None:
+        for name, closed in (("kind", Kind), ("action", Action), ("on_error", OnError)):
+            object.__setattr__(self, name, closed(getattr(self, name)))
+        object.__setattr__(self, "changes", tuple(self.changes))
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.kind, self.id)
+
+    def to_json(self) -> dict:
+        """Plain JSON data: the closed sets as their spellings, the changes a list."""
+        data = asdict(self)
+        data.update(kind=self.kind.value, action=self.action.value, on_error=self.on_error.value, changes=list(data["changes"]))
+        return data
 
 
 @dataclass
@@ -49,6 +63,7 @@ class Plan:
     api_calls: int = 0
     update: dict | None = None  # a new image behind the tag: digests, versions, taken or why not
     notes: list[str] = field(default_factory=list)  # what the spec serves and the host carries (conduit.spec.advisor)
+    target: Target | None = None  # what the executor needs of the spec (conduit.plan.target); None: not executable
 
     @property
     def changes(self) -> list[Step]:
@@ -74,11 +89,12 @@ class Plan:
             "cluster": self.cluster,
             "fingerprint": self.fingerprint,
             "summary": self.summary(),
-            "steps": [asdict(s) for s in self.steps],
+            "steps": [s.to_json() for s in self.steps],
             "problems": self.problems,
             "warnings": self.warnings,
             "foreign": self.foreign,
             "update": self.update,
+            "target": self.target.to_json() if self.target else None,
             # Only when there are some: plans made without a spec's advice keep their shape.
             **({"notes": self.notes} if self.notes else {}),
         }
@@ -105,6 +121,7 @@ def plan_from_json(data: dict) -> Plan:
         foreign=_strings(data, "foreign"),
         update=data.get("update") if isinstance(data.get("update"), dict) else None,
         notes=_strings(data, "notes") if "notes" in data else [],
+        target=None if data.get("target") is None else Target.from_json(data["target"]),
     )
     if plan.summary() != data.get("summary"):
         raise ValueError("its summary does not match its steps")
@@ -130,21 +147,17 @@ def _step(raw: object, n: int) -> Step:
     where = f"step {n}: "
     if not isinstance(raw, dict) or set(raw) != STEP_FIELDS:
         raise ValueError(f"{where}not an object of the fields {', '.join(sorted(STEP_FIELDS))}")
-    step = Step(
-        phase=_typed(raw, "phase", str, where),
-        kind=_typed(raw, "kind", str, where),
-        id=_typed(raw, "id", str, where),
-        action=_typed(raw, "action", str, where),
-        reason=_typed(raw, "reason", str, where),
-        changes=[_change(c, where) for c in _typed(raw, "changes", list, where)],
-        desired=None if raw["desired"] is None else _typed(raw, "desired", dict, where),
-        batch=None if raw["batch"] is None else _typed(raw, "batch", int, where),
-        on_error=_typed(raw, "on_error", str, where),
-        new_identity=_typed(raw, "new_identity", bool, where),
-    )
-    if step.phase not in PHASES or step.kind not in KIND_ORDER + SCHEDULED_KINDS or step.action not in ACTIONS or step.on_error not in ON_ERROR:
+    names = {name: _typed(raw, name, str, where) for name in ("phase", "kind", "id", "action", "reason", "on_error")}
+    changes = [_change(c, where) for c in _typed(raw, "changes", list, where)]
+    desired = None if raw["desired"] is None else _typed(raw, "desired", dict, where)
+    batch = None if raw["batch"] is None else _typed(raw, "batch", int, where)
+    new_identity = _typed(raw, "new_identity", bool, where)
+    if names["phase"] not in PHASES:
         raise ValueError(f"{where}unknown phase, kind, action or on_error")
-    return step
+    try:
+        return Step(**names, changes=changes, desired=desired, batch=batch, new_identity=new_identity)
+    except ValueError:
+        raise ValueError(f"{where}unknown phase, kind, action or on_error") from None
 
 
 def _change(raw: object, where: str) -> Change:

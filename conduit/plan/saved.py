@@ -13,7 +13,7 @@ from conduit.errors import NotASavedPlan
 from conduit.plan.planner import PLAN_FORMAT, Plan, plan_from_json
 
 SPEC_FIELDS = ("spec_file", "spec_sha256", "spec_text", "offline")
-PLAN_FIELDS = ("format_version", "cluster", "fingerprint", "summary", "steps", "problems", "warnings", "foreign")
+PLAN_FIELDS = ("format_version", "cluster", "fingerprint", "summary", "steps", "problems", "warnings", "foreign", "target")
 REQUIRED = (*PLAN_FIELDS, *SPEC_FIELDS, "digest")
 
 
@@ -116,4 +116,6 @@ def parse_saved(text: str, plan_file: str) -> SavedPlan:
         plan = plan_from_json(data)
     except ValueError as exc:
         raise NotASavedPlan(f"{plan_file}: not a saved plan ({exc})", 2) from None
+    if plan.target is None:
+        raise NotASavedPlan(f"{plan_file}: not a saved plan (it has no target to run its steps against); make a new one with conduit plan --out", 2)
     return SavedPlan(plan, data["spec_text"], data["spec_file"])

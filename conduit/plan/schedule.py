@@ -8,7 +8,7 @@ front, sysctl policy) is passed in. The executor runs these steps as they stand;
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from conduit.plan.planner import Plan, Step
 
@@ -33,19 +33,25 @@ class Rollout:
 
 
 def schedule(plan: Plan, rollout: Rollout) -> Plan:
-    """The plan with its containers phase in execution order and its policy on each step."""
-    for step in plan.steps:
-        if step.kind == "sysctl" and step.action != "delete":
-            step.on_error = rollout.sysctl_on_refused
-        if step.kind == "sysctl" and step.action in ("create", "update") and step.id in rollout.held:
-            # Trying again would be refused again: the plan converges instead of repeating it.
-            step.action, step.reason, step.changes = "no-op", f"held: {rollout.held[step.id]}", []
-    phase = [s for s in plan.steps if s.phase == "containers"]
-    if not phase:
-        return plan
-    first = plan.steps.index(phase[0])
-    plan.steps[first : first + len(phase)] = containers_order(phase, rollout)
-    return plan
+    """A new plan: its containers phase in execution order and its policy on each step. The plan
+    given and its steps are left as they are (steps are frozen; the schedule makes new ones)."""
+    steps = [_policy(step, rollout) for step in plan.steps]
+    phase = [s for s in steps if s.phase == "containers"]
+    if phase:
+        first = steps.index(phase[0])
+        steps[first : first + len(phase)] = containers_order(phase, rollout)
+    return replace(plan, steps=steps)
+
+
+def _policy(step: Step, rollout: Rollout) -> Step:
+    """A sysctl step under spec.sysctl.on_refused; a held key's write is not tried again."""
+    if step.kind != "sysctl" or step.action == "delete":
+        return step
+    step = replace(step, on_error=rollout.sysctl_on_refused)
+    if step.action in ("create", "update") and step.id in rollout.held:
+        # Trying again would be refused again: the plan converges instead of repeating it.
+        step = replace(step, action="no-op", reason=f"held: {rollout.held[step.id]}", changes=())
+    return step
 
 
 def containers_order(steps: list[Step], rollout: Rollout) -> list[Step]:
@@ -54,9 +60,7 @@ def containers_order(steps: list[Step], rollout: Rollout) -> list[Step]:
     deletes last (containers first, so a network is free when it goes)."""
     containers = [s for s in steps if s.kind == "container"]
     others = [s for s in steps if s.kind != "container"]
-    creates = _acting(containers, "create")
-    for step in creates:
-        step.batch = 0
+    creates = [replace(s, batch=0) for s in _acting(containers, "create")]
     return (
         [s for s in others if s.action != "delete"]
         + pull(containers, rollout)
@@ -116,8 +120,7 @@ def replacement_batches(replaced: list[Step], rollout: Rollout) -> list[Step]:
         out.append(measure)
     for number, batch in enumerate(batches, 1):
         names = ",".join(s.id for s in batch)
-        for step in batch:
-            step.batch = number
+        batch = [replace(s, batch=number) for s in batch]
         if rollout.front:
             reason = f"batch {number}: out of nginx for {rollout.drain_seconds:g}s before they stop"
             out.append(Step("containers", "backends", names, "drain", reason, batch=number,

@@ -82,9 +82,14 @@ def _systemd_escape(text: str) -> str:
 
 
 def render_tracker_unit(doc: ClusterSpec, conduit_bin: str, state_dir: str | Path) -> str:
+    return tracker_unit(doc.metadata.name, tracker_command(doc, conduit_bin), state_dir)
+
+
+def tracker_unit(cluster: str, argv: list[str], state_dir: str | Path) -> str:
+    """The tracker's systemd unit running `argv` (its rendered command, with conduit's absolute path)."""
     template = environment().get_template("conduit-tracker.service.j2")
     return template.render(
-        cluster=doc.metadata.name,
-        exec_start=_systemd_escape(shlex.join(tracker_command(doc, conduit_bin))),
+        cluster=cluster,
+        exec_start=_systemd_escape(shlex.join(argv)),
         state_dir=_systemd_escape(shlex.quote(str(state_dir))),
     )

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from conduit.cli.root import main
-from conduit.engine.execute import Executor
+from conduit.engine.execute import HANDLERS
+from conduit.plan.kinds import Kind
 from harness import free_port_block
 from tests.helpers import cli_env
 from tests.integration.test_apply import Cluster
@@ -50,14 +51,14 @@ def test_a_disk_that_fills_after_the_first_container_step_ends_3_or_4_and_is_rec
     assert first.returncode == 0, first.stdout + first.stderr
 
     cluster.write(count=2, max_clients=50)  # both nodes are replaced, one batch after the other
-    container_step = Executor._container
+    container_step = HANDLERS[Kind.CONTAINER]
 
     def then_fill(self, step):
         container_step(self, step)
         if not (small_state / "filler").exists():
             fill(small_state)
 
-    monkeypatch.setattr(Executor, "_container", then_fill)
+    monkeypatch.setitem(HANDLERS, Kind.CONTAINER, then_fill)
     args = cluster.argv("apply", "--auto-approve", str(cluster.spec))[3:]  # in this process, for the hook
     result = CliRunner().invoke(main, args, env=cli_env(), catch_exceptions=False)
     assert result.exit_code in (3, 4), result.output

@@ -16,7 +16,9 @@ import conduit.engine.reconcile as reconcile_module
 from conduit.cli.root import main
 from conduit.errors import EngineError
 from conduit.engine import nodehealth
-from conduit.engine.execute import Executor, StepFailed
+from conduit.engine.execute import HANDLERS, Executor, StepFailed
+from conduit.engine.planning import target_of
+from conduit.plan.kinds import Kind
 from conduit.engine.gates import containers_gate
 from conduit.engine.reconcile import Request, reconcile
 from conduit.plan.planner import Plan, Step
@@ -128,14 +130,14 @@ def doc():
 def replace_plan(doc) -> Plan:
     node = nodes(doc)[0]
     step = Step("containers", "container", node.name, "replace", "differs from the spec", [], container_props(doc, node), batch=1)
-    return Plan("test", [step], "fp")
+    return Plan("test", [step], "fp", target=target_of(doc))
 
 
 # ------------------------------------------------------------------ every Docker call: one EngineError
 
 
 def executor(doc, api: FakeApi, tmp_path) -> Executor:
-    return Executor(doc, tmp_path, tmp_path, client(api))
+    return Executor(target_of(doc), tmp_path, tmp_path, client(api))
 
 
 @pytest.mark.parametrize("action", ["remove_container", "drop_previous", "restore_previous", "ensure_image", "start_new", "inspect"])
@@ -186,7 +188,6 @@ def request(doc, tmp_path, api: FakeApi) -> Request:
 @pytest.fixture
 def no_probe(monkeypatch):
     """The image facts are the spec's own; the rollback plans against the fake engine."""
-    monkeypatch.setattr(reconcile_module, "settle_cli_version", lambda doc, client, state_dir, pin=None: (doc, []))
 
     def observed(doc, host, request=None):
         host.docker().api.volumes()  # raises while the engine is down
@@ -226,7 +227,7 @@ def test_an_unexpected_fault_mid_apply_is_recorded_and_rolled_back(doc, tmp_path
     def broken(self, step):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(Executor, "_container", broken)
+    monkeypatch.setitem(HANDLERS, Kind.CONTAINER, broken)
     outcome = reconcile(request(doc, tmp_path, FakeApi()))
     assert outcome.status == "rolled_back" and outcome.failure == "KeyError: 'surprise'"
     assert [g.outcome for g in open_state(tmp_path).history.generations()] == ["rolled_back"]

@@ -24,6 +24,7 @@ from conduit.errors import EngineError, GitError
 from conduit.drivers.docker import engine_down
 from conduit.drivers.tracker import _observe_systemd
 from conduit.engine.execute import Executor, StepFailed, systemctl
+from conduit.engine.planning import target_of
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
 from conduit.state.git import fetch
@@ -97,7 +98,7 @@ def test_nginx_missing_when_apply_tests_the_configuration(tmp_path):
     main = tmp_path / "etc/nginx/nginx.conf"
     main.parent.mkdir(parents=True)
     main.write_text("events {}\n")
-    ex = Executor(doc, tmp_path, tmp_path / "state", None)
+    ex = Executor(target_of(doc), tmp_path, tmp_path / "state", None)
     with pytest.raises(StepFailed) as info:
         ex.test_nginx()
     assert str(info.value) == f"nginx not found at {absent} (apt-get install nginx libnginx-mod-stream)"

@@ -1,6 +1,8 @@
 """The plan as a volunteer reads it: nodes that change alike on one line, sizes in binary units,
 whole values with --verbose, a refused kernel key explained when it matters, not on every run."""
 
+import dataclasses
+
 from rich.text import Text
 
 from conduit.plan.planner import Change, Plan, Step
@@ -51,7 +53,8 @@ def test_a_node_that_changes_otherwise_has_its_own_line():
     doc, _ = load(base(containers__count=3, containers__resources={"cpus": 0.5, "memory": "512MiB", "ulimit_nofile": 16384}))
     obs = applied(old).obs
     plan = plan_for(doc, obs)
-    plan.steps[-1].changes.append(Change("state", "exited", "running"))  # conduit-3 was also stopped
+    last = plan.steps[-1]  # conduit-3 was also stopped
+    plan.steps[-1] = dataclasses.replace(last, changes=(*last.changes, Change("state", "exited", "running")))
     text = plain(plan)
     assert "~ container conduit-1..2  (differs from the spec)" in text
     assert "~ container conduit-3  (differs from the spec)" in text

@@ -141,6 +141,7 @@ def test_watch_json_is_private(open_state_dir, tmp_path):
 
 def test_the_tracker_log_and_pid_file_are_private(open_state_dir, tmp_path, monkeypatch):
     from conduit.engine import execute
+    from conduit.engine.planning import target_of
     from conduit.engine.execute import Executor
     from conduit.plan.planner import Step
     from conduit.render.tracker import render_tracker
@@ -155,7 +156,7 @@ def test_the_tracker_log_and_pid_file_are_private(open_state_dir, tmp_path, monk
     monkeypatch.setattr(execute.subprocess, "Popen", lambda *a, **kw: started.append(kw) or Started())
     doc = load_text(EXAMPLE.read_text(), "c.yaml", SMALL_VPS)
     (tracker,) = render_tracker(doc)
-    Executor(doc, tmp_path / "root", open_state_dir, None).run(
+    Executor(target_of(doc), tmp_path / "root", open_state_dir, None).run(
         Step("tracker", "tracker", "tracker", "create", "not on the host", [], tracker.props)
     )
     assert len(started) == 1 and (open_state_dir / f"tracker-{doc.metadata.name}.pid").read_text() == f"{Started.pid}\n"
@@ -196,6 +197,7 @@ def test_atomic_write_is_private_unless_asked_whatever_the_umask_or_a_leftover(t
 
 def test_the_tracker_unit_stays_readable_host_configuration(tmp_path, monkeypatch):
     from conduit.engine import execute
+    from conduit.engine.planning import target_of
     from conduit.engine.execute import Executor
     from conduit.plan.planner import Step
     from conduit.render.tracker import render_tracker
@@ -206,7 +208,7 @@ def test_the_tracker_unit_stays_readable_host_configuration(tmp_path, monkeypatc
     monkeypatch.setattr(execute, "systemctl", lambda *a, **kw: None)
     doc = load_text(EXAMPLE.read_text(), "c.yaml", SMALL_VPS)
     (tracker,) = render_tracker(doc)
-    Executor(doc, tmp_path / "root", tmp_path / "state", None).run(
+    Executor(target_of(doc), tmp_path / "root", tmp_path / "state", None).run(
         Step("tracker", "tracker", "tracker", "create", "not on the host", [], tracker.props)
     )
     assert mode(tmp_path / "root/etc/systemd/system/conduit-tracker-edge-1.service") == 0o644

@@ -5,6 +5,7 @@ is the saved steps, once the host is seen to be as it was."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import hashlib
 import json
@@ -105,7 +106,8 @@ TAMPERED = {
     "the digest edited": (edited(_digest_edited), "digest does not match"),
     "a field missing": (edited(_field_missing), "lacks fingerprint"),
     "no digest": (edited(lambda d: d.pop("digest")), "lacks digest"),
-    "another format": (resealed(lambda d: d.update(format_version=2)), "format_version 2"),
+    "another format": (resealed(lambda d: d.update(format_version=1)), "format_version 1"),
+    "a target that is not one": (resealed(lambda d: d.update(target={"cluster": "c"})), "target is not a plan's target"),
     "a step of no known kind": (resealed(lambda d: d["steps"][0].update(kind="disk")), "step 1: unknown"),
     "a step with a field more": (resealed(lambda d: d["steps"][0].update(extra=1)), "step 1: not an object"),
     "a summary that is not its steps": (resealed(lambda d: d["summary"].update(add=0)), "summary does not match"),
@@ -173,9 +175,10 @@ def test_whitespace_between_tokens_changes_nothing():
 # ------------------------------------------------------------------ the saved steps, not a new plan
 
 
-def _observed(fingerprint: str, problems=(), steps=None):
-    """observed_plan as the host answers it now: by default, planning the saved plan's steps again."""
-    fresh = Plan("c", copy.deepcopy(PLAN.steps if steps is None else steps), fingerprint, problems=list(problems), api_calls=7)
+def _observed(fingerprint: str, problems=(), steps=None, target=None):
+    """observed_plan as the host answers it now: by default, planning the saved plan's steps and target again."""
+    fresh = Plan("c", copy.deepcopy(PLAN.steps if steps is None else steps), fingerprint, problems=list(problems), api_calls=7,
+                 target=copy.deepcopy(PLAN.target if target is None else target))
     before = [SimpleNamespace(kind="container", id="conduit-1")]
     return lambda doc, host: (fresh, before)
 
@@ -196,17 +199,27 @@ def test_a_host_that_moved_refuses_the_saved_plan(monkeypatch):
 
 def test_steps_its_own_spec_does_not_plan_are_refused(monkeypatch):
     """A file whose digest was made again after an edit is whole, but says what its spec does not."""
-    edited = copy.deepcopy(PLAN.steps)
-    edited[0].action = "delete" if edited[0].action != "delete" else "create"
+    first = PLAN.steps[0]
+    edited = [dataclasses.replace(first, action="delete" if first.action != "delete" else "create"), *PLAN.steps[1:]]
     monkeypatch.setattr(planning, "observed_plan", _observed(PLAN.fingerprint, steps=edited))
     with pytest.raises(HostMoved, match="the saved plan's steps are not what its spec plans for this host"):
+        saved_planner(PLAN)(None, None)
+
+
+def test_a_target_its_own_spec_does_not_plan_is_refused(monkeypatch):
+    """The steps run against the plan's target (labels, the nginx text, units): a re-sealed file that
+    changed it is refused like one that changed a step."""
+    assert PLAN.target is not None
+    other = dataclasses.replace(PLAN.target, cluster="someone-else")
+    monkeypatch.setattr(planning, "observed_plan", _observed(PLAN.fingerprint, target=other))
+    with pytest.raises(HostMoved, match="the saved plan's target is not what its spec plans for this host"):
         saved_planner(PLAN)(None, None)
 
 
 def test_reconcile_reviews_and_confirms_the_saved_plan(monkeypatch, tmp_path):
     step = Step("containers", "container", "conduit-1", "create", "not on the host", [], {})
     monkeypatch.setattr(planning, "observed_plan", _observed("fp", steps=[step]))
-    saved = Plan("c", [step], "fp")
+    saved = Plan("c", [step], "fp", target=PLAN.target)
     seen = []
     doc, host = SimpleNamespace(metadata=SimpleNamespace(name="c")), SimpleNamespace(state_dir=tmp_path, root=tmp_path)
     request = Request(doc, "text", None, host, None, "test", lambda line: None,

@@ -11,6 +11,7 @@ import pytest
 
 from conduit.drivers.sysctl import observe_sysctl
 from conduit.engine.execute import Executor
+from conduit.engine.planning import target_of
 from conduit.engine.images import Settled
 from conduit.engine.planning import plan_observed, recorded_refusals
 from conduit.plan.planner import Step
@@ -93,7 +94,7 @@ def test_the_executor_reports_what_the_kernel_answered(tmp_path):
     link = root / "proc/sys/net/core/rmem_max"
     link.parent.mkdir(parents=True)
     link.symlink_to(READ_ONLY)
-    ex = Executor(doc_with("warn"), root, tmp_path / "state", None)
+    ex = Executor(target_of(doc_with("warn")), root, tmp_path / "state", None)
     ex.run(Step("sysctl", "sysctl", "net.core.rmem_max", "update", "", [], {"value": "33554432"}, on_error="warn"))
     ex.run(Step("sysctl", "sysctl", "fs.nr_open", "update", "", [], {"value": "1048576"}, on_error="warn"))
     assert ex.sysctl_answers == {"net.core.rmem_max": ("33554432", "Permission denied"), "fs.nr_open": ("1048576", None)}

@@ -7,6 +7,7 @@ import stat
 import pytest
 
 from conduit.engine import execute
+from conduit.engine.planning import target_of
 from conduit.engine.execute import Executor
 from conduit.spec.load import load_text
 from conduit.plan.planner import Step
@@ -30,7 +31,7 @@ def systemctl(tmp_path, monkeypatch):
 def test_tracker_becomes_a_unit_and_goes_away_again(tmp_path, systemctl):
     doc = load_text(EXAMPLE.read_text(), "c.yaml", SMALL_VPS)
     (tracker,) = render_tracker(doc)
-    ex = Executor(doc, tmp_path / "root", tmp_path / "state", None)
+    ex = Executor(target_of(doc), tmp_path / "root", tmp_path / "state", None)
     ex.run(Step("tracker", "tracker", "tracker", "create", "not on the host", [], tracker.props))
     unit = tmp_path / "root/etc/systemd/system/conduit-tracker-edge-1.service"
     text = unit.read_text()
