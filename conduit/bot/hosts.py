@@ -91,7 +91,7 @@ class LocalHost:
         return self._write("sync", lambda: self.agent.apply_spec(user))
 
     def rollback(self, user: str) -> str:
-        good = [g for g in self.agent.state().history.generations() if g.outcome == "succeeded"]
+        good = [g for g in self.agent.generations() if g.outcome == "succeeded"]
         if len(good) < 2:
             raise Unavailable(f"{self.name} has no earlier good generation to roll back to")
         return self._write(f"rollback to generation {good[-2].id}", lambda: self.agent.rollback(good[-2].id, user))

@@ -60,7 +60,7 @@ class Remembered:
     def events(self, since: float, until: float) -> list[tuple[float, str]]:
         state = self.agent.state()
         found = [(g.started, "rollback" if (g.reason or "").startswith("rollback") else "apply")
-                 for g in state.history.generations() if since <= g.started < until]  # fmt: skip
+                 for g in self.agent.generations() if since <= g.started < until]  # fmt: skip
         found += [(row["at"], "restart") for row in state.audit.recent(1000)
                   if row["event"] in ("api.restart", "bot.restart") and since <= row["at"] < until]  # fmt: skip
         return sorted(found)

@@ -291,16 +291,20 @@ def _images(images: Images, gen: int) -> dict[str, dict]:
 @click.argument("generation", required=False, type=int)
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-wait", is_flag=True, help="Fail at once when another apply is running.")
+@click.option("--cluster", metavar="NAME", help="The cluster to roll back (needed when the state directory holds more than one).")
 @click.pass_obj
-def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait: bool) -> None:
-    """Re-apply generation N (default: the last good generation before the current one)."""
+def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait: bool, cluster: str | None) -> None:
+    """Re-apply generation N (default: the last good generation of the cluster before its current one)."""
     try:
         check_writable(opts.state_dir)
         state = open_state(opts.state_dir)
-        target = state.history.generation(generation) if generation else state.history.good_before_current()
-        current = state.history.last_good()
+        cluster = _rollback_cluster(state.history.clusters(), cluster)
+        target = state.history.generation(generation) if generation else state.history.good_before_current(cluster)
+        current = state.history.last_good(cluster)
     except StateError as exc:
         fail(str(exc))
+    if target is not None and cluster is not None and target.cluster not in (None, cluster):
+        fail(f"generation {target.id} is of cluster {target.cluster}, not {cluster}; `conduit history` lists which generation is whose", 2)
     if target is None:
         fail(f"no generation {generation}; `conduit history` lists them" if generation
              else "no good generation before the current one to roll back to; `conduit history` lists them")  # fmt: skip
@@ -308,6 +312,17 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
     click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
     how = door(opts, "rollback", target.spec_path, auto_approve, no_wait)
     run_apply(built(intents.roll_back, how, state.images, target), epilogue=undo_warning(target.spec_path))
+
+
+def _rollback_cluster(known: list[str], given: str | None) -> str | None:
+    """The cluster a rollback is for: the one given, else the only one the history names."""
+    if given is not None:
+        if known and given not in known:  # generations from before clusters were named are every cluster's
+            fail(f"no generation of cluster {given}; the state directory holds {', '.join(known) or 'no named cluster'}", 2)
+        return given
+    if len(known) > 1:
+        fail(f"the state directory holds clusters {', '.join(known)}; give --cluster NAME", 2)
+    return known[0] if known else None
 
 
 def undo_warning(spec_path: str | None) -> str:

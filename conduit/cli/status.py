@@ -70,7 +70,9 @@ def _spec_or_last_applied(opts, file: str) -> tuple[ClusterSpec, str | None]:
     try:
         db = Database.reader(opts.state_dir)
         history = History(db) if db else None
-        gen = (history.last_good() or (history.generations() or [None])[-1]) if history else None
+        newest = (history.generations() or [None])[-1] if history else None
+        # The spec names no cluster: the newest generation's cluster is the one shown.
+        gen = (history.last_good(newest.cluster) or newest) if newest else None
     except StateError:
         gen = None
     if gen is None:

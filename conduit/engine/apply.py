@@ -234,7 +234,7 @@ def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int
     """Re-apply the last good generation; with none, put back what the host had before.
 
     Returns what it rolled back to, and why it did not finish (None when it did)."""
-    good = state.history.last_good()
+    good = state.history.last_good(state.history.generation(failed_gen).cluster)  # never another cluster's spec
     target = f"generation {good.id}" if good is not None else "the state before this apply"
     request = rollback_request(state.images, good.id if good is not None else None)
     try:

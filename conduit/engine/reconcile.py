@@ -103,7 +103,7 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
     """Whatever goes wrong once the generation is recorded ends in a recorded outcome, never in `applying`."""
     state = open_state(req.host.state_dir)
     git = req.git or git_revision(req.spec_path)
-    gen = state.history.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git)
+    gen = state.history.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git, req.doc.metadata.name)
     # The plan carries what its steps run against (settled when it was made): the spec is not read again.
     engine = Engine(plan.target, req.host, state, gen, req.report)
     outcome = _run(req, plan, before, state, gen, engine, req.doc)

@@ -264,7 +264,7 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     client = host.docker()
     state = read_state(host.state_dir)
     rows = _node_rows(doc, client, state)
-    generations = state.history.generations() if state else []
+    generations = state.history.generations(doc.metadata.name) if state else []
     current = generations[-1] if generations else None
     result = {
         "cluster": doc.metadata.name,

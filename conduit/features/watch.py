@@ -125,8 +125,13 @@ class Watcher:
 
     def _heal_last_good(self, reason: str) -> Result:
         """The file holds a spec that failed: keep the last good generation in place instead."""
+        # The cluster the file names (a spec that loaded) or the last one it named (a file that does not load).
+        cluster = self.last_doc.metadata.name if self.last_doc else None
         try:
-            good = History(Database(self.host.state_dir)).last_good()
+            history = History(Database(self.host.state_dir))
+            if cluster is None and len(history.clusters()) > 1:
+                return Result("unchanged", "no valid spec names the cluster whose last good generation to keep in place")
+            good = history.last_good(cluster)
         except StateError as exc:
             return Result("failed", str(exc))
         if good is None:

@@ -32,6 +32,7 @@ from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import node_settings, nodes
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import git_revision, show_committed
+from conduit.state.history import Generation
 from conduit.state.holds import Holds
 from conduit.state.stores import Stores, open_state
 from conduit.state.timeline import RANGES
@@ -201,10 +202,22 @@ class Agent:
         }  # fmt: skip
         return store.series(span, now) | {"totals": {k: {"bytes_up": u, "bytes_down": d} for k, (u, d) in totals.items()}}
 
+    def cluster(self) -> str | None:
+        """The cluster this agent serves (None before its spec ever loaded)."""
+        try:
+            return self.spec.current().metadata.name
+        except Refused:
+            return None
+
+    def generations(self) -> list[Generation]:
+        """This cluster's generations, oldest first: another cluster may share the state directory."""
+        return self.state().history.generations(self.cluster())
+
     def generation_plan(self, gen_id: int) -> str | None:
         """The plan text of generation `gen_id`: from the last good spec before it, or from an empty host."""
-        gens = self.state().history.generations()
-        this = next((g for g in gens if g.id == gen_id), None)
+        history = self.state().history
+        this = history.generation(gen_id)
+        gens = history.generations(this.cluster) if this else []
         if this is None:
             raise Refused(404, f"no generation {gen_id}")
         before = [g for g in gens if g.id < gen_id and g.outcome == "succeeded"]
@@ -282,6 +295,8 @@ class Agent:
         target = self.state().history.generation(gen_id)
         if target is None:
             raise Refused(404, f"no generation {gen_id}")
+        if target.cluster not in (None, self.cluster()):
+            raise Refused(409, f"generation {gen_id} is of cluster {target.cluster}, not of {self.cluster()}, the one this agent serves")
         self._same_as_git(target.spec_text, f"generation {gen_id}'s spec")
         return self._run(lambda door: intents.roll_back(door, self.state().images, target), user)
 

@@ -166,7 +166,7 @@ def _generation_routes(api: APIRouter, agent: Agent, viewer) -> None:
 
     @api.get("/generations", response_model=list[models.Generation], summary="Every generation applied, oldest first")
     def generations(_: str = Depends(viewer)) -> list[dict]:
-        return [row(g) for g in agent.state().history.generations()]
+        return [row(g) for g in agent.generations()]
 
     @api.get("/generations/{gen_id}", response_model=models.GenerationDetail, summary="One generation with its spec, plan and journal")
     def generation(gen_id: int = GEN_ID, _: str = Depends(viewer)) -> dict:

@@ -78,6 +78,7 @@ class Generation(BaseModel):
     spec_path: str | None
     git_commit: str | None
     git_dirty: bool | None
+    cluster: str | None = None  # None: recorded before generations named their cluster
 
 
 class GenerationDetail(Generation):

@@ -153,7 +153,8 @@ CREATE TABLE IF NOT EXISTS generations (
     started REAL NOT NULL,
     finished REAL,
     outcome TEXT NOT NULL,          -- applying | succeeded | failed | rolled_back | interrupted
-    reason TEXT
+    reason TEXT,
+    cluster TEXT                    -- metadata.name of the spec; NULL (rows from before): every cluster's
 );
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY,
@@ -261,6 +262,16 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
+def columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def upgrade(db: sqlite3.Connection) -> None:
+    """Bring a database made by an older conduit to this schema (CREATE TABLE IF NOT EXISTS adds no column)."""
+    if "cluster" not in columns(db, "generations"):
+        db.execute("ALTER TABLE generations ADD COLUMN cluster TEXT")
+
+
 class Database:
     """Open (and check) the database of `state_dir`. `readonly`: only read, repair nothing, write nothing
     (a directory that cannot be written); `recovered` is the line said when a damaged database was
@@ -281,6 +292,7 @@ class Database:
             private_file(self.path)
             with closing(self.connect()) as db, db:
                 db.executescript(SCHEMA)
+                upgrade(db)
 
     @classmethod
     def reader(cls, state_dir: Path) -> Database | None:

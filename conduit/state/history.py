@@ -1,5 +1,8 @@
 """The host's history: one generation per apply that changed something, and the journal of its steps.
 
+Clusters that share a state directory share one history: each generation names its cluster, and the
+reads that choose a spec (last good, rollback) take the cluster they are for. Generation ids are global.
+
 A generation is `applying` until it is finished; one still `applying` when the next apply takes the
 lock was killed (or the machine went down) and is marked interrupted. Every finished generation
 leaves a backup of the database beside it.
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 import structlog
 
 from conduit.state.audit import Audit
-from conduit.state.db import Database, Store, guarded, why_line
+from conduit.state.db import Database, Store, columns, guarded, why_line
 
 log = structlog.get_logger("conduit.state")
 
@@ -32,6 +35,7 @@ class Generation:
     finished: float | None
     outcome: str
     reason: str | None
+    cluster: str | None = None  # None: recorded before generations named their cluster, so every cluster's
 
 
 class History(Store):
@@ -40,13 +44,13 @@ class History(Store):
         self.audit = Audit(db)
 
     @guarded("record a new generation")
-    def begin(self, spec_text: str, spec_hash: str, spec_path: str | None, git: tuple[str | None, bool | None]) -> int:
+    def begin(self, spec_text: str, spec_hash: str, spec_path: str | None, git: tuple[str | None, bool | None], cluster: str) -> int:
         gen = self.db.write(
-            "INSERT INTO generations (spec_text, spec_hash, spec_path, git_commit, git_dirty, started, outcome) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'applying')",
-            (spec_text, spec_hash, spec_path, git[0], None if git[1] is None else int(git[1]), time.time()),
+            "INSERT INTO generations (spec_text, spec_hash, spec_path, git_commit, git_dirty, started, outcome, cluster) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'applying', ?)",
+            (spec_text, spec_hash, spec_path, git[0], None if git[1] is None else int(git[1]), time.time(), cluster),
         )
-        self.audit.record("apply.begin", {"generation": gen, "spec_hash": spec_hash, "git_commit": git[0]})
+        self.audit.record("apply.begin", {"generation": gen, "cluster": cluster, "spec_hash": spec_hash, "git_commit": git[0]})
         return gen
 
     @guarded("record the end of a generation")
@@ -67,25 +71,35 @@ class History(Store):
         self.audit.record("apply.nothing_changed", {"generation": gen, "reason": reason})
 
     @guarded("read the generations")
-    def generations(self) -> list[Generation]:
+    def generations(self, cluster: str | None = None) -> list[Generation]:
+        """Every generation, oldest first; given a cluster, those of that cluster (and those from before
+        generations named their cluster)."""
         with closing(self.db.connect()) as db:
+            # A database opened read-only may predate the column (nothing upgrades it): its rows name no cluster.
+            named = "cluster" if "cluster" in columns(db, "generations") else "NULL"
             rows = db.execute(
-                "SELECT id, spec_text, spec_hash, spec_path, git_commit, git_dirty, started, finished, outcome, reason "
-                "FROM generations ORDER BY id"
+                "SELECT id, spec_text, spec_hash, spec_path, git_commit, git_dirty, started, finished, outcome, reason, "
+                f"{named} FROM generations ORDER BY id"
             ).fetchall()
-        return [Generation(*row[:5], None if row[5] is None else bool(row[5]), *row[6:]) for row in rows]
+        gens = [Generation(*row[:5], None if row[5] is None else bool(row[5]), *row[6:]) for row in rows]
+        return gens if cluster is None else [g for g in gens if g.cluster in (None, cluster)]
+
+    def clusters(self) -> list[str]:
+        """The clusters the history names, sorted."""
+        return sorted({g.cluster for g in self.generations() if g.cluster is not None})
 
     def generation(self, gen: int) -> Generation | None:
         return next((g for g in self.generations() if g.id == gen), None)
 
-    def last_good(self) -> Generation | None:
-        good = [g for g in self.generations() if g.outcome == "succeeded"]
+    def last_good(self, cluster: str | None = None) -> Generation | None:
+        """The last generation of `cluster` that succeeded (None: of any cluster, for a single-cluster host)."""
+        good = [g for g in self.generations(cluster) if g.outcome == "succeeded"]
         return good[-1] if good else None
 
-    def good_before_current(self) -> Generation | None:
-        """What `rollback` goes to by default: the last good generation before the one the host runs now
-        (the last good one); None when there is no such generation."""
-        good = [g for g in self.generations() if g.outcome == "succeeded"]
+    def good_before_current(self, cluster: str | None = None) -> Generation | None:
+        """What `rollback` goes to by default: the last good generation of `cluster` before the one it
+        runs now (its last good one); None when there is no such generation."""
+        good = [g for g in self.generations(cluster) if g.outcome == "succeeded"]
         return good[-2] if len(good) > 1 else None
 
     def interrupted(self) -> list[Generation]:

@@ -1,5 +1,6 @@
 """`conduit history` as text that fits 80 columns: one line per generation, its reason on its own
-line beneath when it has one, and only the columns some generation fills (`--json` has everything)."""
+line beneath when it has one, and only the columns some generation fills (`--json` has everything);
+the cluster only when the state directory holds more than one."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def image_cell(images: dict[str, dict]) -> str:
 def _row(gen, images: dict[str, dict]) -> dict[str, str]:
     return {
         "gen": str(gen.id),
+        "cluster": gen.cluster or "",
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(gen.started)),
         "outcome": gen.outcome,
         "spec": gen.spec_hash[:8],
@@ -29,7 +31,8 @@ def render_history(gens: list, images: dict[int, dict[str, dict]]) -> str:
     """gens: conduit.state.history generations; images: {generation: {node: image}}. A `+` after a
     git commit: the checkout had uncommitted changes."""
     rows = [_row(g, images.get(g.id, {})) for g in gens]
-    names = [n for n in rows[0] if n in ("gen", "started", "outcome", "spec") or any(r[n] for r in rows)] if rows else []
+    several = len({g.cluster for g in gens if g.cluster is not None}) > 1
+    names = [n for n in rows[0] if n in ("gen", "started", "outcome", "spec") or (any(r[n] for r in rows) and (n != "cluster" or several))]
     widths = {n: max(len(n), *(len(r[n]) for r in rows)) for n in names}
     lines = ["  ".join(n.ljust(widths[n]) for n in names).rstrip()]
     for g, r in zip(gens, rows):

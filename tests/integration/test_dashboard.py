@@ -53,7 +53,7 @@ def history(setup: Setup) -> None:
     """Three generations: a good one, a failed one with Docker's long error, the current good one."""
     text = EXAMPLE.read_text()
     for outcome, reason in (("succeeded", None), ("rolled_back", FAILURE), ("succeeded", None)):
-        gen = setup.state.history.begin(text, "h", str(EXAMPLE), (None, None))
+        gen = setup.state.history.begin(text, "h", str(EXAMPLE), (None, None), "edge-1")
         setup.state.history.finish(gen, outcome, reason)
 
 

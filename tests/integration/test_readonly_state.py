@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def readonly_state(tmp_path):
     state = tmp_path / "state"
     store = open_state(state)
-    gen = store.history.begin("kind: x\n", "feedface0000", None, (None, None))
+    gen = store.history.begin("kind: x\n", "feedface0000", None, (None, None), "edge")
     store.history.finish(gen, "succeeded")
     mounted = tmp_path / "ro"
     mounted.mkdir()

@@ -42,7 +42,7 @@ def with_history(state: Stores, history: type[History]) -> Stores:
 
 def test_the_outcome_is_recorded_after_freeing_the_backup_copy(tmp_path):
     state = with_history(open_state(tmp_path), FullOnce)
-    gen = state.history.begin("spec", "h", None, (None, None))
+    gen = state.history.begin("spec", "h", None, (None, None), "edge")
     open_state(tmp_path).db.back_up()
     assert _finish(state, gen, "rolled_back", "disk full") == []
     assert [(g.id, g.outcome) for g in open_state(tmp_path).history.generations()] == [(gen, "rolled_back")]
@@ -54,6 +54,6 @@ def test_an_outcome_that_cannot_be_recorded_is_a_warning_not_a_fault(tmp_path):
             raise StateError("state directory s: cannot record the end of a generation: database or disk is full")
 
     state = with_history(open_state(tmp_path), Full)
-    gen = state.history.begin("spec", "h", None, (None, None))
+    gen = state.history.begin("spec", "h", None, (None, None), "edge")
     (warning,) = _finish(state, gen, "failed", "disk full")
     assert warning.startswith(f"generation {gen} ended failed, but the state could not record it: ")

@@ -245,3 +245,21 @@ def test_first_week_init_then_edit_count_validate_and_plan(tmp_path):
         "after the reserve), below the 64 MiB a node needs (a Conduit process needs that to start); lower count to 56\n"
     )
     assert conduit("plan", "--offline", "x.yaml").returncode == 2
+
+
+def test_rollback_on_a_state_of_two_clusters_needs_the_cluster_and_keeps_to_it(run, tmp_path):
+    from conduit.state.stores import open_state
+
+    history = open_state(tmp_path).history
+    for name in ("edge", "core"):
+        history.finish(history.begin("spec\n", "h", None, (None, None), name), "succeeded")
+    state = ["--state-dir", str(tmp_path)]
+    unnamed = run(*state, "rollback")
+    assert unnamed.exit_code == 2 and unnamed.output == "error: the state directory holds clusters core, edge; give --cluster NAME\n"
+    other = run(*state, "rollback", "2", "--cluster", "edge")
+    assert other.exit_code == 2 and other.output.startswith("error: generation 2 is of cluster core, not edge;")
+    unknown = run(*state, "rollback", "--cluster", "west")
+    assert unknown.exit_code == 2 and unknown.output.startswith("error: no generation of cluster west;")
+    alone = run(*state, "rollback", "--cluster", "edge")  # edge has no earlier good generation: core's is not its
+    assert alone.exit_code == 1 and "no good generation before the current one" in alone.output
+    assert len(alone.output.splitlines()) == 1

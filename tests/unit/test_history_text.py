@@ -16,9 +16,9 @@ def history(state_dir, *args):
 
 def test_history_fits_80_columns_with_the_reason_beneath(tmp_path):
     state = open_state(tmp_path)
-    first = state.history.begin("spec: 1\n", "a" * 64, "/etc/conduit/cluster.yaml", (None, None))
+    first = state.history.begin("spec: 1\n", "a" * 64, "/etc/conduit/cluster.yaml", (None, None), "edge")
     state.history.finish(first, "succeeded")
-    second = state.history.begin("spec: 2\n", "b" * 64, "/etc/conduit/cluster.yaml", ("0123456789abcdef", True))
+    second = state.history.begin("spec: 2\n", "b" * 64, "/etc/conduit/cluster.yaml", ("0123456789abcdef", True), "edge")
     state.history.finish(second, "rolled_back", REASON)
     result = history(tmp_path)
     assert result.exit_code == 0
@@ -34,6 +34,17 @@ def test_history_fits_80_columns_with_the_reason_beneath(tmp_path):
 
 def test_history_without_git_or_images_hides_those_columns(tmp_path):
     state = open_state(tmp_path)
-    state.history.finish(state.history.begin("spec\n", "c" * 64, None, (None, None)), "succeeded")
+    state.history.finish(state.history.begin("spec\n", "c" * 64, None, (None, None), "edge"), "succeeded")
     lines = history(tmp_path).output.splitlines()
     assert lines[0].split() == ["gen", "started", "outcome", "spec"] and len(lines) == 2
+
+
+def test_history_shows_the_cluster_only_when_more_than_one_shares_the_state(tmp_path):
+    state = open_state(tmp_path)
+    state.history.finish(state.history.begin("spec\n", "c" * 64, None, (None, None), "edge"), "succeeded")
+    assert "cluster" not in history(tmp_path).output.splitlines()[0]
+    state.history.finish(state.history.begin("spec\n", "d" * 64, None, (None, None), "core"), "failed")
+    lines = history(tmp_path).output.splitlines()
+    assert lines[0].split() == ["gen", "cluster", "started", "outcome", "spec"]
+    assert [line.split()[1] for line in lines[1:]] == ["edge", "core"]
+    assert [g["cluster"] for g in json.loads(history(tmp_path, "--json").output)] == ["edge", "core"]

@@ -66,7 +66,7 @@ def test_opening_the_state_tightens_the_directory_and_everything_in_it(open_stat
     os.chmod(outside, 0o644)
     (open_state_dir / "link").symlink_to(outside)
     state = open_state(open_state_dir)
-    gen = state.history.begin("spec", "digest", None, (None, None))
+    gen = state.history.begin("spec", "digest", None, (None, None), "edge")
     state.history.finish(gen, "succeeded")
     assert state.history.generations()[0].outcome == "succeeded"
     assert_private(open_state_dir)
@@ -76,7 +76,7 @@ def test_opening_the_state_tightens_the_directory_and_everything_in_it(open_stat
 def test_a_new_state_directory_and_its_database_are_private(tmp_path, loose_umask):
     state_dir = tmp_path / "var" / "lib" / "conduit"
     state = open_state(state_dir)
-    state.history.begin("spec", "digest", None, (None, None))
+    state.history.begin("spec", "digest", None, (None, None), "edge")
     with closing(state.db.connect()) as db:  # while a connection is open its -wal and -shm files are there
         db.execute("INSERT INTO audit (at, user, event) VALUES (0, 'test', 'x')")
         assert (state_dir / "state.db-wal").exists() and (state_dir / "state.db-shm").exists()

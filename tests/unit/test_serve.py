@@ -91,7 +91,7 @@ WRITES = ("/api/v1/apply", "/api/v1/rollback/1", "/api/v1/nodes/conduit-1/restar
 
 
 def test_each_write_needs_an_operator_and_every_one_is_audited(setup):
-    gen = setup.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
+    gen = setup.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "edge-1")
     setup.state.history.finish(gen, "succeeded")
     for path in WRITES:
         assert setup.client.post(path).status_code == 401
@@ -214,7 +214,7 @@ def test_a_host_that_follows_git_refuses_to_diverge(tmp_path):
     _git(repo, "commit", "-qm", "spec")
     spec.write_text(committed.replace("edge-1", "edge-1  # edited by hand"))
     s = Setup(tmp_path, spec=spec, git_follow=True)
-    gen = s.state.history.begin(committed.replace("edge-1", "edge-2"), "h", str(spec), (None, None))
+    gen = s.state.history.begin(committed.replace("edge-1", "edge-2"), "h", str(spec), (None, None), "edge-1")
     s.state.history.finish(gen, "succeeded")
 
     synced = s.client.post("/api/v1/apply", headers=s.auth("olu"))
@@ -300,7 +300,7 @@ def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(se
     from conduit.engine.updates import UpdateRequest
     from conduit.state.images import NodeImage
 
-    gen = setup.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
+    gen = setup.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "edge-1")
     setup.state.history.finish(gen, "succeeded")
     pinned = "sha256:" + "ab" * 32
     setup.state.images.record_nodes(gen, {"conduit-1": NodeImage("ghcr.io/psiphon-inc/conduit/cli:latest", pinned, None, "2.0.0")})

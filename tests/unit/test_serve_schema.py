@@ -30,7 +30,7 @@ def served(tmp_path, monkeypatch):
     s = Setup(tmp_path, rate=1e9)
     s.agent.check_planner = lambda doc, _host, _request: plan_offline(doc)
     s.agent.key_reader = lambda _volume, _node: None  # no key yet: refused, 409
-    gen = s.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None))
+    gen = s.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "edge-1")
     s.state.history.finish(gen, "succeeded")
     return s
 

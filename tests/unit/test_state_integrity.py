@@ -26,7 +26,7 @@ from tests.helpers import EXAMPLE
 def _history(state_dir: Path, count: int = 3) -> list:
     state = open_state(state_dir)
     for n in range(count):
-        gen = state.history.begin(f"spec {n}\n" + "x" * 8000, f"hash{n}", None, (None, None))
+        gen = state.history.begin(f"spec {n}\n" + "x" * 8000, f"hash{n}", None, (None, None), "edge")
         state.history.finish(gen, "succeeded" if n % 2 == 0 else "failed", None if n % 2 == 0 else "a gate failed")
     return state.history.generations()
 

@@ -27,7 +27,7 @@ def events(db: Database) -> list[str]:
 
 def test_the_stores_share_one_database_file(tmp_path):
     state = open_state(tmp_path)
-    state.history.begin("spec", "h", None, (None, None))
+    state.history.begin("spec", "h", None, (None, None), "edge")
     state.tokens.add("ci", "viewer", "d" * 64)
     state.samples.add(1.0, "metrics", {"DE": (1, 2, 3)}, 30)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["state.db"]
@@ -39,16 +39,16 @@ def test_the_stores_share_one_database_file(tmp_path):
 def test_history_marks_what_was_killed_and_discards_what_changed_nothing(tmp_path):
     db = Database(tmp_path)
     history = History(db)
-    first = history.begin("spec: 1\n", "a", None, (None, None))
+    first = history.begin("spec: 1\n", "a", None, (None, None), "edge")
     history.step(first, "nodes", "container", "n-1", "create", "done")
     history.finish(first, "succeeded")
-    second = history.begin("spec: 2\n", "b", None, ("c0ffee", False))
+    second = history.begin("spec: 2\n", "b", None, ("c0ffee", False), "edge")
     history.step(second, "nodes", "container", "n-1", "replace", "started")
     assert [g.id for g in history.interrupted()] == [second]
     history.mark_interrupted()
     assert history.generation(second).outcome == "interrupted" and history.interrupted() == []
     assert history.journal(second) == [("nodes", "container", "n-1", "replace", "started", None)]
-    third = history.begin("spec: 3\n", "c", None, (None, None))
+    third = history.begin("spec: 3\n", "c", None, (None, None), "edge")
     history.discard(third, "the image could not be pulled")
     assert [g.id for g in history.generations()] == [first, second] and history.journal(third) == []
     assert history.last_good().id == first and history.good_before_current() is None
@@ -126,3 +126,48 @@ def test_a_store_says_one_state_error_line(tmp_path):
     with pytest.raises(StateError) as caught:
         tokens.all()
     assert str(caught.value) == f"state directory {tmp_path}: cannot read the API tokens: unable to open database file"
+
+
+def _applied(history: History, cluster: str | None, outcome: str = "succeeded") -> int:
+    gen = history.begin(f"name: {cluster}\n", "h", None, (None, None), cluster)
+    history.finish(gen, outcome)
+    return gen
+
+
+def test_each_cluster_reads_its_own_generations_and_those_from_before_clusters_were_named(tmp_path):
+    history = History(Database(tmp_path))
+    old = _applied(history, None)  # recorded before generations named their cluster
+    a1, b1, a2 = _applied(history, "a"), _applied(history, "b"), _applied(history, "a")
+    b2 = _applied(history, "b", "rolled_back")
+    assert [g.id for g in history.generations("a")] == [old, a1, a2]
+    assert [g.id for g in history.generations("b")] == [old, b1, b2]
+    assert [g.id for g in history.generations()] == [old, a1, b1, a2, b2]  # ids stay global
+    assert history.last_good("b").id == b1 and history.last_good("a").id == a2
+    assert history.good_before_current("b").id == old and history.good_before_current("a").id == a1
+    assert history.last_good("c").id == old and history.clusters() == ["a", "b"]
+    assert history.generation(b2).cluster == "b" and history.generation(old).cluster is None
+
+
+OLD_GENERATIONS = """CREATE TABLE generations (id INTEGER PRIMARY KEY, spec_text TEXT NOT NULL, spec_hash TEXT NOT NULL,
+    spec_path TEXT, git_commit TEXT, git_dirty INTEGER, started REAL NOT NULL, finished REAL, outcome TEXT NOT NULL, reason TEXT);
+INSERT INTO generations (spec_text, spec_hash, started, finished, outcome) VALUES ('spec: old\n', 'o', 1.0, 2.0, 'succeeded');"""
+
+
+def test_a_database_of_the_old_schema_gains_the_cluster_column_on_open(tmp_path):
+    with closing(sqlite3.connect(tmp_path / "state.db")) as db, db:
+        db.executescript(OLD_GENERATIONS)
+    history = History(Database(tmp_path))
+    (old,) = history.generations()
+    assert old.cluster is None and old.spec_text == "spec: old\n"
+    new = _applied(history, "a")
+    assert [g.id for g in history.generations("a")] == [old.id, new] and history.last_good("b").id == old.id
+    Database(tmp_path)  # opened again: nothing more to add
+    with closing(sqlite3.connect(tmp_path / "state.db")) as db:
+        assert [row[1] for row in db.execute("PRAGMA table_info(generations)")].count("cluster") == 1
+
+
+def test_an_old_database_read_only_reads_as_every_clusters(tmp_path):
+    with closing(sqlite3.connect(tmp_path / "state.db")) as db, db:
+        db.executescript(OLD_GENERATIONS)
+    history = History(Database(tmp_path, readonly=True))
+    assert [(g.id, g.cluster) for g in history.generations("a")] == [(1, None)]
