@@ -27,12 +27,18 @@ def _row(gen, images: dict[str, dict]) -> dict[str, str]:
     }
 
 
+def _columns(gens: list, rows: list[dict[str, str]]) -> list[str]:
+    """The columns always shown, those some generation fills, and the cluster when there are several."""
+    several = len({g.cluster for g in gens if g.cluster is not None}) > 1
+    filled = [n for n in rows[0] if n in ("gen", "started", "outcome", "spec") or any(r[n] for r in rows)] if rows else []
+    return [n for n in filled if n != "cluster" or several]
+
+
 def render_history(gens: list, images: dict[int, dict[str, dict]]) -> str:
     """gens: conduit.state.history generations; images: {generation: {node: image}}. A `+` after a
     git commit: the checkout had uncommitted changes."""
     rows = [_row(g, images.get(g.id, {})) for g in gens]
-    several = len({g.cluster for g in gens if g.cluster is not None}) > 1
-    names = [n for n in rows[0] if n in ("gen", "started", "outcome", "spec") or (any(r[n] for r in rows) and (n != "cluster" or several))]
+    names = _columns(gens, rows)
     widths = {n: max(len(n), *(len(r[n]) for r in rows)) for n in names}
     lines = ["  ".join(n.ljust(widths[n]) for n in names).rstrip()]
     for g, r in zip(gens, rows):

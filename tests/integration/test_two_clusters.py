@@ -101,3 +101,39 @@ def test_a_spec_that_collides_with_another_cluster_is_refused(two, tmp_path):
     assert any(f"port {a.port_base}/tcp of {a.prefix}y-1 (cluster second) is held by {a.prefix}-1 (cluster {a.prefix})" in line
                for line in lines), lines  # fmt: skip
     assert not [n for n in a.names() if n.startswith(f"{a.prefix}x") or n.startswith(f"{a.prefix}y")]
+
+
+def _ids(cluster: Cluster) -> dict[str, str]:
+    return {name: cluster.engine.client.containers.get(name).id for name in cluster.names()}
+
+
+def test_each_cluster_rolls_back_to_its_own_generation(two):
+    a, b = two
+    a.write()
+    assert a.apply().returncode == 0  # generation 1
+    b.write()
+    assert b.apply().returncode == 0  # generation 2
+    a.write(max_clients=60)
+    assert a.apply().returncode == 0  # generation 3: the last good one on the host is cluster a's
+    kept = _ids(a)
+    b.write(max_clients=50, env={"STANDIN_EXIT_AFTER": "0"})
+    failed = b.apply()
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "Rolled back to generation 2" in failed.stderr, failed.stderr
+    assert b.names() == {f"{b.prefix}-1": "running", f"{b.prefix}-2": "running"}
+    assert b.command_of(f"{b.prefix}-1")[2] == "40"  # generation 2's -m
+    assert _ids(a) == kept and a.command_of(f"{a.prefix}-1")[2] == "60"
+
+    unnamed = a.run("rollback", "--auto-approve")
+    assert unnamed.returncode == 2 and unnamed.stdout == ""
+    assert unnamed.stderr == f"error: the state directory holds clusters {', '.join(sorted((a.prefix, b.prefix)))}; give --cluster NAME\n"
+    kept = _ids(b)
+    back = a.run("rollback", "--auto-approve", "--cluster", a.prefix)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "Rolling back from generation 3 to generation 1" in back.stdout
+    assert a.command_of(f"{a.prefix}-1")[2] == "40" and _ids(b) == kept
+    other = a.run("rollback", "2", "--auto-approve", "--cluster", a.prefix)
+    assert other.returncode == 2 and other.stderr.startswith(f"error: generation 2 is of cluster {b.prefix}, not {a.prefix};")
+    shown = a.run("history").stdout.splitlines()
+    assert shown[0].split()[:2] == ["gen", "cluster"] and [line.split()[1] for line in shown[1:] if line[:1].isdigit()][:4] == [
+        a.prefix, b.prefix, a.prefix, b.prefix]
