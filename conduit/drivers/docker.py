@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,6 +113,24 @@ def answers(client: CountingClient) -> Iterator[None]:
         raise
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise EngineError(diagnose(client.base_url, exc)) from None
+
+
+TASK_LEFT_RETRIES = 20  # x 0.25 s: containerd's old task of a container goes within a few seconds
+
+
+def start_container(client: CountingClient, name: str, pause: float = 0.25) -> None:
+    """Start a container. Right after a daemon restart, containerd may still hold the task of the
+    container's last run ("task ...: already exists") for a moment: that answer is waited out,
+    as a person would run `docker start` again; any other refusal is raised (docker.errors.APIError)."""
+    for attempt in range(TASK_LEFT_RETRIES + 1):
+        try:
+            with answers(client):
+                client.api.start(name)
+            return
+        except docker.errors.APIError as exc:
+            if "already exists" not in str(exc.explanation or exc) or attempt == TASK_LEFT_RETRIES:
+                raise
+            time.sleep(pause)
 
 
 def engine_answers(client: CountingClient) -> bool:

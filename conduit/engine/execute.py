@@ -25,6 +25,7 @@ from conduit.drivers.docker import (
     image_tag,
     remove_volume,
     repository,
+    start_container,
 )
 from conduit.engine import canary, nodehealth
 from conduit.engine.compartment import ensure_compartment
@@ -345,8 +346,7 @@ class Executor:
         self.ensure_compartment(step)
         container_id = create_container(client, step.id, step.desired, node.labels)
         try:
-            with answers(client):
-                client.api.start(container_id)
+            start_container(client, container_id)
         except docker.errors.APIError as exc:
             raise StepFailed(f"container {step.id} did not start: {exc.explanation or exc}") from None
 
@@ -385,7 +385,7 @@ class Executor:
         if "state" in fields and step.desired["state"] == "stopped":  # held stopped (conduit.state.holds)
             call(client, client.api.stop, step.id, timeout=STOP_TIMEOUT)
         elif "state" in fields:
-            call(client, client.api.start, step.id)
+            call(client, start_container, client, step.id)
 
     def remove_container(self, name: str) -> None:
         """Stop and remove a container; its data volume stays."""
@@ -416,11 +416,11 @@ class Executor:
             info = self.inspect(name)
             if info is None or (info.get("State") or {}).get("Running"):
                 return False
-            call(client, client.api.start, name)
+            call(client, start_container, client, name)
             return True
         self.remove_container(name)
         call(client, client.api.rename, held, name)
-        call(client, client.api.start, name)
+        call(client, start_container, client, name)
         return True
 
     def inspect(self, name: str) -> dict | None:
