@@ -5,7 +5,6 @@ ends when the agent stops. python-telegram-bot is imported only when the bot pol
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -16,7 +15,7 @@ from conduit.bot.commands import Dispatcher
 from conduit.bot.duties import Duties
 from conduit.bot.hosts import LocalHost, Unavailable
 from conduit.bot.poller import Poller
-from conduit.bot.reports import Point
+from conduit.bot.history import AgentHistory
 from conduit.features.alerts import bot_token
 from conduit.features.budget import BudgetKeeper
 from conduit.serve.agent import Agent
@@ -26,44 +25,11 @@ from conduit.spec.spec import Bot, ClusterSpec
 
 log = structlog.get_logger("conduit.bot")
 TICK_SECONDS = 30
-SAMPLE_SECONDS = 300  # one point per node every 5 minutes: 8 days of two nodes is ~4600 points
-KEEP_SECONDS = 8 * 86400
 
 
 def enabled(doc: ClusterSpec) -> bool:
     telegram = doc.spec.alerts.telegram
     return telegram is not None and telegram.bot is not None and telegram.bot.poll
-
-
-@dataclass
-class Remembered:
-    """The reports' history, kept by the duties loop in memory (a restart of the agent starts it again);
-    events are the agent's own records: generations (applies, rollbacks) and audited restarts."""
-
-    agent: Agent
-    kept: list[Point] = field(default_factory=list)
-    last: float = float("-inf")
-
-    def record(self, data: dict, now: float) -> None:
-        if now - self.last < SAMPLE_SECONDS:
-            return
-        self.last = now
-        countries = tuple((c["region"], c["clients"]) for c in data.get("countries") or [])
-        for r in data.get("containers") or []:
-            served = (r.get("lifetime_bytes_up") or 0) + (r.get("lifetime_bytes_down") or 0)
-            self.kept.append(Point(now, r["name"], r.get("connected") or 0, served, r["state"] == "running", countries))
-        self.kept = [p for p in self.kept if p.at >= now - KEEP_SECONDS]
-
-    def points(self, since: float, until: float) -> list[Point]:
-        return [p for p in self.kept if since <= p.at < until]
-
-    def events(self, since: float, until: float) -> list[tuple[float, str]]:
-        state = self.agent.state()
-        found = [(g.started, "rollback" if (g.reason or "").startswith("rollback") else "apply")
-                 for g in state.history.generations() if since <= g.started < until]  # fmt: skip
-        found += [(row["at"], "restart") for row in state.audit.recent(1000)
-                  if row["event"] in ("api.restart", "bot.restart") and since <= row["at"] < until]  # fmt: skip
-        return sorted(found)
 
 
 class RateLimitedAudit:
@@ -100,19 +66,18 @@ class Running:
             self.api.close()
 
 
-def _duties_loop(duties: Duties, history: Remembered, zone: ZoneInfo, stop: threading.Event) -> None:
+def _duties_loop(duties: Duties, zone: ZoneInfo, stop: threading.Event) -> None:
     seen = False  # no tick before the agent's first observation: "not observed yet" is no alert
     while not stop.is_set():
-        now = datetime.now(zone)
-        try:
-            history.record(duties.host.status(), now.timestamp())
-            seen = True
-        except Unavailable:
-            if not seen:
+        if not seen:
+            try:
+                duties.host.status()
+                seen = True
+            except Unavailable:
                 stop.wait(1)
                 continue
         try:
-            duties.tick(now)
+            duties.tick(datetime.now(zone))
         except Exception as exc:  # noqa: BLE001 - one failed tick must not end the loop
             log.warning("bot.tick_failed", error=f"{type(exc).__name__}: {exc}")
         stop.wait(TICK_SECONDS)
@@ -140,10 +105,9 @@ def start(agent: Agent, doc: ClusterSpec, policy: TelegramPolicy, name: str) -> 
             raise BotApiError(poller.refused.removeprefix("error: "))
         running.threads.append(threading.Thread(target=poller.run, args=(running.stop_event,), name="conduit-bot", daemon=True))
     budget = BudgetKeeper(agent.host.state_dir, doc.spec.budget) if doc.spec.budget is not None else None
-    history = Remembered(agent)
-    duties = Duties(running.api, list(policy.chats) if running.api else [], host, bot, history, budget, lambda: _totals(agent), audit)
+    duties = Duties(running.api, list(policy.chats) if running.api else [], host, bot, AgentHistory(agent), budget, lambda: _totals(agent), audit)
     zone = ZoneInfo(bot.reports.timezone)
-    running.threads.append(threading.Thread(target=_duties_loop, args=(duties, history, zone, running.stop_event), name="conduit-duties", daemon=True))
+    running.threads.append(threading.Thread(target=_duties_loop, args=(duties, zone, running.stop_event), name="conduit-duties", daemon=True))
     for thread in running.threads:
         thread.start()
     return running
