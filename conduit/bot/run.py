@@ -13,7 +13,8 @@ import structlog
 from conduit.bot.api import BotApiError
 from conduit.bot.commands import Dispatcher
 from conduit.bot.duties import Duties
-from conduit.bot.hosts import LocalHost, Unavailable
+from conduit.bot.fleet import fleet_hosts
+from conduit.bot.hosts import LocalHost, RemoteHost, Unavailable
 from conduit.bot.poller import Poller
 from conduit.bot.history import AgentHistory
 from conduit.features.alerts import bot_token
@@ -57,6 +58,7 @@ class Running:
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         self.api = None
+        self.clients: list = []  # the other agents' HTTP clients
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -64,6 +66,8 @@ class Running:
             thread.join(timeout=45)  # a long poll ends within its timeout
         if self.api is not None:
             self.api.close()
+        for client in self.clients:
+            client.close()
 
 
 def _duties_loop(duties: Duties, zone: ZoneInfo, stop: threading.Event) -> None:
@@ -88,20 +92,24 @@ def _totals(agent: Agent) -> dict:
 
 
 def start(agent: Agent, doc: ClusterSpec, policy: TelegramPolicy, name: str) -> Running:
-    """Start the poller (when the bot polls) and the duties loop. Raises PollConflict, before any
-    thread starts, when another process polls the token; BotApiError when the API refuses."""
+    """Start the poller (when the bot polls) and the duties loop. With a fleet (`serve --fleet`) the bot
+    answers for each of its hosts (conduit.bot.fleet); the duties are this host's. Raises, before any
+    thread starts: BotApiError when another process polls the token or the API refuses; PolicyError
+    when the fleet or its tokens file cannot be used."""
     running = Running()
     telegram = doc.spec.alerts.telegram
     bot = telegram.bot if telegram is not None and telegram.bot is not None else Bot()
-    host = LocalHost(name, agent)
+    host = LocalHost(agent.fleet.host if agent.fleet else name, agent)
     audit = RateLimitedAudit(agent)
     if enabled(doc):
         from conduit.bot.api import BotApi
 
+        hosts = fleet_hosts(agent.fleet, agent) if agent.fleet else [host]
+        running.clients = [h.client for h in hosts if isinstance(h, RemoteHost)]
         running.api = BotApi(bot_token(telegram.bot_token), telegram.api_url)
-        poller = Poller(running.api, Dispatcher(running.api, [host], policy, audit).handle)
+        poller = Poller(running.api, Dispatcher(running.api, hosts, policy, audit).handle)
         if not poller.claim():
-            running.api.close()
+            running.stop()
             raise BotApiError(poller.refused.removeprefix("error: "))
         running.threads.append(threading.Thread(target=poller.run, args=(running.stop_event,), name="conduit-bot", daemon=True))
     budget = BudgetKeeper(agent.host.state_dir, doc.spec.budget) if doc.spec.budget is not None else None
