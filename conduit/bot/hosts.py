@@ -113,15 +113,20 @@ class LocalHost:
 
 
 class RemoteHost:
-    """Another host's agent, through its API (`client`: an httpx.Client on its base URL)."""
+    """Another host's agent, through its API (`client`: an httpx.Client on its base URL): read with
+    its viewer token (else its operator token), act with its operator token."""
 
-    def __init__(self, name: str, client, token: str):
+    def __init__(self, name: str, client, viewer: str | None, operator: str | None = None):
         self.name, self.client = name, client
-        self.headers = {"Authorization": f"Bearer {token}"}
+        self.tokens = {"GET": viewer or operator, "POST": operator}
 
     def _ask(self, method: str, path: str):
+        token = self.tokens[method]
+        if token is None:
+            role = "operator" if method == "POST" else "viewer"
+            raise Unavailable(f"no {role} token for {self.name} in the fleet tokens file; add `{self.name}: {{viewer: TOKEN, operator: TOKEN}}`")
         try:
-            answer = self.client.request(method, "/api/v1" + path, headers=self.headers, timeout=120)
+            answer = self.client.request(method, "/api/v1" + path, headers={"Authorization": f"Bearer {token}"}, timeout=120)
         except Exception as exc:  # noqa: BLE001 - any failure to reach an agent is one line
             raise Unavailable(f"cannot reach the agent of {self.name}: {type(exc).__name__}") from None
         if answer.status_code >= 400:

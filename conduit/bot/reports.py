@@ -15,18 +15,19 @@ from conduit.spec.spec import Reports
 
 @dataclass(frozen=True)
 class Point:
-    """One observation of one node."""
+    """One node over one bucket of the agent's timeline."""
 
     at: float
     node: str
-    connected: int
-    lifetime_bytes: int  # up + down since the node was first seen, across restarts
-    running: bool
-    countries: tuple[tuple[str, int], ...] = ()
+    clients: float  # mean over the bucket
+    bytes: int  # up + down moved in the bucket
+    observed: int  # observations in the bucket
+    up: int  # of them, how many saw the node up
 
 
 class History(Protocol):
     def points(self, since: float, until: float) -> list[Point]: ...
+    def countries(self, since: float, until: float) -> dict[str, float]: ...  # region -> most clients in a bucket
     def events(self, since: float, until: float) -> list[tuple[float, str]]: ...  # (at, restart | apply | rollback)
 
 
@@ -49,25 +50,19 @@ def due(reports: Reports, last: datetime, now: datetime) -> list[str]:
 
 def summary(title: str, history: History, since: float, until: float) -> str:
     points = history.points(since, until)
-    by_time: dict[float, int] = {}
+    by_time: dict[float, float] = {}
     for p in points:
-        by_time[p.at] = by_time.get(p.at, 0) + p.connected
-    served: dict[str, list[int]] = {}
-    for p in points:
-        served.setdefault(p.node, []).append(p.lifetime_bytes)
-    countries: dict[str, int] = {}
-    for p in points:
-        for region, clients in p.countries:
-            countries[region] = max(countries.get(region, 0), clients)
-    before = {region for p in history.points(since - 28 * 86400, since) for region, _ in p.countries}
+        by_time[p.at] = by_time.get(p.at, 0) + p.clients
+    countries = history.countries(since, until)
+    before = set(history.countries(since - 28 * 86400, since))
     events = [kind for _, kind in history.events(since, until)]
     top = sorted(countries.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
     return "\n".join([
         title,
-        f"clients: peak {max(by_time.values(), default=0)}, average {sum(by_time.values()) / max(1, len(by_time)):.1f}",
-        f"served: {size(sum(max(v) - min(v) for v in served.values()))}",
-        f"uptime: {100.0 * sum(p.running for p in points) / max(1, len(points)):.1f} %",
-        "top countries: " + (", ".join(f"{r} {c}" for r, c in top) or "-"),
+        f"clients: peak {max(by_time.values(), default=0):.0f}, average {sum(by_time.values()) / max(1, len(by_time)):.1f}",
+        f"served: {size(sum(p.bytes for p in points))}",
+        f"uptime: {100.0 * sum(p.up for p in points) / max(1, sum(p.observed for p in points)):.1f} %",
+        "top countries: " + (", ".join(f"{r} {c:.0f}" for r, c in top) or "-"),
         "new countries: " + (", ".join(sorted(set(countries) - before)) or "-"),
         f"restarts {events.count('restart')}, applies {events.count('apply')}, rollbacks {events.count('rollback')}",
     ])  # fmt: skip

@@ -5,7 +5,6 @@ ends when the agent stops. python-telegram-bot is imported only when the bot pol
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -14,9 +13,10 @@ import structlog
 from conduit.bot.api import BotApiError
 from conduit.bot.commands import Dispatcher
 from conduit.bot.duties import Duties
-from conduit.bot.hosts import LocalHost, Unavailable
+from conduit.bot.fleet import fleet_hosts
+from conduit.bot.hosts import LocalHost, RemoteHost, Unavailable
 from conduit.bot.poller import Poller
-from conduit.bot.reports import Point
+from conduit.bot.history import AgentHistory
 from conduit.features.alerts import bot_token
 from conduit.features.budget import BudgetKeeper
 from conduit.serve.agent import Agent
@@ -26,44 +26,11 @@ from conduit.spec.spec import Bot, ClusterSpec
 
 log = structlog.get_logger("conduit.bot")
 TICK_SECONDS = 30
-SAMPLE_SECONDS = 300  # one point per node every 5 minutes: 8 days of two nodes is ~4600 points
-KEEP_SECONDS = 8 * 86400
 
 
 def enabled(doc: ClusterSpec) -> bool:
     telegram = doc.spec.alerts.telegram
     return telegram is not None and telegram.bot is not None and telegram.bot.poll
-
-
-@dataclass
-class Remembered:
-    """The reports' history, kept by the duties loop in memory (a restart of the agent starts it again);
-    events are the agent's own records: generations (applies, rollbacks) and audited restarts."""
-
-    agent: Agent
-    kept: list[Point] = field(default_factory=list)
-    last: float = float("-inf")
-
-    def record(self, data: dict, now: float) -> None:
-        if now - self.last < SAMPLE_SECONDS:
-            return
-        self.last = now
-        countries = tuple((c["region"], c["clients"]) for c in data.get("countries") or [])
-        for r in data.get("containers") or []:
-            served = (r.get("lifetime_bytes_up") or 0) + (r.get("lifetime_bytes_down") or 0)
-            self.kept.append(Point(now, r["name"], r.get("connected") or 0, served, r["state"] == "running", countries))
-        self.kept = [p for p in self.kept if p.at >= now - KEEP_SECONDS]
-
-    def points(self, since: float, until: float) -> list[Point]:
-        return [p for p in self.kept if since <= p.at < until]
-
-    def events(self, since: float, until: float) -> list[tuple[float, str]]:
-        state = self.agent.state()
-        found = [(g.started, "rollback" if (g.reason or "").startswith("rollback") else "apply")
-                 for g in self.agent.generations() if since <= g.started < until]  # fmt: skip
-        found += [(row["at"], "restart") for row in state.audit.recent(1000)
-                  if row["event"] in ("api.restart", "bot.restart") and since <= row["at"] < until]  # fmt: skip
-        return sorted(found)
 
 
 class RateLimitedAudit:
@@ -91,6 +58,7 @@ class Running:
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         self.api = None
+        self.clients: list = []  # the other agents' HTTP clients
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -98,21 +66,22 @@ class Running:
             thread.join(timeout=45)  # a long poll ends within its timeout
         if self.api is not None:
             self.api.close()
+        for client in self.clients:
+            client.close()
 
 
-def _duties_loop(duties: Duties, history: Remembered, zone: ZoneInfo, stop: threading.Event) -> None:
+def _duties_loop(duties: Duties, zone: ZoneInfo, stop: threading.Event) -> None:
     seen = False  # no tick before the agent's first observation: "not observed yet" is no alert
     while not stop.is_set():
-        now = datetime.now(zone)
-        try:
-            history.record(duties.host.status(), now.timestamp())
-            seen = True
-        except Unavailable:
-            if not seen:
+        if not seen:
+            try:
+                duties.host.status()
+                seen = True
+            except Unavailable:
                 stop.wait(1)
                 continue
         try:
-            duties.tick(now)
+            duties.tick(datetime.now(zone))
         except Exception as exc:  # noqa: BLE001 - one failed tick must not end the loop
             log.warning("bot.tick_failed", error=f"{type(exc).__name__}: {exc}")
         stop.wait(TICK_SECONDS)
@@ -123,27 +92,30 @@ def _totals(agent: Agent) -> dict:
 
 
 def start(agent: Agent, doc: ClusterSpec, policy: TelegramPolicy, name: str) -> Running:
-    """Start the poller (when the bot polls) and the duties loop. Raises PollConflict, before any
-    thread starts, when another process polls the token; BotApiError when the API refuses."""
+    """Start the poller (when the bot polls) and the duties loop. With a fleet (`serve --fleet`) the bot
+    answers for each of its hosts (conduit.bot.fleet); the duties are this host's. Raises, before any
+    thread starts: BotApiError when another process polls the token or the API refuses; PolicyError
+    when the fleet or its tokens file cannot be used."""
     running = Running()
     telegram = doc.spec.alerts.telegram
     bot = telegram.bot if telegram is not None and telegram.bot is not None else Bot()
-    host = LocalHost(name, agent)
+    host = LocalHost(agent.fleet.host if agent.fleet else name, agent)
     audit = RateLimitedAudit(agent)
     if enabled(doc):
         from conduit.bot.api import BotApi
 
+        hosts = fleet_hosts(agent.fleet, agent) if agent.fleet else [host]
+        running.clients = [h.client for h in hosts if isinstance(h, RemoteHost)]
         running.api = BotApi(bot_token(telegram.bot_token), telegram.api_url)
-        poller = Poller(running.api, Dispatcher(running.api, [host], policy, audit).handle)
+        poller = Poller(running.api, Dispatcher(running.api, hosts, policy, audit).handle)
         if not poller.claim():
-            running.api.close()
+            running.stop()
             raise BotApiError(poller.refused.removeprefix("error: "))
         running.threads.append(threading.Thread(target=poller.run, args=(running.stop_event,), name="conduit-bot", daemon=True))
     budget = BudgetKeeper(agent.host.state_dir, doc.spec.budget) if doc.spec.budget is not None else None
-    history = Remembered(agent)
-    duties = Duties(running.api, list(policy.chats) if running.api else [], host, bot, history, budget, lambda: _totals(agent), audit)
+    duties = Duties(running.api, list(policy.chats) if running.api else [], host, bot, AgentHistory(agent), budget, lambda: _totals(agent), audit)
     zone = ZoneInfo(bot.reports.timezone)
-    running.threads.append(threading.Thread(target=_duties_loop, args=(duties, history, zone, running.stop_event), name="conduit-duties", daemon=True))
+    running.threads.append(threading.Thread(target=_duties_loop, args=(duties, zone, running.stop_event), name="conduit-duties", daemon=True))
     for thread in running.threads:
         thread.start()
     return running

@@ -34,7 +34,13 @@ def _unit_argv(file: str, listen: str, port: int, interval: float, tls: tuple[st
 
 
 def _fleet_args(fleet: FleetFiles | None) -> list[str]:
-    return ["--fleet", str(fleet.fleet), "--fleet-tokens", str(fleet.tokens)] if fleet else []
+    return ["--fleet", str(fleet.fleet), "--fleet-tokens", str(fleet.tokens), "--host", fleet.host] if fleet else []
+
+
+def _fleet_files(fleet_file: Path | None, tokens: Path, host_name: str | None) -> FleetFiles | None:
+    if host_name and not fleet_file:
+        fail("--host names this host in a fleet file; give --fleet FLEET too", EXIT_INVALID)
+    return FleetFiles(fleet_file.resolve(), tokens, host=host_name or socket.gethostname()) if fleet_file else None
 
 
 def _print_unit(opts, argv: list[str]) -> None:
@@ -96,7 +102,7 @@ def _companion(doc):
     def begin(agent):
         try:
             return start(agent, doc, policy.telegram, name)
-        except (BotApiError, AlertError) as exc:
+        except (BotApiError, AlertError, PolicyError) as exc:
             fail(str(exc))
 
     return begin
@@ -124,11 +130,14 @@ def _stopped(*_) -> None:
 @click.option("--fleet", "fleet_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Also serve this fleet: its status at /fleet and /api/v1/fleet, its exporters for Prometheus at /api/v1/fleet/targets.")
 @click.option("--fleet-tokens", type=click.Path(dir_okay=False, path_type=Path), default=TOKENS_FILE, show_default=True,
-              help="With --fleet: the root-only file of `HOST: TOKEN` (the other agents' viewer tokens).")
+              help="With --fleet: the root-only file of the other agents' tokens: `HOST: TOKEN` (a viewer's) or "
+                   "`HOST: {viewer: TOKEN, operator: TOKEN}` (the bot's actions on HOST need its operator token).")
+@click.option("--host", "host_name", help="With --fleet: this host's name in the fleet file (the bot asks its Agent, not its API) "
+              "[default: the machine's host name]")
 @click.option("--print-unit", is_flag=True, help="Print a systemd unit that runs this agent, and exit.")
 @click.pass_obj
 def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_proxy, git, rate, watch, watch_interval, fleet_file, fleet_tokens,
-                  print_unit) -> None:  # fmt: skip
+                  host_name, print_unit) -> None:  # fmt: skip
     """Serve FILE's cluster: a REST API under /api/v1 (OpenAPI at /openapi.json), live events, a
     dashboard at / and /metrics. Every request needs a token (`conduit tokens create`).
 
@@ -139,7 +148,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     if watch and watch_interval <= 0:
         fail("--watch-interval must be above 0", EXIT_INVALID)
     watch_interval = watch_interval if watch else None
-    fleet = FleetFiles(fleet_file.resolve(), fleet_tokens) if fleet_file else None
+    fleet = _fleet_files(fleet_file, fleet_tokens, host_name)
     refusal = bind_refusal(listen, bool(tls_cert), bool(behind_proxy))
     if refusal:
         fail(refusal, EXIT_INVALID)

@@ -1,8 +1,9 @@
 """One view of the fleet: every host's agent asked at once for its summary, one row per host; and the
 fleet's exporters as a Prometheus http_sd target list.
 
-The agents' viewer tokens come from a local root-only file (host name -> token), never from the
-repository the fleet file lives in.
+The agents' tokens come from a local root-only file, never from the repository the fleet file lives
+in: `HOST: TOKEN` (a viewer token) or `HOST: {viewer: TOKEN, operator: TOKEN}` (either or both; the
+bot's actions on that host need its operator token).
 """
 
 from __future__ import annotations
@@ -29,8 +30,35 @@ MAX_ANSWER = 1 << 20  # a summary is a few KiB; an agent that sends more is not 
 FAILED = ("invalid", "blocked", "rolled_back", "failed")
 
 
-def read_tokens(path: Path) -> dict[str, str]:
-    """{host: viewer token} from a YAML mapping in a file only root can read. Raises PolicyError."""
+@dataclass(frozen=True)
+class HostTokens:
+    """One agent's tokens: a viewer's to read, an operator's to act (either may be missing)."""
+
+    viewer: str | None = None
+    operator: str | None = None
+
+    @property
+    def reader(self) -> str | None:
+        return self.viewer or self.operator
+
+
+def parse_tokens(data: object) -> dict[str, HostTokens] | None:
+    """The tokens file's YAML as {host: HostTokens}, or None when it is not that shape."""
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        return None
+    out = {}
+    for host, value in data.items():
+        if isinstance(value, str):
+            out[host] = HostTokens(viewer=value)
+        elif isinstance(value, dict) and value and set(value) <= {"viewer", "operator"} and all(isinstance(v, str) for v in value.values()):
+            out[host] = HostTokens(**value)
+        else:
+            return None
+    return out
+
+
+def read_host_tokens(path: Path) -> dict[str, HostTokens]:
+    """{host: its tokens} from a YAML mapping in a file only root can read. Raises PolicyError."""
     try:
         real = trusted_path(str(path))
         st = os.lstat(real)
@@ -41,9 +69,16 @@ def read_tokens(path: Path) -> dict[str, str]:
         raise PolicyError(f"fleet tokens {path}: no such file; write `HOST: TOKEN` lines (each agent's viewer token) into it, chmod 600") from None
     except (UntrustedPath, OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise PolicyError(f"fleet tokens {path}: {' '.join(str(getattr(exc, 'strerror', None) or exc).split())[:200]}") from None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise PolicyError(f"fleet tokens {path}: expected a mapping of host name to token (`fra-1: TOKEN`)")
-    return data
+    tokens = parse_tokens(data)
+    if tokens is None:
+        raise PolicyError(f"fleet tokens {path}: expected a mapping of host name to token (`fra-1: TOKEN` "
+                          "or `fra-1: {viewer: TOKEN, operator: TOKEN}`)")  # fmt: skip
+    return tokens
+
+
+def read_tokens(path: Path) -> dict[str, str]:
+    """{host: a token that reads (its viewer token, else its operator token)}. Raises PolicyError."""
+    return {host: t.reader for host, t in read_host_tokens(path).items() if t.reader}
 
 
 @dataclass

@@ -5,7 +5,8 @@ http_sd target list."""
 from __future__ import annotations
 
 import pathlib
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -21,11 +22,13 @@ STATIC = pathlib.Path(__file__).parent / "static"
 
 @dataclass(frozen=True)
 class FleetFiles:
-    """The fleet file the agent serves, the root-only file of the other agents' viewer tokens, and how long to wait for them."""
+    """The fleet file the agent serves, the root-only file of the agents' tokens, how long to wait
+    for them, and which host of the fleet this agent is (its name in the fleet file)."""
 
     fleet: Path
     tokens: Path
     timeout: float = 5.0
+    host: str = field(default_factory=socket.gethostname)
 
     def load(self) -> Fleet:
         try:

@@ -89,6 +89,25 @@ class Timeline(Store):
             ).fetchall()
         return {"range": span, "step": step, "since": since, **_shape(rows), "countries": _countries(regions, cstep)}
 
+    @guarded("read the timeline")
+    def buckets(self, since: float, until: float) -> list[tuple[int, str, Minute]]:
+        """Each node's buckets wholly inside [since, until], from the finest resolution that keeps that span
+        (a bucket across `since` would count in two adjacent ranges)."""
+        tier = _finest(TIERS, until - since)
+        with closing(self.db.connect()) as db:
+            rows = db.execute("SELECT at, node, n, up, clients, connecting, bytes_up, bytes_down FROM timeline "
+                              "WHERE tier = ? AND at >= ? AND at + ? <= ? ORDER BY at, node", (tier, since, tier, until)).fetchall()  # fmt: skip
+        return [(at, node, Minute(*rest)) for at, node, *rest in rows]
+
+    @guarded("read the timeline")
+    def country_peaks(self, since: float, until: float) -> dict[str, float]:
+        """Each country's most clients (a bucket's mean) in the buckets wholly inside [since, until]."""
+        tier = _finest(COUNTRY_TIERS, until - since)
+        with closing(self.db.connect()) as db:
+            rows = db.execute("SELECT region, MAX(clients) FROM timeline_countries WHERE tier = ? AND at >= ? AND at + ? <= ? "
+                              "GROUP BY region", (tier, since, tier, until)).fetchall()  # fmt: skip
+        return dict(rows)
+
     @guarded("read the byte totals")
     def bytes_since(self, start: float) -> tuple[int, int]:
         """Bytes up and down moved since `start` (a day's or a month's start), from the finest resolution that still holds it."""
@@ -100,6 +119,11 @@ class Timeline(Store):
                                           "WHERE tier = ? AND at >= ?", (tier, int(start) - int(start) % tier)).fetchone()  # fmt: skip
                     return up, down
         return 0, 0
+
+
+def _finest(tiers: tuple[tuple[int, int], ...], span: float) -> int:
+    """The finest resolution that keeps `span` seconds back (the coarsest when none does)."""
+    return next((tier for tier, keep in tiers if keep >= span), tiers[-1][0])
 
 
 def _shape(rows: list[tuple]) -> dict:

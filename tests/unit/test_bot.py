@@ -9,10 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conduit.bot.api import BotApi
+from conduit.bot.fleet import fleet_hosts
 from conduit.bot.commands import Dispatcher
-from conduit.bot.hosts import LocalHost, RemoteHost
+from conduit.bot.hosts import LocalHost, RemoteHost, Unavailable
 from conduit.bot.poller import Poller
 from conduit.serve.app import create_app
+from conduit.serve.fleet import FleetFiles
 from conduit.spec.policy import TelegramPolicy
 from tests.telegram_stub import TelegramStub
 from tests.unit.test_serve import Setup
@@ -39,12 +41,12 @@ def numbered(setup: Setup) -> Setup:
 
 
 class Rig:
-    def __init__(self, stub: TelegramStub, setups: list[Setup]):
+    def __init__(self, stub: TelegramStub, setups: list[Setup], hosts: list | None = None):
         self.stub, self.setups = stub, [numbered(s) for s in setups]
         self.api = BotApi(TOKEN, stub.url, poll_seconds=1)
         local = LocalHost("edge-1", setups[0].agent)
-        remotes = [RemoteHost(f"edge-{i + 2}", TestClient(create_app(s.agent)), s.tokens["olu"]) for i, s in enumerate(setups[1:])]
-        self.dispatcher = Dispatcher(self.api, [local, *remotes], POLICY, setups[0].agent.audit)
+        remotes = [RemoteHost(f"edge-{i + 2}", TestClient(create_app(s.agent)), None, s.tokens["olu"]) for i, s in enumerate(setups[1:])]
+        self.dispatcher = Dispatcher(self.api, hosts or [local, *remotes], POLICY, setups[0].agent.audit)
         self.poller = Poller(self.api, self.dispatcher.handle, claim_seconds=0)
 
     def turn(self) -> None:
@@ -194,3 +196,50 @@ def test_the_token_never_appears_in_an_error(stub):
         api.send(CHAT, "hi")
     assert TOKEN not in str(caught.value) and TOKEN.split(":")[1] not in str(caught.value)
     api.close()
+
+
+FLEET = """\
+apiVersion: conduit.psiphon.ca/v1alpha1
+kind: ConduitFleet
+rings: {stable: main}
+default_ring: stable
+hosts:
+  - {name: edge-1, agent: "https://edge-1.example.net:8443", spec: edge-1.yaml}
+  - {name: edge-2, agent: "https://edge-2.example.net:8443", spec: edge-2.yaml}
+  - {name: edge-3, agent: "https://edge-3.example.net:8443", spec: edge-3.yaml}
+  - {name: edge-4, spec: edge-4.yaml}
+"""
+
+
+@pytest.fixture
+def fleet(stub, tmp_path):
+    """The bot's hosts from a fleet file and its tokens file, as `conduit serve --fleet --host edge-1` builds
+    them: edge-1 is this agent; edge-2 has a viewer token only, edge-3 both; edge-4 has no agent."""
+    setups = [Setup(tmp_path / str(i)) for i in range(3)]
+    (tmp_path / "fleet.yaml").write_text(FLEET)
+    tokens = tmp_path / "fleet-tokens.yaml"
+    tokens.write_text(f"edge-2: {setups[1].tokens['ann']}\n"
+                      f"edge-3: {{viewer: {setups[2].tokens['ann']}, operator: {setups[2].tokens['olu']}}}\n")  # fmt: skip
+    tokens.chmod(0o600)
+    agents = {f"https://edge-{i + 1}.example.net:8443": s.agent for i, s in enumerate(setups)}
+    files = FleetFiles(tmp_path / "fleet.yaml", tokens, host="edge-1")
+    hosts = fleet_hosts(files, setups[0].agent, connect=lambda url: TestClient(create_app(agents[url])))
+    rig = Rig(stub, setups, hosts)
+    yield rig
+    rig.api.close()
+
+
+def test_the_fleet_file_gives_the_bot_its_hosts_this_one_local(fleet, stub):
+    hosts = fleet.dispatcher.hosts
+    assert [(h.name, type(h).__name__) for h in hosts] == [("edge-1", "LocalHost"), ("edge-2", "RemoteHost"), ("edge-3", "RemoteHost")]
+    assert hosts[0].agent is fleet.setups[0].agent
+    stub.say(CHAT, VIEWER, "/status")
+    fleet.turn()
+    (message,) = stub.calls("sendMessage")
+    assert [b["text"] for b in message["reply_markup"]["inline_keyboard"][0]] == ["edge-1", "edge-2", "edge-3"]
+    assert all(f"edge-{i}: 2/2 running" in message["text"] for i in (1, 2, 3))
+    with pytest.raises(Unavailable, match="^no operator token for edge-2 in the fleet tokens file"):
+        hosts[1].restart("conduit-2", "olu")
+    assert fleet.setups[1].restarted == []
+    assert hosts[2].restart("conduit-2", "olu") == "conduit-2 restarted" and fleet.setups[2].restarted == ["conduit-2"]
+    assert [r["user"] for r in fleet.setups[2].state.audit.recent() if r["event"] == "api.restart"] == ["olu"]

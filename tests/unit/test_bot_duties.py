@@ -19,11 +19,18 @@ TEHRAN = ZoneInfo("Asia/Tehran")  # +03:30: a report hour is not a UTC hour
 
 
 class SeededHistory:
-    def __init__(self, points: list[Point], events: list[tuple[float, str]]):
-        self._points, self._events = points, events
+    def __init__(self, points: list[Point], events: list[tuple[float, str]], countries: list[tuple[float, str, float]] = ()):
+        self._points, self._events, self._countries = points, events, list(countries)
 
     def points(self, since: float, until: float) -> list[Point]:
         return [p for p in self._points if since <= p.at < until]
+
+    def countries(self, since: float, until: float) -> dict[str, float]:
+        peaks: dict[str, float] = {}
+        for at, region, clients in self._countries:
+            if since <= at < until:
+                peaks[region] = max(peaks.get(region, 0), clients)
+        return peaks
 
     def events(self, since: float, until: float) -> list[tuple[float, str]]:
         return [e for e in self._events if since <= e[0] < until]
@@ -78,12 +85,14 @@ def test_no_report_twice_and_none_missed_across_a_long_pause():
 
 def test_a_daily_summary_from_seeded_history():
     day = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()
-    points = [Point(day - 10 * 86400, "conduit-1", 1, 0, True, (("IR", 1),))]
+    points = [Point(day - 10 * 86400, "conduit-1", 1, 0, 60, 60)]
+    countries = [(day - 10 * 86400, "IR", 1)]
     for hour in range(24):
         at = day + hour * 3600
-        points += [Point(at, "conduit-1", hour, hour * 10**9, True, (("IR", hour), ("DE", 1))),
-                   Point(at, "conduit-2", 2, 5 * 10**9, hour % 2 == 0, (("CN", 2),) if hour > 20 else ())]  # fmt: skip
-    history = SeededHistory(points, [(day + 60, "restart"), (day + 120, "apply"), (day + 7200, "restart"), (day + 3 * 86400, "rollback")])
+        points += [Point(at, "conduit-1", hour, 10**9 if hour else 0, 60, 60), Point(at, "conduit-2", 2, 0, 60, 60 if hour % 2 == 0 else 0)]
+        countries += [(at, "IR", hour), (at, "DE", 1)] + ([(at, "CN", 2)] if hour > 20 else [])
+    history = SeededHistory(points, [(day + 60, "restart"), (day + 120, "apply"), (day + 7200, "restart"), (day + 3 * 86400, "rollback")],
+                            countries)  # fmt: skip
     text = summary("edge-1: daily summary", history, day, day + 86400)
     assert text.splitlines() == [
         "edge-1: daily summary",

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from conduit.errors import PolicyError
 from conduit.cli.fleet import status_table
-from conduit.features.fleetstatus import Row, _row_from, cells, read_tokens, sd_targets
+from conduit.features.fleetstatus import HostTokens, Row, _row_from, cells, parse_tokens, read_host_tokens, read_tokens, sd_targets
 from conduit.spec.fleet import load_fleet_text
 
 FLEET = """\
@@ -76,3 +76,30 @@ def test_the_targets_name_every_agent_with_its_labels():
         {"targets": ["fra-1.example.net:8443"], "labels": {"host": "fra-1", "ring": "canary", "__scheme__": "https", "provider": "hetzner", "region": "eu"}},
         {"targets": ["127.0.0.1:18443"], "labels": {"host": "ams-1", "ring": "stable", "__scheme__": "http"}},
     ]
+
+
+def test_tokens_per_host_a_viewer_string_or_both_roles(tmp_path):
+    path = tmp_path / "tokens.yaml"
+    path.write_text("fra-1: abc\nams-1: {viewer: v, operator: o}\nwaw-1: {operator: o2}\n")
+    path.chmod(0o600)
+    assert read_host_tokens(path) == {"fra-1": HostTokens("abc"), "ams-1": HostTokens("v", "o"), "waw-1": HostTokens(None, "o2")}
+    assert read_tokens(path) == {"fra-1": "abc", "ams-1": "v", "waw-1": "o2"}  # fleet status reads with any token
+    path.write_text("fra-1: {admin: x}\n")
+    with pytest.raises(PolicyError, match=r"`fra-1: \{viewer: TOKEN, operator: TOKEN\}`"):
+        read_host_tokens(path)
+
+
+_yaml_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3))
+
+
+@given(_yaml_values)
+@settings(max_examples=300)
+def test_any_tokens_file_is_read_as_tokens_or_refused(data):
+    tokens = parse_tokens(data)
+    if tokens is None:
+        return
+    assert set(tokens) == set(data)
+    for host, found in tokens.items():
+        said = data[host]
+        assert found == (HostTokens(viewer=said) if isinstance(said, str) else HostTokens(said.get("viewer"), said.get("operator")))

@@ -3,8 +3,11 @@ ranges and byte totals read back; the agent's sampler; the claim and update-chec
 
 from __future__ import annotations
 
+import time
 from contextlib import closing
 
+from conduit.bot.history import AgentHistory
+from conduit.bot.reports import summary
 from conduit.facts.keyfile import claim_url
 from conduit.serve.sampling import Sampler
 from conduit.state.stores import open_state
@@ -98,3 +101,31 @@ def test_a_check_for_updates_asks_without_taking(tmp_path):
     assert answer.status_code == 200 and answer.json()["update"] is None and "run what it means now" in answer.json()["text"]
     assert asked[0].take is False and asked[0].registry == "now"
     assert setup.client.post("/api/v1/updates/check", headers=setup.auth("ann")).status_code == 403
+
+
+def test_the_daily_summary_reads_the_agents_timeline(tmp_path):
+    """The bot's reports from the state DB (conduit.bot.history): a day of two nodes, a country seen
+    ten days ago, a restart and an apply; the same history a restarted agent would read."""
+    setup = Setup(tmp_path)
+    now = time.time()
+    day = now - 86400
+    timeline = setup.state.timeline
+    timeline.record(day - 10 * 86400, {"a": Minute(60, 60, 1, 0, 0, 0)}, {"IR": 1})
+    for hour in range(24):
+        at = day + hour * 3600 + 60
+        nodes = {"a": Minute(60, 60, hour, 0, 5 * 10**8, 5 * 10**8), "b": Minute(60, 60 if hour % 2 == 0 else 0, 2, 0, 0, 0)}
+        timeline.record(at, nodes, {"IR": hour, "DE": 1} | ({"CN": 2} if hour > 20 else {}))
+    setup.state.audit.record("api.restart", {"node": "a"})
+    setup.state.history.finish(setup.state.history.begin("spec", "hash", None, (None, None)), "succeeded")
+    text = summary("edge-1: daily summary", AgentHistory(setup.agent), day, now + 1)
+    assert text.splitlines() == [
+        "edge-1: daily summary",
+        "clients: peak 25, average 13.5",  # 23 + 2 at the last hour; (0..23 mean 11.5) + 2
+        "served: 24.0 GB",
+        "uptime: 75.0 %",
+        "top countries: IR 23, CN 2, DE 1",
+        "new countries: CN, DE",  # IR was seen ten days ago
+        "restarts 1, applies 1, rollbacks 0",
+    ]
+    week = summary("edge-1: weekly summary", AgentHistory(setup.agent), now - 7 * 86400, now + 1)
+    assert "served: 24.0 GB" in week and "top countries: IR 23, CN 2, DE 1" in week  # the 15-minute buckets
