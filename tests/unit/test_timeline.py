@@ -116,7 +116,7 @@ def test_the_daily_summary_reads_the_agents_timeline(tmp_path):
         nodes = {"a": Minute(60, 60, hour, 0, 5 * 10**8, 5 * 10**8), "b": Minute(60, 60 if hour % 2 == 0 else 0, 2, 0, 0, 0)}
         timeline.record(at, nodes, {"IR": hour, "DE": 1} | ({"CN": 2} if hour > 20 else {}))
     setup.state.audit.record("api.restart", {"node": "a"})
-    setup.state.history.finish(setup.state.history.begin("spec", "hash", None, (None, None)), "succeeded")
+    setup.state.history.finish(setup.state.history.begin("spec", "hash", None, (None, None), "edge-1"), "succeeded")
     text = summary("edge-1: daily summary", AgentHistory(setup.agent), day, now + 1)
     assert text.splitlines() == [
         "edge-1: daily summary",
