@@ -13,7 +13,7 @@ from conduit.bot import views
 from conduit.bot.api import BotApiError
 from conduit.bot.hosts import Host, Unavailable
 from conduit.bot.reports import Cooldown, History, due, summary
-from conduit.features.budget import BudgetKeeper
+from conduit.features.budget import THROTTLE_CPUS, BudgetKeeper
 from conduit.spec.spec import Bot
 
 log = structlog.get_logger("conduit.bot")
@@ -64,10 +64,11 @@ class Duties:
             return
         running = [r["name"] for r in data["containers"] if r["state"] == "running"]
         decision = self.budget.check(now.astimezone(ZoneInfo(self.bot.reports.timezone)), self.totals(), running)
+        throttle = self.budget.budget.action == "throttle"
         for name in decision.stop:
-            self._act("stop", name, decision.line(), decision.resets)
+            self._act("throttle" if throttle else "stop", name, decision.line(), decision.resets)
         for name in decision.start_again:
-            self._act("start", name, decision.line())
+            self._act("unthrottle" if throttle else "start", name, decision.line())
         for line in decision.alerts:
             self.say(f"[{self.host.name}] {line}")
 
@@ -75,6 +76,10 @@ class Duties:
         try:
             if action == "stop":  # held stopped until the reset, should the agent be down then
                 self.host.stop(name, "budget", why="by the budget", until=until)
+            elif action == "throttle":  # held so too: the watcher keeps the cap until the reset
+                self.host.throttle(name, "budget", THROTTLE_CPUS, why="by the budget", until=until)
+            elif action == "unthrottle":
+                self.host.unthrottle(name, "budget")
             else:
                 self.host.start(name, "budget")
             status = "done"

@@ -26,6 +26,8 @@ class Host(Protocol):
     def restart(self, node: str, user: str) -> str: ...
     def start(self, node: str, user: str) -> str: ...
     def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str: ...  # held stopped
+    def throttle(self, node: str, user: str, cpus: float, why: str, until: datetime) -> str: ...  # held so
+    def unthrottle(self, node: str, user: str) -> str: ...
     def sync(self, user: str) -> str: ...
     def rollback(self, user: str) -> str: ...
     def update(self, user: str) -> str: ...
@@ -80,6 +82,18 @@ class LocalHost:
         Holds(self.agent.host.state_dir).hold(node, why or f"by {user}", until)
         call(client, client.api.stop, node, timeout=10)
         return f"{node} stopped"
+
+    def throttle(self, node: str, user: str, cpus: float, why: str, until: datetime) -> str:
+        """The node's CPU limit held at `cpus` (conduit.state.holds) and set by an apply, in place."""
+        self._guard(node)
+        Holds(self.agent.host.state_dir).hold(node, why, until, cpus)
+        return self._write(f"{node} throttled", lambda: self.agent.apply_spec(user))
+
+    def unthrottle(self, node: str, user: str) -> str:
+        """The hold released; an apply gives the node the spec's CPU limit again, in place."""
+        self._guard(node)
+        Holds(self.agent.host.state_dir).release(node)
+        return self._write(f"{node} at full speed", lambda: self.agent.apply_spec(user))
 
     def _write(self, what: str, run) -> str:
         try:
@@ -165,6 +179,12 @@ class RemoteHost:
 
     def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str:
         return self._not_offered("stop")
+
+    def throttle(self, node: str, user: str, cpus: float, why: str, until: datetime) -> str:
+        return self._not_offered("throttle")
+
+    def unthrottle(self, node: str, user: str) -> str:
+        return self._not_offered("unthrottle")
 
     def update(self, user: str) -> str:
         return self._not_offered("update")

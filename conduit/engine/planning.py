@@ -109,7 +109,9 @@ def observed_plan(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | N
     settled = settle_image(doc, client, host.state_dir, request)
     keys = [r.id for r in render(settled.doc) if r.kind == "sysctl"]
     obs = observe_host(settled.doc, host, client, keys)
-    plan = plan_observed(settled, obs, recorded_refusals(host.state_dir), frozenset(Holds(host.state_dir).current()))
+    holds = Holds(host.state_dir).current()
+    plan = plan_observed(settled, obs, recorded_refusals(host.state_dir), frozenset(n for n, h in holds.items() if h.cpus is None),
+                         {n: h.cpus for n, h in holds.items() if h.cpus is not None})  # fmt: skip
     plan.api_calls = client.calls if client else 0
     return plan, obs.resources
 
@@ -152,15 +154,17 @@ def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
 
 
 def plan_observed(settled: Settled, obs: Observation, refused_before: dict[str, tuple[str, str]] | None = None,
-                  held_stopped: frozenset[str] = frozenset()) -> Plan:  # fmt: skip
+                  held_stopped: frozenset[str] = frozenset(), held_cpus: dict[str, float] | None = None) -> Plan:  # fmt: skip
     """The plan for a settled spec and what was observed of the host. Pure. `held_stopped`: the
-    nodes an operator or the budget stopped (conduit.state.holds), planned stopped, not repaired.
+    nodes an operator or the budget stopped (conduit.state.holds), planned stopped, not repaired;
+    `held_cpus`: the nodes the budget throttled, planned with that CPU limit instead of the spec's.
 
     Under sysctl.on_refused: warn, a key this kernel cannot take now, or one whose very value it
     refused at the last apply, is held (a no-op with a warning) until the host or the value changes."""
     doc = settled.doc
     now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
     desired, observed = stopped_on_hold(render(doc, sysctl_now=now), obs.resources, held_stopped)
+    desired = capped_on_hold(desired, held_cpus or {})
     held, warnings = _held_keys(doc, desired, obs, refused_before or {})
     taken = settled.update is not None and settled.update.taken
     plan = executable(schedule(make_plan(doc.metadata.name, desired, observed, obs.drifted), rollout(doc, settled.image_present, held, taken)), doc)
@@ -185,6 +189,11 @@ def stopped_on_hold(desired: list[Resource], observed: list[Resource], nodes: fr
         return replace(r, props=r.props | {"state": "stopped"})
 
     return [stopped(r, False) for r in desired], [stopped(r, True) for r in observed]
+
+
+def capped_on_hold(desired: list[Resource], cpus: dict[str, float]) -> list[Resource]:
+    """A throttled node is wanted with its held CPU limit: an in-place update, its clients stay."""
+    return [replace(r, props=r.props | {"cpus": cpus[r.id]}) if r.kind == "container" and r.id in cpus else r for r in desired]
 
 
 def _held_keys(doc: ClusterSpec, desired: list[Resource], obs: Observation, before: dict[str, tuple[str, str]]):

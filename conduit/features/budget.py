@@ -1,6 +1,6 @@
 """A host-wide monthly traffic budget (spec.budget): the bytes all nodes served since the month's
 reset day, counted from the state database's lifetime totals (which survive node restarts),
-alerts at 80 % and 100 %, the nodes stopped at 100 % and started again at the reset.
+alerts at 80 % and 100 %, the nodes stopped (or throttled) at 100 % and set free again at the reset.
 
 The count of a month is the lifetime totals now minus the totals when the month began; that
 baseline, the alerts already sent and the nodes the budget stopped are kept in one small file
@@ -19,6 +19,10 @@ from conduit.spec.spec import Budget
 
 GB = 10**9
 THRESHOLDS = (80, 100)
+# A throttled node's CPU limit. Its throughput follows its CPU, so a twentieth of one core keeps it
+# running (clients connected, counters kept) while it serves next to nothing; the limit is set in
+# place (a Docker update), which a bandwidth start argument could not be without a replace.
+THROTTLE_CPUS = 0.05
 FILE = "budget.json"
 
 
@@ -41,7 +45,7 @@ class Ledger:
     start: str  # the period's start, ISO with its offset
     baseline: dict[str, int]  # node: lifetime bytes (up + down) when the period began
     alerted: list[int] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)  # stopped or throttled, by `action`
 
 
 @dataclass
@@ -61,6 +65,10 @@ class Decision:
     def line(self) -> str:
         return (f"budget: {self.used / GB:.1f} of {self.limit / GB:g} GB this month ({self.percent:.0f} %), "
                 f"resets {self.resets:%Y-%m-%d}")  # fmt: skip
+
+
+WHAT = {"stop": "the nodes stop", "throttle": f"the nodes are throttled to {THROTTLE_CPUS:g} CPU"}
+AGAIN = {"stop": "stopped start again", "throttle": "throttled run at full speed again"}
 
 
 class BudgetKeeper:
@@ -91,16 +99,16 @@ class BudgetKeeper:
         if ledger is None or ledger.start != start.isoformat():
             if ledger is not None and ledger.stopped:
                 decision.start_again = sorted(ledger.stopped)
-                decision.alerts.append(f"budget: a new month began; {len(ledger.stopped)} node(s) the budget stopped start again")
+                decision.alerts.append(f"budget: a new month began; {len(ledger.stopped)} node(s) the budget {AGAIN[self.budget.action]}")
             ledger = Ledger(start.isoformat(), dict(lifetime))  # a new month (or a first check) counts from here
         decision.used = sum(max(0, total - ledger.baseline.get(node, 0)) for node, total in lifetime.items())
         for threshold in THRESHOLDS:
             if decision.percent >= threshold and threshold not in ledger.alerted:
                 ledger.alerted.append(threshold)
                 decision.alerts.append(f"{decision.line()}: {threshold} % reached"
-                                       + ("; the nodes stop until the reset" if threshold == 100 else ""))  # fmt: skip
-        if decision.percent >= 100:
-            decision.stop = sorted(set(running))
+                                       + (f"; {WHAT[self.budget.action]} until the reset" if threshold == 100 else ""))  # fmt: skip
+        if decision.percent >= 100:  # a node started by hand is stopped again; a throttled one runs, and stays throttled
+            decision.stop = sorted(set(running) - (set(ledger.stopped) if self.budget.action == "throttle" else set()))
             ledger.stopped = sorted(set(ledger.stopped) | set(running))
         self._save(ledger)
         return decision

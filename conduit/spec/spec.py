@@ -645,16 +645,10 @@ class Budget(Strict):
 
     monthly_gb: float = Field(gt=0, description="Gigabytes (10^9 bytes) a month, all nodes together.")
     resets_on_day: int = Field(default=1, ge=1, le=28, description="The day of the month the count starts again.")
-    action: Literal["stop"] = Field(default="stop", description="What happens at 100 %: stop the nodes until the reset.")
-
-    @field_validator("action", mode="before")
-    @classmethod
-    def _only_stop(cls, v: object) -> object:
-        # A node's bandwidth is a start argument: lowering it replaces every node (clients dropped,
-        # counters reset), which is no throttle; one that did nothing would be a lie. Only stop is offered.
-        if v != "stop":
-            raise ValueError(f"{v!r} is not supported; only `stop` is (the nodes stop at 100 % until the reset)")
-        return v
+    action: Literal["stop", "throttle"] = Field(
+        default="stop",
+        description="What happens at 100 % until the reset: stop the nodes, or throttle them (a tiny CPU limit, set in place: clients stay connected).",
+    )
 
 
 # ---------------------------------------------------------------- the document

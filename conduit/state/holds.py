@@ -1,6 +1,8 @@
 """Nodes held stopped: a stop the operator (from Telegram) or the traffic budget asked for, which
 planning keeps (the node is planned `state: stopped`, not repaired) until the node is started
-again or, for the budget's, until its reset date. One small 0600 JSON file in the state directory."""
+again or, for the budget's, until its reset date. A hold with `cpus` is a throttle instead: the
+node runs, planned with that CPU limit in place of the spec's. One small 0600 JSON file in the
+state directory."""
 
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ _WRITING = threading.Lock()  # the bot and the budget both hold and release, fro
 class Hold:
     why: str  # "by the budget" or "from Telegram by NAME": status shows "stopped <why>"
     until: str | None = None  # an ISO time with its offset; past it the hold is gone
+    cpus: float | None = None  # a throttle: the node runs with this CPU limit; None: held stopped
 
     def line(self) -> str:
-        return f"stopped {self.why}" + (f" until {self.until[:10]}" if self.until else "")
+        what = "stopped" if self.cpus is None else f"throttled to {self.cpus:g} CPU"
+        return f"{what} {self.why}" + (f" until {self.until[:10]}" if self.until else "")
 
 
 class Holds:
@@ -44,10 +48,10 @@ class Holds:
         now = now or datetime.now().astimezone()
         return {node: h for node, h in self._read().items() if h.until is None or datetime.fromisoformat(h.until) > now}
 
-    def hold(self, node: str, why: str, until: datetime | None = None) -> None:
+    def hold(self, node: str, why: str, until: datetime | None = None, cpus: float | None = None) -> None:
         with _WRITING:
             holds = self._read()
-            holds[node] = Hold(why, until.isoformat() if until else None)
+            holds[node] = Hold(why, until.isoformat() if until else None, cpus)
             self._write(holds)
 
     def release(self, node: str) -> None:

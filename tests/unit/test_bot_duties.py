@@ -43,6 +43,7 @@ class Machine:
 
     def __init__(self):
         self.running = {"conduit-1": True, "conduit-2": True}
+        self.cpus: dict[str, float] = {}  # the nodes throttled, and their CPU limit
         self.done: list[tuple[str, str]] = []
         self.alerts: list[str] = []
 
@@ -63,6 +64,16 @@ class Machine:
         self.running[node] = True
         self.done.append(("start", node))
         return f"{node} started"
+
+    def throttle(self, node: str, user: str, cpus: float, why: str, until) -> str:
+        self.cpus[node] = cpus
+        self.done.append(("throttle", node))
+        return f"{node} throttled"
+
+    def unthrottle(self, node: str, user: str) -> str:
+        self.cpus.pop(node)
+        self.done.append(("unthrottle", node))
+        return f"{node} at full speed"
 
 
 def test_reports_fall_on_the_start_hour_and_every_n_hours_in_the_operators_zone():
@@ -180,3 +191,38 @@ def test_the_budget_stops_the_nodes_at_100_percent_and_starts_them_at_the_reset(
     assert any("a new month began" in t for t in texts)
     assert {row[0] for row in audit} == {"budget.stop", "budget.start"}
     assert period_start(datetime(2026, 4, 4, 23, tzinfo=TEHRAN), 5) == datetime(2026, 3, 5, tzinfo=TEHRAN)
+
+
+def test_the_budget_throttles_the_nodes_at_100_percent_and_frees_them_at_the_reset(tmp_path):
+    stub = TelegramStub()
+    machine = Machine()
+    served = {"conduit-1": 0, "conduit-2": 0}
+    start = datetime(2026, 3, 20, 12, 0, tzinfo=TEHRAN)
+    audit: list = []
+
+    def totals() -> dict:
+        return {n: (b // 2, b - b // 2) for n, b in served.items()}
+
+    budget = Budget(monthly_gb=100, resets_on_day=5, action="throttle")
+    clock = [start + timedelta(hours=6 * i) for i in range(4 * 31)]
+    throttled_at = freed_at = None
+    try:
+        for now in clock:
+            run_duties(tmp_path, stub, Bot(reports=Reports(timezone="Asia/Tehran")), budget, totals, [now], machine, audit)
+            if machine.cpus and throttled_at is None:
+                throttled_at = now
+            if ("unthrottle", "conduit-1") in machine.done and freed_at is None:
+                freed_at = now
+            for node in served:  # a throttled node runs but serves next to nothing
+                served[node] += 2 * GB if node not in machine.cpus else GB // 1000
+        texts = [c["text"] for c in stub.calls("sendMessage")]
+    finally:
+        stub.close()
+    assert throttled_at == start + timedelta(days=6, hours=6)
+    assert freed_at == datetime(2026, 4, 5, 0, 0, tzinfo=TEHRAN)
+    assert all(machine.running.values())  # never stopped: clients stay connected
+    assert machine.done[:4] == [("throttle", "conduit-1"), ("throttle", "conduit-2"), ("unthrottle", "conduit-1"), ("unthrottle", "conduit-2")]
+    assert [t.split(": ")[-1] for t in texts if "reached" in t][:2] == [
+        "80 % reached", "100 % reached; the nodes are throttled to 0.05 CPU until the reset"]  # fmt: skip
+    assert any("throttled run at full speed again" in t for t in texts)
+    assert {row[0] for row in audit} == {"budget.throttle", "budget.unthrottle"}

@@ -1,16 +1,18 @@
 """Nodes held stopped: the store (until a date, released on start), planning that keeps a held
 node stopped instead of repairing it, `conduit status` naming who stopped it, the budget's line,
-the bot's refusal rows rate limited, and a budget action other than stop refused at validate."""
+the bot's refusal rows rate limited, a throttle's CPU cap held and planned in place, and a budget
+action other than stop or throttle refused at validate."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
 
 from conduit.bot.run import RateLimitedAudit
-from conduit.engine.planning import stopped_on_hold
+from conduit.engine.planning import capped_on_hold, stopped_on_hold
 from conduit.features.budget import GB, BudgetKeeper, budget_status
 from conduit.plan.planner import make_plan
 from conduit.serve.auth import Limiter
@@ -67,9 +69,29 @@ def test_status_names_who_stopped_a_node_and_shows_the_budget(tmp_path):
     assert [t.plain for t in _budget_lines({"budget": found})] == ["budget: 3.0 of 10 GB this month (30 %), resets 2027-01-05, at 100 %: stop"]
 
 
-def test_only_stop_is_a_budget_action():
-    with pytest.raises(ValidationError, match="'throttle' is not supported; only `stop` is"):
-        Budget(monthly_gb=10, action="throttle")
+def test_stop_and_throttle_are_the_budget_actions():
+    assert Budget(monthly_gb=10, action="throttle").action == "throttle"
+    with pytest.raises(ValidationError, match="action"):
+        Budget(monthly_gb=10, action="slow")
+
+
+def test_a_throttle_hold_keeps_its_cpu_cap_until_its_date(tmp_path):
+    holds = Holds(tmp_path)
+    holds.hold("c-1", "by the budget", until=datetime(2027, 1, 5, tzinfo=timezone.utc), cpus=0.05)
+    assert {n: (h.cpus, h.line()) for n, h in Holds(tmp_path).current(NOW).items()} == {
+        "c-1": (0.05, "throttled to 0.05 CPU by the budget until 2027-01-05")}  # fmt: skip
+    assert Holds(tmp_path).current(NOW + timedelta(days=3)) == {}
+
+
+def test_planning_applies_a_held_cpu_cap_in_place():
+    node = Resource("container", "c-1", {"image": "x", "state": "running", "cpus": 1.5}, frozenset({"image"}))
+    desired = capped_on_hold([node], {"c-1": 0.05})
+    (step,) = make_plan("c", desired, [node], set()).steps
+    assert step.action == "update"  # in place: the node keeps running, its clients connected
+    assert [(c.field, c.old, c.new) for c in step.changes] == [("cpus", 1.5, 0.05)]
+    (same,) = make_plan("c", desired, [replace(node, props=node.props | {"cpus": 0.05})], set()).steps
+    assert same.action == "no-op"  # the watcher does not undo the cap
+    assert capped_on_hold([node], {}) == [node]
 
 
 class Rows:
