@@ -65,27 +65,45 @@ class Duties:
         running = [r["name"] for r in data["containers"] if r["state"] == "running"]
         decision = self.budget.check(now.astimezone(ZoneInfo(self.bot.reports.timezone)), self.totals(), running)
         throttle = self.budget.budget.action == "throttle"
-        for name in decision.stop:
-            self._act("throttle" if throttle else "stop", name, decision.line(), decision.resets)
-        for name in decision.start_again:
-            self._act("unthrottle" if throttle else "start", name, decision.line())
+        if decision.stop:
+            self._act("throttle" if throttle else "stop", decision.stop, decision.line(), decision.resets)
+        if decision.start_again:
+            self._act("unthrottle" if throttle else "start", decision.start_again, decision.line())
         for line in decision.alerts:
             self.say(f"[{self.host.name}] {line}")
 
-    def _act(self, action: str, name: str, why: str, until: datetime | None = None) -> None:
-        try:
-            if action == "stop":  # held stopped until the reset, should the agent be down then
-                self.host.stop(name, "budget", why="by the budget", until=until)
-            elif action == "throttle":  # held so too: the watcher keeps the cap until the reset
-                self.host.throttle(name, "budget", THROTTLE_CPUS, why="by the budget", until=until)
-            elif action == "unthrottle":
-                self.host.unthrottle(name, "budget")
-            else:
-                self.host.start(name, "budget")
-            status = "done"
-        except Unavailable as exc:
-            status = f"failed: {exc}"
-            log.warning("budget.action_failed", node=name, error=str(exc))
-        if self.audit is not None:
-            self.audit(f"budget.{action}", "budget", {"node": name, "status": status, "reason": why})
+    def _act(self, action: str, names: list[str], why: str, until: datetime | None = None) -> None:
+        """A throttle (or its end) is one apply for all the nodes; stop and start go node by node.
+        Only what succeeded counts as done: the rest is tried again at the next tick."""
+        done, failures = self._run(action, names, until)
+        first_failure = self.budget.record(action, done, ok=not failures)
+        if failures:
+            log.warning("budget.action_failed", action=action, nodes=names, error="; ".join(failures))
+            if first_failure:
+                self.say(f"[{self.host.name}] budget: {action} of {', '.join(names)} failed: {'; '.join(failures)}; tried again at each check")
+        if self.audit is not None and (not failures or first_failure):
+            status = f"failed: {'; '.join(failures)}" if failures else "done"
+            self.audit(f"budget.{action}", "budget", {"nodes": names, "status": status, "reason": why})
 
+    def _run(self, action: str, names: list[str], until: datetime | None) -> tuple[list[str], list[str]]:
+        """(the nodes done, the failures)."""
+        if action in ("throttle", "unthrottle"):
+            try:
+                if action == "throttle":  # held so: planning and the watcher keep the cap until the reset
+                    self.host.throttle(names, "budget", THROTTLE_CPUS, why="by the budget", until=until)
+                else:
+                    self.host.unthrottle(names, "budget")
+            except Unavailable as exc:
+                return [], [str(exc)]
+            return list(names), []
+        done, failures = [], []
+        for name in names:
+            try:
+                if action == "stop":  # held stopped until the reset, should the agent be down then
+                    self.host.stop(name, "budget", why="by the budget", until=until)
+                else:
+                    self.host.start(name, "budget")
+                done.append(name)
+            except Unavailable as exc:
+                failures.append(str(exc))
+        return done, failures

@@ -26,8 +26,8 @@ class Host(Protocol):
     def restart(self, node: str, user: str) -> str: ...
     def start(self, node: str, user: str) -> str: ...
     def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str: ...  # held stopped
-    def throttle(self, node: str, user: str, cpus: float, why: str, until: datetime) -> str: ...  # held so
-    def unthrottle(self, node: str, user: str) -> str: ...
+    def throttle(self, nodes: list[str], user: str, cpus: float, why: str, until: datetime) -> str: ...  # held so; one apply
+    def unthrottle(self, nodes: list[str], user: str) -> str: ...  # one apply
     def sync(self, user: str) -> str: ...
     def rollback(self, user: str) -> str: ...
     def update(self, user: str) -> str: ...
@@ -51,9 +51,11 @@ class LocalHost:
             raise Unavailable(str(exc)) from None
         return data | {"alerts": alerts(self.agent, data)}
 
-    def _guard(self, node: str) -> None:
-        if node not in {r["name"] for r in self.status()["containers"]}:
-            raise Unavailable(f"{node} is not a node of {self.name}")
+    def _guard(self, *nodes: str) -> None:
+        known = {r["name"] for r in self.status()["containers"]}
+        for node in nodes:
+            if node not in known:
+                raise Unavailable(f"{node} is not a node of {self.name}")
 
     def _docker(self):
         client = self.agent.host.docker()
@@ -83,17 +85,31 @@ class LocalHost:
         call(client, client.api.stop, node, timeout=10)
         return f"{node} stopped"
 
-    def throttle(self, node: str, user: str, cpus: float, why: str, until: datetime) -> str:
-        """The node's CPU limit held at `cpus` (conduit.state.holds) and set by an apply, in place."""
-        self._guard(node)
-        Holds(self.agent.host.state_dir).hold(node, why, until, cpus)
-        return self._write(f"{node} throttled", lambda: self.agent.apply_spec(user))
+    def throttle(self, nodes: list[str], user: str, cpus: float, why: str, until: datetime) -> str:
+        """The nodes' CPU limit held at `cpus` (conduit.state.holds), then set by one apply, in place.
+        Unavailable unless that apply succeeded (the holds stay: the next apply sets them)."""
+        self._guard(*nodes)
+        holds = Holds(self.agent.host.state_dir)
+        for node in nodes:
+            holds.hold(node, why, until, cpus)
+        return self._applied(f"{', '.join(nodes)} throttled", user)
 
-    def unthrottle(self, node: str, user: str) -> str:
-        """The hold released; an apply gives the node the spec's CPU limit again, in place."""
-        self._guard(node)
-        Holds(self.agent.host.state_dir).release(node)
-        return self._write(f"{node} at full speed", lambda: self.agent.apply_spec(user))
+    def unthrottle(self, nodes: list[str], user: str) -> str:
+        """The holds released; one apply gives the nodes the spec's CPU limit again, in place."""
+        self._guard(*nodes)
+        holds = Holds(self.agent.host.state_dir)
+        for node in nodes:
+            holds.release(node)
+        return self._applied(f"{', '.join(nodes)} at full speed", user)
+
+    def _applied(self, what: str, user: str) -> str:
+        try:
+            outcome = self.agent.apply_spec(user)
+        except Refused as exc:
+            raise Unavailable(str(exc)) from None
+        if outcome.status not in ("succeeded", "no-op"):
+            raise Unavailable(outcome_line(what, outcome) + (f": {'; '.join(outcome.problems)}" if outcome.problems else ""))
+        return outcome_line(what, outcome)
 
     def _write(self, what: str, run) -> str:
         try:
@@ -180,10 +196,10 @@ class RemoteHost:
     def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str:
         return self._not_offered("stop")
 
-    def throttle(self, node: str, user: str, cpus: float, why: str, until: datetime) -> str:
+    def throttle(self, nodes: list[str], user: str, cpus: float, why: str, until: datetime) -> str:
         return self._not_offered("throttle")
 
-    def unthrottle(self, node: str, user: str) -> str:
+    def unthrottle(self, nodes: list[str], user: str) -> str:
         return self._not_offered("unthrottle")
 
     def update(self, user: str) -> str:

@@ -45,7 +45,9 @@ class Ledger:
     start: str  # the period's start, ISO with its offset
     baseline: dict[str, int]  # node: lifetime bytes (up + down) when the period began
     alerted: list[int] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)  # stopped or throttled, by `action`
+    stopped: list[str] = field(default_factory=list)  # stopped or throttled, by `action`, once that succeeded
+    freeing: list[str] = field(default_factory=list)  # held last month, until setting them free succeeds
+    failing: list[str] = field(default_factory=list)  # the actions whose failure was alerted (once)
 
 
 @dataclass
@@ -97,10 +99,11 @@ class BudgetKeeper:
         ledger = self._load()
         decision = Decision(0, int(self.budget.monthly_gb * GB), start, next_reset(start))
         if ledger is None or ledger.start != start.isoformat():
+            freeing = sorted(set(ledger.stopped) | set(ledger.freeing)) if ledger is not None else []
             if ledger is not None and ledger.stopped:
-                decision.start_again = sorted(ledger.stopped)
                 decision.alerts.append(f"budget: a new month began; {len(ledger.stopped)} node(s) the budget {AGAIN[self.budget.action]}")
-            ledger = Ledger(start.isoformat(), dict(lifetime))  # a new month (or a first check) counts from here
+            ledger = Ledger(start.isoformat(), dict(lifetime), freeing=freeing)  # a new month (or a first check) counts from here
+        decision.start_again = list(ledger.freeing)  # again each check until it succeeds
         decision.used = sum(max(0, total - ledger.baseline.get(node, 0)) for node, total in lifetime.items())
         for threshold in THRESHOLDS:
             if decision.percent >= threshold and threshold not in ledger.alerted:
@@ -109,9 +112,27 @@ class BudgetKeeper:
                                        + (f"; {WHAT[self.budget.action]} until the reset" if threshold == 100 else ""))  # fmt: skip
         if decision.percent >= 100:  # a node started by hand is stopped again; a throttled one runs, and stays throttled
             decision.stop = sorted(set(running) - (set(ledger.stopped) if self.budget.action == "throttle" else set()))
-            ledger.stopped = sorted(set(ledger.stopped) | set(running))
         self._save(ledger)
         return decision
+
+    def record(self, action: str, nodes: list[str], ok: bool) -> bool:
+        """What became of an action of the last check's decision: `nodes`, those it succeeded for, count
+        as held (or set free); the rest is a failed one is decided again at the next check. True: a first
+        failure, to alert (once, until it succeeds)."""
+        ledger = self._load()
+        if ledger is None:
+            return not ok
+        first_failure = not ok and action not in ledger.failing
+        if action in ("stop", "throttle"):
+            ledger.stopped = sorted(set(ledger.stopped) | set(nodes))
+        else:
+            ledger.freeing = sorted(set(ledger.freeing) - set(nodes))
+        if ok:
+            ledger.failing = [a for a in ledger.failing if a != action]
+        elif first_failure:
+            ledger.failing.append(action)
+        self._save(ledger)
+        return first_failure
 
 
 

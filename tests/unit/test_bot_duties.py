@@ -44,6 +44,8 @@ class Machine:
     def __init__(self):
         self.running = {"conduit-1": True, "conduit-2": True}
         self.cpus: dict[str, float] = {}  # the nodes throttled, and their CPU limit
+        self.applies: list[str] = []  # each apply a throttle ran: "throttle" or "unthrottle", "failed" when it failed
+        self.failing_applies = 0  # the next so many applies fail (rolled back: nothing changes)
         self.done: list[tuple[str, str]] = []
         self.alerts: list[str] = []
 
@@ -65,15 +67,26 @@ class Machine:
         self.done.append(("start", node))
         return f"{node} started"
 
-    def throttle(self, node: str, user: str, cpus: float, why: str, until) -> str:
-        self.cpus[node] = cpus
-        self.done.append(("throttle", node))
-        return f"{node} throttled"
+    def _apply(self, what: str) -> None:
+        if self.failing_applies:
+            self.failing_applies -= 1
+            self.applies.append("failed")
+            raise Unavailable(f"{what}: rolled_back (conduit-2 did not become healthy)")
+        self.applies.append(what)
 
-    def unthrottle(self, node: str, user: str) -> str:
-        self.cpus.pop(node)
-        self.done.append(("unthrottle", node))
-        return f"{node} at full speed"
+    def throttle(self, nodes: list[str], user: str, cpus: float, why: str, until) -> str:
+        self._apply("throttle")
+        for node in nodes:
+            self.cpus[node] = cpus
+            self.done.append(("throttle", node))
+        return "throttled"
+
+    def unthrottle(self, nodes: list[str], user: str) -> str:
+        self._apply("unthrottle")
+        for node in nodes:
+            self.cpus.pop(node)
+            self.done.append(("unthrottle", node))
+        return "at full speed"
 
 
 def test_reports_fall_on_the_start_hour_and_every_n_hours_in_the_operators_zone():
@@ -193,9 +206,10 @@ def test_the_budget_stops_the_nodes_at_100_percent_and_starts_them_at_the_reset(
     assert period_start(datetime(2026, 4, 4, 23, tzinfo=TEHRAN), 5) == datetime(2026, 3, 5, tzinfo=TEHRAN)
 
 
-def test_the_budget_throttles_the_nodes_at_100_percent_and_frees_them_at_the_reset(tmp_path):
+def simulate_a_throttled_month(tmp_path, machine: Machine, failing_applies: int = 0):
+    """A month of ticks every 6 hours with action: throttle; the first `failing_applies` applies
+    fail. (the throttle time, the time the nodes were freed, the texts, the audit rows)."""
     stub = TelegramStub()
-    machine = Machine()
     served = {"conduit-1": 0, "conduit-2": 0}
     start = datetime(2026, 3, 20, 12, 0, tzinfo=TEHRAN)
     audit: list = []
@@ -208,6 +222,8 @@ def test_the_budget_throttles_the_nodes_at_100_percent_and_frees_them_at_the_res
     throttled_at = freed_at = None
     try:
         for now in clock:
+            if now == start + timedelta(days=6, hours=6):  # the tick at which the budget reaches 100 %
+                machine.failing_applies = failing_applies
             run_duties(tmp_path, stub, Bot(reports=Reports(timezone="Asia/Tehran")), budget, totals, [now], machine, audit)
             if machine.cpus and throttled_at is None:
                 throttled_at = now
@@ -218,11 +234,51 @@ def test_the_budget_throttles_the_nodes_at_100_percent_and_frees_them_at_the_res
         texts = [c["text"] for c in stub.calls("sendMessage")]
     finally:
         stub.close()
+    return throttled_at, freed_at, texts, audit
+
+
+def test_the_budget_throttles_the_nodes_at_100_percent_and_frees_them_at_the_reset(tmp_path):
+    machine = Machine()
+    throttled_at, freed_at, texts, audit = simulate_a_throttled_month(tmp_path, machine)
+    start = datetime(2026, 3, 20, 12, 0, tzinfo=TEHRAN)
     assert throttled_at == start + timedelta(days=6, hours=6)
     assert freed_at == datetime(2026, 4, 5, 0, 0, tzinfo=TEHRAN)
     assert all(machine.running.values())  # never stopped: clients stay connected
+    assert machine.applies == ["throttle", "unthrottle", "throttle"]  # one apply for all the nodes, each way (April reaches 100 % too)
     assert machine.done[:4] == [("throttle", "conduit-1"), ("throttle", "conduit-2"), ("unthrottle", "conduit-1"), ("unthrottle", "conduit-2")]
     assert [t.split(": ")[-1] for t in texts if "reached" in t][:2] == [
         "80 % reached", "100 % reached; the nodes are throttled to 0.05 CPU until the reset"]  # fmt: skip
     assert any("throttled run at full speed again" in t for t in texts)
-    assert {row[0] for row in audit} == {"budget.throttle", "budget.unthrottle"}
+    assert [(row[0], row[2]["nodes"], row[2]["status"]) for row in audit][:2] == [
+        ("budget.throttle", ["conduit-1", "conduit-2"], "done"), ("budget.unthrottle", ["conduit-1", "conduit-2"], "done")]  # fmt: skip
+
+
+def test_a_failed_throttle_apply_is_not_counted_done_and_is_tried_again_at_each_tick(tmp_path):
+    machine = Machine()
+    throttled_at, freed_at, texts, audit = simulate_a_throttled_month(tmp_path, machine, failing_applies=3)
+    start = datetime(2026, 3, 20, 12, 0, tzinfo=TEHRAN)
+    assert machine.applies == ["failed", "failed", "failed", "throttle", "unthrottle", "throttle"]
+    assert throttled_at == start + timedelta(days=7, hours=0)  # the fourth tick from 100 %: the first that succeeded
+    assert freed_at == datetime(2026, 4, 5, 0, 0, tzinfo=TEHRAN)
+    failed = [t for t in texts if "failed" in t]
+    assert failed == ["[edge-1] budget: throttle of conduit-1, conduit-2 failed: throttle: rolled_back "
+                      "(conduit-2 did not become healthy); tried again at each check"]  # alerted once  # fmt: skip
+    assert [row[2]["status"][:6] for row in audit] == ["failed", "done", "done", "done"]
+
+
+def test_a_failed_unthrottle_apply_at_the_reset_is_tried_again(tmp_path):
+    machine = Machine()
+    keeper = BudgetKeeper(tmp_path, Budget(monthly_gb=1, resets_on_day=5, action="throttle"))
+    march = datetime(2026, 3, 20, tzinfo=TEHRAN)
+    keeper.check(march, {"conduit-1": (0, 0)}, ["conduit-1"])
+    decision = keeper.check(march, {"conduit-1": (GB, GB)}, ["conduit-1"])
+    assert decision.stop == ["conduit-1"]
+    keeper.record("throttle", ["conduit-1"], ok=True)
+    assert keeper.check(march, {"conduit-1": (GB, GB)}, ["conduit-1"]).stop == []  # held: not throttled twice
+    april = datetime(2026, 4, 5, 1, tzinfo=TEHRAN)
+    assert keeper.check(april, {"conduit-1": (GB, GB)}, ["conduit-1"]).start_again == ["conduit-1"]
+    assert keeper.record("unthrottle", [], ok=False) is True  # alerted the first time
+    assert keeper.check(april, {"conduit-1": (GB, GB)}, ["conduit-1"]).start_again == ["conduit-1"]
+    assert keeper.record("unthrottle", [], ok=False) is False  # and not again
+    keeper.record("unthrottle", ["conduit-1"], ok=True)
+    assert keeper.check(april, {"conduit-1": (GB, GB)}, ["conduit-1"]).start_again == []
