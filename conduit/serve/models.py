@@ -48,6 +48,18 @@ class Totals(Open):
     bytes_down: int
 
 
+class Budget(BaseModel):
+    """The month's traffic budget (spec.budget), as counted since its reset day."""
+
+    used_gb: float
+    monthly_gb: float
+    percent: float
+    resets: str  # the next reset's date, YYYY-MM-DD
+    action: str  # at 100 %: stop or throttle
+    counting: bool  # false before the agent's first check of this month
+    stopped: list[str]  # the nodes the budget stopped or throttled (by `action`) until the reset
+
+
 class Summary(Open):
     cluster: str
     totals: Totals
@@ -58,6 +70,7 @@ class Summary(Open):
     observed_at: float | None
     observe_error: str | None = None
     spec_error: str | None = None
+    budget: Budget | None = None  # None: the spec sets no budget
     alerts: list[str]
 
 

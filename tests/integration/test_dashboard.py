@@ -260,6 +260,9 @@ def test_the_event_backlog_is_there_on_open(served, browser):
 
 def test_a_30_day_chart_from_the_state_db(served, browser):
     setup, base = served
+    setup.fake.data = setup.fake.data | {"budget": {"used_gb": 101.5, "monthly_gb": 100, "percent": 101.5, "resets": "2026-04-05",
+                                                    "action": "throttle", "counting": True, "stopped": ["conduit-1", "conduit-2"]}}  # fmt: skip
+    setup.observer.refresh()
     page = browser(f"{base}/#token={setup.tokens['ann']}")
     page.wait(f"{STATE_OF} === 'announced'", timeout=15)
     page.evaluate("document.querySelector('#ranges [data-range=\"30d\"]').click()")
@@ -274,6 +277,8 @@ def test_a_30_day_chart_from_the_state_db(served, browser):
     sums = page.evaluate("['today', 'month', 'lifetime'].map(k => timeline.totals[k].bytes_up + timeline.totals[k].bytes_down)")
     assert 0 < sums[0] <= sums[1] <= sums[2], sums  # a lifetime holds the month, the month today
     assert "0 B" not in page.evaluate("[...document.querySelectorAll('#totals dd')].at(-1).textContent")
+    page.wait(f"{TEXT_OF}('#totals').includes('budget')", timeout=5)
+    assert "101.5 of 100 GB (101.5 %), resets 2026-04-05; 2 node(s) throttled until the reset" in page.evaluate(f"{TEXT_OF}('#totals')")
     assert page.evaluate("document.querySelectorAll('#chart-countries polyline').length") == 3
     png = page.screenshot(artifact("dashboard-30d.png"))
     assert png_size(png) == (1280, 900)

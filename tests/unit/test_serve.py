@@ -313,3 +313,15 @@ def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(se
     assert result.exit_code == 0, result.output
     assert by_agent.planner == by_cli[0].planner == Observed(UpdateRequest(registry="never", take=False, pin=pinned))
     assert (by_agent.spec_text, by_agent.spec_path) == (by_cli[0].spec_text, by_cli[0].spec_path)
+
+
+def test_the_summary_carries_the_months_budget_to_the_dashboard(setup):
+    assert setup.client.get("/api/v1/summary", headers=setup.auth("ann")).json()["budget"] is None  # no budget in the spec
+    budget = {"used_gb": 101.5, "monthly_gb": 100, "percent": 101.5, "resets": "2026-04-05", "action": "throttle",
+              "counting": True, "stopped": ["conduit-1", "conduit-2"]}  # fmt: skip
+    setup.fake.data = observation() | {"budget": budget}
+    setup.observer.refresh()
+    summary = setup.client.get("/api/v1/summary", headers=setup.auth("ann")).json()
+    assert summary["budget"] == budget | {"monthly_gb": 100.0}
+    schema = setup.client.get("/openapi.json").json()["components"]["schemas"]
+    assert set(schema["Budget"]["required"]) == set(budget)

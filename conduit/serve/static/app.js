@@ -10,6 +10,7 @@ let role = "viewer";
 let range = "1h";
 let timeline = null;
 let nodesCache = [];
+let budget = null;  // the summary's: the month's traffic budget, or null without one
 
 function token() { return sessionStorage.getItem(KEY); }
 
@@ -174,6 +175,14 @@ async function loadSummary() {
   $("title").textContent = "conduit · " + s.cluster;
   $("nodes-title").textContent = `Nodes: ${t.running}/${t.containers} running, ${t.connected} connected, ${t.connecting} connecting`;
   fill($("alerts"), s.alerts.length ? s.alerts.map((a) => el("li", a)) : [el("li", "none", "good")]);
+  budget = s.budget || null;
+  if (timeline) drawTotals();
+}
+
+function budgetLine(b) {
+  const done = b.action === "throttle" ? "throttled" : "stopped";
+  const what = b.stopped.length ? `${b.stopped.length} node(s) ${done} until the reset` : `at 100 % the nodes are ${done}`;
+  return `${b.used_gb} of ${b.monthly_gb} GB (${b.percent} %), resets ${b.resets}; ${what}` + (b.counting ? "" : " (not counted yet)");
 }
 
 async function loadCountries() {
@@ -310,7 +319,8 @@ function drawCharts() {
 function drawTotals() {
   const t = timeline.totals;
   const row = (name, b) => [el("dt", name), el("dd", `↑ ${bytes(b.bytes_up)}  ↓ ${bytes(b.bytes_down)}`)];
-  fill($("totals"), [...row("today", t.today), ...row("this month", t.month), ...row("lifetime", t.lifetime)]);
+  const budgetRow = budget ? [el("dt", "budget"), el("dd", budgetLine(budget), budget.stopped.length || budget.percent >= 80 ? "budget warn" : "budget")] : [];
+  fill($("totals"), [...row("today", t.today), ...row("this month", t.month), ...budgetRow, ...row("lifetime", t.lifetime)]);
 }
 
 async function loadTimeline() {
