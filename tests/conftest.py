@@ -181,6 +181,18 @@ def _cleanup_docker_objects(request):
     yield
 
 
+# ------------------------------------------------------------------- telegram
+
+@pytest.fixture
+def telegram_stub():
+    """A local Bot API (tests/telegram_stub.py) on loopback, closed after the test."""
+    from tests.telegram_stub import TelegramStub
+
+    stub = TelegramStub()
+    yield stub
+    stub.close()
+
+
 # ---------------------------------------------------------------------- nginx
 
 @pytest.fixture

@@ -63,6 +63,22 @@ def default_policy_with_standin(**more) -> str:
     return str(path)
 
 
+# A base spec of one node, with no name: what a fleet's `base/node.yaml` holds (specs extend it).
+BASE_NODE_SPEC = """\
+apiVersion: conduit.psiphon.ca/v1alpha1
+kind: ConduitCluster
+spec:
+  host: {vcpus: 2, memory: 4GiB, nic_mbps: 1000, profile: official}
+  containers:
+    count: 1
+    image: ghcr.io/psiphon-inc/conduit/cli:2.0.0
+  network: {mode: host}
+  conduit:
+    max_clients: 250
+    bandwidth_mbps: 5
+"""
+
+
 def minimal(**spec) -> dict:
     return {
         "apiVersion": "conduit.psiphon.ca/v1alpha1",

@@ -23,7 +23,6 @@ from conduit.features.v1import import secret_files
 from conduit.spec.policy import HostPolicy
 from tests.harness import free_port_block, wait_for
 from tests.helpers import default_policy_with_standin, removed_afterwards
-from tests.telegram_stub import TelegramStub
 
 pytestmark = pytest.mark.integration
 
@@ -128,10 +127,8 @@ def replay(host: Host, argv: list[str]) -> None:
 
 
 @pytest.fixture
-def telegram():
-    stub = TelegramStub()
-    yield stub
-    stub.close()
+def telegram(telegram_stub):
+    return telegram_stub
 
 
 @pytest.fixture

@@ -23,10 +23,8 @@ CHAT, OTHER_CHAT, GROUP = 11, 77, -100
 
 
 @pytest.fixture
-def stub():
-    stub = TelegramStub()
-    yield stub
-    stub.close()
+def stub(telegram_stub):
+    return telegram_stub
 
 
 @pytest.fixture

@@ -18,10 +18,8 @@ TOKEN = "123456:AAH-secretTokenPart_0123456789abcdef"
 
 
 @pytest.fixture
-def stub():
-    server = TelegramStub()
-    yield server
-    server.close()
+def stub(telegram_stub):
+    return telegram_stub
 
 
 @pytest.fixture

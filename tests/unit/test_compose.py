@@ -7,21 +7,9 @@ import pytest
 from conduit.spec.fleet import load_fleet_text
 from conduit.errors import SpecError
 from conduit.spec.load import load_file, load_text
-from tests.helpers import EXAMPLE, ROOT, SMALL_VPS
+from tests.helpers import BASE_NODE_SPEC, EXAMPLE, ROOT, SMALL_VPS
 
-BASE = """\
-apiVersion: conduit.psiphon.ca/v1alpha1
-kind: ConduitCluster
-spec:
-  host: {vcpus: 2, memory: 4GiB, nic_mbps: 1000, profile: official}
-  containers:
-    count: 1
-    image: ghcr.io/psiphon-inc/conduit/cli:2.0.0
-  network: {mode: host}
-  conduit:
-    max_clients: 250
-    bandwidth_mbps: 5
-"""
+BASE = BASE_NODE_SPEC
 
 
 def tree(tmp_path: Path, files: dict[str, str]) -> Path:

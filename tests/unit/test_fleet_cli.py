@@ -6,21 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CONDUIT, ROOT, cli_env
+from tests.helpers import BASE_NODE_SPEC, CONDUIT, ROOT, cli_env
 
-NODE = """\
-apiVersion: conduit.psiphon.ca/v1alpha1
-kind: ConduitCluster
-spec:
-  host: {vcpus: 2, memory: 4GiB, nic_mbps: 1000, profile: official}
-  containers:
-    count: 1
-    image: ghcr.io/psiphon-inc/conduit/cli:2.0.0
-  network: {mode: host}
-  conduit:
-    max_clients: 250
-    bandwidth_mbps: 5
-"""
+NODE = BASE_NODE_SPEC
 # eu-1 and eu-2 extend eu.yaml; us-1 does not.
 HOSTS = {"eu-1": ["../base/node.yaml", "../base/eu.yaml"], "eu-2": ["../base/node.yaml", "../base/eu.yaml"], "us-1": ["../base/node.yaml"]}
 

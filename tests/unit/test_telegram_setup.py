@@ -16,10 +16,8 @@ TOKEN = "123456:AAHfakeTokenForTestsOnly_0123456789"
 
 
 @pytest.fixture
-def stub():
-    stub = TelegramStub()
-    yield stub
-    stub.close()
+def stub(telegram_stub):
+    return telegram_stub
 
 
 @pytest.fixture
