@@ -9,12 +9,12 @@ in the state directory, so an agent restart neither forgets a stop nor alerts tw
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from conduit.drivers.files import atomic_write
 from conduit.spec.spec import Budget
 
 GB = 10**9
@@ -85,11 +85,7 @@ class BudgetKeeper:
             return None  # none yet, or unreadable: the count starts again from now
 
     def _save(self, ledger: Ledger) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(ledger.__dict__, out)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(ledger.__dict__))  # 0600, never through a link, whole or not at all
 
     def check(self, now: datetime, totals: dict[str, tuple[int, int]], running: list[str]) -> Decision:
         """The month's count and what to do now; `now` is aware (the operator's zone), `totals` the
