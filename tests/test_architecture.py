@@ -99,7 +99,7 @@ def test_no_state_class_does_everything():
 def test_every_step_kind_has_exactly_one_handler():
     """The executor is a table {Kind: handler}: a kind without one is a plan it cannot run, and no
     handler stands for a kind that does not exist."""
-    from conduit.engine.execute import HANDLERS
+    from conduit.execute.executor import HANDLERS
     from conduit.plan.kinds import Kind
 
     assert set(HANDLERS) == set(Kind), set(Kind) ^ set(HANDLERS)

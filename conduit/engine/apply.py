@@ -18,8 +18,8 @@ import structlog
 
 from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, EngineError
 from conduit.drivers.docker import engine_answers
-from conduit.engine.execute import Executor, StepFailed
-from conduit.engine.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
+from conduit.execute.executor import Executor, StepFailed
+from conduit.execute.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import executable, observed_plan, rollout

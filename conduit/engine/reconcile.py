@@ -16,9 +16,9 @@ from conduit.errors import EngineError, HostileEntry, KeyProblem
 from conduit.drivers.keys import automatic_backup
 from conduit.drivers.observe import HostAccess
 from conduit.engine.apply import Engine, NodesNotRestored, Outcome, Report, roll_back, spec_hash
-from conduit.engine.execute import StepFailed
-from conduit.engine.gates import GateFailed
-from conduit.engine.nodehealth import planted
+from conduit.execute.executor import StepFailed
+from conduit.execute.gates import GateFailed
+from conduit.execute.nodehealth import planted
 from conduit.engine.planning import observed_plan
 from conduit.engine.updates import record_images
 from conduit.plan.planner import Plan, Step

@@ -19,7 +19,7 @@ from pathlib import Path
 import structlog
 
 from conduit.errors import AlertError, HostileEntry
-from conduit.engine.nodehealth import planted
+from conduit.execute.nodehealth import planted
 from conduit.spec.spec import ClusterSpec, SecretRef
 
 log = structlog.get_logger("conduit.alerts")

@@ -16,7 +16,7 @@ import time
 
 import docker.errors
 
-from conduit.engine import nodehealth
+from conduit.execute import nodehealth
 from conduit.facts import nodelog
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec

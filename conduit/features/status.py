@@ -18,13 +18,13 @@ from pathlib import Path
 import structlog
 
 from conduit.drivers.files import read_or_none
-from conduit.engine.gates import listening
-from conduit.engine import nodehealth
+from conduit.execute.gates import listening
+from conduit.execute import nodehealth
 from conduit.facts import cgroup, metrics, nodelog
 from conduit.errors import EngineError, HostileEntry
 from conduit.drivers.docker import call
 from conduit.facts.lifetime import ByteReading
-from conduit.engine.nodehealth import Reading, Verdict
+from conduit.execute.nodehealth import Reading, Verdict
 from conduit.drivers.node import read_stats
 from conduit.drivers.nginx import front_load
 from conduit.drivers.observe import HostAccess

@@ -89,7 +89,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path, docker_engine, standin_image, docker_cleanup):
-    from conduit.engine.execute import stop_pidfile
+    from conduit.execute.executor import stop_pidfile
 
     cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("ap"), free_port_block(12))
     yield cluster

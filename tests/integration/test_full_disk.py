@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from conduit.cli.root import main
-from conduit.engine.execute import HANDLERS
+from conduit.execute.executor import HANDLERS
 from conduit.plan.kinds import Kind
 from harness import free_port_block
 from tests.helpers import cli_env

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def journey(request, tmp_path, docker_engine, docker_cleanup):
     """journey(policy=None, name=None) -> a Journey in tmp_path; its transcript is saved at the end, pass or fail."""
-    from conduit.engine.execute import stop_pidfile
+    from conduit.execute.executor import stop_pidfile
 
     made: list[Journey] = []
 

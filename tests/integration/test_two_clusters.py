@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conduit.drivers.tracker import tracker_pidfile
-from conduit.engine.execute import stop_pidfile
+from conduit.execute.executor import stop_pidfile
 from tests.harness import free_port_block
 from tests.helpers import cli_env, default_policy_with_standin
 from tests.integration import test_apply as base

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from conduit.cli.root import main
-from conduit.engine import canary
+from conduit.execute import canary
 from conduit.state.stores import open_state
 from harness import free_port_block, push_variant, wait_for
 from tests.helpers import cli_env

@@ -5,7 +5,7 @@ missing, stopped, made from another spec, resized by hand, made by the bash mana
 left over from a larger cluster; the image on the engine, absent, or its tag moved to another
 image ID while the nodes run the old one; volumes there or not; the kernel keys, nginx files and
 the tracker as wanted, missing or edited. A small simulator plays each step onto the host the way
-the executor's handler does it (conduit.engine.execute), at the level of what Docker's list call
+the executor's handler does it (conduit.execute.executor), at the level of what Docker's list call
 answers, and the host is observed again through the Docker driver's own parser
 (conduit.drivers.docker.container_resource). The next plan must change nothing.
 """
@@ -97,7 +97,7 @@ def plan(doc: ClusterSpec, host: Host) -> Plan:
 
 
 def apply(doc: ClusterSpec, host: Host, the_plan: Plan) -> None:
-    """Each step as its handler in conduit.engine.execute carries it out."""
+    """Each step as its handler in conduit.execute.executor carries it out."""
     wanted = {r.key: r for r in render(settled(doc, host).doc)}
     by_name = {n.name: n for n in nodes(doc)}
     for step in the_plan.steps:

@@ -67,7 +67,7 @@ def test_which_commands_need_a_compartment_in_the_data_dir(command, wanted):
 from pathlib import Path  # noqa: E402
 
 from conduit.errors import CompartmentProblem
-from conduit.engine.compartment import ensure_compartment
+from conduit.execute.compartment import ensure_compartment
 
 
 class FakeApi:

@@ -15,11 +15,11 @@ import conduit.engine.apply as apply_module
 import conduit.engine.reconcile as reconcile_module
 from conduit.cli.root import main
 from conduit.errors import EngineError
-from conduit.engine import nodehealth
-from conduit.engine.execute import HANDLERS, Executor, StepFailed
+from conduit.execute import nodehealth
+from conduit.execute.executor import HANDLERS, Executor, StepFailed
 from conduit.engine.planning import target_of
 from conduit.plan.kinds import Kind
-from conduit.engine.gates import containers_gate
+from conduit.execute.gates import containers_gate
 from conduit.engine.reconcile import Request, reconcile
 from conduit.plan.planner import Plan, Step
 from conduit.render.container import container_props

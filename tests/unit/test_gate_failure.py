@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduit.engine.nodehealth import cause
+from conduit.execute.nodehealth import cause
 from conduit.engine.reconcile import nothing_changed
 from conduit.facts import nodelog
 

@@ -23,7 +23,7 @@ from conduit.drivers import docker as docker_driver
 from conduit.errors import EngineError, GitError
 from conduit.drivers.docker import engine_down
 from conduit.drivers.tracker import _observe_systemd
-from conduit.engine.execute import Executor, StepFailed, systemctl
+from conduit.execute.executor import Executor, StepFailed, systemctl
 from conduit.engine.planning import target_of
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess

@@ -17,7 +17,7 @@ import pytest
 
 from conduit.facts import metrics, nodelog
 from conduit.facts.monitor import MonitorSettings, monitor_flags, monitor_settings, parse_traffic_state
-from conduit.engine.nodehealth import Reading, Shape, judge, shape_of, throttled
+from conduit.execute.nodehealth import Reading, Shape, judge, shape_of, throttled
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

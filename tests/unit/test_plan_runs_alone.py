@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN_ALONE = """
 import json, sys
 from pathlib import Path
-from conduit.engine.execute import Executor
+from conduit.execute.executor import Executor
 from conduit.plan.saved import read_saved
 
 saved = read_saved(sys.argv[1])

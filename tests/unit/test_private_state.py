@@ -140,9 +140,9 @@ def test_watch_json_is_private(open_state_dir, tmp_path):
 
 
 def test_the_tracker_log_and_pid_file_are_private(open_state_dir, tmp_path, monkeypatch):
-    from conduit.engine import execute
+    from conduit.execute import executor as execute
     from conduit.engine.planning import target_of
-    from conduit.engine.execute import Executor
+    from conduit.execute.executor import Executor
     from conduit.plan.planner import Step
     from conduit.render.tracker import render_tracker
     from conduit.spec.load import load_text
@@ -196,9 +196,9 @@ def test_atomic_write_is_private_unless_asked_whatever_the_umask_or_a_leftover(t
 
 
 def test_the_tracker_unit_stays_readable_host_configuration(tmp_path, monkeypatch):
-    from conduit.engine import execute
+    from conduit.execute import executor as execute
     from conduit.engine.planning import target_of
-    from conduit.engine.execute import Executor
+    from conduit.execute.executor import Executor
     from conduit.plan.planner import Step
     from conduit.render.tracker import render_tracker
     from conduit.spec.load import load_text

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conduit.drivers.sysctl import observe_sysctl
-from conduit.engine.execute import Executor
+from conduit.execute.executor import Executor
 from conduit.engine.planning import target_of
 from conduit.engine.images import Settled
 from conduit.engine.planning import plan_observed, recorded_refusals

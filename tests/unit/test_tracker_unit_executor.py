@@ -6,9 +6,9 @@ import stat
 
 import pytest
 
-from conduit.engine import execute
+from conduit.execute import executor as execute
 from conduit.engine.planning import target_of
-from conduit.engine.execute import Executor
+from conduit.execute.executor import Executor
 from conduit.spec.load import load_text
 from conduit.plan.planner import Step
 from conduit.render.tracker import render_tracker

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduit.engine import canary
+from conduit.execute import canary
 from conduit.engine.updates import in_window
 from conduit.plan.planner import Change, Step
 from conduit.plan.schedule import Rollout, containers_order

@@ -9,13 +9,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conduit.engine import nodehealth
-from conduit.engine.execute import Executor
+from conduit.execute import nodehealth
+from conduit.execute.executor import Executor, host_path
 from conduit.drivers.tracker import systemd_is_init, tracker_log, tracker_pidfile
 from conduit.drivers.programs import not_installed
 from conduit.render.tracker import unit_name
-from conduit.spec.resources import host_path
-from conduit.spec.profiles import normalise_sysctl
+from conduit.facts.sysctl import value as sysctl_value
 
 
 class GateFailed(Exception):
@@ -44,7 +43,7 @@ def sysctl_gate(ex: Executor, keys: dict[str, str]) -> None:
             continue  # refused and allowed to be by on_refused: warn
         path = host_path(ex.root, "/proc/sys/" + key.replace(".", "/"))
         try:
-            seen = normalise_sysctl(path.read_text())
+            seen = sysctl_value(path.read_text())
         except OSError as exc:
             raise GateFailed(f"sysctl {key} cannot be read back: {exc.strerror}") from None
         if seen != value:

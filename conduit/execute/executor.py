@@ -27,8 +27,8 @@ from conduit.drivers.docker import (
     repository,
     start_container,
 )
-from conduit.engine import canary, nodehealth
-from conduit.engine.compartment import ensure_compartment
+from conduit.execute import canary, nodehealth
+from conduit.execute.compartment import ensure_compartment
 from conduit.facts.compartment import wants_compartment
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import legacy_pidfile, systemd_is_init, tracker_log, tracker_pidfile
@@ -305,7 +305,7 @@ class Executor:
             self.start_new(step)
 
     def _canary(self, step: Step) -> None:
-        """measure: the canaries' clients before the new image; judge: they win them back (conduit.engine.canary)."""
+        """measure: the canaries' clients before the new image; judge: they win them back (conduit.execute.canary)."""
         ports = {name: n.metrics_port for name, n in self.target.nodes.items() if name in step.desired["nodes"]}
         if step.action == "measure":
             self.baselines.update(canary.baselines(ports))
