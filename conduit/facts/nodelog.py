@@ -17,6 +17,7 @@ container's current start belong to the run that is being judged.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -123,3 +124,36 @@ def quote(lines: list[str], count: int = QUOTED_LINES, width: int = QUOTED_WIDTH
         if text:
             out.append(text if len(text) <= width else text[: width - 1] + "…")
     return " | ".join(out[-count:])
+
+
+# What an operator is shown of a node's log: one chat message's worth (Telegram's is 4096 characters).
+SHOWN_LINES = 50
+SHOWN_BYTES = 3500
+_BREAKS = frozenset({"Zl", "Zp"})  # U+2028, U+2029: a new line to whoever shows the text
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)?")  # CSI, OSC, and any other escape
+
+
+def printable(text: str) -> str:
+    """`text` without terminal escapes, line or paragraph separators, or any control, format or
+    unassigned character (carriage returns, bidi overrides, zero-width marks): a node's log is what
+    strangers made it say. A tab becomes a space."""
+    text = _ESCAPE.sub("", text).replace("\t", " ")
+    return "".join(c for c in text if unicodedata.category(c)[0] != "C" and unicodedata.category(c) not in _BREAKS)
+
+
+def shown(raw: str, lines: int = SHOWN_LINES, size: int = SHOWN_BYTES) -> list[str]:
+    """The last `lines` lines of a log, printable, that fit in `size` bytes of UTF-8 joined by newlines;
+    a single line longer than that keeps its end."""
+    out: list[str] = []
+    left = size
+    whole = raw.removesuffix("\n").split("\n") if raw else []  # Docker's lines: a carriage return is no line of its own
+    for line in reversed(whole[-lines:] if lines > 0 else []):
+        text = printable(line)
+        cost = len(text.encode()) + (1 if out else 0)
+        if cost > left:
+            if not out and left > 0:  # the newest line alone is too long: its end, cut on a character
+                out.append(text.encode()[-left:].decode(errors="ignore"))
+            break
+        out.append(text)
+        left -= cost
+    return out[::-1]

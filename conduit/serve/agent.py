@@ -1,5 +1,6 @@
 """What the agent knows and does, apart from HTTP: the spec it serves, its observation, the live
-plan, the tokens, the audit log, and the writes (each exactly one reconcile, or a node restart)."""
+plan, the tokens, the audit log, and the writes (each exactly one reconcile, or one node's
+restart, stop or start)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+import docker.errors
 from rich.text import Text
 
-from conduit.drivers.docker import call
+from conduit.drivers.docker import answers
 from conduit.drivers.keys import claim_url, read_key
 from conduit.drivers.observe import HostAccess
 from conduit.engine.planning import plan_against_host, plan_between, plan_offline
@@ -27,6 +30,7 @@ from conduit.serve.auth import Limiter, digest
 from conduit.serve.live import Hub, Observer
 from conduit.errors import GitError, HostileEntry, KeyProblem, SpecError
 from conduit.facts.keyfile import BadKey
+from conduit.facts.nodelog import SHOWN_LINES, printable, shown
 from conduit.spec.load import load_file, load_text
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import node_settings, nodes
@@ -38,6 +42,7 @@ from conduit.state.stores import Stores, open_state
 from conduit.state.timeline import RANGES
 from conduit.views.report import render_plan, update_lines
 
+MAX_REASON = 200  # a stop's reason, as status shows it
 TOKEN_CACHE_SECONDS = 2.0  # a revoked token stops working within this
 # The live plan asks the registry only as often as spec.updates says, not at every refresh.
 DRIFT = UpdateRequest(registry="due")
@@ -280,6 +285,7 @@ class Agent:
 
     def take_update(self, user: str) -> Reconciled:
         """`conduit update` for the spec the agent serves: a new image behind the tag, canary first."""
+        self._updates_on()
         text, path = self._served_text(), str(self.spec.path)
         return self._run(lambda door: intents.take_update(door, load_text(text, path, door.facts), text, path), user)
 
@@ -300,24 +306,68 @@ class Agent:
         self._same_as_git(target.spec_text, f"generation {gen_id}'s spec")
         return self._run(lambda door: intents.roll_back(door, self.state().images, target), user)
 
-    def restart(self, name: str, user: str) -> None:
+    def _known(self, name: str) -> None:
         if name not in {n.name for n in nodes(self.spec.current())}:
             raise Refused(404, f"{name} is not a node of this cluster")
-        self.hub.publish("restart", {"name": name, "by": user})
-        Holds(self.host.state_dir).release(name)  # a restart starts a node held stopped: the hold ends with it
-        (self.restarter or self._docker_restart)(name)
 
-    def _docker_restart(self, name: str) -> None:
+    def _engine(self):
         client = self.host.docker()
         if client is None:
             raise Refused(503, "no Docker engine on this host")
-        call(client, client.api.restart, name, timeout=10)
+        return client
 
-    def check_updates(self, user: str) -> dict:
-        """Ask the registry now what the tag means, as `conduit update --check`; nothing is taken."""
+    def _on_node(self, name: str, action, **options):
+        """One engine call on node `name`'s container; a node never created is refused, not an engine failure."""
+        client = self._engine()
+        try:
+            with answers(client):
+                return action(client)(name, **options)
+        except docker.errors.NotFound:
+            raise Refused(409, f"{name} has no container on this host (never applied, or removed); apply the spec") from None
+        except docker.errors.APIError as exc:
+            raise Refused(409, f"{name}: the Docker engine refused: {exc.explanation or exc}") from None
+
+    def restart(self, name: str, user: str) -> None:
+        self._known(name)
+        self.hub.publish("restart", {"name": name, "by": user})
+        Holds(self.host.state_dir).release(name)  # a restart starts a node held stopped: the hold ends with it
+        if self.restarter is not None:
+            self.restarter(name)
+        else:
+            self._on_node(name, lambda c: c.api.restart, timeout=10)
+
+    def stop(self, name: str, user: str, why: str | None = None, until: datetime | None = None) -> str:
+        """Node `name` stopped and held so (conduit.state.holds): every apply and the watcher keep it
+        stopped until it is started (or `until`). Returns the hold's reason as status shows it."""
+        self._known(name)
+        why = printable(why or "")[:MAX_REASON] or f"by {user}"
+        Holds(self.host.state_dir).hold(name, why, until)
+        self.hub.publish("stop", {"name": name, "by": user})
+        self._on_node(name, lambda c: c.api.stop, timeout=10)
+        return why
+
+    def start(self, name: str, user: str) -> None:
+        """Node `name`'s hold released, then its container started."""
+        self._known(name)
+        Holds(self.host.state_dir).release(name)
+        self.hub.publish("start", {"name": name, "by": user})
+        self._on_node(name, lambda c: c.api.start)
+
+    def logs(self, name: str) -> list[str]:
+        """Node `name`'s last log lines, bounded and printable (conduit.facts.nodelog.shown)."""
+        self._known(name)
+        raw = self._on_node(name, lambda c: c.api.logs, stdout=True, stderr=True, tail=SHOWN_LINES)
+        return shown(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw))
+
+    def _updates_on(self) -> ClusterSpec:
         doc = self.spec.current()
         if doc.spec.updates.policy == "off":
             raise Refused(409, "spec.updates.policy is off, so the registry is never asked; set it to report or auto")
+        return doc
+
+    def check_updates(self, user: str) -> dict:
+        """Ask the registry now what the tag means, as `conduit update --check`; nothing is taken."""
+        doc = self._updates_on()
         self.hub.publish("apply", {"line": f"checking {doc.spec.containers.image} in its registry", "by": user})
         plan = self.check_planner(doc, self.host, UpdateRequest(take=False))
         lines = [Text.from_markup(line).plain.strip() for line in update_lines(plan.update)]
@@ -353,10 +403,7 @@ class Agent:
         return {"name": name, "url": url, "modules": ["".join("1" if m else "0" for m in row) for row in code.get_matrix()]}
 
     def _read_key(self, volume: str, name: str) -> bytes | None:
-        client = self.host.docker()
-        if client is None:
-            raise Refused(503, "no Docker engine on this host")
-        return read_key(client, volume, name)
+        return read_key(self._engine(), volume, name)
 
     def git_revision(self) -> tuple[str | None, bool | None]:
         return git_revision(str(self.spec.path))

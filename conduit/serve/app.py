@@ -204,12 +204,37 @@ def _write_routes(api: APIRouter, agent: Agent, operator) -> None:
             agent.audit("api.restart", user, {"node": name, "status": "restarted"})
             return {"ok": True, "message": f"{name} restarted"}
 
+    @api.post("/nodes/{name}/stop", response_model=models.Done, summary="Stop one node and hold it stopped: applies and the watcher keep it so until it is started")
+    def stop(name: str, request: Request, body: models.StopBody | None = None, user: str = Depends(operator)) -> dict:
+        with _audited(agent, request, user, "api.stop"):
+            why = agent.stop(name, user, body.reason if body else None)
+            agent.audit("api.stop", user, {"node": name, "status": "stopped", "reason": why})
+            return {"ok": True, "message": f"{name} stopped"}
+
+    @api.post("/nodes/{name}/start", response_model=models.Done, summary="Start one node, ending its hold (a stop asked for, or the budget's)")
+    def start(name: str, request: Request, user: str = Depends(operator)) -> dict:
+        with _audited(agent, request, user, "api.start"):
+            agent.start(name, user)
+            agent.audit("api.start", user, {"node": name, "status": "started"})
+            return {"ok": True, "message": f"{name} started"}
+
+    @api.post("/update", response_model=models.Outcome, summary="Take a new image behind the tag now, canary first (as conduit update)")
+    def update(request: Request, user: str = Depends(operator)) -> dict:
+        with _audited(agent, request, user, "api.update"):
+            return done(user, "api.update", {"source": "spec"}, agent.take_update(user))
+
     @api.post("/updates/check", response_model=models.UpdateCheck, summary="Ask the registry now what the image tag means (as conduit update --check)")
     def check_updates(request: Request, user: str = Depends(operator)) -> dict:
         with _audited(agent, request, user, "api.check_updates"):
             result = agent.check_updates(user)
             agent.audit("api.check_updates", user, {"update": bool(result["update"])})
             return result
+
+    @api.get("/nodes/{name}/logs", response_model=models.NodeLog,
+             summary="A node's last log lines (operators only: a node's log is what strangers made it say), bounded, control characters stripped")
+    def logs(name: str, response: Response, user: str = Depends(operator)) -> dict:
+        response.headers["Cache-Control"] = "no-store"
+        return {"name": name, "lines": agent.logs(name)}
 
     @api.post("/nodes/{name}/claim", response_model=models.Claim, summary="A node's Ryve claim link and QR code: it reveals the node's private key (never cached)")
     def claim(name: str, request: Request, response: Response, user: str = Depends(operator)) -> dict:

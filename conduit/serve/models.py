@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Open(BaseModel):
@@ -116,6 +116,17 @@ class ApplyBody(BaseModel):
     saved by `conduit plan --out`, applied exactly, once the host is seen as it was when it was made."""
 
     plan: dict | None = None
+
+
+class StopBody(BaseModel):
+    """Why the node is stopped, as status shows it ("stopped <reason>"); default: by the token's name."""
+
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class NodeLog(BaseModel):
+    name: str
+    lines: list[str]  # the newest last; at most 50 lines and 3500 bytes, printable characters only
 
 
 class Done(BaseModel):

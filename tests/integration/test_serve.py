@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -174,3 +175,85 @@ def test_serve_says_where_it_listens_and_how_to_make_a_token(cluster):
         "conduit agent at http://127.0.0.1:PORT/ (TLS off): dashboard /, API /api/v1 (OpenAPI /openapi.json), metrics /metrics",
         f"watching {cluster.spec}: applied when it changes, drift healed",
     ]
+
+
+def call(base: str, token: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict, object]:
+    """(status, JSON answer, headers) of one request, whatever its status."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read()), answer.headers
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read()), refused.headers
+
+
+def rows(cluster, event: str) -> list[dict]:
+    from conduit.state.stores import open_state
+
+    return [r for r in open_state(cluster.state).audit.recent() if r["event"] == event]
+
+
+def test_an_operator_stops_a_node_held_through_applies_starts_it_and_reads_its_log_each_write_audited_once(cluster, agent):
+    cluster.write(count=2)
+    assert cluster.apply().returncode == 0
+    base, viewer = agent()
+    operator = cluster.run("tokens", "create", "op", "--role", "operator").stdout.strip()
+    wait_for(lambda: get(base, viewer, "/api/v1/nodes"), timeout=30, message="the agent's first observation")
+    name = f"{cluster.prefix}-2"
+    writes = [("POST", f"/api/v1/nodes/{name}/stop", "api.stop"), ("POST", f"/api/v1/nodes/{name}/start", "api.start"),
+              ("POST", "/api/v1/update", "api.update"), ("POST", f"/api/v1/nodes/{name}/claim", "api.claim")]  # fmt: skip
+    for method, path, _ in [*writes, ("GET", f"/api/v1/nodes/{name}/logs", None)]:
+        status, answer, _ = call(base, viewer, method, path)
+        assert status == 403 and answer["detail"] == "token it is a viewer; this needs an operator", (path, answer)
+    assert cluster.names()[name] == "running" and all(rows(cluster, event) == [] for _, _, event in writes)
+
+    status, answer, _ = call(base, operator, "POST", f"/api/v1/nodes/{name}/stop", {"reason": "for \x1b[2Jmaintenance"})
+    assert (status, answer) == (200, {"ok": True, "message": f"{name} stopped"}) and cluster.names()[name] == "exited"
+    assert [(r["user"], r["detail"]["reason"]) for r in rows(cluster, "api.stop")] == [("op", "for maintenance")]
+    assert cluster.apply().returncode == 0 and cluster.names()[name] == "exited"  # held stopped: the apply keeps it so
+    assert cluster.run("status", str(cluster.spec)).stdout.count("stopped for maintenance") == 1
+
+    status, answer, _ = call(base, operator, "POST", f"/api/v1/nodes/{name}/start")
+    assert (status, answer["message"]) == (200, f"{name} started") and cluster.names()[name] == "running"
+    assert len(rows(cluster, "api.start")) == 1
+
+    status, answer, _ = call(base, operator, "POST", "/api/v1/update")  # the spec's updates are off: refused, and audited once
+    assert status == 409 and answer["detail"].startswith("spec.updates.policy is off")
+    (refused,) = rows(cluster, "api.update")
+    assert refused["user"] == "op" and refused["detail"]["status"] == 409
+
+    status, answer, headers = call(base, operator, "POST", f"/api/v1/nodes/{name}/claim")
+    assert status == 200 and answer["url"].startswith("network.ryve.app://") and headers["Cache-Control"] == "no-store"
+    assert len(rows(cluster, "api.claim")) == 1 and answer["url"] not in json.dumps([r["detail"] for r in rows(cluster, "api.claim")])
+
+    status, answer, headers = call(base, operator, "GET", f"/api/v1/nodes/{name}/logs")
+    assert status == 200 and headers["Cache-Control"] == "no-store"
+    assert any("Starting Psiphon Conduit" in line for line in answer["lines"]), answer
+    status, answer, _ = call(base, operator, "GET", "/api/v1/nodes/nobody/logs")
+    assert status == 404 and answer["detail"] == "nobody is not a node of this cluster"
+
+
+def test_a_nodes_log_is_shown_capped_and_without_its_control_characters(cluster, agent, standin_image):
+    """The node's log is what strangers made it say: here a standin that prints its bad STANDIN_REGIONS
+    text (200 lines of terminal escapes, bidi overrides, carriage returns, backspaces) before it exits."""
+    from conduit.facts.nodelog import SHOWN_BYTES, SHOWN_LINES
+
+    cluster.write(count=1)
+    assert cluster.apply().returncode == 0
+    base, _ = agent()
+    operator = cluster.run("tokens", "create", "op", "--role", "operator").stdout.strip()
+    name = f"{cluster.prefix}-1"
+    client = cluster.engine.client
+    client.containers.get(name).remove(force=True)
+    hostile = "\n".join(f"\x1b[31mline {i}\x1b]0;title\x07 \u202eevil\r\x08" for i in range(200))
+    node = client.containers.run(standin_image, name=name, environment={"STANDIN_REGIONS": hostile}, detach=True)
+    wait_for(lambda: client.containers.get(node.id).status == "exited", timeout=30, message="the hostile node printed and exited")
+
+    status, answer, _ = call(base, operator, "GET", f"/api/v1/nodes/{name}/logs")
+    assert status == 200, answer
+    lines = answer["lines"]
+    assert len(lines) == SHOWN_LINES and len("\n".join(lines).encode()) <= SHOWN_BYTES
+    assert all(ch.isprintable() for line in lines for ch in line), lines
+    assert lines[0] == "line 150 evil" and lines[-1] == 'line 199 evil" (want REGION=connected:up:down)', lines  # the newest kept

@@ -112,6 +112,31 @@ def test_each_write_needs_an_operator_and_every_one_is_audited(setup):
     assert all(token not in text for token in setup.tokens.values())
 
 
+def test_the_new_writes_and_a_nodes_log_need_an_operator_and_each_refusal_is_audited(setup):
+    asks = [("POST", "/api/v1/nodes/conduit-1/stop"), ("POST", "/api/v1/nodes/conduit-1/start"), ("POST", "/api/v1/update"),
+            ("POST", "/api/v1/nodes/conduit-1/claim"), ("GET", "/api/v1/nodes/conduit-1/logs")]  # fmt: skip
+    for method, path in asks:
+        answer = setup.client.request(method, path, headers=setup.auth("ann"))
+        assert answer.status_code == 403 and answer.json()["detail"] == "token ann is a viewer; this needs an operator", path
+    refused = [(r["user"], r["detail"]["path"]) for r in setup.state.audit.recent(100) if r["event"] == "api.refused"]
+    assert sorted(refused) == sorted(("ann", path) for _, path in asks)
+    assert setup.requests == [] and not (setup.state_dir / "holds.json").exists()
+
+
+def test_an_update_refused_by_the_spec_is_audited_once_with_why(setup, tmp_path):
+    spec = tmp_path / "off.yaml"
+    spec.write_text(EXAMPLE.read_text().replace("policy: report", 'policy: "off"'))
+    off = Setup(tmp_path / "off", spec)
+    assert off.agent.spec.current().spec.updates.policy == "off"
+    answer = off.client.post("/api/v1/update", headers=off.auth("olu"))
+    assert answer.status_code == 409 and answer.json()["detail"].startswith("spec.updates.policy is off")
+    (row,) = [r for r in off.state.audit.recent(10) if r["event"] == "api.update"]
+    assert row["user"] == "olu" and row["detail"]["status"] == 409 and off.requests == []
+    taken = setup.client.post("/api/v1/update", headers=setup.auth("olu"))  # the example follows its registry: one reconcile
+    assert taken.status_code == 200 and len(setup.requests) == 1
+    assert [r["detail"]["status"] for r in setup.state.audit.recent(10) if r["event"] == "api.update"] == ["no-op"]
+
+
 def test_reads_need_a_token_of_either_role(setup):
     assert setup.client.get("/api/v1/nodes").status_code == 401
     for who in ("ann", "olu"):
