@@ -73,8 +73,15 @@ class Dispatcher:
         if name in NODE_ACTIONS | HOST_ACTIONS | {"qr"}:
             return self.ask(inc, name, arg)
         if name == "logs" and arg:
-            return self.read(inc.chat, f"logs:{arg}")
+            return self.logs(inc, arg)
         self.api.send(inc.chat, views.HELP)
+
+    def logs(self, inc: Incoming, arg: str) -> None:
+        """A node's log is what strangers made it say, and an agent shows it to its operators only: so does the bot."""
+        if inc.user not in self.policy.operators:
+            self.audit("bot.logs", f"telegram:{inc.user}", {"chat": inc.chat, "status": "refused", "reason": "not an operator"})
+            return self.api.send(inc.chat, "only an operator may read a node's log")
+        self.read(inc.chat, f"logs:{arg}")
 
     def read(self, chat: int, what: str) -> None:
         if len(self.hosts) == 1:
@@ -147,6 +154,9 @@ class Dispatcher:
     def on_button(self, inc: Incoming) -> None:
         parts = (inc.data or "").split("|")
         if parts[0] == "v" and len(parts) == 3 and self.host_index(parts[2]) is not None:
+            if parts[1].startswith("logs:") and inc.user not in self.policy.operators:
+                self.audit("bot.logs", f"telegram:{inc.user}", {"chat": inc.chat, "status": "refused", "reason": "not an operator"})
+                return
             self.api.edit(inc.chat, inc.message_id, self.view(parts[1], int(parts[2])), self.host_buttons(f"v|{parts[1]}"))
             return
         pending = self.pending.get(parts[1]) if len(parts) >= 2 else None
@@ -179,7 +189,8 @@ class Dispatcher:
         detail = {"host": host.name, "chat": p.chat} | ({"node": p.arg} if p.arg else {})
         try:
             if p.action == "qr":
-                node, png = host.claim(int(p.arg))
+                node = self.node(p.host, p.arg)
+                png = host.claim(node)
                 self.api.photo(p.chat, png, f"{node}: Ryve claim code; it reveals the node's private key, keep it private")
                 said = f"claim code of {node} sent"
             elif p.action in HOST_ACTIONS:

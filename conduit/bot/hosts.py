@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from conduit.drivers.docker import call
 from conduit.engine.reconcile import Reconciled
-from conduit.features.claim import NoClaim, claim_png
+from conduit.errors import EngineError
+from conduit.features.claim import png_code
 from conduit.serve.agent import Agent, Refused
 from conduit.serve.app import alerts
 from conduit.state.holds import Holds
@@ -32,7 +32,7 @@ class Host(Protocol):
     def rollback(self, user: str) -> str: ...
     def update(self, user: str) -> str: ...
     def logs(self, node: str) -> str: ...
-    def claim(self, index: int) -> tuple[str, bytes]: ...  # (node, PNG of its claim link)
+    def claim(self, node: str) -> bytes: ...  # the PNG of its claim link
 
 
 def outcome_line(what: str, outcome: Reconciled) -> str:
@@ -57,32 +57,24 @@ class LocalHost:
             if node not in known:
                 raise Unavailable(f"{node} is not a node of {self.name}")
 
-    def _docker(self):
-        client = self.agent.host.docker()
-        if client is None:
-            raise Unavailable(f"no Docker engine on {self.name}")
-        return client
+    def _agent(self, act):
+        """One of the agent's own actions; what it refuses, or what its engine cannot do, in one line."""
+        try:
+            return act()
+        except (Refused, EngineError) as exc:
+            raise Unavailable(str(exc)) from None
 
     def restart(self, node: str, user: str) -> str:
-        try:
-            self.agent.restart(node, user)
-        except Refused as exc:
-            raise Unavailable(str(exc)) from None
+        self._agent(lambda: self.agent.restart(node, user))
         return f"{node} restarted"
 
     def start(self, node: str, user: str) -> str:
-        self._guard(node)
-        client = self._docker()
-        Holds(self.agent.host.state_dir).release(node)
-        call(client, client.api.start, node)
+        self._agent(lambda: self.agent.start(node, user))
         return f"{node} started"
 
     def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str:
-        """Stopped and held so (conduit.state.holds): the watcher does not start it again."""
-        self._guard(node)
-        client = self._docker()
-        Holds(self.agent.host.state_dir).hold(node, why or f"by {user}", until)
-        call(client, client.api.stop, node, timeout=10)
+        """Stopped and held so (the agent's stop): applies and the watcher keep it stopped."""
+        self._agent(lambda: self.agent.stop(node, user, why, until))
         return f"{node} stopped"
 
     def throttle(self, nodes: list[str], user: str, cpus: float, why: str, until: datetime) -> str:
@@ -103,19 +95,13 @@ class LocalHost:
         return self._applied(f"{', '.join(nodes)} at full speed", user)
 
     def _applied(self, what: str, user: str) -> str:
-        try:
-            outcome = self.agent.apply_spec(user)
-        except Refused as exc:
-            raise Unavailable(str(exc)) from None
+        outcome = self._agent(lambda: self.agent.apply_spec(user))
         if outcome.status not in ("succeeded", "no-op"):
             raise Unavailable(outcome_line(what, outcome) + (f": {'; '.join(outcome.problems)}" if outcome.problems else ""))
         return outcome_line(what, outcome)
 
     def _write(self, what: str, run) -> str:
-        try:
-            return outcome_line(what, run())
-        except Refused as exc:
-            raise Unavailable(str(exc)) from None
+        return outcome_line(what, self._agent(run))
 
     def sync(self, user: str) -> str:
         return self._write("sync", lambda: self.agent.apply_spec(user))
@@ -129,34 +115,30 @@ class LocalHost:
     def update(self, user: str) -> str:
         return self._write("update", lambda: self.agent.take_update(user))
 
-    def claim(self, index: int) -> tuple[str, bytes]:
-        try:
-            return claim_png(self.agent.spec.current(), self._docker(), index)
-        except (NoClaim, Refused) as exc:
-            raise Unavailable(str(exc)) from None
+    def claim(self, node: str) -> bytes:
+        return png_code(self._agent(lambda: self.agent.claim(node))["url"])
 
     def logs(self, node: str) -> str:
-        self._guard(node)
-        client = self._docker()
-        raw = call(client, client.api.logs, node, stdout=True, stderr=True, tail=20)
-        return raw.decode(errors="replace")[-3500:] or "(no output)"
+        return "\n".join(self._agent(lambda: self.agent.logs(node))) or "(no output)"
 
 
 class RemoteHost:
     """Another host's agent, through its API (`client`: an httpx.Client on its base URL): read with
-    its viewer token (else its operator token), act with its operator token."""
+    its viewer token (else its operator token), act and read its nodes' logs with its operator token.
+    Its traffic budget (throttle, a stop until the reset) is kept by its own agent, not from here."""
 
     def __init__(self, name: str, client, viewer: str | None, operator: str | None = None):
         self.name, self.client = name, client
         self.tokens = {"GET": viewer or operator, "POST": operator}
 
-    def _ask(self, method: str, path: str):
-        token = self.tokens[method]
+    def _ask(self, method: str, path: str, body: dict | None = None, role: str | None = None):
+        """`role`: the token a read needs when it is not the viewer's (a node's log)."""
+        role = role or ("operator" if method == "POST" else "viewer")
+        token = self.tokens["POST" if role == "operator" else "GET"]
         if token is None:
-            role = "operator" if method == "POST" else "viewer"
             raise Unavailable(f"no {role} token for {self.name} in the fleet tokens file; add `{self.name}: {{viewer: TOKEN, operator: TOKEN}}`")
         try:
-            answer = self.client.request(method, "/api/v1" + path, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+            answer = self.client.request(method, "/api/v1" + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=120)
         except Exception as exc:  # noqa: BLE001 - any failure to reach an agent is one line
             raise Unavailable(f"cannot reach the agent of {self.name}: {type(exc).__name__}") from None
         if answer.status_code >= 400:
@@ -175,7 +157,8 @@ class RemoteHost:
         return self._ask("POST", f"/nodes/{node}/restart")["message"]
 
     def _outcome(self, what: str, answer: dict) -> str:
-        return f"{what}: {answer['status']}" + (f", generation {answer['generation']}" if answer.get("generation") else "")
+        line = f"{what}: {answer['status']}" + (f", generation {answer['generation']}" if answer.get("generation") else "")
+        return line + (f" ({answer['failure']})" if answer.get("failure") else "")
 
     def sync(self, user: str) -> str:
         return self._outcome("sync", self._ask("POST", "/apply"))
@@ -187,26 +170,29 @@ class RemoteHost:
         target = good[-2]["id"]
         return self._outcome(f"rollback to generation {target}", self._ask("POST", f"/rollback/{target}"))
 
-    def _not_offered(self, what: str) -> str:
-        raise Unavailable(f"{what} is not offered by the agent API of {self.name}; ask its own bot or its CLI")
-
     def start(self, node: str, user: str) -> str:
-        return self._not_offered("start")
+        return self._ask("POST", f"/nodes/{node}/start")["message"]
 
     def stop(self, node: str, user: str, why: str | None = None, until: datetime | None = None) -> str:
-        return self._not_offered("stop")
+        if until is not None:
+            raise Unavailable(f"a stop until a date is the budget's, and {self.name}'s budget is kept by its own agent")
+        return self._ask("POST", f"/nodes/{node}/stop", {"reason": why} if why else None)["message"]
+
+    def _budget_only(self, what: str) -> str:
+        raise Unavailable(f"{what} is the traffic budget's, and {self.name}'s budget is kept by its own agent, not from here")
 
     def throttle(self, nodes: list[str], user: str, cpus: float, why: str, until: datetime) -> str:
-        return self._not_offered("throttle")
+        return self._budget_only("throttle")
 
     def unthrottle(self, nodes: list[str], user: str) -> str:
-        return self._not_offered("unthrottle")
+        return self._budget_only("unthrottle")
 
     def update(self, user: str) -> str:
-        return self._not_offered("update")
+        return self._outcome("update", self._ask("POST", "/update"))
 
     def logs(self, node: str) -> str:
-        return self._not_offered("logs")
+        return "\n".join(self._ask("GET", f"/nodes/{node}/logs", role="operator")["lines"]) or "(no output)"
 
-    def claim(self, index: int) -> tuple[str, bytes]:
-        return self._not_offered("the claim QR code")
+    def claim(self, node: str) -> bytes:
+        """The node's claim link, from its agent (never cached there), drawn here: it is not kept or logged."""
+        return png_code(self._ask("POST", f"/nodes/{node}/claim")["url"])

@@ -62,7 +62,7 @@ HELP = """Commands (with several hosts, pick one with the buttons):
 /containers - the nodes
 /settings - the generation and limits
 /health - what needs attention
-/logs_N - the last lines of node N
+/logs_N - the last lines of node N (operators)
 /restart_N /start_N /stop_N - one node (operators, confirmed)
 /restart_all /start_all /stop_all - every node (operators, confirmed)
 /sync - apply what the host follows (operators, confirmed)

@@ -132,3 +132,139 @@ def test_the_bot_in_the_agent_restarts_a_node_after_a_yes_and_ignores_strangers(
         assert TOKEN.split(":")[1] not in second.stderr + second.stdout
     finally:
         stopped(agent)
+
+
+# ---------------------------------------------------------------------- a remote host of the fleet
+
+FLEET = """\
+apiVersion: conduit.psiphon.ca/v1alpha1
+kind: ConduitFleet
+rings: {{stable: main}}
+default_ring: stable
+hosts:
+  - {{name: edge-1, agent: "https://edge-1.example.net:8443", spec: edge-1.yaml}}
+  - {{name: edge-2, agent: "{remote}", spec: edge-2.yaml}}
+  - {{name: edge-3, agent: "https://edge-3.example.net:8443", spec: edge-3.yaml}}
+"""
+
+
+@pytest.fixture
+def remote(tmp_path, docker_engine, docker_cleanup, registry, standin_image):
+    """edge-2: a real `conduit serve` on the loopback for two nodes on the private engine, their image
+    behind a tag of the private registry (so that an update asks a registry); (cluster, its URL, tokens)."""
+    from harness import push_variant
+
+    tag = f"{registry.address}/{docker_cleanup.name('bf')}:stable"
+    push_variant(docker_engine, registry, tag.split("/", 1)[1].rsplit(":", 1)[0], "stable", standin_image)
+    (tmp_path / "edge-2").mkdir()
+    cluster = Cluster(tmp_path / "edge-2", docker_engine, tag, docker_cleanup.name("bf"), free_port_block(12))
+    cluster.write(count=2, updates={"policy": "report"})
+    applied = cluster.apply()
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    tokens = {}
+    for name, role in (("ann", "viewer"), ("olu", "operator")):
+        made = cluster.run("tokens", "create", name, "--role", role)
+        assert made.returncode == 0, made.stderr
+        tokens[name] = made.stdout.strip()
+    port = free_port_block(1)
+    process = subprocess.Popen(cluster.argv("serve", str(cluster.spec), "--port", str(port), "--interval", "1"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=cli_env())  # fmt: skip
+    try:
+        yield cluster, f"http://127.0.0.1:{port}", tokens
+    finally:
+        stopped(process)
+
+
+@pytest.fixture
+def fleet_bot(tmp_path, remote, telegram_stub):
+    """The bot of edge-1 (`serve --fleet --host edge-1`): edge-1 its own agent, edge-2 the real agent
+    above (reached over HTTP with its tokens from the fleet tokens file), edge-3 another agent."""
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from conduit.bot.fleet import fleet_hosts
+    from conduit.serve.app import create_app
+    from conduit.serve.fleet import FleetFiles
+    from tests.unit.test_bot import Rig
+    from tests.unit.test_serve import Setup
+
+    cluster, url, tokens = remote
+    local, third = Setup(tmp_path / "edge-1"), Setup(tmp_path / "edge-3")
+    (tmp_path / "fleet.yaml").write_text(FLEET.format(remote=url))
+    tokens_file = tmp_path / "fleet-tokens.yaml"
+    tokens_file.write_text(f"edge-2: {{viewer: {tokens['ann']}, operator: {tokens['olu']}}}\nedge-3: {third.tokens['olu']}\n")
+    tokens_file.chmod(0o600)
+    clients = {url: httpx.Client(base_url=url), "https://edge-3.example.net:8443": TestClient(create_app(third.agent))}
+    hosts = fleet_hosts(FleetFiles(tmp_path / "fleet.yaml", tokens_file, host="edge-1"), local.agent, connect=clients.__getitem__)
+    rig = Rig(telegram_stub, [local, third], hosts)
+    wait_for(lambda: _remote_nodes(hosts[1]), timeout=60, interval=0.5, message="edge-2's agent observed its nodes")
+    yield rig
+    rig.api.close()
+    clients[url].close()
+
+
+def _remote_nodes(host) -> list | None:
+    from conduit.bot.hosts import Unavailable
+
+    try:
+        return host.status()["containers"] or None
+    except Unavailable:
+        return None
+
+
+def on_edge_2(rig, stub: TelegramStub, text: str, chat: int = CHAT, chat_type: str = "private") -> str:
+    """`text` said, edge-2 picked, yes pressed; what the bot answered in the end."""
+    edits = len(stub.calls("editMessageText"))
+    stub.say(chat, OPERATOR, text, chat_type=chat_type)
+    rig.turn()
+    ask = stub.calls("sendMessage")[-1]
+    stub.press(chat, OPERATOR, ask["reply_markup"]["inline_keyboard"][0][1]["callback_data"], ask.get("message_id", 100), chat_type)
+    rig.turn()
+    confirm = stub.calls("editMessageText")[-1]
+    assert confirm["text"].endswith(" on edge-2?"), confirm
+    stub.press(chat, OPERATOR, confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"], 100, chat_type)
+    rig.turn()
+    (answer,) = stub.calls("editMessageText")[edits + 1:]
+    return answer["text"]
+
+
+def test_the_bot_stops_starts_reads_updates_and_claims_on_a_remote_host_through_its_agent(fleet_bot, remote, telegram_stub):
+    cluster, _, _ = remote
+    stub, second = telegram_stub, f"{cluster.prefix}-2"
+
+    assert on_edge_2(fleet_bot, stub, "/stop_2") == f"edge-2: {second} stopped"
+    assert cluster.names()[second] == "exited"
+    (row,) = audited(cluster, "api.stop")
+    assert row["user"] == "olu" and row["detail"]["node"] == second and row["detail"]["reason"] == f"from Telegram by u{OPERATOR}"
+    applied = cluster.apply()  # an apply (the CLI's, as the watcher's) keeps the node stopped: it is held so
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert cluster.names() == {f"{cluster.prefix}-1": "running", second: "exited"}
+
+    assert on_edge_2(fleet_bot, stub, "/start_2") == f"edge-2: {second} started"
+    assert cluster.names()[second] == "running" and len(audited(cluster, "api.start")) == 1
+    applied = cluster.apply()
+    assert applied.returncode == 0 and cluster.names()[second] == "running", applied.stdout + applied.stderr
+
+    stub.say(CHAT, OPERATOR, "/logs_1")
+    fleet_bot.turn()
+    buttons = stub.calls("sendMessage")[-1]["reply_markup"]["inline_keyboard"][0]
+    stub.press(CHAT, OPERATOR, buttons[1]["callback_data"], 100)
+    fleet_bot.turn()
+    shown = stub.calls("editMessageText")[-1]["text"]
+    assert shown.startswith(f"edge-2: {cluster.prefix}-1\n") and "Starting Psiphon Conduit" in shown, shown
+
+    said = on_edge_2(fleet_bot, stub, "/update")
+    assert said.startswith("edge-2: update: no-op"), said  # the registry asked: the tag means what the nodes run
+    assert [r["detail"]["status"] for r in audited(cluster, "api.update")] == ["no-op"]
+
+    sent = len(stub.calls("sendMessage"))
+    stub.say(GROUP, OPERATOR, "/qr_1", chat_type="supergroup")
+    fleet_bot.turn()
+    assert stub.calls("sendPhoto") == [] and len(stub.calls("sendMessage")) == sent + 1
+    assert on_edge_2(fleet_bot, stub, "/qr_1") == f"edge-2: claim code of {cluster.prefix}-1 sent"
+    (photo,) = stub.calls("sendPhoto")
+    png = cluster.tmp / "claim.png"
+    shown = cluster.run("claim", str(cluster.spec), "1", "--png", str(png), "--yes")
+    assert shown.returncode == 0, shown.stderr
+    assert photo["photo"] == png.read_bytes() and int(photo["chat_id"]) == CHAT  # the very code `conduit claim` shows there
+    assert [r["user"] for r in audited(cluster, "api.claim")] == ["olu"]

@@ -243,3 +243,24 @@ def test_the_fleet_file_gives_the_bot_its_hosts_this_one_local(fleet, stub):
     assert fleet.setups[1].restarted == []
     assert hosts[2].restart("conduit-2", "olu") == "conduit-2 restarted" and fleet.setups[2].restarted == ["conduit-2"]
     assert [r["user"] for r in fleet.setups[2].state.audit.recent() if r["event"] == "api.restart"] == ["olu"]
+
+
+def test_a_nodes_log_is_for_operators_in_the_bot_as_in_the_agent(three, stub):
+    stub.say(CHAT, VIEWER, "/logs_1")
+    stub.press(CHAT, VIEWER, "v|logs:1|1", 100)  # an operator's host button, pressed by a viewer
+    three.turn()
+    (refused,) = stub.calls("sendMessage")
+    assert refused["text"] == "only an operator may read a node's log" and stub.calls("editMessageText") == []
+    rows = [r for r in three.audit() if r["event"] == "bot.logs"]
+    assert [(r["user"], r["detail"]["status"]) for r in rows] == [(f"telegram:{VIEWER}", "refused")] * 2
+
+
+def test_a_remote_hosts_budget_is_its_own_agents_and_said_so(fleet):
+    remote = fleet.dispatcher.hosts[2]
+    for act in (lambda: remote.throttle(["conduit-1"], "budget", 0.05, "by the budget", None),
+                lambda: remote.unthrottle(["conduit-1"], "budget")):  # fmt: skip
+        with pytest.raises(Unavailable, match=r"is the traffic budget's, and edge-3's budget is kept by its own agent, not from here$"):
+            act()
+    with pytest.raises(Unavailable, match="^no operator token for edge-2 in the fleet tokens file"):
+        fleet.dispatcher.hosts[1].logs("conduit-1")  # a log needs the operator's token, even though it is a read
+    assert [r["event"] for r in fleet.setups[2].state.audit.recent()] == ["token.create"] * 2 and not (fleet.setups[2].state_dir / "holds.json").exists()
