@@ -104,7 +104,9 @@ def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], lis
     # proxy_headers off: uvicorn's own would believe X-Forwarded-For from any local process; the Guard reads it.
     config = uvicorn.Config(create_app(agent, proxies), host=listen.strip("[]"), port=port, ssl_certfile=tls[0], ssl_keyfile=tls[1],
                             log_level="warning", access_log=False, timeout_graceful_shutdown=3, lifespan="off",
-                            proxy_headers=False, server_header=False)  # fmt: skip
+                            proxy_headers=False, server_header=False,
+                            # The plain event loop and HTTP parser, no WebSocket: nothing uvloop, httptools or websockets would load.
+                            loop="asyncio", http="h11", ws="none")  # fmt: skip
     log.info("serve.listening", address=listen, port=port, tls=bool(tls[0]), git_follow=git_follow, watch=bool(watch))
     try:
         _Server(config, agent.hub).run()
