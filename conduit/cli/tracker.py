@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from conduit.cli.common import Options, fail
-from conduit.drivers import hostfacts
 from conduit.state.db import StateError
-from conduit.tracker.process import run
+from conduit.tracker.process import Settings, port_list, resolve_interface, run
 
 
 @click.group()
 def tracker() -> None:
     """The per-country traffic tracker."""
-
-
-def _port_list(text: str) -> list[int]:
-    ports: list[int] = []
-    for part in filter(None, text.split(",")):
-        low, _, high = part.partition("-")
-        ports.extend(range(int(low), int(high or low) + 1))
-    return ports
 
 
 @tracker.command("run")
@@ -43,12 +32,9 @@ def tracker_run(
     sample_seconds: int, interval_seconds: float, snaplen: int, retention_days: int, keep_addresses_hours: int, no_geoip: bool,
 ) -> None:  # fmt: skip
     """Sample the cluster's per-country clients and traffic until stopped (run by apply)."""
-    if interface == "auto":
-        interface = hostfacts.primary_interface(Path("/")) or "eth0"
+    interface = resolve_interface(interface)
     try:
-        run(
-            opts.state_dir, _port_list(metrics_ports), interval_seconds, retention_days, source, interface,
-            capture_filter, sample_seconds, snaplen, keep_addresses_hours, not no_geoip,
-        )  # fmt: skip
+        run(opts.state_dir, Settings(tuple(port_list(metrics_ports)), interval_seconds, retention_days, source, interface,
+                                     capture_filter, sample_seconds, snaplen, keep_addresses_hours, not no_geoip))  # fmt: skip
     except StateError as exc:
         fail(str(exc))

@@ -17,37 +17,49 @@ from conduit.state.git import without_password
 from conduit.state.db import StateError, check_writable
 
 
+def follow_options(command):
+    """The options of how to follow a spec that `conduit serve` takes as well (beside its own
+    --watch [FILE] and --git [URL]), so that one process can be the agent and the watcher."""
+    for option in reversed(FOLLOW_OPTIONS):
+        command = option(command)
+    return command
+
+
+FOLLOW_OPTIONS = (
+    click.option("--ref", default="main", show_default=True, help="Branch or ref to follow with --git."),
+    click.option("--path", "spec_path", default="cluster.yaml", show_default=True, help="The spec's path in the repository."),
+    click.option("--git-credentials-file", "credentials", type=click.Path(dir_okay=False, path_type=Path),
+                 help="A root-only file of `https://USER:TOKEN@host` lines for --git (git-credential-store format)."),
+    click.option("--poll", type=float, default=60, show_default=True, help="Seconds between fetches with --git."),
+    click.option("--jitter", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+                 help="With --git: wait up to this share of --poll more, at random, so a fleet's hosts do not fetch at once."),
+    click.option("--no-heal", is_flag=True, help="Only report drift found on an interval; still apply new specs."),
+    click.option("--debounce", type=float, default=0.5, show_default=True, help="Quiet seconds after the last save before applying."),
+    click.option("--allow-new-identity", is_flag=True, help="Apply specs that would give a node a new key (another volume or data dir)."),
+)  # fmt: skip
+
+
 @click.command("watch")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--git", "git_url", help="Follow this git repository (URL or path) instead of a local file.")
-@click.option("--ref", default="main", show_default=True, help="Branch or ref to follow with --git.")
-@click.option("--path", "spec_path", default="cluster.yaml", show_default=True, help="The spec's path in the repository.")
 @click.option("--interval", type=float, default=300, show_default=True, help="Seconds between re-reconciles that repair drift.")
-@click.option("--git-credentials-file", "credentials", type=click.Path(dir_okay=False, path_type=Path),
-              help="A root-only file of `https://USER:TOKEN@host` lines for --git (git-credential-store format).")
-@click.option("--poll", type=float, default=60, show_default=True, help="Seconds between fetches with --git.")
-@click.option("--jitter", type=click.FloatRange(0, 1), default=0.2, show_default=True,
-              help="With --git: wait up to this share of --poll more, at random, so a fleet's hosts do not fetch at once.")
 @click.option("--fleet", "fleet_path", help="With --git: the fleet file's path in the repository; the host's ring names the ref it follows.")
 @click.option("--host", "host_name", help="With --fleet: this host's name in the fleet file.  [default: the machine's host name]")
-@click.option("--no-heal", is_flag=True, help="Only report drift found on an interval; still apply new specs.")
-@click.option("--debounce", type=float, default=0.5, show_default=True, help="Quiet seconds after the last save before applying.")
 @click.option("--print-unit", is_flag=True, help="Print a systemd unit that runs this watch, and exit.")
-@click.option("--allow-new-identity", is_flag=True, help="Apply specs that would give a node a new key (another volume or data dir).")
+@follow_options
 @click.pass_obj
-def watch_command(opts, file, git_url, ref, spec_path, credentials, interval, poll, jitter, fleet_path, host_name, no_heal, debounce, print_unit,
+def watch_command(opts, file, git_url, interval, fleet_path, host_name, print_unit, ref, spec_path, credentials, poll, jitter, no_heal, debounce,
                   allow_new_identity) -> None:  # fmt: skip
     """Apply FILE (or a git repository) whenever it changes, and repair drift every --interval.
 
     An invalid or failing spec never takes the cluster down: it is reported, the last good
     generation keeps serving, and the same spec is not retried until it changes.
     """
-    target = _target(file, git_url, ref, spec_path, fleet_path, host_name, credentials)
+    target = target_of(file, git_url, ref, spec_path, fleet_path, host_name, credentials)
     if print_unit:
         argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "watch"]
-        argv += _git_args(target, poll) if target else [str(Path(file).resolve())]
-        argv += ["--interval", str(interval)] + (["--no-heal"] if no_heal else [])
-        argv += ["--allow-new-identity"] if allow_new_identity else []
+        argv += git_args(target, poll) if target else [str(Path(file).resolve())]
+        argv += ["--interval", str(interval)] + follow_flags(no_heal, allow_new_identity)
         env = {"CONDUIT_STATE_DIR": str(Path(opts.state_dir).resolve())}
         if opts.docker_host:
             env["DOCKER_HOST"] = opts.docker_host
@@ -69,7 +81,7 @@ def watch_command(opts, file, git_url, ref, spec_path, credentials, interval, po
     sys.exit(0)
 
 
-def _target(file, git_url, ref, spec_path, fleet_path, host_name, credentials) -> Target | None:
+def target_of(file, git_url, ref, spec_path, fleet_path, host_name, credentials) -> Target | None:
     """What --git and its options say to follow (None for a FILE); exits 2 on a contradiction."""
     if bool(file) == bool(git_url):
         fail("give a FILE or --git URL", 2)
@@ -80,10 +92,14 @@ def _target(file, git_url, ref, spec_path, fleet_path, host_name, credentials) -
     return Target(git_url, ref, spec_path, fleet_path, host_name or (socket.gethostname() if fleet_path else None), credentials)
 
 
+def follow_flags(no_heal: bool, allow_new_identity: bool) -> list[str]:
+    return (["--no-heal"] if no_heal else []) + (["--allow-new-identity"] if allow_new_identity else [])
+
+
 CREDENTIALS_FILE = Path("/etc/conduit/secrets/git-credentials")
 
 
-def _git_args(target: Target, poll: float) -> list[str]:
+def git_args(target: Target, poll: float) -> list[str]:
     """The unit's --git arguments: a URL's password goes to a root-only file the unit names, never into the unit."""
     url, credentials = target.url, target.credentials
     public = without_password(url)

@@ -6,6 +6,7 @@ exactly (the capture filter has spaces, which systemctl's ExecStart listing lose
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +33,21 @@ def tracker_pidfile(state_dir: str | Path, cluster: str) -> Path:
 
 def tracker_log(state_dir: str | Path, cluster: str) -> Path:
     return Path(state_dir) / f"tracker-{cluster}.log"
+
+
+def hosted_record(state_dir: str | Path, cluster: str) -> Path:
+    """Where a `conduit serve` that runs the cluster's tracker in itself says so: {"pid", "command"}."""
+    return Path(state_dir) / f"tracker-{cluster}.hosted.json"
+
+
+def hosted_command(state_dir: str | Path, cluster: str, pid: int) -> list[str] | None:
+    """The tracker command that process `pid` (the one the pidfile names) runs in itself, or None."""
+    try:
+        record = json.loads(hosted_record(state_dir, cluster).read_text())
+    except (OSError, ValueError):
+        return None
+    command = record.get("command") if isinstance(record, dict) and record.get("pid") == pid else None
+    return command if isinstance(command, list) and all(isinstance(word, str) for word in command) else None
 
 
 def legacy_pidfile(state_dir: str | Path, cluster: str) -> Path | None:
@@ -127,6 +143,8 @@ def _observe_pidfile(doc: ClusterSpec, state_dir: Path, conduit_bin: str) -> Obs
     pid = int(text)
     argv = read_cmdline(pid) if pid_alive(pid) else None
     command = tracker_argv(argv) if argv else None
+    if command is None and argv:  # a `conduit serve` that runs the tracker in itself
+        command = hosted_command(state_dir, doc.metadata.name, pid)
     if command is None:  # gone, a zombie, or the pid now belongs to something else
         obs.resources.append(_stale())
         return obs

@@ -44,7 +44,7 @@ def capture_filter(tracker: Tracker) -> str:
     return text
 
 
-def _metrics_ports(doc: ClusterSpec) -> str:
+def metrics_ports(doc: ClusterSpec) -> str:
     """The nodes' metrics ports on 127.0.0.1, where per-country figures of 2.x nodes come from."""
     first = doc.spec.conduit.metrics_port_base
     return f"{first}-{first + (doc.spec.containers.count or 1) - 1}"
@@ -55,7 +55,7 @@ def tracker_command(doc: ClusterSpec, conduit_bin: str = "conduit") -> list[str]
     argv = [
         conduit_bin, "tracker", "run",
         "--cluster", doc.metadata.name,
-        "--metrics-ports", _metrics_ports(doc),
+        "--metrics-ports", metrics_ports(doc),
         "--interface", t.interface,
         "--source", t.source,
         "--filter", capture_filter(t),

@@ -1,10 +1,12 @@
-"""Run the agent: start the observer (and, with --watch, the watch loop; and what `companion`
-starts, the bot), then uvicorn until SIGTERM or SIGINT; then stop each of them."""
+"""Run the agent: start the observer (and, when it follows the spec, the watch loop and the
+tracker; and what `companion` starts, the bot), then uvicorn until SIGTERM or SIGINT; then stop
+each of them. One process: the loops are threads beside uvicorn, tcpdump its only child."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -13,13 +15,15 @@ import uvicorn
 
 from conduit.drivers.observe import HostAccess
 from conduit.features.watch import Watcher
-from conduit.serve.agent import Agent, Collector, SpecFile
+from conduit.serve.agent import Agent, Collector, Refused, SpecFile
 from conduit.serve.app import create_app
 from conduit.serve.auth import Limiter
 from conduit.serve.fleet import FleetFiles
 from conduit.serve.live import Hub, Observer
 from conduit.serve.sampling import Sampler
 from conduit.spec.profiles import HostFacts
+from conduit.spec.spec import ClusterSpec
+from conduit.tracker.hosted import HostedTracker
 
 log = structlog.get_logger("conduit.serve")
 
@@ -38,14 +42,38 @@ def build(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], int
     return agent
 
 
-def start_watch(agent: Agent, interval: float) -> tuple[Watcher, threading.Thread]:
-    """`conduit watch FILE --interval INTERVAL` in a thread of the agent: the same loop, the same
-    apply lock (an API apply meanwhile is refused, 409), its steps on the event stream."""
+@dataclass(frozen=True)
+class Watching:
+    """How the agent follows its spec: `loop` is `conduit watch`'s (Watcher.watch_file, or
+    features.follow.follow for a repository), with watch's --no-heal and --allow-new-identity."""
+
+    loop: Callable[[Watcher], None]
+    heal: bool = True
+    allow_new_identity: bool = False
+
+
+def start_watch(agent: Agent, watching: Watching) -> tuple[Watcher, threading.Thread]:
+    """`conduit watch` in a thread of the agent: the same loop, the same apply lock (an API apply
+    meanwhile is refused, 409), its applies through the engine's intents, its lines on the event stream."""
     report = lambda line: agent.hub.publish("apply", {"line": line, "by": "watch"})  # noqa: E731
-    watcher = Watcher(agent.host, agent.spec.facts, report=report)
-    thread = threading.Thread(target=watcher.watch_file, args=(agent.spec.path, interval), name="watch", daemon=True)
+    watcher = Watcher(agent.host, agent.spec.facts, heal=watching.heal, report=report, allow_new_identity=watching.allow_new_identity)
+    thread = threading.Thread(target=watching.loop, args=(watcher,), name="watch", daemon=True)
     thread.start()
     return watcher, thread
+
+
+def host_tracker(agent: Agent) -> HostedTracker:
+    """The spec's tracker run in this process (see conduit.tracker.hosted)."""
+
+    def spec() -> ClusterSpec | None:
+        try:
+            return agent.spec.current()
+        except Refused:
+            return None
+
+    tracker = HostedTracker(agent.host.state_dir, spec)
+    tracker.start()
+    return tracker
 
 
 class _Server(uvicorn.Server):
@@ -63,7 +91,7 @@ class _Server(uvicorn.Server):
 
 def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], listen: str, port: int, interval: float,
           tls: tuple[str | None, str | None], git_follow: bool, limits: tuple[Limiter, Limiter],
-          watch_interval: float | None = None, proxies: frozenset[str] = frozenset(), fleet: FleetFiles | None = None,
+          watching: Watching | None = None, proxies: frozenset[str] = frozenset(), fleet: FleetFiles | None = None,
           companion: Callable[[Agent], Stoppable] | None = None) -> None:  # fmt: skip
     """`companion`: started with the agent (it may refuse, before anything listens), stopped after it."""
     agent = build(host, spec_path, facts, interval, git_follow, limits)
@@ -71,11 +99,14 @@ def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], lis
     agent.state()  # the state DB opened (and checked) once, before the first request
     beside = companion(agent) if companion else None
     agent.observer.start()
-    watch = start_watch(agent, watch_interval) if watch_interval else None
+    watch = start_watch(agent, watching) if watching else None
+    tracker = host_tracker(agent) if watching else None
     # proxy_headers off: uvicorn's own would believe X-Forwarded-For from any local process; the Guard reads it.
     config = uvicorn.Config(create_app(agent, proxies), host=listen.strip("[]"), port=port, ssl_certfile=tls[0], ssl_keyfile=tls[1],
                             log_level="warning", access_log=False, timeout_graceful_shutdown=3, lifespan="off",
-                            proxy_headers=False, server_header=False)  # fmt: skip
+                            proxy_headers=False, server_header=False,
+                            # The plain event loop and HTTP parser, no WebSocket: nothing uvloop, httptools or websockets would load.
+                            loop="asyncio", http="h11", ws="none")  # fmt: skip
     log.info("serve.listening", address=listen, port=port, tls=bool(tls[0]), git_follow=git_follow, watch=bool(watch))
     try:
         _Server(config, agent.hub).run()
@@ -84,5 +115,7 @@ def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], lis
         if watch:  # as `conduit watch` on SIGTERM: the reconcile under way finishes first
             watch[0].stop()
             watch[1].join()
+        if tracker:
+            tracker.stop()
         if beside:
             beside.stop()

@@ -18,12 +18,18 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import structlog
+
 from conduit.drivers.programs import not_installed
 from conduit.facts import iproute, tcpdump
 
 GEOIP_V4 = Path("/usr/share/GeoIP/GeoIP.dat")
 GEOIP_V6 = Path("/usr/share/GeoIP/GeoIPv6.dat")
 UNKNOWN = "ZZ"
+RESTART_FIRST, RESTART_MOST = 1.0, 30.0  # seconds before a dead tcpdump is started again, doubling
+POLL_SECONDS = 0.5  # how often a running tcpdump is checked for an early death
+
+log = structlog.get_logger("conduit.tracker")
 
 
 class CaptureError(Exception):
@@ -68,23 +74,48 @@ def parse(lines, local: set[str], flows: dict[str, Flow] | None = None) -> dict[
     return flows
 
 
-def window(interface: str, bpf: str, seconds: float, snaplen: int) -> dict[str, Flow]:
-    """Capture for `seconds`, then stop; flows by remote address.
+def window(interface: str, bpf: str, seconds: float, snaplen: int, stop: threading.Event | None = None) -> dict[str, Flow]:
+    """Capture for `seconds` (or until `stop` is set), then stop; flows by remote address.
 
-    tcpdump's output is counted as it arrives: a pipe left unread would fill, stall
-    tcpdump and make the kernel drop the very packets being counted.
+    tcpdump is a supervised child: one that dies before the window ends is started again
+    after a pause that doubles each time, and counts into the same flows. Its output is
+    counted as it arrives: a pipe left unread would fill, stall tcpdump and make the
+    kernel drop the very packets being counted.
     """
     local = local_addresses(interface)
     argv = ["tcpdump", "-i", interface, "-n", "-tt", "-q", "-l", "-s", str(snaplen), bpf]
+    stop = stop or threading.Event()
+    end = time.monotonic() + seconds
+    flows: dict[str, Flow] = {}
+    pause, error = RESTART_FIRST, None
+    while True:
+        returncode, err = _run_until(argv, flows, local, end, stop)
+        if returncode is None:
+            return flows  # ended by us: the window is over, or the tracker stops
+        error = f"tcpdump on {interface} failed: {' '.join(err.split())[-200:]}"
+        log.warning("tracker.capture_died", exit=returncode, error=error, restart_in=pause)
+        if stop.wait(min(pause, max(0.0, end - time.monotonic()))) or time.monotonic() >= end:
+            break
+        pause = min(pause * 2, RESTART_MOST)
+    if not flows:
+        raise CaptureError(error)
+    return flows
+
+
+def _run_until(argv: list[str], flows: dict[str, Flow], local: set[str], end: float, stop: threading.Event) -> tuple[int | None, str]:
+    """Run one tcpdump until `end` or `stop`, counting into `flows`; its exit code (None: ended by
+    us) and its error output."""
     try:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError:
         raise CaptureError(not_installed("tcpdump")) from None
-    flows: dict[str, Flow] = {}
     reader = threading.Thread(target=parse, args=(process.stdout, local, flows), daemon=True)
     reader.start()
-    time.sleep(seconds)
-    process.terminate()
+    while process.poll() is None and time.monotonic() < end and not stop.is_set():
+        stop.wait(min(POLL_SECONDS, max(0.0, end - time.monotonic())))
+    ended_by_us = process.poll() is None
+    if ended_by_us:
+        process.terminate()
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -92,9 +123,9 @@ def window(interface: str, bpf: str, seconds: float, snaplen: int) -> dict[str, 
         process.wait()
     reader.join(timeout=10)  # the rest of the output, up to end of file
     err = process.stderr.read()
-    if process.returncode not in (0, -15) and not flows:
-        raise CaptureError(f"tcpdump on {interface} failed: {' '.join(err.split())[-200:]}")
-    return flows
+    process.stdout.close()
+    process.stderr.close()
+    return (None if ended_by_us else process.returncode), err
 
 
 @cache

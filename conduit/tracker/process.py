@@ -9,12 +9,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from conduit.drivers import node
+from conduit.drivers import hostfacts, node
 from conduit.facts import metrics
+from conduit.render.tracker import capture_filter, metrics_ports
+from conduit.spec.spec import ClusterSpec
 from conduit.state.db import Database, StateError
 from conduit.state.samples import TrackerSamples
 from conduit.tracker.capture import CaptureError, by_country, country, window
@@ -39,54 +42,83 @@ def sample(ports: list[int]) -> tuple[dict[str, tuple[int, int, int]], int]:
     return {region: tuple(v) for region, v in totals.items()}, answered
 
 
-def run(
-    state_dir: Path,
-    ports: list[int],
-    interval: float,
-    retention_days: int,
-    source: str = "auto",
-    interface: str = "auto",
-    capture_filter: str = "udp",
-    sample_seconds: float = 10,
-    snaplen: int = 96,
-    keep_addresses_hours: int = 0,
-    geoip: bool = True,
-) -> None:
-    """Sample until SIGTERM or SIGINT; a stop request ends the wait at once.
+@dataclass(frozen=True)
+class Settings:
+    """What one tracker samples, and how: `conduit tracker run`'s options (the spec's tracker settings)."""
+
+    ports: tuple[int, ...]
+    interval: float
+    retention_days: int
+    source: str = "auto"
+    interface: str = "eth0"
+    capture_filter: str = "udp"
+    sample_seconds: float = 10
+    snaplen: int = 96
+    keep_addresses_hours: int = 0
+    geoip: bool = True
+
+
+def port_list(text: str) -> list[int]:
+    """Ports as `conduit tracker run --metrics-ports` takes them: 9090-9097 or 9090,9091."""
+    ports: list[int] = []
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        ports.extend(range(int(low), int(high or low) + 1))
+    return ports
+
+
+def resolve_interface(interface: str) -> str:
+    """auto: the default route's interface (eth0 when there is none)."""
+    return hostfacts.primary_interface(Path("/")) or "eth0" if interface == "auto" else interface
+
+
+def settings_for(doc: ClusterSpec) -> Settings:
+    """The settings the spec's tracker command line (render.tracker.tracker_command) gives."""
+    t = doc.spec.tracker
+    return Settings(tuple(port_list(metrics_ports(doc))), t.interval_seconds, t.retention_days, t.source, resolve_interface(t.interface),
+                    capture_filter(t), t.sample_seconds, t.snaplen, t.keep_addresses_hours, t.geoip)  # fmt: skip
+
+
+def run(state_dir: Path, settings: Settings) -> None:
+    """Sample until SIGTERM or SIGINT; a stop request ends the wait (and a capture window) at once."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    loop(state_dir, settings, stop)
+
+
+def loop(state_dir: Path, settings: Settings, stop: threading.Event) -> None:
+    """Sample every interval until `stop` is set.
 
     Per-country truth comes from the nodes' region metrics (2.x); when no node reports
     regions (1.x), or the spec asks for it, a sampled capture on the interface stands in.
     """
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    s = settings
     samples = TrackerSamples(Database(state_dir))
-    log.info("tracker.start", ports=ports, interval=interval, source=source, interface=interface)
+    log.info("tracker.start", ports=list(s.ports), interval=s.interval, source=s.source, interface=s.interface)
     while not stop.is_set():
-        rows, answered = sample(ports) if source != "capture" else ({}, 0)
+        rows, answered = sample(list(s.ports)) if s.source != "capture" else ({}, 0)
         try:
-            if rows or source == "metrics":
-                samples.add(time.time(), "metrics", rows, retention_days)
+            if rows or s.source == "metrics":
+                samples.add(time.time(), "metrics", rows, s.retention_days)
                 log.info("tracker.sample", source="metrics", regions=len(rows), nodes=answered)
             else:
-                capture_once(samples, interface, capture_filter, sample_seconds, snaplen, retention_days, keep_addresses_hours, geoip)
+                capture_once(samples, s, stop)
         except StateError as exc:  # a full disk loses this sample, not the tracker
             log.warning("tracker.sample_lost", error=str(exc))
-        stop.wait(interval)
+        stop.wait(s.interval)
     log.info("tracker.stop")
 
 
-def capture_once(
-    samples: TrackerSamples, interface: str, bpf: str, seconds: float, snaplen: int, retention_days: int, keep_hours: int, geoip: bool = True
-) -> None:
+def capture_once(samples: TrackerSamples, s: Settings, stop: threading.Event | None = None) -> None:
     """One capture window into the state database; an interface that is gone is logged and retried later."""
     try:
-        flows = window(interface, bpf, seconds, snaplen)
+        flows = window(s.interface, s.capture_filter, s.sample_seconds, s.snaplen, stop)
     except CaptureError as exc:
         log.warning("tracker.capture_failed", error=str(exc))
         return
     now = time.time()
-    samples.add(now, "capture", by_country(flows, geoip), retention_days)
-    if keep_hours > 0:
-        samples.add_addresses(now, {a: (country(a), f.up, f.down) for a, f in flows.items()}, keep_hours)
+    samples.add(now, "capture", by_country(flows, s.geoip), s.retention_days)
+    if s.keep_addresses_hours > 0:
+        samples.add_addresses(now, {a: (country(a), f.up, f.down) for a, f in flows.items()}, s.keep_addresses_hours)
     log.info("tracker.sample", source="capture", addresses=len(flows))

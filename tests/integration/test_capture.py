@@ -38,8 +38,9 @@ def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path
     ns = namespaces
     state = tmp_path / "state"
     probe = (
-        "import sys; from conduit.tracker.process import capture_once; from conduit.state.stores import open_state;"
-        f"capture_once(open_state({str(state)!r}).samples, {ns['iface']!r}, 'udp and (portrange 1024-65535) and not (port 53 or port 443)', 4, 96, 30, 1)"
+        "import sys; from conduit.tracker.process import Settings, capture_once; from conduit.state.stores import open_state;"
+        f"capture_once(open_state({str(state)!r}).samples, Settings((), 300, 30, 'capture', {ns['iface']!r}, "
+        "'udp and (portrange 1024-65535) and not (port 53 or port 443)', 4, 96, 1))"
     )
     tracker = subprocess.Popen(["ip", "netns", "exec", ns["node"], sys.executable, "-c", probe], stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)  # tcpdump is up
@@ -54,9 +55,9 @@ def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path
 
 
 def test_a_missing_interface_is_logged_not_fatal(tmp_path):
-    from conduit.tracker.process import capture_once
+    from conduit.tracker.process import Settings, capture_once
 
-    capture_once(open_state(tmp_path).samples, "nosuchif0", "udp", 0.1, 96, 30, 0)
+    capture_once(open_state(tmp_path).samples, Settings((), 300, 30, "capture", "nosuchif0", "udp", 0.1, 96, 0))
     assert open_state(tmp_path).samples.latest() == {}
 
 
