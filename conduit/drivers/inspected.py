@@ -85,9 +85,15 @@ def touched(events: list[dict]) -> set[str]:
     return out
 
 
-def complete(events: list[dict], anchor: Anchor | None) -> bool:
-    """The answer holds every event since `anchor`: the anchor itself is still in it."""
-    return anchor is not None and any(anchor_of(e) == anchor for e in events)
+def after_anchor(events: list[dict], anchor: Anchor | None) -> list[dict] | None:
+    """The events after `anchor` (the last look saw it and those before it); None when the anchor is
+    not in the answer, so that events since it may be lost."""
+    if anchor is None:
+        return None
+    for i, event in enumerate(events):
+        if anchor_of(event) == anchor:
+            return events[i + 1 :]
+    return None
 
 
 def newest(events: list[dict]) -> Anchor | None:
@@ -160,10 +166,11 @@ def inspect(client, container_id: str) -> dict | None:
 
 def stale(entries: dict[str, dict], kept: Kept, events: list[dict] | None) -> dict[str, str]:
     """{container ID: why it is asked again} for the listed containers (`entries`, by ID)."""
-    if events is None or not complete(events, kept.anchor):
+    since = after_anchor(events, kept.anchor) if events is not None else None
+    if since is None:
         why = "no events answer" if events is None else "events since the last look may be lost (anchor gone)"
         return {cid: why for cid in entries}
-    moved = touched(events)
+    moved = touched(since)
     out = {}
     for cid, entry in entries.items():
         info = kept.infos.get(cid)
