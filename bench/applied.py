@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from plan_vs_compose import spec_text
+from compose_side import spec_text
 
 from harness import DockerEngine
 from helpers import CONDUIT, cli_env

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from applied import applied_cluster  # noqa: E402
-from plan_vs_compose import api_calls  # noqa: E402
+from compose_side import api_calls  # noqa: E402
 
 from harness import free_port_block, wait_for  # noqa: E402
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from plan_vs_compose import compose_v2  # noqa: E402
+from compose_side import compose_v2  # noqa: E402
 
 from harness import DockerEngine, Registry, free_port_block, metric, scrape, wait_for  # noqa: E402
 from tests.helpers import cli_env  # noqa: E402

@@ -104,23 +104,34 @@ def docker_reading(info: dict) -> Reading:
     )
 
 
-def observe(client, name: str, port: int, info: dict | None = None, with_log: bool = False) -> tuple[Shape, Reading]:
+def observe(client, name: str, port: int, info: dict | None = None, with_log: bool = False,
+            scrape_timeout: float = 2.0) -> tuple[Shape, Reading]:  # fmt: skip
     """Look at a node once: the metrics when it has them, its log when it has none (or when asked)."""
     info = info if info is not None else inspect(client, name)
     if info is None:
         return Shape(None, True), Reading("missing")
     shape, reading = shape_of(info.get("Config") or {}), docker_reading(info)
     if reading.running and shape.metrics:
-        reading.samples = node.scrape(port)
+        reading.samples = node.scrape(port, scrape_timeout)
     if reading.running and (with_log or _log_needed(shape, reading)):
-        tty = bool((info.get("Config") or {}).get("Tty"))
-        reading.log = node.run_log(client, name, reading.started_at, tty, (info.get("State") or {}).get("FinishedAt") or "")
+        reading.log = run_log(client, name, info)
     if shape.monitor:
         try:
             reading.traffic = node.read_traffic_state(volume_folder(info), name)
         except HostileEntry as exc:  # judged without the monitor's state; the caller reports the node
             reading.hostile = planted(exc)
     return shape, reading
+
+
+def run_log(client, name: str, info: dict) -> list[str]:
+    """The current run's log lines: from the engine's own json-file when its inspect answer names
+    one (no call), else from the engine."""
+    started, finished = (info.get("State") or {}).get("StartedAt") or "", (info.get("State") or {}).get("FinishedAt") or ""
+    driver = ((info.get("HostConfig") or {}).get("LogConfig") or {}).get("Type")
+    lines = node.file_log(info["LogPath"], started, finished) if driver == "json-file" and info.get("LogPath") else None
+    if lines is not None:
+        return lines
+    return node.run_log(client, name, started, bool((info.get("Config") or {}).get("Tty")), finished)
 
 
 def _log_needed(shape: Shape, reading: Reading) -> bool:

@@ -16,6 +16,7 @@ container's current start belong to the run that is being judged.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -67,6 +68,22 @@ def this_run(raw: str, started_at: str) -> list[str]:
         if start is None or when >= start:
             out.append(text)
     return out
+
+
+def json_file(raw: str) -> str:
+    """The engine's json-file log (one `{"log": …, "stream": …, "time": …}` object a line, as dockerd
+    writes it) as a `docker logs --timestamps` text. A line that is not such an object (a torn
+    first or last line) is skipped."""
+    out = []
+    for line in raw.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("log"), str) and isinstance(entry.get("time"), str):
+            text = entry["log"]
+            out.append(f"{entry['time']} {text}" + ("" if text.endswith("\n") else "\n"))
+    return "".join(out)
 
 
 def last_run(raw: str, started_at: str, finished_at: str, serving: bool) -> list[str]:

@@ -1,10 +1,15 @@
 """The cluster at a glance: nodes, clients, limits, the front, countries, generation, drift.
 
-Docker is asked once for the list and, per node, for its container (restarts, command,
-start time) and the log of its current run (the newer-version warning); CPU and memory use
-come from the nodes' cgroups (read by conduit.facts.cgroup) and the client counts from their metrics (or a fresh 1.x stats
-file), all read concurrently so one slow or dead node does not hold up the rest. Byte
-counts are kept as lifetime totals per node in the state DB (lifetime.py).
+Docker is asked the same few things whatever the number of nodes: the labelled list (names,
+states, images) and one read of its recent events; each node's inspect answer (restarts, start
+time, command, limits, log file) is the one kept from an earlier look unless the events say it
+may have moved (conduit.drivers.inspected: exact, or asked again). The log of each node's
+current run (the newer-version warning, a 1.x start line) is read from the engine's own
+json-file named in that answer, or asked of the engine when it is not readable here. CPU and
+memory use come from the nodes' cgroups (read by conduit.facts.cgroup), sampled over the
+looking, and the client counts from their metrics (or a fresh 1.x stats file), all nodes read
+at once with a short timeout so one slow or dead node does not hold up the rest. Byte counts
+are kept as lifetime totals per node in the state DB (lifetime.py).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from conduit.drivers.files import read_or_none
 from conduit.execute.gates import listening
 from conduit.execute import nodehealth
 from conduit.facts import cgroup, metrics, nodelog
-from conduit.errors import EngineError, HostileEntry
+from conduit.errors import HostileEntry
+from conduit.drivers import inspected
 from conduit.drivers.docker import call
 from conduit.facts.lifetime import ByteReading
 from conduit.execute.nodehealth import Reading, Verdict
@@ -39,8 +45,9 @@ from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
 from conduit.features.watch import read_watch_status, watcher_running
 
-WORKERS = 16
-CPU_SAMPLE_SECONDS = 0.5
+MAX_WORKERS = 64
+SCRAPE_TIMEOUT = 1.0
+CPU_SAMPLE_SECONDS = 0.1  # at least; the CPU use is measured over the whole looking
 log = structlog.get_logger("conduit.status")
 
 
@@ -83,16 +90,13 @@ class NodeLook:
     limits: tuple[float | None, int | None] = (None, None)  # CPUs and memory the container runs with (0: none)
 
 
-def look_at(client, node, entry: dict | None) -> NodeLook:
+def look_at(client, node, entry: dict | None, info: dict | None) -> NodeLook:
+    """One node from its list entry and its inspect answer (None: the engine did not give it)."""
     if client is None or entry is None:
         return NodeLook(Reading("missing"))
-    try:
-        info = nodehealth.inspect(client, entry["Id"])
-    except EngineError:
-        info = None
     if info is None:
         return NodeLook(Reading(entry.get("State", "unknown")))
-    shape, reading = nodehealth.observe(client, node.name, node.metrics_port, info=info, with_log=True)
+    shape, reading = nodehealth.observe(client, node.name, node.metrics_port, info=info, with_log=True, scrape_timeout=SCRAPE_TIMEOUT)
     look = NodeLook(reading, nodehealth.judge(node.name, node.max_clients, node.metrics_port, shape, reading))
     host_config = info.get("HostConfig") or {}
     look.limits = (round((host_config.get("NanoCpus") or 0) / 1e9, 3), host_config.get("Memory") or 0)
@@ -172,19 +176,32 @@ def _entries(client, cluster: str) -> dict[str, dict]:
     return entries
 
 
-def _node_rows(doc: ClusterSpec, client, state: Stores | None) -> list[dict]:
+def _cpu_usage(entries: dict[str, dict]) -> dict[str, tuple[int | None, int | None]]:
+    return {name: cgroup_usage(e["Id"]) for name, e in entries.items()}
+
+
+def _infos(client, entries: dict[str, dict], state_dir: Path, cluster: str) -> dict[str, dict]:
+    """Each listed node's inspect answer by name (conduit.drivers.inspected)."""
+    if client is None or not entries:
+        return {}
+    by_id = inspected.current(client, {e["Id"]: e for e in entries.values()}, state_dir / f"inspected-{cluster}.json")
+    return {name: by_id[e["Id"]] for name, e in entries.items() if e["Id"] in by_id}
+
+
+def _node_rows(doc: ClusterSpec, client, state: Stores | None, state_dir: Path) -> list[dict]:
     wanted = {n.name: n for n in nodes(doc)}
     entries = _entries(client, doc.metadata.name)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        looks = dict(zip(wanted, pool.map(lambda n: look_at(client, n, entries.get(n.name)), wanted.values())))
-    before = {name: cgroup_usage(e["Id"]) for name, e in entries.items()}
-    time.sleep(CPU_SAMPLE_SECONDS)
-    after = {name: cgroup_usage(e["Id"]) for name, e in entries.items()}
+    began, before = time.monotonic(), _cpu_usage(entries)
+    infos = _infos(client, entries, state_dir, doc.metadata.name)
+    with ThreadPoolExecutor(max(1, min(MAX_WORKERS, len(wanted)))) as pool:
+        looks = dict(zip(wanted, pool.map(lambda n: look_at(client, n, entries.get(n.name), infos.get(n.name)), wanted.values())))
+    time.sleep(max(0.0, CPU_SAMPLE_SECONDS - (time.monotonic() - began)))
+    elapsed, after = time.monotonic() - began, _cpu_usage(entries)
     rows = []
     for name, node in wanted.items():
         cpu = None
         if name in entries and before[name][1] is not None and after[name][1] is not None:
-            cpu = round((after[name][1] - before[name][1]) / (CPU_SAMPLE_SECONDS * 1e9), 3)
+            cpu = round((after[name][1] - before[name][1]) / (elapsed * 1e9), 3)
         rows.append(_row(node, entries.get(name), looks[name], cpu, after.get(name, (None, None))[0]))
     add_lifetime(state, rows, looks)
     add_images(state, rows)
@@ -263,7 +280,7 @@ def _countries(state: Stores | None, rows: list[dict]) -> list[dict]:
 def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     client = host.docker()
     state = read_state(host.state_dir)
-    rows = _node_rows(doc, client, state)
+    rows = _node_rows(doc, client, state, host.state_dir)
     generations = state.history.generations(doc.metadata.name) if state else []
     current = generations[-1] if generations else None
     result = {
