@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -17,17 +18,22 @@ _tightened: set[str] = set()  # trees already walked whole by this process
 def atomic_write(path: Path, text: str | bytes, mode: int = PRIVATE_FILE) -> None:
     """Write beside the target, fsync, then rename over it: a reader or a crash sees old or new, never half.
 
-    The file gets exactly `mode`, whatever the umask or a leftover temporary file had."""
+    The file gets exactly `mode`, whatever the umask. The temporary file is this writer's own
+    (O_EXCL, a random name): two processes saving one file at once each rename a whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.conduit-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.conduit-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        os.fchmod(fd, mode)
-        os.write(fd, text if isinstance(text, bytes) else text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, text if isinstance(text, bytes) else text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

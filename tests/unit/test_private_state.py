@@ -179,12 +179,9 @@ def test_the_git_mirror_under_the_state_directory_is_private(open_state_dir, tmp
     assert {name: m for name, m in found.items() if m & 0o077} == {}
 
 
-def test_atomic_write_is_private_unless_asked_whatever_the_umask_or_a_leftover(tmp_path):
+def test_atomic_write_is_private_unless_asked_whatever_the_umask(tmp_path):
     old = os.umask(0)
     try:
-        leftover = tmp_path / ".f.conduit-tmp"
-        leftover.write_text("half")
-        os.chmod(leftover, 0o666)
         atomic_write(tmp_path / "f", "x")
         atomic_write(tmp_path / "host.conf", "y", HOST_CONFIG)
         with open_private(tmp_path / "log") as f:
@@ -193,6 +190,30 @@ def test_atomic_write_is_private_unless_asked_whatever_the_umask_or_a_leftover(t
         os.umask(old)
     assert (mode(tmp_path / "f"), mode(tmp_path / "host.conf"), mode(tmp_path / "log")) == (0o600, 0o644, 0o600)
     assert (tmp_path / "f").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "host.conf", "log"]  # no temporary file left
+
+
+def test_two_writers_of_one_file_each_leave_it_whole(tmp_path):
+    import threading
+
+    texts = [str(n) * 50_000 for n in range(8)]
+    failures: list[BaseException] = []
+
+    def write(text: str) -> None:
+        try:
+            for _ in range(20):
+                atomic_write(tmp_path / "kept.json", text)
+        except BaseException as exc:  # noqa: BLE001 - the test reports any
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert (tmp_path / "kept.json").read_text() in texts
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.json"]
 
 
 def test_the_tracker_unit_stays_readable_host_configuration(tmp_path, monkeypatch):
