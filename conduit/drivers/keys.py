@@ -175,9 +175,7 @@ def restore(client: CountingClient, src: Path, cluster: str, force: bool = False
     return restored
 
 
-def automatic_backup(client: CountingClient, volumes: list[str], state_dir: Path, generation: int,
-                     nodes: dict[str, str] | None = None) -> Path:
+def backup_dir(state_dir: Path, generation: int) -> Path:
+    """Where an apply's key backup step copies the keys: one folder per generation."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    dest = state_dir / "key-backups" / f"{stamp}-gen{generation}"
-    backup(client, volumes, dest, nodes)
-    return dest
+    return state_dir / "key-backups" / f"{stamp}-gen{generation}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from conduit.drivers.docker import (
 )
 from conduit.drivers.nginx import observe_nginx
 from conduit.drivers.sysctl import observe_sysctl
-from conduit.drivers.tracker import observe_tracker
+from conduit.drivers.tracker import observe_tracker, systemd_is_init
 from conduit.drivers.programs import install_hint
+from conduit.plan.target import Runtime
 from conduit.spec.resources import Observation
 from conduit.spec.spec import ClusterSpec
 
@@ -51,3 +53,9 @@ def observe_host(
     obs = obs.merge(observe_nginx(doc, host.root))
     obs = obs.merge(observe_docker(doc, client) if client else Observation(warnings=[NO_ENGINE]))
     return obs.merge(observe_tracker(doc, host.state_dir))
+
+
+def host_runtime(host: HostAccess) -> Runtime:
+    """What the plan needs of this host to run (conduit.plan.target.Runtime): whether systemd is PID 1,
+    conduit's absolute path for a unit's ExecStart, the state directory a unit hands the tracker."""
+    return Runtime(systemd_is_init(), shutil.which("conduit") or Runtime.conduit_bin, str(host.state_dir.resolve()))

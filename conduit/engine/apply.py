@@ -18,15 +18,18 @@ import structlog
 
 from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, EngineError
 from conduit.drivers.docker import engine_answers
+from conduit.drivers.keys import backup_dir
 from conduit.execute.executor import Executor, StepFailed
 from conduit.execute.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import executable, observed_plan, rollout
+from conduit.drivers.observe import host_runtime
+from conduit.engine.planning import observed_plan, rollout
+from conduit.engine.targets import OFFLINE, executable
 from conduit.engine.updates import rollback_request
 from conduit.plan.planner import Plan, Step, make_plan
 from conduit.plan.schedule import schedule
-from conduit.plan.target import Target
+from conduit.plan.target import Runtime, Target
 from conduit.spec.resources import PHASES, Resource
 from conduit.state.stores import Stores
 from conduit.spec.profiles import HostFacts
@@ -85,7 +88,7 @@ class Engine:
         self.state = state
         self.gen = gen
         self.report = report
-        self.ex = Executor(target, host.root, host.state_dir, host.docker())
+        self.ex = Executor(target, host.root, host.state_dir, host.docker(), key_backups=backup_dir(host.state_dir, gen))
 
     def step(self, step: Step) -> None:
         self.state.history.step(self.gen, step.phase, step.kind, step.id, step.action, "started")
@@ -100,6 +103,8 @@ class Engine:
         self.state.history.step(self.gen, step.phase, step.kind, step.id, step.action, "done")
         log.info("step.done", kind=step.kind, id=step.id, action=step.action, seconds=round(time.monotonic() - t0, 2))
         self.report(f"  {step.action:>7} {step.kind} {step.id}")
+        if step.kind == "keys":
+            self.report(f"keys backed up to {self.ex.key_backups}")
 
     def run(self, plan: Plan, phases: tuple[str, ...] = PHASES) -> None:
         for phase in phases:
@@ -168,25 +173,31 @@ class Engine:
             front_gate(self.ex, self.target.gate_timeout)
 
     def replace_batch(self, batch: list[Step], adopted: list[str]) -> None:
-        """One batch (its drain, replacements and restore steps): on failure every node of it
-        (and every adopted one) is restored, and the front given all its backends back."""
+        """One batch (its compartments, drain, replacements and restore steps), in the plan's order:
+        on failure every node of it (and every adopted one) is restored, and the front given all
+        its backends back."""
         nodes = [s for s in batch if s.kind == "container"]
-        drains = [s for s in batch if s.kind == "backends" and s.action == "drain"]
+        restores = [s for s in batch if s.kind == "backends" and s.action == "restore"]
         try:
-            for step in drains + nodes:
-                self.step(step)
+            for step in batch:
+                if step not in restores:
+                    self.step(step)
             containers_gate(self.ex, [s.id for s in nodes], self.target.gate_timeout, self.target.settle)
         except (StepFailed, GateFailed, EngineError) as exc:
-            self.restore_batch([s.id for s in nodes] + adopted, bool(drains), exc)
+            drained = any(s.kind == "backends" and s.action == "drain" for s in batch)
+            self.restore_batch([s.id for s in nodes] + adopted, drained, exc)
             raise
+        self.keep_new(nodes, adopted)
+        for step in restores:
+            self.step(step)
+
+    def keep_new(self, nodes: list[Step], adopted: list[str]) -> None:
+        """The batch passed: replaced nodes' old containers go; adopted ones wait for every batch."""
         for step in nodes:
             if step.action == "adopt":
                 adopted.append(step.id)
             else:
                 self.ex.drop_previous(step.id)
-        for step in batch:
-            if step.kind == "backends" and step.action == "restore":
-                self.step(step)
 
     def restore_batch(self, names: list[str], drained: bool, failure: Exception) -> None:
         """Put back the nodes this batch stopped. An engine that stopped answering gets the gate
@@ -244,7 +255,7 @@ def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int
         else:
             doc = load_text(state.history.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
             plan, observed = observed_plan(doc, host, request)
-            plan = undo_plan(doc, before, observed)
+            plan = undo_plan(doc, before, observed, host_runtime(host))
         report(f"rolling back to {target}")
         Engine(plan.target, host, state, failed_gen, report).run(plan, tuple(reversed(PHASES)))
     except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
@@ -257,7 +268,7 @@ def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int
     return target, None
 
 
-def undo_plan(doc: ClusterSpec, before: list[Resource], observed: list[Resource]) -> Plan:
+def undo_plan(doc: ClusterSpec, before: list[Resource], observed: list[Resource], runtime: Runtime = OFFLINE) -> Plan:
     """Put back what the host had before a first apply: undo what it added or changed.
 
     Containers cannot be rebuilt from nothing, so those that were there stay as they are now
@@ -268,4 +279,4 @@ def undo_plan(doc: ClusterSpec, before: list[Resource], observed: list[Resource]
     kept = [dataclasses.replace(r, adopt=False) for r in observed if r.kind == "container" and r.key in had]
     wanted = [r for r in before if r.kind != "container"] + kept
     now = [r for r in observed if r.kind != "container" or r.key not in had] + kept
-    return executable(schedule(make_plan(doc.metadata.name, wanted, now), rollout(doc, True)), doc)
+    return executable(schedule(make_plan(doc.metadata.name, wanted, now), rollout(doc, True)), doc, runtime)

@@ -14,16 +14,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from conduit.drivers.docker import CountingClient
-from conduit.drivers.observe import HostAccess, observe_host
+from conduit.drivers.observe import HostAccess, host_runtime, observe_host
 from conduit.engine.images import Settled, settle_image
+from conduit.engine.targets import OFFLINE, executable, target_of  # noqa: F401 - target_of is part of this API
 from conduit.engine.updates import UpdateRequest
 from conduit.plan.planner import Plan, make_plan
 from conduit.plan.schedule import Rollout, schedule
-from conduit.plan.target import CANDIDATE, FrontTarget, NodeTarget, Target
-from conduit.render.container import labels
+from conduit.plan.target import Runtime
 from conduit.render.desired import render
-from conduit.render.nginx import front_config, front_pid_file, nginx_unit_name, render_main_conf, render_nginx_unit, render_stream_conf
-from conduit.spec.resolve import nodes
 from conduit.errors import HostMoved
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
@@ -67,41 +65,6 @@ def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None =
     )
 
 
-def _front(doc: ClusterSpec) -> FrontTarget:
-    lb = doc.spec.loadbalancer
-    paths, own = lb.nginx, lb.instance == "own"
-    return FrontTarget(
-        enabled=lb.enabled, own=own, binary=paths.binary, config=front_config(lb), pid_file=front_pid_file(lb),
-        system_pid_file=paths.pid_file, instance_pid_file=paths.instance_pid_file, include_file=paths.include_file,
-        error_log=paths.error_log, tcp_ports=tuple(x.port for x in lb.listeners if x.protocol == "tcp"),
-        stream=render_stream_conf(doc) if lb.enabled else "",
-        test_main=render_main_conf(doc, CANDIDATE) if lb.enabled and own else None,
-        unit_name=nginx_unit_name(doc.metadata.name), unit=render_nginx_unit(doc) if lb.enabled and own else None,
-    )  # fmt: skip
-
-
-def target_of(doc: ClusterSpec) -> Target:
-    """What the executor needs of this (settled) spec: conduit.plan.target."""
-    props = {r.id: r.props for r in render(doc) if r.kind == "container"}
-    members = {n.name: NodeTarget(n.index, n.volume, n.max_clients, n.metrics_port, labels(doc, n, props[n.name])) for n in nodes(doc)}
-    health = doc.spec.health
-    return Target(doc.metadata.name, _front(doc), members, health.gate_timeout_seconds, health.settle_seconds)
-
-
-def executable(plan: Plan, doc: ClusterSpec) -> Plan:
-    """The scheduled plan with what the executor needs of `doc`: its target, and each drain step
-    with the stream file it writes (every node in the front but the drained ones)."""
-    index = {n.name: n.index for n in nodes(doc)}
-
-    def drained(step):
-        if step.kind != "backends" or step.action != "drain":
-            return step
-        out = frozenset(index[name] for name in step.desired["nodes"] if name in index)
-        return replace(step, desired={**step.desired, "content": render_stream_conf(doc, out)})
-
-    return replace(plan, steps=[drained(s) for s in plan.steps], target=target_of(doc))
-
-
 def observed_plan(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | None = None) -> tuple[Plan, list[Resource]]:
     """The plan for this host, and the resources it was made against. `request`: how a new image
     behind the tag is treated (conduit.engine.updates; default: as spec.updates says)."""
@@ -111,7 +74,7 @@ def observed_plan(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | N
     obs = observe_host(settled.doc, host, client, keys)
     holds = Holds(host.state_dir).current()
     plan = plan_observed(settled, obs, recorded_refusals(host.state_dir), frozenset(n for n, h in holds.items() if h.cpus is None),
-                         {n: h.cpus for n, h in holds.items() if h.cpus is not None})  # fmt: skip
+                         {n: h.cpus for n, h in holds.items() if h.cpus is not None}, host_runtime(host))  # fmt: skip
     plan.api_calls = client.calls if client else 0
     return plan, obs.resources
 
@@ -154,7 +117,8 @@ def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
 
 
 def plan_observed(settled: Settled, obs: Observation, refused_before: dict[str, tuple[str, str]] | None = None,
-                  held_stopped: frozenset[str] = frozenset(), held_cpus: dict[str, float] | None = None) -> Plan:  # fmt: skip
+                  held_stopped: frozenset[str] = frozenset(), held_cpus: dict[str, float] | None = None,
+                  runtime: Runtime = OFFLINE) -> Plan:  # fmt: skip
     """The plan for a settled spec and what was observed of the host. Pure. `held_stopped`: the
     nodes an operator or the budget stopped (conduit.state.holds), planned stopped, not repaired;
     `held_cpus`: the nodes the budget throttled, planned with that CPU limit instead of the spec's.
@@ -167,7 +131,7 @@ def plan_observed(settled: Settled, obs: Observation, refused_before: dict[str, 
     desired = capped_on_hold(desired, held_cpus or {})
     held, warnings = _held_keys(doc, desired, obs, refused_before or {})
     taken = settled.update is not None and settled.update.taken
-    plan = executable(schedule(make_plan(doc.metadata.name, desired, observed, obs.drifted), rollout(doc, settled.image_present, held, taken)), doc)
+    plan = executable(schedule(make_plan(doc.metadata.name, desired, observed, obs.drifted), rollout(doc, settled.image_present, held, taken)), doc, runtime)
     plan.problems, plan.foreign = settled.problems + obs.problems, obs.foreign
     plan.warnings = settled.warnings + obs.warnings + warnings
     if settled.update is not None:
@@ -237,7 +201,7 @@ def removal_plan(doc: ClusterSpec, host: HostAccess, purge_data: bool = False) -
     and the node keys in them, are kept; with `purge_data` they are `delete volume` steps."""
     _plan, observed = observed_plan(doc, host)
     gone = [replace(r, keep=False) if purge_data and r.kind == "volume" else r for r in observed if r.kind != "sysctl"]
-    plan = executable(schedule(make_plan(doc.metadata.name, [], gone), rollout(doc, True)), doc)
+    plan = executable(schedule(make_plan(doc.metadata.name, [], gone), rollout(doc, True)), doc, host_runtime(host))
     purged = "--purge-data: the node key in it goes too"
     plan.steps = [replace(s, reason=purged) if s.kind == "volume" else s for s in plan.steps]
     return plan, observed

@@ -12,16 +12,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from conduit.errors import EngineError, HostileEntry, KeyProblem
-from conduit.drivers.keys import automatic_backup
+from conduit.errors import EngineError
 from conduit.drivers.observe import HostAccess
 from conduit.engine.apply import Engine, NodesNotRestored, Outcome, Report, roll_back, spec_hash
 from conduit.execute.executor import StepFailed
 from conduit.execute.gates import GateFailed
-from conduit.execute.nodehealth import planted
 from conduit.engine.planning import observed_plan
 from conduit.engine.updates import record_images
-from conduit.plan.planner import Plan, Step
+from conduit.plan.planner import Plan
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resources import PHASES, Resource
 from conduit.spec.spec import ClusterSpec
@@ -112,10 +110,6 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
 
 
 def _run(req: Request, plan: Plan, before: list[Resource], state: Stores, gen: int, engine: Engine, doc: ClusterSpec) -> Outcome:
-    failure = _back_up_keys(engine, plan, before, gen)
-    if failure:
-        unrecorded = _finish(state, gen, "failed", f"key backup failed: {failure}")
-        return Outcome("failed", gen, f"key backup failed, nothing was changed: {failure}", warnings=unrecorded)
     try:
         engine.run(plan, tuple(reversed(PHASES)) if req.removal else PHASES)
     except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
@@ -197,29 +191,7 @@ def _part_way(state: Stores, gen: int) -> bool:
 
 
 def nothing_changed(journal: list[tuple]) -> bool:
-    """Only image pulls were tried (a pull that fails leaves the host as it was): exit 1, no generation.
+    """Only image pulls and key backups were tried (neither changes what the host runs): exit 1, no generation.
 
     Any other step that started may have changed the host before it failed (a replace stops the old node first)."""
-    return bool(journal) and all(row[1] == "image" for row in journal)
-
-
-def _touches_keys(step: Step) -> bool:
-    return (step.kind == "container" and step.action in ("replace", "adopt", "delete")) or (step.kind == "volume" and step.action == "delete")
-
-
-def _back_up_keys(engine: Engine, plan: Plan, before: list[Resource], gen: int) -> str | None:
-    """Keys are a node's reputation: copy them out before any container holding one (or its volume)
-    is touched. The failure, or None."""
-    if not any(_touches_keys(s) for s in plan.changes):
-        return None
-    owners = {r.props["volume"].split(":")[0]: r.id for r in before if r.kind == "container" and r.props.get("volume")}
-    volumes = set(owners) | {s.id for s in plan.changes if s.kind == "volume" and s.action == "delete"}
-    try:
-        saved = automatic_backup(engine.ex.docker(), sorted(volumes), engine.host.state_dir, gen, owners)
-    except HostileEntry as exc:  # its key stays out of the backup, and no container is touched
-        engine.ex.compromised.append(planted(exc).alert)
-        return str(exc)
-    except (KeyProblem, OSError, EngineError) as exc:
-        return str(exc)
-    engine.report(f"keys backed up to {saved}")
-    return None
+    return bool(journal) and all(row[1] in ("image", "keys") for row in journal)

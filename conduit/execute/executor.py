@@ -4,7 +4,6 @@ step says, raising StepFailed when the host refuses."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,18 +28,15 @@ from conduit.drivers.docker import (
 )
 from conduit.execute import canary, nodehealth
 from conduit.execute.compartment import ensure_compartment
-from conduit.facts.compartment import wants_compartment
+from conduit.facts.nginx_include import insert_include, remove_include
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
-from conduit.drivers.tracker import legacy_pidfile, systemd_is_init, tracker_log, tracker_pidfile
+from conduit.drivers.tracker import legacy_pidfile, tracker_log, tracker_pidfile
 from conduit.drivers.files import HOST_CONFIG, atomic_write, open_private, private_tree, remove
-from conduit.drivers.keys import volume_dir
+from conduit.drivers.keys import backup, volume_dir
 from conduit.plan.kinds import Kind
 from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
 from conduit.plan.target import CANDIDATE, FrontTarget, NodeTarget, Target
-from conduit.render.container import image_ref
-from conduit.render.nginx import include_line, insert_include, remove_include
-from conduit.render.tracker import tracker_unit, unit_name
 
 STOP_TIMEOUT = 10  # seconds a node gets to say "Stopped." before it is killed
 
@@ -68,6 +64,7 @@ class Executor:
     sysctl_answers: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     baselines: dict[str, int] = field(default_factory=dict)  # canaries' clients before their new image
     compromised: list[str] = field(default_factory=list)  # alerts: nodes that planted links or special files in their volumes
+    key_backups: Path | None = None  # where this run's key backup steps copy the keys (one folder per generation)
 
     # ------------------------------------------------------------ helpers
 
@@ -153,7 +150,7 @@ class Executor:
         if self._own():
             text = (paths.test_main or "").replace(CANDIDATE, str(include))
         else:
-            text = insert_include(main.read_text(), include_line(str(include)))
+            text = insert_include(main.read_text(), self.target.front.test_include.replace(CANDIDATE, str(include)))
         atomic_write(conf, text, HOST_CONFIG)
         try:
             self.nginx_t(conf)
@@ -194,6 +191,8 @@ class Executor:
             if self._own():
                 self.stop_nginx()
             return  # the system nginx may serve other sites: the tool never stops it
+        # Asked now, not planned: the master may have died or been started since the plan was made,
+        # and a start next to a live master fails on its ports (the phase reloads a live one).
         if self.nginx_pid() is None:
             self.start_nginx()
             self.nginx_changed = False
@@ -206,7 +205,7 @@ class Executor:
 
     def start_nginx(self) -> None:
         paths = self._nginx_paths()
-        if self._own() and systemd_is_init():
+        if self._own() and self.target.systemd:
             self._nginx_unit()
             return
         argv = [paths.binary, "-c", str(host_path(self.root, paths.config))]
@@ -229,7 +228,7 @@ class Executor:
 
     def stop_nginx(self, timeout: float = 10) -> None:
         """Stop the tool's own nginx (never another): its unit, or its master and workers."""
-        if systemd_is_init():
+        if self.target.systemd:
             unit = self.target.front.unit_name
             path = host_path(self.root, f"/etc/systemd/system/{unit}.service")
             if path.exists():
@@ -246,7 +245,8 @@ class Executor:
         remove(host_path(self.root, self._nginx_paths().instance_pid_file))
 
     def reload_nginx(self) -> None:
-        """Reload a running nginx (SIGHUP to the master), or start it."""
+        """Reload a running nginx (SIGHUP to the master), or start it. Whether one runs is asked
+        now: a reload is also what a rollback and a failed batch's restore do, whatever the plan saw."""
         pid = self.nginx_pid()
         if pid is None:
             self.start_nginx()
@@ -298,6 +298,8 @@ class Executor:
         elif step.action in ("replace", "adopt"):
             # Never two processes on one key: the old one stops before the new one starts.
             # It is kept, renamed, until the new one passes its gate (see keep/restore below).
+            # One step, not four: the journal and restore_previous know a replace as a whole
+            # (the old node held as .previous, or back under its name), whichever call failed.
             held = previous_name(step.id)
             self.remove_container(held)
             call(client, client.api.stop, step.id, timeout=STOP_TIMEOUT)
@@ -316,19 +318,9 @@ class Executor:
             raise StepFailed(str(exc)) from None
 
     def _image(self, step: Step) -> None:
-        self.ensure_image(step.id)
-
-    def ensure_image(self, image: str) -> None:
-        """Pull an image the host does not have yet (it may have come since the plan was made)."""
+        """Pull the image the plan found missing on the engine."""
         client = self.docker()
-        try:
-            with answers(client):
-                client.api.inspect_image(image)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.APIError as exc:
-            raise StepFailed(f"cannot inspect image {image}: {exc.explanation or exc}") from None
+        image = step.id
         try:
             with answers(client):
                 client.api.pull(repository(image), tag=image_tag(image) or "latest")
@@ -337,37 +329,48 @@ class Executor:
             raise StepFailed(f"image {image} is not on this host and could not be pulled: {reason}; "
                              "docker pull it or fix spec.containers.image") from None
 
+    def _keys(self, step: Step) -> None:
+        """Copy the keys (and personal compartments) of the step's volumes out, before a replace or a
+        purge touches them; into this generation's folder, which `keys restore` reads."""
+        if self.key_backups is None:
+            raise StepFailed("key backup failed: this run has no folder for key backups; nothing was touched")
+        try:
+            backup(self.docker(), list(step.desired["volumes"]), self.key_backups, step.desired["nodes"])
+        except HostileEntry as exc:  # its key stays out of the backup, and no container is touched
+            self.compromised.append(nodehealth.planted(exc).alert)
+            raise StepFailed(f"key backup failed, no node was touched: {exc}") from None
+        except KeyProblem as exc:
+            raise StepFailed(f"key backup failed: {exc}") from None
+
+    def _compartment(self, step: Step) -> None:
+        """A node that asks for personal clients gets its compartment, made by its own image on its volume."""
+        client = self.docker()
+        volume, data_dir, node = step.desired["volume"], step.desired["data_dir"], step.desired["node"]
+        try:
+            folder = volume_dir(client, volume)
+            if folder is None:
+                raise StepFailed(f"volume {volume} is missing")
+            # The volume is read now, not at planning: a second compartment would unpair the
+            # people paired with the first, and one may have been restored since the plan was made.
+            ensure_compartment(client, folder, step.desired["image"], volume, data_dir, node)
+        except HostileEntry as exc:
+            self.compromised.append(nodehealth.planted(exc).alert)
+            raise StepFailed(str(exc)) from None
+        except (KeyProblem, CompartmentProblem) as exc:
+            raise StepFailed(f"container {node}: personal clients need a compartment: {exc}") from None
+        except docker.errors.APIError as exc:
+            raise StepFailed(f"container {node}: conduit new-compartment-id failed: {exc.explanation or exc}") from None
+
     def start_new(self, step: Step) -> None:
         client = self.docker()
         node = self.node(step.id)
         if node is None:
             raise StepFailed(f"container {step.id} is not in the plan's target")
-        create_volume(client, node.volume, self.target.cluster)
-        self.ensure_compartment(step)
         container_id = create_container(client, step.id, step.desired, node.labels)
         try:
             start_container(client, container_id)
         except docker.errors.APIError as exc:
             raise StepFailed(f"container {step.id} did not start: {exc.explanation or exc}") from None
-
-    def ensure_compartment(self, step: Step) -> None:
-        """A node whose command asks for personal clients gets its compartment once, before it starts."""
-        if not wants_compartment(list(step.desired.get("command") or [])):
-            return
-        client = self.docker()
-        volume, _, data_dir = step.desired["volume"].partition(":")
-        try:
-            folder = volume_dir(client, volume)
-            if folder is None:
-                raise StepFailed(f"volume {volume} is missing")
-            ensure_compartment(client, folder, image_ref(step.desired), volume, data_dir, step.id)
-        except HostileEntry as exc:
-            self.compromised.append(nodehealth.planted(exc).alert)
-            raise StepFailed(str(exc)) from None
-        except (KeyProblem, CompartmentProblem) as exc:
-            raise StepFailed(f"container {step.id}: personal clients need a compartment: {exc}") from None
-        except docker.errors.APIError as exc:
-            raise StepFailed(f"container {step.id}: conduit new-compartment-id failed: {exc.explanation or exc}") from None
 
     def update_container(self, step: Step) -> None:
         client = self.docker()
@@ -429,7 +432,7 @@ class Executor:
     # ------------------------------------------------------------ tracker
 
     def _tracker(self, step: Step) -> None:
-        if systemd_is_init():
+        if self.target.systemd:
             self._tracker_unit(step)
             return
         cluster = self.target.cluster
@@ -455,16 +458,14 @@ class Executor:
 
     def _tracker_unit(self, step: Step) -> None:
         """Where systemd is PID 1, the tracker is a unit the tool owns."""
-        unit = unit_name(self.target.cluster)
+        unit = self.target.tracker_unit_name
         path = host_path(self.root, f"/etc/systemd/system/{unit}.service")
         if step.action == "delete":
             systemctl("disable", "--now", unit, check=False)
             remove(path)
             systemctl("daemon-reload")
             return
-        conduit_bin = shutil.which("conduit") or "/usr/local/bin/conduit"  # systemd wants an absolute path
-        text = tracker_unit(self.target.cluster, [conduit_bin, *step.desired["command"][1:]], self.state_dir.resolve())
-        atomic_write(path, text, HOST_CONFIG)
+        atomic_write(path, step.desired["unit"], HOST_CONFIG)
         systemctl("daemon-reload")
         systemctl("enable", unit)
         systemctl("restart", unit)
@@ -485,6 +486,8 @@ HANDLERS = {
     Kind.IMAGE: Executor._image,
     Kind.BACKENDS: Executor._backends,
     Kind.CANARY: Executor._canary,
+    Kind.KEYS: Executor._keys,
+    Kind.COMPARTMENT: Executor._compartment,
 }
 
 

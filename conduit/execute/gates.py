@@ -11,9 +11,8 @@ from pathlib import Path
 
 from conduit.execute import nodehealth
 from conduit.execute.executor import Executor, host_path
-from conduit.drivers.tracker import systemd_is_init, tracker_log, tracker_pidfile
+from conduit.drivers.tracker import tracker_log, tracker_pidfile
 from conduit.drivers.programs import not_installed
-from conduit.render.tracker import unit_name
 from conduit.facts.sysctl import value as sysctl_value
 
 
@@ -140,8 +139,8 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
 
 def tracker_gate(ex: Executor, settle: float) -> None:
     time.sleep(min(settle, 2.0))
-    if systemd_is_init():
-        unit = unit_name(ex.target.cluster)
+    if ex.target.systemd:
+        unit = ex.target.tracker_unit_name
         try:
             done = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=30)
         except FileNotFoundError:

@@ -32,6 +32,8 @@ class Kind(_Spelled):
     IMAGE = "image"  # pull the spec's image before any node stops
     BACKENDS = "backends"  # drain nodes out of the front, or put them all back
     CANARY = "canary"  # measure the canaries' clients, then judge them
+    KEYS = "keys"  # copy node keys out before a replace or a purge touches their volumes
+    COMPARTMENT = "compartment"  # a node's personal compartment, made once before it starts with personal clients
 
 
 class Action(_Spelled):
@@ -46,6 +48,7 @@ class Action(_Spelled):
     RESTORE = "restore"
     MEASURE = "measure"
     JUDGE = "judge"
+    BACKUP = "backup"
 
 
 class OnError(_Spelled):

@@ -71,7 +71,8 @@ class Plan:
 
     def summary(self) -> dict[str, int]:
         def count(*actions: str) -> int:
-            return sum(1 for s in self.steps if s.action in actions)
+            # A compartment is made in a node's volume, not added beside it: not counted as a resource.
+            return sum(1 for s in self.steps if s.action in actions and s.kind != Kind.COMPARTMENT)
 
         return {
             "add": count("create", "replace"),

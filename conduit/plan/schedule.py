@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from conduit.facts.compartment import wants_compartment
 from conduit.plan.planner import Plan, Step
 
 NEW_CONTAINER = ("create", "replace", "adopt")
@@ -55,22 +56,55 @@ def _policy(step: Step, rollout: Rollout) -> Step:
 
 
 def containers_order(steps: list[Step], rollout: Rollout) -> list[Step]:
-    """Networks and volumes; the pull; new nodes side by side (batch 0); updates; replacements in
-    batches of max_unavailable, each drained from the front first and put back after its gate;
-    deletes last (containers first, so a network is free when it goes)."""
+    """Networks and volumes; the pull; the new nodes' compartments, then the nodes side by side
+    (batch 0); updates; the keys backed up before any is touched; replacements in batches of
+    max_unavailable, each drained from the front first and put back after its gate; deletes last
+    (containers first, so a network is free when it goes)."""
     containers = [s for s in steps if s.kind == "container"]
     others = [s for s in steps if s.kind != "container"]
     creates = [replace(s, batch=0) for s in _acting(containers, "create")]
+    replaced = _acting(containers, *REPLACED)
     return (
         [s for s in others if s.action != "delete"]
         + pull(containers, rollout)
         + _acting(containers, "no-op")
+        + [c for s in _acting(containers, "create") for c in compartment(s)]  # one by one, before batch 0
         + creates
         + _acting(containers, "update")
-        + replacement_batches(_acting(containers, *REPLACED), rollout)
+        + key_backup(replaced, [s.id for s in others if s.kind == "volume" and s.action == "delete"])
+        + replacement_batches(replaced, rollout)
         + _acting(containers, "delete")
         + _acting(others, "delete")
     )
+
+
+def _volumes(step: Step) -> list[str]:
+    """The volumes a replace touches: the one it starts on, and the one it leaves (its key stays there)."""
+    mounts = [step.desired.get("volume")] + [c.old for c in step.changes if c.field == "volume"]
+    return [m.partition(":")[0] for m in mounts if isinstance(m, str) and m]
+
+
+def key_backup(replaced: list[Step], purged: list[str]) -> list[Step]:
+    """One step that copies out the keys of every volume a replace or a purge touches, before any is."""
+    nodes = {volume: s.id for s in replaced for volume in _volumes(s)}
+    volumes = sorted(set(nodes) | set(purged))
+    if not volumes:
+        return []
+    names = [s.id for s in replaced] or volumes
+    reason = "their keys, copied to the state directory before any is touched"
+    return [Step("containers", "keys", ",".join(names), "backup", reason, desired={"volumes": volumes, "nodes": nodes})]
+
+
+def compartment(step: Step) -> list[Step]:
+    """A node whose command asks for personal clients and names no compartment gets one made on its
+    volume, by its own image, before it starts (conduit.facts.compartment); kept if it has one."""
+    props = step.desired or {}
+    if not wants_compartment(list(props.get("command") or [])):
+        return []
+    volume, _, data_dir = props["volume"].partition(":")
+    desired = {"node": step.id, "volume": volume, "data_dir": data_dir, "image": props.get("image_id") or props["image"]}
+    reason = "personal clients: made once on its volume before it starts, unless it has one"
+    return [Step("containers", "compartment", step.id, "create", reason, batch=step.batch, desired=desired)]
 
 
 def _acting(steps: list[Step], *actions: str) -> list[Step]:
@@ -121,6 +155,7 @@ def replacement_batches(replaced: list[Step], rollout: Rollout) -> list[Step]:
     for number, batch in enumerate(batches, 1):
         names = ",".join(s.id for s in batch)
         batch = [replace(s, batch=number) for s in batch]
+        out += [c for s in batch for c in compartment(s)]  # made while the old nodes still serve
         if rollout.front:
             reason = f"batch {number}: out of nginx for {rollout.drain_seconds:g}s before they stop"
             out.append(Step("containers", "backends", names, "drain", reason, batch=number,

@@ -38,6 +38,7 @@ class FrontTarget:
     test_main: str | None = None  # the own main config with CANDIDATE as its stream file, for nginx -t
     unit_name: str = ""
     unit: str | None = None  # the own nginx's systemd unit, where systemd is PID 1
+    test_include: str = ""  # a system nginx's include line naming CANDIDATE, for nginx -t of a stream file
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Target:
     nodes: dict[str, NodeTarget] = field(default_factory=dict)
     gate_timeout: float = 90
     settle: float = 10
+    systemd: bool = False  # systemd is PID 1 on the host (Runtime): the own nginx and the tracker run as units
+    tracker_unit_name: str = ""
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -61,9 +64,23 @@ class Target:
             front = FrontTarget(**{**front, "tcp_ports": tuple(front["tcp_ports"])})
             nodes = {str(name): NodeTarget(**_exact(NodeTarget, raw)) for name, raw in data["nodes"].items()}  # type: ignore[index]
             rest = _exact(cls, data)
-            return cls(rest["cluster"], front, nodes, float(rest["gate_timeout"]), float(rest["settle"]))
+            if not isinstance(rest["systemd"], bool):
+                raise ValueError("systemd is not true or false")
+            return cls(rest["cluster"], front, nodes, float(rest["gate_timeout"]), float(rest["settle"]), rest["systemd"],
+                       str(rest["tracker_unit_name"]))
         except (TypeError, KeyError, AttributeError, ValueError) as exc:
             raise ValueError(f"target is not a plan's target ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a plan needs of the host it runs on beyond its resources, read when the host is observed:
+    whether systemd is PID 1 (then the own nginx and the tracker are units), and what a tracker unit
+    names (conduit's absolute path, the state directory). Offline: no systemd, nothing read."""
+
+    systemd: bool = False
+    conduit_bin: str = "/usr/local/bin/conduit"  # systemd wants an absolute path
+    state_dir: str = ""
 
 
 def _exact(kind: type, raw: object) -> dict:

@@ -9,7 +9,7 @@ import re
 from conduit.plan.planner import Plan, Step
 from conduit.views.values import change
 
-GROUPED_KINDS = ("container", "volume")  # one per node, named <prefix><index>
+GROUPED_KINDS = ("container", "volume", "compartment")  # one per node, named <prefix><index>
 FOLDED = ("drain", "restore")  # said in the note of the nodes they are for
 _INDEXED = re.compile(r"^(.*\D)(\d+)$")
 
@@ -34,7 +34,15 @@ def visible(steps: list[Step], verbose: bool) -> list[Step]:
     """Every step with --verbose; else the changes, without the drains and restores (their nodes' note says them)."""
     if verbose:
         return list(steps)
-    return [s for s in steps if s.action != "no-op" and s.action not in FOLDED]
+    shown = [s for s in steps if s.action != "no-op" and s.action not in FOLDED]
+    # Each batch makes its nodes' compartments just before it; read as one line, before the first
+    # batch, so the nodes' replacement still reads as one line too (--verbose shows the real order).
+    made = [s for s in shown if s.kind == "compartment"]
+    if not made:
+        return shown
+    first = shown.index(made[0])
+    rest = [s for s in shown if s.kind != "compartment"]
+    return rest[:first] + made + rest[first:]
 
 
 def groups(steps: list[Step], verbose: bool) -> list[list[Step]]:
@@ -52,10 +60,13 @@ def groups(steps: list[Step], verbose: bool) -> list[list[Step]]:
 
 
 def id_ranges(ids: list[str]) -> str:
-    """conduit-1, conduit-2, conduit-3, conduit-5 -> 'conduit-1..3, conduit-5'."""
+    """conduit-1, conduit-2, conduit-3, conduit-5 -> 'conduit-1..3, conduit-5'; names of no one
+    prefix and index are listed as they are."""
     if len(ids) == 1:
         return ids[0]
     named = [_index(i) for i in ids]
+    if None in named or len({n[0] for n in named}) > 1:  # type: ignore[index]
+        return ", ".join(ids)
     prefix = named[0][0]  # type: ignore[index]  # grouped steps share their prefix
     numbers = sorted(n for _, n in named)  # type: ignore[misc]
     runs: list[list[int]] = []

@@ -13,14 +13,14 @@ from conduit.views import values
 from conduit.views.grouping import groups, id_ranges, rollout_line
 
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "adopt": "<=", "delete": "-", "no-op": " ",
-          "pull": "v", "drain": "||", "restore": "|>", "measure": "?", "judge": "?!"}
+          "pull": "v", "drain": "||", "restore": "|>", "measure": "?", "judge": "?!", "backup": "=>"}
 COLOUR = {"create": "green", "update": "yellow", "replace": "magenta", "adopt": "cyan", "delete": "red", "no-op": "dim",
-          "pull": "blue", "drain": "blue", "restore": "blue", "measure": "blue", "judge": "blue"}
+          "pull": "blue", "drain": "blue", "restore": "blue", "measure": "blue", "judge": "blue", "backup": "blue"}
 
 
 def _verb(step: Step) -> str:
     """Steps that are not a resource's change say what they do."""
-    return f"{step.action} " if step.action in ("pull", "drain", "restore", "measure", "judge") else ""
+    return f"{step.action} " if step.action in ("pull", "drain", "restore", "measure", "judge", "backup") else ""
 
 
 def _note(group: list[Step], rollout: str | None) -> str:
@@ -41,7 +41,8 @@ def _step_lines(group: list[Step], plan: Plan, verbose: bool) -> list[str]:
     """One step, or a run of steps that change the same fields in the same way (grouped)."""
     step = group[0]
     colour = COLOUR[step.action]
-    head = f"[{colour}]{SYMBOL[step.action]:>3} {_verb(step)}{step.kind} {escape(id_ranges([s.id for s in group]))}[/{colour}]"
+    ids = step.id.split(",") if step.kind == "keys" else [s.id for s in group]  # a backup names all its nodes
+    head = f"[{colour}]{SYMBOL[step.action]:>3} {_verb(step)}{step.kind} {escape(id_ranges(ids))}[/{colour}]"
     rollout = rollout_line(group, plan, drains_shown=verbose) if step.kind == "container" else None
     lines = [f"{head}  [dim]({_note(group, rollout)})[/dim]"]
     if step.new_identity:
@@ -50,7 +51,7 @@ def _step_lines(group: list[Step], plan: Plan, verbose: bool) -> list[str]:
                      "its reputation starts again (apply refuses without --allow-new-identity)")
     if rollout:
         lines.append(f"      {rollout}")
-    if step.action == "create" and step.desired and step.kind != "image":
+    if step.action == "create" and step.desired and step.kind not in ("image", "compartment"):
         lines += _desired_lines(group, verbose)
     for change in step.changes:
         lines += _change_lines(change, verbose)

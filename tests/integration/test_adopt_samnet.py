@@ -208,7 +208,7 @@ def test_import_and_apply_a_samnet_v1_2_host(samnet_host):
     plan = host.run("plan", "--json", str(host.spec))
     assert plan.returncode == 0, plan.stdout + plan.stderr
     changes = [(s["kind"], s["id"], s["action"]) for s in json.loads(plan.stdout)["steps"] if s["action"] != "no-op"]
-    assert changes == [("container", "conduit", "adopt"), ("container", "conduit-2", "adopt")]
+    assert changes == [("keys", "conduit,conduit-2", "backup"), ("container", "conduit", "adopt"), ("container", "conduit-2", "adopt")]
 
     applied = host.run("apply", "--auto-approve", str(host.spec))
     assert applied.returncode == 0, applied.stdout + applied.stderr

@@ -114,7 +114,8 @@ def test_import_apply_and_destroy_keep_every_key(v1_host):
 
     plan = json.loads(host.run("plan", "--json", str(host.spec)).stdout)
     changes = [(s["kind"], s["id"], s["action"]) for s in plan["steps"] if s["action"] != "no-op"]
-    assert changes == [("container", host.prefix, "adopt"), ("container", f"{host.prefix}-2", "adopt")]
+    backup = ("keys", f"{host.prefix},{host.prefix}-2", "backup")  # their keys first: the adopts touch their volumes
+    assert changes == [backup, ("container", host.prefix, "adopt"), ("container", f"{host.prefix}-2", "adopt")]
 
     applied = host.run("apply", "--auto-approve", str(host.spec))
     assert applied.returncode == 0, applied.stdout + applied.stderr

@@ -101,8 +101,8 @@ def apply(doc: ClusterSpec, host: Host, the_plan: Plan) -> None:
     wanted = {r.key: r for r in render(settled(doc, host).doc)}
     by_name = {n.name: n for n in nodes(doc)}
     for step in the_plan.steps:
-        if step.action in ("no-op", "drain", "restore", "measure", "judge"):
-            continue
+        if step.action in ("no-op", "drain", "restore", "measure", "judge", "backup") or step.kind == "compartment":
+            continue  # no resource changes: a drain, a key backup, a compartment in a volume
         if step.action == "pull":
             host.image = host.image or PULLED_ID
         elif step.kind != "container":
@@ -122,7 +122,8 @@ def apply(doc: ClusterSpec, host: Host, the_plan: Plan) -> None:
             node = by_name[step.id]
             image_id = step.desired.get("image_id") or host.image
             assert image_id is not None, f"{step.id} is made from {TAG}, which is not on the engine and was not pulled"
-            host.others.setdefault(("volume", node.volume), Resource("volume", node.volume, {}, keep=True))
+            # Its volume is made by the plan's own volume step, before it (the container step makes none).
+            assert ("volume", node.volume) in host.others, f"{step.id} is made before its volume {node.volume}"
             host.entries[step.id] = entry(step.id, step.desired, labels(doc, node, step.desired), image_id)
             host.limits[step.id] = (step.desired["cpus"], step.desired["memory"])
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import conduit.cli.plan as cli_plan
 import conduit.engine.apply as apply_module
-import conduit.engine.reconcile as reconcile_module
+import conduit.execute.executor as executor_module
 from conduit.cli.root import main
 from conduit.errors import EngineError
 from conduit.execute import nodehealth
@@ -22,6 +22,7 @@ from conduit.plan.kinds import Kind
 from conduit.execute.gates import containers_gate
 from conduit.engine.reconcile import Request, reconcile
 from conduit.plan.planner import Plan, Step
+from conduit.plan.schedule import key_backup
 from conduit.render.container import container_props
 from conduit.spec.load import load_text
 from conduit.spec.resolve import nodes
@@ -140,13 +141,14 @@ def executor(doc, api: FakeApi, tmp_path) -> Executor:
     return Executor(target_of(doc), tmp_path, tmp_path, client(api))
 
 
-@pytest.mark.parametrize("action", ["remove_container", "drop_previous", "restore_previous", "ensure_image", "start_new", "inspect"])
+@pytest.mark.parametrize("action", ["remove_container", "drop_previous", "restore_previous", "_image", "start_new", "inspect"])
 def test_an_engine_that_does_not_answer_is_one_engine_error(doc, tmp_path, action):
     api = FakeApi()
     api.containers["conduit-1.previous"] = {"id": "held", "running": False}
     api.down = True
     ex = executor(doc, api, tmp_path)
-    args = {"ensure_image": "example/conduit:1", "start_new": replace_plan(doc).changes[0]}.get(action, "conduit-1")
+    pull = Step("containers", "image", "example/conduit:1", "pull", "not on this host", desired={"image": "example/conduit:1"})
+    args = {"_image": pull, "start_new": replace_plan(doc).changes[0]}.get(action, "conduit-1")
     with pytest.raises(EngineError) as caught:
         getattr(ex, action)(args)
     assert "\n" not in str(caught.value) and SOCKET in str(caught.value)
@@ -237,12 +239,18 @@ def test_engine_lost_during_the_key_backup_changes_nothing(doc, tmp_path, no_pro
     def backup(*args):
         raise EngineError("cannot reach the Docker engine")
 
-    monkeypatch.setattr(reconcile_module, "automatic_backup", backup)
+    monkeypatch.setattr(executor_module, "backup", backup)
     api = FakeApi()
-    outcome = reconcile(request(doc, tmp_path, api))
+    req = request(doc, tmp_path, api)
+    plan = replace_plan(doc)
+    plan.steps = key_backup(plan.steps, []) + plan.steps  # as the schedule writes it: the keys first
+    req.planner = lambda d, h: (plan, [])
+    outcome = reconcile(req)
     assert (outcome.status, outcome.exit_code) == ("failed", 1)
+    assert "Docker engine" in outcome.failure
     assert api.containers == {"conduit-1": {"id": "old", "running": True}}
-    assert [g.outcome for g in open_state(tmp_path).history.generations()] == ["failed"]
+    # Only the backup was tried: no generation, as for a pull that failed (the audit log keeps why).
+    assert open_state(tmp_path).history.generations() == []
 
 
 # ------------------------------------------------------------------ the CLI: one line, exit code, alert

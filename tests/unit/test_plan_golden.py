@@ -301,6 +301,14 @@ def volume_prefix_changed():
     return doc, text, applied(old).obs
 
 
+def personal_clients_on():
+    """Four fronted nodes take personal clients, two at a time: keys backed up, compartments made, two batches."""
+    old, _ = load(with_front(containers__count=4))
+    doc, text = load(with_front(containers__count=4, conduit__max_personal_clients=5,
+                                rollout={"max_unavailable": 2, "drain_seconds": 20}))
+    return doc, text, applied(old).obs
+
+
 def cli_1x_first_apply():
     doc, text = load(base(containers__image=IMAGE_15, conduit__cli_version="1.5"))
     return doc, text, Observation()
@@ -325,6 +333,7 @@ SCENARIOS = {
         replace_with_front,
         replace_in_batches,
         volume_prefix_changed,
+        personal_clients_on,
         adopt,
         drift,
         sysctl_refused,

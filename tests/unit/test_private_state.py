@@ -102,7 +102,12 @@ def test_the_apply_lock_is_private(open_state_dir):
 
 
 def test_an_automatic_key_backup_is_private(open_state_dir, tmp_path):
-    from conduit.drivers.keys import automatic_backup
+    from conduit.drivers.keys import backup_dir
+    from conduit.engine.planning import target_of
+    from conduit.execute.executor import Executor
+    from conduit.plan.planner import Step
+    from conduit.spec.load import load_text
+    from tests.helpers import EXAMPLE, SMALL_VPS
     from tests.unit.test_keys_backup import COMPARTMENT, FakeClient
     from tests.unit.test_keyfile import key_file
 
@@ -111,7 +116,10 @@ def test_an_automatic_key_backup_is_private(open_state_dir, tmp_path):
     (volume / "conduit_key.json").write_bytes(key_file())
     (volume / "personal_compartment.json").write_bytes(COMPARTMENT)
     open_state(open_state_dir)
-    dest = automatic_backup(FakeClient(tmp_path / "volumes"), ["n-data"], open_state_dir, 2)
+    dest = backup_dir(open_state_dir, 2)
+    target = target_of(load_text(EXAMPLE.read_text(), "c.yaml", SMALL_VPS))
+    step = Step("containers", "keys", "n-1", "backup", "before a replace", desired={"volumes": ["n-data"], "nodes": {"n-data": "n-1"}})
+    Executor(target, tmp_path / "root", open_state_dir, FakeClient(tmp_path / "volumes"), key_backups=dest).run(step)
     assert sorted(p.name for p in dest.iterdir()) == ["SHA256SUMS", "n-data.conduit_key.json", "n-data.personal_compartment.json"]
     assert_private(open_state_dir)
 
@@ -152,7 +160,6 @@ def test_the_tracker_log_and_pid_file_are_private(open_state_dir, tmp_path, monk
         pid = 2**22 + 17  # above any pid this test could signal
 
     started = []
-    monkeypatch.setattr(execute, "systemd_is_init", lambda: False)
     monkeypatch.setattr(execute.subprocess, "Popen", lambda *a, **kw: started.append(kw) or Started())
     doc = load_text(EXAMPLE.read_text(), "c.yaml", SMALL_VPS)
     (tracker,) = render_tracker(doc)
@@ -225,11 +232,14 @@ def test_the_tracker_unit_stays_readable_host_configuration(tmp_path, monkeypatc
     from conduit.spec.load import load_text
     from tests.helpers import EXAMPLE, SMALL_VPS
 
-    monkeypatch.setattr(execute, "systemd_is_init", lambda: True)
+    from conduit.engine.targets import executable
+    from conduit.plan.planner import Plan
+    from conduit.plan.target import Runtime
+
     monkeypatch.setattr(execute, "systemctl", lambda *a, **kw: None)
     doc = load_text(EXAMPLE.read_text(), "c.yaml", SMALL_VPS)
     (tracker,) = render_tracker(doc)
-    Executor(target_of(doc), tmp_path / "root", tmp_path / "state", None).run(
-        Step("tracker", "tracker", "tracker", "create", "not on the host", [], tracker.props)
-    )
+    create = Step("tracker", "tracker", "tracker", "create", "not on the host", [], tracker.props)
+    plan = executable(Plan(doc.metadata.name, [create], "fp"), doc, Runtime(True, "/usr/bin/conduit", str(tmp_path / "state")))
+    Executor(plan.target, tmp_path / "root", tmp_path / "state", None).run(plan.steps[0])
     assert mode(tmp_path / "root/etc/systemd/system/conduit-tracker-edge-1.service") == 0o644

@@ -6,11 +6,11 @@ import stat
 
 import pytest
 
-from conduit.execute import executor as execute
-from conduit.engine.planning import target_of
+from conduit.engine.targets import executable
 from conduit.execute.executor import Executor
 from conduit.spec.load import load_text
-from conduit.plan.planner import Step
+from conduit.plan.planner import Plan, Step
+from conduit.plan.target import Runtime
 from conduit.render.tracker import render_tracker
 from tests.helpers import EXAMPLE, SMALL_VPS
 
@@ -24,15 +24,19 @@ def systemctl(tmp_path, monkeypatch):
     script.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setattr(execute, "systemd_is_init", lambda: True)
     return lambda: calls.read_text().splitlines() if calls.exists() else []
 
 
 def test_tracker_becomes_a_unit_and_goes_away_again(tmp_path, systemctl):
+    """Planned for a host whose PID 1 is systemd, the tracker step carries its unit; the executor writes it."""
     doc = load_text(EXAMPLE.read_text(), "c.yaml", SMALL_VPS)
     (tracker,) = render_tracker(doc)
-    ex = Executor(target_of(doc), tmp_path / "root", tmp_path / "state", None)
-    ex.run(Step("tracker", "tracker", "tracker", "create", "not on the host", [], tracker.props))
+    create = Step("tracker", "tracker", "tracker", "create", "not on the host", [], tracker.props)
+    runtime = Runtime(systemd=True, conduit_bin="/opt/bin/conduit", state_dir=str((tmp_path / "state").resolve()))
+    plan = executable(Plan(doc.metadata.name, [create], "fp"), doc, runtime)
+    assert plan.target.systemd and "ExecStart=/opt/bin/conduit tracker run" in plan.steps[0].desired["unit"]
+    ex = Executor(plan.target, tmp_path / "root", tmp_path / "state", None)
+    ex.run(plan.steps[0])
     unit = tmp_path / "root/etc/systemd/system/conduit-tracker-edge-1.service"
     text = unit.read_text()
     assert f"Environment=CONDUIT_STATE_DIR={(tmp_path / 'state').resolve()}" in text
