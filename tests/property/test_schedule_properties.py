@@ -1,4 +1,4 @@
-"""conduit.plan.schedule: the steps apply runs besides the diff (pulls, drains), and their order."""
+"""conduit.plan.schedule: the steps apply runs besides the diff (pulls, drains, key backups, compartments), and their order."""
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -17,12 +17,12 @@ def load(data):
     return settle_cli_version(doc, None)[0]
 
 
-ADDED_BY_SCHEDULE = {("image", "pull"), ("backends", "drain"), ("backends", "restore")}
+ADDED_BY_SCHEDULE = {("image", "pull"), ("backends", "drain"), ("backends", "restore"), ("keys", "backup"), ("compartment", "create")}
 
 
 @given(valid_specs(), valid_specs())
 @settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
-def test_the_schedule_adds_only_pulls_and_drains_and_keeps_every_change(old_data, new_data):
+def test_the_schedule_adds_only_its_own_steps_and_keeps_every_change(old_data, new_data):
     old, new = load(old_data), load(new_data)
     diff = make_plan("c", render(new), render(old))
     scheduled = plan_between(old, new)
