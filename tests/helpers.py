@@ -109,3 +109,19 @@ def removed_afterwards(*files: Path):
         for folder in made:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty: whatever else came meanwhile stays
+
+
+def offline_plan(doc):
+    """The plan against an empty host (`conduit plan --offline`)."""
+    from conduit.engine.intent import Apply
+    from conduit.engine.planning import nothing_observed, plan
+
+    return plan(Apply(), doc, nothing_observed())
+
+
+def plan_between(old, new):
+    """The plan from `old`, as if it were applied exactly, to `new` (`conduit plan-diff`)."""
+    from conduit.engine.intent import Apply
+    from conduit.engine.planning import as_applied, plan
+
+    return plan(Apply(), new, as_applied(old, new))

@@ -30,6 +30,21 @@ def test_import_contracts_hold():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+PURE_PLANNING = ("conduit.engine.planning", "conduit.engine.settle", "conduit.engine.intent")
+
+
+def test_planning_imports_no_driver():
+    """The plan is made from one observation: loading the planner loads no driver, no state module,
+    no Docker SDK and no subprocess (and .importlinter keeps it so, indirect imports included)."""
+    probe = "import sys; import " + ", ".join(PURE_PLANNING) + "; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = done.stdout.split()
+    assert "conduit.engine.planning" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("docker", "subprocess") or m.startswith(("conduit.drivers", "conduit.state"))] == []
+    contract = (ROOT / ".importlinter").read_text().split("[importlinter:contract:planning]")[1].split("[importlinter")[0]
+    assert all(m in contract for m in PURE_PLANNING + ("conduit.drivers", "conduit.state", "docker", "subprocess"))
+
+
 def test_no_product_function_is_above_complexity_15():
     done = subprocess.run([sys.executable, "-m", "radon", "cc", "-j", "conduit"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -18,7 +18,7 @@ from conduit.drivers.files import private_tree
 from conduit.drivers.keys import backup, claim_url, read_file, read_key, restore
 from conduit.drivers.programs import not_installed
 from conduit.engine.images import asked_facts
-from conduit.engine.planning import removal_plan
+from conduit.engine.intent import Destroy
 from conduit.engine.reconcile import Request, reconcile
 from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
@@ -258,8 +258,8 @@ def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
 
     # The key backup the removal makes is the last copy of the keys: it stays in the state directory.
     request = Request(doc, f"# destroy of {doc.metadata.name}\n", file, opts.host(), opts.detected(), "conduit destroy", click.echo,
-                      confirm=approve, review=print_plan, planner=lambda d, h: removal_plan(d, h, purge_data),
-                      wait=False, git=(None, None), spec_hash="destroy", removal=True)  # fmt: skip
+                      confirm=approve, review=print_plan, intent=Destroy(purge_data),
+                      wait=False, git=(None, None), spec_hash="destroy")  # fmt: skip
     try:
         outcome = reconcile(request)
     except (Locked, EngineError, StateError) as exc:

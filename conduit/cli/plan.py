@@ -12,7 +12,9 @@ from conduit.cli.common import Options, confirm, fail, invalid, load_spec
 from conduit.errors import EngineError, GitError, HostMoved, Locked, NotASavedPlan, SpecError
 from conduit.engine import intents
 from conduit.engine.intents import Door
-from conduit.engine.planning import plan_against_host, plan_between, plan_offline
+from conduit.engine.intent import Apply
+from conduit.engine.observe import plan_on_host
+from conduit.engine import planning
 from conduit.engine.reconcile import Request, reconcile
 from conduit.features.alerts import notify
 from conduit.plan.planner import Plan
@@ -86,7 +88,7 @@ def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None
     """Show what `apply` would change on this host to make it match FILE. Changes nothing."""
     spec = load_spec(opts, file)
     try:
-        result = plan_offline(spec) if offline else plan_against_host(spec, opts.host())
+        result = planning.plan(Apply(), spec, planning.nothing_observed()) if offline else plan_on_host(Apply(), spec, opts.host())[0]
     except EngineError as exc:
         fail(str(exc))
     extra = spec_fields(file, spec_text(file), offline)
@@ -134,7 +136,7 @@ def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bo
     except SpecError as exc:
         invalid(exc.lines())
     new = load_spec(opts, new_name)
-    result = plan_between(old, new)
+    result = planning.plan(Apply(), new, planning.as_applied(old, new))
     _show(result, as_json, None, verbose)
     _exit_for(result, detailed_exitcode)
 

@@ -11,8 +11,8 @@ from conduit.cli.common import Options, fail, load_spec
 from conduit.cli.plan import door, run_apply
 from conduit.errors import EngineError
 from conduit.engine import intents
-from conduit.engine.planning import observed_plan
-from conduit.engine.updates import UpdateRequest
+from conduit.engine.intent import Apply
+from conduit.engine.observe import plan_on_host
 from conduit.spec.load import spec_text
 from conduit.views.report import update_lines
 
@@ -35,7 +35,7 @@ def update(opts: Options, file: str, check: bool, auto_approve: bool, no_wait: b
         fail(f"{file}: spec.updates.policy is off, so the registry is never asked; set it to report or auto")
     if check:
         try:
-            plan, _ = observed_plan(spec, opts.host(), UpdateRequest(take=False))
+            plan, _ = plan_on_host(Apply(take=False), spec, opts.host())
         except EngineError as exc:
             fail(str(exc))
         for warning in plan.warnings:

@@ -7,7 +7,6 @@ killed at any point is visible to the next plan and converged by the next apply.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -23,17 +22,14 @@ from conduit.execute.executor import Executor, StepFailed
 from conduit.execute.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
-from conduit.drivers.observe import host_runtime
-from conduit.engine.planning import observed_plan, rollout
-from conduit.engine.targets import OFFLINE, executable
-from conduit.engine.updates import rollback_request
-from conduit.plan.planner import Plan, Step, make_plan
-from conduit.plan.schedule import schedule
-from conduit.plan.target import Runtime, Target
+from conduit.engine.intent import Rollback
+from conduit.engine.observe import plan_on_host
+from conduit.engine.updates import generation_image
+from conduit.plan.planner import Plan, Step
+from conduit.plan.target import Target
 from conduit.spec.resources import PHASES, Resource
 from conduit.state.stores import Stores
 from conduit.spec.profiles import HostFacts
-from conduit.spec.spec import ClusterSpec
 
 CREATE_WORKERS = 4  # containers created at once; the engine serialises much of it anyway
 RETRY_SECONDS = 0.5  # between pings of an engine that stopped answering
@@ -247,15 +243,14 @@ def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int
     Returns what it rolled back to, and why it did not finish (None when it did)."""
     good = state.history.last_good(state.history.generation(failed_gen).cluster)  # never another cluster's spec
     target = f"generation {good.id}" if good is not None else "the state before this apply"
-    request = rollback_request(state.images, good.id if good is not None else None)
     try:
         if good is not None:
             doc = load_text(good.spec_text, f"generation {good.id}", facts)
-            plan, _ = observed_plan(doc, host, request)
+            intent = Rollback(good.id, generation_image(state.images, good.id))
         else:
             doc = load_text(state.history.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
-            plan, observed = observed_plan(doc, host, request)
-            plan = undo_plan(doc, before, observed, host_runtime(host))
+            intent = Rollback(None, before=tuple(before))
+        plan, _ = plan_on_host(intent, doc, host)
         report(f"rolling back to {target}")
         Engine(plan.target, host, state, failed_gen, report).run(plan, tuple(reversed(PHASES)))
     except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
@@ -266,17 +261,3 @@ def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int
         report(f"the rollback did not finish: {type(exc).__name__}: {exc}")
         return target, f"{type(exc).__name__}: {exc}"
     return target, None
-
-
-def undo_plan(doc: ClusterSpec, before: list[Resource], observed: list[Resource], runtime: Runtime = OFFLINE) -> Plan:
-    """Put back what the host had before a first apply: undo what it added or changed.
-
-    Containers cannot be rebuilt from nothing, so those that were there stay as they are now
-    (a replaced one was already put back by the rolling replace). Nothing is adopted: a bash
-    manager's node that was restored has no rendered image or command to recreate it from.
-    """
-    had = {b.key for b in before}
-    kept = [dataclasses.replace(r, adopt=False) for r in observed if r.kind == "container" and r.key in had]
-    wanted = [r for r in before if r.kind != "container"] + kept
-    now = [r for r in observed if r.kind != "container" or r.key not in had] + kept
-    return executable(schedule(make_plan(doc.metadata.name, wanted, now), rollout(doc, True)), doc, runtime)

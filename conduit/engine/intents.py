@@ -1,7 +1,8 @@
 """What a door may ask for, each built into the one Request that reconcile runs: apply a spec,
-apply a saved plan, roll back to a generation, take an update. The CLI, watch and the agent
-build their requests here, so that a rollback is the same rollback whichever door asked for it
-(back to the image the generation ran, by ID, whatever its tag means now)."""
+apply a saved plan, roll back to a generation, take an update. The CLI, watch, the agent and the
+bot build their requests here from the typed intents (conduit.engine.intent), so that a rollback
+is the same rollback whichever door asked for it (back to the image the generation ran, by ID,
+whatever its tag means now)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from dataclasses import dataclass
 
 from conduit.drivers.observe import HostAccess
 from conduit.engine.apply import Report
-from conduit.engine.planning import observed_plan, saved_planner
+from conduit.engine.intent import Apply, ApplySaved, Intent, Rollback, Update
 from conduit.engine.reconcile import Request
-from conduit.engine.updates import UpdateRequest, rollback_request
+from conduit.engine.updates import generation_image
 from conduit.plan.planner import Plan
 from conduit.plan.saved import SavedPlan
 from conduit.spec.load import load_text
@@ -45,40 +46,30 @@ class Door:
     allow_new_identity: bool = False  # the host's own flag, never a spec's
 
 
-@dataclass(frozen=True)
-class Observed:
-    """The planner that observes the host and diffs, with how it treats the image behind the tag.
-    A value, not a closure: two doors' requests can be compared."""
-
-    updates: UpdateRequest | None = None
-
-    def __call__(self, doc: ClusterSpec, host: HostAccess):
-        return observed_plan(doc, host, self.updates)
-
-
-def _request(door: Door, doc: ClusterSpec, text: str, path: str | None, planner, git=None) -> Request:
+def request(door: Door, intent: Intent, doc: ClusterSpec, text: str, path: str | None, git=None) -> Request:
+    """The Request that reconciles `doc` for `intent`, as `door` asks it."""
     return Request(doc, text, path, door.host, door.facts, door.command, door.report, confirm=door.confirm, review=door.review,
-                   planner=planner, wait=door.wait, on_wait=door.on_wait, git=git, allow_new_identity=door.allow_new_identity)  # fmt: skip
+                   intent=intent, wait=door.wait, on_wait=door.on_wait, git=git, allow_new_identity=door.allow_new_identity)  # fmt: skip
 
 
-def apply_spec(door: Door, doc: ClusterSpec, text: str, path: str | None, updates: UpdateRequest | None = None,
+def apply_spec(door: Door, doc: ClusterSpec, text: str, path: str | None, intent: Apply = Apply(),
                git: tuple[str | None, bool | None] | None = None) -> Request:  # fmt: skip
-    """Make the host match `doc`; `updates`: how a new image behind the tag is treated (default: as spec.updates says)."""
-    return _request(door, doc, text, path, Observed(updates), git)
+    """Make the host match `doc`; `intent` says how a new image behind the tag is treated (default: as spec.updates says)."""
+    return request(door, intent, doc, text, path, git)
 
 
 def take_update(door: Door, doc: ClusterSpec, text: str, path: str | None) -> Request:
     """`conduit update`: ask the registry now and move the nodes to a new image behind the tag, canary first."""
-    return apply_spec(door, doc, text, path, UpdateRequest(take=True))
+    return request(door, Update(), doc, text, path)
 
 
 def apply_saved(door: Door, saved: SavedPlan) -> Request:
     """Exactly the saved plan, once the host is seen as it was when it was made. Raises SpecError."""
     doc = load_text(saved.spec_text, saved.spec_file, door.facts)
-    return _request(door, doc, saved.spec_text, saved.spec_file, saved_planner(saved.plan))
+    return request(door, ApplySaved(saved.plan), doc, saved.spec_text, saved.spec_file)
 
 
 def roll_back(door: Door, images: Images, target: Generation) -> Request:
     """Generation `target`'s spec, with the image its nodes ran, by ID; no registry asked. Raises SpecError."""
     doc = load_text(target.spec_text, f"generation {target.id}", door.facts)
-    return _request(door, doc, target.spec_text, target.spec_path, Observed(rollback_request(images, target.id)))
+    return request(door, Rollback(target.id, generation_image(images, target.id)), doc, target.spec_text, target.spec_path)

@@ -1,42 +1,62 @@
-"""Plans for a real host, an empty host or between two specs: settle the image, observe, render, diff;
-and destroy's plan, which removes what is observed.
+"""The one plan: `plan(intent, doc, observed)`, pure. The host is read once before it, by
+conduit.engine.observe; here nothing is read or written, and no driver or state module is
+imported (tests/test_architecture.py). An offline plan is `plan` with nothing observed
+(`nothing_observed`); a plan between two specs is `plan` against the old one as if it were
+applied exactly (`as_applied`).
 
-Observation is the drivers' (conduit.drivers.observe); what the image speaks is asked by
-conduit.engine.images; the diff itself is pure (conduit.plan.planner).
+The diff itself is conduit.plan.planner, the schedule conduit.plan.schedule.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 
-from conduit.drivers.docker import CountingClient
-from conduit.drivers.observe import HostAccess, host_runtime, observe_host
-from conduit.engine.images import Settled, settle_image
-from conduit.engine.targets import OFFLINE, executable, target_of  # noqa: F401 - target_of is part of this API
-from conduit.engine.updates import UpdateRequest
-from conduit.plan.planner import Plan, make_plan
+from conduit.engine.intent import ApplySaved, Destroy, Intent, Rollback
+from conduit.engine.settle import ImageSeen, Learned, settle
+from conduit.errors import HostMoved
+from conduit.plan.planner import Plan, Step, make_plan
 from conduit.plan.schedule import Rollout, schedule
+from conduit.engine.targets import OFFLINE, executable, target_of  # noqa: F401 - target_of is part of this API
 from conduit.plan.target import Runtime
 from conduit.render.desired import render
-from conduit.errors import HostMoved
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
-from conduit.state.db import Database, StateError
-from conduit.state.holds import Holds
-from conduit.state.kernel import KernelAnswers
 
 
-def settle_cli_version(
-    doc: ClusterSpec, client: CountingClient | None, state_dir: Path | None = None, pin: str | None = None
-) -> tuple[ClusterSpec, list[str]]:
-    """The spec with what its image (or the image ID `pin`) speaks (conduit.engine.images), and the
-    warnings; the registry is not asked."""
-    settled = settle_image(doc, client, state_dir, UpdateRequest(registry="never", take=False, pin=pin))
-    return settled.doc, settled.warnings
+@dataclass
+class Observed:
+    """Everything a plan knows of the host, read once (conduit.engine.observe.observe).
+
+    `host`: the drivers' resources, drift, foreign names and preflight findings; `image`: which
+    image the nodes should run and what it speaks (None: no engine was asked); `held_stopped`,
+    `held_cpus`: the holds (conduit.state.holds); `refused_before`: the sysctl writes the kernel
+    refused at earlier applies; `learned`: what the state does not hold yet, for the apply to
+    record; `runtime`: what the host runs the tracker and nginx with; `has_image`: whether the engine has the spec's image (None: as `image` says);
+    `sysctl_read`: the sysctl values are the host's own (profile floors never lower them), not a spec's."""
+
+    host: Observation = field(default_factory=Observation)
+    image: ImageSeen | None = None
+    held_stopped: frozenset[str] = frozenset()
+    held_cpus: dict[str, float] = field(default_factory=dict)
+    refused_before: dict[str, tuple[str, str]] = field(default_factory=dict)
+    learned: Learned = field(default_factory=Learned)
+    api_calls: int = 0
+    has_image: bool | None = None
+    sysctl_read: bool = True
+    runtime: Runtime = OFFLINE  # whether systemd is PID 1, conduit's path, the state dir (units are rendered for it)
+
+
+def nothing_observed() -> Observed:
+    """An empty host, with no Docker, nginx or /proc/sys to ask: what an offline plan is made against."""
+    return Observed()
+
+
+def as_applied(old: ClusterSpec, new: ClusterSpec) -> Observed:
+    """A host where `old` was applied exactly, as `new`'s plan sees it (no engine asked)."""
+    same_image = old.spec.containers.image == new.spec.containers.image
+    return Observed(Observation(resources=render(settle(old).doc)), has_image=same_image, sysctl_read=False)
 
 
 def canaries(doc: ClusterSpec) -> int:
@@ -65,78 +85,48 @@ def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None =
     )
 
 
-def observed_plan(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | None = None) -> tuple[Plan, list[Resource]]:
-    """The plan for this host, and the resources it was made against. `request`: how a new image
-    behind the tag is treated (conduit.engine.updates; default: as spec.updates says)."""
-    client = host.docker()
-    settled = settle_image(doc, client, host.state_dir, request)
-    keys = [r.id for r in render(settled.doc) if r.kind == "sysctl"]
-    obs = observe_host(settled.doc, host, client, keys)
-    holds = Holds(host.state_dir).current()
-    plan = plan_observed(settled, obs, recorded_refusals(host.state_dir), frozenset(n for n, h in holds.items() if h.cpus is None),
-                         {n: h.cpus for n, h in holds.items() if h.cpus is not None}, host_runtime(host))  # fmt: skip
-    plan.api_calls = client.calls if client else 0
-    return plan, obs.resources
+def plan(intent: Intent, doc: ClusterSpec, seen: Observed) -> Plan:
+    """The plan for `intent` on a host seen as `seen`. Raises HostMoved (a saved plan that is not
+    what its spec plans for this host now)."""
+    if isinstance(intent, Destroy):
+        return _removal(doc, seen, intent.purge_data)
+    if isinstance(intent, Rollback) and intent.generation is None:
+        return _undo(doc, list(intent.before), seen.host.resources, seen.runtime)
+    fresh = _converge(doc, seen)
+    if isinstance(intent, ApplySaved):
+        return _as_saved(intent.plan, fresh)
+    return fresh
 
 
-def _as_json(steps: list) -> list:
-    return json.loads(json.dumps([s.to_json() for s in steps], sort_keys=True))
-
-
-def saved_planner(saved: Plan) -> Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]:
-    """A planner (conduit.engine.reconcile.Request.planner) that observes the host again and returns
-    the saved plan itself, with what it observed as the state to roll back to. Raises HostMoved when
-    the host's fingerprint is not the one the plan was made against."""
-
-    def planner(doc: ClusterSpec, host: HostAccess) -> tuple[Plan, list[Resource]]:
-        fresh, before = observed_plan(doc, host)
-        if fresh.fingerprint != saved.fingerprint:
-            raise HostMoved("the host changed since this plan was saved; make a new plan")
-        # The digest proves the file is whole, not who wrote it: its steps must be the ones its
-        # own spec plans for this host, or the file says one thing and does another.
-        if _as_json(fresh.steps) != _as_json(saved.steps):
-            raise HostMoved("the saved plan's steps are not what its spec plans for this host; make a new plan")
-        # The same for what the steps run against (labels, the nginx text, units): a re-sealed file
-        # must not carry a target of its own.
-        if (fresh.target.to_json() if fresh.target else None) != (saved.target.to_json() if saved.target else None):
-            raise HostMoved("the saved plan's target is not what its spec plans for this host; make a new plan")
-        # What stops an apply now stops this one too, though the plan was made without it.
-        problems = saved.problems + [p for p in fresh.problems if p not in saved.problems]
-        return replace(saved, problems=problems, warnings=list(saved.warnings), api_calls=fresh.api_calls), before
-
-    return planner
-
-
-def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
-    """The sysctl writes the kernel refused at earlier applies (none when the state cannot be read)."""
-    try:
-        db = Database.reader(state_dir)
-        return KernelAnswers(db).refused() if db else {}
-    except StateError:
-        return {}
-
-
-def plan_observed(settled: Settled, obs: Observation, refused_before: dict[str, tuple[str, str]] | None = None,
-                  held_stopped: frozenset[str] = frozenset(), held_cpus: dict[str, float] | None = None,
-                  runtime: Runtime = OFFLINE) -> Plan:  # fmt: skip
-    """The plan for a settled spec and what was observed of the host. Pure. `held_stopped`: the
-    nodes an operator or the budget stopped (conduit.state.holds), planned stopped, not repaired;
-    `held_cpus`: the nodes the budget throttled, planned with that CPU limit instead of the spec's.
+def _converge(doc: ClusterSpec, seen: Observed) -> Plan:
+    """The diff of the settled spec and the host. `held_stopped`: the nodes an operator or the budget
+    stopped, planned stopped, not repaired; `held_cpus`: the nodes the budget throttled, planned with
+    that CPU limit instead of the spec's.
 
     Under sysctl.on_refused: warn, a key this kernel cannot take now, or one whose very value it
     refused at the last apply, is held (a no-op with a warning) until the host or the value changes."""
-    doc = settled.doc
-    now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"}
-    desired, observed = stopped_on_hold(render(doc, sysctl_now=now), obs.resources, held_stopped)
-    desired = capped_on_hold(desired, held_cpus or {})
-    held, warnings = _held_keys(doc, desired, obs, refused_before or {})
+    settled = settle(doc, seen.image)
+    doc, obs = settled.doc, seen.host
+    present = settled.image_present if seen.has_image is None else seen.has_image
+    now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"} if seen.sysctl_read else None
+    desired, observed = stopped_on_hold(render(doc, sysctl_now=now), obs.resources, seen.held_stopped)
+    desired = capped_on_hold(desired, seen.held_cpus)
+    held, why = _held_keys(doc, desired, obs, seen.refused_before)
     taken = settled.update is not None and settled.update.taken
-    plan = executable(schedule(make_plan(doc.metadata.name, desired, observed, obs.drifted), rollout(doc, settled.image_present, held, taken)), doc, runtime)
-    plan.problems, plan.foreign = settled.problems + obs.problems, obs.foreign
-    plan.warnings = settled.warnings + obs.warnings + warnings
+    diff = make_plan(doc.metadata.name, desired, observed, obs.drifted)
+    out = executable(schedule(diff, rollout(doc, present, held, taken)), doc, seen.runtime)
+    out.problems, out.foreign = settled.problems + obs.problems, obs.foreign
+    out.warnings = settled.warnings + obs.warnings + [w for key, said in why.items() if key not in obs.refused for w in said]
+    out.held = _held_in(diff.steps, held, why)
+    out.api_calls = seen.api_calls
     if settled.update is not None:
-        plan.update = asdict(settled.update)
-    return plan
+        out.update = asdict(settled.update)
+    return out
+
+
+def _held_in(steps: list[Step], held: dict[str, str], why: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The keys whose write this plan holds back (conduit.plan.schedule), each with the warnings that say why."""
+    return {s.id: why.get(s.id, []) for s in steps if s.kind == "sysctl" and s.action in ("create", "update") and s.id in held}
 
 
 STOPPED = ("exited", "created")  # what Docker calls a container that does not run and is not failing over
@@ -161,47 +151,61 @@ def capped_on_hold(desired: list[Resource], cpus: dict[str, float]) -> list[Reso
 
 
 def _held_keys(doc: ClusterSpec, desired: list[Resource], obs: Observation, before: dict[str, tuple[str, str]]):
+    """The sysctl keys held under on_refused: warn, why (for the schedule), and the warnings about each."""
     if doc.spec.sysctl.on_refused != "warn":
-        return {}, []
+        return {}, {}
     held = {key: "this kernel cannot take it now" for key in obs.refused}
-    warnings = []
+    why = {key: [text] for key, text in obs.refused.items()}
     for r in desired:
         value = r.props.get("value")
         if r.kind == "sysctl" and r.id not in held and r.id in before and before[r.id][0] == value:
             held[r.id] = f"the kernel refused {value} ({before[r.id][1]})"
-            warnings.append(f"sysctl {r.id} = {value} was refused by the kernel at the last apply ({before[r.id][1]}); "
-                            "not tried again until the spec changes it")
-    return held, warnings
+            why[r.id] = [f"sysctl {r.id} = {value} was refused by the kernel at the last apply ({before[r.id][1]}); "
+                         "not tried again until the spec changes it"]
+    return held, why
 
 
-def plan_against_host(doc: ClusterSpec, host: HostAccess, request: UpdateRequest | None = None) -> Plan:
-    return observed_plan(doc, host, request)[0]
+def _as_json(steps: list) -> list:
+    return json.loads(json.dumps([s.to_json() for s in steps], sort_keys=True))
 
 
-def plan_offline(doc: ClusterSpec) -> Plan:
-    """Against an empty host: no Docker, nginx or /proc/sys needed."""
-    settled = settle_image(doc, None)
-    plan = executable(schedule(make_plan(doc.metadata.name, render(settled.doc), []), rollout(settled.doc, False)), settled.doc)
-    plan.warnings, plan.problems = settled.warnings, settled.problems
-    return plan
+def _as_saved(saved: Plan, fresh: Plan) -> Plan:
+    """The saved plan itself, when it is what its spec plans for this host now. Raises HostMoved."""
+    if fresh.fingerprint != saved.fingerprint:
+        raise HostMoved("the host changed since this plan was saved; make a new plan")
+    # The digest proves the file is whole, not who wrote it: its steps must be the ones its
+    # own spec plans for this host, or the file says one thing and does another.
+    if _as_json(fresh.steps) != _as_json(saved.steps):
+        raise HostMoved("the saved plan's steps are not what its spec plans for this host; make a new plan")
+    # The same for what the steps run against (labels, the nginx text, units): a re-sealed file
+    # must not carry a target of its own.
+    if (fresh.target.to_json() if fresh.target else None) != (saved.target.to_json() if saved.target else None):
+        raise HostMoved("the saved plan's target is not what its spec plans for this host; make a new plan")
+    # What stops an apply now stops this one too, though the plan was made without it.
+    problems = saved.problems + [p for p in fresh.problems if p not in saved.problems]
+    return replace(saved, problems=problems, warnings=list(saved.warnings), api_calls=fresh.api_calls)
 
 
-def plan_between(old: ClusterSpec, new: ClusterSpec) -> Plan:
-    """What changes when `old` is replaced by `new`, as if `old` were applied exactly."""
-    old, _ = settle_cli_version(old, None)
-    new, warnings = settle_cli_version(new, None)
-    same_image = old.spec.containers.image == new.spec.containers.image
-    plan = executable(schedule(make_plan(new.metadata.name, render(new), render(old)), rollout(new, same_image)), new)
-    plan.warnings = warnings
-    return plan
-
-
-def removal_plan(doc: ClusterSpec, host: HostAccess, purge_data: bool = False) -> tuple[Plan, list[Resource]]:
+def _removal(doc: ClusterSpec, seen: Observed, purge_data: bool) -> Plan:
     """Remove everything observed of this cluster (sysctl values stay as they are). Data volumes,
     and the node keys in them, are kept; with `purge_data` they are `delete volume` steps."""
-    _plan, observed = observed_plan(doc, host)
-    gone = [replace(r, keep=False) if purge_data and r.kind == "volume" else r for r in observed if r.kind != "sysctl"]
-    plan = executable(schedule(make_plan(doc.metadata.name, [], gone), rollout(doc, True)), doc, host_runtime(host))
+    gone = [replace(r, keep=False) if purge_data and r.kind == "volume" else r for r in seen.host.resources if r.kind != "sysctl"]
+    out = executable(schedule(make_plan(doc.metadata.name, [], gone), rollout(doc, True)), doc, seen.runtime)
     purged = "--purge-data: the node key in it goes too"
-    plan.steps = [replace(s, reason=purged) if s.kind == "volume" else s for s in plan.steps]
-    return plan, observed
+    out.steps = [replace(s, reason=purged) if s.kind == "volume" else s for s in out.steps]
+    out.api_calls = seen.api_calls
+    return out
+
+
+def _undo(doc: ClusterSpec, before: list[Resource], observed: list[Resource], runtime: Runtime) -> Plan:
+    """Put back what the host had before a first apply: undo what it added or changed.
+
+    Containers cannot be rebuilt from nothing, so those that were there stay as they are now
+    (a replaced one was already put back by the rolling replace). Nothing is adopted: a bash
+    manager's node that was restored has no rendered image or command to recreate it from.
+    """
+    had = {b.key for b in before}
+    kept = [replace(r, adopt=False) for r in observed if r.kind == "container" and r.key in had]
+    wanted = [r for r in before if r.kind != "container"] + kept
+    now = [r for r in observed if r.kind != "container" or r.key not in had] + kept
+    return executable(schedule(make_plan(doc.metadata.name, wanted, now), rollout(doc, True)), doc, runtime)

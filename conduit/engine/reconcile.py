@@ -17,7 +17,10 @@ from conduit.drivers.observe import HostAccess
 from conduit.engine.apply import Engine, NodesNotRestored, Outcome, Report, roll_back, spec_hash
 from conduit.execute.executor import StepFailed
 from conduit.execute.gates import GateFailed
-from conduit.engine.planning import observed_plan
+from conduit.engine.images import record_learned
+from conduit.engine.intent import Apply, Destroy, Intent
+from conduit.engine.observe import plan_on_host
+from conduit.engine.planning import Observed
 from conduit.engine.updates import record_images
 from conduit.plan.planner import Plan
 from conduit.spec.profiles import HostFacts
@@ -30,15 +33,14 @@ from conduit.state.history import History
 from conduit.state.stores import Stores, open_state
 
 log = structlog.get_logger("conduit.apply")
-Planner = Callable[[ClusterSpec, HostAccess], tuple[Plan, list[Resource]]]
 
 
 @dataclass
 class Request:
-    """What to reconcile and how. `planner` makes the plan under the lock (default: observe and diff);
-    `review` sees it first (prints it, or raises the caller's own stop); `confirm` answers whether
-    to go on once it has changes and no problems. `removal`: destroy's plan, run backwards, with
-    no rollback, finished as "destroyed"."""
+    """What to reconcile and how. `intent` is what the plan made under the lock is for
+    (conduit.engine.intent); `review` sees it first (prints it, or raises the caller's own stop);
+    `confirm` answers whether to go on once it has changes and no problems. A Destroy's plan is
+    run backwards, with no rollback, finished as "destroyed"."""
 
     doc: ClusterSpec
     spec_text: str
@@ -49,12 +51,12 @@ class Request:
     report: Report
     confirm: Callable[[Plan], bool] = lambda plan: True
     review: Callable[[Plan], None] = lambda plan: None
-    planner: Planner = observed_plan
+    intent: Intent = Apply()
+    planner: Callable[[Intent, ClusterSpec, HostAccess], tuple[Plan, Observed]] = plan_on_host  # observe once, then plan
     wait: bool = True
     on_wait: Report | None = None
     git: tuple[str | None, bool | None] | None = None
     spec_hash: str | None = None
-    removal: bool = False
     allow_new_identity: bool = False  # given on the host only (a flag), never by a spec
 
 
@@ -72,7 +74,8 @@ def reconcile(req: Request) -> Reconciled:
     check_writable(req.host.state_dir)
     with apply_lock(req.host.state_dir, req.command, wait=req.wait, on_wait=req.on_wait,
                     cluster=req.doc.metadata.name, root=req.host.root):  # fmt: skip
-        plan, before = req.planner(req.doc, req.host)
+        plan, seen = req.planner(req.intent, req.doc, req.host)
+        before = list(seen.host.resources)
         req.review(plan)
         # Holding the lock, this run is the one that converges from an interrupted apply.
         History(Database(req.host.state_dir)).mark_interrupted()
@@ -80,12 +83,25 @@ def reconcile(req: Request) -> Reconciled:
         if problems:
             return Reconciled("blocked", plan=plan, problems=problems)
         if not plan.changes:
+            _record_learned(req, seen)
             return Reconciled("no-op", plan=plan)
         if not req.confirm(plan):
             return Reconciled("declined", plan=plan)
+        _record_learned(req, seen)
         outcome = _execute(req, plan, before)
     return Reconciled(outcome.status, outcome.generation, outcome.failure, outcome.restored, outcome.warnings, outcome.rollback_failed,
                       outcome.compromised, plan)
+
+
+def _record_learned(req: Request, seen: Observed) -> None:
+    """What the plan's observation learned (image facts, the registry's answers), kept by the apply:
+    the plan itself wrote nothing. A state that cannot take it is no reason to stop."""
+    if not seen.learned.facts and not seen.learned.checks:
+        return
+    try:
+        record_learned(open_state(req.host.state_dir).images, seen.learned)
+    except StateError as exc:
+        req.report(f"warning: what the plan learned was not recorded: {exc}")
 
 
 def identity_problems(plan: Plan) -> list[str]:
@@ -111,7 +127,7 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
 
 def _run(req: Request, plan: Plan, before: list[Resource], state: Stores, gen: int, engine: Engine, doc: ClusterSpec) -> Outcome:
     try:
-        engine.run(plan, tuple(reversed(PHASES)) if req.removal else PHASES)
+        engine.run(plan, tuple(reversed(PHASES)) if isinstance(req.intent, Destroy) else PHASES)
     except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
         return _failed(req, plan, state, gen, before, str(exc), engine.ex.warnings)
     except Exception as exc:  # noqa: BLE001 - changes were made: record, roll back and report, whatever it was
@@ -119,9 +135,9 @@ def _run(req: Request, plan: Plan, before: list[Resource], state: Stores, gen: i
         if isinstance(exc, StateError):
             state.db.free_space()  # a full disk: the rollback journals its steps too
         return _failed(req, plan, state, gen, before, f"{type(exc).__name__}: {exc}", engine.ex.warnings)
-    if not req.removal:
+    if not isinstance(req.intent, Destroy):
         _record_images(engine, state, gen, doc)
-    warnings = engine.ex.warnings + _finish(state, gen, "destroyed" if req.removal else "succeeded")
+    warnings = engine.ex.warnings + _finish(state, gen, "destroyed" if isinstance(req.intent, Destroy) else "succeeded")
     return Outcome("succeeded", gen, warnings=warnings)
 
 
@@ -160,7 +176,7 @@ def _refuse_update(state: Stores, plan: Plan, gen: int, failure: str) -> None:
 
 
 def _failed(req: Request, plan: Plan, state: Stores, gen: int, before: list[Resource], failure: str, warnings: list[str]) -> Outcome:
-    if req.removal:
+    if isinstance(req.intent, Destroy):
         warnings += _finish(state, gen, "failed", failure)
         # A removal is not rolled back: once a step was done the host is part way (exit 4), else untouched (1).
         part_way = _part_way(state, gen)

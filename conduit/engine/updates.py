@@ -3,7 +3,8 @@
 - policy off: the image the engine has under the tag now.
 - report / auto: the image ID the nodes ran at the last good generation, while the engine still
   has it; the registry is asked what the tag means now, and a new digest is downloaded (the
-  tag on this host does not move) so the plan can ask it which CLI it speaks. Under report it
+  tag on this host does not move) so the plan can ask it which CLI it speaks. The registry's
+  answers are kept in the observation's Learned, recorded by the apply, never by a plan. Under report it
   is shown; under auto (inside the maintenance window, and unless its canary failed before)
   or with `conduit update` it becomes what the nodes should run.
 - a rollback: the image ID its generation recorded.
@@ -23,12 +24,13 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from packaging.version import Version
 
 from conduit.drivers.docker import CountingClient, RegistryError, call, image_tag, inspect_image, pull_digest, registry_digest, repo_digest, repository
 from conduit.drivers.registry import TagsError, list_tags
+from conduit.engine.settle import Choice, Learned, Update
 from conduit.facts.versions import below, flavor_of, highest, parse_tag, reported
 from conduit.render.container import CLUSTER
 from conduit.spec.resolve import nodes
@@ -50,32 +52,6 @@ class UpdateRequest:
     registry: str = "now"  # now | due (when spec.updates.check_every_minutes has passed: watch) | never
     take: bool | None = None  # True: move to it (conduit update); False: never; None: as the policy says
     pin: str | None = None  # an image ID the nodes should run (a rollback to a generation)
-
-
-@dataclass
-class Update:
-    """A new digest behind the spec's tag (or, under updates.versions, behind the tag it follows)."""
-
-    image: str  # the tag asked: the spec's, or repository:<newest tag inside updates.versions>
-    old_id: str | None
-    old_digest: str | None
-    new_id: str
-    new_digest: str
-    taken: bool
-    why_not: str | None = None  # why the nodes stay where they are
-    old_version: str | None = None
-    new_version: str | None = None
-    versions: str | None = None  # updates.versions, when the tag followed is the newest inside it
-    old_tag: str | None = None  # the tag the nodes' image has on this host, when it has one
-    new_tag: str | None = None  # the tag followed ("2.0.1"), under updates.versions
-
-
-@dataclass
-class Choice:
-    ref: str  # what to ask and run: the tag, or an image ID
-    update: Update | None = None
-    warnings: list[str] = field(default_factory=list)
-    attrs: dict | None = None  # the engine's answer for ref, when it was already asked
 
 
 def in_window(window: MaintenanceWindow | None, now: datetime.datetime | None = None) -> bool:
@@ -104,7 +80,7 @@ def _most_run(rows: list[NodeImage]) -> str | None:
     return max(set(ids), key=ids.count) if ids else None
 
 
-def _registry(doc: ClusterSpec, client: CountingClient, images: Images | None, when: str, image: str) -> tuple[str | None, list[str]]:
+def _registry(doc: ClusterSpec, client: CountingClient, images: Images | None, when: str, image: str, learned: Learned) -> tuple[str | None, list[str]]:
     """The tag's digest in the registry: asked now, or as last asked when that is recent enough."""
     last = _recent_check(doc, images, when, image)
     if last is not None:
@@ -113,7 +89,7 @@ def _registry(doc: ClusterSpec, client: CountingClient, images: Images | None, w
         digest = registry_digest(client, image)
     except RegistryError as exc:
         return None, [f"updates: {exc}"]
-    _record_check(images, image, digest)
+    learned.checks.append((image, digest))
     return digest, []
 
 
@@ -134,14 +110,14 @@ def _recent_check(doc: ClusterSpec, images: Images | None, when: str, key: str):
     return None
 
 
-def _followed(doc: ClusterSpec, images: Images | None, when: str, current: dict | None) -> tuple[str | None, list[str]]:
+def _followed(doc: ClusterSpec, images: Images | None, when: str, current: dict | None, learned: Learned) -> tuple[str | None, list[str]]:
     """The tag to ask the registry about: the spec's own, or under updates.versions the newest tag of
     its repository inside the range (not before the host runs an image: it starts on the spec's tag).
     None: the nodes stay, as every tag there is would take them below the version they run."""
     image, versions = doc.spec.containers.image, doc.spec.updates.versions
     if versions is None or current is None:
         return image, []
-    followed, warnings, listed = _newest(doc, images, when, image, versions)
+    followed, warnings, listed = _newest(doc, images, when, image, versions, learned)
     tag, running = _running(images, current, image)
     said = f"{repository(image)}:{tag}" if tag else f"version {running}"
     gone = listed is not None and tag is not None and parse_tag(tag) is not None and tag not in listed
@@ -152,7 +128,7 @@ def _followed(doc: ClusterSpec, images: Images | None, when: str, current: dict 
     return followed, warnings + ([f"updates: {yanked}"] if gone else [])
 
 
-def _newest(doc: ClusterSpec, images: Images | None, when: str, image: str, versions: str) -> tuple[str, list[str], list[str] | None]:
+def _newest(doc: ClusterSpec, images: Images | None, when: str, image: str, versions: str, learned: Learned) -> tuple[str, list[str], list[str] | None]:
     """The newest tag inside the range (or the spec's own when none is), the warnings, and the
     registry's tags when it was asked now (None: the last answer was recent enough)."""
     repo = repository(image)
@@ -165,7 +141,7 @@ def _newest(doc: ClusterSpec, images: Images | None, when: str, image: str, vers
     except TagsError as exc:
         return image, [f"updates: cannot list the tags of {repo} ({exc}); following {image} itself"], None
     best = highest(tags, versions, flavor_of(image_tag(image) or ""))
-    _record_check(images, key, best.tag if best else None)
+    learned.checks.append((key, best.tag if best else None))
     if best is None:
         return image, [f"updates: no tag of {repo} is inside {versions}; following {image} itself"], tags
     return f"{repo}:{best.tag}", [], tags
@@ -189,14 +165,6 @@ def _said(images: Images | None, image_id: str) -> str | None:
     return facts.version if facts else None
 
 
-def _record_check(images: Images | None, key: str, answer: str | None) -> None:
-    if images is not None:
-        try:
-            images.record_check(key, answer)
-        except StateError:
-            pass
-
-
 def _old_tag(images: Images | None, attrs: dict, image: str) -> str | None:
     """The tag of the nodes' image: one it has on this host in the image's repository (the spec's
     own first), else the tag the registry last gave its digest for."""
@@ -215,25 +183,25 @@ def _old_tag(images: Images | None, attrs: dict, image: str) -> str | None:
 
 
 def choose_image(
-    doc: ClusterSpec, client: CountingClient, images: Images | None, request: UpdateRequest, version_of: VersionOf | None = None
+    doc: ClusterSpec, client: CountingClient, images: Images | None, request: UpdateRequest, version_of: VersionOf | None = None,
+    learned: Learned | None = None,
 ) -> Choice:
-    """`version_of` asks an image which version it is (to refuse a digest that says it is lower)."""
+    """`version_of` asks an image which version it is (to refuse a digest that says it is lower);
+    the registry's answers go to `learned` (images is only read)."""
+    learned = learned if learned is not None else Learned()
     image = doc.spec.containers.image
     if request.pin is not None:
-        pinned = inspect_image(client, request.pin)
-        if pinned is not None:
-            return Choice(request.pin, attrs=pinned)
-        return Choice(image, warnings=[f"image {request.pin[:19]} recorded for this generation is gone from the engine; using {image} as it is now"])
+        return _pinned(client, request.pin, image)
     if doc.spec.updates.policy == "off":
         return Choice(image)
     current = _current(client, images, image)
     stay = Choice(current["Id"], attrs=current) if current else Choice(image)
     if request.registry == "never":
         return stay
-    followed, stay.warnings = _followed(doc, images, request.registry, current)
+    followed, stay.warnings = _followed(doc, images, request.registry, current, learned)
     if followed is None:
         return stay
-    digest, asked = _registry(doc, client, images, request.registry, followed)
+    digest, asked = _registry(doc, client, images, request.registry, followed, learned)
     stay.warnings += asked
     if digest is None or (current is not None and repo_digest(current, image) == digest):
         return stay
@@ -254,6 +222,14 @@ def choose_image(
         return Choice(new["Id"], update, stay.warnings, new)
     stay.update = update
     return stay
+
+
+def _pinned(client: CountingClient, pin: str, image: str) -> Choice:
+    """A rollback's image, by ID, while the engine has it."""
+    pinned = inspect_image(client, pin)
+    if pinned is not None:
+        return Choice(pin, attrs=pinned)
+    return Choice(image, warnings=[f"image {pin[:19]} recorded for this generation is gone from the engine; using {image} as it is now"])
 
 
 def _says_lower(version_of: VersionOf | None, current: dict, new: dict, followed: str, digest: str) -> str | None:
@@ -280,11 +256,6 @@ def generation_image(images: Images, gen: int) -> str | None:
         return _most_run(list(images.of_nodes(gen).values()))
     except StateError:
         return None
-
-
-def rollback_request(images: Images, gen: int | None) -> UpdateRequest:
-    """Back to what generation `gen` ran, by image ID; no registry asked, no update taken."""
-    return UpdateRequest(registry="never", take=False, pin=generation_image(images, gen) if gen is not None else None)
 
 
 def _current(client: CountingClient, images: Images | None, image: str) -> dict | None:

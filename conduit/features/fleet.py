@@ -11,7 +11,8 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conduit.engine.planning import plan_between, plan_offline
+from conduit.engine.intent import Apply
+from conduit.engine.planning import as_applied, nothing_observed, plan
 from conduit.errors import GitError, SpecError
 from conduit.plan.planner import Plan
 from conduit.spec.compose import ComposeError, Composer, Directory, Layer, Where
@@ -135,7 +136,7 @@ def plan_fleet(path: str | Path, detected: HostFacts, policy: tuple[HostPolicy, 
     for result in results:
         if result.spec is not None:
             if result.host.spec not in plans:
-                plans[result.host.spec] = plan_offline(result.spec)
+                plans[result.host.spec] = plan(Apply(), result.spec, nothing_observed())
             result.plan = plans[result.host.spec]
     return results
 
@@ -185,7 +186,7 @@ def _host_diff(host: Host, ring: str | None, old_path: str | None, old: Side, ne
         return result
     result.spec = after
     if old_path is None or not old.source.exists(old_path):
-        result.plan = plan_offline(after)  # a new host: everything is to add
+        result.plan = plan(Apply(), after, nothing_observed())  # a new host: everything is to add
         return result
     if old.data(old_path) == new.data(host.spec):
         return result  # the same document: nothing to plan
@@ -193,5 +194,5 @@ def _host_diff(host: Host, ring: str | None, old_path: str | None, old: Side, ne
     if isinstance(before, list):
         result.problems = before
         return result
-    result.plan = plan_between(before, after)
+    result.plan = plan(Apply(), after, as_applied(before, after))
     return result

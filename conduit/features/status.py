@@ -34,8 +34,8 @@ from conduit.execute.nodehealth import Reading, Verdict
 from conduit.drivers.node import read_stats
 from conduit.drivers.nginx import front_load
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import plan_against_host
-from conduit.engine.updates import UpdateRequest
+from conduit.engine.intent import Apply
+from conduit.engine.observe import plan_on_host
 from conduit.state.db import StateError
 from conduit.state.holds import Holds
 from conduit.features.budget import budget_status, zone_of
@@ -299,7 +299,7 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         "budget": _budget(doc, host, state),
     }
     if drift:
-        plan = plan_against_host(doc, host, UpdateRequest(registry="due"))  # the registry as last asked, if recently
+        plan, _ = plan_on_host(Apply(registry="due"), doc, host)  # the registry as last asked, if recently
         result["drift"] = [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"]
         result["pending"] = len(plan.changes)
         result["api_calls"] += plan.api_calls

@@ -32,7 +32,8 @@ from conduit.drivers.observe import HostAccess
 from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, reconcile
-from conduit.engine.updates import STAYS, YANKED, UpdateRequest
+from conduit.engine.intent import Apply
+from conduit.engine.updates import STAYS, YANKED
 from conduit.state.db import Database, StateError
 from conduit.state.history import History
 from conduit.spec.profiles import HostFacts
@@ -196,12 +197,12 @@ class Watcher:
         """Seconds to the next reconcile: at once when a node asked for a newer version (the registry is asked then)."""
         return 0.0 if self.check_registry_now else interval
 
-    def _updates(self) -> UpdateRequest:
+    def _updates(self) -> Apply:
         """Ask the registry when spec.updates says it is time, or at once after a node logged that
         the network wants a newer version."""
-        request = UpdateRequest(registry="now" if self.check_registry_now else "due")
+        intent = Apply(registry="now" if self.check_registry_now else "due")
         self.check_registry_now = False
-        return request
+        return intent
 
     def _review(self, doc: ClusterSpec, plan, source: str, reason: str) -> None:
         """Say that an apply starts (and of what) before its steps run, then send the health alerts."""

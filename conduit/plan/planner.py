@@ -64,6 +64,7 @@ class Plan:
     update: dict | None = None  # a new image behind the tag: digests, versions, taken or why not
     notes: list[str] = field(default_factory=list)  # what the spec serves and the host carries (conduit.spec.advisor)
     target: Target | None = None  # what the executor needs of the spec (conduit.plan.target); None: not executable
+    held: dict[str, list[str]] = field(default_factory=dict)  # sysctl keys whose write is held back, and the warnings saying why
 
     @property
     def changes(self) -> list[Step]:
@@ -98,7 +99,14 @@ class Plan:
             "target": self.target.to_json() if self.target else None,
             # Only when there are some: plans made without a spec's advice keep their shape.
             **({"notes": self.notes} if self.notes else {}),
+            **({"held": self.held} if self.held else {}),
         }
+
+
+def _held(raw: object) -> dict[str, list[str]]:
+    if not isinstance(raw, dict) or not all(isinstance(v, list) and all(isinstance(w, str) for w in v) for v in raw.values()):
+        raise ValueError("held is not a map of sysctl keys to warnings")
+    return {str(k): list(v) for k, v in raw.items()}
 
 
 STEP_FIELDS = {f.name for f in fields(Step)}
@@ -122,6 +130,7 @@ def plan_from_json(data: dict) -> Plan:
         foreign=_strings(data, "foreign"),
         update=data.get("update") if isinstance(data.get("update"), dict) else None,
         notes=_strings(data, "notes") if "notes" in data else [],
+        held=_held(data.get("held", {})),
         target=None if data.get("target") is None else Target.from_json(data["target"]),
     )
     if plan.summary() != data.get("summary"):

@@ -17,8 +17,9 @@ from rich.text import Text
 from conduit.drivers.docker import answers
 from conduit.drivers.keys import claim_url, read_key
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import plan_against_host, plan_between, plan_offline
-from conduit.engine.updates import UpdateRequest
+from conduit.engine.intent import Apply
+from conduit.engine.observe import plan_on_host
+from conduit.engine import planning
 from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, Request, reconcile
@@ -45,7 +46,7 @@ from conduit.views.report import render_plan, update_lines
 MAX_REASON = 200  # a stop's reason, as status shows it
 TOKEN_CACHE_SECONDS = 2.0  # a revoked token stops working within this
 # The live plan asks the registry only as often as spec.updates says, not at every refresh.
-DRIFT = UpdateRequest(registry="due")
+DRIFT = Apply(registry="due")
 
 
 class Refused(Exception):
@@ -126,7 +127,7 @@ class Agent:
     restarter: Callable[[str], None] | None = None
     key_reader: Callable[[str, str], bytes | None] | None = None  # (volume, node) -> the node's key file
     # The plan a check for updates makes: the registry asked now, nothing taken (`conduit update --check`).
-    check_planner: Callable[[ClusterSpec, HostAccess, UpdateRequest], Plan] = plan_against_host
+    check_planner: Callable[[Apply, ClusterSpec, HostAccess], tuple[Plan, object]] = plan_on_host
     plan_seconds: float = 5.0
     fleet: object = None  # conduit.serve.fleet.FleetFiles, with `serve --fleet`
     _state: Stores | None = None
@@ -177,7 +178,7 @@ class Agent:
         """The plan for the current spec against the host, at most `plan_seconds` old."""
         with self._plan_lock:
             if self._plan is None or time.monotonic() - self._plan[0] > self.plan_seconds:
-                self._plan = (time.monotonic(), plan_against_host(self.spec.current(), self.host, DRIFT))
+                self._plan = (time.monotonic(), plan_on_host(DRIFT, self.spec.current(), self.host)[0])
             return self._plan[1]
 
     def plan_view(self) -> dict:
@@ -230,8 +231,8 @@ class Agent:
         try:
             new = load_text(this.spec_text, f"generation {this.id}", facts)
             if not before:
-                return plain(plan_offline(new), offline=True)
-            return plain(plan_between(load_text(before[-1].spec_text, f"generation {before[-1].id}", facts), new))
+                return plain(planning.plan(Apply(), new, planning.nothing_observed()), offline=True)
+            return plain(planning.plan(Apply(), new, planning.as_applied(load_text(before[-1].spec_text, f"generation {before[-1].id}", facts), new)))
         except SpecError as exc:
             return "the spec no longer loads on this host: " + " / ".join(exc.lines())
 
@@ -369,7 +370,7 @@ class Agent:
         """Ask the registry now what the tag means, as `conduit update --check`; nothing is taken."""
         doc = self._updates_on()
         self.hub.publish("apply", {"line": f"checking {doc.spec.containers.image} in its registry", "by": user})
-        plan = self.check_planner(doc, self.host, UpdateRequest(take=False))
+        plan, _ = self.check_planner(Apply(take=False), doc, self.host)
         lines = [Text.from_markup(line).plain.strip() for line in update_lines(plan.update)]
         said = " / ".join(lines) if lines else f"{doc.spec.containers.image}: the nodes run what it means now"
         self.hub.publish("apply", {"line": said, "by": user})

@@ -99,10 +99,9 @@ def render_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> str
     out += [escape(note) for note in plan.notes]
     # A key the kernel refuses is explained when the plan would change the host (or on request),
     # not again on every run that finds nothing to do: then the summary names it in one line.
-    quiet = held_keys(plan) if not plan.changes and not verbose else []
-    for warning in plan.warnings:
-        if not any(warning.startswith(f"sysctl {key} ") for key in quiet):
-            out.append(f"[yellow]warning:[/yellow] {escape(warning)}")
+    quiet = list(plan.held) if not plan.changes and not verbose else []
+    said = {warning for key in quiet for warning in plan.held[key]}
+    out += [f"[yellow]warning:[/yellow] {escape(w)}" for w in plan.warnings if w not in said]
     out += _summary_lines(plan, quiet)
     if offline:
         out[-1] += f" {OFFLINE_SUMMARY}"
@@ -135,11 +134,6 @@ def update_lines(update: dict | None) -> list[str]:
     return lines
 
 
-def held_keys(plan: Plan) -> list[str]:
-    """The sysctl keys the plan does not try to write because the kernel refuses them."""
-    return [s.id for s in plan.steps if s.kind == "sysctl" and s.reason.startswith("held: ")]
-
-
 def _summary_lines(plan: Plan, quiet: list[str]) -> list[str]:
     s = plan.summary()
     if not plan.changes:
@@ -147,8 +141,7 @@ def _summary_lines(plan: Plan, quiet: list[str]) -> list[str]:
             keys = ", ".join(quiet)
             return [f"\nNo changes. The host matches the spec as far as its kernel allows (held: {escape(keys)}; "
                     "`conduit plan --verbose` says why)."]
-        held = held_keys(plan)
-        return ["\nNo changes. The host matches the spec" + (" as far as its kernel allows (see the warnings)." if held else ".")]
+        return ["\nNo changes. The host matches the spec" + (" as far as its kernel allows (see the warnings)." if plan.held else ".")]
     adopt = f", {s['adopt']} to adopt" if s["adopt"] else ""
     pull = f", {s['pull']} image to pull" if s["pull"] else ""
     batches = f"; nodes replaced in {s['batches']} batch{'es' if s['batches'] != 1 else ''}" if s["batches"] else ""

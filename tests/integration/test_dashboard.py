@@ -16,7 +16,7 @@ import uvicorn
 from harness import free_port_block, unavailable, wait_for
 from harness.browser import Browser, BrowserError
 import conduit.serve.agent as agent_module
-from conduit.engine.planning import plan_offline
+from tests.helpers import offline_plan as plan_offline
 from conduit.facts.lifetime import ByteReading
 from conduit.serve.app import create_app
 from conduit.state.timeline import Minute
@@ -73,12 +73,12 @@ def served(tmp_path, monkeypatch):
     """The agent over a fake observation, on a free loopback port, in a thread of this process; its
     plan is the spec's against an empty host, with an image update behind the tag."""
 
-    def planned(doc, _host, _request=None):
+    def planned(_intent, doc, _host):
         plan = plan_offline(doc)
         plan.update = UPDATE
-        return plan
+        return plan, None
 
-    monkeypatch.setattr(agent_module, "plan_against_host", planned)
+    monkeypatch.setattr(agent_module, "plan_on_host", planned)
     setup = Setup(tmp_path)
     setup.fake.data = drifted()
     setup.observer.refresh()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from conduit.drivers.docker import PROBE_LABEL, CountingClient
-from conduit.engine.images import asked_facts, settle_image
+from conduit.engine.images import asked_facts, reader
+from conduit.engine.observe import observe_image
+from conduit.engine.settle import Learned, settle
+from conduit.engine.updates import UpdateRequest
 from conduit.spec.load import load_text
 from conduit.state.stores import open_state
 from conduit.render.container import container_props
@@ -21,6 +24,11 @@ def spec(image: str, **conduit):
         conduit={"max_clients": 40, "bandwidth_mbps": 2, **conduit},
     )
     return load_text(dump(doc), "c.yaml", SMALL_VPS)
+
+
+def settle_image(doc, client, state_dir):
+    """The spec settled as a plan's observation sees its image."""
+    return settle(doc, observe_image(doc, client, reader(state_dir), UpdateRequest(), Learned()))
 
 
 def probe_containers(engine) -> list:

@@ -14,7 +14,12 @@ from conduit.cli.root import main
 from conduit.drivers.docker import CountingClient, create_container, create_volume
 from conduit.spec.load import load_text
 from conduit.drivers.observe import HostAccess
-from conduit.engine.planning import plan_against_host, settle_cli_version
+from conduit.engine.images import record_learned
+from conduit.engine.intent import Apply
+from conduit.engine.observe import plan_on_host
+from conduit.engine.settle import settle
+from conduit.state.db import Database
+from conduit.state.images import Images
 from conduit.render.container import labels
 from conduit.render.desired import render
 from conduit.spec.resolve import nodes
@@ -67,7 +72,7 @@ def prefix(docker_cleanup):
 
 def load(text):
     doc = load_text(text, "cluster.yaml", SMALL_VPS)
-    return settle_cli_version(doc, None)[0]
+    return settle(doc).doc
 
 
 def converge(host: HostAccess, text: str) -> None:
@@ -83,7 +88,7 @@ def converge(host: HostAccess, text: str) -> None:
 
 
 def test_empty_host_plans_creates(host, standin_image, prefix):
-    plan = plan_against_host(load(spec_text(standin_image, prefix)), host)
+    plan = plan_on_host(Apply(), load(spec_text(standin_image, prefix)), host)[0]
     creates = [(s.kind, s.id) for s in plan.changes if s.action == "create"]
     assert [i for k, i in creates if k == "container"] == [f"{prefix}-{i}" for i in range(1, COUNT + 1)]
     assert [i for k, i in creates if k == "volume"] == [f"{prefix}-data-{i}" for i in range(1, COUNT + 1)]
@@ -93,8 +98,9 @@ def test_empty_host_plans_creates(host, standin_image, prefix):
 def test_converged_host_plans_nothing_in_three_api_calls(host, standin_image, prefix):
     text = spec_text(standin_image, prefix)
     converge(host, text)
-    first = plan_against_host(load(text), host)  # asks the image once (a few throwaway containers)
-    plan = plan_against_host(load(text), host)
+    first, seen = plan_on_host(Apply(), load(text), host)  # asks the image once (a few throwaway containers)
+    record_learned(Images(Database(host.state_dir)), seen.learned)  # as an apply records what its plan learned
+    plan = plan_on_host(Apply(), load(text), host)[0]
     assert plan.changes == [], [(s.id, s.changes) for s in plan.changes]
     assert first.api_calls > plan.api_calls
     # one inspect of the image (its facts cached by image ID), one labelled list of
@@ -105,7 +111,7 @@ def test_converged_host_plans_nothing_in_three_api_calls(host, standin_image, pr
 def test_one_containers_memory_is_one_in_place_update(host, standin_image, prefix):
     converge(host, spec_text(standin_image, prefix))
     changed = spec_text(standin_image, prefix, containers={"overrides": {2: {"memory": "128MiB"}}})
-    plan = plan_against_host(load(changed), host)
+    plan = plan_on_host(Apply(), load(changed), host)[0]
     (step,) = plan.changes
     assert (step.action, step.id) == ("update", f"{prefix}-2")
     assert [(c.field, c.old, c.new) for c in step.changes] == [("memory", 96 << 20, 128 << 20)]
@@ -113,7 +119,7 @@ def test_one_containers_memory_is_one_in_place_update(host, standin_image, prefi
 
 def test_max_clients_change_replaces_every_container(host, standin_image, prefix):
     converge(host, spec_text(standin_image, prefix))
-    plan = plan_against_host(load(spec_text(standin_image, prefix, conduit={"max_clients": 50})), host)
+    plan = plan_on_host(Apply(), load(spec_text(standin_image, prefix, conduit={"max_clients": 50})), host)[0]
     assert [(s.action, s.id) for s in plan.changes] == [("replace", f"{prefix}-{i}") for i in range(1, COUNT + 1)]
     assert all(c.field == "command" and c.forces_replacement for s in plan.changes for c in s.changes)
 
@@ -124,7 +130,7 @@ def test_hand_edits_show_as_drift(host, standin_image, prefix, docker_engine):
     client = docker_engine.client
     client.containers.get(f"{prefix}-1").update(mem_limit="112m", memswap_limit="112m")
     client.containers.get(f"{prefix}-3").stop(timeout=5)
-    plan = plan_against_host(load(text), host)
+    plan = plan_on_host(Apply(), load(text), host)[0]
     steps = {s.id: s for s in plan.changes}
     assert set(steps) == {f"{prefix}-1", f"{prefix}-3"}
     assert steps[f"{prefix}-1"].reason == "drift"
@@ -135,7 +141,7 @@ def test_hand_edits_show_as_drift(host, standin_image, prefix, docker_engine):
 
 def test_removed_containers_are_deleted_and_volumes_kept(host, standin_image, prefix):
     converge(host, spec_text(standin_image, prefix))
-    plan = plan_against_host(load(spec_text(standin_image, prefix, containers={"count": 1})), host)
+    plan = plan_on_host(Apply(), load(spec_text(standin_image, prefix, containers={"count": 1})), host)[0]
     assert [(s.action, s.kind, s.id) for s in plan.changes] == [
         ("delete", "container", f"{prefix}-2"),
         ("delete", "container", f"{prefix}-3"),
@@ -144,7 +150,7 @@ def test_removed_containers_are_deleted_and_volumes_kept(host, standin_image, pr
 
 def test_foreign_container_with_our_name_is_a_problem_and_untouched(host, standin_image, prefix, docker_engine):
     docker_engine.client.containers.create(standin_image, name=f"{prefix}-2", command=["--version"])
-    plan = plan_against_host(load(spec_text(standin_image, prefix)), host)
+    plan = plan_on_host(Apply(), load(spec_text(standin_image, prefix)), host)[0]
     assert any(f"{prefix}-2 exists and is not managed by conduit" in p for p in plan.problems)
     assert docker_engine.client.containers.get(f"{prefix}-2").status == "created"
 
@@ -184,7 +190,7 @@ def test_a_port_held_by_another_process_is_a_plan_error(host, standin_image, pre
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port_base(prefix) + 1))  # the metrics port of container 2
         sock.listen()
-        plan = plan_against_host(load(spec_text(standin_image, prefix)), host)
+        plan = plan_on_host(Apply(), load(spec_text(standin_image, prefix)), host)[0]
     (problem,) = [p for p in plan.problems if f"{port_base(prefix) + 1}/tcp" in p]
     assert f"metrics of {prefix}-2" in problem and "already in use by another process" in problem
 

@@ -1,6 +1,6 @@
 """Convergence from any starting state: after an apply of the plan, the next plan is empty.
 
-The pure planner (conduit.engine.planning.plan_observed) is driven over generated hosts: nodes
+The pure planner (conduit.engine.planning.plan) is driven over generated hosts: nodes
 missing, stopped, made from another spec, resized by hand, made by the bash manager (adopted),
 left over from a larger cluster; the image on the engine, absent, or its tag moved to another
 image ID while the nodes run the old one; volumes there or not; the kernel keys, nginx files and
@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conduit.drivers.docker import container_resource
-from conduit.engine.images import Settled
-from conduit.engine.planning import plan_observed
+from conduit.engine.intent import Apply
+from conduit.engine.planning import Observed, plan as make
+from conduit.engine.settle import Choice, ImageSeen, Settled, settle
 from conduit.plan.planner import Plan
 from conduit.render.container import labels
 from conduit.render.desired import render
@@ -71,10 +72,14 @@ def entry(name: str, props: dict, container_labels: dict, image_id: str, state: 
 
 
 def settled(doc: ClusterSpec, host: Host) -> Settled:
-    """As conduit.engine.images settles it: an image on the engine is asked, and the nodes are pinned to its ID."""
+    return settle(doc, seen_image(doc, host))
+
+
+def seen_image(doc: ClusterSpec, host: Host) -> ImageSeen | None:
+    """As conduit.engine.observe sees it: an image on the engine is asked, and the nodes are pinned to its ID."""
     if host.image is None:
-        return Settled(doc, image_present=False)
-    return Settled(with_image_facts(doc, replace(image_facts(doc), image_id=host.image)), image_present=True)
+        return None
+    return ImageSeen(Choice(host.image), replace(image_facts(doc), image_id=host.image), engine=True)
 
 
 def observe(doc: ClusterSpec, host: Host) -> Observation:
@@ -93,7 +98,7 @@ def observe(doc: ClusterSpec, host: Host) -> Observation:
 
 
 def plan(doc: ClusterSpec, host: Host) -> Plan:
-    return plan_observed(settled(doc, host), observe(doc, host))
+    return make(Apply(), doc, Observed(observe(doc, host), image=seen_image(doc, host), has_image=host.image is not None))
 
 
 def apply(doc: ClusterSpec, host: Host, the_plan: Plan) -> None:

@@ -4,7 +4,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from conduit.spec.load import load_text
-from conduit.engine.planning import settle_cli_version
+from conduit.engine.settle import settle
 from conduit.plan.planner import make_plan
 from conduit.render.desired import render
 from conduit.spec.profiles import HostFacts
@@ -15,7 +15,7 @@ HOST = HostFacts(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000, pri
 
 def load(data):
     doc = load_text(yaml.safe_dump(data, sort_keys=False), "c.yaml", HOST)
-    return settle_cli_version(doc, None)[0]
+    return settle(doc).doc
 
 
 @given(valid_specs())

@@ -3,7 +3,8 @@
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from conduit.engine.planning import plan_between, settle_cli_version
+from conduit.engine.settle import settle
+from tests.helpers import plan_between
 from conduit.plan.planner import make_plan
 from conduit.render.desired import render
 from conduit.spec.load import load_text
@@ -14,7 +15,7 @@ from tests.strategies import valid_specs
 
 def load(data):
     doc = load_text(yaml.safe_dump(data, sort_keys=False), "c.yaml", HOST)
-    return settle_cli_version(doc, None)[0]
+    return settle(doc).doc
 
 
 ADDED_BY_SCHEDULE = {("image", "pull"), ("backends", "drain"), ("backends", "restore"), ("keys", "backup"), ("compartment", "create")}

@@ -17,7 +17,7 @@ def test_any_fault_escaping_a_command_is_one_line(monkeypatch):
     def down(*args, **kwargs):
         raise requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))")
 
-    monkeypatch.setattr(cli_plan, "plan_against_host", down)
+    monkeypatch.setattr(cli_plan, "plan_on_host", down)
     # The same diagnosis whether or not this machine has dockerd installed.
     monkeypatch.setattr("conduit.drivers.docker.dockerd_installed", lambda: True)
     result = CliRunner().invoke(main, ["--docker-host", SOCKET, "plan", str(EXAMPLE)])

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from conduit.engine.reconcile import Request, reconcile
+from conduit.engine.planning import Observed
 from conduit.plan.planner import Plan
 from conduit.errors import Locked
 from conduit.state.lock import LOCK_DIR_ENV, apply_lock, cluster_lock_dir
@@ -130,7 +131,7 @@ def test_reconcile_takes_the_clusters_lock_under_the_hosts_root(tmp_path, monkey
 
     def request(state_dir: Path) -> Request:
         host = SimpleNamespace(state_dir=state_dir, root=root)
-        return Request(doc, "text", None, host, None, "conduit apply", lambda line: None, planner=lambda d, h: (plan, []), wait=False)
+        return Request(doc, "text", None, host, None, "conduit apply", lambda line: None, planner=lambda _i, d, h: (plan, Observed()), wait=False)
 
     with apply_lock(tmp_path / "a", "conduit apply a.yaml", cluster="edge-1", root=root):
         assert (root / "run" / "conduit" / "edge-1.lock").exists()

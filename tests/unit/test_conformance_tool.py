@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conduit.engine.images import mismatches
+from conduit.engine.settle import mismatches
 from conduit.errors import SpecError
 from conduit.spec.load import load_text
 from conduit.render.container import container_props

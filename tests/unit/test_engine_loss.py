@@ -21,6 +21,8 @@ from conduit.engine.planning import target_of
 from conduit.plan.kinds import Kind
 from conduit.execute.gates import containers_gate
 from conduit.engine.reconcile import Request, reconcile
+from conduit.engine.intent import Destroy
+from conduit.engine.planning import Observed
 from conduit.plan.planner import Plan, Step
 from conduit.plan.schedule import key_backup
 from conduit.render.container import container_props
@@ -184,18 +186,18 @@ def test_a_restore_cut_short_by_the_engine_finishes_when_run_again(doc, tmp_path
 def request(doc, tmp_path, api: FakeApi) -> Request:
     host = SimpleNamespace(state_dir=tmp_path, root=tmp_path, docker=lambda: client(api))
     plan = replace_plan(doc)
-    return Request(doc, SPEC, None, host, SMALL_VPS, "test", lambda line: None, planner=lambda d, h: (plan, []))
+    return Request(doc, SPEC, None, host, SMALL_VPS, "test", lambda line: None, planner=lambda _i, d, h: (plan, Observed()))
 
 
 @pytest.fixture
 def no_probe(monkeypatch):
     """The image facts are the spec's own; the rollback plans against the fake engine."""
 
-    def observed(doc, host, request=None):
+    def observed(intent, doc, host):
         host.docker().api.volumes()  # raises while the engine is down
-        return Plan("test", [], "fp"), []
+        return Plan("test", [], "fp"), Observed()
 
-    monkeypatch.setattr(apply_module, "observed_plan", observed)
+    monkeypatch.setattr(apply_module, "plan_on_host", observed)
 
 
 def test_engine_lost_for_good_mid_replace_is_failed_not_applying(doc, tmp_path, no_probe):
@@ -244,7 +246,7 @@ def test_engine_lost_during_the_key_backup_changes_nothing(doc, tmp_path, no_pro
     req = request(doc, tmp_path, api)
     plan = replace_plan(doc)
     plan.steps = key_backup(plan.steps, []) + plan.steps  # as the schedule writes it: the keys first
-    req.planner = lambda d, h: (plan, [])
+    req.planner = lambda _i, d, h: (plan, Observed())
     outcome = reconcile(req)
     assert (outcome.status, outcome.exit_code) == ("failed", 1)
     assert "Docker engine" in outcome.failure
@@ -304,7 +306,7 @@ def removal(doc, tmp_path, api: FakeApi) -> Request:
     host = SimpleNamespace(state_dir=tmp_path, root=tmp_path, docker=lambda: client(api))
     steps = [Step("containers", "container", name, "delete", "no longer in the spec", [], None) for name in ("conduit-1", "conduit-2")]
     return Request(doc, SPEC, None, host, SMALL_VPS, "test", lambda line: None,
-                   planner=lambda d, h: (Plan("test", steps, "fp"), []), removal=True)
+                   planner=lambda _i, d, h: (Plan("test", steps, "fp"), Observed()), intent=Destroy())
 
 
 @pytest.mark.parametrize(("stop_at", "code", "left"), [(("stop", 1), 1, {"conduit-1", "conduit-2"}), (("stop", 2), 4, {"conduit-2"})])

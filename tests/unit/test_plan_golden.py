@@ -7,7 +7,7 @@ driver's own `container_resource` from list entries carrying the labels that
 `render/container.py` `labels()` writes; sysctl, nginx, volume, network and tracker
 resources, the drifted set, adopt/keep flags, foreign things, problems and warnings are
 the ones `drivers/*.py` put into an Observation. The plan is made from that Observation by
-`conduit.engine.planning.plan_observed`, as `observed_plan` makes it after observing, then
+`conduit.engine.planning.plan`, as `conduit plan` makes it after observing, then
 printed by `conduit.views.report.show_plan`, as `conduit plan` prints it:
 
     tests/golden/plans/<scenario>.txt    `conduit plan FILE`: stdout, then stderr (problems)
@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 
 from conduit.drivers.docker import container_resource
-from conduit.engine.images import Settled
-from conduit.engine.planning import plan_observed
+from conduit.engine.intent import Apply
+from conduit.engine.planning import Observed, plan
 from conduit.plan.planner import Plan
 from conduit.plan.saved import dumps, parse_saved, plan_data, spec_fields
 from conduit.render.container import container_props, labels
@@ -168,12 +168,12 @@ def applied(doc: ClusterSpec, skip: Callable[[Resource], bool] = lambda r: False
     return host
 
 
-# ------------------------------------------------------------------ planning, as observed_plan does
+# ------------------------------------------------------------------ planning, as conduit plan does
 
 
 def plan_for(doc: ClusterSpec, obs: Observation, image_present: bool = True) -> Plan:
-    """conduit.engine.planning.observed_plan after observe_host, with the image already settled."""
-    return plan_observed(Settled(doc, image_present=image_present), obs)
+    """conduit.engine.planning.plan after the observation, no engine asked about the image (its facts are pinned)."""
+    return plan(Apply(), doc, Observed(obs, has_image=image_present))
 
 
 # ------------------------------------------------------------------ scenarios

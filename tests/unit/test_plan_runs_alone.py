@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conduit.engine.planning import plan_offline
+from tests.helpers import offline_plan as plan_offline
 from conduit.plan.saved import dumps, plan_data, spec_fields
 from conduit.spec.load import load_text
 from tests.helpers import EXAMPLE, SMALL_VPS

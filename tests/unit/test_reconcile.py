@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from conduit.engine.reconcile import Request, reconcile
+from conduit.engine.planning import Observed
 from conduit.plan.planner import Plan, Step
 from conduit.state.stores import open_state
 
@@ -13,7 +14,7 @@ from conduit.state.stores import open_state
 def _request(tmp_path, plan: Plan, **kw) -> Request:
     host = SimpleNamespace(state_dir=tmp_path, root=tmp_path)
     doc = SimpleNamespace(metadata=SimpleNamespace(name="c"))
-    return Request(doc, "text", None, host, None, "test", lambda line: None, planner=lambda doc, h: (plan, []), **kw)
+    return Request(doc, "text", None, host, None, "test", lambda line: None, planner=lambda _i, doc, h: (plan, Observed()), **kw)
 
 
 def _plan(problems=(), changes=True) -> Plan:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from conduit.engine.apply import undo_plan
+from conduit.engine.intent import Rollback
+from conduit.engine.planning import Observed, plan
 from conduit.spec.load import load_text
-from conduit.spec.resources import Resource
+from conduit.spec.resources import Observation, Resource
 from tests.helpers import SMALL_VPS, dump, minimal
 
 DOC = load_text(dump(minimal()), "cluster.yaml", SMALL_VPS)
+
+
+def undo_plan(doc, before, observed):
+    """A first apply's rollback: back to `before`, from the host as observed now."""
+    return plan(Rollback(None, before=tuple(before)), doc, Observed(Observation(resources=observed)))
 
 
 def _v1_node(name: str) -> Resource:

@@ -19,12 +19,14 @@ from hypothesis import strategies as st
 import conduit.engine.planning as planning
 from conduit.cli.root import main
 from conduit.errors import HostMoved, NotASavedPlan
-from conduit.engine.planning import plan_offline, saved_planner
+import conduit.engine.observe as observe_module
+from conduit.engine.intent import ApplySaved
+from conduit.engine.planning import Observed
 from conduit.engine.reconcile import Request, reconcile
 from conduit.plan.planner import Plan, Step, plan_from_json
 from conduit.plan.saved import digest_of, dumps, parse_saved, plan_data, read_saved, sealed, spec_fields
 from conduit.spec.load import load_text
-from tests.helpers import EXAMPLE, SMALL_VPS
+from tests.helpers import EXAMPLE, SMALL_VPS, offline_plan as plan_offline
 
 TEXT = EXAMPLE.read_text()
 PLAN = plan_offline(load_text(TEXT, str(EXAMPLE), SMALL_VPS))
@@ -175,35 +177,39 @@ def test_whitespace_between_tokens_changes_nothing():
 # ------------------------------------------------------------------ the saved steps, not a new plan
 
 
-def _observed(fingerprint: str, problems=(), steps=None, target=None):
-    """observed_plan as the host answers it now: by default, planning the saved plan's steps and target again."""
+def _fresh(monkeypatch, fingerprint: str, problems=(), steps=None, target=None) -> None:
+    """The host as it answers now: by default, its spec plans the saved plan's steps and target again."""
     fresh = Plan("c", copy.deepcopy(PLAN.steps if steps is None else steps), fingerprint, problems=list(problems), api_calls=7,
                  target=copy.deepcopy(PLAN.target if target is None else target))
-    before = [SimpleNamespace(kind="container", id="conduit-1")]
-    return lambda doc, host: (fresh, before)
+    monkeypatch.setattr(planning, "_converge", lambda doc, seen: fresh)
+    monkeypatch.setattr(observe_module, "observe", lambda doc, host, intent: Observed())
+
+
+def _saved(plan: Plan = PLAN) -> Plan:
+    return planning.plan(ApplySaved(plan), None, Observed())
 
 
 def test_the_saved_plan_is_what_runs_with_the_host_as_observed_now(monkeypatch):
-    monkeypatch.setattr(planning, "observed_plan", _observed(PLAN.fingerprint, ["port 443 is in use"]))
-    plan, before = saved_planner(PLAN)(None, None)
-    assert plan.steps == PLAN.steps and plan.fingerprint == PLAN.fingerprint and before[0].id == "conduit-1"
+    _fresh(monkeypatch, PLAN.fingerprint, ["port 443 is in use"])
+    plan = _saved()
+    assert plan.steps == PLAN.steps and plan.fingerprint == PLAN.fingerprint
     assert plan.problems == ["port 443 is in use"] and plan.api_calls == 7  # a problem found now still stops it
     assert PLAN.problems == []
 
 
 def test_a_host_that_moved_refuses_the_saved_plan(monkeypatch):
-    monkeypatch.setattr(planning, "observed_plan", _observed("another"))
+    _fresh(monkeypatch, "another")
     with pytest.raises(HostMoved, match="the host changed since this plan was saved; make a new plan"):
-        saved_planner(PLAN)(None, None)
+        _saved()
 
 
 def test_steps_its_own_spec_does_not_plan_are_refused(monkeypatch):
     """A file whose digest was made again after an edit is whole, but says what its spec does not."""
     first = PLAN.steps[0]
     edited = [dataclasses.replace(first, action="delete" if first.action != "delete" else "create"), *PLAN.steps[1:]]
-    monkeypatch.setattr(planning, "observed_plan", _observed(PLAN.fingerprint, steps=edited))
+    _fresh(monkeypatch, PLAN.fingerprint, steps=edited)
     with pytest.raises(HostMoved, match="the saved plan's steps are not what its spec plans for this host"):
-        saved_planner(PLAN)(None, None)
+        _saved()
 
 
 def test_a_target_its_own_spec_does_not_plan_is_refused(monkeypatch):
@@ -211,26 +217,26 @@ def test_a_target_its_own_spec_does_not_plan_is_refused(monkeypatch):
     changed it is refused like one that changed a step."""
     assert PLAN.target is not None
     other = dataclasses.replace(PLAN.target, cluster="someone-else")
-    monkeypatch.setattr(planning, "observed_plan", _observed(PLAN.fingerprint, target=other))
+    _fresh(monkeypatch, PLAN.fingerprint, target=other)
     with pytest.raises(HostMoved, match="the saved plan's target is not what its spec plans for this host"):
-        saved_planner(PLAN)(None, None)
+        _saved()
 
 
 def test_reconcile_reviews_and_confirms_the_saved_plan(monkeypatch, tmp_path):
     step = Step("containers", "container", "conduit-1", "create", "not on the host", [], {})
-    monkeypatch.setattr(planning, "observed_plan", _observed("fp", steps=[step]))
+    _fresh(monkeypatch, "fp", steps=[step])
     saved = Plan("c", [step], "fp", target=PLAN.target)
     seen = []
     doc, host = SimpleNamespace(metadata=SimpleNamespace(name="c")), SimpleNamespace(state_dir=tmp_path, root=tmp_path)
     request = Request(doc, "text", None, host, None, "test", lambda line: None,
-                      review=seen.append, confirm=lambda p: seen.append(p) or False, planner=saved_planner(saved))  # fmt: skip
+                      review=seen.append, confirm=lambda p: seen.append(p) or False, intent=ApplySaved(saved))  # fmt: skip
     outcome = reconcile(request)
     assert outcome.status == "declined" and [p.steps for p in seen] == [[step], [step]]
 
 
 def test_apply_plan_asks_before_it_changes_anything(apply_plan, monkeypatch):
     """Without --auto-approve and no terminal to ask on, apply --plan refuses, as apply does."""
-    monkeypatch.setattr(planning, "observed_plan", lambda doc, host: (PLAN, []))
+    _fresh(monkeypatch, PLAN.fingerprint)
     monkeypatch.setattr("conduit.cli.plan.interrupted_warnings", lambda opts: [])
     result, _ = apply_plan(SAVED)
     assert result.exit_code == 1 and "refusing to change the host without confirmation: pass --auto-approve" in result.stderr

@@ -301,7 +301,7 @@ def test_refusals_from_one_address_write_a_bounded_number_of_rows(tmp_path):
 
 def _saved_plan(spec_text: str, file: str) -> dict:
     """What `conduit plan FILE --out` writes (a plan of a host, sealed with its digest)."""
-    from conduit.engine.planning import plan_offline
+    from tests.helpers import offline_plan as plan_offline
     from conduit.plan.saved import dumps, plan_data, spec_fields
     from conduit.spec.load import load_text
 
@@ -321,8 +321,7 @@ def test_an_operator_may_apply_a_saved_plan_of_the_served_spec_and_of_no_other(s
 
 def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(setup, monkeypatch):
     from conduit.cli import plan as cli_plan
-    from conduit.engine.intents import Observed
-    from conduit.engine.updates import UpdateRequest
+    from conduit.engine.intent import Rollback
     from conduit.state.images import NodeImage
 
     gen = setup.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "edge-1")
@@ -336,7 +335,7 @@ def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(se
     monkeypatch.setattr(cli_plan, "reconcile", lambda request: by_cli.append(request) or Reconciled("no-op"))
     result = CliRunner().invoke(main, ["--state-dir", str(setup.state_dir), "rollback", str(gen), "--auto-approve"])
     assert result.exit_code == 0, result.output
-    assert by_agent.planner == by_cli[0].planner == Observed(UpdateRequest(registry="never", take=False, pin=pinned))
+    assert by_agent.intent == by_cli[0].intent == Rollback(gen, pinned)
     assert (by_agent.spec_text, by_agent.spec_path) == (by_cli[0].spec_text, by_cli[0].spec_path)
 
 

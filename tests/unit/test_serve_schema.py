@@ -14,7 +14,7 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis not inst
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import conduit.serve.agent as agent_module  # noqa: E402
-from conduit.engine.planning import plan_offline  # noqa: E402
+from tests.helpers import offline_plan as plan_offline  # noqa: E402
 from tests.helpers import EXAMPLE  # noqa: E402
 from tests.unit.test_serve import Setup  # noqa: E402
 
@@ -26,9 +26,9 @@ BOUNDED = settings(max_examples=8, deadline=None, derandomize=True,
 
 @pytest.fixture
 def served(tmp_path, monkeypatch):
-    monkeypatch.setattr(agent_module, "plan_against_host", lambda doc, _host, _request=None: plan_offline(doc))
+    monkeypatch.setattr(agent_module, "plan_on_host", lambda _intent, doc, _host: (plan_offline(doc), None))
     s = Setup(tmp_path, rate=1e9)
-    s.agent.check_planner = lambda doc, _host, _request: plan_offline(doc)
+    s.agent.check_planner = lambda _intent, doc, _host: (plan_offline(doc), None)
     s.agent.key_reader = lambda _volume, _node: None  # no key yet: refused, 409
     gen = s.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "edge-1")
     s.state.history.finish(gen, "succeeded")

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from conduit.cli.root import main
 from conduit.plan.planner import Plan
+from conduit.engine.planning import Observed
 from conduit.state import db as store
 from conduit.state.db import BACKUP_NAME, StateError, check_writable
 from conduit.state.stores import open_state, read_state
@@ -292,7 +293,7 @@ KINDS = ["read-only", "full", "under a file"]
 def test_apply_refuses_before_any_change(cli, tmp_path, monkeypatch, kind):
     state_dir, why = _broken(kind, tmp_path, monkeypatch)
     planned = []
-    monkeypatch.setattr("conduit.engine.reconcile.observed_plan", lambda doc, host: planned.append(doc) or (Plan("c", [], "fp"), []))
+    monkeypatch.setattr("conduit.engine.reconcile.plan_on_host", lambda intent, doc, host: planned.append(doc) or (Plan("c", [], "fp"), Observed()))
     line = _one_error(cli(state_dir, "apply", "--auto-approve", str(EXAMPLE)))
     assert line == f"error: {why}" and planned == []
 
@@ -317,7 +318,7 @@ def test_plan_with_a_state_it_cannot_read_warns_and_plans(cli, tmp_path, monkeyp
     _history(state_dir)
     _garbage(state_dir / "state.db")
     monkeypatch.setattr(store, "write_probe", _read_only)
-    monkeypatch.setattr("conduit.cli.plan.plan_against_host", lambda spec, host: Plan(spec.metadata.name, [], "fp"))
+    monkeypatch.setattr("conduit.cli.plan.plan_on_host", lambda intent, spec, host: (Plan(spec.metadata.name, [], "fp"), Observed()))
     result = cli(state_dir, "plan", str(EXAMPLE))
     assert result.exit_code == 0, result.output
     assert "cannot be written to restore it; the plan does not know the host's history" in result.output

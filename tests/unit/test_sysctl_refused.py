@@ -12,8 +12,9 @@ import pytest
 from conduit.drivers.sysctl import observe_sysctl
 from conduit.execute.executor import Executor
 from conduit.engine.planning import target_of
-from conduit.engine.images import Settled
-from conduit.engine.planning import plan_observed, recorded_refusals
+from conduit.engine.intent import Apply
+from conduit.engine.observe import recorded_refusals
+from conduit.engine.planning import Observed, plan
 from conduit.plan.planner import Step
 from conduit.render.desired import render
 from conduit.spec.load import load_text
@@ -41,7 +42,7 @@ def proc_root(tmp_path: Path, values: dict[str, str]) -> Path:
 
 def plan_for(doc, root: Path, before=None):
     keys = [r.id for r in render(doc) if r.kind == "sysctl"]
-    return plan_observed(Settled(doc, image_present=True), observe_sysctl(doc, root, keys), before)
+    return plan(Apply(), doc, Observed(observe_sysctl(doc, root, keys), has_image=True, refused_before=before or {}))
 
 
 def sysctl_steps(plan):

@@ -87,14 +87,14 @@ def test_the_claim_code_needs_an_operator_and_is_never_cached(tmp_path):
 
 
 def test_a_check_for_updates_asks_without_taking(tmp_path):
-    from conduit.engine.planning import plan_offline
+    from tests.helpers import offline_plan as plan_offline
 
     setup = Setup(tmp_path)
     asked = []
 
-    def planner(doc, _host, request):
-        asked.append(request)
-        return plan_offline(doc)
+    def planner(intent, doc, _host):
+        asked.append(intent)
+        return plan_offline(doc), None
 
     setup.agent.check_planner = planner
     answer = setup.client.post("/api/v1/updates/check", headers=setup.auth("olu"))

@@ -9,6 +9,8 @@ import pytest
 
 from conduit.drivers.registry import TagsError
 from conduit.engine import updates
+from conduit.engine.images import record_learned
+from conduit.engine.settle import Learned
 from conduit.engine.updates import UpdateRequest, choose_image
 from conduit.spec.load import load_text
 from conduit.spec.policy import HostPolicy
@@ -137,8 +139,10 @@ def test_without_a_range_the_tags_are_never_listed(monkeypatch, images):
 def test_watch_lists_the_tags_again_only_when_a_check_is_due(monkeypatch, images):
     reg = Registry(monkeypatch)
     for _ in range(3):
-        choice = choose_image(doc(), object(), images, UpdateRequest(registry="due"))
+        learned = Learned()
+        choice = choose_image(doc(), object(), images, UpdateRequest(registry="due"), learned=learned)
         assert choice.update.image == f"{REPO}:2.0.1"
+        record_learned(images, learned)  # as the apply does; the plan itself writes nothing
     assert reg.listed == 1 and reg.asked == [f"{REPO}:2.0.1"]
     choose_image(doc(), object(), images, UpdateRequest())  # plan and apply ask now
     assert reg.listed == 2

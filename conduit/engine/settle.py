@@ -1,0 +1,148 @@
+"""What the spec's image speaks, and what that means for the spec: pure.
+
+The image's own answer is observed (conduit.engine.observe: from the cache by image ID, or by
+asking an image that is on the host); here it is only read. An image that could not be asked
+leaves the spec's conduit.cli_version / conduit.build or the image tag to stand in for it,
+with a warning, and with neither only the flags every version accepts are rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from conduit.spec.image import ImageFacts, static_facts
+from conduit.spec.image_checks import image_checks
+from conduit.spec.load import dotted
+from conduit.spec.resolve import with_image_facts
+from conduit.spec.spec import ClusterSpec
+
+
+@dataclass
+class Update:
+    """A new digest behind the spec's tag (or, under updates.versions, behind the tag it follows)."""
+
+    image: str  # the tag asked: the spec's, or repository:<newest tag inside updates.versions>
+    old_id: str | None
+    old_digest: str | None
+    new_id: str
+    new_digest: str
+    taken: bool
+    why_not: str | None = None  # why the nodes stay where they are
+    old_version: str | None = None
+    new_version: str | None = None
+    versions: str | None = None  # updates.versions, when the tag followed is the newest inside it
+    old_tag: str | None = None  # the tag the nodes' image has on this host, when it has one
+    new_tag: str | None = None  # the tag followed ("2.0.1"), under updates.versions
+
+
+@dataclass
+class Choice:
+    ref: str  # what to ask and run: the tag, or an image ID
+    update: Update | None = None
+    warnings: list[str] = field(default_factory=list)
+    attrs: dict | None = None  # the engine's answer for ref, when it was already asked
+
+
+@dataclass
+class ImageSeen:
+    """What was observed of the image: which one the nodes should run, and what it said it speaks.
+    `found`: its facts (None: not on this host, or no engine to ask); `engine`: an engine was asked."""
+
+    choice: Choice
+    found: ImageFacts | None = None
+    engine: bool = False
+
+
+@dataclass
+class Settled:
+    doc: ClusterSpec
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    image_present: bool = False  # the engine has the image already: no pull is planned
+    update: Update | None = None  # a new digest behind the tag (conduit.engine.updates)
+
+
+def _fallback_warning(facts: ImageFacts, reason: str) -> str:
+    if facts.source == "unknown":
+        return (
+            f"cannot ask {facts.image} which CLI it speaks ({reason}); rendering only the flags every version accepts "
+            "(-m -b -d, no --metrics-addr): pull the image, pin a version tag or set conduit.cli_version"
+        )
+    said = "conduit.cli_version/build" if facts.source == "spec" else "its tag"
+    return f"cannot ask {facts.image} which CLI it speaks ({reason}); taking it as {facts.describe()} from {said}"
+
+
+def mismatches(doc: ClusterSpec, found: ImageFacts) -> list[str]:
+    """Where the spec's conduit.cli_version / conduit.build contradict what the image said."""
+    conduit = doc.spec.conduit
+    problems = []
+    if conduit.cli_version != "auto":
+        said = static_facts(found.image, conduit.cli_version, conduit.build)
+        exact = conduit.cli_version not in ("1.x", "2.x")
+        wrong_version = exact and found.version is not None and not found.version.startswith(conduit.cli_version + ".")
+        if wrong_version or (said.cli and found.cli and said.cli != found.cli):
+            problems.append(
+                f"spec.conduit.cli_version: is {conduit.cli_version}, but {found.image} says it is {found.describe()}"
+            )
+    if conduit.build != "auto" and found.build is not None and found.build != conduit.build:
+        problems.append(f"spec.conduit.build: is {conduit.build}, but {found.image} is {found.describe()}")
+    return problems
+
+
+_UNSURE = (
+    ("max_personal_clients", "has_personal", "--max-personal-clients"),
+    ("reduced_hours", "has_set", "--set"),
+    ("idle_restart", "has_idle_restart", "--idle-restart"),
+)
+
+
+def unsure_warnings(doc: ClusterSpec, facts: ImageFacts) -> list[str]:
+    """Settings left out because nobody can tell whether the image takes them."""
+    conduit = doc.spec.conduit
+    out = []
+    for name, capability, flag in _UNSURE:
+        if getattr(conduit, name) is not None and getattr(facts, capability) is None:
+            out.append(f"spec.conduit.{name} is not passed: cannot tell whether {facts.image} has {flag}")
+    if conduit.data_cap is not None and facts.has_monitor is None:
+        out.append(f"spec.conduit.data_cap: cannot tell whether {facts.image} ships conduit-monitor (official 1.5.0 or later does)")
+    if facts.has_metrics_addr is False:
+        out.append(f"{facts.image} is {facts.describe()}, which has no --metrics-addr: the nodes publish no metrics")
+    return out
+
+
+def settle(doc: ClusterSpec, seen: ImageSeen | None = None) -> Settled:
+    """The spec with its image's facts, the warnings, and the problems that stop a plan.
+    `seen` None: no engine was asked (an offline plan)."""
+    image = doc.spec.containers.image
+    given = static_facts(image, doc.spec.conduit.cli_version, doc.spec.conduit.build)
+    seen = seen or ImageSeen(Choice(image))
+    found = replace(seen.found, image=image) if seen.found is not None else None
+    out = Settled(doc, image_present=found is not None, update=seen.choice.update, warnings=list(seen.choice.warnings))
+    if found is not None and found.known:
+        facts = found
+        out.problems += mismatches(doc, found)
+    else:
+        facts = given
+        if found is not None:
+            reason = "it did not answer `conduit start --help` like a Conduit image"
+        else:
+            reason = "it is not on this host" if seen.engine else "no Docker engine to ask"
+        if seen.engine or given.source == "unknown":
+            out.warnings.append(_fallback_warning(given, reason))
+    if found is not None:
+        facts = replace(facts, image_id=found.image_id)  # the nodes run exactly this image
+    out.doc = with_image_facts(doc, facts)
+    out.problems += [f"{dotted(path)}: {message}" for path, message in image_checks(out.doc, facts)]
+    out.warnings += unsure_warnings(doc, facts)
+    return out
+
+
+
+@dataclass
+class Learned:
+    """What a plan's observation learned and the state does not hold yet: image facts by image ID
+    (an ID's content never changes) and the registry's answers. A plan writes none of it; the
+    apply records it (conduit.engine.images.record_learned)."""
+
+    facts: dict[str, str] = field(default_factory=dict)  # image ID -> ImageFacts.to_json()
+    checks: list[tuple[str, str | None]] = field(default_factory=list)  # (tag or "repository range", answer)
