@@ -120,7 +120,8 @@ def test_one_containers_memory_is_one_in_place_update(host, standin_image, prefi
 def test_max_clients_change_replaces_every_container(host, standin_image, prefix):
     converge(host, spec_text(standin_image, prefix))
     plan = plan_on_host(Apply(), load(spec_text(standin_image, prefix, conduit={"max_clients": 50})), host)[0]
-    assert [(s.action, s.id) for s in plan.changes] == [("replace", f"{prefix}-{i}") for i in range(1, COUNT + 1)]
+    names = [f"{prefix}-{i}" for i in range(1, COUNT + 1)]
+    assert [(s.action, s.id) for s in plan.changes] == [("backup", ",".join(names))] + [("replace", name) for name in names]
     assert all(c.field == "command" and c.forces_replacement for s in plan.changes for c in s.changes)
 
 
