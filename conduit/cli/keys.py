@@ -13,13 +13,14 @@ import click
 import qrcode
 
 from conduit.cli.common import confirm, fail, load_spec
-from conduit.errors import EngineError, HostileEntry, KeyProblem, Locked, PolicyError, SpecError
+from conduit.cli.plan import Asking, reconciled
+from conduit.errors import EngineError, HostileEntry, KeyProblem, PolicyError, SpecError
 from conduit.drivers.files import private_tree
 from conduit.drivers.keys import backup, claim_url, read_file, read_key, restore
 from conduit.drivers.programs import not_installed
 from conduit.engine.images import asked_facts
 from conduit.engine.intent import Destroy
-from conduit.engine.reconcile import Request, reconcile
+from conduit.engine.reconcile import Request
 from conduit.facts.compartment import COMPARTMENT_FILE, pairing_token, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
 from conduit.facts.v1settings import Settings, SettingsError, parse_settings
@@ -29,8 +30,6 @@ from conduit.features.v1import import ImportRefused, build_spec, existing_nodes,
 from conduit.spec.load import load_text
 from conduit.spec.policy import load_policy
 from conduit.spec.resolve import node_settings, nodes
-from conduit.state.db import StateError
-from conduit.views.report import print_plan
 
 
 def _client(opts):
@@ -252,18 +251,10 @@ def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
     if purge_data:
         _confirm_purge(doc.metadata.name, confirm_name)
 
-    def approve(plan) -> bool:
-        confirm(auto_approve or purge_data, "Destroy these?")
-        return True
-
     # The key backup the removal makes is the last copy of the keys: it stays in the state directory.
     request = Request(doc, f"# destroy of {doc.metadata.name}\n", file, opts.host(), opts.detected(), "conduit destroy", click.echo,
-                      confirm=approve, review=print_plan, intent=Destroy(purge_data),
-                      wait=False, git=(None, None), spec_hash="destroy")  # fmt: skip
-    try:
-        outcome = reconcile(request)
-    except (Locked, EngineError, StateError) as exc:
-        fail(str(exc))
+                      intent=Destroy(purge_data), wait=False, git=(None, None), spec_hash="destroy")  # fmt: skip
+    outcome = reconciled(request, Asking(opts, auto_approve or purge_data, question="Destroy these?"))
     if outcome.status == "failed" and outcome.rollback_failed:
         fail(f"destroy stopped part way: {outcome.failure}; `conduit status` shows what is left; run destroy again to finish",
              outcome.exit_code)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import click
@@ -15,7 +17,7 @@ from conduit.engine.intents import Door
 from conduit.engine.intent import Apply
 from conduit.engine.observe import plan_on_host
 from conduit.engine import planning
-from conduit.engine.reconcile import Request, reconcile
+from conduit.engine.reconcile import Reconciled, Request, reconciling
 from conduit.features.alerts import notify
 from conduit.plan.planner import Plan
 from conduit.plan.saved import dumps, plan_data, read_saved, spec_fields
@@ -188,20 +190,42 @@ def not_rolled_back(outcome) -> str:
             "as failed; fix the cause and apply again, which converges from here")
 
 
-def door(opts: Options, command: str, path: str | None, auto_approve: bool, no_wait: bool, allow_new_identity: bool = False,
-         verbose: bool = False) -> Door:
-    """How the CLI asks: it prints the plan, asks before changing the host, and waits for the lock unless told not to."""
+def door(opts: Options, command: str, path: str | None, no_wait: bool, allow_new_identity: bool = False) -> Door:
+    """Where the CLI's lines go (stdout, a wait for the lock on stderr) and whether it waits for the lock."""
+    return Door(opts.host(), opts.detected(), f"conduit {command} {path or ''}".strip(), click.echo, wait=not no_wait,
+                on_wait=partial(click.echo, err=True), allow_new_identity=allow_new_identity)  # fmt: skip
 
-    def review(plan) -> None:
-        plan.warnings += interrupted_warnings(opts)
-        print_plan(plan, verbose)
 
-    def approve(plan) -> bool:
-        confirm(auto_approve, "Apply these changes?")
-        return True
+@dataclass(frozen=True)
+class Asking:
+    """How the CLI shows a plan and asks before it changes the host."""
 
-    return Door(opts.host(), opts.detected(), f"conduit {command} {path or ''}".strip(), click.echo, confirm=approve, review=review,
-                wait=not no_wait, on_wait=lambda m: click.echo(m, err=True), allow_new_identity=allow_new_identity)  # fmt: skip
+    opts: Options
+    auto_approve: bool
+    verbose: bool = False
+    question: str = "Apply these changes?"
+
+    def show(self, plan: Plan) -> None:
+        plan.warnings += interrupted_warnings(self.opts)
+        print_plan(plan, self.verbose)
+
+    def approve(self) -> None:
+        confirm(self.auto_approve, self.question)
+
+
+def reconciled(request: Request, asking: Asking) -> Reconciled:
+    """One reconcile as the CLI runs it: the plan shown, then asked for, under the one lock. Exits 1
+    on what stops it before any change (another apply holds the lock, Docker, the state)."""
+    try:
+        with reconciling(request) as pending:
+            asking.show(pending.plan)
+            outcome = pending.decide()
+            if outcome is None:
+                asking.approve()
+                outcome = pending.run()
+    except (Locked, EngineError, HostMoved, StateError) as exc:
+        fail(str(exc))
+    return outcome
 
 
 def built(build: Callable[..., Request], *args) -> Request:
@@ -213,12 +237,9 @@ def built(build: Callable[..., Request], *args) -> Request:
     raise AssertionError("unreachable")
 
 
-def run_apply(request: Request, epilogue: str | None = None) -> None:
+def run_apply(request: Request, asking: Asking, epilogue: str | None = None) -> None:
     """Run one reconcile for the CLI: print what it did, exit with its code."""
-    try:
-        outcome = reconcile(request)
-    except (Locked, EngineError, HostMoved, StateError) as exc:
-        fail(str(exc))
+    outcome = reconciled(request, asking)
     if outcome.status == "blocked":
         for problem in outcome.problems[len(outcome.plan.problems) :]:
             click.echo(f"error: {problem}", err=True)
@@ -251,12 +272,12 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
             saved = read_saved(plan_file)
         except NotASavedPlan as exc:
             fail(str(exc), exc.code)
-        how = door(opts, "apply", saved.spec_file, auto_approve, no_wait, allow_new_identity, verbose)
-        run_apply(built(intents.apply_saved, how, saved))
+        how = door(opts, "apply", saved.spec_file, no_wait, allow_new_identity)
+        run_apply(built(intents.apply_saved, how, saved), Asking(opts, auto_approve, verbose))
     elif file:
         spec = load_spec(opts, file)
-        how = door(opts, "apply", file, auto_approve, no_wait, allow_new_identity, verbose)
-        run_apply(intents.apply_spec(how, spec, spec_text(file), file))
+        how = door(opts, "apply", file, no_wait, allow_new_identity)
+        run_apply(intents.apply_spec(how, spec, spec_text(file), file), Asking(opts, auto_approve, verbose))
     else:
         fail("give a FILE or --plan", 2)
 
@@ -312,8 +333,8 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
              else "no good generation before the current one to roll back to; `conduit history` lists them")  # fmt: skip
     now = f" from generation {current.id}" if current is not None and current.id != target.id else ""
     click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
-    how = door(opts, "rollback", target.spec_path, auto_approve, no_wait)
-    run_apply(built(intents.roll_back, how, state.images, target), epilogue=undo_warning(target.spec_path))
+    how = door(opts, "rollback", target.spec_path, no_wait)
+    run_apply(built(intents.roll_back, how, state.images, target), Asking(opts, auto_approve), epilogue=undo_warning(target.spec_path))
 
 
 def _rollback_cluster(known: list[str], given: str | None) -> str | None:

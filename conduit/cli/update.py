@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from conduit.cli.common import Options, fail, load_spec
-from conduit.cli.plan import door, run_apply
+from conduit.cli.plan import Asking, door, run_apply
 from conduit.errors import EngineError
 from conduit.engine import intents
 from conduit.engine.intent import Apply
@@ -45,7 +45,7 @@ def update(opts: Options, file: str, check: bool, auto_approve: bool, no_wait: b
             return
         Console(highlight=False, soft_wrap=True).print("\n".join(update_lines(plan.update)).lstrip("\n"))
         sys.exit(2)
-    run_apply(intents.take_update(door(opts, "update", file, auto_approve, no_wait), spec, spec_text(file), file))
+    run_apply(intents.take_update(door(opts, "update", file, no_wait), spec, spec_text(file), file), Asking(opts, auto_approve))
 
 
 COMMANDS = (update,)

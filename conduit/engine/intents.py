@@ -6,7 +6,6 @@ whatever its tag means now)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from conduit.drivers.observe import HostAccess
@@ -14,7 +13,6 @@ from conduit.engine.apply import Report
 from conduit.engine.intent import Apply, ApplySaved, Intent, Rollback, Update
 from conduit.engine.reconcile import Request
 from conduit.engine.updates import generation_image
-from conduit.plan.planner import Plan
 from conduit.plan.saved import SavedPlan
 from conduit.spec.load import load_text
 from conduit.spec.profiles import HostFacts
@@ -23,24 +21,16 @@ from conduit.state.history import Generation
 from conduit.state.images import Images
 
 
-def _go_on(plan: Plan) -> bool:
-    return True
-
-
-def _say_nothing(plan: Plan) -> None:
-    return None
-
-
 @dataclass(frozen=True)
 class Door:
-    """Who asks and how it talks: what a caller adds to any intent."""
+    """Who asks and where its lines go: what a caller adds to any intent. A door that shows the
+    plan or asks before going on does so itself, between conduit.engine.reconcile.reconciling's
+    plan and its run."""
 
     host: HostAccess
     facts: HostFacts
     command: str  # what the apply lock says holds it
     report: Report
-    confirm: Callable[[Plan], bool] = _go_on
-    review: Callable[[Plan], None] = _say_nothing
     wait: bool = True
     on_wait: Report | None = None
     allow_new_identity: bool = False  # the host's own flag, never a spec's
@@ -48,8 +38,8 @@ class Door:
 
 def request(door: Door, intent: Intent, doc: ClusterSpec, text: str, path: str | None, git=None) -> Request:
     """The Request that reconciles `doc` for `intent`, as `door` asks it."""
-    return Request(doc, text, path, door.host, door.facts, door.command, door.report, confirm=door.confirm, review=door.review,
-                   intent=intent, wait=door.wait, on_wait=door.on_wait, git=git, allow_new_identity=door.allow_new_identity)  # fmt: skip
+    return Request(doc, text, path, door.host, door.facts, door.command, door.report, intent=intent, wait=door.wait,
+                   on_wait=door.on_wait, git=git, allow_new_identity=door.allow_new_identity)  # fmt: skip
 
 
 def apply_spec(door: Door, doc: ClusterSpec, text: str, path: str | None, intent: Apply = Apply(),

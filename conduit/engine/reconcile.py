@@ -1,13 +1,16 @@
-"""One reconcile: lock, plan, check, confirm, record, back up keys, execute with gates, roll back.
+"""One reconcile: lock, plan, check, (the door looks and confirms), record, execute with gates, roll back.
 
-`conduit apply`, `conduit rollback`, `conduit destroy` and `conduit watch` all run this one
-use case; they differ only in the plan they ask for, how they confirm and what they print.
-Nothing here prints: every line goes to the request's `report`.
+`conduit apply`, `conduit rollback`, `conduit destroy`, `conduit watch`, the agent and the bot all
+run this one use case; they differ only in the intent they ask for, what they print and whether
+they ask before going on. A door that looks at the plan first holds a `Pending` (`reconciling`):
+it prints the plan, asks, then calls `run`; nothing here calls back up into the door. Nothing here
+prints: every line goes to the request's `report`, a line sink (click.echo, a log, an event hub).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import structlog
@@ -38,9 +41,7 @@ log = structlog.get_logger("conduit.apply")
 @dataclass
 class Request:
     """What to reconcile and how. `intent` is what the plan made under the lock is for
-    (conduit.engine.intent); `review` sees it first (prints it, or raises the caller's own stop);
-    `confirm` answers whether to go on once it has changes and no problems. A Destroy's plan is
-    run backwards, with no rollback, finished as "destroyed"."""
+    (conduit.engine.intent). A Destroy's plan is run backwards, with no rollback, finished as "destroyed"."""
 
     doc: ClusterSpec
     spec_text: str
@@ -49,8 +50,6 @@ class Request:
     facts: HostFacts
     command: str
     report: Report
-    confirm: Callable[[Plan], bool] = lambda plan: True
-    review: Callable[[Plan], None] = lambda plan: None
     intent: Intent = Apply()
     planner: Callable[[Intent, ClusterSpec, HostAccess], tuple[Plan, Observed]] = plan_on_host  # observe once, then plan
     wait: bool = True
@@ -68,29 +67,53 @@ class Reconciled(Outcome):
     problems: list[str] = field(default_factory=list)
 
 
-def reconcile(req: Request) -> Reconciled:
-    """Raises Locked (another apply of the cluster holds the lock and `wait` is false), EngineError,
-    and StateError (the state directory cannot take a write: refused before any change)."""
+@dataclass
+class Pending:
+    """A plan made under the apply lock, not run yet. The door may look at `plan` (print it), then
+    calls `decide`: the outcome when there is nothing to run (blocked, no-op), else None, and the
+    door asks whatever it asks and calls `run` (or gives up: the outcome is then `declined`)."""
+
+    req: Request
+    plan: Plan
+    seen: Observed
+
+    def decide(self) -> Reconciled | None:
+        # Holding the lock, this run is the one that converges from an interrupted apply.
+        History(Database(self.req.host.state_dir)).mark_interrupted()
+        problems = list(self.plan.problems) + ([] if self.req.allow_new_identity else identity_problems(self.plan))
+        if problems:
+            return Reconciled("blocked", plan=self.plan, problems=problems)
+        if not self.plan.changes:
+            _record_learned(self.req, self.seen)
+            return Reconciled("no-op", plan=self.plan)
+        return None
+
+    def declined(self) -> Reconciled:
+        return Reconciled("declined", plan=self.plan)
+
+    def run(self) -> Reconciled:
+        _record_learned(self.req, self.seen)
+        outcome = _execute(self.req, self.plan, list(self.seen.host.resources))
+        return Reconciled(outcome.status, outcome.generation, outcome.failure, outcome.restored, outcome.warnings,
+                          outcome.rollback_failed, outcome.compromised, self.plan)  # fmt: skip
+
+
+@contextmanager
+def reconciling(req: Request) -> Iterator[Pending]:
+    """The lock, and the plan made under it, for as long as the door holds them. Raises Locked
+    (another apply of the cluster holds the lock and `wait` is false), EngineError, and StateError
+    (the state directory cannot take a write: refused before any change)."""
     check_writable(req.host.state_dir)
     with apply_lock(req.host.state_dir, req.command, wait=req.wait, on_wait=req.on_wait,
                     cluster=req.doc.metadata.name, root=req.host.root):  # fmt: skip
         plan, seen = req.planner(req.intent, req.doc, req.host)
-        before = list(seen.host.resources)
-        req.review(plan)
-        # Holding the lock, this run is the one that converges from an interrupted apply.
-        History(Database(req.host.state_dir)).mark_interrupted()
-        problems = list(plan.problems) + ([] if req.allow_new_identity else identity_problems(plan))
-        if problems:
-            return Reconciled("blocked", plan=plan, problems=problems)
-        if not plan.changes:
-            _record_learned(req, seen)
-            return Reconciled("no-op", plan=plan)
-        if not req.confirm(plan):
-            return Reconciled("declined", plan=plan)
-        _record_learned(req, seen)
-        outcome = _execute(req, plan, before)
-    return Reconciled(outcome.status, outcome.generation, outcome.failure, outcome.restored, outcome.warnings, outcome.rollback_failed,
-                      outcome.compromised, plan)
+        yield Pending(req, plan, seen)
+
+
+def reconcile(req: Request) -> Reconciled:
+    """One reconcile for a door that asks nothing before going on (the agent, the bot). Raises as `reconciling`."""
+    with reconciling(req) as pending:
+        return pending.decide() or pending.run()
 
 
 def _record_learned(req: Request, seen: Observed) -> None:

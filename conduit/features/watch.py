@@ -31,7 +31,7 @@ from conduit.features.nodealerts import node_problems
 from conduit.drivers.observe import HostAccess
 from conduit.engine import intents
 from conduit.engine.intents import Door
-from conduit.engine.reconcile import Reconciled, reconcile
+from conduit.engine.reconcile import Reconciled, reconciling
 from conduit.engine.intent import Apply
 from conduit.engine.updates import STAYS, YANKED
 from conduit.state.db import Database, StateError
@@ -148,13 +148,17 @@ class Watcher:
         except SpecError as exc:
             return Result("invalid", " / ".join(exc.lines()))
         self.last_doc = doc  # alerts go where the last valid spec says
-        door = Door(self.host, self.facts(), f"conduit watch ({source})", self.report, allow_new_identity=self.allow_new_identity,
-                    review=lambda plan: self._review(doc, plan, source, reason),
-                    confirm=lambda plan: self.heal or reason != "interval" or _update_taken(plan))  # fmt: skip
+        door = Door(self.host, self.facts(), f"conduit watch ({source})", self.report, allow_new_identity=self.allow_new_identity)
         path = source if not source.startswith("generation") else None
         request = intents.apply_spec(door, doc, text, path, self._updates(), git)
         try:
-            outcome = reconcile(request)
+            with reconciling(request) as pending:
+                self._review(doc, pending.plan, source, reason)
+                outcome = pending.decide()
+                if outcome is None:
+                    # At an interval, drift is repaired only with --heal (a new image the policy takes always is).
+                    go_on = self.heal or reason != "interval" or _update_taken(pending.plan)
+                    outcome = pending.run() if go_on else pending.declined()
         except (EngineError, StateError) as exc:
             return Result("failed", str(exc))
         for text in outcome.compromised:

@@ -263,7 +263,7 @@ def cli_with(monkeypatch, tmp_path, doc):
     """`conduit apply` whose reconcile runs against a fake engine; returns the alerts sent."""
     sent = []
     monkeypatch.setattr(cli_plan, "notify", lambda spec, text: sent.append(text))
-    real = cli_plan.reconcile
+    real = cli_plan.reconciling
 
     def with_fake(api):
         def run(req):
@@ -271,7 +271,7 @@ def cli_with(monkeypatch, tmp_path, doc):
             req.host, req.planner = fake.host, fake.planner
             return real(req)
 
-        monkeypatch.setattr(cli_plan, "reconcile", run)
+        monkeypatch.setattr(cli_plan, "reconciling", run)
         spec = tmp_path / "cluster.yaml"
         spec.write_text(SPEC)
         (tmp_path / "state").mkdir(exist_ok=True)

@@ -1,11 +1,12 @@
-"""reconcile's stops before any change: problems, nothing to do, not confirmed. The rest runs
-against a host in tests/integration (test_apply, test_watch, test_adopt_v1, test_destroy)."""
+"""reconcile's stops before any change: problems, nothing to do, not confirmed (the door holds the
+plan made under the lock and decides; nothing calls back into it). The rest runs against a host in
+tests/integration (test_apply, test_watch, test_adopt_v1, test_destroy)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from conduit.engine.reconcile import Request, reconcile
+from conduit.engine.reconcile import Request, reconcile, reconciling
 from conduit.engine.planning import Observed
 from conduit.plan.planner import Plan, Step
 from conduit.state.stores import open_state
@@ -23,17 +24,18 @@ def _plan(problems=(), changes=True) -> Plan:
 
 
 def test_problems_stop_before_confirmation(tmp_path):
-    asked = []
-    outcome = reconcile(_request(tmp_path, _plan(["port 443 is in use"]), confirm=lambda p: asked.append(p) or True))
-    assert (outcome.status, outcome.problems, outcome.exit_code, asked) == ("blocked", ["port 443 is in use"], 1, [])
+    with reconciling(_request(tmp_path, _plan(["port 443 is in use"]))) as pending:
+        outcome = pending.decide()
+    assert (outcome.status, outcome.problems, outcome.exit_code) == ("blocked", ["port 443 is in use"], 1)
     assert open_state(tmp_path).history.generations() == []
 
 
 def test_nothing_to_do_and_not_confirmed_record_no_generation(tmp_path):
-    seen = []
-    assert reconcile(_request(tmp_path, _plan(changes=False), review=seen.append)).status == "no-op"
-    declined = reconcile(_request(tmp_path, _plan(), confirm=lambda p: False))
-    assert declined.status == "declined" and declined.plan.changes and len(seen) == 1
+    assert reconcile(_request(tmp_path, _plan(changes=False))).status == "no-op"
+    with reconciling(_request(tmp_path, _plan())) as pending:
+        assert pending.decide() is None  # changes and no problems: the door asks
+        declined = pending.declined()
+    assert declined.status == "declined" and declined.plan.changes
     assert open_state(tmp_path).history.generations() == []
 
 
@@ -43,14 +45,14 @@ def _new_identity_plan() -> Plan:
 
 
 def test_a_new_identity_is_refused_without_the_hosts_consent(tmp_path):
-    asked = []
-    outcome = reconcile(_request(tmp_path, _new_identity_plan(), confirm=lambda p: asked.append(p) or True))
-    assert outcome.status == "blocked" and asked == []
+    with reconciling(_request(tmp_path, _new_identity_plan())) as pending:
+        outcome = pending.decide()
+    assert outcome.status == "blocked"
     (problem,) = outcome.problems
     assert problem.startswith("NEW IDENTITY: conduit-1 would start on another volume") and "--allow-new-identity" in problem
     assert open_state(tmp_path).history.generations() == []
 
 
 def test_with_consent_it_goes_on_to_confirmation(tmp_path):
-    outcome = reconcile(_request(tmp_path, _new_identity_plan(), confirm=lambda p: False, allow_new_identity=True))
-    assert outcome.status == "declined"
+    with reconciling(_request(tmp_path, _new_identity_plan(), allow_new_identity=True)) as pending:
+        assert pending.decide() is None

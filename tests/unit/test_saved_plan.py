@@ -22,7 +22,7 @@ from conduit.errors import HostMoved, NotASavedPlan
 import conduit.engine.observe as observe_module
 from conduit.engine.intent import ApplySaved
 from conduit.engine.planning import Observed
-from conduit.engine.reconcile import Request, reconcile
+from conduit.engine.reconcile import Request, reconciling
 from conduit.plan.planner import Plan, Step, plan_from_json
 from conduit.plan.saved import digest_of, dumps, parse_saved, plan_data, read_saved, sealed, spec_fields
 from conduit.spec.load import load_text
@@ -222,16 +222,16 @@ def test_a_target_its_own_spec_does_not_plan_is_refused(monkeypatch):
         _saved()
 
 
-def test_reconcile_reviews_and_confirms_the_saved_plan(monkeypatch, tmp_path):
+def test_reconcile_holds_the_saved_plan_for_the_door_to_confirm(monkeypatch, tmp_path):
     step = Step("containers", "container", "conduit-1", "create", "not on the host", [], {})
     _fresh(monkeypatch, "fp", steps=[step])
     saved = Plan("c", [step], "fp", target=PLAN.target)
-    seen = []
     doc, host = SimpleNamespace(metadata=SimpleNamespace(name="c")), SimpleNamespace(state_dir=tmp_path, root=tmp_path)
-    request = Request(doc, "text", None, host, None, "test", lambda line: None,
-                      review=seen.append, confirm=lambda p: seen.append(p) or False, intent=ApplySaved(saved))  # fmt: skip
-    outcome = reconcile(request)
-    assert outcome.status == "declined" and [p.steps for p in seen] == [[step], [step]]
+    request = Request(doc, "text", None, host, None, "test", lambda line: None, intent=ApplySaved(saved))
+    with reconciling(request) as pending:
+        assert pending.plan.steps == [step] and pending.decide() is None
+        outcome = pending.declined()
+    assert outcome.status == "declined"
 
 
 def test_apply_plan_asks_before_it_changes_anything(apply_plan, monkeypatch):
