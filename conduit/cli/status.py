@@ -15,7 +15,8 @@ from conduit.spec.load import load_file, load_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.db import Database, StateError
 from conduit.state.history import History
-from conduit.views.status import render_prometheus, render_text, to_json
+from conduit.views.status import render_prometheus, to_json
+from conduit.views.status_table import render_text
 
 
 @click.command("status")

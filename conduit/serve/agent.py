@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 import docker.errors
-from rich.text import Text
 
 from conduit.drivers.docker import answers
 from conduit.drivers.keys import claim_url, read_key
@@ -41,7 +40,6 @@ from conduit.state.history import Generation
 from conduit.state.holds import Holds
 from conduit.state.stores import Stores, open_state
 from conduit.state.timeline import RANGES
-from conduit.views.report import render_plan, update_lines
 
 MAX_REASON = 200  # a stop's reason, as status shows it
 TOKEN_CACHE_SECONDS = 2.0  # a revoked token stops working within this
@@ -108,8 +106,18 @@ def outcome_json(o: Reconciled) -> dict:
     }  # fmt: skip
 
 
+def plain_lines(markup: list[str]) -> list[str]:
+    """The plan's rich markup as plain text. rich is loaded here, when someone asks for a plan, not
+    for an agent that only observes and serves (about 4 MiB resident)."""
+    from rich.text import Text
+
+    return [Text.from_markup(line).plain for line in markup]
+
+
 def plain(plan: Plan, offline: bool = False) -> str:
-    return Text.from_markup(render_plan(plan, offline=offline)).plain
+    from conduit.views.report import render_plan  # rich markup: see plain_lines
+
+    return plain_lines([render_plan(plan, offline=offline)])[0]
 
 
 @dataclass
@@ -371,7 +379,9 @@ class Agent:
         doc = self._updates_on()
         self.hub.publish("apply", {"line": f"checking {doc.spec.containers.image} in its registry", "by": user})
         plan, _ = self.check_planner(Apply(take=False), doc, self.host)
-        lines = [Text.from_markup(line).plain.strip() for line in update_lines(plan.update)]
+        from conduit.views.report import update_lines  # rich markup: see plain_lines
+
+        lines = [line.strip() for line in plain_lines(update_lines(plan.update))]
         said = " / ".join(lines) if lines else f"{doc.spec.containers.image}: the nodes run what it means now"
         self.hub.publish("apply", {"line": said, "by": user})
         with self._plan_lock:

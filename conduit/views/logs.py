@@ -5,14 +5,30 @@ from __future__ import annotations
 import logging
 import sys
 
-import structlog
+
+def _import_structlog_without_rich():
+    """structlog imports rich (its console, tracebacks and pygments: about 12 MiB resident) whenever
+    rich is installed, only for pretty tracebacks that conduit never renders (configure below gives
+    plain ones). rich is hidden while structlog loads, unless something loaded it already."""
+    hide = "rich" not in sys.modules
+    if hide:
+        sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` fails, as if not installed
+    try:
+        import structlog
+    finally:
+        if hide:
+            del sys.modules["rich"]
+    return structlog
+
+
+structlog = _import_structlog_without_rich()
 
 
 def configure(fmt: str = "console", level: str = "info") -> None:
     renderer = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[

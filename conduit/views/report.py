@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from rich.console import Console
 from rich.markup import escape
 
 from conduit.plan.planner import Plan, Step
@@ -163,6 +162,8 @@ def render_problems(plan: Plan) -> str:
 
 def print_plan(plan: Plan, verbose: bool = False, offline: bool = False) -> None:
     """The plan on stdout; the problems that stop it last, on stderr."""
+    from rich.console import Console  # the agent renders plans to text, never to a console: it does not load one
+
     Console(highlight=False, soft_wrap=True).print(render_plan(plan, verbose, offline))
     if plan.problems:
         print(render_problems(plan), file=sys.stderr)

@@ -113,7 +113,9 @@ def test_one_daemon_follows_the_spec_and_supervises_the_trackers_capture(cluster
         wait_for(lambda: watch_applied(drained(events, seen)), timeout=30, message="the watch loop's apply on the event stream")
         watch = get(base, token, "/api/v1/watch")
         assert watch["pid"] == daemon.pid and watch["last_result"] == "applied", watch
-        assert int(pidfile.read_text()) == daemon.pid and children(daemon.pid, "tcpdump")
+        # The apply started the new settings' tracker; the daemon takes it over at its next check (2 s).
+        wait_for(lambda: int(pidfile.read_text()) == daemon.pid and children(daemon.pid, "tcpdump"), timeout=30,
+                 message="the new tracker taken over by the daemon, tcpdump its child")  # fmt: skip
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:

@@ -19,7 +19,7 @@ from conduit.serve.auth import Limiter
 from conduit.spec.resources import Resource
 from conduit.spec.spec import Budget
 from conduit.state.holds import Holds
-from conduit.views.status import _budget_lines, _held_lines
+from conduit.views.status_table import _budget_lines, _held_lines
 
 NOW = datetime(2027, 1, 3, 12, tzinfo=timezone.utc)
 

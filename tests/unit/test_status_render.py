@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 
 from conduit.facts import metrics
-from conduit.views.status import limit_drift, node_state, render_prometheus, render_text
+from conduit.views.status import limit_drift, node_state, render_prometheus
+from conduit.views.status_table import render_text
 
 
 def row(name: str, **over) -> dict:
