@@ -59,16 +59,15 @@ def cgroup_usage(container_id: str) -> tuple[int | None, int | None]:
     """(memory bytes in use, CPU nanoseconds used so far) from the container's cgroup."""
     memory = cpu = None
     for d in _cgroup_dirs(container_id):
-        memory = (
-            memory
-            or cgroup.integer(read_or_none(d / "memory.current"))
-            or cgroup.integer(read_or_none(d / "memory.usage_in_bytes"))
-        )
-        cpu = cpu or cgroup.integer(read_or_none(d / "cpuacct.usage"))
-        stat = read_or_none(d / "cpu.stat")
-        if cpu is None and stat:
-            usage = cgroup.cpu_stat_usage_ns(stat)
+        if not memory:
+            memory = cgroup.integer(read_or_none(d / "memory.current")) or cgroup.integer(read_or_none(d / "memory.usage_in_bytes"))
+        if not cpu:
+            cpu = cgroup.integer(read_or_none(d / "cpuacct.usage")) or cpu
+            stat = read_or_none(d / "cpu.stat") if cpu is None else None
+            usage = cgroup.cpu_stat_usage_ns(stat) if stat else None
             cpu = cpu if usage is None else usage
+        if memory and cpu:
+            break  # the other directories are the other cgroup layouts: nothing there to read
     return memory, cpu
 
 
