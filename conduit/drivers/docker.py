@@ -20,7 +20,7 @@ import requests.exceptions
 
 from conduit.drivers.files import read_or_none
 from conduit.errors import EngineError
-from conduit.drivers.nginx import bound_inodes, socket_owners
+from conduit.drivers.nginx import bound_sockets, socket_owners
 from conduit.facts import proc as proc_facts
 from conduit.drivers.programs import not_installed
 from conduit.spec.resources import Observation, Resource
@@ -351,11 +351,17 @@ def _strangers(proc: Path, holders: set[tuple[int, str]], own_ids: set[str]) -> 
     return sorted(h for h in holders if not proc_facts.in_containers(read_or_none(proc / str(h[0]) / "cgroup") or "", own_ids))
 
 
+def _bound(proc: Path, wanted: list[tuple]) -> dict[tuple[str, int], set[int]]:
+    """{(protocol, port): inodes bound there} for each wanted port, each /proc/net table read once."""
+    tables = {protocol: bound_sockets(proc, protocol) for protocol in {w[0] for w in wanted}}
+    return {(protocol, port): tables[protocol].get(port, set()) for protocol, port, *_ in wanted}
+
+
 def port_problems(doc: ClusterSpec, running: set[str], own_ids: set[str] = frozenset(), proc: Path = Path("/proc")) -> list[str]:
     """Host ports the nodes need, held by a process that is not one of this cluster's own containers
     (found by its cgroup), whether the cluster already runs or not: one line each, naming the holder."""
     wanted = _wanted_ports(doc, running)
-    bound = {(protocol, port): bound_inodes(proc, protocol, port) for protocol, port, *_ in wanted}
+    bound = _bound(proc, wanted)
     owners = socket_owners(proc, set().union(*bound.values()) if bound else set())
     problems = []
     for protocol, port, what, name, host_network in wanted:

@@ -92,14 +92,21 @@ def include_targets(root: Path, conf_dir: str, pattern: str) -> list[str]:
 
 def bound_inodes(proc: Path, protocol: str, port: int) -> set[int]:
     """Inodes of sockets listening (TCP) or bound (UDP) on `port` that a bind on *:port would hit."""
-    inodes: set[int] = set()
+    return bound_sockets(proc, protocol).get(port, set())
+
+
+def bound_sockets(proc: Path, protocol: str) -> dict[int, set[int]]:
+    """{port: inodes} of bound_inodes for every port, each table read once (the kernel writes it
+    out anew on each read, which costs on a host with many connections)."""
+    ports: dict[int, set[int]] = {}
     for table in (protocol, protocol + "6"):
         try:
             text = (proc / "net" / table).read_text()
         except OSError:
             continue
-        inodes |= procfacts.bound_inodes(text, protocol, port, v6=table.endswith("6"))
-    return inodes
+        for port, inodes in procfacts.bound_ports(text, protocol, v6=table.endswith("6")).items():
+            ports.setdefault(port, set()).update(inodes)
+    return ports
 
 
 def socket_inodes(proc: Path, pid: int) -> set[int]:
@@ -431,9 +438,10 @@ def _port_problems(doc: ClusterSpec, root: Path, master: int | None, ours: str |
             nginx_inodes |= socket_inodes(proc, pid)
     served = managed_listens(ours) if ours is not None else set()
     problems: list[str] = []
+    tables = {listener.protocol: bound_sockets(proc, listener.protocol) for listener in doc.spec.loadbalancer.listeners}
     listener: Listener
     for listener in doc.spec.loadbalancer.listeners:
-        inodes = bound_inodes(proc, listener.protocol, listener.port)
+        inodes = tables[listener.protocol].get(listener.port, set())
         if not inodes:
             continue
         label = f"{listener.port}/{listener.protocol}"

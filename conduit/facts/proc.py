@@ -38,22 +38,25 @@ def _ipv6_wildcard_or_mapped(hex_addr: str) -> bool:
     return words[:2] == [zero, zero] and (words[2] == "FFFF0000" or words[2:] == [zero, zero])
 
 
-def bound_inodes(table: str, protocol: str, port: int, v6: bool) -> set[int]:
-    """Inodes in a /proc/net/{tcp,udp}[6] table of sockets listening (TCP) or bound (UDP) on `port`
-    that a bind on *:port would hit (a v6-only address never blocks an IPv4 listen)."""
+def bound_ports(table: str, protocol: str, v6: bool) -> dict[int, set[int]]:
+    """{port: inodes} of the sockets in a /proc/net/{tcp,udp}[6] table listening (TCP) or bound (UDP)
+    where a bind on *:port would hit them (a v6-only address never blocks an IPv4 listen)."""
     state = TCP_LISTEN if protocol == "tcp" else UDP_BOUND
-    inodes: set[int] = set()
+    ports: dict[int, set[int]] = {}
     for row in table.splitlines()[1:]:
         fields = row.split()
         if len(fields) < 10 or fields[3] != state:
             continue
         address, _, hex_port = fields[1].rpartition(":")
-        if int(hex_port, 16) != port:
-            continue
         if v6 and not _ipv6_wildcard_or_mapped(address):
             continue
-        inodes.add(int(fields[9]))
-    return inodes
+        ports.setdefault(int(hex_port, 16), set()).add(int(fields[9]))
+    return ports
+
+
+def bound_inodes(table: str, protocol: str, port: int, v6: bool) -> set[int]:
+    """The inodes of bound_ports on one port."""
+    return bound_ports(table, protocol, v6).get(port, set())
 
 
 def mem_total(meminfo: str) -> int:

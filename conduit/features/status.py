@@ -47,7 +47,6 @@ from conduit.features.watch import read_watch_status, watcher_running
 
 MAX_WORKERS = 64
 SCRAPE_TIMEOUT = 1.0
-CPU_SAMPLE_SECONDS = 0.1  # at least; the CPU use is measured over the whole looking
 log = structlog.get_logger("conduit.status")
 
 
@@ -60,16 +59,15 @@ def cgroup_usage(container_id: str) -> tuple[int | None, int | None]:
     """(memory bytes in use, CPU nanoseconds used so far) from the container's cgroup."""
     memory = cpu = None
     for d in _cgroup_dirs(container_id):
-        memory = (
-            memory
-            or cgroup.integer(read_or_none(d / "memory.current"))
-            or cgroup.integer(read_or_none(d / "memory.usage_in_bytes"))
-        )
-        cpu = cpu or cgroup.integer(read_or_none(d / "cpuacct.usage"))
-        stat = read_or_none(d / "cpu.stat")
-        if cpu is None and stat:
-            usage = cgroup.cpu_stat_usage_ns(stat)
+        if not memory:
+            memory = cgroup.integer(read_or_none(d / "memory.current")) or cgroup.integer(read_or_none(d / "memory.usage_in_bytes"))
+        if not cpu:
+            cpu = cgroup.integer(read_or_none(d / "cpuacct.usage")) or cpu
+            stat = read_or_none(d / "cpu.stat") if cpu is None else None
+            usage = cgroup.cpu_stat_usage_ns(stat) if stat else None
             cpu = cpu if usage is None else usage
+        if memory and cpu:
+            break  # the other directories are the other cgroup layouts: nothing there to read
     return memory, cpu
 
 
@@ -195,12 +193,12 @@ def _node_rows(doc: ClusterSpec, client, state: Stores | None, state_dir: Path) 
     infos = _infos(client, entries, state_dir, doc.metadata.name)
     with ThreadPoolExecutor(max(1, min(MAX_WORKERS, len(wanted)))) as pool:
         looks = dict(zip(wanted, pool.map(lambda n: look_at(client, n, entries.get(n.name), infos.get(n.name)), wanted.values())))
-    time.sleep(max(0.0, CPU_SAMPLE_SECONDS - (time.monotonic() - began)))
+    # The CPU use is measured over the looking itself (the cgroups count in nanoseconds): no wait.
     elapsed, after = time.monotonic() - began, _cpu_usage(entries)
     rows = []
     for name, node in wanted.items():
         cpu = None
-        if name in entries and before[name][1] is not None and after[name][1] is not None:
+        if name in entries and before[name][1] is not None and after[name][1] is not None and elapsed > 0:
             cpu = round((after[name][1] - before[name][1]) / (elapsed * 1e9), 3)
         rows.append(_row(node, entries.get(name), looks[name], cpu, after.get(name, (None, None))[0]))
     add_lifetime(state, rows, looks)

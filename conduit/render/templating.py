@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 
 @cache
 def environment() -> jinja2.Environment:
+    import jinja2  # on first render: a plan of a cluster without front, sysctl file or tracker unit renders no template
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("conduit.render", "templates"),
         undefined=jinja2.StrictUndefined,

@@ -75,13 +75,14 @@ def guarded(doing: str):
     return wrap
 
 
-def write_probe(folder: Path) -> None:
-    """Create, fsync and remove a small file in `folder`: raises OSError when it cannot be written."""
+def write_probe(folder: Path, sync: bool = True) -> None:
+    """Create, fsync (unless not `sync`) and remove a small file in `folder`: raises OSError when it cannot be written."""
     probe = folder / PROBE_NAME
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
     try:
         os.write(fd, b"conduit\n")
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
         remove(probe)
@@ -306,7 +307,8 @@ class Database:
         except OSError as exc:
             raise StateError(f"state directory {folder}: cannot read the state database: {why_line(exc)}") from None
         try:
-            check_writable(folder)
+            # Only whether it may repair: a file it can create says so, without waiting for a flush to disk.
+            check_writable(folder, probe=lambda f: write_probe(f, sync=False))
         except StateError:
             return cls(folder, readonly=True)
         return cls(folder)

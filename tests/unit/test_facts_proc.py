@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conduit.facts.proc import CAP_SYS_RESOURCE, bound_inodes, cmdline, default_interface, established_inodes, has_capability, mem_total, parent_pid, socket_inode
+from conduit.facts.proc import CAP_SYS_RESOURCE, bound_inodes, bound_ports, cmdline, default_interface, established_inodes, has_capability, mem_total, parent_pid, socket_inode
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "proc"
 
@@ -58,6 +58,13 @@ def test_a_dual_stack_wildcard_v6_socket_blocks_an_ipv4_bind():
 
 def test_a_v6_loopback_socket_does_not_block_an_ipv4_bind():
     assert bound_inodes(fixture("net-tcp6.txt"), "tcp", 8444, v6=True) == set()  # [::1]:8444
+
+
+def test_one_read_of_a_table_answers_for_every_port():
+    table = fixture("net-tcp.txt")
+    assert bound_ports(table, "tcp", v6=False) == {8445: {1024610}, 2024: {1572}}  # the listeners, no connected socket
+    assert bound_ports(fixture("net-tcp6.txt"), "tcp", v6=True) == {8443: {1024608}}  # not the v6 loopback one
+    assert bound_ports(fixture("net-udp.txt"), "udp", v6=False) == {5566: {1024607}}
 
 
 def test_mem_total():

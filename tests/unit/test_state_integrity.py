@@ -134,7 +134,7 @@ def test_a_damaged_copy_is_not_restored(tmp_path):
 # ------------------------------------------------------------------ a directory that cannot take a write
 
 
-def _read_only(folder: Path) -> None:
+def _read_only(folder: Path, sync: bool = True) -> None:
     raise PermissionError(errno.EROFS, "Read-only file system", str(folder))
 
 
