@@ -1,4 +1,4 @@
-"""A private Docker engine with a cluster of stand-in nodes applied by conduit, for benchmarks
+"""A private Docker daemon with a cluster of stand-in nodes applied by conduit, for benchmarks
 that measure something on a running cluster."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """How long `conduit fleet status` takes over three local agents, each a host of its own (state
-directory, two stand-in nodes applied on a private Docker engine, `conduit serve` on 127.0.0.2,
+directory, two stand-in nodes applied on a private Docker daemon, `conduit serve` on 127.0.0.2,
 .3 and .4), and with a fourth host whose agent accepts connections but never answers.
 
     python3 bench/fleet_status.py [--runs 5] [--timeout 2]

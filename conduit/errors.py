@@ -55,8 +55,8 @@ class NotASavedPlan(Exception):
         self.code = code
 
 
-class EngineError(Exception):
-    """The Docker engine cannot be used; the message is one line saying why and what to do."""
+class DockerError(Exception):
+    """The Docker daemon cannot be used; the message is one line saying why and what to do."""
 
 
 class HostileEntry(Exception):

@@ -1,4 +1,4 @@
-"""Shared fixtures: a private Docker engine, the stand-in Conduit images, a private nginx,
+"""Shared fixtures: a private Docker daemon, the stand-in Conduit images, a private nginx,
 a private image registry.
 
 Availability policy: when a component cannot run here (dockerd or nginx missing or
@@ -60,7 +60,7 @@ def docker_engine():
     try:
         engine.start()
     except (EngineUnavailable, ImportError) as exc:
-        unavailable(f"private Docker engine unavailable: {exc}")
+        unavailable(f"private Docker daemon unavailable: {exc}")
     try:
         yield engine
     finally:

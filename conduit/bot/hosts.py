@@ -1,6 +1,6 @@
 """The hosts the bot answers for: this agent's own (its Agent, the same calls as its REST API)
 and the fleet's other agents (their REST API, with an operator token of theirs). Each action is
-one of the agent's writes, so it runs the engine's intents and lands in the same audit log."""
+one of the agent's writes, so it runs conduit.engine's intents and lands in the same audit log."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from conduit.engine.reconcile import Reconciled
-from conduit.errors import EngineError
+from conduit.errors import DockerError
 from conduit.features.claim import png_code
 from conduit.serve.agent import Agent, Refused
 from conduit.serve.app import alerts
@@ -58,10 +58,10 @@ class LocalHost:
                 raise Unavailable(f"{node} is not a node of {self.name}")
 
     def _agent(self, act):
-        """One of the agent's own actions; what it refuses, or what its engine cannot do, in one line."""
+        """One of the agent's own actions; what it refuses, or what its Docker daemon cannot do, in one line."""
         try:
             return act()
-        except (Refused, EngineError) as exc:
+        except (Refused, DockerError) as exc:
             raise Unavailable(str(exc)) from None
 
     def restart(self, node: str, user: str) -> str:

@@ -28,8 +28,8 @@ log = structlog.get_logger("conduit.bot")
 TICK_SECONDS = 30
 
 
-def enabled(doc: ClusterSpec) -> bool:
-    telegram = doc.spec.alerts.telegram
+def enabled(spec: ClusterSpec) -> bool:
+    telegram = spec.spec.alerts.telegram
     return telegram is not None and telegram.bot is not None and telegram.bot.poll
 
 
@@ -91,17 +91,17 @@ def _totals(agent: Agent) -> dict:
     return agent.state().lifetime.totals()
 
 
-def start(agent: Agent, doc: ClusterSpec, policy: TelegramPolicy, name: str) -> Running:
+def start(agent: Agent, spec: ClusterSpec, policy: TelegramPolicy, name: str) -> Running:
     """Start the poller (when the bot polls) and the duties loop. With a fleet (`serve --fleet`) the bot
     answers for each of its hosts (conduit.bot.fleet); the duties are this host's. Raises, before any
     thread starts: BotApiError when another process polls the token or the API refuses; PolicyError
     when the fleet or its tokens file cannot be used."""
     running = Running()
-    telegram = doc.spec.alerts.telegram
+    telegram = spec.spec.alerts.telegram
     bot = telegram.bot if telegram is not None and telegram.bot is not None else Bot()
     host = LocalHost(agent.fleet.host if agent.fleet else name, agent)
     audit = RateLimitedAudit(agent)
-    if enabled(doc):
+    if enabled(spec):
         from conduit.bot.api import BotApi
 
         hosts = fleet_hosts(agent.fleet, agent) if agent.fleet else [host]
@@ -112,7 +112,7 @@ def start(agent: Agent, doc: ClusterSpec, policy: TelegramPolicy, name: str) -> 
             running.stop()
             raise BotApiError(poller.refused.removeprefix("error: "))
         running.threads.append(threading.Thread(target=poller.run, args=(running.stop_event,), name="conduit-bot", daemon=True))
-    budget = BudgetKeeper(agent.host.state_dir, doc.spec.budget) if doc.spec.budget is not None else None
+    budget = BudgetKeeper(agent.host.state_dir, spec.spec.budget) if spec.spec.budget is not None else None
     duties = Duties(running.api, list(policy.chats) if running.api else [], host, bot, AgentHistory(agent), budget, lambda: _totals(agent), audit)
     zone = ZoneInfo(bot.reports.timezone)
     running.threads.append(threading.Thread(target=_duties_loop, args=(duties, zone, running.stop_event), name="conduit-duties", daemon=True))

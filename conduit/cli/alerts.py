@@ -19,9 +19,9 @@ def alerts_group() -> None:
 @click.pass_obj
 def alerts_test(opts, file) -> None:
     """Send a test message with FILE's alert settings."""
-    doc = load_spec(opts, file)
+    spec = load_spec(opts, file)
     try:
-        sent = send(doc, "conduit alerts test: this host can reach you.")
+        sent = send(spec, "conduit alerts test: this host can reach you.")
     except AlertError as exc:
         fail(str(exc))
     if not sent:

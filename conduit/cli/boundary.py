@@ -14,7 +14,7 @@ from conduit.errors import (
     EXIT_INVALID,
     AlertError,
     CompartmentProblem,
-    EngineError,
+    DockerError,
     GitError,
     HostileEntry,
     HostMoved,
@@ -26,7 +26,7 @@ from conduit.errors import (
 )
 
 # Faults whose message is already one line that says what to do.
-ONE_LINE = (EngineError, HostileEntry, KeyProblem, CompartmentProblem, HostMoved, AlertError, GitError, Locked, PolicyError)
+ONE_LINE = (DockerError, HostileEntry, KeyProblem, CompartmentProblem, HostMoved, AlertError, GitError, Locked, PolicyError)
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 
 
@@ -38,7 +38,7 @@ def fault_lines(exc: Exception, docker_host: str | None = None) -> tuple[list[st
         return [f"error: {exc}"], exc.code
     if isinstance(exc, ONE_LINE):
         return [f"error: {exc}"], EXIT_ERROR
-    if _engine_fault(exc):
+    if _docker_fault(exc):
         from conduit.drivers.docker import diagnose  # loads the Docker SDK: only once it has failed
 
         return [f"error: {diagnose(docker_host or DEFAULT_ENGINE, exc)}"], EXIT_ERROR
@@ -49,7 +49,7 @@ def fault_lines(exc: Exception, docker_host: str | None = None) -> tuple[list[st
     return [f"error: unexpected {type(exc).__name__}: {text}; run again with --debug for the traceback"], EXIT_ERROR
 
 
-def _engine_fault(exc: Exception) -> bool:
+def _docker_fault(exc: Exception) -> bool:
     """A fault of the Docker SDK or of requests under it. Neither is imported to ask: a command
     that never loaded them cannot have raised their faults, and `--version` stays fast."""
     docker_errors, requests_exceptions = sys.modules.get("docker.errors"), sys.modules.get("requests.exceptions")

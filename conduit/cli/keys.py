@@ -14,7 +14,7 @@ import qrcode
 
 from conduit.cli.common import confirm, fail, load_spec
 from conduit.cli.plan import Asking, reconciled
-from conduit.errors import EngineError, HostileEntry, KeyProblem, PolicyError, SpecError
+from conduit.errors import DockerError, HostileEntry, KeyProblem, PolicyError, SpecError
 from conduit.drivers.files import private_tree
 from conduit.drivers.keys import backup, claim_url, read_file, read_key, restore
 from conduit.drivers.programs import not_installed
@@ -35,10 +35,10 @@ from conduit.spec.resolve import node_settings, nodes
 def _client(opts):
     try:
         client = opts.host().docker()
-    except EngineError as exc:
+    except DockerError as exc:
         fail(str(exc))
     if client is None:
-        fail(f"no Docker engine on this machine: {not_installed('dockerd')}")
+        fail(f"no Docker daemon on this machine: {not_installed('dockerd')}")
     return client
 
 
@@ -78,10 +78,10 @@ def import_v1_command(opts, settings_path, prefix, cluster, metrics_port_base, o
     try:
         found = existing_nodes(client, prefix)
         facts = _running_image_facts(client, found, opts.state_dir)
-        doc, warnings = build_spec(settings, found, prefix, cluster, secrets_dir, metrics_port_base, facts)
-    except (ImportRefused, EngineError) as exc:
+        spec, warnings = build_spec(settings, found, prefix, cluster, secrets_dir, metrics_port_base, facts)
+    except (ImportRefused, DockerError) as exc:
         fail(str(exc))
-    rendered = render(doc, settings_path)
+    rendered = render(spec, settings_path)
     try:
         load_text(rendered, output, opts.detected(), policy)
     except SpecError as exc:
@@ -124,13 +124,13 @@ def keys_group() -> None:
 @click.pass_obj
 def keys_backup(opts, file, dest) -> None:
     """Copy every node's key out of its volume into DEST (default: the state dir), with checksums."""
-    doc = load_spec(opts, file)
+    spec = load_spec(opts, file)
     target = Path(dest) if dest else private_tree(opts.state_dir) / "key-backups" / time.strftime("%Y%m%dT%H%M%SZ-manual", time.gmtime())
-    owners = {n.volume: n.name for n in nodes(doc)}
+    owners = {n.volume: n.name for n in nodes(spec)}
     try:
         sums = backup(_client(opts), list(owners), target, owners)
     except HostileEntry as exc:
-        _refuse(doc, exc, f"; the other keys were backed up to {target}")
+        _refuse(spec, exc, f"; the other keys were backed up to {target}")
     except KeyProblem as exc:
         fail(str(exc))
     click.echo(f"backed up {len(sums)} key(s) to {target}")
@@ -147,19 +147,19 @@ def keys_restore(opts, file, src, force) -> None:
     Refuses a file the node would not keep (it would make a new key) and a different key
     already in a volume (without --force); nothing is written unless every file passes.
     """
-    doc = load_spec(opts, file)
+    spec = load_spec(opts, file)
     try:
-        done = restore(_client(opts), Path(src), doc.metadata.name, force=force, nodes={n.volume: n.name for n in nodes(doc)})
+        done = restore(_client(opts), Path(src), spec.metadata.name, force=force, nodes={n.volume: n.name for n in nodes(spec)})
     except HostileEntry as exc:
-        _refuse(doc, exc, "; nothing was restored into that volume")
+        _refuse(spec, exc, "; nothing was restored into that volume")
     except KeyProblem as exc:
         fail(str(exc))
     click.echo(f"restored {len(done)} key(s): {', '.join(done)}")
 
 
-def _refuse(doc, exc: HostileEntry, more: str = "") -> None:
+def _refuse(spec, exc: HostileEntry, more: str = "") -> None:
     """A node planted a link or a special file where the tool reads or writes: alert, then one line and exit 1."""
-    compromised(doc, exc)
+    compromised(spec, exc)
     fail(f"{exc}{more}")
 
 
@@ -179,11 +179,11 @@ def _show_code(text: str, png: str | None) -> None:
         click.echo(f"wrote {png}")
 
 
-def _personal_token(doc, client, node, name: str | None) -> str:
+def _personal_token(spec, client, node, name: str | None) -> str:
     try:
         data = read_file(client, node.volume, COMPARTMENT_FILE, node.name)
     except HostileEntry as exc:
-        _refuse(doc, exc)
+        _refuse(spec, exc)
     except KeyProblem as exc:
         fail(str(exc))
     if data is None:
@@ -209,20 +209,20 @@ def claim_command(opts, file, index, png, yes, personal, name) -> None:
     With --personal: the share token of the node's personal compartment, as
     `conduit new-compartment-id` prints it (upstream has no pairing link, only this token).
     """
-    doc = load_spec(opts, file)
-    if not 1 <= index <= (doc.spec.containers.count or 0):
-        fail(f"there is no node {index} (count is {doc.spec.containers.count})", 2)
-    node = node_settings(doc, index)
+    spec = load_spec(opts, file)
+    if not 1 <= index <= (spec.spec.containers.count or 0):
+        fail(f"there is no node {index} (count is {spec.spec.containers.count})", 2)
+    node = node_settings(spec, index)
     client = _client(opts)
     if personal:
-        token = _personal_token(doc, client, node, name)
+        token = _personal_token(spec, client, node, name)
         click.echo(f"Personal pairing token of {node.name} (share it only with the people whose clients you pair):")
         _show_code(token, png)
         return
     try:
         key = read_key(client, node.volume, node.name)
     except HostileEntry as exc:
-        _refuse(doc, exc)
+        _refuse(spec, exc)
     except KeyProblem as exc:
         fail(str(exc))
     if key is None:
@@ -247,12 +247,12 @@ def claim_command(opts, file, index, png, yes, personal, name) -> None:
 @click.pass_obj
 def destroy_command(opts, file, purge_data, auto_approve, confirm_name) -> None:
     """Remove everything the tool manages for FILE's cluster. Volumes and keys stay unless --purge-data."""
-    doc = load_spec(opts, file)
+    spec = load_spec(opts, file)
     if purge_data:
-        _confirm_purge(doc.metadata.name, confirm_name)
+        _confirm_purge(spec.metadata.name, confirm_name)
 
     # The key backup the removal makes is the last copy of the keys: it stays in the state directory.
-    request = Request(doc, f"# destroy of {doc.metadata.name}\n", file, opts.host(), opts.detected(), "conduit destroy", click.echo,
+    request = Request(spec, f"# destroy of {spec.metadata.name}\n", file, opts.host(), opts.detected(), "conduit destroy", click.echo,
                       intent=Destroy(purge_data), wait=False, git=(None, None), spec_hash="destroy")  # fmt: skip
     outcome = reconciled(request, Asking(opts, auto_approve or purge_data, question="Destroy these?"))
     if outcome.status == "failed" and outcome.rollback_failed:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from conduit.cli.common import Options, confirm, fail, invalid, load_spec
-from conduit.errors import EngineError, GitError, HostMoved, Locked, NotASavedPlan, SpecError
+from conduit.errors import DockerError, GitError, HostMoved, Locked, NotASavedPlan, SpecError
 from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.intent import Apply
@@ -50,7 +50,7 @@ def validate(opts: Options, file: str) -> None:
 def host_checks(spec: ClusterSpec) -> list[str]:
     """What only `plan` checks, because it reads the host beyond its hardware."""
     s = spec.spec
-    checks = ["the Docker engine"]
+    checks = ["the Docker daemon"]
     if s.loadbalancer.enabled:
         checks.append("nginx and its stream module")
     checks.append("ports in use")
@@ -91,7 +91,7 @@ def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None
     spec = load_spec(opts, file)
     try:
         result = planning.plan(Apply(), spec, planning.nothing_observed()) if offline else plan_on_host(Apply(), spec, opts.host())[0]
-    except EngineError as exc:
+    except DockerError as exc:
         fail(str(exc))
     extra = spec_fields(file, spec_text(file), offline)
     advice = capacity(spec)
@@ -223,7 +223,7 @@ def reconciled(request: Request, asking: Asking) -> Reconciled:
             if outcome is None:
                 asking.approve()
                 outcome = pending.run()
-    except (Locked, EngineError, HostMoved, StateError) as exc:
+    except (Locked, DockerError, HostMoved, StateError) as exc:
         fail(str(exc))
     return outcome
 
@@ -244,7 +244,7 @@ def run_apply(request: Request, asking: Asking, epilogue: str | None = None) -> 
         for problem in outcome.problems[len(outcome.plan.problems) :]:
             click.echo(f"error: {problem}", err=True)
         fail("nothing was changed; fix the problems above, then apply again")
-    _report_outcome(request.doc, outcome)
+    _report_outcome(request.spec, outcome)
     if epilogue and outcome.status in ("succeeded", "no-op"):
         click.echo(epilogue, err=True)
     sys.exit(outcome.exit_code)

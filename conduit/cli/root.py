@@ -103,7 +103,7 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     "--docker-host",
     envvar="DOCKER_HOST",
     default=None,
-    help="Docker engine endpoint (default: DOCKER_HOST, else the local socket).",
+    help="Docker daemon endpoint (default: DOCKER_HOST, else the local socket).",
 )
 @click.option(
     "--log-format",

@@ -143,11 +143,11 @@ def _has_tokens(opts) -> bool | None:
         return None
 
 
-def _companion(doc):
+def _companion(spec):
     """What starts the bot and the budget with the agent, or None; the bot's modules (and its
     library) are not imported for an agent that has neither."""
-    telegram = doc.spec.alerts.telegram
-    if (telegram is None or telegram.bot is None or not telegram.bot.poll) and doc.spec.budget is None:
+    telegram = spec.spec.alerts.telegram
+    if (telegram is None or telegram.bot is None or not telegram.bot.poll) and spec.spec.budget is None:
         return None
     from conduit.bot.api import BotApiError
     from conduit.bot.run import start
@@ -162,7 +162,7 @@ def _companion(doc):
 
     def begin(agent):
         try:
-            return start(agent, doc, policy.telegram, name)
+            return start(agent, spec, policy.telegram, name)
         except (BotApiError, AlertError, PolicyError) as exc:
             fail(str(exc))
 
@@ -235,7 +235,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
         return
     file = following.file
     # An invalid spec stops here, exit 2, before anything listens; with --git URL there is none until the first apply.
-    doc = load_spec(opts, file) if not following.target or Path(file).is_file() else None
+    spec = load_spec(opts, file) if not following.target or Path(file).is_file() else None
     from conduit.serve.run import serve  # uvicorn and the app's modules: not for --print-unit or a refusal
 
     limits = (Limiter(rate, 2 * rate), Limiter(rate, 2 * rate))
@@ -249,7 +249,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key),
               _follows_git(opts, file, following.worktree), limits, _watching(following, watch_interval, follow), proxies, fleet,
-              _companion(doc) if doc else None)  # fmt: skip
+              _companion(spec) if spec else None)  # fmt: skip
     except StateError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from conduit.errors import EXIT_INVALID, EngineError, SpecError
+from conduit.errors import EXIT_INVALID, DockerError, SpecError
 from conduit.cli.common import fail, invalid
 from conduit.features.status import collect
 from conduit.spec.load import load_file, load_text
@@ -31,13 +31,13 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
 
     A spec that does not load is when the host is most worth seeing: it is shown as the last
     generation's spec describes it, and the spec's error ends the output (exit 2)."""
-    doc, spec_error = _spec_or_last_applied(opts, file)
+    spec, spec_error = _spec_or_last_applied(opts, file)
     host = opts.host()
 
     def gather() -> dict:
         try:
-            data = collect(doc, host, drift=not no_drift)
-        except (EngineError, StateError) as exc:
+            data = collect(spec, host, drift=not no_drift)
+        except (DockerError, StateError) as exc:
             fail(str(exc))
         if spec_error:
             data["spec_error"] = spec_error

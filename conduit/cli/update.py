@@ -9,7 +9,7 @@ from rich.console import Console
 
 from conduit.cli.common import Options, fail, load_spec
 from conduit.cli.plan import Asking, door, run_apply
-from conduit.errors import EngineError
+from conduit.errors import DockerError
 from conduit.engine import intents
 from conduit.engine.intent import Apply
 from conduit.engine.observe import plan_on_host
@@ -31,12 +31,12 @@ def update(opts: Options, file: str, check: bool, auto_approve: bool, no_wait: b
     """
     spec = load_spec(opts, file)
     if spec.spec.updates.policy == "off":
-        # Under off the nodes follow the engine's own tag: `docker pull` it and apply.
+        # Under off the nodes follow Docker's own tag: `docker pull` it and apply.
         fail(f"{file}: spec.updates.policy is off, so the registry is never asked; set it to report or auto")
     if check:
         try:
             plan, _ = plan_on_host(Apply(take=False), spec, opts.host())
-        except EngineError as exc:
+        except DockerError as exc:
             fail(str(exc))
         for warning in plan.warnings:
             click.echo(f"warning: {warning}", err=True)

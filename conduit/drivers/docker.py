@@ -2,7 +2,7 @@
 
 In-place limits (CPU, memory) are not in the list answer; they are read from the
 containers' cgroups, which is where the kernel enforces them. Only a container whose
-cgroup cannot be read (stopped, or a remote engine) costs an inspect call.
+cgroup cannot be read (stopped, or a remote Docker daemon) costs an inspect call.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import docker.errors
 import requests.exceptions
 
 from conduit.drivers.files import read_or_none
-from conduit.errors import EngineError
+from conduit.errors import DockerError
 from conduit.drivers.nginx import bound_sockets, socket_owners
 from conduit.facts import proc as proc_facts
 from conduit.drivers.programs import not_installed
@@ -39,7 +39,7 @@ from conduit.spec.image import ImageFacts, from_probe
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
 
-API_VERSION = "1.41"  # Docker 20.10, the oldest engine a current Debian ships
+API_VERSION = "1.41"  # Docker 20.10, the oldest Docker a current Debian ships
 
 
 class CountingClient:
@@ -50,7 +50,7 @@ class CountingClient:
         try:
             self.client = docker.DockerClient(base_url=self.base_url, version=API_VERSION, timeout=60)
         except docker.errors.DockerException as exc:
-            raise EngineError(diagnose(self.base_url, exc)) from None
+            raise DockerError(diagnose(self.base_url, exc)) from None
         self.calls = 0
         send = self.client.api.send
 
@@ -69,30 +69,30 @@ SBIN_PATH = "/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
 
 
 def dockerd_installed() -> bool:
-    """The engine's binary is here (root's PATH has the sbin directories; others' may not)."""
+    """Docker's binary is here (root's PATH has the sbin directories; others' may not)."""
     return shutil.which("dockerd", path=f"{os.environ.get('PATH', '')}:{SBIN_PATH}") is not None
 
 
-def engine_down(base_url: str) -> str:
-    """A local socket that is absent or refuses: a stopped engine, or none installed."""
+def docker_down(base_url: str) -> str:
+    """A local socket that is absent or refuses: a stopped Docker daemon, or none installed."""
     if not dockerd_installed():
-        return f"cannot reach the Docker engine at {base_url}: {not_installed('dockerd')}"
+        return f"cannot reach the Docker daemon at {base_url}: {not_installed('dockerd')}"
     path = base_url.removeprefix("unix://")
     state = "refuses connections" if Path(path).exists() else "is absent"
-    return (f"cannot reach the Docker engine at {base_url}: dockerd is installed but not running "
+    return (f"cannot reach the Docker daemon at {base_url}: dockerd is installed but not running "
             f"({path} {state}); start it with `systemctl start docker`, or plan with --offline")
 
 
 def diagnose(base_url: str, exc: BaseException) -> str:
     text = str(exc)
     if "Permission denied" in text or "PermissionError" in text:
-        return f"permission denied on the Docker engine at {base_url}: run as root or as a member of the docker group"
+        return f"permission denied on the Docker daemon at {base_url}: run as root or as a member of the docker group"
     if base_url.startswith("unix://") and any(m in text for m in ("No such file", "FileNotFoundError", "Connection refused")):
-        return engine_down(base_url)
+        return docker_down(base_url)
     if "No such file" in text or "FileNotFoundError" in text or "Connection refused" in text or "ConnectionError" in text:
-        return f"cannot reach the Docker engine at {base_url}: is dockerd running? (set DOCKER_HOST or --docker-host, or plan with --offline)"
+        return f"cannot reach the Docker daemon at {base_url}: is dockerd running? (set DOCKER_HOST or --docker-host, or plan with --offline)"
     first = text.splitlines()[0] if text else type(exc).__name__
-    return f"the Docker engine at {base_url} failed: {first}"
+    return f"the Docker daemon at {base_url} failed: {first}"
 
 
 def call(client: CountingClient, fn, *args, **kwargs):
@@ -100,19 +100,19 @@ def call(client: CountingClient, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise EngineError(diagnose(client.base_url, exc)) from None
+        raise DockerError(diagnose(client.base_url, exc)) from None
 
 
 @contextmanager
 def answers(client: CountingClient) -> Iterator[None]:
     """Calls whose API answers (NotFound, a refusal: docker.errors.APIError) the caller handles
-    itself; an engine that does not answer at all (stopped, crashed, unreachable) is an EngineError."""
+    itself; a Docker daemon that does not answer at all (stopped, crashed, unreachable) is an DockerError."""
     try:
         yield
     except docker.errors.APIError:
         raise
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise EngineError(diagnose(client.base_url, exc)) from None
+        raise DockerError(diagnose(client.base_url, exc)) from None
 
 
 TASK_LEFT_RETRIES = 20  # x 0.25 s: containerd's old task of a container goes within a few seconds
@@ -133,8 +133,8 @@ def start_container(client: CountingClient, name: str, pause: float = 0.25) -> N
             time.sleep(pause)
 
 
-def engine_answers(client: CountingClient) -> bool:
-    """Whether the engine answers a ping now."""
+def docker_answers(client: CountingClient) -> bool:
+    """Whether Docker answers a ping now."""
     try:
         return bool(client.api.ping())
     except (docker.errors.DockerException, requests.exceptions.RequestException):
@@ -215,37 +215,37 @@ def container_resource(entry: dict, limits: tuple[float, int]) -> tuple[Resource
     return Resource("container", name, seen, frozenset(seen) - IN_PLACE), drifted
 
 
-def observe_docker(doc: ClusterSpec, client: CountingClient) -> Observation:
+def observe_docker(spec: ClusterSpec, client: CountingClient) -> Observation:
     obs = Observation()
     start = client.calls
     # One call for every container: ours carry the cluster label; same-named others are foreign.
     entries = call(client, client.api.containers, all=True)
     for entry in entries:
-        _observe_container(doc, client, entry, obs)
-    _observe_volumes(doc, client, obs)
-    if doc.spec.network.mode == "bridge":
-        _observe_network(doc, client, obs)
+        _observe_container(spec, client, entry, obs)
+    _observe_volumes(spec, client, obs)
+    if spec.spec.network.mode == "bridge":
+        _observe_network(spec, client, obs)
     running = {r.id for r in obs.resources if r.kind == "container" and r.props.get("state") == "running"}
-    obs.problems += port_problems(doc, running, _own_ids(doc, entries))
+    obs.problems += port_problems(spec, running, _own_ids(spec, entries))
     obs.api_calls = client.calls - start
     return obs
 
 
-def _own_ids(doc: ClusterSpec, entries: list[dict]) -> set[str]:
+def _own_ids(spec: ClusterSpec, entries: list[dict]) -> set[str]:
     """The IDs of this cluster's own containers: a port one of them holds is not another process's."""
-    return {e["Id"] for e in entries if (e.get("Labels") or {}).get(CLUSTER) == doc.metadata.name
+    return {e["Id"] for e in entries if (e.get("Labels") or {}).get(CLUSTER) == spec.metadata.name
             and (e.get("Labels") or {}).get(MANAGED_BY) == MANAGER}  # fmt: skip
 
 
-def _observe_container(doc: ClusterSpec, client: CountingClient, entry: dict, obs: Observation) -> None:
+def _observe_container(spec: ClusterSpec, client: CountingClient, entry: dict, obs: Observation) -> None:
     labels = entry.get("Labels") or {}
     cname = entry["Names"][0].lstrip("/")
-    if not (labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) == doc.metadata.name):
-        _observe_other_container(doc, client, entry, cname, obs)
+    if not (labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) == spec.metadata.name):
+        _observe_other_container(spec, client, entry, cname, obs)
         return
     if CONFIG not in labels or INDEX not in labels:
         obs.warnings.append(f"container {cname} has conduit labels from another version; it will be replaced")
-    # Cgroups live on the engine's host, whatever --root says; a remote engine has none here.
+    # Cgroups live on Docker's host, whatever --root says; a remote Docker daemon has none here.
     limits = cgroup_limits(Path("/"), entry["Id"]) if entry.get("State") == "running" else None
     if limits is None:
         limits = inspect_limits(client, entry["Id"])
@@ -255,7 +255,7 @@ def _observe_container(doc: ClusterSpec, client: CountingClient, entry: dict, ob
         obs.drifted.add(resource.key)
 
 
-def cluster_collisions(doc: ClusterSpec, cname: str, labels: dict[str, str]) -> list[str]:
+def cluster_collisions(spec: ClusterSpec, cname: str, labels: dict[str, str]) -> list[str]:
     """What a node of this spec would share with `cname`, a node of another conduit cluster:
     its name, its volume (its key) or a host port. One line each, naming both."""
     other = labels.get(CLUSTER, "?")
@@ -263,17 +263,17 @@ def cluster_collisions(doc: ClusterSpec, cname: str, labels: dict[str, str]) -> 
     their_volume = (created_with.get("volume") or "").split(":")[0]
     their_ports = _host_ports(created_with)
     problems = []
-    for node in nodes(doc):
-        props = container_props(doc, node)
+    for node in nodes(spec):
+        props = container_props(spec, node)
         if node.name == cname:
             problems.append(f"container {cname} belongs to cluster {other} (managed by conduit); "
-                            f"give cluster {doc.metadata.name} another name/prefix (containers.naming) or remove it there")  # fmt: skip
+                            f"give cluster {spec.metadata.name} another name/prefix (containers.naming) or remove it there")  # fmt: skip
         elif their_volume and node.volume == their_volume:
-            problems.append(f"volume {their_volume} of {node.name} (cluster {doc.metadata.name}) is the volume of {cname} "
-                            f"(cluster {other}): two nodes on one key; give cluster {doc.metadata.name} another containers.naming.volume_prefix")  # fmt: skip
+            problems.append(f"volume {their_volume} of {node.name} (cluster {spec.metadata.name}) is the volume of {cname} "
+                            f"(cluster {other}): two nodes on one key; give cluster {spec.metadata.name} another containers.naming.volume_prefix")  # fmt: skip
         for port in sorted(_host_ports(props) & their_ports):
-            problems.append(f"port {port} of {node.name} (cluster {doc.metadata.name}) is held by {cname} (cluster {other}); "
-                            f"give cluster {doc.metadata.name} another conduit.metrics_port_base or listener port")  # fmt: skip
+            problems.append(f"port {port} of {node.name} (cluster {spec.metadata.name}) is held by {cname} (cluster {other}); "
+                            f"give cluster {spec.metadata.name} another conduit.metrics_port_base or listener port")  # fmt: skip
     return problems
 
 
@@ -287,20 +287,20 @@ def _host_ports(props: dict) -> set[str]:
     return held
 
 
-def _observe_other_container(doc: ClusterSpec, client: CountingClient, entry: dict, cname: str, obs: Observation) -> None:
+def _observe_other_container(spec: ClusterSpec, client: CountingClient, entry: dict, cname: str, obs: Observation) -> None:
     """A container the tool did not make: adopted when it is a bash-manager node, foreign when it only
     has our name; a node of another conduit cluster is refused where it would collide with ours."""
     labels = entry.get("Labels") or {}
     if labels.get(MANAGED_BY) == MANAGER:
-        problems = cluster_collisions(doc, cname, labels)
+        problems = cluster_collisions(spec, cname, labels)
         if problems:
             obs.foreign.append(f"container {cname} (conduit cluster {labels.get(CLUSTER, '?')})")
             obs.problems += problems
         return
-    wanted_volume = {n.name: n.volume for n in nodes(doc)}
+    wanted_volume = {n.name: n.volume for n in nodes(spec)}
     if cname not in wanted_volume:
         return
-    volume = f"{wanted_volume[cname]}:{doc.spec.conduit.data_dir}"
+    volume = f"{wanted_volume[cname]}:{spec.spec.conduit.data_dir}"
     if _volume(entry) == volume and not labels.get(MANAGED_BY):
         # The bash managers' node: same name, same volume, so the same key. Take it over.
         resource, _ = container_resource(entry, inspect_limits(client, entry["Id"]))
@@ -313,34 +313,34 @@ def _observe_other_container(doc: ClusterSpec, client: CountingClient, entry: di
     )
 
 
-def _observe_volumes(doc: ClusterSpec, client: CountingClient, obs: Observation) -> None:
-    wanted_volumes = {n.volume for n in nodes(doc)}
+def _observe_volumes(spec: ClusterSpec, client: CountingClient, obs: Observation) -> None:
+    wanted_volumes = {n.volume for n in nodes(spec)}
     for volume in call(client, client.api.volumes).get("Volumes") or []:
-        if volume["Name"] in wanted_volumes or (volume.get("Labels") or {}).get(CLUSTER) == doc.metadata.name:
+        if volume["Name"] in wanted_volumes or (volume.get("Labels") or {}).get(CLUSTER) == spec.metadata.name:
             obs.resources.append(Resource("volume", volume["Name"], {}, keep=True))
 
 
-def _observe_network(doc: ClusterSpec, client: CountingClient, obs: Observation) -> None:
-    for net in call(client, client.api.networks, names=[doc.spec.network.name]):
-        if net["Name"] != doc.spec.network.name:
+def _observe_network(spec: ClusterSpec, client: CountingClient, obs: Observation) -> None:
+    for net in call(client, client.api.networks, names=[spec.spec.network.name]):
+        if net["Name"] != spec.spec.network.name:
             continue  # the names filter matches substrings
         configs = (net.get("IPAM") or {}).get("Config") or []
-        subnet = configs[0].get("Subnet") if configs and doc.spec.network.subnet else None
+        subnet = configs[0].get("Subnet") if configs and spec.spec.network.subnet else None
         obs.resources.append(
             Resource("network", net["Name"], {"driver": net.get("Driver"), "subnet": subnet}, frozenset({"driver", "subnet"}))
         )
 
 
-def _wanted_ports(doc: ClusterSpec, running: set[str]) -> list[tuple[str, int, str, str, bool]]:
+def _wanted_ports(spec: ClusterSpec, running: set[str]) -> list[tuple[str, int, str, str, bool]]:
     """(protocol, port, what, node, on the host network) of every host port the nodes bind. A port
-    published through the engine is held by its docker-proxy, so a running node's are its own."""
+    published through Docker is held by its docker-proxy, so a running node's are its own."""
     wanted = []
-    for node in nodes(doc):
-        if doc.spec.network.mode == "host":
+    for node in nodes(spec):
+        if spec.spec.network.mode == "host":
             wanted.append(("tcp", node.metrics_port, "metrics", node.name, True))
         if node.name in running:
             continue
-        for published in container_props(doc, node)["ports"]:
+        for published in container_props(spec, node)["ports"]:
             _ip, host_port, target = published.split(":")
             wanted.append((target.split("/")[1], int(host_port), f"port {target}", node.name, False))
     return wanted
@@ -357,10 +357,10 @@ def _bound(proc: Path, wanted: list[tuple]) -> dict[tuple[str, int], set[int]]:
     return {(protocol, port): tables[protocol].get(port, set()) for protocol, port, *_ in wanted}
 
 
-def port_problems(doc: ClusterSpec, running: set[str], own_ids: set[str] = frozenset(), proc: Path = Path("/proc")) -> list[str]:
+def port_problems(spec: ClusterSpec, running: set[str], own_ids: set[str] = frozenset(), proc: Path = Path("/proc")) -> list[str]:
     """Host ports the nodes need, held by a process that is not one of this cluster's own containers
     (found by its cgroup), whether the cluster already runs or not: one line each, naming the holder."""
-    wanted = _wanted_ports(doc, running)
+    wanted = _wanted_ports(spec, running)
     bound = _bound(proc, wanted)
     owners = socket_owners(proc, set().union(*bound.values()) if bound else set())
     problems = []
@@ -392,7 +392,7 @@ def inspect_image(client: CountingClient, image: str) -> dict | None:
     except docker.errors.ImageNotFound:
         return None
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise EngineError(diagnose(client.base_url, exc)) from None
+        raise DockerError(diagnose(client.base_url, exc)) from None
 
 
 # ----------------------------------------------------------------- registries
@@ -426,7 +426,7 @@ def repo_digest(attrs: dict, image: str) -> str | None:
 
 
 def registry_digest(client: CountingClient, image: str) -> str:
-    """The digest the registry gives for the image's tag now (the engine asks, with its own credentials)."""
+    """The digest the registry gives for the image's tag now (Docker asks, with its own credentials)."""
     try:
         with answers(client):
             return client.api.inspect_distribution(image)["Descriptor"]["digest"]
@@ -524,7 +524,7 @@ def remove_volume(client: CountingClient, name: str) -> None:
     except docker.errors.NotFound:
         return
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise EngineError(diagnose(client.base_url, exc)) from None
+        raise DockerError(diagnose(client.base_url, exc)) from None
 
 
 def create_network(client: CountingClient, name: str, subnet: str | None, cluster: str) -> None:

@@ -1,24 +1,24 @@
-"""Each container's inspect answer for any number of containers, the engine asked again only
+"""Each container's inspect answer for any number of containers, Docker asked again only
 about those its events say changed.
 
 A container's restart count, start and finish times, exit code, limits and log file are in
 its inspect answer, not in the labelled list; asking for it is one call per container. So the
 answers are kept (trimmed to what status reads) in a file in the state directory, with an
-*anchor*: the newest engine event seen when they were asked. The next look makes one events
+*anchor*: the newest Docker event seen when they were asked. The next look makes one events
 call for everything since the anchor, unfiltered, and re-inspects only:
 - a container that has any event since (start, die, update, kill, exec …: whatever it was, the
   answer may have moved; a restart count only changes with a die, a start time with a start);
 - a container not kept yet, or whose list state differs from the kept one (belt and braces);
 - every container when the anchor is not in the answer.
 
-Why the anchor makes this exact: the engine keeps its last 256 events in memory (moby
+Why the anchor makes this exact: Docker keeps its last 256 events in memory (moby
 daemon/events/events.go, eventsLimit), dropping the oldest first, and answers `since` from that
 buffer scanning back from the newest. If the anchor is still in the answer, every event after
 it is too (the buffer drops only from the front), so a container with no event since has the
-answer it was inspected with. If it is not (more than 256 events since, or the engine
+answer it was inspected with. If it is not (more than 256 events since, or Docker
 restarted and lost its buffer), no absence of events proves anything and each node is inspected
 once more (a debug event says so). Counting events (starts after deaths) instead would miss
-what the buffer dropped and guess the engine's restart policy rules; this reads its own count.
+what the buffer dropped and guess Docker's restart policy rules; this reads its own count.
 
 The first look, with nothing kept, inspects each container once; after that a steady cluster
 costs the list, one events call and nothing per node.
@@ -38,15 +38,15 @@ import structlog
 
 from conduit.drivers.docker import answers
 from conduit.drivers.files import atomic_write, read_or_none
-from conduit.errors import EngineError
+from conduit.errors import DockerError
 
-EVENTS_LIMIT = 256  # the engine's in-memory buffer of past events (moby daemon/events/events.go)
+EVENTS_LIMIT = 256  # Docker's in-memory buffer of past events (moby daemon/events/events.go)
 KEPT_FILE = "inspected.json"
 KEPT_LIMIT = 8 << 20
 WORKERS = 16
 log = structlog.get_logger("conduit.inspected")
 
-Anchor = tuple[int, str]  # (timeNano, type/action/actor): one event the engine told
+Anchor = tuple[int, str]  # (timeNano, type/action/actor): one event Docker told
 
 
 def trim(info: dict) -> dict:
@@ -64,7 +64,7 @@ def trim(info: dict) -> dict:
 
 
 def anchor_of(event: dict) -> Anchor | None:
-    """What identifies one event of the engine's answer; None for an entry that is not one."""
+    """What identifies one event of Docker's answer; None for an entry that is not one."""
     if not isinstance(event, dict):
         return None
     stamp = event.get("timeNano")
@@ -97,7 +97,7 @@ def after_anchor(events: list[dict], anchor: Anchor | None) -> list[dict] | None
 
 
 def newest(events: list[dict]) -> Anchor | None:
-    """The anchor for the next look: the answer's newest event (the engine answers oldest first)."""
+    """The anchor for the next look: the answer's newest event (Docker answers oldest first)."""
     for event in reversed(events):
         found = anchor_of(event)
         if found is not None:
@@ -110,9 +110,9 @@ def _stamp(ns: int) -> str:
 
 
 def read_events(client, anchor: Anchor | None, until_ns: int) -> list[dict] | None:
-    """Every event the engine still holds since the anchor (its whole buffer without one), in one
+    """Every event Docker still holds since the anchor (its whole buffer without one), in one
     call and unfiltered: a filter would hide the anchor among the events it drops. None when the
-    engine does not answer."""
+    daemon does not answer."""
     since = _stamp(anchor[0]) if anchor else "0"
     try:
         return list(client.api.events(since=since, until=_stamp(until_ns), decode=True))
@@ -156,11 +156,11 @@ def save(path: Path | None, kept: Kept) -> None:
 
 
 def inspect(client, container_id: str) -> dict | None:
-    """One container's trimmed inspect answer; None when it is gone or the engine does not answer."""
+    """One container's trimmed inspect answer; None when it is gone or Docker does not answer."""
     try:
         with answers(client):
             return trim(client.api.inspect_container(container_id))
-    except (docker.errors.APIError, EngineError):
+    except (docker.errors.APIError, DockerError):
         return None
 
 

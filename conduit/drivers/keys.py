@@ -1,6 +1,6 @@
 """Node keys: conduit_key.json at the root of each data volume is the node's reputation.
 
-Keys are read and written through the volume's mountpoint on the engine's host, so a
+Keys are read and written through the volume's mountpoint on Docker's host, so a
 container need not run; always through conduit.drivers.volume, which follows no link the node
 planted there. Backups are one file per volume and identity file (0600: the key,
 and the personal compartment of 2.0 nodes that have one) plus a SHA256SUMS manifest.
@@ -36,7 +36,7 @@ def volume_dir(client: CountingClient, volume: str) -> Path | None:
         raise KeyProblem(f"cannot inspect volume {volume}: {exc}") from None
     mountpoint = Path(info["Mountpoint"])
     if not mountpoint.is_dir():
-        raise KeyProblem(f"volume {volume} is not readable here ({mountpoint}); run on the engine's host as root")
+        raise KeyProblem(f"volume {volume} is not readable here ({mountpoint}); run on Docker's host as root")
     return mountpoint
 
 

@@ -190,24 +190,24 @@ def master_pid(root: Path, pid_file: str, config: str | None = None) -> int | No
     return pid if names_nginx(cmdline) else None
 
 
-def front_master(root: Path, doc: ClusterSpec) -> int | None:
+def front_master(root: Path, spec: ClusterSpec) -> int | None:
     """The master of the nginx that serves this front (the tool's own with instance: own)."""
-    lb = doc.spec.loadbalancer
+    lb = spec.spec.loadbalancer
     return master_pid(root, front_pid_file(lb), front_config(lb) if lb.instance == "own" else None)
 
 
 # ------------------------------------------------------------------ the observation
 
 
-def observe_nginx(doc: ClusterSpec, root: Path) -> Observation:
-    lb = doc.spec.loadbalancer
+def observe_nginx(spec: ClusterSpec, root: Path) -> Observation:
+    lb = spec.spec.loadbalancer
     obs = Observation()
-    ours = _observe_stream_file(doc, root, obs)  # content of our stream file, when there is one
+    ours = _observe_stream_file(spec, root, obs)  # content of our stream file, when there is one
     own = lb.instance == "own"
     if own:
-        _observe_own_config(doc, root, obs)
-    main_text = _observe_main_config(doc, root, obs)
-    master = front_master(root, doc)
+        _observe_own_config(spec, root, obs)
+    main_text = _observe_main_config(spec, root, obs)
+    master = front_master(root, spec)
     if own and master is not None:
         # The tool's own nginx: reported even with the front off, so that the plan stops it.
         obs.resources.append(Resource("nginx", "nginx", {"running": True}))
@@ -217,18 +217,18 @@ def observe_nginx(doc: ClusterSpec, root: Path) -> Observation:
         return obs
     if not own:
         obs.resources.append(Resource("nginx", "nginx", {"running": master is not None}))
-    obs.problems += _binary_problems(doc, root, main_text)
+    obs.problems += _binary_problems(spec, root, main_text)
     if main_text is not None and not own:
-        obs.problems += _config_problems(doc, root)
-    obs.problems += _port_problems(doc, root, master, ours, main_text)
-    findings = _capacity(doc, root)
+        obs.problems += _config_problems(spec, root)
+    obs.problems += _port_problems(spec, root, master, ours, main_text)
+    findings = _capacity(spec, root)
     (obs.warnings if lb.capacity_check == "warn" else obs.problems).extend(findings)
     return obs
 
 
-def _observe_own_config(doc: ClusterSpec, root: Path, obs: Observation) -> None:
+def _observe_own_config(spec: ClusterSpec, root: Path, obs: Observation) -> None:
     """The own nginx's main config: ours (a resource), or someone else's (a problem when the front is on)."""
-    lb = doc.spec.loadbalancer
+    lb = spec.spec.loadbalancer
     path = lb.nginx.instance_config
     try:
         content = host_path(root, path).read_text(errors="replace")
@@ -238,7 +238,7 @@ def _observe_own_config(doc: ClusterSpec, root: Path, obs: Observation) -> None:
         obs.problems.append(f"cannot read {path}: {exc.strerror or exc}")
         return
     owner = managed_cluster(content)
-    if owner == doc.metadata.name:
+    if owner == spec.metadata.name:
         obs.resources.append(Resource("nginx_main", path, {"content": content}))
         if header_digest(content) != body_digest(content):
             obs.drifted.add(("nginx_main", path))
@@ -274,32 +274,32 @@ def read_limits(root: Path, own_unit: bool = True) -> HostLimits:
     return HostLimits(hard, may_raise, number("fs/file-max"), number("fs/nr_open"), ports)
 
 
-def _capacity(doc: ClusterSpec, root: Path) -> list[str]:
-    lb = doc.spec.loadbalancer
-    sizing = front_sizing(doc)
-    desired = desired_values(doc) if doc.spec.sysctl.enabled else {}
-    found = capacity_findings(doc, sizing, effective(read_limits(root, lb.instance == "own"), desired))
+def _capacity(spec: ClusterSpec, root: Path) -> list[str]:
+    lb = spec.spec.loadbalancer
+    sizing = front_sizing(spec)
+    desired = desired_values(spec) if spec.spec.sysctl.enabled else {}
+    found = capacity_findings(spec, sizing, effective(read_limits(root, lb.instance == "own"), desired))
     if lb.instance == "system":
-        found += _system_capacity(doc, root, sizing)
+        found += _system_capacity(spec, root, sizing)
     return found
 
 
-def _system_capacity(doc: ClusterSpec, root: Path, sizing) -> list[str]:
+def _system_capacity(spec: ClusterSpec, root: Path, sizing) -> list[str]:
     """The system nginx's own worker_connections against the promised capacity."""
-    paths = doc.spec.loadbalancer.nginx
+    paths = spec.spec.loadbalancer.nginx
     connections, workers, where = 512, 1, paths.main_config  # nginx's built-in defaults
     for f in walk(root, paths.main_config, frozenset({paths.include_file})):
         words = f.statement.words
         if words[0] == "worker_connections" and len(words) > 1 and words[1].isdigit():
             connections, where = int(words[1]), f"{f.file}:{f.statement.line}"
         elif words[0] == "worker_processes" and len(words) > 1:
-            workers = int(words[1]) if words[1].isdigit() else max(1, int(float(doc.spec.host.vcpus or 1) + 0.999))
+            workers = int(words[1]) if words[1].isdigit() else max(1, int(float(spec.spec.host.vcpus or 1) + 0.999))
     return system_findings(sizing, connections, workers, where)
 
 
-def _observe_stream_file(doc: ClusterSpec, root: Path, obs: Observation) -> str | None:
+def _observe_stream_file(spec: ClusterSpec, root: Path, obs: Observation) -> str | None:
     """The include file: ours (its content), another's or unreadable (problems when the front is on)."""
-    lb = doc.spec.loadbalancer
+    lb = spec.spec.loadbalancer
     paths = lb.nginx
     conf_path = host_path(root, paths.include_file)
     if not conf_path.is_file():
@@ -312,7 +312,7 @@ def _observe_stream_file(doc: ClusterSpec, root: Path, obs: Observation) -> str 
         obs.problems.append(f"cannot read {paths.include_file}: {exc.strerror or exc}")
         return None
     owner = managed_cluster(content)
-    if owner == doc.metadata.name:
+    if owner == spec.metadata.name:
         obs.resources.append(Resource("nginx_conf", paths.include_file, {"content": content}))
         if header_digest(content) != body_digest(content):
             obs.drifted.add(("nginx_conf", paths.include_file))
@@ -332,9 +332,9 @@ def _observe_stream_file(doc: ClusterSpec, root: Path, obs: Observation) -> str 
     return None
 
 
-def _observe_main_config(doc: ClusterSpec, root: Path, obs: Observation) -> str | None:
+def _observe_main_config(spec: ClusterSpec, root: Path, obs: Observation) -> str | None:
     """nginx.conf's text (None when unreadable), and our include line in it when it is there."""
-    lb = doc.spec.loadbalancer
+    lb = spec.spec.loadbalancer
     paths = lb.nginx
     try:
         main_text = host_path(root, paths.main_config).read_text(errors="replace")
@@ -349,8 +349,8 @@ def _observe_main_config(doc: ClusterSpec, root: Path, obs: Observation) -> str 
     return main_text
 
 
-def _binary_problems(doc: ClusterSpec, root: Path, main_text: str | None) -> list[str]:
-    paths = doc.spec.loadbalancer.nginx
+def _binary_problems(spec: ClusterSpec, root: Path, main_text: str | None) -> list[str]:
+    paths = spec.spec.loadbalancer.nginx
     binary = host_path(root, paths.binary)
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         return [f"nginx not found at {paths.binary}: {INSTALL_HINT}"]
@@ -358,8 +358,8 @@ def _binary_problems(doc: ClusterSpec, root: Path, main_text: str | None) -> lis
         result = subprocess.run([str(binary), "-V"], capture_output=True, text=True, timeout=15)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [f"cannot run {paths.binary} -V: {exc}"]
-    if doc.spec.loadbalancer.instance == "own":
-        return _own_module_problems(doc, root, stream_compiled_in(result.stdout + result.stderr))
+    if spec.spec.loadbalancer.instance == "own":
+        return _own_module_problems(spec, root, stream_compiled_in(result.stdout + result.stderr))
     if stream_compiled_in(result.stdout + result.stderr):
         return []
     if main_text is None:
@@ -379,8 +379,8 @@ def _binary_problems(doc: ClusterSpec, root: Path, main_text: str | None) -> lis
     ]
 
 
-def _own_module_problems(doc: ClusterSpec, root: Path, built_in: bool) -> list[str]:
-    module = doc.spec.loadbalancer.nginx.stream_module
+def _own_module_problems(spec: ClusterSpec, root: Path, built_in: bool) -> list[str]:
+    module = spec.spec.loadbalancer.nginx.stream_module
     if built_in and module is not None:
         return ["this nginx has the stream module built in: set spec.loadbalancer.nginx.stream_module: null"]
     if not built_in and module is None:
@@ -390,8 +390,8 @@ def _own_module_problems(doc: ClusterSpec, root: Path, built_in: bool) -> list[s
     return []
 
 
-def _config_problems(doc: ClusterSpec, root: Path) -> list[str]:
-    lb = doc.spec.loadbalancer
+def _config_problems(spec: ClusterSpec, root: Path) -> list[str]:
+    lb = spec.spec.loadbalancer
     paths = lb.nginx
     conf_dir = posixpath.dirname(paths.main_config)
     problems: list[str] = []
@@ -426,21 +426,21 @@ def _config_problems(doc: ClusterSpec, root: Path) -> list[str]:
     return problems
 
 
-def _port_problems(doc: ClusterSpec, root: Path, master: int | None, ours: str | None, main_text: str | None) -> list[str]:
+def _port_problems(spec: ClusterSpec, root: Path, master: int | None, ours: str | None, main_text: str | None) -> list[str]:
     proc = host_path(root, "/proc")
     masters = {master} - {None}
-    if doc.spec.loadbalancer.instance == "own" and main_text is not None and any(map(is_managed_line, main_text.splitlines())):
+    if spec.spec.loadbalancer.instance == "own" and main_text is not None and any(map(is_managed_line, main_text.splitlines())):
         # The system nginx still serves this front from an earlier apply: this one takes its line out.
-        masters.add(master_pid(root, doc.spec.loadbalancer.nginx.pid_file))
+        masters.add(master_pid(root, spec.spec.loadbalancer.nginx.pid_file))
     nginx_inodes: set[int] = set()
     for each in masters - {None}:
         for pid in {each, *children(proc, each)}:
             nginx_inodes |= socket_inodes(proc, pid)
     served = managed_listens(ours) if ours is not None else set()
     problems: list[str] = []
-    tables = {listener.protocol: bound_sockets(proc, listener.protocol) for listener in doc.spec.loadbalancer.listeners}
+    tables = {listener.protocol: bound_sockets(proc, listener.protocol) for listener in spec.spec.loadbalancer.listeners}
     listener: Listener
-    for listener in doc.spec.loadbalancer.listeners:
+    for listener in spec.spec.loadbalancer.listeners:
         inodes = tables[listener.protocol].get(listener.port, set())
         if not inodes:
             continue
@@ -460,11 +460,11 @@ def _port_problems(doc: ClusterSpec, root: Path, master: int | None, ours: str |
 # ------------------------------------------------------------------ the front's load
 
 
-def front_load(doc: ClusterSpec, root: Path) -> dict:
+def front_load(spec: ClusterSpec, root: Path) -> dict:
     """The front's live connections (its workers' established or connected sockets, client and
     backend sides both), against the ceiling the tool sized it for."""
-    sizing = front_sizing(doc)
-    own = doc.spec.loadbalancer.instance == "own"
+    sizing = front_sizing(spec)
+    own = spec.spec.loadbalancer.instance == "own"
     figure: dict = {
         "running": False,
         "connections": None,
@@ -472,7 +472,7 @@ def front_load(doc: ClusterSpec, root: Path) -> dict:
         "sessions": sizing.sessions,
         "workers": None,
     }
-    master = front_master(root, doc)
+    master = front_master(root, spec)
     if master is None:
         return figure
     proc = host_path(root, "/proc")

@@ -28,10 +28,10 @@ def scrape(port: int, timeout: float = 2.0) -> dict[metrics.Sample, float] | Non
 
 
 def run_log(client, name: str, started_at: str, tty: bool = False, finished_at: str = "") -> list[str]:
-    """The container's log lines of its current run ([] when the engine cannot give them).
+    """The container's log lines of its current run ([] when Docker cannot give them).
 
     The run begins where the previous one finished (`State.FinishedAt`), not at `StartedAt`:
-    the engine records StartedAt after the process is already running, so a node that prints
+    Docker records StartedAt after the process is already running, so a node that prints
     at once has lines stamped a little before it. One request: the SDK's logs() would first
     inspect the container again to learn whether it has a TTY, which the caller already knows.
     """
@@ -76,10 +76,10 @@ def _read_back(fd: int, bound: tuple[int, int] | None) -> tuple[bytes, bool]:
 
 
 def file_log(path: str, started_at: str, finished_at: str = "") -> list[str] | None:
-    """The current run's log lines from the engine's own json-file at `path` (the LogPath of its
-    inspect answer), read back no further than the run; None when the engine's file cannot be
-    read here (a remote engine, not root), is not a plain file, or the run reaches back into a
-    rotated file (the engine's API reads those): the caller asks the engine."""
+    """The current run's log lines from Docker's own json-file at `path` (the LogPath of its
+    inspect answer), read back no further than the run; None when Docker's file cannot be
+    read here (a remote Docker daemon, not root), is not a plain file, or the run reaches back into a
+    rotated file (Docker's API reads those): the caller asks Docker."""
     bound_text = nodelog.run_start(started_at, finished_at)
     bound = nodelog.instant(bound_text)
     try:
@@ -102,7 +102,7 @@ def file_log(path: str, started_at: str, finished_at: str = "") -> list[str] | N
 
 
 def recent_log(client, name: str, tty: bool, tail: int = 500) -> str:
-    """The container's last `tail` log lines with their timestamps, whichever runs wrote them ("" when the engine cannot give them)."""
+    """The container's last `tail` log lines with their timestamps, whichever runs wrote them ("" when Docker cannot give them)."""
     try:
         raw = client.api.logs(name, stdout=True, stderr=True, timestamps=True, tail=tail)
     except (docker.errors.DockerException, requests.exceptions.RequestException):
@@ -112,7 +112,7 @@ def recent_log(client, name: str, tty: bool, tail: int = 500) -> str:
 
 def last_exit_code(client, container_id: str, since: float, until: float) -> int | None:
     """The exit code of the container's last exit between `since` and `until` (epoch seconds), from the
-    engine's events: a container its restart policy started again shows exit code 0 in inspect."""
+    Docker's events: a container its restart policy started again shows exit code 0 in inspect."""
     try:
         events = client.api.events(since=f"{since:.9f}", until=f"{until:.9f}", decode=True,
                                    filters={"container": [container_id], "event": ["die"]})  # fmt: skip

@@ -6,11 +6,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from conduit.errors import EngineError
+from conduit.errors import DockerError
 from conduit.drivers.docker import (
     CountingClient,
     dockerd_installed,
-    engine_down,
+    docker_down,
     observe_docker,
 )
 from conduit.drivers.nginx import observe_nginx
@@ -22,37 +22,37 @@ from conduit.spec.resources import Observation
 from conduit.spec.spec import ClusterSpec
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
-NO_ENGINE = (f"no Docker engine on this machine ({DEFAULT_SOCKET} is absent): planned as a host without containers; "
+NO_ENGINE = (f"no Docker daemon on this machine ({DEFAULT_SOCKET} is absent): planned as a host without containers; "
              f"apply needs one ({install_hint('dockerd')})")
 
 
 @dataclass
 class HostAccess:
-    """Where the host is: its filesystem root, the tool's state and the Docker engine."""
+    """Where the host is: its filesystem root, the tool's state and the Docker daemon."""
 
     root: Path
     state_dir: Path
     docker_host: str | None
 
     def docker(self) -> CountingClient | None:
-        """None when no engine is installed here at all: then there are no containers to see.
+        """None when no Docker daemon is installed here at all: then there are no containers to see.
 
-        An engine that is installed but stopped is an error: its containers cannot be seen.
+        A Docker daemon that is installed but stopped is an error: its containers cannot be seen.
         """
         if self.docker_host is None and not Path(DEFAULT_SOCKET).exists():
             if dockerd_installed():
-                raise EngineError(engine_down(f"unix://{DEFAULT_SOCKET}"))
+                raise DockerError(docker_down(f"unix://{DEFAULT_SOCKET}"))
             return None
         return CountingClient(self.docker_host)
 
 
 def observe_host(
-    doc: ClusterSpec, host: HostAccess, client: CountingClient | None, sysctl_keys: list[str]
+    spec: ClusterSpec, host: HostAccess, client: CountingClient | None, sysctl_keys: list[str]
 ) -> Observation:
-    obs = observe_sysctl(doc, host.root, sysctl_keys)
-    obs = obs.merge(observe_nginx(doc, host.root))
-    obs = obs.merge(observe_docker(doc, client) if client else Observation(warnings=[NO_ENGINE]))
-    return obs.merge(observe_tracker(doc, host.state_dir))
+    obs = observe_sysctl(spec, host.root, sysctl_keys)
+    obs = obs.merge(observe_nginx(spec, host.root))
+    obs = obs.merge(observe_docker(spec, client) if client else Observation(warnings=[NO_ENGINE]))
+    return obs.merge(observe_tracker(spec, host.state_dir))
 
 
 def host_runtime(host: HostAccess) -> Runtime:

@@ -42,12 +42,12 @@ def _observe_key(root: Path, key: str, refused: dict[str, str]) -> Resource:
     return Resource("sysctl", key, {"value": value})
 
 
-def _observe_file(doc: ClusterSpec, root: Path, obs: Observation) -> None:
-    name = doc.spec.sysctl.file
+def _observe_file(spec: ClusterSpec, root: Path, obs: Observation) -> None:
+    name = spec.spec.sysctl.file
     path = host_path(root, name)
     if not path.exists() and not path.is_symlink():
         return
-    wanted = doc.spec.sysctl.enabled  # only then does the tool mean to write this path
+    wanted = spec.spec.sysctl.enabled  # only then does the tool mean to write this path
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -57,7 +57,7 @@ def _observe_file(doc: ClusterSpec, root: Path, obs: Observation) -> None:
             obs.problems.append(f"{name} exists and cannot be read ({reason})")
         return
     owner = facts.owner(text)
-    if owner == doc.metadata.name:
+    if owner == spec.metadata.name:
         obs.resources.append(Resource("sysctl_file", name, {"content": text}))
         return
     obs.foreign.append(name)
@@ -68,14 +68,14 @@ def _observe_file(doc: ClusterSpec, root: Path, obs: Observation) -> None:
             obs.problems.append(f"{name} exists and is not managed by conduit")
 
 
-def observe_sysctl(doc: ClusterSpec, root: Path, desired_keys: Iterable[str]) -> Observation:
+def observe_sysctl(spec: ClusterSpec, root: Path, desired_keys: Iterable[str]) -> Observation:
     root = Path(root)
     obs = Observation()
     for key in sorted(set(desired_keys)):
         obs.resources.append(_observe_key(root, key, obs.refused))
-    if doc.spec.sysctl.on_refused == "warn":
+    if spec.spec.sysctl.on_refused == "warn":
         obs.warnings += obs.refused.values()
     else:
         obs.problems += obs.refused.values()
-    _observe_file(doc, root, obs)
+    _observe_file(spec, root, obs)
     return obs

@@ -124,11 +124,11 @@ def _stale() -> Resource:
     return Resource("tracker", "tracker", {"command": None, "running": False})
 
 
-def _observe_pidfile(doc: ClusterSpec, state_dir: Path, conduit_bin: str) -> Observation:
+def _observe_pidfile(spec: ClusterSpec, state_dir: Path, conduit_bin: str) -> Observation:
     obs = Observation()
-    pidfile = tracker_pidfile(state_dir, doc.metadata.name)
+    pidfile = tracker_pidfile(state_dir, spec.metadata.name)
     if not pidfile.exists():
-        pidfile = legacy_pidfile(state_dir, doc.metadata.name) or pidfile
+        pidfile = legacy_pidfile(state_dir, spec.metadata.name) or pidfile
     try:
         text = pidfile.read_text().strip()
     except FileNotFoundError:
@@ -144,23 +144,23 @@ def _observe_pidfile(doc: ClusterSpec, state_dir: Path, conduit_bin: str) -> Obs
     argv = read_cmdline(pid) if pid_alive(pid) else None
     command = tracker_argv(argv) if argv else None
     if command is None and argv:  # a `conduit serve` that runs the tracker in itself
-        command = hosted_command(state_dir, doc.metadata.name, pid)
+        command = hosted_command(state_dir, spec.metadata.name, pid)
     if command is None:  # gone, a zombie, or the pid now belongs to something else
         obs.resources.append(_stale())
         return obs
     owner = cluster_of(command)
-    if owner not in (None, doc.metadata.name):
+    if owner not in (None, spec.metadata.name):
         obs.foreign.append(f"tracker process {pid} (cluster {owner})")
-        if doc.spec.tracker.enabled:
+        if spec.spec.tracker.enabled:
             obs.problems.append(f"{pidfile} belongs to the tracker of cluster {owner}; give this cluster its own state directory")
         return obs
     obs.resources.append(Resource("tracker", "tracker", {"command": _as_configured(command, conduit_bin), "running": True}))
     return obs
 
 
-def _observe_systemd(doc: ClusterSpec, conduit_bin: str) -> Observation:
+def _observe_systemd(spec: ClusterSpec, conduit_bin: str) -> Observation:
     obs = Observation()
-    unit = unit_name(doc.metadata.name)
+    unit = unit_name(spec.metadata.name)
     argv = [SYSTEMCTL, "show", unit, "--property=LoadState,ActiveState,MainPID,ExecStart"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT, check=False)
@@ -183,14 +183,14 @@ def _observe_systemd(doc: ClusterSpec, conduit_bin: str) -> Observation:
         cmdline = read_cmdline(pid)
         command = tracker_argv(cmdline) if cmdline else None
     if command is None:
-        command = systemd.exec_start_argv(props.get("ExecStart", ""), tracker_command(doc, conduit_bin))
+        command = systemd.exec_start_argv(props.get("ExecStart", ""), tracker_command(spec, conduit_bin))
     if command is not None:
         command = _as_configured(command, conduit_bin)
     obs.resources.append(Resource("tracker", "tracker", {"command": command, "running": running}))
     return obs
 
 
-def observe_tracker(doc: ClusterSpec, state_dir: Path, conduit_bin: str = "conduit") -> Observation:
+def observe_tracker(spec: ClusterSpec, state_dir: Path, conduit_bin: str = "conduit") -> Observation:
     if systemd_is_init():
-        return _observe_systemd(doc, conduit_bin)
-    return _observe_pidfile(doc, Path(state_dir), conduit_bin)
+        return _observe_systemd(spec, conduit_bin)
+    return _observe_pidfile(spec, Path(state_dir), conduit_bin)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, EngineError
-from conduit.drivers.docker import engine_answers
+from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, DockerError
+from conduit.drivers.docker import docker_answers
 from conduit.drivers.keys import backup_dir
 from conduit.execute.executor import Executor, StepFailed
 from conduit.execute.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
@@ -31,11 +31,11 @@ from conduit.spec.resources import PHASES, Resource
 from conduit.state.stores import Stores
 from conduit.spec.profiles import HostFacts
 
-CREATE_WORKERS = 4  # containers created at once; the engine serialises much of it anyway
-RETRY_SECONDS = 0.5  # between pings of an engine that stopped answering
+CREATE_WORKERS = 4  # containers created at once; Docker serialises much of it anyway
+RETRY_SECONDS = 0.5  # between pings of a Docker daemon that stopped answering
 
 log = structlog.get_logger("conduit.apply")
-Report = Callable[[str], None]
+Progress = Callable[[str], None]  # where an apply says what it does, line by line: click.echo, a log, an event hub
 
 
 @dataclass
@@ -75,10 +75,10 @@ class NodesNotRestored(Exception):
         super().__init__(f"{failure}; {', '.join(names)} not restored {why}")
 
 
-class Engine:
+class Applier:
     """Runs one plan against the host: executors, gates, journal."""
 
-    def __init__(self, target: Target, host: HostAccess, state: Stores, gen: int, report: Report):
+    def __init__(self, target: Target, host: HostAccess, state: Stores, gen: int, report: Progress):
         self.target = target
         self.host = host
         self.state = state
@@ -179,7 +179,7 @@ class Engine:
                 if step not in restores:
                     self.step(step)
             containers_gate(self.ex, [s.id for s in nodes], self.target.gate_timeout, self.target.settle)
-        except (StepFailed, GateFailed, EngineError) as exc:
+        except (StepFailed, GateFailed, DockerError) as exc:
             drained = any(s.kind == "backends" and s.action == "drain" for s in batch)
             self.restore_batch([s.id for s in nodes] + adopted, drained, exc)
             raise
@@ -196,13 +196,13 @@ class Engine:
                 self.ex.drop_previous(step.id)
 
     def restore_batch(self, names: list[str], drained: bool, failure: Exception) -> None:
-        """Put back the nodes this batch stopped. An engine that stopped answering gets the gate
+        """Put back the nodes this batch stopped. A Docker daemon that stopped answering gets the gate
         timeout to answer again; if it does not, NodesNotRestored says which nodes are left."""
         deadline = time.monotonic() + self.target.gate_timeout
         for number, name in enumerate(names):
             try:
                 restored = self.restore_waiting(name, deadline)
-            except (EngineError, StepFailed) as exc:
+            except (DockerError, StepFailed) as exc:
                 raise NodesNotRestored(failure, names[number:], str(exc)) from None
             if restored:
                 self.report(f"  {name} failed its gate: restored as it was")
@@ -213,11 +213,11 @@ class Engine:
         while True:
             try:
                 return self.ex.restore_previous(name)
-            except EngineError:
+            except DockerError:
                 if time.monotonic() >= deadline:
                     raise
-                log.warning("restore.waiting_for_engine", node=name)
-            while time.monotonic() < deadline and not engine_answers(self.ex.docker()):
+                log.warning("restore.waiting_for_docker", node=name)
+            while time.monotonic() < deadline and not docker_answers(self.ex.docker()):
                 time.sleep(RETRY_SECONDS)
 
     def phase_tracker(self, steps: list[Step]) -> None:
@@ -227,7 +227,7 @@ class Engine:
             tracker_gate(self.ex, self.target.settle)
 
 
-PHASE_RUNNERS = {"sysctl": Engine.phase_sysctl, "nginx": Engine.phase_nginx, "containers": Engine.phase_containers, "tracker": Engine.phase_tracker}
+PHASE_RUNNERS = {"sysctl": Applier.phase_sysctl, "nginx": Applier.phase_nginx, "containers": Applier.phase_containers, "tracker": Applier.phase_tracker}
 
 
 # ------------------------------------------------------------------ roll back
@@ -237,7 +237,7 @@ def spec_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int, before: list[Resource], report: Report) -> tuple[str, str | None]:
+def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int, before: list[Resource], report: Progress) -> tuple[str, str | None]:
     """Re-apply the last good generation; with none, put back what the host had before.
 
     Returns what it rolled back to, and why it did not finish (None when it did)."""
@@ -245,15 +245,15 @@ def roll_back(host: HostAccess, facts: HostFacts, state: Stores, failed_gen: int
     target = f"generation {good.id}" if good is not None else "the state before this apply"
     try:
         if good is not None:
-            doc = load_text(good.spec_text, f"generation {good.id}", facts)
+            spec = load_text(good.spec_text, f"generation {good.id}", facts)
             intent = Rollback(good.id, generation_image(state.images, good.id))
         else:
-            doc = load_text(state.history.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
+            spec = load_text(state.history.generation(failed_gen).spec_text, f"generation {failed_gen}", facts)
             intent = Rollback(None, before=tuple(before))
-        plan, _ = plan_on_host(intent, doc, host)
+        plan, _ = plan_on_host(intent, spec, host)
         report(f"rolling back to {target}")
-        Engine(plan.target, host, state, failed_gen, report).run(plan, tuple(reversed(PHASES)))
-    except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
+        Applier(plan.target, host, state, failed_gen, report).run(plan, tuple(reversed(PHASES)))
+    except (StepFailed, GateFailed, DockerError, NodesNotRestored) as exc:
         report(f"the rollback did not finish: {exc}")
         return target, str(exc)
     except Exception as exc:  # noqa: BLE001 - a rollback ends in a report, never in a traceback

@@ -29,7 +29,7 @@ def reader(state_dir: Path | None) -> Images | None:
 
 def image_facts(client: CountingClient, image: str, images: Images | None, learned: Learned, attrs: dict | None = None) -> ImageFacts | None:
     """The image's own answer (cached by image ID, else asked and kept in `learned`), or None when
-    the image is not on this host. `attrs`: the engine's answer for the image, when the caller has it."""
+    the image is not on this host. `attrs`: Docker's answer for the image, when the caller has it."""
     attrs = attrs if attrs is not None else inspect_image(client, image)
     if attrs is None:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conduit.drivers.observe import HostAccess
-from conduit.engine.apply import Report
+from conduit.engine.apply import Progress
 from conduit.engine.intent import Apply, ApplySaved, Intent, Rollback, Update
 from conduit.engine.reconcile import Request
 from conduit.engine.updates import generation_image
@@ -30,36 +30,36 @@ class Door:
     host: HostAccess
     facts: HostFacts
     command: str  # what the apply lock says holds it
-    report: Report
+    report: Progress
     wait: bool = True
-    on_wait: Report | None = None
+    on_wait: Progress | None = None
     allow_new_identity: bool = False  # the host's own flag, never a spec's
 
 
-def request(door: Door, intent: Intent, doc: ClusterSpec, text: str, path: str | None, git=None) -> Request:
-    """The Request that reconciles `doc` for `intent`, as `door` asks it."""
-    return Request(doc, text, path, door.host, door.facts, door.command, door.report, intent=intent, wait=door.wait,
+def request(door: Door, intent: Intent, spec: ClusterSpec, text: str, path: str | None, git=None) -> Request:
+    """The Request that reconciles `spec` for `intent`, as `door` asks it."""
+    return Request(spec, text, path, door.host, door.facts, door.command, door.report, intent=intent, wait=door.wait,
                    on_wait=door.on_wait, git=git, allow_new_identity=door.allow_new_identity)  # fmt: skip
 
 
-def apply_spec(door: Door, doc: ClusterSpec, text: str, path: str | None, intent: Apply = Apply(),
+def apply_spec(door: Door, spec: ClusterSpec, text: str, path: str | None, intent: Apply = Apply(),
                git: tuple[str | None, bool | None] | None = None) -> Request:  # fmt: skip
-    """Make the host match `doc`; `intent` says how a new image behind the tag is treated (default: as spec.updates says)."""
-    return request(door, intent, doc, text, path, git)
+    """Make the host match `spec`; `intent` says how a new image behind the tag is treated (default: as spec.updates says)."""
+    return request(door, intent, spec, text, path, git)
 
 
-def take_update(door: Door, doc: ClusterSpec, text: str, path: str | None) -> Request:
+def take_update(door: Door, spec: ClusterSpec, text: str, path: str | None) -> Request:
     """`conduit update`: ask the registry now and move the nodes to a new image behind the tag, canary first."""
-    return request(door, Update(), doc, text, path)
+    return request(door, Update(), spec, text, path)
 
 
 def apply_saved(door: Door, saved: SavedPlan) -> Request:
     """Exactly the saved plan, once the host is seen as it was when it was made. Raises SpecError."""
-    doc = load_text(saved.spec_text, saved.spec_file, door.facts)
-    return request(door, ApplySaved(saved.plan), doc, saved.spec_text, saved.spec_file)
+    spec = load_text(saved.spec_text, saved.spec_file, door.facts)
+    return request(door, ApplySaved(saved.plan), spec, saved.spec_text, saved.spec_file)
 
 
 def roll_back(door: Door, images: Images, target: Generation) -> Request:
     """Generation `target`'s spec, with the image its nodes ran, by ID; no registry asked. Raises SpecError."""
-    doc = load_text(target.spec_text, f"generation {target.id}", door.facts)
-    return request(door, Rollback(target.id, generation_image(images, target.id)), doc, target.spec_text, target.spec_path)
+    spec = load_text(target.spec_text, f"generation {target.id}", door.facts)
+    return request(door, Rollback(target.id, generation_image(images, target.id)), spec, target.spec_text, target.spec_path)

@@ -1,4 +1,4 @@
-"""The one place a plan reads the host: `observe(doc, host, intent)`, then the pure
+"""The one place a plan reads the host: `observe(spec, host, intent)`, then the pure
 `conduit.engine.planning.plan`. Read here, once: the drivers (sysctl, nginx, Docker, the
 tracker), the image (its facts from the cache, or asked of an image on the host), the
 registry's answer for the tag, the holds and the kernel's recorded refusals. Nothing is
@@ -38,24 +38,24 @@ def image_request(intent: Intent) -> UpdateRequest:
     return UpdateRequest()  # ApplySaved: planned again as it was made
 
 
-def observe(doc: ClusterSpec, host: HostAccess, intent: Intent) -> Observed:
+def observe(spec: ClusterSpec, host: HostAccess, intent: Intent) -> Observed:
     """What `intent`'s plan needs of the host, read once. Writes nothing."""
     client = host.docker()
     images, learned = reader(host.state_dir), Learned()
-    seen = observe_image(doc, client, images, image_request(intent), learned)
-    settled = settle(doc, seen).doc
+    seen = observe_image(spec, client, images, image_request(intent), learned)
+    settled = settle(spec, seen).spec
     obs = observe_host(settled, host, client, [r.id for r in render(settled) if r.kind == "sysctl"])
     holds = Holds(host.state_dir).current()
     return Observed(obs, seen, frozenset(n for n, h in holds.items() if h.cpus is None), {n: h.cpus for n, h in holds.items() if h.cpus is not None},
                     recorded_refusals(host.state_dir), learned, client.calls if client else 0, runtime=host_runtime(host))  # fmt: skip
 
 
-def observe_image(doc: ClusterSpec, client: CountingClient | None, images: Images | None, request: UpdateRequest, learned: Learned) -> ImageSeen:
+def observe_image(spec: ClusterSpec, client: CountingClient | None, images: Images | None, request: UpdateRequest, learned: Learned) -> ImageSeen:
     """Which image the nodes should run (conduit.engine.updates) and what it speaks."""
     if client is None:
-        return ImageSeen(Choice(doc.spec.containers.image))
+        return ImageSeen(Choice(spec.spec.containers.image))
     version_of = lambda ref, attrs: getattr(image_facts(client, ref, images, learned, attrs), "version", None)  # noqa: E731
-    choice = choose_image(doc, client, images, request, version_of, learned)
+    choice = choose_image(spec, client, images, request, version_of, learned)
     found = image_facts(client, choice.ref, images, learned, choice.attrs)
     if choice.update is not None:
         for side in ("old", "new"):  # what each says it is (asked once, then cached by ID)
@@ -63,7 +63,7 @@ def observe_image(doc: ClusterSpec, client: CountingClient | None, images: Image
             facts = image_facts(client, image_id, images, learned) if image_id else None
             if facts is not None and facts.known:
                 setattr(choice.update, f"{side}_version", facts.describe())
-    return ImageSeen(choice, found, engine=True)
+    return ImageSeen(choice, found, docker_asked=True)
 
 
 def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
@@ -75,9 +75,9 @@ def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
         return {}
 
 
-def plan_on_host(intent: Intent, doc: ClusterSpec, host: HostAccess) -> tuple[Plan, Observed]:
+def plan_on_host(intent: Intent, spec: ClusterSpec, host: HostAccess) -> tuple[Plan, Observed]:
     """The one way to plan for a host: observe it once for `intent`, then plan (pure). Raises
     HostMoved for an ApplySaved the host no longer matches."""
-    seen = observe(doc, host, intent)
-    return plan(intent, doc, seen), seen
+    seen = observe(spec, host, intent)
+    return plan(intent, spec, seen), seen
 

@@ -1,4 +1,4 @@
-"""The one plan: `plan(intent, doc, observed)`, pure. The host is read once before it, by
+"""The one plan: `plan(intent, spec, observed)`, pure. The host is read once before it, by
 conduit.engine.observe; here nothing is read or written, and no driver or state module is
 imported (tests/test_architecture.py). An offline plan is `plan` with nothing observed
 (`nothing_observed`); a plan between two specs is `plan` against the old one as if it were
@@ -30,10 +30,10 @@ class Observed:
     """Everything a plan knows of the host, read once (conduit.engine.observe.observe).
 
     `host`: the drivers' resources, drift, foreign names and preflight findings; `image`: which
-    image the nodes should run and what it speaks (None: no engine was asked); `held_stopped`,
+    image the nodes should run and what it speaks (None: no Docker daemon was asked); `held_stopped`,
     `held_cpus`: the holds (conduit.state.holds); `refused_before`: the sysctl writes the kernel
     refused at earlier applies; `learned`: what the state does not hold yet, for the apply to
-    record; `runtime`: what the host runs the tracker and nginx with; `has_image`: whether the engine has the spec's image (None: as `image` says);
+    record; `runtime`: what the host runs the tracker and nginx with; `has_image`: whether Docker has the spec's image (None: as `image` says);
     `sysctl_read`: the sysctl values are the host's own (profile floors never lower them), not a spec's."""
 
     host: Observation = field(default_factory=Observation)
@@ -54,23 +54,23 @@ def nothing_observed() -> Observed:
 
 
 def as_applied(old: ClusterSpec, new: ClusterSpec) -> Observed:
-    """A host where `old` was applied exactly, as `new`'s plan sees it (no engine asked)."""
+    """A host where `old` was applied exactly, as `new`'s plan sees it (no Docker daemon asked)."""
     same_image = old.spec.containers.image == new.spec.containers.image
-    return Observed(Observation(resources=render(settle(old).doc)), has_image=same_image, sysctl_read=False)
+    return Observed(Observation(resources=render(settle(old).spec)), has_image=same_image, sysctl_read=False)
 
 
-def canaries(doc: ClusterSpec) -> int:
+def canaries(spec: ClusterSpec) -> int:
     """spec.updates.canary as a number of nodes: a share ("25%") is rounded up, and is at least one."""
-    canary, count = doc.spec.updates.canary, doc.spec.containers.count
+    canary, count = spec.spec.updates.canary, spec.spec.containers.count
     if isinstance(canary, str):
         return max(1, math.ceil(count * int(canary.rstrip("%")) / 100))
     return canary
 
 
-def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None = None, update: bool = False) -> Rollout:
+def rollout(spec: ClusterSpec, image_present: bool, held: dict[str, str] | None = None, update: bool = False) -> Rollout:
     """What the schedule needs of the spec (conduit.plan.schedule). `update`: the nodes take a new image
     behind their tag, canaries first (a rollback, or a spec naming another image, has no canary)."""
-    s = doc.spec
+    s = spec.spec
     return Rollout(
         held=held or {},
         image=s.containers.image,
@@ -79,42 +79,42 @@ def rollout(doc: ClusterSpec, image_present: bool, held: dict[str, str] | None =
         drain_seconds=s.rollout.drain_seconds,
         front=s.loadbalancer.enabled,
         sysctl_on_refused=s.sysctl.on_refused,
-        canary=canaries(doc) if update else 0,
+        canary=canaries(spec) if update else 0,
         analysis_seconds=s.updates.analysis_minutes * 60,
         min_clients_ratio=s.updates.min_clients_ratio,
     )
 
 
-def plan(intent: Intent, doc: ClusterSpec, seen: Observed) -> Plan:
+def plan(intent: Intent, spec: ClusterSpec, seen: Observed) -> Plan:
     """The plan for `intent` on a host seen as `seen`. Raises HostMoved (a saved plan that is not
     what its spec plans for this host now)."""
     if isinstance(intent, Destroy):
-        return _removal(doc, seen, intent.purge_data)
+        return _removal(spec, seen, intent.purge_data)
     if isinstance(intent, Rollback) and intent.generation is None:
-        return _undo(doc, list(intent.before), seen.host.resources, seen.runtime)
-    fresh = _converge(doc, seen)
+        return _undo(spec, list(intent.before), seen.host.resources, seen.runtime)
+    fresh = _converge(spec, seen)
     if isinstance(intent, ApplySaved):
         return _as_saved(intent.plan, fresh)
     return fresh
 
 
-def _converge(doc: ClusterSpec, seen: Observed) -> Plan:
+def _converge(spec: ClusterSpec, seen: Observed) -> Plan:
     """The diff of the settled spec and the host. `held_stopped`: the nodes an operator or the budget
     stopped, planned stopped, not repaired; `held_cpus`: the nodes the budget throttled, planned with
     that CPU limit instead of the spec's.
 
     Under sysctl.on_refused: warn, a key this kernel cannot take now, or one whose very value it
     refused at the last apply, is held (a no-op with a warning) until the host or the value changes."""
-    settled = settle(doc, seen.image)
-    doc, obs = settled.doc, seen.host
+    settled = settle(spec, seen.image)
+    spec, obs = settled.spec, seen.host
     present = settled.image_present if seen.has_image is None else seen.has_image
     now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"} if seen.sysctl_read else None
-    desired, observed = stopped_on_hold(render(doc, sysctl_now=now), obs.resources, seen.held_stopped)
+    desired, observed = stopped_on_hold(render(spec, sysctl_now=now), obs.resources, seen.held_stopped)
     desired = capped_on_hold(desired, seen.held_cpus)
-    held, why = _held_keys(doc, desired, obs, seen.refused_before)
+    held, why = _held_keys(spec, desired, obs, seen.refused_before)
     taken = settled.update is not None and settled.update.taken
-    diff = make_plan(doc.metadata.name, desired, observed, obs.drifted)
-    out = executable(schedule(diff, rollout(doc, present, held, taken)), doc, seen.runtime)
+    diff = make_plan(spec.metadata.name, desired, observed, obs.drifted)
+    out = executable(schedule(diff, rollout(spec, present, held, taken)), spec, seen.runtime)
     out.problems, out.foreign = settled.problems + obs.problems, obs.foreign
     out.warnings = settled.warnings + obs.warnings + [w for key, said in why.items() if key not in obs.refused for w in said]
     out.held = _held_in(diff.steps, held, why)
@@ -150,9 +150,9 @@ def capped_on_hold(desired: list[Resource], cpus: dict[str, float]) -> list[Reso
     return [replace(r, props=r.props | {"cpus": cpus[r.id]}) if r.kind == "container" and r.id in cpus else r for r in desired]
 
 
-def _held_keys(doc: ClusterSpec, desired: list[Resource], obs: Observation, before: dict[str, tuple[str, str]]):
+def _held_keys(spec: ClusterSpec, desired: list[Resource], obs: Observation, before: dict[str, tuple[str, str]]):
     """The sysctl keys held under on_refused: warn, why (for the schedule), and the warnings about each."""
-    if doc.spec.sysctl.on_refused != "warn":
+    if spec.spec.sysctl.on_refused != "warn":
         return {}, {}
     held = {key: "this kernel cannot take it now" for key in obs.refused}
     why = {key: [text] for key, text in obs.refused.items()}
@@ -186,18 +186,18 @@ def _as_saved(saved: Plan, fresh: Plan) -> Plan:
     return replace(saved, problems=problems, warnings=list(saved.warnings), api_calls=fresh.api_calls)
 
 
-def _removal(doc: ClusterSpec, seen: Observed, purge_data: bool) -> Plan:
+def _removal(spec: ClusterSpec, seen: Observed, purge_data: bool) -> Plan:
     """Remove everything observed of this cluster (sysctl values stay as they are). Data volumes,
     and the node keys in them, are kept; with `purge_data` they are `delete volume` steps."""
     gone = [replace(r, keep=False) if purge_data and r.kind == "volume" else r for r in seen.host.resources if r.kind != "sysctl"]
-    out = executable(schedule(make_plan(doc.metadata.name, [], gone), rollout(doc, True)), doc, seen.runtime)
+    out = executable(schedule(make_plan(spec.metadata.name, [], gone), rollout(spec, True)), spec, seen.runtime)
     purged = "--purge-data: the node key in it goes too"
     out.steps = [replace(s, reason=purged) if s.kind == "volume" else s for s in out.steps]
     out.api_calls = seen.api_calls
     return out
 
 
-def _undo(doc: ClusterSpec, before: list[Resource], observed: list[Resource], runtime: Runtime) -> Plan:
+def _undo(spec: ClusterSpec, before: list[Resource], observed: list[Resource], runtime: Runtime) -> Plan:
     """Put back what the host had before a first apply: undo what it added or changed.
 
     Containers cannot be rebuilt from nothing, so those that were there stay as they are now
@@ -208,4 +208,4 @@ def _undo(doc: ClusterSpec, before: list[Resource], observed: list[Resource], ru
     kept = [replace(r, adopt=False) for r in observed if r.kind == "container" and r.key in had]
     wanted = [r for r in before if r.kind != "container"] + kept
     now = [r for r in observed if r.kind != "container" or r.key not in had] + kept
-    return executable(schedule(make_plan(doc.metadata.name, wanted, now), rollout(doc, True)), doc, runtime)
+    return executable(schedule(make_plan(spec.metadata.name, wanted, now), rollout(spec, True)), spec, runtime)

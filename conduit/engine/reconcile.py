@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from conduit.errors import EngineError
+from conduit.errors import DockerError
 from conduit.drivers.observe import HostAccess
-from conduit.engine.apply import Engine, NodesNotRestored, Outcome, Report, roll_back, spec_hash
+from conduit.engine.apply import Applier, NodesNotRestored, Outcome, Progress, roll_back, spec_hash
 from conduit.execute.executor import StepFailed
 from conduit.execute.gates import GateFailed
 from conduit.engine.images import record_learned
@@ -43,17 +43,17 @@ class Request:
     """What to reconcile and how. `intent` is what the plan made under the lock is for
     (conduit.engine.intent). A Destroy's plan is run backwards, with no rollback, finished as "destroyed"."""
 
-    doc: ClusterSpec
+    spec: ClusterSpec
     spec_text: str
     spec_path: str | None
     host: HostAccess
     facts: HostFacts
     command: str
-    report: Report
+    report: Progress
     intent: Intent = Apply()
     planner: Callable[[Intent, ClusterSpec, HostAccess], tuple[Plan, Observed]] = plan_on_host  # observe once, then plan
     wait: bool = True
-    on_wait: Report | None = None
+    on_wait: Progress | None = None
     git: tuple[str | None, bool | None] | None = None
     spec_hash: str | None = None
     allow_new_identity: bool = False  # given on the host only (a flag), never by a spec
@@ -101,12 +101,12 @@ class Pending:
 @contextmanager
 def reconciling(req: Request) -> Iterator[Pending]:
     """The lock, and the plan made under it, for as long as the door holds them. Raises Locked
-    (another apply of the cluster holds the lock and `wait` is false), EngineError, and StateError
+    (another apply of the cluster holds the lock and `wait` is false), DockerError, and StateError
     (the state directory cannot take a write: refused before any change)."""
     check_writable(req.host.state_dir)
     with apply_lock(req.host.state_dir, req.command, wait=req.wait, on_wait=req.on_wait,
-                    cluster=req.doc.metadata.name, root=req.host.root):  # fmt: skip
-        plan, seen = req.planner(req.intent, req.doc, req.host)
+                    cluster=req.spec.metadata.name, root=req.host.root):  # fmt: skip
+        plan, seen = req.planner(req.intent, req.spec, req.host)
         yield Pending(req, plan, seen)
 
 
@@ -140,27 +140,27 @@ def _execute(req: Request, plan: Plan, before: list[Resource]) -> Outcome:
     """Whatever goes wrong once the generation is recorded ends in a recorded outcome, never in `applying`."""
     state = open_state(req.host.state_dir)
     git = req.git or git_revision(req.spec_path)
-    gen = state.history.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git, req.doc.metadata.name)
+    gen = state.history.begin(req.spec_text, req.spec_hash or spec_hash(req.spec_text), req.spec_path, git, req.spec.metadata.name)
     # The plan carries what its steps run against (settled when it was made): the spec is not read again.
-    engine = Engine(plan.target, req.host, state, gen, req.report)
-    outcome = _run(req, plan, before, state, gen, engine, req.doc)
-    outcome.compromised = list(engine.ex.compromised)
+    applier = Applier(plan.target, req.host, state, gen, req.report)
+    outcome = _run(req, plan, before, state, gen, applier, req.spec)
+    outcome.compromised = list(applier.ex.compromised)
     return outcome
 
 
-def _run(req: Request, plan: Plan, before: list[Resource], state: Stores, gen: int, engine: Engine, doc: ClusterSpec) -> Outcome:
+def _run(req: Request, plan: Plan, before: list[Resource], state: Stores, gen: int, applier: Applier, spec: ClusterSpec) -> Outcome:
     try:
-        engine.run(plan, tuple(reversed(PHASES)) if isinstance(req.intent, Destroy) else PHASES)
-    except (StepFailed, GateFailed, EngineError, NodesNotRestored) as exc:
-        return _failed(req, plan, state, gen, before, str(exc), engine.ex.warnings)
+        applier.run(plan, tuple(reversed(PHASES)) if isinstance(req.intent, Destroy) else PHASES)
+    except (StepFailed, GateFailed, DockerError, NodesNotRestored) as exc:
+        return _failed(req, plan, state, gen, before, str(exc), applier.ex.warnings)
     except Exception as exc:  # noqa: BLE001 - changes were made: record, roll back and report, whatever it was
         log.debug("apply.error", exc_info=True)
         if isinstance(exc, StateError):
             state.db.free_space()  # a full disk: the rollback journals its steps too
-        return _failed(req, plan, state, gen, before, f"{type(exc).__name__}: {exc}", engine.ex.warnings)
+        return _failed(req, plan, state, gen, before, f"{type(exc).__name__}: {exc}", applier.ex.warnings)
     if not isinstance(req.intent, Destroy):
-        _record_images(engine, state, gen, doc)
-    warnings = engine.ex.warnings + _finish(state, gen, "destroyed" if isinstance(req.intent, Destroy) else "succeeded")
+        _record_images(applier, state, gen, spec)
+    warnings = applier.ex.warnings + _finish(state, gen, "destroyed" if isinstance(req.intent, Destroy) else "succeeded")
     return Outcome("succeeded", gen, warnings=warnings)
 
 
@@ -180,12 +180,12 @@ def _finish(state: Stores, gen: int, outcome: str, reason: str | None = None) ->
         return [f"generation {gen} ended {outcome}, but the state could not record it: {exc}"]
 
 
-def _record_images(engine: Engine, state: Stores, gen: int, doc: ClusterSpec) -> None:
+def _record_images(applier: Applier, state: Stores, gen: int, spec: ClusterSpec) -> None:
     """The images the nodes run, for status, history and rollbacks by digest; failing to read them is a warning."""
     try:
-        record_images(engine.ex.docker(), state.images, gen, doc)
-    except (EngineError, StateError, StepFailed) as exc:
-        engine.ex.warnings.append(f"the nodes' images were not recorded: {exc}")
+        record_images(applier.ex.docker(), state.images, gen, spec)
+    except (DockerError, StateError, StepFailed) as exc:
+        applier.ex.warnings.append(f"the nodes' images were not recorded: {exc}")
 
 
 def _refuse_update(state: Stores, plan: Plan, gen: int, failure: str) -> None:

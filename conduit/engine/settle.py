@@ -40,25 +40,25 @@ class Choice:
     ref: str  # what to ask and run: the tag, or an image ID
     update: Update | None = None
     warnings: list[str] = field(default_factory=list)
-    attrs: dict | None = None  # the engine's answer for ref, when it was already asked
+    attrs: dict | None = None  # Docker's answer for ref, when it was already asked
 
 
 @dataclass
 class ImageSeen:
     """What was observed of the image: which one the nodes should run, and what it said it speaks.
-    `found`: its facts (None: not on this host, or no engine to ask); `engine`: an engine was asked."""
+    `found`: its facts (None: not on this host, or no Docker daemon to ask); `docker_asked`: Docker was asked."""
 
     choice: Choice
     found: ImageFacts | None = None
-    engine: bool = False
+    docker_asked: bool = False
 
 
 @dataclass
 class Settled:
-    doc: ClusterSpec
+    spec: ClusterSpec
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    image_present: bool = False  # the engine has the image already: no pull is planned
+    image_present: bool = False  # Docker has the image already: no pull is planned
     update: Update | None = None  # a new digest behind the tag (conduit.engine.updates)
 
 
@@ -72,9 +72,9 @@ def _fallback_warning(facts: ImageFacts, reason: str) -> str:
     return f"cannot ask {facts.image} which CLI it speaks ({reason}); taking it as {facts.describe()} from {said}"
 
 
-def mismatches(doc: ClusterSpec, found: ImageFacts) -> list[str]:
+def mismatches(spec: ClusterSpec, found: ImageFacts) -> list[str]:
     """Where the spec's conduit.cli_version / conduit.build contradict what the image said."""
-    conduit = doc.spec.conduit
+    conduit = spec.spec.conduit
     problems = []
     if conduit.cli_version != "auto":
         said = static_facts(found.image, conduit.cli_version, conduit.build)
@@ -96,9 +96,9 @@ _UNSURE = (
 )
 
 
-def unsure_warnings(doc: ClusterSpec, facts: ImageFacts) -> list[str]:
+def unsure_warnings(spec: ClusterSpec, facts: ImageFacts) -> list[str]:
     """Settings left out because nobody can tell whether the image takes them."""
-    conduit = doc.spec.conduit
+    conduit = spec.spec.conduit
     out = []
     for name, capability, flag in _UNSURE:
         if getattr(conduit, name) is not None and getattr(facts, capability) is None:
@@ -110,30 +110,30 @@ def unsure_warnings(doc: ClusterSpec, facts: ImageFacts) -> list[str]:
     return out
 
 
-def settle(doc: ClusterSpec, seen: ImageSeen | None = None) -> Settled:
+def settle(spec: ClusterSpec, seen: ImageSeen | None = None) -> Settled:
     """The spec with its image's facts, the warnings, and the problems that stop a plan.
-    `seen` None: no engine was asked (an offline plan)."""
-    image = doc.spec.containers.image
-    given = static_facts(image, doc.spec.conduit.cli_version, doc.spec.conduit.build)
+    `seen` None: no Docker daemon was asked (an offline plan)."""
+    image = spec.spec.containers.image
+    given = static_facts(image, spec.spec.conduit.cli_version, spec.spec.conduit.build)
     seen = seen or ImageSeen(Choice(image))
     found = replace(seen.found, image=image) if seen.found is not None else None
-    out = Settled(doc, image_present=found is not None, update=seen.choice.update, warnings=list(seen.choice.warnings))
+    out = Settled(spec, image_present=found is not None, update=seen.choice.update, warnings=list(seen.choice.warnings))
     if found is not None and found.known:
         facts = found
-        out.problems += mismatches(doc, found)
+        out.problems += mismatches(spec, found)
     else:
         facts = given
         if found is not None:
             reason = "it did not answer `conduit start --help` like a Conduit image"
         else:
-            reason = "it is not on this host" if seen.engine else "no Docker engine to ask"
-        if seen.engine or given.source == "unknown":
+            reason = "it is not on this host" if seen.docker_asked else "no Docker daemon to ask"
+        if seen.docker_asked or given.source == "unknown":
             out.warnings.append(_fallback_warning(given, reason))
     if found is not None:
         facts = replace(facts, image_id=found.image_id)  # the nodes run exactly this image
-    out.doc = with_image_facts(doc, facts)
-    out.problems += [f"{dotted(path)}: {message}" for path, message in image_checks(out.doc, facts)]
-    out.warnings += unsure_warnings(doc, facts)
+    out.spec = with_image_facts(spec, facts)
+    out.problems += [f"{dotted(path)}: {message}" for path, message in image_checks(out.spec, facts)]
+    out.warnings += unsure_warnings(spec, facts)
     return out
 
 

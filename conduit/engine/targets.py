@@ -29,44 +29,44 @@ from conduit.spec.spec import ClusterSpec
 OFFLINE = Runtime()
 
 
-def _front(doc: ClusterSpec) -> FrontTarget:
-    lb = doc.spec.loadbalancer
+def _front(spec: ClusterSpec) -> FrontTarget:
+    lb = spec.spec.loadbalancer
     paths, own = lb.nginx, lb.instance == "own"
     return FrontTarget(
         enabled=lb.enabled, own=own, binary=paths.binary, config=front_config(lb), pid_file=front_pid_file(lb),
         system_pid_file=paths.pid_file, instance_pid_file=paths.instance_pid_file, include_file=paths.include_file,
         error_log=paths.error_log, tcp_ports=tuple(x.port for x in lb.listeners if x.protocol == "tcp"),
-        stream=render_stream_conf(doc) if lb.enabled else "",
-        test_main=render_main_conf(doc, CANDIDATE) if lb.enabled and own else None,
-        unit_name=nginx_unit_name(doc.metadata.name), unit=render_nginx_unit(doc) if lb.enabled and own else None,
+        stream=render_stream_conf(spec) if lb.enabled else "",
+        test_main=render_main_conf(spec, CANDIDATE) if lb.enabled and own else None,
+        unit_name=nginx_unit_name(spec.metadata.name), unit=render_nginx_unit(spec) if lb.enabled and own else None,
         test_include=include_line(CANDIDATE) if lb.enabled and not own else "",
     )  # fmt: skip
 
 
-def target_of(doc: ClusterSpec, runtime: Runtime = OFFLINE) -> Target:
+def target_of(spec: ClusterSpec, runtime: Runtime = OFFLINE) -> Target:
     """What the executor needs of this (settled) spec and host: conduit.plan.target."""
-    props = {r.id: r.props for r in render(doc) if r.kind == "container"}
-    members = {n.name: NodeTarget(n.index, n.volume, n.max_clients, n.metrics_port, labels(doc, n, props[n.name])) for n in nodes(doc)}
-    health = doc.spec.health
-    return Target(doc.metadata.name, _front(doc), members, health.gate_timeout_seconds, health.settle_seconds,
-                  runtime.systemd, unit_name(doc.metadata.name))  # fmt: skip
+    props = {r.id: r.props for r in render(spec) if r.kind == "container"}
+    members = {n.name: NodeTarget(n.index, n.volume, n.max_clients, n.metrics_port, labels(spec, n, props[n.name])) for n in nodes(spec)}
+    health = spec.spec.health
+    return Target(spec.metadata.name, _front(spec), members, health.gate_timeout_seconds, health.settle_seconds,
+                  runtime.systemd, unit_name(spec.metadata.name))  # fmt: skip
 
 
-def executable(plan: Plan, doc: ClusterSpec, runtime: Runtime = OFFLINE) -> Plan:
-    """The scheduled plan with what the executor needs of `doc` and the host: its target, each drain
+def executable(plan: Plan, spec: ClusterSpec, runtime: Runtime = OFFLINE) -> Plan:
+    """The scheduled plan with what the executor needs of `spec` and the host: its target, each drain
     step with the stream file it writes (every node in the front but the drained ones), and, where
     systemd is PID 1, the tracker step with its unit."""
-    index = {n.name: n.index for n in nodes(doc)}
+    index = {n.name: n.index for n in nodes(spec)}
 
     def filled(step: Step) -> Step:
         if step.kind == Kind.BACKENDS and step.action == Action.DRAIN:
             out = frozenset(index[name] for name in step.desired["nodes"] if name in index)
-            return replace(step, desired={**step.desired, "content": render_stream_conf(doc, out)})
+            return replace(step, desired={**step.desired, "content": render_stream_conf(spec, out)})
         if step.kind == Kind.TRACKER and runtime.systemd:
-            return replace(step, desired=_tracker_unit(doc.metadata.name, step, runtime))
+            return replace(step, desired=_tracker_unit(spec.metadata.name, step, runtime))
         return step
 
-    return replace(plan, steps=[filled(s) for s in plan.steps], target=target_of(doc, runtime))
+    return replace(plan, steps=[filled(s) for s in plan.steps], target=target_of(spec, runtime))
 
 
 def _tracker_unit(cluster: str, step: Step, runtime: Runtime) -> dict | None:

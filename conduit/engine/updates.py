@@ -1,7 +1,7 @@
 """Which image the nodes should run: digests are the truth, the tag only a name for them.
 
-- policy off: the image the engine has under the tag now.
-- report / auto: the image ID the nodes ran at the last good generation, while the engine still
+- policy off: the image Docker has under the tag now.
+- report / auto: the image ID the nodes ran at the last good generation, while Docker still
   has it; the registry is asked what the tag means now, and a new digest is downloaded (the
   tag on this host does not move) so the plan can ask it which CLI it speaks. The registry's
   answers are kept in the observation's Learned, recorded by the apply, never by a plan. Under report it
@@ -42,7 +42,7 @@ from conduit.state.images import Images, NodeImage
 STAYS = "the nodes stay where they are (`conduit rollback` takes them down)"  # ends every warning of a lower version
 YANKED = "is no longer listed by the registry (yanked?)"
 
-VersionOf = Callable[[str, dict], "str | None"]  # what an image (ID, the engine's answer) says its version is
+VersionOf = Callable[[str, dict], "str | None"]  # what an image (ID, Docker's answer) says its version is
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,9 @@ def _most_run(rows: list[NodeImage]) -> str | None:
     return max(set(ids), key=ids.count) if ids else None
 
 
-def _registry(doc: ClusterSpec, client: CountingClient, images: Images | None, when: str, image: str, learned: Learned) -> tuple[str | None, list[str]]:
+def _registry(spec: ClusterSpec, client: CountingClient, images: Images | None, when: str, image: str, learned: Learned) -> tuple[str | None, list[str]]:
     """The tag's digest in the registry: asked now, or as last asked when that is recent enough."""
-    last = _recent_check(doc, images, when, image)
+    last = _recent_check(spec, images, when, image)
     if last is not None:
         return last[1], []
     try:
@@ -100,24 +100,24 @@ def _last_check(images: Images, image: str):
         return None
 
 
-def _recent_check(doc: ClusterSpec, images: Images | None, when: str, key: str):
+def _recent_check(spec: ClusterSpec, images: Images | None, when: str, key: str):
     """(when, answer) of the last time the registry was asked about `key`, if watch need not ask again yet."""
     if when != "due" or images is None:
         return None
     last = _last_check(images, key)
-    if last is not None and time.time() - last[0] < doc.spec.updates.check_every_minutes * 60:
+    if last is not None and time.time() - last[0] < spec.spec.updates.check_every_minutes * 60:
         return last
     return None
 
 
-def _followed(doc: ClusterSpec, images: Images | None, when: str, current: dict | None, learned: Learned) -> tuple[str | None, list[str]]:
+def _followed(spec: ClusterSpec, images: Images | None, when: str, current: dict | None, learned: Learned) -> tuple[str | None, list[str]]:
     """The tag to ask the registry about: the spec's own, or under updates.versions the newest tag of
     its repository inside the range (not before the host runs an image: it starts on the spec's tag).
     None: the nodes stay, as every tag there is would take them below the version they run."""
-    image, versions = doc.spec.containers.image, doc.spec.updates.versions
+    image, versions = spec.spec.containers.image, spec.spec.updates.versions
     if versions is None or current is None:
         return image, []
-    followed, warnings, listed = _newest(doc, images, when, image, versions, learned)
+    followed, warnings, listed = _newest(spec, images, when, image, versions, learned)
     tag, running = _running(images, current, image)
     said = f"{repository(image)}:{tag}" if tag else f"version {running}"
     gone = listed is not None and tag is not None and parse_tag(tag) is not None and tag not in listed
@@ -128,12 +128,12 @@ def _followed(doc: ClusterSpec, images: Images | None, when: str, current: dict 
     return followed, warnings + ([f"updates: {yanked}"] if gone else [])
 
 
-def _newest(doc: ClusterSpec, images: Images | None, when: str, image: str, versions: str, learned: Learned) -> tuple[str, list[str], list[str] | None]:
+def _newest(spec: ClusterSpec, images: Images | None, when: str, image: str, versions: str, learned: Learned) -> tuple[str, list[str], list[str] | None]:
     """The newest tag inside the range (or the spec's own when none is), the warnings, and the
     registry's tags when it was asked now (None: the last answer was recent enough)."""
     repo = repository(image)
     key = f"{repo} {versions}"  # the range's answer is a tag, kept beside the tags' digests
-    last = _recent_check(doc, images, when, key)
+    last = _recent_check(spec, images, when, key)
     if last is not None:
         return (f"{repo}:{last[1]}" if last[1] else image), [], None
     try:
@@ -183,25 +183,25 @@ def _old_tag(images: Images | None, attrs: dict, image: str) -> str | None:
 
 
 def choose_image(
-    doc: ClusterSpec, client: CountingClient, images: Images | None, request: UpdateRequest, version_of: VersionOf | None = None,
+    spec: ClusterSpec, client: CountingClient, images: Images | None, request: UpdateRequest, version_of: VersionOf | None = None,
     learned: Learned | None = None,
 ) -> Choice:
     """`version_of` asks an image which version it is (to refuse a digest that says it is lower);
     the registry's answers go to `learned` (images is only read)."""
     learned = learned if learned is not None else Learned()
-    image = doc.spec.containers.image
+    image = spec.spec.containers.image
     if request.pin is not None:
         return _pinned(client, request.pin, image)
-    if doc.spec.updates.policy == "off":
+    if spec.spec.updates.policy == "off":
         return Choice(image)
     current = _current(client, images, image)
     stay = Choice(current["Id"], attrs=current) if current else Choice(image)
     if request.registry == "never":
         return stay
-    followed, stay.warnings = _followed(doc, images, request.registry, current, learned)
+    followed, stay.warnings = _followed(spec, images, request.registry, current, learned)
     if followed is None:
         return stay
-    digest, asked = _registry(doc, client, images, request.registry, followed, learned)
+    digest, asked = _registry(spec, client, images, request.registry, followed, learned)
     stay.warnings += asked
     if digest is None or (current is not None and repo_digest(current, image) == digest):
         return stay
@@ -216,8 +216,8 @@ def choose_image(
     if lower is not None:
         stay.warnings.append(lower)
         return stay
-    update = _update(doc, images, followed, current, new["Id"], digest)
-    update.taken, update.why_not = _take(doc, images, request, update)
+    update = _update(spec, images, followed, current, new["Id"], digest)
+    update.taken, update.why_not = _take(spec, images, request, update)
     if update.taken:
         return Choice(new["Id"], update, stay.warnings, new)
     stay.update = update
@@ -225,11 +225,11 @@ def choose_image(
 
 
 def _pinned(client: CountingClient, pin: str, image: str) -> Choice:
-    """A rollback's image, by ID, while the engine has it."""
+    """A rollback's image, by ID, while Docker has it."""
     pinned = inspect_image(client, pin)
     if pinned is not None:
         return Choice(pin, attrs=pinned)
-    return Choice(image, warnings=[f"image {pin[:19]} recorded for this generation is gone from the engine; using {image} as it is now"])
+    return Choice(image, warnings=[f"image {pin[:19]} recorded for this generation is gone from Docker; using {image} as it is now"])
 
 
 def _says_lower(version_of: VersionOf | None, current: dict, new: dict, followed: str, digest: str) -> str | None:
@@ -242,11 +242,11 @@ def _says_lower(version_of: VersionOf | None, current: dict, new: dict, followed
     return f"updates: {followed} now means {digest[:19]}, which says it is {new_version}, below {old_version} that the nodes run; {STAYS}"
 
 
-def _update(doc: ClusterSpec, images: Images | None, followed: str, current: dict, new_id: str, digest: str) -> Update:
-    image = doc.spec.containers.image
+def _update(spec: ClusterSpec, images: Images | None, followed: str, current: dict, new_id: str, digest: str) -> Update:
+    image = spec.spec.containers.image
     update = Update(followed, current["Id"], repo_digest(current, image), new_id, digest, False)
     if followed != image:  # the newest tag inside updates.versions: say which tags it moves between
-        update.versions, update.old_tag, update.new_tag = doc.spec.updates.versions, _old_tag(images, current, image), image_tag(followed)
+        update.versions, update.old_tag, update.new_tag = spec.spec.updates.versions, _old_tag(images, current, image), image_tag(followed)
     return update
 
 
@@ -259,22 +259,22 @@ def generation_image(images: Images, gen: int) -> str | None:
 
 
 def _current(client: CountingClient, images: Images | None, image: str) -> dict | None:
-    """The image the nodes ran at the last good generation while the engine has it, else the tag's."""
+    """The image the nodes ran at the last good generation while Docker has it, else the tag's."""
     recorded = recorded_image(images, image)
     current = inspect_image(client, recorded) if recorded else None
     return current if current is not None else inspect_image(client, image)
 
 
-def _take(doc: ClusterSpec, images: Images | None, request: UpdateRequest, update: Update) -> tuple[bool, str | None]:
+def _take(spec: ClusterSpec, images: Images | None, request: UpdateRequest, update: Update) -> tuple[bool, str | None]:
     if request.take is not None:
         return request.take, None if request.take else "`conduit update` takes it"
-    if doc.spec.updates.policy != "auto":
+    if spec.spec.updates.policy != "auto":
         return False, "updates.policy is report: `conduit update` takes it"
     refused = _refused(images).get(update.new_id)
     if refused is not None:
         return False, f"its canary failed at generation {refused[0]} ({refused[1]}); `conduit update` tries it again"
-    if not in_window(doc.spec.updates.window):
-        window = doc.spec.updates.window
+    if not in_window(spec.spec.updates.window):
+        window = spec.spec.updates.window
         return False, f"outside the maintenance window {window.start}-{window.end} UTC"
     return True, None
 
@@ -288,17 +288,17 @@ def _refused(images: Images | None) -> dict:
         return {}
 
 
-def record_images(client: CountingClient, images: Images, gen: int, doc: ClusterSpec) -> None:
+def record_images(client: CountingClient, images: Images, gen: int, spec: ClusterSpec) -> None:
     """What each node of the cluster runs now that `gen` succeeded: image ID, registry digest, version."""
-    label = f"{CLUSTER}={doc.metadata.name}"
+    label = f"{CLUSTER}={spec.metadata.name}"
     running = {e["Names"][0].lstrip("/"): e.get("ImageID") for e in call(client, client.api.containers, all=True, filters={"label": label})}
     attrs = {image_id: inspect_image(client, image_id) for image_id in set(running.values()) if image_id}
-    wanted = {n.name for n in nodes(doc)}
+    wanted = {n.name for n in nodes(spec)}
     rows = {}
     for node, image_id in running.items():
         if not image_id or node not in wanted:
             continue
         facts = images.facts(image_id)  # a StateError stops the record; the apply says so as a warning
-        digest = repo_digest(attrs[image_id], doc.spec.containers.image) if attrs.get(image_id) else None
-        rows[node] = NodeImage(doc.spec.containers.image, image_id, digest, facts.describe() if facts and facts.known else None)
+        digest = repo_digest(attrs[image_id], spec.spec.containers.image) if attrs.get(image_id) else None
+        rows[node] = NodeImage(spec.spec.containers.image, image_id, digest, facts.describe() if facts and facts.known else None)
     images.record_nodes(gen, rows)

@@ -33,7 +33,7 @@ def _existing(folder: Path, volume: str, node: str) -> bool:
 def _run_once(client, image: str, volume: str, data_dir: str, name: str) -> None:
     """`conduit new-compartment-id --data-dir D --name N` in a throwaway container on the node's volume.
 
-    Raises EngineError when the engine does not answer."""
+    Raises DockerError when Docker does not answer."""
     with answers(client):
         _run(client.api, image, volume, data_dir, name)
 

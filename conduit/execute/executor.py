@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker.errors
 
-from conduit.errors import CompartmentProblem, EngineError, HostileEntry, KeyProblem
+from conduit.errors import CompartmentProblem, DockerError, HostileEntry, KeyProblem
 from conduit.drivers.docker import (
     CountingClient,
     answers,
@@ -73,14 +73,14 @@ class Executor:
 
     def docker(self) -> CountingClient:
         if self.client is None:
-            raise StepFailed(f"no Docker engine on this machine: {not_installed('dockerd')}")
+            raise StepFailed(f"no Docker daemon on this machine: {not_installed('dockerd')}")
         return self.client
 
     def run(self, step: Step) -> None:
         handler = HANDLERS[step.kind]
         try:
             handler(self, step)
-        except EngineError as exc:
+        except DockerError as exc:
             raise StepFailed(str(exc)) from None
         except OSError as exc:
             raise StepFailed(f"{step.kind} {step.id}: {exc.strerror or exc}") from None
@@ -318,7 +318,7 @@ class Executor:
             raise StepFailed(str(exc)) from None
 
     def _image(self, step: Step) -> None:
-        """Pull the image the plan found missing on the engine."""
+        """Pull the image the plan found missing on Docker."""
         client = self.docker()
         image = step.id
         try:
@@ -409,8 +409,8 @@ class Executor:
     def restore_previous(self, name: str) -> bool:
         """The new container failed: put the old one back, on the same volume, under its name.
 
-        Raises EngineError when the engine does not answer, StepFailed when it refuses. Run
-        again after the engine was lost midway, it finishes the job: with no `.previous` left,
+        Raises DockerError when Docker does not answer, StepFailed when it refuses. Run
+        again after Docker was lost midway, it finishes the job: with no `.previous` left,
         a stopped container under the name is the old one (stopped by the replace, or renamed
         back by the restore) and is started."""
         client = self.docker()

@@ -18,7 +18,7 @@ import docker.errors
 import structlog
 
 from conduit.drivers import node
-from conduit.errors import EngineError, HostileEntry
+from conduit.errors import DockerError, HostileEntry
 from conduit.drivers.docker import answers
 from conduit.facts import metrics, nodelog
 from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings
@@ -81,14 +81,14 @@ def volume_folder(info: dict) -> Path | None:
 
 
 def inspect(client, name: str) -> dict | None:
-    """The container's attributes, None when it is gone; EngineError when the engine does not answer."""
+    """The container's attributes, None when it is gone; DockerError when Docker does not answer."""
     try:
         with answers(client):
             return client.api.inspect_container(name)
     except docker.errors.NotFound:
         return None
     except docker.errors.APIError as exc:
-        raise EngineError(f"the Docker engine cannot inspect container {name}: {exc.explanation or exc}") from None
+        raise DockerError(f"the Docker daemon cannot inspect container {name}: {exc.explanation or exc}") from None
 
 
 def docker_reading(info: dict) -> Reading:
@@ -124,8 +124,8 @@ def observe(client, name: str, port: int, info: dict | None = None, with_log: bo
 
 
 def run_log(client, name: str, info: dict) -> list[str]:
-    """The current run's log lines: from the engine's own json-file when its inspect answer names
-    one (no call), else from the engine."""
+    """The current run's log lines: from Docker's own json-file when its inspect answer names
+    one (no call), else from Docker."""
     started, finished = (info.get("State") or {}).get("StartedAt") or "", (info.get("State") or {}).get("FinishedAt") or ""
     driver = ((info.get("HostConfig") or {}).get("LogConfig") or {}).get("Type")
     lines = node.file_log(info["LogPath"], started, finished) if driver == "json-file" and info.get("LogPath") else None
@@ -226,7 +226,7 @@ def explain(client, name: str, reason: str) -> str:
     most specific cause preferred to `reason`, and the last log lines of its current or last run."""
     try:
         info = inspect(client, name)
-    except EngineError:
+    except DockerError:
         return reason
     if info is None:
         return reason

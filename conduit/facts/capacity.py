@@ -43,15 +43,15 @@ class FrontSizing:
         return self.worker_connections * self.workers
 
 
-def default_capacity(doc: ClusterSpec) -> int:
-    return max(1, sum(n.max_clients for n in nodes(doc)))
+def default_capacity(spec: ClusterSpec) -> int:
+    return max(1, sum(n.max_clients for n in nodes(spec)))
 
 
-def workers_for(doc: ClusterSpec) -> int:
-    lb = doc.spec.loadbalancer
+def workers_for(spec: ClusterSpec) -> int:
+    lb = spec.spec.loadbalancer
     if lb.worker_processes is not None:
         return lb.worker_processes
-    vcpus = doc.spec.host.vcpus
+    vcpus = spec.spec.host.vcpus
     cpus = float(vcpus) if isinstance(vcpus, (int, float)) else 1.0
     return max(1, min(MAX_WORKERS, math.ceil(cpus)))
 
@@ -66,10 +66,10 @@ def size(capacity: int, listeners: int, workers: int, rlimit_floor: int | None =
     return FrontSizing(capacity, listeners, workers, connections, rlimit)
 
 
-def front_sizing(doc: ClusterSpec) -> FrontSizing:
-    lb = doc.spec.loadbalancer
-    capacity = lb.capacity if lb.capacity is not None else default_capacity(doc)
-    return size(capacity, len(lb.listeners), workers_for(doc), lb.worker_rlimit_nofile)
+def front_sizing(spec: ClusterSpec) -> FrontSizing:
+    lb = spec.spec.loadbalancer
+    capacity = lb.capacity if lb.capacity is not None else default_capacity(spec)
+    return size(capacity, len(lb.listeners), workers_for(spec), lb.worker_rlimit_nofile)
 
 
 # ------------------------------------------------------------------ what the host can hold
@@ -127,7 +127,7 @@ def _largest(fits, top: int = 10_000_000) -> int:
     return low
 
 
-def capacity_findings(doc: ClusterSpec, sizing: FrontSizing, limits: HostLimits) -> list[str]:
+def capacity_findings(spec: ClusterSpec, sizing: FrontSizing, limits: HostLimits) -> list[str]:
     """One line per limit the promised capacity runs into, with the numbers; none when it fits."""
     found: list[str] = []
     promise = f"spec.loadbalancer.capacity {sizing.capacity} per listener x {sizing.listeners}"
@@ -146,7 +146,7 @@ def capacity_findings(doc: ClusterSpec, sizing: FrontSizing, limits: HostLimits)
             f"{promise}: {sockets} open files (2 in nginx and 1 in a backend per session) but fs.file-max is "
             f"{limits.file_max}; at most {_fit(limits.file_max, 3, sizing)} per listener fits"
         )
-    count = max(len(nodes(doc)), 1)
+    count = max(len(nodes(spec)), 1)
     per_backend = math.ceil(sizing.capacity / count)
     if limits.port_range is not None:
         low, high = limits.port_range
@@ -156,7 +156,7 @@ def capacity_findings(doc: ClusterSpec, sizing: FrontSizing, limits: HostLimits)
                 f"{promise}: {per_backend} connections to each of {count} backend addresses but "
                 f"net.ipv4.ip_local_port_range {low} {high} holds {ports} ports per address; at most {ports * count} per listener fits"
             )
-    nofiles = [n.ulimit_nofile for n in nodes(doc)]
+    nofiles = [n.ulimit_nofile for n in nodes(spec)]
     if nofiles and math.ceil(sizing.sessions / count) > min(nofiles):
         found.append(
             f"{promise}: {math.ceil(sizing.sessions / count)} sessions on each of {count} backends but their ulimit_nofile "

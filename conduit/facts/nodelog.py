@@ -71,7 +71,7 @@ def this_run(raw: str, started_at: str) -> list[str]:
 
 
 def json_file(raw: str) -> str:
-    """The engine's json-file log (one `{"log": …, "stream": …, "time": …}` object a line, as dockerd
+    """Docker's json-file log (one `{"log": …, "stream": …, "time": …}` object a line, as dockerd
     writes it) as a `docker logs --timestamps` text. A line that is not such an object (a torn
     first or last line) is skipped."""
     out = []

@@ -108,6 +108,6 @@ def has_capability(status: str, bit: int) -> bool:
 
 
 def in_containers(cgroup: str, container_ids: set[str]) -> bool:
-    """Whether /proc/<pid>/cgroup puts the process in one of these containers (the engine names a
+    """Whether /proc/<pid>/cgroup puts the process in one of these containers (Docker names a
     container's cgroup by its full ID, under cgroupfs and systemd drivers alike)."""
     return any(cid and cid in line for line in cgroup.splitlines() for cid in container_ids)

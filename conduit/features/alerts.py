@@ -86,10 +86,10 @@ class Scrubber:
 def _describe(answer: bytes) -> str | None:
     """The description of a Bot API answer, when it is one."""
     try:
-        doc = json.loads(answer)
+        spec = json.loads(answer)
     except ValueError:
         return None
-    return str(doc.get("description")) if isinstance(doc, dict) and doc.get("description") else None
+    return str(spec.get("description")) if isinstance(spec, dict) and spec.get("description") else None
 
 
 def deliver(api_url: str, token: str, chat: str, text: str) -> None:
@@ -120,34 +120,34 @@ def _post(api_url: str, token: str, chat: str, text: str) -> None:
     except OSError as exc:
         raise AlertError(f"cannot reach the Telegram API at {api_url}: {exc}") from None
     try:
-        doc = json.loads(answer or b"{}")
+        spec = json.loads(answer or b"{}")
     except ValueError:
         raise AlertError("Telegram answered something that is not JSON") from None
-    if not (isinstance(doc, dict) and doc.get("ok", False)):
+    if not (isinstance(spec, dict) and spec.get("ok", False)):
         raise AlertError(f"Telegram refused the message: {_describe(answer) or 'no reason given'}")
 
 
-def send(doc: ClusterSpec, text: str) -> bool:
+def send(spec: ClusterSpec, text: str) -> bool:
     """Send one message; False when no alerts are configured. Raises AlertError on failure."""
-    telegram = doc.spec.alerts.telegram
+    telegram = spec.spec.alerts.telegram
     if telegram is None:
         return False
     token = bot_token(telegram.bot_token)
     chat = secret(telegram.chat_id, "alerts.telegram.chat_id")
-    label = telegram.server_label or doc.metadata.name
+    label = telegram.server_label or spec.metadata.name
     deliver(telegram.api_url, token, chat, f"[{label}] {text}")
     return True
 
 
-def notify(doc: ClusterSpec, text: str) -> None:
+def notify(spec: ClusterSpec, text: str) -> None:
     """Send if configured; a failure to alert is logged, never fatal."""
     try:
-        if send(doc, text):
+        if send(spec, text):
             log.info("alert.sent", text=text)
     except AlertError as exc:
         log.warning("alert.failed", error=str(exc))
 
 
-def compromised(doc: ClusterSpec, exc: HostileEntry) -> None:
+def compromised(spec: ClusterSpec, exc: HostileEntry) -> None:
     """A node planted a link or a special file in its volume: recorded (a structlog event) and the operator told."""
-    notify(doc, planted(exc).alert)
+    notify(spec, planted(exc).alert)

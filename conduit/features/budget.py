@@ -132,9 +132,9 @@ class BudgetKeeper:
 
 
 
-def zone_of(doc) -> ZoneInfo:
+def zone_of(spec) -> ZoneInfo:
     """The operator's zone (alerts.telegram.bot.reports.timezone), in which months begin; else UTC."""
-    telegram = doc.spec.alerts.telegram
+    telegram = spec.spec.alerts.telegram
     return ZoneInfo(telegram.bot.reports.timezone if telegram is not None and telegram.bot is not None else "UTC")
 
 

@@ -29,14 +29,14 @@ def _age(started_at: str, now: float) -> float:
     return 0.0 if when is None else now - when[0]
 
 
-def node_problems(doc: ClusterSpec, client, now: float | None = None) -> dict[str, str]:
+def node_problems(spec: ClusterSpec, client, now: float | None = None) -> dict[str, str]:
     """{key: message} for every node that logged the newer-version warning, is dead under its monitor,
     or planted a link or a special file in its volume."""
     if client is None:
         return {}
     now = time.time() if now is None else now
     out: dict[str, str] = {}
-    for node in nodes(doc):
+    for node in nodes(spec):
         try:
             shape, reading = nodehealth.observe(client, node.name, node.metrics_port, with_log=True)
         except docker.errors.DockerException:

@@ -4,8 +4,8 @@ Docker is asked the same few things whatever the number of nodes: the labelled l
 states, images) and one read of its recent events; each node's inspect answer (restarts, start
 time, command, limits, log file) is the one kept from an earlier look unless the events say it
 may have moved (conduit.drivers.inspected: exact, or asked again). The log of each node's
-current run (the newer-version warning, a 1.x start line) is read from the engine's own
-json-file named in that answer, or asked of the engine when it is not readable here. CPU and
+current run (the newer-version warning, a 1.x start line) is read from Docker's own
+json-file named in that answer, or asked of Docker when it is not readable here. CPU and
 memory use come from the nodes' cgroups (read by conduit.facts.cgroup), sampled over the
 looking, and the client counts from their metrics (or a fresh 1.x stats file), all nodes read
 at once with a short timeout so one slow or dead node does not hold up the rest. Byte counts
@@ -89,7 +89,7 @@ class NodeLook:
 
 
 def look_at(client, node, entry: dict | None, info: dict | None) -> NodeLook:
-    """One node from its list entry and its inspect answer (None: the engine did not give it)."""
+    """One node from its list entry and its inspect answer (None: Docker did not give it)."""
     if client is None or entry is None:
         return NodeLook(Reading("missing"))
     if info is None:
@@ -186,11 +186,11 @@ def _infos(client, entries: dict[str, dict], state_dir: Path, cluster: str) -> d
     return {name: by_id[e["Id"]] for name, e in entries.items() if e["Id"] in by_id}
 
 
-def _node_rows(doc: ClusterSpec, client, state: Stores | None, state_dir: Path) -> list[dict]:
-    wanted = {n.name: n for n in nodes(doc)}
-    entries = _entries(client, doc.metadata.name)
+def _node_rows(spec: ClusterSpec, client, state: Stores | None, state_dir: Path) -> list[dict]:
+    wanted = {n.name: n for n in nodes(spec)}
+    entries = _entries(client, spec.metadata.name)
     began, before = time.monotonic(), _cpu_usage(entries)
-    infos = _infos(client, entries, state_dir, doc.metadata.name)
+    infos = _infos(client, entries, state_dir, spec.metadata.name)
     with ThreadPoolExecutor(max(1, min(MAX_WORKERS, len(wanted)))) as pool:
         looks = dict(zip(wanted, pool.map(lambda n: look_at(client, n, entries.get(n.name), infos.get(n.name)), wanted.values())))
     # The CPU use is measured over the looking itself (the cgroups count in nanoseconds): no wait.
@@ -236,15 +236,15 @@ def _totals(rows: list[dict]) -> dict:
     }
 
 
-def _front(doc: ClusterSpec) -> list[dict] | None:
-    spec = doc.spec
-    if not spec.loadbalancer.enabled:
+def _front(spec: ClusterSpec) -> list[dict] | None:
+    s = spec.spec
+    if not s.loadbalancer.enabled:
         return None
     front = []
-    for listener in spec.loadbalancer.listeners:
+    for listener in s.loadbalancer.listeners:
         backends = []
-        if listener.protocol == "tcp" and spec.network.backends == "published" and listener.host_port_base:
-            backends = [_up(listener.host_port_base + n.index - 1) for n in nodes(doc)]
+        if listener.protocol == "tcp" and s.network.backends == "published" and listener.host_port_base:
+            backends = [_up(listener.host_port_base + n.index - 1) for n in nodes(spec)]
         front.append(
             {
                 "listener": listener.name,
@@ -275,18 +275,18 @@ def _countries(state: Stores | None, rows: list[dict]) -> list[dict]:
     ]
 
 
-def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
+def collect(spec: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     client = host.docker()
     state = read_state(host.state_dir)
-    rows = _node_rows(doc, client, state, host.state_dir)
-    generations = state.history.generations(doc.metadata.name) if state else []
+    rows = _node_rows(spec, client, state, host.state_dir)
+    generations = state.history.generations(spec.metadata.name) if state else []
     current = generations[-1] if generations else None
     result = {
-        "cluster": doc.metadata.name,
+        "cluster": spec.metadata.name,
         "containers": rows,
         "totals": _totals(rows),
-        "front": _front(doc),
-        "front_capacity": front_load(doc, host.root) if doc.spec.loadbalancer.enabled else None,
+        "front": _front(spec),
+        "front_capacity": front_load(spec, host.root) if spec.spec.loadbalancer.enabled else None,
         "countries": _countries(state, rows),
         "generation": None
         if current is None
@@ -294,24 +294,24 @@ def collect(doc: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         "watch": _watch_status(host.state_dir),
         "api_calls": client.calls if client else 0,
         "held": {node: hold.line() for node, hold in Holds(host.state_dir).current().items()},
-        "budget": _budget(doc, host, state),
+        "budget": _budget(spec, host, state),
     }
     if drift:
-        plan, _ = plan_on_host(Apply(registry="due"), doc, host)  # the registry as last asked, if recently
+        plan, _ = plan_on_host(Apply(registry="due"), spec, host)  # the registry as last asked, if recently
         result["drift"] = [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"]
         result["pending"] = len(plan.changes)
         result["api_calls"] += plan.api_calls
     return result
 
 
-def _budget(doc: ClusterSpec, host: HostAccess, state: Stores | None) -> dict | None:
-    if doc.spec.budget is None:
+def _budget(spec: ClusterSpec, host: HostAccess, state: Stores | None) -> dict | None:
+    if spec.spec.budget is None:
         return None
     try:
         totals = state.lifetime.totals() if state else {}
     except StateError:
         totals = {}
-    return budget_status(host.state_dir, doc.spec.budget, totals, datetime.now(zone_of(doc)))
+    return budget_status(host.state_dir, spec.spec.budget, totals, datetime.now(zone_of(spec)))
 
 
 def _watch_status(state_dir: Path) -> dict | None:

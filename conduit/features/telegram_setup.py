@@ -30,14 +30,14 @@ def call(api_url: str, token: str, method: str, params: dict | None = None, time
     request = urllib.request.Request(url, data=json.dumps(params or {}).encode(), headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            doc = json.loads(response.read() or b"{}")
+            spec = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         raise AlertError(scrub(f"Telegram answered {method} with HTTP {exc.code}")) from None
     except (OSError, ValueError) as exc:
         raise AlertError(scrub(f"cannot reach the Telegram API at {api_url}: {exc}")) from None
-    if not (isinstance(doc, dict) and doc.get("ok")):
-        raise AlertError(scrub(f"Telegram refused {method}: {doc.get('description') if isinstance(doc, dict) else 'no reason given'}"))
-    return doc.get("result")
+    if not (isinstance(spec, dict) and spec.get("ok")):
+        raise AlertError(scrub(f"Telegram refused {method}: {spec.get('description') if isinstance(spec, dict) else 'no reason given'}"))
+    return spec.get("result")
 
 
 def check_token(api_url: str, token: str) -> str:

@@ -140,7 +140,7 @@ def build_spec(
     conduit = _conduit_settings(v, found, facts, data_dir, metrics_port_base, warnings)
     overrides = _with_node_flags(_overrides(v, count), found, conduit, count)
 
-    spec: dict = {
+    s: dict = {
         "host": {"vcpus": "auto", "memory": "auto", "profile": "official"},
         "containers": {
             "count": count,
@@ -156,19 +156,19 @@ def build_spec(
         "tracker": {"enabled": v.get("TRACKER_ENABLED", "true").lower() not in ("false", "0", "no")},
     }
     if resources:
-        spec["containers"]["resources"] = resources
+        s["containers"]["resources"] = resources
     if overrides:
-        spec["containers"]["overrides"] = overrides
+        s["containers"]["overrides"] = overrides
     telegram = _telegram(v, secrets_dir, cluster)
     if telegram:
-        spec["alerts"] = {"telegram": telegram | ({"bot": _bot(v)} if _bot(v) else {})}
+        s["alerts"] = {"telegram": telegram | ({"bot": _bot(v)} if _bot(v) else {})}
     budget = _budget(v, warnings)
     if budget:
-        spec["budget"] = budget
+        s["budget"] = budget
 
-    doc = {"apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": cluster}, "spec": spec}
+    spec = {"apiVersion": "conduit.psiphon.ca/v1alpha1", "kind": "ConduitCluster", "metadata": {"name": cluster}, "spec": s}
     warnings += [f"{node['name']} ran with {node['network']} networking; the spec uses host networking" for node in found if node["network"] not in ("host", None)]
-    return doc, warnings
+    return spec, warnings
 
 
 def _from_containers(found: list[dict], prefix: str) -> tuple[str, str, str]:
@@ -335,10 +335,10 @@ def write_secrets(files: dict[Path, str], replace: bool) -> None:
         atomic_write(path, text)
 
 
-def render(doc: dict, source: str) -> str:
+def render(spec: dict, source: str) -> str:
     head = (
         f"# yaml-language-server: $schema={COMMITTED}\n"
         f"# Written by `conduit import-v1` from {source} and the containers on this host.\n"
         "# It adopts them: same names, same volumes, so every node keeps its key.\n"
     )
-    return head + yaml.safe_dump(doc, sort_keys=False)
+    return head + yaml.safe_dump(spec, sort_keys=False)

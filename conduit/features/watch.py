@@ -24,7 +24,7 @@ from watchdog.observers import Observer
 
 from conduit.facts import proc as procfacts
 from conduit.features.alerts import notify
-from conduit.errors import EngineError, GitError, SpecError
+from conduit.errors import DockerError, GitError, SpecError
 from conduit.drivers.files import atomic_write, private_tree
 from conduit.spec.load import load_text, recorded_text
 from conduit.features.nodealerts import node_problems
@@ -102,7 +102,7 @@ class Watcher:
     status: dict = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
-    last_doc: ClusterSpec | None = None
+    last_spec: ClusterSpec | None = None
     alerted: set = field(default_factory=set)
     warned: set = field(default_factory=set)  # version warnings already alerted: once per watch
     check_registry_now: bool = True  # a watch that starts asks the registry at once
@@ -127,7 +127,7 @@ class Watcher:
     def _heal_last_good(self, reason: str) -> Result:
         """The file holds a spec that failed: keep the last good generation in place instead."""
         # The cluster the file names (a spec that loaded) or the last one it named (a file that does not load).
-        cluster = self.last_doc.metadata.name if self.last_doc else None
+        cluster = self.last_spec.metadata.name if self.last_spec else None
         try:
             history = History(Database(self.host.state_dir))
             if cluster is None and len(history.clusters()) > 1:
@@ -143,26 +143,26 @@ class Watcher:
 
     def _reconcile(self, text: str, source: str, reason: str, git) -> Result:
         try:
-            doc = load_text(text, source, self.facts())
+            spec = load_text(text, source, self.facts())
             text = recorded_text(text, source)  # a spec that extends base files: the merged document
         except SpecError as exc:
             return Result("invalid", " / ".join(exc.lines()))
-        self.last_doc = doc  # alerts go where the last valid spec says
+        self.last_spec = spec  # alerts go where the last valid spec says
         door = Door(self.host, self.facts(), f"conduit watch ({source})", self.report, allow_new_identity=self.allow_new_identity)
         path = source if not source.startswith("generation") else None
-        request = intents.apply_spec(door, doc, text, path, self._updates(), git)
+        request = intents.apply_spec(door, spec, text, path, self._updates(), git)
         try:
             with reconciling(request) as pending:
-                self._review(doc, pending.plan, source, reason)
+                self._review(spec, pending.plan, source, reason)
                 outcome = pending.decide()
                 if outcome is None:
                     # At an interval, drift is repaired only with --heal (a new image the policy takes always is).
                     go_on = self.heal or reason != "interval" or _update_taken(pending.plan)
                     outcome = pending.run() if go_on else pending.declined()
-        except (EngineError, StateError) as exc:
+        except (DockerError, StateError) as exc:
             return Result("failed", str(exc))
         for text in outcome.compromised:
-            notify(doc, f"watch: {text}")
+            notify(spec, f"watch: {text}")
         return _result(outcome)
 
     def _record(self, result: Result, reason: str, digest: str, git) -> None:
@@ -208,38 +208,38 @@ class Watcher:
         self.check_registry_now = False
         return intent
 
-    def _review(self, doc: ClusterSpec, plan, source: str, reason: str) -> None:
+    def _review(self, spec: ClusterSpec, plan, source: str, reason: str) -> None:
         """Say that an apply starts (and of what) before its steps run, then send the health alerts."""
         if plan.changes and (self.heal or reason != "interval" or _update_taken(plan)):
             self.report(f"{time.strftime('%H:%M:%S')} {reason}: applying {source}: {_counts(plan)}")
-        self._health_alerts(doc, plan)
+        self._health_alerts(spec, plan)
 
-    def _health_alerts(self, doc: ClusterSpec, plan) -> None:
+    def _health_alerts(self, spec: ClusterSpec, plan) -> None:
         """Crash loops, a stopped nginx, nodes the network wants upgraded, conduits dead under
         their monitor: once each until they recover."""
         problems = health_problems(plan)
         try:
-            problems |= node_problems(doc, self.host.docker())
-        except EngineError as exc:
+            problems |= node_problems(spec, self.host.docker())
+        except DockerError as exc:
             log.warning("watch.node_signals", error=str(exc))
         if any(key.startswith("upgrade:") for key in problems) and not any(k.startswith("upgrade:") for k in self.alerted):
             self.check_registry_now = True  # the next reconcile asks the registry, whatever the interval
         problems |= update_problems(plan)
         for key, text in problems.items():
             if key not in self.alerted:
-                notify(doc, f"watch: {text}")
+                notify(spec, f"watch: {text}")
         self.alerted = set(problems)
         for warning in version_warnings(plan) - self.warned:
-            notify(doc, f"watch: {warning}")
+            notify(spec, f"watch: {warning}")
             self.warned.add(warning)
 
     def _alert(self, result: Result, reason: str) -> None:
-        if self.last_doc is None:
+        if self.last_spec is None:
             return
         if result.status in ("invalid", "blocked", "rolled_back", "failed"):
-            notify(self.last_doc, f"watch: the spec was not applied ({result.status}): {result.message}")
+            notify(self.last_spec, f"watch: the spec was not applied ({result.status}): {result.message}")
         elif result.status == "applied" and reason == "interval":
-            notify(self.last_doc, f"watch: drift repaired ({result.message})")
+            notify(self.last_spec, f"watch: drift repaired ({result.message})")
 
     # ------------------------------------------------------------ loops
 

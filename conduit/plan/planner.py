@@ -185,7 +185,7 @@ def _field_changes(desired: Resource, observed: Resource) -> list[Change]:
     """The fields the desired resource names whose values differ; one the host lacks is null there.
 
     A field only the host reports is not compared: no step could make it go (a node's image ID
-    while the spec's image is not on the engine to be pinned to, a field an older conduit recorded),
+    while the spec's image is not on Docker to be pinned to, a field an older conduit recorded),
     so a change in it would be planned again after every apply."""
     names = sorted(desired.props)
     return [

@@ -22,7 +22,7 @@ class Rollout:
     """The spec's answers the schedule needs."""
 
     image: str
-    image_present: bool  # the engine already has the spec's image
+    image_present: bool  # Docker already has the spec's image
     max_unavailable: int
     drain_seconds: float
     front: bool  # nginx fronts the nodes, so a replaced node is drained from it first
@@ -112,7 +112,7 @@ def _acting(steps: list[Step], *actions: str) -> list[Step]:
 
 
 def pull(containers: list[Step], rollout: Rollout) -> list[Step]:
-    """The image, once, when a node is made from it and the engine does not have it."""
+    """The image, once, when a node is made from it and Docker does not have it."""
     if rollout.image_present or not _acting(containers, *NEW_CONTAINER):
         return []
     reason = "not on this host; pulled before any node stops"

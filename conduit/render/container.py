@@ -32,8 +32,8 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def metrics_addr(doc: ClusterSpec, node: NodeSettings) -> str:
-    if doc.spec.network.mode == "host":
+def metrics_addr(spec: ClusterSpec, node: NodeSettings) -> str:
+    if spec.spec.network.mode == "host":
         return f"127.0.0.1:{node.metrics_port}"
     return f"0.0.0.0:{BRIDGE_METRICS_PORT}"
 
@@ -56,9 +56,9 @@ def _reduced_sets(reduced: ReducedHours) -> list[str]:
     return [arg for value in sets for arg in ("--set", value)]
 
 
-def _optional_flags(doc: ClusterSpec, facts: ImageFacts) -> list[str]:
+def _optional_flags(spec: ClusterSpec, facts: ImageFacts) -> list[str]:
     """Flags only some images have, each emitted only when the image surely accepts it."""
-    conduit = doc.spec.conduit
+    conduit = spec.spec.conduit
     flags: list[str] = []
     if conduit.max_personal_clients is not None and facts.has_personal:
         flags += ["--max-personal-clients", str(conduit.max_personal_clients)]
@@ -69,7 +69,7 @@ def _optional_flags(doc: ClusterSpec, facts: ImageFacts) -> list[str]:
     return flags
 
 
-def _monitor_args(doc: ClusterSpec, cap: DataCap, metrics: list[str]) -> list[str]:
+def _monitor_args(spec: ClusterSpec, cap: DataCap, metrics: list[str]) -> list[str]:
     """conduit-monitor's own flags (cli/scripts/monitor/main.go:108-114 at 1.5 and 2.0).
 
     --data-dir and --metrics-addr before `--` go to the monitor and to conduit alike
@@ -83,56 +83,56 @@ def _monitor_args(doc: ClusterSpec, cap: DataCap, metrics: list[str]) -> list[st
     ):
         if value is not None:
             args += [flag, str(value)]
-    return args + ["--data-dir", doc.spec.conduit.data_dir, *metrics]
+    return args + ["--data-dir", spec.spec.conduit.data_dir, *metrics]
 
 
-def conduit_args(doc: ClusterSpec, node: NodeSettings) -> tuple[list[str] | None, list[str]]:
+def conduit_args(spec: ClusterSpec, node: NodeSettings) -> tuple[list[str] | None, list[str]]:
     """Entrypoint and command for what the image speaks (conduit.spec.image).
 
     The short flags -m -b -d work in every version. --metrics-addr (1.2+), --stats-file
     (1.x), personal clients and --set (2.0) and --idle-restart (community) are emitted only
     when the image surely has them: an unknown flag makes `conduit start` exit.
     """
-    conduit = doc.spec.conduit
-    facts = image_facts(doc)
+    conduit = spec.spec.conduit
+    facts = image_facts(spec)
     flags = ["-m", str(node.max_clients), "-b", _number(node.bandwidth_mbps)]
-    flags += _optional_flags(doc, facts)
+    flags += _optional_flags(spec, facts)
     flags += ["-v"] * conduit.verbosity
-    metrics = ["--metrics-addr", metrics_addr(doc, node)] if facts.has_metrics_addr else []
+    metrics = ["--metrics-addr", metrics_addr(spec, node)] if facts.has_metrics_addr else []
     tail = (["--stats-file"] if facts.has_stats_file else []) + list(conduit.extra_args)
     if conduit.data_cap is None:
         return None, ["start", *flags, "-d", conduit.data_dir, *metrics, *tail]
-    return ["conduit-monitor"], [*_monitor_args(doc, conduit.data_cap, metrics), "--", *flags, *tail]
+    return ["conduit-monitor"], [*_monitor_args(spec, conduit.data_cap, metrics), "--", *flags, *tail]
 
 
-def ports(doc: ClusterSpec, node: NodeSettings) -> list[str]:
+def ports(spec: ClusterSpec, node: NodeSettings) -> list[str]:
     """host_ip:host_port:container_port/proto, one host port per container port."""
-    spec = doc.spec
-    if spec.network.mode == "host":
+    s = spec.spec
+    if s.network.mode == "host":
         return []
     out = [f"127.0.0.1:{node.metrics_port}:{BRIDGE_METRICS_PORT}/tcp"]
-    if spec.loadbalancer.enabled and spec.network.backends == "published":
-        for listener in spec.loadbalancer.listeners:
+    if s.loadbalancer.enabled and s.network.backends == "published":
+        for listener in s.loadbalancer.listeners:
             if listener.host_port_base is not None:
                 host_port = listener.host_port_base + node.index - 1
                 out.append(f"127.0.0.1:{host_port}:{listener.backend_port}/{listener.protocol}")
     return sorted(set(out))
 
 
-def backend_address(doc: ClusterSpec, index: int) -> str | None:
+def backend_address(spec: ClusterSpec, index: int) -> str | None:
     """Fixed address of container i on the dedicated network (the subnet's host i + 1)."""
-    net = doc.spec.network
+    net = spec.spec.network
     if net.mode != "bridge" or net.backends != "network" or net.subnet is None:
         return None
     return str(ipaddress.ip_network(net.subnet, strict=False).network_address + index + 1)
 
 
-def container_props(doc: ClusterSpec, node: NodeSettings) -> dict:
-    spec = doc.spec
-    c = spec.containers
-    entrypoint, command = conduit_args(doc, node)
+def container_props(spec: ClusterSpec, node: NodeSettings) -> dict:
+    s = spec.spec
+    c = s.containers
+    entrypoint, command = conduit_args(spec, node)
     security_opt = ["no-new-privileges:true"] if c.security.no_new_privileges else []
-    facts = image_facts(doc)
+    facts = image_facts(spec)
     # The image ID it was asked as: the nodes run exactly that, whatever the tag means later.
     pinned = {"image_id": facts.image_id} if facts.image_id else {}
     return {
@@ -141,10 +141,10 @@ def container_props(doc: ClusterSpec, node: NodeSettings) -> dict:
         "entrypoint": entrypoint,
         "command": command,
         "env": dict(sorted(c.env.items())),
-        "network": "host" if spec.network.mode == "host" else spec.network.name,
-        "ip": backend_address(doc, node.index),
-        "ports": ports(doc, node),
-        "volume": f"{node.volume}:{spec.conduit.data_dir}",
+        "network": "host" if s.network.mode == "host" else s.network.name,
+        "ip": backend_address(spec, node.index),
+        "ports": ports(spec, node),
+        "volume": f"{node.volume}:{s.conduit.data_dir}",
         "ulimit_nofile": node.ulimit_nofile,
         "restart_policy": c.restart_policy,
         "security_opt": security_opt,
@@ -166,12 +166,12 @@ def replace_only(props: dict) -> dict:
     return {k: v for k, v in props.items() if k not in IN_PLACE}
 
 
-def labels(doc: ClusterSpec, node: NodeSettings, props: dict) -> dict[str, str]:
+def labels(spec: ClusterSpec, node: NodeSettings, props: dict) -> dict[str, str]:
     """Ownership labels plus the config they were created with (labels never change in place)."""
     created_with = {k: v for k, v in props.items() if k != "state"}
     return {
         MANAGED_BY: MANAGER,
-        CLUSTER: doc.metadata.name,
+        CLUSTER: spec.metadata.name,
         INDEX: str(node.index),
         SCHEMA: LABEL_SCHEMA,
         CONFIG_HASH: digest([LABEL_SCHEMA, replace_only(props)]),
@@ -179,17 +179,17 @@ def labels(doc: ClusterSpec, node: NodeSettings, props: dict) -> dict[str, str]:
     }
 
 
-def render_containers(doc: ClusterSpec) -> list[Resource]:
-    spec = doc.spec
+def render_containers(spec: ClusterSpec) -> list[Resource]:
+    s = spec.spec
     out: list[Resource] = []
-    if spec.network.mode == "bridge":
+    if s.network.mode == "bridge":
         out.append(
-            Resource("network", spec.network.name, {"driver": "bridge", "subnet": spec.network.subnet}, frozenset({"driver", "subnet"}))
+            Resource("network", s.network.name, {"driver": "bridge", "subnet": s.network.subnet}, frozenset({"driver", "subnet"}))
         )
-    for node in nodes(doc):
+    for node in nodes(spec):
         out.append(Resource("volume", node.volume, {}, keep=True))
-    for node in nodes(doc):
-        props = container_props(doc, node)
+    for node in nodes(spec):
+        props = container_props(spec, node)
         out.append(Resource("container", node.name, props, frozenset(props) - IN_PLACE))
     return out
 

@@ -11,12 +11,12 @@ from conduit.spec.spec import ClusterSpec
 
 
 def render(
-    doc: ClusterSpec, drained: frozenset[int] = frozenset(), sysctl_now: dict[str, str | None] | None = None
+    spec: ClusterSpec, drained: frozenset[int] = frozenset(), sysctl_now: dict[str, str | None] | None = None
 ) -> list[Resource]:
     """`sysctl_now`: the host's current values, which profile floors never lower."""
     return [
-        *render_sysctl(doc, sysctl_now),
-        *render_nginx(doc, drained),
-        *render_containers(doc),
-        *render_tracker(doc),
+        *render_sysctl(spec, sysctl_now),
+        *render_nginx(spec, drained),
+        *render_containers(spec),
+        *render_tracker(spec),
     ]

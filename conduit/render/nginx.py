@@ -92,11 +92,11 @@ def _balance(lb: LoadBalancer, listener: Listener) -> str | None:
     return {"least_conn": "least_conn", "round_robin": None, "hash": "hash $remote_addr consistent"}[lb.tcp_algorithm]
 
 
-def _context(doc: ClusterSpec, drained: frozenset[int]) -> dict:
-    spec = doc.spec
-    lb = spec.loadbalancer
-    cluster = doc.metadata.name
-    indexes = [n.index for n in nodes(doc)]
+def _context(spec: ClusterSpec, drained: frozenset[int]) -> dict:
+    s = spec.spec
+    lb = s.loadbalancer
+    cluster = spec.metadata.name
+    indexes = [n.index for n in nodes(spec)]
     unknown = sorted(set(drained) - set(indexes))
     if unknown:
         raise ValueError(f"cannot drain containers {unknown}: the cluster has {len(indexes)}")
@@ -106,7 +106,7 @@ def _context(doc: ClusterSpec, drained: frozenset[int]) -> dict:
         name = f"conduit_{cluster}_{listener.name}"
         members = []
         for index in indexes:
-            member = f"{backend_address(spec.network, listener, index)} max_fails={lb.max_fails} fail_timeout={lb.fail_timeout_seconds}s"
+            member = f"{backend_address(s.network, listener, index)} max_fails={lb.max_fails} fail_timeout={lb.fail_timeout_seconds}s"
             members.append(member + (" down" if index in drained else ""))
         upstreams.append({"name": name, "balance": _balance(lb, listener), "servers": members})
         servers.append(
@@ -134,9 +134,9 @@ def _context(doc: ClusterSpec, drained: frozenset[int]) -> dict:
     }
 
 
-def render_stream_conf(doc: ClusterSpec, drained: frozenset[int] = frozenset()) -> str:
+def render_stream_conf(spec: ClusterSpec, drained: frozenset[int] = frozenset()) -> str:
     """The whole stream file; its header records a digest of the body so hand edits show."""
-    return _with_digest(TEMPLATE, _context(doc, frozenset(drained)))
+    return _with_digest(TEMPLATE, _context(spec, frozenset(drained)))
 
 
 def _with_digest(name: str, context: dict) -> str:
@@ -145,13 +145,13 @@ def _with_digest(name: str, context: dict) -> str:
     return template.render(digest=body_digest(draft), **context)
 
 
-def render_main_conf(doc: ClusterSpec, include_file: str | None = None) -> str:
+def render_main_conf(spec: ClusterSpec, include_file: str | None = None) -> str:
     """The whole main config of the tool's own nginx; `include_file` stands in for the stream file
     (a candidate under test)."""
-    paths = doc.spec.loadbalancer.nginx
-    sizing = front_sizing(doc)
+    paths = spec.spec.loadbalancer.nginx
+    sizing = front_sizing(spec)
     context = {
-        "cluster": doc.metadata.name,
+        "cluster": spec.metadata.name,
         "capacity": sizing.capacity,
         "listeners": sizing.listeners,
         "workers": sizing.workers,
@@ -169,16 +169,16 @@ def nginx_unit_name(cluster: str) -> str:
     return f"conduit-nginx-{cluster}"
 
 
-def render_nginx_unit(doc: ClusterSpec) -> str:
+def render_nginx_unit(spec: ClusterSpec) -> str:
     """The systemd unit of the tool's own nginx."""
-    paths = doc.spec.loadbalancer.nginx
+    paths = spec.spec.loadbalancer.nginx
     return environment().get_template(UNIT_TEMPLATE).render(
-        cluster=doc.metadata.name,
+        cluster=spec.metadata.name,
         binary=_token(paths.binary, "binary"),
         config=_token(paths.instance_config, "instance_config"),
         error_log=_token(paths.error_log, "error_log"),
         pid_file=_token(paths.instance_pid_file, "instance_pid_file"),
-        rlimit_nofile=front_sizing(doc).rlimit_nofile,
+        rlimit_nofile=front_sizing(spec).rlimit_nofile,
     )
 
 
@@ -196,14 +196,14 @@ def include_line(include_file: str) -> str:
     return f"include {_token(include_file, 'include_file')}; {MANAGED_MARK}"
 
 
-def render_nginx(doc: ClusterSpec, drained: frozenset[int] = frozenset()) -> list[Resource]:
+def render_nginx(spec: ClusterSpec, drained: frozenset[int] = frozenset()) -> list[Resource]:
     """Desired nginx resources; `drained` container indexes are marked down in every upstream."""
-    lb = doc.spec.loadbalancer
+    lb = spec.spec.loadbalancer
     if not lb.enabled:
         return []
-    stream = Resource("nginx_conf", lb.nginx.include_file, {"content": render_stream_conf(doc, drained)})
+    stream = Resource("nginx_conf", lb.nginx.include_file, {"content": render_stream_conf(spec, drained)})
     if lb.instance == "own":
-        main = Resource("nginx_main", lb.nginx.instance_config, {"content": render_main_conf(doc)})
+        main = Resource("nginx_main", lb.nginx.instance_config, {"content": render_main_conf(spec)})
         return [stream, main, Resource("nginx", "nginx", {"running": True})]
     return [
         stream,

@@ -44,29 +44,29 @@ def _reason(key: str, profile: str, overridden: bool) -> str:
     return OVERRIDE_REASON
 
 
-def desired_values(doc: ClusterSpec) -> dict[str, str]:
+def desired_values(spec: ClusterSpec) -> dict[str, str]:
     """Keys and values the spec asks of the kernel, sorted; empty when tuning is off."""
-    sysctl = doc.spec.sysctl
+    sysctl = spec.spec.sysctl
     if not sysctl.enabled:
         return {}
-    return sysctl_values(sysctl.profile, front=doc.spec.loadbalancer.enabled, overrides=sysctl.overrides)
+    return sysctl_values(sysctl.profile, front=spec.spec.loadbalancer.enabled, overrides=sysctl.overrides)
 
 
-def render_sysctl_file(doc: ClusterSpec, values: dict[str, str]) -> str:
-    sysctl = doc.spec.sysctl
+def render_sysctl_file(spec: ClusterSpec, values: dict[str, str]) -> str:
+    sysctl = spec.spec.sysctl
     entries = [
         {"key": key, "value": value, "reason": _reason(key, sysctl.profile, key in sysctl.overrides)}
         for key, value in sorted(values.items())
     ]
     template = environment().get_template("sysctl.conf.j2")
-    return template.render(header=header(doc.metadata.name), entries=entries)
+    return template.render(header=header(spec.metadata.name), entries=entries)
 
 
-def render_sysctl(doc: ClusterSpec, current: dict[str, str | None] | None = None) -> list[Resource]:
+def render_sysctl(spec: ClusterSpec, current: dict[str, str | None] | None = None) -> list[Resource]:
     """`current` holds the host's values: floors of the profile never lower them."""
-    values = raise_only(desired_values(doc), current or {}, doc.spec.sysctl.overrides)
+    values = raise_only(desired_values(spec), current or {}, spec.spec.sysctl.overrides)
     if not values:
         return []
     resources = [Resource("sysctl", key, {"value": value}) for key, value in values.items()]
-    resources.append(Resource("sysctl_file", doc.spec.sysctl.file, {"content": render_sysctl_file(doc, values)}))
+    resources.append(Resource("sysctl_file", spec.spec.sysctl.file, {"content": render_sysctl_file(spec, values)}))
     return resources

@@ -44,18 +44,18 @@ def capture_filter(tracker: Tracker) -> str:
     return text
 
 
-def metrics_ports(doc: ClusterSpec) -> str:
+def metrics_ports(spec: ClusterSpec) -> str:
     """The nodes' metrics ports on 127.0.0.1, where per-country figures of 2.x nodes come from."""
-    first = doc.spec.conduit.metrics_port_base
-    return f"{first}-{first + (doc.spec.containers.count or 1) - 1}"
+    first = spec.spec.conduit.metrics_port_base
+    return f"{first}-{first + (spec.spec.containers.count or 1) - 1}"
 
 
-def tracker_command(doc: ClusterSpec, conduit_bin: str = "conduit") -> list[str]:
-    t = doc.spec.tracker
+def tracker_command(spec: ClusterSpec, conduit_bin: str = "conduit") -> list[str]:
+    t = spec.spec.tracker
     argv = [
         conduit_bin, "tracker", "run",
-        "--cluster", doc.metadata.name,
-        "--metrics-ports", metrics_ports(doc),
+        "--cluster", spec.metadata.name,
+        "--metrics-ports", metrics_ports(spec),
         "--interface", t.interface,
         "--source", t.source,
         "--filter", capture_filter(t),
@@ -70,10 +70,10 @@ def tracker_command(doc: ClusterSpec, conduit_bin: str = "conduit") -> list[str]
     return argv
 
 
-def render_tracker(doc: ClusterSpec, conduit_bin: str = "conduit") -> list[Resource]:
-    if not doc.spec.tracker.enabled:
+def render_tracker(spec: ClusterSpec, conduit_bin: str = "conduit") -> list[Resource]:
+    if not spec.spec.tracker.enabled:
         return []
-    return [Resource("tracker", "tracker", {"command": tracker_command(doc, conduit_bin), "running": True})]
+    return [Resource("tracker", "tracker", {"command": tracker_command(spec, conduit_bin), "running": True})]
 
 
 def _systemd_escape(text: str) -> str:
@@ -81,8 +81,8 @@ def _systemd_escape(text: str) -> str:
     return text.replace("%", "%%").replace("$", "$$")
 
 
-def render_tracker_unit(doc: ClusterSpec, conduit_bin: str, state_dir: str | Path) -> str:
-    return tracker_unit(doc.metadata.name, tracker_command(doc, conduit_bin), state_dir)
+def render_tracker_unit(spec: ClusterSpec, conduit_bin: str, state_dir: str | Path) -> str:
+    return tracker_unit(spec.metadata.name, tracker_command(spec, conduit_bin), state_dir)
 
 
 def tracker_unit(cluster: str, argv: list[str], state_dir: str | Path) -> str:

@@ -60,7 +60,7 @@ class SpecFile:
 
     def __init__(self, path: Path, facts: Callable[[], HostFacts]):
         self.path, self.facts = path, facts
-        self.doc: ClusterSpec | None = None
+        self.spec: ClusterSpec | None = None
         self.error: str | None = None
         self._stamp: tuple | None = None
 
@@ -72,13 +72,13 @@ class SpecFile:
             stamp, self.error = None, f"{self.path}: cannot read: {exc.strerror}"
         if stamp is not None and stamp != self._stamp:
             try:
-                self.doc, self.error = load_file(str(self.path), self.facts()), None
+                self.spec, self.error = load_file(str(self.path), self.facts()), None
             except SpecError as exc:
                 self.error = " / ".join(exc.lines())
             self._stamp = stamp
-        if self.doc is None:
+        if self.spec is None:
             raise Refused(422, self.error or f"{self.path}: no valid spec")
-        return self.doc
+        return self.spec
 
 
 class Collector:
@@ -274,7 +274,7 @@ class Agent:
             raise Refused(409, f"{self.spec.path}: cannot read: {exc.strerror}") from None
 
     def _run(self, build: Callable[[Door], Request], user: str) -> Reconciled:
-        """Exactly one reconcile, built by the engine's intents as the CLI builds it; its steps go out as events as they run."""
+        """Exactly one reconcile, built by conduit.engine's intents as the CLI builds it; its steps go out as events as they run."""
         report = lambda line: self.hub.publish("apply", {"line": line, "by": user})  # noqa: E731
         try:
             request = build(Door(self.host, self.spec.facts(), f"conduit serve ({user})", report, wait=False))
@@ -319,22 +319,22 @@ class Agent:
         if name not in {n.name for n in nodes(self.spec.current())}:
             raise Refused(404, f"{name} is not a node of this cluster")
 
-    def _engine(self):
+    def _docker(self):
         client = self.host.docker()
         if client is None:
-            raise Refused(503, "no Docker engine on this host")
+            raise Refused(503, "no Docker daemon on this host")
         return client
 
     def _on_node(self, name: str, action, **options):
-        """One engine call on node `name`'s container; a node never created is refused, not an engine failure."""
-        client = self._engine()
+        """One Docker call on node `name`'s container; a node never created is refused, not a Docker daemon failure."""
+        client = self._docker()
         try:
             with answers(client):
                 return action(client)(name, **options)
         except docker.errors.NotFound:
             raise Refused(409, f"{name} has no container on this host (never applied, or removed); apply the spec") from None
         except docker.errors.APIError as exc:
-            raise Refused(409, f"{name}: the Docker engine refused: {exc.explanation or exc}") from None
+            raise Refused(409, f"{name}: the Docker daemon refused: {exc.explanation or exc}") from None
 
     def restart(self, name: str, user: str) -> None:
         self._known(name)
@@ -369,20 +369,20 @@ class Agent:
         return shown(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw))
 
     def _updates_on(self) -> ClusterSpec:
-        doc = self.spec.current()
-        if doc.spec.updates.policy == "off":
+        spec = self.spec.current()
+        if spec.spec.updates.policy == "off":
             raise Refused(409, "spec.updates.policy is off, so the registry is never asked; set it to report or auto")
-        return doc
+        return spec
 
     def check_updates(self, user: str) -> dict:
         """Ask the registry now what the tag means, as `conduit update --check`; nothing is taken."""
-        doc = self._updates_on()
-        self.hub.publish("apply", {"line": f"checking {doc.spec.containers.image} in its registry", "by": user})
-        plan, _ = self.check_planner(Apply(take=False), doc, self.host)
+        spec = self._updates_on()
+        self.hub.publish("apply", {"line": f"checking {spec.spec.containers.image} in its registry", "by": user})
+        plan, _ = self.check_planner(Apply(take=False), spec, self.host)
         from conduit.views.report import update_lines  # rich markup: see plain_lines
 
         lines = [line.strip() for line in plain_lines(update_lines(plan.update))]
-        said = " / ".join(lines) if lines else f"{doc.spec.containers.image}: the nodes run what it means now"
+        said = " / ".join(lines) if lines else f"{spec.spec.containers.image}: the nodes run what it means now"
         self.hub.publish("apply", {"line": said, "by": user})
         with self._plan_lock:
             self._plan = None
@@ -390,11 +390,11 @@ class Agent:
 
     def claim(self, name: str) -> dict:
         """Node `name`'s Ryve claim link and its QR code: it carries the node's private key."""
-        doc = self.spec.current()
-        node = next((n for n in nodes(doc) if n.name == name), None)
+        spec = self.spec.current()
+        node = next((n for n in nodes(spec) if n.name == name), None)
         if node is None:
             raise Refused(404, f"{name} is not a node of this cluster")
-        volume = node_settings(doc, node.index).volume
+        volume = node_settings(spec, node.index).volume
         try:
             key = (self.key_reader or self._read_key)(volume, name)
         except (HostileEntry, KeyProblem) as exc:
@@ -414,7 +414,7 @@ class Agent:
         return {"name": name, "url": url, "modules": ["".join("1" if m else "0" for m in row) for row in code.get_matrix()]}
 
     def _read_key(self, volume: str, name: str) -> bytes | None:
-        return read_key(self._engine(), volume, name)
+        return read_key(self._docker(), volume, name)
 
     def git_revision(self) -> tuple[str | None, bool | None]:
         return git_revision(str(self.spec.path))

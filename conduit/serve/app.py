@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Str
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
 
-from conduit.errors import EngineError, HostMoved, Locked, NotASavedPlan
+from conduit.errors import DockerError, HostMoved, Locked, NotASavedPlan
 from conduit.serve import models
 from conduit.serve.agent import Agent, Refused, outcome_json
 from conduit.serve.auth import allows
@@ -248,7 +248,7 @@ def _write_routes(api: APIRouter, agent: Agent, operator) -> None:
 class _audited:
     """A write that fails before or during its run is in the audit log too, with why."""
 
-    CODES = ((Refused, None), (NotASavedPlan, 400), (HostMoved, 409), (Locked, 409), (EngineError, 503), (StateError, 503))
+    CODES = ((Refused, None), (NotASavedPlan, 400), (HostMoved, 409), (Locked, 409), (DockerError, 503), (StateError, 503))
 
     def __init__(self, agent: Agent, request: Request, user: str, event: str):
         self.agent, self.request, self.user, self.event = agent, request, user, event
@@ -319,7 +319,7 @@ def routes(agent: Agent) -> FastAPI:
     def refused(_request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
-    @app.exception_handler(EngineError)
+    @app.exception_handler(DockerError)
     @app.exception_handler(StateError)
     def unavailable(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)

@@ -90,7 +90,7 @@ class Observer:
         """One observation; a failure keeps the last good one and says why."""
         try:
             data = self.collect()
-        except Exception as exc:  # noqa: BLE001 - the agent outlives a stopped engine or a busy state DB
+        except Exception as exc:  # noqa: BLE001 - the agent outlives a stopped Docker daemon or a busy state DB
             if self.error != str(exc):  # once per new error, not every few seconds
                 log.warning("serve.observe_failed", error=str(exc))
                 self.hub.publish("error", {"error": str(exc)})

@@ -54,7 +54,7 @@ class Watching:
 
 def start_watch(agent: Agent, watching: Watching) -> tuple[Watcher, threading.Thread]:
     """`conduit watch` in a thread of the agent: the same loop, the same apply lock (an API apply
-    meanwhile is refused, 409), its applies through the engine's intents, its lines on the event stream."""
+    meanwhile is refused, 409), its applies through conduit.engine's intents, its lines on the event stream."""
     report = lambda line: agent.hub.publish("apply", {"line": line, "by": "watch"})  # noqa: E731
     watcher = Watcher(agent.host, agent.spec.facts, heal=watching.heal, report=report, allow_new_identity=watching.allow_new_identity)
     thread = threading.Thread(target=watching.loop, args=(watcher,), name="watch", daemon=True)

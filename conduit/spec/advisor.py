@@ -70,8 +70,8 @@ class _Kind:
         return share // MIB * MIB if self.name == "memory" else share
 
 
-def _kinds(doc: ClusterSpec) -> tuple[_Kind, _Kind]:
-    host = doc.spec.host
+def _kinds(spec: ClusterSpec) -> tuple[_Kind, _Kind]:
+    host = spec.spec.host
     return (
         _Kind("cpus", millicpus(MIN_NODE_CPUS), "Docker takes no less", 1000, "CPU", _cpus,
               lambda v: f"{v / 1000:g}", lambda v: f"{math.ceil(v / 10) / 100:g}", lambda n: millicpus(n.cpus),

@@ -17,39 +17,39 @@ _NGINX_TOKEN = re.compile(r"^[A-Za-z0-9_./@:+=,%~$-]+$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 
 
-def check(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
+def check(spec: ClusterSpec, facts: HostFacts) -> list[Issue]:
     issues: list[Issue] = []
-    issues += _override_checks(doc)
-    issues += _nofile_checks(doc, facts)
+    issues += _override_checks(spec)
+    issues += _nofile_checks(spec, facts)
     # What the image would refuse, as far as the spec and the image tag tell; plan asks the image.
-    issues += image_checks(doc, image_facts(doc))
-    issues += _network_checks(doc)
-    issues += _port_checks(doc)
-    issues += _tracker_checks(doc)
-    issues += _nginx_value_checks(doc)
-    issues += _absolute_path_checks(doc)
+    issues += image_checks(spec, image_facts(spec))
+    issues += _network_checks(spec)
+    issues += _port_checks(spec)
+    issues += _tracker_checks(spec)
+    issues += _nginx_value_checks(spec)
+    issues += _absolute_path_checks(spec)
     return issues
 
 
 _RESOURCES: Path = ("spec", "containers", "resources")
 
 
-def _override_checks(doc: ClusterSpec) -> list[Issue]:
-    count = doc.spec.containers.count or 0
+def _override_checks(spec: ClusterSpec) -> list[Issue]:
+    count = spec.spec.containers.count or 0
     return [
         (("spec", "containers", "overrides", index), f"container {index} does not exist (count is {count})")
-        for index in doc.spec.containers.overrides
+        for index in spec.spec.containers.overrides
         if index > count
     ]
 
 
-def _nofile_checks(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
-    """The engine cannot give a container more open files than the host's hard limit."""
-    for n in nodes(doc):
+def _nofile_checks(spec: ClusterSpec, facts: HostFacts) -> list[Issue]:
+    """Docker cannot give a container more open files than the host's hard limit."""
+    for n in nodes(spec):
         if n.ulimit_nofile > facts.nofile_limit:
             return [
                 (
-                    field_path(doc, n.index, "ulimit_nofile", _RESOURCES + ("ulimit_nofile",)),
+                    field_path(spec, n.index, "ulimit_nofile", _RESOURCES + ("ulimit_nofile",)),
                     f"{n.ulimit_nofile} exceeds the host's hard open-file limit of {facts.nofile_limit}; "
                     "the container would fail to start",
                 )
@@ -57,26 +57,26 @@ def _nofile_checks(doc: ClusterSpec, facts: HostFacts) -> list[Issue]:
     return []
 
 
-def _tracker_checks(doc: ClusterSpec) -> list[Issue]:
+def _tracker_checks(spec: ClusterSpec) -> list[Issue]:
     issues: list[Issue] = []
-    spec = doc.spec
-    for part in spec.tracker.ports.split(","):
+    s = spec.spec
+    for part in s.tracker.ports.split(","):
         low, _, high = part.partition("-")
         if not (1 <= int(low) <= int(high or low) <= 65535):
             issues.append((("spec", "tracker", "ports"), f"{part} is not a port or an upward range within 1-65535"))
             break
-    iface = spec.tracker.interface
+    iface = s.tracker.interface
     if iface != "auto" and not _IFACE.match(iface):
         issues.append((("spec", "tracker", "interface"), f"{iface!r} is not an interface name"))
     return issues
 
 
-def _nginx_value_checks(doc: ClusterSpec) -> list[Issue]:
+def _nginx_value_checks(spec: ClusterSpec) -> list[Issue]:
     """Written into nginx directives unquoted: nothing that would end or open one."""
-    spec = doc.spec
-    nginx_values = [(("spec", "loadbalancer", "nginx", "include_file"), spec.loadbalancer.nginx.include_file)]
-    if spec.loadbalancer.access_log:
-        nginx_values.append((("spec", "loadbalancer", "access_log"), spec.loadbalancer.access_log))
+    s = spec.spec
+    nginx_values = [(("spec", "loadbalancer", "nginx", "include_file"), s.loadbalancer.nginx.include_file)]
+    if s.loadbalancer.access_log:
+        nginx_values.append((("spec", "loadbalancer", "access_log"), s.loadbalancer.access_log))
     return [
         (path, "must not hold spaces, ';', quotes, braces or '#' (it is written into nginx config)")
         for path, value in nginx_values
@@ -84,28 +84,28 @@ def _nginx_value_checks(doc: ClusterSpec) -> list[Issue]:
     ]
 
 
-def _absolute_path_checks(doc: ClusterSpec) -> list[Issue]:
-    spec = doc.spec
+def _absolute_path_checks(spec: ClusterSpec) -> list[Issue]:
+    s = spec.spec
     return [
         (path, "must be an absolute path")
         for path, value in (
-            (("spec", "sysctl", "file"), spec.sysctl.file),
-            (("spec", "loadbalancer", "nginx", "binary"), spec.loadbalancer.nginx.binary),
-            (("spec", "loadbalancer", "nginx", "main_config"), spec.loadbalancer.nginx.main_config),
-            (("spec", "loadbalancer", "nginx", "include_file"), spec.loadbalancer.nginx.include_file),
-            (("spec", "loadbalancer", "nginx", "pid_file"), spec.loadbalancer.nginx.pid_file),
+            (("spec", "sysctl", "file"), s.sysctl.file),
+            (("spec", "loadbalancer", "nginx", "binary"), s.loadbalancer.nginx.binary),
+            (("spec", "loadbalancer", "nginx", "main_config"), s.loadbalancer.nginx.main_config),
+            (("spec", "loadbalancer", "nginx", "include_file"), s.loadbalancer.nginx.include_file),
+            (("spec", "loadbalancer", "nginx", "pid_file"), s.loadbalancer.nginx.pid_file),
         )
         if not value.startswith("/")
     ]
 
 
-def _network_checks(doc: ClusterSpec) -> list[Issue]:
-    spec = doc.spec
-    lb = spec.loadbalancer
+def _network_checks(spec: ClusterSpec) -> list[Issue]:
+    s = spec.spec
+    lb = s.loadbalancer
     issues: list[Issue] = []
     if not lb.enabled:
         return issues
-    if spec.network.mode != "bridge":
+    if s.network.mode != "bridge":
         issues.append(
             (("spec", "network", "mode"), "the load balancer needs bridge networking (host mode gives every container the same ports)")
         )
@@ -115,7 +115,7 @@ def _network_checks(doc: ClusterSpec) -> list[Issue]:
     for i, name in enumerate(names):
         if names.index(name) != i:
             issues.append((("spec", "loadbalancer", "listeners", i, "name"), f"listener name {name!r} is used twice"))
-    if spec.network.backends == "published":
+    if s.network.backends == "published":
         for i, listener in enumerate(lb.listeners):
             if listener.host_port_base is None:
                 issues.append(
@@ -124,19 +124,19 @@ def _network_checks(doc: ClusterSpec) -> list[Issue]:
                         "required when backends are published on 127.0.0.1",
                     )
                 )
-    elif spec.network.subnet is None:
+    elif s.network.subnet is None:
         issues.append((("spec", "network", "subnet"), "required when the load balancer reaches backends by address"))
     else:
-        net = ipaddress.ip_network(spec.network.subnet, strict=False)
-        if net.num_addresses - 3 < (spec.containers.count or 0):
-            issues.append((("spec", "network", "subnet"), f"{net} has no room for {spec.containers.count} containers"))
+        net = ipaddress.ip_network(s.network.subnet, strict=False)
+        if net.num_addresses - 3 < (s.containers.count or 0):
+            issues.append((("spec", "network", "subnet"), f"{net} has no room for {s.containers.count} containers"))
     return issues
 
 
-def _port_checks(doc: ClusterSpec) -> list[Issue]:
+def _port_checks(spec: ClusterSpec) -> list[Issue]:
     """Every host port the cluster binds is bound once: metrics, published backends, listeners."""
-    spec = doc.spec
-    count = spec.containers.count or 0
+    s = spec.spec
+    count = s.containers.count or 0
     taken: dict[tuple[str, int], str] = {}
     issues: list[Issue] = []
 
@@ -148,18 +148,18 @@ def _port_checks(doc: ClusterSpec) -> list[Issue]:
         else:
             taken[(proto, port)] = owner
 
-    if spec.loadbalancer.enabled:
-        for i, listener in enumerate(spec.loadbalancer.listeners):
+    if s.loadbalancer.enabled:
+        for i, listener in enumerate(s.loadbalancer.listeners):
             claim(listener.protocol, listener.port, f"listener {listener.name}", ("spec", "loadbalancer", "listeners", i, "port"))
     for index in range(1, count + 1):
         claim(
             "tcp",
-            spec.conduit.metrics_port_base + index - 1,
+            s.conduit.metrics_port_base + index - 1,
             f"the metrics of container {index}",
             ("spec", "conduit", "metrics_port_base"),
         )
-    if spec.loadbalancer.enabled and spec.network.backends == "published":
-        for i, listener in enumerate(spec.loadbalancer.listeners):
+    if s.loadbalancer.enabled and s.network.backends == "published":
+        for i, listener in enumerate(s.loadbalancer.listeners):
             if listener.host_port_base is None:
                 continue
             for index in range(1, count + 1):

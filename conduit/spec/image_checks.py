@@ -32,34 +32,34 @@ Issue = tuple[Path, str]
 CONDUIT: Path = ("spec", "conduit")
 
 
-def field_path(doc: ClusterSpec, index: int, name: str, base: Path) -> Path:
+def field_path(spec: ClusterSpec, index: int, name: str, base: Path) -> Path:
     """Point at the override when one sets this field, else at the shared field."""
-    over = doc.spec.containers.overrides.get(index)
+    over = spec.spec.containers.overrides.get(index)
     if over is not None and getattr(over, name) is not None:
         return ("spec", "containers", "overrides", index, name)
     return base
 
 
-def image_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+def image_checks(spec: ClusterSpec, facts: ImageFacts) -> list[Issue]:
     return (
-        _client_checks(doc, facts)
-        + _capability_checks(doc, facts)
-        + _reduced_checks(doc, facts)
-        + _extra_arg_checks(doc, facts)
-        + _extra_value_checks(doc, facts)
+        _client_checks(spec, facts)
+        + _capability_checks(spec, facts)
+        + _reduced_checks(spec, facts)
+        + _extra_arg_checks(spec, facts)
+        + _extra_value_checks(spec, facts)
     )
 
 
-def _client_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
-    conduit = doc.spec.conduit
+def _client_checks(spec: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    conduit = spec.spec.conduit
     issues: list[Issue] = []
     if conduit.max_personal_clients is not None and facts.has_personal is False:
         issues.append(
             (CONDUIT + ("max_personal_clients",), f"{facts.image} is {facts.describe()}: personal clients need a 2.0 image")
         )
     personal = conduit.max_personal_clients or 0 if facts.has_personal else 0
-    for n in nodes(doc):
-        where = field_path(doc, n.index, "max_clients", CONDUIT + ("max_clients",))
+    for n in nodes(spec):
+        where = field_path(spec, n.index, "max_clients", CONDUIT + ("max_clients",))
         if facts.cli == "1.x" and n.max_clients < 1:
             return issues + [(where, "a 1.x CLI needs at least 1 client (max-clients must be between 1 and 1000)")]
         if facts.cli == "2.x" and n.max_clients == 0 and personal == 0:
@@ -77,22 +77,22 @@ NEEDS_CAPABILITY = (
 )
 
 
-def _capability_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+def _capability_checks(spec: ClusterSpec, facts: ImageFacts) -> list[Issue]:
     """A setting the image is known not to have (unknown is `plan`'s to ask)."""
     return [
         (CONDUIT + (setting,), f"{facts.image} is {facts.describe()}{why}")
         for setting, capability, why in NEEDS_CAPABILITY
-        if getattr(doc.spec.conduit, setting) is not None and getattr(facts, capability) is False
+        if getattr(spec.spec.conduit, setting) is not None and getattr(facts, capability) is False
     ]
 
 
-def _reduced_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
-    reduced = doc.spec.conduit.reduced_hours
+def _reduced_checks(spec: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+    reduced = spec.spec.conduit.reduced_hours
     if reduced is None:
         return []
     if facts.has_set is False:
         return [(CONDUIT + ("reduced_hours",), f"{facts.image} is {facts.describe()}: reduced hours need a 2.0 image (--set)")]
-    for n in nodes(doc):
+    for n in nodes(spec):
         if reduced.max_clients > n.max_clients:
             return [
                 (
@@ -111,11 +111,11 @@ def flag_name(arg: str) -> str | None:
     return arg[2:].split("=", 1)[0]
 
 
-def _extra_arg_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+def _extra_arg_checks(spec: ClusterSpec, facts: ImageFacts) -> list[Issue]:
     if not facts.exact or facts.flags is None:
         return []
     issues: list[Issue] = []
-    for i, arg in enumerate(doc.spec.conduit.extra_args):
+    for i, arg in enumerate(spec.spec.conduit.extra_args):
         name = flag_name(arg)
         if name is not None and name not in facts.flags:
             hint = " (the community build's flag)" if name in ("geo", "idle-restart") and facts.build != COMMUNITY else ""
@@ -139,11 +139,11 @@ _VALUE_CHECKS = (
 )
 
 
-def _extra_value_checks(doc: ClusterSpec, facts: ImageFacts) -> list[Issue]:
+def _extra_value_checks(spec: ClusterSpec, facts: ImageFacts) -> list[Issue]:
     """Values the image's `conduit start` would refuse, for the flags it surely has."""
     issues: list[Issue] = []
     checks = {name: check for name, capability, check in _VALUE_CHECKS if getattr(facts, capability)}
-    for i, name, value in flag_values(list(doc.spec.conduit.extra_args)):
+    for i, name, value in flag_values(list(spec.spec.conduit.extra_args)):
         check = checks.get(name)
         if check is None:
             continue

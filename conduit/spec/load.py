@@ -34,7 +34,7 @@ MAX_NODES = 20_000  # counted after alias expansion: stops "billion laughs"
 MAX_DEPTH = 40
 MAX_INT = (1 << 63) - 1
 # libyaml's parser where PyYAML has it: the same nodes and marks, ten times faster.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # what the kernel and the engine take at most
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # what the kernel and Docker take at most
 
 Path = tuple[str | int, ...]
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+")
@@ -49,9 +49,9 @@ class Capacity:
     warnings: list[str]
 
 
-def capacity(doc: ClusterSpec) -> Capacity:
-    """The advice load_text found for `doc` (none for a spec made otherwise)."""
-    found = doc._capacity
+def capacity(spec: ClusterSpec) -> Capacity:
+    """The advice load_text found for `spec` (none for a spec made otherwise)."""
+    found = spec._capacity
     return found if isinstance(found, Capacity) else Capacity([], [])
 
 
@@ -362,12 +362,12 @@ def load_data(data: object, marks: _Marks, filename: str, detected: HostFacts, p
     if not isinstance(data, dict):
         raise SpecError(filename, [Problem(1, 1, "", "expected a mapping with apiVersion, kind, metadata and spec")])
     try:
-        doc = ClusterSpec.model_validate(data)
+        spec = ClusterSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(filename, model_problems(exc, data, marks)) from None
-    facts = host_facts(doc.spec.host, detected)
-    resolved = resolve(doc, facts)
-    advice = advise(doc, resolved)
+    facts = host_facts(spec.spec.host, detected)
+    resolved = resolve(spec, facts)
+    advice = advise(spec, resolved)
     issues = check(resolved, facts) + advice.refusals + trust_checks(resolved, *policy)
     if issues:
         raise SpecError(filename, _issue_problems(issues, marks))

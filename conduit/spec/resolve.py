@@ -20,19 +20,19 @@ def host_facts(host: Host, detected: HostFacts) -> HostFacts:
     )
 
 
-def sizing(doc: ClusterSpec, facts: HostFacts) -> Sizing:
-    host = doc.spec.host
-    count = doc.spec.containers.count
+def sizing(spec: ClusterSpec, facts: HostFacts) -> Sizing:
+    host = spec.spec.host
+    count = spec.spec.containers.count
     if host.profile == "cluster-v2":
         return cluster_v2_sizing(facts, count)
     return official_sizing(facts, host.reserve_cpus, host.reserve_memory, count)
 
 
-def resolve(doc: ClusterSpec, facts: HostFacts) -> ClusterSpec:
+def resolve(spec: ClusterSpec, facts: HostFacts) -> ClusterSpec:
     """A copy of the spec with every defaulted field filled in (host given or detected)."""
-    spec = doc.spec
-    size = sizing(doc, facts)
-    res = spec.containers.resources
+    s = spec.spec
+    size = sizing(spec, facts)
+    res = s.containers.resources
     resources = res.model_copy(
         update={
             "cpus": res.cpus if res.cpus is not None else size.cpus,
@@ -40,16 +40,16 @@ def resolve(doc: ClusterSpec, facts: HostFacts) -> ClusterSpec:
             "ulimit_nofile": res.ulimit_nofile if res.ulimit_nofile is not None else size.ulimit_nofile,
         }
     )
-    containers = spec.containers.model_copy(update={"count": spec.containers.count or size.count, "resources": resources})
-    conduit = spec.conduit.model_copy(
+    containers = s.containers.model_copy(update={"count": s.containers.count or size.count, "resources": resources})
+    conduit = s.conduit.model_copy(
         update={
-            "max_clients": spec.conduit.max_clients if spec.conduit.max_clients is not None else size.max_clients,
-            "bandwidth_mbps": spec.conduit.bandwidth_mbps
-            if spec.conduit.bandwidth_mbps is not None
+            "max_clients": s.conduit.max_clients if s.conduit.max_clients is not None else size.max_clients,
+            "bandwidth_mbps": s.conduit.bandwidth_mbps
+            if s.conduit.bandwidth_mbps is not None
             else size.bandwidth_mbps,
         }
     )
-    host = spec.host.model_copy(
+    host = s.host.model_copy(
         update={
             "vcpus": facts.vcpus,
             "memory": facts.memory,
@@ -57,46 +57,46 @@ def resolve(doc: ClusterSpec, facts: HostFacts) -> ClusterSpec:
             "nofile_limit": facts.nofile_limit,
         }
     )
-    tracker = spec.tracker
+    tracker = s.tracker
     if tracker.interface == "auto" and facts.primary_interface:
         tracker = tracker.model_copy(update={"interface": facts.primary_interface})
-    return doc.model_copy(
+    return spec.model_copy(
         update={
-            "spec": spec.model_copy(
+            "spec": s.model_copy(
                 update={"host": host, "containers": containers, "conduit": conduit, "tracker": tracker}
             )
         }
     )
 
 
-def with_cli_version(doc: ClusterSpec, cli_version: str) -> ClusterSpec:
+def with_cli_version(spec: ClusterSpec, cli_version: str) -> ClusterSpec:
     """The spec with the CLI version the image speaks (facts then follow from the version alone)."""
-    conduit = doc.spec.conduit.model_copy(update={"cli_version": cli_version})
-    out = doc.model_copy(update={"spec": doc.spec.model_copy(update={"conduit": conduit})})
+    conduit = spec.spec.conduit.model_copy(update={"cli_version": cli_version})
+    out = spec.model_copy(update={"spec": spec.spec.model_copy(update={"conduit": conduit})})
     out._image_facts = None
     return out
 
 
-def with_image_facts(doc: ClusterSpec, facts: ImageFacts) -> ClusterSpec:
+def with_image_facts(spec: ClusterSpec, facts: ImageFacts) -> ClusterSpec:
     """The spec carrying what its image speaks; conduit.cli_version settles to 1.x or 2.x.
 
     With an image nobody could ask and no version given, cli_version stays "auto": the
     renderer then emits only the flags every version accepts.
     """
-    cli = facts.cli or doc.spec.conduit.cli_version
-    conduit = doc.spec.conduit.model_copy(update={"cli_version": cli if cli in ("1.x", "2.x") else "auto"})
-    out = doc.model_copy(update={"spec": doc.spec.model_copy(update={"conduit": conduit})})
+    cli = facts.cli or spec.spec.conduit.cli_version
+    conduit = spec.spec.conduit.model_copy(update={"cli_version": cli if cli in ("1.x", "2.x") else "auto"})
+    out = spec.model_copy(update={"spec": spec.spec.model_copy(update={"conduit": conduit})})
     out._image_facts = facts
     return out
 
 
-def image_facts(doc: ClusterSpec) -> ImageFacts:
+def image_facts(spec: ClusterSpec) -> ImageFacts:
     """What the spec's image speaks: as found (with_image_facts), else what the spec and tag say."""
-    found = doc._image_facts
+    found = spec._image_facts
     if isinstance(found, ImageFacts):
         return found
-    conduit = doc.spec.conduit
-    return static_facts(doc.spec.containers.image, conduit.cli_version, conduit.build)
+    conduit = spec.spec.conduit
+    return static_facts(spec.spec.containers.image, conduit.cli_version, conduit.build)
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,10 @@ def volume_name(naming: Naming, index: int) -> str:
     return f"{naming.volume_prefix}-{index}"
 
 
-def node_settings(doc: ClusterSpec, index: int) -> NodeSettings:
-    spec = doc.spec
-    res = spec.containers.resources
-    over = spec.containers.overrides.get(index)
+def node_settings(spec: ClusterSpec, index: int) -> NodeSettings:
+    s = spec.spec
+    res = s.containers.resources
+    over = s.containers.overrides.get(index)
 
     def pick(name: str, default):
         value = getattr(over, name) if over is not None else None
@@ -137,16 +137,16 @@ def node_settings(doc: ClusterSpec, index: int) -> NodeSettings:
 
     return NodeSettings(
         index=index,
-        name=container_name(spec.containers.naming, index),
-        volume=volume_name(spec.containers.naming, index),
-        max_clients=pick("max_clients", spec.conduit.max_clients),
-        bandwidth_mbps=pick("bandwidth_mbps", spec.conduit.bandwidth_mbps),
+        name=container_name(s.containers.naming, index),
+        volume=volume_name(s.containers.naming, index),
+        max_clients=pick("max_clients", s.conduit.max_clients),
+        bandwidth_mbps=pick("bandwidth_mbps", s.conduit.bandwidth_mbps),
         cpus=pick("cpus", res.cpus),
         memory=pick("memory", res.memory),
         ulimit_nofile=pick("ulimit_nofile", res.ulimit_nofile),
-        metrics_port=spec.conduit.metrics_port_base + index - 1,
+        metrics_port=s.conduit.metrics_port_base + index - 1,
     )
 
 
-def nodes(doc: ClusterSpec) -> list[NodeSettings]:
-    return [node_settings(doc, i) for i in range(1, (doc.spec.containers.count or 0) + 1)]
+def nodes(spec: ClusterSpec) -> list[NodeSettings]:
+    return [node_settings(spec, i) for i in range(1, (spec.spec.containers.count or 0) + 1)]

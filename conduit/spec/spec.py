@@ -126,7 +126,7 @@ class Host(Strict):
     )
     nofile_limit: Annotated[int, Field(gt=0, le=1 << 31)] | Auto = Field(
         default="auto",
-        description="Hard open-file limit the container engine can grant; auto reads the host's. "
+        description="Hard open-file limit Docker can grant; auto reads the host's. "
         "A container asking for more fails to start ('error setting rlimit'), so the spec is checked against it.",
     )
     profile: Literal["official", "cluster-v2"] = Field(
@@ -538,7 +538,7 @@ class Updates(Strict):
 
     policy: Literal["off", "report", "auto"] = Field(
         default="off",
-        description="off: the image as the engine has it under its tag; the registry is never asked. "
+        description="off: the image as Docker has it under its tag; the registry is never asked. "
         "report: plan, apply and watch ask the registry; a new digest is downloaded and shown (watch alerts) "
         "but the nodes move to it only with `conduit update`. auto: as report, and apply and watch roll it "
         "out by themselves, canary first, inside the maintenance window.",

@@ -43,12 +43,12 @@ def image_reference_problem(image: str) -> str | None:
     return None
 
 
-def trust_checks(doc: ClusterSpec, policy: HostPolicy, source: str) -> list[Issue]:
+def trust_checks(spec: ClusterSpec, policy: HostPolicy, source: str) -> list[Issue]:
     """Everything in the spec that reaches outside the container, checked against `policy`
     (`source` names it in each message)."""
-    issues = _path_checks(doc, policy) + _sysctl_checks(doc, policy) + _secret_checks(doc, policy)
-    issues += _image_checks(doc, policy) + _env_checks(doc) + _extra_arg_checks(doc) + _data_dir_checks(doc)
-    count = doc.spec.containers.count or 0
+    issues = _path_checks(spec, policy) + _sysctl_checks(spec, policy) + _secret_checks(spec, policy)
+    issues += _image_checks(spec, policy) + _env_checks(spec) + _extra_arg_checks(spec) + _data_dir_checks(spec)
+    count = spec.spec.containers.count or 0
     if count > policy.max_containers:
         issues.append((("spec", "containers", "count"), f"{count} containers; the host allows {policy.max_containers}"))
     return [(path, f"{message} ({_where(source, path)})") for path, message in issues]
@@ -87,9 +87,9 @@ def _where(source: str, path: Path) -> str:
     return f"{source}: to allow it, root sets {key} in {DEFAULT_PATH}, as in examples/host.yaml"
 
 
-def _path_checks(doc: ClusterSpec, policy: HostPolicy) -> list[Issue]:
-    spec = doc.spec
-    nginx, paths = policy.nginx, spec.loadbalancer.nginx
+def _path_checks(spec: ClusterSpec, policy: HostPolicy) -> list[Issue]:
+    s = spec.spec
+    nginx, paths = policy.nginx, s.loadbalancer.nginx
     issues: list[Issue] = []
     if clean_path(paths.binary) is None or not matches(paths.binary, nginx.binaries):
         issues.append((NGINX + ("binary",), f"{paths.binary!r} is not an nginx binary the host allows ({', '.join(nginx.binaries)})"))
@@ -101,30 +101,30 @@ def _path_checks(doc: ClusterSpec, policy: HostPolicy) -> list[Issue]:
         (NGINX + ("instance_config",), paths.instance_config, nginx.config_dirs),
         (NGINX + ("instance_pid_file",), paths.instance_pid_file, nginx.pid_dirs),
         (NGINX + ("error_log",), paths.error_log, nginx.log_dirs),
-        (("spec", "sysctl", "file"), spec.sysctl.file, policy.sysctl.dirs),
+        (("spec", "sysctl", "file"), s.sysctl.file, policy.sysctl.dirs),
     ]
     if paths.stream_module is not None:
         under_dirs.append((NGINX + ("stream_module",), paths.stream_module, nginx.module_dirs))
-    if spec.loadbalancer.access_log is not None:
-        under_dirs.append((("spec", "loadbalancer", "access_log"), spec.loadbalancer.access_log, nginx.log_dirs))
+    if s.loadbalancer.access_log is not None:
+        under_dirs.append((("spec", "loadbalancer", "access_log"), s.loadbalancer.access_log, nginx.log_dirs))
     for path, value, dirs in under_dirs:
         if not under(value, dirs):
             issues.append((path, f"{value!r} must be a normal absolute path under {' or '.join(dirs)}"))
-    if not spec.sysctl.file.endswith(".conf"):
+    if not s.sysctl.file.endswith(".conf"):
         issues.append((("spec", "sysctl", "file"), "must end in .conf (sysctl --system reads only those)"))
     return issues
 
 
-def _sysctl_checks(doc: ClusterSpec, policy: HostPolicy) -> list[Issue]:
+def _sysctl_checks(spec: ClusterSpec, policy: HostPolicy) -> list[Issue]:
     return [
         (("spec", "sysctl", "overrides", key), f"{key} is not a network, file-descriptor or conntrack key; the host must name it in sysctl.extra_keys")
-        for key in doc.spec.sysctl.overrides
+        for key in spec.spec.sysctl.overrides
         if not sysctl_allowed(key, policy)
     ]
 
 
-def _secret_checks(doc: ClusterSpec, policy: HostPolicy) -> list[Issue]:
-    telegram = doc.spec.alerts.telegram
+def _secret_checks(spec: ClusterSpec, policy: HostPolicy) -> list[Issue]:
+    telegram = spec.spec.alerts.telegram
     if telegram is None:
         return []
     base: Path = ("spec", "alerts", "telegram")
@@ -140,14 +140,14 @@ def _secret_checks(doc: ClusterSpec, policy: HostPolicy) -> list[Issue]:
     return issues
 
 
-def _image_checks(doc: ClusterSpec, policy: HostPolicy) -> list[Issue]:
-    image = doc.spec.containers.image
+def _image_checks(spec: ClusterSpec, policy: HostPolicy) -> list[Issue]:
+    image = spec.spec.containers.image
     problem = image_reference_problem(image)
     if problem:
         return [(("spec", "containers", "image"), problem)]
     if not matches(image, policy.images):
         return [(("spec", "containers", "image"), f"{image} is not from an image repository the host allows ({', '.join(policy.images)})")]
-    if doc.spec.updates.versions is not None and not matches(_any_tag(image), policy.images):
+    if spec.spec.updates.versions is not None and not matches(_any_tag(image), policy.images):
         return [(("spec", "updates", "versions"), f"the host allows only some tags of {_any_tag(image)[:-2]} "
                  f"({', '.join(policy.images)}); a version range may follow any tag of its repository")]
     return []
@@ -160,9 +160,9 @@ def _any_tag(image: str) -> str:
     return (name.rsplit(":", 1)[0] if ":" in last else name) + ":*"
 
 
-def _env_checks(doc: ClusterSpec) -> list[Issue]:
+def _env_checks(spec: ClusterSpec) -> list[Issue]:
     issues: list[Issue] = []
-    for name in doc.spec.containers.env:
+    for name in spec.spec.containers.env:
         path = ("spec", "containers", "env", name)
         if not _ENV_NAME.match(name):
             issues.append((path, "is not an environment variable name"))
@@ -188,9 +188,9 @@ def owned_flag(arg: str) -> str | None:
     return None
 
 
-def _extra_arg_checks(doc: ClusterSpec) -> list[Issue]:
+def _extra_arg_checks(spec: ClusterSpec) -> list[Issue]:
     issues: list[Issue] = []
-    for i, arg in enumerate(doc.spec.conduit.extra_args):
+    for i, arg in enumerate(spec.spec.conduit.extra_args):
         flag = owned_flag(arg)
         if flag == "--":
             issues.append((CONDUIT + ("extra_args", i), "'--' would end the flags the tool renders"))
@@ -202,8 +202,8 @@ def _extra_arg_checks(doc: ClusterSpec) -> list[Issue]:
 _SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/boot", "/run", "/var/run")
 
 
-def _data_dir_checks(doc: ClusterSpec) -> list[Issue]:
-    data_dir = doc.spec.conduit.data_dir
+def _data_dir_checks(spec: ClusterSpec) -> list[Issue]:
+    data_dir = spec.spec.conduit.data_dir
     path = CONDUIT + ("data_dir",)
     if clean_path(data_dir) is None or ":" in data_dir or "," in data_dir:
         return [(path, "must be a normal absolute path inside the container (no '..', ':' or ',')")]

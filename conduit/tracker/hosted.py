@@ -73,13 +73,13 @@ class HostedTracker:
 
     def check(self) -> None:
         """Let go of a tracker apply replaced or removed; take over one apply started."""
-        doc = self.spec()
+        spec = self.spec()
         if self.running:
-            ours, wanted = self._ours(self.running.cluster), doc is None or _enabled(doc, self.running.cluster)
+            ours, wanted = self._ours(self.running.cluster), spec is None or _enabled(spec, self.running.cluster)
             if not (ours and wanted):
                 self._let_go(drop_pidfile=ours)
-        if self.running is None and doc is not None and doc.spec.tracker.enabled:
-            self._take_over(doc)
+        if self.running is None and spec is not None and spec.spec.tracker.enabled:
+            self._take_over(spec)
 
     def _pid(self, cluster: str) -> int | None:
         try:
@@ -90,8 +90,8 @@ class HostedTracker:
     def _ours(self, cluster: str) -> bool:
         return self._pid(cluster) == os.getpid()
 
-    def _take_over(self, doc: ClusterSpec) -> None:
-        cluster, command = doc.metadata.name, tracker_command(doc)
+    def _take_over(self, spec: ClusterSpec) -> None:
+        cluster, command = spec.metadata.name, tracker_command(spec)
         pid = self._pid(cluster)
         if pid != os.getpid():
             argv = read_cmdline(pid) if pid and pid_alive(pid) else None
@@ -105,7 +105,7 @@ class HostedTracker:
             stop_pidfile(pidfile)
             atomic_write(pidfile, f"{os.getpid()}\n")
         stop = threading.Event()
-        thread = threading.Thread(target=self._run, args=(settings_for(doc), stop), name="tracker", daemon=True)
+        thread = threading.Thread(target=self._run, args=(settings_for(spec), stop), name="tracker", daemon=True)
         self.running = _Running(cluster, stop, thread)
         thread.start()
         log.info("tracker.hosted", cluster=cluster, took_over=pid)
@@ -135,5 +135,5 @@ class HostedTracker:
         log.info("tracker.let_go", cluster=running.cluster)
 
 
-def _enabled(doc: ClusterSpec, cluster: str) -> bool:
-    return doc.metadata.name == cluster and doc.spec.tracker.enabled
+def _enabled(spec: ClusterSpec, cluster: str) -> bool:
+    return spec.metadata.name == cluster and spec.spec.tracker.enabled

@@ -72,10 +72,10 @@ def resolve_interface(interface: str) -> str:
     return hostfacts.primary_interface(Path("/")) or "eth0" if interface == "auto" else interface
 
 
-def settings_for(doc: ClusterSpec) -> Settings:
+def settings_for(spec: ClusterSpec) -> Settings:
     """The settings the spec's tracker command line (render.tracker.tracker_command) gives."""
-    t = doc.spec.tracker
-    return Settings(tuple(port_list(metrics_ports(doc))), t.interval_seconds, t.retention_days, t.source, resolve_interface(t.interface),
+    t = spec.spec.tracker
+    return Settings(tuple(port_list(metrics_ports(spec))), t.interval_seconds, t.retention_days, t.source, resolve_interface(t.interface),
                     capture_filter(t), t.sample_seconds, t.snaplen, t.keep_addresses_hours, t.geoip)  # fmt: skip
 
 

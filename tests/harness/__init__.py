@@ -1,4 +1,4 @@
-"""Harness for integration tests: a private Docker engine, a private nginx, a private image
+"""Harness for integration tests: a private Docker daemon, a private nginx, a private image
 registry and small helpers."""
 
 from __future__ import annotations

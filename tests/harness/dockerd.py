@@ -1,4 +1,4 @@
-"""A private Docker engine for integration tests.
+"""A private Docker daemon for integration tests.
 
 ``DockerEngine`` starts its own ``dockerd`` on a unix socket in a short temp
 directory, with its own data root, exec root (and so its own containerd) and its

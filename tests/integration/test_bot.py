@@ -1,4 +1,4 @@
-"""The bot in a real `conduit serve`, on the private Docker engine, against the Bot API stand-in on
+"""The bot in a real `conduit serve`, on the private Docker daemon, against the Bot API stand-in on
 the loopback: /status answered, a confirmed restart restarts the node and is audited, a stranger
 gets nothing and is audited, and a second agent polling the same token refuses in one line."""
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 EMAIL = "ops@example.net"
 # Agents listen on distinct loopback addresses, not in network namespaces: the git daemon, the
-# Docker engine's socket and the nodes' metrics ports stay reachable without a bridge per host.
+# Docker daemon's socket and the nodes' metrics ports stay reachable without a bridge per host.
 ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
 

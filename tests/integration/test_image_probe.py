@@ -57,8 +57,8 @@ def test_plan_time_facts_drive_the_render(docker_engine, standin_image, tmp_path
     client = CountingClient(docker_engine.host)
     settled = settle_image(spec(standin_image), client, tmp_path)
     assert settled.problems == [] and settled.warnings == []
-    assert image_facts(settled.doc).source == "image" and settled.doc.spec.conduit.cli_version == "2.x"
-    command = container_props(settled.doc, node_settings(settled.doc, 1))["command"]
+    assert image_facts(settled.spec).source == "image" and settled.spec.spec.conduit.cli_version == "2.x"
+    command = container_props(settled.spec, node_settings(settled.spec, 1))["command"]
     assert "--metrics-addr" in command and "--stats-file" not in command
 
 
@@ -81,8 +81,8 @@ def test_an_image_not_on_the_host_falls_back_with_a_warning(docker_engine, tmp_p
     settled = settle_image(spec("ghcr.io/psiphon-inc/conduit/cli:latest"), client, tmp_path)
     (warning,) = settled.warnings
     assert "it is not on this host" in warning and "-m -b -d" in warning
-    assert settled.doc.spec.conduit.cli_version == "auto"
-    command = container_props(settled.doc, node_settings(settled.doc, 1))["command"]
+    assert settled.spec.spec.conduit.cli_version == "auto"
+    command = container_props(settled.spec, node_settings(settled.spec, 1))["command"]
     assert command == ["start", "-m", "40", "-b", "2", "-d", "/home/conduit/data"]
 
     pinned = settle_image(spec("ghcr.io/psiphon-inc/conduit/cli:1.1.0"), client, tmp_path)

@@ -1,5 +1,5 @@
 """A volunteer's first week, command by command: the `conduit` CLI as a subprocess on the private
-Docker engine, under the default host policy plus the stand-in images. Each journey asserts what
+Docker daemon, under the default host policy plus the stand-in images. Each journey asserts what
 the person would check (exit codes, the lines they would look for, the host's real state) and
 leaves its transcript in the test artifacts (journeys/<name>.txt) to be read as a new user would.
 """

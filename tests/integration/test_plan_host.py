@@ -1,4 +1,4 @@
-"""conduit plan against the real Docker engine of the test harness."""
+"""conduit plan against the real Docker daemon of the test harness."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def prefix(docker_cleanup):
 
 def load(text):
     doc = load_text(text, "cluster.yaml", SMALL_VPS)
-    return settle(doc).doc
+    return settle(doc).spec
 
 
 def converge(host: HostAccess, text: str) -> None:
@@ -181,7 +181,7 @@ def test_unreachable_engine_is_one_line(tmp_path):
         env=cli_env(),
     )
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: cannot reach the Docker engine at unix://")
+    assert result.stderr.strip().startswith("error: cannot reach the Docker daemon at unix://")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
@@ -226,4 +226,4 @@ def test_lacking_permission_on_the_engine_is_one_line(tmp_path):
         server.close()
     assert result.returncode == 1, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"error: permission denied on the Docker engine at unix://{path}")
+    assert line.startswith(f"error: permission denied on the Docker daemon at unix://{path}")

@@ -1,7 +1,7 @@
 """A real `conduit serve` (uvicorn) on the loopback, as any local process reaches it: a body
 without a token is refused before it is read (the agent's memory stays where it was), a body
 over the limit is cut, a forged X-Forwarded-For changes nothing, and bad headers are a 4xx.
-No Docker engine is needed: the agent serves (and refuses) while its observation fails."""
+No Docker daemon is needed: the agent serves (and refuses) while its observation fails."""
 
 from __future__ import annotations
 

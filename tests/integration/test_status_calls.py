@@ -1,4 +1,4 @@
-"""`conduit status` asks the Docker engine as often for 40 nodes as for 8, and its restart
+"""`conduit status` asks the Docker daemon as often for 40 nodes as for 8, and its restart
 counts are the engine's own, also when the engine's buffer of past events overflowed."""
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def seen_image(doc: ClusterSpec, host: Host) -> ImageSeen | None:
     """As conduit.engine.observe sees it: an image on the engine is asked, and the nodes are pinned to its ID."""
     if host.image is None:
         return None
-    return ImageSeen(Choice(host.image), replace(image_facts(doc), image_id=host.image), engine=True)
+    return ImageSeen(Choice(host.image), replace(image_facts(doc), image_id=host.image), docker_asked=True)
 
 
 def observe(doc: ClusterSpec, host: Host) -> Observation:
@@ -103,7 +103,7 @@ def plan(doc: ClusterSpec, host: Host) -> Plan:
 
 def apply(doc: ClusterSpec, host: Host, the_plan: Plan) -> None:
     """Each step as its handler in conduit.execute.executor carries it out."""
-    wanted = {r.key: r for r in render(settled(doc, host).doc)}
+    wanted = {r.key: r for r in render(settled(doc, host).spec)}
     by_name = {n.name: n for n in nodes(doc)}
     for step in the_plan.steps:
         if step.action in ("no-op", "drain", "restore", "measure", "judge", "backup") or step.kind == "compartment":
@@ -151,8 +151,8 @@ def hosts(draw) -> tuple[ClusterSpec, Host]:
     running_id = OLD_ID
     host = Host(image=draw(st.sampled_from([OLD_ID, NEW_ID, None])))
     # The pinned props of the spec as applied when the tag named running_id.
-    made = {r.id: r for r in render(settled(doc, Host(image=running_id)).doc) if r.kind == "container"}
-    made_old = {r.id: r for r in render(settled(old, Host(image=running_id)).doc) if r.kind == "container"}
+    made = {r.id: r for r in render(settled(doc, Host(image=running_id)).spec) if r.kind == "container"}
+    made_old = {r.id: r for r in render(settled(old, Host(image=running_id)).spec) if r.kind == "container"}
     for node in nodes(old):
         how = draw(st.sampled_from(NODE_STATES if node.name in made else ("missing", "other-spec")))
         if how == "missing":
@@ -162,7 +162,7 @@ def hosts(draw) -> tuple[ClusterSpec, Host]:
         own = labels(source_doc, node, props) if how != "bash-manager" else {}
         host.entries[node.name] = entry(node.name, props, own, running_id, "exited" if how == "stopped" else "running")
         host.limits[node.name] = (props["cpus"], props["memory"] * (2 if how == "resized" else 1))
-    for r in render(settled(doc, host).doc):
+    for r in render(settled(doc, host).spec):
         if r.kind == "container":
             continue
         how = draw(st.sampled_from(("wanted", "missing") if r.kind == "volume" else OTHER_STATES))
@@ -188,7 +188,7 @@ def test_a_node_whose_image_lost_its_tag_converges():
     to be planned as a change to null, an update no handler makes: planned again after every apply."""
     doc = spec(2, False, 100)
     host = Host(image=OLD_ID)
-    for r in render(settled(doc, host).doc):
+    for r in render(settled(doc, host).spec):
         if r.kind == "container":
             node = {n.name: n for n in nodes(doc)}[r.id]
             host.entries[r.id] = entry(r.id, r.props, labels(doc, node, r.props), OLD_ID, "exited" if r.id == "conduit-1" else "running")

@@ -15,7 +15,7 @@ HOST = HostFacts(vcpus=4, memory=8 << 30, nic_mbps=1000, nofile_limit=20000, pri
 
 def load(data):
     doc = load_text(yaml.safe_dump(data, sort_keys=False), "c.yaml", HOST)
-    return settle(doc).doc
+    return settle(doc).spec
 
 
 @given(valid_specs())

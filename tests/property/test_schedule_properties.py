@@ -15,7 +15,7 @@ from tests.strategies import valid_specs
 
 def load(data):
     doc = load_text(yaml.safe_dump(data, sort_keys=False), "c.yaml", HOST)
-    return settle(doc).doc
+    return settle(doc).spec
 
 
 ADDED_BY_SCHEDULE = {("image", "pull"), ("backends", "drain"), ("backends", "restore"), ("keys", "backup"), ("compartment", "create")}

@@ -152,7 +152,7 @@ def test_a_failed_alert_leaves_the_token_in_no_output_log_or_state(tmp_path, ech
     state_dir = tmp_path / "state"
     open_state(state_dir).history.begin("spec", "digest", None, (None, None), "edge")
     watcher = Watcher(HostAccess(tmp_path, state_dir, None), lambda: SMALL_VPS, report=print)
-    watcher.last_doc = load_text(spec_text(tmp_path, echoing.url), "cluster.yaml", SMALL_VPS)
+    watcher.last_spec = load_text(spec_text(tmp_path, echoing.url), "cluster.yaml", SMALL_VPS)
     with structlog.testing.capture_logs() as logs:
         watcher._record(Result("failed", "a step failed"), "interval", "digest", None)
     failed = [entry for entry in logs if entry["event"] == "alert.failed"]

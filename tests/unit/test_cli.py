@@ -41,7 +41,7 @@ def test_validate_example(run):
 def test_validate_names_the_checks_it_did_not_run(run):
     lines = run("validate", str(EXAMPLE)).output.splitlines()
     assert lines[1] == (
-        "not checked: the Docker engine, nginx and its stream module, ports in use, /proc/sys, "
+        "not checked: the Docker daemon, nginx and its stream module, ports in use, /proc/sys, "
         f"the tracker (`conduit plan {EXAMPLE}` checks them)"
     )
     node = EXAMPLE.with_name("node.yaml")

@@ -23,7 +23,7 @@ def test_any_fault_escaping_a_command_is_one_line(monkeypatch):
     result = CliRunner().invoke(main, ["--docker-host", SOCKET, "plan", str(EXAMPLE)])
     assert result.exit_code == 1 and not isinstance(result.exception, requests.exceptions.ConnectionError)
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "Docker engine" in line and ";" in line
+    assert line.startswith("error: ") and "Docker daemon" in line and ";" in line
     debug = CliRunner().invoke(main, ["--debug", "--docker-host", SOCKET, "plan", str(EXAMPLE)])
     assert debug.exit_code == 1 and "Traceback" in debug.stderr and debug.stderr.strip().splitlines()[-1] == line
 

@@ -14,7 +14,7 @@ import conduit.cli.plan as cli_plan
 import conduit.engine.apply as apply_module
 import conduit.execute.executor as executor_module
 from conduit.cli.root import main
-from conduit.errors import EngineError
+from conduit.errors import DockerError
 from conduit.execute import nodehealth
 from conduit.execute.executor import HANDLERS, Executor, StepFailed
 from conduit.engine.planning import target_of
@@ -136,7 +136,7 @@ def replace_plan(doc) -> Plan:
     return Plan("test", [step], "fp", target=target_of(doc))
 
 
-# ------------------------------------------------------------------ every Docker call: one EngineError
+# ------------------------------------------------------------------ every Docker call: one DockerError
 
 
 def executor(doc, api: FakeApi, tmp_path) -> Executor:
@@ -151,7 +151,7 @@ def test_an_engine_that_does_not_answer_is_one_engine_error(doc, tmp_path, actio
     ex = executor(doc, api, tmp_path)
     pull = Step("containers", "image", "example/conduit:1", "pull", "not on this host", desired={"image": "example/conduit:1"})
     args = {"_image": pull, "start_new": replace_plan(doc).changes[0]}.get(action, "conduit-1")
-    with pytest.raises(EngineError) as caught:
+    with pytest.raises(DockerError) as caught:
         getattr(ex, action)(args)
     assert "\n" not in str(caught.value) and SOCKET in str(caught.value)
 
@@ -160,15 +160,15 @@ def test_a_step_the_engine_does_not_answer_fails_in_one_line(doc, tmp_path):
     api = FakeApi(stop_at=("start", 1))
     with pytest.raises(StepFailed) as caught:
         executor(doc, api, tmp_path).run(replace_plan(doc).changes[0])
-    assert "\n" not in str(caught.value) and "Docker engine" in str(caught.value)
+    assert "\n" not in str(caught.value) and "Docker daemon" in str(caught.value)
 
 
 def test_the_containers_gate_raises_engine_error_not_connection_error(doc, tmp_path):
     api = FakeApi()
     api.down = True
-    with pytest.raises(EngineError):
+    with pytest.raises(DockerError):
         nodehealth.inspect(client(api), "conduit-1")
-    with pytest.raises(EngineError):
+    with pytest.raises(DockerError):
         containers_gate(executor(doc, api, tmp_path), ["conduit-1"], 0.2, 0)
 
 
@@ -222,7 +222,7 @@ def test_engine_back_within_the_gate_timeout_restores_the_stopped_node(doc, tmp_
 def test_engine_lost_in_the_gate_is_rolled_back_or_failed_never_applying(doc, tmp_path, no_probe):
     api = FakeApi(stop_at=("inspect_container", 3), back_after=1)
     outcome = reconcile(request(doc, tmp_path, api))
-    assert outcome.status == "rolled_back" and "Docker engine" in outcome.failure
+    assert outcome.status == "rolled_back" and "Docker daemon" in outcome.failure
     assert api.containers == {"conduit-1": {"id": "old", "running": True}}
     assert open_state(tmp_path).history.interrupted() == []
 
@@ -239,7 +239,7 @@ def test_an_unexpected_fault_mid_apply_is_recorded_and_rolled_back(doc, tmp_path
 
 def test_engine_lost_during_the_key_backup_changes_nothing(doc, tmp_path, no_probe, monkeypatch):
     def backup(*args):
-        raise EngineError("cannot reach the Docker engine")
+        raise DockerError("cannot reach the Docker daemon")
 
     monkeypatch.setattr(executor_module, "backup", backup)
     api = FakeApi()
@@ -249,7 +249,7 @@ def test_engine_lost_during_the_key_backup_changes_nothing(doc, tmp_path, no_pro
     req.planner = lambda _i, d, h: (plan, Observed())
     outcome = reconcile(req)
     assert (outcome.status, outcome.exit_code) == ("failed", 1)
-    assert "Docker engine" in outcome.failure
+    assert "Docker daemon" in outcome.failure
     assert api.containers == {"conduit-1": {"id": "old", "running": True}}
     # Only the backup was tried: no generation, as for a pull that failed (the audit log keeps why).
     assert open_state(tmp_path).history.generations() == []

@@ -20,8 +20,8 @@ import pytest
 from conduit.drivers import observe
 from conduit.tracker.capture import CaptureError, local_addresses, window
 from conduit.drivers import docker as docker_driver
-from conduit.errors import EngineError, GitError
-from conduit.drivers.docker import engine_down
+from conduit.errors import DockerError, GitError
+from conduit.drivers.docker import docker_down
 from conduit.drivers.tracker import _observe_systemd
 from conduit.execute.executor import Executor, StepFailed, systemctl
 from conduit.engine.planning import target_of
@@ -133,7 +133,7 @@ def test_systemctl_missing(bare_path):
     assert obs.problems == ["PID 1 is systemd but systemctl is not installed (apt-get install systemd)"]
 
 
-# --------------------------------------------------------------------- the Docker engine
+# --------------------------------------------------------------------- the Docker daemon
 
 
 @pytest.fixture
@@ -151,17 +151,17 @@ def test_no_engine_installed_plans_without_containers(tmp_path, engine_dirs):
     host = HostAccess(root=tmp_path, state_dir=tmp_path / "state", docker_host=None)
     assert host.docker() is None
     assert "apply needs one (apt-get install docker.io)" in observe.NO_ENGINE
-    assert engine_down("unix:///x.sock") == "cannot reach the Docker engine at unix:///x.sock: dockerd is not installed (apt-get install docker.io)"
+    assert docker_down("unix:///x.sock") == "cannot reach the Docker daemon at unix:///x.sock: dockerd is not installed (apt-get install docker.io)"
 
 
 def test_engine_installed_but_stopped_is_told_apart(tmp_path, engine_dirs):
     fake(engine_dirs, "dockerd", "exit 1")
     host = HostAccess(root=tmp_path, state_dir=tmp_path / "state", docker_host=None)
-    with pytest.raises(EngineError) as info:
+    with pytest.raises(DockerError) as info:
         host.docker()
     sock = tmp_path / "docker.sock"
     assert str(info.value) == (
-        f"cannot reach the Docker engine at unix://{sock}: dockerd is installed but not running ({sock} is absent); "
+        f"cannot reach the Docker daemon at unix://{sock}: dockerd is installed but not running ({sock} is absent); "
         "start it with `systemctl start docker`, or plan with --offline"
     )
 
@@ -174,7 +174,7 @@ def test_a_socket_that_refuses_is_a_stopped_engine(tmp_path, engine_dirs):
     server.bind(str(sock))
     server.close()  # the file stays, nobody listens
     client = HostAccess(root=tmp_path, state_dir=tmp_path / "state", docker_host=f"unix://{sock}").docker()
-    with pytest.raises(EngineError) as info:
+    with pytest.raises(DockerError) as info:
         docker_driver.call(client, client.api.containers)
     assert f"dockerd is installed but not running ({sock} refuses connections)" in str(info.value)
 
