@@ -11,6 +11,7 @@ directory.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import ipaddress
 import json
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 
 STANDIN_DIR = Path(__file__).resolve().parent.parent / "standin"
 BUILD_SCRIPT = STANDIN_DIR / "build"
+SUBNET_LOCK = Path("/tmp/cdk-subnet.lock")
 
 
 class EngineUnavailable(RuntimeError):
@@ -179,12 +181,26 @@ def _teardown_network(bridges: set[str], subnet: ipaddress.IPv4Network | None) -
         subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
+def _owner_alive(info: dict) -> bool:
+    """The test process that made an engine still runs (its dockerd may be stopped on purpose)."""
+    owner = info.get("owner")
+    if not isinstance(owner, int):
+        return False
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it runs, as another user
+    return True
+
+
 def sweep_stale_engines(min_age: float = 60.0) -> list[str]:
     """Remove what earlier engines of this harness left when their process was killed.
 
     A directory /tmp/cdk*/engine.json counts as stale when it is older than
-    min_age seconds and no running process mentions the directory. Returns the
-    directories removed.
+    min_age seconds, the test process that made it is gone, and no running
+    process mentions the directory. Returns the directories removed.
     """
     removed = []
     live_cmdlines = [" ".join(_proc_cmdline(pid)) for pid in _all_pids()]
@@ -196,7 +212,8 @@ def sweep_stale_engines(min_age: float = 60.0) -> list[str]:
             info = json.loads(meta.read_text())
         except (OSError, ValueError):
             continue
-        if any(str(directory) in cmd for cmd in live_cmdlines):
+        # Another pytest worker's engine whose dockerd a test stopped for a while is not stale.
+        if _owner_alive(info) or any(str(directory) in cmd for cmd in live_cmdlines):
             continue
         for mnt in _mounts_under(str(directory)):
             subprocess.run(["umount", "-l", mnt], capture_output=True)
@@ -346,12 +363,19 @@ class DockerEngine:
         return "\n".join(msg)
 
     def _create_bridge(self) -> None:
+        # Engines starting at once (pytest workers, other runs) pick their subnets one at a time:
+        # each sees the others' engine.json and bridge route before it picks.
+        with open(SUBNET_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._pick_and_create_bridge()
+
+    def _pick_and_create_bridge(self) -> None:
         self.subnet = _pick_subnet()
         self.bridge = "cdk" + secrets.token_hex(4)
         gateway = f"{self.subnet.network_address + 1}/24"
         # written first so that a later start can clean up after a killed session
         (self.dir / "engine.json").write_text(json.dumps(
-            {"bridge": self.bridge, "subnet": str(self.subnet), "created": time.time()}))
+            {"bridge": self.bridge, "subnet": str(self.subnet), "created": time.time(), "owner": os.getpid()}))
         for argv in (
             ["ip", "link", "add", "name", self.bridge, "type", "bridge"],
             ["ip", "addr", "add", gateway, "dev", self.bridge],
