@@ -39,6 +39,20 @@ from tests.helpers import stand_in_policy  # noqa: E402
 CLEANUP_LABEL = "test.conduit.cleanup"
 
 
+# The whole suite (pytest with no paths: pyproject's testpaths) runs on SUITE_WORKERS pytest-xdist
+# workers, each with its own private dockerd, registry and nginx: the integration tests mostly wait
+# (containers, gates, timeouts), so more workers than cores pay. Named paths run in this one process,
+# with no dockerd per worker to start; `-n N` or PYTEST_XDIST_AUTO_NUM_WORKERS chooses otherwise.
+SUITE_WORKERS = 4
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist reads it
+    return SUITE_WORKERS if config.args_source == pytest.Config.ArgsSource.TESTPATHS else 0
+
+
 # Every spec the tests load, in this process or in a `conduit` they start, meets this policy.
 os.environ["CONDUIT_POLICY"] = stand_in_policy()
 
