@@ -23,11 +23,12 @@ import signal
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 STANDIN_DIR = Path(__file__).resolve().parent.parent / "standin"
 BUILD_SCRIPT = STANDIN_DIR / "build"
-SUBNET_LOCK = Path("/tmp/cdk-subnet.lock")
+START_LOCK = Path("/tmp/cdk-start.lock")
 
 
 class EngineUnavailable(RuntimeError):
@@ -104,6 +105,16 @@ def _pick_subnet() -> ipaddress.IPv4Network:
         if not any(net.overlaps(t) for t in taken):
             return net
     raise EngineUnavailable("no free 10.160-250.0.0/16 range for a private bridge")
+
+
+@contextmanager
+def _one_start_at_a_time():
+    """Engines starting at once (pytest workers, other runs) take turns: each picks its subnet seeing
+    the others' engine.json and bridge, and dockerd's first start creates the shared iptables chains
+    (two at once fail with `iptables -N DOCKER: Chain already exists`)."""
+    with open(START_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
@@ -291,20 +302,21 @@ class DockerEngine:
         self.exec_root = self.dir / "exec"
 
         try:
-            self._create_bridge()
-            pool = ipaddress.IPv4Network((int(self.subnet.network_address) + 32768, 17))
-            argv = [
-                binary,
-                "--host", self.host,
-                "--data-root", str(self.data_root),
-                "--exec-root", str(self.exec_root),
-                "--pidfile", str(self.pid_file),
-                "--bridge", self.bridge,
-                "--default-address-pool", f"base={pool},size=24",
-                *self.extra_args,
-            ]
-            self._argv = argv
-            self._launch()
+            with _one_start_at_a_time():
+                self._create_bridge()
+                pool = ipaddress.IPv4Network((int(self.subnet.network_address) + 32768, 17))
+                argv = [
+                    binary,
+                    "--host", self.host,
+                    "--data-root", str(self.data_root),
+                    "--exec-root", str(self.exec_root),
+                    "--pidfile", str(self.pid_file),
+                    "--bridge", self.bridge,
+                    "--default-address-pool", f"base={pool},size=24",
+                    *self.extra_args,
+                ]
+                self._argv = argv
+                self._launch()
         except BaseException:
             self.stop()
             raise
@@ -353,7 +365,8 @@ class DockerEngine:
         """Start the engine stop_daemon() stopped; containers with a restart policy come back."""
         if self.process is not None and self.process.poll() is None:
             return
-        self._launch()
+        with _one_start_at_a_time():
+            self._launch()
 
     def _failure(self, what: str) -> str:
         msg = [what, f"dockerd log {self.log_path}:", _log_tail(self.log_path)]
@@ -363,13 +376,6 @@ class DockerEngine:
         return "\n".join(msg)
 
     def _create_bridge(self) -> None:
-        # Engines starting at once (pytest workers, other runs) pick their subnets one at a time:
-        # each sees the others' engine.json and bridge route before it picks.
-        with open(SUBNET_LOCK, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._pick_and_create_bridge()
-
-    def _pick_and_create_bridge(self) -> None:
         self.subnet = _pick_subnet()
         self.bridge = "cdk" + secrets.token_hex(4)
         gateway = f"{self.subnet.network_address + 1}/24"
