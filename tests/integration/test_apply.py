@@ -264,10 +264,12 @@ def test_first_apply_that_fails_leaves_no_containers_and_keeps_volumes(cluster):
 
 def test_two_applies_at_once_one_refuses(cluster):
     cluster.write()
+    # the first holds the lock from before its generation begins until the nodes have settled 5 s:
+    # time enough for the second to start, on a loaded machine too
+    cluster.spec.write_text(cluster.spec.read_text().replace("settle_seconds: 1", "settle_seconds: 5"))
     results: dict[str, subprocess.CompletedProcess] = {}
     first = threading.Thread(target=lambda: results.setdefault("a", cluster.apply()))
     first.start()
-    # the first holds the lock once its generation is begun, and until it is recorded
     wait_for(lambda: (cluster.state / "state.db").exists() and open_state(cluster.state).history.generations(),
              timeout=60, interval=0.01, message="the first apply's generation")
     results["b"] = cluster.apply("--no-wait")
