@@ -30,6 +30,7 @@ from harness import (  # noqa: E402
     Registry,
     RegistryUnavailable,
     StandinBuildError,
+    no_engine_starting,
     not_found,
     unavailable,
 )
@@ -115,6 +116,14 @@ def standin_image_factory(docker_engine):
 def standin_image_community(docker_engine) -> str:
     """Tag of the stand-in image of the ssmirr community build (1.x flags, --geo, no conduit-monitor)."""
     return _build(docker_engine, None, "community")
+
+
+@pytest.fixture
+def published_ports(docker_engine):
+    """Asked for by a test whose containers publish ports or that makes bridge networks: no private
+    engine (another pytest worker's, a restart) starts while it runs (harness.no_engine_starting)."""
+    with no_engine_starting():
+        yield
 
 
 class DockerCleanup:

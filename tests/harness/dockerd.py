@@ -108,13 +108,24 @@ def _pick_subnet() -> ipaddress.IPv4Network:
 
 
 @contextmanager
+def _start_lock(mode: int):
+    with open(START_LOCK, "a") as lock:
+        fcntl.flock(lock, mode)
+        yield
+
+
 def _one_start_at_a_time():
     """Engines starting at once (pytest workers, other runs) take turns: each picks its subnet seeing
-    the others' engine.json and bridge, and dockerd's first start creates the shared iptables chains
-    (two at once fail with `iptables -N DOCKER: Chain already exists`)."""
-    with open(START_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    the others' engine.json and bridge, and dockerd's start deletes and creates again the iptables
+    chains all engines share (two at once fail with `iptables -N DOCKER: Chain already exists`)."""
+    return _start_lock(fcntl.LOCK_EX)
+
+
+def no_engine_starting():
+    """Held while containers publish ports or bridge networks are made (shared with other holders):
+    an engine starting meanwhile deletes the shared nat DOCKER chain for a moment, and the port
+    mapping fails ("driver failed programming external connectivity ... No chain/target/match")."""
+    return _start_lock(fcntl.LOCK_SH)
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:

@@ -416,7 +416,7 @@ def through(port: int) -> bytes:
 
 
 @pytest.fixture
-def fronted(tmp_path, docker_engine, standin_image, docker_cleanup, nginx_server):
+def fronted(tmp_path, docker_engine, standin_image, docker_cleanup, nginx_server, published_ports):
     from harness import free_port
 
     # The nginx paths are real absolute paths of the private nginx, so the host root is /.
