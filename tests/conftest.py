@@ -30,6 +30,7 @@ from harness import (  # noqa: E402
     Registry,
     RegistryUnavailable,
     StandinBuildError,
+    no_engine_starting,
     not_found,
     unavailable,
 )
@@ -37,6 +38,20 @@ from harness import (  # noqa: E402
 from tests.helpers import stand_in_policy  # noqa: E402
 
 CLEANUP_LABEL = "test.conduit.cleanup"
+
+
+# The whole suite (pytest with no paths: pyproject's testpaths) runs on SUITE_WORKERS pytest-xdist
+# workers, each with its own private dockerd, registry and nginx: the integration tests mostly wait
+# (containers, gates, timeouts), so more workers than cores pay. Named paths run in this one process,
+# with no dockerd per worker to start; `-n N` or PYTEST_XDIST_AUTO_NUM_WORKERS chooses otherwise.
+SUITE_WORKERS = 4
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist reads it
+    return SUITE_WORKERS if config.args_source == pytest.Config.ArgsSource.TESTPATHS else 0
 
 
 # Every spec the tests load, in this process or in a `conduit` they start, meets this policy.
@@ -101,6 +116,14 @@ def standin_image_factory(docker_engine):
 def standin_image_community(docker_engine) -> str:
     """Tag of the stand-in image of the ssmirr community build (1.x flags, --geo, no conduit-monitor)."""
     return _build(docker_engine, None, "community")
+
+
+@pytest.fixture
+def published_ports(docker_engine):
+    """Asked for by a test whose containers publish ports or that makes bridge networks: no private
+    engine (another pytest worker's, a restart) starts while it runs (harness.no_engine_starting)."""
+    with no_engine_starting():
+        yield
 
 
 class DockerCleanup:

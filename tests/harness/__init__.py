@@ -16,12 +16,12 @@ from typing import Callable, TypeVar
 
 from conduit.drivers.programs import PACKAGES as _PRODUCT_PACKAGES
 
-from .dockerd import DockerEngine, EngineUnavailable, StandinBuildError, foreign_engines
+from .dockerd import DockerEngine, EngineUnavailable, StandinBuildError, foreign_engines, no_engine_starting
 from .nginx import NginxError, NginxServer, NginxUnavailable
 from .registry import PushError, Registry, RegistryUnavailable, push_variant
 
 __all__ = [
-    "DockerEngine", "EngineUnavailable", "StandinBuildError", "foreign_engines",
+    "DockerEngine", "EngineUnavailable", "StandinBuildError", "foreign_engines", "no_engine_starting",
     "NginxServer", "NginxUnavailable", "NginxError",
     "Registry", "RegistryUnavailable", "PushError", "push_variant",
     "free_port", "free_port_block", "wait_for", "scrape", "parse_metrics", "metric", "unavailable", "need", "not_found",

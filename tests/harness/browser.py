@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,8 +26,10 @@ class Browser:
         binary = shutil.which("chromium")
         if binary is None:
             raise BrowserError("chromium is not installed (apt-get install chromium)")
+        # A profile of its own: browsers of tests running side by side must not share one.
+        self.profile = tempfile.mkdtemp(prefix="cdk-chromium-")
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--remote-debugging-pipe", f"--window-size={width},{height}", "about:blank"]  # fmt: skip
+                 f"--user-data-dir={self.profile}", "--remote-debugging-pipe", f"--window-size={width},{height}", "about:blank"]  # fmt: skip
         # The shell hands the process's stdin and stdout to chromium as descriptors 3 and 4.
         self.process = subprocess.Popen(["sh", "-c", 'exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>/dev/null', binary, *flags],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -111,3 +114,4 @@ class Browser:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        shutil.rmtree(self.profile, ignore_errors=True)

@@ -11,6 +11,7 @@ directory.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import ipaddress
 import json
 import os
@@ -22,10 +23,12 @@ import signal
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 STANDIN_DIR = Path(__file__).resolve().parent.parent / "standin"
 BUILD_SCRIPT = STANDIN_DIR / "build"
+START_LOCK = Path("/tmp/cdk-start.lock")
 
 
 class EngineUnavailable(RuntimeError):
@@ -104,6 +107,27 @@ def _pick_subnet() -> ipaddress.IPv4Network:
     raise EngineUnavailable("no free 10.160-250.0.0/16 range for a private bridge")
 
 
+@contextmanager
+def _start_lock(mode: int):
+    with open(START_LOCK, "a") as lock:
+        fcntl.flock(lock, mode)
+        yield
+
+
+def _one_start_at_a_time():
+    """Engines starting at once (pytest workers, other runs) take turns: each picks its subnet seeing
+    the others' engine.json and bridge, and dockerd's start deletes and creates again the iptables
+    chains all engines share (two at once fail with `iptables -N DOCKER: Chain already exists`)."""
+    return _start_lock(fcntl.LOCK_EX)
+
+
+def no_engine_starting():
+    """Held while containers publish ports or bridge networks are made (shared with other holders):
+    an engine starting meanwhile deletes the shared nat DOCKER chain for a moment, and the port
+    mapping fails ("driver failed programming external connectivity ... No chain/target/match")."""
+    return _start_lock(fcntl.LOCK_SH)
+
+
 def _log_tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
@@ -179,12 +203,26 @@ def _teardown_network(bridges: set[str], subnet: ipaddress.IPv4Network | None) -
         subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
+def _owner_alive(info: dict) -> bool:
+    """The test process that made an engine still runs (its dockerd may be stopped on purpose)."""
+    owner = info.get("owner")
+    if not isinstance(owner, int):
+        return False
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it runs, as another user
+    return True
+
+
 def sweep_stale_engines(min_age: float = 60.0) -> list[str]:
     """Remove what earlier engines of this harness left when their process was killed.
 
     A directory /tmp/cdk*/engine.json counts as stale when it is older than
-    min_age seconds and no running process mentions the directory. Returns the
-    directories removed.
+    min_age seconds, the test process that made it is gone, and no running
+    process mentions the directory. Returns the directories removed.
     """
     removed = []
     live_cmdlines = [" ".join(_proc_cmdline(pid)) for pid in _all_pids()]
@@ -196,7 +234,8 @@ def sweep_stale_engines(min_age: float = 60.0) -> list[str]:
             info = json.loads(meta.read_text())
         except (OSError, ValueError):
             continue
-        if any(str(directory) in cmd for cmd in live_cmdlines):
+        # Another pytest worker's engine whose dockerd a test stopped for a while is not stale.
+        if _owner_alive(info) or any(str(directory) in cmd for cmd in live_cmdlines):
             continue
         for mnt in _mounts_under(str(directory)):
             subprocess.run(["umount", "-l", mnt], capture_output=True)
@@ -274,20 +313,21 @@ class DockerEngine:
         self.exec_root = self.dir / "exec"
 
         try:
-            self._create_bridge()
-            pool = ipaddress.IPv4Network((int(self.subnet.network_address) + 32768, 17))
-            argv = [
-                binary,
-                "--host", self.host,
-                "--data-root", str(self.data_root),
-                "--exec-root", str(self.exec_root),
-                "--pidfile", str(self.pid_file),
-                "--bridge", self.bridge,
-                "--default-address-pool", f"base={pool},size=24",
-                *self.extra_args,
-            ]
-            self._argv = argv
-            self._launch()
+            with _one_start_at_a_time():
+                self._create_bridge()
+                pool = ipaddress.IPv4Network((int(self.subnet.network_address) + 32768, 17))
+                argv = [
+                    binary,
+                    "--host", self.host,
+                    "--data-root", str(self.data_root),
+                    "--exec-root", str(self.exec_root),
+                    "--pidfile", str(self.pid_file),
+                    "--bridge", self.bridge,
+                    "--default-address-pool", f"base={pool},size=24",
+                    *self.extra_args,
+                ]
+                self._argv = argv
+                self._launch()
         except BaseException:
             self.stop()
             raise
@@ -336,7 +376,8 @@ class DockerEngine:
         """Start the engine stop_daemon() stopped; containers with a restart policy come back."""
         if self.process is not None and self.process.poll() is None:
             return
-        self._launch()
+        with _one_start_at_a_time():
+            self._launch()
 
     def _failure(self, what: str) -> str:
         msg = [what, f"dockerd log {self.log_path}:", _log_tail(self.log_path)]
@@ -351,7 +392,7 @@ class DockerEngine:
         gateway = f"{self.subnet.network_address + 1}/24"
         # written first so that a later start can clean up after a killed session
         (self.dir / "engine.json").write_text(json.dumps(
-            {"bridge": self.bridge, "subnet": str(self.subnet), "created": time.time()}))
+            {"bridge": self.bridge, "subnet": str(self.subnet), "created": time.time(), "owner": os.getpid()}))
         for argv in (
             ["ip", "link", "add", "name", self.bridge, "type", "bridge"],
             ["ip", "addr", "add", gateway, "dev", self.bridge],

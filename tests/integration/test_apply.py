@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import free_port_block
+from harness import free_port_block, wait_for
 from conduit.state.stores import open_state
 from tests.helpers import CONDUIT, cli_env, minimal
 
@@ -264,10 +264,14 @@ def test_first_apply_that_fails_leaves_no_containers_and_keeps_volumes(cluster):
 
 def test_two_applies_at_once_one_refuses(cluster):
     cluster.write()
+    # the first holds the lock from before its generation begins until the nodes have settled 5 s:
+    # time enough for the second to start, on a loaded machine too
+    cluster.spec.write_text(cluster.spec.read_text().replace("settle_seconds: 1", "settle_seconds: 5"))
     results: dict[str, subprocess.CompletedProcess] = {}
     first = threading.Thread(target=lambda: results.setdefault("a", cluster.apply()))
     first.start()
-    time.sleep(0.8)
+    wait_for(lambda: (cluster.state / "state.db").exists() and open_state(cluster.state).history.generations(),
+             timeout=60, interval=0.01, message="the first apply's generation")
     results["b"] = cluster.apply("--no-wait")
     first.join()
     assert results["a"].returncode == 0
@@ -412,12 +416,14 @@ def through(port: int) -> bytes:
 
 
 @pytest.fixture
-def fronted(tmp_path, docker_engine, standin_image, docker_cleanup, nginx_server):
+def fronted(tmp_path, docker_engine, standin_image, docker_cleanup, nginx_server, published_ports):
     from harness import free_port
 
     # The nginx paths are real absolute paths of the private nginx, so the host root is /.
-    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("lb"), free_port_block(12), root=Path("/"))
-    listen, base = free_port(), 19500
+    # 12 metrics ports, then the nodes' 2 backend ports: no fixed port, which a test running beside this one may hold
+    ports = free_port_block(14)
+    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("lb"), ports, root=Path("/"))
+    listen, base = free_port(), ports + 12
     lb = {
         "enabled": True,
         "listeners": [{"name": "tcp", "port": listen, "protocol": "tcp", "backend_port": 8443, "host_port_base": base}],

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
-import time
 
 import pytest
 
 from conduit.tracker.capture import GEOIP_V4, country, parse
 from conduit.state.stores import open_state
-from tests.harness import need, not_found, unavailable
+from tests.harness import need, not_found, unavailable, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +34,14 @@ def namespaces():
         yield {"node": pair.node, "client": pair.client, "iface": pair.node_if}
 
 
+def filtering(namespace: str) -> bool:
+    """tcpdump in `namespace` has its BPF program on its packet socket: what arrives now is counted.
+    (libpcap drops what came before, and a one-instruction program is its drop-all while it flushes.)"""
+    ss = [need("ip"), "netns", "exec", namespace, "ss", "-0", "-b", "-n"]
+    shown = subprocess.run(ss, capture_output=True, text=True, check=True).stdout
+    return any(int(n) > 1 for n in re.findall(r"bpf filter \((\d+)\)", shown))
+
+
 def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path):
     ns = namespaces
     state = tmp_path / "state"
@@ -43,7 +51,7 @@ def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path
         "'udp and (portrange 1024-65535) and not (port 53 or port 443)', 4, 96, 1))"
     )
     tracker = subprocess.Popen(["ip", "netns", "exec", ns["node"], sys.executable, "-c", probe], stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # tcpdump is up
+    wait_for(lambda: tracker.poll() is not None or filtering(ns["node"]), timeout=30, interval=0.05, message="tcpdump capturing")
     for port, count, size in ((40001, 50, 200), (443, 30, 100)):  # the 443 datagrams must not count
         subprocess.run(["ip", "netns", "exec", ns["client"], sys.executable, "-c", SEND, "10.213.7.1", str(port), str(count), str(size)], check=True)
     _, err = tracker.communicate(timeout=30)

@@ -39,7 +39,7 @@ def test_private_nginx_has_stream_module(nginx_server):
     nginx_server.reload()
 
 
-def test_stream_proxy_to_standin_backend(nginx_server, docker_engine, standin_image):
+def test_stream_proxy_to_standin_backend(nginx_server, docker_engine, standin_image, published_ports):
     backend_port, metrics_port, front_port = free_port(), free_port(), free_port()
     docker_engine.client.containers.run(
         standin_image,

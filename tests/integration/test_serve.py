@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import queue
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -39,6 +40,9 @@ def agent(cluster):
         processes.append(subprocess.Popen(cluster.argv("serve", str(cluster.spec), "--port", str(port), "--interval", "1", *extra),
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                                           env=cli_env()))  # fmt: skip
+        # listening, so a test's first call is answered and SIGTERM finds the agent's own handler
+        wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
+                 timeout=60, message="the agent listening")
         return f"http://127.0.0.1:{port}", made.stdout.strip()
 
     start.processes = processes

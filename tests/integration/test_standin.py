@@ -431,7 +431,7 @@ def test_community_build(docker_engine, standin_image_community):
     assert "[OK] Connected to Psiphon network" in out
 
 
-def test_tcp_listener_through_published_port(docker_engine, standin_image, docker_cleanup):
+def test_tcp_listener_through_published_port(docker_engine, standin_image, docker_cleanup, published_ports):
     client = docker_engine.client
     lb_port, udp_port, metrics_port = free_port(), free_port(socket.SOCK_DGRAM), free_port()
     container = client.containers.run(

@@ -15,7 +15,8 @@ import pytest
 
 from tests.conformance import ACCEPTED, PROFILES, RULES, VERSION_OUTPUT, Rule, rows_for
 
-pytestmark = pytest.mark.integration
+# One worker runs them all: `results` (every row on every profile) is made once per worker that needs it.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("standin-conformance")]
 
 
 def run_row(host: str, image: str, row: Rule, profile: str) -> tuple[int, str, str]:
