@@ -28,6 +28,7 @@ from conduit.drivers.docker import (
 )
 from conduit.execute import canary, nodehealth
 from conduit.execute.compartment import ensure_compartment
+from conduit.execute.polling import poll
 from conduit.facts.nginx_include import insert_include, remove_include
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import legacy_pidfile, tracker_log, tracker_pidfile
@@ -39,6 +40,7 @@ from conduit.drivers.programs import not_installed
 from conduit.plan.target import CANDIDATE, FrontTarget, NodeTarget, Target
 
 STOP_TIMEOUT = 10  # seconds a node gets to say "Stopped." before it is killed
+RELOAD_SECONDS = 10  # the most the system nginx gets to let go of the front's ports before the tool goes on
 
 
 def host_path(root: Path, path: str) -> Path:
@@ -180,11 +182,13 @@ class Executor:
         if new != text:
             atomic_write(main, new, mode=main.stat().st_mode & 0o777)
         if self._own() and step.action == "delete":
-            # Moving to the own nginx: the system nginx lets go of the front's ports.
+            # Moving to the own nginx: the system nginx lets go of the front's ports, which its
+            # master has done once it runs workers of the new configuration.
             system = master_pid(self.root, self._nginx_paths().system_pid_file)
             if system is not None:
-                os.kill(system, signal.SIGHUP)
-                time.sleep(0.5)
+                before = self.hangup(system)
+                # If it never does, the own nginx's start says what holds the ports.
+                poll(lambda: self.reload_pending(system, before), RELOAD_SECONDS)
 
     def _nginx(self, step: Step) -> None:
         if step.action == "delete":
@@ -244,15 +248,29 @@ class Executor:
             stop_process(worker, 1)
         remove(host_path(self.root, self._nginx_paths().instance_pid_file))
 
-    def reload_nginx(self) -> None:
+    def reload_nginx(self) -> tuple[int, set[int]] | None:
         """Reload a running nginx (SIGHUP to the master), or start it. Whether one runs is asked
-        now: a reload is also what a rollback and a failed batch's restore do, whatever the plan saw."""
+        now: a reload is also what a rollback and a failed batch's restore do, whatever the plan saw.
+        Returns the master and its workers before the reload (None when it was started): the reload
+        is taken once it runs a worker that is not one of them (reload_pending)."""
         pid = self.nginx_pid()
+        self.nginx_changed = False
         if pid is None:
             self.start_nginx()
-        else:
-            os.kill(pid, signal.SIGHUP)
-        self.nginx_changed = False
+            return None
+        return pid, self.hangup(pid)
+
+    def hangup(self, master: int) -> set[int]:
+        """SIGHUP to an nginx master; returns its workers from before."""
+        workers = children(host_path(self.root, "/proc"), master)
+        os.kill(master, signal.SIGHUP)
+        return workers
+
+    def reload_pending(self, master: int, before: set[int]) -> str | None:
+        """None once `master` runs a worker it did not run before its reload, else why not."""
+        if children(host_path(self.root, "/proc"), master) - before:
+            return None
+        return f"nginx (master pid {master}) started no workers with the new configuration after its reload; its error log says why"
 
     def _backends(self, step: Step) -> None:
         """Drain: the stream file the step carries (these nodes out of the front), for the seconds

@@ -9,27 +9,27 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import structlog
+
 from conduit.execute import nodehealth
 from conduit.execute.executor import Executor, host_path
+from conduit.execute.polling import pauses, poll
 from conduit.drivers.tracker import tracker_log, tracker_pidfile
 from conduit.drivers.programs import not_installed
 from conduit.facts.sysctl import value as sysctl_value
+
+log = structlog.get_logger("conduit.gates")
 
 
 class GateFailed(Exception):
     """A phase did not turn healthy; the message says what and where, in one line."""
 
 
-def wait_until(check: Callable[[], str | None], timeout: float, interval: float = 0.25) -> None:
-    """Poll `check` (None = healthy, else the reason) until healthy or the timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        reason = check()
-        if reason is None:
-            return
-        if time.monotonic() >= deadline:
-            raise GateFailed(reason)
-        time.sleep(interval)
+def wait_until(check: Callable[[], str | None], timeout: float) -> None:
+    """Poll `check` (None = healthy, else the reason) until healthy; GateFailed with the reason at the timeout."""
+    reason = poll(check, timeout)
+    if reason is not None:
+        raise GateFailed(reason)
 
 
 # ------------------------------------------------------------------ sysctl
@@ -77,10 +77,13 @@ def _through(port: int) -> str | None:
         return f"nginx is not listening on 127.0.0.1:{port}/tcp ({exc.strerror or exc})"
 
 
-def nginx_gate(ex: Executor, timeout: float) -> None:
-    """After the nginx phase: the config tests clean, the master runs, every TCP listener accepts."""
+def nginx_gate(ex: Executor, timeout: float, reload: tuple[int, set[int]] | None = None) -> None:
+    """After the nginx phase: the config tests clean, the master runs (and took its `reload`:
+    Executor.reload_nginx's answer), every TCP listener accepts."""
     ex.test_nginx()
     wait_until(lambda: None if ex.nginx_pid() else "nginx is not running", timeout)
+    if reload is not None:
+        wait_until(lambda: ex.reload_pending(*reload), timeout)
     for port in ex.target.front.tcp_ports:
         wait_until(lambda port=port: listening(port), timeout)
 
@@ -99,39 +102,57 @@ def front_gate(ex: Executor, timeout: float) -> None:
 def containers_gate(ex: Executor, names: list[str], timeout: float, settle: float) -> None:
     """Running, not restarting, the node proves its max clients (metrics, or its start line), restarts steady.
 
-    A node held at conduit-monitor's throttle passes: it does what its data cap tells it.
+    Every node is looked at in each round, so a slow one holds no other back, and all share the
+    timeout. The settle window follows, when the spec asks for one: a node that restarted during it,
+    stopped, or no longer proves its max clients fails. A node held at conduit-monitor's throttle
+    passes: it does what its data cap tells it.
     """
     client = ex.docker()
     wanted = {name: n for name, n in ex.target.nodes.items() if name in names}
 
-    def healthy(name: str) -> str | None:
+    def look(name: str) -> tuple[str | None, nodehealth.Reading]:
         node = wanted[name]
         shape, reading = nodehealth.observe(client, name, node.metrics_port)
-        return nodehealth.judge(name, node.max_clients, node.metrics_port, shape, reading).reason
-
-    def restarts(name: str) -> tuple[int | None, bool]:
-        info = nodehealth.inspect(client, name) or {}
-        return info.get("RestartCount"), bool((info.get("State") or {}).get("Running"))
+        return nodehealth.judge(name, node.max_clients, node.metrics_port, shape, reading).reason, reading
 
     def fail(name: str, reason: str) -> GateFailed:
         return GateFailed(nodehealth.explain(client, name, reason))
 
-    deadline = time.monotonic() + timeout
-    for name in wanted:
-        try:
-            wait_until(lambda name=name: healthy(name), max(1.0, deadline - time.monotonic()))
-        except GateFailed as exc:
-            raise fail(name, str(exc)) from None
-    before = {name: restarts(name)[0] for name in wanted}
+    started = time.monotonic()
+    restarts = _until_healthy(look, list(wanted), timeout, fail)
+    log.debug("gate.healthy", nodes=len(wanted), seconds=round(time.monotonic() - started, 2))
+    if settle <= 0:
+        return
     time.sleep(settle)
     for name in wanted:
-        count, running = restarts(name)
-        if count != before[name] or not running:
+        reason, reading = look(name)
+        if reading.restarts != restarts[name] or not reading.running:  # under conduit-monitor a conduit that exits leaves the container running
             raise fail(name, f"container {name} restarted during the {settle:g} s settle window")
-    for name in wanted:  # under conduit-monitor a conduit that exits leaves the container running
-        reason = healthy(name)
         if reason is not None:
             raise fail(name, f"{reason} (after the {settle:g} s settle window)")
+
+
+def _until_healthy(look, names: list[str], timeout: float, fail) -> dict[str, int | None]:
+    """Look at every node not yet healthy, round after round, until all are (their restart counts
+    then) or the timeout (GateFailed for the first node still unhealthy, with its last reason)."""
+    deadline, pause = time.monotonic() + timeout, pauses()
+    restarts: dict[str, int | None] = {}
+    reasons: dict[str, str] = {}
+    waiting = list(names)
+    while True:
+        for name in waiting:
+            reason, reading = look(name)
+            if reason is None:
+                restarts[name] = reading.restarts
+            else:
+                reasons[name] = reason
+        waiting = [n for n in waiting if n not in restarts]
+        if not waiting:
+            return restarts
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise fail(waiting[0], reasons[waiting[0]])
+        time.sleep(min(next(pause), left))
 
 
 # ------------------------------------------------------------------ tracker

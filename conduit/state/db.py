@@ -419,10 +419,11 @@ class Database:
         finally:
             os.close(dir_fd)
 
-    def connect(self) -> sqlite3.Connection:
+    def connect(self, shared: bool = False) -> sqlite3.Connection:
+        """A connection in autocommit mode; `shared`: usable from other threads (the caller serialises its use)."""
         if self.readonly:
-            return sqlite3.connect(readonly_uri(self.path), uri=True, timeout=30, isolation_level=None)
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            return sqlite3.connect(readonly_uri(self.path), uri=True, timeout=30, isolation_level=None, check_same_thread=not shared)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=not shared)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         return db

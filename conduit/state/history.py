@@ -6,19 +6,25 @@ reads that choose a spec (last good, rollback) take the cluster they are for. Ge
 A generation is `applying` until it is finished; one still `applying` when the next apply takes the
 lock was killed (or the machine went down) and is marked interrupted. Every finished generation
 leaves a backup of the database beside it.
+
+The journal rows of a run go through one connection (`journal_open`), shared by the threads that run
+its steps side by side and used by one at a time: each row is still its own transaction, written
+through (synchronous=FULL) before the step goes on, without a connection opened per row.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 import structlog
 
 from conduit.state.audit import Audit
-from conduit.state.db import Database, Store, columns, guarded, why_line
+from conduit.state.db import Database, Store, columns, guarded, state_errors, why_line
 
 log = structlog.get_logger("conduit.state")
 
@@ -42,6 +48,8 @@ class History(Store):
     def __init__(self, db: Database):
         super().__init__(db)
         self.audit = Audit(db)
+        self._journal: sqlite3.Connection | None = None
+        self._journal_lock = threading.Lock()
 
     @guarded("record a new generation")
     def begin(self, spec_text: str, spec_hash: str, spec_path: str | None, git: tuple[str | None, bool | None], cluster: str) -> int:
@@ -110,12 +118,30 @@ class History(Store):
         for g in self.interrupted():
             self.finish(g.id, "interrupted", "the apply was killed before it finished")
 
+    @contextmanager
+    def journal_open(self) -> Iterator[None]:
+        """Within it, `step` writes through one connection (opened here, closed at its end); nested, the outer one's."""
+        if self._journal is not None:
+            yield
+            return
+        with state_errors(self.db.dir, "open the journal"):
+            self._journal = self.db.connect(shared=True)
+        try:
+            yield
+        finally:
+            with self._journal_lock:
+                journal, self._journal = self._journal, None
+                journal.close()
+
     @guarded("record a step in the journal")
     def step(self, gen: int, phase: str, kind: str, resource: str, action: str, status: str, detail: str | None = None) -> None:
-        self.db.write(
-            "INSERT INTO journal (generation, at, phase, kind, resource, action, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (gen, time.time(), phase, kind, resource, action, status, detail),
-        )
+        row = (gen, time.time(), phase, kind, resource, action, status, detail)
+        sql = "INSERT INTO journal (generation, at, phase, kind, resource, action, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        with self._journal_lock:  # one writer at a time: SQLite's own wait for its lock sleeps in steps of milliseconds
+            if self._journal is not None:
+                self._journal.execute(sql, row)
+            else:
+                self.db.write(sql, row)
 
     @guarded("read the journal")
     def journal(self, gen: int) -> list[tuple]:

@@ -177,6 +177,28 @@ def test_a_rollback_is_alerted(cluster, tmp_path):
     assert "apply of generation 2 failed" in body["text"] and "Rolled back to generation 1" in body["text"]
 
 
+def test_the_nodes_of_a_batch_are_replaced_side_by_side_and_put_back_together(cluster):
+    """max_unavailable 2: one batch of both nodes, replaced at once, each journalled; when the new
+    ones fail their gate, both old ones are put back with their keys."""
+    cluster.write(max_unavailable=2)
+    assert cluster.apply().returncode == 0
+    keys = cluster.keys()
+    cluster.write(max_clients=60, max_unavailable=2)
+    result = cluster.apply()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert cluster.keys() == keys and not any(name.endswith(".previous") for name in cluster.names())
+    cluster.write(max_clients=50, env={"STANDIN_EXIT_AFTER": "0"}, max_unavailable=2)
+    result = cluster.apply()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "exit code 3" in result.stderr and "Rolled back to generation 2" in result.stderr
+    assert cluster.names() == {f"{cluster.prefix}-1": "running", f"{cluster.prefix}-2": "running"}
+    assert all(cluster.command_of(name)[2] == "60" for name in cluster.names())  # generation 2's -m
+    assert cluster.keys() == keys
+    journal = open_state(cluster.state).history.journal(3)
+    replaced = {(row[2], row[4]) for row in journal if row[1] == "container" and row[3] == "replace"}
+    assert {(f"{cluster.prefix}-{i}", status) for i in (1, 2) for status in ("started", "done")} <= replaced
+
+
 def test_backend_that_never_answers_is_rolled_back(cluster):
     cluster.write()
     assert cluster.apply().returncode == 0

@@ -250,3 +250,26 @@ def test_preflight_on_this_hosts_nginx(nginx_binary, tmp_path):
         (problem,) = observe_nginx(doc, Path("/")).problems
         assert "libnginx-mod-stream" in problem
     shutil.rmtree(enabled)
+
+
+def test_a_reload_is_taken_once_the_master_runs_workers_of_the_new_configuration(nginx_server, tmp_path):
+    """What the nginx phase waits for after its reload, instead of a fixed pause; a reload the master
+    refuses keeps the old workers, which the gate then reports."""
+    from conduit.drivers.nginx import children
+    from conduit.execute.executor import Executor
+    from conduit.execute.polling import poll
+
+    ex = Executor(target=None, root=Path("/"), state_dir=tmp_path, client=None)
+    master = nginx_server.master_pid()
+    workers = children(Path("/proc"), master)
+    assert workers and "started no workers with the new configuration" in ex.reload_pending(master, workers)
+    before = ex.hangup(master)
+    assert before == workers
+    assert poll(lambda: ex.reload_pending(master, before), 30) is None
+    assert children(Path("/proc"), master) - before
+
+    nginx_server.main_conf.write_text(nginx_server.main_conf.read_text() + "\nnot_a_directive on;\n")
+    before = ex.hangup(master)
+    reason = poll(lambda: ex.reload_pending(master, before), 1)
+    assert reason == f"nginx (master pid {master}) started no workers with the new configuration after its reload; its error log says why"
+    assert not children(Path("/proc"), master) - before  # the old workers serve on

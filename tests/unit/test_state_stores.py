@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from types import SimpleNamespace
 
@@ -117,6 +118,25 @@ def test_tracker_samples_keep_their_retention_and_addresses_their_hours(tmp_path
     samples.add_addresses(0.0, {"203.0.113.7": ("IR", 1, 2)}, 1)
     samples.add_addresses(7200.0, {"198.51.100.1": ("DE", 3, 4)}, 1)
     assert samples.addresses() == [(7200.0, "198.51.100.1", "DE", 3, 4)]
+
+
+def test_journal_rows_written_side_by_side_through_one_connection_are_each_committed_at_once(tmp_path):
+    """Steps run from several threads share the run's connection; every row is in the file as soon
+    as its step is journalled (what a killed apply leaves), and the journal keeps working after the run."""
+    history = History(Database(tmp_path))
+    gen = history.begin("spec: 1\n", "a", None, (None, None), "edge")
+    names = [f"n-{i}" for i in range(40)]
+    with history.journal_open():
+        with history.journal_open():  # nested (a rollback inside a run): the outer connection
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda name: history.step(gen, "containers", "container", name, "create", "started"), names))
+        other = History(Database(tmp_path))  # another reader of the file, as the next apply would be
+        assert sorted(row[2] for row in other.journal(gen)) == sorted(names)
+        history.step(gen, "containers", "container", "n-0", "create", "done")
+        assert other.journal(gen)[-1] == ("containers", "container", "n-0", "create", "done", None)
+    history.step(gen, "containers", "container", "n-1", "create", "failed", "exit code 3")
+    assert History(Database(tmp_path)).journal(gen)[-1] == ("containers", "container", "n-1", "create", "failed", "exit code 3")
+    assert len(history.journal(gen)) == 42
 
 
 def test_a_store_says_one_state_error_line(tmp_path):

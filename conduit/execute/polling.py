@@ -1,0 +1,29 @@
+"""Waiting for the host to get somewhere: look again with a pause that starts small and doubles,
+never a fixed sleep that is too long when the host is quick and too short when it is slow."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+FIRST_PAUSE = 0.05  # between the first looks: most things are ready within a few tenths of a second
+LONGEST_PAUSE = 1.0  # the pause doubles up to this: a slow start is not asked dozens of times a second
+
+
+def pauses() -> Iterator[float]:
+    pause = FIRST_PAUSE
+    while True:
+        yield pause
+        pause = min(pause * 2, LONGEST_PAUSE)
+
+
+def poll(check: Callable[[], str | None], timeout: float) -> str | None:
+    """Call `check` (None: there, else why not) until it answers None or `timeout` seconds passed;
+    returns its last answer."""
+    deadline, pause = time.monotonic() + timeout, pauses()
+    while (reason := check()) is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return reason
+        time.sleep(min(next(pause), left))
+    return None
