@@ -34,6 +34,7 @@ from conduit.render.container import (
     MANAGER,
     config_from_labels,
     container_props,
+    with_config,
 )
 from conduit.spec.image import ImageFacts, from_probe
 from conduit.spec.resolve import nodes
@@ -537,6 +538,11 @@ def create_network(client: CountingClient, name: str, subnet: str | None, cluste
 def create_container(client: CountingClient, name: str, props: dict, labels: dict[str, str]) -> str:
     """Create (not start) a container from rendered props; returns its id."""
     api = client.api
+    if "@" in (props.get("image_id") or ""):  # pulled by digest in this apply: pinned to its image ID, as the next plan sees it
+        pulled = inspect_image(client, props["image_id"])
+        if pulled is not None:
+            props = props | {"image_id": pulled["Id"]}
+            labels = with_config(labels, props)
     port_bindings: dict[str, tuple[str, int]] = {}
     for spec in props["ports"]:
         host_ip, host_port, container = spec.split(":")

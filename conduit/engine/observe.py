@@ -1,7 +1,7 @@
 """The one place a plan reads the host: `observe(spec, host, intent)`, then the pure
 `conduit.engine.planning.plan`. Read here, once: the drivers (sysctl, nginx, Docker, the
 tracker), the image (its facts from the cache, or asked of an image on the host), the
-registry's answer for the tag, the holds and the kernel's recorded refusals. Nothing is
+registry's answer for the tag (a new digest is not pulled here: the plan pulls and asks it as steps), the holds and the kernel's recorded refusals. Nothing is
 written to the state: what was learned travels in `Observed.learned`, and the apply records it.
 """
 
@@ -56,14 +56,16 @@ def observe_image(spec: ClusterSpec, client: CountingClient | None, images: Imag
         return ImageSeen(Choice(spec.spec.containers.image))
     version_of = lambda ref, attrs: getattr(image_facts(client, ref, images, learned, attrs), "version", None)  # noqa: E731
     choice = choose_image(spec, client, images, request, version_of, learned)
-    found = image_facts(client, choice.ref, images, learned, choice.attrs)
+    found = None if choice.pull else image_facts(client, choice.ref, images, learned, choice.attrs)
+    said = {}
     if choice.update is not None:
-        for side in ("old", "new"):  # what each says it is (asked once, then cached by ID)
+        for side in ("old", "new"):  # what each says it is (asked once, then cached by ID); a new one not pulled is not asked
             image_id = getattr(choice.update, f"{side}_id")
-            facts = image_facts(client, image_id, images, learned) if image_id else None
+            present = side == "old" or choice.update.pulled
+            said[side] = facts = image_facts(client, image_id, images, learned) if image_id and present else None
             if facts is not None and facts.known:
                 setattr(choice.update, f"{side}_version", facts.describe())
-    return ImageSeen(choice, found, docker_asked=True)
+    return ImageSeen(choice, found, docker_asked=True, running=said.get("old") if choice.pull else None)
 
 
 def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:

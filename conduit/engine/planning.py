@@ -114,7 +114,7 @@ def _converge(spec: ClusterSpec, seen: Observed) -> Plan:
     held, why = _held_keys(spec, desired, obs, seen.refused_before)
     taken = settled.update is not None and settled.update.taken
     diff = make_plan(spec.metadata.name, desired, observed, obs.drifted)
-    out = executable(schedule(diff, rollout(spec, present, held, taken)), spec, seen.runtime)
+    out = executable(schedule(diff, replace(rollout(spec, present, held, taken), probe=settled.probe)), spec, seen.runtime)
     out.problems, out.foreign = settled.problems + obs.problems, obs.foreign
     out.warnings = settled.warnings + obs.warnings + [w for key, said in why.items() if key not in obs.refused for w in said]
     out.held = _held_in(diff.steps, held, why)

@@ -33,6 +33,16 @@ class Update:
     versions: str | None = None  # updates.versions, when the tag followed is the newest inside it
     old_tag: str | None = None  # the tag the nodes' image has on this host, when it has one
     new_tag: str | None = None  # the tag followed ("2.0.1"), under updates.versions
+    pulled: bool = True  # Docker has the new image (False: new_id is repository@digest; its version is known once pulled)
+
+
+NOT_PULLED = "its version is known once pulled"
+
+
+def new_version_said(update: dict) -> str | None:
+    """What a plan's update (as JSON) says of the new image's version: what it said, or that it is
+    asked once pulled (a check never pulls)."""
+    return update.get("new_version") or (None if update.get("pulled", True) else NOT_PULLED)
 
 
 @dataclass
@@ -41,16 +51,19 @@ class Choice:
     update: Update | None = None
     warnings: list[str] = field(default_factory=list)
     attrs: dict | None = None  # Docker's answer for ref, when it was already asked
+    pull: bool = False  # ref is repository@digest, not on this host: the plan pulls it, then asks it (steps)
 
 
 @dataclass
 class ImageSeen:
     """What was observed of the image: which one the nodes should run, and what it said it speaks.
-    `found`: its facts (None: not on this host, or no Docker daemon to ask); `docker_asked`: Docker was asked."""
+    `found`: its facts (None: not on this host, or no Docker daemon to ask); `docker_asked`: Docker was asked;
+    `running`: what the image the nodes run now said, when the chosen one is still to be pulled."""
 
     choice: Choice
     found: ImageFacts | None = None
     docker_asked: bool = False
+    running: ImageFacts | None = None
 
 
 @dataclass
@@ -60,6 +73,7 @@ class Settled:
     problems: list[str] = field(default_factory=list)
     image_present: bool = False  # Docker has the image already: no pull is planned
     update: Update | None = None  # a new digest behind the tag (conduit.engine.updates)
+    probe: dict | None = None  # a new image to pull: what the plan expects it to say (the probe step compares)
 
 
 def _fallback_warning(facts: ImageFacts, reason: str) -> str:
@@ -116,6 +130,8 @@ def settle(spec: ClusterSpec, seen: ImageSeen | None = None) -> Settled:
     image = spec.spec.containers.image
     given = static_facts(image, spec.spec.conduit.cli_version, spec.spec.conduit.build)
     seen = seen or ImageSeen(Choice(image))
+    if seen.choice.pull:
+        return _to_pull(spec, seen, given)
     found = replace(seen.found, image=image) if seen.found is not None else None
     out = Settled(spec, image_present=found is not None, update=seen.choice.update, warnings=list(seen.choice.warnings))
     if found is not None and found.known:
@@ -136,6 +152,37 @@ def settle(spec: ClusterSpec, seen: ImageSeen | None = None) -> Settled:
     out.warnings += unsure_warnings(spec, facts)
     return out
 
+
+
+def expected_facts(given: ImageFacts, running: ImageFacts | None) -> ImageFacts:
+    """What a new image still to be pulled is planned as: what the nodes' image said while the tag
+    names the same CLI family and build (or names none), else what the tag or spec says."""
+    if running is None or not running.known:
+        return given
+    if given.source == "unknown" or (given.cli in (None, running.cli) and given.build in (None, running.build)):
+        return replace(running, image=given.image, source="image")
+    return given
+
+
+def _to_pull(spec: ClusterSpec, seen: ImageSeen, given: ImageFacts) -> Settled:
+    """The nodes take a new digest Docker does not have yet: planned as expected, asked once pulled."""
+    ref = seen.choice.ref
+    facts = replace(expected_facts(given, seen.running), image_id=ref)
+    out = Settled(spec, update=seen.choice.update, warnings=list(seen.choice.warnings))
+    said = "what the nodes' image said" if facts.source == "image" else ("its tag" if facts.source == "tag" else "the spec")
+    if facts.known:
+        out.warnings.append(
+            f"{ref} is not on this host yet: its nodes are planned as {facts.describe()} ({said}); it is asked what it "
+            "speaks once it is pulled, and the apply stops before any node is touched if it says otherwise"
+        )
+    else:
+        out.warnings.append(_fallback_warning(given, "it is not on this host yet; it is asked once it is pulled"))
+    floor = seen.running.version if seen.running is not None else None
+    out.probe = {"image": ref, "cli": facts.cli, "build": facts.build, "rendered_for": facts.describe(), "floor": floor}
+    out.spec = with_image_facts(spec, facts)
+    out.problems += [f"{dotted(path)}: {message}" for path, message in image_checks(out.spec, facts)]
+    out.warnings += unsure_warnings(spec, facts)
+    return out
 
 
 @dataclass

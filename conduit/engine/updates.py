@@ -2,11 +2,12 @@
 
 - policy off: the image Docker has under the tag now.
 - report / auto: the image ID the nodes ran at the last good generation, while Docker still
-  has it; the registry is asked what the tag means now, and a new digest is downloaded (the
-  tag on this host does not move) so the plan can ask it which CLI it speaks. The registry's
-  answers are kept in the observation's Learned, recorded by the apply, never by a plan. Under report it
-  is shown; under auto (inside the maintenance window, and unless its canary failed before)
-  or with `conduit update` it becomes what the nodes should run.
+  has it; the registry is asked what the tag means now (a read). A new digest Docker does not
+  have yet is named `repository@sha256:…`: the plan pulls it and asks it which CLI it speaks as
+  steps (conduit.plan.schedule); nothing here downloads it. The registry's answers are kept in
+  the observation's Learned, recorded by the apply, never by a plan. Under report it is shown;
+  under auto (inside the maintenance window, and unless its canary failed before) or with
+  `conduit update` it becomes what the nodes should run.
 - a rollback: the image ID its generation recorded.
 
 Under updates.versions the tag asked is not the spec's own but the newest tag of its repository
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from conduit.drivers.docker import CountingClient, RegistryError, call, image_tag, inspect_image, pull_digest, registry_digest, repo_digest, repository
+from conduit.drivers.docker import CountingClient, RegistryError, call, image_tag, inspect_image, registry_digest, repo_digest, repository
 from conduit.drivers.registry import TagsError, list_tags
 from conduit.engine.settle import Choice, Learned, Update
 from conduit.facts.versions import below, flavor_of, highest, parse_tag, reported
@@ -205,21 +206,26 @@ def choose_image(
     stay.warnings += asked
     if digest is None or (current is not None and repo_digest(current, image) == digest):
         return stay
-    try:
-        new = pull_digest(client, followed, digest)
-    except RegistryError as exc:
-        stay.warnings.append(f"updates: {exc}")
+    return _new_digest(spec, client, images, request, version_of, (current, stay), followed, digest)
+
+
+def _new_digest(spec: ClusterSpec, client: CountingClient, images: Images | None, request: UpdateRequest, version_of: VersionOf | None,
+                now: tuple[dict | None, Choice], followed: str, digest: str) -> Choice:
+    """The registry gives `followed` a digest the nodes do not run: an update, unless its image says it is lower."""
+    current, stay = now
+    new = inspect_image(client, f"{repository(followed)}@{digest}")  # on this host already? (a read, never a pull)
+    if current is None:  # the first image of this name here: nothing to move from (the tag is pulled as it is)
+        return Choice(new["Id"], warnings=stay.warnings, attrs=new) if new is not None else stay
+    if new is not None and new["Id"] == current["Id"]:
         return stay
-    if current is None or new["Id"] == current["Id"]:
-        return Choice(new["Id"], warnings=stay.warnings, attrs=new)  # the first image of this name here: nothing to move from
-    lower = _says_lower(version_of, current, new, followed, digest)
+    lower = _says_lower(version_of, current, new, followed, digest) if new is not None else None
     if lower is not None:
         stay.warnings.append(lower)
         return stay
-    update = _update(spec, images, followed, current, new["Id"], digest)
+    update = _update(spec, images, followed, current, new, digest)
     update.taken, update.why_not = _take(spec, images, request, update)
     if update.taken:
-        return Choice(new["Id"], update, stay.warnings, new)
+        return Choice(update.new_id, update, stay.warnings, new, pull=new is None)
     stay.update = update
     return stay
 
@@ -242,9 +248,11 @@ def _says_lower(version_of: VersionOf | None, current: dict, new: dict, followed
     return f"updates: {followed} now means {digest[:19]}, which says it is {new_version}, below {old_version} that the nodes run; {STAYS}"
 
 
-def _update(spec: ClusterSpec, images: Images | None, followed: str, current: dict, new_id: str, digest: str) -> Update:
+def _update(spec: ClusterSpec, images: Images | None, followed: str, current: dict, new: dict | None, digest: str) -> Update:
+    """`new` None: the new digest is not on this host; it is named by its digest until it is pulled."""
     image = spec.spec.containers.image
-    update = Update(followed, current["Id"], repo_digest(current, image), new_id, digest, False)
+    new_id = new["Id"] if new is not None else f"{repository(followed)}@{digest}"
+    update = Update(followed, current["Id"], repo_digest(current, image), new_id, digest, False, pulled=new is not None)
     if followed != image:  # the newest tag inside updates.versions: say which tags it moves between
         update.versions, update.old_tag, update.new_tag = spec.spec.updates.versions, _old_tag(images, current, image), image_tag(followed)
     return update
@@ -270,7 +278,8 @@ def _take(spec: ClusterSpec, images: Images | None, request: UpdateRequest, upda
         return request.take, None if request.take else "`conduit update` takes it"
     if spec.spec.updates.policy != "auto":
         return False, "updates.policy is report: `conduit update` takes it"
-    refused = _refused(images).get(update.new_id)
+    refused = _refused(images)
+    refused = refused.get(update.new_id) or refused.get(f"{repository(update.image)}@{update.new_digest}")
     if refused is not None:
         return False, f"its canary failed at generation {refused[0]} ({refused[1]}); `conduit update` tries it again"
     if not in_window(spec.spec.updates.window):

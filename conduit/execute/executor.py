@@ -26,7 +26,7 @@ from conduit.drivers.docker import (
     repository,
     start_container,
 )
-from conduit.execute import canary, nodehealth
+from conduit.execute import canary, image_probe, nodehealth
 from conduit.execute.compartment import ensure_compartment
 from conduit.execute.polling import poll
 from conduit.facts.nginx_include import insert_include, remove_include
@@ -34,7 +34,7 @@ from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import legacy_pidfile, tracker_log, tracker_pidfile
 from conduit.drivers.files import HOST_CONFIG, atomic_write, open_private, private_tree, remove
 from conduit.drivers.keys import backup, volume_dir
-from conduit.plan.kinds import Kind
+from conduit.plan.kinds import Action, Kind
 from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
 from conduit.plan.target import CANDIDATE, FrontTarget, NodeTarget, Target
@@ -347,6 +347,18 @@ class Executor:
             raise StepFailed(f"image {image} is not on this host and could not be pulled: {reason}; "
                              "docker pull it or fix spec.containers.image") from None
 
+    def _image_step(self, step: Step) -> None:
+        """pull: the spec's image, or a new digest behind its tag (repository@sha256:…); probe: ask
+        that digest what it speaks, before any node is touched (conduit.execute.image_probe)."""
+        if step.action == Action.PROBE:
+            contradiction = image_probe.probe_pulled(self.docker(), step.desired, self.state_dir)
+            if contradiction is not None:
+                raise StepFailed(contradiction)
+        elif "@" in step.id:
+            image_probe.pull_by_digest(self.docker(), step.id)
+        else:
+            self._image(step)
+
     def _keys(self, step: Step) -> None:
         """Copy the keys (and personal compartments) of the step's volumes out, before a replace or a
         purge touches them; into this generation's folder, which `keys restore` reads."""
@@ -501,7 +513,7 @@ HANDLERS = {
     Kind.VOLUME: Executor._volume,
     Kind.CONTAINER: Executor._container,
     Kind.TRACKER: Executor._tracker,
-    Kind.IMAGE: Executor._image,
+    Kind.IMAGE: Executor._image_step,
     Kind.BACKENDS: Executor._backends,
     Kind.CANARY: Executor._canary,
     Kind.KEYS: Executor._keys,

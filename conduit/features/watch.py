@@ -33,6 +33,7 @@ from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, reconciling
 from conduit.engine.intent import Apply
+from conduit.engine.settle import new_version_said
 from conduit.engine.updates import STAYS, YANKED
 from conduit.state.db import Database, StateError
 from conduit.state.history import History
@@ -329,7 +330,8 @@ def update_problems(plan) -> dict[str, str]:
     update = plan.update
     if not update or update.get("taken"):
         return {}
-    new = (update.get("new_digest") or "")[:19] + (f" ({update['new_version']})" if update.get("new_version") else "")
+    version = new_version_said(update)
+    new = (update.get("new_digest") or "")[:19] + (f" ({version})" if version else "")
     return {f"update:{update['new_id']}": f"a new image is behind {update['image']}: {new}; not taken: {update.get('why_not')}"}
 
 

@@ -49,6 +49,7 @@ class Action(_Spelled):
     MEASURE = "measure"
     JUDGE = "judge"
     BACKUP = "backup"
+    PROBE = "probe"  # ask a pulled image what it speaks (an image step), before any node is touched
 
 
 class OnError(_Spelled):

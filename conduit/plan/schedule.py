@@ -31,6 +31,7 @@ class Rollout:
     canary: int = 0  # nodes that take a new image first, alone, and are judged before the rest (0: no canary)
     analysis_seconds: float = 600.0
     min_clients_ratio: float = 0.5
+    probe: dict | None = None  # a new digest to pull (image: repository@digest) and what the plan expects it to say
 
 
 def schedule(plan: Plan, rollout: Rollout) -> Plan:
@@ -112,11 +113,20 @@ def _acting(steps: list[Step], *actions: str) -> list[Step]:
 
 
 def pull(containers: list[Step], rollout: Rollout) -> list[Step]:
-    """The image, once, when a node is made from it and Docker does not have it."""
+    """The image, once, when a node is made from it and Docker does not have it; a new digest behind
+    the tag is then asked what it speaks, before any node is touched."""
     if rollout.image_present or not _acting(containers, *NEW_CONTAINER):
         return []
-    reason = "not on this host; pulled before any node stops"
-    return [Step("containers", "image", rollout.image, "pull", reason, desired={"image": rollout.image})]
+    if rollout.probe is None:
+        reason = "not on this host; pulled before any node stops"
+        return [Step("containers", "image", rollout.image, "pull", reason, desired={"image": rollout.image})]
+    image = rollout.probe["image"]
+    expected = f"the nodes are planned as {rollout.probe['rendered_for']}"
+    return [
+        Step("containers", "image", image, "pull", "the new digest behind the tag; pulled before any node stops", desired={"image": image}),
+        Step("containers", "image", image, "probe", f"asked what it speaks: {expected}; a lower version or another CLI "
+             "stops the apply before any node is touched", desired=dict(rollout.probe)),
+    ]
 
 
 def new_image(step: Step) -> bool:

@@ -168,15 +168,14 @@ def replace_only(props: dict) -> dict:
 
 def labels(spec: ClusterSpec, node: NodeSettings, props: dict) -> dict[str, str]:
     """Ownership labels plus the config they were created with (labels never change in place)."""
+    return with_config({MANAGED_BY: MANAGER, CLUSTER: spec.metadata.name, INDEX: str(node.index), SCHEMA: LABEL_SCHEMA}, props)
+
+
+def with_config(container_labels: dict[str, str], props: dict) -> dict[str, str]:
+    """The labels that say which config a node was created with (set again when a node made from
+    a digest pulled in the same apply is pinned to that image's ID)."""
     created_with = {k: v for k, v in props.items() if k != "state"}
-    return {
-        MANAGED_BY: MANAGER,
-        CLUSTER: spec.metadata.name,
-        INDEX: str(node.index),
-        SCHEMA: LABEL_SCHEMA,
-        CONFIG_HASH: digest([LABEL_SCHEMA, replace_only(props)]),
-        CONFIG: canonical(created_with),
-    }
+    return container_labels | {CONFIG_HASH: digest([LABEL_SCHEMA, replace_only(props)]), CONFIG: canonical(created_with)}
 
 
 def render_containers(spec: ClusterSpec) -> list[Resource]:

@@ -539,8 +539,8 @@ class Updates(Strict):
     policy: Literal["off", "report", "auto"] = Field(
         default="off",
         description="off: the image as Docker has it under its tag; the registry is never asked. "
-        "report: plan, apply and watch ask the registry; a new digest is downloaded and shown (watch alerts) "
-        "but the nodes move to it only with `conduit update`. auto: as report, and apply and watch roll it "
+        "report: plan, apply and watch ask the registry; a new digest is shown (watch alerts) and the nodes "
+        "move to it only with `conduit update`, whose apply pulls it (a plan never does). auto: as report, and apply and watch roll it "
         "out by themselves, canary first, inside the maintenance window.",
     )
     check_every_minutes: int = Field(default=360, ge=1, le=43200, description="How often watch asks the registry.")

@@ -7,19 +7,20 @@ import sys
 from rich.markup import escape
 
 from conduit.plan.planner import Plan, Step
+from conduit.engine.settle import new_version_said
 from conduit.plan.saved import dumps
 from conduit.views import values
 from conduit.views.grouping import groups, id_ranges, rollout_line
 
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "adopt": "<=", "delete": "-", "no-op": " ",
-          "pull": "v", "drain": "||", "restore": "|>", "measure": "?", "judge": "?!", "backup": "=>"}
+          "pull": "v", "drain": "||", "restore": "|>", "measure": "?", "judge": "?!", "backup": "=>", "probe": "?"}
 COLOUR = {"create": "green", "update": "yellow", "replace": "magenta", "adopt": "cyan", "delete": "red", "no-op": "dim",
-          "pull": "blue", "drain": "blue", "restore": "blue", "measure": "blue", "judge": "blue", "backup": "blue"}
+          "pull": "blue", "drain": "blue", "restore": "blue", "measure": "blue", "judge": "blue", "backup": "blue", "probe": "blue"}
 
 
 def _verb(step: Step) -> str:
     """Steps that are not a resource's change say what they do."""
-    return f"{step.action} " if step.action in ("pull", "drain", "restore", "measure", "judge", "backup") else ""
+    return f"{step.action} " if step.action in ("pull", "drain", "restore", "measure", "judge", "backup", "probe") else ""
 
 
 def _note(group: list[Step], rollout: str | None) -> str:
@@ -116,7 +117,7 @@ def update_lines(update: dict | None) -> list[str]:
     if not update:
         return []
     old = _side(update["old_digest"], update["old_id"], update["old_version"])
-    new = _side(update["new_digest"], update["new_id"], update["new_version"])
+    new = _side(update["new_digest"], update["new_id"], new_version_said(update))
     if update.get("new_tag"):  # updates.versions: the newest tag inside the range, not the spec's own
         repo = update["image"][: -len(update["new_tag"]) - 1]
         old = f"{escape(update['old_tag'])} {old}" if update.get("old_tag") else old

@@ -1,5 +1,6 @@
 """`conduit plan` reads the host and writes nothing: the state database is the same, byte for byte,
-before and after a plan that asks the image what it speaks and the registry what its tag means."""
+before and after a plan that asks the image what it speaks and the registry what its tag means,
+and Docker has the same images (a new digest is pulled by the apply that takes it, never by a plan)."""
 
 from __future__ import annotations
 
@@ -25,16 +26,18 @@ def test_plan_leaves_the_state_database_byte_identical(registry, docker_engine, 
     cluster.write(count=1, updates={"policy": "report"})
     applied = cluster.apply()
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="3")  # a new digest: the plan asks and pulls it
+    new = push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="3")  # a new digest: the plan asks the registry
     db = cluster.state / "state.db"
     before = sorted(p.name for p in cluster.state.iterdir()), _digest(db)
+    images = sorted(i.id for i in docker_engine.client.images.list(all=True))
 
     planned = cluster.run("plan", str(cluster.spec))
     assert planned.returncode == 0, planned.stdout + planned.stderr
-    assert "Image update:" in planned.stdout  # the registry was asked, a new image was asked what it speaks
+    assert "Image update:" in planned.stdout and f"{new[:19]} (its version is known once pulled)" in planned.stdout
     assert (sorted(p.name for p in cluster.state.iterdir()), _digest(db)) == before
+    assert sorted(i.id for i in docker_engine.client.images.list(all=True)) == images
 
-    # The apply records what the plan learned: the new image's facts, the registry's answer.
+    # The apply records what the plan learned: the registry's answer.
     again = cluster.apply()
     assert again.returncode == 0, again.stdout + again.stderr
     assert _digest(db) != before[1]

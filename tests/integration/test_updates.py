@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.request
 
+import docker.errors
 import pytest
 from click.testing import CliRunner
 
@@ -34,13 +35,16 @@ def cluster(tmp_path, docker_engine, docker_cleanup, tag):
     return Cluster(tmp_path, docker_engine, tag, docker_cleanup.name("u"), free_port_block(COUNT + 2))
 
 
-def push(docker_engine, registry, tag: str, base: str, **env: str) -> str:
+def push(docker_engine, registry, tag: str, base: str, keep: bool = False, **env: str) -> str:
     """Push a build of `base` (with `env`) under `tag`; its digest. The local copy is removed, so
-    the engine only has what it pulls from the registry, as on a real host."""
+    the engine only has what it pulls from the registry, as on a real host. `keep`: the host has
+    it under its tag already (as after `docker pull`), so a new host's first plan can ask it
+    which CLI it speaks (an unversioned tag says nothing until the image is here)."""
     repo_tag = tag.split("/", 1)[1]
     repo, name = repo_tag.rsplit(":", 1)
     digest = push_variant(docker_engine, registry, repo, name, base, env=env)
-    docker_engine.client.images.remove(tag, noprune=False)
+    if not keep:
+        docker_engine.client.images.remove(tag, noprune=False)
     return digest
 
 
@@ -58,6 +62,18 @@ def image_id_of(docker_engine, tag: str, digest: str) -> str:
     return docker_engine.client.images.get(f"{tag.rsplit(':', 1)[0]}@{digest}").id
 
 
+def on_host(docker_engine, tag: str, digest: str) -> bool:
+    try:
+        image_id_of(docker_engine, tag, digest)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def flat(result) -> str:
+    return " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
+
+
 def journal(cluster: Cluster, gen: int) -> list[tuple[str, str, str]]:
     """(action, kind, id) of each step started in generation `gen`, in order."""
     return [(row[3], row[1], row[2]) for row in open_state(cluster.state).history.journal(gen) if row[4] == "started"]
@@ -72,7 +88,7 @@ def settled(cluster: Cluster) -> None:
 
 
 def test_a_new_digest_shows_in_plan_and_update_moves_the_canary_first(cluster, docker_engine, registry, tag, standin_image):
-    first = push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="5")
+    first = push(docker_engine, registry, tag, standin_image, keep=True, STANDIN_CLIENTS="5")
     cluster.write(count=COUNT, updates={"policy": "report", "analysis_minutes": 1})
     applied = cluster.apply()
     assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -84,14 +100,19 @@ def test_a_new_digest_shows_in_plan_and_update_moves_the_canary_first(cluster, d
     planned = cluster.run("plan", str(cluster.spec))
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert "Image update:" in planned.stdout and second[:19] in planned.stdout and first[:19] in planned.stdout
+    assert f"{second[:19]} (its version is known once pulled)" in planned.stdout
     assert "not taken: updates.policy is report" in planned.stdout
-    assert "No changes" in planned.stdout  # under report the nodes stay where they are
+    assert "No changes" in planned.stdout, planned.stdout  # under report the nodes stay where they are
+    assert not on_host(docker_engine, tag, second)  # a plan reads the registry, it pulls nothing
 
     updated = cluster.run("update", "--auto-approve", str(cluster.spec))
     assert updated.returncode == 0, updated.stdout + updated.stderr
     new_id = image_id_of(docker_engine, tag, second)
     assert set(image_ids(cluster).values()) == {new_id}
     gen = cluster.generations()[-1][0]
+    by_digest = f"{tag.rsplit(':', 1)[0]}@{second}"
+    assert journal(cluster, gen)[:2] == [("pull", "image", by_digest), ("probe", "image", by_digest)]
+    assert open_state(cluster.state).images.facts(new_id).describe() == "official 2.0.0"  # what the probe step learned
     steps = [s for s in journal(cluster, gen) if s[1] in ("container", "canary")]
     assert steps == [
         ("measure", "canary", node(cluster, 1)),
@@ -108,10 +129,12 @@ def test_a_new_digest_shows_in_plan_and_update_moves_the_canary_first(cluster, d
     rows = json.loads(status.stdout)["containers"]
     assert {r["digest"] for r in rows} == {second} and {r["image_id"] for r in rows} == {new_id}
     assert all(r["version"] == "official 2.0.0" and r["image_since"] for r in rows)
+    again = cluster.run("plan", str(cluster.spec))
+    assert again.returncode == 0 and "No changes" in again.stdout and "Image update:" not in again.stdout, again.stdout
 
 
 def test_an_image_that_exits_at_start_is_rolled_back_after_the_canary(cluster, docker_engine, registry, tag, standin_image):
-    first = push(docker_engine, registry, tag, standin_image)
+    first = push(docker_engine, registry, tag, standin_image, keep=True)
     cluster.write(count=COUNT, updates={"policy": "auto"})
     assert cluster.apply().returncode == 0
     keys, before = cluster.keys(), container_ids(cluster)
@@ -154,7 +177,7 @@ class FakeClock(canary.Clock):
 def test_a_canary_far_below_its_baseline_is_rolled_back_after_the_analysis_window(
     cluster, docker_engine, registry, tag, standin_image, monkeypatch
 ):
-    first = push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="40")
+    first = push(docker_engine, registry, tag, standin_image, keep=True, STANDIN_CLIENTS="40")
     # ten minutes of the fake clock: each of its 5 s polls scrapes the canary for real
     cluster.write(count=COUNT, updates={"policy": "report", "analysis_minutes": 10, "min_clients_ratio": 0.5})
     assert cluster.apply().returncode == 0
@@ -177,7 +200,7 @@ def test_a_canary_far_below_its_baseline_is_rolled_back_after_the_analysis_windo
 
 
 def test_watch_with_the_auto_policy_rolls_a_new_digest_out_canary_first(cluster, docker_engine, registry, tag, standin_image):
-    push(docker_engine, registry, tag, standin_image, STANDIN_CLIENTS="3")
+    push(docker_engine, registry, tag, standin_image, keep=True, STANDIN_CLIENTS="3")
     cluster.write(count=COUNT, updates={"policy": "auto", "analysis_minutes": 1})
     assert cluster.apply().returncode == 0
     keys = cluster.keys()
@@ -199,16 +222,27 @@ def test_watch_with_the_auto_policy_rolls_a_new_digest_out_canary_first(cluster,
 
 
 def test_a_1x_to_2_0_update_changes_the_flags_and_passes_its_gates(cluster, docker_engine, registry, tag, standin_image, standin_image_v1):
-    push(docker_engine, registry, tag, standin_image_v1)
+    push(docker_engine, registry, tag, standin_image_v1, keep=True)
     cluster.write(count=2, updates={"policy": "report", "analysis_minutes": 1})
     assert cluster.apply().returncode == 0
     # 1.x writes its stats file when asked; 2.0 has no --stats-file and exits on it (CONDUIT-FACTS: 2.0 flags).
     assert "--stats-file" in cluster.command_of(node(cluster, 1))
     keys = cluster.keys()
-    push(docker_engine, registry, tag, standin_image)
+    second = push(docker_engine, registry, tag, standin_image)
     planned = cluster.run("update", "--check", str(cluster.spec))
     assert planned.returncode == 2, planned.stdout + planned.stderr
-    assert "(official 1.5.0) ->" in planned.stdout and "(official 2.0.0)" in planned.stdout
+    assert "(official 1.5.0) ->" in planned.stdout and "(its version is known once pulled)" in planned.stdout
+    assert not on_host(docker_engine, tag, second)  # a check pulls nothing
+    before, gens = container_ids(cluster), cluster.generations()
+    # The tag says nothing of its version: the nodes are planned as what their image said (1.5.0);
+    # the pulled image says 2.0.0, so the apply stops before any node is touched.
+    refused = cluster.run("update", "--auto-approve", str(cluster.spec))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "the new image speaks official 2.0.0, not official 1.5.0 that the plan was rendered for" in flat(refused)
+    assert "run plan again" in flat(refused)
+    assert container_ids(cluster) == before and cluster.generations() == gens and on_host(docker_engine, tag, second)
+    checked = cluster.run("update", "--check", str(cluster.spec))
+    assert checked.returncode == 2 and "(official 1.5.0) ->" in checked.stdout and f"{second[:19]} (official 2.0.0)" in checked.stdout
     updated = cluster.run("update", "--auto-approve", str(cluster.spec))
     assert updated.returncode == 0, updated.stdout + updated.stderr
     assert "~ command:" in updated.stdout  # the plan shows the flags follow the new CLI
@@ -250,7 +284,7 @@ def test_a_version_range_follows_the_newest_tag_inside_it(registry, docker_engin
 def test_rollback_returns_to_the_image_id_the_generation_ran_not_what_its_tag_means_now(
     cluster, docker_engine, registry, tag, standin_image
 ):
-    first = push(docker_engine, registry, tag, standin_image)
+    first = push(docker_engine, registry, tag, standin_image, keep=True)
     cluster.write(count=2, updates={"policy": "report", "analysis_minutes": 1})
     assert cluster.apply().returncode == 0
     keys = cluster.keys()
@@ -297,3 +331,23 @@ def test_a_yanked_tag_leaves_the_nodes_on_it_with_a_warning(registry, docker_eng
         assert "the nodes stay where they are" in out and "Image update:" not in out
     assert set(image_ids(cluster).values()) == {newer} and container_ids(cluster) == before
     assert {r.digest for r in open_state(cluster.state).images.of_nodes().values()} == {digests["2.0.1"]}
+
+
+def test_a_digest_that_says_it_is_lower_is_refused_at_its_probe_before_any_node_is_touched(
+    cluster, docker_engine, registry, tag, standin_image, standin_image_factory
+):
+    """The nodes run 2.0.1; the tag moves to an image that says 2.0.0. `conduit update` pulls it, asks
+    it, and stops (exit 1, no generation, no node touched); the next plan knows what it said."""
+    push(docker_engine, registry, tag, standin_image_factory("2.0.1"), keep=True)
+    cluster.write(count=2, updates={"policy": "report", "analysis_minutes": 1})
+    assert cluster.apply().returncode == 0
+    lower = push(docker_engine, registry, tag, standin_image)
+    before, gens = container_ids(cluster), cluster.generations()
+    refused = cluster.run("update", "--auto-approve", str(cluster.spec))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"says it is official 2.0.0, below 2.0.1 that the nodes run: versions move up only" in flat(refused)
+    assert container_ids(cluster) == before and cluster.generations() == gens
+    planned = cluster.run("plan", str(cluster.spec))
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert f"now means {lower[:19]}, which says it is 2.0.0, below 2.0.1 that the nodes run" in flat(planned)
+    assert "Image update:" not in planned.stdout and "No changes" in planned.stdout

@@ -1,7 +1,8 @@
 """choose_image under updates.versions: the tag followed is the newest inside the range, the
 plan says which tags it moves between, and a registry that cannot list its tags leaves the
-spec's own tag followed with a warning. The engine and the registry are stand-ins here
-(tests/integration/test_updates.py drives the real ones)."""
+spec's own tag followed with a warning. A new digest is never pulled here: one Docker does not
+have is named repository@digest, for the plan's pull and probe steps. The engine and the
+registry are stand-ins here (tests/integration/test_updates.py drives the real ones)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def doc(versions: str | None = ">=2.0,<3", policy: str = "report", tag: str = "2
 class Registry:
     """The engine's images and the registry's tags, as updates' drivers see them."""
 
-    def __init__(self, monkeypatch, tags=("2.0.0", "2.0.1", "3.0.0", "latest"), local=("2.0.0",), tagged=True):
+    def __init__(self, monkeypatch, tags=("2.0.0", "2.0.1", "3.0.0", "latest"), local=("2.0.0",), tagged=True, pulled=()):
         self.tags = list(tags) if tags is not None else None
         self.listed = 0
         self.asked: list[str] = []
@@ -41,12 +42,19 @@ class Registry:
         for tag in local:
             attrs = {"Id": ID[tag], "RepoTags": [f"{REPO}:{tag}"] if tagged else [], "RepoDigests": [f"{REPO}@{DIGEST[tag]}"]}
             self.images[ID[tag]] = attrs
+            self.images[f"{REPO}@{DIGEST[tag]}"] = attrs
             if tagged:
                 self.images[f"{REPO}:{tag}"] = attrs
-        monkeypatch.setattr(updates, "inspect_image", lambda client, ref: self.images.get(ref))
+        for tag in pulled:  # pulled by digest at an earlier apply: no tag here
+            self.images[ID[tag]] = self.images[f"{REPO}@{DIGEST[tag]}"] = {"Id": ID[tag], "RepoTags": [], "RepoDigests": [f"{REPO}@{DIGEST[tag]}"]}
+        self.inspected: list[str] = []
+        monkeypatch.setattr(updates, "inspect_image", self.inspect_image)
         monkeypatch.setattr(updates, "registry_digest", self.registry_digest)
-        monkeypatch.setattr(updates, "pull_digest", self.pull_digest)
         monkeypatch.setattr(updates, "list_tags", self.list_tags)
+
+    def inspect_image(self, client, ref):
+        self.inspected.append(ref)
+        return self.images.get(ref)
 
     def list_tags(self, image):
         self.listed += 1
@@ -58,11 +66,10 @@ class Registry:
         self.asked.append(image)
         return DIGEST[image.rsplit(":", 1)[1]]
 
-    def pull_digest(self, client, image, digest):
-        tag = next(t for t, d in DIGEST.items() if d == digest)
-        attrs = {"Id": ID[tag], "RepoTags": [], "RepoDigests": [f"{REPO}@{digest}"]}
-        self.images[ID[tag]] = attrs
-        return attrs
+
+
+def by_digest(tag: str) -> str:
+    return f"{REPO}@{DIGEST[tag]}"
 
 
 @pytest.fixture
@@ -77,14 +84,22 @@ def test_the_newest_tag_inside_the_range_is_offered(monkeypatch, images):
     assert choice.ref == ID["2.0.0"] and choice.warnings == []
     update = choice.update
     assert update.image == f"{REPO}:2.0.1" and (update.old_tag, update.new_tag, update.versions) == ("2.0.0", "2.0.1", ">=2.0,<3")
-    assert (update.old_id, update.new_id, update.new_digest) == (ID["2.0.0"], ID["2.0.1"], DIGEST["2.0.1"])
+    # Not on this host: named by its digest, not pulled, its version unknown until it is
+    assert (update.old_id, update.new_id, update.new_digest) == (ID["2.0.0"], by_digest("2.0.1"), DIGEST["2.0.1"])
+    assert not update.pulled and update.new_version is None
     assert not update.taken and "conduit update" in update.why_not
 
 
-def test_conduit_update_takes_it(monkeypatch, images):
+def test_conduit_update_takes_it_as_a_pull_of_its_digest(monkeypatch, images):
     Registry(monkeypatch)
     choice = choose_image(doc(), object(), images, UpdateRequest(take=True))
-    assert choice.ref == ID["2.0.1"] and choice.update.taken
+    assert choice.ref == by_digest("2.0.1") and choice.pull and choice.update.taken and choice.attrs is None
+
+
+def test_a_new_digest_already_on_this_host_is_taken_by_its_image_id(monkeypatch, images):
+    Registry(monkeypatch, pulled=("2.0.1",))
+    choice = choose_image(doc(), object(), images, UpdateRequest(take=True))
+    assert choice.ref == ID["2.0.1"] and not choice.pull and choice.update.taken and choice.update.pulled
 
 
 def test_the_plan_names_both_tags_and_the_range(monkeypatch, images):
@@ -94,7 +109,7 @@ def test_the_plan_names_both_tags_and_the_range(monkeypatch, images):
     lines = update_lines(asdict(choose_image(doc(), object(), images, UpdateRequest()).update))
     assert lines[0] == (
         f"\n[bold]Image update:[/bold] {REPO}: 2.0.0 {DIGEST['2.0.0'][:19]} -> 2.0.1 {DIGEST['2.0.1'][:19]}"
-        " (the newest tag inside >=2.0,<3)"
+        " (its version is known once pulled) (the newest tag inside >=2.0,<3)"
     )
     assert lines[1] == "  not taken: updates.policy is report: `conduit update` takes it"
 
@@ -127,7 +142,7 @@ def test_a_new_host_starts_on_the_spec_tag(monkeypatch, images):
     reg = Registry(monkeypatch, local=())
     choice = choose_image(doc(), object(), images, UpdateRequest())
     assert reg.listed == 0 and reg.asked == [f"{REPO}:2.0.0"]
-    assert choice.ref == ID["2.0.0"] and choice.update is None
+    assert choice.ref == f"{REPO}:2.0.0" and choice.update is None and not choice.pull  # the plan pulls the tag
 
 
 def test_without_a_range_the_tags_are_never_listed(monkeypatch, images):
@@ -202,7 +217,7 @@ def test_a_yanked_tag_with_a_newer_one_inside_the_range_moves_up_and_says_so(mon
     try:
         reg, spec = on_2_0_1(monkeypatch, images, tags=["2.0.0", "2.0.2"])
         choice = choose_image(spec, object(), images, UpdateRequest())
-        assert reg.asked == [f"{REPO}:2.0.2"] and choice.ref == ID["2.0.2"] and choice.update.taken
+        assert reg.asked == [f"{REPO}:2.0.2"] and choice.ref == by_digest("2.0.2") and choice.update.taken
         assert choice.warnings == [f"updates: {REPO}:2.0.1 that the nodes run is no longer listed by the registry (yanked?)"]
     finally:
         DIGEST.pop("2.0.2"), ID.pop("2.0.2")
@@ -239,10 +254,10 @@ def facts_saying(version: str) -> str:
     return from_probe(f"{REPO}:x", None, f"conduit version {version}", "", False).to_json()
 
 
-def moved_tag(monkeypatch, says: dict[str, str]):
+def moved_tag(monkeypatch, says: dict[str, str], pulled=("2.0.0",)):
     """Without a range: the spec's tag 2.0.0 on this host is the 2.0.1 image; the registry now gives
-    the tag another digest. `says`: the version each image ID says it is."""
-    reg = Registry(monkeypatch, local=("2.0.1",))
+    the tag another digest (on this host when an earlier apply pulled it). `says`: the version each image ID says it is."""
+    reg = Registry(monkeypatch, local=("2.0.1",), pulled=pulled)
     reg.images[f"{REPO}:2.0.0"] = reg.images[ID["2.0.1"]]
     return reg, lambda image_id, attrs: says.get(image_id)
 
@@ -263,3 +278,21 @@ def test_a_tag_moved_to_an_equal_higher_or_unknown_version_is_an_update(monkeypa
     _, version_of = moved_tag(monkeypatch, {ID["2.0.1"]: "2.0.1", ID["2.0.0"]: new})
     choice = choose_image(doc(versions=None, policy="auto"), object(), images, UpdateRequest(), version_of)
     assert choice.ref == ID["2.0.0"] and choice.update.taken and choice.warnings == []
+
+
+def test_a_moved_tag_not_on_this_host_is_neither_pulled_nor_asked(monkeypatch, images):
+    """Its version is asked by the plan's probe step, once the pull step has it (the apply refuses a lower one)."""
+    asked = []
+    reg, _ = moved_tag(monkeypatch, {}, pulled=())
+    choice = choose_image(doc(versions=None, policy="auto"), object(), images, UpdateRequest(),
+                          lambda image_id, attrs: asked.append(image_id))
+    assert choice.ref == by_digest("2.0.0") and choice.pull and choice.update.taken and asked == []
+    assert reg.inspected.count(by_digest("2.0.0")) == 1  # a read of Docker's images, nothing else
+
+
+def test_a_refused_digest_stays_refused_once_pulled(monkeypatch, images):
+    """A canary refused while the image was known by its digest only is not taken again by itself once Docker has it."""
+    Registry(monkeypatch, pulled=("2.0.1",))
+    images.refuse(by_digest("2.0.1"), f"{REPO}:2.0.1", 2, "canary failed")
+    choice = choose_image(doc(policy="auto"), object(), images, UpdateRequest())
+    assert not choice.update.taken and "its canary failed at generation 2" in choice.update.why_not

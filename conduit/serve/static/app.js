@@ -205,7 +205,7 @@ async function loadFront() {
 
 function updateLine(u) {
   const side = (digest, id, version) => (version ? version + " " : "") + (digest || id || "?").replace("sha256:", "").slice(0, 12);
-  const what = `image update: ${u.image}: ${side(u.old_digest, u.old_id, u.old_version)} → ${u.new_tag ? u.new_tag + " " : ""}${side(u.new_digest, u.new_id, u.new_version)}`;
+  const what = `image update: ${u.image}: ${side(u.old_digest, u.old_id, u.old_version)} → ${u.new_tag ? u.new_tag + " " : ""}${side(u.new_digest, u.new_id, u.new_version || (u.pulled === false ? "(its version is known once pulled)" : null))}`;
   return what + (u.taken ? " (an apply takes it, canary first)" : ` (not taken: ${u.why_not || "?"})`);
 }
 
