@@ -23,6 +23,7 @@ Regenerate after an intended change of the plan or its printing, and review the 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import os
 from collections.abc import Callable
@@ -34,12 +35,13 @@ import pytest
 from conduit.drivers.docker import container_resource
 from conduit.engine.intent import Apply
 from conduit.engine.planning import Observed, plan
+from conduit.engine.settle import Choice, ImageSeen, Update
 from conduit.plan.planner import Plan
 from conduit.plan.saved import dumps, parse_saved, plan_data, spec_fields
 from conduit.render.container import container_props, labels
 from conduit.render.desired import render
 from conduit.spec.load import load_text
-from conduit.spec.resolve import nodes
+from conduit.spec.resolve import image_facts, nodes, with_image_facts
 from conduit.spec.resources import Observation, Resource
 from conduit.spec.spec import ClusterSpec
 from conduit.views.report import show_plan
@@ -171,9 +173,10 @@ def applied(doc: ClusterSpec, skip: Callable[[Resource], bool] = lambda r: False
 # ------------------------------------------------------------------ planning, as conduit plan does
 
 
-def plan_for(doc: ClusterSpec, obs: Observation, image_present: bool = True) -> Plan:
-    """conduit.engine.planning.plan after the observation, no engine asked about the image (its facts are pinned)."""
-    return plan(Apply(), doc, Observed(obs, has_image=image_present))
+def plan_for(doc: ClusterSpec, obs: Observation, image_present: bool = True, seen: ImageSeen | None = None) -> Plan:
+    """conduit.engine.planning.plan after the observation; no Docker asked about the image (its facts
+    are pinned), unless `seen` says what observing the image and the registry found."""
+    return plan(Apply(), doc, Observed(obs, seen, has_image=image_present if seen is None else None))
 
 
 # ------------------------------------------------------------------ scenarios
@@ -309,6 +312,21 @@ def personal_clients_on():
     return doc, text, applied(old).obs
 
 
+def update_behind_tag():
+    """updates.policy auto: the registry has a new digest behind the nodes' tag, not on the host yet:
+    pulled and asked (probe) before any node is touched, then the canary first."""
+    doc, text = load(base(updates={"policy": "auto", "canary": 1, "analysis_minutes": 10}))
+    running = with_image_facts(doc, dataclasses.replace(image_facts(doc), image_id=OLD_ID))  # the nodes run OLD_ID
+    return doc, text, applied(running).obs
+
+
+def _new_digest(doc: ClusterSpec) -> ImageSeen:
+    """What observing found for update_behind_tag: the nodes run OLD_ID, the registry says NEW_DIGEST."""
+    new_ref = f"{IMAGE.rsplit(':', 1)[0]}@{NEW_DIGEST}"
+    update = Update(IMAGE, OLD_ID, OLD_DIGEST, new_ref, NEW_DIGEST, taken=True, old_version="official 2.0.0", pulled=False)
+    return ImageSeen(Choice(new_ref, update, pull=True), None, docker_asked=True, running=image_facts(doc))
+
+
 def cli_1x_first_apply():
     doc, text = load(base(containers__image=IMAGE_15, conduit__cli_version="1.5"))
     return doc, text, Observation()
@@ -342,12 +360,21 @@ SCENARIOS = {
         foreign_container,
         cli_1x_first_apply,
         cli_1x_to_2,
+        update_behind_tag,
     )
 }
+
+# What observing the image and the registry found, where a scenario needs more than pinned facts.
+SEEN = {"update_behind_tag": _new_digest}
+NEW_DIGEST, OLD_DIGEST, OLD_ID = "sha256:" + "b" * 64, "sha256:" + "a" * 64, "sha256:" + "c" * 64
 
 
 # The scenarios whose image the engine does not have yet: their plan pulls it.
 IMAGE_MISSING = {"empty_host", "replace_image", "replace_in_batches", "cli_1x_first_apply", "cli_1x_to_2"}
+
+
+def _seen(scenario: str, doc: ClusterSpec) -> ImageSeen | None:
+    return SEEN[scenario](doc) if scenario in SEEN else None
 
 
 # ------------------------------------------------------------------ comparing
@@ -387,7 +414,7 @@ def _plain_console(monkeypatch):
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_golden_plan(scenario, capsys):
     doc, text, obs = SCENARIOS[scenario]()
-    plan = plan_for(doc, obs, scenario not in IMAGE_MISSING)
+    plan = plan_for(doc, obs, scenario not in IMAGE_MISSING, _seen(scenario, doc))
     compare(f"{scenario}.txt", printed(plan, text, False, capsys))
     compare(f"{scenario}.json", printed(plan, text, True, capsys))
 
@@ -397,8 +424,9 @@ def test_golden_plan_is_deterministic(scenario, capsys):
     """The same host reported in another order plans and prints the same."""
     doc, text, obs = SCENARIOS[scenario]()
     shuffled = Observation(list(reversed(obs.resources)), obs.foreign, obs.problems, obs.warnings, obs.drifted, refused=obs.refused)
-    once = printed(plan_for(doc, obs), text, True, capsys) + printed(plan_for(doc, obs), text, False, capsys)
-    again = printed(plan_for(doc, shuffled), text, True, capsys) + printed(plan_for(doc, shuffled), text, False, capsys)
+    seen = _seen(scenario, doc)
+    once = printed(plan_for(doc, obs, seen=seen), text, True, capsys) + printed(plan_for(doc, obs, seen=seen), text, False, capsys)
+    again = printed(plan_for(doc, shuffled, seen=seen), text, True, capsys) + printed(plan_for(doc, shuffled, seen=seen), text, False, capsys)
     assert once == again
 
 
@@ -406,7 +434,7 @@ def test_golden_plan_is_deterministic(scenario, capsys):
 def test_golden_plan_saved_reads_back_as_the_same_plan(scenario):
     """What `plan --out` saves (pulls, drains, batches, adoptions, warn-only steps) is what `apply --plan` runs."""
     doc, text, obs = SCENARIOS[scenario]()
-    plan = plan_for(doc, obs, scenario not in IMAGE_MISSING)
+    plan = plan_for(doc, obs, scenario not in IMAGE_MISSING, _seen(scenario, doc))
     assert parse_saved(dumps(plan_data(plan, spec_fields(SPEC_FILE, text, False))), "plan.json").plan == plan
 
 
