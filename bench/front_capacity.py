@@ -57,6 +57,7 @@ BACKEND_PORT = 8443
 BANNER = b"standin backend\n"  # the stand-in container says "standin <hostname> <port>\n"
 PER_PROCESS = 15000  # connections one client process holds
 CONNECT_AT_ONCE = 400
+CLIENT_WAIT = 10  # seconds a client waits for the connect, then as long again for the banner
 NGINX = "/usr/sbin/nginx"
 # Debian's stock nginx.conf, with the stream file included: what the front had before its own nginx.
 STOCK = """worker_processes auto;
@@ -122,13 +123,15 @@ def client(index: int, port: int, udp_port: int | None, count: int, udp: int, ho
 
     async def one(gate) -> tuple | str:
         async with gate:
+            phase = "connect"
             try:
                 reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)), timeout=10
+                    asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)), timeout=CLIENT_WAIT
                 )
-                data = await asyncio.wait_for(reader.readline(), timeout=10)
+                phase = "banner"
+                data = await asyncio.wait_for(reader.readline(), timeout=CLIENT_WAIT)
             except (OSError, asyncio.TimeoutError) as exc:
-                return type(exc).__name__
+                return f"{phase} {type(exc).__name__}"
             if not data.endswith(b"\n"):
                 writer.close()
                 return "closed before the banner"
@@ -283,6 +286,21 @@ def nginx_memory(pid_file: Path) -> tuple[int, int]:
     return total, len(pids) - 1
 
 
+def proxy_load() -> tuple[int, int, int]:
+    """(docker-proxy processes, their open files, their resident KiB): what the userland proxy costs."""
+    procs = files = rss = 0
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            if (p / "comm").read_text().strip() != "docker-proxy":
+                continue
+            files += len(os.listdir(p / "fd"))
+            rss += next(int(line.split()[1]) for line in (p / "status").read_text().splitlines() if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+        procs += 1
+    return procs, files, rss
+
+
 def _ppid(p: Path) -> int | None:
     try:
         stat = (p / "stat").read_text()
@@ -366,10 +384,12 @@ def measure(args, backends: Backends) -> int:
                 proc.start()
                 clients.append(proc)
             time.sleep(min(args.hold / 2 + 1, max(0, deadline - time.time())))
-            results, peak = [], (0, 0)
+            results, peak, proxies = [], (0, 0), (0, 0, 0)
             while len(results) < parts and time.time() < deadline:
                 try:
                     peak = max(peak, nginx_memory(tmp / "nginx.pid"))
+                    if args.backends == "published":
+                        proxies = max(proxies, proxy_load(), key=lambda load: load[1])
                     results.append(out.get(timeout=1))
                 except Exception:  # noqa: BLE001 - queue.Empty: not done yet
                     continue
@@ -397,6 +417,8 @@ def measure(args, backends: Backends) -> int:
     if refused:
         print("  refusals: " + ", ".join(f"{k} x{v}" for k, v in refused.most_common()))
     print(f"  nginx memory at peak: {peak[0] / 1024:.1f} MiB resident in master + {peak[1]} workers")
+    if proxies[0]:
+        print(f"  docker-proxy at peak: {proxies[0]} processes, {proxies[1]} open files, {proxies[2] / 1024:.1f} MiB resident")
     print("  nginx errors: " + ("none" if not errors else "; ".join(f"{k} (x{v})" for k, v in errors.most_common(4))))
     print("  plan's preflight on this host: " + ("fits" if not findings else ""))
     for line in findings:
