@@ -28,6 +28,10 @@ UNIT_TEMPLATE = "conduit-nginx.service.j2"
 HEADER_PREFIX = "# Managed by conduit for cluster "
 DIGEST_PREFIX = "# digest: "
 LOG_FORMAT = "conduit_stream"
+# The TCP listeners' accept queue: the sysctl profile's net.core.somaxconn, which caps it.
+LISTEN_BACKLOG = 8192
+# Backends one client connection tries before it is closed (see the stream template).
+NEXT_UPSTREAM_TRIES = 3
 
 # Values pasted into nginx directives unquoted: no whitespace, ';', quotes, braces or '#'
 # that would end the directive early or open a new one.
@@ -128,6 +132,8 @@ def _context(spec: ClusterSpec, drained: frozenset[int]) -> dict:
         "access_log": _token(lb.access_log, "access_log") if lb.access_log is not None else None,
         "zone": f"conduit_{cluster}_perip" if limit > 0 else None,
         "connect_timeout": lb.proxy_connect_timeout_seconds,
+        "backlog": LISTEN_BACKLOG,
+        "next_upstream_tries": NEXT_UPSTREAM_TRIES,
         "proxy_timeout": lb.proxy_timeout_seconds,
         "upstreams": upstreams,
         "servers": servers,

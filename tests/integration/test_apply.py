@@ -682,7 +682,7 @@ def test_nginx_file_edited_by_hand_is_drift_and_repaired(fronted):
     fronted.write_front()
     assert fronted.apply().returncode == 0
     good = fronted.include.read_text()
-    fronted.include.write_text(good.replace("max_fails=3", "max_fails=9"))
+    fronted.include.write_text(good.replace("max_fails=20", "max_fails=9"))
     plan = fronted.run("plan", "--json", str(fronted.spec))
     import json
 

@@ -72,7 +72,7 @@ def test_three_resources_for_the_example(example):
 
 def test_example_upstreams(example):
     text = render_stream_conf(example)
-    backends = [f"server 127.0.0.1:{port} max_fails=3 fail_timeout=30s;" for port in range(8081, 8089)]
+    backends = [f"server 127.0.0.1:{port} max_fails=20 fail_timeout=30s;" for port in range(8081, 8089)]
     assert upstream(text, "conduit_edge-1_tcp443") == ["least_conn;", *backends]
     assert upstream(text, "conduit_edge-1_udp5566") == ["hash $remote_addr consistent;", *backends]
 
@@ -83,13 +83,15 @@ def test_example_servers_and_logging(example):
     assert "log_format conduit_stream '$remote_addr" in text
     assert "    access_log /var/log/nginx/conduit-stream.log conduit_stream;\n" in text
     assert "limit_conn_zone $binary_remote_addr zone=conduit_edge-1_perip:10m;" in text
-    tcp = re.search(r"listen 443 reuseport;\n(.*?)\n    \}", text, re.S).group(1)
+    tcp = re.search(r"listen 443 reuseport backlog=8192;\n(.*?)\n    \}", text, re.S).group(1)
     assert "proxy_pass conduit_edge-1_tcp443;" in tcp
     assert "proxy_connect_timeout 5s;" in tcp and "proxy_timeout 300s;" in tcp
+    # a failed connect is tried on at most 3 backends, so one stalled client cannot count a failure on all
+    assert "proxy_next_upstream_tries 3;" in tcp
     assert "limit_conn conduit_edge-1_perip 50;" in tcp
     udp = re.search(r"listen 5566 udp reuseport;\n(.*?)\n    \}", text, re.S).group(1)
     assert "proxy_pass conduit_edge-1_udp5566;" in udp and "proxy_timeout 300s;" in udp
-    assert "proxy_connect_timeout" not in udp and "limit_conn" not in udp
+    assert "proxy_connect_timeout" not in udp and "limit_conn" not in udp and "backlog" not in udp
     # never set: it would end multi-datagram sessions (only the comment names it)
     assert not re.search(r"^\s*proxy_responses", text, re.M)
     # never emitted: a second load_module of a module Debian already loads is fatal
@@ -129,8 +131,8 @@ def test_drained_backends_are_down_in_every_upstream(example):
         lines = upstream(name=name, text=text)
         down = [line for line in lines if line.endswith(" down;")]
         assert down == [
-            "server 127.0.0.1:8082 max_fails=3 fail_timeout=30s down;",
-            "server 127.0.0.1:8088 max_fails=3 fail_timeout=30s down;",
+            "server 127.0.0.1:8082 max_fails=20 fail_timeout=30s down;",
+            "server 127.0.0.1:8088 max_fails=20 fail_timeout=30s down;",
         ]
     assert render_nginx(example, frozenset()) == render_nginx(example)
     with pytest.raises(ValueError, match="cannot drain containers \\[9\\]"):
@@ -146,7 +148,7 @@ def test_backends_by_network_address():
     )
     doc = load_text(dump(spec), "c.yaml", SMALL_VPS)
     assert upstream(render_stream_conf(doc), "conduit_test_web")[1:] == [
-        f"server 10.77.0.{i + 1}:443 max_fails=3 fail_timeout=30s;" for i in (1, 2, 3)
+        f"server 10.77.0.{i + 1}:443 max_fails=20 fail_timeout=30s;" for i in (1, 2, 3)
     ]
 
 
@@ -245,7 +247,7 @@ def test_managed_file_and_line_are_observed(tmp_path, example):
 def test_hand_edited_file_is_drifted(tmp_path, example):
     root = make_root(tmp_path)
     (root / "etc/nginx/conduit").mkdir()
-    text = render_stream_conf(example).replace("max_fails=3", "max_fails=9")
+    text = render_stream_conf(example).replace("max_fails=20", "max_fails=9")
     (root / "etc/nginx/conduit/stream.conf").write_text(text)
     obs = observe_nginx(example, root)
     assert kinds(obs)["nginx_conf"].props == {"content": text}
