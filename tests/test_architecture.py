@@ -134,3 +134,24 @@ def test_one_vocabulary_the_spec_is_spec_and_the_daemon_is_docker():
                 args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
                 called_doc += [f"{path.relative_to(ROOT)}:{node.lineno}" for a in args if a.arg == "doc"]
     assert called_doc == [] and engine_words == []
+
+
+def test_plan_loads_no_docker_sdk(tmp_path):
+    """`conduit plan` only reads Docker: it asks over plain HTTP (conduit.drivers.dockerapi) and
+    never loads the Docker SDK, requests or urllib3 (60-100 ms and ~7 MiB). Here the daemon's socket
+    is absent, so the plan goes as far as its first Docker call and stops with the one-line error."""
+    spec = ROOT / "examples" / "cluster.yaml"
+    host = f"unix://{tmp_path}/docker.sock"
+    code = (
+        "import sys\n"
+        "from conduit.cli.root import main\n"
+        f"try:\n    main(['--root', {str(tmp_path)!r}, '--state-dir', {str(tmp_path / 'state')!r}, '--docker-host', {host!r}, 'plan', {str(spec)!r}], prog_name='conduit')\n"
+        "except SystemExit as exc:\n    print('exit', exc.code)\n"
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.strip().endswith("exit 1") and f"cannot reach the Docker daemon at {host}" in done.stderr, done.stdout + done.stderr
+    loaded = done.stderr.split()
+    assert {"conduit.engine.observe", "conduit.drivers.dockerapi"} <= set(loaded)
+    heavy = sorted({name.partition(".")[0] for name in loaded} & {"docker", "requests", "urllib3"})
+    assert not heavy, f"conduit plan loads {heavy}"

@@ -39,7 +39,7 @@ def fault_lines(exc: Exception, docker_host: str | None = None) -> tuple[list[st
     if isinstance(exc, ONE_LINE):
         return [f"error: {exc}"], EXIT_ERROR
     if _docker_fault(exc):
-        from conduit.drivers.docker import diagnose  # loads the Docker SDK: only once it has failed
+        from conduit.drivers.docker import diagnose  # loads the Docker drivers: only once they have failed
 
         return [f"error: {diagnose(docker_host or DEFAULT_ENGINE, exc)}"], EXIT_ERROR
     if isinstance(exc, OSError):
@@ -50,11 +50,15 @@ def fault_lines(exc: Exception, docker_host: str | None = None) -> tuple[list[st
 
 
 def _docker_fault(exc: Exception) -> bool:
-    """A fault of the Docker SDK or of requests under it. Neither is imported to ask: a command
-    that never loaded them cannot have raised their faults, and `--version` stays fast."""
+    """A fault of a Docker read (conduit.drivers.dockerapi), of the Docker SDK or of requests under it.
+    None is imported to ask: a command that never loaded them cannot have raised their faults,
+    and `--version` stays fast."""
     docker_errors, requests_exceptions = sys.modules.get("docker.errors"), sys.modules.get("requests.exceptions")
-    return (docker_errors is not None and isinstance(exc, docker_errors.DockerException)) or (
-        requests_exceptions is not None and isinstance(exc, requests_exceptions.RequestException)
+    dockerapi = sys.modules.get("conduit.drivers.dockerapi")
+    return (
+        (dockerapi is not None and isinstance(exc, dockerapi.DockerException))
+        or (docker_errors is not None and isinstance(exc, docker_errors.DockerException))
+        or (requests_exceptions is not None and isinstance(exc, requests_exceptions.RequestException))
     )
 
 

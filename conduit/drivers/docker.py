@@ -14,10 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import docker
-import docker.errors
-import requests.exceptions
-
+from conduit.drivers import dockerapi
+from conduit.drivers.dockerapi import API_VERSION, DEFAULT_HOST, failures, image_not_found, not_found, refusals
 from conduit.drivers.files import read_or_none
 from conduit.errors import DockerError
 from conduit.drivers.nginx import bound_sockets, socket_owners
@@ -40,30 +38,42 @@ from conduit.spec.image import ImageFacts, from_probe
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
 
-API_VERSION = "1.41"  # Docker 20.10, the oldest Docker a current Debian ships
+__all__ = ["API_VERSION"]  # where the callers have always found it
 
 
 class CountingClient:
-    """A Docker client that counts the HTTP requests it makes."""
+    """Docker for conduit, counting the HTTP requests it makes: the reads over plain HTTP
+    (conduit.drivers.dockerapi), the writes through the Docker SDK, loaded on the first write.
+    A host only the SDK speaks to (ssh://, https://) is the SDK's for everything."""
 
     def __init__(self, base_url: str | None):
-        self.base_url = base_url or "unix:///var/run/docker.sock"
-        try:
-            self.client = docker.DockerClient(base_url=self.base_url, version=API_VERSION, timeout=60)
-        except docker.errors.DockerException as exc:
-            raise DockerError(diagnose(self.base_url, exc)) from None
+        self.base_url = base_url or DEFAULT_HOST
         self.calls = 0
-        send = self.client.api.send
+        self._sdk = None
+        where = dockerapi.endpoint(self.base_url)
+        self.api = self.sdk() if where is None else dockerapi.Engine(where, self._count, self.sdk)
 
-        def counted(request, **kwargs):
-            self.calls += 1
-            return send(request, **kwargs)
+    def _count(self) -> None:
+        self.calls += 1
 
-        self.client.api.send = counted
+    def sdk(self):
+        """The Docker SDK's APIClient for this daemon, its requests counted too."""
+        if self._sdk is None:
+            import docker  # the writes' client: its import is what a read-only command must not pay
 
-    @property
-    def api(self) -> docker.APIClient:
-        return self.client.api
+            try:
+                client = docker.APIClient(base_url=self.base_url, version=API_VERSION, timeout=60)
+            except docker.errors.DockerException as exc:
+                raise DockerError(diagnose(self.base_url, exc)) from None
+            send = client.send
+
+            def counted(request, **kwargs):
+                self._count()
+                return send(request, **kwargs)
+
+            client.send = counted
+            self._sdk = client
+        return self._sdk
 
 
 SBIN_PATH = "/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
@@ -100,19 +110,20 @@ def call(client: CountingClient, fn, *args, **kwargs):
     """One API call with a one-line diagnosis instead of a traceback."""
     try:
         return fn(*args, **kwargs)
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+    except failures() as exc:
         raise DockerError(diagnose(client.base_url, exc)) from None
 
 
 @contextmanager
 def answers(client: CountingClient) -> Iterator[None]:
     """Calls whose API answers (NotFound, a refusal: docker.errors.APIError) the caller handles
-    itself; a Docker daemon that does not answer at all (stopped, crashed, unreachable) is an DockerError."""
+    itself; a Docker daemon that does not answer at all (stopped, crashed, unreachable) is an DockerError.
+    Both families are caught: conduit.drivers.dockerapi's (the reads) and the SDK's (the writes)."""
     try:
         yield
-    except docker.errors.APIError:
+    except refusals():
         raise
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+    except failures() as exc:
         raise DockerError(diagnose(client.base_url, exc)) from None
 
 
@@ -128,7 +139,7 @@ def start_container(client: CountingClient, name: str, pause: float = 0.25) -> N
             with answers(client):
                 client.api.start(name)
             return
-        except docker.errors.APIError as exc:
+        except refusals() as exc:
             if "already exists" not in str(exc.explanation or exc) or attempt == TASK_LEFT_RETRIES:
                 raise
             time.sleep(pause)
@@ -138,7 +149,7 @@ def docker_answers(client: CountingClient) -> bool:
     """Whether Docker answers a ping now."""
     try:
         return bool(client.api.ping())
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
+    except failures():
         return False
 
 
@@ -390,9 +401,9 @@ def inspect_image(client: CountingClient, image: str) -> dict | None:
     """The image's attributes, or None when it is not on this host."""
     try:
         return client.api.inspect_image(image)
-    except docker.errors.ImageNotFound:
+    except image_not_found():
         return None
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+    except failures() as exc:
         raise DockerError(diagnose(client.base_url, exc)) from None
 
 
@@ -431,7 +442,7 @@ def registry_digest(client: CountingClient, image: str) -> str:
     try:
         with answers(client):
             return client.api.inspect_distribution(image)["Descriptor"]["digest"]
-    except docker.errors.APIError as exc:
+    except refusals() as exc:
         raise RegistryError(f"the registry does not say what {image} is now: {exc.explanation or exc}") from None
     except (KeyError, TypeError):
         raise RegistryError(f"the registry gave no digest for {image}") from None
@@ -444,7 +455,7 @@ def pull_digest(client: CountingClient, image: str, digest: str) -> dict:
         with answers(client):
             client.api.pull(ref)
             return client.api.inspect_image(ref)
-    except docker.errors.APIError as exc:
+    except refusals() as exc:
         raise RegistryError(f"cannot download {ref}: {exc.explanation or exc}") from None
 
 
@@ -460,7 +471,7 @@ def _has_file(client: CountingClient, container_id: str, dirs: list[str], name: 
     for directory in dirs:
         try:
             res = api.head(api._url("/containers/{0}/archive", container_id), params={"path": f"{directory}/{name}"})
-        except requests.exceptions.RequestException:
+        except failures():
             return None
         if res.status_code == 200:
             return True
@@ -484,14 +495,14 @@ def _run_once(client: CountingClient, image: str, command: list[str], look_for: 
         call(client, api.start, cid)
         try:
             code = api.wait(cid, timeout=PROBE_TIMEOUT).get("StatusCode")
-        except requests.exceptions.RequestException:
+        except failures():
             code = None
         output = call(client, api.logs, cid, stdout=True, stderr=True)
         return code, output.decode("utf-8", "replace"), found
     finally:
         try:
             api.remove_container(cid, force=True)
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
+        except failures():
             pass
 
 
@@ -522,13 +533,15 @@ def remove_volume(client: CountingClient, name: str) -> None:
     """Remove a data volume, and the node key in it; one already gone is fine."""
     try:
         client.api.remove_volume(name)
-    except docker.errors.NotFound:
+    except not_found():
         return
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+    except failures() as exc:
         raise DockerError(diagnose(client.base_url, exc)) from None
 
 
 def create_network(client: CountingClient, name: str, subnet: str | None, cluster: str) -> None:
+    import docker.types  # a write: the SDK's types, loaded with the SDK that sends them
+
     ipam = None
     if subnet:
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
@@ -537,6 +550,8 @@ def create_network(client: CountingClient, name: str, subnet: str | None, cluste
 
 def create_container(client: CountingClient, name: str, props: dict, labels: dict[str, str]) -> str:
     """Create (not start) a container from rendered props; returns its id."""
+    import docker.types  # a write: the SDK's types, loaded with the SDK that sends them
+
     api = client.api
     if "@" in (props.get("image_id") or ""):  # pulled by digest in this apply: pinned to its image ID, as the next plan sees it
         pulled = inspect_image(client, props["image_id"])

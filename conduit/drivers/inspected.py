@@ -32,11 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker.errors
-import requests
 import structlog
 
 from conduit.drivers.docker import answers
+from conduit.drivers.dockerapi import failures, refusals
 from conduit.drivers.files import atomic_write, read_or_none
 from conduit.errors import DockerError
 
@@ -116,7 +115,7 @@ def read_events(client, anchor: Anchor | None, until_ns: int) -> list[dict] | No
     since = _stamp(anchor[0]) if anchor else "0"
     try:
         return list(client.api.events(since=since, until=_stamp(until_ns), decode=True))
-    except (docker.errors.DockerException, requests.exceptions.RequestException, ValueError):
+    except (*failures(), ValueError):
         return None
 
 
@@ -160,7 +159,7 @@ def inspect(client, container_id: str) -> dict | None:
     try:
         with answers(client):
             return trim(client.api.inspect_container(container_id))
-    except (docker.errors.APIError, DockerError):
+    except (*refusals(), DockerError):
         return None
 
 

@@ -12,9 +12,9 @@ import hashlib
 import time
 from pathlib import Path
 
-import docker.errors
 
 from conduit.drivers.docker import CountingClient, answers, call, create_volume
+from conduit.drivers.dockerapi import failures, not_found
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment
 from conduit.drivers.files import atomic_write, private_dir
 from conduit.errors import HostileEntry, KeyProblem
@@ -30,9 +30,9 @@ def volume_dir(client: CountingClient, volume: str) -> Path | None:
     try:
         with answers(client):
             info = client.api.inspect_volume(volume)
-    except docker.errors.NotFound:
+    except not_found():
         return None
-    except docker.errors.DockerException as exc:
+    except failures() as exc:
         raise KeyProblem(f"cannot inspect volume {volume}: {exc}") from None
     mountpoint = Path(info["Mountpoint"])
     if not mountpoint.is_dir():

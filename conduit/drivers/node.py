@@ -11,9 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import docker.errors
-import requests
-
+from conduit.drivers.dockerapi import Engine, failures
 from conduit.drivers.volume import STATE_LIMIT, read_entry
 from conduit.facts import metrics, monitor, nodelog, statsfile
 
@@ -32,19 +30,20 @@ def run_log(client, name: str, started_at: str, tty: bool = False, finished_at: 
 
     The run begins where the previous one finished (`State.FinishedAt`), not at `StartedAt`:
     Docker records StartedAt after the process is already running, so a node that prints
-    at once has lines stamped a little before it. One request: the SDK's logs() would first
-    inspect the container again to learn whether it has a TTY, which the caller already knows.
+    at once has lines stamped a little before it. One request: the caller knows whether the
+    container has a TTY (logs() would otherwise inspect it again to learn it).
     """
     bound = nodelog.run_start(started_at, finished_at)
     since = nodelog.instant(bound)
-    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all"}
-    if since and since[0] > 0:
-        params["since"] = since[0]
+    since_s = since[0] if since and since[0] > 0 else None
     api = client.api
     try:
-        response = api._get(api._url("/containers/{0}/logs", name), params=params, stream=False)
-        raw = api._get_result_tty(False, response, tty)
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        if isinstance(api, Engine):
+            raw = api.logs(name, stdout=True, stderr=True, timestamps=True, since=since_s, tty=tty)
+        else:  # a host only the SDK speaks to: its private calls, to skip its inspect too
+            params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all"} | ({"since": since_s} if since_s else {})
+            raw = api._get_result_tty(False, api._get(api._url("/containers/{0}/logs", name), params=params, stream=False), tty)
+    except failures():
         return []
     return nodelog.this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), bound)
 
@@ -105,7 +104,7 @@ def recent_log(client, name: str, tty: bool, tail: int = 500) -> str:
     """The container's last `tail` log lines with their timestamps, whichever runs wrote them ("" when Docker cannot give them)."""
     try:
         raw = client.api.logs(name, stdout=True, stderr=True, timestamps=True, tail=tail)
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
+    except failures():
         return ""
     return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
@@ -117,7 +116,7 @@ def last_exit_code(client, container_id: str, since: float, until: float) -> int
         events = client.api.events(since=f"{since:.9f}", until=f"{until:.9f}", decode=True,
                                    filters={"container": [container_id], "event": ["die"]})  # fmt: skip
         codes = [(e.get("Actor") or {}).get("Attributes", {}).get("exitCode") for e in events]
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
+    except failures():
         return None
     codes = [c for c in codes if c is not None and str(c).lstrip("-").isdigit()]
     return int(codes[-1]) if codes else None

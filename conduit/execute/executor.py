@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker.errors
 
 from conduit.errors import CompartmentProblem, DockerError, HostileEntry, KeyProblem
 from conduit.drivers.docker import (
@@ -26,6 +25,7 @@ from conduit.drivers.docker import (
     repository,
     start_container,
 )
+from conduit.drivers.dockerapi import not_found, refusals
 from conduit.execute import canary, image_probe, nodehealth
 from conduit.execute.compartment import ensure_compartment
 from conduit.execute.polling import poll
@@ -342,7 +342,7 @@ class Executor:
         try:
             with answers(client):
                 client.api.pull(repository(image), tag=image_tag(image) or "latest")
-        except docker.errors.APIError as exc:
+        except refusals() as exc:
             reason = " ".join(str(exc.explanation or exc).split())
             raise StepFailed(f"image {image} is not on this host and could not be pulled: {reason}; "
                              "docker pull it or fix spec.containers.image") from None
@@ -388,7 +388,7 @@ class Executor:
             raise StepFailed(str(exc)) from None
         except (KeyProblem, CompartmentProblem) as exc:
             raise StepFailed(f"container {node}: personal clients need a compartment: {exc}") from None
-        except docker.errors.APIError as exc:
+        except refusals() as exc:
             raise StepFailed(f"container {node}: conduit new-compartment-id failed: {exc.explanation or exc}") from None
 
     def start_new(self, step: Step) -> None:
@@ -399,7 +399,7 @@ class Executor:
         container_id = create_container(client, step.id, step.desired, node.labels)
         try:
             start_container(client, container_id)
-        except docker.errors.APIError as exc:
+        except refusals() as exc:
             raise StepFailed(f"container {step.id} did not start: {exc.explanation or exc}") from None
 
     def update_container(self, step: Step) -> None:
@@ -427,9 +427,9 @@ class Executor:
             with answers(client):
                 client.api.stop(name, timeout=STOP_TIMEOUT)
                 client.api.remove_container(name, v=False)
-        except docker.errors.NotFound:
+        except not_found():
             pass
-        except docker.errors.APIError as exc:
+        except refusals() as exc:
             raise StepFailed(f"could not remove container {name}: {exc.explanation or exc}") from None
 
     def drop_previous(self, name: str) -> None:

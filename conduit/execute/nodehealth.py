@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker.errors
 import structlog
 
 from conduit.drivers import node
 from conduit.errors import DockerError, HostileEntry
 from conduit.drivers.docker import answers
+from conduit.drivers.dockerapi import not_found, refusals
 from conduit.facts import metrics, nodelog
 from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings
 
@@ -85,9 +85,9 @@ def inspect(client, name: str) -> dict | None:
     try:
         with answers(client):
             return client.api.inspect_container(name)
-    except docker.errors.NotFound:
+    except not_found():
         return None
-    except docker.errors.APIError as exc:
+    except refusals() as exc:
         raise DockerError(f"the Docker daemon cannot inspect container {name}: {exc.explanation or exc}") from None
 
 

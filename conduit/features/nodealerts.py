@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 
-import docker.errors
-
+from conduit.drivers.dockerapi import failures
 from conduit.execute import nodehealth
 from conduit.facts import nodelog
 from conduit.spec.resolve import nodes
@@ -39,7 +38,7 @@ def node_problems(spec: ClusterSpec, client, now: float | None = None) -> dict[s
     for node in nodes(spec):
         try:
             shape, reading = nodehealth.observe(client, node.name, node.metrics_port, with_log=True)
-        except docker.errors.DockerException:
+        except failures():
             continue
         if reading.hostile is not None:
             out[f"compromised:{node.name}"] = reading.hostile.alert

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import docker.errors
 
 from conduit.drivers.docker import answers
+from conduit.drivers.dockerapi import not_found, refusals
 from conduit.drivers.keys import claim_url, read_key
 from conduit.drivers.observe import HostAccess
 from conduit.engine.intent import Apply
@@ -331,9 +331,9 @@ class Agent:
         try:
             with answers(client):
                 return action(client)(name, **options)
-        except docker.errors.NotFound:
+        except not_found():
             raise Refused(409, f"{name} has no container on this host (never applied, or removed); apply the spec") from None
-        except docker.errors.APIError as exc:
+        except refusals() as exc:
             raise Refused(409, f"{name}: the Docker daemon refused: {exc.explanation or exc}") from None
 
     def restart(self, name: str, user: str) -> None:

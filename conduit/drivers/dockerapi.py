@@ -1,0 +1,272 @@
+"""Docker's read endpoints over plain HTTP/1.1: what plan, status and the agent ask Docker.
+
+The Docker SDK (docker-py, with requests and urllib3 under it) costs 60-100 ms to import and
+about 7 MiB resident; a command that only reads should not pay that. The methods here carry
+the SDK APIClient's names and answers, so a caller cannot tell them apart; anything else asked
+of an Engine (the writes) is handed to the SDK client its `fallback` loads on first use.
+
+Faults: an answer of 400 and above is an APIError (NotFound, ImageNotFound for 404, as the SDK
+says them); no answer at all (socket absent or refusing, a broken or late answer) is NoAnswer,
+whose text names the OS error as the SDK's did, for conduit.drivers.docker.diagnose.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import sys
+from collections.abc import Callable
+from urllib.parse import quote_plus, urlencode, urlsplit
+
+API_VERSION = "1.41"  # Docker 20.10, the oldest Docker a current Debian ships
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+TIMEOUT = 60
+
+
+class DockerException(Exception):
+    """Docker did not answer a read as asked."""
+
+
+class APIError(DockerException):
+    """Docker answered with an error status; `explanation` is its message."""
+
+    def __init__(self, message: str, status_code: int, explanation: str):
+        super().__init__(message)
+        self.status_code, self.explanation = status_code, explanation
+
+
+class NotFound(APIError):
+    pass
+
+
+class ImageNotFound(NotFound):
+    pass
+
+
+class NoAnswer(DockerException):
+    """The daemon did not answer: no socket, refused, reset, or too late."""
+
+
+class BadAnswer(DockerException, ValueError):
+    """The daemon's answer is not the JSON it should be."""
+
+
+# The same faults as the SDK raises them (writes, and a host only the SDK speaks to). A command
+# that never loaded the SDK cannot have raised its faults, so they are not imported to be caught.
+def _sdk(*names: str) -> tuple[type, ...]:
+    errors = sys.modules.get("docker.errors")
+    return tuple(getattr(errors, n) for n in names) if errors else ()
+
+
+def refusals() -> tuple[type, ...]:
+    """What an answered-with-an-error call raises (docker.errors.APIError's)."""
+    return (APIError, *_sdk("APIError"))
+
+
+def not_found() -> tuple[type, ...]:
+    return (NotFound, *_sdk("NotFound"))
+
+
+def image_not_found() -> tuple[type, ...]:
+    return (ImageNotFound, *_sdk("ImageNotFound"))
+
+
+def failures() -> tuple[type, ...]:
+    """Every fault of a Docker call: refusals, no answer, a garbled answer."""
+    requests_exceptions = sys.modules.get("requests.exceptions")
+    return (DockerException, *_sdk("DockerException"), *((requests_exceptions.RequestException,) if requests_exceptions else ()))
+
+
+# ----------------------------------------------------------------- where Docker is
+
+
+def endpoint(base_url: str) -> tuple[str, str, int] | None:
+    """("unix", socket path, 0) or ("tcp", host, port) for the Docker hosts spoken here; None for
+    those only the SDK speaks (ssh://, https://, npipe://, a tcp:// host without a port).
+    tcp:// is plain HTTP, as the SDK has it without a TLS configuration."""
+    if base_url.startswith("unix://"):
+        path = base_url.removeprefix("unix://")
+        return ("unix", path, 0) if path.startswith("/") else None
+    if not base_url.startswith(("tcp://", "http://")):
+        return None
+    parts = urlsplit(base_url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or not port or parts.path not in ("", "/") or parts.query:
+        return None
+    return "tcp", parts.hostname, port
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+# ----------------------------------------------------------------- answers
+
+
+def json_stream(data: bytes) -> list:
+    """The JSON values of a stream answer (/events): one after another, newline-separated or not."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadAnswer(f"the events answer is not UTF-8: {exc}") from None
+    decoder, out, at = json.JSONDecoder(), [], 0
+    while True:
+        while at < len(text) and text[at] in " \t\r\n":
+            at += 1
+        if at == len(text):
+            return out
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except ValueError as exc:
+            raise BadAnswer(f"the events answer is not JSON: {exc}") from None
+        out.append(value)
+
+
+def demux(data: bytes) -> bytes:
+    """The payloads of a multiplexed log answer (a container without a TTY), in order: each frame
+    is 8 bytes (stream 0/1/2, three zero bytes, the payload's size big-endian) and the payload.
+    A torn last frame gives what it has."""
+    out, at = [], 0
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at + 4 : at + 8], "big")
+        out.append(data[at + 8 : at + 8 + size])
+        at += 8 + size
+    return b"".join(out)
+
+
+def _api_error(status: int, reason: str, url: str, body: bytes) -> APIError:
+    """The fault for an error answer, as the SDK classes and words it."""
+    try:
+        explanation = str(json.loads(body).get("message") or "")
+    except (ValueError, AttributeError):
+        explanation = body.decode(errors="replace").strip()
+    cls = APIError
+    if status == 404:
+        lowered = explanation.lower()
+        image = ("no such image", "not found: does not exist or no pull access", "repository does not exist")
+        cls = ImageNotFound if any(m in lowered for m in image) else NotFound
+    kind = "Client" if status < 500 else "Server"
+    message = f"{status} {kind} Error for http+docker://localhost{url}: {reason}"
+    return cls(f'{message} ("{explanation}")' if explanation else message, status, explanation)
+
+
+def _filters(filters: dict | None) -> dict:
+    """The filters parameter as the SDK writes it: each value a list of strings, booleans as words."""
+    if not filters:
+        return {}
+    out = {}
+    for key, value in filters.items():
+        value = ("true" if value else "false") if isinstance(value, bool) else value
+        out[key] = [v if isinstance(v, str) else str(v) for v in (value if isinstance(value, list) else [value])]
+    return {"filters": json.dumps(out)}
+
+
+class Engine:
+    """Docker's reads for one daemon. `counted` is called once per HTTP request; `fallback` gives
+    the SDK's APIClient, which answers any other attribute (the writes)."""
+
+    def __init__(self, where: tuple[str, str, int], counted: Callable[[], None] = lambda: None,
+                 fallback: Callable[[], object] | None = None, timeout: float = TIMEOUT):  # fmt: skip
+        self.where, self.counted, self.fallback, self.timeout = where, counted, fallback, timeout
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or self.__dict__.get("fallback") is None:
+            raise AttributeError(name)
+        return getattr(self.fallback(), name)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        kind, host, port = self.where
+        if kind == "unix":
+            return _UnixConnection(host, self.timeout)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
+
+    def get(self, path: str, params: dict | None = None) -> tuple[bytes, str]:
+        """(body, content type) of GET /v{API_VERSION}{path}; one HTTP request on its own connection."""
+        url = f"/v{API_VERSION}{path}" + (f"?{urlencode(params)}" if params else "")
+        self.counted()
+        conn = self._connection()
+        try:
+            conn.request("GET", url)
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise NoAnswer(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            conn.close()
+        if response.status >= 400:
+            raise _api_error(response.status, response.reason, url, body)
+        return body, response.getheader("Content-Type") or ""
+
+    def _json(self, path: str, params: dict | None = None):
+        body, _ = self.get(path, params)
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise BadAnswer(f"Docker's answer to {path} is not JSON: {exc}") from None
+
+    @staticmethod
+    def _name(value: str) -> str:
+        return quote_plus(value, safe="/:")  # as the SDK puts a name in a path
+
+    def ping(self) -> bool:
+        return self.get("/_ping")[0] == b"OK"
+
+    def version(self) -> dict:
+        return self._json("/version")
+
+    def containers(self, all: bool = False, filters: dict | None = None) -> list[dict]:  # noqa: A002 - the SDK's name
+        return self._json("/containers/json", {"all": int(all), "limit": -1, "size": 0, "trunc_cmd": 0, **_filters(filters)})
+
+    def inspect_container(self, container: str) -> dict:
+        return self._json(f"/containers/{self._name(container)}/json")
+
+    def inspect_image(self, image: str) -> dict:
+        return self._json(f"/images/{self._name(image)}/json")
+
+    def inspect_distribution(self, image: str) -> dict:
+        return self._json(f"/distribution/{self._name(image)}/json")
+
+    def inspect_volume(self, name: str) -> dict:
+        return self._json(f"/volumes/{self._name(name)}")
+
+    def volumes(self, filters: dict | None = None) -> dict:
+        return self._json("/volumes", _filters(filters))
+
+    def networks(self, names: list[str] | None = None, filters: dict | None = None) -> list[dict]:
+        filters = dict(filters or {}) | ({"name": names} if names else {})
+        return self._json("/networks", _filters(filters))
+
+    def events(self, since: str, until: str, filters: dict | None = None, decode: bool = True) -> list[dict]:
+        """The events between since and until (both given: without an end the answer never ends)."""
+        if not decode:
+            raise ValueError("events are read decoded")
+        body, _ = self.get("/events", {"since": since, "until": until, **_filters(filters)})
+        return json_stream(body)
+
+    def logs(self, container: str, stdout: bool = True, stderr: bool = True, timestamps: bool = False,
+             tail: int | str = "all", since: int | None = None, tty: bool | None = None) -> bytes:  # fmt: skip
+        """The container's log as bytes. Without `tty` it is asked of Docker first, as the SDK does:
+        a container without a TTY answers in multiplexed frames."""
+        if tty is None:
+            tty = bool((self.inspect_container(container).get("Config") or {}).get("Tty"))
+        params = {"stdout": int(stdout), "stderr": int(stderr), "timestamps": int(timestamps), "follow": 0, "tail": tail}
+        if since is not None:
+            params["since"] = since
+        body, _ = self.get(f"/containers/{self._name(container)}/logs", params)
+        return body if tty else demux(body)

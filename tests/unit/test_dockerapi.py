@@ -1,0 +1,213 @@
+"""Docker's reads over plain HTTP, against a small real HTTP server on a Unix socket (and one on TCP)."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conduit.drivers import dockerapi
+from conduit.drivers.docker import CountingClient, answers, call, docker_answers, docker_down, inspect_image
+from conduit.drivers.dockerapi import API_VERSION, NotFound, demux, endpoint, json_stream
+from conduit.errors import DockerError
+
+EVENTS = [
+    {"Type": "container", "Action": "start", "Actor": {"ID": "c1", "Attributes": {}}, "timeNano": 1},
+    {"Type": "container", "Action": "die", "Actor": {"ID": "c1", "Attributes": {"exitCode": "3"}}, "timeNano": 2},
+]
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+
+class Daemon(BaseHTTPRequestHandler):
+    """What dockerd answers, for the few paths these tests ask; every request is recorded."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, dict]] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def send(self, status: int, body: bytes, content_type: str = "application/json", chunked: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if chunked:  # as dockerd streams /events and /logs
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (body[: len(body) // 2], body[len(body) // 2 :]):
+                if part:
+                    self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        self.seen.append((url.path, query))
+        prefix = f"/v{API_VERSION}"
+        path = url.path.removeprefix(prefix) if url.path.startswith(prefix) else "unversioned"
+        answers = {
+            "/_ping": (200, b"OK", "text/plain", False),
+            "/containers/json": (200, json.dumps([{"Id": "c1", "Names": ["/n-1"]}]).encode(), "application/json", False),
+            "/containers/n-1/json": (200, json.dumps({"Id": "c1", "Config": {"Tty": False}}).encode(), "application/json", False),
+            "/containers/n-1/logs": (200, frame(1, b"2026 one\n") + frame(2, b"2026 two\n"), "application/vnd.docker.raw-stream", True),
+            "/images/ghcr.io/psiphon-inc/conduit/cli:2.0/json": (200, b'{"Id": "sha256:abc"}', "application/json", False),
+            "/volumes": (200, b'{"Volumes": [{"Name": "v1"}], "Warnings": null}', "application/json", False),
+            "/events": (200, b"".join(json.dumps(e).encode() + b"\n" for e in EVENTS), "application/json", True),
+            "/version": (500, b'{"message": "daemon is busy"}', "application/json", False),
+        }
+        if path in answers:
+            self.send(*answers[path])
+        elif path.startswith("/images/"):
+            self.send(404, b'{"message": "No such image: x"}')
+        else:
+            self.send(404, json.dumps({"message": f"No such container: {path}"}).encode())
+
+
+class UnixDaemon(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self):
+        request, _ = super().get_request()
+        return request, ("unix", 0)  # http.server wants a (host, port) client address
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    Daemon.seen = []
+    path = tmp_path / "docker.sock"
+    server = UnixDaemon(str(path), Daemon)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"unix://{path}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_reads_carry_the_sdks_names_and_answers_and_each_request_is_counted(daemon):
+    client = CountingClient(daemon)
+    assert client.api.ping() is True
+    assert client.api.containers(all=True, filters={"label": ["a=b"], "name": "n-1", "dangling": True}) == [{"Id": "c1", "Names": ["/n-1"]}]
+    assert client.api.volumes()["Volumes"] == [{"Name": "v1"}]
+    assert inspect_image(client, "ghcr.io/psiphon-inc/conduit/cli:2.0") == {"Id": "sha256:abc"}
+    assert client.calls == 4
+    path, query = Daemon.seen[1]
+    assert path == f"/v{API_VERSION}/containers/json"
+    # Docker wants each filter a list of strings (a bare string is a 400), as the SDK writes them
+    assert query["all"] == "1" and json.loads(query["filters"]) == {"label": ["a=b"], "name": ["n-1"], "dangling": ["true"]}
+    assert client._sdk is None  # no write: the SDK was never built
+
+
+def test_a_missing_image_is_none_and_a_missing_container_is_not_found(daemon):
+    client = CountingClient(daemon)
+    assert inspect_image(client, "nowhere:1") is None
+    with pytest.raises(NotFound) as caught:
+        with answers(client):
+            client.api.inspect_container("gone")
+    assert caught.value.status_code == 404 and caught.value.explanation == "No such container: /containers/gone/json"
+    assert str(caught.value).startswith(f"404 Client Error for http+docker://localhost/v{API_VERSION}/containers/gone/json: Not Found (")
+
+
+def test_a_refusal_through_call_is_one_line_naming_dockers_message(daemon):
+    client = CountingClient(daemon)
+    with pytest.raises(DockerError) as caught:
+        call(client, client.api.version)
+    assert str(caught.value) == (f"the Docker daemon at {daemon} failed: 500 Server Error for "
+                                 f'http+docker://localhost/v{API_VERSION}/version: Internal Server Error ("daemon is busy")')  # fmt: skip
+
+
+def test_events_are_read_as_json_lines_with_since_until_and_filters(daemon):
+    client = CountingClient(daemon)
+    assert client.api.events(since="1.000000000", until="2.000000000", filters={"event": ["die"]}) == EVENTS
+    _, query = Daemon.seen[-1]
+    assert query["since"] == "1.000000000" and query["until"] == "2.000000000" and json.loads(query["filters"]) == {"event": ["die"]}
+
+
+def test_logs_are_unframed_and_their_tty_asked_only_when_not_given(daemon):
+    client = CountingClient(daemon)
+    assert client.api.logs("n-1", timestamps=True, tty=False, since=5) == b"2026 one\n2026 two\n"
+    assert client.calls == 1 and Daemon.seen[-1][1]["since"] == "5" and Daemon.seen[-1][1]["timestamps"] == "1"
+    assert client.api.logs("n-1") == b"2026 one\n2026 two\n"
+    assert client.calls == 3  # the inspect for its TTY, then the log, as the SDK asks
+
+
+def test_a_socket_that_is_absent_is_the_docker_down_line(tmp_path):
+    host = f"unix://{tmp_path}/docker.sock"
+    client = CountingClient(host)
+    assert docker_answers(client) is False
+    with pytest.raises(DockerError) as caught:
+        call(client, client.api.containers, all=True)
+    assert str(caught.value) == docker_down(host)
+
+
+def test_a_tcp_host_is_plain_http():
+    class Handler(Daemon):
+        pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = CountingClient(f"tcp://127.0.0.1:{server.server_address[1]}")
+        assert client.api.containers(all=True)[0]["Id"] == "c1" and client.calls == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_only_what_is_spoken_here_is_read_here():
+    assert endpoint("unix:///var/run/docker.sock") == ("unix", "/var/run/docker.sock", 0)
+    assert endpoint("tcp://10.0.0.2:2375") == ("tcp", "10.0.0.2", 2375)
+    assert endpoint("http://localhost:2375/") == ("tcp", "localhost", 2375)
+    for sdk_only in ("ssh://root@host", "https://host:2376", "tcp://host", "npipe:////./pipe/docker_engine", "unix://relative", "tcp://h:x"):
+        assert endpoint(sdk_only) is None, sdk_only
+
+
+def test_writes_are_the_sdks_counted_too(daemon):
+    client = CountingClient(daemon)
+    assert client.api.fallback is not None
+    sdk = client.sdk()
+    assert client.api.create_host_config.__self__ is sdk  # a write: the SDK's own method
+    assert client.api.ping() and sdk.ping()
+    assert client.calls == 2
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=4), max_size=6),
+       st.lists(st.sampled_from(["", "\n", "\r\n", " ", "\n\n"]), min_size=6, max_size=6))  # fmt: skip
+def test_a_json_stream_gives_back_each_value_whatever_separates_them(values, separators):
+    data = b"".join(json.dumps(v).encode() + separators[i].encode() for i, v in enumerate(values))
+    assert json_stream(data) == values
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=3), max_size=3),
+       st.sampled_from([b"}", b"nope", b'{"a":', b"\xff\xfe", b"]", b'{"a" 1}']))  # fmt: skip
+def test_a_stream_that_is_not_json_is_a_bad_answer_not_a_crash(values, garbage):
+    with pytest.raises(dockerapi.BadAnswer):
+        json_stream(b"".join(json.dumps(v).encode() + b"\n" for v in values) + garbage)
+
+
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 2]), st.binary(max_size=300)), max_size=8), st.integers(min_value=1, max_value=7))
+def test_log_frames_give_their_payloads_in_order_and_a_torn_end_no_crash(frames, torn):
+    data = b"".join(frame(s, p) for s, p in frames)
+    assert demux(data) == b"".join(p for _, p in frames)
+    if frames:
+        assert b"".join(p for _, p in frames).startswith(demux(data[:-torn]))
