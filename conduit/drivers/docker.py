@@ -51,7 +51,7 @@ class CountingClient:
         self.calls = 0
         self._sdk = None
         where = dockerapi.endpoint(self.base_url)
-        self.api = self.sdk() if where is None else dockerapi.Engine(where, self._count, self.sdk)
+        self.api = self.sdk() if where is None else dockerapi.DockerAPI(where, self._count, self.sdk)
 
     def _count(self) -> None:
         self.calls += 1

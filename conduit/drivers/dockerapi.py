@@ -3,7 +3,7 @@
 The Docker SDK (docker-py, with requests and urllib3 under it) costs 60-100 ms to import and
 about 7 MiB resident; a command that only reads should not pay that. The methods here carry
 the SDK APIClient's names and answers, so a caller cannot tell them apart; anything else asked
-of an Engine (the writes) is handed to the SDK client its `fallback` loads on first use.
+of an DockerAPI (the writes) is handed to the SDK client its `fallback` loads on first use.
 
 Faults: an answer of 400 and above is an APIError (NotFound, ImageNotFound for 404, as the SDK
 says them); no answer at all (socket absent or refusing, a broken or late answer) is NoAnswer,
@@ -177,7 +177,7 @@ def _filters(filters: dict | None) -> dict:
     return {"filters": json.dumps(out)}
 
 
-class Engine:
+class DockerAPI:
     """Docker's reads for one daemon. `counted` is called once per HTTP request; `fallback` gives
     the SDK's APIClient, which answers any other attribute (the writes)."""
 

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conduit.drivers.dockerapi import Engine, failures
+from conduit.drivers.dockerapi import DockerAPI, failures
 from conduit.drivers.volume import STATE_LIMIT, read_entry
 from conduit.facts import metrics, monitor, nodelog, statsfile
 
@@ -38,7 +38,7 @@ def run_log(client, name: str, started_at: str, tty: bool = False, finished_at: 
     since_s = since[0] if since and since[0] > 0 else None
     api = client.api
     try:
-        if isinstance(api, Engine):
+        if isinstance(api, DockerAPI):
             raw = api.logs(name, stdout=True, stderr=True, timestamps=True, since=since_s, tty=tty)
         else:  # a host only the SDK speaks to: its private calls, to skip its inspect too
             params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all"} | ({"since": since_s} if since_s else {})
