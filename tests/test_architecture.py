@@ -141,10 +141,7 @@ def test_one_vocabulary_the_spec_is_spec_and_the_daemon_is_docker():
 def test_plan_loads_no_docker_sdk(tmp_path):
     """`conduit plan` only reads Docker: it asks over plain HTTP (conduit.drivers.dockerapi) and
     never loads the Docker SDK, requests or urllib3 (60-100 ms and ~7 MiB). Here the daemon's socket
-    is absent, so the plan goes as far as its first Docker call and stops with the one-line error
-    (where no dockerd is installed at all, it plans an empty host, as the README says)."""
-    from conduit.drivers.docker import dockerd_installed
-
+    is absent, so the plan goes as far as its first Docker call and stops with the one-line error."""
     spec = ROOT / "examples" / "cluster.yaml"
     host = f"unix://{tmp_path}/docker.sock"
     code = (
@@ -152,14 +149,12 @@ def test_plan_loads_no_docker_sdk(tmp_path):
         "from conduit.cli.root import main\n"
         f"try:\n    main(['--root', {str(tmp_path)!r}, '--state-dir', {str(tmp_path / 'state')!r}, '--docker-host', {host!r}, 'plan', {str(spec)!r}], prog_name='conduit')\n"
         "except SystemExit as exc:\n    print('exit', exc.code)\n"
-        "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+        "print('modules:', ' '.join(sorted(sys.modules)))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    loaded = done.stderr.split()
-    if dockerd_installed():
-        assert done.stdout.strip().endswith("exit 1") and f"cannot reach the Docker daemon at {host}" in done.stderr, done.stdout + done.stderr
-        assert {"conduit.engine.observe", "conduit.drivers.dockerapi"} <= set(loaded)
-    else:  # no Docker on this machine at all: the host is planned as one with no containers
-        assert "conduit.engine.observe" in loaded and "Plan:" in done.stdout, done.stdout + done.stderr
+    assert "exit 1" in done.stdout.splitlines() and f"cannot reach the Docker daemon at {host}" in done.stderr, done.stdout + done.stderr
+    # the module list alone: the error line may name a package (`apt-get install docker.io`)
+    loaded = next(line for line in done.stdout.splitlines() if line.startswith("modules: ")).split()[1:]
+    assert {"conduit.engine.observe", "conduit.drivers.dockerapi"} <= set(loaded)
     heavy = sorted({name.partition(".")[0] for name in loaded} & {"docker", "requests", "urllib3"})
     assert not heavy, f"conduit plan loads {heavy}"
