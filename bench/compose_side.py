@@ -1,4 +1,4 @@
-"""The Compose side of the benches and what the engine served: a spec and its Compose twin for
+"""The Compose side of the benches and what the daemon served: a spec and its Compose twin for
 the same stand-in nodes, Docker Compose v2's binary, and the count of API requests a --debug
 dockerd logged.
 

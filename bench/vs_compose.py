@@ -67,7 +67,7 @@ class Tools:
         return done
 
     def timed(self, argv: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, int, subprocess.CompletedProcess]:
-        """(seconds, Docker API calls the engine served meanwhile, the result)."""
+        """(seconds, Docker API calls the daemon served meanwhile, the result)."""
         start_at = self.engine.log_path.stat().st_size
         t0 = time.perf_counter()
         done = self.run(argv, ok)
@@ -129,7 +129,7 @@ def report(figures: dict, n: int, rounds: int, version: str) -> None:
         print(f"  {what.format(n=n):22} {ours:>24} {s1 * 1000:7.0f} ms {c1:4d} calls"
               f" {theirs:>27} {s2 * 1000:7.0f} ms {c2:4d} calls   {s1 / s2:5.2f}x")  # fmt: skip
     counted = median(figures, "status counted")[1]
-    print(f"  (calls: Docker API requests the engine served; conduit status counted {counted} itself, its drift check included)")
+    print(f"  (calls: Docker API requests the daemon served; conduit status counted {counted} itself, its drift check included)")
 
 
 def main() -> None:
