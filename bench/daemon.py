@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from applied import applied_cluster  # noqa: E402
-from serve import get, nodes_up, rss_mib, stream  # noqa: E402
+from serve import get, nodes_up, open_streams, rss_mib  # noqa: E402
 
 from harness import free_port_block, wait_for  # noqa: E402
 
@@ -77,11 +76,7 @@ def main() -> None:
             time.sleep(5)  # past the tracker's take-over and the first interval of the watch loop
             tracker = tracker_pid(state, name)
             idle = rss_mib(daemon.pid)
-            stop, opened = threading.Event(), []
-            streams = [threading.Thread(target=stream, args=(port, token, stop, opened), daemon=True) for _ in range(args.streams)]
-            for t in streams:
-                t.start()
-            wait_for(lambda: len(opened) == args.streams, timeout=30, message="every stream open")
+            stop = open_streams(port, token, args.streams)
             with ThreadPoolExecutor(10) as pool:
                 list(pool.map(lambda _: get(url, token), range(args.requests)))
             loaded = rss_mib(daemon.pid)

@@ -48,6 +48,15 @@ def stream(port: int, token: str, stop: threading.Event, opened: list) -> None:
                 continue
 
 
+def open_streams(port: int, token: str, count: int) -> threading.Event:
+    """`count` clients on the agent's event stream, all open on return; set the event to end them."""
+    stop, opened = threading.Event(), []
+    for _ in range(count):
+        threading.Thread(target=stream, args=(port, token, stop, opened), daemon=True).start()
+    wait_for(lambda: len(opened) == count, timeout=30, message="every stream open")
+    return stop
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -83,11 +92,7 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}/api/v1/nodes"
             wait_for(lambda: nodes_up(url, token, args.containers), timeout=120, interval=0.5, message="every node up in the agent")
             idle_rss = rss_mib(agent.pid)
-            stop, opened = threading.Event(), []
-            streams = [threading.Thread(target=stream, args=(port, token, stop, opened), daemon=True) for _ in range(args.streams)]
-            for t in streams:
-                t.start()
-            wait_for(lambda: len(opened) == args.streams, timeout=30, message="every stream open")
+            stop = open_streams(port, token, args.streams)
             start_at = engine.log_path.stat().st_size
             began = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as pool:

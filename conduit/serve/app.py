@@ -185,6 +185,13 @@ def _write_routes(api: APIRouter, agent: Agent, operator) -> None:
         agent.audit(event, user, detail | {"status": result["status"], "generation": result["generation"]})
         return result
 
+    def on_node(request: Request, user: str, event: str, name: str, status: str, act) -> dict:
+        """One action on one node, audited once with what it did (`act` may add to the audit row)."""
+        with _audited(agent, request, user, event):
+            more = act() or {}
+            agent.audit(event, user, {"node": name, "status": status, **more})
+            return {"ok": True, "message": f"{name} {status}"}
+
     @api.post("/apply", response_model=models.Outcome, summary="Apply the current spec (git's, when the host follows git) or a saved plan")
     def apply(request: Request, body: models.ApplyBody | None = None, user: str = Depends(operator)) -> dict:
         with _audited(agent, request, user, "api.apply"):
@@ -199,24 +206,15 @@ def _write_routes(api: APIRouter, agent: Agent, operator) -> None:
 
     @api.post("/nodes/{name}/restart", response_model=models.Done, summary="Restart one node's container")
     def restart(name: str, request: Request, user: str = Depends(operator)) -> dict:
-        with _audited(agent, request, user, "api.restart"):
-            agent.restart(name, user)
-            agent.audit("api.restart", user, {"node": name, "status": "restarted"})
-            return {"ok": True, "message": f"{name} restarted"}
+        return on_node(request, user, "api.restart", name, "restarted", lambda: agent.restart(name, user))
 
     @api.post("/nodes/{name}/stop", response_model=models.Done, summary="Stop one node and hold it stopped: applies and the watcher keep it so until it is started")
     def stop(name: str, request: Request, body: models.StopBody | None = None, user: str = Depends(operator)) -> dict:
-        with _audited(agent, request, user, "api.stop"):
-            why = agent.stop(name, user, body.reason if body else None)
-            agent.audit("api.stop", user, {"node": name, "status": "stopped", "reason": why})
-            return {"ok": True, "message": f"{name} stopped"}
+        return on_node(request, user, "api.stop", name, "stopped", lambda: {"reason": agent.stop(name, user, body.reason if body else None)})
 
     @api.post("/nodes/{name}/start", response_model=models.Done, summary="Start one node, ending its hold (a stop asked for, or the budget's)")
     def start(name: str, request: Request, user: str = Depends(operator)) -> dict:
-        with _audited(agent, request, user, "api.start"):
-            agent.start(name, user)
-            agent.audit("api.start", user, {"node": name, "status": "started"})
-            return {"ok": True, "message": f"{name} started"}
+        return on_node(request, user, "api.start", name, "started", lambda: agent.start(name, user))
 
     @api.post("/update", response_model=models.Outcome, summary="Take a new image behind the tag now, canary first (as conduit update)")
     def update(request: Request, user: str = Depends(operator)) -> dict:
