@@ -40,7 +40,6 @@ from conduit.drivers.files import atomic_write, read_or_none
 from conduit.errors import DockerError
 
 EVENTS_LIMIT = 256  # Docker's in-memory buffer of past events (moby daemon/events/events.go)
-KEPT_FILE = "inspected.json"
 KEPT_LIMIT = 8 << 20
 WORKERS = 16
 log = structlog.get_logger("conduit.inspected")
@@ -197,5 +196,6 @@ def current(client, entries: dict[str, dict], kept_at: Path | None) -> dict[str,
     infos = {cid: fresh[cid] if cid in fresh else kept.infos[cid] for cid in entries}
     infos = {cid: info for cid, info in infos.items() if info is not None}
     anchor = newest(events) if events is not None else None
-    save(kept_at, Kept(anchor, infos))
+    if asked or anchor != kept.anchor or infos.keys() != kept.infos.keys():  # a look that learned nothing writes nothing
+        save(kept_at, Kept(anchor, infos))
     return infos

@@ -63,15 +63,15 @@ def _first_stamp(data: bytes) -> tuple[int, int] | None:
 def _read_back(fd: int, bound: tuple[int, int] | None) -> tuple[bytes, bool]:
     """(the file's tail back to before `bound` or to its start, whether it reached the start)."""
     end = size = os.lseek(fd, 0, os.SEEK_END)
-    data = b""
+    chunks: list[bytes] = []  # newest first: joined once at the end, not copied at every step
     while end > 0 and size - end < LOG_LIMIT:
-        first = _first_stamp(data)
+        first = _first_stamp(b"".join(reversed(chunks[-2:])))  # the oldest line read so far (Docker's lines are short)
         if bound is not None and first is not None and first < bound:
             break
         start = max(0, end - LOG_CHUNK)
-        data = os.pread(fd, end - start, start) + data
+        chunks.append(os.pread(fd, end - start, start))
         end = start
-    return data, end == 0
+    return b"".join(reversed(chunks)), end == 0
 
 
 def file_log(path: str, started_at: str, finished_at: str = "") -> list[str] | None:

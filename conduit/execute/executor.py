@@ -371,6 +371,8 @@ class Executor:
             raise StepFailed(f"key backup failed, no node was touched: {exc}") from None
         except KeyProblem as exc:
             raise StepFailed(f"key backup failed: {exc}") from None
+        except OSError as exc:  # a full disk or a refused write in the state directory
+            raise StepFailed(f"key backup failed, no node was touched: {exc.strerror or exc}") from None
 
     def _compartment(self, step: Step) -> None:
         """A node that asks for personal clients gets its compartment, made by its own image on its volume."""
