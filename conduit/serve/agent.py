@@ -22,6 +22,7 @@ from conduit.engine import planning
 from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, Request, reconcile
+from conduit.features.alerts import compromised
 from conduit.features.status import collect
 from conduit.features.watch import read_watch_status
 from conduit.plan.planner import Plan
@@ -397,7 +398,10 @@ class Agent:
         volume = node_settings(spec, node.index).volume
         try:
             key = (self.key_reader or self._read_key)(volume, name)
-        except (HostileEntry, KeyProblem) as exc:
+        except HostileEntry as exc:  # the node planted a link or a special file: the operator is told, as by the CLI
+            compromised(spec, exc)
+            raise Refused(409, str(exc)) from None
+        except KeyProblem as exc:
             raise Refused(409, str(exc)) from None
         if key is None:
             raise Refused(409, f"volume {volume} holds no key yet; start the node first")
