@@ -467,17 +467,23 @@ def _path_dirs(attrs: dict) -> list[str]:
 
 def _has_file(client: CountingClient, container_id: str, dirs: list[str], name: str) -> bool | None:
     """Whether NAME is in one of DIRS of a created container (HEAD of the archive endpoint: no copy)."""
-    api = client.api
     for directory in dirs:
         try:
-            res = api.head(api._url("/containers/{0}/archive", container_id), params={"path": f"{directory}/{name}"})
+            status = _archive_status(client.api, container_id, f"{directory}/{name}")
         except failures():
             return None
-        if res.status_code == 200:
+        if status == 200:
             return True
-        if res.status_code != 404:
+        if status != 404:
             return None
     return False
+
+
+def _archive_status(api, container_id: str, path: str) -> int:
+    """HEAD of the container's archive endpoint for PATH: a plain HTTP read, or the SDK's for a host only it speaks to."""
+    if isinstance(api, dockerapi.DockerAPI):
+        return api.head(f"/containers/{container_id}/archive", {"path": path})
+    return api.head(api._url("/containers/{0}/archive", container_id), params={"path": path}).status_code
 
 
 def _run_once(client: CountingClient, image: str, command: list[str], look_for: tuple[list[str], str] | None = None) -> tuple[int | None, str, bool | None]:

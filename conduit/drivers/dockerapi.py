@@ -196,22 +196,31 @@ class DockerAPI:
             return _UnixConnection(host, self.timeout)
         return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
-    def get(self, path: str, params: dict | None = None) -> tuple[bytes, str]:
-        """(body, content type) of GET /v{API_VERSION}{path}; one HTTP request on its own connection."""
+    def _request(self, method: str, path: str, params: dict | None) -> tuple[http.client.HTTPResponse, bytes, str]:
+        """One HTTP request to /v{API_VERSION}{path} on its own connection: the response, its body and the URL."""
         url = f"/v{API_VERSION}{path}" + (f"?{urlencode(params)}" if params else "")
         self.counted()
         conn = self._connection()
         try:
-            conn.request("GET", url)
+            conn.request(method, url)
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
             raise NoAnswer(f"{type(exc).__name__}: {exc}") from None
         finally:
             conn.close()
+        return response, body, url
+
+    def get(self, path: str, params: dict | None = None) -> tuple[bytes, str]:
+        """(body, content type) of GET /v{API_VERSION}{path}; one HTTP request on its own connection."""
+        response, body, url = self._request("GET", path, params)
         if response.status >= 400:
             raise _api_error(response.status, response.reason, url, body)
         return body, response.getheader("Content-Type") or ""
+
+    def head(self, path: str, params: dict | None = None) -> int:
+        """The HTTP status of HEAD /v{API_VERSION}{path}: Docker's answer without a body (a 404 is an answer here)."""
+        return self._request("HEAD", path, params)[0].status
 
     def _json(self, path: str, params: dict | None = None):
         body, _ = self.get(path, params)

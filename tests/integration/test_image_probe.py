@@ -43,6 +43,7 @@ def test_probe_asks_the_image_and_caches_by_image_id(docker_engine, standin_imag
     assert facts.source == "image" and facts.image_id == image_id
     assert facts.version == "2.0.0" and facts.cli == "2.x" and facts.exact
     assert facts.has_metrics_addr and facts.has_personal and facts.has_set and facts.has_stats_file is False
+    assert facts.has_monitor is True  # HEAD of the archive endpoint of its probe container, over plain HTTP
     assert probe_containers(docker_engine) == []  # the throwaway containers are gone
     assert open_state(tmp_path).images.facts(image_id) is not None
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conduit.drivers import dockerapi
-from conduit.drivers.docker import CountingClient, answers, call, docker_answers, docker_down, inspect_image
+from conduit.drivers.docker import CountingClient, _has_file, answers, call, docker_answers, docker_down, inspect_image
 from conduit.drivers.dockerapi import API_VERSION, NotFound, demux, endpoint, json_stream
 from conduit.errors import DockerError
 
@@ -76,6 +76,15 @@ class Daemon(BaseHTTPRequestHandler):
             self.send(404, b'{"message": "No such image: x"}')
         else:
             self.send(404, json.dumps({"message": f"No such container: {path}"}).encode())
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name: a container's archive, asked whether a path is in it
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        self.seen.append((url.path, query))
+        found = url.path == f"/v{API_VERSION}/containers/c1/archive" and query.get("path") == "/usr/bin/conduit-monitor"
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
 
 class UnixDaemon(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -142,6 +151,14 @@ def test_logs_are_unframed_and_their_tty_asked_only_when_not_given(daemon):
     assert client.calls == 1 and Daemon.seen[-1][1]["since"] == "5" and Daemon.seen[-1][1]["timestamps"] == "1"
     assert client.api.logs("n-1") == b"2026 one\n2026 two\n"
     assert client.calls == 3  # the inspect for its TTY, then the log, as the SDK asks
+
+
+def test_whether_a_file_is_in_a_container_is_a_plain_head_per_directory(daemon):
+    client = CountingClient(daemon)
+    assert _has_file(client, "c1", ["/usr/local/bin", "/usr/bin", "/bin"], "conduit-monitor") is True
+    assert [q["path"] for _, q in Daemon.seen] == ["/usr/local/bin/conduit-monitor", "/usr/bin/conduit-monitor"]
+    assert _has_file(client, "c1", ["/usr/local/bin", "/bin"], "conduit-monitor") is False
+    assert client.calls == 4 and client._sdk is None  # a read: the SDK was never built
 
 
 def test_a_socket_that_is_absent_is_the_docker_down_line(tmp_path):
