@@ -79,9 +79,13 @@ class Dispatcher:
     def logs(self, inc: Incoming, arg: str) -> None:
         """A node's log is what strangers made it say, and an agent shows it to its operators only: so does the bot."""
         if inc.user not in self.policy.operators:
-            self.audit("bot.logs", f"telegram:{inc.user}", {"chat": inc.chat, "status": "refused", "reason": "not an operator"})
-            return self.api.send(inc.chat, "only an operator may read a node's log")
+            return self.refuse_logs(inc)
         self.read(inc.chat, f"logs:{arg}")
+
+    def refuse_logs(self, inc: Incoming) -> None:
+        """A viewer who asks for a log, by command or by a button, is told in one line, and it is audited."""
+        self.audit("bot.logs", f"telegram:{inc.user}", {"chat": inc.chat, "status": "refused", "reason": "not an operator"})
+        self.api.send(inc.chat, "only an operator may read a node's log")
 
     def read(self, chat: int, what: str) -> None:
         if len(self.hosts) == 1:
@@ -155,8 +159,7 @@ class Dispatcher:
         parts = (inc.data or "").split("|")
         if parts[0] == "v" and len(parts) == 3 and self.host_index(parts[2]) is not None:
             if parts[1].startswith("logs:") and inc.user not in self.policy.operators:
-                self.audit("bot.logs", f"telegram:{inc.user}", {"chat": inc.chat, "status": "refused", "reason": "not an operator"})
-                return
+                return self.refuse_logs(inc)
             self.api.edit(inc.chat, inc.message_id, self.view(parts[1], int(parts[2])), self.host_buttons(f"v|{parts[1]}"))
             return
         pending = self.pending.get(parts[1]) if len(parts) >= 2 else None
