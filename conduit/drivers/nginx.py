@@ -90,14 +90,9 @@ def include_targets(root: Path, conf_dir: str, pattern: str) -> list[str]:
 # ------------------------------------------------------------------ /proc reading
 
 
-def bound_inodes(proc: Path, protocol: str, port: int) -> set[int]:
-    """Inodes of sockets listening (TCP) or bound (UDP) on `port` that a bind on *:port would hit."""
-    return bound_sockets(proc, protocol).get(port, set())
-
-
 def bound_sockets(proc: Path, protocol: str) -> dict[int, set[int]]:
-    """{port: inodes} of bound_inodes for every port, each table read once (the kernel writes it
-    out anew on each read, which costs on a host with many connections)."""
+    """{port: inodes} of the sockets listening (TCP) or bound (UDP) that a bind on *:port would hit,
+    each table read once (the kernel writes it out anew on each read, which costs on a host with many connections)."""
     ports: dict[int, set[int]] = {}
     for table in (protocol, protocol + "6"):
         try:

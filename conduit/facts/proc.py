@@ -54,11 +54,6 @@ def bound_ports(table: str, protocol: str, v6: bool) -> dict[int, set[int]]:
     return ports
 
 
-def bound_inodes(table: str, protocol: str, port: int, v6: bool) -> set[int]:
-    """The inodes of bound_ports on one port."""
-    return bound_ports(table, protocol, v6).get(port, set())
-
-
 def mem_total(meminfo: str) -> int:
     """MemTotal of /proc/meminfo in bytes; 0 when it is not there."""
     for line in meminfo.splitlines():

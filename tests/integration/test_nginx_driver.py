@@ -14,7 +14,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from conduit.drivers.nginx import bound_inodes, observe_nginx
+from conduit.drivers.nginx import bound_sockets, observe_nginx
 from conduit.spec.load import load_file, load_text
 from conduit.render.nginx import insert_include, render_nginx
 from conduit.spec.profiles import HostFacts
@@ -194,7 +194,7 @@ def test_driver_sees_a_running_nginx_that_holds_our_ports(nginx_server):
 
     # nginx really holds both ports: the preflight must recognise them as its own
     proc = Path("/proc")
-    assert bound_inodes(proc, "tcp", tcp_port) and bound_inodes(proc, "udp", udp_port)
+    assert bound_sockets(proc, "tcp").get(tcp_port) and bound_sockets(proc, "udp").get(udp_port)
     obs = observe_nginx(doc, Path("/"))
     seen = {r.kind: r for r in obs.resources}
     assert seen["nginx"].props == {"running": True}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conduit.facts.proc import CAP_SYS_RESOURCE, bound_inodes, bound_ports, cmdline, default_interface, established_inodes, has_capability, mem_total, parent_pid, socket_inode
+from conduit.facts.proc import CAP_SYS_RESOURCE, bound_ports, cmdline, default_interface, established_inodes, has_capability, mem_total, parent_pid, socket_inode
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts" / "proc"
 
@@ -38,26 +38,6 @@ def test_parent_pid():
 def test_socket_inode():
     links = fixture("fd-links.txt").splitlines()
     assert [socket_inode(link) for link in links] == [1024607, 1024608, 1024609, 1024610, None]
-
-
-def test_a_bound_udp_socket():
-    assert bound_inodes(fixture("net-udp.txt"), "udp", 5566, v6=False) == {1024607}
-    assert bound_inodes(fixture("net-udp.txt"), "udp", 5567, v6=False) == set()
-
-
-def test_listening_tcp_sockets():
-    table = fixture("net-tcp.txt")
-    assert bound_inodes(table, "tcp", 8445, v6=False) == {1024610}
-    # connected sockets (state 06 TIME_WAIT here) are not listening
-    assert bound_inodes(table, "tcp", 0xA2DB, v6=False) == set()
-
-
-def test_a_dual_stack_wildcard_v6_socket_blocks_an_ipv4_bind():
-    assert bound_inodes(fixture("net-tcp6.txt"), "tcp", 8443, v6=True) == {1024608}  # [::]:8443, not v6-only
-
-
-def test_a_v6_loopback_socket_does_not_block_an_ipv4_bind():
-    assert bound_inodes(fixture("net-tcp6.txt"), "tcp", 8444, v6=True) == set()  # [::1]:8444
 
 
 def test_one_read_of_a_table_answers_for_every_port():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conduit.drivers.nginx import bound_inodes, observe_nginx
+from conduit.drivers.nginx import bound_sockets, observe_nginx
 from conduit.spec.load import load_file, load_text
 from conduit.render.nginx import (
     MANAGED_MARK,
@@ -418,12 +418,12 @@ def test_port_held_by_another_process(tmp_path, example):
                             f"stop that process or change listener {example.spec.loadbalancer.listeners[0].name}'s port in spec.loadbalancer.listeners"]
 
 
-def test_bound_inodes_filters_state_and_v6_addresses(tmp_path):
+def test_bound_sockets_filters_state_and_v6_addresses(tmp_path):
     root = tmp_path
     fake_proc(root, {
         "tcp": [socket_row("0100007F", 80, "0A", 1), socket_row("0100007F", 80, "06", 2)],
         "tcp6": [socket_row("0000000000000000FFFF00000100007F", 80, "0A", 3),
                  socket_row("000080FE00000000FF005450B6AD1DFE", 80, "0A", 4)],
     }, {})
-    assert bound_inodes(root / "proc", "tcp", 80) == {1, 3}
-    assert bound_inodes(root / "proc", "udp", 80) == set()
+    assert bound_sockets(root / "proc", "tcp") == {80: {1, 3}}  # the v4 and v4-mapped listeners, merged
+    assert bound_sockets(root / "proc", "udp") == {}
