@@ -6,7 +6,7 @@ import click
 
 from conduit.cli.common import Options, fail
 from conduit.state.db import StateError
-from conduit.tracker.process import Settings, port_list, resolve_interface, run
+from conduit.tracker.process import run, settings
 
 
 @click.group()
@@ -27,14 +27,9 @@ def tracker() -> None:
 @click.option("--keep-addresses-hours", type=int, default=0)
 @click.option("--no-geoip", is_flag=True)
 @click.pass_obj
-def tracker_run(
-    opts: Options, cluster: str, metrics_ports: str, interface: str, source: str, capture_filter: str,
-    sample_seconds: int, interval_seconds: float, snaplen: int, retention_days: int, keep_addresses_hours: int, no_geoip: bool,
-) -> None:  # fmt: skip
+def tracker_run(opts: Options, **options) -> None:
     """Sample the cluster's per-country clients and traffic until stopped (run by apply)."""
-    interface = resolve_interface(interface)
     try:
-        run(opts.state_dir, Settings(tuple(port_list(metrics_ports)), interval_seconds, retention_days, source, interface,
-                                     capture_filter, sample_seconds, snaplen, keep_addresses_hours, not no_geoip))  # fmt: skip
+        run(opts.state_dir, settings(**options))  # by the options' names, as the hosted tracker's from the spec
     except StateError as exc:
         fail(str(exc))

@@ -50,23 +50,36 @@ def metrics_ports(spec: ClusterSpec) -> str:
     return f"{first}-{first + (spec.spec.containers.count or 1) - 1}"
 
 
-def tracker_command(spec: ClusterSpec, conduit_bin: str = "conduit") -> list[str]:
+def tracker_options(spec: ClusterSpec) -> dict[str, str | int | bool]:
+    """`conduit tracker run`'s options for the spec, by the command's parameter names: the one place
+    its command line (tracker_command) and the hosted tracker's settings (conduit.tracker.process.settings_for) come from."""
     t = spec.spec.tracker
-    argv = [
-        conduit_bin, "tracker", "run",
-        "--cluster", spec.metadata.name,
-        "--metrics-ports", metrics_ports(spec),
-        "--interface", t.interface,
-        "--source", t.source,
-        "--filter", capture_filter(t),
-        "--sample-seconds", str(t.sample_seconds),
-        "--interval-seconds", str(t.interval_seconds),
-        "--snaplen", str(t.snaplen),
-        "--retention-days", str(t.retention_days),
-        "--keep-addresses-hours", str(t.keep_addresses_hours),
-    ]  # fmt: skip
-    if not t.geoip:
-        argv.append("--no-geoip")
+    return {
+        "cluster": spec.metadata.name,
+        "metrics_ports": metrics_ports(spec),
+        "interface": t.interface,
+        "source": t.source,
+        "capture_filter": capture_filter(t),
+        "sample_seconds": t.sample_seconds,
+        "interval_seconds": t.interval_seconds,
+        "snaplen": t.snaplen,
+        "retention_days": t.retention_days,
+        "keep_addresses_hours": t.keep_addresses_hours,
+        "no_geoip": not t.geoip,
+    }
+
+
+FLAGS = {"capture_filter": "--filter"}  # an option whose flag is not its name
+
+
+def tracker_command(spec: ClusterSpec, conduit_bin: str = "conduit") -> list[str]:
+    argv = [conduit_bin, "tracker", "run"]
+    for name, value in tracker_options(spec).items():
+        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        else:
+            argv += [flag, str(value)]
     return argv
 
 

@@ -16,7 +16,7 @@ import structlog
 
 from conduit.drivers import hostfacts, node
 from conduit.facts import metrics
-from conduit.render.tracker import capture_filter, metrics_ports
+from conduit.render.tracker import tracker_options
 from conduit.spec.spec import ClusterSpec
 from conduit.state.db import Database, StateError
 from conduit.state.samples import TrackerSamples
@@ -72,11 +72,16 @@ def resolve_interface(interface: str) -> str:
     return hostfacts.primary_interface(Path("/")) or "eth0" if interface == "auto" else interface
 
 
+def settings(metrics_ports: str, interface: str, source: str, capture_filter: str, sample_seconds: float, interval_seconds: float,
+             snaplen: int, retention_days: int, keep_addresses_hours: int, no_geoip: bool, cluster: str = "") -> Settings:  # fmt: skip
+    """The Settings of `conduit tracker run`'s options, by its parameter names (the cluster names the state, not a setting)."""
+    return Settings(tuple(port_list(metrics_ports)), interval_seconds, retention_days, source, resolve_interface(interface),
+                    capture_filter, sample_seconds, snaplen, keep_addresses_hours, not no_geoip)  # fmt: skip
+
+
 def settings_for(spec: ClusterSpec) -> Settings:
-    """The settings the spec's tracker command line (render.tracker.tracker_command) gives."""
-    t = spec.spec.tracker
-    return Settings(tuple(port_list(metrics_ports(spec))), t.interval_seconds, t.retention_days, t.source, resolve_interface(t.interface),
-                    capture_filter(t), t.sample_seconds, t.snaplen, t.keep_addresses_hours, t.geoip)  # fmt: skip
+    """The settings the spec's tracker command line (render.tracker.tracker_command) gives: from the same options."""
+    return settings(**tracker_options(spec))
 
 
 def run(state_dir: Path, settings: Settings) -> None:

@@ -3,10 +3,14 @@
 import re
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conduit.spec.load import load_text
 from conduit.render.sysctl import render_sysctl
-from conduit.render.tracker import render_tracker, render_tracker_unit
+from conduit.cli.tracker import tracker_run
+from conduit.render.tracker import render_tracker, render_tracker_unit, tracker_command, tracker_options
+from conduit.tracker.process import settings_for
+from conduit.tracker.process import settings as tracker_settings
 from conduit.spec.profiles import HostFacts
 from tests.helpers import dump
 from tests.strategies import valid_specs
@@ -67,3 +71,32 @@ def test_tracker_command_is_all_strings_and_names_the_cluster(data):
     assert cmd[cmd.index("--cluster") + 1] == doc.metadata.name
     included = cmd[cmd.index("--filter") + 1].partition(" and not ")[0]
     assert "443" not in included
+
+
+trackers = st.fixed_dictionaries({
+    "interface": st.sampled_from(["auto", "eth0", "ens3"]),
+    "source": st.sampled_from(["auto", "metrics", "capture"]),
+    "ports": st.sampled_from(["1024-65535", "5000", "2000-3000,40000-50000"]),
+    "exclude_ports": st.lists(st.integers(1, 65535), max_size=3),
+    "sample_seconds": st.integers(1, 300),
+    "interval_seconds": st.integers(10, 86400),
+    "snaplen": st.integers(64, 1500),
+    "geoip": st.booleans(),
+    "retention_days": st.integers(1, 3650),
+    "keep_addresses_hours": st.integers(0, 168),
+})
+
+
+@given(valid_specs(), trackers)
+@SETTINGS
+def test_the_hosted_trackers_settings_are_what_its_command_line_gives(data, tracker):
+    """`conduit serve --watch` runs the tracker in its own process with settings_for(spec); apply runs
+    `conduit tracker run` with tracker_command(spec): both must sample the same way."""
+    data["spec"]["tracker"] = {"enabled": True, **tracker}
+    doc = load(data)
+    argv = tracker_command(doc)
+    assert argv[:3] == ["conduit", "tracker", "run"]
+    parsed = tracker_run.make_context("run", argv[3:]).params  # the command line as `conduit tracker run` reads it
+    assert parsed == tracker_options(doc)
+    assert tracker_settings(**parsed) == settings_for(doc)
+    assert settings_for(doc).geoip is tracker["geoip"] and settings_for(doc).interval == tracker["interval_seconds"]
