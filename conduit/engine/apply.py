@@ -104,7 +104,7 @@ class Applier:
         self.state = state
         self.gen = gen
         self.report = report
-        self.ex = Executor(target, host.root, host.state_dir, host.docker(), key_backups=backup_dir(host.state_dir, gen))
+        self.ex = Executor(target, host.root, host.state_dir, host.docker(), key_backups=backup_dir(host.state_dir, gen), images=state.images)
 
     def step(self, step: Step) -> None:
         self.state.history.step(self.gen, step.phase, step.kind, step.id, step.action, "started")

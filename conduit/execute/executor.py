@@ -38,6 +38,7 @@ from conduit.plan.kinds import Action, Kind
 from conduit.plan.planner import Step
 from conduit.drivers.programs import not_installed
 from conduit.plan.target import CANDIDATE, FrontTarget, NodeTarget, Target
+from conduit.state.images import Images
 
 STOP_TIMEOUT = 10  # seconds a node gets to say "Stopped." before it is killed
 RELOAD_SECONDS = 10  # the most the system nginx gets to let go of the front's ports before the tool goes on
@@ -67,6 +68,7 @@ class Executor:
     baselines: dict[str, int] = field(default_factory=dict)  # canaries' clients before their new image
     compromised: list[str] = field(default_factory=list)  # alerts: nodes that planted links or special files in their volumes
     key_backups: Path | None = None  # where this run's key backup steps copy the keys (one folder per generation)
+    images: Images | None = None  # the apply's image store: what a probe step learns is recorded there
 
     # ------------------------------------------------------------ helpers
 
@@ -351,7 +353,7 @@ class Executor:
         """pull: the spec's image, or a new digest behind its tag (repository@sha256:…); probe: ask
         that digest what it speaks, before any node is touched (conduit.execute.image_probe)."""
         if step.action == Action.PROBE:
-            contradiction = image_probe.probe_pulled(self.docker(), step.desired, self.state_dir)
+            contradiction = image_probe.probe_pulled(self.docker(), step.desired, self.images, self.warnings.append)
             if contradiction is not None:
                 raise StepFailed(contradiction)
         elif "@" in step.id:

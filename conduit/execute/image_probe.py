@@ -1,15 +1,16 @@
 """A new digest behind the tag, pulled by this apply, is asked what it speaks before any node is
 touched: the plan rendered its nodes for what it expected (conduit.engine.settle), and an image
-that says otherwise stops the apply. What it said is recorded by image ID, so the next plan knows it."""
+that says otherwise stops the apply. What it said is recorded by image ID in the apply's own image
+store (the engine's, handed down), so the next plan knows it; a record that fails is a warning."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 from conduit.drivers.docker import CountingClient, RegistryError, inspect_image, probe_image, pull_digest
 from conduit.errors import DockerError
 from conduit.facts.versions import reported
-from conduit.state.db import Database, StateError
+from conduit.state.db import StateError
 from conduit.state.images import Images
 
 ROLLBACK = "no node was touched (`conduit rollback` is the way down)"
@@ -39,15 +40,19 @@ def verdict(expected: dict, found) -> str | None:
     return None
 
 
-def probe_pulled(client: CountingClient, expected: dict, state_dir: Path) -> str | None:
-    """Ask the pulled image, record its answer by image ID, and say whether it contradicts the plan."""
+def probe_pulled(client: CountingClient, expected: dict, images: Images | None, warn: Callable[[str], None]) -> str | None:
+    """Ask the pulled image, record its answer by image ID in `images` (None: a run without a state
+    database), and say whether it contradicts the plan. A record that fails is said through `warn`."""
     ref = expected["image"]
     attrs = inspect_image(client, ref)
     if attrs is None:
         raise DockerError(f"{ref} is not on this host after its pull; run the apply again")
     found = probe_image(client, ref, attrs)
-    try:
-        Images(Database(state_dir)).save_facts(attrs["Id"], found.to_json())
-    except StateError:
-        pass  # the next plan asks the image again: it is on this host now
+    if images is None:
+        warn(f"what {ref} said it speaks was not recorded (no state database in this run); the next plan asks it again")
+    else:
+        try:
+            images.save_facts(attrs["Id"], found.to_json())
+        except StateError as exc:
+            warn(f"what {ref} said it speaks was not recorded, the next plan asks it again: {exc}")
     return verdict(expected, found)

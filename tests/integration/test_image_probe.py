@@ -9,6 +9,9 @@ from conduit.engine.images import asked_facts, reader
 from conduit.engine.observe import observe_image
 from conduit.engine.settle import Learned, settle
 from conduit.engine.updates import UpdateRequest
+from conduit.execute.image_probe import probe_pulled
+from conduit.state.db import Database
+from conduit.state.images import Images
 from conduit.spec.load import load_text
 from conduit.state.stores import open_state
 from conduit.render.container import container_props
@@ -92,3 +95,20 @@ def test_an_image_not_on_the_host_falls_back_with_a_warning(docker_engine, tmp_p
         "taking it as official 1.1.0 from its tag",
         "ghcr.io/psiphon-inc/conduit/cli:1.1.0 is official 1.1.0, which has no --metrics-addr: the nodes publish no metrics",
     ]
+
+
+def test_a_probe_step_records_in_the_store_it_is_given_and_says_when_it_cannot(docker_engine, standin_image, tmp_path):
+    client = CountingClient(docker_engine.host)
+    image_id = docker_engine.client.images.get(standin_image).id
+    expected = {"image": standin_image, "cli": "2.x", "build": "official", "rendered_for": "official 2.0.0", "floor": "2.0.0"}
+    images, said = open_state(tmp_path / "state").images, []
+    assert probe_pulled(client, expected, images, said.append) is None
+    assert said == [] and images.facts(image_id).describe() == "official 2.0.0"
+
+    frozen = tmp_path / "frozen"
+    open_state(frozen)  # a database, then opened read-only: the record fails as on a read-only or broken state
+    read_only, said = Images(Database(frozen, readonly=True)), []
+    assert probe_pulled(client, expected, read_only, said.append) is None  # the answer still stands
+    (line,) = said
+    assert line.startswith(f"what {standin_image} said it speaks was not recorded, the next plan asks it again: state directory {frozen}")
+    assert read_only.facts(image_id) is None
