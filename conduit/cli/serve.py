@@ -6,6 +6,7 @@ import shutil
 import socket
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -120,14 +121,18 @@ def _follows_git(opts, file: str, git: bool) -> bool:
     return git_revision(file)[0] is not None and read_watch_status(opts.state_dir) is not None
 
 
-def startup_lines(listen: str, port: int, tls: bool, behind_proxy: bool, watching: str | None, has_tokens: bool | None) -> list[str]:
-    """What `serve` says as it starts: where, whether TLS is on, and how to make the token every request needs."""
+def startup_lines(listen: str, port: int, tls: bool, behind_proxy: bool, watching: str | None, has_tokens: bool | None,
+                  first_apply: bool = False) -> list[str]:  # fmt: skip
+    """What `serve` says as it starts: where, whether TLS is on, how to make the token every request
+    needs, and (`first_apply`: following a repository with nothing applied yet) what waits for the first apply."""
     host = listen if listen.startswith("[") or ":" not in listen else f"[{listen}]"
     url = f"{'https' if tls else 'http'}://{host}:{port}/"
     how = "TLS on" if tls else ("TLS off: a TLS proxy on this host fronts it" if behind_proxy else "TLS off")
     lines = [f"conduit agent at {url} ({how}): dashboard /, API /api/v1 (OpenAPI /openapi.json), metrics /metrics"]
     if watching:
         lines.append(f"watching {watching}: applied when it changes, drift healed")
+    if first_apply:
+        lines.append("nothing applied here yet: the Telegram bot and the budget, if the spec asks for them, start once its first apply lands")
     if has_tokens is False:
         lines.append("no tokens yet, and every request needs one: make one with `conduit tokens create NAME --role operator` "
                      "(or --role viewer to read only)")
@@ -167,6 +172,50 @@ def _companion(spec):
             fail(str(exc))
 
     return begin
+
+
+FIRST_SPEC_LOOK = 2.0  # seconds between looks for the spec the first apply writes (serve --git URL on a fresh host)
+
+
+class AfterFirstApply:
+    """`serve --git URL` on a host where nothing was applied yet: there is no spec to say whether the
+    bot or the budget should run. They start as at start-up once the first apply writes the spec;
+    `start(agent)` is what starts them (None when the spec asks for neither). A refusal then is said
+    in one line and the agent goes on without them."""
+
+    def __init__(self, agent, spec_path: Path, start, look: float = FIRST_SPEC_LOOK):
+        self.stopping = threading.Event()
+        self.started = None
+        self.thread = threading.Thread(target=self._wait, args=(agent, spec_path, start, look), name="after-first-apply", daemon=True)
+        self.thread.start()
+
+    def _wait(self, agent, spec_path: Path, start, look: float) -> None:
+        while not spec_path.is_file():
+            if self.stopping.wait(look):
+                return
+        try:
+            self.started = start(agent)
+        except SystemExit:
+            return  # `fail` said why on stderr, in one line
+        if self.started is not None:
+            click.echo("the first apply landed: the Telegram bot and the budget its spec asks for are started")
+            sys.stdout.flush()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=60)  # a start under way ends first (its Bot API calls have timeouts)
+        if self.started is not None:
+            self.started.stop()
+
+
+def _after_first_apply(opts, spec_path: Path):
+    """The companion of `serve --git URL` before its first apply (see AfterFirstApply)."""
+
+    def start(agent):
+        begin = _companion(load_spec(opts, str(spec_path)))
+        return begin(agent) if begin else None
+
+    return lambda agent: AfterFirstApply(agent, spec_path, start)
 
 
 def _proxies(listen: str, tls: bool, behind_proxy: str | None) -> frozenset[str]:
@@ -243,13 +292,13 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     # down and hands the signal back, it ends the command with exit 0 rather than killing it.
     signal.signal(signal.SIGTERM, _stopped)
     watching = (public_url(following.target.url) if following.target else file) if following.watching else None
-    for line in startup_lines(listen, port, bool(tls_cert), behind_proxy, watching, _has_tokens(opts)):
+    for line in startup_lines(listen, port, bool(tls_cert), behind_proxy, watching, _has_tokens(opts), spec is None):
         click.echo(line)
     sys.stdout.flush()  # a service's log (journald, a pipe) gets these lines now, not when the agent stops
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key),
               _follows_git(opts, file, following.worktree), limits, _watching(following, watch_interval, follow), proxies, fleet,
-              _companion(spec) if spec else None)  # fmt: skip
+              _companion(spec) if spec else _after_first_apply(opts, Path(file)))  # fmt: skip
     except StateError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -134,6 +134,35 @@ def test_the_bot_in_the_agent_restarts_a_node_after_a_yes_and_ignores_strangers(
         stopped(agent)
 
 
+def test_serve_following_a_repository_on_a_fresh_host_starts_the_bot_once_the_first_apply_lands(cluster, stub, tmp_path):
+    bare, work = tmp_path / "repo.git", tmp_path / "work"
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    subprocess.run([*git, "clone", "-q", str(bare), str(work)], check=True)
+    (work / "cluster.yaml").write_text(cluster.spec.read_text())
+    subprocess.run([*git, "-C", str(work), "add", "cluster.yaml"], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "one node"], check=True)
+    subprocess.run([*git, "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
+    argv = cluster.argv("serve", "--git", str(bare), "--ref", "main", "--path", "cluster.yaml", "--poll", "0.5",
+                        "--port", str(free_port_block(1)), "--interval", "1")  # fmt: skip
+    agent = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                             env=cli_env() | {"CONDUIT_POLICY": cluster.policy})  # fmt: skip
+    try:
+        wait_for(lambda: cluster.names(), timeout=90, message="the first apply")
+        answer = wait_for(lambda: observed_status(stub), timeout=90, interval=1, message="/status answered by the bot started after it")
+        assert "#1 " in answer["text"], answer
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            out, err = agent.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            out, err = agent.communicate()
+    assert agent.returncode == 0 and "Traceback" not in err, err
+    assert ("nothing applied here yet: the Telegram bot and the budget, if the spec asks for them, start once its first apply lands\n"
+            in out and "the first apply landed: the Telegram bot and the budget its spec asks for are started\n" in out), out
+
+
 # ---------------------------------------------------------------------- a remote host of the fleet
 
 FLEET = """\
