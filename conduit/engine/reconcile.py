@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import structlog
+from conduit.log import logger
 
 from conduit.errors import DockerError
 from conduit.drivers.observe import HostAccess
@@ -35,7 +35,7 @@ from conduit.state.db import Database, StateError, check_writable
 from conduit.state.history import History
 from conduit.state.stores import Stores, open_state
 
-log = structlog.get_logger("conduit.apply")
+log = logger("conduit.apply")
 
 
 @dataclass

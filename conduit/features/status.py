@@ -20,7 +20,7 @@ from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
+from conduit.log import logger
 
 from conduit.drivers.files import read_or_none
 from conduit.execute.gates import listening
@@ -47,7 +47,7 @@ from conduit.features.watch import read_watch_status, watcher_running
 
 MAX_WORKERS = 64
 SCRAPE_TIMEOUT = 1.0
-log = structlog.get_logger("conduit.status")
+log = logger("conduit.status")
 
 
 def _cgroup_dirs(container_id: str) -> list[Path]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
+from conduit.log import logger
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -40,7 +40,7 @@ from conduit.state.history import History
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 
-log = structlog.get_logger("conduit.watch")
+log = logger("conduit.watch")
 
 STATUS_FILE = "watch.json"
 WRITES = frozenset({"created", "modified", "moved", "closed", "deleted"})

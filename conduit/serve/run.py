@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import structlog
+from conduit.log import logger
 import uvicorn
 
 from conduit.drivers.observe import HostAccess
@@ -25,7 +25,7 @@ from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 from conduit.tracker.hosted import HostedTracker
 
-log = structlog.get_logger("conduit.serve")
+log = logger("conduit.serve")
 
 
 class Stoppable(Protocol):

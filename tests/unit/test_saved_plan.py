@@ -237,7 +237,7 @@ def test_reconcile_holds_the_saved_plan_for_the_door_to_confirm(monkeypatch, tmp
 def test_apply_plan_asks_before_it_changes_anything(apply_plan, monkeypatch):
     """Without --auto-approve and no terminal to ask on, apply --plan refuses, as apply does."""
     _fresh(monkeypatch, PLAN.fingerprint)
-    monkeypatch.setattr("conduit.cli.plan.interrupted_warnings", lambda opts: [])
+    monkeypatch.setattr("conduit.cli.apply.interrupted_warnings", lambda opts: [])
     result, _ = apply_plan(SAVED)
     assert result.exit_code == 1 and "refusing to change the host without confirmation: pass --auto-approve" in result.stderr
     assert "Plan: 32 to add" in result.output
