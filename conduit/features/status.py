@@ -23,7 +23,6 @@ from pathlib import Path
 from conduit.log import logger
 
 from conduit.drivers.files import read_or_none
-from conduit.execute.gates import listening
 from conduit.execute import nodehealth
 from conduit.facts import cgroup, metrics, nodelog
 from conduit.errors import HostileEntry
@@ -43,7 +42,7 @@ from conduit.state.stores import Stores, read_state
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
-from conduit.features.watch import read_watch_status, watcher_running
+from conduit.features.watch_record import read_watch_status, watcher_running
 
 MAX_WORKERS = 64
 SCRAPE_TIMEOUT = 1.0
@@ -72,6 +71,8 @@ def cgroup_usage(container_id: str) -> tuple[int | None, int | None]:
 
 
 def _up(port: int) -> bool:
+    from conduit.execute.gates import listening  # a front's check: status without one loads no executor
+
     return listening(port) is None
 
 
