@@ -53,6 +53,8 @@ class Commands(Boundary):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             module, _, attr = COMMANDS[cmd_name][0].partition(":")
+            # No pydantic plugin is used: pydantic's first model then skips reading every installed package's entry points.
+            os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
             self.add_command(getattr(import_module(f"conduit.cli.{module}"), attr), cmd_name)
         return self.commands.get(cmd_name)
 

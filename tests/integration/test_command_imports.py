@@ -1,5 +1,6 @@
 """What the read-only commands load on a converged host, read from sys.modules of a real run (never
-timed): a plan loads no executor and no structlog (it sends no event), status --json no rich."""
+timed): a plan loads no executor and no structlog (it sends no event) and looks for no pydantic
+plugin, status --json loads no rich."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ try:
     main(sys.argv[1:], prog_name="conduit")
 except SystemExit as exc:
     code = exc.code
+loader = sys.modules.get("pydantic.plugin._loader")
+scanned = ["(pydantic plugins scanned)"] if loader is not None and loader._plugins is not None else []
 with open(out, "w") as f:
-    f.write(" ".join(sorted(sys.modules)))
+    f.write(" ".join(sorted(sys.modules) + scanned))
 sys.exit(code)
 """
 
@@ -33,7 +36,8 @@ sys.exit(code)
 def loaded(cluster: Cluster, tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
     out = tmp_path / "modules.txt"
     argv = [sys.executable, "-c", RUN, str(out), *cluster.argv(*args)[3:]]  # argv without `python -m conduit`
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL, env=cli_env())
+    env = {k: v for k, v in cli_env().items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL, env=env)
     return done, set(out.read_text().split())
 
 
@@ -56,6 +60,7 @@ def test_a_plan_of_a_converged_host_loads_no_executor_and_no_structlog(converged
     assert {"conduit.engine.observe", "conduit.drivers.dockerapi", "conduit.log"} <= modules  # it did read the host
     assert not modules & {"conduit.engine.apply", "conduit.engine.reconcile", "conduit.execute.executor", "conduit.cli.apply"}
     assert not roots(modules) & {"structlog", "asyncio", "docker", "requests"}
+    assert "(pydantic plugins scanned)" not in modules  # conduit uses none: the installed packages are not read for one
 
 
 def test_status_json_loads_no_rich(converged, tmp_path):
