@@ -8,7 +8,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from conduit.log import logger
-
 from conduit.bot import views
 from conduit.bot.api import BotApiError
 from conduit.bot.hosts import Host, Unavailable

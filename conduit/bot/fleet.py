@@ -9,7 +9,6 @@ import ssl
 from collections.abc import Callable
 
 from conduit.log import logger
-
 from conduit.bot.hosts import Host, LocalHost, RemoteHost
 from conduit.features.fleetstatus import HostTokens, read_host_tokens
 from conduit.errors import PolicyError

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 
 from conduit.log import logger
-
 from conduit.bot.api import BotApiError, PollConflict
 
 log = logger("conduit.bot")

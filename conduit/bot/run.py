@@ -9,7 +9,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from conduit.log import logger
-
 from conduit.bot.api import BotApiError
 from conduit.bot.commands import Dispatcher
 from conduit.bot.duties import Duties

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conduit.log import logger
-
 from conduit.drivers.docker import answers
 from conduit.drivers.dockerapi import failures, refusals
 from conduit.drivers.files import atomic_write, read_or_none

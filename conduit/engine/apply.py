@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from conduit.log import logger
-
 from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, DockerError
 from conduit.drivers.docker import docker_answers
 from conduit.drivers.keys import backup_dir

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from conduit.log import logger
-
 from conduit.errors import DockerError
 from conduit.drivers.observe import HostAccess
 from conduit.engine.apply import Applier, NodesNotRestored, Outcome, Progress, roll_back, spec_hash

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conduit.log import logger
-
 from conduit.execute import nodehealth
 from conduit.execute.executor import Executor, host_path
 from conduit.execute.polling import pauses, poll

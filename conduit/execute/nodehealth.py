@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conduit.log import logger
-
 from conduit.drivers import node
 from conduit.errors import DockerError, HostileEntry
 from conduit.drivers.docker import answers

@@ -17,7 +17,6 @@ import urllib.request
 from pathlib import Path
 
 from conduit.log import logger
-
 from conduit.errors import AlertError, HostileEntry
 from conduit.execute.nodehealth import planted
 from conduit.spec.spec import ClusterSpec, SecretRef

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conduit.log import logger
-
 from conduit.drivers.files import read_or_none
 from conduit.execute import nodehealth
 from conduit.facts import cgroup, metrics, nodelog

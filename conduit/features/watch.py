@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conduit.log import logger
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from conduit.log import logger
 from conduit.features.alerts import notify
 from conduit.errors import DockerError, GitError, SpecError
 from conduit.drivers.files import atomic_write, private_tree

@@ -9,7 +9,6 @@ from collections import deque
 from collections.abc import Callable
 
 from conduit.log import logger
-
 from conduit.views.status import node_state
 
 log = logger("conduit.serve")

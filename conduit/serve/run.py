@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from conduit.log import logger
 import uvicorn
 
+from conduit.log import logger
 from conduit.drivers.observe import HostAccess
 from conduit.features.watch import Watcher
 from conduit.serve.agent import Agent, Collector, Refused, SpecFile

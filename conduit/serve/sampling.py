@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from conduit.log import logger
-
 from conduit.state.db import StateError
 from conduit.state.timeline import Minute, Timeline
 

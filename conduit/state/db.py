@@ -23,7 +23,6 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 from conduit.log import logger
-
 from conduit.drivers.files import PRIVATE_FILE, private_file, private_tree, remove
 
 log = logger("conduit.state")

@@ -22,7 +22,6 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 from conduit.log import logger
-
 from conduit.state.audit import Audit
 from conduit.state.db import Database, Store, columns, guarded, state_errors, why_line
 

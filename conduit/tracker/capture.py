@@ -19,7 +19,6 @@ from functools import cache
 from pathlib import Path
 
 from conduit.log import logger
-
 from conduit.drivers.programs import not_installed
 from conduit.facts import iproute, tcpdump
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conduit.log import logger
-
 from conduit.drivers.files import atomic_write, private_tree, remove
 from conduit.drivers.tracker import hosted_record, pid_alive, read_cmdline, systemd_is_init, tracker_argv, tracker_pidfile
 from conduit.execute.executor import stop_pidfile

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conduit.log import logger
-
 from conduit.drivers import hostfacts, node
 from conduit.facts import metrics
 from conduit.render.tracker import capture_filter, metrics_ports
