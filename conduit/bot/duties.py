@@ -7,8 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import structlog
-
+from conduit.log import logger
 from conduit.bot import views
 from conduit.bot.api import BotApiError
 from conduit.bot.hosts import Host, Unavailable
@@ -16,7 +15,7 @@ from conduit.bot.reports import Cooldown, History, due, summary
 from conduit.features.budget import THROTTLE_CPUS, BudgetKeeper
 from conduit.spec.spec import Bot
 
-log = structlog.get_logger("conduit.bot")
+log = logger("conduit.bot")
 
 
 class Duties:

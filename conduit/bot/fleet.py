@@ -8,15 +8,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
-import structlog
-
+from conduit.log import logger
 from conduit.bot.hosts import Host, LocalHost, RemoteHost
 from conduit.features.fleetstatus import HostTokens, read_host_tokens
 from conduit.errors import PolicyError
 from conduit.serve.agent import Agent, Refused
 from conduit.serve.fleet import FleetFiles
 
-log = structlog.get_logger("conduit.bot")
+log = logger("conduit.bot")
 
 
 def _client(base_url: str):

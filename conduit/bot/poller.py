@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import threading
 
-import structlog
-
+from conduit.log import logger
 from conduit.bot.api import BotApiError, PollConflict
 
-log = structlog.get_logger("conduit.bot")
+log = logger("conduit.bot")
 CLAIM_SECONDS = 5  # longer than a holder's pause after a 409
 PAUSE_SECONDS = 1
 

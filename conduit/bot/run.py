@@ -8,8 +8,7 @@ import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import structlog
-
+from conduit.log import logger
 from conduit.bot.api import BotApiError
 from conduit.bot.commands import Dispatcher
 from conduit.bot.duties import Duties
@@ -24,7 +23,7 @@ from conduit.serve.auth import Limiter
 from conduit.spec.policy import TelegramPolicy
 from conduit.spec.spec import Bot, ClusterSpec
 
-log = structlog.get_logger("conduit.bot")
+log = logger("conduit.bot")
 TICK_SECONDS = 30
 
 

@@ -13,7 +13,7 @@ import click
 import qrcode
 
 from conduit.cli.common import confirm, fail, load_spec
-from conduit.cli.plan import Asking, reconciled
+from conduit.cli.apply import Asking, reconciled
 from conduit.errors import DockerError, HostileEntry, KeyProblem, PolicyError, SpecError
 from conduit.drivers.files import private_tree
 from conduit.drivers.keys import backup, claim_url, read_file, read_key, restore

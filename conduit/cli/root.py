@@ -19,9 +19,9 @@ COMMANDS = {
     "validate": ("plan:validate", "Check FILE against the spec language and this host; exit 2 when it is invalid."),
     "plan": ("plan:plan", "Show what `apply` would change on this host to make it match FILE."),
     "diff": ("plan:diff", "Print the plan between two specs: OLD NEW, or --git-ref REF FILE."),
-    "apply": ("plan:apply", "Make the host match FILE, phase by phase, with health gates and automatic rollback."),
-    "history": ("plan:history", "List the generations applied to this host."),
-    "rollback": ("plan:rollback", "Re-apply generation N (default: the last good generation of the cluster before its current one)."),
+    "apply": ("apply:apply", "Make the host match FILE, phase by phase, with health gates and automatic rollback."),
+    "history": ("apply:history", "List the generations applied to this host."),
+    "rollback": ("apply:rollback", "Re-apply generation N (default: the last good generation of the cluster before its current one)."),
     "schema": ("tools:schema", "Print the JSON Schema of the spec."),
     "init": ("tools:init", "Detect this machine's hardware and write a commented spec with recommended values."),
     "completion": ("tools:completion", 'Print the shell completion script: eval "$(conduit completion bash)".'),
@@ -53,8 +53,8 @@ class Commands(Boundary):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             module, _, attr = COMMANDS[cmd_name][0].partition(":")
-            import conduit.views.logs  # noqa: F401  # before the command's modules: structlog loads without rich (see there)
-
+            # No pydantic plugin is used: pydantic's first model then skips reading every installed package's entry points.
+            os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
             self.add_command(getattr(import_module(f"conduit.cli.{module}"), attr), cmd_name)
         return self.commands.get(cmd_name)
 
@@ -130,13 +130,13 @@ def main(ctx: click.Context, state_dir: Path, root: Path, docker_host: str | Non
     # What commands need, loaded only when one runs: `--help` and `--version` stay fast.
     from conduit.cli.common import Options
     from conduit.state.db import report_recoveries
-    from conduit.views import logs
+    from conduit import log
 
     if policy:
         # Every spec this process and its children load, from a file, git or a saved plan, meets it.
         os.environ[ENV] = policy
     # People read the step lines on stdout; every event is still there with --log-format json.
-    logs.configure(log_format, "debug" if debug else "info" if log_format == "json" else "warning")
+    log.configure(log_format, "debug" if debug else "info" if log_format == "json" else "warning")
     # A damaged state database restored from its copy, or started afresh: one line, once.
     report_recoveries(lambda message: click.echo(f"warning: {message}", err=True))
     ctx.obj = Options(state_dir=state_dir, root=root, docker_host=docker_host, log_format=log_format)

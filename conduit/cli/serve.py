@@ -17,7 +17,8 @@ from conduit.errors import EXIT_INVALID
 from conduit.cli.common import fail, load_spec
 from conduit.cli.watch import follow_flags, follow_options, git_args, target_of
 from conduit.features.follow import SPEC_FILE, Target
-from conduit.features.watch import read_watch_status, render_unit
+from conduit.features.watch import render_unit
+from conduit.features.watch_record import read_watch_status
 from conduit.features.fleetstatus import TOKENS_FILE
 from conduit.serve.auth import Limiter, bind_refusal, parse_proxies
 from conduit.serve.fleet import FleetFiles

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 
 import click
-from rich.console import Console
-from rich.live import Live
 
 from conduit.errors import EXIT_INVALID, DockerError, SpecError
 from conduit.cli.common import fail, invalid
@@ -16,7 +14,6 @@ from conduit.spec.spec import ClusterSpec
 from conduit.state.db import Database, StateError
 from conduit.state.history import History
 from conduit.views.status import render_prometheus, to_json
-from conduit.views.status_table import render_text
 
 
 @click.command("status")
@@ -48,6 +45,9 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
     elif prometheus:
         click.echo(render_prometheus(gather()), nl=False)
     elif refresh:
+        from rich.live import Live  # the table's, not --json's: rich is loaded only to draw it
+        from conduit.views.status_table import render_text
+
         with Live(render_text(gather()), auto_refresh=False, screen=False) as live:
             try:
                 while True:
@@ -56,6 +56,9 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
             except KeyboardInterrupt:
                 pass
     else:
+        from rich.console import Console
+        from conduit.views.status_table import render_text
+
         Console(highlight=False).print(render_text(gather()))
     if spec_error:
         fail(spec_error, EXIT_INVALID)

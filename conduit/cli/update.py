@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from conduit.cli.common import Options, fail, load_spec
-from conduit.cli.plan import Asking, door, run_apply
+from conduit.cli.apply import Asking, door, run_apply
 from conduit.errors import DockerError
 from conduit.engine import intents
 from conduit.engine.intent import Apply

@@ -227,11 +227,12 @@ def container_resource(entry: dict, limits: tuple[float, int]) -> tuple[Resource
     return Resource("container", name, seen, frozenset(seen) - IN_PLACE), drifted
 
 
-def observe_docker(spec: ClusterSpec, client: CountingClient) -> Observation:
+def observe_docker(spec: ClusterSpec, client: CountingClient, listed: list[dict] | None = None) -> Observation:
+    """`listed`: Docker's list of every container, when the caller asked it already (status does)."""
     obs = Observation()
     start = client.calls
     # One call for every container: ours carry the cluster label; same-named others are foreign.
-    entries = call(client, client.api.containers, all=True)
+    entries = listed if listed is not None else call(client, client.api.containers, all=True)
     for entry in entries:
         _observe_container(spec, client, entry, obs)
     _observe_volumes(spec, client, obs)

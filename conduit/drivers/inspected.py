@@ -32,8 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
-
+from conduit.log import logger
 from conduit.drivers.docker import answers
 from conduit.drivers.dockerapi import failures, refusals
 from conduit.drivers.files import atomic_write, read_or_none
@@ -42,7 +41,7 @@ from conduit.errors import DockerError
 EVENTS_LIMIT = 256  # Docker's in-memory buffer of past events (moby daemon/events/events.go)
 KEPT_LIMIT = 8 << 20
 WORKERS = 16
-log = structlog.get_logger("conduit.inspected")
+log = logger("conduit.inspected")
 
 Anchor = tuple[int, str]  # (timeNano, type/action/actor): one event Docker told
 

@@ -105,14 +105,16 @@ def bound_sockets(proc: Path, protocol: str) -> dict[int, set[int]]:
 
 
 def socket_inodes(proc: Path, pid: int) -> set[int]:
+    # os's string paths, not pathlib's: a look at every port reads each fd link of every process
+    fds = f"{proc}/{pid}/fd"
     inodes: set[int] = set()
     try:
-        entries = list((proc / str(pid) / "fd").iterdir())
+        entries = os.listdir(fds)
     except OSError:
         return inodes
     for entry in entries:
         try:
-            inode = procfacts.socket_inode(os.readlink(entry))
+            inode = procfacts.socket_inode(os.readlink(f"{fds}/{entry}"))
         except OSError:
             continue
         if inode is not None:
@@ -145,18 +147,21 @@ def holder(proc: Path, inodes: set[int]) -> str | None:
 
 
 def socket_owners(proc: Path, inodes: set[int]) -> dict[int, tuple[int, str]]:
-    """{inode: (pid, name)} of the processes holding these sockets, where /proc lets them be seen; one pass."""
+    """{inode: (pid, name)} of the lowest-numbered process holding each of these sockets, where /proc
+    lets it be seen; one pass, which ends once every socket has its holder."""
     owners: dict[int, tuple[int, str]] = {}
     if not inodes:
         return owners
-    for entry in sorted(proc.glob("[0-9]*"), key=lambda p: int(p.name)):
-        held = socket_inodes(proc, int(entry.name)) & inodes
+    for pid in sorted(int(name) for name in os.listdir(proc) if name.isdigit()):
+        held = socket_inodes(proc, pid) & inodes
         if held:
             try:
-                name = (entry / "comm").read_text().strip()
+                name = (proc / str(pid) / "comm").read_text().strip()
             except OSError:
                 name = "?"
-            owners.update({inode: (int(entry.name), name) for inode in held if inode not in owners})
+            owners.update({inode: (pid, name) for inode in held if inode not in owners})
+            if len(owners) == len(inodes):
+                break  # a process further on could only hold a socket that already has a lower-numbered holder
     return owners
 
 

@@ -47,11 +47,12 @@ class HostAccess:
 
 
 def observe_host(
-    spec: ClusterSpec, host: HostAccess, client: CountingClient | None, sysctl_keys: list[str]
+    spec: ClusterSpec, host: HostAccess, client: CountingClient | None, sysctl_keys: list[str], listed: list[dict] | None = None
 ) -> Observation:
+    """`listed`: Docker's list of every container, when the caller asked it already."""
     obs = observe_sysctl(spec, host.root, sysctl_keys)
     obs = obs.merge(observe_nginx(spec, host.root))
-    obs = obs.merge(observe_docker(spec, client) if client else Observation(warnings=[NO_ENGINE]))
+    obs = obs.merge(observe_docker(spec, client, listed) if client else Observation(warnings=[NO_ENGINE]))
     return obs.merge(observe_tracker(spec, host.state_dir))
 
 

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import structlog
-
+from conduit.log import logger
 from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, DockerError
 from conduit.drivers.docker import docker_answers
 from conduit.drivers.keys import backup_dir
@@ -38,7 +37,7 @@ from conduit.spec.profiles import HostFacts
 SIDE_BY_SIDE = 10
 RETRY_SECONDS = 0.5  # between pings of a Docker daemon that stopped answering
 
-log = structlog.get_logger("conduit.apply")
+log = logger("conduit.apply")
 Progress = Callable[[str], None]  # where an apply says what it does, line by line: click.echo, a log, an event hub
 
 

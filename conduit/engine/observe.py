@@ -17,7 +17,7 @@ from conduit.engine.planning import Observed, plan
 from conduit.engine.settle import Choice, ImageSeen, Learned, settle
 from conduit.engine.updates import UpdateRequest, choose_image
 from conduit.plan.planner import Plan
-from conduit.render.desired import render
+from conduit.render.sysctl import sysctl_keys
 from conduit.spec.spec import ClusterSpec
 from conduit.state.db import Database, StateError
 from conduit.state.holds import Holds
@@ -38,16 +38,17 @@ def image_request(intent: Intent) -> UpdateRequest:
     return UpdateRequest()  # ApplySaved: planned again as it was made
 
 
-def observe(spec: ClusterSpec, host: HostAccess, intent: Intent) -> Observed:
-    """What `intent`'s plan needs of the host, read once. Writes nothing."""
+def observe(spec: ClusterSpec, host: HostAccess, intent: Intent, listed: list[dict] | None = None) -> Observed:
+    """What `intent`'s plan needs of the host, read once. Writes nothing. `listed`: Docker's list of
+    every container, when the caller asked it already (status: one list for its rows and the plan)."""
     client = host.docker()
     images, learned = reader(host.state_dir), Learned()
     seen = observe_image(spec, client, images, image_request(intent), learned)
-    settled = settle(spec, seen).spec
-    obs = observe_host(settled, host, client, [r.id for r in render(settled) if r.kind == "sysctl"])
+    settled = settle(spec, seen)
+    obs = observe_host(settled.spec, host, client, sysctl_keys(settled.spec), listed)
     holds = Holds(host.state_dir).current()
     return Observed(obs, seen, frozenset(n for n, h in holds.items() if h.cpus is None), {n: h.cpus for n, h in holds.items() if h.cpus is not None},
-                    recorded_refusals(host.state_dir), learned, client.calls if client else 0, runtime=host_runtime(host))  # fmt: skip
+                    recorded_refusals(host.state_dir), learned, client.calls if client else 0, runtime=host_runtime(host), settled=settled)  # fmt: skip
 
 
 def observe_image(spec: ClusterSpec, client: CountingClient | None, images: Images | None, request: UpdateRequest, learned: Learned) -> ImageSeen:
@@ -77,9 +78,9 @@ def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
         return {}
 
 
-def plan_on_host(intent: Intent, spec: ClusterSpec, host: HostAccess) -> tuple[Plan, Observed]:
+def plan_on_host(intent: Intent, spec: ClusterSpec, host: HostAccess, listed: list[dict] | None = None) -> tuple[Plan, Observed]:
     """The one way to plan for a host: observe it once for `intent`, then plan (pure). Raises
-    HostMoved for an ApplySaved the host no longer matches."""
-    seen = observe(spec, host, intent)
+    HostMoved for an ApplySaved the host no longer matches. `listed`: as for observe."""
+    seen = observe(spec, host, intent, listed)
     return plan(intent, spec, seen), seen
 

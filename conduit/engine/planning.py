@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from conduit.engine.intent import ApplySaved, Destroy, Intent, Rollback
-from conduit.engine.settle import ImageSeen, Learned, settle
+from conduit.engine.settle import ImageSeen, Learned, Settled, settle
 from conduit.errors import HostMoved
 from conduit.plan.planner import Plan, Step, make_plan
 from conduit.plan.schedule import Rollout, schedule
@@ -34,7 +34,8 @@ class Observed:
     `held_cpus`: the holds (conduit.state.holds); `refused_before`: the sysctl writes the kernel
     refused at earlier applies; `learned`: what the state does not hold yet, for the apply to
     record; `runtime`: what the host runs the tracker and nginx with; `has_image`: whether Docker has the spec's image (None: as `image` says);
-    `sysctl_read`: the sysctl values are the host's own (profile floors never lower them), not a spec's."""
+    `sysctl_read`: the sysctl values are the host's own (profile floors never lower them), not a spec's;
+    `settled`: the spec settled against `image` when observe did it for this plan (not settled twice)."""
 
     host: Observation = field(default_factory=Observation)
     image: ImageSeen | None = None
@@ -46,6 +47,7 @@ class Observed:
     has_image: bool | None = None
     sysctl_read: bool = True
     runtime: Runtime = OFFLINE  # whether systemd is PID 1, conduit's path, the state dir (units are rendered for it)
+    settled: Settled | None = None
 
 
 def nothing_observed() -> Observed:
@@ -105,7 +107,7 @@ def _converge(spec: ClusterSpec, seen: Observed) -> Plan:
 
     Under sysctl.on_refused: warn, a key this kernel cannot take now, or one whose very value it
     refused at the last apply, is held (a no-op with a warning) until the host or the value changes."""
-    settled = settle(spec, seen.image)
+    settled = seen.settled if seen.settled is not None else settle(spec, seen.image)
     spec, obs = settled.spec, seen.host
     present = settled.image_present if seen.has_image is None else seen.has_image
     now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"} if seen.sysctl_read else None

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import structlog
-
+from conduit.log import logger
 from conduit.errors import DockerError
 from conduit.drivers.observe import HostAccess
 from conduit.engine.apply import Applier, NodesNotRestored, Outcome, Progress, roll_back, spec_hash
@@ -35,7 +34,7 @@ from conduit.state.db import Database, StateError, check_writable
 from conduit.state.history import History
 from conduit.state.stores import Stores, open_state
 
-log = structlog.get_logger("conduit.apply")
+log = logger("conduit.apply")
 
 
 @dataclass

@@ -11,8 +11,7 @@ from dataclasses import replace
 from conduit.plan.kinds import Action, Kind
 from conduit.plan.planner import Plan, Step
 from conduit.plan.target import CANDIDATE, FrontTarget, NodeTarget, Runtime, Target
-from conduit.render.container import labels
-from conduit.render.desired import render
+from conduit.render.container import labels, render_containers
 from conduit.render.nginx import (
     front_config,
     front_pid_file,
@@ -45,7 +44,7 @@ def _front(spec: ClusterSpec) -> FrontTarget:
 
 def target_of(spec: ClusterSpec, runtime: Runtime = OFFLINE) -> Target:
     """What the executor needs of this (settled) spec and host: conduit.plan.target."""
-    props = {r.id: r.props for r in render(spec) if r.kind == "container"}
+    props = {r.id: r.props for r in render_containers(spec) if r.kind == "container"}
     members = {n.name: NodeTarget(n.index, n.volume, n.max_clients, n.metrics_port, labels(spec, n, props[n.name])) for n in nodes(spec)}
     health = spec.spec.health
     return Target(spec.metadata.name, _front(spec), members, health.gate_timeout_seconds, health.settle_seconds,

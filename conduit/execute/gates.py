@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
+from conduit.log import logger
 from conduit.execute import nodehealth
 from conduit.execute.executor import Executor, host_path
 from conduit.execute.polling import pauses, poll
@@ -18,7 +17,7 @@ from conduit.drivers.tracker import tracker_log, tracker_pidfile
 from conduit.drivers.programs import not_installed
 from conduit.facts.sysctl import value as sysctl_value
 
-log = structlog.get_logger("conduit.gates")
+log = logger("conduit.gates")
 
 
 class GateFailed(Exception):

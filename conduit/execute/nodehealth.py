@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
-
+from conduit.log import logger
 from conduit.drivers import node
 from conduit.errors import DockerError, HostileEntry
 from conduit.drivers.docker import answers
@@ -23,7 +22,7 @@ from conduit.drivers.dockerapi import not_found, refusals
 from conduit.facts import metrics, nodelog
 from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings
 
-log = structlog.get_logger("conduit.nodes")
+log = logger("conduit.nodes")
 
 
 @dataclass(frozen=True)

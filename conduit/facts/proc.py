@@ -6,12 +6,10 @@ Pure functions of the files' text or bytes (the drivers read the files).
 
 from __future__ import annotations
 
-import re
 
 # Socket states in /proc/net/*: a listening TCP socket, a bound UDP socket.
 TCP_LISTEN = "0A"
 UDP_BOUND = "07"
-_SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
 
 
 def cmdline(raw: bytes) -> list[str]:
@@ -27,8 +25,8 @@ def parent_pid(stat: str) -> int | None:
 
 def socket_inode(link: str) -> int | None:
     """The inode of a /proc/<pid>/fd link to a socket (`socket:[12345]`), None for any other file."""
-    m = _SOCKET_LINK.fullmatch(link)
-    return int(m.group(1)) if m else None
+    digits = link[8:-1]
+    return int(digits) if link.startswith("socket:[") and link.endswith("]") and digits.isascii() and digits.isdigit() else None
 
 
 def _ipv6_wildcard_or_mapped(hex_addr: str) -> bool:

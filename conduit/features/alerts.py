@@ -16,13 +16,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import structlog
-
+from conduit.log import logger
 from conduit.errors import AlertError, HostileEntry
 from conduit.execute.nodehealth import planted
 from conduit.spec.spec import ClusterSpec, SecretRef
 
-log = structlog.get_logger("conduit.alerts")
+log = logger("conduit.alerts")
 
 # Digits (the bot's id), a colon, then the secret part.
 TOKEN_SHAPE = re.compile(r"[0-9]+:[A-Za-z0-9_-]{30,}")

@@ -1,9 +1,9 @@
 """The cluster at a glance: nodes, clients, limits, the front, countries, generation, drift.
 
-Docker is asked the same few things whatever the number of nodes: the labelled list (names,
-states, images) and one read of its recent events; each node's inspect answer (restarts, start
-time, command, limits, log file) is the one kept from an earlier look unless the events say it
-may have moved (conduit.drivers.inspected: exact, or asked again). The log of each node's
+Docker is asked the same few things whatever the number of nodes: the list of its containers
+(names, states, images; the drift check reads the same list) and one read of its recent events;
+each node's inspect answer (restarts, start time, command, limits, log file) is the one kept
+from an earlier look unless the events say it may have moved (conduit.drivers.inspected: exact, or asked again). The log of each node's
 current run (the newer-version warning, a 1.x start line) is read from Docker's own
 json-file named in that answer, or asked of Docker when it is not readable here. CPU and
 memory use come from the nodes' cgroups (read by conduit.facts.cgroup), sampled over the
@@ -20,10 +20,8 @@ from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
-
+from conduit.log import logger
 from conduit.drivers.files import read_or_none
-from conduit.execute.gates import listening
 from conduit.execute import nodehealth
 from conduit.facts import cgroup, metrics, nodelog
 from conduit.errors import HostileEntry
@@ -43,11 +41,11 @@ from conduit.state.stores import Stores, read_state
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
-from conduit.features.watch import read_watch_status, watcher_running
+from conduit.features.watch_record import read_watch_status, watcher_running
 
 MAX_WORKERS = 64
 SCRAPE_TIMEOUT = 1.0
-log = structlog.get_logger("conduit.status")
+log = logger("conduit.status")
 
 
 def _cgroup_dirs(container_id: str) -> list[Path]:
@@ -72,6 +70,8 @@ def cgroup_usage(container_id: str) -> tuple[int | None, int | None]:
 
 
 def _up(port: int) -> bool:
+    from conduit.execute.gates import listening  # a front's check: status without one loads no executor
+
     return listening(port) is None
 
 
@@ -165,12 +165,18 @@ def add_lifetime(state: Stores | None, rows: list[dict], looks: dict[str, NodeLo
         row["lifetime_bytes_up"], row["lifetime_bytes_down"] = up, down
 
 
-def _entries(client, cluster: str) -> dict[str, dict]:
+def _listed(client) -> list[dict]:
+    """Every container Docker has: the cluster's rows are among them, and the drift check reads them too."""
+    return call(client, client.api.containers, all=True) if client is not None else []
+
+
+def _entries(listed: list[dict], cluster: str) -> dict[str, dict]:
+    """The cluster's own containers by name."""
     entries = {}
-    if client is not None:
-        for entry in call(client, client.api.containers, all=True, filters={"label": f"{CLUSTER}={cluster}"}):
-            if (entry.get("Labels") or {}).get(MANAGED_BY) == MANAGER:
-                entries[entry["Names"][0].lstrip("/")] = entry
+    for entry in listed:
+        labels = entry.get("Labels") or {}
+        if labels.get(CLUSTER) == cluster and labels.get(MANAGED_BY) == MANAGER:
+            entries[entry["Names"][0].lstrip("/")] = entry
     return entries
 
 
@@ -186,9 +192,9 @@ def _infos(client, entries: dict[str, dict], state_dir: Path, cluster: str) -> d
     return {name: by_id[e["Id"]] for name, e in entries.items() if e["Id"] in by_id}
 
 
-def _node_rows(spec: ClusterSpec, client, state: Stores | None, state_dir: Path) -> list[dict]:
+def _node_rows(spec: ClusterSpec, client, listed: list[dict], state: Stores | None, state_dir: Path) -> list[dict]:
     wanted = {n.name: n for n in nodes(spec)}
-    entries = _entries(client, spec.metadata.name)
+    entries = _entries(listed, spec.metadata.name)
     began, before = time.monotonic(), _cpu_usage(entries)
     infos = _infos(client, entries, state_dir, spec.metadata.name)
     with ThreadPoolExecutor(max(1, min(MAX_WORKERS, len(wanted)))) as pool:
@@ -278,7 +284,8 @@ def _countries(state: Stores | None, rows: list[dict]) -> list[dict]:
 def collect(spec: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     client = host.docker()
     state = read_state(host.state_dir)
-    rows = _node_rows(spec, client, state, host.state_dir)
+    listed = _listed(client)
+    rows = _node_rows(spec, client, listed, state, host.state_dir)
     generations = state.history.generations(spec.metadata.name) if state else []
     current = generations[-1] if generations else None
     result = {
@@ -297,7 +304,8 @@ def collect(spec: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         "budget": _budget(spec, host, state),
     }
     if drift:
-        plan, _ = plan_on_host(Apply(registry="due"), spec, host)  # the registry as last asked, if recently
+        # the registry as last asked, if recently; the containers as listed above
+        plan, _ = plan_on_host(Apply(registry="due"), spec, host, listed if client is not None else None)
         result["drift"] = [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"]
         result["pending"] = len(plan.changes)
         result["api_calls"] += plan.api_calls

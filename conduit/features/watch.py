@@ -18,16 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from conduit.facts import proc as procfacts
+from conduit.log import logger
 from conduit.features.alerts import notify
 from conduit.errors import DockerError, GitError, SpecError
 from conduit.drivers.files import atomic_write, private_tree
 from conduit.spec.load import load_text, recorded_text
 from conduit.features.nodealerts import node_problems
+from conduit.features.watch_record import STATUS_FILE
 from conduit.drivers.observe import HostAccess
 from conduit.engine import intents
 from conduit.engine.intents import Door
@@ -40,28 +40,9 @@ from conduit.state.history import History
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 
-log = structlog.get_logger("conduit.watch")
+log = logger("conduit.watch")
 
-STATUS_FILE = "watch.json"
 WRITES = frozenset({"created", "modified", "moved", "closed", "deleted"})
-
-
-def read_watch_status(state_dir: Path) -> dict | None:
-    """The watcher's own record: when it last reconciled, with what result, and its last error."""
-    try:
-        return json.loads((Path(state_dir) / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def watcher_running(status: dict, proc: Path = Path("/proc")) -> bool:
-    """Whether the process that wrote the record runs still: its pid is alive and is a `conduit watch`
-    (or `serve --watch`), not another process that took the pid since."""
-    try:
-        argv = procfacts.cmdline((proc / str(int(status.get("pid"))) / "cmdline").read_bytes())
-    except (OSError, TypeError, ValueError):
-        return False
-    return any("conduit" in word for word in argv) and any(word in ("watch", "serve") for word in argv)
 
 
 class Debounce:

@@ -62,6 +62,11 @@ def render_sysctl_file(spec: ClusterSpec, values: dict[str, str]) -> str:
     return template.render(header=header(spec.metadata.name), entries=entries)
 
 
+def sysctl_keys(spec: ClusterSpec) -> list[str]:
+    """The keys render_sysctl sets: what a plan reads of /proc/sys (no file rendered to find them)."""
+    return list(raise_only(desired_values(spec), {}, spec.spec.sysctl.overrides))
+
+
 def render_sysctl(spec: ClusterSpec, current: dict[str, str | None] | None = None) -> list[Resource]:
     """`current` holds the host's values: floors of the profile never lower them."""
     values = raise_only(desired_values(spec), current or {}, spec.spec.sysctl.overrides)

@@ -24,7 +24,7 @@ from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, Request, reconcile
 from conduit.features.alerts import compromised
 from conduit.features.status import collect
-from conduit.features.watch import read_watch_status
+from conduit.features.watch_record import read_watch_status
 from conduit.plan.planner import Plan
 from conduit.plan.saved import parse_saved, plan_data
 from conduit.serve.auth import Limiter, digest

@@ -8,11 +8,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import structlog
-
+from conduit.log import logger
 from conduit.views.status import node_state
 
-log = structlog.get_logger("conduit.serve")
+log = logger("conduit.serve")
 
 
 class Hub:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import structlog
 import uvicorn
 
+from conduit.log import logger
 from conduit.drivers.observe import HostAccess
 from conduit.features.watch import Watcher
 from conduit.serve.agent import Agent, Collector, Refused, SpecFile
@@ -25,7 +25,7 @@ from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
 from conduit.tracker.hosted import HostedTracker
 
-log = structlog.get_logger("conduit.serve")
+log = logger("conduit.serve")
 
 
 class Stoppable(Protocol):

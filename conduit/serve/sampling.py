@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import structlog
-
+from conduit.log import logger
 from conduit.state.db import StateError
 from conduit.state.timeline import Minute, Timeline
 
-log = structlog.get_logger("conduit.serve")
+log = logger("conduit.serve")
 
 
 class _Node:

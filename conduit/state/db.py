@@ -22,11 +22,10 @@ from collections.abc import Callable
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-import structlog
-
+from conduit.log import logger
 from conduit.drivers.files import PRIVATE_FILE, private_file, private_tree, remove
 
-log = structlog.get_logger("conduit.state")
+log = logger("conduit.state")
 
 DB_NAME = "state.db"
 BACKUP_NAME = "state.db.backup"

@@ -21,12 +21,11 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
-import structlog
-
+from conduit.log import logger
 from conduit.state.audit import Audit
 from conduit.state.db import Database, Store, columns, guarded, state_errors, why_line
 
-log = structlog.get_logger("conduit.state")
+log = logger("conduit.state")
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import structlog
-
+from conduit.log import logger
 from conduit.drivers.programs import not_installed
 from conduit.facts import iproute, tcpdump
 
@@ -29,7 +28,7 @@ UNKNOWN = "ZZ"
 RESTART_FIRST, RESTART_MOST = 1.0, 30.0  # seconds before a dead tcpdump is started again, doubling
 POLL_SECONDS = 0.5  # how often a running tcpdump is checked for an early death
 
-log = structlog.get_logger("conduit.tracker")
+log = logger("conduit.tracker")
 
 
 class CaptureError(Exception):

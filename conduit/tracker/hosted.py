@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
+from conduit.log import logger
 from conduit.drivers.files import atomic_write, private_tree, remove
 from conduit.drivers.tracker import hosted_record, pid_alive, read_cmdline, systemd_is_init, tracker_argv, tracker_pidfile
 from conduit.execute.executor import stop_pidfile
@@ -28,7 +27,7 @@ from conduit.render.tracker import tracker_command
 from conduit.spec.spec import ClusterSpec
 from conduit.tracker.process import Settings, loop, settings_for
 
-log = structlog.get_logger("conduit.tracker")
+log = logger("conduit.tracker")
 
 RESTART_FIRST, RESTART_MOST = 1.0, 60.0  # seconds before a loop that failed runs again, doubling
 

@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
+from conduit.log import logger
 from conduit.drivers import hostfacts, node
 from conduit.facts import metrics
 from conduit.render.tracker import tracker_options
@@ -22,7 +21,7 @@ from conduit.state.db import Database, StateError
 from conduit.state.samples import TrackerSamples
 from conduit.tracker.capture import CaptureError, by_country, country, window
 
-log = structlog.get_logger("conduit.tracker")
+log = logger("conduit.tracker")
 
 
 def sample(ports: list[int]) -> tuple[dict[str, tuple[int, int, int]], int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import requests.exceptions
 from click.testing import CliRunner
 
+import conduit.cli.apply as cli_apply
 import conduit.cli.plan as cli_plan
 from conduit.cli.root import main
 from tests.helpers import EXAMPLE
@@ -32,7 +33,7 @@ def test_an_unexpected_fault_names_itself_and_the_debug_flag(tmp_path, monkeypat
     def broken(state_dir):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli_plan, "read_state", broken)
+    monkeypatch.setattr(cli_apply, "read_state", broken)
     result = CliRunner().invoke(main, ["--state-dir", str(tmp_path), "history"])
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()

@@ -10,7 +10,7 @@ import pytest
 import requests.exceptions
 from click.testing import CliRunner
 
-import conduit.cli.plan as cli_plan
+import conduit.cli.apply as cli_apply
 import conduit.engine.apply as apply_module
 import conduit.execute.executor as executor_module
 from conduit.cli.root import main
@@ -262,8 +262,8 @@ def test_engine_lost_during_the_key_backup_changes_nothing(doc, tmp_path, no_pro
 def cli_with(monkeypatch, tmp_path, doc):
     """`conduit apply` whose reconcile runs against a fake engine; returns the alerts sent."""
     sent = []
-    monkeypatch.setattr(cli_plan, "notify", lambda spec, text: sent.append(text))
-    real = cli_plan.reconciling
+    monkeypatch.setattr(cli_apply, "notify", lambda spec, text: sent.append(text))
+    real = cli_apply.reconciling
 
     def with_fake(api):
         def run(req):
@@ -271,7 +271,7 @@ def cli_with(monkeypatch, tmp_path, doc):
             req.host, req.planner = fake.host, fake.planner
             return real(req)
 
-        monkeypatch.setattr(cli_plan, "reconciling", run)
+        monkeypatch.setattr(cli_apply, "reconciling", run)
         spec = tmp_path / "cluster.yaml"
         spec.write_text(SPEC)
         (tmp_path / "state").mkdir(exist_ok=True)

@@ -1,4 +1,5 @@
-"""conduit's structured events: structlog loads without rich, tracebacks are plain, rich still imports."""
+"""conduit's structured events: structlog loads with the first event and without rich, tracebacks are
+plain, rich still imports."""
 
 from __future__ import annotations
 
@@ -9,21 +10,45 @@ from helpers import cli_env
 
 CODE = """
 import sys
-from conduit.views import logs
+from conduit import log
 print("rich" in sys.modules)
-logs.configure("console", "debug")
+log.configure("console", "debug")
+print("structlog" in sys.modules)
 try:
     {}["missing"]
 except KeyError:
-    logs.get().error("apply.error", exc_info=True)
+    log.logger().error("apply.error", exc_info=True)
+print("structlog" in sys.modules)
 import rich.text
 print(rich.text.Text.from_markup("[bold]plain[/bold]").plain)
 """
 
 
-def test_structlog_loads_without_rich_and_renders_plain_tracebacks():
-    done = subprocess.run([sys.executable, "-c", CODE], env=cli_env(), capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "plain"]  # rich was hidden while structlog loaded, and only then
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, check=True)
+
+
+def test_structlog_loads_with_the_first_event_without_rich_and_renders_plain_tracebacks():
+    done = _run(CODE)
+    # rich was hidden while structlog loaded, and only then; structlog waited for the first event
+    assert done.stdout.split() == ["False", "False", "True", "plain"]
     assert "[error    ] apply.error" in done.stderr
     assert "Traceback (most recent call last):" in done.stderr and "KeyError: 'missing'" in done.stderr
     assert "│" not in done.stderr  # no rich traceback box
+
+
+LOADED_FIRST = """
+import sys
+import rich.text
+from conduit import log
+log.configure("json", "info")
+log.logger("conduit.test").info("status.seen", nodes=2)
+print(sorted(m for m in ("rich.traceback", "rich.pretty", "pygments") if m in sys.modules))
+print(rich.text.Text.from_markup("[bold]plain[/bold]").plain)
+"""
+
+
+def test_rich_loaded_before_structlog_stays_as_it_was_and_structlog_takes_the_configuration():
+    done = _run(LOADED_FIRST)
+    assert done.stdout.split() == ["[]", "plain"]  # structlog did not pull in rich's tracebacks
+    assert '"event": "status.seen"' in done.stderr and '"nodes": 2' in done.stderr and '"level": "info"' in done.stderr

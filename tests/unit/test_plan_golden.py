@@ -35,7 +35,7 @@ import pytest
 from conduit.drivers.docker import container_resource
 from conduit.engine.intent import Apply
 from conduit.engine.planning import Observed, plan
-from conduit.engine.settle import Choice, ImageSeen, Update
+from conduit.engine.settle import Choice, ImageSeen, Update, settle
 from conduit.plan.planner import Plan
 from conduit.plan.saved import dumps, parse_saved, plan_data, spec_fields
 from conduit.render.container import container_props, labels
@@ -436,6 +436,18 @@ def test_golden_plan_saved_reads_back_as_the_same_plan(scenario):
     doc, text, obs = SCENARIOS[scenario]()
     plan = plan_for(doc, obs, scenario not in IMAGE_MISSING, _seen(scenario, doc))
     assert parse_saved(dumps(plan_data(plan, spec_fields(SPEC_FILE, text, False))), "plan.json").plan == plan
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_golden_plan_with_the_spec_settled_by_the_observation_prints_the_same(scenario, capsys):
+    """conduit.engine.observe settles the spec once and hands it on (Observed.settled): the plan is the
+    one made settling it itself."""
+    doc, text, obs = SCENARIOS[scenario]()
+    seen = _seen(scenario, doc)
+    alone = Observed(obs, seen, has_image=scenario not in IMAGE_MISSING if seen is None else None)
+    handed = dataclasses.replace(alone, settled=settle(doc, seen))
+    for as_json in (True, False):
+        assert printed(plan(Apply(), doc, handed), text, as_json, capsys) == printed(plan(Apply(), doc, alone), text, as_json, capsys)
 
 
 def test_every_golden_file_has_a_scenario():

@@ -48,3 +48,16 @@ def test_in_containers_reads_cgroupfs_and_systemd_paths():
     assert in_containers(f"0::/docker/{OURS}\n", {OURS})
     assert in_containers(f"12:memory:/system.slice/docker-{OURS}.scope\n0::/\n", {OURS})
     assert not in_containers("0::/user.slice\n", {OURS}) and not in_containers(f"0::/docker/{OURS}", set())
+
+
+def test_a_socket_two_processes_hold_is_named_by_the_lower_numbered_one(tmp_path):
+    """pid 300 (ours) and pid 1200 (a stranger it handed the socket to) share it: the holder is 300,
+    in numeric order (as text, "1200" sorts first)."""
+    fake_proc(tmp_path, {"tcp": [socket_row("0100007F", 9101, "0A", 700)]},
+              {300: ("/usr/bin/conduit start", 1, [700]), 1200: ("/usr/bin/socat", 1, [700])})
+    (tmp_path / "proc/300/cgroup").write_text(f"0::/system.slice/docker-{OURS}.scope\n")
+    (tmp_path / "proc/1200/cgroup").write_text("0::/user.slice/user-0.slice/session-1.scope\n")
+    assert port_problems(two_nodes(), {"conduit-1"}, {OURS}, tmp_path / "proc") == []
+    (tmp_path / "proc/1200").rename(tmp_path / "proc/200")  # now the stranger is the first holder
+    (problem,) = port_problems(two_nodes(), {"conduit-1"}, {OURS}, tmp_path / "proc")
+    assert "already in use by another process: pid 200 (socat)" in problem

@@ -137,7 +137,8 @@ def test_a_backup_into_a_new_folder_makes_it_and_its_parents_private(tmp_path, l
 
 def test_watch_json_is_private(open_state_dir, tmp_path):
     from conduit.drivers.observe import HostAccess
-    from conduit.features.watch import STATUS_FILE, Result, Watcher
+    from conduit.features.watch import Result, Watcher
+    from conduit.features.watch_record import STATUS_FILE
     from tests.helpers import SMALL_VPS
 
     (open_state_dir / STATUS_FILE).write_text("{}")

@@ -17,7 +17,7 @@ from conduit.drivers.tracker import (
     tracker_pidfile,
 )
 from conduit.spec.load import load_file, load_text
-from conduit.render.sysctl import render_sysctl
+from conduit.render.sysctl import render_sysctl, sysctl_keys
 from conduit.render.tracker import capture_filter, render_tracker, render_tracker_unit
 from conduit.spec.profiles import SYSCTL_CLUSTER_V2, SYSCTL_FRONT
 from conduit.spec.spec import Tracker
@@ -28,6 +28,14 @@ KEY_LINE = re.compile(r"^([a-z0-9_.-]+) = (.+)$")
 
 def load(**spec):
     return load_text(dump(minimal(**spec)), "c.yaml", SMALL_VPS)
+
+
+@pytest.mark.parametrize("sysctl", [{"profile": "conduit"}, {"profile": "cluster-v2"}, {"enabled": False}, {"profile": "none"},
+                                    {"profile": "none", "overrides": {"fs.nr_open": 2000000}},
+                                    {"profile": "cluster-v2", "overrides": {"net.core.somaxconn": 8192}}])  # fmt: skip
+def test_the_keys_a_plan_reads_are_the_keys_render_sets(sysctl):
+    doc = load(sysctl=sysctl)
+    assert sysctl_keys(doc) == [r.id for r in render_sysctl(doc) if r.kind == "sysctl"]
 
 
 @pytest.fixture(scope="module")

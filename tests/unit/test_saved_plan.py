@@ -182,7 +182,7 @@ def _fresh(monkeypatch, fingerprint: str, problems=(), steps=None, target=None) 
     fresh = Plan("c", copy.deepcopy(PLAN.steps if steps is None else steps), fingerprint, problems=list(problems), api_calls=7,
                  target=copy.deepcopy(PLAN.target if target is None else target))
     monkeypatch.setattr(planning, "_converge", lambda doc, seen: fresh)
-    monkeypatch.setattr(observe_module, "observe", lambda doc, host, intent: Observed())
+    monkeypatch.setattr(observe_module, "observe", lambda doc, host, intent, listed=None: Observed())
 
 
 def _saved(plan: Plan = PLAN) -> Plan:
@@ -237,7 +237,7 @@ def test_reconcile_holds_the_saved_plan_for_the_door_to_confirm(monkeypatch, tmp
 def test_apply_plan_asks_before_it_changes_anything(apply_plan, monkeypatch):
     """Without --auto-approve and no terminal to ask on, apply --plan refuses, as apply does."""
     _fresh(monkeypatch, PLAN.fingerprint)
-    monkeypatch.setattr("conduit.cli.plan.interrupted_warnings", lambda opts: [])
+    monkeypatch.setattr("conduit.cli.apply.interrupted_warnings", lambda opts: [])
     result, _ = apply_plan(SAVED)
     assert result.exit_code == 1 and "refusing to change the host without confirmation: pass --auto-approve" in result.stderr
     assert "Plan: 32 to add" in result.output

@@ -320,7 +320,7 @@ def test_an_operator_may_apply_a_saved_plan_of_the_served_spec_and_of_no_other(s
 
 
 def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(setup, monkeypatch):
-    from conduit.cli import plan as cli_plan
+    from conduit.cli import apply as cli_apply
     from conduit.engine.intent import Rollback
     from conduit.state.images import NodeImage
 
@@ -332,7 +332,7 @@ def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(se
     by_agent = setup.requests[-1]
 
     by_cli = []
-    monkeypatch.setattr(cli_plan, "reconciled", lambda request, asking: by_cli.append(request) or Reconciled("no-op"))
+    monkeypatch.setattr(cli_apply, "reconciled", lambda request, asking: by_cli.append(request) or Reconciled("no-op"))
     result = CliRunner().invoke(main, ["--state-dir", str(setup.state_dir), "rollback", str(gen), "--auto-approve"])
     assert result.exit_code == 0, result.output
     assert by_agent.intent == by_cli[0].intent == Rollback(gen, pinned)

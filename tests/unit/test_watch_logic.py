@@ -81,7 +81,7 @@ def test_an_invalid_spec_is_said_once_until_something_else_happens(tmp_path):
 
 
 def test_a_watcher_is_running_only_while_its_pid_is_a_conduit_watch(tmp_path):
-    from conduit.features.watch import watcher_running
+    from conduit.features.watch_record import watcher_running
 
     for pid, argv in {10: b"/usr/bin/python3\0/usr/local/bin/conduit\0watch\0/etc/conduit/cluster.yaml\0", 11: b"sleep\0watch\0"}.items():
         (tmp_path / str(pid)).mkdir()

@@ -1,0 +1,81 @@
+"""Structured events on stderr: JSON for machines, key=value lines for people.
+
+structlog (with the asyncio and logging it imports: about 30 ms) is loaded by the first event,
+not by the modules that may send one: a command that logs nothing, such as a plan of a
+converged host, never loads it. Every module logs through `logger`, so the configuration the CLI
+chose is in place before that first event.
+"""
+
+from __future__ import annotations
+
+import sys
+
+_chosen: tuple[str, str] | None = None  # configure's arguments, applied when structlog loads
+
+
+def _import_structlog_without_rich():
+    """structlog imports rich (its console, tracebacks and pygments: about 12 MiB resident) whenever
+    rich is installed, only for pretty tracebacks that conduit never renders (configure below gives
+    plain ones). rich is hidden while structlog loads, and put back as it was."""
+    had = sys.modules.get("rich")
+    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` fails, as if not installed
+    try:
+        import structlog
+    finally:
+        if had is None:
+            del sys.modules["rich"]
+        else:
+            sys.modules["rich"] = had
+    return structlog
+
+
+def structlog():
+    """structlog, loaded (and configured as chosen) on first use."""
+    module = sys.modules.get("structlog")
+    if module is None:
+        module = _import_structlog_without_rich()
+        if _chosen is not None:
+            _apply(module, *_chosen)
+    return module
+
+
+def configure(fmt: str = "console", level: str = "info") -> None:
+    global _chosen
+    _chosen = (fmt, level)
+    if "structlog" in sys.modules:
+        _apply(sys.modules["structlog"], fmt, level)
+
+
+def _apply(structlog, fmt: str, level: str) -> None:
+    import logging
+
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+class Logger:
+    """structlog's logger `name` (debug, info, warning, error …), asked for at each event: it loads
+    structlog on the first one and follows the configuration in place then (tests capture it)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __getattr__(self, method: str):
+        return getattr(structlog().get_logger(self.name), method)
+
+
+def logger(name: str = "conduit") -> Logger:
+    return Logger(name)
