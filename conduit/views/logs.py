@@ -9,15 +9,16 @@ import sys
 def _import_structlog_without_rich():
     """structlog imports rich (its console, tracebacks and pygments: about 12 MiB resident) whenever
     rich is installed, only for pretty tracebacks that conduit never renders (configure below gives
-    plain ones). rich is hidden while structlog loads, unless something loaded it already."""
-    hide = "rich" not in sys.modules
-    if hide:
-        sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` fails, as if not installed
+    plain ones); and colorama, which only a Windows console needs (elsewhere structlog writes the
+    same colours itself). Each is hidden while structlog loads, unless something loaded it already."""
+    hidden = [name for name in ("rich", "colorama") if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import rich` fails, as if not installed
     try:
         import structlog
     finally:
-        if hide:
-            del sys.modules["rich"]
+        for name in hidden:
+            del sys.modules[name]
     return structlog
 
 
