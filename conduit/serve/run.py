@@ -27,7 +27,7 @@ from conduit.spec.spec import ClusterSpec
 from conduit.tracker.hosted import HostedTracker
 
 log = structlog.get_logger("conduit.serve")
-M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
 
 
 class Stoppable(Protocol):
@@ -91,13 +91,18 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def limit_malloc_arenas(count: int = 2) -> None:
+def tune_malloc() -> None:
     """glibc gives each thread that allocates a malloc arena of its own (up to 8 a core), each keeping what was
-    freed in it: the agent's threads (observer, watch, tracker, apply workers) allocate little, two arenas serve them."""
+    freed in it: the agent's threads (observer, watch, tracker, apply workers) allocate little, two arenas serve
+    them. And it raises its mmap and trim thresholds after each big block is freed, so that the next Docker
+    answer or JSON document is carved from the heap and its memory stays there: fixed, they go back at once."""
     try:
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, count)
-    except (OSError, AttributeError):  # not glibc (musl has no arena per thread)
-        pass
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no arena per thread and no such thresholds)
+        return
+    mallopt(M_ARENA_MAX, 2)
+    mallopt(M_MMAP_THRESHOLD, 128 << 10)  # glibc's own starting values, no longer moved
+    mallopt(M_TRIM_THRESHOLD, 128 << 10)
 
 
 def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], listen: str, port: int, interval: float,
@@ -105,7 +110,7 @@ def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], lis
           watching: Watching | None = None, proxies: frozenset[str] = frozenset(), fleet: FleetFiles | None = None,
           companion: Callable[[Agent], Stoppable] | None = None) -> None:  # fmt: skip
     """`companion`: started with the agent (it may refuse, before anything listens), stopped after it."""
-    limit_malloc_arenas()  # before the agent's threads start
+    tune_malloc()  # before the agent's threads start
     agent = build(host, spec_path, facts, interval, git_follow, limits)
     agent.fleet = fleet
     agent.state()  # the state DB opened (and checked) once, before the first request
