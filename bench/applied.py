@@ -12,7 +12,7 @@ from pathlib import Path
 
 from compose_side import spec_text
 
-from harness import DockerEngine
+from harness import DockerEngine, free_port_block
 from helpers import CONDUIT, cli_env
 
 
@@ -33,7 +33,7 @@ def applied_cluster(containers: int) -> Iterator[Applied]:
     with DockerEngine(extra_args=("--debug",)) as engine, tempfile.TemporaryDirectory() as tmp:
         image = engine.build_standin("2.0.0")
         spec = Path(tmp) / "cluster.yaml"
-        spec.write_text(spec_text(image, containers))
+        spec.write_text(spec_text(image, containers, free_port_block(containers)))  # a fixed block collides with another run
         cluster = Applied(engine, spec, [*CONDUIT, "--root", tmp, "--state-dir", f"{tmp}/state"], dict(cli_env(), DOCKER_HOST=engine.host))
         done = cluster.run("apply", "--auto-approve", str(spec))
         if done.returncode != 0:

@@ -80,6 +80,7 @@ def main() -> None:
             with ThreadPoolExecutor(10) as pool:
                 list(pool.map(lambda _: get(url, token), range(args.requests)))
             loaded = rss_mib(daemon.pid)
+            parts = rss_mib(daemon.pid, "RssAnon"), rss_mib(daemon.pid, "RssFile")
             separate = rss_mib(tracker) if tracker and tracker != daemon.pid else 0.0
             kids = [(pid, comm, rss_mib(pid)) for pid, comm in children(daemon.pid)]
             stop.set()
@@ -89,6 +90,7 @@ def main() -> None:
 
     print(f"conduit serve --watch with the tracker on, {args.containers} running nodes, {args.streams} clients on the event stream")
     print(f"  daemon resident memory: {idle:.0f} MiB idle, {loaded:.0f} MiB with the streams open and {args.requests} requests done")
+    print(f"    of which, loaded: {parts[0]:.1f} MiB its own (heap), {parts[1]:.1f} MiB mapped files (interpreter, libraries)")
     where = "in the daemon" if tracker == daemon.pid else f"its own process, {separate:.0f} MiB"
     print(f"  tracker: {where}; the daemon's children: {', '.join(f'{c} {m:.0f} MiB' for _, c, m in kids) or 'none'}")
     print(f"  conduit processes together: {loaded + separate:.0f} MiB")

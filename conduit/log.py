@@ -16,16 +16,19 @@ _chosen: tuple[str, str] | None = None  # configure's arguments, applied when st
 def _import_structlog_without_rich():
     """structlog imports rich (its console, tracebacks and pygments: about 12 MiB resident) whenever
     rich is installed, only for pretty tracebacks that conduit never renders (configure below gives
-    plain ones). rich is hidden while structlog loads, and put back as it was."""
-    had = sys.modules.get("rich")
-    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` fails, as if not installed
+    plain ones); and colorama, which only a Windows console needs (elsewhere structlog writes the
+    same colours itself). Each is hidden while structlog loads, and put back as it was."""
+    had = {name: sys.modules.get(name) for name in ("rich", "colorama")}
+    for name in had:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import rich` fails, as if not installed
     try:
         import structlog
     finally:
-        if had is None:
-            del sys.modules["rich"]
-        else:
-            sys.modules["rich"] = had
+        for name, module in had.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
     return structlog
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import sys
 from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
@@ -303,6 +304,10 @@ def create_app(agent: Agent, proxies: frozenset[str] = frozenset()) -> Guard:
 
 
 def routes(agent: Agent) -> FastAPI:
+    # pydantic.v1 (pydantic 1 kept inside pydantic 2 for old code: about 1 MiB resident) is imported by
+    # FastAPI only to refuse v1 models, on each route and on answers it cannot encode; conduit has none.
+    # Hidden for good, as if not installed, FastAPI finds none without loading it.
+    sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
     app = FastAPI(title="conduit agent", version="1", summary="The host's nodes, clients, generations and applies")
     viewer, operator = _role(agent, "viewer"), _role(agent, "operator")
     api = APIRouter(prefix="/api/v1")

@@ -4,6 +4,7 @@ each of them. One process: the loops are threads beside uvicorn, tcpdump its onl
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from conduit.spec.spec import ClusterSpec
 from conduit.tracker.hosted import HostedTracker
 
 log = logger("conduit.serve")
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
 
 
 class Stoppable(Protocol):
@@ -89,11 +91,26 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def tune_malloc() -> None:
+    """glibc gives each thread that allocates a malloc arena of its own (up to 8 a core), each keeping what was
+    freed in it: the agent's threads (observer, watch, tracker, apply workers) allocate little, two arenas serve
+    them. And it raises its mmap and trim thresholds after each big block is freed, so that the next Docker
+    answer or JSON document is carved from the heap and its memory stays there: fixed, they go back at once."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no arena per thread and no such thresholds)
+        return
+    mallopt(M_ARENA_MAX, 2)
+    mallopt(M_MMAP_THRESHOLD, 128 << 10)  # glibc's own starting values, no longer moved
+    mallopt(M_TRIM_THRESHOLD, 128 << 10)
+
+
 def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], listen: str, port: int, interval: float,
           tls: tuple[str | None, str | None], git_follow: bool, limits: tuple[Limiter, Limiter],
           watching: Watching | None = None, proxies: frozenset[str] = frozenset(), fleet: FleetFiles | None = None,
           companion: Callable[[Agent], Stoppable] | None = None) -> None:  # fmt: skip
     """`companion`: started with the agent (it may refuse, before anything listens), stopped after it."""
+    tune_malloc()  # before the agent's threads start
     agent = build(host, spec_path, facts, interval, git_follow, limits)
     agent.fleet = fleet
     agent.state()  # the state DB opened (and checked) once, before the first request

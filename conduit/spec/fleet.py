@@ -34,7 +34,8 @@ _REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*@\{)(?!.*//)[A-Za-z0-9._/@+-]{1,200}(?<
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Validators built on first use, as conduit.spec.spec.Strict's.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 def _name(value: str) -> str:

@@ -38,7 +38,8 @@ SYSCTL_PREFIXES = ("net.netfilter.nf_conntrack_",)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators built on first use, as conduit.spec.spec.Strict's.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class NginxPolicy(_Strict):

@@ -96,8 +96,9 @@ TimeOfDay = Annotated[str, AfterValidator(_time_of_day)]
 class Strict(BaseModel):
     """Every model rejects unknown keys, so a typo never passes silently."""
 
-    # No inf or nan: every number is a quantity of something real.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # No inf or nan: every number is a quantity of something real. defer_build: a model's validator is
+    # built when it is first used on its own; a nested one lives inside ClusterSpec's, so most never are.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 # ---------------------------------------------------------------- metadata

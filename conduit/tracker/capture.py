@@ -131,7 +131,9 @@ def _run_until(argv: list[str], flows: dict[str, Flow], local: set[str], end: fl
 def _database(path: Path):
     import pygeoip
 
-    return pygeoip.GeoIP(str(path), pygeoip.MEMORY_CACHE)
+    # Mapped, not read in: MEMORY_CACHE held a copy of both databases (about 28 MiB resident for the
+    # 2 MiB and 8 MiB files); mapped, only the pages lookups touch are resident, shared with the page cache.
+    return pygeoip.GeoIP(str(path), pygeoip.MMAP_CACHE)
 
 
 def country(address: str) -> str:

@@ -74,6 +74,7 @@ def test_packaged_geoip_resolves_known_public_addresses():
         unavailable(not_found(str(GEOIP_V4), "geoip-database"))
     assert country("8.8.8.8") == "US"
     assert country("193.99.144.80") == "DE"
+    assert country("2001:4860:4860::8888") == "US" and country("2a00:1450:4001:80b::200e") == "DE"  # the IPv6 database, mapped too
     assert country("10.1.2.3") == "ZZ" and country("not an address") == "ZZ"
 
 

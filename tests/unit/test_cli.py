@@ -100,15 +100,17 @@ def test_help_lists_each_command_by_its_own_first_sentence(run):
 
 def test_a_command_loads_only_its_own_modules():
     """The agent runs for months: it holds neither the other commands' modules nor numpy, nor rich
-    (its plans are plain text; structlog loads without it). It is also the host's watcher and
-    tracker (serve --watch), so watch's options and the tracker are its own."""
+    (its plans are plain text; structlog loads without it, and without colorama), nor pydantic.v1
+    once its routes are built. It is also the host's watcher and tracker (serve --watch), so
+    watch's options and the tracker are its own."""
     code = (
         "import sys; from conduit.cli.root import main; main.get_command(None, 'serve');"
-        "import conduit.serve.run, conduit.serve.app; print(' '.join(sorted(sys.modules)))"
+        "import conduit.serve.run, conduit.serve.app, types; conduit.serve.app.routes(types.SimpleNamespace(fleet=None));"
+        "print(' '.join(sorted(k for k, v in sys.modules.items() if v is not None)))"
     )
     loaded = set(subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, check=True).stdout.split())
     assert "conduit.cli.serve" in loaded
-    assert not loaded & {"numpy", "deepdiff", "qrcode", "rich", "pygments", "conduit.cli.keys", "conduit.cli.plan", "conduit.cli.status", "conduit.cli.fleet",
+    assert not loaded & {"numpy", "deepdiff", "qrcode", "rich", "pygments", "colorama", "pydantic.v1", "conduit.cli.keys", "conduit.cli.plan", "conduit.cli.status", "conduit.cli.fleet",
                          "conduit.views.report", "conduit.views.status_table"}
 
 

@@ -1,5 +1,5 @@
-"""conduit's structured events: structlog loads with the first event and without rich, tracebacks are
-plain, rich still imports."""
+"""conduit's structured events: structlog loads with the first event and without rich or colorama,
+tracebacks are plain, rich still imports."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from helpers import cli_env
 CODE = """
 import sys
 from conduit import log
-print("rich" in sys.modules)
+print("rich" in sys.modules, "colorama" in sys.modules)
 log.configure("console", "debug")
 print("structlog" in sys.modules)
 try:
@@ -28,10 +28,10 @@ def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, check=True)
 
 
-def test_structlog_loads_with_the_first_event_without_rich_and_renders_plain_tracebacks():
+def test_structlog_loads_with_the_first_event_without_rich_or_colorama_and_renders_plain_tracebacks():
     done = _run(CODE)
-    # rich was hidden while structlog loaded, and only then; structlog waited for the first event
-    assert done.stdout.split() == ["False", "False", "True", "plain"]
+    # rich and colorama were hidden while structlog loaded, and only then; structlog waited for the first event
+    assert done.stdout.split() == ["False", "False", "False", "True", "plain"]
     assert "[error    ] apply.error" in done.stderr
     assert "Traceback (most recent call last):" in done.stderr and "KeyError: 'missing'" in done.stderr
     assert "│" not in done.stderr  # no rich traceback box

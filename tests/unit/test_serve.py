@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -135,6 +136,16 @@ def test_an_update_refused_by_the_spec_is_audited_once_with_why(setup, tmp_path)
     taken = setup.client.post("/api/v1/update", headers=setup.auth("olu"))  # the example follows its registry: one reconcile
     assert taken.status_code == 200 and len(setup.requests) == 1
     assert [r["detail"]["status"] for r in setup.state.audit.recent(10) if r["event"] == "api.update"] == ["no-op"]
+
+
+def test_a_query_out_of_range_is_refused_with_its_detail_while_pydantic_v1_stays_hidden(setup, monkeypatch):
+    """The agent hides pydantic.v1 (routes()); FastAPI's checks for v1 models then find none, and its
+    answer to a bad query still says what is wrong."""
+    monkeypatch.setitem(sys.modules, "pydantic.v1", None)
+    answer = setup.client.get("/api/v1/audit?limit=-5", headers=setup.auth("olu"))
+    assert answer.status_code == 422
+    assert [(e["loc"], e["type"]) for e in answer.json()["detail"]] == [(["query", "limit"], "greater_than_equal")]
+    assert sys.modules["pydantic.v1"] is None
 
 
 def test_reads_need_a_token_of_either_role(setup):
