@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 
-def spec_text(image: str, count: int) -> str:
+def spec_text(image: str, count: int, metrics_port_base: int = 21000) -> str:
     return yaml.safe_dump(
         {
             "apiVersion": "conduit.psiphon.ca/v1alpha1",
@@ -28,7 +28,7 @@ def spec_text(image: str, count: int) -> str:
                     "naming": {"prefix": "bench", "volume_prefix": "bench-data"},
                     "resources": {"cpus": 0.1, "memory": "64MiB", "ulimit_nofile": 4096},
                 },
-                "conduit": {"max_clients": 100, "bandwidth_mbps": 2, "metrics_port_base": 21000},
+                "conduit": {"max_clients": 100, "bandwidth_mbps": 2, "metrics_port_base": metrics_port_base},
                 "sysctl": {"enabled": False},
                 "tracker": {"enabled": False},
             },
@@ -37,12 +37,12 @@ def spec_text(image: str, count: int) -> str:
     )
 
 
-def compose_text(image: str, count: int) -> str:
+def compose_text(image: str, count: int, metrics_port_base: int = 22001) -> str:
     services = {}
     for i in range(1, count + 1):
         services[f"node{i}"] = {
             "image": image,
-            "command": ["start", "-m", "100", "-b", "2", "-d", "/home/conduit/data", "--metrics-addr", f"127.0.0.1:{22000 + i}"],
+            "command": ["start", "-m", "100", "-b", "2", "-d", "/home/conduit/data", "--metrics-addr", f"127.0.0.1:{metrics_port_base + i - 1}"],
             "network_mode": "host",
             "restart": "unless-stopped",
             "volumes": [f"data{i}:/home/conduit/data"],
