@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from conduit.drivers import dockerapi
 from conduit.drivers.dockerapi import API_VERSION, DEFAULT_HOST, failures, image_not_found, not_found, refusals
 from conduit.drivers.files import read_or_none
+from conduit.drivers.polling import poll
 from conduit.errors import DockerError
 from conduit.drivers.nginx import bound_sockets, socket_owners
 from conduit.facts import proc as proc_facts
@@ -127,22 +127,29 @@ def answers(client: CountingClient) -> Iterator[None]:
         raise DockerError(diagnose(client.base_url, exc)) from None
 
 
-TASK_LEFT_RETRIES = 20  # x 0.25 s: containerd's old task of a container goes within a few seconds
+TASK_LEFT_SECONDS = 5.0  # containerd's old task of a container goes within a few seconds
 
 
-def start_container(client: CountingClient, name: str, pause: float = 0.25) -> None:
+def start_container(client: CountingClient, name: str, timeout: float = TASK_LEFT_SECONDS) -> None:
     """Start a container. Right after a daemon restart, containerd may still hold the task of the
-    container's last run ("task ...: already exists") for a moment: that answer is waited out,
-    as a person would run `docker start` again; any other refusal is raised (docker.errors.APIError)."""
-    for attempt in range(TASK_LEFT_RETRIES + 1):
+    container's last run ("task ...: already exists") for a moment: that answer is waited out (for
+    `timeout` seconds, asked again after pauses that start small), as a person would run `docker start`
+    again; any other refusal is raised (docker.errors.APIError)."""
+    refused: list[Exception] = []
+
+    def started() -> str | None:
         try:
             with answers(client):
                 client.api.start(name)
-            return
         except refusals() as exc:
-            if "already exists" not in str(exc.explanation or exc) or attempt == TASK_LEFT_RETRIES:
+            if "already exists" not in str(exc.explanation or exc):
                 raise
-            time.sleep(pause)
+            refused[:] = [exc]
+            return str(exc)
+        return None
+
+    if poll(started, timeout) is not None:
+        raise refused[0]
 
 
 def docker_answers(client: CountingClient) -> bool:

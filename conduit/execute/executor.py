@@ -28,7 +28,7 @@ from conduit.drivers.docker import (
 from conduit.drivers.dockerapi import not_found, refusals
 from conduit.execute import canary, image_probe, nodehealth
 from conduit.execute.compartment import ensure_compartment
-from conduit.execute.polling import poll
+from conduit.drivers.polling import poll
 from conduit.facts.nginx_include import insert_include, remove_include
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import legacy_pidfile, tracker_log, tracker_pidfile

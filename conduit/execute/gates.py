@@ -13,7 +13,7 @@ import structlog
 
 from conduit.execute import nodehealth
 from conduit.execute.executor import Executor, host_path
-from conduit.execute.polling import pauses, poll
+from conduit.drivers.polling import pauses, poll
 from conduit.drivers.tracker import tracker_log, tracker_pidfile
 from conduit.drivers.programs import not_installed
 from conduit.facts.sysctl import value as sysctl_value
