@@ -603,12 +603,11 @@ def container_config(props: dict, labels: dict[str, str], image: str) -> dict:
     return config
 
 
-def create_container(client: CountingClient, name: str, props: dict, labels: dict[str, str]) -> str:
-    """Create (not start) a container from rendered props; returns its id."""
-    if "@" in (props.get("image_id") or ""):  # pulled by digest in this apply: pinned to its image ID, as the next plan sees it
-        pulled = inspect_image(client, props["image_id"])
-        if pulled is not None:
-            props = props | {"image_id": pulled["Id"]}
-            labels = with_config(labels, props)
+def create_container(client: CountingClient, name: str, props: dict, labels: dict[str, str], image_id: str | None = None) -> str:
+    """Create (not start) a container from rendered props; returns its id. `image_id`: the ID of
+    props' image_id when that is a repository@digest pulled by this apply (as the next plan sees it)."""
+    if "@" in (props.get("image_id") or "") and image_id is not None:
+        props = props | {"image_id": image_id}
+        labels = with_config(labels, props)
     config = container_config(props, labels, props.get("image_id") or props["image"])
     return call(client, client.api.create_container_from_config, config, name)["Id"]

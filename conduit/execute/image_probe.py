@@ -15,11 +15,11 @@ from conduit.state.images import Images
 ROLLBACK = "no node was touched (`conduit rollback` is the way down)"
 
 
-def pull_by_digest(client: CountingClient, ref: str) -> None:
-    """Download repository@sha256:… (the tag on this host does not move)."""
+def pull_by_digest(client: CountingClient, ref: str) -> dict:
+    """Download repository@sha256:… (the tag on this host does not move); its attributes."""
     repo, _, digest = ref.partition("@")
     try:
-        pull_digest(client, repo, digest)
+        return pull_digest(client, repo, digest)
     except RegistryError as exc:
         raise DockerError(f"{exc}; check the registry and run the apply again") from None
 
@@ -39,10 +39,11 @@ def verdict(expected: dict, found) -> str | None:
     return None
 
 
-def probe_pulled(client: CountingClient, expected: dict, state_dir: Path) -> str | None:
-    """Ask the pulled image, record its answer by image ID, and say whether it contradicts the plan."""
+def probe_pulled(client: CountingClient, expected: dict, state_dir: Path, attrs: dict | None = None) -> str | None:
+    """Ask the pulled image, record its answer by image ID, and say whether it contradicts the plan.
+    `attrs`: Docker's answer for the image, when its pull gave it."""
     ref = expected["image"]
-    attrs = inspect_image(client, ref)
+    attrs = attrs if attrs is not None else inspect_image(client, ref)
     if attrs is None:
         raise DockerError(f"{ref} is not on this host after its pull; run the apply again")
     found = probe_image(client, ref, attrs)
