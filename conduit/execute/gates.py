@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -19,6 +20,7 @@ from conduit.drivers.programs import not_installed
 from conduit.facts.sysctl import value as sysctl_value
 
 log = structlog.get_logger("conduit.gates")
+LOOKS_AT_ONCE = 8
 
 
 class GateFailed(Exception):
@@ -134,14 +136,16 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
 
 def _until_healthy(look, names: list[str], timeout: float, fail) -> dict[str, int | None]:
     """Look at every node not yet healthy, round after round, until all are (their restart counts
-    then) or the timeout (GateFailed for the first node still unhealthy, with its last reason)."""
+    then) or the timeout (GateFailed for the first node still unhealthy, with its last reason).
+    A round looks at LOOKS_AT_ONCE nodes at a time: each look mostly waits for Docker and the node."""
     deadline, pause = time.monotonic() + timeout, pauses()
     restarts: dict[str, int | None] = {}
     reasons: dict[str, str] = {}
     waiting = list(names)
     while True:
-        for name in waiting:
-            reason, reading = look(name)
+        with ThreadPoolExecutor(min(LOOKS_AT_ONCE, len(waiting))) as pool:
+            looks = list(zip(waiting, pool.map(look, waiting)))
+        for name, (reason, reading) in looks:
             if reason is None:
                 restarts[name] = reading.restarts
             else:
