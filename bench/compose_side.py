@@ -37,12 +37,12 @@ def spec_text(image: str, count: int, metrics_port_base: int = 21000) -> str:
     )
 
 
-def compose_text(image: str, count: int) -> str:
+def compose_text(image: str, count: int, metrics_port_base: int = 22001) -> str:
     services = {}
     for i in range(1, count + 1):
         services[f"node{i}"] = {
             "image": image,
-            "command": ["start", "-m", "100", "-b", "2", "-d", "/home/conduit/data", "--metrics-addr", f"127.0.0.1:{22000 + i}"],
+            "command": ["start", "-m", "100", "-b", "2", "-d", "/home/conduit/data", "--metrics-addr", f"127.0.0.1:{metrics_port_base + i - 1}"],
             "network_mode": "host",
             "restart": "unless-stopped",
             "volumes": [f"data{i}:/home/conduit/data"],

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import DockerEngine  # noqa: E402
+from harness import DockerEngine, free_port_block  # noqa: E402
 from helpers import CONDUIT, cli_env  # noqa: E402
 from compose_side import api_calls, compose_text, compose_v2, spec_text  # noqa: E402
 
@@ -46,13 +46,15 @@ class Tools:
     def __init__(self, engine: DockerEngine, tmp: Path, image: str, count: int):
         self.engine, self.tmp = engine, tmp
         self.env = dict(cli_env(), DOCKER_HOST=engine.host)
-        doc = yaml.safe_load(spec_text(image, count))
+        # Free ports now, not fixed ones: another run on this machine may hold a fixed block.
+        ports = free_port_block(2 * count)
+        doc = yaml.safe_load(spec_text(image, count, ports))
         doc["spec"]["health"] = {"settle_seconds": 0}
         self.spec = tmp / "cluster.yaml"
         self.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
         project = tmp / "compose"
         project.mkdir()
-        (project / "docker-compose.yml").write_text(compose_text(image, count))
+        (project / "docker-compose.yml").write_text(compose_text(image, count, ports + count))
         self.binary = compose_v2()
         self.compose = [self.binary, "--project-directory", str(project), "-f", str(project / "docker-compose.yml"), "-p", "bench"]
         self.state = tmp / "state"

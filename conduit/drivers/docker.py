@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 from conduit.drivers import dockerapi
 from conduit.drivers.dockerapi import API_VERSION, DEFAULT_HOST, failures, image_not_found, not_found, refusals
 from conduit.drivers.files import read_or_none
+from conduit.drivers.polling import poll
 from conduit.errors import DockerError
 from conduit.drivers.nginx import bound_sockets, socket_owners
 from conduit.facts import proc as proc_facts
@@ -127,22 +128,29 @@ def answers(client: CountingClient) -> Iterator[None]:
         raise DockerError(diagnose(client.base_url, exc)) from None
 
 
-TASK_LEFT_RETRIES = 20  # x 0.25 s: containerd's old task of a container goes within a few seconds
+TASK_LEFT_SECONDS = 5.0  # containerd's old task of a container goes within a few seconds
 
 
-def start_container(client: CountingClient, name: str, pause: float = 0.25) -> None:
+def start_container(client: CountingClient, name: str, timeout: float = TASK_LEFT_SECONDS) -> None:
     """Start a container. Right after a daemon restart, containerd may still hold the task of the
-    container's last run ("task ...: already exists") for a moment: that answer is waited out,
-    as a person would run `docker start` again; any other refusal is raised (docker.errors.APIError)."""
-    for attempt in range(TASK_LEFT_RETRIES + 1):
+    container's last run ("task ...: already exists") for a moment: that answer is waited out (for
+    `timeout` seconds, asked again after pauses that start small), as a person would run `docker start`
+    again; any other refusal is raised (docker.errors.APIError)."""
+    refused: list[Exception] = []
+
+    def started() -> str | None:
         try:
             with answers(client):
                 client.api.start(name)
-            return
         except refusals() as exc:
-            if "already exists" not in str(exc.explanation or exc) or attempt == TASK_LEFT_RETRIES:
+            if "already exists" not in str(exc.explanation or exc):
                 raise
-            time.sleep(pause)
+            refused[:] = [exc]
+            return str(exc)
+        return None
+
+    if poll(started, timeout) is not None:
+        raise refused[0]
 
 
 def docker_answers(client: CountingClient) -> bool:
@@ -466,11 +474,19 @@ def _path_dirs(attrs: dict) -> list[str]:
     return [d for d in path.split(":") if d.startswith("/")]
 
 
+def _archive_status(client: CountingClient, container_id: str, path: str) -> int:
+    """HEAD of the container's archive at `path` (no copy): 200 there, 404 not."""
+    api = client.api
+    if isinstance(api, dockerapi.DockerAPI):
+        return api.archive_status(container_id, path)
+    return api.head(api._url("/containers/{0}/archive", container_id), params={"path": path}).status_code
+
+
 def _has_file(client: CountingClient, container_id: str, dirs: list[str], name: str) -> bool | None:
-    """Whether NAME is in one of DIRS of a created container (HEAD of the archive endpoint: no copy)."""
+    """Whether NAME is in one of DIRS of a created container."""
     for directory in dirs:
         try:
-            status = _archive_status(client.api, container_id, f"{directory}/{name}")
+            status = _archive_status(client, container_id, f"{directory}/{name}")
         except failures():
             return None
         if status == 200:
@@ -480,13 +496,6 @@ def _has_file(client: CountingClient, container_id: str, dirs: list[str], name: 
     return False
 
 
-def _archive_status(api, container_id: str, path: str) -> int:
-    """HEAD of the container's archive endpoint for PATH: a plain HTTP read, or the SDK's for a host only it speaks to."""
-    if isinstance(api, dockerapi.DockerAPI):
-        return api.head(f"/containers/{container_id}/archive", {"path": path})
-    return api.head(api._url("/containers/{0}/archive", container_id), params={"path": path}).status_code
-
-
 def _run_once(client: CountingClient, image: str, command: list[str], look_for: tuple[list[str], str] | None = None) -> tuple[int | None, str, bool | None]:
     """Run the image's entrypoint with COMMAND in a throwaway container: no network, no volume.
 
@@ -494,8 +503,9 @@ def _run_once(client: CountingClient, image: str, command: list[str], look_for: 
     look_for's file exists in the image.
     """
     api = client.api
-    host_config = api.create_host_config(network_mode="none", cap_drop=["ALL"], security_opt=["no-new-privileges:true"])
-    created = call(client, api.create_container, image, command=command, host_config=host_config, labels={PROBE_LABEL: "1"})
+    host_config = {"NetworkMode": "none", "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges:true"]}
+    config = {"Image": image, "Cmd": command, "Labels": {PROBE_LABEL: "1"}, "HostConfig": host_config}
+    created = call(client, api.create_container_from_config, config)
     cid = created["Id"]
     try:
         found = _has_file(client, cid, *look_for) if look_for else None
@@ -514,9 +524,12 @@ def _run_once(client: CountingClient, image: str, command: list[str], look_for: 
 
 
 def probe_image(client: CountingClient, image: str, attrs: dict) -> ImageFacts:
-    """Ask the image: `conduit --version`, `conduit start --help`, and is conduit-monitor on its PATH."""
-    code, version_text, _ = _run_once(client, image, ["--version"])
-    help_code, help_text, has_monitor = _run_once(client, image, ["start", "--help"], (_path_dirs(attrs), "conduit-monitor"))
+    """Ask the image: `conduit --version`, `conduit start --help`, and is conduit-monitor on its PATH.
+    The two runs are side by side: each is mostly the daemon making and starting a container."""
+    with ThreadPoolExecutor(2) as pool:
+        version = pool.submit(_run_once, client, image, ["--version"])
+        help_code, help_text, has_monitor = _run_once(client, image, ["start", "--help"], (_path_dirs(attrs), "conduit-monitor"))
+        code, version_text, _ = version.result()
     return from_probe(
         image,
         attrs.get("Id"),
@@ -530,10 +543,9 @@ def probe_image(client: CountingClient, image: str, attrs: dict) -> ImageFacts:
 
 
 def create_volume(client: CountingClient, name: str, cluster: str) -> None:
-    """Create a data volume; an existing one (with its key) is left exactly as it is."""
-    existing = {v["Name"] for v in call(client, client.api.volumes, filters={"name": name}).get("Volumes") or []}
-    if name not in existing:
-        call(client, client.api.create_volume, name=name, labels={MANAGED_BY: MANAGER, CLUSTER: cluster})
+    """Create a data volume; an existing one (with its key) is left exactly as it is: Docker's create
+    answers a volume of that name as it is, labels untouched, so no list call asks first."""
+    call(client, client.api.create_volume, name=name, labels={MANAGED_BY: MANAGER, CLUSTER: cluster})
 
 
 def remove_volume(client: CountingClient, name: str) -> None:
@@ -555,52 +567,48 @@ def create_network(client: CountingClient, name: str, subnet: str | None, cluste
     call(client, client.api.create_network, name, driver="bridge", ipam=ipam, labels={MANAGED_BY: MANAGER, CLUSTER: cluster})
 
 
-def create_container(client: CountingClient, name: str, props: dict, labels: dict[str, str]) -> str:
-    """Create (not start) a container from rendered props; returns its id."""
-    import docker.types  # a write: the SDK's types, loaded with the SDK that sends them
-
-    api = client.api
-    if "@" in (props.get("image_id") or ""):  # pulled by digest in this apply: pinned to its image ID, as the next plan sees it
-        pulled = inspect_image(client, props["image_id"])
-        if pulled is not None:
-            props = props | {"image_id": pulled["Id"]}
-            labels = with_config(labels, props)
-    port_bindings: dict[str, tuple[str, int]] = {}
-    for spec in props["ports"]:
-        host_ip, host_port, container = spec.split(":")
-        port_bindings[container] = (host_ip, int(host_port))
+def container_config(props: dict, labels: dict[str, str], image: str) -> dict:
+    """Docker's create body for a node from its rendered props. Pure."""
+    port_bindings: dict[str, list[dict]] = {}
+    for published in props["ports"]:
+        host_ip, host_port, target = published.split(":")
+        port_bindings[target] = [{"HostIp": host_ip, "HostPort": host_port}]
     volume, target = props["volume"].split(":", 1)
-    restart = {"Name": props["restart_policy"]}
-    host_config = api.create_host_config(
-        binds={volume: {"bind": target, "mode": "rw"}},
-        port_bindings=port_bindings,
-        network_mode=props["network"],
-        restart_policy=restart,
-        ulimits=[docker.types.Ulimit(name="nofile", soft=props["ulimit_nofile"], hard=props["ulimit_nofile"])],
-        security_opt=props["security_opt"] or None,
-        cap_drop=props["cap_drop"] or None,
-        read_only=props["read_only"],
-        log_config=docker.types.LogConfig(type=props["log_config"]["type"], config={k: v for k, v in props["log_config"].items() if k != "type"}),
-        nano_cpus=int(round(props["cpus"] * 1e9)),
+    log_config = props["log_config"]
+    host_config = {
+        "Binds": [f"{volume}:{target}:rw"],
+        "PortBindings": port_bindings,
+        "NetworkMode": props["network"],
+        "RestartPolicy": {"Name": props["restart_policy"]},
+        "Ulimits": [{"Name": "nofile", "Soft": props["ulimit_nofile"], "Hard": props["ulimit_nofile"]}],
+        "SecurityOpt": props["security_opt"] or None,
+        "CapDrop": props["cap_drop"] or None,
+        "ReadonlyRootfs": props["read_only"],
+        "LogConfig": {"Type": log_config["type"], "Config": {k: v for k, v in log_config.items() if k != "type"}},
+        "NanoCpus": int(round(props["cpus"] * 1e9)),
         # Swap equal to memory: a node that outgrows its limit is restarted, not slowed to a crawl.
-        mem_limit=props["memory"],
-        memswap_limit=props["memory"],
-    )
-    networking = None
+        "Memory": props["memory"],
+        "MemorySwap": props["memory"],
+    }
+    config = {
+        "Image": image,
+        "Cmd": props["command"],
+        "Entrypoint": props["entrypoint"],
+        "Env": [f"{k}={v}" for k, v in props["env"].items()] or None,
+        "Labels": labels,
+        "ExposedPorts": {target: {} for target in port_bindings},
+        "HostConfig": host_config,
+    }
     if props["network"] != "host" and props.get("ip"):
-        networking = api.create_networking_config({props["network"]: api.create_endpoint_config(ipv4_address=props["ip"])})
-    created = call(
-        client,
-        api.create_container,
-        props.get("image_id") or props["image"],
-        command=props["command"],
-        entrypoint=props["entrypoint"],
-        environment=props["env"] or None,
-        labels=labels,
-        host_config=host_config,
-        name=name,
-        ports=[(int(p.split("/")[0]), p.split("/")[1]) for p in port_bindings],
-        networking_config=networking,
-        detach=True,
-    )
-    return created["Id"]
+        config["NetworkingConfig"] = {"EndpointsConfig": {props["network"]: {"IPAMConfig": {"IPv4Address": props["ip"]}}}}
+    return config
+
+
+def create_container(client: CountingClient, name: str, props: dict, labels: dict[str, str], image_id: str | None = None) -> str:
+    """Create (not start) a container from rendered props; returns its id. `image_id`: the ID of
+    props' image_id when that is a repository@digest pulled by this apply (as the next plan sees it)."""
+    if "@" in (props.get("image_id") or "") and image_id is not None:
+        props = props | {"image_id": image_id}
+        labels = with_config(labels, props)
+    config = container_config(props, labels, props.get("image_id") or props["image"])
+    return call(client, client.api.create_container_from_config, config, name)["Id"]

@@ -1,9 +1,12 @@
-"""Docker's read endpoints over plain HTTP/1.1: what plan, status and the agent ask Docker.
+"""Docker's endpoints over plain HTTP/1.1: what plan, status and the agent ask Docker, and the
+writes that make nodes (volumes, containers, their starts, stops and removals).
 
 The Docker SDK (docker-py, with requests and urllib3 under it) costs 60-100 ms to import and
-about 7 MiB resident; a command that only reads should not pay that. The methods here carry
-the SDK APIClient's names and answers, so a caller cannot tell them apart; anything else asked
-of an DockerAPI (the writes) is handed to the SDK client its `fallback` loads on first use.
+about 7 MiB resident; a command that only reads should not pay that, nor an apply that makes
+nodes, whose creates and starts run side by side with no connection pool to wait for (each
+request has a connection of its own). The methods here carry the SDK APIClient's names and
+answers, so a caller cannot tell them apart; anything else asked of an DockerAPI (pulls,
+networks) is handed to the SDK client its `fallback` loads on first use.
 
 Faults: an answer of 400 and above is an APIError (NotFound, ImageNotFound for 404, as the SDK
 says them); no answer at all (socket absent or refusing, a broken or late answer) is NoAnswer,
@@ -196,36 +199,41 @@ class DockerAPI:
             return _UnixConnection(host, self.timeout)
         return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
-    def _request(self, method: str, path: str, params: dict | None) -> tuple[http.client.HTTPResponse, bytes, str]:
-        """One HTTP request to /v{API_VERSION}{path} on its own connection: the response, its body and the URL."""
+    def get(self, path: str, params: dict | None = None) -> tuple[bytes, str]:
+        """(body, content type) of GET /v{API_VERSION}{path}; one HTTP request on its own connection."""
+        return self.request("GET", path, params)
+
+    def request(self, method: str, path: str, params: dict | None = None, body: dict | None = None,
+                timeout: float | None = None) -> tuple[bytes, str]:  # fmt: skip
+        """(body, content type) of METHOD /v{API_VERSION}{path}, `body` sent as JSON; one HTTP request
+        on its own connection, answered within `timeout` seconds (the client's when None)."""
         url = f"/v{API_VERSION}{path}" + (f"?{urlencode(params)}" if params else "")
         self.counted()
         conn = self._connection()
+        if timeout is not None:
+            conn.timeout = timeout
         try:
-            conn.request(method, url)
+            if body is None:
+                conn.request(method, url)
+            else:
+                conn.request(method, url, json.dumps(body).encode(), {"Content-Type": "application/json"})
             response = conn.getresponse()
-            body = response.read()
+            data = response.read()
         except (OSError, http.client.HTTPException) as exc:
             raise NoAnswer(f"{type(exc).__name__}: {exc}") from None
         finally:
             conn.close()
-        return response, body, url
-
-    def get(self, path: str, params: dict | None = None) -> tuple[bytes, str]:
-        """(body, content type) of GET /v{API_VERSION}{path}; one HTTP request on its own connection."""
-        response, body, url = self._request("GET", path, params)
         if response.status >= 400:
-            raise _api_error(response.status, response.reason, url, body)
-        return body, response.getheader("Content-Type") or ""
+            raise _api_error(response.status, response.reason, url, data)
+        return data, response.getheader("Content-Type") or ""
 
-    def head(self, path: str, params: dict | None = None) -> int:
-        """The HTTP status of HEAD /v{API_VERSION}{path}: Docker's answer without a body (a 404 is an answer here)."""
-        return self._request("HEAD", path, params)[0].status
-
-    def _json(self, path: str, params: dict | None = None):
-        body, _ = self.get(path, params)
+    def _json(self, path: str, params: dict | None = None, method: str = "GET", body: dict | None = None,
+              timeout: float | None = None):  # fmt: skip
+        data, _ = self.request(method, path, params, body, timeout)
+        if method != "GET" and not data.strip():
+            return None  # 204: done, nothing to say
         try:
-            return json.loads(body)
+            return json.loads(data)
         except ValueError as exc:
             raise BadAnswer(f"Docker's answer to {path} is not JSON: {exc}") from None
 
@@ -279,3 +287,44 @@ class DockerAPI:
             params["since"] = since
         body, _ = self.get(f"/containers/{self._name(container)}/logs", params)
         return body if tty else demux(body)
+
+    # ------------------------------------------------------------ writes
+
+    def create_volume(self, name: str | None = None, driver: str | None = None, driver_opts: dict | None = None,
+                      labels: dict | None = None) -> dict:  # fmt: skip
+        """Docker's create is idempotent: a volume of that name is answered as it is, labels untouched."""
+        body = {"Name": name, "Driver": driver, "DriverOpts": driver_opts} | ({"Labels": labels} if labels else {})
+        return self._json("/volumes/create", method="POST", body=body)
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        self.request("DELETE", f"/volumes/{self._name(name)}", {"force": int(force)} if force else None)
+
+    def create_container_from_config(self, config: dict, name: str | None = None) -> dict:
+        """A container from Docker's own create body (conduit.drivers.docker writes it)."""
+        return self._json("/containers/create", {"name": name} if name else None, "POST", config)
+
+    def start(self, container: str) -> None:
+        self.request("POST", f"/containers/{self._name(container)}/start")
+
+    def stop(self, container: str, timeout: int | None = None) -> None:
+        """Docker waits `timeout` seconds for the process before it kills it: the answer may take that long."""
+        params = {"t": timeout} if timeout is not None else None
+        self.request("POST", f"/containers/{self._name(container)}/stop", params, timeout=self.timeout + (timeout or 10))
+
+    def rename(self, container: str, name: str) -> None:
+        self.request("POST", f"/containers/{self._name(container)}/rename", {"name": name})
+
+    def wait(self, container: str, timeout: float | None = None) -> dict:
+        """Once the container has exited: {"StatusCode": …}; NoAnswer after `timeout` seconds."""
+        return self._json(f"/containers/{self._name(container)}/wait", method="POST", timeout=timeout)
+
+    def remove_container(self, container: str, v: bool = False, link: bool = False, force: bool = False) -> None:
+        self.request("DELETE", f"/containers/{self._name(container)}", {"v": int(v), "link": int(link), "force": int(force)})
+
+    def archive_status(self, container: str, path: str) -> int:
+        """The status of HEAD of the container's archive at `path`: 200 there, 404 not (nothing is copied)."""
+        try:
+            self.request("HEAD", f"/containers/{self._name(container)}/archive", {"path": path})
+        except APIError as exc:
+            return exc.status_code
+        return 200

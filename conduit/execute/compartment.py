@@ -39,9 +39,11 @@ def _run_once(client, image: str, volume: str, data_dir: str, name: str) -> None
 
 
 def _run(api, image: str, volume: str, data_dir: str, name: str) -> None:
-    config = api.create_host_config(binds={volume: {"bind": data_dir, "mode": "rw"}}, network_mode="none")
     command = ["new-compartment-id", "--data-dir", data_dir, "--name", token_name(name)]
-    container = api.create_container(image, command=command, entrypoint=["conduit"], host_config=config, labels={"io.conduit.role": "new-compartment-id"})
+    container = api.create_container_from_config({
+        "Image": image, "Cmd": command, "Entrypoint": ["conduit"], "Labels": {"io.conduit.role": "new-compartment-id"},
+        "HostConfig": {"Binds": [f"{volume}:{data_dir}:rw"], "NetworkMode": "none"},
+    })  # fmt: skip
     try:
         api.start(container["Id"])
         code = api.wait(container["Id"], timeout=120).get("StatusCode")

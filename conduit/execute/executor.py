@@ -21,6 +21,7 @@ from conduit.drivers.docker import (
     create_network,
     create_volume,
     image_tag,
+    inspect_image,
     remove_volume,
     repository,
     start_container,
@@ -28,7 +29,7 @@ from conduit.drivers.docker import (
 from conduit.drivers.dockerapi import not_found, refusals
 from conduit.execute import canary, image_probe, nodehealth
 from conduit.execute.compartment import ensure_compartment
-from conduit.execute.polling import poll
+from conduit.drivers.polling import poll
 from conduit.facts.nginx_include import insert_include, remove_include
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import legacy_pidfile, tracker_log, tracker_pidfile
@@ -69,6 +70,7 @@ class Executor:
     compromised: list[str] = field(default_factory=list)  # alerts: nodes that planted links or special files in their volumes
     key_backups: Path | None = None  # where this run's key backup steps copy the keys (one folder per generation)
     images: Images | None = None  # the apply's image store: what a probe step learns is recorded there
+    pulled: dict[str, dict] = field(default_factory=dict)  # repository@digest: Docker's answer for it, from its pull (or one inspect)
 
     # ------------------------------------------------------------ helpers
 
@@ -353,11 +355,11 @@ class Executor:
         """pull: the spec's image, or a new digest behind its tag (repository@sha256:…); probe: ask
         that digest what it speaks, before any node is touched (conduit.execute.image_probe)."""
         if step.action == Action.PROBE:
-            contradiction = image_probe.probe_pulled(self.docker(), step.desired, self.images, self.warnings.append)
+            contradiction = image_probe.probe_pulled(self.docker(), step.desired, self.images, self.warnings.append, self.pulled.get(step.id))
             if contradiction is not None:
                 raise StepFailed(contradiction)
         elif "@" in step.id:
-            image_probe.pull_by_digest(self.docker(), step.id)
+            self.pulled[step.id] = image_probe.pull_by_digest(self.docker(), step.id)
         else:
             self._image(step)
 
@@ -400,11 +402,23 @@ class Executor:
         node = self.node(step.id)
         if node is None:
             raise StepFailed(f"container {step.id} is not in the plan's target")
-        container_id = create_container(client, step.id, step.desired, node.labels)
+        container_id = create_container(client, step.id, step.desired, node.labels, self.image_id(step.desired.get("image_id")))
         try:
             start_container(client, container_id)
         except refusals() as exc:
             raise StepFailed(f"container {step.id} did not start: {exc.explanation or exc}") from None
+
+    def image_id(self, ref: str | None) -> str | None:
+        """The image ID of a repository@digest the nodes move to: from its pull in this run, else
+        asked once (an apply resumed after the pull); None for any other reference."""
+        if not ref or "@" not in ref:
+            return None
+        if ref not in self.pulled:
+            attrs = inspect_image(self.docker(), ref)
+            if attrs is None:
+                return None
+            self.pulled[ref] = attrs
+        return self.pulled[ref].get("Id")
 
     def update_container(self, step: Step) -> None:
         client = self.docker()

@@ -7,17 +7,19 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from conduit.log import logger
 from conduit.execute import nodehealth
 from conduit.execute.executor import Executor, host_path
-from conduit.execute.polling import pauses, poll
+from conduit.drivers.polling import pauses, poll
 from conduit.drivers.tracker import tracker_log, tracker_pidfile
 from conduit.drivers.programs import not_installed
 from conduit.facts.sysctl import value as sysctl_value
 
 log = logger("conduit.gates")
+LOOKS_AT_ONCE = 8
 
 
 class GateFailed(Exception):
@@ -133,14 +135,16 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
 
 def _until_healthy(look, names: list[str], timeout: float, fail) -> dict[str, int | None]:
     """Look at every node not yet healthy, round after round, until all are (their restart counts
-    then) or the timeout (GateFailed for the first node still unhealthy, with its last reason)."""
+    then) or the timeout (GateFailed for the first node still unhealthy, with its last reason).
+    A round looks at LOOKS_AT_ONCE nodes at a time: each look mostly waits for Docker and the node."""
     deadline, pause = time.monotonic() + timeout, pauses()
     restarts: dict[str, int | None] = {}
     reasons: dict[str, str] = {}
     waiting = list(names)
     while True:
-        for name in waiting:
-            reason, reading = look(name)
+        with ThreadPoolExecutor(min(LOOKS_AT_ONCE, len(waiting))) as pool:
+            looks = list(zip(waiting, pool.map(look, waiting)))
+        for name, (reason, reading) in looks:
             if reason is None:
                 restarts[name] = reading.restarts
             else:

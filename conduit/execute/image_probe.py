@@ -16,11 +16,11 @@ from conduit.state.images import Images
 ROLLBACK = "no node was touched (`conduit rollback` is the way down)"
 
 
-def pull_by_digest(client: CountingClient, ref: str) -> None:
-    """Download repository@sha256:… (the tag on this host does not move)."""
+def pull_by_digest(client: CountingClient, ref: str) -> dict:
+    """Download repository@sha256:… (the tag on this host does not move); its attributes."""
     repo, _, digest = ref.partition("@")
     try:
-        pull_digest(client, repo, digest)
+        return pull_digest(client, repo, digest)
     except RegistryError as exc:
         raise DockerError(f"{exc}; check the registry and run the apply again") from None
 
@@ -40,11 +40,13 @@ def verdict(expected: dict, found) -> str | None:
     return None
 
 
-def probe_pulled(client: CountingClient, expected: dict, images: Images | None, warn: Callable[[str], None]) -> str | None:
+def probe_pulled(client: CountingClient, expected: dict, images: Images | None, warn: Callable[[str], None],
+                 attrs: dict | None = None) -> str | None:  # fmt: skip
     """Ask the pulled image, record its answer by image ID in `images` (None: a run without a state
-    database), and say whether it contradicts the plan. A record that fails is said through `warn`."""
+    database), and say whether it contradicts the plan. A record that fails is said through `warn`.
+    `attrs`: Docker's answer for the image, when its pull gave it."""
     ref = expected["image"]
-    attrs = inspect_image(client, ref)
+    attrs = attrs if attrs is not None else inspect_image(client, ref)
     if attrs is None:
         raise DockerError(f"{ref} is not on this host after its pull; run the apply again")
     found = probe_image(client, ref, attrs)

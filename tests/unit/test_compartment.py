@@ -76,11 +76,8 @@ class FakeApi:
     def __init__(self, folder: Path, exit_code: int = 0):
         self.folder, self.exit_code, self.runs, self.removed = folder, exit_code, [], []
 
-    def create_host_config(self, **kwargs):
-        return kwargs
-
-    def create_container(self, image, command, entrypoint, host_config, labels):
-        self.runs.append((image, entrypoint + command, host_config))
+    def create_container_from_config(self, config):
+        self.runs.append((config["Image"], config["Entrypoint"] + config["Cmd"], config["HostConfig"]))
         return {"Id": f"c{len(self.runs)}"}
 
     def start(self, cid):
@@ -107,7 +104,7 @@ def test_the_compartment_is_made_once_in_a_throwaway_container(tmp_path):
     assert ensure_compartment(FakeClient(api), tmp_path, "img:2.0.0", "n-data-1", "/home/conduit/data", "n-1") is True
     ((image, argv, host_config),) = api.runs
     assert image == "img:2.0.0" and argv == ["conduit", "new-compartment-id", "--data-dir", "/home/conduit/data", "--name", "n-1"]
-    assert host_config == {"binds": {"n-data-1": {"bind": "/home/conduit/data", "mode": "rw"}}, "network_mode": "none"}
+    assert host_config == {"Binds": ["n-data-1:/home/conduit/data:rw"], "NetworkMode": "none"}
     assert api.removed == ["c1"]
     # kept for good: the next apply (or a replace) does not make another
     assert ensure_compartment(FakeClient(api), tmp_path, "img:2.0.0", "n-data-1", "/home/conduit/data", "n-1") is False

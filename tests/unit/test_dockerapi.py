@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conduit.drivers import dockerapi
 from conduit.drivers.docker import CountingClient, _has_file, answers, call, docker_answers, docker_down, inspect_image
-from conduit.drivers.dockerapi import API_VERSION, NotFound, demux, endpoint, json_stream
+from conduit.drivers.dockerapi import API_VERSION, NotFound, demux, endpoint, json_stream, refusals
 from conduit.errors import DockerError
 
 EVENTS = [
@@ -77,14 +77,27 @@ class Daemon(BaseHTTPRequestHandler):
         else:
             self.send(404, json.dumps({"message": f"No such container: {path}"}).encode())
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name: a container's archive, asked whether a path is in it
+    def _write(self) -> None:
+        """The writes: recorded with their JSON body; a create answers an Id, a start of `busy` a 500."""
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        self.seen.append((url.path, query))
-        found = url.path == f"/v{API_VERSION}/containers/c1/archive" and query.get("path") == "/usr/bin/conduit-monitor"
-        self.send_response(200 if found else 404)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        size = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(size)) if size else None
+        path = url.path.removeprefix(f"/v{API_VERSION}")
+        self.seen.append((f"{self.command} {path}", query, body))
+        if path in ("/containers/create", "/volumes/create"):
+            self.send(201, json.dumps({"Id": "c9", "Name": (body or {}).get("Name")}).encode())
+        elif path == "/containers/busy/start":
+            self.send(500, b'{"message": "task busy: already exists"}')
+        elif path == "/containers/c9/wait":
+            self.send(200, b'{"StatusCode": 3}')
+        elif path.endswith("/archive"):
+            self.send(200 if query["path"] == "/bin/there" else 404, b"")
+        else:
+            self.send_response(204)
+            self.end_headers()
+
+    do_POST = do_DELETE = do_HEAD = _write  # noqa: N815 - http.server's names
 
 
 class UnixDaemon(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -155,9 +168,9 @@ def test_logs_are_unframed_and_their_tty_asked_only_when_not_given(daemon):
 
 def test_whether_a_file_is_in_a_container_is_a_plain_head_per_directory(daemon):
     client = CountingClient(daemon)
-    assert _has_file(client, "c1", ["/usr/local/bin", "/usr/bin", "/bin"], "conduit-monitor") is True
-    assert [q["path"] for _, q in Daemon.seen] == ["/usr/local/bin/conduit-monitor", "/usr/bin/conduit-monitor"]
-    assert _has_file(client, "c1", ["/usr/local/bin", "/bin"], "conduit-monitor") is False
+    assert _has_file(client, "c1", ["/usr/local/bin", "/bin", "/usr/bin"], "there") is True
+    assert [seen[1]["path"] for seen in Daemon.seen] == ["/usr/local/bin/there", "/bin/there"]
+    assert _has_file(client, "c1", ["/usr/local/bin", "/usr/bin"], "there") is False
     assert client.calls == 4 and client._sdk is None  # a read: the SDK was never built
 
 
@@ -190,6 +203,40 @@ def test_only_what_is_spoken_here_is_read_here():
     assert endpoint("http://localhost:2375/") == ("tcp", "localhost", 2375)
     for sdk_only in ("ssh://root@host", "https://host:2376", "tcp://host", "npipe:////./pipe/docker_engine", "unix://relative", "tcp://h:x"):
         assert endpoint(sdk_only) is None, sdk_only
+
+
+def test_the_writes_that_make_nodes_are_plain_http_with_the_sdks_names_and_answers(daemon):
+    client = CountingClient(daemon)
+    api = client.api
+    assert api.create_volume(name="v-1", labels={"a": "b"})["Name"] == "v-1"
+    assert api.create_container_from_config({"Image": "i:1", "Cmd": ["start"]}, "n-1") == {"Id": "c9", "Name": None}
+    api.start("c9")
+    api.stop("c9", timeout=3)
+    api.rename("c9", "n-1.previous")
+    assert api.wait("c9", timeout=5) == {"StatusCode": 3}
+    api.remove_container("c9", force=True)
+    api.remove_volume("v-1")
+    assert (api.archive_status("c9", "/bin/there"), api.archive_status("c9", "/bin/gone")) == (200, 404)
+    assert Daemon.seen == [
+        ("POST /volumes/create", {}, {"Name": "v-1", "Driver": None, "DriverOpts": None, "Labels": {"a": "b"}}),
+        ("POST /containers/create", {"name": "n-1"}, {"Image": "i:1", "Cmd": ["start"]}),
+        ("POST /containers/c9/start", {}, None),
+        ("POST /containers/c9/stop", {"t": "3"}, None),
+        ("POST /containers/c9/rename", {"name": "n-1.previous"}, None),
+        ("POST /containers/c9/wait", {}, None),
+        ("DELETE /containers/c9", {"v": "0", "link": "0", "force": "1"}, None),
+        ("DELETE /volumes/v-1", {}, None),
+        ("HEAD /containers/c9/archive", {"path": "/bin/there"}, None),
+        ("HEAD /containers/c9/archive", {"path": "/bin/gone"}, None),
+    ]
+    assert client.calls == 10 and client._sdk is None  # the SDK was never built
+
+
+def test_a_start_docker_refuses_is_the_sdks_refusal_with_dockers_explanation(daemon):
+    client = CountingClient(daemon)
+    with pytest.raises(refusals()) as caught:
+        client.api.start("busy")
+    assert caught.value.status_code == 500 and caught.value.explanation == "task busy: already exists"
 
 
 def test_writes_are_the_sdks_counted_too(daemon):

@@ -103,10 +103,7 @@ class FakeApi:
     def pull(self, repository, tag=None):
         self._call("pull")
 
-    def create_host_config(self, **kwargs):
-        return kwargs
-
-    def create_container(self, image, name=None, **kwargs):
+    def create_container_from_config(self, config, name=None):
         self._call("create_container")
         self.containers[name] = {"id": f"new-{name}", "running": False}
         return {"Id": f"new-{name}"}

@@ -31,7 +31,7 @@ class FakeApi:
         return {"Volumes": [{"Name": p.name} for p in self.root.iterdir() if p.name == (filters or {}).get("name", p.name)]}
 
     def create_volume(self, name, labels=None):
-        (self.root / name).mkdir()
+        (self.root / name).mkdir(exist_ok=True)  # as Docker's: a volume of that name is answered as it is
 
 
 class FakeClient:

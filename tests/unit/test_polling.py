@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from conduit.execute.polling import FIRST_PAUSE, LONGEST_PAUSE, pauses, poll
+from conduit.drivers.polling import FIRST_PAUSE, LONGEST_PAUSE, pauses, poll
 
 
 def test_the_pause_starts_small_and_doubles_up_to_its_ceiling():
