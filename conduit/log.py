@@ -9,7 +9,10 @@ chose is in place before that first event.
 from __future__ import annotations
 
 import sys
+import threading
 
+_loaded = None  # structlog, once loaded
+_loading = threading.Lock()
 _chosen: tuple[str, str] | None = None  # configure's arguments, applied when structlog loads
 
 
@@ -33,20 +36,25 @@ def _import_structlog_without_rich():
 
 
 def structlog():
-    """structlog, loaded (and configured as chosen) on first use."""
-    module = sys.modules.get("structlog")
-    if module is None:
-        module = _import_structlog_without_rich()
-        if _chosen is not None:
-            _apply(module, *_chosen)
-    return module
+    """structlog, loaded (and configured as chosen) on first use, once: the agent's threads may send
+    their first events at the same moment, and none may see a module still loading."""
+    global _loaded
+    if _loaded is None:
+        with _loading:
+            if _loaded is None:
+                module = _import_structlog_without_rich()
+                if _chosen is not None:
+                    _apply(module, *_chosen)
+                _loaded = module
+    return _loaded
 
 
 def configure(fmt: str = "console", level: str = "info") -> None:
     global _chosen
-    _chosen = (fmt, level)
-    if "structlog" in sys.modules:
-        _apply(sys.modules["structlog"], fmt, level)
+    with _loading:
+        _chosen = (fmt, level)
+        if _loaded is not None:
+            _apply(_loaded, fmt, level)
 
 
 def _apply(structlog, fmt: str, level: str) -> None:

@@ -52,3 +52,27 @@ def test_rich_loaded_before_structlog_stays_as_it_was_and_structlog_takes_the_co
     done = _run(LOADED_FIRST)
     assert done.stdout.split() == ["[]", "plain"]  # structlog did not pull in rich's tracebacks
     assert '"event": "status.seen"' in done.stderr and '"nodes": 2' in done.stderr and '"level": "info"' in done.stderr
+
+
+RACE = """
+import threading
+from conduit import log
+log.configure("json", "info")
+ready, failed = threading.Barrier(16), []
+def first_event():
+    ready.wait()
+    try:
+        log.logger("conduit.race").info("race.event")
+    except Exception as exc:
+        failed.append(repr(exc))
+threads = [threading.Thread(target=first_event) for _ in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(failed)
+"""
+
+
+def test_threads_that_send_their_first_events_at_once_each_get_a_loaded_structlog():
+    done = _run(RACE)
+    assert done.stdout.strip() == "[]"
+    assert done.stderr.count('"event": "race.event"') == 16
