@@ -50,6 +50,7 @@ class CountingClient:
     def __init__(self, base_url: str | None):
         self.base_url = base_url or DEFAULT_HOST
         self.calls = 0
+        self.kept: dict[str, object] | None = None  # status's kept answers (recalled); None: every read asks
         self._sdk = None
         where = dockerapi.endpoint(self.base_url)
         self.api = self.sdk() if where is None else dockerapi.DockerAPI(where, self._count, self.sdk)
@@ -113,6 +114,22 @@ def call(client: CountingClient, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except failures() as exc:
         raise DockerError(diagnose(client.base_url, exc)) from None
+
+
+IMAGE, VOLUMES = "image ", "volumes"  # the keys of the answers recalled (`IMAGE + ref`)
+
+
+def recalled(client: CountingClient, key: str, ask):
+    """Docker's answer for `key`: the one status kept in `client.kept` (conduit.drivers.inspected
+    drops those an event since can have changed), else asked, and kept there when the client keeps
+    answers. A plan's client keeps none: it asks."""
+    kept = getattr(client, "kept", None)
+    if kept is not None and key in kept:
+        return kept[key]
+    answer = ask()
+    if kept is not None:
+        kept[key] = answer
+    return answer
 
 
 @contextmanager
@@ -336,7 +353,7 @@ def _observe_other_container(spec: ClusterSpec, client: CountingClient, entry: d
 
 def _observe_volumes(spec: ClusterSpec, client: CountingClient, obs: Observation) -> None:
     wanted_volumes = {n.volume for n in nodes(spec)}
-    for volume in call(client, client.api.volumes).get("Volumes") or []:
+    for volume in recalled(client, VOLUMES, lambda: call(client, client.api.volumes)).get("Volumes") or []:
         if volume["Name"] in wanted_volumes or (volume.get("Labels") or {}).get(CLUSTER) == spec.metadata.name:
             obs.resources.append(Resource("volume", volume["Name"], {}, keep=True))
 
@@ -408,6 +425,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def inspect_image(client: CountingClient, image: str) -> dict | None:
     """The image's attributes, or None when it is not on this host."""
+    return recalled(client, IMAGE + image, lambda: _inspect_image(client, image))
+
+
+def _inspect_image(client: CountingClient, image: str) -> dict | None:
     try:
         return client.api.inspect_image(image)
     except image_not_found():

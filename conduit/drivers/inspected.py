@@ -1,5 +1,5 @@
-"""Each container's inspect answer for any number of containers, Docker asked again only
-about those its events say changed.
+"""Each container's inspect answer for any number of containers, and status's drift check's
+image and volume answers, Docker asked again only about those its events say changed.
 
 A container's restart count, start and finish times, exit code, limits and log file are in
 its inspect answer, not in the labelled list; asking for it is one call per container. So the
@@ -22,6 +22,16 @@ what the buffer dropped and guess Docker's restart policy rules; this reads its 
 
 The first look, with nothing kept, inspects each container once; after that a steady cluster
 costs the list, one events call and nothing per node.
+
+The drift check's other reads of Docker (the image inspect answers and the volume list: `answers`,
+conduit.drivers.docker.recalled) are kept beside them with the same anchor, for status only (a plan
+reads everything fresh). They are dropped, and asked again, when an event since could have changed
+them: any image event for the image answers (pull, tag, untag, delete, load, import, and a tag moved
+onto another image is a `tag` event of that other image, so matching names would miss it), any volume
+event but a mount or unmount for the volume list (create, destroy, prune); and all of them when the
+anchor is gone. A tag moved without any event (an image built with BuildKit on Docker before 24, or
+on the containerd image store before 28.1) stays unseen by status until the next image event;
+`conduit plan` sees it.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conduit.log import logger
-from conduit.drivers.docker import answers
+from conduit.drivers.docker import IMAGE, VOLUMES, answers
 from conduit.drivers.dockerapi import failures, refusals
 from conduit.drivers.files import atomic_write, read_or_none
 from conduit.errors import DockerError
@@ -42,6 +52,7 @@ EVENTS_LIMIT = 256  # Docker's in-memory buffer of past events (moby daemon/even
 KEPT_LIMIT = 8 << 20
 WORKERS = 16
 log = logger("conduit.inspected")
+UNCHANGING = {"volume": {"mount", "unmount"}}  # events that leave what was answered as it was
 
 Anchor = tuple[int, str]  # (timeNano, type/action/actor): one event Docker told
 
@@ -119,10 +130,17 @@ def read_events(client, anchor: Anchor | None, until_ns: int) -> list[dict] | No
 
 @dataclass
 class Kept:
-    """What the last look kept: the anchor, and each container's trimmed inspect answer by ID."""
+    """What the last look kept: the anchor, each container's trimmed inspect answer by ID, and the
+    drift check's answers ("image <ref>", "volumes": conduit.drivers.docker.recalled)."""
 
     anchor: Anchor | None = None
     infos: dict[str, dict] = field(default_factory=dict)
+    answers: dict[str, object] = field(default_factory=dict)
+
+
+def _anchor(value: object) -> Anchor | None:
+    good = isinstance(value, list) and len(value) == 2 and isinstance(value[0], int) and isinstance(value[1], str)
+    return (value[0], value[1]) if good else None
 
 
 def load(path: Path | None) -> Kept:
@@ -132,12 +150,12 @@ def load(path: Path | None) -> Kept:
         return Kept()
     try:
         data = json.loads(text)
-        anchor = data.get("anchor")
-        infos = data.get("infos")
-        good = isinstance(anchor, list) and len(anchor) == 2 and isinstance(anchor[0], int) and isinstance(anchor[1], str)
+        infos, kept_answers = data.get("infos"), data.get("answers", {})
         if not isinstance(infos, dict) or not all(isinstance(v, dict) and v.get("Id") == k for k, v in infos.items()):
             return Kept()
-        return Kept((anchor[0], anchor[1]) if good else None, infos)
+        if not isinstance(kept_answers, dict) or not all(answer_fits(k, v) for k, v in kept_answers.items()):
+            kept_answers = {}
+        return Kept(_anchor(data.get("anchor")), infos, kept_answers)
     except (ValueError, AttributeError):
         return Kept()
 
@@ -147,7 +165,7 @@ def save(path: Path | None, kept: Kept) -> None:
     if path is None or not path.parent.is_dir():
         return
     try:
-        atomic_write(path, json.dumps({"anchor": list(kept.anchor) if kept.anchor else None, "infos": kept.infos}))
+        atomic_write(path, json.dumps({"anchor": list(kept.anchor) if kept.anchor else None, "infos": kept.infos, "answers": kept.answers}))
     except OSError as exc:
         log.debug("inspected.not_kept", path=str(path), error=str(exc))
 
@@ -180,21 +198,64 @@ def stale(entries: dict[str, dict], kept: Kept, events: list[dict] | None) -> di
     return out
 
 
-def current(client, entries: dict[str, dict], kept_at: Path | None) -> dict[str, dict]:
-    """{container ID: trimmed inspect answer} for the listed containers (`entries`: list entries by
-    ID): one events call, and an inspect of each container whose kept answer may have moved. A
-    container that vanished meanwhile is left out."""
+def answer_fits(key: object, answer: object) -> bool:
+    """Whether a kept drift-check answer is of the shape its Docker call gives."""
+    if key == VOLUMES:
+        return isinstance(answer, dict)
+    return isinstance(key, str) and key.startswith(IMAGE) and (answer is None or isinstance(answer, dict))
+
+
+def still_good(answers: dict[str, object], since: list[dict] | None) -> dict[str, object]:
+    """The kept drift-check answers no event since the last look can have changed (none without one)."""
+    if since is None:
+        return {}
+    moved = {e.get("Type") for e in since if isinstance(e, dict) and e.get("Action") not in UNCHANGING.get(e.get("Type"), ())}
+    return {k: v for k, v in answers.items() if not ("image" in moved and k.startswith(IMAGE) or "volume" in moved and k == VOLUMES)}
+
+
+@dataclass
+class Look:
+    """One look at Docker: what the last one kept, and one events call for everything since."""
+
+    client: object
+    kept_at: Path | None
+    kept: Kept
+    events: list[dict] | None
+
+    @property
+    def since(self) -> list[dict] | None:
+        return after_anchor(self.events, self.kept.anchor) if self.events is not None else None
+
+    def answers(self) -> dict[str, object]:
+        """The drift check's kept answers still good now (conduit.drivers.docker.recalled)."""
+        kept = still_good(self.kept.answers, self.since)
+        if len(kept) != len(self.kept.answers):
+            log.debug("inspected.answers_asked_again", answers=sorted(set(self.kept.answers) - set(kept)))
+        return kept
+
+    def keep(self, infos: dict[str, dict], answers: dict[str, object]) -> None:
+        """Keep what this look knows for the next, anchored to the newest event it read."""
+        anchor = newest(self.events) if self.events is not None else None
+        kept = Kept(anchor, infos, answers)
+        if kept != self.kept:  # a look that learned nothing writes nothing
+            save(self.kept_at, kept)
+
+
+def look(client, kept_at: Path | None) -> Look:
+    """What was kept at `kept_at`, and Docker's events since it (one call)."""
     kept = load(kept_at)
-    until = time.time_ns()
-    events = read_events(client, kept.anchor, until)
-    asked = stale(entries, kept, events)
+    return Look(client, kept_at, kept, read_events(client, kept.anchor, time.time_ns()))
+
+
+def infos(seen: Look, entries: dict[str, dict]) -> dict[str, dict]:
+    """{container ID: trimmed inspect answer} for the listed containers (`entries`: list entries by
+    ID): an inspect of each container whose kept answer may have moved. A container that vanished
+    meanwhile is left out."""
+    kept, client = seen.kept, seen.client
+    asked = stale(entries, kept, seen.events)
     if asked:
         log.debug("inspected.asked_again", containers=len(asked), why=sorted(set(asked.values())))
     with ThreadPoolExecutor(min(WORKERS, max(1, len(asked)))) as pool:
         fresh = dict(zip(asked, pool.map(lambda cid: inspect(client, cid), asked)))
-    infos = {cid: fresh[cid] if cid in fresh else kept.infos[cid] for cid in entries}
-    infos = {cid: info for cid, info in infos.items() if info is not None}
-    anchor = newest(events) if events is not None else None
-    if asked or anchor != kept.anchor or infos.keys() != kept.infos.keys():  # a look that learned nothing writes nothing
-        save(kept_at, Kept(anchor, infos))
-    return infos
+    found = {cid: fresh[cid] if cid in fresh else kept.infos[cid] for cid in entries}
+    return {cid: info for cid, info in found.items() if info is not None}

@@ -38,10 +38,14 @@ def image_request(intent: Intent) -> UpdateRequest:
     return UpdateRequest()  # ApplySaved: planned again as it was made
 
 
-def observe(spec: ClusterSpec, host: HostAccess, intent: Intent, listed: list[dict] | None = None) -> Observed:
+def observe(spec: ClusterSpec, host: HostAccess, intent: Intent, listed: list[dict] | None = None, kept: dict | None = None) -> Observed:
     """What `intent`'s plan needs of the host, read once. Writes nothing. `listed`: Docker's list of
-    every container, when the caller asked it already (status: one list for its rows and the plan)."""
+    every container, when the caller asked it already (status: one list for its rows and the plan);
+    `kept`: status's kept image and volume answers, read instead of asking and filled with those
+    asked (conduit.drivers.docker.recalled). A plan or an apply passes neither: it reads fresh."""
     client = host.docker()
+    if client is not None:
+        client.kept = kept
     images, learned = reader(host.state_dir), Learned()
     seen = observe_image(spec, client, images, image_request(intent), learned)
     settled = settle(spec, seen)
@@ -78,9 +82,10 @@ def recorded_refusals(state_dir: Path) -> dict[str, tuple[str, str]]:
         return {}
 
 
-def plan_on_host(intent: Intent, spec: ClusterSpec, host: HostAccess, listed: list[dict] | None = None) -> tuple[Plan, Observed]:
+def plan_on_host(intent: Intent, spec: ClusterSpec, host: HostAccess, listed: list[dict] | None = None,
+                 kept: dict | None = None) -> tuple[Plan, Observed]:  # fmt: skip
     """The one way to plan for a host: observe it once for `intent`, then plan (pure). Raises
-    HostMoved for an ApplySaved the host no longer matches. `listed`: as for observe."""
-    seen = observe(spec, host, intent, listed)
+    HostMoved for an ApplySaved the host no longer matches. `listed`, `kept`: as for observe."""
+    seen = observe(spec, host, intent, listed, kept)
     return plan(intent, spec, seen), seen
 

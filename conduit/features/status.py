@@ -2,8 +2,9 @@
 
 Docker is asked the same few things whatever the number of nodes: the list of its containers
 (names, states, images; the drift check reads the same list) and one read of its recent events;
-each node's inspect answer (restarts, start time, command, limits, log file) is the one kept
-from an earlier look unless the events say it may have moved (conduit.drivers.inspected: exact, or asked again). The log of each node's
+each node's inspect answer (restarts, start time, command, limits, log file), and the drift
+check's image inspect and volume list, are the ones kept from an earlier look unless the events
+say they may have moved (conduit.drivers.inspected: exact, or asked again). The log of each node's
 current run (the newer-version warning, a 1.x start line) is read from Docker's own
 json-file named in that answer, or asked of Docker when it is not readable here. CPU and
 memory use come from the nodes' cgroups (read by conduit.facts.cgroup), sampled over the
@@ -184,19 +185,20 @@ def _cpu_usage(entries: dict[str, dict]) -> dict[str, tuple[int | None, int | No
     return {name: cgroup_usage(e["Id"]) for name, e in entries.items()}
 
 
-def _infos(client, entries: dict[str, dict], state_dir: Path, cluster: str) -> dict[str, dict]:
+def _infos(seen: inspected.Look | None, entries: dict[str, dict]) -> dict[str, dict]:
     """Each listed node's inspect answer by name (conduit.drivers.inspected)."""
-    if client is None or not entries:
+    if seen is None or not entries:
         return {}
-    by_id = inspected.current(client, {e["Id"]: e for e in entries.values()}, state_dir / f"inspected-{cluster}.json")
+    by_id = inspected.infos(seen, {e["Id"]: e for e in entries.values()})
     return {name: by_id[e["Id"]] for name, e in entries.items() if e["Id"] in by_id}
 
 
-def _node_rows(spec: ClusterSpec, client, listed: list[dict], state: Stores | None, state_dir: Path) -> list[dict]:
+def _node_rows(spec: ClusterSpec, client, listed: list[dict], state: Stores | None, seen: inspected.Look | None) -> tuple[list[dict], dict]:
+    """The nodes' rows, and the inspect answers by container ID to keep for the next look."""
     wanted = {n.name: n for n in nodes(spec)}
     entries = _entries(listed, spec.metadata.name)
     began, before = time.monotonic(), _cpu_usage(entries)
-    infos = _infos(client, entries, state_dir, spec.metadata.name)
+    infos = _infos(seen, entries)
     with ThreadPoolExecutor(max(1, min(MAX_WORKERS, len(wanted)))) as pool:
         looks = dict(zip(wanted, pool.map(lambda n: look_at(client, n, entries.get(n.name), infos.get(n.name)), wanted.values())))
     # The CPU use is measured over the looking itself (the cgroups count in nanoseconds): no wait.
@@ -209,7 +211,7 @@ def _node_rows(spec: ClusterSpec, client, listed: list[dict], state: Stores | No
         rows.append(_row(node, entries.get(name), looks[name], cpu, after.get(name, (None, None))[0]))
     add_lifetime(state, rows, looks)
     add_images(state, rows)
-    return rows
+    return rows, {entries[name]["Id"]: info for name, info in infos.items()}
 
 
 def add_images(state: Stores | None, rows: list[dict]) -> None:
@@ -285,7 +287,9 @@ def collect(spec: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     client = host.docker()
     state = read_state(host.state_dir)
     listed = _listed(client)
-    rows = _node_rows(spec, client, listed, state, host.state_dir)
+    # one events call: which kept answers (each node's inspect, the drift check's reads) still hold
+    seen = inspected.look(client, host.state_dir / f"inspected-{spec.metadata.name}.json") if client is not None else None
+    rows, infos = _node_rows(spec, client, listed, state, seen)
     generations = state.history.generations(spec.metadata.name) if state else []
     current = generations[-1] if generations else None
     result = {
@@ -303,12 +307,16 @@ def collect(spec: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         "held": {node: hold.line() for node, hold in Holds(host.state_dir).current().items()},
         "budget": _budget(spec, host, state),
     }
+    kept = seen.answers() if seen is not None else {}
     if drift:
-        # the registry as last asked, if recently; the containers as listed above
-        plan, _ = plan_on_host(Apply(registry="due"), spec, host, listed if client is not None else None)
+        # the registry as last asked, if recently; the containers as listed above; the image and
+        # volumes as kept while no event since can have changed them (asked, and kept, otherwise)
+        plan, _ = plan_on_host(Apply(registry="due"), spec, host, listed if client is not None else None, kept)
         result["drift"] = [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"]
         result["pending"] = len(plan.changes)
         result["api_calls"] += plan.api_calls
+    if seen is not None:
+        seen.keep(infos, kept)
     return result
 
 

@@ -1,9 +1,11 @@
 """`conduit status` asks the Docker daemon as often for 40 nodes as for 8 (its drift check reads the
-same container list), and its restart counts are the engine's own, also when the engine's buffer of
-past events overflowed."""
+same container list, and the image and volume answers kept while no event can have changed them),
+its drift check says what `conduit plan` says, and its restart counts are the engine's own, also
+when the engine's buffer of past events overflowed."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -35,16 +37,85 @@ def test_status_makes_as_many_docker_calls_for_40_nodes_as_for_8(tmp_path, docke
         cluster.spec.write_text(cluster.spec.read_text().replace("cpus: 0.2", "cpus: 0.05"))  # 40 fit the host's 4
         result = cluster.apply()
         assert result.returncode == 0, result.stdout + result.stderr
-        first = status(cluster, "--no-drift")  # the new containers are inspected once, then kept
+        first = status(cluster)  # the new containers are inspected once, the image and the volumes asked; all kept
         assert first["api_calls"] > 3
         alone, with_drift = status(cluster, "--no-drift"), status(cluster)
-        assert alone["totals"]["up"] == count and with_drift["drift"] == []
+        assert alone["totals"]["up"] == count and with_drift["drift"] == [] and with_drift["pending"] == 0
         assert {r["restarts"] for r in alone["containers"]} == {0}
         calls[count] = (alone["api_calls"], with_drift["api_calls"])
     assert calls[8] == calls[40]
-    assert calls[8][0] <= 3
-    # the drift check reads status's own container list: it adds only the image and the volumes
-    assert calls[8][1] == calls[8][0] + 2
+    # the list and the events; the drift check reads status's own list and the answers kept
+    assert calls[8] == (2, 2)
+
+
+def plan_says(cluster: Cluster) -> tuple[list[str], int]:
+    """What `conduit plan` (every answer asked fresh) calls drift, and how many changes it has."""
+    done = cluster.run("plan", "--json", str(cluster.spec))
+    assert done.returncode == 0, done.stdout + done.stderr
+    changes = [s for s in json.loads(done.stdout)["steps"] if s["action"] != "no-op"]
+    return [f"{s['kind']} {s['id']}" for s in changes if s["reason"] == "drift"], len(changes)
+
+
+def status_says(cluster: Cluster) -> tuple[list[str], int]:
+    data = status(cluster)
+    return data["drift"], data["pending"]
+
+
+def steady(cluster: Cluster) -> None:
+    """Status twice: the second asks only the list and the events (the answers are kept)."""
+    status(cluster)
+    assert status(cluster)["api_calls"] == 2
+
+
+def rename_often(docker_engine, image: str, name: str, times: int) -> None:
+    """`times` engine events about a container of no cluster's (and no image or volume)."""
+    api = docker_engine.client.api
+    made = api.create_container(image, name=name)["Id"]
+    for i in range(times):
+        api.rename(made, f"{name}-{i % 2}")
+    api.remove_container(made, force=True)
+
+
+def test_status_drift_check_says_what_plan_says_after_the_tag_or_the_volumes_moved(tmp_path, docker_engine, standin_image, docker_cleanup):
+    api = docker_engine.client.api
+    repo, tag = "conduit-standin", docker_cleanup.name("sd")  # a tag of its own, which the host policy allows
+    api.tag(standin_image, repo, tag)
+    other = docker_engine.client.images.build(fileobj=io.BytesIO(f"FROM {standin_image}\nLABEL moved=yes\n".encode()), rm=True)[0].id
+    try:
+        cluster = Cluster(tmp_path, docker_engine, f"{repo}:{tag}", docker_cleanup.name("sd"), free_port_block(3))
+        cluster.write(count=3)
+        assert cluster.apply().returncode == 0
+        steady(cluster)
+        assert status_says(cluster) == plan_says(cluster) == ([], 0)
+
+        api.tag(other, repo, tag)  # the tag moved: a `tag` event of the other image
+        moved = plan_says(cluster)
+        assert moved[1] > 0 and status_says(cluster) == moved
+        api.tag(standin_image, repo, tag)
+        assert status_says(cluster) == plan_says(cluster) == ([], 0)
+
+        steady(cluster)
+        node = docker_engine.client.containers.get(f"{cluster.prefix}-3")
+        volume = next(m["Name"] for m in node.attrs["Mounts"] if m["Type"] == "volume")
+        node.remove(force=True)
+        api.remove_volume(volume)  # a volume destroyed: the plan makes it again
+        gone = plan_says(cluster)
+        assert gone[1] == 2 and status_says(cluster) == gone  # the node, and its volume
+        steady(cluster)
+        api.create_volume(volume)  # made by hand: the plan takes it as the node's
+        assert status_says(cluster) == plan_says(cluster) == ([], 1)
+
+        assert cluster.apply().returncode == 0
+        steady(cluster)
+        rename_often(docker_engine, standin_image, docker_cleanup.name("sd-other"), 3)
+        assert status(cluster)["api_calls"] == 2  # events of no kept answer's cost nothing
+        rename_often(docker_engine, standin_image, docker_cleanup.name("sd-other"), 300)  # the buffer holds 256
+        done = cluster.run("--debug", "status", "--json", str(cluster.spec))
+        assert json.loads(done.stdout)["api_calls"] == 2 + 3 + 2  # every node, the image and the volumes asked again
+        assert "answers_asked_again" in done.stderr
+    finally:
+        for image in (f"{repo}:{tag}", other):
+            api.remove_image(image, force=True)
 
 
 def crash(docker_engine, name: str, times: int) -> None:

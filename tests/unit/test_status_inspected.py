@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conduit.drivers import inspected, node
-from conduit.drivers.inspected import Kept, after_anchor, anchor_of, load, newest, save, stale, touched
+from conduit.drivers.docker import IMAGE, VOLUMES, recalled
+from conduit.drivers.inspected import Kept, after_anchor, anchor_of, load, newest, save, stale, still_good, touched
 from conduit.facts import nodelog
 
 
@@ -42,6 +43,47 @@ def test_when_the_anchor_is_gone_every_node_is_asked_again():
     assert set(stale(LISTED, KEPT, None).values()) == {"no events answer"}
 
 
+ANSWERS = {IMAGE + "repo:tag": {"Id": "sha256:1", "RepoTags": ["repo:tag"]}, IMAGE + "sha256:2": None, VOLUMES: {"Volumes": []}}
+
+
+def test_the_drift_checks_kept_answers_go_with_the_events_that_can_change_them():
+    images = {k: v for k, v in ANSWERS.items() if k.startswith(IMAGE)}
+    assert still_good(ANSWERS, []) == ANSWERS
+    assert still_good(ANSWERS, [event(11, "die", "a"), event(12, "mount", "v", "volume"), event(13, "unmount", "v", "volume")]) == ANSWERS
+    for action in ("pull", "tag", "untag", "delete", "load", "import", "prune"):  # whichever image or tag it names
+        assert still_good(ANSWERS, [event(11, action, "sha256:other", "image")]) == {VOLUMES: ANSWERS[VOLUMES]}
+    for action in ("create", "destroy", "prune"):
+        assert still_good(ANSWERS, [event(11, action, "v", "volume")]) == images
+    assert still_good(ANSWERS, None) == {}  # the anchor gone: nothing proves them
+
+
+def test_with_the_anchor_gone_no_kept_answer_is_used():
+    look = inspected.Look(None, None, Kept(anchor_of(ANCHOR), {}, ANSWERS), [event(11, "die", "a")])
+    assert look.answers() == {}
+    assert inspected.Look(None, None, Kept(anchor_of(ANCHOR), {}, ANSWERS), [ANCHOR, event(11, "die", "a")]).answers() == ANSWERS
+    assert inspected.Look(None, None, Kept(None, {}, ANSWERS), [ANCHOR]).answers() == {}
+    assert inspected.Look(None, None, Kept(anchor_of(ANCHOR), {}, ANSWERS), None).answers() == {}
+
+
+class Asking:
+    kept: dict | None = None
+    asked = 0
+
+    def ask(self):
+        self.asked += 1
+        return {"Volumes": [{"Name": f"v{self.asked}"}]}
+
+
+def test_a_recalled_answer_is_asked_once_when_kept_and_every_time_when_not():
+    client = Asking()
+    assert recalled(client, VOLUMES, client.ask) == {"Volumes": [{"Name": "v1"}]}
+    assert recalled(client, VOLUMES, client.ask)["Volumes"][0]["Name"] == "v2"  # a plan's client: fresh
+    client.kept = {}
+    assert recalled(client, VOLUMES, client.ask)["Volumes"][0]["Name"] == "v3"
+    assert recalled(client, VOLUMES, client.ask)["Volumes"][0]["Name"] == "v3"
+    assert client.kept == {VOLUMES: {"Volumes": [{"Name": "v3"}]}} and client.asked == 3
+
+
 EVENTISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["Type", "Action", "Actor", "ID", "timeNano"]), inner, max_size=4),
@@ -64,11 +106,24 @@ def test_any_kept_file_reads_as_kept_answers_or_as_nothing(tmp_path_factory, tex
     kept = load(path)
     assert kept.anchor is None or isinstance(kept.anchor[0], int)
     assert all(isinstance(v, dict) for v in kept.infos.values())
+    assert all(k == VOLUMES or k.startswith(IMAGE) for k in kept.answers)
+
+
+@given(st.builds(lambda anchor, answers: json.dumps({"anchor": anchor, "infos": {}, "answers": answers}), EVENTISH, EVENTISH))
+def test_any_kept_drift_answers_read_as_answers_of_their_shape_or_as_none(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("kept") / "inspected-x.json"
+    path.write_text(text)
+    kept = load(path)
+    assert isinstance(kept.answers.get(VOLUMES, {}), dict)
+    assert all(v is None or isinstance(v, dict) for k, v in kept.answers.items() if k != VOLUMES)
 
 
 def test_kept_answers_read_back_as_written(tmp_path):
     save(tmp_path / "inspected-x.json", KEPT)
     assert load(tmp_path / "inspected-x.json") == KEPT
+    with_answers = Kept(KEPT.anchor, KEPT.infos, ANSWERS)
+    save(tmp_path / "inspected-x.json", with_answers)
+    assert load(tmp_path / "inspected-x.json") == with_answers
     save(tmp_path / "absent" / "inspected-x.json", KEPT)  # no state directory: nothing kept, no error
     assert load(tmp_path / "absent" / "inspected-x.json") == Kept()
 
