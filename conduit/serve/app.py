@@ -10,7 +10,7 @@ import sys
 from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
 
@@ -21,6 +21,7 @@ from conduit.serve.auth import allows
 from conduit.serve.fleet import add_fleet_routes
 from conduit.serve.guard import CLIENT, IDENTITY, Guard
 from conduit.serve.live import node_event
+from conduit.serve.sse import EventStream
 from conduit.state.db import StateError
 from conduit.views.status import NODE_NOTES, node_state, render_prometheus
 
@@ -269,23 +270,25 @@ class _audited:
 
 def _event_routes(api: APIRouter, agent: Agent, viewer) -> None:
     @api.get("/events", summary="Server-sent events: node changes, apply steps, restarts (text/event-stream)")
-    async def events(request: Request, limit: int | None = Query(None, ge=0, le=MAX_INT),
+    async def events(limit: int | None = Query(None, ge=0, le=MAX_INT),
                      last_event_id: str | None = Header(None, description="Resume after this event: the decimal id of the last one seen"),
-                     _: str = Depends(viewer)) -> StreamingResponse:  # fmt: skip
+                     _: str = Depends(viewer)) -> EventStream:  # fmt: skip
         start = agent.hub.last if last_event_id is None else event_id(last_event_id)
-        return StreamingResponse(_stream(agent, request, start, limit), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
+        return EventStream(lambda gone: _stream(agent, gone, start, limit))
 
 
-async def _stream(agent: Agent, request: Request, seq: int, limit: int | None):
-    """A snapshot of the nodes first, then each event as it is published; `limit` ends it after N."""
+async def _stream(agent: Agent, gone: asyncio.Future, seq: int, limit: int | None):
+    """A snapshot of the nodes first, then each event as it is published; `limit` ends it after N,
+    the client's going (`gone` done) at once."""
     data = agent.observer.latest()
     # `backlog`: the events up to this id were published before the stream opened (a page lists them, and
     # reloads nothing for them).
     yield _sse(seq, "hello", {"nodes": [node_event(r) for r in data["containers"]] if data else [], "backlog": agent.hub.last})
     sent, quiet = 0, 0.0
     while (limit is None or sent < limit) and not agent.hub.closed.is_set():
-        await asyncio.sleep(EVENT_POLL_SECONDS)
+        await asyncio.wait((gone,), timeout=EVENT_POLL_SECONDS)  # a pause that ends when the client goes
+        if gone.done():
+            return
         fresh = agent.hub.since(seq)
         for seq, kind, payload in fresh[: None if limit is None else limit - sent]:
             yield _sse(seq, kind, payload)
@@ -294,8 +297,6 @@ async def _stream(agent: Agent, request: Request, seq: int, limit: int | None):
         if quiet >= KEEPALIVE_SECONDS:
             quiet = 0.0
             yield ": keep-alive\n\n"
-            if await request.is_disconnected():
-                return
 
 
 def create_app(agent: Agent, proxies: frozenset[str] = frozenset()) -> Guard:

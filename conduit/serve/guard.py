@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 
 from conduit.serve.agent import Agent
 from conduit.serve.auth import allows, bearer
+from conduit.serve.sse import HANDOFF
 
 MAX_BODY = 1 << 20  # the largest request body: a saved plan is a few KiB
 IDENTITY = "conduit.identity"  # the scope key the routes read: (token name, role)
@@ -97,7 +98,7 @@ class Guard:
         except Refusal as refusal:
             await self._refuse(scope, receive, send, client, refusal)
             return
-        scope = {**scope, CLIENT: client, IDENTITY: identity}
+        scope = {**scope, CLIENT: client, IDENTITY: identity, HANDOFF: []}
         await self._limited(scope, receive, send, client)
 
     def _admit(self, scope: Scope, client: str) -> tuple[str, str] | None:
@@ -168,4 +169,8 @@ class Guard:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        await self.app(scope, bounded, sending)
+        # A copy: what the app keeps in its scope (exit stacks, the route) goes when it returns, not
+        # when an event stream handed off to here ends.
+        await self.app(dict(scope), bounded, sending)
+        for stream in scope[HANDOFF]:  # an event stream, streamed here once the app's stack has returned
+            await stream.stream(bounded, sending)
