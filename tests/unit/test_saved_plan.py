@@ -182,7 +182,7 @@ def _fresh(monkeypatch, fingerprint: str, problems=(), steps=None, target=None) 
     fresh = Plan("c", copy.deepcopy(PLAN.steps if steps is None else steps), fingerprint, problems=list(problems), api_calls=7,
                  target=copy.deepcopy(PLAN.target if target is None else target))
     monkeypatch.setattr(planning, "_converge", lambda doc, seen: fresh)
-    monkeypatch.setattr(observe_module, "observe", lambda doc, host, intent, listed=None: Observed())
+    monkeypatch.setattr(observe_module, "observe", lambda doc, host, intent, listed=None, kept=None: Observed())
 
 
 def _saved(plan: Plan = PLAN) -> Plan:
