@@ -52,3 +52,21 @@ def test_rich_loaded_before_structlog_stays_as_it_was_and_structlog_takes_the_co
     done = _run(LOADED_FIRST)
     assert done.stdout.split() == ["[]", "plain"]  # structlog did not pull in rich's tracebacks
     assert '"event": "status.seen"' in done.stderr and '"nodes": 2' in done.stderr and '"level": "info"' in done.stderr
+
+
+BELOW_THE_LEVEL = """
+import sys
+from conduit import log
+log.configure("console", "warning")
+log.logger("conduit.apply").info("step.done", id="node-1")
+log.logger("conduit.apply").debug("step.done", id="node-1")
+print("structlog" in sys.modules)
+log.logger("conduit.apply").warning("restore.waiting_for_docker", node="node-1")
+print("structlog" in sys.modules)
+"""
+
+
+def test_an_event_below_the_chosen_level_is_dropped_without_loading_structlog():
+    done = _run(BELOW_THE_LEVEL)
+    assert done.stdout.split() == ["False", "True"]
+    assert "step.done" not in done.stderr and "restore.waiting_for_docker" in done.stderr and "node=node-1" in done.stderr
