@@ -1,8 +1,9 @@
 """Structured events on stderr: JSON for machines, key=value lines for people.
 
-structlog (with the asyncio and logging it imports: about 30 ms) is loaded by the first event,
-not by the modules that may send one: a command that logs nothing, such as a plan of a
-converged host, never loads it. Every module logs through `logger`, so the configuration the CLI
+structlog (with the asyncio and logging it imports: about 30 ms) is loaded by the first event
+the chosen level lets through, not by the modules that may send one: a command that logs nothing,
+such as a plan of a converged host, or an apply whose info events the console's default warning
+level drops, never loads it. Every module logs through `logger`, so the configuration the CLI
 chose is in place before that first event.
 """
 
@@ -14,6 +15,8 @@ import threading
 _loaded = None  # structlog, once loaded
 _loading = threading.Lock()
 _chosen: tuple[str, str] | None = None  # configure's arguments, applied when structlog loads
+# The levels of structlog's filtering loggers (logging's numbers), for events dropped without it.
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exception": 40, "critical": 50, "fatal": 50}
 
 
 def _import_structlog_without_rich():
@@ -85,7 +88,13 @@ class Logger:
         self.name = name
 
     def __getattr__(self, method: str):
+        if _chosen is not None and _LEVELS.get(method, 100) < _LEVELS.get(_chosen[1], 0):
+            return _dropped  # what structlog's filter for the chosen level would do, without loading it
         return getattr(structlog().get_logger(self.name), method)
+
+
+def _dropped(*_args, **_kwargs) -> None:
+    return None
 
 
 def logger(name: str = "conduit") -> Logger:

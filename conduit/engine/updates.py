@@ -302,12 +302,13 @@ def record_images(client: CountingClient, images: Images, gen: int, spec: Cluste
     label = f"{CLUSTER}={spec.metadata.name}"
     running = {e["Names"][0].lstrip("/"): e.get("ImageID") for e in call(client, client.api.containers, all=True, filters={"label": label})}
     attrs = {image_id: inspect_image(client, image_id) for image_id in set(running.values()) if image_id}
+    said = {image_id: images.facts(image_id) for image_id in attrs}  # a StateError stops the record; the apply says so as a warning
     wanted = {n.name for n in nodes(spec)}
     rows = {}
     for node, image_id in running.items():
         if not image_id or node not in wanted:
             continue
-        facts = images.facts(image_id)  # a StateError stops the record; the apply says so as a warning
+        facts = said[image_id]
         digest = repo_digest(attrs[image_id], spec.spec.containers.image) if attrs.get(image_id) else None
         rows[node] = NodeImage(spec.spec.containers.image, image_id, digest, facts.describe() if facts and facts.known else None)
     images.record_nodes(gen, rows)

@@ -8,8 +8,9 @@ lock was killed (or the machine went down) and is marked interrupted. Every fini
 leaves a backup of the database beside it.
 
 The journal rows of a run go through one connection (`journal_open`), shared by the threads that run
-its steps side by side and used by one at a time: each row is still its own transaction, written
-through (synchronous=FULL) before the step goes on, without a connection opened per row.
+its steps side by side and used by one at a time. A row is written through (synchronous=FULL) before
+its step goes on; rows that arrive while another is being written wait and go together in the next
+transaction (a group commit), so 40 nodes started side by side cost a few fsyncs, not 80.
 """
 
 from __future__ import annotations
@@ -43,12 +44,23 @@ class Generation:
     cluster: str | None = None  # None: recorded before generations named their cluster, so every cluster's
 
 
+class _Rows:
+    """Journal rows waiting for one transaction, and how their writing ended."""
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+        self.written = False
+        self.error: BaseException | None = None
+
+
 class History(Store):
     def __init__(self, db: Database):
         super().__init__(db)
         self.audit = Audit(db)
         self._journal: sqlite3.Connection | None = None
-        self._journal_lock = threading.Lock()
+        self._journal_lock = threading.Lock()  # one writer at a time: SQLite's own wait for its lock sleeps in steps of milliseconds
+        self._queue_lock = threading.Lock()  # guards _queued
+        self._queued = _Rows()
 
     @guarded("record a new generation")
     def begin(self, spec_text: str, spec_hash: str, spec_path: str | None, git: tuple[str | None, bool | None], cluster: str) -> int:
@@ -135,12 +147,36 @@ class History(Store):
     @guarded("record a step in the journal")
     def step(self, gen: int, phase: str, kind: str, resource: str, action: str, status: str, detail: str | None = None) -> None:
         row = (gen, time.time(), phase, kind, resource, action, status, detail)
+        with self._queue_lock:
+            mine = self._queued
+            mine.rows.append(row)
+        with self._journal_lock:
+            if not mine.written:  # else a writer before us took our row along
+                with self._queue_lock:
+                    self._queued = _Rows()
+                mine.written = True
+                try:
+                    self._write_rows(mine.rows)
+                except BaseException as exc:
+                    mine.error = exc
+        if mine.error is not None:
+            raise mine.error
+
+    def _write_rows(self, rows: list[tuple]) -> None:
+        """One transaction for the rows (the caller holds the journal lock)."""
         sql = "INSERT INTO journal (generation, at, phase, kind, resource, action, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        with self._journal_lock:  # one writer at a time: SQLite's own wait for its lock sleeps in steps of milliseconds
-            if self._journal is not None:
-                self._journal.execute(sql, row)
-            else:
+        if self._journal is None:
+            for row in rows:
                 self.db.write(sql, row)
+            return
+        self._journal.execute("BEGIN IMMEDIATE")
+        try:
+            self._journal.executemany(sql, rows)
+            self._journal.execute("COMMIT")
+        except BaseException:
+            if self._journal.in_transaction:
+                self._journal.execute("ROLLBACK")
+            raise
 
     @guarded("read the journal")
     def journal(self, gen: int) -> list[tuple]:

@@ -69,3 +69,13 @@ def test_status_json_loads_no_rich(converged, tmp_path):
     assert json.loads(done.stdout)["drift"] == []
     assert "conduit.features.status" in modules
     assert not roots(modules) & {"rich", "pygments", "docker", "requests"}
+
+
+def test_an_apply_that_creates_nodes_loads_no_structlog(tmp_path, docker_engine, standin_image, docker_cleanup):
+    """Its step and phase events are info, below the console's warning level: dropped unloaded."""
+    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("ci"), free_port_block(2))
+    cluster.write(count=2)
+    done, modules = loaded(cluster, tmp_path, "apply", "--auto-approve", str(cluster.spec))
+    assert done.returncode == 0 and "create container" in done.stdout, done.stdout + done.stderr
+    assert "conduit.engine.apply" in modules
+    assert not roots(modules) & {"structlog", "asyncio"}

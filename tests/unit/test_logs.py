@@ -76,3 +76,21 @@ def test_threads_that_send_their_first_events_at_once_each_get_a_loaded_structlo
     done = _run(RACE)
     assert done.stdout.strip() == "[]"
     assert done.stderr.count('"event": "race.event"') == 16
+
+
+BELOW_THE_LEVEL = """
+import sys
+from conduit import log
+log.configure("console", "warning")
+log.logger("conduit.apply").info("step.done", id="node-1")
+log.logger("conduit.apply").debug("step.done", id="node-1")
+print("structlog" in sys.modules)
+log.logger("conduit.apply").warning("restore.waiting_for_docker", node="node-1")
+print("structlog" in sys.modules)
+"""
+
+
+def test_an_event_below_the_chosen_level_is_dropped_without_loading_structlog():
+    done = _run(BELOW_THE_LEVEL)
+    assert done.stdout.split() == ["False", "True"]
+    assert "step.done" not in done.stderr and "restore.waiting_for_docker" in done.stderr and "node=node-1" in done.stderr

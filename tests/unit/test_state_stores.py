@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from types import SimpleNamespace
@@ -138,6 +139,47 @@ def test_journal_rows_written_side_by_side_through_one_connection_are_each_commi
     assert History(Database(tmp_path)).journal(gen)[-1] == ("containers", "container", "n-1", "create", "failed", "exit code 3")
     assert len(history.journal(gen)) == 42
 
+
+
+def _queued_behind_a_writer(history: History, gen: int, names: list[str]) -> list:
+    """Each name's step row sent from its own thread while the journal's writer is busy (its lock
+    held here): they wait in one queue. Returns the threads' futures, once all rows are queued."""
+    pool = ThreadPoolExecutor(len(names))
+    futures = [pool.submit(history.step, gen, "containers", "container", name, "create", "started") for name in names]
+    while len(history._queued.rows) < len(names):
+        time.sleep(0.001)
+    pool.shutdown(wait=False)
+    return futures
+
+
+def test_rows_that_wait_for_the_writer_go_together_in_one_transaction(tmp_path):
+    history = History(Database(tmp_path))
+    gen = history.begin("spec: 1\n", "a", None, (None, None), "edge")
+    names = [f"n-{i}" for i in range(5)]
+    with history.journal_open():
+        statements: list[str] = []
+        history._journal.set_trace_callback(statements.append)
+        with history._journal_lock:
+            futures = _queued_behind_a_writer(history, gen, names)
+            assert not any(f.done() for f in futures)  # no step goes on before its row is written
+        for future in futures:
+            future.result()
+        assert statements.count("COMMIT") == 1
+        assert sorted(row[2] for row in History(Database(tmp_path)).journal(gen)) == names
+
+
+def test_every_step_whose_row_was_in_a_failed_transaction_hears_of_it(tmp_path):
+    history = History(Database(tmp_path))
+    gen = history.begin("spec: 1\n", "a", None, (None, None), "edge")
+    with history.journal_open():
+        with history._journal_lock:
+            futures = _queued_behind_a_writer(history, gen, ["n-1", "n-2", "n-3"])
+            history._journal.close()  # the writer's connection fails under it
+        for future in futures:
+            with pytest.raises(StateError, match="record a step in the journal"):
+                future.result()
+        history._journal = history.db.connect(shared=True)  # for journal_open's own close
+    assert history.journal(gen) == []
 
 def test_a_store_says_one_state_error_line(tmp_path):
     tokens = Tokens(Database(tmp_path))
