@@ -46,7 +46,7 @@ def structlog():
         with _loading:
             if _loaded is None:
                 module = _import_structlog_without_rich()
-                if _chosen is not None:
+                if _chosen is not None and not module.is_configured():  # a configuration in place stays (tests capture)
                     _apply(module, *_chosen)
                 _loaded = module
     return _loaded

@@ -166,7 +166,8 @@ def start_container(client: CountingClient, name: str, timeout: float = TASK_LEF
             return str(exc)
         return None
 
-    if poll(started, timeout) is not None:
+    # The wait counts from the first refusal: a start that took long to be refused is asked again.
+    if started() is not None and poll(started, timeout) is not None:
         raise refused[0]
 
 

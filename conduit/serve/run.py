@@ -13,7 +13,7 @@ from typing import Protocol
 
 import uvicorn
 
-from conduit.log import logger
+from conduit.log import logger, structlog as load_structlog
 from conduit.drivers.observe import HostAccess
 from conduit.features.watch import Watcher
 from conduit.serve.agent import Agent, Collector, Refused, SpecFile
@@ -111,6 +111,7 @@ def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], lis
           companion: Callable[[Agent], Stoppable] | None = None) -> None:  # fmt: skip
     """`companion`: started with the agent (it may refuse, before anything listens), stopped after it."""
     tune_malloc()  # before the agent's threads start
+    load_structlog()  # loaded before the threads too: its load hides rich for a moment, which a thread may be importing
     agent = build(host, spec_path, facts, interval, git_follow, limits)
     agent.fleet = fleet
     agent.state()  # the state DB opened (and checked) once, before the first request

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -57,3 +58,27 @@ def test_an_outcome_that_cannot_be_recorded_is_a_warning_not_a_fault(tmp_path):
     gen = state.history.begin("spec", "h", None, (None, None), "edge")
     (warning,) = _finish(state, gen, "failed", "disk full")
     assert warning.startswith(f"generation {gen} ended failed, but the state could not record it: ")
+
+
+def test_steps_side_by_side_stay_within_the_sdk_pool_on_a_host_only_the_sdk_speaks_to():
+    import threading
+    from types import SimpleNamespace
+
+    from conduit.engine import apply as apply_module
+
+    running, most, lock = [0], [0], threading.Lock()
+
+    def step(_):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    sdk_only = SimpleNamespace(api=object())  # not a DockerAPI: the SDK's APIClient
+    applier = apply_module.Applier.__new__(apply_module.Applier)
+    applier.ex = SimpleNamespace(docker=lambda: sdk_only)
+    applier.step = step
+    applier.side_by_side(list(range(30)))
+    assert most[0] == apply_module.SDK_SIDE_BY_SIDE

@@ -94,3 +94,18 @@ def test_an_event_below_the_chosen_level_is_dropped_without_loading_structlog():
     done = _run(BELOW_THE_LEVEL)
     assert done.stdout.split() == ["False", "True"]
     assert "step.done" not in done.stderr and "restore.waiting_for_docker" in done.stderr and "node=node-1" in done.stderr
+
+
+CAPTURED = """
+import structlog.testing
+from conduit import log
+log.configure("console", "warning")
+with structlog.testing.capture_logs() as seen:
+    log.logger("conduit.alerts").warning("alert.failed", channel="telegram")
+print([event["event"] for event in seen])
+"""
+
+
+def test_a_configuration_in_place_when_structlog_loads_is_kept():
+    done = _run(CAPTURED)
+    assert done.stdout.strip() == "['alert.failed']" and "alert.failed" not in done.stderr
