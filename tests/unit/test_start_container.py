@@ -6,6 +6,8 @@ stand-in that answers as dockerd does (a 500 APIError with that explanation)."""
 
 from __future__ import annotations
 
+import time
+
 import docker.errors
 import pytest
 import requests
@@ -49,3 +51,15 @@ def test_a_task_that_never_goes_is_raised_in_the_end():
     with pytest.raises(docker.errors.APIError, match="already exists"):
         driver.start_container(Client(api), "conduit-1", timeout=0.3)
     assert 2 < 100 - len(api.answers) < 10  # asked again after pauses that grow, not in a busy loop
+
+
+def test_a_refusal_that_took_longer_than_the_wait_is_still_asked_again():
+    class Slow(Api):
+        def start(self, name: str) -> None:
+            if len(self.answers) == 2:  # the first answer comes after the whole wait
+                time.sleep(0.4)
+            super().start(name)
+
+    api = Slow(["task 5284f039: already exists", None])
+    driver.start_container(Client(api), "conduit-1", timeout=0.3)
+    assert api.started == 1 and api.answers == []
