@@ -23,7 +23,13 @@ def _import_structlog_without_rich():
     """structlog imports rich (its console, tracebacks and pygments: about 12 MiB resident) whenever
     rich is installed, only for pretty tracebacks that conduit never renders (configure below gives
     plain ones); and colorama, which only a Windows console needs (elsewhere structlog writes the
-    same colours itself). Each is hidden while structlog loads, and put back as it was."""
+    same colours itself). Each is hidden while structlog loads, and put back as it was; only while
+    this is the process's one thread, since hiding is for the whole process and another thread may be
+    importing rich then (the agent loads structlog before it starts any)."""
+    if threading.active_count() > 1:
+        import structlog
+
+        return structlog
     had = {name: sys.modules.get(name) for name in ("rich", "colorama")}
     for name in had:
         sys.modules[name] = None  # type: ignore[assignment]  # `import rich` fails, as if not installed

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from conduit.cli.common import fail
+from conduit.log import structlog as load_structlog
 from conduit.features.follow import Target, follow
 from conduit.features.watch import Watcher, render_unit
 from conduit.state.git import without_password
@@ -71,6 +72,7 @@ def watch_command(opts, file, git_url, interval, fleet_path, host_name, print_un
         check_writable(opts.state_dir)
     except StateError as exc:
         fail(str(exc))
+    load_structlog()  # a long run logs from its threads: loaded while this is the only one, without rich (conduit.log)
     watcher = Watcher(opts.host(), opts.detected, heal=not no_heal, report=click.echo, allow_new_identity=allow_new_identity)
     watcher.install_signals()
     if target:

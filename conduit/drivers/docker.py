@@ -39,7 +39,6 @@ from conduit.spec.image import ImageFacts, from_probe
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
 
-__all__ = ["API_VERSION"]  # where the callers have always found it
 
 
 class CountingClient:
@@ -166,8 +165,7 @@ def start_container(client: CountingClient, name: str, timeout: float = TASK_LEF
             return str(exc)
         return None
 
-    # The wait counts from the first refusal: a start that took long to be refused is asked again.
-    if started() is not None and poll(started, timeout) is not None:
+    if poll(started, timeout) is not None:
         raise refused[0]
 
 
@@ -629,7 +627,7 @@ def container_config(props: dict, labels: dict[str, str], image: str) -> dict:
 def create_container(client: CountingClient, name: str, props: dict, labels: dict[str, str], image_id: str | None = None) -> str:
     """Create (not start) a container from rendered props; returns its id. `image_id`: the ID of
     props' image_id when that is a repository@digest pulled by this apply (as the next plan sees it)."""
-    if "@" in (props.get("image_id") or "") and image_id is not None:
+    if image_id is not None:
         props = props | {"image_id": image_id}
         labels = with_config(labels, props)
     config = container_config(props, labels, props.get("image_id") or props["image"])

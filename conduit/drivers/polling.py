@@ -18,12 +18,15 @@ def pauses() -> Iterator[float]:
 
 
 def poll(check: Callable[[], str | None], timeout: float) -> str | None:
-    """Call `check` (None: there, else why not) until it answers None or `timeout` seconds passed;
-    returns its last answer."""
+    """Call `check` (None: there, else why not) until it answers None or `timeout` seconds passed
+    since its first "not yet" (a first look that took long to answer still gets its wait); returns
+    its last answer."""
+    reason = check()
     deadline, pause = time.monotonic() + timeout, pauses()
-    while (reason := check()) is not None:
+    while reason is not None:
         left = deadline - time.monotonic()
         if left <= 0:
             return reason
         time.sleep(min(next(pause), left))
+        reason = check()
     return None

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ class Executor:
     key_backups: Path | None = None  # where this run's key backup steps copy the keys (one folder per generation)
     images: Images | None = None  # the apply's image store: what a probe step learns is recorded there
     pulled: dict[str, dict] = field(default_factory=dict)  # repository@digest: Docker's answer for it, from its pull (or one inspect)
+    _asking: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------ helpers
 
@@ -355,6 +357,7 @@ class Executor:
         """pull: the spec's image, or a new digest behind its tag (repository@sha256:…); probe: ask
         that digest what it speaks, before any node is touched (conduit.execute.image_probe)."""
         if step.action == Action.PROBE:
+            self.image_id(step.id)  # Docker's answer for it, kept for the nodes' creates (asked once if its pull was not in this run)
             contradiction = image_probe.probe_pulled(self.docker(), step.desired, self.images, self.warnings.append, self.pulled.get(step.id))
             if contradiction is not None:
                 raise StepFailed(contradiction)
@@ -413,11 +416,12 @@ class Executor:
         asked once (an apply resumed after the pull); None for any other reference."""
         if not ref or "@" not in ref:
             return None
-        if ref not in self.pulled:
-            attrs = inspect_image(self.docker(), ref)
-            if attrs is None:
-                return None
-            self.pulled[ref] = attrs
+        with self._asking:  # the nodes are created side by side: one of them asks, the others wait for its answer
+            if ref not in self.pulled:
+                attrs = inspect_image(self.docker(), ref)
+                if attrs is None:
+                    return None
+                self.pulled[ref] = attrs
         return self.pulled[ref].get("Id")
 
     def update_container(self, step: Step) -> None:

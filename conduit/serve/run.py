@@ -111,7 +111,7 @@ def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], lis
           companion: Callable[[Agent], Stoppable] | None = None) -> None:  # fmt: skip
     """`companion`: started with the agent (it may refuse, before anything listens), stopped after it."""
     tune_malloc()  # before the agent's threads start
-    load_structlog()  # loaded before the threads too: its load hides rich for a moment, which a thread may be importing
+    load_structlog()  # loaded while this is the only thread, without rich (conduit.log)
     agent = build(host, spec_path, facts, interval, git_follow, limits)
     agent.fleet = fleet
     agent.state()  # the state DB opened (and checked) once, before the first request

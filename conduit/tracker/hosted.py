@@ -65,10 +65,8 @@ class HostedTracker:
         while not self.stopping.is_set():
             try:
                 self.check()
-            except OSError as exc:  # a state directory that cannot be written: said, and tried again
-                log.warning("tracker.host_failed", error=exc.strerror or str(exc))
-            except Exception as exc:  # noqa: BLE001 - the supervisor outlives any one bad check: said in one line, tried again
-                log.warning("tracker.host_failed", error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - the supervisor outlives any one bad check (a state directory that cannot be written, …): said in one line, tried again
+                log.warning("tracker.host_failed", error=getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}")
             self.stopping.wait(self.check_seconds)
         self._let_go()
 

@@ -44,22 +44,24 @@ def cluster(tmp_path, docker_engine, standin_image, docker_cleanup, stub):
     return cluster
 
 
-def serve(cluster: Cluster) -> subprocess.Popen:
-    argv = cluster.argv("serve", str(cluster.spec), "--port", str(free_port_block(1)), "--interval", "1")
+def serve(cluster: Cluster, *source: str) -> subprocess.Popen:
+    """`conduit serve` of the cluster's spec, or of what `source` names (--git …)."""
+    argv = cluster.argv("serve", *(source or (str(cluster.spec),)), "--port", str(free_port_block(1)), "--interval", "1")
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             env=cli_env() | {"CONDUIT_POLICY": cluster.policy})  # fmt: skip
 
 
 def stopped(process: subprocess.Popen) -> str:
+    """Its stdout, once SIGTERM has stopped it cleanly."""
     process.send_signal(signal.SIGTERM)
     try:
-        _, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         process.kill()
-        _, err = process.communicate()
+        out, err = process.communicate()
     assert "Traceback" not in err, err
     assert process.returncode == 0, err
-    return err
+    return out
 
 
 def audited(cluster: Cluster, event: str) -> list[dict]:
@@ -143,22 +145,13 @@ def test_serve_following_a_repository_on_a_fresh_host_starts_the_bot_once_the_fi
     subprocess.run([*git, "-C", str(work), "add", "cluster.yaml"], check=True)
     subprocess.run([*git, "-C", str(work), "commit", "-qm", "one node"], check=True)
     subprocess.run([*git, "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
-    argv = cluster.argv("serve", "--git", str(bare), "--ref", "main", "--path", "cluster.yaml", "--poll", "0.5",
-                        "--port", str(free_port_block(1)), "--interval", "1")  # fmt: skip
-    agent = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                             env=cli_env() | {"CONDUIT_POLICY": cluster.policy})  # fmt: skip
+    agent = serve(cluster, "--git", str(bare), "--ref", "main", "--path", "cluster.yaml", "--poll", "0.5")
     try:
         wait_for(lambda: cluster.names(), timeout=90, message="the first apply")
         answer = wait_for(lambda: observed_status(stub), timeout=90, interval=1, message="/status answered by the bot started after it")
         assert "#1 " in answer["text"], answer
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            out, err = agent.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            out, err = agent.communicate()
-    assert agent.returncode == 0 and "Traceback" not in err, err
+        out = stopped(agent)
     assert ("nothing applied here yet: the Telegram bot and the budget, if the spec asks for them, start once its first apply lands\n"
             in out and "the first apply landed: the Telegram bot and the budget its spec asks for are started\n" in out), out
 

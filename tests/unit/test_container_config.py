@@ -7,7 +7,8 @@ import docker
 import docker.types
 import pytest
 
-from conduit.drivers.docker import API_VERSION, container_config
+from conduit.drivers.docker import container_config
+from conduit.drivers.dockerapi import API_VERSION
 
 BRIDGE = {
     "image": "ghcr.io/psiphon-inc/conduit/cli:latest", "image_id": "sha256:" + "a" * 64, "entrypoint": None,

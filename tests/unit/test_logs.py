@@ -109,3 +109,21 @@ print([event["event"] for event in seen])
 def test_a_configuration_in_place_when_structlog_loads_is_kept():
     done = _run(CAPTURED)
     assert done.stdout.strip() == "['alert.failed']" and "alert.failed" not in done.stderr
+
+
+THREADED = """
+import sys, threading
+from conduit import log
+log.configure("console", "warning")
+busy = threading.Event()
+threading.Thread(target=busy.wait, daemon=True).start()  # another thread, which might import rich meanwhile
+log.logger("conduit.watch").warning("watch.failed")
+import structlog.dev
+print(structlog.dev.rich is not None)
+busy.set()
+"""
+
+
+def test_structlog_first_loaded_beside_another_thread_hides_nothing_from_it():
+    done = _run(THREADED)
+    assert done.stdout.strip() == "True" and "watch.failed" in done.stderr
