@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -49,13 +50,15 @@ class CountingClient:
     def __init__(self, base_url: str | None):
         self.base_url = base_url or DEFAULT_HOST
         self.calls = 0
+        self._counting = threading.Lock()  # the side-by-side creates and starts count from many threads
         self.kept: dict[str, object] | None = None  # status's kept answers (recalled); None: every read asks
         self._sdk = None
         where = dockerapi.endpoint(self.base_url)
         self.api = self.sdk() if where is None else dockerapi.DockerAPI(where, self._count, self.sdk)
 
     def _count(self) -> None:
-        self.calls += 1
+        with self._counting:
+            self.calls += 1
 
     def sdk(self):
         """The Docker SDK's APIClient for this daemon, its requests counted too."""

@@ -11,9 +11,12 @@ from pathlib import Path
 
 from conduit.drivers.docker import CountingClient, inspect_image, probe_image
 from conduit.engine.settle import Learned
+from conduit.log import logger
 from conduit.spec.image import ImageFacts
 from conduit.state.db import Database, StateError
 from conduit.state.images import Images
+
+log = logger("conduit.images")
 
 
 def reader(state_dir: Path | None) -> Images | None:
@@ -51,8 +54,8 @@ def asked_facts(client: CountingClient, image: str, state_dir: Path | None, attr
     if learned.facts and state_dir is not None:
         try:
             record_learned(Images(Database(state_dir)), learned)
-        except StateError:
-            pass
+        except StateError as exc:  # the answer stands; only its cache is lost, and the next command asks again
+            log.warning("images.facts_not_kept", image=image, error=str(exc))
     return facts
 
 

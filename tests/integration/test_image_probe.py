@@ -112,3 +112,15 @@ def test_a_probe_step_records_in_the_store_it_is_given_and_says_when_it_cannot(d
     (line,) = said
     assert line.startswith(f"what {standin_image} said it speaks was not recorded, the next plan asks it again: state directory {frozen}")
     assert read_only.facts(image_id) is None
+
+
+def test_an_answer_the_state_cannot_keep_is_said_and_still_used(docker_engine, standin_image, tmp_path):
+    import structlog
+
+    blocked = tmp_path / "state"
+    blocked.write_text("a file where the state directory should be")
+    with structlog.testing.capture_logs() as seen:
+        facts = asked_facts(CountingClient(docker_engine.host), standin_image, blocked)
+    assert facts is not None and facts.version == "2.0.0"
+    kept = [e for e in seen if e["event"] == "images.facts_not_kept"]
+    assert len(kept) == 1 and kept[0]["log_level"] == "warning" and kept[0]["image"] == standin_image
