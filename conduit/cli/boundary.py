@@ -50,16 +50,11 @@ def fault_lines(exc: Exception, docker_host: str | None = None) -> tuple[list[st
 
 
 def _docker_fault(exc: Exception) -> bool:
-    """A fault of a Docker read (conduit.drivers.dockerapi), of the Docker SDK or of requests under it.
-    None is imported to ask: a command that never loaded them cannot have raised their faults,
-    and `--version` stays fast."""
-    docker_errors, requests_exceptions = sys.modules.get("docker.errors"), sys.modules.get("requests.exceptions")
+    """A fault of a Docker call (conduit.drivers.dockerapi.failures: its own, the Docker SDK's, requests').
+    Nothing is imported to ask: the SDK is only loaded through the Docker drivers, so a command that
+    never loaded them cannot have raised their faults, and `--version` stays fast."""
     dockerapi = sys.modules.get("conduit.drivers.dockerapi")
-    return (
-        (dockerapi is not None and isinstance(exc, dockerapi.DockerException))
-        or (docker_errors is not None and isinstance(exc, docker_errors.DockerException))
-        or (requests_exceptions is not None and isinstance(exc, requests_exceptions.RequestException))
-    )
+    return dockerapi is not None and isinstance(exc, dockerapi.failures())
 
 
 class Boundary(click.Group):

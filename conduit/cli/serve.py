@@ -6,7 +6,6 @@ import shutil
 import socket
 import signal
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ import click
 
 from conduit.errors import EXIT_INVALID
 from conduit.cli.common import fail, load_spec
+from conduit.cli.companion import Companion, NotStarted, start
 from conduit.cli.watch import follow_flags, follow_options, git_args, target_of
 from conduit.features.follow import SPEC_FILE, Target
 from conduit.features.watch import render_unit
@@ -29,6 +29,7 @@ from conduit.state.tokens import Tokens
 
 if TYPE_CHECKING:
     from conduit.serve.run import Watching
+    from conduit.spec.spec import ClusterSpec
 
 LOOPBACK_PROXY = "127.0.0.1,::1"
 
@@ -149,74 +150,16 @@ def _has_tokens(opts) -> bool | None:
         return None
 
 
-def _companion(spec):
-    """What starts the bot and the budget with the agent, or None; the bot's modules (and its
-    library) are not imported for an agent that has neither."""
-    telegram = spec.spec.alerts.telegram
-    if (telegram is None or telegram.bot is None or not telegram.bot.poll) and spec.spec.budget is None:
-        return None
-    from conduit.bot.api import BotApiError
-    from conduit.bot.run import start
-    from conduit.errors import AlertError, PolicyError
-    from conduit.spec.policy import load_policy
-
-    try:
-        policy = load_policy()[0]
-    except PolicyError as exc:
-        fail(str(exc))
-    name = (telegram.server_label if telegram else None) or socket.gethostname()
+def _companion(spec: ClusterSpec | None):
+    """What starts the bot and the budget beside the agent, as the spec it follows asks (conduit.cli.companion)."""
 
     def begin(agent):
         try:
-            return start(agent, spec, policy.telegram, name)
-        except (BotApiError, AlertError, PolicyError) as exc:
+            return Companion(agent.spec.latest, lambda latest: start(agent, latest), spec)
+        except NotStarted as exc:
             fail(str(exc))
 
     return begin
-
-
-FIRST_SPEC_LOOK = 2.0  # seconds between looks for the spec the first apply writes (serve --git URL on a fresh host)
-
-
-class AfterFirstApply:
-    """`serve --git URL` on a host where nothing was applied yet: there is no spec to say whether the
-    bot or the budget should run. They start as at start-up once the first apply writes the spec;
-    `start(agent)` is what starts them (None when the spec asks for neither). A refusal then is said
-    in one line and the agent goes on without them."""
-
-    def __init__(self, agent, spec_path: Path, start, look: float = FIRST_SPEC_LOOK):
-        self.stopping = threading.Event()
-        self.started = None
-        self.thread = threading.Thread(target=self._wait, args=(agent, spec_path, start, look), name="after-first-apply", daemon=True)
-        self.thread.start()
-
-    def _wait(self, agent, spec_path: Path, start, look: float) -> None:
-        while not spec_path.is_file():
-            if self.stopping.wait(look):
-                return
-        try:
-            self.started = start(agent)
-        except SystemExit:
-            return  # `fail` said why on stderr, in one line
-        if self.started is not None:
-            click.echo("the first apply landed: the Telegram bot and the budget its spec asks for are started")
-            sys.stdout.flush()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=60)  # a start under way ends first (its Bot API calls have timeouts)
-        if self.started is not None:
-            self.started.stop()
-
-
-def _after_first_apply(opts, spec_path: Path):
-    """The companion of `serve --git URL` before its first apply (see AfterFirstApply)."""
-
-    def start(agent):
-        begin = _companion(load_spec(opts, str(spec_path)))
-        return begin(agent) if begin else None
-
-    return lambda agent: AfterFirstApply(agent, spec_path, start)
 
 
 def _proxies(listen: str, tls: bool, behind_proxy: str | None) -> frozenset[str]:
@@ -299,7 +242,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     try:
         serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key),
               _follows_git(opts, file, following.worktree), limits, _watching(following, watch_interval, follow), proxies, fleet,
-              _companion(spec) if spec else _after_first_apply(opts, Path(file)))  # fmt: skip
+              _companion(spec))  # fmt: skip
     except StateError as exc:
         fail(str(exc))
     except OSError as exc:

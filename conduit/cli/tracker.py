@@ -15,7 +15,7 @@ def tracker() -> None:
 
 
 @tracker.command("run")
-@click.option("--cluster", required=True)
+@click.option("--cluster", required=True, expose_value=False, help="The cluster sampled: it names the process, which apply finds by its command line.")
 @click.option("--metrics-ports", default="", help="Nodes' metrics ports on 127.0.0.1: 9090-9097 or 9090,9091.")
 @click.option("--interface", default="auto")
 @click.option("--source", type=click.Choice(["auto", "metrics", "capture"]), default="auto")

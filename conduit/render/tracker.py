@@ -51,11 +51,10 @@ def metrics_ports(spec: ClusterSpec) -> str:
 
 
 def tracker_options(spec: ClusterSpec) -> dict[str, str | int | bool]:
-    """`conduit tracker run`'s options for the spec, by the command's parameter names: the one place
+    """`conduit tracker run`'s sampling options for the spec, by the command's parameter names: the one place
     its command line (tracker_command) and the hosted tracker's settings (conduit.tracker.process.settings_for) come from."""
     t = spec.spec.tracker
     return {
-        "cluster": spec.metadata.name,
         "metrics_ports": metrics_ports(spec),
         "interface": t.interface,
         "source": t.source,
@@ -73,7 +72,7 @@ FLAGS = {"capture_filter": "--filter"}  # an option whose flag is not its name
 
 
 def tracker_command(spec: ClusterSpec, conduit_bin: str = "conduit") -> list[str]:
-    argv = [conduit_bin, "tracker", "run"]
+    argv = [conduit_bin, "tracker", "run", "--cluster", spec.metadata.name]  # names the process, not a setting
     for name, value in tracker_options(spec).items():
         flag = FLAGS.get(name, "--" + name.replace("_", "-"))
         if isinstance(value, bool):

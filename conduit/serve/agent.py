@@ -81,6 +81,13 @@ class SpecFile:
             raise Refused(422, self.error or f"{self.path}: no valid spec")
         return self.spec
 
+    def latest(self) -> ClusterSpec | None:
+        """current(), or None while no valid spec was ever read (a fresh host before its first apply)."""
+        try:
+            return self.current()
+        except Refused:
+            return None
+
 
 class Collector:
     """status's collect for the observer; the drift check (it plans the whole host) every `drift_every`th time."""

@@ -16,14 +16,13 @@ import uvicorn
 from conduit.log import logger, structlog as load_structlog
 from conduit.drivers.observe import HostAccess
 from conduit.features.watch import Watcher
-from conduit.serve.agent import Agent, Collector, Refused, SpecFile
+from conduit.serve.agent import Agent, Collector, SpecFile
 from conduit.serve.app import create_app
 from conduit.serve.auth import Limiter
 from conduit.serve.fleet import FleetFiles
 from conduit.serve.live import Hub, Observer
 from conduit.serve.sampling import Sampler
 from conduit.spec.profiles import HostFacts
-from conduit.spec.spec import ClusterSpec
 from conduit.tracker.hosted import HostedTracker
 
 log = logger("conduit.serve")
@@ -66,14 +65,7 @@ def start_watch(agent: Agent, watching: Watching) -> tuple[Watcher, threading.Th
 
 def host_tracker(agent: Agent) -> HostedTracker:
     """The spec's tracker run in this process (see conduit.tracker.hosted)."""
-
-    def spec() -> ClusterSpec | None:
-        try:
-            return agent.spec.current()
-        except Refused:
-            return None
-
-    tracker = HostedTracker(agent.host.state_dir, spec)
+    tracker = HostedTracker(agent.host.state_dir, agent.spec.latest)
     tracker.start()
     return tracker
 

@@ -72,8 +72,8 @@ def resolve_interface(interface: str) -> str:
 
 
 def settings(metrics_ports: str, interface: str, source: str, capture_filter: str, sample_seconds: float, interval_seconds: float,
-             snaplen: int, retention_days: int, keep_addresses_hours: int, no_geoip: bool, cluster: str = "") -> Settings:  # fmt: skip
-    """The Settings of `conduit tracker run`'s options, by its parameter names (the cluster names the state, not a setting)."""
+             snaplen: int, retention_days: int, keep_addresses_hours: int, no_geoip: bool) -> Settings:  # fmt: skip
+    """The Settings of `conduit tracker run`'s sampling options, by its parameter names."""
     return Settings(tuple(port_list(metrics_ports)), interval_seconds, retention_days, source, resolve_interface(interface),
                     capture_filter, sample_seconds, snaplen, keep_addresses_hours, not no_geoip)  # fmt: skip
 

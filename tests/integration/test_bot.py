@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -44,10 +45,10 @@ def cluster(tmp_path, docker_engine, standin_image, docker_cleanup, stub):
     return cluster
 
 
-def serve(cluster: Cluster, *source: str) -> subprocess.Popen:
+def serve(cluster: Cluster, *source: str, stderr=subprocess.PIPE) -> subprocess.Popen:
     """`conduit serve` of the cluster's spec, or of what `source` names (--git …)."""
     argv = cluster.argv("serve", *(source or (str(cluster.spec),)), "--port", str(free_port_block(1)), "--interval", "1")
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
                             env=cli_env() | {"CONDUIT_POLICY": cluster.policy})  # fmt: skip
 
 
@@ -59,7 +60,7 @@ def stopped(process: subprocess.Popen) -> str:
     except subprocess.TimeoutExpired:
         process.kill()
         out, err = process.communicate()
-    assert "Traceback" not in err, err
+    assert "Traceback" not in (err or ""), err
     assert process.returncode == 0, err
     return out
 
@@ -136,16 +137,29 @@ def test_the_bot_in_the_agent_restarts_a_node_after_a_yes_and_ignores_strangers(
         stopped(agent)
 
 
+class Repository:
+    """A bare repository the agent follows, and a clone that commits the spec to it."""
+
+    def __init__(self, tmp_path):
+        self.bare, self.work = tmp_path / "repo.git", tmp_path / "work"
+        self.git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+        subprocess.run([*self.git, "init", "-q", "--bare", "-b", "main", str(self.bare)], check=True)
+        subprocess.run([*self.git, "clone", "-q", str(self.bare), str(self.work)], check=True)
+
+    def commit(self, spec: str, message: str) -> None:
+        (self.work / "cluster.yaml").write_text(spec)
+        subprocess.run([*self.git, "-C", str(self.work), "add", "cluster.yaml"], check=True)
+        subprocess.run([*self.git, "-C", str(self.work), "commit", "-qm", message], check=True)
+        subprocess.run([*self.git, "-C", str(self.work), "push", "-q", "origin", "HEAD:main"], check=True)
+
+    def source(self) -> tuple[str, ...]:
+        return "--git", str(self.bare), "--ref", "main", "--path", "cluster.yaml", "--poll", "0.5"
+
+
 def test_serve_following_a_repository_on_a_fresh_host_starts_the_bot_once_the_first_apply_lands(cluster, stub, tmp_path):
-    bare, work = tmp_path / "repo.git", tmp_path / "work"
-    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    subprocess.run([*git, "clone", "-q", str(bare), str(work)], check=True)
-    (work / "cluster.yaml").write_text(cluster.spec.read_text())
-    subprocess.run([*git, "-C", str(work), "add", "cluster.yaml"], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-qm", "one node"], check=True)
-    subprocess.run([*git, "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
-    agent = serve(cluster, "--git", str(bare), "--ref", "main", "--path", "cluster.yaml", "--poll", "0.5")
+    repo = Repository(tmp_path)
+    repo.commit(cluster.spec.read_text(), "one node")
+    agent = serve(cluster, *repo.source())
     try:
         wait_for(lambda: cluster.names(), timeout=90, message="the first apply")
         answer = wait_for(lambda: observed_status(stub), timeout=90, interval=1, message="/status answered by the bot started after it")
@@ -153,7 +167,41 @@ def test_serve_following_a_repository_on_a_fresh_host_starts_the_bot_once_the_fi
     finally:
         out = stopped(agent)
     assert ("nothing applied here yet: the Telegram bot and the budget, if the spec asks for them, start once its first apply lands\n"
-            in out and "the first apply landed: the Telegram bot and the budget its spec asks for are started\n" in out), out
+            in out and "the Telegram bot started, as the spec the agent follows now asks\n" in out), out
+
+
+def refusals(stderr: Path) -> list[str]:
+    """The agent's lines for the user on stderr (its log's lines are there too)."""
+    return [line for line in stderr.read_text().splitlines() if line.startswith("error: ")]
+
+
+def test_a_later_commit_that_asks_for_the_bot_starts_it_and_one_it_cannot_start_with_is_one_line(cluster, stub, tmp_path):
+    """The first commit asks for no bot. A later one asks for it with a token file that holds no token:
+    one line says so and the agent serves on without it. The commit that names the right file starts it."""
+    with_bot = cluster.spec.read_text()
+    token = str(tmp_path / "secrets" / "token")
+    broken = tmp_path / "secrets" / "broken"
+    broken.write_text("not a token\n")
+    broken.chmod(0o600)
+    cluster.write(count=1)
+    repo, errors = Repository(tmp_path), tmp_path / "agent.err"
+    repo.commit(cluster.spec.read_text(), "one node, no bot")
+    with errors.open("w") as stderr:
+        agent = serve(cluster, *repo.source(), stderr=stderr)
+    try:
+        wait_for(lambda: cluster.names(), timeout=90, message="the first apply")
+        repo.commit(with_bot.replace(token, str(broken)), "the bot, from the wrong file")
+        (said,) = wait_for(lambda: refusals(errors), timeout=60, message="the refusal said")
+        assert said == (f"error: the Telegram bot did not start: the bot token in file {broken} is not a Telegram bot token; the agent "
+                        "serves on without it (tried again at the agent's restart, or when the spec's telegram or budget settings change)")  # fmt: skip
+        assert agent.poll() is None and stub.requests == []  # the agent serves on, the Bot API never asked
+        repo.commit(with_bot, "the bot, from its token file")
+        answer = wait_for(lambda: observed_status(stub), timeout=90, interval=1, message="/status answered by the bot the commit asked for")
+        assert "#1 " in answer["text"], answer
+    finally:
+        out = stopped(agent)
+    assert refusals(errors) == [said] and "Traceback" not in errors.read_text()
+    assert out.count("the Telegram bot started, as the spec the agent follows now asks\n") == 1, out
 
 
 # ---------------------------------------------------------------------- a remote host of the fleet

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from conduit.cli.serve import AfterFirstApply, startup_lines
+import time
+
+import pytest
+
+from conduit.cli.companion import Companion, NotStarted, asked
+from conduit.cli.serve import startup_lines
+from conduit.serve.agent import SpecFile
 from tests.harness import wait_for
+from tests.helpers import SMALL_VPS, dump, minimal
 
 
 def test_tls_and_an_ipv6_address_make_an_https_url_in_brackets():
@@ -25,27 +32,82 @@ def test_following_a_repository_before_its_first_apply_says_what_waits_for_it():
 
 
 class Started:
-    def __init__(self):
-        self.stopped = False
+    def __init__(self, spec):
+        self.spec, self.stopped = spec, False
 
     def stop(self) -> None:
         self.stopped = True
 
 
-def test_the_bot_and_the_budget_start_once_the_first_apply_writes_the_spec(tmp_path):
-    spec, started = tmp_path / "fleet-spec.yaml", []
-    waiting = AfterFirstApply("the agent", spec, lambda agent: started.append((agent, Started())) or started[-1][1], look=0.01)
-    assert started == [] and waiting.started is None
-    spec.write_text("the first apply's spec\n")
-    wait_for(lambda: started, timeout=10, message="started once the spec is there")
-    ((agent, running),) = started
-    assert agent == "the agent"
-    waiting.stop()
-    assert running.stopped and not waiting.thread.is_alive()
+BOT = {"telegram": {"bot_token": {"env": "TELEGRAM_TOKEN"}, "chat_id": {"env": "TELEGRAM_CHAT"}, "bot": {"poll": True}}}
 
 
-def test_an_agent_stopped_before_any_apply_starts_nothing(tmp_path):
+def spec_file(tmp_path):
+    """The agent's own SpecFile of tmp_path/cluster.yaml (not there yet), and what writes it."""
+    path = tmp_path / "cluster.yaml"
+    spec = SpecFile(path, lambda: SMALL_VPS)
+
+    def write(**settings) -> None:
+        text = dump(minimal(containers={"count": 1}, **settings))
+        path.with_suffix(".new").write_text(text + f"# {time.monotonic_ns()}\n")  # a new stamp even within the clock's tick
+        path.with_suffix(".new").replace(path)
+
+    return spec, write
+
+
+def said(capsys, stream: str = "out") -> str:
+    """The next line(s) the companion says on stdout (or stderr)."""
+    return wait_for(lambda: getattr(capsys.readouterr(), stream) or None, timeout=10, message=f"a line on std{stream}")
+
+
+def test_the_bot_and_the_budget_start_once_the_spec_the_agent_follows_first_asks_for_them(tmp_path, capsys):
+    spec, write = spec_file(tmp_path)
     started = []
-    waiting = AfterFirstApply("the agent", tmp_path / "fleet-spec.yaml", started.append, look=0.01)
-    waiting.stop()
-    assert not waiting.thread.is_alive() and started == [] and waiting.started is None
+    beside = Companion(spec.latest, lambda latest: started.append(Started(latest)) or started[-1], spec.latest(), look=0.01)
+    assert beside.running is None  # a fresh host: no spec yet
+    write()
+    time.sleep(0.1)
+    assert started == []  # the first apply's spec asks for neither
+    write(alerts=BOT)
+    assert said(capsys) == "the Telegram bot started, as the spec the agent follows now asks\n"
+    write(alerts=BOT, budget={"monthly_gb": 100})
+    assert said(capsys) == "the spec changed the settings of the Telegram bot: it runs on as started; restart the agent to take the change up\n"
+    write()
+    assert said(capsys) == "the spec no longer asks for the Telegram bot: it runs on as started; restart the agent to take the change up\n"
+    beside.stop()
+    ((running,),) = [started]
+    assert running.stopped and not beside.thread.is_alive() and asked(running.spec) == "the Telegram bot"
+
+
+def test_what_the_spec_asks_at_start_up_starts_before_the_agent_listens_and_a_refusal_stops_it(tmp_path):
+    spec, write = spec_file(tmp_path)
+    write(budget={"monthly_gb": 100})
+
+    def refuse(latest):
+        raise NotStarted("the policy refuses; fix it")
+
+    with pytest.raises(NotStarted):
+        Companion(spec.latest, refuse, spec.latest(), look=0.01)
+    beside = Companion(spec.latest, Started, spec.latest(), look=0.01)
+    assert asked(beside.running.spec) == "the budget"
+    beside.stop()
+    assert beside.running.stopped
+
+
+def test_a_later_refusal_is_one_line_and_the_agent_serves_on(tmp_path, capsys):
+    spec, write = spec_file(tmp_path)
+    write()
+    tries = []
+
+    def refuse(latest):
+        tries.append(latest)
+        raise NotStarted("another process polls this bot token; let exactly one agent poll it")
+
+    beside = Companion(spec.latest, refuse, spec.latest(), look=0.01)
+    write(alerts=BOT)
+    assert said(capsys, "err") == ("error: the Telegram bot did not start: another process polls this bot token; let exactly one agent poll it; "
+                                   "the agent serves on without it (tried again at the agent's restart, or when the spec's telegram or budget settings change)\n")  # fmt: skip
+    write(alerts=BOT)  # the same settings: not tried again
+    time.sleep(0.1)
+    beside.stop()
+    assert len(tries) == 1 and beside.running is None  # not tried again while the spec asks the same
