@@ -185,22 +185,20 @@ def _cpu_usage(entries: dict[str, dict]) -> dict[str, tuple[int | None, int | No
     return {name: cgroup_usage(e["Id"]) for name, e in entries.items()}
 
 
-def _infos(seen: inspected.Look | None, entries: dict[str, dict]) -> dict[str, dict]:
-    """Each listed node's inspect answer by name (conduit.drivers.inspected)."""
-    if seen is None or not entries:
-        return {}
-    by_id = inspected.infos(seen, {e["Id"]: e for e in entries.values()})
-    return {name: by_id[e["Id"]] for name, e in entries.items() if e["Id"] in by_id}
-
-
 def _node_rows(spec: ClusterSpec, client, listed: list[dict], state: Stores | None, seen: inspected.Look | None) -> tuple[list[dict], dict]:
     """The nodes' rows, and the inspect answers by container ID to keep for the next look."""
     wanted = {n.name: n for n in nodes(spec)}
     entries = _entries(listed, spec.metadata.name)
     began, before = time.monotonic(), _cpu_usage(entries)
-    infos = _infos(seen, entries)
+    # by container ID, as Docker's events name them and as they are kept (conduit.drivers.inspected)
+    infos = inspected.infos(seen, {e["Id"]: e for e in entries.values()}) if seen is not None else {}
+
+    def look(node) -> NodeLook:
+        entry = entries.get(node.name)
+        return look_at(client, node, entry, infos.get(entry["Id"]) if entry else None)
+
     with ThreadPoolExecutor(max(1, min(MAX_WORKERS, len(wanted)))) as pool:
-        looks = dict(zip(wanted, pool.map(lambda n: look_at(client, n, entries.get(n.name), infos.get(n.name)), wanted.values())))
+        looks = dict(zip(wanted, pool.map(look, wanted.values())))
     # The CPU use is measured over the looking itself (the cgroups count in nanoseconds): no wait.
     elapsed, after = time.monotonic() - began, _cpu_usage(entries)
     rows = []
@@ -211,7 +209,7 @@ def _node_rows(spec: ClusterSpec, client, listed: list[dict], state: Stores | No
         rows.append(_row(node, entries.get(name), looks[name], cpu, after.get(name, (None, None))[0]))
     add_lifetime(state, rows, looks)
     add_images(state, rows)
-    return rows, {entries[name]["Id"]: info for name, info in infos.items()}
+    return rows, infos
 
 
 def add_images(state: Stores | None, rows: list[dict]) -> None:
