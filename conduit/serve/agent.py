@@ -22,6 +22,7 @@ from conduit.engine import planning
 from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, Request, reconcile
+from conduit.engine.settle import new_version_said
 from conduit.features.alerts import compromised
 from conduit.features.status import collect
 from conduit.features.watch_record import read_watch_status
@@ -112,6 +113,12 @@ def outcome_json(o: Reconciled) -> dict:
         "warnings": list(o.warnings), "rollback_failed": o.rollback_failed, "problems": list(o.problems),
         "changes": len(o.plan.changes) if o.plan else 0,
     }  # fmt: skip
+
+
+def update_view(update: dict | None) -> dict | None:
+    """A plan's image update as the API gives it: with what the plan's text says of the new image's
+    version (`new_version_said`), so that the dashboard says it in the same words."""
+    return {**update, "new_version_said": new_version_said(update)} if update else None
 
 
 def plain_lines(markup: list[str]) -> list[str]:
@@ -205,7 +212,7 @@ class Agent:
             "drift": [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"],
             "pending": len(plan.changes),
             "changes": [f"{s.action} {s.kind} {s.id}" + (f" ({s.reason})" if s.reason else "") for s in plan.changes],
-            "update": plan.update,
+            "update": update_view(plan.update),
         }
 
     def timeline(self, span: str) -> dict:
@@ -394,7 +401,7 @@ class Agent:
         self.hub.publish("apply", {"line": said, "by": user})
         with self._plan_lock:
             self._plan = None
-        return {"update": plan.update, "text": said}
+        return {"update": update_view(plan.update), "text": said}
 
     def claim(self, name: str) -> dict:
         """Node `name`'s Ryve claim link and its QR code: it carries the node's private key."""

@@ -145,7 +145,7 @@ class PlanView(BaseModel):
     drift: list[str]
     pending: int
     changes: list[str]  # one line per change: action, kind, id (reason)
-    update: dict | None  # a new image behind the tag: versions, digests, taken or why not
+    update: dict | None  # a new image behind the tag: versions, digests, taken or why not; new_version_said as the text says it
 
 
 class Point(BaseModel):
@@ -194,7 +194,7 @@ class Timeline(BaseModel):
 
 
 class UpdateCheck(BaseModel):
-    update: dict | None
+    update: dict | None  # as PlanView's
     text: str
 
 

@@ -17,6 +17,7 @@ from harness import free_port_block, unavailable, wait_for
 from harness.browser import Browser, BrowserError
 import conduit.serve.agent as agent_module
 from tests.helpers import offline_plan as plan_offline
+from conduit.engine.settle import NOT_PULLED
 from conduit.facts.lifetime import ByteReading
 from conduit.serve.app import create_app
 from conduit.state.timeline import Minute
@@ -28,8 +29,8 @@ pytestmark = pytest.mark.integration
 
 
 UPDATE = {"image": "ghcr.io/psiphon-inc/conduit/cli:latest", "old_id": "sha256:aa11", "old_digest": "sha256:41bdc1cb5822aaaa",
-          "new_id": "sha256:bb22", "new_digest": "sha256:9f3e77c0d4a1bbbb", "taken": True, "why_not": None,
-          "old_version": "2.0.0", "new_version": "2.0.1"}  # fmt: skip
+          "new_id": "ghcr.io/psiphon-inc/conduit/cli@sha256:9f3e77c0d4a1bbbb", "new_digest": "sha256:9f3e77c0d4a1bbbb",
+          "taken": True, "why_not": None, "old_version": "2.0.0", "new_version": None, "pulled": False}  # fmt: skip
 FAILURE = "Error response from daemon: " + "driver failed programming external connectivity on endpoint conduit-3 " * 6
 
 
@@ -193,7 +194,9 @@ def test_the_page_shows_drift_the_plan_an_image_update_and_the_generations(serve
     assert any(c.startswith("create container conduit-1") for c in changes) and "create sysctl fs.file-max (not on the host)" in changes
     assert f"{len(changes)} changes pending" in page.evaluate(f"{TEXT_OF}('#drift')")
     update = page.evaluate(f"{TEXT_OF}('#image-update')")
-    assert "2.0.0 41bdc1cb5822" in update and "2.0.1 9f3e77c0d4a1" in update and "takes it" in update
+    assert "41bdc1cb5822 (2.0.0)" in update and "takes it" in update
+    # the new image is not pulled yet: said in the words of the plan's text, shown below it
+    assert f"9f3e77c0d4a1 ({NOT_PULLED})" in update and f"9f3e77c0d4a1 ({NOT_PULLED})" in page.evaluate(f"{TEXT_OF}('#plan-text')")
     gens = page.evaluate("[...document.querySelectorAll('#generations li')].map(li => [li.dataset.generation, li.className])")
     assert gens == [["3", "current"], ["2", ""], ["1", ""]]  # the newest first, the one the host runs marked
     widths = page.evaluate("(() => { const r = document.querySelector('[data-generation=\"2\"] .reason summary'); "

@@ -363,3 +363,27 @@ def test_the_summary_carries_the_months_budget_to_the_dashboard(setup):
     assert summary["budget"] == budget | {"monthly_gb": 100.0}
     schema = setup.client.get("/openapi.json").json()["components"]["schemas"]
     assert set(schema["Budget"]["required"]) == set(budget)
+
+
+def test_the_plans_image_update_says_the_new_version_as_the_plans_text_does(setup, monkeypatch):
+    """The dashboard's update line takes the new image's version from the API (new_version_said), in the
+    words `conduit plan` and watch use: the version the image said, or that it is known once pulled."""
+    import conduit.serve.agent as agent_module
+    from tests.helpers import offline_plan
+
+    update = {"image": "r/c:latest", "old_id": "sha256:aa11", "old_digest": "sha256:41bdc1cb5822aaaa", "old_version": "2.0.0",
+              "new_id": "r/c@sha256:9f3e77c0d4a1bbbb", "new_digest": "sha256:9f3e77c0d4a1bbbb", "new_version": None,
+              "pulled": False, "taken": True, "why_not": None}  # fmt: skip
+
+    def planned(_intent, doc, _host):
+        plan = offline_plan(doc)
+        plan.update = update
+        return plan, None
+
+    monkeypatch.setattr(agent_module, "plan_on_host", planned)
+    view = setup.client.get("/api/v1/plan", headers=setup.auth("ann")).json()
+    assert view["update"]["new_version_said"] == "its version is known once pulled"
+    assert f"9f3e77c0d4a1 ({view['update']['new_version_said']})" in view["text"]
+    assert "new_version_said" not in update  # the plan's own update is left as it is
+    assert agent_module.update_view(update | {"new_version": "official 2.0.1", "pulled": True})["new_version_said"] == "official 2.0.1"
+    assert agent_module.update_view(None) is None

@@ -204,8 +204,9 @@ async function loadFront() {
 // ------------------------------------------------------------------ plan and generations
 
 function updateLine(u) {
-  const side = (digest, id, version) => (version ? version + " " : "") + (digest || id || "?").replace("sha256:", "").slice(0, 12);
-  const what = `image update: ${u.image}: ${side(u.old_digest, u.old_id, u.old_version)} → ${u.new_tag ? u.new_tag + " " : ""}${side(u.new_digest, u.new_id, u.new_version || (u.pulled === false ? "(its version is known once pulled)" : null))}`;
+  // as the plan's text: the digest, then the version in its words (new_version_said: the agent's)
+  const side = (digest, id, version) => (digest || id || "?").replace("sha256:", "").slice(0, 12) + (version ? ` (${version})` : "");
+  const what = `image update: ${u.image}: ${side(u.old_digest, u.old_id, u.old_version)} → ${u.new_tag ? u.new_tag + " " : ""}${side(u.new_digest, u.new_id, u.new_version_said)}`;
   return what + (u.taken ? " (an apply takes it, canary first)" : ` (not taken: ${u.why_not || "?"})`);
 }
 
