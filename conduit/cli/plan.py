@@ -12,7 +12,8 @@ from conduit.engine.intent import Apply
 from conduit.engine.observe import plan_on_host
 from conduit.engine import planning
 from conduit.plan.saved import dumps, plan_data, spec_fields
-from conduit.spec.load import capacity, load_text, spec_text
+from conduit.spec.advisor import capacity
+from conduit.spec.load import load_text, spec_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import show_committed
 from conduit.state.db import StateError

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from conduit.render.container import (
     container_props,
     with_config,
 )
+from conduit.spec.advisor import capacity, shared_host
 from conduit.spec.image import ImageFacts, from_probe
 from conduit.spec.resolve import nodes
 from conduit.spec.spec import ClusterSpec
@@ -267,6 +269,7 @@ def observe_docker(spec: ClusterSpec, client: CountingClient, listed: list[dict]
         _observe_network(spec, client, obs)
     running = {r.id for r in obs.resources if r.kind == "container" and r.props.get("state") == "running"}
     obs.problems += port_problems(spec, running, _own_ids(spec, entries))
+    obs.warnings += shared_host_warnings(spec, entries)
     obs.api_calls = client.calls - start
     return obs
 
@@ -275,6 +278,18 @@ def _own_ids(spec: ClusterSpec, entries: list[dict]) -> set[str]:
     """The IDs of this cluster's own containers: a port one of them holds is not another process's."""
     return {e["Id"] for e in entries if (e.get("Labels") or {}).get(CLUSTER) == spec.metadata.name
             and (e.get("Labels") or {}).get(MANAGED_BY) == MANAGER}  # fmt: skip
+
+
+def shared_host_warnings(spec: ClusterSpec, entries: list[dict]) -> list[str]:
+    """One warning per other conduit cluster with nodes on this host, when this spec leaves some of
+    its sizing to defaults counted from the whole host (as the loader's advisor found): both clusters
+    would count the host as their own. A warning, no step: it is no drift."""
+    sized = capacity(spec).host_sized
+    if not sized:
+        return []
+    others = Counter(labels.get(CLUSTER, "?") for labels in ((e.get("Labels") or {}) for e in entries)
+                     if labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) != spec.metadata.name)  # fmt: skip
+    return [shared_host(other, count, sized) for other, count in sorted(others.items())]
 
 
 def _observe_container(spec: ClusterSpec, client: CountingClient, entry: dict, obs: Observation) -> None:

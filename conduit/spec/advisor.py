@@ -3,6 +3,8 @@
 Refusals are what the host cannot give: more CPUs than it has, more memory than it has after its
 reserve, a node below the least it runs with. Warnings are past Psiphon's guidance of 150-350
 clients per CPU and per 2 GB. The summary says what the spec serves and what the host carries.
+The loaded spec keeps all of it (Capacity), with the sizing it leaves to defaults counted from the
+whole host, which another cluster on the same host counts again (shared_host).
 Every message is one line that names the field the user wrote (or says the value is the default
 share) and what to change. CPUs are counted in thousandths and memory in bytes, so that the
 sums are exact; both are shown as people read them (0.45 CPU, 1.5 GiB).
@@ -41,6 +43,24 @@ class Advice:
     summary: list[str]
     warnings: list[Issue]
     refusals: list[Issue]
+    host_sized: tuple[str, ...]  # the fields _host_sized names
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the advisor says of a loaded spec (conduit.spec.load): what it serves and what the host
+    carries, the warnings past Psiphon's guidance, located in the spec's file, and the sizing fields
+    it leaves to defaults counted from the whole host."""
+
+    summary: list[str]
+    warnings: list[str]
+    host_sized: tuple[str, ...] = ()
+
+
+def capacity(spec: ClusterSpec) -> Capacity:
+    """The advice the loader found for `spec` (none for a spec made otherwise)."""
+    found = spec._capacity
+    return found if isinstance(found, Capacity) else Capacity([], [])
 
 
 def _cpus(milli: int) -> str:
@@ -129,7 +149,28 @@ def advise(given: ClusterSpec, resolved: ClusterSpec) -> Advice:
         refusals += refused
         if not refused:
             warnings += _over_reserve(spec, kind) + _past_guidance(spec, kind)
-    return Advice([] if refusals else _summary(spec), warnings, refusals)
+    return Advice([] if refusals else _summary(spec), warnings, refusals, _host_sized(spec))
+
+
+def _host_sized(spec: _Spec) -> tuple[str, ...]:
+    """The sizing fields (as written under `spec:`) some node takes from a default counted from the
+    whole host (conduit.spec.profiles): the count, the official profile's even share and clients, the
+    cluster-v2 profile's CPU share (its memory and clients per node are fixed)."""
+    paths = [] if spec.count_given else [_COUNT]
+    for name in ("cpus", "memory", "max_clients") if spec.official else ("cpus",):
+        if any(spec.source(node, name) is None for node in spec.nodes):
+            paths.append(_MAX_CLIENTS if name == "max_clients" else ("spec", "containers", "resources", name))
+    return tuple(".".join(map(str, path[1:])) for path in paths)
+
+
+def shared_host(other: str, nodes: int, host_sized: tuple[str, ...]) -> str:
+    """The warning for a spec sized by default for the whole host, when cluster `other` has `nodes`
+    nodes on that host too: both count the host as their own."""
+    fields = " and ".join(filter(None, (", ".join(host_sized[:-1]), host_sized[-1])))
+    them = "them" if len(host_sized) > 1 else "it"
+    defaults = "defaults" if len(host_sized) > 1 else "a default"
+    return (f"cluster {other} has {_nodes(nodes)} on this host too, but this spec leaves {fields} to {defaults} "
+            f"sized for the whole host: set {them} to this cluster's part of the host so that both clusters fit")  # fmt: skip
 
 
 # ------------------------------------------------------------------ refusals

@@ -11,13 +11,12 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from conduit.spec.advisor import advise
+from conduit.spec.advisor import Capacity, advise
 from conduit.spec.checks import Issue, check
 from conduit.errors import PolicyError, Problem, SpecError, located
 from conduit.spec.compose import KEY as EXTENDS, ComposeError, Composer, Directory, Layer, flatten, repository_root
@@ -38,21 +37,6 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # what the kernel and D
 
 Path = tuple[str | int, ...]
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-@dataclass(frozen=True)
-class Capacity:
-    """What the capacity advisor (conduit.spec.advisor) says of a valid spec: what it serves and what the
-    host carries, and the warnings past Psiphon's guidance, located in the spec's file."""
-
-    summary: list[str]
-    warnings: list[str]
-
-
-def capacity(spec: ClusterSpec) -> Capacity:
-    """The advice load_text found for `spec` (none for a spec made otherwise)."""
-    found = spec._capacity
-    return found if isinstance(found, Capacity) else Capacity([], [])
 
 
 class _Marks:
@@ -371,7 +355,7 @@ def load_data(data: object, marks: _Marks, filename: str, detected: HostFacts, p
     issues = check(resolved, facts) + advice.refusals + trust_checks(resolved, *policy)
     if issues:
         raise SpecError(filename, _issue_problems(issues, marks))
-    resolved._capacity = Capacity(advice.summary, located(filename, _issue_problems(advice.warnings, marks)))
+    resolved._capacity = Capacity(advice.summary, located(filename, _issue_problems(advice.warnings, marks)), advice.host_sized)
     return resolved
 
 

@@ -685,7 +685,7 @@ class Spec(Strict):
 class ClusterSpec(Strict):
     # What the image was found to speak (conduit.spec.resolve.with_image_facts); not part of the document.
     _image_facts: object = PrivateAttr(default=None)
-    # What the capacity advisor said when the spec was loaded (conduit.spec.load.capacity).
+    # What the capacity advisor said when the spec was loaded (conduit.spec.advisor.capacity).
     _capacity: object = PrivateAttr(default=None)
 
     apiVersion: Literal["conduit.psiphon.ca/v1alpha1"] = Field(description="Version of the spec language.")

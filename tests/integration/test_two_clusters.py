@@ -1,8 +1,10 @@
 """Two clusters on one host and one state directory: each applies and runs its own tracker beside
-the other; a spec that would share a name, a volume or a port with the other is refused."""
+the other; a spec that would share a name, a volume or a port with the other is refused, and one
+that leaves its sizing to the defaults, which count the whole host, is warned of the other."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -137,3 +139,48 @@ def test_each_cluster_rolls_back_to_its_own_generation(two):
     shown = a.run("history").stdout.splitlines()
     assert shown[0].split()[:2] == ["gen", "cluster"] and [line.split()[1] for line in shown[1:] if line[:1].isdigit()][:4] == [
         a.prefix, b.prefix, a.prefix, b.prefix]
+
+
+def _sized_by_default(cluster: Cluster) -> None:
+    """The cluster's spec with its CPUs, memory and clients left to the host's defaults."""
+    doc = yaml.safe_load(cluster.spec.read_text())
+    spec = doc["spec"]
+    spec["host"].update(vcpus=1, memory="2GiB")  # a share any test machine's Docker takes
+    del spec["containers"]["resources"]["cpus"], spec["containers"]["resources"]["memory"], spec["conduit"]["max_clients"]
+    cluster.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _shared(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "on this host too" in line]
+
+
+def test_a_spec_sized_by_default_is_warned_of_the_other_cluster_and_an_explicit_one_is_not(two):
+    a, b = two
+    for cluster in (a, b):
+        cluster.write()
+        _sized_by_default(cluster)
+    first = a.apply()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert _shared(first.stdout + first.stderr) == []  # alone on the host
+    planned = b.run("plan", str(b.spec))
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert _shared(planned.stdout + planned.stderr) == [
+        f"warning: cluster {a.prefix} has 2 nodes on this host too, but this spec leaves containers.resources.cpus, "
+        "containers.resources.memory and conduit.max_clients to defaults sized for the whole host: set them to this "
+        "cluster's part of the host so that both clusters fit"
+    ]
+    second = b.apply()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert _shared(second.stdout + second.stderr) == _shared(planned.stdout + planned.stderr)
+    # Each is warned of the other on every plan, and the warning is no change and no drift.
+    again = a.run("plan", "--detailed-exitcode", str(a.spec))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [line.split(" on this host")[0] for line in _shared(again.stdout)] == [f"warning: cluster {b.prefix} has 2 nodes"]
+    status = a.run("status", "--json", str(a.spec))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["drift"] == []
+    # Sized in the spec: nothing to warn of.
+    b.write()
+    explicit = b.run("plan", str(b.spec))
+    assert explicit.returncode == 0, explicit.stdout + explicit.stderr
+    assert _shared(explicit.stdout + explicit.stderr) == [] and "No changes" not in explicit.stdout

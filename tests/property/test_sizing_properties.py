@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduit.errors import SpecError
-from conduit.spec.load import capacity, load_text
+from conduit.spec.advisor import capacity
+from conduit.spec.load import load_text
 from conduit.spec.policy import HostPolicy
 from conduit.spec.profiles import MIB, MIN_NODE_CPUS, MIN_NODE_MEMORY, even_share, millicpus
 from conduit.spec.resolve import nodes

@@ -6,7 +6,8 @@ import pytest
 
 from conduit.render.init_spec import render_init
 from conduit.errors import SpecError
-from conduit.spec.load import capacity, load_text
+from conduit.spec.advisor import capacity
+from conduit.spec.load import load_text
 from conduit.spec.policy import HostPolicy
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import nodes
@@ -160,3 +161,53 @@ def test_a_plan_carries_the_summary_as_notes_only_when_there_is_one():
     assert "notes" not in bare.to_json() and plan_from_json(bare.to_json()).notes == []
     noted = Plan("c", [], "f", notes=capacity(load(init_with_count(4))).summary)
     assert plan_from_json(noted.to_json()).notes == noted.notes and len(noted.notes) == 2
+
+
+def host_sized(**spec) -> tuple[str, ...]:
+    return capacity(load(dump(minimal(**spec)))).host_sized
+
+
+def test_the_loaded_spec_records_the_sizing_it_leaves_to_defaults_counted_from_the_whole_host():
+    assert host_sized() == ("containers.count", "containers.resources.cpus", "containers.resources.memory", "conduit.max_clients")
+    given = {"count": 2, "resources": {"cpus": 0.5, "memory": "1GiB"}}
+    assert host_sized(containers=given, conduit={"max_clients": 100}) == ()
+    # One node given its own clients: the other still takes the host's default.
+    assert host_sized(containers=given | {"overrides": {2: {"max_clients": 10}}}) == ("conduit.max_clients",)
+    assert host_sized(containers=given | {"overrides": {1: {"max_clients": 10}, 2: {"max_clients": 20}}}) == ()
+    # cluster-v2 gives each node fixed memory and clients: only its CPU share counts the host.
+    assert host_sized(host={"profile": "cluster-v2"}, containers={"count": 2}) == ("containers.resources.cpus",)
+
+
+def test_a_spec_made_otherwise_records_no_default_sizing():
+    from conduit.spec.spec import ClusterSpec
+
+    assert capacity(ClusterSpec.model_validate(minimal())).host_sized == ()
+
+
+def test_the_shared_host_warning_names_the_other_cluster_and_the_fields_to_set():
+    from conduit.spec.advisor import shared_host
+
+    assert shared_host("edge", 3, ("containers.resources.cpus", "containers.resources.memory", "conduit.max_clients")) == (
+        "cluster edge has 3 nodes on this host too, but this spec leaves containers.resources.cpus, containers.resources.memory "
+        "and conduit.max_clients to defaults sized for the whole host: set them to this cluster's part of the host so that "
+        "both clusters fit"
+    )
+    assert shared_host("edge", 1, ("conduit.max_clients",)) == (
+        "cluster edge has 1 node on this host too, but this spec leaves conduit.max_clients to a default sized for the whole "
+        "host: set it to this cluster's part of the host so that both clusters fit"
+    )
+
+
+def test_one_warning_per_other_conduit_cluster_only_for_a_spec_sized_by_default():
+    from conduit.drivers.docker import shared_host_warnings
+    from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
+
+    def listed(cluster: str | None) -> dict:
+        return {"Labels": {MANAGED_BY: MANAGER, CLUSTER: cluster} if cluster else {}}
+
+    entries = [listed("b"), listed("test"), listed("a"), listed("b"), listed(None)]  # ours is "test"
+    said = shared_host_warnings(load(dump(minimal())), entries)
+    assert [line.split(" on this host")[0] for line in said] == ["cluster a has 1 node", "cluster b has 2 nodes"]
+    explicit = minimal(containers={"count": 1, "resources": {"cpus": 0.5, "memory": "1GiB"}}, conduit={"max_clients": 100})
+    assert shared_host_warnings(load(dump(explicit)), entries) == []
+    assert shared_host_warnings(load(dump(minimal())), [listed("test"), listed(None)]) == []
