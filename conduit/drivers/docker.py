@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from conduit.drivers import dockerapi
-from conduit.drivers.dockerapi import API_VERSION, DEFAULT_HOST, failures, image_not_found, not_found, refusals
+from conduit.drivers.dockerapi import API_VERSION, DEFAULT_HOST, archive_status, container_log, failures, image_not_found, not_found, refusals
 from conduit.drivers.files import read_or_none
 from conduit.drivers.polling import poll
 from conduit.errors import DockerError
@@ -512,19 +512,11 @@ def _path_dirs(attrs: dict) -> list[str]:
     return [d for d in path.split(":") if d.startswith("/")]
 
 
-def _archive_status(client: CountingClient, container_id: str, path: str) -> int:
-    """HEAD of the container's archive at `path` (no copy): 200 there, 404 not."""
-    api = client.api
-    if isinstance(api, dockerapi.DockerAPI):
-        return api.archive_status(container_id, path)
-    return api.head(api._url("/containers/{0}/archive", container_id), params={"path": path}).status_code
-
-
 def _has_file(client: CountingClient, container_id: str, dirs: list[str], name: str) -> bool | None:
     """Whether NAME is in one of DIRS of a created container."""
     for directory in dirs:
         try:
-            status = _archive_status(client, container_id, f"{directory}/{name}")
+            status = archive_status(client.api, container_id, f"{directory}/{name}")
         except failures():
             return None
         if status == 200:
@@ -552,7 +544,7 @@ def _run_once(client: CountingClient, image: str, command: list[str], look_for: 
             code = api.wait(cid, timeout=PROBE_TIMEOUT).get("StatusCode")
         except failures():
             code = None
-        output = call(client, api.logs, cid, stdout=True, stderr=True)
+        output = call(client, container_log, api, cid, tty=False)  # made above without a TTY
         return code, output.decode("utf-8", "replace"), found
     finally:
         try:

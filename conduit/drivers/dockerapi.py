@@ -6,7 +6,9 @@ about 7 MiB resident; a command that only reads should not pay that, nor an appl
 nodes, whose creates and starts run side by side with no connection pool to wait for (each
 request has a connection of its own). The methods here carry the SDK APIClient's names and
 answers, so a caller cannot tell them apart; anything else asked of an DockerAPI (pulls,
-networks) is handed to the SDK client its `fallback` loads on first use.
+networks) is handed to the SDK client its `fallback` loads on first use. A log (whose TTY the
+SDK's logs() inspects the container to learn) and the archive's HEAD (the SDK has no call for it)
+are asked of either client through container_log and archive_status, at the end.
 
 Faults: an answer of 400 and above is an APIError (NotFound, ImageNotFound for 404, as the SDK
 says them); no answer at all (socket absent or refusing, a broken or late answer) is NoAnswer,
@@ -328,3 +330,26 @@ class DockerAPI:
         except APIError as exc:
             return exc.status_code
         return 200
+
+
+# ----------------------------------------------------------------- either client
+# A Docker host only the SDK speaks to (ssh://, https://) has the SDK's APIClient where a DockerAPI
+# would be: what the SDK would ask with an extra call, or has no public call for, is asked here of either.
+
+
+def container_log(api, container: str, tty: bool, timestamps: bool = False, tail: int | str = "all",
+                  since: int | None = None) -> bytes:  # fmt: skip
+    """The container's log (stdout and stderr) as bytes, in one request: the caller knows whether
+    the container has a TTY (conduit makes its throwaway containers without one; a node's is in the
+    inspect answer the caller holds), which logs() would inspect the container again to learn."""
+    if isinstance(api, DockerAPI):
+        return api.logs(container, tty=tty, timestamps=timestamps, tail=tail, since=since)
+    params = {"stdout": 1, "stderr": 1, "timestamps": int(timestamps), "follow": 0, "tail": tail} | ({"since": since} if since else {})
+    return api._get_result_tty(False, api._get(api._url("/containers/{0}/logs", container), params=params, stream=False), tty)
+
+
+def archive_status(api, container: str, path: str) -> int:
+    """HEAD of the container's archive at `path` (nothing is copied): 200 there, 404 not."""
+    if isinstance(api, DockerAPI):
+        return api.archive_status(container, path)
+    return api.head(api._url("/containers/{0}/archive", container), params={"path": path}).status_code

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conduit.drivers.dockerapi import DockerAPI, failures
+from conduit.drivers.dockerapi import container_log, failures
 from conduit.drivers.volume import STATE_LIMIT, read_entry
 from conduit.facts import metrics, monitor, nodelog, statsfile
 
@@ -25,27 +25,22 @@ def scrape(port: int, timeout: float = 2.0) -> dict[metrics.Sample, float] | Non
         return None
 
 
-def run_log(client, name: str, started_at: str, tty: bool = False, finished_at: str = "") -> list[str]:
+def run_log(client, name: str, started_at: str, tty: bool, finished_at: str = "") -> list[str]:
     """The container's log lines of its current run ([] when Docker cannot give them).
 
     The run begins where the previous one finished (`State.FinishedAt`), not at `StartedAt`:
     Docker records StartedAt after the process is already running, so a node that prints
-    at once has lines stamped a little before it. One request: the caller knows whether the
-    container has a TTY (logs() would otherwise inspect it again to learn it).
+    at once has lines stamped a little before it. One request: `tty` is the container's, from the
+    caller's inspect answer.
     """
     bound = nodelog.run_start(started_at, finished_at)
     since = nodelog.instant(bound)
     since_s = since[0] if since and since[0] > 0 else None
-    api = client.api
     try:
-        if isinstance(api, DockerAPI):
-            raw = api.logs(name, stdout=True, stderr=True, timestamps=True, since=since_s, tty=tty)
-        else:  # a host only the SDK speaks to: its private calls, to skip its inspect too
-            params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all"} | ({"since": since_s} if since_s else {})
-            raw = api._get_result_tty(False, api._get(api._url("/containers/{0}/logs", name), params=params, stream=False), tty)
+        raw = container_log(client.api, name, tty, timestamps=True, since=since_s)
     except failures():
         return []
-    return nodelog.this_run(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw), bound)
+    return nodelog.this_run(raw.decode(errors="replace"), bound)
 
 
 LOG_CHUNK = 1 << 18
@@ -101,12 +96,13 @@ def file_log(path: str, started_at: str, finished_at: str = "") -> list[str] | N
 
 
 def recent_log(client, name: str, tty: bool, tail: int = 500) -> str:
-    """The container's last `tail` log lines with their timestamps, whichever runs wrote them ("" when Docker cannot give them)."""
+    """The container's last `tail` log lines with their timestamps, whichever runs wrote them ("" when
+    Docker cannot give them); one request: `tty` is the container's, from the caller's inspect answer."""
     try:
-        raw = client.api.logs(name, stdout=True, stderr=True, timestamps=True, tail=tail)
+        raw = container_log(client.api, name, tty, timestamps=True, tail=tail)
     except failures():
         return ""
-    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    return raw.decode(errors="replace")
 
 
 def last_exit_code(client, container_id: str, since: float, until: float) -> int | None:

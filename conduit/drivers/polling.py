@@ -10,19 +10,19 @@ FIRST_PAUSE = 0.05  # between the first looks: most things are ready within a fe
 LONGEST_PAUSE = 1.0  # the pause doubles up to this: a slow start is not asked dozens of times a second
 
 
-def pauses() -> Iterator[float]:
-    pause = FIRST_PAUSE
+def pauses(longest: float = LONGEST_PAUSE) -> Iterator[float]:
+    pause = min(FIRST_PAUSE, longest)
     while True:
         yield pause
-        pause = min(pause * 2, LONGEST_PAUSE)
+        pause = min(pause * 2, longest)
 
 
-def poll(check: Callable[[], str | None], timeout: float) -> str | None:
+def poll(check: Callable[[], str | None], timeout: float, longest: float = LONGEST_PAUSE) -> str | None:
     """Call `check` (None: there, else why not) until it answers None or `timeout` seconds passed
     since its first "not yet" (a first look that took long to answer still gets its wait); returns
-    its last answer."""
+    its last answer. `longest`: a lower ceiling for the pause where a look costs next to nothing."""
     reason = check()
-    deadline, pause = time.monotonic() + timeout, pauses()
+    deadline, pause = time.monotonic() + timeout, pauses(longest)
     while reason is not None:
         left = deadline - time.monotonic()
         if left <= 0:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from conduit.log import logger
 from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, DockerError
 from conduit.drivers.docker import docker_answers
+from conduit.drivers.polling import poll
 from conduit.drivers.dockerapi import DockerAPI
 from conduit.drivers.keys import backup_dir
 from conduit.execute.executor import Executor, StepFailed
@@ -37,7 +38,7 @@ from conduit.spec.profiles import HostFacts
 # 40 nodes took a median 3.8 s 10 at a time, 3.5 s 20 at a time, 2.9 s 40 at once (6 rounds each).
 SIDE_BY_SIDE = 64
 SDK_SIDE_BY_SIDE = 10  # a host only the SDK speaks to (ssh://, https://): its pool, and sshd's 10 sessions
-RETRY_SECONDS = 0.5  # between pings of a Docker daemon that stopped answering
+RETRY_SECONDS = 0.5  # the longest pause between pings of a Docker daemon that stopped answering: a ping costs little
 
 log = logger("conduit.apply")
 Progress = Callable[[str], None]  # where an apply says what it does, line by line: click.echo, a log, an event hub
@@ -234,6 +235,7 @@ class Applier:
             self.ex.drain_backends(self.target.front.stream)
 
     def restore_waiting(self, name: str, deadline: float) -> bool:
+        """Restore the node; while Docker does not answer, ask again once it does, until `deadline`."""
         while True:
             try:
                 return self.ex.restore_previous(name)
@@ -241,8 +243,7 @@ class Applier:
                 if time.monotonic() >= deadline:
                     raise
                 log.warning("restore.waiting_for_docker", node=name)
-            while time.monotonic() < deadline and not docker_answers(self.ex.docker()):
-                time.sleep(RETRY_SECONDS)
+            poll(lambda: None if docker_answers(self.ex.docker()) else "no answer", deadline - time.monotonic(), longest=RETRY_SECONDS)
 
     def phase_tracker(self, steps: list[Step]) -> None:
         for step in steps:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conduit.drivers.docker import answers
+from conduit.drivers.dockerapi import container_log
 from conduit.drivers.volume import IDENTITY_LIMIT, read_entry
 from conduit.errors import CompartmentProblem
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment, token_name
@@ -48,7 +49,7 @@ def _run(api, image: str, volume: str, data_dir: str, name: str) -> None:
         api.start(container["Id"])
         code = api.wait(container["Id"], timeout=120).get("StatusCode")
         if code != 0:
-            said = api.logs(container["Id"], stdout=True, stderr=True).decode(errors="replace").strip().splitlines()
+            said = container_log(api, container["Id"], tty=False).decode(errors="replace").strip().splitlines()  # made without a TTY
             raise CompartmentProblem(f"conduit new-compartment-id for {name} exited {code}: {said[-1] if said else 'no output'}")
     finally:
         api.remove_container(container["Id"], force=True)

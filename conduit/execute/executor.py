@@ -583,16 +583,15 @@ def stop_pidfile(pidfile: Path, timeout: float = 10) -> None:
     remove(pidfile)
 
 
+STOP_LOOK_SECONDS = 0.1  # the longest pause between looks at a stopping process: a look is a read of /proc
+
+
 def stop_process(pid: int, timeout: float) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds; returns once the process is gone."""
     try:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+        if poll(lambda: "running" if _alive(pid) else None, timeout, longest=STOP_LOOK_SECONDS) is not None:
+            os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 

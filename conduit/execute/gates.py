@@ -13,7 +13,7 @@ from pathlib import Path
 from conduit.log import logger
 from conduit.execute import nodehealth
 from conduit.execute.executor import Executor, host_path
-from conduit.drivers.polling import pauses, poll
+from conduit.drivers.polling import poll
 from conduit.drivers.tracker import tracker_log, tracker_pidfile
 from conduit.drivers.programs import not_installed
 from conduit.facts.sysctl import value as sysctl_value
@@ -135,13 +135,14 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
 
 def _until_healthy(look, names: list[str], timeout: float, fail) -> dict[str, int | None]:
     """Look at every node not yet healthy, round after round, until all are (their restart counts
-    then) or the timeout (GateFailed for the first node still unhealthy, with its last reason).
-    A round looks at LOOKS_AT_ONCE nodes at a time: each look mostly waits for Docker and the node."""
-    deadline, pause = time.monotonic() + timeout, pauses()
+    then) or the timeout, counted from the first round that finds one unhealthy as poll counts it
+    (GateFailed for the first node still unhealthy, with its last reason). A round looks at
+    LOOKS_AT_ONCE nodes at a time: each look mostly waits for Docker and the node."""
     restarts: dict[str, int | None] = {}
     reasons: dict[str, str] = {}
-    waiting = list(names)
-    while True:
+
+    def first_unhealthy() -> str | None:
+        waiting = [n for n in names if n not in restarts]
         with ThreadPoolExecutor(min(LOOKS_AT_ONCE, len(waiting))) as pool:
             looks = list(zip(waiting, pool.map(look, waiting)))
         for name, (reason, reading) in looks:
@@ -149,13 +150,12 @@ def _until_healthy(look, names: list[str], timeout: float, fail) -> dict[str, in
                 restarts[name] = reading.restarts
             else:
                 reasons[name] = reason
-        waiting = [n for n in waiting if n not in restarts]
-        if not waiting:
-            return restarts
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise fail(waiting[0], reasons[waiting[0]])
-        time.sleep(min(next(pause), left))
+        return next((n for n in waiting if n not in restarts), None)
+
+    name = poll(first_unhealthy, timeout)
+    if name is not None:
+        raise fail(name, reasons[name])
+    return restarts
 
 
 # ------------------------------------------------------------------ tracker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conduit.drivers.docker import PROBE_LABEL, CountingClient
+from conduit.drivers.docker import PROBE_LABEL, CountingClient, _run_once
 from conduit.engine.images import asked_facts, reader
 from conduit.engine.observe import observe_image
 from conduit.engine.settle import Learned, settle
@@ -55,6 +55,15 @@ def test_probe_asks_the_image_and_caches_by_image_id(docker_engine, standin_imag
     # one inspect of the image; its facts come from the cache: no container is created or run
     assert client.calls - before == 1
     assert again == facts
+
+
+def test_a_probe_run_asks_docker_five_times(docker_engine, standin_image):
+    client = CountingClient(docker_engine.host)
+    code, said, _ = _run_once(client, standin_image, ["--version"])
+    assert code == 0 and "2.0.0" in said
+    # create, start, wait, logs, remove: the container is made without a TTY, so its log is read
+    # without an inspect to learn that (the SDK's logs() asks one)
+    assert client.calls == 5
 
 
 def test_plan_time_facts_drive_the_render(docker_engine, standin_image, tmp_path):

@@ -66,12 +66,14 @@ def test_which_commands_need_a_compartment_in_the_data_dir(command, wanted):
 
 from pathlib import Path  # noqa: E402
 
+from conduit.drivers.dockerapi import DockerAPI
 from conduit.errors import CompartmentProblem
 from conduit.execute.compartment import ensure_compartment
 
 
-class FakeApi:
-    """Runs `conduit new-compartment-id` as upstream does: writes {"id": …} into the data dir."""
+class FakeApi(DockerAPI):
+    """Runs `conduit new-compartment-id` as upstream does: writes {"id": …} into the data dir.
+    A DockerAPI in type only: none of its requests is made."""
 
     def __init__(self, folder: Path, exit_code: int = 0):
         self.folder, self.exit_code, self.runs, self.removed = folder, exit_code, [], []
@@ -87,7 +89,8 @@ class FakeApi:
     def wait(self, cid, timeout):
         return {"StatusCode": self.exit_code}
 
-    def logs(self, cid, **kwargs):
+    def logs(self, cid, *, tty, **kwargs):
+        assert tty is False  # the throwaway container is made without one: no inspect asks
         return b"Error: --name must be at most 32 characters\n"
 
     def remove_container(self, cid, force):

@@ -12,15 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduit.drivers import dockerapi
+from conduit.drivers import dockerapi, node
 from conduit.drivers.docker import CountingClient, _has_file, answers, call, docker_answers, docker_down, inspect_image
-from conduit.drivers.dockerapi import API_VERSION, NotFound, demux, endpoint, json_stream, refusals
+from conduit.drivers.dockerapi import API_VERSION, NotFound, archive_status, container_log, demux, endpoint, json_stream, refusals
 from conduit.errors import DockerError
 
 EVENTS = [
     {"Type": "container", "Action": "start", "Actor": {"ID": "c1", "Attributes": {}}, "timeNano": 1},
     {"Type": "container", "Action": "die", "Actor": {"ID": "c1", "Attributes": {"exitCode": "3"}}, "timeNano": 2},
 ]
+OUT, ERR = b"2026-01-02T03:04:05.000000001Z one\n", b"2026-01-02T03:04:06.000000001Z two\n"  # a line each, --timestamps
+LOG = OUT + ERR
 
 
 def frame(stream: int, payload: bytes) -> bytes:
@@ -52,7 +54,8 @@ class Daemon(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # no body: the client may already have closed
+            self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         url = urlsplit(self.path)
@@ -64,7 +67,7 @@ class Daemon(BaseHTTPRequestHandler):
             "/_ping": (200, b"OK", "text/plain", False),
             "/containers/json": (200, json.dumps([{"Id": "c1", "Names": ["/n-1"]}]).encode(), "application/json", False),
             "/containers/n-1/json": (200, json.dumps({"Id": "c1", "Config": {"Tty": False}}).encode(), "application/json", False),
-            "/containers/n-1/logs": (200, frame(1, b"2026 one\n") + frame(2, b"2026 two\n"), "application/vnd.docker.raw-stream", True),
+            "/containers/n-1/logs": (200, frame(1, OUT) + frame(2, ERR), "application/vnd.docker.raw-stream", True),
             "/images/ghcr.io/psiphon-inc/conduit/cli:2.0/json": (200, b'{"Id": "sha256:abc"}', "application/json", False),
             "/volumes": (200, b'{"Volumes": [{"Name": "v1"}], "Warnings": null}', "application/json", False),
             "/events": (200, b"".join(json.dumps(e).encode() + b"\n" for e in EVENTS), "application/json", True),
@@ -158,12 +161,22 @@ def test_events_are_read_as_json_lines_with_since_until_and_filters(daemon):
     assert query["since"] == "1.000000000" and query["until"] == "2.000000000" and json.loads(query["filters"]) == {"event": ["die"]}
 
 
-def test_logs_are_unframed_and_their_tty_asked_only_when_not_given(daemon):
+def test_a_log_is_unframed_in_one_request_whichever_client_asks(daemon):
     client = CountingClient(daemon)
-    assert client.api.logs("n-1", timestamps=True, tty=False, since=5) == b"2026 one\n2026 two\n"
+    assert container_log(client.api, "n-1", tty=False, timestamps=True, since=5) == LOG
     assert client.calls == 1 and Daemon.seen[-1][1]["since"] == "5" and Daemon.seen[-1][1]["timestamps"] == "1"
-    assert client.api.logs("n-1") == b"2026 one\n2026 two\n"
-    assert client.calls == 3  # the inspect for its TTY, then the log, as the SDK asks
+    # the node's logs: the caller's inspect answer said whether it has a TTY, so none is asked again
+    assert node.recent_log(client, "n-1", tty=False, tail=20) == LOG.decode()
+    assert client.calls == 2 and Daemon.seen[-1][1]["tail"] == "20"
+    assert node.run_log(client, "n-1", "", tty=False) == ["one", "two"]
+    assert client.calls == 3
+    # a host only the SDK speaks to (ssh://, https://): its client, and still no inspect
+    assert container_log(client.sdk(), "n-1", tty=False, timestamps=True, since=5) == LOG
+    assert client.calls == 4 and Daemon.seen[-1][1]["since"] == "5"
+    assert [path for path, *_ in Daemon.seen] == [f"/v{API_VERSION}/containers/n-1/logs"] * 4
+    # a caller that knows only the name (the agent's log of a node): the inspect for its TTY first, as the SDK asks
+    assert client.api.logs("n-1") == LOG
+    assert client.calls == 6 and Daemon.seen[-2][0] == f"/v{API_VERSION}/containers/n-1/json"
 
 
 def test_whether_a_file_is_in_a_container_is_a_plain_head_per_directory(daemon):
@@ -172,6 +185,13 @@ def test_whether_a_file_is_in_a_container_is_a_plain_head_per_directory(daemon):
     assert [seen[1]["path"] for seen in Daemon.seen] == ["/usr/local/bin/there", "/bin/there"]
     assert _has_file(client, "c1", ["/usr/local/bin", "/usr/bin"], "there") is False
     assert client.calls == 4 and client._sdk is None  # a read: the SDK was never built
+
+
+def test_a_host_only_the_sdk_speaks_to_is_asked_the_same_head(daemon):
+    client = CountingClient(daemon)
+    sdk = client.sdk()
+    assert (archive_status(sdk, "c9", "/bin/there"), archive_status(sdk, "c9", "/bin/gone")) == (200, 404)
+    assert client.calls == 2 and [seen[0] for seen in Daemon.seen] == ["HEAD /containers/c9/archive"] * 2
 
 
 def test_a_socket_that_is_absent_is_the_docker_down_line(tmp_path):

@@ -50,3 +50,18 @@ def test_a_gate_that_times_out_names_the_first_node_still_unhealthy_in_order():
     looks = Looks({"n-12": 10**6, "n-4": 10**6})
     with pytest.raises(GateFailed, match="^n-4 not yet$"):
         _until_healthy(looks, NAMES, timeout=0.2, fail=fail)
+
+
+def test_a_first_round_slower_than_the_timeout_still_gets_its_wait():
+    """The timeout counts from the first round that finds a node unhealthy, as every wait's does:
+    a Docker slow to answer that round does not fail a node that is healthy at its next look."""
+
+    class SlowFirst(Looks):
+        def __call__(self, name: str):
+            if not self.seen:
+                time.sleep(0.3)
+            return super().__call__(name)
+
+    looks = SlowFirst({"n-1": 2})
+    assert set(_until_healthy(looks, ["n-1"], timeout=0.2, fail=fail)) == {"n-1"}
+    assert looks.seen == {"n-1": 2}

@@ -30,3 +30,8 @@ def test_poll_gives_the_last_reason_at_the_timeout():
     assert poll(lambda: f"look {next(count)}", timeout=0) == "look 1"
     reason = poll(lambda: f"look {next(count)}", timeout=0.2)
     assert reason.startswith("look ") and int(reason.split()[1]) > 2
+
+
+def test_a_lower_ceiling_caps_the_pause_from_the_start():
+    assert list(itertools.islice(pauses(0.1), 4)) == [FIRST_PAUSE, 0.1, 0.1, 0.1]
+    assert list(itertools.islice(pauses(FIRST_PAUSE / 5), 2)) == [FIRST_PAUSE / 5] * 2
