@@ -19,6 +19,7 @@ from conduit.drivers import node
 from conduit.errors import DockerError, HostileEntry
 from conduit.drivers.docker import answers
 from conduit.drivers.dockerapi import not_found, refusals
+from conduit.drivers.polling import poll
 from conduit.facts import metrics, nodelog
 from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings
 
@@ -220,11 +221,33 @@ def cause(name: str, info: dict, last_exit: int | None = None) -> str | None:
     return None
 
 
+EXIT_GRACE = 2.0  # seconds a node that looks up is given to show it was exiting (see _settled)
+
+
+def _looks_up(info: dict) -> bool:
+    state = info.get("State") or {}
+    return bool(state.get("Running")) and not state.get("Restarting") and not info.get("RestartCount")
+
+
+def _settled(client, name: str) -> dict | None:
+    """The container's inspect answer, looked at again for up to EXIT_GRACE while it still looks up:
+    a conduit that closed its metrics on its way out is a moment from being an exited container, and
+    its exit code is the cause to say, not the metrics that stopped answering. None: no container."""
+    seen: list[dict | None] = [None]
+
+    def check() -> str | None:
+        seen[0] = inspect(client, name)
+        return "up" if seen[0] is not None and _looks_up(seen[0]) else None
+
+    poll(check, EXIT_GRACE)
+    return seen[0]
+
+
 def explain(client, name: str, reason: str) -> str:
     """A failed gate's one line, whatever moment the gate looked: the container looked at again, its
     most specific cause preferred to `reason`, and the last log lines of its current or last run."""
     try:
-        info = inspect(client, name)
+        info = _settled(client, name)
     except DockerError:
         return reason
     if info is None:
@@ -236,7 +259,7 @@ def explain(client, name: str, reason: str) -> str:
         last_exit = node.last_exit_code(client, info.get("Id") or name, now - 3600, now)
     line = cause(name, info, last_exit) or reason
     tty = bool((info.get("Config") or {}).get("Tty"))
-    serving = bool(state.get("Running")) and not state.get("Restarting") and not info.get("RestartCount")
+    serving = _looks_up(info)
     lines = nodelog.last_run(node.recent_log(client, name, tty), state.get("StartedAt") or "", state.get("FinishedAt") or "", serving)
     quoted = nodelog.quote(lines)
     return line + (f"; its last log lines: {quoted}" if quoted else "") + f"; see docker logs {name}"

@@ -140,14 +140,15 @@ def assert_rolled_back(cluster, result, keys, failure_words):
     assert cluster.keys() == keys
 
 
-@pytest.mark.parametrize("exit_after", ["0", "1"])
-def test_container_that_exits_is_rolled_back_with_its_exit_code_and_log(cluster, exit_after):
-    """At once or after its metrics answered: whatever moment the gate looked, the line says how the node
-    exited and quotes what it logged, and history records the same reason."""
+@pytest.mark.parametrize("exit_after,linger", [("0", ""), ("1", ""), ("1", "1.5")], ids=["at-once", "after-metrics", "closes-metrics-first"])
+def test_container_that_exits_is_rolled_back_with_its_exit_code_and_log(cluster, exit_after, linger):
+    """At once, after its metrics answered, or closing its metrics a moment before it exits: whatever
+    moment the gate looked, the line says how the node exited and quotes what it logged, and history
+    records the same reason."""
     cluster.write()
     assert cluster.apply().returncode == 0
     keys = cluster.keys()
-    cluster.write(max_clients=50, env={"STANDIN_EXIT_AFTER": exit_after})
+    cluster.write(max_clients=50, env={"STANDIN_EXIT_AFTER": exit_after} | ({"STANDIN_EXIT_LINGER": linger} if linger else {}))
     result = cluster.apply()
     assert_rolled_back(cluster, result, keys, "exit code 3")
     (line,) = [line for line in result.stderr.splitlines() if "FAILED" in line]

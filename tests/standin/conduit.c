@@ -20,6 +20,8 @@
  *   STANDIN_LIVE_AFTER    seconds until the node has announced (default 0.5; "never")
  *   STANDIN_UPGRADE_REQUIRED=1  the broker demands a newer version (the upstream warning)
  *   STANDIN_EXIT_AFTER    exit 3 after N seconds (0 = right after the start-up lines)
+ *   STANDIN_EXIT_LINGER   with STANDIN_EXIT_AFTER > 0: close every listener (metrics too) at that
+ *                         moment and exit N seconds later (a shutdown that closes its listeners first)
  *   STANDIN_NO_METRICS=1  bind --metrics-addr but never accept (scrapes time out)
  *   STANDIN_KEY_SEED_HEX  64 hex digits: the Ed25519 seed of a key the node makes (ed25519.c)
  */
@@ -2495,6 +2497,12 @@ static int cmd_start(void)
         now = now_mono();
         if (deadline > 0 && now >= deadline) {
             fprintf(stderr, "standin: exiting (STANDIN_EXIT_AFTER=%s)\n", ea);
+            const char *linger = getenv("STANDIN_EXIT_LINGER");
+            if (linger && *linger) {
+                for (size_t i = 0; i < g_nconns; i++)
+                    close(g_conns[i]->fd);
+                usleep((useconds_t)(strtod(linger, NULL) * 1e6));
+            }
             exit(3);
         }
         size_t count = g_nconns;
