@@ -42,9 +42,33 @@ def asked(spec: ClusterSpec | None) -> str | None:
     return " and ".join(what for what, on in wanted if on) or None
 
 
-def _settings(spec: ClusterSpec | None) -> tuple | None:
-    """What they are started from: a new spec that changes none of it changes nothing here."""
-    return (spec.spec.alerts.telegram, spec.spec.budget) if asked(spec) else None
+BOT, BUDGET = "the Telegram bot", "the budget"
+
+
+def _settings(spec: ClusterSpec | None) -> dict[str, object] | None:
+    """What each is started from (None: not asked): a new spec that changes none of it changes nothing
+    here. The bot takes the whole telegram section; the budget only its own."""
+    wanted = asked(spec)
+    if wanted is None:
+        return None
+    return {BOT: spec.spec.alerts.telegram if BOT in wanted else None, BUDGET: spec.spec.budget}
+
+
+def changes(started: dict[str, object], now: dict[str, object] | None) -> list[str]:
+    """What a later spec changes of what runs, one line each, naming the part it changes."""
+    now = now or {BOT: None, BUDGET: None}
+    lines = []
+    for part in (BOT, BUDGET):
+        before, after = started.get(part), now.get(part)
+        if before == after:
+            continue
+        if before is None:
+            lines.append(f"the spec now asks for {part} too: it starts when the agent restarts")
+        elif after is None:
+            lines.append(f"the spec no longer asks for {part}: it runs on as started; restart the agent to stop it")
+        else:
+            lines.append(f"the spec changed the settings of {part}: it runs on with those it started with; restart the agent to take them up")
+    return lines
 
 
 def _them(what: str) -> str:
@@ -78,22 +102,33 @@ class Companion:
         self.what = asked(first)  # what runs
         self.running = start(first) if self.what else None
         self.started_with = self.seen = _settings(first)
+        self.trouble: str | None = None  # the last look's failure, said once
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._follow, name="companion", daemon=True)
         self.thread.start()
 
     def _follow(self) -> None:
         while not self.stopping.wait(self.look):
-            spec = self.latest()
-            if spec is None or _settings(spec) == self.seen:
-                continue
-            self.seen = _settings(spec)
-            if self.running is None:
-                self._begin(spec)
-            elif self.seen != self.started_with:
-                change = f"changed the settings of {self.what}" if asked(spec) else f"no longer asks for {self.what}"
-                runs = "it runs" if _them(self.what) == "it" else "they run"
-                _say(f"the spec {change}: {runs} on as started; restart the agent to take the change up")
+            try:
+                self._look()
+                self.trouble = None
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive a spec it cannot read now
+                if _one_line(exc) != self.trouble:
+                    self.trouble = _one_line(exc)
+                    _say(f"warning: could not look at the spec the agent follows: {self.trouble}; it keeps looking every {self.look:g} s", err=True)
+
+    def _look(self) -> None:
+        spec = self.latest()
+        if spec is None or _settings(spec) == self.seen:
+            return
+        before, self.seen = self.seen, _settings(spec)
+        if self.running is None:
+            self._begin(spec)
+            return
+        said = set(changes(self.started_with, before))  # what an earlier look said already
+        for line in changes(self.started_with, self.seen):
+            if line not in said:
+                _say(line)
 
     def _begin(self, spec: ClusterSpec) -> None:
         what = asked(spec)
@@ -102,7 +137,7 @@ class Companion:
         try:
             self.running = self.start(spec)
         except Exception as exc:  # noqa: BLE001 - a thread of the agent: whatever stops the start is said in one line
-            reason = str(exc) if isinstance(exc, NotStarted) else f"unexpected {type(exc).__name__}: {exc}"
+            reason = _one_line(exc) if isinstance(exc, NotStarted) else f"unexpected {type(exc).__name__}: {_one_line(exc)}"
             _say(f"error: {what} did not start: {reason}; the agent serves on without {_them(what)} "
                  "(tried again at the agent's restart, or when the spec's telegram or budget settings change)", err=True)  # fmt: skip
             return
@@ -111,9 +146,15 @@ class Companion:
 
     def stop(self) -> None:
         self.stopping.set()
-        self.thread.join(timeout=60)  # a start under way ends first (its Bot API calls have timeouts)
+        # A start under way ends first (its Bot API calls have timeouts); one still going after that is
+        # left to the process's exit: its threads are daemons.
+        self.thread.join(timeout=60)
         if self.running is not None:
             self.running.stop()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _say(line: str, err: bool = False) -> None:

@@ -235,8 +235,10 @@ class Applier:
             self.ex.drain_backends(self.target.front.stream)
 
     def restore_waiting(self, name: str, deadline: float) -> bool:
-        """Restore the node; while Docker does not answer, ask again once it does, until `deadline`."""
+        """Restore the node; while Docker does not answer, ask again once it does, until `deadline`. A
+        Docker that answers and refuses (one that is starting up again) is asked at most every RETRY_SECONDS."""
         while True:
+            tried = time.monotonic()
             try:
                 return self.ex.restore_previous(name)
             except DockerError:
@@ -244,6 +246,7 @@ class Applier:
                     raise
                 log.warning("restore.waiting_for_docker", node=name)
             poll(lambda: None if docker_answers(self.ex.docker()) else "no answer", deadline - time.monotonic(), longest=RETRY_SECONDS)
+            time.sleep(max(0.0, min(tried + RETRY_SECONDS, deadline) - time.monotonic()))
 
     def phase_tracker(self, steps: list[Step]) -> None:
         for step in steps:

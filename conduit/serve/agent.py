@@ -65,8 +65,13 @@ class SpecFile:
         self.spec: ClusterSpec | None = None
         self.error: str | None = None
         self._stamp: tuple | None = None
+        self._reading = threading.Lock()  # the observer, the tracker, the companion and requests ask at once
 
     def current(self) -> ClusterSpec:
+        with self._reading:
+            return self._current()
+
+    def _current(self) -> ClusterSpec:
         try:
             info = self.path.stat()
             stamp = (info.st_mtime_ns, info.st_size)

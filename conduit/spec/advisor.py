@@ -154,23 +154,30 @@ def advise(given: ClusterSpec, resolved: ClusterSpec) -> Advice:
 
 def _host_sized(spec: _Spec) -> tuple[str, ...]:
     """The sizing fields (as written under `spec:`) some node takes from a default counted from the
-    whole host (conduit.spec.profiles): the count, the official profile's even share and clients, the
-    cluster-v2 profile's CPU share (its memory and clients per node are fixed)."""
-    paths = [] if spec.count_given else [_COUNT]
+    whole machine (conduit.spec.profiles): the official profile's even share and clients, the
+    cluster-v2 profile's CPU share (its memory and clients per node are fixed), and the count they
+    give. A host the spec describes itself (`host.vcpus`, `host.memory`) is taken for this cluster's part
+    of the machine: what is sized from it is not counted as the whole machine's."""
+    host = spec.given.spec.host
+    machine = {"cpus": host.vcpus == "auto", "memory": host.memory == "auto"}
+    machine["max_clients"] = machine["cpus"] or machine["memory"]
+    count_from_machine = machine["max_clients"] if spec.official else machine["memory"]
+    paths = [] if spec.count_given or not count_from_machine else [_COUNT]
     for name in ("cpus", "memory", "max_clients") if spec.official else ("cpus",):
-        if any(spec.source(node, name) is None for node in spec.nodes):
+        if machine[name] and any(spec.source(node, name) is None for node in spec.nodes):
             paths.append(_MAX_CLIENTS if name == "max_clients" else ("spec", "containers", "resources", name))
     return tuple(".".join(map(str, path[1:])) for path in paths)
 
 
 def shared_host(other: str, nodes: int, host_sized: tuple[str, ...]) -> str:
-    """The warning for a spec sized by default for the whole host, when cluster `other` has `nodes`
+    """The warning for a spec sized by default for the whole machine, when cluster `other` has `nodes`
     nodes on that host too: both count the host as their own."""
     fields = " and ".join(filter(None, (", ".join(host_sized[:-1]), host_sized[-1])))
     them = "them" if len(host_sized) > 1 else "it"
     defaults = "defaults" if len(host_sized) > 1 else "a default"
     return (f"cluster {other} has {_nodes(nodes)} on this host too, but this spec leaves {fields} to {defaults} "
-            f"sized for the whole host: set {them} to this cluster's part of the host so that both clusters fit")  # fmt: skip
+            f"sized for the whole host: set {them}, or host.vcpus and host.memory, to this cluster's part of the host "
+            "so that both clusters fit")  # fmt: skip
 
 
 # ------------------------------------------------------------------ refusals

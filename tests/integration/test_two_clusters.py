@@ -145,7 +145,7 @@ def _sized_by_default(cluster: Cluster) -> None:
     """The cluster's spec with its CPUs, memory and clients left to the host's defaults."""
     doc = yaml.safe_load(cluster.spec.read_text())
     spec = doc["spec"]
-    spec["host"].update(vcpus=1, memory="2GiB")  # a share any test machine's Docker takes
+    spec["host"].update(vcpus="auto", memory="auto")  # the whole machine, as read
     del spec["containers"]["resources"]["cpus"], spec["containers"]["resources"]["memory"], spec["conduit"]["max_clients"]
     cluster.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
 
@@ -166,8 +166,8 @@ def test_a_spec_sized_by_default_is_warned_of_the_other_cluster_and_an_explicit_
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert _shared(planned.stdout + planned.stderr) == [
         f"warning: cluster {a.prefix} has 2 nodes on this host too, but this spec leaves containers.resources.cpus, "
-        "containers.resources.memory and conduit.max_clients to defaults sized for the whole host: set them to this "
-        "cluster's part of the host so that both clusters fit"
+        "containers.resources.memory and conduit.max_clients to defaults sized for the whole host: set them, or "
+        "host.vcpus and host.memory, to this cluster's part of the host so that both clusters fit"
     ]
     second = b.apply()
     assert second.returncode == 0, second.stdout + second.stderr
@@ -179,6 +179,13 @@ def test_a_spec_sized_by_default_is_warned_of_the_other_cluster_and_an_explicit_
     status = a.run("status", "--json", str(a.spec))
     assert status.returncode == 0, status.stdout + status.stderr
     assert json.loads(status.stdout)["drift"] == []
+    # The host's part described in the spec: the defaults are sized from it, nothing to warn of.
+    doc = yaml.safe_load(b.spec.read_text())
+    doc["spec"]["host"].update(vcpus=1, memory="2GiB")
+    b.spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    described = b.run("plan", str(b.spec))
+    assert described.returncode == 0, described.stdout + described.stderr
+    assert _shared(described.stdout + described.stderr) == []
     # Sized in the spec: nothing to warn of.
     b.write()
     explicit = b.run("plan", str(b.spec))

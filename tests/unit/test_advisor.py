@@ -176,6 +176,12 @@ def test_the_loaded_spec_records_the_sizing_it_leaves_to_defaults_counted_from_t
     assert host_sized(containers=given | {"overrides": {1: {"max_clients": 10}, 2: {"max_clients": 20}}}) == ()
     # cluster-v2 gives each node fixed memory and clients: only its CPU share counts the host.
     assert host_sized(host={"profile": "cluster-v2"}, containers={"count": 2}) == ("containers.resources.cpus",)
+    # A host the spec describes is this cluster's part of the machine: only what it leaves to the machine counts.
+    assert host_sized(host={"vcpus": 1, "memory": "2GiB"}) == ()
+    assert host_sized(host={"vcpus": 1}) == ("containers.count", "containers.resources.memory", "conduit.max_clients")
+    assert host_sized(host={"memory": "2GiB"}, containers={"count": 2}) == ("containers.resources.cpus", "conduit.max_clients")
+    assert host_sized(host={"profile": "cluster-v2", "memory": "2GiB"}, containers={"count": 2}) == ("containers.resources.cpus",)
+    assert host_sized(host={"profile": "cluster-v2", "vcpus": 1}) == ("containers.count",)
 
 
 def test_a_spec_made_otherwise_records_no_default_sizing():
@@ -189,12 +195,12 @@ def test_the_shared_host_warning_names_the_other_cluster_and_the_fields_to_set()
 
     assert shared_host("edge", 3, ("containers.resources.cpus", "containers.resources.memory", "conduit.max_clients")) == (
         "cluster edge has 3 nodes on this host too, but this spec leaves containers.resources.cpus, containers.resources.memory "
-        "and conduit.max_clients to defaults sized for the whole host: set them to this cluster's part of the host so that "
-        "both clusters fit"
+        "and conduit.max_clients to defaults sized for the whole host: set them, or host.vcpus and host.memory, to this "
+        "cluster's part of the host so that both clusters fit"
     )
     assert shared_host("edge", 1, ("conduit.max_clients",)) == (
         "cluster edge has 1 node on this host too, but this spec leaves conduit.max_clients to a default sized for the whole "
-        "host: set it to this cluster's part of the host so that both clusters fit"
+        "host: set it, or host.vcpus and host.memory, to this cluster's part of the host so that both clusters fit"
     )
 
 

@@ -314,3 +314,18 @@ def test_a_destroy_the_engine_leaves_part_way_is_exit_4_and_one_that_changed_not
     assert outcome.status == "failed" and outcome.exit_code == code
     assert set(api.containers) == left
     assert open_state(tmp_path).history.generations()[-1].outcome == "failed"
+
+
+def test_a_docker_that_answers_and_refuses_the_restore_is_not_asked_in_a_busy_loop(monkeypatch):
+    tries = []
+
+    def refused(name):
+        tries.append(name)
+        raise DockerError("Docker refused: port is already allocated")
+
+    monkeypatch.setattr(apply_module, "docker_answers", lambda client: True)
+    applier = SimpleNamespace(ex=SimpleNamespace(restore_previous=refused, docker=lambda: None))
+    deadline = apply_module.time.monotonic() + 1.2
+    with pytest.raises(DockerError):
+        apply_module.Applier.restore_waiting(applier, "conduit-1", deadline)
+    assert 2 <= len(tries) <= 4  # one try each RETRY_SECONDS (0.5 s) until the deadline, not hundreds

@@ -71,15 +71,18 @@ def test_the_bot_and_the_budget_start_once_the_spec_the_agent_follows_first_asks
     write(alerts=BOT)
     assert said(capsys) == "the Telegram bot started, as the spec the agent follows now asks\n"
     write(alerts=BOT, budget={"monthly_gb": 100})
-    assert said(capsys) == "the spec changed the settings of the Telegram bot: it runs on as started; restart the agent to take the change up\n"
+    assert said(capsys) == "the spec now asks for the budget too: it starts when the agent restarts\n"
+    write(alerts=BOT, budget={"monthly_gb": 200})  # still a budget it does not run: nothing new to say
+    write(alerts={"telegram": {**BOT["telegram"], "server_label": "vps-2"}}, budget={"monthly_gb": 200})
+    assert said(capsys) == "the spec changed the settings of the Telegram bot: it runs on with those it started with; restart the agent to take them up\n"
     write()
-    assert said(capsys) == "the spec no longer asks for the Telegram bot: it runs on as started; restart the agent to take the change up\n"
+    assert said(capsys) == "the spec no longer asks for the Telegram bot: it runs on as started; restart the agent to stop it\n"
     beside.stop()
     ((running,),) = [started]
     assert running.stopped and not beside.thread.is_alive() and asked(running.spec) == "the Telegram bot"
 
 
-def test_what_the_spec_asks_at_start_up_starts_before_the_agent_listens_and_a_refusal_stops_it(tmp_path):
+def test_what_the_spec_asks_at_start_up_starts_before_the_agent_listens_and_a_refusal_stops_it(tmp_path, capsys):
     spec, write = spec_file(tmp_path)
     write(budget={"monthly_gb": 100})
 
@@ -90,8 +93,32 @@ def test_what_the_spec_asks_at_start_up_starts_before_the_agent_listens_and_a_re
         Companion(spec.latest, refuse, spec.latest(), look=0.01)
     beside = Companion(spec.latest, Started, spec.latest(), look=0.01)
     assert asked(beside.running.spec) == "the budget"
+    write(budget={"monthly_gb": 200})
+    assert said(capsys) == "the spec changed the settings of the budget: it runs on with those it started with; restart the agent to take them up\n"
     beside.stop()
     assert beside.running.stopped
+
+
+def test_a_spec_that_cannot_be_read_is_said_once_and_the_companion_looks_on(tmp_path, capsys):
+    spec, write = spec_file(tmp_path)
+    write()
+    broken = [True]
+
+    def latest():
+        if broken[0]:
+            raise OSError("the host's facts cannot be read\nnow")
+        return spec.latest()
+
+    started = []
+    beside = Companion(latest, lambda later: started.append(Started(later)) or started[-1], spec.latest(), look=0.01)
+    assert said(capsys, "err") == "warning: could not look at the spec the agent follows: the host's facts cannot be read now; it keeps looking every 0.01 s\n"
+    time.sleep(0.1)
+    assert capsys.readouterr().err == ""  # said once, not at every look
+    write(alerts=BOT)
+    broken[0] = False
+    assert said(capsys) == "the Telegram bot started, as the spec the agent follows now asks\n"
+    beside.stop()
+    assert beside.thread.is_alive() is False and started[0].stopped
 
 
 def test_a_later_refusal_is_one_line_and_the_agent_serves_on(tmp_path, capsys):
