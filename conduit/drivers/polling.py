@@ -17,16 +17,32 @@ def pauses(longest: float = LONGEST_PAUSE) -> Iterator[float]:
         pause = min(pause * 2, longest)
 
 
-def poll(check: Callable[[], str | None], timeout: float, longest: float = LONGEST_PAUSE) -> str | None:
-    """Call `check` (None: there, else why not) until it answers None or `timeout` seconds passed
-    since its first "not yet" (a first look that took long to answer still gets its wait); returns
-    its last answer. `longest`: a lower ceiling for the pause where a look costs next to nothing."""
-    reason = check()
-    deadline, pause = time.monotonic() + timeout, pauses(longest)
-    while reason is not None:
+def retries(timeout: float, longest: float = LONGEST_PAUSE) -> Iterator[None]:
+    """The looks again after a first "not yet": each after the next pause, until `timeout` seconds
+    have passed since this began (a first look that took long to answer still gets its wait). The
+    caller keeps its own loop and its own look, so no look is handed down the layers:
+
+        reason = look()
+        for _ in retries(timeout):
+            if (reason := look()) is None:
+                break
+
+    `longest`: a lower ceiling for the pause where a look costs next to nothing."""
+    deadline = time.monotonic() + timeout
+    for pause in pauses(longest):
         left = deadline - time.monotonic()
         if left <= 0:
-            return reason
-        time.sleep(min(next(pause), left))
-        reason = check()
-    return None
+            return
+        time.sleep(min(pause, left))
+        yield
+
+
+def poll(check: Callable[[], str | None], timeout: float, longest: float = LONGEST_PAUSE) -> str | None:
+    """retries' loop for a look of this layer's own: `check` answers None (there) or why not; returns
+    its last answer."""
+    reason = check()
+    if reason is not None:
+        for _ in retries(timeout, longest):
+            if (reason := check()) is None:
+                break
+    return reason

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from conduit.log import logger
 from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, DockerError
 from conduit.drivers.docker import docker_answers
-from conduit.drivers.polling import poll
+from conduit.drivers.polling import retries
 from conduit.drivers.dockerapi import DockerAPI
 from conduit.drivers.keys import backup_dir
 from conduit.execute.executor import Executor, StepFailed
@@ -245,7 +245,10 @@ class Applier:
                 if time.monotonic() >= deadline:
                     raise
                 log.warning("restore.waiting_for_docker", node=name)
-            poll(lambda: None if docker_answers(self.ex.docker()) else "no answer", deadline - time.monotonic(), longest=RETRY_SECONDS)
+            if not docker_answers(self.ex.docker()):
+                for _ in retries(deadline - time.monotonic(), longest=RETRY_SECONDS):
+                    if docker_answers(self.ex.docker()):
+                        break
             time.sleep(max(0.0, min(tried + RETRY_SECONDS, deadline) - time.monotonic()))
 
     def phase_tracker(self, steps: list[Step]) -> None:

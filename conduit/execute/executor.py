@@ -30,7 +30,7 @@ from conduit.drivers.docker import (
 from conduit.drivers.dockerapi import not_found, refusals
 from conduit.execute import canary, image_probe, nodehealth
 from conduit.execute.compartment import ensure_compartment
-from conduit.drivers.polling import poll
+from conduit.drivers.polling import retries
 from conduit.facts.nginx_include import insert_include, remove_include
 from conduit.drivers.nginx import INSTALL_HINT, children, master_pid
 from conduit.drivers.tracker import legacy_pidfile, tracker_log, tracker_pidfile
@@ -194,7 +194,10 @@ class Executor:
             if system is not None:
                 before = self.hangup(system)
                 # If it never does, the own nginx's start says what holds the ports.
-                poll(lambda: self.reload_pending(system, before), RELOAD_SECONDS)
+                if self.reload_pending(system, before) is not None:
+                    for _ in retries(RELOAD_SECONDS):
+                        if self.reload_pending(system, before) is None:
+                            break
 
     def _nginx(self, step: Step) -> None:
         if step.action == "delete":
@@ -590,7 +593,10 @@ def stop_process(pid: int, timeout: float) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds; returns once the process is gone."""
     try:
         os.kill(pid, signal.SIGTERM)
-        if poll(lambda: "running" if _alive(pid) else None, timeout, longest=STOP_LOOK_SECONDS) is not None:
+        if _alive(pid):
+            for _ in retries(timeout, longest=STOP_LOOK_SECONDS):
+                if not _alive(pid):
+                    return
             os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

@@ -13,7 +13,7 @@ from pathlib import Path
 from conduit.log import logger
 from conduit.execute import nodehealth
 from conduit.execute.executor import Executor, host_path
-from conduit.drivers.polling import poll
+from conduit.drivers.polling import retries
 from conduit.drivers.tracker import tracker_log, tracker_pidfile
 from conduit.drivers.programs import not_installed
 from conduit.facts.sysctl import value as sysctl_value
@@ -28,8 +28,11 @@ class GateFailed(Exception):
 
 def wait_until(check: Callable[[], str | None], timeout: float) -> None:
     """Poll `check` (None = healthy, else the reason) until healthy; GateFailed with the reason at the timeout."""
-    reason = poll(check, timeout)
+    reason = check()
     if reason is not None:
+        for _ in retries(timeout):
+            if (reason := check()) is None:
+                return
         raise GateFailed(reason)
 
 
@@ -135,7 +138,7 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
 
 def _until_healthy(look, names: list[str], timeout: float, fail) -> dict[str, int | None]:
     """Look at every node not yet healthy, round after round, until all are (their restart counts
-    then) or the timeout, counted from the first round that finds one unhealthy as poll counts it
+    then) or the timeout, counted from the first round that finds one unhealthy as drivers.polling.retries counts it
     (GateFailed for the first node still unhealthy, with its last reason). A round looks at
     LOOKS_AT_ONCE nodes at a time: each look mostly waits for Docker and the node."""
     restarts: dict[str, int | None] = {}
@@ -152,8 +155,11 @@ def _until_healthy(look, names: list[str], timeout: float, fail) -> dict[str, in
                 reasons[name] = reason
         return next((n for n in waiting if n not in restarts), None)
 
-    name = poll(first_unhealthy, timeout)
+    name = first_unhealthy()
     if name is not None:
+        for _ in retries(timeout):
+            if (name := first_unhealthy()) is None:
+                return restarts
         raise fail(name, reasons[name])
     return restarts
 

@@ -19,7 +19,7 @@ from conduit.drivers import node
 from conduit.errors import DockerError, HostileEntry
 from conduit.drivers.docker import answers
 from conduit.drivers.dockerapi import not_found, refusals
-from conduit.drivers.polling import poll
+from conduit.drivers.polling import retries
 from conduit.facts import metrics, nodelog
 from conduit.facts.monitor import MonitorSettings, TrafficState, monitor_settings
 
@@ -233,14 +233,13 @@ def _settled(client, name: str) -> dict | None:
     """The container's inspect answer, looked at again for up to EXIT_GRACE while it still looks up:
     a conduit that closed its metrics on its way out is a moment from being an exited container, and
     its exit code is the cause to say, not the metrics that stopped answering. None: no container."""
-    seen: list[dict | None] = [None]
-
-    def check() -> str | None:
-        seen[0] = inspect(client, name)
-        return "up" if seen[0] is not None and _looks_up(seen[0]) else None
-
-    poll(check, EXIT_GRACE)
-    return seen[0]
+    info = inspect(client, name)
+    if info is not None and _looks_up(info):
+        for _ in retries(EXIT_GRACE):
+            info = inspect(client, name)
+            if info is None or not _looks_up(info):
+                break
+    return info
 
 
 def explain(client, name: str, reason: str) -> str:
