@@ -47,7 +47,9 @@ def _running_image_facts(client, found: list[dict], state_dir: Path):
     node = next((n for n in found if n.get("image_id")), None)
     if node is None:
         return None
-    facts = asked_facts(client, node["image_id"], state_dir)
+    facts, unkept = asked_facts(client, node["image_id"], state_dir)
+    if unkept:
+        click.echo(f"warning: {unkept}", err=True)
     return replace(facts, image=node["image"]) if facts is not None else None
 
 

@@ -11,12 +11,9 @@ from pathlib import Path
 
 from conduit.drivers.docker import CountingClient, inspect_image, probe_image
 from conduit.engine.settle import Learned
-from conduit.log import logger
 from conduit.spec.image import ImageFacts
 from conduit.state.db import Database, StateError
 from conduit.state.images import Images
-
-log = logger("conduit.images")
 
 
 def reader(state_dir: Path | None) -> Images | None:
@@ -47,16 +44,18 @@ def image_facts(client: CountingClient, image: str, images: Images | None, learn
     return facts
 
 
-def asked_facts(client: CountingClient, image: str, state_dir: Path | None, attrs: dict | None = None) -> ImageFacts | None:
-    """image_facts outside a plan (a command that runs no plan): what it learned is recorded at once."""
+def asked_facts(client: CountingClient, image: str, state_dir: Path | None, attrs: dict | None = None) -> tuple[ImageFacts | None, str | None]:
+    """image_facts outside a plan (a command that runs no plan): what it learned is recorded at once.
+    With the answer, a warning when the state could not keep it (the answer stands; the next command
+    asks the image again)."""
     learned = Learned()
     facts = image_facts(client, image, reader(state_dir), learned, attrs)
     if learned.facts and state_dir is not None:
         try:
             record_learned(Images(Database(state_dir)), learned)
-        except StateError as exc:  # the answer stands; only its cache is lost, and the next command asks again
-            log.warning("images.facts_not_kept", image=image, error=str(exc))
-    return facts
+        except StateError as exc:
+            return facts, f"what {image} says of itself was not kept ({exc}); the next command asks it again"
+    return facts, None
 
 
 def _cached(images: Images | None, image_id: str) -> ImageFacts | None:

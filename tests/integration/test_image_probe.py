@@ -42,8 +42,8 @@ def test_probe_asks_the_image_and_caches_by_image_id(docker_engine, standin_imag
     client = CountingClient(docker_engine.host)
     image_id = docker_engine.client.images.get(standin_image).id
 
-    facts = asked_facts(client, standin_image, tmp_path)
-    assert facts.source == "image" and facts.image_id == image_id
+    facts, unkept = asked_facts(client, standin_image, tmp_path)
+    assert unkept is None and facts.source == "image" and facts.image_id == image_id
     assert facts.version == "2.0.0" and facts.cli == "2.x" and facts.exact
     assert facts.has_metrics_addr and facts.has_personal and facts.has_set and facts.has_stats_file is False
     assert facts.has_monitor is True  # HEAD of the archive endpoint of its probe container, over plain HTTP
@@ -51,7 +51,7 @@ def test_probe_asks_the_image_and_caches_by_image_id(docker_engine, standin_imag
     assert open_state(tmp_path).images.facts(image_id) is not None
 
     before = client.calls
-    again = asked_facts(client, standin_image, tmp_path)
+    again, _ = asked_facts(client, standin_image, tmp_path)
     # one inspect of the image; its facts come from the cache: no container is created or run
     assert client.calls - before == 1
     assert again == facts
@@ -124,12 +124,9 @@ def test_a_probe_step_records_in_the_store_it_is_given_and_says_when_it_cannot(d
 
 
 def test_an_answer_the_state_cannot_keep_is_said_and_still_used(docker_engine, standin_image, tmp_path):
-    import structlog
-
     blocked = tmp_path / "state"
     blocked.write_text("a file where the state directory should be")
-    with structlog.testing.capture_logs() as seen:
-        facts = asked_facts(CountingClient(docker_engine.host), standin_image, blocked)
+    facts, unkept = asked_facts(CountingClient(docker_engine.host), standin_image, blocked)
     assert facts is not None and facts.version == "2.0.0"
-    kept = [e for e in seen if e["event"] == "images.facts_not_kept"]
-    assert len(kept) == 1 and kept[0]["log_level"] == "warning" and kept[0]["image"] == standin_image
+    assert unkept.startswith(f"what {standin_image} says of itself was not kept (") and unkept.endswith("; the next command asks it again")
+    assert "\n" not in unkept
