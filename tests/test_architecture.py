@@ -158,3 +158,16 @@ def test_plan_loads_no_docker_sdk(tmp_path):
     assert {"conduit.engine.observe", "conduit.drivers.dockerapi"} <= set(loaded)
     heavy = sorted({name.partition(".")[0] for name in loaded} & {"docker", "requests", "urllib3"})
     assert not heavy, f"conduit plan loads {heavy}"
+
+
+def test_only_the_drivers_hand_poll_a_look():
+    """poll calls the look it is given: from a layer above the drivers that is a call back up the
+    layers; such a layer loops over retries with its own look (docs/architecture.md)."""
+    callers = []
+    for path in sorted((ROOT / "conduit").rglob("*.py")):
+        if path.parent.name == "drivers":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "conduit.drivers.polling" and any(a.name == "poll" for a in node.names):
+                callers.append(str(path.relative_to(ROOT)))
+    assert callers == []
