@@ -47,6 +47,19 @@ CLEANUP_LABEL = "test.conduit.cleanup"
 SUITE_WORKERS = 4
 
 
+# The files whose tests keep one worker busy longest (the CLI property test's examples, the stand-in's
+# conformance group) are handed out first: collected in path order they came after the integration
+# tests, and one worker ran them alone at the end.
+LONGEST_FIRST = ("tests/property/test_cli_properties.py", "tests/integration/test_standin_conformance.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        return next((i for i, path in enumerate(LONGEST_FIRST) if item.nodeid.startswith(path)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
