@@ -32,34 +32,29 @@ class NotStarted(Exception):
     """The bot or the budget refused to start; the message is one line that says what to do."""
 
 
-def asked(spec: ClusterSpec | None) -> str | None:
-    """What of the bot and the budget the spec asks the agent to run, in words; None for neither."""
-    if spec is None:
-        return None
-    telegram = spec.spec.alerts.telegram
-    wanted = (("the Telegram bot", telegram is not None and telegram.bot is not None and telegram.bot.poll),
-              ("the budget", spec.spec.budget is not None))  # fmt: skip
-    return " and ".join(what for what, on in wanted if on) or None
-
-
 BOT, BUDGET = "the Telegram bot", "the budget"
 
 
-def _settings(spec: ClusterSpec | None) -> dict[str, object] | None:
+def _settings(spec: ClusterSpec | None) -> dict[str, object]:
     """What each is started from (None: not asked): a new spec that changes none of it changes nothing
     here. The bot takes the whole telegram section; the budget only its own."""
-    wanted = asked(spec)
-    if wanted is None:
-        return None
-    return {BOT: spec.spec.alerts.telegram if BOT in wanted else None, BUDGET: spec.spec.budget}
+    if spec is None:
+        return {BOT: None, BUDGET: None}
+    telegram = spec.spec.alerts.telegram
+    polls = telegram is not None and telegram.bot is not None and telegram.bot.poll
+    return {BOT: telegram if polls else None, BUDGET: spec.spec.budget}
 
 
-def changes(started: dict[str, object], now: dict[str, object] | None) -> list[str]:
+def asked(spec: ClusterSpec | None) -> str | None:
+    """What of the bot and the budget the spec asks the agent to run, in words; None for neither."""
+    return " and ".join(part for part, settings in _settings(spec).items() if settings is not None) or None
+
+
+def changes(started: dict[str, object], now: dict[str, object]) -> list[str]:
     """What a later spec changes of what runs, one line each, naming the part it changes."""
-    now = now or {BOT: None, BUDGET: None}
     lines = []
     for part in (BOT, BUDGET):
-        before, after = started.get(part), now.get(part)
+        before, after = started[part], now[part]
         if before == after:
             continue
         if before is None:
