@@ -125,3 +125,16 @@ def plan_between(old, new):
     from conduit.engine.planning import as_applied, plan
 
     return plan(Apply(), new, as_applied(old, new))
+
+
+def poll(check, timeout: float):
+    """The loop a waiter writes over conduit.drivers.polling.retries with its own look: `check`
+    answers None (there) or why not; returns its last answer."""
+    from conduit.drivers.polling import retries
+
+    reason = check()
+    if reason is not None:
+        for _ in retries(timeout):
+            if (reason := check()) is None:
+                break
+    return reason

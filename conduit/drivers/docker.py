@@ -19,7 +19,7 @@ from pathlib import Path
 from conduit.drivers import dockerapi
 from conduit.drivers.dockerapi import API_VERSION, DEFAULT_HOST, archive_status, container_log, failures, image_not_found, not_found, refusals
 from conduit.drivers.files import read_or_none
-from conduit.drivers.polling import poll
+from conduit.drivers.polling import retries
 from conduit.errors import DockerError
 from conduit.drivers.nginx import bound_sockets, socket_owners
 from conduit.facts import proc as proc_facts
@@ -44,19 +44,33 @@ from conduit.spec.spec import ClusterSpec
 
 
 
+# Steps run side by side at most (new volumes, new nodes, the nodes of one replace batch): each on a
+# connection of its own (conduit.drivers.dockerapi), all of them at once as Docker Compose does, so
+# the daemon always has the next create or start in hand. On 2 busy vCPUs, creating and starting
+# 40 nodes took a median 3.8 s 10 at a time, 3.5 s 20 at a time, 2.9 s 40 at once (6 rounds each).
+SIDE_BY_SIDE = 64
+SDK_SIDE_BY_SIDE = 10  # a host only the SDK speaks to (ssh://, https://): its pool, and sshd's 10 sessions
+
+
+def side_by_side(base_url: str) -> int:
+    """How many creates and starts go to this daemon at once."""
+    return SDK_SIDE_BY_SIDE if dockerapi.endpoint(base_url) is None else SIDE_BY_SIDE
+
+
 class CountingClient:
     """Docker for conduit, counting the HTTP requests it makes: the reads over plain HTTP
     (conduit.drivers.dockerapi), the writes through the Docker SDK, loaded on the first write.
     A host only the SDK speaks to (ssh://, https://) is the SDK's for everything."""
 
-    def __init__(self, base_url: str | None):
+    def __init__(self, base_url: str | None, kept: dict[str, object] | None = None):
         self.base_url = base_url or DEFAULT_HOST
         self.calls = 0
         self._counting = threading.Lock()  # the side-by-side creates and starts count from many threads
-        self.kept: dict[str, object] | None = None  # status's kept answers (recalled); None: every read asks
+        self.kept = kept  # status's kept answers (recalled); None: every read asks
         self._sdk = None
         where = dockerapi.endpoint(self.base_url)
         self.api = self.sdk() if where is None else dockerapi.DockerAPI(where, self._count, self.sdk)
+        self.side_by_side = side_by_side(self.base_url)
 
     def _count(self) -> None:
         with self._counting:
@@ -65,7 +79,7 @@ class CountingClient:
     def sdk(self):
         """The Docker SDK's APIClient for this daemon, its requests counted too."""
         if self._sdk is None:
-            import docker  # the writes' client: its import is what a read-only command must not pay
+            import docker  # pulls, networks, updates and ssh:// or https:// hosts: a read-only command must not pay its import
 
             try:
                 client = docker.APIClient(base_url=self.base_url, version=API_VERSION, timeout=60)
@@ -127,7 +141,7 @@ def recalled(client: CountingClient, key: str, ask):
     """Docker's answer for `key`: the one status kept in `client.kept` (conduit.drivers.inspected
     drops those an event since can have changed), else asked, and kept there when the client keeps
     answers. A plan's client keeps none: it asks."""
-    kept = getattr(client, "kept", None)
+    kept = client.kept
     if kept is not None and key in kept:
         return kept[key]
     answer = ask()
@@ -157,21 +171,24 @@ def start_container(client: CountingClient, name: str, timeout: float = TASK_LEF
     container's last run ("task ...: already exists") for a moment: that answer is waited out (for
     `timeout` seconds, asked again after pauses that start small), as a person would run `docker start`
     again; any other refusal is raised (docker.errors.APIError)."""
-    refused: list[Exception] = []
 
-    def started() -> str | None:
+    def start() -> Exception | None:
+        """None once started; containerd's refusal to wait out; any other refusal raised."""
         try:
             with answers(client):
                 client.api.start(name)
         except refusals() as exc:
             if "already exists" not in str(exc.explanation or exc):
                 raise
-            refused[:] = [exc]
-            return str(exc)
+            return exc
         return None
 
-    if poll(started, timeout) is not None:
-        raise refused[0]
+    refused = start()
+    if refused is not None:
+        for _ in retries(timeout):
+            if (refused := start()) is None:
+                return
+        raise refused
 
 
 def docker_answers(client: CountingClient) -> bool:

@@ -34,8 +34,9 @@ class HostAccess:
     state_dir: Path
     docker_host: str | None
 
-    def docker(self) -> CountingClient | None:
+    def docker(self, kept: dict | None = None) -> CountingClient | None:
         """None when no Docker daemon is installed here at all: then there are no containers to see.
+        `kept`: status's kept answers, read instead of asking (conduit.drivers.docker.recalled).
 
         A Docker daemon that is installed but stopped is an error: its containers cannot be seen.
         """
@@ -43,7 +44,7 @@ class HostAccess:
             if dockerd_installed():
                 raise DockerError(docker_down(f"unix://{DEFAULT_SOCKET}"))
             return None
-        return CountingClient(self.docker_host)
+        return CountingClient(self.docker_host, kept)
 
 
 def observe_host(

@@ -4,7 +4,7 @@ never a fixed sleep that is too long when the host is quick and too short when i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 FIRST_PAUSE = 0.05  # between the first looks: most things are ready within a few tenths of a second
 LONGEST_PAUSE = 1.0  # the pause doubles up to this: a slow start is not asked dozens of times a second
@@ -36,13 +36,3 @@ def retries(timeout: float, longest: float = LONGEST_PAUSE) -> Iterator[None]:
         time.sleep(min(pause, left))
         yield
 
-
-def poll(check: Callable[[], str | None], timeout: float, longest: float = LONGEST_PAUSE) -> str | None:
-    """retries' loop for a look of this layer's own: `check` answers None (there) or why not; returns
-    its last answer."""
-    reason = check()
-    if reason is not None:
-        for _ in retries(timeout, longest):
-            if (reason := check()) is None:
-                break
-    return reason

@@ -17,7 +17,6 @@ from conduit.log import logger
 from conduit.errors import EXIT_ERROR, EXIT_NOT_ROLLED_BACK, EXIT_OK, EXIT_ROLLED_BACK, DockerError
 from conduit.drivers.docker import docker_answers
 from conduit.drivers.polling import retries
-from conduit.drivers.dockerapi import DockerAPI
 from conduit.drivers.keys import backup_dir
 from conduit.execute.executor import Executor, StepFailed
 from conduit.execute.gates import GateFailed, containers_gate, front_gate, nginx_gate, sysctl_gate, tracker_gate
@@ -32,12 +31,6 @@ from conduit.spec.resources import PHASES, Resource
 from conduit.state.stores import Stores
 from conduit.spec.profiles import HostFacts
 
-# Steps run side by side at most (new volumes, new nodes, the nodes of one replace batch): each on a
-# connection of its own (conduit.drivers.dockerapi), all of them at once as Docker Compose does, so
-# the daemon always has the next create or start in hand. On 2 busy vCPUs, creating and starting
-# 40 nodes took a median 3.8 s 10 at a time, 3.5 s 20 at a time, 2.9 s 40 at once (6 rounds each).
-SIDE_BY_SIDE = 64
-SDK_SIDE_BY_SIDE = 10  # a host only the SDK speaks to (ssh://, https://): its pool, and sshd's 10 sessions
 RETRY_SECONDS = 0.5  # the longest pause between pings of a Docker daemon that stopped answering: a ping costs little
 
 log = logger("conduit.apply")
@@ -182,8 +175,7 @@ class Applier:
         if len(steps) == 1:
             self.step(steps[0])
             return
-        at_once = SIDE_BY_SIDE if isinstance(self.ex.docker().api, DockerAPI) else SDK_SIDE_BY_SIDE
-        with ThreadPoolExecutor(min(at_once, len(steps))) as pool:
+        with ThreadPoolExecutor(min(self.ex.docker().side_by_side, len(steps))) as pool:
             for future in [pool.submit(self.step, s) for s in steps]:
                 future.result()
 

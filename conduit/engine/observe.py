@@ -43,9 +43,7 @@ def observe(spec: ClusterSpec, host: HostAccess, intent: Intent, listed: list[di
     every container, when the caller asked it already (status: one list for its rows and the plan);
     `kept`: status's kept image and volume answers, read instead of asking and filled with those
     asked (conduit.drivers.docker.recalled). A plan or an apply passes neither: it reads fresh."""
-    client = host.docker()
-    if client is not None:
-        client.kept = kept
+    client = host.docker(kept)
     images, learned = reader(host.state_dir), Learned()
     seen = observe_image(spec, client, images, image_request(intent), learned)
     settled = settle(spec, seen)

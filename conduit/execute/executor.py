@@ -360,8 +360,7 @@ class Executor:
         """pull: the spec's image, or a new digest behind its tag (repository@sha256:…); probe: ask
         that digest what it speaks, before any node is touched (conduit.execute.image_probe)."""
         if step.action == Action.PROBE:
-            self.image_id(step.id)  # Docker's answer for it, kept for the nodes' creates (asked once if its pull was not in this run)
-            contradiction = image_probe.probe_pulled(self.docker(), step.desired, self.images, self.warnings.append, self.pulled.get(step.id))
+            contradiction = image_probe.probe_pulled(self.docker(), step.desired, self.images, self.warnings.append, self.pulled_image(step.id))
             if contradiction is not None:
                 raise StepFailed(contradiction)
         elif "@" in step.id:
@@ -408,14 +407,14 @@ class Executor:
         node = self.node(step.id)
         if node is None:
             raise StepFailed(f"container {step.id} is not in the plan's target")
-        container_id = create_container(client, step.id, step.desired, node.labels, self.image_id(step.desired.get("image_id")))
+        container_id = create_container(client, step.id, step.desired, node.labels, (self.pulled_image(step.desired.get("image_id")) or {}).get("Id"))
         try:
             start_container(client, container_id)
         except refusals() as exc:
             raise StepFailed(f"container {step.id} did not start: {exc.explanation or exc}") from None
 
-    def image_id(self, ref: str | None) -> str | None:
-        """The image ID of a repository@digest the nodes move to: from its pull in this run, else
+    def pulled_image(self, ref: str | None) -> dict | None:
+        """Docker's answer for a repository@digest the nodes move to: from its pull in this run, else
         asked once (an apply resumed after the pull); None for any other reference."""
         if not ref or "@" not in ref:
             return None
@@ -425,7 +424,7 @@ class Executor:
                 if attrs is None:
                     return None
                 self.pulled[ref] = attrs
-        return self.pulled[ref].get("Id")
+        return self.pulled[ref]
 
     def update_container(self, step: Step) -> None:
         client = self.docker()

@@ -257,7 +257,7 @@ def test_a_reload_is_taken_once_the_master_runs_workers_of_the_new_configuration
     refuses keeps the old workers, which the gate then reports."""
     from conduit.drivers.nginx import children
     from conduit.execute.executor import Executor
-    from conduit.drivers.polling import poll
+    from tests.helpers import poll
 
     ex = Executor(target=None, root=Path("/"), state_dir=tmp_path, client=None)
     master = nginx_server.master_pid()

@@ -76,9 +76,13 @@ def test_steps_side_by_side_stay_within_the_sdk_pool_on_a_host_only_the_sdk_spea
         with lock:
             running[0] -= 1
 
-    sdk_only = SimpleNamespace(api=object())  # not a DockerAPI: the SDK's APIClient
+    from conduit.drivers.docker import SDK_SIDE_BY_SIDE, SIDE_BY_SIDE, side_by_side
+
+    assert side_by_side("ssh://root@vps") == side_by_side("https://vps:2376") == SDK_SIDE_BY_SIDE
+    assert side_by_side("unix:///var/run/docker.sock") == side_by_side("tcp://127.0.0.1:2375") == SIDE_BY_SIDE
+    sdk_only = SimpleNamespace(side_by_side=side_by_side("ssh://root@vps"))
     applier = apply_module.Applier.__new__(apply_module.Applier)
     applier.ex = SimpleNamespace(docker=lambda: sdk_only)
     applier.step = step
     applier.side_by_side(list(range(30)))
-    assert most[0] == apply_module.SDK_SIDE_BY_SIDE
+    assert most[0] == SDK_SIDE_BY_SIDE

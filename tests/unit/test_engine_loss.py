@@ -110,7 +110,7 @@ class FakeApi:
 
 
 def client(api: FakeApi):
-    return SimpleNamespace(api=api, base_url=SOCKET, calls=0)
+    return SimpleNamespace(api=api, base_url=SOCKET, calls=0, kept=None, side_by_side=10)
 
 
 SPEC = dump(minimal(

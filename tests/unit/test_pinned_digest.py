@@ -44,7 +44,7 @@ def test_each_node_is_created_from_the_image_id_its_pull_gave_with_no_inspect_of
     doc = load_text(dump(minimal(host={"vcpus": 2, "memory": "4GiB"}, containers={"count": 3}, sysctl={"enabled": False})),
                     "cluster.yaml", SMALL_VPS)  # fmt: skip
     api = Api()
-    ex = Executor(target_of(doc), tmp_path, tmp_path, SimpleNamespace(api=api, base_url="unix:///fake.sock", calls=0))
+    ex = Executor(target_of(doc), tmp_path, tmp_path, SimpleNamespace(api=api, base_url="unix:///fake.sock", calls=0, kept=None))
     ex.run(Step("containers", "image", REF, "pull", "the new digest behind the tag", desired={"image": REF}))
     for node in nodes(doc):
         props = container_props(doc, node) | {"image_id": REF}
@@ -59,7 +59,7 @@ def test_a_digest_pulled_before_this_run_is_inspected_once_for_all_nodes(tmp_pat
     doc = load_text(dump(minimal(host={"vcpus": 2, "memory": "4GiB"}, containers={"count": 3}, sysctl={"enabled": False})),
                     "cluster.yaml", SMALL_VPS)  # fmt: skip
     api = Api()
-    ex = Executor(target_of(doc), tmp_path, tmp_path, SimpleNamespace(api=api, base_url="unix:///fake.sock", calls=0))
+    ex = Executor(target_of(doc), tmp_path, tmp_path, SimpleNamespace(api=api, base_url="unix:///fake.sock", calls=0, kept=None))
     for node in nodes(doc):
         ex.run(Step("containers", "container", node.name, "create", "new", desired=container_props(doc, node) | {"image_id": REF}, batch=0))
     assert [c for c in api.calls if c.startswith("inspect")] == [f"inspect {REF}"]

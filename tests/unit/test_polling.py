@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from conduit.drivers.polling import FIRST_PAUSE, LONGEST_PAUSE, pauses, poll
+from conduit.drivers.polling import FIRST_PAUSE, LONGEST_PAUSE, pauses
+from tests.helpers import poll  # the loop over retries every waiter writes
 
 
 def test_the_pause_starts_small_and_doubles_up_to_its_ceiling():
