@@ -22,7 +22,6 @@ from conduit.engine import planning
 from conduit.engine import intents
 from conduit.engine.intents import Door
 from conduit.engine.reconcile import Reconciled, Request, reconcile
-from conduit.engine.settle import new_version_said
 from conduit.features.alerts import compromised
 from conduit.features.status import collect
 from conduit.features.watch_record import read_watch_status
@@ -120,12 +119,6 @@ def outcome_json(o: Reconciled) -> dict:
     }  # fmt: skip
 
 
-def update_view(update: dict | None) -> dict | None:
-    """A plan's image update as the API gives it: with what the plan's text says of the new image's
-    version (`new_version_said`), so that the dashboard says it in the same words."""
-    return {**update, "new_version_said": new_version_said(update)} if update else None
-
-
 def plain_lines(markup: list[str]) -> list[str]:
     """The plan's rich markup as plain text. rich is loaded here, when someone asks for a plan, not
     for an agent that only observes and serves (about 4 MiB resident)."""
@@ -138,6 +131,14 @@ def plain(plan: Plan, offline: bool = False) -> str:
     from conduit.views.report import render_plan  # rich markup: see plain_lines
 
     return plain_lines([render_plan(plan, offline=offline)])[0]
+
+
+def update_text(update: dict | None) -> str:
+    """A plan's image update as its text says it ("" when there is none): the dashboard shows these
+    lines as they are, so that it says the update in the words of `conduit plan`."""
+    from conduit.views.report import update_lines  # rich markup: see plain_lines
+
+    return "\n".join(plain_lines(update_lines(update))).strip("\n")
 
 
 @dataclass
@@ -217,7 +218,8 @@ class Agent:
             "drift": [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"],
             "pending": len(plan.changes),
             "changes": [f"{s.action} {s.kind} {s.id}" + (f" ({s.reason})" if s.reason else "") for s in plan.changes],
-            "update": update_view(plan.update),
+            "update": plan.update,
+            "update_text": update_text(plan.update),
         }
 
     def timeline(self, span: str) -> dict:
@@ -399,14 +401,12 @@ class Agent:
         spec = self._updates_on()
         self.hub.publish("apply", {"line": f"checking {spec.spec.containers.image} in its registry", "by": user})
         plan, _ = self.check_planner(Apply(take=False), spec, self.host)
-        from conduit.views.report import update_lines  # rich markup: see plain_lines
-
-        lines = [line.strip() for line in plain_lines(update_lines(plan.update))]
+        lines = [line.strip() for line in update_text(plan.update).splitlines()]
         said = " / ".join(lines) if lines else f"{spec.spec.containers.image}: the nodes run what it means now"
         self.hub.publish("apply", {"line": said, "by": user})
         with self._plan_lock:
             self._plan = None
-        return {"update": update_view(plan.update), "text": said}
+        return {"update": plan.update, "text": said}
 
     def claim(self, name: str) -> dict:
         """Node `name`'s Ryve claim link and its QR code: it carries the node's private key."""

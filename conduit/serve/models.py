@@ -145,7 +145,8 @@ class PlanView(BaseModel):
     drift: list[str]
     pending: int
     changes: list[str]  # one line per change: action, kind, id (reason)
-    update: dict | None  # a new image behind the tag: versions, digests, taken or why not; new_version_said as the text says it
+    update: dict | None  # a new image behind the tag: versions, digests, taken or why not
+    update_text: str  # that update as `text` says it ("" when none): what the dashboard shows
 
 
 class Point(BaseModel):

@@ -193,10 +193,12 @@ def test_the_page_shows_drift_the_plan_an_image_update_and_the_generations(serve
     changes = page.evaluate("[...document.querySelectorAll('#changes li')].map(li => li.textContent)")
     assert any(c.startswith("create container conduit-1") for c in changes) and "create sysctl fs.file-max (not on the host)" in changes
     assert f"{len(changes)} changes pending" in page.evaluate(f"{TEXT_OF}('#drift')")
-    update = page.evaluate(f"{TEXT_OF}('#image-update')")
-    assert "41bdc1cb5822 (2.0.0)" in update and "takes it" in update
-    # the new image is not pulled yet: said in the words of the plan's text, shown below it
-    assert f"9f3e77c0d4a1 ({NOT_PULLED})" in update and f"9f3e77c0d4a1 ({NOT_PULLED})" in page.evaluate(f"{TEXT_OF}('#plan-text')")
+    # the update in the plan text's own lines, shown below it (the new image not pulled yet: said so)
+    update = page.evaluate(f"{TEXT_OF}('#image-update')").splitlines()
+    plan_text = page.evaluate(f"{TEXT_OF}('#plan-text')").splitlines()
+    first = next(i for i, line in enumerate(plan_text) if line.startswith("Image update:"))
+    assert update == plan_text[first : first + 2]
+    assert f"41bdc1cb5822 (2.0.0) -> sha256:9f3e77c0d4a1 ({NOT_PULLED})" in update[0] and update[1].startswith("  taken: the canaries first")
     gens = page.evaluate("[...document.querySelectorAll('#generations li')].map(li => [li.dataset.generation, li.className])")
     assert gens == [["3", "current"], ["2", ""], ["1", ""]]  # the newest first, the one the host runs marked
     widths = page.evaluate("(() => { const r = document.querySelector('[data-generation=\"2\"] .reason summary'); "

@@ -365,25 +365,48 @@ def test_the_summary_carries_the_months_budget_to_the_dashboard(setup):
     assert set(schema["Budget"]["required"]) == set(budget)
 
 
-def test_the_plans_image_update_says_the_new_version_as_the_plans_text_does(setup, monkeypatch):
-    """The dashboard's update line takes the new image's version from the API (new_version_said), in the
-    words `conduit plan` and watch use: the version the image said, or that it is known once pulled."""
+NOT_PULLED_TAKEN = {"image": "ghcr.io/psiphon-inc/conduit/cli:latest", "old_id": "sha256:aa11", "old_digest": "sha256:41bdc1cb5822aaaa",
+                    "old_version": "2.0.0", "new_id": "ghcr.io/psiphon-inc/conduit/cli@sha256:9f3e77c0d4a1bbbb",
+                    "new_digest": "sha256:9f3e77c0d4a1bbbb", "new_version": None, "pulled": False, "taken": True, "why_not": None}  # fmt: skip
+PULLED_NOT_TAKEN = NOT_PULLED_TAKEN | {"new_id": "sha256:bb22", "new_version": "official 2.0.1", "pulled": True,
+                                      "taken": False, "why_not": "updates.policy is manual"}  # fmt: skip
+
+
+@pytest.mark.parametrize("update", [NOT_PULLED_TAKEN, PULLED_NOT_TAKEN], ids=["not-pulled-taken", "pulled-not-taken"])
+def test_the_plans_image_update_is_said_in_the_words_conduit_plan_prints(setup, monkeypatch, update):
+    """The dashboard shows the API's update_text as it is: the lines `conduit plan` prints for the
+    same update, the new image's version in their words (known once pulled, when it is not)."""
+    import conduit.serve.agent as agent_module
+    from conduit.engine import planning
+    from conduit.engine.settle import NOT_PULLED
+    from tests.helpers import offline_plan
+
+    unchanged = planning.plan
+
+    def with_update(*args, **kwargs):
+        plan = unchanged(*args, **kwargs)
+        plan.update = dict(update)
+        return plan
+
+    monkeypatch.setattr(planning, "plan", with_update)  # the CLI's offline plan and the agent's below
+    monkeypatch.setattr(agent_module, "plan_on_host", lambda _intent, doc, _host: (offline_plan(doc), None))
+    view = setup.client.get("/api/v1/plan", headers=setup.auth("ann")).json()
+    assert view["update"] == update  # the plan's own update, as it is
+
+    printed = CliRunner().invoke(main, ["plan", "--offline", str(EXAMPLE)])
+    assert printed.exit_code == 0, printed.output
+    lines = printed.output.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("Image update:"))
+    assert view["update_text"].splitlines() == lines[first : first + 2]
+    said = "9f3e77c0d4a1 (official 2.0.1)" if update["pulled"] else f"9f3e77c0d4a1 ({NOT_PULLED})"
+    assert said in view["update_text"]
+    assert ("  taken: " if update["taken"] else "  not taken: updates.policy is manual") in view["update_text"]
+
+
+def test_a_plan_with_no_image_update_says_none(setup, monkeypatch):
     import conduit.serve.agent as agent_module
     from tests.helpers import offline_plan
 
-    update = {"image": "r/c:latest", "old_id": "sha256:aa11", "old_digest": "sha256:41bdc1cb5822aaaa", "old_version": "2.0.0",
-              "new_id": "r/c@sha256:9f3e77c0d4a1bbbb", "new_digest": "sha256:9f3e77c0d4a1bbbb", "new_version": None,
-              "pulled": False, "taken": True, "why_not": None}  # fmt: skip
-
-    def planned(_intent, doc, _host):
-        plan = offline_plan(doc)
-        plan.update = update
-        return plan, None
-
-    monkeypatch.setattr(agent_module, "plan_on_host", planned)
+    monkeypatch.setattr(agent_module, "plan_on_host", lambda _intent, doc, _host: (offline_plan(doc), None))
     view = setup.client.get("/api/v1/plan", headers=setup.auth("ann")).json()
-    assert view["update"]["new_version_said"] == "its version is known once pulled"
-    assert f"9f3e77c0d4a1 ({view['update']['new_version_said']})" in view["text"]
-    assert "new_version_said" not in update  # the plan's own update is left as it is
-    assert agent_module.update_view(update | {"new_version": "official 2.0.1", "pulled": True})["new_version_said"] == "official 2.0.1"
-    assert agent_module.update_view(None) is None
+    assert (view["update"], view["update_text"]) == (None, "")

@@ -203,20 +203,13 @@ async function loadFront() {
 
 // ------------------------------------------------------------------ plan and generations
 
-function updateLine(u) {
-  // as the plan's text: the digest, then the version in its words (new_version_said: the agent's)
-  const side = (digest, id, version) => (digest || id || "?").replace("sha256:", "").slice(0, 12) + (version ? ` (${version})` : "");
-  const what = `image update: ${u.image}: ${side(u.old_digest, u.old_id, u.old_version)} → ${u.new_tag ? u.new_tag + " " : ""}${side(u.new_digest, u.new_id, u.new_version_said)}`;
-  return what + (u.taken ? " (an apply takes it, canary first)" : ` (not taken: ${u.why_not || "?"})`);
-}
-
 async function loadPlan() {
   const p = await api("/api/v1/plan");
   $("drift").textContent = p.drift.length ? "drift: " + p.drift.join(", ")
     : p.pending ? `${p.pending} change${p.pending === 1 ? "" : "s"} pending:` : "none pending: the host matches the spec";
   $("drift").className = p.drift.length ? "warn" : "";
   fill($("changes"), p.changes.map((c) => el("li", c)));
-  $("image-update").textContent = p.update ? updateLine(p.update) : "";
+  $("image-update").textContent = p.update_text;  // the plan text's own lines
   $("image-update").className = p.update ? "warn" : "";
   $("plan-text").textContent = p.text;
   $("apply").disabled = !p.pending;
