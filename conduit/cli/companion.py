@@ -94,8 +94,7 @@ class Companion:
     def __init__(self, latest: Callable[[], ClusterSpec | None], start: Callable[[ClusterSpec], Stoppable],
                  first: ClusterSpec | None, look: float = SPEC_LOOK):  # fmt: skip
         self.latest, self.start, self.look = latest, start, look
-        self.what = asked(first)  # what runs
-        self.running = start(first) if self.what else None
+        self.running = start(first) if asked(first) else None
         self.started_with = self.seen = _settings(first)
         self.trouble: str | None = None  # the last look's failure, said once
         self.stopping = threading.Event()
@@ -114,9 +113,10 @@ class Companion:
 
     def _look(self) -> None:
         spec = self.latest()
-        if spec is None or _settings(spec) == self.seen:
+        now = _settings(spec)
+        if spec is None or now == self.seen:
             return
-        before, self.seen = self.seen, _settings(spec)
+        before, self.seen = self.seen, now
         if self.running is None:
             self._begin(spec)
             return
@@ -136,7 +136,7 @@ class Companion:
             _say(f"error: {what} did not start: {reason}; the agent serves on without {_them(what)} "
                  "(tried again at the agent's restart, or when the spec's telegram or budget settings change)", err=True)  # fmt: skip
             return
-        self.what, self.started_with = what, self.seen
+        self.started_with = self.seen
         _say(f"{what} started, as the spec the agent follows now asks")
 
     def stop(self) -> None:

@@ -166,9 +166,12 @@ def add_lifetime(state: Stores | None, rows: list[dict], looks: dict[str, NodeLo
         row["lifetime_bytes_up"], row["lifetime_bytes_down"] = up, down
 
 
-def _listed(client) -> list[dict]:
-    """Every container Docker has: the cluster's rows are among them, and the drift check reads them too."""
-    return call(client, client.api.containers, all=True) if client is not None else []
+def _listed(client, cluster: str, drift: bool) -> list[dict]:
+    """The containers the look needs: every one Docker has when the drift check reads them too (it sees
+    other clusters and foreign names), else the cluster's own."""
+    if client is None:
+        return []
+    return call(client, client.api.containers, all=True, filters=None if drift else {"label": f"{CLUSTER}={cluster}"})
 
 
 def _entries(listed: list[dict], cluster: str) -> dict[str, dict]:
@@ -284,7 +287,7 @@ def _countries(state: Stores | None, rows: list[dict]) -> list[dict]:
 def collect(spec: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     client = host.docker()
     state = read_state(host.state_dir)
-    listed = _listed(client)
+    listed = _listed(client, spec.metadata.name, drift)
     # one events call: which kept answers (each node's inspect, the drift check's reads) still hold
     seen = inspected.look(client, host.state_dir / f"inspected-{spec.metadata.name}.json") if client is not None else None
     rows, infos = _node_rows(spec, client, listed, state, seen)
@@ -309,7 +312,7 @@ def collect(spec: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
     if drift:
         # the registry as last asked, if recently; the containers as listed above; the image and
         # volumes as kept while no event since can have changed them (asked, and kept, otherwise)
-        plan, _ = plan_on_host(Apply(registry="due"), spec, host, listed if client is not None else None, kept)
+        plan, _ = plan_on_host(Apply(registry="due"), spec, host, listed, kept)
         result["drift"] = [f"{s.kind} {s.id}" for s in plan.changes if s.reason == "drift"]
         result["pending"] = len(plan.changes)
         result["api_calls"] += plan.api_calls
