@@ -68,6 +68,7 @@ class CountingClient:
         self._counting = threading.Lock()  # the side-by-side creates and starts count from many threads
         self.kept = kept  # status's kept answers (recalled); None: every read asks
         self._sdk = None
+        self._making = threading.Lock()
         where = dockerapi.endpoint(self.base_url)
         self.api = self.sdk() if where is None else dockerapi.DockerAPI(where, self._count, self.sdk)
         self.side_by_side = side_by_side(self.base_url)
@@ -77,23 +78,28 @@ class CountingClient:
             self.calls += 1
 
     def sdk(self):
-        """The Docker SDK's APIClient for this daemon, its requests counted too."""
-        if self._sdk is None:
-            import docker  # pulls, networks, updates and ssh:// or https:// hosts: a read-only command must not pay its import
+        """The Docker SDK's APIClient for this daemon, its requests counted too: one client, made by
+        whichever of the side-by-side threads asks first."""
+        with self._making:
+            if self._sdk is None:
+                self._sdk = self._counted_sdk()
+            return self._sdk
 
-            try:
-                client = docker.APIClient(base_url=self.base_url, version=API_VERSION, timeout=60)
-            except docker.errors.DockerException as exc:
-                raise DockerError(diagnose(self.base_url, exc)) from None
-            send = client.send
+    def _counted_sdk(self):
+        import docker  # pulls, networks, updates and ssh:// or https:// hosts: a read-only command must not pay its import
 
-            def counted(request, **kwargs):
-                self._count()
-                return send(request, **kwargs)
+        try:
+            client = docker.APIClient(base_url=self.base_url, version=API_VERSION, timeout=60)
+        except docker.errors.DockerException as exc:
+            raise DockerError(diagnose(self.base_url, exc)) from None
+        send = client.send
 
-            client.send = counted
-            self._sdk = client
-        return self._sdk
+        def counted(request, **kwargs):
+            self._count()
+            return send(request, **kwargs)
+
+        client.send = counted
+        return client
 
 
 SBIN_PATH = "/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"

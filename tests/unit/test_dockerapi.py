@@ -295,3 +295,20 @@ def test_log_frames_give_their_payloads_in_order_and_a_torn_end_no_crash(frames,
     assert demux(data) == b"".join(p for _, p in frames)
     if frames:
         assert b"".join(p for _, p in frames).startswith(demux(data[:-torn]))
+
+
+def test_the_side_by_side_threads_that_first_write_share_one_sdk_client(daemon):
+    client = CountingClient(daemon)
+    start = threading.Barrier(16)
+
+    def first_write():
+        start.wait()
+        return client.sdk()
+
+    threads = [threading.Thread(target=lambda: made.append(first_write())) for _ in range(16)]
+    made: list = []
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 16 and len({id(sdk) for sdk in made}) == 1 and client._sdk is made[0]
