@@ -8,6 +8,9 @@ tools take turns within each round; each figure is the median of the rounds:
   volume left) vs `docker compose up -d` (after `down -v`);
 - no-op: `conduit plan` and `conduit apply` on the converged host vs `docker compose up -d`;
 - `conduit --version` vs `docker compose version`;
+- the spec floor (bench/spec_floor.py: Python with click and YAML loaded and the spec validated
+  into its Pydantic models, no Docker) vs Compose's no-op `up -d`: what any command that reads a
+  spec costs before its first Docker call;
 - `conduit status --json` (with its drift check; the first look after an apply, which inspects
   each new node once, and the next one), and with `--no-drift`, vs `docker compose ps -a --format json`.
 
@@ -100,6 +103,7 @@ def one_round(t: Tools, figures: dict[str, list[tuple[float, int]]]) -> None:
     add("noop compose 2", *t.timed([*t.compose, "up", "-d"])[:2])
     add("version conduit", *t.timed(t.conduit("--version"))[:2])
     add("version compose", *t.timed([t.binary, "version"])[:2])
+    add("spec floor", *t.timed([sys.executable, str(ROOT / "bench" / "spec_floor.py"), str(t.spec)])[:2])
     add("status first", *t.timed(t.conduit("status", "--json", str(t.spec)))[:2])  # inspects each new node once
     seconds, calls, done = t.timed(t.conduit("status", "--json", str(t.spec)))
     add("status", seconds, calls)
@@ -113,6 +117,7 @@ ROWS = (
     ("no-op plan", "conduit plan", "plan", "compose up -d", "noop compose"),
     ("no-op apply", "conduit apply", "apply", "compose up -d", "noop compose 2"),
     ("version", "conduit --version", "version conduit", "compose version", "version compose"),
+    ("spec floor", "bench/spec_floor.py", "spec floor", "compose up -d", "noop compose"),
     ("status, first look", "conduit status --json", "status first", "compose ps -a --format json", "ps compose"),
     ("status of {n}", "conduit status --json", "status", "compose ps -a --format json", "ps compose"),
     ("status, no drift", "status --json --no-drift", "status no drift", "compose ps -a --format json", "ps compose"),
