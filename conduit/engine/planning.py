@@ -35,7 +35,8 @@ class Observed:
     refused at earlier applies; `learned`: what the state does not hold yet, for the apply to
     record; `runtime`: what the host runs the tracker and nginx with; `has_image`: whether Docker has the spec's image (None: as `image` says);
     `sysctl_read`: the sysctl values are the host's own (profile floors never lower them), not a spec's;
-    `settled`: the spec settled against `image` when observe did it for this plan (not settled twice)."""
+    `settled`: the spec settled against `image` when observe did it for this plan (not settled twice; a plan of
+    another spec settles its own)."""
 
     host: Observation = field(default_factory=Observation)
     image: ImageSeen | None = None
@@ -107,7 +108,7 @@ def _converge(spec: ClusterSpec, seen: Observed) -> Plan:
 
     Under sysctl.on_refused: warn, a key this kernel cannot take now, or one whose very value it
     refused at the last apply, is held (a no-op with a warning) until the host or the value changes."""
-    settled = seen.settled if seen.settled is not None else settle(spec, seen.image)
+    settled = seen.settled if seen.settled is not None and seen.settled.source is spec else settle(spec, seen.image)
     spec, obs = settled.spec, seen.host
     present = settled.image_present if seen.has_image is None else seen.has_image
     now = {r.id: r.props.get("value") for r in obs.resources if r.kind == "sysctl"} if seen.sysctl_read else None

@@ -74,6 +74,7 @@ class Settled:
     image_present: bool = False  # Docker has the image already: no pull is planned
     update: Update | None = None  # a new digest behind the tag (conduit.engine.updates)
     probe: dict | None = None  # a new image to pull: what the plan expects it to say (the probe step compares)
+    source: ClusterSpec | None = field(default=None, repr=False)  # the spec as given, before its image's facts
 
 
 def _fallback_warning(facts: ImageFacts, reason: str) -> str:
@@ -133,7 +134,7 @@ def settle(spec: ClusterSpec, seen: ImageSeen | None = None) -> Settled:
     if seen.choice.pull:
         return _to_pull(spec, seen, given)
     found = replace(seen.found, image=image) if seen.found is not None else None
-    out = Settled(spec, image_present=found is not None, update=seen.choice.update, warnings=list(seen.choice.warnings))
+    out = Settled(spec, source=spec, image_present=found is not None, update=seen.choice.update, warnings=list(seen.choice.warnings))
     if found is not None and found.known:
         facts = found
         out.problems += mismatches(spec, found)
@@ -168,7 +169,7 @@ def _to_pull(spec: ClusterSpec, seen: ImageSeen, given: ImageFacts) -> Settled:
     """The nodes take a new digest Docker does not have yet: planned as expected, asked once pulled."""
     ref = seen.choice.ref
     facts = replace(expected_facts(given, seen.running), image_id=ref)
-    out = Settled(spec, update=seen.choice.update, warnings=list(seen.choice.warnings))
+    out = Settled(spec, source=spec, update=seen.choice.update, warnings=list(seen.choice.warnings))
     said = "what the nodes' image said" if facts.source == "image" else ("its tag" if facts.source == "tag" else "the spec")
     if facts.known:
         out.warnings.append(

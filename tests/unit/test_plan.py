@@ -83,3 +83,16 @@ def test_fingerprint_moves_with_the_host():
     a = make_plan("edge-1", want, want).fingerprint
     b = make_plan("edge-1", want, want[:-1]).fingerprint
     assert a != b and a == make_plan("edge-1", want, list(reversed(want))).fingerprint
+
+
+def test_a_plan_of_another_spec_settles_its_own_not_the_one_observed():
+    from conduit.engine.intent import Apply
+    from conduit.engine.planning import Observed, plan
+    from conduit.engine.settle import settle
+
+    eight = load_text(EXAMPLE.read_text(), "c.yaml", SMALL_VPS)
+    nine = load_text(EXAMPLE.read_text().replace("count: 8", "count: 9"), "c.yaml", SMALL_VPS)
+    seen = Observed(settled=settle(eight))
+    made = {s.id for s in plan(Apply(), nine, seen).steps if s.kind == "container"}
+    assert len(made) == 9 and "conduit-9" in made
+    assert len([s for s in plan(Apply(), eight, seen).steps if s.kind == "container"]) == 8
