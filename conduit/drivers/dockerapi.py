@@ -352,4 +352,5 @@ def archive_status(api, container: str, path: str) -> int:
     """HEAD of the container's archive at `path` (nothing is copied): 200 there, 404 not."""
     if isinstance(api, DockerAPI):
         return api.archive_status(container, path)
-    return api.head(api._url("/containers/{0}/archive", container), params={"path": path}).status_code
+    # requests has no timeout of its own: the SDK's calls each pass theirs, and so must this one
+    return api.head(api._url("/containers/{0}/archive", container), params={"path": path}, timeout=api.timeout).status_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socketserver
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from conduit.drivers import dockerapi, node
 from conduit.drivers.docker import CountingClient, _has_file, answers, call, docker_answers, docker_down, inspect_image
-from conduit.drivers.dockerapi import API_VERSION, NotFound, archive_status, container_log, demux, endpoint, json_stream, refusals
+from conduit.drivers.dockerapi import API_VERSION, NotFound, archive_status, container_log, demux, endpoint, failures, json_stream, refusals
 from conduit.errors import DockerError
 
 EVENTS = [
@@ -94,6 +95,9 @@ class Daemon(BaseHTTPRequestHandler):
             self.send(500, b'{"message": "task busy: already exists"}')
         elif path == "/containers/c9/wait":
             self.send(200, b'{"StatusCode": 3}')
+        elif path == "/containers/slow/archive":  # a daemon that answers late (a stalled ssh:// link)
+            time.sleep(1)
+            self.send(200, b"")
         elif path.endswith("/archive"):
             self.send(200 if query["path"] == "/bin/there" else 404, b"")
         else:
@@ -192,6 +196,15 @@ def test_a_host_only_the_sdk_speaks_to_is_asked_the_same_head(daemon):
     sdk = client.sdk()
     assert (archive_status(sdk, "c9", "/bin/there"), archive_status(sdk, "c9", "/bin/gone")) == (200, 404)
     assert client.calls == 2 and [seen[0] for seen in Daemon.seen] == ["HEAD /containers/c9/archive"] * 2
+
+
+def test_a_head_answered_late_fails_at_the_clients_timeout_from_either_client(daemon):
+    client = CountingClient(daemon)
+    client.api.timeout = client.sdk().timeout = 0.2
+    for asking in (client.api, client.sdk()):
+        with pytest.raises(failures()):
+            archive_status(asking, "slow", "/bin/there")
+    assert _has_file(client, "slow", ["/bin"], "there") is None  # not known, rather than waited for
 
 
 def test_a_socket_that_is_absent_is_the_docker_down_line(tmp_path):

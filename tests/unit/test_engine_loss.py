@@ -14,6 +14,7 @@ import conduit.cli.apply as cli_apply
 import conduit.engine.apply as apply_module
 import conduit.execute.executor as executor_module
 from conduit.cli.root import main
+from conduit.drivers.docker import CountingClient
 from conduit.errors import DockerError
 from conduit.execute import nodehealth
 from conduit.execute.executor import HANDLERS, Executor, StepFailed
@@ -38,6 +39,7 @@ def lost() -> requests.exceptions.ConnectionError:
     return requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))")
 
 
+# Kept: a real dockerd is lost here only at a moment seen from outside (test_apply's stop_daemon), never at a chosen call.
 class FakeApi:
     """The part of the Docker API a replace uses, over a dict of containers. The engine stops
     at the `stop_at` call (method, n-th time) and, when `back_after` is set, answers again after
@@ -142,10 +144,7 @@ def executor(doc, api: FakeApi, tmp_path) -> Executor:
 
 @pytest.mark.parametrize("action", ["remove_container", "drop_previous", "restore_previous", "_image", "start_new", "inspect"])
 def test_an_engine_that_does_not_answer_is_one_engine_error(doc, tmp_path, action):
-    api = FakeApi()
-    api.containers["conduit-1.previous"] = {"id": "held", "running": False}
-    api.down = True
-    ex = executor(doc, api, tmp_path)
+    ex = Executor(target_of(doc), tmp_path, tmp_path, CountingClient(SOCKET))  # conduit's own client, and no dockerd behind the socket
     pull = Step("containers", "image", "example/conduit:1", "pull", "not on this host", desired={"image": "example/conduit:1"})
     args = {"_image": pull, "start_new": replace_plan(doc).changes[0]}.get(action, "conduit-1")
     with pytest.raises(DockerError) as caught:
@@ -161,12 +160,10 @@ def test_a_step_the_engine_does_not_answer_fails_in_one_line(doc, tmp_path):
 
 
 def test_the_containers_gate_raises_engine_error_not_connection_error(doc, tmp_path):
-    api = FakeApi()
-    api.down = True
     with pytest.raises(DockerError):
-        nodehealth.inspect(client(api), "conduit-1")
+        nodehealth.inspect(CountingClient(SOCKET), "conduit-1")
     with pytest.raises(DockerError):
-        containers_gate(executor(doc, api, tmp_path), ["conduit-1"], 0.2, 0)
+        containers_gate(Executor(target_of(doc), tmp_path, tmp_path, CountingClient(SOCKET)), ["conduit-1"], 0.2, 0)
 
 
 def test_a_restore_cut_short_by_the_engine_finishes_when_run_again(doc, tmp_path):
