@@ -453,6 +453,7 @@ def port_problems(spec: ClusterSpec, running: set[str], own_ids: set[str] = froz
 
 PROBE_LABEL = f"{LABEL}.probe"
 PROBE_TIMEOUT = 30
+PROBE_OUTPUT = 1 << 20  # what is read of a probe's output: `--version` and `start --help` say what they say at its start
 # Docker's PATH when an image sets none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -561,7 +562,7 @@ def _run_once(client: CountingClient, image: str, command: list[str], look_for: 
             code = api.wait(cid, timeout=PROBE_TIMEOUT).get("StatusCode")
         except failures():
             code = None
-        output = call(client, container_log, api, cid, tty=False)  # made above without a TTY
+        output = call(client, container_log, api, cid, tty=False, limit=PROBE_OUTPUT, keep="first")  # made above without a TTY
         return code, output.decode("utf-8", "replace"), found
     finally:
         try:
