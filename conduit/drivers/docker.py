@@ -23,6 +23,7 @@ from conduit.drivers.polling import retries
 from conduit.errors import DockerError
 from conduit.drivers.nginx import bound_sockets, socket_owners
 from conduit.facts import proc as proc_facts
+from conduit.facts.oneline import one_line
 from conduit.drivers.programs import not_installed
 from conduit.spec.resources import Observation, Resource
 from conduit.render.container import (
@@ -306,13 +307,14 @@ def _own_ids(spec: ClusterSpec, entries: list[dict]) -> set[str]:
 def shared_host_warnings(spec: ClusterSpec, entries: list[dict]) -> list[str]:
     """One warning per other conduit cluster with nodes on this host, when this spec leaves some of
     its sizing to defaults counted from the whole host (as the loader's advisor found): both clusters
-    would count the host as their own. A warning, no step: it is no drift."""
+    would count the host as their own. A warning, no step: it is no drift. The other's name is its
+    label, which any local process can set: shown in one line."""
     sized = capacity(spec).host_sized
     if not sized:
         return []
     others = Counter(labels.get(CLUSTER, "?") for labels in ((e.get("Labels") or {}) for e in entries)
                      if labels.get(MANAGED_BY) == MANAGER and labels.get(CLUSTER) != spec.metadata.name)  # fmt: skip
-    return [shared_host(other, count, sized) for other, count in sorted(others.items())]
+    return [shared_host(one_line(other), count, sized) for other, count in sorted(others.items())]
 
 
 def _observe_container(spec: ClusterSpec, client: CountingClient, entry: dict, obs: Observation) -> None:
@@ -322,7 +324,7 @@ def _observe_container(spec: ClusterSpec, client: CountingClient, entry: dict, o
         _observe_other_container(spec, client, entry, cname, obs)
         return
     if CONFIG not in labels or INDEX not in labels:
-        obs.warnings.append(f"container {cname} has conduit labels from another version; it will be replaced")
+        obs.warnings.append(f"container {one_line(cname)} has conduit labels from another version; it will be replaced")
     # Cgroups live on Docker's host, whatever --root says; a remote Docker daemon has none here.
     limits = cgroup_limits(Path("/"), entry["Id"]) if entry.get("State") == "running" else None
     if limits is None:
@@ -335,8 +337,9 @@ def _observe_container(spec: ClusterSpec, client: CountingClient, entry: dict, o
 
 def cluster_collisions(spec: ClusterSpec, cname: str, labels: dict[str, str]) -> list[str]:
     """What a node of this spec would share with `cname`, a node of another conduit cluster:
-    its name, its volume (its key) or a host port. One line each, naming both."""
-    other = labels.get(CLUSTER, "?")
+    its name, its volume (its key) or a host port. One line each, naming both (theirs as their labels
+    and Docker say them, in one line)."""
+    other, shown = one_line(labels.get(CLUSTER, "?")), one_line(cname)
     created_with = config_from_labels(labels) or {}
     their_volume = (created_with.get("volume") or "").split(":")[0]
     their_ports = _host_ports(created_with)
@@ -344,13 +347,13 @@ def cluster_collisions(spec: ClusterSpec, cname: str, labels: dict[str, str]) ->
     for node in nodes(spec):
         props = container_props(spec, node)
         if node.name == cname:
-            problems.append(f"container {cname} belongs to cluster {other} (managed by conduit); "
+            problems.append(f"container {shown} belongs to cluster {other} (managed by conduit); "
                             f"give cluster {spec.metadata.name} another name/prefix (containers.naming) or remove it there")  # fmt: skip
         elif their_volume and node.volume == their_volume:
-            problems.append(f"volume {their_volume} of {node.name} (cluster {spec.metadata.name}) is the volume of {cname} "
+            problems.append(f"volume {node.volume} of {node.name} (cluster {spec.metadata.name}) is the volume of {shown} "
                             f"(cluster {other}): two nodes on one key; give cluster {spec.metadata.name} another containers.naming.volume_prefix")  # fmt: skip
         for port in sorted(_host_ports(props) & their_ports):
-            problems.append(f"port {port} of {node.name} (cluster {spec.metadata.name}) is held by {cname} (cluster {other}); "
+            problems.append(f"port {port} of {node.name} (cluster {spec.metadata.name}) is held by {shown} (cluster {other}); "
                             f"give cluster {spec.metadata.name} another conduit.metrics_port_base or listener port")  # fmt: skip
     return problems
 
@@ -372,7 +375,7 @@ def _observe_other_container(spec: ClusterSpec, client: CountingClient, entry: d
     if labels.get(MANAGED_BY) == MANAGER:
         problems = cluster_collisions(spec, cname, labels)
         if problems:
-            obs.foreign.append(f"container {cname} (conduit cluster {labels.get(CLUSTER, '?')})")
+            obs.foreign.append(f"container {one_line(cname)} (conduit cluster {one_line(labels.get(CLUSTER, '?'))})")
             obs.problems += problems
         return
     wanted_volume = {n.name: n.volume for n in nodes(spec)}
@@ -448,7 +451,7 @@ def port_problems(spec: ClusterSpec, running: set[str], own_ids: set[str] = froz
         foreign = _strangers(proc, holders, own_ids)
         if not inodes or (holders and not foreign) or (not holders and name in running):
             continue  # free, held by our own container, or held unseen while the node that binds it runs
-        who = ", ".join(f"pid {pid} ({comm})" for pid, comm in foreign) or "a process /proc does not show"
+        who = ", ".join(f"pid {pid} ({one_line(comm)})" for pid, comm in foreign) or "a process /proc does not show"
         fix = "change conduit.metrics_port_base" if host_network else "change the port in the spec"
         problems.append(f"port {port}/{protocol} ({what} of {name}) is already in use by another process: {who}; "
                         f"stop that process or {fix}")  # fmt: skip
@@ -459,6 +462,7 @@ def port_problems(spec: ClusterSpec, running: set[str], own_ids: set[str] = froz
 
 PROBE_LABEL = f"{LABEL}.probe"
 PROBE_TIMEOUT = 30
+PROBE_OUTPUT = 1 << 20  # what is read of a probe's output: `--version` and `start --help` say what they say at its start
 # Docker's PATH when an image sets none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -567,7 +571,7 @@ def _run_once(client: CountingClient, image: str, command: list[str], look_for: 
             code = api.wait(cid, timeout=PROBE_TIMEOUT).get("StatusCode")
         except failures():
             code = None
-        output = call(client, container_log, api, cid, tty=False)  # made above without a TTY
+        output = call(client, container_log, api, cid, tty=False, limit=PROBE_OUTPUT, keep="first")  # made above without a TTY
         return code, output.decode("utf-8", "replace"), found
     finally:
         try:

@@ -6,9 +6,10 @@ about 7 MiB resident; a command that only reads should not pay that, nor an appl
 nodes, whose creates and starts run side by side with no connection pool to wait for (each
 request has a connection of its own). The methods here carry the SDK APIClient's names and
 answers, so a caller cannot tell them apart; anything else asked of an DockerAPI (pulls,
-networks) is handed to the SDK client its `fallback` loads on first use. A log (whose TTY the
-SDK's logs() inspects the container to learn) and the archive's HEAD (the SDK has no call for it)
-are asked of either client through container_log and archive_status, at the end.
+networks) is handed to the SDK client its `fallback` loads on first use. A log (read in pieces up
+to a cap: a node's log is what strangers made it say, and could be any size) and the archive's
+HEAD (the SDK has no call for it) are asked of either client through container_log and
+archive_status, at the end.
 
 Faults: an answer of 400 and above is an APIError (NotFound, ImageNotFound for 404, as the SDK
 says them); no answer at all (socket absent or refusing, a broken or late answer) is NoAnswer,
@@ -21,12 +22,15 @@ import http.client
 import json
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
+from typing import Literal
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 API_VERSION = "1.41"  # Docker 20.10, the oldest Docker a current Debian ships
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 TIMEOUT = 60
+LOG_CHUNK = 1 << 16  # a log answer is read this much at a time
 
 
 class DockerException(Exception):
@@ -143,16 +147,55 @@ def json_stream(data: bytes) -> list:
         out.append(value)
 
 
-def demux(data: bytes) -> bytes:
-    """The payloads of a multiplexed log answer (a container without a TTY), in order: each frame
-    is 8 bytes (stream 0/1/2, three zero bytes, the payload's size big-endian) and the payload.
-    A torn last frame gives what it has."""
-    out, at = [], 0
-    while at + 8 <= len(data):
-        size = int.from_bytes(data[at + 4 : at + 8], "big")
-        out.append(data[at + 8 : at + 8 + size])
-        at += 8 + size
-    return b"".join(out)
+class Unframed:
+    """The payloads of a multiplexed log answer (a container without a TTY), fed in the pieces they
+    arrive in: each frame is 8 bytes (stream 0/1/2, three zero bytes, the payload's size big-endian)
+    and the payload. A header may be split between pieces and a payload spread over many: what a
+    piece holds of payloads is given at once, never a whole frame held first."""
+
+    def __init__(self) -> None:
+        self.header, self.left = b"", 0
+
+    def feed(self, data: bytes) -> bytes:
+        out, at = [], 0
+        while at < len(data):
+            if self.left:
+                out.append(data[at : at + self.left])
+                self.left -= len(out[-1])
+                at += len(out[-1])
+                continue
+            taken = data[at : at + 8 - len(self.header)]
+            self.header += taken
+            at += len(taken)
+            if len(self.header) == 8:
+                self.left, self.header = int.from_bytes(self.header[4:8], "big"), b""
+        return b"".join(out)
+
+
+def first_bytes(pieces: Iterable[bytes], limit: int) -> bytes:
+    """The first `limit` bytes of `pieces`; nothing after them is read."""
+    kept = bytearray()
+    for piece in pieces:
+        kept += piece[: limit - len(kept)]
+        if len(kept) >= limit:
+            break
+    return bytes(kept)
+
+
+def last_bytes(pieces: Iterable[bytes], limit: int) -> bytes:
+    """The last `limit` bytes of `pieces`, at most, held no more than that while they are read; when
+    more came, from the first line that begins within them (a torn line has no timestamp to read),
+    or the end of one line longer than `limit`."""
+    kept, cut = bytearray(), False
+    for piece in pieces:
+        kept += piece
+        if len(kept) > limit + 1:  # one byte more: whether the part kept begins a line
+            del kept[: len(kept) - limit - 1]  # from the front: CPython moves no bytes for that
+            cut = True
+    if cut or len(kept) > limit:
+        newline = kept.find(b"\n")
+        del kept[: newline + 1 if 0 <= newline < len(kept) - 1 else len(kept) - limit]
+    return bytes(kept)
 
 
 def _api_error(status: int, reason: str, url: str, body: bytes) -> APIError:
@@ -278,17 +321,23 @@ class DockerAPI:
         body, _ = self.get("/events", {"since": since, "until": until, **_filters(filters)})
         return json_stream(body)
 
-    def logs(self, container: str, stdout: bool = True, stderr: bool = True, timestamps: bool = False,
-             tail: int | str = "all", since: int | None = None, tty: bool | None = None) -> bytes:  # fmt: skip
-        """The container's log as bytes. Without `tty` it is asked of Docker first, as the SDK does:
-        a container without a TTY answers in multiplexed frames."""
-        if tty is None:
-            tty = bool((self.inspect_container(container).get("Config") or {}).get("Tty"))
-        params = {"stdout": int(stdout), "stderr": int(stderr), "timestamps": int(timestamps), "follow": 0, "tail": tail}
-        if since is not None:
-            params["since"] = since
-        body, _ = self.get(f"/containers/{self._name(container)}/logs", params)
-        return body if tty else demux(body)
+    def pieces(self, path: str, params: dict | None = None) -> Iterator[bytes]:
+        """The body of GET /v{API_VERSION}{path} in pieces of at most LOG_CHUNK bytes, as it arrives;
+        one HTTP request, on a connection closed when the caller stops reading."""
+        url = f"/v{API_VERSION}{path}" + (f"?{urlencode(params)}" if params else "")
+        self.counted()
+        conn = self._connection()
+        try:
+            conn.request("GET", url)
+            response = conn.getresponse()
+            if response.status >= 400:
+                raise _api_error(response.status, response.reason, url, response.read(LOG_CHUNK))
+            while piece := response.read1(LOG_CHUNK):
+                yield piece
+        except (OSError, http.client.HTTPException) as exc:
+            raise NoAnswer(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------ writes
 
@@ -337,15 +386,32 @@ class DockerAPI:
 # would be: what the SDK would ask with an extra call, or has no public call for, is asked here of either.
 
 
-def container_log(api, container: str, tty: bool, timestamps: bool = False, tail: int | str = "all",
-                  since: int | None = None) -> bytes:  # fmt: skip
-    """The container's log (stdout and stderr) as bytes, in one request: the caller knows whether
-    the container has a TTY (conduit makes its throwaway containers without one; a node's is in the
-    inspect answer the caller holds), which logs() would inspect the container again to learn."""
-    if isinstance(api, DockerAPI):
-        return api.logs(container, tty=tty, timestamps=timestamps, tail=tail, since=since)
+def container_log(api, container: str, tty: bool | None, limit: int, keep: Literal["first", "last"] = "last",
+                  timestamps: bool = False, tail: int | str = "all", since: int | None = None) -> bytes:  # fmt: skip
+    """The container's log (stdout and stderr) as bytes, no more than `limit` of them: its `keep`
+    end (the last are whole lines). Read in pieces, in one request: the caller knows whether the
+    container has a TTY (conduit makes its throwaway containers without one; a node's is in the
+    inspect answer the caller holds); None asks Docker first, as the SDK's logs() does."""
+    if tty is None:
+        tty = bool((api.inspect_container(container).get("Config") or {}).get("Tty"))
     params = {"stdout": 1, "stderr": 1, "timestamps": int(timestamps), "follow": 0, "tail": tail} | ({"since": since} if since else {})
-    return api._get_result_tty(False, api._get(api._url("/containers/{0}/logs", container), params=params, stream=False), tty)
+    with closing(_log_pieces(api, container, params)) as pieces:
+        unframed = Unframed()
+        payloads = pieces if tty else (unframed.feed(piece) for piece in pieces)
+        return first_bytes(payloads, limit) if keep == "first" else last_bytes(payloads, limit)
+
+
+def _log_pieces(api, container: str, params: dict) -> Iterator[bytes]:
+    """The raw log answer in pieces, from either client; its connection closed when reading stops."""
+    if isinstance(api, DockerAPI):
+        yield from api.pieces(f"/containers/{api._name(container)}/logs", params)
+        return
+    response = api._get(api._url("/containers/{0}/logs", container), params=params, stream=True)
+    try:
+        api._raise_for_status(response)
+        yield from response.iter_content(LOG_CHUNK)
+    finally:
+        response.close()
 
 
 def archive_status(api, container: str, path: str) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conduit.facts import proc as procfacts
+from conduit.facts.oneline import one_line
 from conduit.facts.capacity import HostLimits, capacity_findings, effective, front_sizing, parse_port_range, system_findings
 from conduit.facts.nginx import (
     Statement,
@@ -243,7 +244,7 @@ def _observe_own_config(spec: ClusterSpec, root: Path, obs: Observation) -> None
         if header_digest(content) != body_digest(content):
             obs.drifted.add(("nginx_main", path))
         return
-    obs.foreign.append(path if owner is None else f"{path} (conduit cluster {owner})")
+    obs.foreign.append(path if owner is None else f"{path} (conduit cluster {one_line(owner)})")
     if lb.enabled:
         obs.problems.append(f"{path} exists and is not this cluster's; refusing to overwrite it")
 
@@ -324,10 +325,10 @@ def _observe_stream_file(spec: ClusterSpec, root: Path, obs: Observation) -> str
                 f"{paths.include_file} exists and is not managed by conduit; refusing to overwrite it"
             )
     else:
-        obs.foreign.append(f"{paths.include_file} (conduit cluster {owner})")
+        obs.foreign.append(f"{paths.include_file} (conduit cluster {one_line(owner)})")
         if lb.enabled:
             obs.problems.append(
-                f"{paths.include_file} belongs to conduit cluster {owner}; refusing to overwrite it"
+                f"{paths.include_file} belongs to conduit cluster {one_line(owner)}; refusing to overwrite it"
             )
     return None
 

@@ -30,14 +30,14 @@ def run_log(client, name: str, started_at: str, tty: bool, finished_at: str = ""
 
     The run begins where the previous one finished (`State.FinishedAt`), not at `StartedAt`:
     Docker records StartedAt after the process is already running, so a node that prints
-    at once has lines stamped a little before it. One request: `tty` is the container's, from the
-    caller's inspect answer.
+    at once has lines stamped a little before it. One request, no more than LOG_LIMIT bytes of its
+    end read: `tty` is the container's, from the caller's inspect answer.
     """
     bound = nodelog.run_start(started_at, finished_at)
     since = nodelog.instant(bound)
     since_s = since[0] if since and since[0] > 0 else None
     try:
-        raw = container_log(client.api, name, tty, timestamps=True, since=since_s)
+        raw = container_log(client.api, name, tty, LOG_LIMIT, timestamps=True, since=since_s)
     except failures():
         return []
     return nodelog.this_run(raw.decode(errors="replace"), bound)
@@ -95,11 +95,15 @@ def file_log(path: str, started_at: str, finished_at: str = "") -> list[str] | N
     return nodelog.this_run(nodelog.json_file(data.decode(errors="replace")), bound_text)
 
 
+RECENT_LIMIT = 1 << 20  # what is read of the last lines: a failure's explanation quotes only the last few
+
+
 def recent_log(client, name: str, tty: bool, tail: int = 500) -> str:
-    """The container's last `tail` log lines with their timestamps, whichever runs wrote them ("" when
-    Docker cannot give them); one request: `tty` is the container's, from the caller's inspect answer."""
+    """The container's last `tail` log lines with their timestamps, no more than RECENT_LIMIT bytes of
+    them, whichever runs wrote them ("" when Docker cannot give them); one request: `tty` is the
+    container's, from the caller's inspect answer."""
     try:
-        raw = container_log(client.api, name, tty, timestamps=True, tail=tail)
+        raw = container_log(client.api, name, tty, RECENT_LIMIT, timestamps=True, tail=tail)
     except failures():
         return ""
     return raw.decode(errors="replace")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from conduit.drivers.programs import not_installed
 from conduit.facts import proc, systemd
+from conduit.facts.oneline import one_line
 from conduit.spec.resources import Observation, Resource
 from conduit.render.tracker import tracker_command, unit_name
 from conduit.spec.spec import ClusterSpec
@@ -150,6 +151,7 @@ def _observe_pidfile(spec: ClusterSpec, state_dir: Path, conduit_bin: str) -> Ob
         return obs
     owner = cluster_of(command)
     if owner not in (None, spec.metadata.name):
+        owner = one_line(owner)  # any process's command line: shown in one line
         obs.foreign.append(f"tracker process {pid} (cluster {owner})")
         if spec.spec.tracker.enabled:
             obs.problems.append(f"{pidfile} belongs to the tracker of cluster {owner}; give this cluster its own state directory")

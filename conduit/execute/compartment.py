@@ -13,6 +13,9 @@ from conduit.drivers.volume import IDENTITY_LIMIT, read_entry
 from conduit.errors import CompartmentProblem
 from conduit.facts.compartment import COMPARTMENT_FILE, parse_compartment, token_name
 from conduit.facts.keyfile import BadKey
+from conduit.facts.nodelog import printable, quote
+
+SAID_LINES, SAID_LIMIT = 20, 1 << 16  # what is read of a failed run's output: its last line is quoted
 
 
 def _existing(folder: Path, volume: str, node: str) -> bool:
@@ -49,8 +52,9 @@ def _run(api, image: str, volume: str, data_dir: str, name: str) -> None:
         api.start(container["Id"])
         code = api.wait(container["Id"], timeout=120).get("StatusCode")
         if code != 0:
-            said = container_log(api, container["Id"], tty=False).decode(errors="replace").strip().splitlines()  # made without a TTY
-            raise CompartmentProblem(f"conduit new-compartment-id for {name} exited {code}: {said[-1] if said else 'no output'}")
+            said = container_log(api, container["Id"], tty=False, limit=SAID_LIMIT, tail=SAID_LINES)  # made without a TTY
+            last = quote([printable(line) for line in said.decode(errors="replace").splitlines()], count=1)
+            raise CompartmentProblem(f"conduit new-compartment-id for {name} exited {code}: {last or 'no output'}")
     finally:
         api.remove_container(container["Id"], force=True)
 

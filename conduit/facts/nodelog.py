@@ -146,6 +146,7 @@ def quote(lines: list[str], count: int = QUOTED_LINES, width: int = QUOTED_WIDTH
 # What an operator is shown of a node's log: one chat message's worth (Telegram's is 4096 characters).
 SHOWN_LINES = 50
 SHOWN_BYTES = 3500
+SHOWN_READ = 1 << 16  # what is read of the log's end for them: ample once escapes and controls are dropped
 _BREAKS = frozenset({"Zl", "Zp"})  # U+2028, U+2029: a new line to whoever shows the text
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)?")  # CSI, OSC, and any other escape
 

@@ -13,6 +13,7 @@ import yaml
 
 from conduit.drivers.docker import CountingClient, call, inspect_image
 from conduit.drivers.files import atomic_write, private_dir
+from conduit.facts.oneline import one_line
 from conduit.facts.v1settings import PER_CONTAINER, Settings
 from conduit.render.container import CLUSTER, MANAGED_BY
 from conduit.spec.image import EXACT_VERSIONS, OFFICIAL, ImageFacts
@@ -93,7 +94,7 @@ def _node(client: CountingClient, entry: dict, name: str, index: int) -> dict:
     labels = entry.get("Labels") or {}
     if labels.get(MANAGED_BY):
         raise ImportRefused(
-            f"{name} belongs to cluster {labels.get(CLUSTER, '?')} (managed by conduit), not to a bash manager; "
+            f"{name} belongs to cluster {one_line(labels.get(CLUSTER, '?'))} (managed by conduit), not to a bash manager; "
             "there is nothing of it to import (name the bash manager's containers with --prefix)"
         )
     config = call(client, client.api.inspect_container, entry["Id"]).get("Config") or {}

@@ -9,11 +9,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 
 from conduit.drivers.docker import answers
-from conduit.drivers.dockerapi import not_found, refusals
+from conduit.drivers.dockerapi import container_log, not_found, refusals
 from conduit.drivers.keys import claim_url, read_key
 from conduit.drivers.observe import HostAccess
 from conduit.engine.intent import Apply
@@ -31,7 +32,7 @@ from conduit.serve.auth import Limiter, digest
 from conduit.serve.live import Hub, Observer
 from conduit.errors import GitError, HostileEntry, KeyProblem, SpecError
 from conduit.facts.keyfile import BadKey
-from conduit.facts.nodelog import SHOWN_LINES, printable, shown
+from conduit.facts.nodelog import SHOWN_LINES, SHOWN_READ, printable, shown
 from conduit.spec.load import load_file, load_text
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import node_settings, nodes
@@ -387,8 +388,8 @@ class Agent:
     def logs(self, name: str) -> list[str]:
         """Node `name`'s last log lines, bounded and printable (conduit.facts.nodelog.shown)."""
         self._known(name)
-        raw = self._on_node(name, lambda c: c.api.logs, stdout=True, stderr=True, tail=SHOWN_LINES)
-        return shown(raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw))
+        raw = self._on_node(name, lambda c: partial(container_log, c.api), tty=None, tail=SHOWN_LINES, limit=SHOWN_READ)
+        return shown(raw.decode(errors="replace"))
 
     def _updates_on(self) -> ClusterSpec:
         spec = self.spec.current()

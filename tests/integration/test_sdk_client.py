@@ -40,16 +40,19 @@ def seconds(line: bytes) -> float:
     return at + float(fraction or 0)
 
 
+LIMIT = 1 << 20  # far above these logs: the whole log is read
+
+
 @pytest.mark.parametrize("tty", [False, True], ids=["no-tty", "tty"])
 def test_a_log_read_by_the_sdk_is_the_log_conduit_reads(docker_engine, docker_cleanup, standin_image, clients, tty):
     client, api, sdk = clients
     container = finished(docker_engine, docker_cleanup, standin_image, tty)
-    full = container_log(api, container.id, tty)
+    full = container_log(api, container.id, tty, LIMIT)
     assert b"Starting Psiphon Conduit" in full and b"standin: exiting" in full  # stdout and stderr
     assert (FRAME in full, b"\r\n" in full) == (False, tty)  # unframed; a TTY ends its lines with \r\n
     assert full == container.logs()  # the SDK's own logs(), which inspects the container for its TTY
 
-    stamped = container_log(api, container.id, tty, timestamps=True)
+    stamped = container_log(api, container.id, tty, LIMIT, timestamps=True)
     lines = stamped.splitlines(keepends=True)
     assert all(STAMP.match(line) for line in lines) and len(lines) == len(full.splitlines())
     since = int(seconds(lines[0])) + 1  # after the start-up lines, before the last (two seconds later)
@@ -58,7 +61,7 @@ def test_a_log_read_by_the_sdk_is_the_log_conduit_reads(docker_engine, docker_cl
 
     asked = [{}, {"timestamps": True}, {"timestamps": True, "since": since}, {"since": since}, {"tail": 1}, {"tail": 2, "timestamps": True}]
     before = client.calls
-    answers = [(container_log(api, container.id, tty, **how), container_log(sdk, container.id, tty, **how)) for how in asked]
+    answers = [(container_log(api, container.id, tty, LIMIT, **how), container_log(sdk, container.id, tty, LIMIT, **how)) for how in asked]
     assert client.calls == before + 2 * len(asked)  # one request each: neither inspects the container
     assert [ours == theirs for ours, theirs in answers] == [True] * len(asked)
     assert [ours for ours, _ in answers[:3]] == [full, stamped, later]
@@ -69,7 +72,7 @@ def test_a_log_of_a_container_that_is_not_there_is_not_found_from_either(clients
     _, api, sdk = clients
     for asking in (api, sdk):
         with pytest.raises(not_found()):
-            container_log(asking, docker_cleanup.name("gone"), tty=False)
+            container_log(asking, docker_cleanup.name("gone"), tty=False, limit=LIMIT)
 
 
 def test_whether_a_path_is_in_a_container_is_the_same_answer_from_either(docker_engine, docker_cleanup, standin_image, clients):

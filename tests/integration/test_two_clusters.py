@@ -13,6 +13,8 @@ import yaml
 
 from conduit.drivers.tracker import tracker_pidfile
 from conduit.execute.executor import stop_pidfile
+from conduit.facts.oneline import one_line
+from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
 from tests.harness import free_port_block
 from tests.helpers import cli_env, default_policy_with_standin
 from tests.integration import test_apply as base
@@ -191,3 +193,31 @@ def test_a_spec_sized_by_default_is_warned_of_the_other_cluster_and_an_explicit_
     explicit = b.run("plan", str(b.spec))
     assert explicit.returncode == 0, explicit.stdout + explicit.stderr
     assert _shared(explicit.stdout + explicit.stderr) == [] and "No changes" not in explicit.stdout
+
+
+def test_another_clusters_label_with_a_newline_is_one_line_in_the_warning_and_the_refusal(two):
+    """Any local process can make a container with any label: one that would split the warning, forge a
+    line of its own and clear the screen is shown escaped and cut, in the one line it belongs to."""
+    _, b = two
+    b.write()
+    _sized_by_default(b)
+    forged = "x\nwarning: cluster forged has 9 nodes\x1b[2J\u202e" + "y" * 300
+    labels = {MANAGED_BY: MANAGER, CLUSTER: forged}
+    b.engine.client.containers.create(b.image, name=f"{b.prefix}-elsewhere", labels=labels)
+    shown = "x\\nwarning: cluster forged has 9 nodes\\x1b[2J\\u202e" + "y" * 29 + "…"
+    assert one_line(forged) == shown
+    planned = b.run("plan", str(b.spec))
+    out = planned.stdout + planned.stderr
+    assert planned.returncode == 0, out
+    assert _shared(out) == [
+        f"warning: cluster {shown} has 1 node on this host too, but this spec leaves containers.resources.cpus, "
+        "containers.resources.memory and conduit.max_clients to defaults sized for the whole host: set them, or "
+        "host.vcpus and host.memory, to this cluster's part of the host so that both clusters fit"
+    ]
+    assert "\x1b" not in out and "\u202e" not in out and not [line for line in out.splitlines() if line.startswith("warning: cluster forged")]
+    # The same label on a container with the name of one of this cluster's nodes: refused, in one line.
+    b.engine.client.containers.create(b.image, name=f"{b.prefix}-1", labels=labels)
+    lines = _refusal(b)
+    assert f"error: container {b.prefix}-1 belongs to cluster {shown} (managed by conduit); give cluster {b.prefix} another name/prefix " \
+           "(containers.naming) or remove it there" in lines, lines
+    assert not [line for line in lines if "\x1b" in line or line.startswith("warning: cluster forged")], lines

@@ -24,6 +24,8 @@
  *                         moment and exit N seconds later (a shutdown that closes its listeners first)
  *   STANDIN_NO_METRICS=1  bind --metrics-addr but never accept (scrapes time out)
  *   STANDIN_KEY_SEED_HEX  64 hex digits: the Ed25519 seed of a key the node makes (ed25519.c)
+ *   STANDIN_LOG_FLOOD     N bytes of filler lines (8 KiB each) on stdout before the start-up lines:
+ *                         a node that logs far more than a reader of its log may hold
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -1624,6 +1626,21 @@ static double idle_seconds(double now)
     return now - (g_last_active >= 0 ? g_last_active : g_start);
 }
 
+/* STANDIN_LOG_FLOOD: lines of 'x' (under dockerd's 16 KiB split), the last one shorter when N asks. */
+static void flood_log(const char *env)
+{
+    static char line[8192];
+    unsigned long long left = env && *env ? strtoull(env, NULL, 10) : 0;
+    memset(line, 'x', sizeof line - 1);
+    line[sizeof line - 1] = '\n';
+    while (left > 0) {
+        size_t n = left < sizeof line ? (size_t)left : sizeof line;
+        fwrite(line + sizeof line - n, 1, n, stdout);
+        left -= n;
+    }
+    fflush(stdout);
+}
+
 static void parse_regions(const char *env)
 {
     if (!env || !*env)
@@ -2392,6 +2409,8 @@ static int cmd_start(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+
+    flood_log(getenv("STANDIN_LOG_FLOOD"));
 
     char bwstr[32];
     if (P->start_line_from_flag) /* 1.1.0 start.go:132-136: from the -b value itself */

@@ -89,9 +89,14 @@ class FakeApi(DockerAPI):
     def wait(self, cid, timeout):
         return {"StatusCode": self.exit_code}
 
-    def logs(self, cid, *, tty, **kwargs):
-        assert tty is False  # the throwaway container is made without one: no inspect asks
-        return b"Error: --name must be at most 32 characters\n"
+    def inspect_container(self, cid):
+        raise AssertionError("the throwaway container is made without a TTY: no inspect asks")
+
+    def pieces(self, path, params):
+        """Docker's framed answer (stderr) to the one log request, its last lines only."""
+        assert path == "/containers/c1/logs" and params["tail"] == 20
+        said = b"Error: --name must be at most 32 characters\n\x1b[0m\n"
+        yield bytes([2, 0, 0, 0]) + len(said).to_bytes(4, "big") + said
 
     def remove_container(self, cid, force):
         self.removed.append(cid)

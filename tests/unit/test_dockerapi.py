@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from conduit.drivers import dockerapi, node
 from conduit.drivers.docker import CountingClient, _has_file, answers, call, docker_answers, docker_down, inspect_image
-from conduit.drivers.dockerapi import API_VERSION, NotFound, archive_status, container_log, demux, endpoint, failures, json_stream, refusals
+from conduit.drivers.dockerapi import (API_VERSION, NotFound, Unframed, archive_status, container_log, endpoint, failures, first_bytes,
+                                       json_stream, last_bytes, refusals)
 from conduit.errors import DockerError
 
 EVENTS = [
@@ -167,7 +168,7 @@ def test_events_are_read_as_json_lines_with_since_until_and_filters(daemon):
 
 def test_a_log_is_unframed_in_one_request_whichever_client_asks(daemon):
     client = CountingClient(daemon)
-    assert container_log(client.api, "n-1", tty=False, timestamps=True, since=5) == LOG
+    assert container_log(client.api, "n-1", tty=False, limit=1000, timestamps=True, since=5) == LOG
     assert client.calls == 1 and Daemon.seen[-1][1]["since"] == "5" and Daemon.seen[-1][1]["timestamps"] == "1"
     # the node's logs: the caller's inspect answer said whether it has a TTY, so none is asked again
     assert node.recent_log(client, "n-1", tty=False, tail=20) == LOG.decode()
@@ -175,12 +176,16 @@ def test_a_log_is_unframed_in_one_request_whichever_client_asks(daemon):
     assert node.run_log(client, "n-1", "", tty=False) == ["one", "two"]
     assert client.calls == 3
     # a host only the SDK speaks to (ssh://, https://): its client, and still no inspect
-    assert container_log(client.sdk(), "n-1", tty=False, timestamps=True, since=5) == LOG
+    assert container_log(client.sdk(), "n-1", tty=False, limit=1000, timestamps=True, since=5) == LOG
     assert client.calls == 4 and Daemon.seen[-1][1]["since"] == "5"
     assert [path for path, *_ in Daemon.seen] == [f"/v{API_VERSION}/containers/n-1/logs"] * 4
     # a caller that knows only the name (the agent's log of a node): the inspect for its TTY first, as the SDK asks
-    assert client.api.logs("n-1") == LOG
+    assert container_log(client.api, "n-1", tty=None, limit=1000) == LOG
     assert client.calls == 6 and Daemon.seen[-2][0] == f"/v{API_VERSION}/containers/n-1/json"
+    # within a cap: the last whole lines, or the first bytes
+    assert container_log(client.api, "n-1", tty=False, limit=len(ERR) + 3) == ERR
+    assert container_log(client.sdk(), "n-1", tty=False, limit=len(ERR) + 3) == ERR
+    assert container_log(client.sdk(), "n-1", tty=False, limit=5, keep="first") == OUT[:5]
 
 
 def test_whether_a_file_is_in_a_container_is_a_plain_head_per_directory(daemon):
@@ -305,9 +310,47 @@ def test_a_stream_that_is_not_json_is_a_bad_answer_not_a_crash(values, garbage):
 @given(st.lists(st.tuples(st.sampled_from([0, 1, 2]), st.binary(max_size=300)), max_size=8), st.integers(min_value=1, max_value=7))
 def test_log_frames_give_their_payloads_in_order_and_a_torn_end_no_crash(frames, torn):
     data = b"".join(frame(s, p) for s, p in frames)
-    assert demux(data) == b"".join(p for _, p in frames)
+    assert Unframed().feed(data) == b"".join(p for _, p in frames)
     if frames:
-        assert b"".join(p for _, p in frames).startswith(demux(data[:-torn]))
+        assert b"".join(p for _, p in frames).startswith(Unframed().feed(data[:-torn]))
+
+
+@given(st.lists(st.tuples(st.sampled_from([1, 2]), st.binary(max_size=300)), max_size=8), st.lists(st.integers(0, 2000), max_size=6))
+def test_log_frames_fed_in_any_pieces_give_the_same_payloads(frames, cuts):
+    data = b"".join(frame(s, p) for s, p in frames)
+    bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
+    unframed = Unframed()
+    assert b"".join(unframed.feed(data[a:b]) for a, b in zip(bounds, bounds[1:])) == b"".join(p for _, p in frames)
+
+
+lines_text = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"") + b"\n"), max_size=30)
+
+
+@given(lines_text, st.integers(1, 200), st.integers(1, 50))
+def test_the_last_bytes_are_whole_lines_within_the_cap_and_end_the_log(lines, limit, piece):
+    data = b"".join(lines)
+    kept = last_bytes((data[i : i + piece] for i in range(0, len(data), piece)), limit)
+    assert len(kept) <= limit and data.endswith(kept)
+    if len(data) <= limit:
+        assert kept == data
+    elif b"\n" in data[-limit - 1 : -1]:  # a line begins within the last `limit` bytes: they are kept from there
+        assert len(data) - len(kept) - 1 >= 0 and data[len(data) - len(kept) - 1 : len(data) - len(kept)] == b"\n"
+        assert len(kept) > limit - max(map(len, lines))
+    else:  # the last line alone is longer than the cap: its end
+        assert len(kept) == limit
+
+
+@given(st.binary(max_size=500), st.integers(1, 200), st.integers(1, 50))
+def test_the_first_bytes_are_the_start_within_the_cap_and_nothing_after_is_read(data, limit, piece):
+    read = []
+
+    def pieces():
+        for i in range(0, len(data), piece):
+            read.append(i)
+            yield data[i : i + piece]
+
+    assert first_bytes(pieces(), limit) == data[:limit]
+    assert len(read) <= -(-limit // piece)
 
 
 def test_the_side_by_side_threads_that_first_write_share_one_sdk_client(daemon):

@@ -61,3 +61,13 @@ def test_a_socket_two_processes_hold_is_named_by_the_lower_numbered_one(tmp_path
     (tmp_path / "proc/1200").rename(tmp_path / "proc/200")  # now the stranger is the first holder
     (problem,) = port_problems(two_nodes(), {"conduit-1"}, {OURS}, tmp_path / "proc")
     assert "already in use by another process: pid 200 (socat)" in problem
+
+
+def test_a_holders_name_with_a_newline_stays_in_the_one_line_naming_it(tmp_path):
+    """A process names itself (prctl PR_SET_NAME): a newline or an escape there neither splits the line nor forges one."""
+    fake_proc(tmp_path, {"tcp": [socket_row("0100007F", 9101, "0A", 700)]}, {300: ("/usr/bin/socat", 1, [700])})
+    (tmp_path / "proc/300/comm").write_text("a\nerror: x\x1b[2J\n")
+    (tmp_path / "proc/300/cgroup").write_text("0::/user.slice\n")
+    (problem,) = port_problems(two_nodes(), set(), {OURS}, tmp_path / "proc")
+    assert "already in use by another process: pid 300 (a\\nerror: x\\x1b[2J); stop that process" in problem
+    assert problem.isprintable()
