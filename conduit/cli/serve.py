@@ -74,14 +74,8 @@ def _watching(following: Following, interval: float, follow: dict) -> Watching |
         return None
     from conduit.serve.run import Watching
 
-    heal, allow = not follow["no_heal"], follow["allow_new_identity"]
-    if following.target:
-        from conduit.features.follow import follow as follow_repository
-
-        target, poll, jitter = following.target, follow["poll"], follow["jitter"]
-        return Watching(lambda watcher: follow_repository(watcher, target, interval, poll, jitter), heal, allow)
-    path, debounce = Path(following.file), follow["debounce"]
-    return Watching(lambda watcher: watcher.watch_file(path, interval, debounce), heal, allow)
+    return Watching(following.target or Path(following.file), interval, follow["debounce"], follow["poll"], follow["jitter"],
+                    not follow["no_heal"], follow["allow_new_identity"])  # fmt: skip
 
 
 def _unit_argv(following: Following, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: str | None,

@@ -17,6 +17,7 @@ import uvicorn
 from conduit.log import logger, structlog as load_structlog
 from conduit.drivers.observe import HostAccess
 from conduit.drivers.tracker import systemd_is_init
+from conduit.features.follow import Target, follow
 from conduit.features.watch import Watcher
 from conduit.serve.agent import Agent, Collector, SpecFile
 from conduit.serve.app import create_app
@@ -48,12 +49,25 @@ def build(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], int
 
 @dataclass(frozen=True)
 class Watching:
-    """How the agent follows its spec: `loop` is `conduit watch`'s (Watcher.watch_file, or
-    features.follow.follow for a repository), with watch's --no-heal and --allow-new-identity."""
+    """How the agent follows its spec, as `conduit watch` does: `source` is FILE (applied once no save
+    came for `debounce` s) or a repository (fetched every `poll` s, plus up to `jitter` of it at random),
+    drift healed every `interval` s; with watch's --no-heal and --allow-new-identity."""
 
-    loop: Callable[[Watcher], None]
+    source: Path | Target
+    interval: float
+    debounce: float
+    poll: float
+    jitter: float
     heal: bool = True
     allow_new_identity: bool = False
+
+
+def watch_loop(watcher: Watcher, watching: Watching) -> None:
+    """`conduit watch`'s own loop: Watcher.watch_file for FILE, features.follow.follow for a repository."""
+    if isinstance(watching.source, Target):
+        follow(watcher, watching.source, watching.interval, watching.poll, watching.jitter)
+    else:
+        watcher.watch_file(watching.source, watching.interval, watching.debounce)
 
 
 def start_watch(agent: Agent, watching: Watching) -> tuple[Watcher, threading.Thread]:
@@ -61,7 +75,7 @@ def start_watch(agent: Agent, watching: Watching) -> tuple[Watcher, threading.Th
     meanwhile is refused, 409), its applies through conduit.engine's intents, its lines on the event stream."""
     report = lambda line: agent.hub.publish("apply", {"line": line, "by": "watch"})  # noqa: E731
     watcher = Watcher(agent.host, agent.spec.facts, heal=watching.heal, report=report, allow_new_identity=watching.allow_new_identity)
-    thread = threading.Thread(target=watching.loop, args=(watcher,), name="watch", daemon=True)
+    thread = threading.Thread(target=watch_loop, args=(watcher, watching), name="watch", daemon=True)
     thread.start()
     return watcher, thread
 
