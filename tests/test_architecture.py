@@ -167,3 +167,29 @@ def test_waiting_takes_no_look_to_call_back():
     takes_a_function = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
                         for a in f.args.args if a.annotation is not None and "Callable" in ast.unparse(a.annotation)]
     assert takes_a_function == []
+
+
+def _takes_a_function(path: Path, names: set[str] | None = None) -> list[str]:
+    """The parameters of `path`'s functions and the fields of its classes (those named in `names`, or
+    all) annotated as a Callable."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef) and (names is None or node.name in names):
+            found += [f"{path.name}:{node.name}({a.arg})" for a in node.args.args + node.args.kwonlyargs
+                      if a.annotation is not None and "Callable" in ast.unparse(a.annotation)]  # fmt: skip
+        if isinstance(node, ast.ClassDef) and (names is None or node.name in names):
+            found += [f"{path.name}:{node.name}.{ast.unparse(f.target)}" for f in node.body
+                      if isinstance(f, ast.AnnAssign) and "Callable" in ast.unparse(f.annotation)]  # fmt: skip
+    return found
+
+
+def test_the_agent_and_its_tracker_are_handed_no_function_from_above():
+    """`conduit serve` builds the agent, starts the bot and the budget with it itself, then runs it:
+    conduit.serve.run is given no function of the CLI's to call (the watch loop it runs is named by
+    values); and the tracker the agent hosts is handed the spec as a value, never a function that
+    reads it through the agent (docs/architecture.md)."""
+    run = ROOT / "conduit" / "serve" / "run.py"
+    assert "def run(" in run.read_text() and "class Watching" in run.read_text()
+    tracker = sorted((ROOT / "conduit" / "tracker").glob("*.py"))
+    assert any(p.name == "hosted.py" for p in tracker)
+    assert _takes_a_function(run, {"run", "Watching"}) + [found for path in tracker for found in _takes_a_function(path)] == []

@@ -15,7 +15,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
@@ -23,9 +23,12 @@ from conduit.spec.spec import ClusterSpec
 
 if TYPE_CHECKING:
     from conduit.serve.agent import Agent
-    from conduit.serve.run import Stoppable
 
 SPEC_LOOK = 2.0  # seconds between looks at the spec the agent follows (a stat of its file)
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
 class NotStarted(Exception):

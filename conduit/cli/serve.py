@@ -28,6 +28,7 @@ from conduit.state.db import Database, StateError
 from conduit.state.tokens import Tokens
 
 if TYPE_CHECKING:
+    from conduit.serve.agent import Agent
     from conduit.serve.run import Watching
     from conduit.spec.spec import ClusterSpec
 
@@ -73,14 +74,8 @@ def _watching(following: Following, interval: float, follow: dict) -> Watching |
         return None
     from conduit.serve.run import Watching
 
-    heal, allow = not follow["no_heal"], follow["allow_new_identity"]
-    if following.target:
-        from conduit.features.follow import follow as follow_repository
-
-        target, poll, jitter = following.target, follow["poll"], follow["jitter"]
-        return Watching(lambda watcher: follow_repository(watcher, target, interval, poll, jitter), heal, allow)
-    path, debounce = Path(following.file), follow["debounce"]
-    return Watching(lambda watcher: watcher.watch_file(path, interval, debounce), heal, allow)
+    return Watching(following.target or Path(following.file), interval, follow["debounce"], follow["poll"], follow["jitter"],
+                    not follow["no_heal"], follow["allow_new_identity"])  # fmt: skip
 
 
 def _unit_argv(following: Following, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: str | None,
@@ -150,16 +145,13 @@ def _has_tokens(opts) -> bool | None:
         return None
 
 
-def _companion(spec: ClusterSpec | None):
-    """What starts the bot and the budget beside the agent, as the spec it follows asks (conduit.cli.companion)."""
-
-    def begin(agent):
-        try:
-            return Companion(agent.spec.latest, lambda latest: start(agent, latest), spec)
-        except NotStarted as exc:
-            fail(str(exc))
-
-    return begin
+def _companion(agent: Agent, spec: ClusterSpec | None) -> Companion:
+    """The bot and the budget beside the built agent, as the spec it follows asks (conduit.cli.companion);
+    exits 1 when the spec at start-up asks for one that refuses, before anything listens."""
+    try:
+        return Companion(agent.spec.latest, lambda latest: start(agent, latest), spec)
+    except NotStarted as exc:
+        fail(str(exc))
 
 
 def _proxies(listen: str, tls: bool, behind_proxy: str | None) -> frozenset[str]:
@@ -229,7 +221,7 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
     file = following.file
     # An invalid spec stops here, exit 2, before anything listens; with --git URL there is none until the first apply.
     spec = load_spec(opts, file) if not following.target or Path(file).is_file() else None
-    from conduit.serve.run import serve  # uvicorn and the app's modules: not for --print-unit or a refusal
+    from conduit.serve.run import build, run  # uvicorn and the app's modules: not for --print-unit or a refusal
 
     limits = (Limiter(rate, 2 * rate), Limiter(rate, 2 * rate))
     # SIGTERM is how a service is stopped: before the agent listens, and again once uvicorn has shut
@@ -240,9 +232,12 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
         click.echo(line)
     sys.stdout.flush()  # a service's log (journald, a pipe) gets these lines now, not when the agent stops
     try:
-        serve(opts.host(), Path(file), opts.detected, listen, port, interval, (tls_cert, tls_key),
-              _follows_git(opts, file, following.worktree), limits, _watching(following, watch_interval, follow), proxies, fleet,
-              _companion(spec))  # fmt: skip
+        agent = build(opts.host(), Path(file), opts.detected, interval, _follows_git(opts, file, following.worktree), limits, fleet)
+        beside = _companion(agent, spec)  # started before the agent's threads (it may refuse), stopped after them
+        try:
+            run(agent, listen, port, (tls_cert, tls_key), proxies, _watching(following, watch_interval, follow))
+        finally:
+            beside.stop()
     except StateError as exc:
         fail(str(exc))
     except OSError as exc:

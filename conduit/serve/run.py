@@ -1,6 +1,8 @@
-"""Run the agent: start the observer (and, when it follows the spec, the watch loop and the
-tracker; and what `companion` starts, the bot), then uvicorn until SIGTERM or SIGINT; then stop
-each of them. One process: the loops are threads beside uvicorn, tcpdump its only child."""
+"""Run the agent in two steps: `build` it (its state opened, nothing started: `conduit serve` starts
+the bot and the budget with it then, and may still refuse before anything listens), then `run` it:
+start the observer (and, when it follows the spec, the watch loop and the tracker), uvicorn until
+SIGTERM or SIGINT, then stop each of them. One process: the loops are threads beside uvicorn,
+tcpdump its only child."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import uvicorn
 
 from conduit.log import logger, structlog as load_structlog
 from conduit.drivers.observe import HostAccess
+from conduit.drivers.tracker import systemd_is_init
+from conduit.features.follow import Target, follow
 from conduit.features.watch import Watcher
 from conduit.serve.agent import Agent, Collector, SpecFile
 from conduit.serve.app import create_app
@@ -27,30 +30,44 @@ from conduit.tracker.hosted import HostedTracker
 
 log = logger("conduit.serve")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
-
-
-class Stoppable(Protocol):
-    def stop(self) -> None: ...
+TRACKER_CHECK = 2.0  # seconds between the hosted tracker's checks of the spec and the pidfile
 
 
 def build(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], interval: float, git_follow: bool,
-          limits: tuple[Limiter, Limiter]) -> Agent:  # fmt: skip
+          limits: tuple[Limiter, Limiter], fleet: FleetFiles | None = None) -> Agent:  # fmt: skip
+    """The agent, its state DB opened (and checked) once, before the first request; no thread started yet."""
+    tune_malloc()  # before the agent's threads start
+    load_structlog()  # loaded while this is the only thread, without rich (conduit.log)
     spec = SpecFile(spec_path.resolve(), facts)
     hub = Hub()
     observer = Observer(Collector(spec, host), hub, interval)
-    agent = Agent(spec, host, observer, hub, git_follow=git_follow, by_address=limits[0], by_token=limits[1])
+    agent = Agent(spec, host, observer, hub, git_follow=git_follow, by_address=limits[0], by_token=limits[1], fleet=fleet)
     observer.sample = Sampler(lambda: agent.state().timeline)
+    agent.state()
     return agent
 
 
 @dataclass(frozen=True)
 class Watching:
-    """How the agent follows its spec: `loop` is `conduit watch`'s (Watcher.watch_file, or
-    features.follow.follow for a repository), with watch's --no-heal and --allow-new-identity."""
+    """How the agent follows its spec, as `conduit watch` does: `source` is FILE (applied once no save
+    came for `debounce` s) or a repository (fetched every `poll` s, plus up to `jitter` of it at random),
+    drift healed every `interval` s; with watch's --no-heal and --allow-new-identity."""
 
-    loop: Callable[[Watcher], None]
+    source: Path | Target
+    interval: float
+    debounce: float
+    poll: float
+    jitter: float
     heal: bool = True
     allow_new_identity: bool = False
+
+
+def watch_loop(watcher: Watcher, watching: Watching) -> None:
+    """`conduit watch`'s own loop: Watcher.watch_file for FILE, features.follow.follow for a repository."""
+    if isinstance(watching.source, Target):
+        follow(watcher, watching.source, watching.interval, watching.poll, watching.jitter)
+    else:
+        watcher.watch_file(watching.source, watching.interval, watching.debounce)
 
 
 def start_watch(agent: Agent, watching: Watching) -> tuple[Watcher, threading.Thread]:
@@ -58,16 +75,40 @@ def start_watch(agent: Agent, watching: Watching) -> tuple[Watcher, threading.Th
     meanwhile is refused, 409), its applies through conduit.engine's intents, its lines on the event stream."""
     report = lambda line: agent.hub.publish("apply", {"line": line, "by": "watch"})  # noqa: E731
     watcher = Watcher(agent.host, agent.spec.facts, heal=watching.heal, report=report, allow_new_identity=watching.allow_new_identity)
-    thread = threading.Thread(target=watching.loop, args=(watcher,), name="watch", daemon=True)
+    thread = threading.Thread(target=watch_loop, args=(watcher, watching), name="watch", daemon=True)
     thread.start()
     return watcher, thread
 
 
-def host_tracker(agent: Agent) -> HostedTracker:
-    """The spec's tracker run in this process (see conduit.tracker.hosted)."""
-    tracker = HostedTracker(agent.host.state_dir, agent.spec.latest)
-    tracker.start()
-    return tracker
+class TrackerHost:
+    """The spec's tracker run in this process (conduit.tracker.hosted): every TRACKER_CHECK seconds a
+    thread hands it the spec the agent serves, and it takes over or lets go as that spec and the
+    cluster's pidfile say. Where systemd is PID 1 the tracker stays its own unit: no thread."""
+
+    def __init__(self, agent: Agent):
+        self.agent, self.tracker = agent, HostedTracker(agent.host.state_dir)
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if systemd_is_init():
+            return
+        self.thread = threading.Thread(target=self._supervise, name="tracker-host", daemon=True)
+        self.thread.start()
+
+    def _supervise(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.tracker.check(self.agent.spec.latest())
+            except Exception as exc:  # noqa: BLE001 - the supervisor outlives any one bad check (a state directory that cannot be written, …): said in one line, tried again
+                log.warning("tracker.host_failed", error=getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}")
+            self.stopping.wait(TRACKER_CHECK)
+        self.tracker.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread:
+            self.thread.join()
 
 
 class _Server(uvicorn.Server):
@@ -97,27 +138,21 @@ def tune_malloc() -> None:
     mallopt(M_TRIM_THRESHOLD, 128 << 10)
 
 
-def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], listen: str, port: int, interval: float,
-          tls: tuple[str | None, str | None], git_follow: bool, limits: tuple[Limiter, Limiter],
-          watching: Watching | None = None, proxies: frozenset[str] = frozenset(), fleet: FleetFiles | None = None,
-          companion: Callable[[Agent], Stoppable] | None = None) -> None:  # fmt: skip
-    """`companion`: started with the agent (it may refuse, before anything listens), stopped after it."""
-    tune_malloc()  # before the agent's threads start
-    load_structlog()  # loaded while this is the only thread, without rich (conduit.log)
-    agent = build(host, spec_path, facts, interval, git_follow, limits)
-    agent.fleet = fleet
-    agent.state()  # the state DB opened (and checked) once, before the first request
-    beside = companion(agent) if companion else None
+def run(agent: Agent, listen: str, port: int, tls: tuple[str | None, str | None], proxies: frozenset[str] = frozenset(),
+        watching: Watching | None = None) -> None:  # fmt: skip
+    """Start the built agent's threads, serve until SIGTERM or SIGINT, then stop them."""
     agent.observer.start()
     watch = start_watch(agent, watching) if watching else None
-    tracker = host_tracker(agent) if watching else None
+    tracker = TrackerHost(agent) if watching else None
+    if tracker:
+        tracker.start()
     # proxy_headers off: uvicorn's own would believe X-Forwarded-For from any local process; the Guard reads it.
     config = uvicorn.Config(create_app(agent, proxies), host=listen.strip("[]"), port=port, ssl_certfile=tls[0], ssl_keyfile=tls[1],
                             log_level="warning", access_log=False, timeout_graceful_shutdown=3, lifespan="off",
                             proxy_headers=False, server_header=False,
                             # The plain event loop and HTTP parser, no WebSocket: nothing uvloop, httptools or websockets would load.
                             loop="asyncio", http="h11", ws="none")  # fmt: skip
-    log.info("serve.listening", address=listen, port=port, tls=bool(tls[0]), git_follow=git_follow, watch=bool(watch))
+    log.info("serve.listening", address=listen, port=port, tls=bool(tls[0]), git_follow=agent.git_follow, watch=bool(watch))
     try:
         _Server(config, agent.hub).run()
     finally:
@@ -127,5 +162,3 @@ def serve(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], lis
             watch[1].join()
         if tracker:
             tracker.stop()
-        if beside:
-            beside.stop()

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from conduit.log import logger
 from conduit.drivers.files import atomic_write, private_tree, remove
-from conduit.drivers.tracker import hosted_record, pid_alive, read_cmdline, systemd_is_init, tracker_argv, tracker_pidfile
+from conduit.drivers.tracker import hosted_record, pid_alive, read_cmdline, tracker_argv, tracker_pidfile
 from conduit.execute.executor import stop_pidfile
 from conduit.render.tracker import tracker_command
 from conduit.spec.spec import ClusterSpec
@@ -40,45 +39,27 @@ class _Running:
 
 
 class HostedTracker:
-    """Takes over the tracker of the spec that `spec()` returns (None: no valid spec now, keep what runs)."""
+    """The tracker of the spec each check is given, taken over and let go. Who hosts it checks every
+    few seconds with the spec it serves (conduit.serve.run): a value, read there."""
 
-    def __init__(self, state_dir: Path, spec: Callable[[], ClusterSpec | None], check_seconds: float = 2.0):
-        self.state_dir, self.spec, self.check_seconds = Path(state_dir), spec, check_seconds
-        self.stopping = threading.Event()
+    def __init__(self, state_dir: Path):
+        self.state_dir = Path(state_dir)
         self.running: _Running | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if systemd_is_init():
-            return
-        self._thread = threading.Thread(target=self._supervise, name="tracker-host", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Ends the loop (a capture window ends at once, tcpdump with it); the pidfile then names a
-        process that is gone, which the next observation takes for a stopped tracker."""
-        self.stopping.set()
-        if self._thread:
-            self._thread.join()
-
-    def _supervise(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.check()
-            except Exception as exc:  # noqa: BLE001 - the supervisor outlives any one bad check (a state directory that cannot be written, …): said in one line, tried again
-                log.warning("tracker.host_failed", error=getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}")
-            self.stopping.wait(self.check_seconds)
-        self._let_go()
-
-    def check(self) -> None:
-        """Let go of a tracker apply replaced or removed; take over one apply started."""
-        spec = self.spec()
+    def check(self, spec: ClusterSpec | None) -> None:
+        """Let go of a tracker apply replaced or removed; take over one apply started (`spec` None:
+        no valid spec now, keep what runs)."""
         if self.running:
             ours, wanted = self._ours(self.running.cluster), spec is None or _enabled(spec, self.running.cluster)
             if not (ours and wanted):
                 self._let_go(drop_pidfile=ours)
         if self.running is None and spec is not None and spec.spec.tracker.enabled:
             self._take_over(spec)
+
+    def stop(self) -> None:
+        """Ends the loop (a capture window ends at once, tcpdump with it); the pidfile then names a
+        process that is gone, which the next observation takes for a stopped tracker."""
+        self._let_go()
 
     def _pid(self, cluster: str) -> int | None:
         try:

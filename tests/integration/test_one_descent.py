@@ -5,6 +5,8 @@ up into the CLI, no lambda handed down). tests/descent.py records every such cal
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import free_port_block
+from tests.harness import wait_for
 from tests.helpers import cli_env
 from tests.integration.test_apply import Cluster
 
@@ -38,3 +41,20 @@ def test_apply_replace_and_rollback_each_go_down_once(tmp_path, docker_engine, s
     back = traced(cluster, tmp_path / "rollback.json", "rollback", "--auto-approve")
     assert back == {"exit": 0, "reentries": {}}
     assert cluster.command_of(f"{cluster.prefix}-1")[2] == "40"
+
+
+def test_serve_calls_the_cli_again_only_in_its_sigterm_handler(tmp_path, docker_engine, standin_image, docker_cleanup):
+    """`conduit serve` builds the agent, starts the bot and the budget beside it and then runs it, each
+    from the CLI: while it serves, nothing below calls into the CLI but the SIGTERM handler that ends it."""
+    cluster = Cluster(tmp_path, docker_engine, standin_image, docker_cleanup.name("ds"), free_port_block(12))
+    cluster.write()
+    out, port = tmp_path / "serve.json", free_port_block(1)
+    argv = [sys.executable, "-m", "tests.descent", str(out), "--", *cluster.argv("serve", str(cluster.spec), "--port", str(port))[3:]]
+    agent = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=REPO, env=cli_env())
+    try:
+        wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, timeout=60, message="the agent listening")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        stdout, stderr = agent.communicate(timeout=60)
+    assert agent.returncode == 0 and stdout.endswith("agent stopped\n"), stdout + stderr
+    assert json.loads(out.read_text()) == {"exit": 0, "reentries": {"conduit.cli > conduit.serve > conduit.cli": 1}}

@@ -119,9 +119,9 @@ def test_an_agent_with_a_budget_and_no_bot_never_imports_the_bot_library():
     import subprocess
     import sys
 
-    probe = ("import sys; from conduit.cli.serve import _companion; from tests.helpers import minimal; "
+    probe = ("import sys; import conduit.cli.serve; from conduit.cli.companion import asked; from tests.helpers import minimal; "
              "from conduit.spec.spec import ClusterSpec; "
              "doc = ClusterSpec.model_validate(minimal(containers={'count': 1}, budget={'monthly_gb': 5})); "
-             "assert _companion(doc) is not None; import conduit.bot.run; print('telegram' in sys.modules)")  # fmt: skip
+             "assert asked(doc) == 'the budget'; import conduit.bot.run; print('telegram' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
