@@ -165,9 +165,11 @@ class CommitFiles:
         """`rel` (relative to the folder) relative to the repository's top."""
         return rel if self.prefix == "." else f"{self.prefix}/{rel}"
 
-    def read(self, rel: str) -> bytes | None:
+    def read(self, rel: str, limit: int) -> bytes | None:
         """The file's bytes at the commit, None when the commit has no such file. A symlink is
-        followed inside the repository; one that leaves it is refused."""
+        followed inside the repository; one that leaves it is refused. A file over `limit` bytes
+        is refused from git's header, before any of it is read: whoever may push writes it, and
+        git compresses a gigabyte of one byte into a few KiB."""
         if "\n" in rel or "\r" in rel:
             raise GitError(f"{rel!r}: a path with a line break cannot be read from git")
         proc = self._start()
@@ -180,6 +182,9 @@ class CommitFiles:
         if header[-1] == "missing":
             return None
         size = int(header[-1])
+        if size > limit:
+            self._stop()  # git is writing the whole file into the pipe: that git goes, the next read starts another
+            raise GitError(f"file is larger than {limit // 1024} KiB; not a spec")
         body = proc.stdout.read(size + 1)[:-1]
         kind = header[0] if len(header) == 2 else header[1]
         if kind == "blob":
@@ -196,6 +201,12 @@ class CommitFiles:
             except FileNotFoundError:
                 raise GitError(not_installed("git")) from None
         return self._proc
+
+    def _stop(self) -> None:
+        assert self._proc is not None
+        self._proc.kill()
+        self._proc.wait(timeout=30)
+        self._proc = None
 
     def close(self) -> None:
         if self._proc is not None:
