@@ -105,21 +105,15 @@ def signed_by(checkout: Path, sha: str, allowed_signers: Path) -> str | None:
     return key if verdict == "G" and key else None
 
 
-def show_committed(ref: str, file: str) -> str:
-    """FILE as committed at REF in the work tree it lives in (`conduit diff --git-ref`)."""
-    path = Path(file).resolve()
-    try:
-        top = subprocess.run(
-            ["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        rel = path.relative_to(top)
-        return subprocess.run(
-            ["git", "-C", top, "show", f"{ref}:{rel.as_posix()}"], capture_output=True, text=True, check=True
-        ).stdout
-    except FileNotFoundError:
-        raise GitError(not_installed("git")) from None
-    except subprocess.CalledProcessError as exc:
-        raise GitError(f"git could not show {ref}:{file}: {(exc.stderr or '').strip().splitlines()[-1:] or ['failed']}") from None
+def show_committed(ref: str, file: str, limit: int) -> str:
+    """FILE as committed at REF in the work tree it lives in (`conduit diff --git-ref`, the agent of a
+    host that follows git). GitError when it is not there, or is over `limit` bytes (unread then)."""
+    path = Path(os.path.abspath(file))
+    with CommitFiles(path.parent, ref) as files:
+        raw = files.read(path.name, limit)
+    if raw is None:
+        raise GitError(f"{ref}:{file}: no such file in the commit")
+    return raw.decode(errors="replace")
 
 
 def git_revision(path: str | None) -> tuple[str | None, bool | None]:
