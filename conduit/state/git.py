@@ -24,25 +24,35 @@ def public_url(text: str) -> str:
     return _USERINFO.sub("***@", text)
 
 
+def _http(url: str) -> bool:
+    return urllib.parse.urlsplit(url).scheme in ("http", "https")
+
+
 def without_password(url: str) -> str:
-    """The URL with its user and password left out when it has a password (what a unit file may say)."""
+    """The URL without its user and password when they may be a secret (what a unit file or git's
+    command line may say): any user of an http(s) URL (a token alone is a user there), and any user
+    with a password; an ssh URL's user (git@) stays."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    if parts.password is None and not (_http(url) and parts.username is not None):
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def credentials_env(url: str, path: Path | None) -> dict[str, str]:
     """What git needs in its environment to authenticate to `url` with the credentials in `path`,
-    a root-only file of git-credential-store lines (`https://USER:TOKEN@host`). The header goes to
-    git through its environment (readable by root alone), never its command line, and only to
-    that host; the file is only read (git's own store helper would erase a line that failed once)."""
-    if path is None:
-        return {}
+    a root-only file of git-credential-store lines (`https://USER:TOKEN@host`), or else with the
+    user and password the http(s) URL itself holds. The header goes to git through its environment
+    (readable by root alone), never its command line, and only to that host; the file is only
+    read (git's own store helper would erase a line that failed once)."""
     target = urllib.parse.urlsplit(url)
+    if path is None:
+        return _header(target, target) if _http(url) and target.username is not None else {}
     if target.scheme not in ("http", "https"):
         raise GitError(f"--git-credentials-file is for http(s) URLs; {public_url(url)} authenticates with an SSH key")
-    line = _credentials_line(path, target)
+    return _header(target, _credentials_line(path, target))
+
+
+def _header(target: urllib.parse.SplitResult, line: urllib.parse.SplitResult) -> dict[str, str]:
     auth = base64.b64encode(f"{urllib.parse.unquote(line.username or '')}:{urllib.parse.unquote(line.password or '')}".encode()).decode()
     host = target.netloc.rpartition("@")[2]
     return {
@@ -87,7 +97,8 @@ def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, l
     if not (checkout / "HEAD").exists():
         private_dir(checkout.parent)
         _git("init", "--bare", "-q", str(checkout))
-    _git("-C", str(checkout), "fetch", "-q", "--no-tags", "--end-of-options", url, f"+{ref}:refs/conduit/{local}", env=env)
+    remote = without_password(url) if _http(url) else url  # its user and password went into env
+    _git("-C", str(checkout), "fetch", "-q", "--no-tags", "--end-of-options", remote, f"+{ref}:refs/conduit/{local}", env=env)
     return _git("-C", str(checkout), "rev-parse", f"refs/conduit/{local}").strip()
 
 
