@@ -200,11 +200,14 @@ def fleet_status(fleet: Fleet, tokens: dict[str, HostTokens], timeout: float = 5
         return list(pool.map(lambda h: ask(h, fleet.ring(h), tokens, timeout, context), fleet.hosts))
 
 
-def sd_targets(fleet: Fleet) -> list[dict]:
-    """Prometheus http_sd_config: each agent's /metrics, labelled with host, ring, provider and region."""
+def sd_targets(fleet: Fleet, tokens: dict[str, HostTokens]) -> list[dict]:
+    """Prometheus http_sd_config: each agent's /metrics, labelled with host, ring, provider and region.
+
+    Prometheus sends a host's token to the address listed for it: only an agent the tokens file
+    names for its host (conduit.features.fleetstatus.tokens_for) is listed, not one a commit chose."""
     out = []
     for host in fleet.hosts:
-        if host.agent is None:
+        if host.agent is None or tokens_for(host, tokens)[1] is not None:
             continue
         parts = urllib.parse.urlsplit(host.agent)
         labels = {"host": host.name, "ring": fleet.ring(host) or "", "__scheme__": parts.scheme}

@@ -70,12 +70,23 @@ def test_tokens_must_be_private(tmp_path):
     assert os.stat(path).st_mode & 0o777 == 0o600
 
 
+PINNED = {"fra-1": HostTokens(agent="https://fra-1.example.net:8443"), "ams-1": HostTokens("v", agent="http://127.0.0.1:18443/")}
+
+
 def test_the_targets_name_every_agent_with_its_labels():
-    targets = sd_targets(load_fleet_text(FLEET, "fleet.yaml"))
+    targets = sd_targets(load_fleet_text(FLEET, "fleet.yaml"), PINNED)
     assert targets == [
         {"targets": ["fra-1.example.net:8443"], "labels": {"host": "fra-1", "ring": "canary", "__scheme__": "https", "provider": "hetzner", "region": "eu"}},
         {"targets": ["127.0.0.1:18443"], "labels": {"host": "ams-1", "ring": "stable", "__scheme__": "http"}},
     ]
+
+
+def test_the_targets_leave_out_an_agent_the_tokens_file_does_not_name():
+    """Prometheus sends a host's token to the address listed for it: a commit that points fra-1
+    elsewhere, or a host the tokens file names no agent for, is not listed."""
+    moved = load_fleet_text(FLEET.replace("https://fra-1.example.net:8443", "https://collector.example.org:443"), "fleet.yaml")
+    assert [t["labels"]["host"] for t in sd_targets(moved, PINNED)] == ["ams-1"]
+    assert sd_targets(load_fleet_text(FLEET, "fleet.yaml"), {"fra-1": HostTokens("v")}) == []
 
 
 def test_tokens_per_host_a_viewer_string_or_both_roles(tmp_path):
