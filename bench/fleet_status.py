@@ -104,7 +104,7 @@ def main() -> None:
         for i, host in enumerate(hosts):
             host.spec.write_text(spec_text(f"fs{i + 1}", image, metrics_ports + PORTS_PER_HOST * i))
             host.run("apply", "--auto-approve", str(host.spec))
-            lines.append(f"{host.name}: {host.run('tokens', 'create', 'fleet', '--role', 'viewer')}")
+            lines.append(f"{host.name}: {{viewer: {host.run('tokens', 'create', 'fleet', '--role', 'viewer')}, agent: 'http://{host.address}:{host.port}'}}")
         for host in hosts:
             agent = host.serve()
             stack.callback(stop, agent)
@@ -112,7 +112,7 @@ def main() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # the kernel accepts connections; nobody ever answers
         tokens = folder / "fleet-tokens.yaml"
-        tokens.write_text("\n".join(lines) + "\nh4: nobody-answers\n")
+        tokens.write_text("\n".join(lines) + f"\nh4: {{viewer: nobody-answers, agent: 'http://127.0.0.1:{silent.getsockname()[1]}'}}\n")
         tokens.chmod(0o600)
         three, four = folder / "fleet.yaml", folder / "fleet-4.yaml"
         write_fleet(three, hosts, None)

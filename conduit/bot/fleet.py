@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from conduit.log import logger
 from conduit.bot.hosts import Host, LocalHost, RemoteHost
-from conduit.features.fleetstatus import HostTokens, read_host_tokens
+from conduit.features.fleetstatus import read_host_tokens, tokens_for
 from conduit.errors import PolicyError
 from conduit.serve.agent import Agent, Refused
 from conduit.serve.fleet import FleetFiles
@@ -41,6 +41,7 @@ def fleet_hosts(files: FleetFiles, agent: Agent, connect: Callable[[str], object
         elif host.agent is None:
             log.info("bot.no_agent", host=host.name)  # no API to ask: `conduit fleet status` says so too
         else:
-            mine = tokens.get(host.name, HostTokens())
-            hosts.append(RemoteHost(host.name, connect(host.agent), mine.viewer, mine.operator))
+            mine, why = tokens_for(host, tokens)
+            withheld = why if host.name in tokens else None
+            hosts.append(RemoteHost(host.name, connect(host.agent), mine.viewer, mine.operator, withheld))
     return hosts

@@ -127,16 +127,18 @@ class RemoteHost:
     its viewer token (else its operator token), act and read its nodes' logs with its operator token.
     Its traffic budget (throttle, a stop until the reset) is kept by its own agent, not from here."""
 
-    def __init__(self, name: str, client, viewer: str | None, operator: str | None = None):
-        self.name, self.client = name, client
+    def __init__(self, name: str, client, viewer: str | None, operator: str | None = None, withheld: str | None = None):
+        self.name, self.client, self.withheld = name, client, withheld  # withheld: why its tokens are not sent (fleetstatus.tokens_for)
         self.tokens = {"GET": viewer or operator, "POST": operator}
 
     def _ask(self, method: str, path: str, body: dict | None = None, role: str | None = None):
         """`role`: the token a read needs when it is not the viewer's (a node's log)."""
         role = role or ("operator" if method == "POST" else "viewer")
         token = self.tokens["POST" if role == "operator" else "GET"]
+        if token is None and self.withheld:
+            raise Unavailable(self.withheld)
         if token is None:
-            raise Unavailable(f"no {role} token for {self.name} in the fleet tokens file; add `{self.name}: {{viewer: TOKEN, operator: TOKEN}}`")
+            raise Unavailable(f"no {role} token for {self.name} in the fleet tokens file; add `{self.name}: {{viewer: TOKEN, operator: TOKEN, agent: URL}}`")
         try:
             answer = self.client.request(method, "/api/v1" + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=120)
         except Exception as exc:  # noqa: BLE001 - any failure to reach an agent is one line

@@ -171,7 +171,7 @@ def _diff_json(fleet: str, ref: str, found: FleetDiff) -> dict:
 @fleet_group.command("status")
 @click.argument("fleet", type=click.Path(dir_okay=False))
 @click.option("--tokens", "tokens_path", type=click.Path(dir_okay=False, path_type=Path), default=TOKENS_FILE, show_default=True,
-              help="A root-only YAML file of `HOST: TOKEN` (each agent's viewer token); never the repository.")
+              help="A root-only YAML file of `HOST: {viewer: TOKEN, agent: URL}`: each agent's token goes only to that URL; never the repository.")
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True, help="Seconds to wait for each agent.")
 @click.option("--cacert", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="CA certificates the agents' TLS certificates chain to.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")

@@ -13,7 +13,7 @@ from conduit.engine.observe import plan_on_host
 from conduit.engine import planning
 from conduit.plan.saved import dumps, plan_data, spec_fields
 from conduit.spec.advisor import capacity
-from conduit.spec.load import load_text, spec_text
+from conduit.spec.load import MAX_BYTES, load_text, spec_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.git import show_committed
 from conduit.state.db import StateError
@@ -94,7 +94,7 @@ def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None
 
 def _git_show(ref: str, file: str) -> str:
     try:
-        return show_committed(ref, file)
+        return show_committed(ref, file, MAX_BYTES)
     except GitError as exc:
         fail(str(exc))
     raise AssertionError("unreachable")

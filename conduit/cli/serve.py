@@ -192,8 +192,8 @@ def _stopped(*_) -> None:
 @click.option("--fleet", "fleet_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Also serve this fleet: its status at /fleet and /api/v1/fleet, its exporters for Prometheus at /api/v1/fleet/targets.")
 @click.option("--fleet-tokens", type=click.Path(dir_okay=False, path_type=Path), default=TOKENS_FILE, show_default=True,
-              help="With --fleet: the root-only file of the other agents' tokens: `HOST: TOKEN` (a viewer's) or "
-                   "`HOST: {viewer: TOKEN, operator: TOKEN}` (the bot's actions on HOST need its operator token).")
+              help="With --fleet: the root-only file of the other agents' tokens and addresses: "
+                   "`HOST: {viewer: TOKEN, operator: TOKEN, agent: URL}` (the bot's actions on HOST need its operator token).")
 @click.option("--host", "host_name", help="With --fleet: this host's name in the fleet file (the bot asks its Agent, not its API) "
               "[default: the machine's host name]")
 @click.option("--print-unit", is_flag=True, help="Print a systemd unit that runs this agent, and exit.")

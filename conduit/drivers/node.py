@@ -6,23 +6,58 @@ Each answer is parsed by the pure readers in conduit.facts; here is only the ask
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
-import urllib.error
-import urllib.request
+import time
 from pathlib import Path
 
 from conduit.drivers.dockerapi import container_log, failures
 from conduit.drivers.volume import STATE_LIMIT, read_entry
 from conduit.facts import metrics, monitor, nodelog, statsfile
 
+CHUNK_SIZE = 1 << 16
+
+
+METRICS_LIMIT = 4 << 20  # a 2.x node's metrics, every country included, are some hundred KiB
+_OK = re.compile(rb"HTTP/1\.[01] 200[ \r]")
+
 
 def scrape(port: int, timeout: float = 2.0) -> dict[metrics.Sample, float] | None:
-    """A node's metrics on 127.0.0.1:port, or None when it does not answer."""
+    """A node's metrics on 127.0.0.1:port, or None when it does not answer 200 within `timeout`.
+
+    A compromised node writes this answer: it is read to one deadline (an answer dripped a byte at
+    a time, headers included, ends there, not at a timeout that each byte starts again) and to
+    METRICS_LIMIT bytes (an endless one ends there too). HTTP/1.0: the node closes the connection
+    after its answer and sends no chunks."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
-            return metrics.parse(response.read().decode(errors="replace"))
-    except (OSError, urllib.error.URLError, ValueError):
+        raw = _get_metrics(port, timeout)
+    except OSError:
         return None
+    head, blank, body = (raw or b"").partition(b"\r\n\r\n")
+    if not blank or not _OK.match(head + b"\r"):
+        return None
+    return metrics.parse(body.decode(errors="replace"))
+
+
+def _get_metrics(port: int, timeout: float) -> bytes | None:
+    """The whole answer to GET /metrics, or None past the deadline or the size."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        chunks, total = [], 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            sock.settimeout(left)
+            chunk = sock.recv(CHUNK_SIZE)
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > METRICS_LIMIT:
+                return None
+            chunks.append(chunk)
 
 
 def run_log(client, name: str, started_at: str, tty: bool, finished_at: str = "") -> list[str]:

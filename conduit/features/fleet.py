@@ -51,13 +51,11 @@ class AtCommit:
     def read(self, rel: str) -> str:
         where: Where = (self.name(rel), 1, 1)
         try:
-            raw = self.files.read(rel)
+            raw = self.files.read(rel, MAX_BYTES)
         except GitError as exc:
             raise ComposeError(where, "", str(exc)) from None
         if raw is None:
             raise ComposeError(where, "", f"no such file at {self.ref}")
-        if len(raw) > MAX_BYTES:
-            raise ComposeError(where, "", f"file is larger than {MAX_BYTES // 1024} KiB; not a spec")
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -65,7 +63,7 @@ class AtCommit:
 
     def exists(self, rel: str) -> bool:
         try:
-            return self.files.read(rel) is not None
+            return self.files.read(rel, MAX_BYTES) is not None
         except GitError:
             return True  # let read say what is wrong
 

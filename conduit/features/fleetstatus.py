@@ -2,8 +2,10 @@
 fleet's exporters as a Prometheus http_sd target list.
 
 The agents' tokens come from a local root-only file, never from the repository the fleet file lives
-in: `HOST: TOKEN` (a viewer token) or `HOST: {viewer: TOKEN, operator: TOKEN}` (either or both; the
-bot's actions on that host need its operator token).
+in: `HOST: {viewer: TOKEN, operator: TOKEN, agent: URL}` (either token or both; the bot's actions on
+that host need its operator token). The fleet file, which others may push to, names each host's
+agent too, but does not choose where a token goes: a token is sent only to the agent its entry in
+the tokens file names, when the fleet file names the same one.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class HostTokens:
 
     viewer: str | None = None
     operator: str | None = None
+    agent: str | None = None  # the only agent these tokens are sent to
 
     @property
     def reader(self) -> str | None:
@@ -50,7 +53,7 @@ def parse_tokens(data: object) -> dict[str, HostTokens] | None:
     for host, value in data.items():
         if isinstance(value, str):
             out[host] = HostTokens(viewer=value)
-        elif isinstance(value, dict) and value and set(value) <= {"viewer", "operator"} and all(isinstance(v, str) for v in value.values()):
+        elif isinstance(value, dict) and value and set(value) <= {"viewer", "operator", "agent"} and all(isinstance(v, str) for v in value.values()):
             out[host] = HostTokens(**value)
         else:
             return None
@@ -71,14 +74,27 @@ def read_host_tokens(path: Path) -> dict[str, HostTokens]:
         raise PolicyError(f"fleet tokens {path}: {' '.join(str(getattr(exc, 'strerror', None) or exc).split())[:200]}") from None
     tokens = parse_tokens(data)
     if tokens is None:
-        raise PolicyError(f"fleet tokens {path}: expected a mapping of host name to token (`fra-1: TOKEN` "
-                          "or `fra-1: {viewer: TOKEN, operator: TOKEN}`)")  # fmt: skip
+        raise PolicyError(f"fleet tokens {path}: expected a mapping of host name to its tokens and agent "
+                          "(`fra-1: {viewer: TOKEN, operator: TOKEN, agent: https://fra-1.example.net:8443}`)")  # fmt: skip
     return tokens
 
 
-def read_tokens(path: Path) -> dict[str, str]:
-    """{host: a token that reads (its viewer token, else its operator token)}. Raises PolicyError."""
-    return {host: t.reader for host, t in read_host_tokens(path).items() if t.reader}
+def read_tokens(path: Path) -> dict[str, HostTokens]:
+    """{host: its tokens} for the hosts with a token that reads. Raises PolicyError."""
+    return {host: t for host, t in read_host_tokens(path).items() if t.reader}
+
+
+def tokens_for(host: Host, tokens: dict[str, HostTokens]) -> tuple[HostTokens, str | None]:
+    """The host's tokens when they may go to the agent the fleet file names for it; else none, and why."""
+    mine = tokens.get(host.name)
+    if mine is None:
+        return HostTokens(), "no token for it in the fleet tokens file"
+    if mine.agent is None:
+        return HostTokens(), (f"its token goes only to the agent its entry in the fleet tokens file names, and it names none: "
+                              f"add `agent: {host.agent}` there once that is its agent")  # fmt: skip
+    if (mine.agent or "").rstrip("/") != (host.agent or "").rstrip("/"):
+        return HostTokens(), f"the fleet file names {host.agent} as its agent, the fleet tokens file {mine.agent}: its token is not sent"
+    return mine, None
 
 
 @dataclass
@@ -154,15 +170,16 @@ def _verdict(row: Row, problems: list[str], last_result: str | None) -> Row:
     return row
 
 
-def ask(host: Host, ring: str | None, tokens: dict[str, str], timeout: float, context: ssl.SSLContext | None) -> Row:
+def ask(host: Host, ring: str | None, tokens: dict[str, HostTokens], timeout: float, context: ssl.SSLContext | None) -> Row:
     """One host's row: its agent's summary, or why there is none."""
     row = Row(host.name, ring, host.agent, labels=host.labels.model_dump(exclude_none=True))
     if host.agent is None:
         row.why = "no agent address in the fleet file"
         return row
-    token = tokens.get(host.name)
+    mine, why = tokens_for(host, tokens)
+    token = mine.reader
     if token is None:
-        row.why = "no token for it in the fleet tokens file"
+        row.why = why or "no token for it in the fleet tokens file"
         return row
     try:
         return _row_from(row, _get(host.agent.rstrip("/") + "/api/v1/summary", token, timeout, context))
@@ -176,18 +193,21 @@ def ask(host: Host, ring: str | None, tokens: dict[str, str], timeout: float, co
     return row
 
 
-def fleet_status(fleet: Fleet, tokens: dict[str, str], timeout: float = 5.0, cafile: Path | None = None) -> list[Row]:
+def fleet_status(fleet: Fleet, tokens: dict[str, HostTokens], timeout: float = 5.0, cafile: Path | None = None) -> list[Row]:
     """Every host's row, the agents asked in parallel; in the fleet file's order."""
     context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
     with ThreadPoolExecutor(max_workers=min(32, len(fleet.hosts))) as pool:
         return list(pool.map(lambda h: ask(h, fleet.ring(h), tokens, timeout, context), fleet.hosts))
 
 
-def sd_targets(fleet: Fleet) -> list[dict]:
-    """Prometheus http_sd_config: each agent's /metrics, labelled with host, ring, provider and region."""
+def sd_targets(fleet: Fleet, tokens: dict[str, HostTokens]) -> list[dict]:
+    """Prometheus http_sd_config: each agent's /metrics, labelled with host, ring, provider and region.
+
+    Prometheus sends a host's token to the address listed for it: only an agent the tokens file
+    names for its host (conduit.features.fleetstatus.tokens_for) is listed, not one a commit chose."""
     out = []
     for host in fleet.hosts:
-        if host.agent is None:
+        if host.agent is None or tokens_for(host, tokens)[1] is not None:
             continue
         parts = urllib.parse.urlsplit(host.agent)
         labels = {"host": host.name, "ring": fleet.ring(host) or "", "__scheme__": parts.scheme}

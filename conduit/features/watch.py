@@ -25,7 +25,7 @@ from conduit.log import logger
 from conduit.features.alerts import notify
 from conduit.errors import DockerError, GitError, SpecError
 from conduit.drivers.files import atomic_write, private_tree
-from conduit.spec.load import load_text, recorded_text
+from conduit.spec.load import load_text, read_spec_text, recorded_text
 from conduit.features.nodealerts import node_problems
 from conduit.features.watch_record import STATUS_FILE
 from conduit.drivers.observe import HostAccess
@@ -235,7 +235,8 @@ class Watcher:
         self.wake.set()
 
     def watch_file(self, path: Path, interval: float, quiet: float = 0.5) -> None:
-        path = path.resolve()
+        # Read as named: resolved first, a link out of its repository would no longer look like one.
+        named, path = path.absolute(), path.resolve()
         debounce = Debounce(quiet)
         wake = self.wake
 
@@ -262,9 +263,9 @@ class Watcher:
                         debounce.fired()
                         reason = "changed"
                     try:
-                        text = path.read_text()
-                    except OSError as exc:
-                        self._record(Result("invalid", f"{path}: cannot read: {exc.strerror}"), reason, "", None)
+                        text = read_spec_text(named)
+                    except SpecError as exc:
+                        self._record(Result("invalid", " / ".join(exc.lines())), reason, "", None)
                     else:
                         self.reconcile(text, str(path), reason)
                     next_heal = time.monotonic() + self._next(interval)

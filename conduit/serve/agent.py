@@ -33,7 +33,7 @@ from conduit.serve.live import Hub, Observer
 from conduit.errors import GitError, HostileEntry, KeyProblem, SpecError
 from conduit.facts.keyfile import BadKey
 from conduit.facts.nodelog import SHOWN_LINES, SHOWN_READ, printable, shown
-from conduit.spec.load import load_file, load_text
+from conduit.spec.load import MAX_BYTES, load_file, load_text, read_spec_text
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import node_settings, nodes
 from conduit.spec.spec import ClusterSpec
@@ -277,7 +277,7 @@ class Agent:
         if not self.git_follow:
             return None
         try:
-            return show_committed("HEAD", str(self.spec.path))
+            return show_committed("HEAD", str(self.spec.path), MAX_BYTES)
         except GitError as exc:
             raise Refused(409, f"the host follows git and the committed spec cannot be read: {exc}") from None
 
@@ -292,9 +292,9 @@ class Agent:
         if committed is not None:
             return committed
         try:
-            return self.spec.path.read_text()
-        except OSError as exc:
-            raise Refused(409, f"{self.spec.path}: cannot read: {exc.strerror}") from None
+            return read_spec_text(self.spec.path)
+        except SpecError as exc:
+            raise Refused(409, " / ".join(exc.lines())) from None
 
     def _run(self, build: Callable[[Door], Request], user: str) -> Reconciled:
         """Exactly one reconcile, built by conduit.engine's intents as the CLI builds it; its steps go out as events as they run."""

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
 
 from conduit.errors import PolicyError, SpecError
-from conduit.features.fleetstatus import HEADERS, cells, fleet_status, read_tokens, sd_targets
+from conduit.features.fleetstatus import HEADERS, cells, fleet_status, read_host_tokens, read_tokens, sd_targets
 from conduit.serve.agent import Refused
 from conduit.spec.fleet import Fleet, load_fleet
 
@@ -57,7 +57,12 @@ def add_fleet_routes(app: FastAPI, files: FleetFiles | None, viewer) -> None:
 
     @api.get("/targets", summary="Prometheus http_sd_config: each host's /metrics with host, ring, provider and region labels")
     def targets(_: str = Depends(viewer)) -> list[dict]:
-        return sd_targets(fleet_files().load())
+        found = fleet_files()
+        try:
+            tokens = read_host_tokens(found.tokens)
+        except PolicyError as exc:
+            raise Refused(503, str(exc)) from None
+        return sd_targets(found.load(), tokens)
 
     app.include_router(api)
 

@@ -262,11 +262,15 @@ class Directory:
             raise ComposeError(where, "", f"not UTF-8 text (byte {exc.start})") from None
 
 
-def repository_root(spec: Path) -> Path:
-    """The directory a lone spec's bases must live in: the nearest one above it holding a fleet
-    file or a git repository, else the spec's own directory."""
+def enclosing_repository(spec: Path) -> Path | None:
+    """The nearest directory above the spec holding a fleet file or a git repository, if any."""
     start = Path(os.path.abspath(spec)).parent
     for folder in (start, *start.parents):
         if (folder / "fleet.yaml").is_file() or (folder / ".git").exists():
             return folder
-    return start
+    return None
+
+
+def repository_root(spec: Path) -> Path:
+    """The directory a lone spec's bases must live in: its enclosing repository, else the spec's own directory."""
+    return enclosing_repository(spec) or Path(os.path.abspath(spec)).parent

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import types
 import typing
 from pathlib import Path as FsPath
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from conduit.spec.advisor import Capacity, advise
 from conduit.spec.checks import Issue, check
 from conduit.errors import PolicyError, Problem, SpecError, located
-from conduit.spec.compose import KEY as EXTENDS, ComposeError, Composer, Directory, Layer, flatten, repository_root
+from conduit.spec.compose import KEY as EXTENDS, ComposeError, Composer, Directory, Layer, enclosing_repository, flatten, repository_root
 from conduit.spec.policy import HostPolicy, load_policy
 from conduit.spec.policy_file import policy_path
 from conduit.spec.profiles import HostFacts
@@ -367,10 +368,21 @@ def _host_policy() -> tuple[HostPolicy, str]:
 
 
 def read_spec_text(path: str | FsPath) -> str:
-    """A spec file's text, or SpecError when it cannot be read, is too large or is not UTF-8."""
+    """A spec file's text, or SpecError when it cannot be read, is too large or is not UTF-8.
+
+    Read as its bases are (conduit.spec.compose.Directory): a spec in a repository, which others
+    may push to, is never a link out of it (what it points at would come back in the errors), and
+    only a regular file is read, no more of it than a spec may be."""
     name = str(path)
+    outside = _link_out_of_repository(FsPath(path))
+    if outside is not None:
+        raise SpecError(name, [Problem(1, 1, "", f"is a link to {outside[0]}, outside {outside[1]}; a spec must live inside it")])
     try:
-        raw = FsPath(path).read_bytes()
+        # O_NONBLOCK: a FIFO opens at once, to be refused, instead of waiting for a writer.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise SpecError(name, [Problem(1, 1, "", "is not a regular file")])
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise SpecError(name, [Problem(1, 1, "", f"cannot read: {exc.strerror or exc}")]) from None
     if len(raw) > MAX_BYTES:
@@ -379,6 +391,16 @@ def read_spec_text(path: str | FsPath) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(name, [Problem(1, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
+
+
+def _link_out_of_repository(path: FsPath) -> tuple[str, FsPath] | None:
+    """(where the spec leads, its repository) when it sits in one and resolves outside it; a spec in
+    no repository is root's own file, wherever root's links lead."""
+    repository = enclosing_repository(path)
+    if repository is None:
+        return None
+    real, top = os.path.realpath(path), os.path.realpath(repository)
+    return None if os.path.commonpath([real, top]) == top else (real, repository)
 
 
 def spec_text(path: str | FsPath) -> str:

@@ -24,25 +24,35 @@ def public_url(text: str) -> str:
     return _USERINFO.sub("***@", text)
 
 
+def _http(url: str) -> bool:
+    return urllib.parse.urlsplit(url).scheme in ("http", "https")
+
+
 def without_password(url: str) -> str:
-    """The URL with its user and password left out when it has a password (what a unit file may say)."""
+    """The URL without its user and password when they may be a secret (what a unit file or git's
+    command line may say): any user of an http(s) URL (a token alone is a user there), and any user
+    with a password; an ssh URL's user (git@) stays."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
+    if parts.password is None and not (_http(url) and parts.username is not None):
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def credentials_env(url: str, path: Path | None) -> dict[str, str]:
     """What git needs in its environment to authenticate to `url` with the credentials in `path`,
-    a root-only file of git-credential-store lines (`https://USER:TOKEN@host`). The header goes to
-    git through its environment (readable by root alone), never its command line, and only to
-    that host; the file is only read (git's own store helper would erase a line that failed once)."""
-    if path is None:
-        return {}
+    a root-only file of git-credential-store lines (`https://USER:TOKEN@host`), or else with the
+    user and password the http(s) URL itself holds. The header goes to git through its environment
+    (readable by root alone), never its command line, and only to that host; the file is only
+    read (git's own store helper would erase a line that failed once)."""
     target = urllib.parse.urlsplit(url)
+    if path is None:
+        return _header(target, target) if _http(url) and target.username is not None else {}
     if target.scheme not in ("http", "https"):
         raise GitError(f"--git-credentials-file is for http(s) URLs; {public_url(url)} authenticates with an SSH key")
-    line = _credentials_line(path, target)
+    return _header(target, _credentials_line(path, target))
+
+
+def _header(target: urllib.parse.SplitResult, line: urllib.parse.SplitResult) -> dict[str, str]:
     auth = base64.b64encode(f"{urllib.parse.unquote(line.username or '')}:{urllib.parse.unquote(line.password or '')}".encode()).decode()
     host = target.netloc.rpartition("@")[2]
     return {
@@ -87,7 +97,8 @@ def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, l
     if not (checkout / "HEAD").exists():
         private_dir(checkout.parent)
         _git("init", "--bare", "-q", str(checkout))
-    _git("-C", str(checkout), "fetch", "-q", "--no-tags", "--end-of-options", url, f"+{ref}:refs/conduit/{local}", env=env)
+    remote = without_password(url) if _http(url) else url  # its user and password went into env
+    _git("-C", str(checkout), "fetch", "-q", "--no-tags", "--end-of-options", remote, f"+{ref}:refs/conduit/{local}", env=env)
     return _git("-C", str(checkout), "rev-parse", f"refs/conduit/{local}").strip()
 
 
@@ -105,21 +116,15 @@ def signed_by(checkout: Path, sha: str, allowed_signers: Path) -> str | None:
     return key if verdict == "G" and key else None
 
 
-def show_committed(ref: str, file: str) -> str:
-    """FILE as committed at REF in the work tree it lives in (`conduit diff --git-ref`)."""
-    path = Path(file).resolve()
-    try:
-        top = subprocess.run(
-            ["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        rel = path.relative_to(top)
-        return subprocess.run(
-            ["git", "-C", top, "show", f"{ref}:{rel.as_posix()}"], capture_output=True, text=True, check=True
-        ).stdout
-    except FileNotFoundError:
-        raise GitError(not_installed("git")) from None
-    except subprocess.CalledProcessError as exc:
-        raise GitError(f"git could not show {ref}:{file}: {(exc.stderr or '').strip().splitlines()[-1:] or ['failed']}") from None
+def show_committed(ref: str, file: str, limit: int) -> str:
+    """FILE as committed at REF in the work tree it lives in (`conduit diff --git-ref`, the agent of a
+    host that follows git). GitError when it is not there, or is over `limit` bytes (unread then)."""
+    path = Path(os.path.abspath(file))
+    with CommitFiles(path.parent, ref) as files:
+        raw = files.read(path.name, limit)
+    if raw is None:
+        raise GitError(f"{ref}:{file}: no such file in the commit")
+    return raw.decode(errors="replace")
 
 
 def git_revision(path: str | None) -> tuple[str | None, bool | None]:
@@ -165,9 +170,11 @@ class CommitFiles:
         """`rel` (relative to the folder) relative to the repository's top."""
         return rel if self.prefix == "." else f"{self.prefix}/{rel}"
 
-    def read(self, rel: str) -> bytes | None:
+    def read(self, rel: str, limit: int) -> bytes | None:
         """The file's bytes at the commit, None when the commit has no such file. A symlink is
-        followed inside the repository; one that leaves it is refused."""
+        followed inside the repository; one that leaves it is refused. A file over `limit` bytes
+        is refused from git's header, before any of it is read: whoever may push writes it, and
+        git compresses a gigabyte of one byte into a few KiB."""
         if "\n" in rel or "\r" in rel:
             raise GitError(f"{rel!r}: a path with a line break cannot be read from git")
         proc = self._start()
@@ -180,6 +187,9 @@ class CommitFiles:
         if header[-1] == "missing":
             return None
         size = int(header[-1])
+        if size > limit:
+            self._stop()  # git is writing the whole file into the pipe: that git goes, the next read starts another
+            raise GitError(f"file is larger than {limit // 1024} KiB; not a spec")
         body = proc.stdout.read(size + 1)[:-1]
         kind = header[0] if len(header) == 2 else header[1]
         if kind == "blob":
@@ -196,6 +206,12 @@ class CommitFiles:
             except FileNotFoundError:
                 raise GitError(not_installed("git")) from None
         return self._proc
+
+    def _stop(self) -> None:
+        assert self._proc is not None
+        self._proc.kill()
+        self._proc.wait(timeout=30)
+        self._proc = None
 
     def close(self) -> None:
         if self._proc is not None:

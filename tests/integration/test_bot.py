@@ -262,7 +262,8 @@ def fleet_bot(tmp_path, remote, telegram_stub):
     local, third = Setup(tmp_path / "edge-1"), Setup(tmp_path / "edge-3")
     (tmp_path / "fleet.yaml").write_text(FLEET.format(remote=url))
     tokens_file = tmp_path / "fleet-tokens.yaml"
-    tokens_file.write_text(f"edge-2: {{viewer: {tokens['ann']}, operator: {tokens['olu']}}}\nedge-3: {third.tokens['olu']}\n")
+    tokens_file.write_text(f"edge-2: {{viewer: {tokens['ann']}, operator: {tokens['olu']}, agent: '{url}'}}\n"
+                           f"edge-3: {{operator: {third.tokens['olu']}, agent: 'https://edge-3.example.net:8443'}}\n")  # fmt: skip
     tokens_file.chmod(0o600)
     clients = {url: httpx.Client(base_url=url), "https://edge-3.example.net:8443": TestClient(create_app(third.agent))}
     hosts = fleet_hosts(FleetFiles(tmp_path / "fleet.yaml", tokens_file, host="edge-1"), local.agent, connect=clients.__getitem__)

@@ -197,9 +197,9 @@ def test_three_hosts_follow_one_repository(fleet, tmp_path):
     for host in hosts:
         made = host.cluster.run("tokens", "create", "fleet", "--role", "viewer")
         assert made.returncode == 0, made.stderr
-        lines.append(f"{host.name}: {made.stdout.strip()}")
+        lines.append(f"{host.name}: {{viewer: {made.stdout.strip()}, agent: 'http://{host.address}:{host.port}'}}")
         host.start(["serve", str(host.cluster.state / "fleet-spec.yaml"), "--listen", host.address, "--port", str(host.port), "--interval", "1"])
-    tokens.write_text("\n".join(lines) + "\nh4: nobody-answers\n")
+    tokens.write_text("\n".join(lines) + f"\nh4: {{viewer: nobody-answers, agent: 'http://127.0.0.1:{silent.getsockname()[1]}'}}\n")
     tokens.chmod(0o600)
 
     # A commit to the base changes all three.

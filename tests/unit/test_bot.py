@@ -218,8 +218,8 @@ def fleet(stub, tmp_path):
     setups = [Setup(tmp_path / str(i)) for i in range(3)]
     (tmp_path / "fleet.yaml").write_text(FLEET)
     tokens = tmp_path / "fleet-tokens.yaml"
-    tokens.write_text(f"edge-2: {setups[1].tokens['ann']}\n"
-                      f"edge-3: {{viewer: {setups[2].tokens['ann']}, operator: {setups[2].tokens['olu']}}}\n")  # fmt: skip
+    tokens.write_text(f"edge-2: {{viewer: {setups[1].tokens['ann']}, agent: 'https://edge-2.example.net:8443'}}\n"
+                      f"edge-3: {{viewer: {setups[2].tokens['ann']}, operator: {setups[2].tokens['olu']}, agent: 'https://edge-3.example.net:8443'}}\n")  # fmt: skip
     tokens.chmod(0o600)
     agents = {f"https://edge-{i + 1}.example.net:8443": s.agent for i, s in enumerate(setups)}
     files = FleetFiles(tmp_path / "fleet.yaml", tokens, host="edge-1")

@@ -61,31 +61,43 @@ def test_tokens_must_be_private(tmp_path):
     with pytest.raises(PolicyError, match="chmod 600"):
         read_tokens(path)
     path.chmod(0o600)
-    assert read_tokens(path) == {"fra-1": "abc"}
+    assert read_tokens(path) == {"fra-1": HostTokens("abc")}
     path.write_text("- a list\n")
-    with pytest.raises(PolicyError, match="mapping of host name to token"):
+    with pytest.raises(PolicyError, match="mapping of host name to its tokens and agent"):
         read_tokens(path)
     with pytest.raises(PolicyError, match="no such file"):
         read_tokens(tmp_path / "absent.yaml")
     assert os.stat(path).st_mode & 0o777 == 0o600
 
 
+PINNED = {"fra-1": HostTokens(agent="https://fra-1.example.net:8443"), "ams-1": HostTokens("v", agent="http://127.0.0.1:18443/")}
+
+
 def test_the_targets_name_every_agent_with_its_labels():
-    targets = sd_targets(load_fleet_text(FLEET, "fleet.yaml"))
+    targets = sd_targets(load_fleet_text(FLEET, "fleet.yaml"), PINNED)
     assert targets == [
         {"targets": ["fra-1.example.net:8443"], "labels": {"host": "fra-1", "ring": "canary", "__scheme__": "https", "provider": "hetzner", "region": "eu"}},
         {"targets": ["127.0.0.1:18443"], "labels": {"host": "ams-1", "ring": "stable", "__scheme__": "http"}},
     ]
 
 
+def test_the_targets_leave_out_an_agent_the_tokens_file_does_not_name():
+    """Prometheus sends a host's token to the address listed for it: a commit that points fra-1
+    elsewhere, or a host the tokens file names no agent for, is not listed."""
+    moved = load_fleet_text(FLEET.replace("https://fra-1.example.net:8443", "https://collector.example.org:443"), "fleet.yaml")
+    assert [t["labels"]["host"] for t in sd_targets(moved, PINNED)] == ["ams-1"]
+    assert sd_targets(load_fleet_text(FLEET, "fleet.yaml"), {"fra-1": HostTokens("v")}) == []
+
+
 def test_tokens_per_host_a_viewer_string_or_both_roles(tmp_path):
     path = tmp_path / "tokens.yaml"
-    path.write_text("fra-1: abc\nams-1: {viewer: v, operator: o}\nwaw-1: {operator: o2}\n")
+    path.write_text("fra-1: abc\nams-1: {viewer: v, operator: o, agent: 'https://ams-1:8443'}\nwaw-1: {operator: o2}\nkrk-1: {agent: 'https://krk-1:8443'}\n")
     path.chmod(0o600)
-    assert read_host_tokens(path) == {"fra-1": HostTokens("abc"), "ams-1": HostTokens("v", "o"), "waw-1": HostTokens(None, "o2")}
-    assert read_tokens(path) == {"fra-1": "abc", "ams-1": "v", "waw-1": "o2"}  # fleet status reads with any token
+    assert read_host_tokens(path) == {"fra-1": HostTokens("abc"), "ams-1": HostTokens("v", "o", "https://ams-1:8443"), "waw-1": HostTokens(None, "o2"),
+                                      "krk-1": HostTokens(agent="https://krk-1:8443")}  # fmt: skip
+    assert {h: t.reader for h, t in read_tokens(path).items()} == {"fra-1": "abc", "ams-1": "v", "waw-1": "o2"}  # fleet status reads with any token
     path.write_text("fra-1: {admin: x}\n")
-    with pytest.raises(PolicyError, match=r"`fra-1: \{viewer: TOKEN, operator: TOKEN\}`"):
+    with pytest.raises(PolicyError, match=r"`fra-1: \{viewer: TOKEN, operator: TOKEN, agent: https://fra-1.example.net:8443\}`"):
         read_host_tokens(path)
 
 
@@ -102,4 +114,70 @@ def test_any_tokens_file_is_read_as_tokens_or_refused(data):
     assert set(tokens) == set(data)
     for host, found in tokens.items():
         said = data[host]
-        assert found == (HostTokens(viewer=said) if isinstance(said, str) else HostTokens(said.get("viewer"), said.get("operator")))
+        assert found == (HostTokens(viewer=said) if isinstance(said, str) else HostTokens(said.get("viewer"), said.get("operator"), said.get("agent")))
+
+
+# ---------------------------------------------------------------- where a token may go
+
+import threading  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+from conduit.features.fleetstatus import fleet_status  # noqa: E402
+
+
+class Listener:
+    """Whoever a fleet file's commit names as fra-1's agent: it records every Authorization it is sent."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                listener.seen.append(self.headers.get("Authorization") or "")
+                body = b'{"totals": {}}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("entry", ["secret-token", "{viewer: secret-token, agent: 'https://fra-1.example.net:8443'}"])
+def test_a_token_goes_only_to_the_agent_the_tokens_file_names(tmp_path, entry):
+    """The fleet file lives in a repository others push to; the tokens file is root's. A commit that
+    points fra-1's agent elsewhere gets no token sent there: the root-only file says where it goes."""
+    listener = Listener()
+    try:
+        fleet = load_fleet_text(FLEET.replace("https://fra-1.example.net:8443", listener.address), "fleet.yaml")
+        path = tmp_path / "tokens.yaml"
+        path.write_text(f"fra-1: {entry}\n")
+        path.chmod(0o600)
+        (row, *_) = fleet_status(fleet, read_tokens(path), timeout=5)
+    finally:
+        listener.close()
+    assert not any("secret-token" in said for said in listener.seen)
+    assert not row.answered and f"{listener.address}" in row.why and "fleet tokens file" in row.why, row.why
+
+
+def test_a_token_goes_to_the_agent_both_files_name(tmp_path):
+    listener = Listener()
+    try:
+        fleet = load_fleet_text(FLEET.replace("https://fra-1.example.net:8443", listener.address), "fleet.yaml")
+        path = tmp_path / "tokens.yaml"
+        path.write_text(f"fra-1: {{viewer: secret-token, agent: '{listener.address}/'}}\n")
+        path.chmod(0o600)
+        (row, *_) = fleet_status(fleet, read_tokens(path), timeout=5)
+    finally:
+        listener.close()
+    assert listener.seen == ["Bearer secret-token"] and row.answered

@@ -151,3 +151,58 @@ def test_a_credentials_file_without_a_line_for_the_host_says_what_to_add(tmp_pat
     path.chmod(0o600)
     with pytest.raises(GitError, match=r"no line for https://github.com; add `https://USER:TOKEN@github.com`"):
         fetch("https://github.com/o/specs.git", "main", tmp_path / "mirror", path)
+
+
+def test_a_token_given_as_the_urls_user_is_not_written_into_the_unit(tmp_path):
+    """GitHub and others take a token alone as the user of an https URL: it is a password all the same."""
+    result = print_unit(tmp_path, "--git", "https://ghp_s3cret@github.com/o/specs.git")
+    assert result.exit_code == 0, result.output
+    assert "ghp_s3cret" not in result.stdout and "ghp_s3cret" not in result.stderr
+    assert "--git https://github.com/o/specs.git" in result.stdout
+    assert "--git-credentials-file /etc/conduit/secrets/git-credentials" in result.stdout
+
+
+class _Held(_Dumb):
+    """The dumb server, holding git's first request until the test has looked at every process's command line."""
+
+    asked: threading.Event
+    looked: threading.Event
+
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        self.asked.set()
+        self.looked.wait(timeout=30)
+        super().do_GET()
+
+
+def test_a_password_in_the_url_never_reaches_gits_command_line(tmp_path, http_repo):
+    """Any local user reads /proc/PID/cmdline: the URL's user and password go to git as a header in its
+    environment (root's alone), as a credentials file's do, and git is handed the URL without them."""
+    from urllib.parse import quote
+
+    url, sha = http_repo
+    srv = tmp_path / "srv"
+    asked, looked = threading.Event(), threading.Event()
+    handler = type("Held", (_Held,), {"asked": asked, "looked": looked})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(srv)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    inline = f"http://{USER}:{quote(TOKEN, safe='')}@127.0.0.1:{server.server_port}/specs.git"
+    fetched: list[str] = []
+    run = threading.Thread(target=lambda: fetched.append(fetch(inline, "main", tmp_path / "mirror")))
+    run.start()
+    try:
+        assert asked.wait(timeout=30), "git never asked the server"
+        lines = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                lines.append(cmdline.read_bytes())
+            except OSError:
+                pass
+    finally:
+        looked.set()
+        run.join(timeout=60)
+        server.shutdown()
+        server.server_close()
+    assert fetched == [sha]
+    gits = [line for line in lines if b"specs.git" in line and b"git" in line.split(b"\0")[0]]
+    assert gits, "no git process was seen while it fetched"
+    assert not [line for line in gits if quote(TOKEN, safe="").encode() in line or f"{USER}:".encode() in line], gits

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,48 @@ def test_a_host_that_follows_git_refuses_to_diverge(tmp_path):
     assert back.status_code == 409 and "follows git" in back.json()["detail"]
     assert len(s.requests) == 1
     assert any(r["event"] == "api.rollback" and r["detail"]["status"] == 409 for r in s.state.audit.recent(10))
+
+
+def test_a_huge_committed_spec_is_refused_from_gits_header_not_read(tmp_path):
+    """Whoever may push writes the committed spec: 64 MiB of comment (a few KiB once git packed
+    it) is refused in one line on each write request, and never held in the agent's memory."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    spec = repo / "cluster.yaml"
+    spec.write_text(EXAMPLE.read_text())
+    _git(repo, "init", "-q")
+    _git(repo, "add", "cluster.yaml")
+    _git(repo, "commit", "-qm", "spec")
+    with open(spec, "ab") as f:
+        for _ in range(64):
+            f.write(b"#" * (1 << 20))
+    _git(repo, "commit", "-qam", "huge")
+    s = Setup(tmp_path, spec=spec, git_follow=True)
+    tracemalloc.start()
+    try:
+        answer = s.client.post("/api/v1/apply", headers=s.auth("olu"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert answer.status_code == 409 and answer.json()["detail"].endswith("file is larger than 1024 KiB; not a spec")
+    assert peak < 16 << 20, f"{peak} bytes held at once"
+    assert s.requests == []
+
+
+def test_a_spec_linked_out_of_its_repository_is_not_read_for_an_operator(tmp_path):
+    """An operator's token is not root: the agent reads the spec as the CLI does, and a spec in a
+    work tree that is a link to a root-only file does not come back, line by line, in the refusal."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$y$j9T$notforanyone:19000:0:99999:7:::\n")
+    (repo / "cluster.yaml").symlink_to(secret)
+    s = Setup(tmp_path, spec=repo / "cluster.yaml")
+    answer = s.client.post("/api/v1/apply", headers=s.auth("olu"))
+    assert answer.status_code == 409, answer.text
+    assert "notforanyone" not in answer.text and answer.json()["detail"].endswith("; a spec must live inside it")
+    assert s.requests == []
 
 
 def test_the_dashboard_is_one_page_and_its_own_script(setup):

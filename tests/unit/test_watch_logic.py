@@ -89,3 +89,34 @@ def test_a_watcher_is_running_only_while_its_pid_is_a_conduit_watch(tmp_path):
     assert watcher_running({"pid": 10}, tmp_path)
     assert not watcher_running({"pid": 11}, tmp_path)  # the pid was taken by another program since
     assert not watcher_running({"pid": 12}, tmp_path) and not watcher_running({}, tmp_path)
+
+
+def test_a_watched_spec_linked_out_of_its_repository_is_refused_unread(tmp_path):
+    """`conduit watch FILE` in a work tree others push to: a commit that turns the spec into a link to
+    a root-only file puts one line in the record (which viewers and alerts read), not that file's lines."""
+    import subprocess
+    import threading
+
+    from conduit.drivers.observe import HostAccess
+    from conduit.features.watch import Watcher
+    from tests.harness import wait_for
+    from tests.helpers import SMALL_VPS
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$y$j9T$notforanyone:19000:0:99999:7:::\n")
+    (repo / "cluster.yaml").symlink_to(secret)
+    said: list[str] = []
+    watcher = Watcher(HostAccess(tmp_path, tmp_path / "state", "unix:///nowhere"), lambda: SMALL_VPS, report=said.append)
+    loop = threading.Thread(target=watcher.watch_file, args=(repo / "cluster.yaml", 3600.0), daemon=True)
+    loop.start()
+    try:
+        wait_for(lambda: watcher.status.get("last_result"), timeout=30, message="the watcher's first look")
+    finally:
+        watcher.stop()
+        loop.join(timeout=30)
+    record = str(watcher.status) + "".join(said)
+    assert watcher.status["last_result"] == "invalid" and "a spec must live inside it" in record
+    assert "notforanyone" not in record
