@@ -80,6 +80,10 @@ class HostPolicy(_Strict):
     )
     telegram_api_urls: list[str] = Field(default=["https://api.telegram.org"], description="Telegram API base URLs (patterns).")
     max_containers: int = Field(default=200, ge=1, le=200)
+    max_node_log: str = Field(
+        default="1g", pattern=r"^\d+[kmg]$",
+        description="The most disk one node's Docker log may take: containers.logging max_size times max_file.",
+    )
     nginx: NginxPolicy = Field(default_factory=NginxPolicy)
     sysctl: SysctlPolicy = Field(default_factory=SysctlPolicy)
     secrets: SecretsPolicy = Field(default_factory=SecretsPolicy)

@@ -12,6 +12,7 @@ import re
 from conduit.spec.policy import HostPolicy, clean_path, matches, sysctl_allowed, under
 from conduit.spec.policy_file import DEFAULT_PATH
 from conduit.spec.spec import ClusterSpec
+from conduit.spec.units import human_size, parse_docker_size
 
 Path = tuple[str | int, ...]
 Issue = tuple[Path, str]
@@ -35,6 +36,7 @@ OWNED_SHORT = frozenset("mbd")
 
 CONDUIT: Path = ("spec", "conduit")
 NGINX: Path = ("spec", "loadbalancer", "nginx")
+LOGGING: Path = ("spec", "containers", "logging")
 
 
 def image_reference_problem(image: str) -> str | None:
@@ -51,6 +53,7 @@ def trust_checks(spec: ClusterSpec, policy: HostPolicy, source: str) -> list[Iss
     count = spec.spec.containers.count or 0
     if count > policy.max_containers:
         issues.append((("spec", "containers", "count"), f"{count} containers; the host allows {policy.max_containers}"))
+    issues += _log_checks(spec, policy)
     return [(path, f"{message} ({_where(source, path)})") for path, message in issues]
 
 
@@ -74,7 +77,18 @@ _POLICY_KEYS = {
     ("spec", "containers", "image"): "images",
     ("spec", "updates", "versions"): "images",
     ("spec", "containers", "count"): "max_containers",
+    LOGGING + ("max_size",): "max_node_log",
 }
+
+
+def _log_checks(spec: ClusterSpec, policy: HostPolicy) -> list[Issue]:
+    """A node writes its own log: the spec (perhaps a stranger's commit) must not let it fill the disk."""
+    logging = spec.spec.containers.logging
+    most, cap = parse_docker_size(logging.max_size) * logging.max_file, parse_docker_size(policy.max_node_log)
+    if most <= cap:
+        return []
+    return [(LOGGING + ("max_size",), f"{logging.max_size} x {logging.max_file} files lets a node's log take {human_size(most)}; "
+                                      f"the host allows {human_size(cap)} a node")]  # fmt: skip
 
 
 def _where(source: str, path: Path) -> str:

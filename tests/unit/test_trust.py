@@ -85,6 +85,10 @@ HOSTILE = {
         spec(containers={"count": 1, "image": "ghcr.io/psiphon-inc/conduit/cli:2.0.0", "env": {"LD_PRELOAD": "/x.so"}}),
         "spec.containers.env.LD_PRELOAD",
     ),
+    "log_fills_disk": (
+        spec(containers={"count": 1, "image": "ghcr.io/psiphon-inc/conduit/cli:2.0.0", "logging": {"max_size": "999g", "max_file": 100}}),
+        "spec.containers.logging.max_size",
+    ),
     "data_dir_root": (spec(conduit__data_dir="/"), "spec.conduit.data_dir"),
     "data_dir_volume_syntax": (spec(conduit__data_dir="/x:/etc"), "spec.conduit.data_dir"),
     "data_dir_escape": (spec(conduit__data_dir="/home/../../proc/1/root"), "spec.conduit.data_dir"),
@@ -125,6 +129,19 @@ def test_the_same_specs_pass_where_the_host_allows_them():
     for name in ("modprobe", "nginx_binary", "main_config", "token_file", "chat_file", "token_env", "api_url", "image_elsewhere"):
         doc, _ = HOSTILE[name]
         load_text(dump(doc), "cluster.yaml", SMALL_VPS, (policy, "host policy p"))
+
+
+def test_a_nodes_log_on_disk_is_held_to_the_policys_max_node_log():
+    def logging(max_size: str, max_file: int) -> dict:
+        return spec(containers={"count": 1, "image": "ghcr.io/psiphon-inc/conduit/cli:2.0.0",
+                                "logging": {"max_size": max_size, "max_file": max_file}})  # fmt: skip
+
+    for fits in (logging("15m", 3), logging("500m", 2), logging("1g", 1)):  # the default cap is 1g a node
+        load_text(dump(fits), "cluster.yaml", SMALL_VPS, DEFAULTS)
+    (line,) = [line for line in refusals(logging("1g", 2)) if "logging" in line]
+    assert "1g x 2 files lets a node's log take 2 GiB; the host allows 1 GiB a node" in line and "max_node_log" in line
+    roomier = (HostPolicy.model_validate({"max_node_log": "2g"}), "host policy p")
+    load_text(dump(logging("1g", 2)), "cluster.yaml", SMALL_VPS, roomier)
 
 
 def test_one_extra_sysctl_key_named_by_the_policy_lets_exactly_that_key_through():
