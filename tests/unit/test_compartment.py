@@ -112,7 +112,7 @@ def test_the_compartment_is_made_once_in_a_throwaway_container(tmp_path):
     assert ensure_compartment(FakeClient(api), tmp_path, "img:2.0.0", "n-data-1", "/home/conduit/data", "n-1") is True
     ((image, argv, host_config),) = api.runs
     assert image == "img:2.0.0" and argv == ["conduit", "new-compartment-id", "--data-dir", "/home/conduit/data", "--name", "n-1"]
-    assert host_config == {"Binds": ["n-data-1:/home/conduit/data:rw"], "NetworkMode": "none"}
+    assert host_config == {"Binds": ["n-data-1:/home/conduit/data:rw"], "NetworkMode": "none", "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges:true"]}
     assert api.removed == ["c1"]
     # kept for good: the next apply (or a replace) does not make another
     assert ensure_compartment(FakeClient(api), tmp_path, "img:2.0.0", "n-data-1", "/home/conduit/data", "n-1") is False
