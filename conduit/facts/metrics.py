@@ -32,8 +32,15 @@ def value(samples: dict[Sample, float], name: str, **labels: str) -> float | Non
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
+# The broker names a client's country (a two-letter code); a node that names thousands, or long
+# ones, must not grow the tracker's samples and the state DB without end: the busiest are kept.
+MAX_REGIONS = 300
+_REGION = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+
+
 def regions(samples: dict[Sample, float]) -> dict[str, dict[str, float]]:
-    """Per-country figures of a 2.x node: {"IR": {"connected": 3, "bytes_up": .., "bytes_down": ..}}."""
+    """Per-country figures of a 2.x node: {"IR": {"connected": 3, "bytes_up": .., "bytes_down": ..}};
+    at most MAX_REGIONS of them (the most bytes first), each a short plain name."""
     fields = {
         "conduit_region_connected_clients": "connected",
         "conduit_region_connecting_clients": "connecting",
@@ -44,10 +51,13 @@ def regions(samples: dict[Sample, float]) -> dict[str, dict[str, float]]:
     for (name, labels), number in samples.items():
         if name in fields:
             region = dict(labels).get("region")
-            if region:
+            if region and _REGION.match(region):
                 entry = out.setdefault(region, {"connected": 0, "connecting": 0, "bytes_up": 0, "bytes_down": 0})
                 entry[fields[name]] += number
-    return out
+    if len(out) <= MAX_REGIONS:
+        return out
+    busiest = sorted(out, key=lambda r: (-(out[r]["bytes_up"] + out[r]["bytes_down"]), -out[r]["connected"], r))[:MAX_REGIONS]
+    return {region: out[region] for region in busiest}
 
 
 # ------------------------------------------------------------------ what the names mean, per version

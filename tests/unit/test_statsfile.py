@@ -43,3 +43,4 @@ def test_the_community_geo_list_becomes_region_gauges(tmp_path):
     (tmp_path / "stats.json").write_text(json.dumps(stats))
     samples, _ = read_stats(tmp_path, "2026-01-02T10:00:00Z")
     assert metrics.regions(samples)["IR"]["connected"] == 3 and metrics.regions(samples)["ZZ"]["connected"] == 1
+
