@@ -121,6 +121,25 @@ def backend(port: int, ready, stop) -> None:
 # ------------------------------------------------------------------ clients
 
 
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # linux/in.h
+
+
+async def connect(source: str, port: int):
+    """A TCP connection to 127.0.0.1:port from `source`, its port chosen at connect time, as for any
+    destination: a port bind() takes is the host's alone, and 20,000 of them (with the last run's in
+    TIME_WAIT) left nginx no port to reach a backend. The front's real clients are elsewhere."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
+
+
 def client(index: int, port: int, udp_port: int | None, count: int, udp: int, hold: float, deadline: float, out) -> None:
     """Open `count` TCP connections (and `udp` UDP sessions) from 127.0.0.<index+2>, hold them, report."""
     raise_nofile()
@@ -130,9 +149,7 @@ def client(index: int, port: int, udp_port: int | None, count: int, udp: int, ho
         async with gate:
             phase = "connect"
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)), timeout=CLIENT_WAIT
-                )
+                reader, writer = await asyncio.wait_for(connect(source, port), timeout=CLIENT_WAIT)
                 phase = "banner"
                 data = await asyncio.wait_for(reader.readline(), timeout=CLIENT_WAIT)
             except (OSError, asyncio.TimeoutError) as exc:
