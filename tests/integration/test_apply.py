@@ -285,6 +285,19 @@ def test_first_apply_that_fails_leaves_no_containers_and_keeps_volumes(cluster):
     assert set(cluster.keys()) == {f"{cluster.prefix}-data-1", f"{cluster.prefix}-data-2"}
 
 
+def test_a_failed_apply_after_a_destroy_leaves_the_host_empty(cluster):
+    """The destroyed cluster is not the good generation to go back to: the host ran none of it."""
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    assert cluster.run("destroy", "--auto-approve", str(cluster.spec)).returncode == 0
+    cluster.write(env={"STANDIN_EXIT_AFTER": "0"})
+    result = cluster.apply()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Rolled back to the state before this apply." in result.stderr
+    assert cluster.names() == {}
+    assert [outcome for _, outcome in cluster.generations()] == ["succeeded", "destroyed", "rolled_back"]
+
+
 def test_two_applies_at_once_one_refuses(cluster):
     cluster.write()
     # the first holds the lock from before its generation begins until the nodes have settled 5 s:
