@@ -128,6 +128,20 @@ def test_offline_plan_of_the_example(run):
     assert run("plan", "--offline", "--detailed-exitcode", str(EXAMPLE)).exit_code == 2
 
 
+def test_where_exit_2_means_changes_an_invalid_spec_exits_1(run, tmp_path):
+    """A CI job that reads 2 as "changes to apply" must not read a broken spec so: it is an error, 1."""
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("count: 8", "count: 0"))
+    line = f"{bad}:29:5: spec.containers.count: must be >= 1"
+    for args in (["plan", "--offline", "--detailed-exitcode", str(bad)], ["diff", "--detailed-exitcode", str(EXAMPLE), str(bad)],
+                 ["diff", "--detailed-exitcode", str(bad), str(EXAMPLE)], ["update", "--check", str(bad)]):
+        result = run(*args)
+        assert (result.exit_code, result.stderr.strip()) == (1, line), args
+    assert run("plan", "--detailed-exitcode", str(tmp_path / "missing.yaml")).exit_code == 1
+    assert run("diff", "--detailed-exitcode", str(tmp_path / "missing.yaml"), str(EXAMPLE)).exit_code == 1
+    assert run("plan", "--offline", str(bad)).exit_code == 2  # without the flag, bad input is 2 as everywhere
+
+
 def test_an_offline_plan_says_so_first_and_last(run):
     lines = run("plan", "--offline", str(EXAMPLE)).output.strip().splitlines()
     assert lines[0] == "Offline plan: against an empty host; Docker, nginx, /proc/sys and the tracker were not read."
