@@ -154,6 +154,7 @@ def test_container_that_exits_is_rolled_back_with_its_exit_code_and_log(cluster,
     (line,) = [line for line in result.stderr.splitlines() if "FAILED" in line]
     assert f"its last log lines: " in line and f"standin: exiting (STANDIN_EXIT_AFTER={exit_after})" in line
     assert "do not answer" not in line
+    assert "docker logs" not in line  # the node under that name is the old one again: its log is not the failed run's
     reason = open_state(cluster.state).history.generation(2).reason
     assert "exit code 3" in reason and "standin: exiting" in reason
 
