@@ -658,9 +658,16 @@ def test_rollback_without_n_goes_to_the_good_generation_before_the_current_one(c
     assert cluster.generations() == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
     (warning,) = [line for line in result.stderr.splitlines() if "undo this rollback" in line]
     assert warning.startswith(f"warning: the spec file {cluster.spec} (and `conduit watch`, if it runs) will undo")
-    assert "to keep it" in warning
+    assert warning.endswith("to keep it, put this generation's spec into the file (`conduit history --spec 1` prints it) or stop watch")
+    newer = cluster.spec.read_text()
     again = cluster.apply()  # what the warning says: the spec file takes the host back
     assert again.returncode == 0 and cluster.command_of(f"{cluster.prefix}-1")[2] == "70"
+    kept = cluster.run("history", "--spec", "1")  # and how to keep the rollback: generation 1's spec in the file
+    assert kept.returncode == 0 and kept.stdout != newer and "max_clients: 40" in kept.stdout
+    cluster.spec.write_text(kept.stdout)
+    assert cluster.apply().returncode == 0 and cluster.command_of(f"{cluster.prefix}-1")[2] == "40"
+    missing = cluster.run("history", "--spec", "9")
+    assert (missing.returncode, missing.stderr) == (2, "error: no generation 9; `conduit history` lists them\n")
 
 
 def test_rollback_without_a_good_generation_before_the_current_one_is_one_line(cluster):
