@@ -282,3 +282,16 @@ def test_rollback_on_a_state_of_two_clusters_needs_the_cluster_and_keeps_to_it(r
     alone = run(*state, "rollback", "--cluster", "edge")  # edge has no earlier good generation: core's is not its
     assert alone.exit_code == 1 and "no good generation before the current one" in alone.output
     assert len(alone.output.splitlines()) == 1
+
+
+def test_rollback_goes_only_to_a_generation_that_succeeded(run, tmp_path):
+    """A rolled-back, failed or destroyed generation's spec never ran whole on the host: re-applying it is no way back."""
+    from conduit.state.stores import open_state
+
+    history = open_state(tmp_path).history
+    for outcome in ("succeeded", "rolled_back", "destroyed", "failed"):
+        history.finish(history.begin("spec\n", "h", None, (None, None), "edge"), outcome)
+    for gen, said in ((2, "rolled back"), (3, "destroyed"), (4, "failed")):
+        refused = run("--state-dir", str(tmp_path), "rollback", str(gen), "--auto-approve")
+        assert (refused.exit_code, refused.output) == (
+            2, f"error: generation {gen} {said}: roll back to one that succeeded (`conduit history` lists them)\n")
