@@ -203,8 +203,8 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
     if target is None:
         fail(f"no generation {generation}; `conduit history` lists them" if generation
              else "no good generation before the current one to roll back to; `conduit history` lists them")  # fmt: skip
-    if target.outcome != "succeeded":  # its spec never ran whole on this host (failed, rolled back, or destroyed)
-        fail(f"generation {target.id} {target.outcome.replace('_', ' ')}: roll back to one that succeeded (`conduit history` lists them)", 2)
+    if why := intents.no_way_back(target):
+        fail(why, 2)
     now = f" from generation {current.id}" if current is not None and current.id != target.id else ""
     click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
     how = door(opts, "rollback", target.spec_path, no_wait)
