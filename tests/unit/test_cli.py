@@ -295,3 +295,14 @@ def test_rollback_goes_only_to_a_generation_that_succeeded(run, tmp_path):
         refused = run("--state-dir", str(tmp_path), "rollback", str(gen), "--auto-approve")
         assert (refused.exit_code, refused.output) == (
             2, f"error: generation {gen} {said}: roll back to one that succeeded (`conduit history` lists them)\n")
+
+
+def test_history_prints_a_generations_spec_and_says_when_it_has_none(run, tmp_path):
+    from conduit.state.stores import open_state
+
+    history = open_state(tmp_path).history
+    history.finish(history.begin("kind: ConduitCluster\n", "h", None, (None, None), "edge"), "succeeded")
+    history.finish(history.begin("", "destroy", None, (None, None), "edge"), "destroyed")
+    assert run("--state-dir", str(tmp_path), "history", "--spec", "1").output == "kind: ConduitCluster\n"
+    none = run("--state-dir", str(tmp_path), "history", "--spec", "2")
+    assert (none.exit_code, none.output) == (2, "error: generation 2 (destroyed) records no spec; `conduit history` lists the others\n")
