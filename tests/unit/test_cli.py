@@ -306,3 +306,4 @@ def test_history_prints_a_generations_spec_and_says_when_it_has_none(run, tmp_pa
     assert run("--state-dir", str(tmp_path), "history", "--spec", "1").output == "kind: ConduitCluster\n"
     none = run("--state-dir", str(tmp_path), "history", "--spec", "2")
     assert (none.exit_code, none.output) == (2, "error: generation 2 (destroyed) records no spec; `conduit history` lists the others\n")
+
