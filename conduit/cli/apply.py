@@ -162,7 +162,7 @@ def history(opts: Options, as_json: bool, spec_of: int | None) -> None:
         gen = next((g for g in gens if g.id == spec_of), None)
         if gen is None:
             fail(f"no generation {spec_of}; `conduit history` lists them", 2)
-        if not gen.spec_text:  # a destroy records none
+        if gen.outcome == "destroyed":  # it records only a comment naming the cluster
             fail(f"generation {spec_of} ({gen.outcome}) records no spec; `conduit history` lists the others", 2)
         click.echo(gen.spec_text, nl=not gen.spec_text.endswith("\n"))
         return

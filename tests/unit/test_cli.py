@@ -302,7 +302,7 @@ def test_history_prints_a_generations_spec_and_says_when_it_has_none(run, tmp_pa
 
     history = open_state(tmp_path).history
     history.finish(history.begin("kind: ConduitCluster\n", "h", None, (None, None), "edge"), "succeeded")
-    history.finish(history.begin("", "destroy", None, (None, None), "edge"), "destroyed")
+    history.finish(history.begin("# destroy of edge\n", "destroy", None, (None, None), "edge"), "destroyed")  # what destroy records
     assert run("--state-dir", str(tmp_path), "history", "--spec", "1").output == "kind: ConduitCluster\n"
     none = run("--state-dir", str(tmp_path), "history", "--spec", "2")
     assert (none.exit_code, none.output) == (2, "error: generation 2 (destroyed) records no spec; `conduit history` lists the others\n")

@@ -354,8 +354,8 @@ def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(se
 
 
 def test_the_agent_rolls_back_only_to_a_generation_that_succeeded_as_the_cli_does(setup):
-    """A rolled-back or destroyed generation's spec never ran whole on the host (a destroy records none at all)."""
-    for outcome, text in (("rolled_back", EXAMPLE.read_text()), ("destroyed", "")):
+    """A rolled-back or destroyed generation's spec never ran whole on the host (a destroy records only a comment)."""
+    for outcome, text in (("rolled_back", EXAMPLE.read_text()), ("destroyed", "# destroy of edge-1\n")):
         gen = setup.state.history.begin(text, "h", str(EXAMPLE), (None, None), "edge-1")
         setup.state.history.finish(gen, outcome)
         said = f"generation {gen} {outcome.replace('_', ' ')}: roll back to one that succeeded (`conduit history` lists them)"
