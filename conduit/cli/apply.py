@@ -148,15 +148,24 @@ def apply(opts: Options, file: str | None, plan_file: str | None, auto_approve: 
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Every field of every generation in full.")
+@click.option("--spec", "spec_of", type=int, metavar="N", help="Print the spec generation N applied, as it was recorded.")
 @click.pass_obj
-def history(opts: Options, as_json: bool) -> None:
+def history(opts: Options, as_json: bool, spec_of: int | None) -> None:
     """List the generations applied to this host."""
     try:
         state = read_state(opts.state_dir)
         gens = state.history.generations() if state else []
     except StateError as exc:
         fail(str(exc))
+    if spec_of is not None:
+        gen = next((g for g in gens if g.id == spec_of), None)
+        if gen is None:
+            fail(f"no generation {spec_of}; `conduit history` lists them", 2)
+        if gen.outcome == "destroyed":  # it records only a comment naming the cluster
+            fail(f"generation {spec_of} ({gen.outcome}) records no spec; `conduit history` lists the others", 2)
+        click.echo(gen.spec_text, nl=not gen.spec_text.endswith("\n"))
+        return
     images = {g.id: _images(state.images, g.id) for g in gens}
     if as_json:
         click.echo(json.dumps([{k: v for k, v in g.__dict__.items() if k != "spec_text"} | {"images": images[g.id]} for g in gens], indent=2))
@@ -196,10 +205,12 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
     if target is None:
         fail(f"no generation {generation}; `conduit history` lists them" if generation
              else "no good generation before the current one to roll back to; `conduit history` lists them")  # fmt: skip
+    if why := intents.no_way_back(target):
+        fail(why, 2)
     now = f" from generation {current.id}" if current is not None and current.id != target.id else ""
     click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
     how = door(opts, "rollback", target.spec_path, no_wait)
-    run_apply(built(intents.roll_back, how, state.images, target), Asking(opts, auto_approve), epilogue=undo_warning(target.spec_path))
+    run_apply(built(intents.roll_back, how, state.images, target), Asking(opts, auto_approve), epilogue=undo_warning(target.spec_path, target.id))
 
 
 def _rollback_cluster(known: list[str], given: str | None) -> str | None:
@@ -213,9 +224,9 @@ def _rollback_cluster(known: list[str], given: str | None) -> str | None:
     return known[0] if known else None
 
 
-def undo_warning(spec_path: str | None) -> str:
+def undo_warning(spec_path: str | None, gen: int) -> str:
     """A rollback is undone by the next apply of the spec file, and by `watch` at its next reconcile."""
     where = f"the spec file {spec_path}" if spec_path else "the spec file"
     return (f"warning: {where} (and `conduit watch`, if it runs) will undo this rollback at the next apply; "
-            "to keep it, put this generation's spec into the file (or stop watch)")
+            f"to keep it, put this generation's spec into the file (`conduit history --spec {gen}` prints it) or stop watch")
 

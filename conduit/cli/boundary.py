@@ -4,6 +4,7 @@ line on stderr, `error: <what happened>; <what to do>`, and an exit code, never 
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 
@@ -57,14 +58,40 @@ def _docker_fault(exc: Exception) -> bool:
     return dockerapi is not None and isinstance(exc, dockerapi.failures())
 
 
+def usage_line(exc: click.exceptions.UsageError) -> str:
+    """A command line click refused, in the one line every fault ends in (exit 2), instead of click's
+    usage, hint and `Error:` lines."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = re.sub(r"\. \(?Did you mean (.*?)\)?$", r" (did you mean \1)", message)  # click's two wordings of a guess
+    where = exc.ctx.command_path if exc.ctx is not None else "conduit"
+    return f"error: {message[:1].lower()}{message[1:]}; see `{where} --help`"
+
+
+def _refused(ctx: click.Context, exc: click.exceptions.UsageError) -> None:
+    """End a refused command line in its one line; a group called bare shows its help, as click does."""
+    if not isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        click.echo(usage_line(exc), err=True)
+        ctx.exit(exc.exit_code)
+
+
 class Boundary(click.Group):
     """A click group whose commands end in one line and an exit code whatever they raise."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.UsageError as exc:  # the group's own options (a command's are the invoke's)
+            _refused(ctx, exc)
+            raise
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.exceptions.UsageError as exc:
+            _refused(ctx, exc)
+            raise
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise  # usage errors (exit 2), --help, Ctrl-C: click reports them itself
+            raise  # --help, Ctrl-C, a file click could not open: click reports them itself
         except Exception as exc:  # noqa: BLE001 - this is the one place every fault ends
             if ctx.params.get("debug"):
                 traceback.print_exc()

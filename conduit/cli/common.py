@@ -11,7 +11,7 @@ import click
 
 from conduit.drivers import hostfacts
 from conduit.drivers.observe import HostAccess
-from conduit.errors import EXIT_INVALID, SpecError
+from conduit.errors import EXIT_ERROR, EXIT_INVALID, SpecError
 from conduit.spec.load import load_file
 from conduit.spec.spec import ClusterSpec
 
@@ -39,18 +39,23 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def invalid(lines: list[str]) -> None:
-    """Print a spec's problems, one line each, and stop with exit code 2."""
+def invalid(lines: list[str], code: int = EXIT_INVALID) -> None:
+    """Print a spec's problems, one line each, and stop with exit code 2 (or `code`)."""
     for line in lines:
         click.echo(line, err=True)
-    sys.exit(EXIT_INVALID)
+    sys.exit(code)
 
 
-def load_spec(opts: Options, path: str) -> ClusterSpec:
+def invalid_code(detailed: bool) -> int:
+    """Where exit 2 means "there are changes" (plan --detailed-exitcode, update --check), bad input is an error, 1."""
+    return EXIT_ERROR if detailed else EXIT_INVALID
+
+
+def load_spec(opts: Options, path: str, code: int = EXIT_INVALID) -> ClusterSpec:
     try:
         return load_file(path, opts.detected())
     except SpecError as exc:
-        invalid(exc.lines())
+        invalid(exc.lines(), code)
         raise AssertionError("unreachable")
 
 

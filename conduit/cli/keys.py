@@ -189,7 +189,8 @@ def _personal_token(spec, client, node, name: str | None) -> str:
     except KeyProblem as exc:
         fail(str(exc))
     if data is None:
-        fail(f"volume {node.volume} holds no {COMPARTMENT_FILE}; a node gets one when its spec asks for personal clients")
+        fail(f"volume {node.volume} holds no {COMPARTMENT_FILE}: the node takes no personal clients; "
+             "set spec.conduit.max_personal_clients above 0 (2.0 images) and apply, which makes it")
     try:
         return pairing_token(parse_compartment(data), name or token_name(node.name))
     except BadKey as exc:

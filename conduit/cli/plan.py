@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import click
-from conduit.cli.common import Options, fail, invalid, load_spec
+from conduit.cli.common import Options, fail, invalid, invalid_code, load_spec
 from conduit.errors import DockerError, GitError, SpecError
 from conduit.engine.intent import Apply
 from conduit.engine.observe import plan_on_host
@@ -73,12 +73,12 @@ def _exit_for(plan, detailed: bool) -> None:
 @click.option("--offline", is_flag=True, help="Plan against an empty host: no Docker, nginx or /proc/sys needed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the plan, with a fingerprint of the observed host.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does, 1 on error.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does, 1 on error (an invalid spec too).")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and node on its own, with full values, and resources that need no change.")
 @click.pass_obj
 def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None, detailed_exitcode: bool, verbose: bool) -> None:
     """Show what `apply` would change on this host to make it match FILE. Changes nothing."""
-    spec = load_spec(opts, file)
+    spec = load_spec(opts, file, invalid_code(detailed_exitcode))
     try:
         result = planning.plan(Apply(), spec, planning.nothing_observed()) if offline else plan_on_host(Apply(), spec, opts.host())[0]
     except DockerError as exc:
@@ -104,30 +104,31 @@ def _git_show(ref: str, file: str) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--git-ref", help="Compare FILE with its committed version at this ref (for example origin/main).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does, 1 on error (an invalid spec too).")
 @click.option("-v", "--verbose", is_flag=True, help="Show every step and node on its own, with full values, and resources that need no change.")
 @click.pass_obj
 def diff(opts: Options, files: tuple[str, ...], git_ref: str | None, as_json: bool, detailed_exitcode: bool, verbose: bool) -> None:
     """Print the plan between two specs: OLD NEW, or --git-ref REF FILE. Reads no host."""
     facts = opts.detected()
+    bad_input = invalid_code(detailed_exitcode)
     if git_ref:
         if len(files) != 1:
-            fail("with --git-ref give one FILE", 2)
+            fail("with --git-ref give one FILE", bad_input)
         old_name, new_name = f"{git_ref}:{files[0]}", files[0]
         old_text = _git_show(git_ref, files[0])
     else:
         if len(files) != 2:
-            fail("give OLD and NEW, or --git-ref REF FILE", 2)
+            fail("give OLD and NEW, or --git-ref REF FILE", bad_input)
         old_name, new_name = files
         try:
             old_text = Path(old_name).read_text()
         except OSError as exc:
-            fail(f"{old_name}: cannot read: {exc.strerror}", 2)
+            fail(f"{old_name}: cannot read: {exc.strerror}", bad_input)
     try:
         old = load_text(old_text, old_name, facts)
     except SpecError as exc:
-        invalid(exc.lines())
-    new = load_spec(opts, new_name)
+        invalid(exc.lines(), bad_input)
+    new = load_spec(opts, new_name, bad_input)
     result = planning.plan(Apply(), new, planning.as_applied(old, new))
     _show(result, as_json, None, verbose)
     _exit_for(result, detailed_exitcode)

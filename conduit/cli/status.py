@@ -17,10 +17,11 @@ from conduit.views.status import render_prometheus, to_json
 
 
 @click.command("status")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 @click.option("--prometheus", is_flag=True, help="Print the cluster's metrics in the Prometheus text format.")
-@click.option("--watch", "refresh", type=float, default=None, is_flag=False, flag_value=2.0, help="Refresh in place every N seconds (default 2), like top.")
+@click.option("--watch", "refresh", default=None, is_flag=False, flag_value="2", metavar="[SECONDS]",
+              help="Refresh in place every SECONDS (default 2), like top; `--watch FILE` and `FILE --watch` are the same.")
 @click.option("--no-drift", is_flag=True, help="Skip the drift check (it observes the whole host).")
 @click.pass_obj
 def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
@@ -28,6 +29,7 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
 
     A spec that does not load is when the host is most worth seeing: it is shown as the last
     generation's spec describes it, and the spec's error ends the output (exit 2)."""
+    refresh, file = _refresh_and_file(refresh, file)
     spec, spec_error = _spec_or_last_applied(opts, file)
     host = opts.host()
 
@@ -62,6 +64,22 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
         Console(highlight=False).print(render_text(gather()))
     if spec_error:
         fail(spec_error, EXIT_INVALID)
+
+
+def _refresh_and_file(refresh: str | None, file: str | None) -> tuple[float | None, str]:
+    """--watch takes optional seconds, so `status --watch FILE` would read FILE as them: a value that
+    is no number is the spec, refreshed every 2 seconds."""
+    seconds = None
+    if refresh is not None:
+        try:
+            seconds = float(refresh)
+        except ValueError:
+            if file is not None:
+                fail(f"--watch takes seconds, not {refresh!r}: `conduit status FILE --watch [SECONDS]`", EXIT_INVALID)
+            seconds, file = 2.0, refresh
+    if file is None:
+        fail("give the spec: `conduit status FILE`", EXIT_INVALID)
+    return seconds, file
 
 
 def _spec_or_last_applied(opts, file: str) -> tuple[ClusterSpec, str | None]:

@@ -55,7 +55,7 @@ def list_tokens(opts) -> None:
     except StateError as exc:
         fail(str(exc))
     if not rows:
-        click.echo("No tokens.")
+        click.echo("No tokens; make one with `conduit tokens create NAME --role viewer` (or --role operator).")
     for name, role, created in rows:
         click.echo(f"{name}\t{role}\t{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(created))}")
 
@@ -70,5 +70,5 @@ def revoke(opts, name: str) -> None:
     except StateError as exc:
         fail(str(exc))
     if not gone:
-        fail(f"no token named {name}")
+        fail(f"no token named {name}; `conduit tokens list` names them")
     click.echo(f"token {name} revoked")

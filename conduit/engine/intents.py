@@ -59,6 +59,14 @@ def apply_saved(door: Door, saved: SavedPlan) -> Request:
     return request(door, ApplySaved(saved.plan), spec, saved.spec_text, saved.spec_file)
 
 
+def no_way_back(target: Generation) -> str | None:
+    """Why no door rolls back to `target` (None: one may): a generation that did not succeed (rolled back,
+    failed, interrupted, destroyed) never ran its spec whole on the host."""
+    if target.outcome == "succeeded":
+        return None
+    return f"generation {target.id} {target.outcome.replace('_', ' ')}: roll back to one that succeeded (`conduit history` lists them)"
+
+
 def roll_back(door: Door, images: Images, target: Generation) -> Request:
     """Generation `target`'s spec, with the image its nodes ran, by ID; no registry asked. Raises SpecError."""
     spec = load_text(target.spec_text, f"generation {target.id}", door.facts)

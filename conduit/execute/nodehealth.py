@@ -261,4 +261,5 @@ def explain(client, name: str, reason: str) -> str:
     serving = _looks_up(info)
     lines = nodelog.last_run(node.recent_log(client, name, tty), state.get("StartedAt") or "", state.get("FinishedAt") or "", serving)
     quoted = nodelog.quote(lines)
-    return line + (f"; its last log lines: {quoted}" if quoted else "") + f"; see docker logs {name}"
+    # No pointer to `docker logs`: the rollback removes the failed container or puts the old one back under its name.
+    return line + (f"; its last log lines: {quoted}" if quoted else "")

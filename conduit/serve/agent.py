@@ -335,6 +335,8 @@ class Agent:
             raise Refused(404, f"no generation {gen_id}")
         if target.cluster not in (None, self.cluster()):
             raise Refused(409, f"generation {gen_id} is of cluster {target.cluster}, not of {self.cluster()}, the one this agent serves")
+        if why := intents.no_way_back(target):
+            raise Refused(409, why)
         self._same_as_git(target.spec_text, f"generation {gen_id}'s spec")
         return self._run(lambda door: intents.roll_back(door, self.state().images, target), user)
 

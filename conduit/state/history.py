@@ -111,14 +111,22 @@ class History(Store):
         return next((g for g in self.generations() if g.id == gen), None)
 
     def last_good(self, cluster: str | None = None) -> Generation | None:
-        """The last generation of `cluster` that succeeded (None: of any cluster, for a single-cluster host)."""
-        good = [g for g in self.generations(cluster) if g.outcome == "succeeded"]
-        return good[-1] if good else None
+        """The last generation of `cluster` that succeeded (None: of any cluster, for a single-cluster host),
+        unless a destroy came after it: the host runs none of it, so a failed apply puts back the empty
+        host, not the cluster that was destroyed."""
+        for g in reversed(self.generations(cluster)):
+            if g.outcome == "destroyed":
+                return None
+            if g.outcome == "succeeded":
+                return g
+        return None
 
     def good_before_current(self, cluster: str | None = None) -> Generation | None:
         """What `rollback` goes to by default: the last good generation of `cluster` before the one it
-        runs now (its last good one); None when there is no such generation."""
+        runs now (its last good one), or after a destroy the last one it ran; None when there is none."""
         good = [g for g in self.generations(cluster) if g.outcome == "succeeded"]
+        if self.last_good(cluster) is None:
+            return good[-1] if good else None
         return good[-2] if len(good) > 1 else None
 
     def interrupted(self) -> list[Generation]:

@@ -154,6 +154,7 @@ def test_container_that_exits_is_rolled_back_with_its_exit_code_and_log(cluster,
     (line,) = [line for line in result.stderr.splitlines() if "FAILED" in line]
     assert f"its last log lines: " in line and f"standin: exiting (STANDIN_EXIT_AFTER={exit_after})" in line
     assert "do not answer" not in line
+    assert "docker logs" not in line  # the node under that name is the old one again: its log is not the failed run's
     reason = open_state(cluster.state).history.generation(2).reason
     assert "exit code 3" in reason and "standin: exiting" in reason
 
@@ -283,6 +284,19 @@ def test_first_apply_that_fails_leaves_no_containers_and_keeps_volumes(cluster):
     assert result.returncode == 3, result.stdout + result.stderr
     assert cluster.names() == {}
     assert set(cluster.keys()) == {f"{cluster.prefix}-data-1", f"{cluster.prefix}-data-2"}
+
+
+def test_a_failed_apply_after_a_destroy_leaves_the_host_empty(cluster):
+    """The destroyed cluster is not the good generation to go back to: the host ran none of it."""
+    cluster.write()
+    assert cluster.apply().returncode == 0
+    assert cluster.run("destroy", "--auto-approve", str(cluster.spec)).returncode == 0
+    cluster.write(env={"STANDIN_EXIT_AFTER": "0"})
+    result = cluster.apply()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Rolled back to the state before this apply." in result.stderr
+    assert cluster.names() == {}
+    assert [outcome for _, outcome in cluster.generations()] == ["succeeded", "destroyed", "rolled_back"]
 
 
 def test_two_applies_at_once_one_refuses(cluster):
@@ -644,9 +658,16 @@ def test_rollback_without_n_goes_to_the_good_generation_before_the_current_one(c
     assert cluster.generations() == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
     (warning,) = [line for line in result.stderr.splitlines() if "undo this rollback" in line]
     assert warning.startswith(f"warning: the spec file {cluster.spec} (and `conduit watch`, if it runs) will undo")
-    assert "to keep it" in warning
+    assert warning.endswith("to keep it, put this generation's spec into the file (`conduit history --spec 1` prints it) or stop watch")
+    newer = cluster.spec.read_text()
     again = cluster.apply()  # what the warning says: the spec file takes the host back
     assert again.returncode == 0 and cluster.command_of(f"{cluster.prefix}-1")[2] == "70"
+    kept = cluster.run("history", "--spec", "1")  # and how to keep the rollback: generation 1's spec in the file
+    assert kept.returncode == 0 and kept.stdout != newer and "max_clients: 40" in kept.stdout
+    cluster.spec.write_text(kept.stdout)
+    assert cluster.apply().returncode == 0 and cluster.command_of(f"{cluster.prefix}-1")[2] == "40"
+    missing = cluster.run("history", "--spec", "9")
+    assert (missing.returncode, missing.stderr) == (2, "error: no generation 9; `conduit history` lists them\n")
 
 
 def test_rollback_without_a_good_generation_before_the_current_one_is_one_line(cluster):

@@ -305,3 +305,7 @@ def test_the_claim_url_is_the_stand_ins_own(tmp_path, docker_engine, standin_ima
     assert shown.returncode == 0, shown.stdout + shown.stderr
     (ours,) = [line for line in shown.stdout.splitlines() if line.startswith("network.ryve.app://")]
     assert ours == theirs
+    personal = cluster.run("claim", "--personal", "--yes", str(cluster.spec), "1")  # a node with no personal clients
+    assert (personal.returncode, personal.stderr) == (1, f"error: volume {cluster.prefix}-data-1 holds no personal_compartment.json: "
+                                                         "the node takes no personal clients; set spec.conduit.max_personal_clients "
+                                                         "above 0 (2.0 images) and apply, which makes it\n")

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import time
 
 import pytest
 
 from harness import free_port_block
 from conduit.facts import metrics
+from tests.helpers import cli_env
 from tests.integration.test_apply import Cluster
 
 pytestmark = pytest.mark.integration
@@ -142,3 +149,37 @@ def test_a_broken_spec_still_shows_the_nodes_and_a_stopped_watchers_old_error(cl
 
     data = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
     assert len(data["containers"]) == 2 and data["watch"]["running"] is False and "containers.count" in data["spec_error"]
+
+
+def _first_frame(argv: list[str]) -> tuple[str, int]:
+    """Run `status --watch` on a terminal (like top, it draws there), read until its first frame shows
+    the cluster line, then Ctrl-C it: what it drew, and its exit code."""
+    main, side = pty.openpty()
+    process = subprocess.Popen(argv, stdout=side, stderr=side, stdin=subprocess.DEVNULL, env=cli_env())
+    os.close(side)
+    seen, deadline = b"", time.monotonic() + 60
+    try:
+        while b"running" not in seen and time.monotonic() < deadline and select.select([main], [], [], 1)[0]:
+            seen += os.read(main, 65536)
+    except OSError:  # the process ended and the terminal closed
+        pass
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=30)
+    os.close(main)
+    return seen.decode(errors="replace"), code
+
+
+@pytest.mark.parametrize("args", [("--watch", "{spec}"), ("{spec}", "--watch"), ("--watch", "0.2", "{spec}")], ids=["watch-file", "file-watch", "seconds"])
+def test_status_watch_takes_the_file_on_either_side_and_stops_on_ctrl_c(cluster, args):
+    """`status --watch FILE` reads FILE as the spec, as `status FILE --watch` does, not as seconds."""
+    cluster.write(count=1)
+    assert cluster.apply().returncode == 0
+    drawn, code = _first_frame(cluster.argv("status", "--no-drift", *(a.format(spec=cluster.spec) for a in args)))
+    assert f"{cluster.prefix}: 1/1 running" in drawn, drawn
+    assert code == 0, drawn
+
+
+def test_status_watch_of_no_number_beside_a_file_is_one_line(cluster):
+    cluster.write(count=1)
+    result = cluster.run("status", str(cluster.spec), "--watch", "soon")
+    assert (result.returncode, result.stderr) == (2, "error: --watch takes seconds, not 'soon': `conduit status FILE --watch [SECONDS]`\n")

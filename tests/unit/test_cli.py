@@ -128,6 +128,20 @@ def test_offline_plan_of_the_example(run):
     assert run("plan", "--offline", "--detailed-exitcode", str(EXAMPLE)).exit_code == 2
 
 
+def test_where_exit_2_means_changes_an_invalid_spec_exits_1(run, tmp_path):
+    """A CI job that reads 2 as "changes to apply" must not read a broken spec so: it is an error, 1."""
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("count: 8", "count: 0"))
+    line = f"{bad}:29:5: spec.containers.count: must be >= 1"
+    for args in (["plan", "--offline", "--detailed-exitcode", str(bad)], ["diff", "--detailed-exitcode", str(EXAMPLE), str(bad)],
+                 ["diff", "--detailed-exitcode", str(bad), str(EXAMPLE)], ["update", "--check", str(bad)]):
+        result = run(*args)
+        assert (result.exit_code, result.stderr.strip()) == (1, line), args
+    assert run("plan", "--detailed-exitcode", str(tmp_path / "missing.yaml")).exit_code == 1
+    assert run("diff", "--detailed-exitcode", str(tmp_path / "missing.yaml"), str(EXAMPLE)).exit_code == 1
+    assert run("plan", "--offline", str(bad)).exit_code == 2  # without the flag, bad input is 2 as everywhere
+
+
 def test_an_offline_plan_says_so_first_and_last(run):
     lines = run("plan", "--offline", str(EXAMPLE)).output.strip().splitlines()
     assert lines[0] == "Offline plan: against an empty host; Docker, nginx, /proc/sys and the tracker were not read."
@@ -268,3 +282,28 @@ def test_rollback_on_a_state_of_two_clusters_needs_the_cluster_and_keeps_to_it(r
     alone = run(*state, "rollback", "--cluster", "edge")  # edge has no earlier good generation: core's is not its
     assert alone.exit_code == 1 and "no good generation before the current one" in alone.output
     assert len(alone.output.splitlines()) == 1
+
+
+def test_rollback_goes_only_to_a_generation_that_succeeded(run, tmp_path):
+    """A rolled-back, failed or destroyed generation's spec never ran whole on the host: re-applying it is no way back."""
+    from conduit.state.stores import open_state
+
+    history = open_state(tmp_path).history
+    for outcome in ("succeeded", "rolled_back", "destroyed", "failed"):
+        history.finish(history.begin("spec\n", "h", None, (None, None), "edge"), outcome)
+    for gen, said in ((2, "rolled back"), (3, "destroyed"), (4, "failed")):
+        refused = run("--state-dir", str(tmp_path), "rollback", str(gen), "--auto-approve")
+        assert (refused.exit_code, refused.output) == (
+            2, f"error: generation {gen} {said}: roll back to one that succeeded (`conduit history` lists them)\n")
+
+
+def test_history_prints_a_generations_spec_and_says_when_it_has_none(run, tmp_path):
+    from conduit.state.stores import open_state
+
+    history = open_state(tmp_path).history
+    history.finish(history.begin("kind: ConduitCluster\n", "h", None, (None, None), "edge"), "succeeded")
+    history.finish(history.begin("# destroy of edge\n", "destroy", None, (None, None), "edge"), "destroyed")  # what destroy records
+    assert run("--state-dir", str(tmp_path), "history", "--spec", "1").output == "kind: ConduitCluster\n"
+    none = run("--state-dir", str(tmp_path), "history", "--spec", "2")
+    assert (none.exit_code, none.output) == (2, "error: generation 2 (destroyed) records no spec; `conduit history` lists the others\n")
+

@@ -46,3 +46,19 @@ def test_usage_errors_and_invalid_specs_keep_exit_2(tmp_path):
     bad.write_text("kind: nonsense\n")
     result = CliRunner().invoke(main, ["validate", str(bad)])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_a_refused_command_line_ends_in_one_line_with_exit_2():
+    """As every fault does: `error: <what>; see `<command> --help``, not click's usage, hint and Error lines."""
+    for args, line in (
+        (["validate"], "error: missing argument 'FILE'; see `conduit validate --help`"),
+        (["plan", "--verbos", "x.yaml"], "error: no such option '--verbos' (did you mean '--verbose'?); see `conduit plan --help`"),
+        (["nosuch"], "error: no such command 'nosuch'; see `conduit --help`"),
+        (["plan", "--bogus", "x.yaml"], "error: no such option '--bogus' (did you mean one of: '--out', '--verbose'?); see `conduit plan --help`"),
+        (["--bogus", "plan"], "error: no such option '--bogus'; see `conduit --help`"),
+        (["tokens", "create", "x"], "error: missing option '--role'. Choose from: viewer, operator; see `conduit tokens create --help`"),
+    ):
+        result = CliRunner().invoke(main, args, prog_name="conduit")
+        assert (result.exit_code, result.stderr) == (2, line + "\n"), args
+    bare = CliRunner().invoke(main, ["tokens"], prog_name="conduit")  # a group called bare shows its help, as click does
+    assert bare.exit_code == 2 and bare.output.startswith("Usage: conduit tokens [OPTIONS] COMMAND [ARGS]...")

@@ -396,6 +396,19 @@ def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(se
     assert (by_agent.spec_text, by_agent.spec_path) == (by_cli[0].spec_text, by_cli[0].spec_path)
 
 
+def test_the_agent_rolls_back_only_to_a_generation_that_succeeded_as_the_cli_does(setup):
+    """A rolled-back or destroyed generation's spec never ran whole on the host (a destroy records only a comment)."""
+    for outcome, text in (("rolled_back", EXAMPLE.read_text()), ("destroyed", "# destroy of edge-1\n")):
+        gen = setup.state.history.begin(text, "h", str(EXAMPLE), (None, None), "edge-1")
+        setup.state.history.finish(gen, outcome)
+        said = f"generation {gen} {outcome.replace('_', ' ')}: roll back to one that succeeded (`conduit history` lists them)"
+        back = setup.client.post(f"/api/v1/rollback/{gen}", headers=setup.auth("olu"))
+        assert (back.status_code, back.json()["detail"]) == (409, said)
+        by_cli = CliRunner().invoke(main, ["--state-dir", str(setup.state_dir), "rollback", str(gen), "--auto-approve"])
+        assert (by_cli.exit_code, by_cli.output) == (2, f"error: {said}\n")
+    assert setup.requests == []
+
+
 def test_the_summary_carries_the_months_budget_to_the_dashboard(setup):
     assert setup.client.get("/api/v1/summary", headers=setup.auth("ann")).json()["budget"] is None  # no budget in the spec
     budget = {"used_gb": 101.5, "monthly_gb": 100, "percent": 101.5, "resets": "2026-04-05", "action": "throttle",

@@ -23,6 +23,8 @@ def test_bind_refusal():
 
 def test_tokens_cli_prints_once_and_keeps_a_digest(tmp_path):
     runner = CliRunner()
+    none = runner.invoke(main, ["--state-dir", str(tmp_path), "tokens", "list"])
+    assert none.stdout == "No tokens; make one with `conduit tokens create NAME --role viewer` (or --role operator).\n"
     made = runner.invoke(main, ["--state-dir", str(tmp_path), "tokens", "create", "ci", "--role", "operator"])
     assert made.exit_code == 0, made.output
     token = made.stdout.strip()
@@ -32,7 +34,8 @@ def test_tokens_cli_prints_once_and_keeps_a_digest(tmp_path):
     listed = runner.invoke(main, ["--state-dir", str(tmp_path), "tokens", "list"])
     assert "ci\toperator" in listed.stdout and token not in listed.stdout
     assert runner.invoke(main, ["--state-dir", str(tmp_path), "tokens", "revoke", "ci"]).exit_code == 0
-    assert runner.invoke(main, ["--state-dir", str(tmp_path), "tokens", "revoke", "ci"]).exit_code == 1
+    gone = runner.invoke(main, ["--state-dir", str(tmp_path), "tokens", "revoke", "ci"])
+    assert (gone.exit_code, gone.stderr) == (1, "error: no token named ci; `conduit tokens list` names them\n")
 
 
 def test_an_operator_may_do_what_a_viewer_may():

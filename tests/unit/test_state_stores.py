@@ -233,3 +233,18 @@ def test_an_old_database_read_only_reads_as_every_clusters(tmp_path):
         db.executescript(OLD_GENERATIONS)
     history = History(Database(tmp_path, readonly=True))
     assert [(g.id, g.cluster) for g in history.generations("a")] == [(1, None)]
+
+
+def test_after_a_destroy_no_generation_is_the_good_one_the_host_runs(tmp_path):
+    """A failed apply after a destroy puts back the empty host, not the destroyed cluster; `rollback`
+    without N brings back the last generation the cluster ran."""
+    history = History(Database(tmp_path))
+    _applied(history, "a")
+    ran = _applied(history, "a")
+    _applied(history, "b")
+    _applied(history, "a", "destroyed")
+    assert history.last_good("a") is None and history.good_before_current("a").id == ran
+    _applied(history, "a", "rolled_back")
+    assert history.last_good("a") is None and history.good_before_current("a").id == ran
+    again = _applied(history, "a")
+    assert history.last_good("a").id == again and history.good_before_current("a").id == ran
