@@ -36,7 +36,8 @@ def journey(request, tmp_path, docker_engine, docker_cleanup):
     yield make
     for j in made:
         j.save()
-        stop_pidfile(j.state / "tracker.pid")  # a tracker must not outlive its journey
+        for pidfile in j.state.glob("tracker-*.pid"):  # one per cluster: a tracker must not outlive its journey
+            stop_pidfile(pidfile)
 
 
 def edit(path: Path, change) -> dict:
