@@ -107,10 +107,7 @@ class LocalHost:
         return self._write("sync", lambda: self.agent.apply_spec(user))
 
     def rollback(self, user: str) -> str:
-        good = [g for g in self.agent.generations() if g.outcome == "succeeded"]
-        if len(good) < 2:
-            raise Unavailable(f"{self.name} has no earlier good generation to roll back to")
-        return self._write(f"rollback to generation {good[-2].id}", lambda: self.agent.rollback(good[-2].id, user))
+        return self._write("rollback", lambda: self.agent.rollback(None, user))  # the agent chooses, as `conduit rollback` does
 
     def update(self, user: str) -> str:
         return self._write("update", lambda: self.agent.take_update(user))
@@ -166,11 +163,7 @@ class RemoteHost:
         return self._outcome("sync", self._ask("POST", "/apply"))
 
     def rollback(self, user: str) -> str:
-        good = [g for g in self._ask("GET", "/generations") if g.get("outcome") == "succeeded"]
-        if len(good) < 2:
-            raise Unavailable(f"{self.name} has no earlier good generation to roll back to")
-        target = good[-2]["id"]
-        return self._outcome(f"rollback to generation {target}", self._ask("POST", f"/rollback/{target}"))
+        return self._outcome("rollback", self._ask("POST", "/rollback"))  # its agent chooses, as `conduit rollback` does
 
     def start(self, node: str, user: str) -> str:
         return self._ask("POST", f"/nodes/{node}/start")["message"]

@@ -329,10 +329,12 @@ class Agent:
                                + (" (as committed)" if self.git_follow else "") + "; plan it again from that spec")  # fmt: skip
         return self._run(lambda door: intents.apply_saved(door, saved), user)
 
-    def rollback(self, gen_id: int, user: str) -> Reconciled:
-        target = self.state().history.generation(gen_id)
+    def rollback(self, gen_id: int | None, user: str) -> Reconciled:
+        """Generation `gen_id`'s spec again; None: the last good generation before the current one, as `conduit rollback` chooses."""
+        history = self.state().history
+        target = history.generation(gen_id) if gen_id is not None else history.good_before_current(self.cluster())
         if target is None:
-            raise Refused(404, f"no generation {gen_id}")
+            raise Refused(404, f"no generation {gen_id}" if gen_id is not None else "no good generation before the current one to roll back to")
         if target.cluster not in (None, self.cluster()):
             raise Refused(409, f"generation {gen_id} is of cluster {target.cluster}, not of {self.cluster()}, the one this agent serves")
         if why := intents.no_way_back(target):

@@ -201,6 +201,11 @@ def _write_routes(api: APIRouter, agent: Agent, operator) -> None:
                 return done(user, "api.apply", {"source": "saved plan"}, agent.apply_saved(json.dumps(body.plan), user))
             return done(user, "api.apply", {"source": "spec"}, agent.apply_spec(user))
 
+    @api.post("/rollback", response_model=models.Outcome, summary="Apply the last good generation before the current one again")
+    def rollback_back(request: Request, user: str = Depends(operator)) -> dict:
+        with _audited(agent, request, user, "api.rollback"):
+            return done(user, "api.rollback", {"target": "the good generation before the current one"}, agent.rollback(None, user))
+
     @api.post("/rollback/{gen_id}", response_model=models.Outcome, summary="Apply generation N's spec again")
     def rollback(request: Request, gen_id: int = GEN_ID, user: str = Depends(operator)) -> dict:
         with _audited(agent, request, user, "api.rollback"):

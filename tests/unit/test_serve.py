@@ -409,6 +409,30 @@ def test_the_agent_rolls_back_only_to_a_generation_that_succeeded_as_the_cli_doe
     assert setup.requests == []
 
 
+def test_a_rollback_without_n_goes_where_conduit_rollback_goes(setup, monkeypatch):
+    """The bot and POST /rollback leave the choice to the agent, which makes it as the CLI does."""
+    from conduit.bot.hosts import LocalHost, Unavailable
+    from conduit.cli import apply as cli_apply
+
+    def generation(outcome: str) -> int:
+        gen = setup.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "edge-1")
+        setup.state.history.finish(gen, outcome)
+        return gen
+
+    first = generation("succeeded")
+    alone = setup.client.post("/api/v1/rollback", headers=setup.auth("olu"))
+    assert (alone.status_code, alone.json()["detail"]) == (404, "no good generation before the current one to roll back to")
+    with pytest.raises(Unavailable, match="no good generation before the current one"):
+        LocalHost("edge-1", setup.agent).rollback("olu")
+    generation("succeeded"), generation("rolled_back")
+    assert setup.client.post("/api/v1/rollback", headers=setup.auth("olu")).status_code == 200
+    assert LocalHost("edge-1", setup.agent).rollback("olu").startswith("rollback: ")
+    by_cli = []
+    monkeypatch.setattr(cli_apply, "reconciled", lambda request, asking: by_cli.append(request) or Reconciled("no-op"))
+    assert CliRunner().invoke(main, ["--state-dir", str(setup.state_dir), "rollback", "--auto-approve"]).exit_code == 0
+    assert [r.intent.generation for r in setup.requests[-2:]] == [first, first] and by_cli[0].intent.generation == first
+
+
 def test_the_summary_carries_the_months_budget_to_the_dashboard(setup):
     assert setup.client.get("/api/v1/summary", headers=setup.auth("ann")).json()["budget"] is None  # no budget in the spec
     budget = {"used_gb": 101.5, "monthly_gb": 100, "percent": 101.5, "resets": "2026-04-05", "action": "throttle",
