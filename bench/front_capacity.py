@@ -365,9 +365,36 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             if args.runs > 1:
                 print(f"run {run} of {args.runs}")
+            if run > 1:
+                settle_conntrack(4 * args.connections)
             held.append(measure(args, backends))
     if args.runs > 1:
         print(f"held {' '.join(str(h) for h in held)} of {args.connections} ({sum(h == args.connections for h in held)} of {args.runs} runs held all)")
+
+
+CONNTRACK = Path("/proc/sys/net/netfilter")
+
+
+def settle_conntrack(room: int, timeout: float = 240) -> None:
+    """Wait until the kernel's connection tracking has `room` entries free for the next run. Each run's
+    closed connections (two per session) stay in it for a while (nf_conntrack_tcp_timeout_time_wait,
+    120 s), and runs back to back filled the table ("nf_conntrack: table full, dropping packet": SYNs
+    dropped, clients and nginx timed out). A front's clients do not all leave and come back every minute."""
+    try:
+        most = int((CONNTRACK / "nf_conntrack_max").read_text())
+    except (OSError, ValueError):
+        return  # no connection tracking on this host
+    start, count = time.monotonic(), 0
+    while time.monotonic() - start < timeout:
+        try:
+            count = int((CONNTRACK / "nf_conntrack_count").read_text())
+        except (OSError, ValueError):
+            return
+        if count + room <= most:
+            break
+        time.sleep(2)
+    if time.monotonic() - start >= 2:
+        print(f"  (waited {time.monotonic() - start:.0f} s for connection tracking to let go of the last run: {count} of {most} entries)")
 
 
 def measure(args, backends: Backends) -> int:
