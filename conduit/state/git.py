@@ -46,20 +46,28 @@ def credentials_env(url: str, path: Path | None) -> dict[str, str]:
     read (git's own store helper would erase a line that failed once)."""
     target = urllib.parse.urlsplit(url)
     if path is None:
-        return _header(target, target) if _http(url) and target.username is not None else {}
+        if not _http(url) or target.username is None:
+            return {}
+        if target.password is None:  # a user alone: git asks its credential helpers for the password, as for the URL itself
+            return _config(f"credential.{target.scheme}://{_host(target)}.username", urllib.parse.unquote(target.username))
+        return _header(target, target)
     if target.scheme not in ("http", "https"):
         raise GitError(f"--git-credentials-file is for http(s) URLs; {public_url(url)} authenticates with an SSH key")
     return _header(target, _credentials_line(path, target))
 
 
+def _host(target: urllib.parse.SplitResult) -> str:
+    return target.netloc.rpartition("@")[2]
+
+
+def _config(key: str, value: str) -> dict[str, str]:
+    """One git setting through git's environment (readable by root alone), not its command line."""
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": key, "GIT_CONFIG_VALUE_0": value}
+
+
 def _header(target: urllib.parse.SplitResult, line: urllib.parse.SplitResult) -> dict[str, str]:
     auth = base64.b64encode(f"{urllib.parse.unquote(line.username or '')}:{urllib.parse.unquote(line.password or '')}".encode()).decode()
-    host = target.netloc.rpartition("@")[2]
-    return {
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": f"http.{target.scheme}://{host}/.extraHeader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {auth}",
-    }
+    return _config(f"http.{target.scheme}://{_host(target)}/.extraHeader", f"Authorization: Basic {auth}")
 
 
 def _credentials_line(path: Path, target: urllib.parse.SplitResult) -> urllib.parse.SplitResult:

@@ -206,3 +206,13 @@ def test_a_password_in_the_url_never_reaches_gits_command_line(tmp_path, http_re
     gits = [line for line in lines if b"specs.git" in line and b"git" in line.split(b"\0")[0]]
     assert gits, "no git process was seen while it fetched"
     assert not [line for line in gits if quote(TOKEN, safe="").encode() in line or f"{USER}:".encode() in line], gits
+
+
+def test_a_user_alone_is_given_to_gits_credential_helpers_not_sent_with_an_empty_password():
+    """`https://user@host/…` with a credential helper for the password: git asks the helper with that user."""
+    from conduit.state.git import credentials_env
+
+    env = credentials_env("https://olu@git.example/o/specs.git", None)
+    assert env == {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "credential.https://git.example.username", "GIT_CONFIG_VALUE_0": "olu"}
+    assert "Authorization" not in str(credentials_env("https://olu@git.example/o/specs.git", None))
+    assert credentials_env("https://git.example/o/specs.git", None) == {} == credentials_env("ssh://git@git.example/o/specs.git", None)
