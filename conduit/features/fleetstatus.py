@@ -121,9 +121,18 @@ class Row:
         return asdict(self)
 
 
+class _Unfollowed(urllib.request.HTTPRedirectHandler):
+    """A redirect is the agent's answer, not a way elsewhere: urllib would send the token on to
+    wherever it points, and a token goes only to the agent the tokens file names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        return None
+
+
 def _get(url: str, token: str, timeout: float, context: ssl.SSLContext | None) -> dict:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:  # noqa: S310 (the scheme is checked by agent_address)
+    opener = urllib.request.build_opener(_Unfollowed(), urllib.request.HTTPSHandler(context=context))
+    with opener.open(request, timeout=timeout) as answer:  # the scheme is checked by agent_address
         return json.loads(answer.read(MAX_ANSWER))
 
 

@@ -181,3 +181,34 @@ def test_a_token_goes_to_the_agent_both_files_name(tmp_path):
     finally:
         listener.close()
     assert listener.seen == ["Bearer secret-token"] and row.answered
+
+
+def test_a_token_is_not_sent_on_where_the_named_agent_redirects(tmp_path):
+    """Something in front of the agent (a proxy) answers 302 to another address: that answer is the
+    agent's, and its token is not sent on."""
+    elsewhere = Listener()
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(302)
+            self.send_header("Location", elsewhere.address + "/api/v1/summary")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    named = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=named.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{named.server_address[1]}"
+    try:
+        fleet = load_fleet_text(FLEET.replace("https://fra-1.example.net:8443", address), "fleet.yaml")
+        path = tmp_path / "tokens.yaml"
+        path.write_text(f"fra-1: {{viewer: secret-token, agent: '{address}'}}\n")
+        path.chmod(0o600)
+        (row, *_) = fleet_status(fleet, read_tokens(path), timeout=5)
+    finally:
+        named.shutdown()
+        named.server_close()
+        elsewhere.close()
+    assert elsewhere.seen == [] and not row.answered and row.why == "the agent answered 302", row.why
