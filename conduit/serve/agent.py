@@ -331,15 +331,17 @@ class Agent:
 
     def rollback(self, gen_id: int | None, user: str) -> Reconciled:
         """Generation `gen_id`'s spec again; None: the last good generation before the current one, as `conduit rollback` chooses."""
-        history = self.state().history
-        target = history.generation(gen_id) if gen_id is not None else history.good_before_current(self.cluster())
+        history, cluster = self.state().history, self.cluster()
+        if gen_id is None and cluster is None:  # another cluster's generations may share the state directory
+            raise Refused(409, "the agent has no spec loaded to tell its cluster by; name the generation to roll back to")
+        target = history.generation(gen_id) if gen_id is not None else history.good_before_current(cluster)
         if target is None:
             raise Refused(404, f"no generation {gen_id}" if gen_id is not None else "no good generation before the current one to roll back to")
-        if target.cluster not in (None, self.cluster()):
-            raise Refused(409, f"generation {gen_id} is of cluster {target.cluster}, not of {self.cluster()}, the one this agent serves")
+        if target.cluster not in (None, cluster):
+            raise Refused(409, f"generation {target.id} is of cluster {target.cluster}, not of {cluster}, the one this agent serves")
         if why := intents.no_way_back(target):
             raise Refused(409, why)
-        self._same_as_git(target.spec_text, f"generation {gen_id}'s spec")
+        self._same_as_git(target.spec_text, f"generation {target.id}'s spec")
         return self._run(lambda door: intents.roll_back(door, self.state().images, target), user)
 
     def _known(self, name: str) -> None:

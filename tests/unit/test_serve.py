@@ -433,6 +433,18 @@ def test_a_rollback_without_n_goes_where_conduit_rollback_goes(setup, monkeypatc
     assert [r.intent.generation for r in setup.requests[-2:]] == [first, first] and by_cli[0].intent.generation == first
 
 
+def test_a_rollback_without_n_is_refused_while_the_agent_cannot_tell_its_cluster(tmp_path):
+    """Another cluster's generations may share the state directory: with no spec loaded, the agent cannot choose."""
+    broken = tmp_path / "cluster.yaml"
+    broken.write_text("apiVersion: nope\n")
+    s = Setup(tmp_path, spec=broken)
+    gen = s.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "other")
+    s.state.history.finish(gen, "succeeded")
+    back = s.client.post("/api/v1/rollback", headers=s.auth("olu"))
+    assert (back.status_code, back.json()["detail"]) == (409, "the agent has no spec loaded to tell its cluster by; name the generation to roll back to")
+    assert s.requests == []
+
+
 def test_the_summary_carries_the_months_budget_to_the_dashboard(setup):
     assert setup.client.get("/api/v1/summary", headers=setup.auth("ann")).json()["budget"] is None  # no budget in the spec
     budget = {"used_gb": 101.5, "monthly_gb": 100, "percent": 101.5, "resets": "2026-04-05", "action": "throttle",
