@@ -141,17 +141,18 @@ def tune_malloc() -> None:
 def run(agent: Agent, listen: str, port: int, tls: tuple[str | None, str | None], proxies: frozenset[str] = frozenset(),
         watching: Watching | None = None) -> None:  # fmt: skip
     """Start the built agent's threads, serve until SIGTERM or SIGINT, then stop them."""
-    agent.observer.start()
-    watch = start_watch(agent, watching) if watching else None
-    tracker = TrackerHost(agent) if watching else None
-    if tracker:
-        tracker.start()
+    # The app and its server settings first: one that cannot be made leaves no thread (or tcpdump) behind.
     # proxy_headers off: uvicorn's own would believe X-Forwarded-For from any local process; the Guard reads it.
     config = uvicorn.Config(create_app(agent, proxies), host=listen.strip("[]"), port=port, ssl_certfile=tls[0], ssl_keyfile=tls[1],
                             log_level="warning", access_log=False, timeout_graceful_shutdown=3, lifespan="off",
                             proxy_headers=False, server_header=False,
                             # The plain event loop and HTTP parser, no WebSocket: nothing uvloop, httptools or websockets would load.
                             loop="asyncio", http="h11", ws="none")  # fmt: skip
+    agent.observer.start()
+    watch = start_watch(agent, watching) if watching else None
+    tracker = TrackerHost(agent) if watching else None
+    if tracker:
+        tracker.start()
     log.info("serve.listening", address=listen, port=port, tls=bool(tls[0]), git_follow=agent.git_follow, watch=bool(watch))
     try:
         _Server(config, agent.hub).run()
