@@ -191,7 +191,7 @@ def _images(images: Images, gen: int) -> dict[str, dict]:
 @click.option("--cluster", metavar="NAME", help="The cluster to roll back (needed when the state directory holds more than one).")
 @click.pass_obj
 def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait: bool, cluster: str | None) -> None:
-    """Re-apply generation N (default: the last good generation of the cluster before its current one)."""
+    """Re-apply generation GENERATION (default: the last good generation of the cluster before its current one)."""
     try:
         check_writable(opts.state_dir)
         state = open_state(opts.state_dir)

@@ -21,7 +21,7 @@ COMMANDS = {
     "diff": ("plan:diff", "Print the plan between two specs: OLD NEW, or --git-ref REF FILE."),
     "apply": ("apply:apply", "Make the host match FILE, phase by phase, with health gates and automatic rollback."),
     "history": ("apply:history", "List the generations applied to this host."),
-    "rollback": ("apply:rollback", "Re-apply generation N (default: the last good generation of the cluster before its current one)."),
+    "rollback": ("apply:rollback", "Re-apply generation GENERATION (default: the last good generation of the cluster before its current one)."),
     "schema": ("tools:schema", "Print the JSON Schema of the spec."),
     "init": ("tools:init", "Detect this machine's hardware and write a commented spec with recommended values."),
     "completion": ("tools:completion", 'Print the shell completion script: eval "$(conduit completion bash)".'),

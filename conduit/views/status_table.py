@@ -139,7 +139,8 @@ def _drift_lines(data: dict) -> list:
     if data.get("drift"):
         return [Text(f"drift: {', '.join(data['drift'])}", style="yellow")]
     if "pending" in data:
-        return [Text("no drift" if not data["pending"] else f"{data['pending']} changes pending (conduit plan)")]
+        pending = data["pending"]
+        return [Text("no drift" if not pending else f"{pending} change{'' if pending == 1 else 's'} pending (conduit plan)")]
     return []
 
 

@@ -101,3 +101,11 @@ def test_front_load_against_its_ceiling():
     console = Console(width=120, record=True, highlight=False)
     console.print(render_text(dict(DATA, front=front, front_capacity=dict(load, running=False))))
     assert "front nginx: NOT running" in console.export_text()
+
+
+def test_the_pending_changes_are_counted_in_words_that_agree():
+    from conduit.views.status_table import _drift_lines
+
+    assert [str(line) for line in _drift_lines({"pending": 1})] == ["1 change pending (conduit plan)"]
+    assert [str(line) for line in _drift_lines({"pending": 3})] == ["3 changes pending (conduit plan)"]
+    assert [str(line) for line in _drift_lines({"pending": 0})] == ["no drift"]
