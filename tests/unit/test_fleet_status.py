@@ -126,17 +126,20 @@ from conduit.features.fleetstatus import fleet_status  # noqa: E402
 
 
 class Listener:
-    """Whoever a fleet file's commit names as fra-1's agent: it records every Authorization it is sent."""
+    """Whoever a fleet file's commit names as fra-1's agent: it records every Authorization it is sent,
+    and answers a summary, or a redirect to `redirect` when one is given."""
 
-    def __init__(self):
+    def __init__(self, redirect: str | None = None):
         self.seen: list[str] = []
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - the stdlib's name
                 listener.seen.append(self.headers.get("Authorization") or "")
-                body = b'{"totals": {}}'
-                self.send_response(200)
+                body = b"" if redirect else b'{"totals": {}}'
+                self.send_response(302 if redirect else 200)
+                if redirect:
+                    self.send_header("Location", redirect + "/api/v1/summary")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -153,17 +156,23 @@ class Listener:
         self.server.server_close()
 
 
+def fra1_row(tmp_path, agent: str, entry: str):
+    """fleet status's row for fra-1 when the fleet file names `agent` as its agent and the tokens file says `entry`."""
+    fleet = load_fleet_text(FLEET.replace("https://fra-1.example.net:8443", agent), "fleet.yaml")
+    path = tmp_path / "tokens.yaml"
+    path.write_text(f"fra-1: {entry}\n")
+    path.chmod(0o600)
+    (row, *_) = fleet_status(fleet, read_tokens(path), timeout=5)
+    return row
+
+
 @pytest.mark.parametrize("entry", ["secret-token", "{viewer: secret-token, agent: 'https://fra-1.example.net:8443'}"])
 def test_a_token_goes_only_to_the_agent_the_tokens_file_names(tmp_path, entry):
     """The fleet file lives in a repository others push to; the tokens file is root's. A commit that
     points fra-1's agent elsewhere gets no token sent there: the root-only file says where it goes."""
     listener = Listener()
     try:
-        fleet = load_fleet_text(FLEET.replace("https://fra-1.example.net:8443", listener.address), "fleet.yaml")
-        path = tmp_path / "tokens.yaml"
-        path.write_text(f"fra-1: {entry}\n")
-        path.chmod(0o600)
-        (row, *_) = fleet_status(fleet, read_tokens(path), timeout=5)
+        row = fra1_row(tmp_path, listener.address, entry)
     finally:
         listener.close()
     assert not any("secret-token" in said for said in listener.seen)
@@ -173,11 +182,7 @@ def test_a_token_goes_only_to_the_agent_the_tokens_file_names(tmp_path, entry):
 def test_a_token_goes_to_the_agent_both_files_name(tmp_path):
     listener = Listener()
     try:
-        fleet = load_fleet_text(FLEET.replace("https://fra-1.example.net:8443", listener.address), "fleet.yaml")
-        path = tmp_path / "tokens.yaml"
-        path.write_text(f"fra-1: {{viewer: secret-token, agent: '{listener.address}/'}}\n")
-        path.chmod(0o600)
-        (row, *_) = fleet_status(fleet, read_tokens(path), timeout=5)
+        row = fra1_row(tmp_path, listener.address, f"{{viewer: secret-token, agent: '{listener.address}/'}}")
     finally:
         listener.close()
     assert listener.seen == ["Bearer secret-token"] and row.answered
@@ -187,28 +192,11 @@ def test_a_token_is_not_sent_on_where_the_named_agent_redirects(tmp_path):
     """Something in front of the agent (a proxy) answers 302 to another address: that answer is the
     agent's, and its token is not sent on."""
     elsewhere = Listener()
-
-    class Redirect(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's name
-            self.send_response(302)
-            self.send_header("Location", elsewhere.address + "/api/v1/summary")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    named = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=named.serve_forever, daemon=True).start()
-    address = f"http://127.0.0.1:{named.server_address[1]}"
+    named = Listener(redirect=elsewhere.address)
     try:
-        fleet = load_fleet_text(FLEET.replace("https://fra-1.example.net:8443", address), "fleet.yaml")
-        path = tmp_path / "tokens.yaml"
-        path.write_text(f"fra-1: {{viewer: secret-token, agent: '{address}'}}\n")
-        path.chmod(0o600)
-        (row, *_) = fleet_status(fleet, read_tokens(path), timeout=5)
+        row = fra1_row(tmp_path, named.address, f"{{viewer: secret-token, agent: '{named.address}'}}")
     finally:
-        named.shutdown()
-        named.server_close()
+        named.close()
         elsewhere.close()
-    assert elsewhere.seen == [] and not row.answered and row.why == "the agent answered 302", row.why
+    assert named.seen == ["Bearer secret-token"] and elsewhere.seen == []
+    assert not row.answered and row.why == "the agent answered 302", row.why
