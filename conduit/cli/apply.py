@@ -196,17 +196,12 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
         check_writable(opts.state_dir)
         state = open_state(opts.state_dir)
         cluster = _rollback_cluster(state.history.clusters(), cluster)
-        target = state.history.generation(generation) if generation else state.history.good_before_current(cluster)
+        target = intents.rollback_target(state.history, generation, cluster)
         current = state.history.last_good(cluster)
     except StateError as exc:
         fail(str(exc))
-    if target is not None and cluster is not None and target.cluster not in (None, cluster):
-        fail(f"generation {target.id} is of cluster {target.cluster}, not {cluster}; `conduit history` lists which generation is whose", 2)
-    if target is None:
-        fail(f"no generation {generation}; `conduit history` lists them" if generation
-             else "no good generation before the current one to roll back to; `conduit history` lists them")  # fmt: skip
-    if why := intents.no_way_back(target):
-        fail(why, 2)
+    except intents.NoRollback as exc:
+        fail(str(exc), 1 if exc.missing else 2)
     now = f" from generation {current.id}" if current is not None and current.id != target.id else ""
     click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
     how = door(opts, "rollback", target.spec_path, no_wait)

@@ -17,7 +17,7 @@ from conduit.plan.saved import SavedPlan
 from conduit.spec.load import load_text
 from conduit.spec.profiles import HostFacts
 from conduit.spec.spec import ClusterSpec
-from conduit.state.history import Generation
+from conduit.state.history import Generation, History
 from conduit.state.images import Images
 
 
@@ -59,12 +59,27 @@ def apply_saved(door: Door, saved: SavedPlan) -> Request:
     return request(door, ApplySaved(saved.plan), spec, saved.spec_text, saved.spec_file)
 
 
-def no_way_back(target: Generation) -> str | None:
-    """Why no door rolls back to `target` (None: one may): a generation that did not succeed (rolled back,
-    failed, interrupted, destroyed) never ran its spec whole on the host."""
-    if target.outcome == "succeeded":
-        return None
-    return f"generation {target.id} {target.outcome.replace('_', ' ')}: roll back to one that succeeded (`conduit history` lists them)"
+class NoRollback(Exception):
+    """Why no door rolls back there, in one line; `missing`: there is no such generation at all."""
+
+    def __init__(self, message: str, missing: bool = False):
+        super().__init__(message)
+        self.missing = missing
+
+
+def rollback_target(history: History, generation: int | None, cluster: str | None) -> Generation:
+    """The generation a rollback goes to, by the one rule every door keeps: `generation`, or by default
+    the good one of `cluster` before its current one (after a destroy, the last one it ran). Only a
+    generation that succeeded, and of `cluster` (None: any), ran its spec whole on the host. Raises NoRollback."""
+    target = history.generation(generation) if generation is not None else history.good_before_current(cluster)
+    if target is None:
+        raise NoRollback(f"no generation {generation}; `conduit history` lists them" if generation is not None
+                         else "no good generation before the current one to roll back to; `conduit history` lists them", missing=True)  # fmt: skip
+    if cluster is not None and target.cluster not in (None, cluster):
+        raise NoRollback(f"generation {target.id} is of cluster {target.cluster}, not {cluster}; `conduit history` lists which generation is whose")
+    if target.outcome != "succeeded":
+        raise NoRollback(f"generation {target.id} {target.outcome.replace('_', ' ')}: roll back to one that succeeded (`conduit history` lists them)")
+    return target
 
 
 def roll_back(door: Door, images: Images, target: Generation) -> Request:

@@ -334,13 +334,12 @@ class Agent:
         history, cluster = self.state().history, self.cluster()
         if gen_id is None and cluster is None:  # another cluster's generations may share the state directory
             raise Refused(409, "the agent has no spec loaded to tell its cluster by; name the generation to roll back to")
-        target = history.generation(gen_id) if gen_id is not None else history.good_before_current(cluster)
-        if target is None:
-            raise Refused(404, f"no generation {gen_id}" if gen_id is not None else "no good generation before the current one to roll back to")
-        if target.cluster not in (None, cluster):
-            raise Refused(409, f"generation {target.id} is of cluster {target.cluster}, not of {cluster}, the one this agent serves")
-        if why := intents.no_way_back(target):
-            raise Refused(409, why)
+        try:
+            target = intents.rollback_target(history, gen_id, cluster)
+        except intents.NoRollback as exc:
+            raise Refused(404 if exc.missing else 409, str(exc)) from None
+        if cluster is None and target.cluster is not None:
+            raise Refused(409, f"generation {target.id} is of cluster {target.cluster}; the agent has no spec loaded to tell its own by")
         self._same_as_git(target.spec_text, f"generation {target.id}'s spec")
         return self._run(lambda door: intents.roll_back(door, self.state().images, target), user)
 

@@ -421,7 +421,7 @@ def test_a_rollback_without_n_goes_where_conduit_rollback_goes(setup, monkeypatc
 
     first = generation("succeeded")
     alone = setup.client.post("/api/v1/rollback", headers=setup.auth("olu"))
-    assert (alone.status_code, alone.json()["detail"]) == (404, "no good generation before the current one to roll back to")
+    assert (alone.status_code, alone.json()["detail"]) == (404, "no good generation before the current one to roll back to; `conduit history` lists them")
     with pytest.raises(Unavailable, match="no good generation before the current one"):
         LocalHost("edge-1", setup.agent).rollback("olu")
     generation("succeeded"), generation("rolled_back")
