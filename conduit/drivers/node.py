@@ -16,7 +16,7 @@ from conduit.drivers.dockerapi import container_log, failures
 from conduit.drivers.volume import STATE_LIMIT, read_entry
 from conduit.facts import metrics, monitor, nodelog, statsfile
 
-CHUNK_SIZE = 1 << 16
+METRICS_CHUNK = 1 << 16
 
 
 METRICS_LIMIT = 4 << 20  # a 2.x node's metrics, every country included, are some hundred KiB
@@ -51,7 +51,7 @@ def _get_metrics(port: int, timeout: float) -> bytes | None:
             if left <= 0:
                 return None
             sock.settimeout(left)
-            chunk = sock.recv(CHUNK_SIZE)
+            chunk = sock.recv(METRICS_CHUNK)
             if not chunk:
                 return b"".join(chunks)
             total += len(chunk)

@@ -57,7 +57,7 @@ class HostedTracker:
             self._take_over(spec)
 
     def stop(self) -> None:
-        """Ends the loop (a capture window ends at once, tcpdump with it); the pidfile then names a
+        """Lets go of the tracker (a capture window ends at once, tcpdump with it); the pidfile then names a
         process that is gone, which the next observation takes for a stopped tracker."""
         self._let_go()
 
