@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 
 import click
 
@@ -50,13 +51,10 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
         from rich.live import Live  # the table's, not --json's: rich is loaded only to draw it
         from conduit.views.status_table import render_text
 
+        stopped = _stop_on_ctrl_c()
         with Live(render_text(gather()), auto_refresh=False, screen=False) as live:
-            try:
-                while True:
-                    time.sleep(refresh)
-                    live.update(render_text(gather()), refresh=True)
-            except KeyboardInterrupt:
-                pass
+            while not stopped.wait(refresh):
+                live.update(render_text(gather()), refresh=True)
     else:
         from rich.console import Console
         from conduit.views.status_table import render_text
@@ -64,6 +62,19 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
         Console(highlight=False).print(render_text(gather()))
     if spec_error:
         fail(spec_error, EXIT_INVALID)
+
+
+def _stop_on_ctrl_c() -> threading.Event:
+    """Ctrl-C ends the watch after the frame being drawn, so it never lands inside the drawing and the
+    terminal gets its cursor back; a second Ctrl-C aborts as usual."""
+    stopped = threading.Event()
+
+    def stop(signum, frame) -> None:
+        stopped.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, stop)
+    return stopped
 
 
 def _refresh_and_file(refresh: str | None, file: str | None) -> tuple[float | None, str]:

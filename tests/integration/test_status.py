@@ -151,22 +151,30 @@ def test_a_broken_spec_still_shows_the_nodes_and_a_stopped_watchers_old_error(cl
     assert len(data["containers"]) == 2 and data["watch"]["running"] is False and "containers.count" in data["spec_error"]
 
 
-def _first_frame(argv: list[str]) -> tuple[str, int]:
-    """Run `status --watch` on a terminal (like top, it draws there), read until its first frame shows
-    the cluster line, then Ctrl-C it: what it drew, and its exit code."""
+def _first_frame(argv: list[str], until: bytes = b"running") -> tuple[str, int, str]:
+    """Run `status --watch` on a terminal (like top, it draws there), read until its output shows
+    `until`, then Ctrl-C it: what it drew, its exit code, and what it wrote after the Ctrl-C."""
     main, side = pty.openpty()
     process = subprocess.Popen(argv, stdout=side, stderr=side, stdin=subprocess.DEVNULL, env=cli_env())
     os.close(side)
-    seen, deadline = b"", time.monotonic() + 60
+    seen, after, deadline = b"", b"", time.monotonic() + 60
     try:
-        while b"running" not in seen and time.monotonic() < deadline and select.select([main], [], [], 1)[0]:
+        while until not in seen and time.monotonic() < deadline and select.select([main], [], [], 1)[0]:
             seen += os.read(main, 65536)
+        process.send_signal(signal.SIGINT)
+        while select.select([main], [], [], 30)[0]:
+            piece = os.read(main, 65536)
+            if not piece:
+                break
+            after += piece
     except OSError:  # the process ended and the terminal closed
         pass
-    process.send_signal(signal.SIGINT)
     code = process.wait(timeout=30)
     os.close(main)
-    return seen.decode(errors="replace"), code
+    return seen.decode(errors="replace"), code, after.decode(errors="replace")
+
+
+SHOW_CURSOR = "\x1b[?25h"
 
 
 @pytest.mark.parametrize("args", [("--watch", "{spec}"), ("{spec}", "--watch"), ("--watch", "0.2", "{spec}")], ids=["watch-file", "file-watch", "seconds"])
@@ -174,9 +182,20 @@ def test_status_watch_takes_the_file_on_either_side_and_stops_on_ctrl_c(cluster,
     """`status --watch FILE` reads FILE as the spec, as `status FILE --watch` does, not as seconds."""
     cluster.write(count=1)
     assert cluster.apply().returncode == 0
-    drawn, code = _first_frame(cluster.argv("status", "--no-drift", *(a.format(spec=cluster.spec) for a in args)))
+    drawn, code, after = _first_frame(cluster.argv("status", "--no-drift", *(a.format(spec=cluster.spec) for a in args)))
     assert f"{cluster.prefix}: 1/1 running" in drawn, drawn
-    assert code == 0, drawn
+    assert code == 0, drawn + after
+    assert SHOW_CURSOR in after, after
+
+
+def test_status_watch_stopped_while_drawing_its_first_frame_ends_cleanly(cluster):
+    """A Ctrl-C that lands while the first frame is still being written ends the watch with exit 0
+    and gives the terminal its cursor back, instead of aborting mid-frame."""
+    cluster.write(count=1)
+    assert cluster.apply().returncode == 0
+    drawn, code, after = _first_frame(cluster.argv("status", "--no-drift", "--watch", "0.2", str(cluster.spec)), until=b"\x1b[?25l")
+    assert code == 0, drawn + after
+    assert SHOW_CURSOR in after, drawn + after
 
 
 def test_status_watch_of_no_number_beside_a_file_is_one_line(cluster):
