@@ -81,7 +81,7 @@ def _watching(following: Following, interval: float, follow: dict) -> Watching |
 def _unit_argv(following: Following, listen: str, port: int, interval: float, tls: tuple[str | None, str | None], behind_proxy: str | None,
                watch_interval: float, follow: dict) -> list[str]:  # fmt: skip
     argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "serve"]
-    argv += git_args(following.target, follow["poll"]) if following.target else [str(Path(following.file).resolve())]
+    argv += git_args(following.target, follow["poll"]) if following.target else [str(Path(following.file).absolute())]
     argv += ["--listen", listen, "--port", str(port), "--interval", str(interval)]
     if tls[0] and tls[1]:
         argv += ["--tls-cert", str(Path(tls[0]).resolve()), "--tls-key", str(Path(tls[1]).resolve())]

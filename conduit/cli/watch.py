@@ -59,7 +59,7 @@ def watch_command(opts, file, git_url, interval, fleet_path, host_name, print_un
     target = target_of(file, git_url, ref, spec_path, fleet_path, host_name, credentials)
     if print_unit:
         argv = [shutil.which("conduit") or "/usr/local/bin/conduit", "watch"]
-        argv += git_args(target, poll) if target else [str(Path(file).resolve())]
+        argv += git_args(target, poll) if target else [str(Path(file).absolute())]
         argv += ["--interval", str(interval)] + follow_flags(no_heal, allow_new_identity)
         env = {"CONDUIT_STATE_DIR": str(Path(opts.state_dir).resolve())}
         if opts.docker_host:

@@ -38,7 +38,7 @@ def build(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], int
     """The agent, its state DB opened (and checked) once, before the first request; no thread started yet."""
     tune_malloc()  # before the agent's threads start
     load_structlog()  # loaded while this is the only thread, without rich (conduit.log)
-    spec = SpecFile(spec_path.resolve(), facts)
+    spec = SpecFile(spec_path.absolute(), facts)  # as named: resolved once, a link repointed later would go unseen
     hub = Hub()
     observer = Observer(Collector(spec, host), hub, interval)
     agent = Agent(spec, host, observer, hub, git_follow=git_follow, by_address=limits[0], by_token=limits[1], fleet=fleet)

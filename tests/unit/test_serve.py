@@ -502,3 +502,22 @@ def test_a_plan_with_no_image_update_says_none(setup, monkeypatch):
     monkeypatch.setattr(agent_module, "plan_on_host", lambda _intent, doc, _host: (offline_plan(doc), None))
     view = setup.client.get("/api/v1/plan", headers=setup.auth("ann")).json()
     assert (view["update"], view["update_text"]) == (None, "")
+
+def test_the_agent_reads_its_spec_as_named_and_sees_a_link_repointed_out_of_its_repository(tmp_path):
+    """Resolved once at start, the agent would go on reading the file a link first led to: it would
+    miss a commit that repoints the link, and never say the spec left its repository."""
+    from conduit.serve.run import build
+
+    repo, secret = tmp_path / "fleet", tmp_path / "shadow"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "hosts").mkdir()
+    (repo / "hosts" / "a.yaml").write_text(EXAMPLE.read_text())
+    (repo / "cluster.yaml").symlink_to("hosts/a.yaml")
+    secret.write_text("root:$y$j9T$notforanyone:19000:0:99999:7:::\n")
+    host = HostAccess(root=tmp_path / "root", state_dir=tmp_path / "state", docker_host=f"unix://{tmp_path}/no-docker.sock")
+    agent = build(host, repo / "cluster.yaml", lambda: SMALL_VPS, 60, False, (Limiter(10, 10), Limiter(10, 10)))
+    served = agent.spec.current()
+    (repo / "cluster.yaml").unlink()
+    (repo / "cluster.yaml").symlink_to(secret)
+    assert agent.spec.current() is served  # a broken edit keeps the last good spec
+    assert agent.spec.error == f"{repo / 'cluster.yaml'}:1:1: is a link to {secret}, outside {repo}; a spec must live inside it"
