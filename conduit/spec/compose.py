@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 import posixpath
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from conduit.spec.textfile import Unreadable, read_text_file
 
 KEY = "extends"
 MAX_CHAIN = 16  # bases of bases of ...; real fleets use two or three
@@ -248,18 +249,9 @@ class Directory:
         if os.path.commonpath([real, str(self.root)]) != str(self.root):
             raise ComposeError(where, "", f"is a link to {real}, outside {self.name('.')}; bases must live inside it")
         try:
-            if not stat.S_ISREG(os.stat(real).st_mode):
-                raise ComposeError(where, "", "is not a regular file")
-            with open(real, "rb") as handle:
-                raw = handle.read(self.max_bytes + 1)
-        except OSError as exc:
-            raise ComposeError(where, "", f"cannot read: {exc.strerror or exc}") from None
-        if len(raw) > self.max_bytes:
-            raise ComposeError(where, "", f"file is larger than {self.max_bytes // 1024} KiB; not a spec")
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ComposeError(where, "", f"not UTF-8 text (byte {exc.start})") from None
+            return read_text_file(real, self.max_bytes)
+        except Unreadable as exc:
+            raise ComposeError(where, "", str(exc)) from None
 
 
 def enclosing_repository(spec: Path) -> Path | None:

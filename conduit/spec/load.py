@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import stat
 import types
 import typing
 from pathlib import Path as FsPath
@@ -26,6 +25,7 @@ from conduit.spec.policy_file import policy_path
 from conduit.spec.profiles import HostFacts
 from conduit.spec.resolve import host_facts, resolve
 from conduit.spec.spec import ClusterSpec
+from conduit.spec.textfile import Unreadable, read_text_file
 from conduit.spec.trust import trust_checks
 from conduit.spec.units import NEEDS_UNIT
 
@@ -378,19 +378,9 @@ def read_spec_text(path: str | FsPath) -> str:
     if outside is not None:
         raise SpecError(name, [Problem(1, 1, "", f"is a link to {outside[0]}, outside {outside[1]}; a spec must live inside it")])
     try:
-        # O_NONBLOCK: a FIFO opens at once, to be refused, instead of waiting for a writer.
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC), "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise SpecError(name, [Problem(1, 1, "", "is not a regular file")])
-            raw = handle.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise SpecError(name, [Problem(1, 1, "", f"cannot read: {exc.strerror or exc}")]) from None
-    if len(raw) > MAX_BYTES:
-        raise SpecError(name, [Problem(1, 1, "", f"file is larger than {MAX_BYTES // 1024} KiB; not a spec")])
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(name, [Problem(1, 1, "", f"not UTF-8 text (byte {exc.start})")]) from None
+        return read_text_file(path, MAX_BYTES)
+    except Unreadable as exc:
+        raise SpecError(name, [Problem(1, 1, "", str(exc))]) from None
 
 
 def _link_out_of_repository(path: FsPath) -> tuple[str, FsPath] | None:

@@ -1,5 +1,6 @@
 """Specs that extend base files (conduit.spec.compose through conduit.spec.load), and fleet.yaml (conduit.spec.fleet)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,13 @@ def test_a_symlink_that_leaves_the_root_is_refused(tmp_path):
     (root / "base.yaml").symlink_to("inside.yaml")  # a link inside the root is followed
     assert load_file(root / "a.yaml", SMALL_VPS).metadata.name == "a"
 
+
+
+def test_a_base_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    root = tree(tmp_path / "repo", {"a.yaml": "extends: [base.yaml]\nmetadata: {name: a}\n"})
+    os.mkfifo(root / "base.yaml")
+    (line,) = problems(root / "a.yaml")
+    assert line == f"{root}/base.yaml:1:1: is not a regular file"
 
 def test_extends_must_be_a_list_of_paths(tmp_path):
     root = tree(tmp_path, {"a.yaml": "extends: base.yaml\n"})
