@@ -23,7 +23,7 @@ import json
 import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from typing import Literal
 from urllib.parse import quote_plus, urlencode, urlsplit
 
@@ -252,6 +252,14 @@ class DockerAPI:
                 timeout: float | None = None) -> tuple[bytes, str]:  # fmt: skip
         """(body, content type) of METHOD /v{API_VERSION}{path}, `body` sent as JSON; one HTTP request
         on its own connection, answered within `timeout` seconds (the client's when None)."""
+        with self._answer(method, path, params, body, timeout) as response:
+            return response.read(), response.getheader("Content-Type") or ""
+
+    @contextmanager
+    def _answer(self, method: str, path: str, params: dict | None = None, body: dict | None = None,
+                timeout: float | None = None) -> Iterator[http.client.HTTPResponse]:  # fmt: skip
+        """Docker's answer to one request, on a connection of its own closed on leaving; an error
+        answer is raised as the SDK's fault, a broken exchange as NoAnswer."""
         url = f"/v{API_VERSION}{path}" + (f"?{urlencode(params)}" if params else "")
         self.counted()
         conn = self._connection()
@@ -263,14 +271,13 @@ class DockerAPI:
             else:
                 conn.request(method, url, json.dumps(body).encode(), {"Content-Type": "application/json"})
             response = conn.getresponse()
-            data = response.read()
+            if response.status >= 400:
+                raise _api_error(response.status, response.reason, url, response.read(LOG_CHUNK))
+            yield response
         except (OSError, http.client.HTTPException) as exc:
             raise NoAnswer(f"{type(exc).__name__}: {exc}") from None
         finally:
             conn.close()
-        if response.status >= 400:
-            raise _api_error(response.status, response.reason, url, data)
-        return data, response.getheader("Content-Type") or ""
 
     def _json(self, path: str, params: dict | None = None, method: str = "GET", body: dict | None = None,
               timeout: float | None = None):  # fmt: skip
@@ -324,20 +331,9 @@ class DockerAPI:
     def pieces(self, path: str, params: dict | None = None) -> Iterator[bytes]:
         """The body of GET /v{API_VERSION}{path} in pieces of at most LOG_CHUNK bytes, as it arrives;
         one HTTP request, on a connection closed when the caller stops reading."""
-        url = f"/v{API_VERSION}{path}" + (f"?{urlencode(params)}" if params else "")
-        self.counted()
-        conn = self._connection()
-        try:
-            conn.request("GET", url)
-            response = conn.getresponse()
-            if response.status >= 400:
-                raise _api_error(response.status, response.reason, url, response.read(LOG_CHUNK))
+        with self._answer("GET", path, params) as response:
             while piece := response.read1(LOG_CHUNK):
                 yield piece
-        except (OSError, http.client.HTTPException) as exc:
-            raise NoAnswer(f"{type(exc).__name__}: {exc}") from None
-        finally:
-            conn.close()
 
     # ------------------------------------------------------------ writes
 
