@@ -111,14 +111,17 @@ def dockerd_installed() -> bool:
     return shutil.which("dockerd", path=f"{os.environ.get('PATH', '')}:{SBIN_PATH}") is not None
 
 
+UNREACHABLE = "cannot reach the Docker daemon at "  # how each line about a daemon that does not answer begins
+
+
 def docker_down(base_url: str) -> str:
     """A local socket that is absent or refuses: a stopped Docker daemon, or none installed."""
     if not dockerd_installed():
-        return f"cannot reach the Docker daemon at {base_url}: {not_installed('dockerd')}"
+        return f"{UNREACHABLE}{base_url}: {not_installed('dockerd')}"
     path = base_url.removeprefix("unix://")
     state = "refuses connections" if Path(path).exists() else "is absent"
-    return (f"cannot reach the Docker daemon at {base_url}: dockerd is installed but not running "
-            f"({path} {state}); start it with `systemctl start docker`, or plan with --offline")
+    return (f"{UNREACHABLE}{base_url}: dockerd is installed but not running "
+            f"({path} {state}); start it with `systemctl start docker`")
 
 
 def diagnose(base_url: str, exc: BaseException) -> str:
@@ -128,7 +131,7 @@ def diagnose(base_url: str, exc: BaseException) -> str:
     if base_url.startswith("unix://") and any(m in text for m in ("No such file", "FileNotFoundError", "Connection refused")):
         return docker_down(base_url)
     if "No such file" in text or "FileNotFoundError" in text or "Connection refused" in text or "ConnectionError" in text:
-        return f"cannot reach the Docker daemon at {base_url}: is dockerd running? (set DOCKER_HOST or --docker-host, or plan with --offline)"
+        return f"{UNREACHABLE}{base_url}: is dockerd running? (set DOCKER_HOST or --docker-host)"
     first = text.splitlines()[0] if text else type(exc).__name__
     return f"the Docker daemon at {base_url} failed: {first}"
 

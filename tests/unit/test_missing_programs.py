@@ -162,7 +162,7 @@ def test_engine_installed_but_stopped_is_told_apart(tmp_path, engine_dirs):
     sock = tmp_path / "docker.sock"
     assert str(info.value) == (
         f"cannot reach the Docker daemon at unix://{sock}: dockerd is installed but not running ({sock} is absent); "
-        "start it with `systemctl start docker`, or plan with --offline"
+        "start it with `systemctl start docker`"
     )
 
 
@@ -178,6 +178,21 @@ def test_a_socket_that_refuses_is_a_stopped_engine(tmp_path, engine_dirs):
         docker_driver.call(client, client.api.containers)
     assert f"dockerd is installed but not running ({sock} refuses connections)" in str(info.value)
 
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "status"])
+def test_only_plan_offers_to_go_without_the_stopped_engine(tmp_path, engine_dirs, command):
+    """A stopped engine is one line saying how to start it; only `plan` can do without one, so only it says --offline."""
+    from click.testing import CliRunner
+
+    from conduit.cli.root import main
+
+    fake(engine_dirs, "dockerd", "exit 1")
+    args = ["--root", str(tmp_path), "--state-dir", str(tmp_path / "state"), command, str(EXAMPLES / "cluster.yaml")]
+    result = CliRunner().invoke(main, args + (["--auto-approve"] if command == "apply" else []))
+    sock = tmp_path / "docker.sock"
+    started = f"error: cannot reach the Docker daemon at unix://{sock}: dockerd is installed but not running ({sock} is absent); start it with `systemctl start docker`"
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (1, started + (", or plan with --offline" if command == "plan" else ""))
 
 def test_problems_that_stop_a_plan_come_last_on_stderr(tmp_path, engine_dirs):
     """A fresh host (no engine, no nginx) and the full example: the plan, then what to install."""
