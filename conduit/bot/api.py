@@ -3,13 +3,16 @@ spec's `api_url` (a self-hosted Bot API server or a stand-in works the same).
 
 python-telegram-bot, not aiogram: it is maintained, typed, maps each Bot API error to its own
 class (a 409 is `Conflict`) and takes a `base_url`; aiogram pins pydantic below the version the
-spec language uses. Its asyncio calls run on one private event loop, so the bot's own loop stays
-plain threads like the rest of the agent. Every error text passes through the Scrubber: the
-token never reaches a log."""
+spec language uses. Its asyncio calls run on one private event loop in a thread of its own, so
+the bot's own loops stay plain threads like the rest of the agent, and the duties can send while
+the poller waits in a long poll. Every error text passes through the Scrubber: the token never
+reaches a log."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 from dataclasses import dataclass
 
 from conduit.features.alerts import Scrubber
@@ -24,6 +27,10 @@ class BotApiError(Exception):
 
 class PollConflict(BotApiError):
     """Telegram gives a token's updates to one poller at a time, and another one asked."""
+
+
+class Interrupted(BotApiError):
+    """The agent is stopping: the long poll in progress was ended."""
 
 
 @dataclass(frozen=True)
@@ -75,22 +82,50 @@ class BotApi:
         self.poll_seconds = poll_seconds
         self.scrub = Scrubber(token)
         self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="telegram-api", daemon=True)
+        self._loop_thread.start()
+        self._polling = threading.Lock()
+        self._poll: concurrent.futures.Future | None = None
+        self._interrupted = False
         base = api_url.rstrip("/")
         self.bot = telegram.Bot(token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot", request=HTTPXRequest(read_timeout=20),
                                 get_updates_request=HTTPXRequest(read_timeout=poll_seconds + 10))  # fmt: skip
 
-    def _call(self, coro):
+    def _call(self, coro, poll: bool = False):
+        """The coroutine's result, run on the API's loop; from any thread, several at once."""
+        if poll:
+            with self._polling:
+                if self._interrupted:
+                    coro.close()
+                    raise Interrupted("the agent is stopping")
+                future = self._poll = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        else:
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
-            return self.loop.run_until_complete(coro)
+            return future.result()
+        except (concurrent.futures.CancelledError, asyncio.CancelledError):
+            raise Interrupted("the agent is stopping") from None
         except self._error.Conflict:
             raise PollConflict(CONFLICT_LINE) from None
         except Exception as exc:  # noqa: BLE001 - no exception may carry the token out
             raise BotApiError(self.scrub(f"the Telegram API refused or failed: {type(exc).__name__}: {exc}")) from None
+        finally:
+            if poll:
+                with self._polling:
+                    self._poll = None
+
+    def interrupt(self) -> None:
+        """End the long poll in progress, and any later one at once: the agent is stopping and
+        should not wait out the poll's timeout."""
+        with self._polling:
+            self._interrupted = True
+            if self._poll is not None:
+                self._poll.cancel()
 
     def updates(self, offset: int | None, timeout: int | None = None) -> list[Incoming]:
         """The updates after `offset`, waiting up to `timeout` seconds for one (long polling)."""
         wait = self.poll_seconds if timeout is None else timeout
-        found = self._call(self.bot.get_updates(offset=offset, timeout=wait, allowed_updates=["message", "callback_query"]))
+        found = self._call(self.bot.get_updates(offset=offset, timeout=wait, allowed_updates=["message", "callback_query"]), poll=True)
         return [_incoming(u) for u in found]
 
     def send(self, chat: int, text: str, buttons=None) -> int:
@@ -112,4 +147,6 @@ class BotApi:
             self._call(self.bot.shutdown())
         except BotApiError:
             pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join()
         self.loop.close()

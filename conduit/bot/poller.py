@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from conduit.log import logger
-from conduit.bot.api import BotApiError, PollConflict
+from conduit.bot.api import BotApiError, Interrupted, PollConflict
 
 log = logger("conduit.bot")
 CLAIM_SECONDS = 5  # longer than a holder's pause after a 409
@@ -44,11 +44,19 @@ class Poller:
         return True
 
     def run(self, stop: threading.Event) -> None:
+        try:
+            self._poll(stop)
+        except Interrupted:  # the agent stops
+            return
+
+    def _poll(self, stop: threading.Event) -> None:
         if not self.holding and not self.claim():
             return
         while not stop.is_set():
             try:
                 self.step()
+            except Interrupted:
+                raise
             except PollConflict:
                 log.warning("bot.poll_conflict", error="another process asked for this token's updates; it will be refused")
                 stop.wait(PAUSE_SECONDS)

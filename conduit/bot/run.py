@@ -61,8 +61,10 @@ class Running:
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self.api is not None:
+            self.api.interrupt()  # the long poll ends now, not at its timeout
         for thread in self.threads:
-            thread.join(timeout=45)  # a long poll ends within its timeout
+            thread.join(timeout=45)
         if self.api is not None:
             self.api.close()
         for client in self.clients:

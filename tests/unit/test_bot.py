@@ -8,7 +8,7 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from conduit.bot.api import BotApi
+from conduit.bot.api import BotApi, Interrupted
 from conduit.bot.fleet import fleet_hosts
 from conduit.bot.commands import Dispatcher
 from conduit.bot.hosts import LocalHost, RemoteHost, Unavailable
@@ -264,3 +264,40 @@ def test_a_remote_hosts_budget_is_its_own_agents_and_said_so(fleet):
     with pytest.raises(Unavailable, match="^no operator token for edge-2 in the fleet tokens file"):
         fleet.dispatcher.hosts[1].logs("conduit-1")  # a log needs the operator's token, even though it is a read
     assert [r["event"] for r in fleet.setups[2].state.audit.recent()] == ["token.create"] * 2 and not (fleet.setups[2].state_dir / "holds.json").exists()
+
+
+def test_the_duties_send_while_the_poller_waits_in_its_long_poll(stub, tmp_path):
+    """The poller spends its life inside a long poll: a report or an alert sent meanwhile, from the
+    duties' thread, goes out beside it instead of failing on an event loop already running."""
+    setup = Setup(tmp_path)
+    api = BotApi(TOKEN, stub.url, poll_seconds=30)
+    poller = Poller(api, Dispatcher(api, [LocalHost("edge-1", setup.agent)], POLICY, setup.agent.audit).handle, claim_seconds=0)
+    stop = threading.Event()
+    thread = poller.start(stop)
+    try:
+        stub.wait_calls("getUpdates", 2)  # claimed, and now waiting in a 30 s poll
+        api.send(CHAT, "daily report")
+        assert [c["text"] for c in stub.calls("sendMessage")] == ["daily report"]
+    finally:
+        stop.set()
+        api.interrupt()
+        thread.join(timeout=10)
+        api.close()
+
+
+def test_a_stopping_agent_ends_the_long_poll_instead_of_waiting_out_its_timeout(stub, tmp_path):
+    setup = Setup(tmp_path)
+    api = BotApi(TOKEN, stub.url, poll_seconds=30)
+    poller = Poller(api, Dispatcher(api, [LocalHost("edge-1", setup.agent)], POLICY, setup.agent.audit).handle, claim_seconds=0)
+    stop = threading.Event()
+    thread = poller.start(stop)
+    stub.wait_calls("getUpdates", 2)
+    stop.set()
+    api.interrupt()
+    thread.join(timeout=10)  # the poll has 30 s to run: only the interruption ends it within 10
+    try:
+        assert not thread.is_alive()
+        with pytest.raises(Interrupted):  # and a poll asked after it ends at once
+            api.updates(None)
+    finally:
+        api.close()
