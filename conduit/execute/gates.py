@@ -139,9 +139,11 @@ def containers_gate(ex: Executor, names: list[str], timeout: float, settle: floa
 def _until_healthy(look, names: list[str], timeout: float, fail) -> dict[str, int | None]:
     """Look at every node not yet healthy, round after round, until all are (their restart counts
     then) or the timeout, counted from the first round that finds one unhealthy as drivers.polling.retries counts it
-    (GateFailed for the first node still unhealthy, with its last reason). A round looks at
-    LOOKS_AT_ONCE nodes at a time: each look mostly waits for Docker and the node."""
+    (GateFailed for the first node still unhealthy, with its last reason). A node that no wait can
+    bring up (nodehealth.given_up) fails the gate at once. A round looks at LOOKS_AT_ONCE nodes at
+    a time: each look mostly waits for Docker and the node."""
     restarts: dict[str, int | None] = {}
+    first_restarts: dict[str, int | None] = {}
     reasons: dict[str, str] = {}
 
     def first_unhealthy() -> str | None:
@@ -149,10 +151,13 @@ def _until_healthy(look, names: list[str], timeout: float, fail) -> dict[str, in
         with ThreadPoolExecutor(min(LOOKS_AT_ONCE, len(waiting))) as pool:
             looks = list(zip(waiting, pool.map(look, waiting)))
         for name, (reason, reading) in looks:
+            first_restarts.setdefault(name, reading.restarts)
             if reason is None:
                 restarts[name] = reading.restarts
-            else:
-                reasons[name] = reason
+                continue
+            reasons[name] = reason
+            if nodehealth.given_up(reading, first_restarts[name]):
+                raise fail(name, reason)
         return next((n for n in waiting if n not in restarts), None)
 
     name = first_unhealthy()

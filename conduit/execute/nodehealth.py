@@ -44,6 +44,7 @@ class Reading:
     exit_code: int = 0
     restarts: int | None = None
     started_at: str = ""
+    restart_policy: str = ""  # Docker's HostConfig.RestartPolicy.Name: "no" (or "") brings nothing back
     samples: dict | None = None  # None: the metrics endpoint did not answer (or there is none)
     log: list[str] = field(default_factory=list)
     traffic: TrafficState | None = None
@@ -101,6 +102,7 @@ def docker_reading(info: dict) -> Reading:
         exit_code=state.get("ExitCode") or 0,
         restarts=info.get("RestartCount"),
         started_at=state.get("StartedAt") or "",
+        restart_policy=((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "",
     )
 
 
@@ -188,6 +190,21 @@ def _by_log(name: str, want: int, r: Reading) -> Verdict:
     if line.max_clients != want:
         return Verdict(False, f"container {name} logged that it started with max clients {line.max_clients}, not {want}")
     return Verdict(True)
+
+
+CRASH_LOOP = 5  # restarts within one gate after which a node that is down again is not waited for
+
+
+def given_up(r: Reading, restarts_before: int | None) -> bool:
+    """Whether no more waiting can bring the node up: it is down, and either no restart policy
+    brings it back, or Docker has restarted it CRASH_LOOP times since `restarts_before` (its count
+    at the gate's first look). A Conduit that exits at start refuses its flags or its volume
+    (CONDUIT-FACTS), and each restart meets the same refusal; Docker's backoff has then waited 3 s."""
+    if r.running and not r.restarting:
+        return False
+    if r.status in ("exited", "dead") and r.restart_policy in ("", "no"):
+        return True
+    return r.restarts is not None and r.restarts - (restarts_before or 0) >= CRASH_LOOP
 
 
 def judge(name: str, want: int, port: int, shape: Shape, r: Reading) -> Verdict:

@@ -522,7 +522,9 @@ class Tracker(Strict):
 
 
 class Health(Strict):
-    gate_timeout_seconds: int = Field(default=90, ge=1, le=3600, description="How long a phase may take to turn healthy.")
+    gate_timeout_seconds: int = Field(default=90, ge=1, le=3600, description="How long a phase may take to turn healthy. "
+                                      "A node that no wait brings up fails its gate at once: one Docker restarted 5 times "
+                                      "within the gate, or one that exited with no restart policy.")
     settle_seconds: int = Field(default=10, ge=0, le=3600, description="Restart counts must hold steady this long.")
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conduit.execute.gates import LOOKS_AT_ONCE, GateFailed, _until_healthy
-from conduit.execute.nodehealth import Reading
+from conduit.execute.nodehealth import CRASH_LOOP, Reading, given_up
 
 NAMES = [f"n-{i}" for i in range(1, 21)]
 
@@ -65,3 +65,48 @@ def test_a_first_round_slower_than_the_timeout_still_gets_its_wait():
     looks = SlowFirst({"n-1": 2})
     assert set(_until_healthy(looks, ["n-1"], timeout=0.2, fail=fail)) == {"n-1"}
     assert looks.seen == {"n-1": 2}
+
+
+def test_a_node_docker_keeps_restarting_fails_the_gate_without_waiting_out_the_timeout():
+    """A Conduit that exits at start meets the same refusal at each restart: after CRASH_LOOP of them
+    within the gate, the gate fails at once instead of at its timeout (90 s by default)."""
+    counts = iter(range(2, 100))  # Docker had restarted it twice before the gate's first look
+    seen = []
+
+    def looks(name: str):
+        seen.append(next(counts))
+        return f"{name} is restarting", Reading("restarting", restarting=True, exit_code=3, restarts=seen[-1], restart_policy="always")
+
+    with pytest.raises(GateFailed, match="^n-1 is restarting$"):
+        _until_healthy(looks, ["n-1"], timeout=3600, fail=fail)
+    assert seen == list(range(2, 3 + CRASH_LOOP))  # counted from the first look, not from the container's birth
+
+
+def test_an_exited_node_that_nothing_restarts_fails_the_gate_at_its_first_look():
+    seen = []
+
+    def looks(name: str):
+        seen.append(name)
+        return f"{name} is exited (exit code 1)", Reading("exited", exit_code=1, restarts=0, restart_policy="no")
+
+    with pytest.raises(GateFailed, match=r"^n-1 is exited \(exit code 1\)$"):
+        _until_healthy(looks, ["n-1"], timeout=3600, fail=fail)
+    assert seen == ["n-1"]
+
+
+def test_a_node_that_restarts_a_few_times_then_comes_up_passes():
+    readings = iter([Reading("restarting", restarting=True, restarts=n, restart_policy="always") for n in range(CRASH_LOOP - 1)]
+                    + [Reading("running", running=True, restarts=CRASH_LOOP - 1, restart_policy="always")])  # fmt: skip
+
+    def looks(name: str):
+        reading = next(readings)
+        return (None if reading.running else "not yet"), reading
+
+    assert _until_healthy(looks, ["n-1"], timeout=3600, fail=fail) == {"n-1": CRASH_LOOP - 1}
+
+
+@pytest.mark.parametrize("policy", ["always", "unless-stopped", "on-failure"])
+def test_a_restarting_node_is_given_up_only_after_crash_loop_restarts_when_a_policy_brings_it_back(policy):
+    down = Reading("exited", exit_code=3, restarts=3, restart_policy=policy)
+    assert not given_up(down, 3 - CRASH_LOOP + 1) and given_up(down, 3 - CRASH_LOOP)
+    assert not given_up(Reading("running", running=True, restarts=50, restart_policy=policy), 0)
