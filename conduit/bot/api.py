@@ -73,6 +73,10 @@ def _markup(buttons: list[list[tuple[str, str]]] | None):
     return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in buttons])
 
 
+async def _shut_down(requests) -> None:
+    await asyncio.gather(*(request.shutdown() for request in requests))
+
+
 class BotApi:
     def __init__(self, token: str, api_url: str, poll_seconds: int = 30):
         import telegram
@@ -81,15 +85,23 @@ class BotApi:
         self._error = telegram.error
         self.poll_seconds = poll_seconds
         self.scrub = Scrubber(token)
-        self.loop = asyncio.new_event_loop()
-        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="telegram-api", daemon=True)
-        self._loop_thread.start()
+        base = api_url.rstrip("/")
+        self._requests = (HTTPXRequest(read_timeout=20), HTTPXRequest(read_timeout=poll_seconds + 10))
+        self.bot = telegram.Bot(token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot", request=self._requests[0],
+                                get_updates_request=self._requests[1])  # fmt: skip
         self._polling = threading.Lock()
         self._poll: concurrent.futures.Future | None = None
         self._interrupted = False
-        base = api_url.rstrip("/")
-        self.bot = telegram.Bot(token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot", request=HTTPXRequest(read_timeout=20),
-                                get_updates_request=HTTPXRequest(read_timeout=poll_seconds + 10))  # fmt: skip
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="telegram-api", daemon=True)
+        self._loop_thread.start()
+
+    def _submit(self, coro) -> concurrent.futures.Future:
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:  # the loop is closed: a call from a thread that outlived the agent's stop
+            coro.close()
+            raise Interrupted("the agent is stopping") from None
 
     def _call(self, coro, poll: bool = False):
         """The coroutine's result, run on the API's loop; from any thread, several at once."""
@@ -98,9 +110,9 @@ class BotApi:
                 if self._interrupted:
                     coro.close()
                     raise Interrupted("the agent is stopping")
-                future = self._poll = asyncio.run_coroutine_threadsafe(coro, self.loop)
+                future = self._poll = self._submit(coro)
         else:
-            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            future = self._submit(coro)
         try:
             return future.result()
         except (concurrent.futures.CancelledError, asyncio.CancelledError):
@@ -143,8 +155,8 @@ class BotApi:
         self._call(self.bot.send_photo(chat, png, caption=caption))
 
     def close(self) -> None:
-        try:
-            self._call(self.bot.shutdown())
+        try:  # the two HTTP clients' connections (Bot.shutdown closes them only after an initialize)
+            self._call(_shut_down(self._requests))
         except BotApiError:
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)

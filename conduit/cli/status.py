@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
-import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -15,6 +17,9 @@ from conduit.spec.spec import ClusterSpec
 from conduit.state.db import Database, StateError
 from conduit.state.history import History
 from conduit.views.status import render_prometheus, to_json
+
+
+CTRL_C_LOOK = 0.1  # seconds between looks for a Ctrl-C while a watch waits for its next frame
 
 
 @click.command("status")
@@ -51,9 +56,8 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
         from rich.live import Live  # the table's, not --json's: rich is loaded only to draw it
         from conduit.views.status_table import render_text
 
-        stopped = _stop_on_ctrl_c()
-        with Live(render_text(gather()), auto_refresh=False, screen=False) as live:
-            while not stopped.wait(refresh):
+        with _ctrl_c_asked() as asked, Live(render_text(gather()), auto_refresh=False, screen=False) as live:
+            while not _wait_unless(asked, refresh):
                 live.update(render_text(gather()), refresh=True)
     else:
         from rich.console import Console
@@ -64,17 +68,31 @@ def status_command(opts, file, as_json, prometheus, refresh, no_drift) -> None:
         fail(spec_error, EXIT_INVALID)
 
 
-def _stop_on_ctrl_c() -> threading.Event:
+@contextmanager
+def _ctrl_c_asked() -> Iterator[list]:
     """Ctrl-C ends the watch after the frame being drawn, so it never lands inside the drawing and the
-    terminal gets its cursor back; a second Ctrl-C aborts as usual."""
-    stopped = threading.Event()
+    terminal gets its cursor back; a second Ctrl-C aborts as usual. The handler only appends to a
+    list: it runs between any two steps of this thread, where a lock it waited on could be held."""
+    asked: list = []
+    before = signal.getsignal(signal.SIGINT)
 
     def stop(signum, frame) -> None:
-        stopped.set()
+        asked.append(signum)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     signal.signal(signal.SIGINT, stop)
-    return stopped
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _wait_unless(asked: list, seconds: float) -> bool:
+    """Sleep `seconds`, or less when Ctrl-C is asked meanwhile: whether it was."""
+    end = time.monotonic() + seconds
+    while not asked and (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, CTRL_C_LOOK))
+    return bool(asked)
 
 
 def _refresh_and_file(refresh: str | None, file: str | None) -> tuple[float | None, str]:

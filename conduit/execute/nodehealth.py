@@ -202,8 +202,8 @@ def given_up(r: Reading, restarts_before: int | None) -> bool:
     (CONDUIT-FACTS), and each restart meets the same refusal; Docker's backoff has then waited 3 s."""
     if r.running and not r.restarting:
         return False
-    if r.status in ("exited", "dead") and r.restart_policy in ("", "no"):
-        return True
+    if r.status == "dead" or (r.status == "exited" and (r.restart_policy in ("", "no") or (r.restart_policy == "on-failure" and r.exit_code == 0))):
+        return True  # Docker brings back neither a dead container nor an exit its policy does not cover
     return r.restarts is not None and r.restarts - (restarts_before or 0) >= CRASH_LOOP
 
 

@@ -74,7 +74,7 @@ class SpecFile:
     def _current(self) -> ClusterSpec:
         try:
             info = self.path.stat()
-            stamp = (info.st_mtime_ns, info.st_size)
+            stamp = (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)  # a link repointed at a twin is another file
         except OSError as exc:
             stamp, self.error = None, f"{self.path}: cannot read: {exc.strerror}"
         if stamp is not None and stamp != self._stamp:

@@ -14,9 +14,15 @@ def read_text_file(path: str | os.PathLike, max_bytes: int) -> str:
     """The file's text. O_NONBLOCK: a FIFO opens at once, to be refused, instead of waiting for a
     writer; the type is checked on the file opened, so nothing swapped in after a check is read."""
     try:
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC), "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise Unreadable("is not a regular file")
+            handle = os.fdopen(fd, "rb")  # closes fd from here on
+        except BaseException:
+            os.close(fd)
+            raise
+        with handle:
             raw = handle.read(max_bytes + 1)
     except OSError as exc:
         raise Unreadable(f"cannot read: {exc.strerror or exc}") from None

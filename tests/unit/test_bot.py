@@ -301,3 +301,12 @@ def test_a_stopping_agent_ends_the_long_poll_instead_of_waiting_out_its_timeout(
             api.updates(None)
     finally:
         api.close()
+
+
+def test_a_closed_api_has_closed_its_connections_and_refuses_later_calls_in_one_error(stub):
+    api = BotApi(TOKEN, stub.url, poll_seconds=1)
+    api.send(CHAT, "hi")
+    api.close()
+    assert all(request._client.is_closed for request in api._requests)
+    with pytest.raises(Interrupted):  # a thread that outlived the agent's stop
+        api.send(CHAT, "late")

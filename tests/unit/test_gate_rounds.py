@@ -110,3 +110,9 @@ def test_a_restarting_node_is_given_up_only_after_crash_loop_restarts_when_a_pol
     down = Reading("exited", exit_code=3, restarts=3, restart_policy=policy)
     assert not given_up(down, 3 - CRASH_LOOP + 1) and given_up(down, 3 - CRASH_LOOP)
     assert not given_up(Reading("running", running=True, restarts=50, restart_policy=policy), 0)
+
+
+@pytest.mark.parametrize("reading", [Reading("exited", exit_code=1, restart_policy="no"), Reading("exited", exit_code=0, restart_policy="on-failure"),
+                                     Reading("dead", restart_policy="always")], ids=["no-policy", "on-failure-exit-0", "dead"])  # fmt: skip
+def test_a_down_node_docker_will_not_restart_is_given_up_at_once(reading):
+    assert given_up(reading, 0)

@@ -72,3 +72,11 @@ def test_a_huge_spec_is_refused_without_reading_it_all(repo):
         tracemalloc.stop()
     assert said.endswith("file is larger than 1024 KiB; not a spec")
     assert peak < 8 << 20, f"{peak} bytes held at once"
+
+
+def test_a_directory_is_not_a_spec_and_leaves_no_descriptor_open(repo):
+    (repo / "cluster.yaml").mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        assert refusal(repo / "cluster.yaml") == f"{repo / 'cluster.yaml'}:1:1: is not a regular file"
+    assert len(os.listdir("/proc/self/fd")) == before
