@@ -7,6 +7,7 @@ PACKAGES = {
     "tcpdump": "tcpdump",
     "nginx": "nginx",
     "git": "git",
+    "prlimit": "util-linux",
     "systemctl": "systemd",
     "docker": "docker.io",
     "dockerd": "docker.io",

@@ -26,6 +26,7 @@ from conduit.spec.compose import KEY as EXTENDS, ComposeError
 from conduit.spec.fleet import Fleet, Host, load_fleet_text
 from conduit.spec.load import compose_problem, parse_flat
 from conduit.spec.policy import GitPolicy, UntrustedPath, load_policy, trusted_path
+from conduit.spec.units import parse_docker_size
 from conduit.state.git import CommitFiles, fetch, public_url, signed_by
 
 SPEC_FILE = "fleet-spec.yaml"  # the merged spec last applied, for `conduit serve` and `conduit status`
@@ -94,7 +95,8 @@ class Follower:
         """The commit to apply and the host's merged spec at it. Raises GitError when git fails."""
         policy = self._git_policy()
         target = self.target
-        sha = fetch(target.url, target.ref, self.mirror, target.credentials)
+        most = parse_docker_size(policy.max_fetch)
+        sha = fetch(target.url, target.ref, self.mirror, target.credentials, most=most)
         ring, spec_path = None, target.spec_path
         if target.fleet:
             refusal = self._unsigned(sha, policy)  # the fleet file names the ring: it is trusted no more than a spec
@@ -102,7 +104,7 @@ class Follower:
                 return Resolved(sha, f"{self.shown}@{sha[:12]}", problem=refusal, status="blocked")
             ring, ref = self._ring(sha)
             if ref != target.ref:
-                sha = fetch(target.url, ref, self.mirror, target.credentials, "ring")
+                sha = fetch(target.url, ref, self.mirror, target.credentials, "ring", most=most)
         source = f"{self.shown}@{sha[:12]}"
         refusal = self._unsigned(sha, policy)
         if refusal:

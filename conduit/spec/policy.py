@@ -65,6 +65,10 @@ class GitPolicy(_Strict):
     require_signed_commits: bool = Field(default=False, description="Apply only commits signed (SSH signatures) by a key in allowed_signers.")
     allowed_signers: str = Field(default="/etc/conduit/allowed_signers",
                                  description="git's allowed signers file (`EMAIL ssh-ed25519 KEY` lines), owned by root.")
+    max_fetch: str = Field(
+        default="256m", pattern=r"^\d+[kmg]$",
+        description="The most one fetch of a followed repository may write (git's pack of the new commits); a commit that needs more is not fetched.",
+    )
 
 
 class TelegramPolicy(_Strict):

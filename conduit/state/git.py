@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 import stat
 import subprocess
 import urllib.parse
@@ -86,28 +87,62 @@ def _credentials_line(path: Path, target: urllib.parse.SplitResult) -> urllib.pa
     raise GitError(f"git credentials file {path}: no line for {target.scheme}://{host}; add `{target.scheme}://USER:TOKEN@{host}`")
 
 
-def _git(*args: str, env: dict[str, str] | None = None) -> str:
-    try:
-        # umask 077: the mirror lives in the private state directory and stays private
-        done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120, umask=0o077,
-                              env={**os.environ, **env} if env else None)
-    except FileNotFoundError:
-        raise GitError(not_installed("git")) from None
+def _git(*args: str, env: dict[str, str] | None = None, limit: int | None = None) -> str:
+    """git's output; `limit`: the largest file it may write, in bytes (util-linux's prlimit, which
+    every Debian and Ubuntu has; set in git's own process, not this threaded one's)."""
+    argv = ["git", *args] if limit is None else ["prlimit", f"--fsize={limit}", "--", "git", *args]
+    for program in ("git",) if limit is None else ("git", "prlimit"):
+        if shutil.which(program) is None:
+            raise GitError(not_installed(program))
+    # umask 077: the mirror lives in the private state directory and stays private
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, umask=0o077, env={**os.environ, **env} if env else None)
     if done.returncode != 0:
-        raise GitError(public_url(f"git {args[0]} failed: {' '.join(done.stderr.split())[:300]}"))
+        raise GitError(public_url(f"git {_command(args)} failed: {' '.join(done.stderr.split())[:300]}"))
     return done.stdout
 
 
-def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, local: str = "watched") -> str:
+def _command(args: tuple[str, ...]) -> str:
+    """git's command among its arguments: the first past the -C DIR and -c KEY=VALUE options."""
+    rest = list(args)
+    while rest and rest[0] in ("-C", "-c"):
+        rest = rest[2:]
+    return rest[0] if rest else "git"
+
+
+def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, local: str = "watched", *, most: int) -> str:
     """The commit `ref` points at in `url`, fetched into a bare mirror under the state dir
-    (authenticated with the credentials file, when one is named) as refs/conduit/`local`."""
+    (authenticated with the credentials file, when one is named) as refs/conduit/`local`.
+
+    Whoever may push to the repository chooses what a fetch writes: git keeps what it receives as
+    one pack (fetch.unpackLimit 1, never loose objects), and runs under a file size limit of `most`
+    bytes (prlimit), so a fetch writes little more than `most`, and a failed one leaves nothing."""
     env = credentials_env(url, credentials)
     if not (checkout / "HEAD").exists():
         private_dir(checkout.parent)
         _git("init", "--bare", "-q", str(checkout))
     remote = without_password(url) if _http(url) else url  # its user and password went into env
-    _git("-C", str(checkout), "fetch", "-q", "--no-tags", "--end-of-options", remote, f"+{ref}:refs/conduit/{local}", env=env)
+    try:
+        _git("-C", str(checkout), "-c", "fetch.unpackLimit=1", "fetch", "-q", "--no-tags", "--end-of-options", remote,
+             f"+{ref}:refs/conduit/{local}", env=env, limit=most)  # fmt: skip
+    except GitError:
+        if _drop_partial_packs(checkout) >= most:
+            raise GitError(f"git fetch of {public_url(url)} stopped: the new commits take more than {most >> 20} MiB, "
+                           "the host policy's git.max_fetch; make the commit smaller, or raise max_fetch") from None
+        raise
     return _git("-C", str(checkout), "rev-parse", f"refs/conduit/{local}").strip()
+
+
+def _drop_partial_packs(checkout: Path) -> int:
+    """Remove what a fetch that failed left half-written (git leaves it when it is killed at the
+    size limit, and each later try would leave another); the largest one's size."""
+    largest = 0
+    for partial in (checkout / "objects" / "pack").glob("tmp_*"):
+        try:
+            largest = max(largest, partial.lstat().st_size)
+            partial.unlink()
+        except OSError:
+            pass
+    return largest
 
 
 # Only SSH signatures count: gpg and x509 are pointed at `false`, so that no keyring of the machine

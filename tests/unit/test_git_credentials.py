@@ -25,7 +25,7 @@ def test_public_url_leaves_out_user_and_password(url, shown):
 
 def test_a_failed_fetch_does_not_show_the_password(tmp_path):
     with pytest.raises(GitError) as caught:
-        fetch("https://bot:ghp_s3cret@127.0.0.1:9/specs.git", "main", tmp_path / "mirror")
+        fetch("https://bot:ghp_s3cret@127.0.0.1:9/specs.git", "main", tmp_path / "mirror", most=1 << 28)
     assert "ghp_s3cret" not in str(caught.value) and "bot:" not in str(caught.value)
 
 
@@ -130,9 +130,9 @@ def test_watch_fetches_with_the_credentials_file(tmp_path, http_repo, monkeypatc
     url, sha = http_repo
     monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
     with pytest.raises(GitError):
-        fetch(url, "main", tmp_path / "mirror-none")  # the server wants the password
+        fetch(url, "main", tmp_path / "mirror-none", most=1 << 28)  # the server wants the password
     path = credentials_file(tmp_path, url)
-    assert fetch(url, "main", tmp_path / "mirror", path) == sha
+    assert fetch(url, "main", tmp_path / "mirror", path, most=1 << 28) == sha
     mirror_files = b"".join(p.read_bytes() for p in (tmp_path / "mirror").rglob("*") if p.is_file())
     assert TOKEN.encode() not in mirror_files  # nothing of it is kept in the mirror
 
@@ -141,7 +141,7 @@ def test_a_credentials_file_others_can_read_is_refused_in_one_line(tmp_path, htt
     url, _ = http_repo
     path = credentials_file(tmp_path, url, 0o644)
     with pytest.raises(GitError) as caught:
-        fetch(url, "main", tmp_path / "mirror", path)
+        fetch(url, "main", tmp_path / "mirror", path, most=1 << 28)
     assert str(caught.value) == f"git credentials file {path}: must be a file owned by root and readable by no one else; chmod 600 {path}"
 
 
@@ -150,7 +150,7 @@ def test_a_credentials_file_without_a_line_for_the_host_says_what_to_add(tmp_pat
     path.write_text("https://bot:x@example.org\n")
     path.chmod(0o600)
     with pytest.raises(GitError, match=r"no line for https://github.com; add `https://USER:TOKEN@github.com`"):
-        fetch("https://github.com/o/specs.git", "main", tmp_path / "mirror", path)
+        fetch("https://github.com/o/specs.git", "main", tmp_path / "mirror", path, most=1 << 28)
 
 
 def test_a_token_given_as_the_urls_user_is_not_written_into_the_unit(tmp_path):
@@ -187,7 +187,7 @@ def test_a_password_in_the_url_never_reaches_gits_command_line(tmp_path, http_re
     threading.Thread(target=server.serve_forever, daemon=True).start()
     inline = f"http://{USER}:{quote(TOKEN, safe='')}@127.0.0.1:{server.server_port}/specs.git"
     fetched: list[str] = []
-    run = threading.Thread(target=lambda: fetched.append(fetch(inline, "main", tmp_path / "mirror")))
+    run = threading.Thread(target=lambda: fetched.append(fetch(inline, "main", tmp_path / "mirror", most=1 << 28)))
     run.start()
     try:
         assert asked.wait(timeout=30), "git never asked the server"

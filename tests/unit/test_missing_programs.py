@@ -121,7 +121,7 @@ def test_git_missing_for_diff(tmp_path, bare_path):
 
 def test_git_missing_for_watch(tmp_path, bare_path):
     with pytest.raises(GitError) as info:
-        fetch("https://example.org/ops.git", "main", tmp_path / "mirror")
+        fetch("https://example.org/ops.git", "main", tmp_path / "mirror", most=1 << 28)
     assert str(info.value) == "git is not installed (apt-get install git)"
 
 

@@ -181,7 +181,7 @@ def test_the_git_mirror_under_the_state_directory_is_private(open_state_dir, tmp
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "spec"]):
         subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
     open_state(open_state_dir)
-    fetch(str(repo), "main", open_state_dir / "git" / "abc")
+    fetch(str(repo), "main", open_state_dir / "git" / "abc", most=1 << 28)
     found = modes(open_state_dir / "git")
     assert mode(open_state_dir / "git") == 0o700 and found
     assert {name: m for name, m in found.items() if m & 0o077} == {}
