@@ -111,6 +111,7 @@ def dockerd_installed() -> bool:
     return shutil.which("dockerd", path=f"{os.environ.get('PATH', '')}:{SBIN_PATH}") is not None
 
 
+USUAL_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")  # where a packaged dockerd listens
 UNREACHABLE = "cannot reach the Docker daemon at "  # how each line about a daemon that does not answer begins
 
 
@@ -120,8 +121,9 @@ def docker_down(base_url: str) -> str:
         return f"{UNREACHABLE}{base_url}: {not_installed('dockerd')}"
     path = base_url.removeprefix("unix://")
     state = "refuses connections" if Path(path).exists() else "is absent"
+    elsewhere = "" if path in USUAL_SOCKETS else ", or give --docker-host (DOCKER_HOST) the socket it listens on"
     return (f"{UNREACHABLE}{base_url}: dockerd is installed but not running "
-            f"({path} {state}); start it with `systemctl start docker`")
+            f"({path} {state}); start it with `systemctl start docker`{elsewhere}")
 
 
 def diagnose(base_url: str, exc: BaseException) -> str:

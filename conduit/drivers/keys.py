@@ -121,7 +121,8 @@ def read_backup(src: Path) -> dict[str, dict[str, bytes]]:
         except OSError as exc:
             raise KeyProblem(f"{src / name}: cannot read ({exc.strerror})") from None
         if hashlib.sha256(data).hexdigest() != digest:
-            raise KeyProblem(f"{src / name} does not match its checksum in {MANIFEST}")
+            raise KeyProblem(f"{src / name} does not match its checksum in {MANIFEST}: it changed since the backup; "
+                             "restore from another backup (key-backups/ in the state directory holds those made before replacements)")  # fmt: skip
         found.setdefault(parts[0], {})[parts[1]] = data
     return found
 

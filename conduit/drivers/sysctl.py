@@ -63,7 +63,8 @@ def _observe_file(spec: ClusterSpec, root: Path, obs: Observation) -> None:
     obs.foreign.append(name)
     if wanted:
         if owner is not None:
-            obs.problems.append(f"{name} is managed by conduit for another cluster ({owner})")
+            obs.problems.append(f"{name} is managed by conduit for another cluster ({owner}): one cluster on a host tunes the "
+                                "kernel; set spec.sysctl.enabled: false in this one")  # fmt: skip
         else:
             obs.problems.append(f"{name} exists and is not managed by conduit")
 

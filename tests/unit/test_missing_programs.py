@@ -144,6 +144,7 @@ def engine_dirs(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PATH", str(folder))
     monkeypatch.setattr(docker_driver, "SBIN_PATH", str(folder))
     monkeypatch.setattr(observe, "DEFAULT_SOCKET", str(tmp_path / "docker.sock"))
+    monkeypatch.setattr(docker_driver, "USUAL_SOCKETS", (str(tmp_path / "docker.sock"),))
     return folder
 
 
@@ -176,7 +177,8 @@ def test_a_socket_that_refuses_is_a_stopped_engine(tmp_path, engine_dirs):
     client = HostAccess(root=tmp_path, state_dir=tmp_path / "state", docker_host=f"unix://{sock}").docker()
     with pytest.raises(DockerError) as info:
         docker_driver.call(client, client.api.containers)
-    assert f"dockerd is installed but not running ({sock} refuses connections)" in str(info.value)
+    assert str(info.value).endswith(f"dockerd is installed but not running ({sock} refuses connections); start it with "
+                                    "`systemctl start docker`, or give --docker-host (DOCKER_HOST) the socket it listens on")  # fmt: skip
 
 
 
