@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
+import yaml
 
 from conduit.errors import EXIT_INVALID, DockerError, SpecError
 from conduit.cli.common import fail, invalid
 from conduit.features.status import collect
-from conduit.spec.load import load_file, load_text
+from conduit.spec.load import load_file, load_text, read_spec_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.db import Database, StateError
 from conduit.state.history import History
@@ -95,6 +96,16 @@ def _wait_unless(asked: list, seconds: float) -> bool:
     return bool(asked)
 
 
+def _cluster_named(file: str) -> str | None:
+    """metadata.name as FILE writes it, when FILE is YAML at all; None when it cannot tell."""
+    try:
+        data = yaml.load(read_spec_text(file), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        name = data["metadata"]["name"]
+    except Exception:  # noqa: BLE001 - a spec that did not load: any shape, or none
+        return None
+    return name if isinstance(name, str) else None
+
+
 def _refresh_and_file(refresh: str | None, file: str | None) -> tuple[float | None, str]:
     """--watch takes optional seconds, so `status --watch FILE` would read FILE as them: a value that
     is no number is the spec, refreshed every 2 seconds."""
@@ -112,24 +123,25 @@ def _refresh_and_file(refresh: str | None, file: str | None) -> tuple[float | No
 
 
 def _spec_or_last_applied(opts, file: str) -> tuple[ClusterSpec, str | None]:
-    """FILE's spec; when it does not load, the spec of the generation the host runs (else the last one)
-    and the spec's error in one line. Without any generation the error stops status (exit 2)."""
+    """FILE's spec; when it does not load, the spec of the generation its cluster runs (else its last
+    one) and the spec's error in one line. Without such a generation the error stops status (exit 2)."""
     try:
         return load_file(file, opts.detected()), None
     except SpecError as exc:
         lines = exc.lines()
+    named = _cluster_named(file)
     try:
         db = Database.reader(opts.state_dir)
-        history = History(db) if db else None
-        newest = (history.generations() or [None])[-1] if history else None
-        # The spec names no cluster: the newest generation's cluster is the one shown.
-        gen = (history.last_good(newest.cluster) or newest) if newest else None
+        generations = History(db).generations() if db else []
+        # A spec too broken to name its cluster: the newest generation's cluster is the one shown.
+        ours = [g for g in generations if g.cluster == named] if named else generations
+        gen = (History(db).last_good(ours[-1].cluster) or ours[-1]) if ours else None
     except StateError:
         gen = None
     if gen is None:
         invalid(lines)
     more = f" (and {len(lines) - 1} more: conduit validate {file})" if len(lines) > 1 else ""
-    error = f"{lines[0]}{more}; shown as generation {gen.id}'s spec describes the cluster; fix the spec file"
+    error = f"{lines[0]}{more}; shown as generation {gen.id} of {gen.cluster} describes the cluster; fix the spec file"
     try:
         return load_text(gen.spec_text, f"generation {gen.id}", opts.detected()), error
     except SpecError:

@@ -145,10 +145,16 @@ def test_a_broken_spec_still_shows_the_nodes_and_a_stopped_watchers_old_error(cl
     assert f"watch: NOT running (pid {gone.pid} is gone" in text and "its last error, from " in text and "an old failure" in text
     (error,) = result.stderr.strip().splitlines()
     assert error.startswith(f"error: {cluster.spec}:") and "containers.count" in error
-    assert error.endswith("; shown as generation 1's spec describes the cluster; fix the spec file")
+    assert error.endswith(f"; shown as generation 1 of {cluster.prefix} describes the cluster; fix the spec file")
 
     data = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
     assert len(data["containers"]) == 2 and data["watch"]["running"] is False and "containers.count" in data["spec_error"]
+
+    other = cluster.spec.with_name("other.yaml")  # another cluster's broken spec: its own error, not this cluster's nodes
+    other.write_text(cluster.spec.read_text().replace(f"name: {cluster.prefix}", "name: other"))
+    result = cluster.run("status", "--no-drift", str(other))
+    assert (result.returncode, result.stdout) == (2, ""), result.stdout
+    assert result.stderr.startswith(f"{other}:") and "containers.count" in result.stderr
 
 
 def _first_frame(argv: list[str], until: bytes = b"running") -> tuple[str, int, str]:
