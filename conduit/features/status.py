@@ -37,6 +37,7 @@ from conduit.engine.intent import Apply
 from conduit.engine.observe import plan_on_host
 from conduit.state.db import StateError
 from conduit.state.holds import Holds
+from conduit.state.history import running
 from conduit.features.budget import budget_status, zone_of
 from conduit.state.stores import Stores, read_state
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
@@ -302,7 +303,8 @@ def collect(spec: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         "countries": _countries(state, rows),
         "generation": None
         if current is None
-        else {"id": current.id, "outcome": current.outcome, "git_commit": current.git_commit, "reason": current.reason},
+        else {"id": current.id, "outcome": current.outcome, "git_commit": current.git_commit, "reason": current.reason,
+              "running": (good := running(generations)) and good.id},
         "watch": _watch_status(host.state_dir),
         "api_calls": client.calls if client else 0,
         "held": {node: hold.line() for node, hold in Holds(host.state_dir).current().items()},

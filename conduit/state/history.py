@@ -53,6 +53,17 @@ class _Rows:
         self.error: BaseException | None = None
 
 
+def running(generations: list[Generation]) -> Generation | None:
+    """Of one cluster's generations, oldest first, the one the host runs: the last that succeeded,
+    unless a destroy came after it."""
+    for g in reversed(generations):
+        if g.outcome == "destroyed":
+            return None
+        if g.outcome == "succeeded":
+            return g
+    return None
+
+
 class History(Store):
     def __init__(self, db: Database):
         super().__init__(db)
@@ -114,12 +125,7 @@ class History(Store):
         """The last generation of `cluster` that succeeded (None: of any cluster, for a single-cluster host),
         unless a destroy came after it: the host runs none of it, so a failed apply puts back the empty
         host, not the cluster that was destroyed."""
-        for g in reversed(self.generations(cluster)):
-            if g.outcome == "destroyed":
-                return None
-            if g.outcome == "succeeded":
-                return g
-        return None
+        return running(self.generations(cluster))
 
     def good_before_current(self, cluster: str | None = None) -> Generation | None:
         """What `rollback` goes to by default: the last good generation of `cluster` before the one it

@@ -132,7 +132,10 @@ def _generation_lines(data: dict) -> list:
     if not g:
         return []
     commit = f" at {g['git_commit'][:10]}" if g.get("git_commit") else ""
-    return [Text(f"generation {g['id']} {g['outcome']}{commit}" + (f": {g['reason']}" if g.get("reason") else ""))]
+    # After a failed apply the host runs an earlier generation: that one first, the failure after.
+    runs = f"generation {g['running']} running; " if g.get("running") not in (None, g["id"]) else ""
+    last = f"{g['id']} {g['outcome']}" if runs else f"generation {g['id']} {g['outcome']}"
+    return [Text(f"{runs}{last}{commit}" + (f": {g['reason']}" if g.get("reason") else ""))]
 
 
 def _drift_lines(data: dict) -> list:

@@ -109,3 +109,13 @@ def test_the_pending_changes_are_counted_in_words_that_agree():
     assert [str(line) for line in _drift_lines({"pending": 1})] == ["1 change pending (conduit plan)"]
     assert [str(line) for line in _drift_lines({"pending": 3})] == ["3 changes pending (conduit plan)"]
     assert [str(line) for line in _drift_lines({"pending": 0})] == ["no drift"]
+
+
+def test_after_a_failed_apply_status_leads_with_the_generation_the_host_runs():
+    console = Console(width=200, record=True)
+    failed = {"id": 5, "outcome": "rolled_back", "git_commit": None, "reason": "container c-1 is restarting (exit code 3)", "running": 4}
+    console.print(render_text(dict(DATA, generation=failed)))
+    assert "generation 4 running; 5 rolled_back: container c-1 is restarting (exit code 3)" in console.export_text()
+    console = Console(width=200, record=True)
+    console.print(render_text(dict(DATA, generation={"id": 4, "outcome": "succeeded", "git_commit": None, "reason": None, "running": 4})))
+    assert "generation 4 succeeded" in console.export_text() and "running;" not in console.export_text()
