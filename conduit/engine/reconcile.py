@@ -20,7 +20,7 @@ from conduit.engine.apply import Applier, NodesNotRestored, Outcome, Progress, r
 from conduit.execute.executor import StepFailed
 from conduit.execute.gates import GateFailed
 from conduit.engine.images import record_learned
-from conduit.engine.intent import Apply, Destroy, Intent
+from conduit.engine.intent import Apply, Destroy, Intent, Rollback
 from conduit.engine.observe import plan_on_host
 from conduit.engine.planning import Observed
 from conduit.engine.updates import record_images
@@ -159,7 +159,9 @@ def _run(req: Request, plan: Plan, before: list[Resource], state: Stores, gen: i
         return _failed(req, plan, state, gen, before, f"{type(exc).__name__}: {exc}", applier.ex.warnings)
     if not isinstance(req.intent, Destroy):
         _record_images(applier, state, gen, spec)
-    warnings = applier.ex.warnings + _finish(state, gen, "destroyed" if isinstance(req.intent, Destroy) else "succeeded")
+    back = isinstance(req.intent, Rollback) and req.intent.generation is not None
+    warnings = applier.ex.warnings + _finish(state, gen, "destroyed" if isinstance(req.intent, Destroy) else "succeeded",
+                                             f"a rollback to generation {req.intent.generation}" if back else None)  # fmt: skip
     return Outcome("succeeded", gen, warnings=warnings)
 
 
