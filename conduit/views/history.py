@@ -1,6 +1,7 @@
 """`conduit history` as text that fits 80 columns: one line per generation, its reason on its own
-line beneath when it has one, and only the columns some generation fills (`--json` has everything);
-the cluster only when the state directory holds more than one."""
+line beneath when it has one (and its images, when the row would not fit with them), and only the
+columns some generation fills (`--json` has everything); the cluster only when the state directory
+holds more than one."""
 
 from __future__ import annotations
 
@@ -40,9 +41,15 @@ def render_history(gens: list, images: dict[int, dict[str, dict]]) -> str:
     rows = [_row(g, images.get(g.id, {})) for g in gens]
     names = _columns(gens, rows)
     widths = {n: max(len(n), *(len(r[n]) for r in rows)) for n in names}
+    # Too wide with the images (several clusters, a git commit): each generation's images go beneath it.
+    beneath = "image" in names and sum(widths.values()) + 2 * (len(names) - 1) > WIDTH
+    if beneath:
+        names.remove("image")
     lines = ["  ".join(n.ljust(widths[n]) for n in names).rstrip()]
     for g, r in zip(gens, rows):
-        lines.append("  ".join(r[n].ljust(widths[n]) for n in names).rstrip()[:WIDTH])
+        lines.append("  ".join(r[n].ljust(widths[n]) for n in names).rstrip())
+        if beneath and r["image"]:
+            lines.append(f"    image {r['image']}")
         if g.reason:
             lines += textwrap.wrap(g.reason, WIDTH, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
     return "\n".join(lines)

@@ -48,3 +48,18 @@ def test_history_shows_the_cluster_only_when_more_than_one_shares_the_state(tmp_
     assert lines[0].split() == ["gen", "cluster", "started", "outcome", "spec"]
     assert [line.split()[1] for line in lines[1:]] == ["edge", "core"]
     assert [g["cluster"] for g in json.loads(history(tmp_path, "--json").output)] == ["edge", "core"]
+
+
+def test_images_that_would_not_fit_go_beneath_their_generation_whole(tmp_path):
+    from conduit.state.images import NodeImage
+
+    state = open_state(tmp_path)
+    for cluster in ("edge-frankfurt", "core-helsinki"):
+        gen = state.history.begin("spec\n", "e" * 64, "/etc/conduit/cluster.yaml", ("0123456789abcdef", False), cluster)
+        state.images.record_nodes(gen, {f"{cluster}-1": NodeImage("ghcr.io/psiphon-inc/conduit/cli:2.0.0", "sha256:" + "1" * 64,
+                                                                   "sha256:" + "2" * 64, "2.0.0 official")})  # fmt: skip
+        state.history.finish(gen, "succeeded")
+    lines = history(tmp_path).output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0].split() == ["gen", "cluster", "started", "outcome", "spec", "git"]
+    assert lines[2] == "    image sha256:222222222222 2.0.0 official" and lines[4] == lines[2]
