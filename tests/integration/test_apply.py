@@ -107,6 +107,18 @@ def test_apply_twice_changes_nothing_the_second_time(cluster):
     assert set(cluster.keys()) == {f"{cluster.prefix}-data-1", f"{cluster.prefix}-data-2"}
 
 
+
+def test_a_node_added_with_pinned_limits_leaves_the_running_ones_untouched(cluster):
+    """The README's promise: with cpus, memory and max_clients pinned, raising count only adds."""
+    cluster.write(count=2)
+    assert cluster.apply().returncode == 0
+    ids = {c.name: c.id for c in cluster.engine.client.containers.list() if c.name.startswith(cluster.prefix)}
+    cluster.write(count=3)
+    added = cluster.apply()
+    assert added.returncode == 0, added.stdout + added.stderr
+    now = {c.name: c.id for c in cluster.engine.client.containers.list() if c.name.startswith(cluster.prefix)}
+    assert {name: now[name] for name in ids} == ids and set(now) - set(ids) == {f"{cluster.prefix}-3"}
+
 def test_in_place_update_keeps_the_container(cluster):
     cluster.write()
     assert cluster.apply().returncode == 0
