@@ -165,7 +165,7 @@ def _first_frame(argv: list[str], until: bytes = b"running") -> tuple[str, int, 
     os.close(side)
     seen, after, deadline = b"", b"", time.monotonic() + 60
     try:
-        while until not in seen and time.monotonic() < deadline and select.select([main], [], [], 1)[0]:
+        while until not in seen and select.select([main], [], [], max(0.0, deadline - time.monotonic()))[0]:
             seen += os.read(main, 65536)
         process.send_signal(signal.SIGINT)
         while select.select([main], [], [], 30)[0]:
