@@ -21,7 +21,7 @@ class AgentHistory:
 
     def events(self, since: float, until: float) -> list[tuple[float, str]]:
         state = self.agent.state()
-        found = [(g.started, "rollback" if (g.reason or "").startswith("rollback") else "apply")
+        found = [(g.started, "rollback" if (g.reason or "").startswith("rollback to generation ") else "apply")
                  for g in self.agent.generations() if since <= g.started < until]  # fmt: skip
         found += [(row["at"], "restart") for row in state.audit.recent(1000)
                   if row["event"] in ("api.restart", "bot.restart") and since <= row["at"] < until]  # fmt: skip

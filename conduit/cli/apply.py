@@ -37,7 +37,7 @@ def _report_outcome(spec: ClusterSpec, outcome) -> None:
     elif outcome.status == "rolled_back":
         click.echo(f"\nGeneration {outcome.generation} FAILED: {outcome.failure}", err=True)
         click.echo(f"Rolled back to {outcome.restored}. Data volumes and node keys were not touched. "
-                   "Fix what the line above names in the spec, then apply again.", err=True)  # fmt: skip
+                   "Fix what the line above names (in the spec or on the host), then apply again.", err=True)  # fmt: skip
         notify(spec, f"apply of generation {outcome.generation} failed: {outcome.failure}. Rolled back to {outcome.restored}.")
     elif outcome.status == "failed" and outcome.rollback_failed:
         click.echo(f"error: {not_rolled_back(outcome)}", err=True)

@@ -133,8 +133,9 @@ def _spec_or_last_applied(opts, file: str) -> tuple[ClusterSpec, str | None]:
     try:
         db = Database.reader(opts.state_dir)
         generations = History(db).generations() if db else []
-        # A spec too broken to name its cluster: the newest generation's cluster is the one shown.
-        ours = [g for g in generations if g.cluster == named] if named else generations
+        # A spec too broken to name its cluster: the host's one cluster is the one shown; with several, none.
+        one = len({g.cluster for g in generations}) == 1
+        ours = [g for g in generations if g.cluster == named] if named else generations if one else []
         gen = (History(db).last_good(ours[-1].cluster) or ours[-1]) if ours else None
     except StateError:
         gen = None

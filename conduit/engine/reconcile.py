@@ -161,7 +161,7 @@ def _run(req: Request, plan: Plan, before: list[Resource], state: Stores, gen: i
         _record_images(applier, state, gen, spec)
     back = isinstance(req.intent, Rollback) and req.intent.generation is not None
     warnings = applier.ex.warnings + _finish(state, gen, "destroyed" if isinstance(req.intent, Destroy) else "succeeded",
-                                             f"a rollback to generation {req.intent.generation}" if back else None)  # fmt: skip
+                                             f"rollback to generation {req.intent.generation}" if back else None)  # fmt: skip
     return Outcome("succeeded", gen, warnings=warnings)
 
 

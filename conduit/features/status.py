@@ -304,7 +304,8 @@ def collect(spec: ClusterSpec, host: HostAccess, drift: bool = True) -> dict:
         "generation": None
         if current is None
         else {"id": current.id, "outcome": current.outcome, "git_commit": current.git_commit, "reason": current.reason,
-              "running": (good := running(generations)) and good.id},
+              # after a failed apply that was rolled back, the host runs an earlier generation: which one
+              "running": (good := running(generations)) and good.id if current.outcome == "rolled_back" else None},
         "watch": _watch_status(host.state_dir),
         "api_calls": client.calls if client else 0,
         "held": {node: hold.line() for node, hold in Holds(host.state_dir).current().items()},

@@ -66,7 +66,7 @@ class GitPolicy(_Strict):
     allowed_signers: str = Field(default="/etc/conduit/allowed_signers",
                                  description="git's allowed signers file (`EMAIL ssh-ed25519 KEY` lines), owned by root.")
     max_fetch: str = Field(
-        default="256m", pattern=r"^\d+[kmg]$",
+        default="256m", pattern=r"^[1-9]\d*[kmg]$",
         description="The most one fetch of a followed repository may write (git's pack of the new commits); a commit that needs more is not fetched.",
     )
 

@@ -87,15 +87,21 @@ def _credentials_line(path: Path, target: urllib.parse.SplitResult) -> urllib.pa
     raise GitError(f"git credentials file {path}: no line for {target.scheme}://{host}; add `{target.scheme}://USER:TOKEN@{host}`")
 
 
+GIT_SECONDS = 120  # one git command, a fetch included
+
+
 def _git(*args: str, env: dict[str, str] | None = None, limit: int | None = None) -> str:
     """git's output; `limit`: the largest file it may write, in bytes (util-linux's prlimit, which
     every Debian and Ubuntu has; set in git's own process, not this threaded one's)."""
-    argv = ["git", *args] if limit is None else ["prlimit", f"--fsize={limit}", "--", "git", *args]
+    argv = ["git", *args] if limit is None else ["prlimit", f"--fsize={limit}", "--core=0", "--", "git", *args]
     for program in ("git",) if limit is None else ("git", "prlimit"):
         if shutil.which(program) is None:
             raise GitError(not_installed(program))
     # umask 077: the mirror lives in the private state directory and stays private
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, umask=0o077, env={**os.environ, **env} if env else None)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=GIT_SECONDS, umask=0o077, env={**os.environ, **env} if env else None)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {_command(args)} did not finish within {GIT_SECONDS} s; check the repository's address and the network") from None
     if done.returncode != 0:
         raise GitError(public_url(f"git {_command(args)} failed: {' '.join(done.stderr.split())[:300]}"))
     return done.stdout
@@ -114,35 +120,49 @@ def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, l
     (authenticated with the credentials file, when one is named) as refs/conduit/`local`.
 
     Whoever may push to the repository chooses what a fetch writes: git keeps what it receives as
-    one pack (fetch.unpackLimit 1, never loose objects), and runs under a file size limit of `most`
-    bytes (prlimit), so a fetch writes little more than `most`, and a failed one leaves nothing."""
+    one pack (fetch.unpackLimit 1, never loose objects) under a file size limit of `most` bytes
+    (prlimit), and what a fetch stopped there left half-written is removed. The mirror's own
+    housekeeping (gc) runs after it, without the limit: it repacks what is already here."""
     env = credentials_env(url, credentials)
     if not (checkout / "HEAD").exists():
         private_dir(checkout.parent)
         _git("init", "--bare", "-q", str(checkout))
     remote = without_password(url) if _http(url) else url  # its user and password went into env
+    before = _partial_packs(checkout)
     try:
-        _git("-C", str(checkout), "-c", "fetch.unpackLimit=1", "fetch", "-q", "--no-tags", "--end-of-options", remote,
-             f"+{ref}:refs/conduit/{local}", env=env, limit=most)  # fmt: skip
+        _git("-C", str(checkout), "-c", "fetch.unpackLimit=1", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "fetch", "-q",
+             "--no-tags", "--end-of-options", remote, f"+{ref}:refs/conduit/{local}", env=env, limit=most)  # fmt: skip
     except GitError:
-        if _drop_partial_packs(checkout) >= most:
-            raise GitError(f"git fetch of {public_url(url)} stopped: the new commits take more than {most >> 20} MiB, "
-                           "the host policy's git.max_fetch; make the commit smaller, or raise max_fetch") from None
+        left = [p for p in _partial_packs(checkout) if p not in before]
+        largest = max((_drop(p) for p in left), default=0)
+        if largest >= most:
+            raise GitError(f"git fetch of {public_url(url)} stopped: what it brings (the new commits; at the first fetch, "
+                           f"the whole history) takes more than {_size(most)}, the host policy's git.max_fetch; "
+                           "make the commit smaller, or raise max_fetch") from None  # fmt: skip
         raise
+    _git("-C", str(checkout), "gc", "--auto", "--quiet")
     return _git("-C", str(checkout), "rev-parse", f"refs/conduit/{local}").strip()
 
 
-def _drop_partial_packs(checkout: Path) -> int:
-    """Remove what a fetch that failed left half-written (git leaves it when it is killed at the
-    size limit, and each later try would leave another); the largest one's size."""
-    largest = 0
-    for partial in (checkout / "objects" / "pack").glob("tmp_*"):
-        try:
-            largest = max(largest, partial.lstat().st_size)
-            partial.unlink()
-        except OSError:
-            pass
-    return largest
+def _partial_packs(checkout: Path) -> set[Path]:
+    return set((checkout / "objects" / "pack").glob("tmp_*"))
+
+
+def _drop(partial: Path) -> int:
+    """Remove what a stopped fetch left half-written (each later try would leave another); its size."""
+    try:
+        size = partial.lstat().st_size
+        partial.unlink()
+        return size
+    except OSError:
+        return 0
+
+
+def _size(most: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if most >= 1 << shift and most % (1 << shift) == 0:
+            return f"{most >> shift} {unit}"
+    return f"{most} bytes"
 
 
 # Only SSH signatures count: gpg and x509 are pointed at `false`, so that no keyring of the machine

@@ -49,7 +49,7 @@ def render_history(gens: list, images: dict[int, dict[str, dict]]) -> str:
     for g, r in zip(gens, rows):
         lines.append("  ".join(r[n].ljust(widths[n]) for n in names).rstrip())
         if beneath and r["image"]:
-            lines.append(f"    image {r['image']}")
+            lines += textwrap.wrap(f"image {r['image']}", WIDTH, initial_indent="    ", subsequent_indent="      ")
         if g.reason:
             lines += textwrap.wrap(g.reason, WIDTH, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
     return "\n".join(lines)

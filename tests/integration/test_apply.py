@@ -657,7 +657,7 @@ def test_history_and_rollback_to_an_earlier_generation(cluster):
     assert [outcome for _, outcome in cluster.generations()] == ["succeeded"] * 3
     assert cluster.keys() == keys
     listed = cluster.run("history").stdout.splitlines()  # the rollback says what it went back to, on its own line
-    assert listed[listed.index(next(line for line in listed if line.lstrip().startswith("3 "))) + 1].strip() == "a rollback to generation 1"
+    assert listed[listed.index(next(line for line in listed if line.lstrip().startswith("3 "))) + 1].strip() == "rollback to generation 1"
 
 
 def test_rollback_without_n_goes_to_the_good_generation_before_the_current_one(cluster):

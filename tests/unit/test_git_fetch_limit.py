@@ -41,8 +41,9 @@ def test_a_fetch_over_the_limit_stops_in_one_line_and_leaves_nothing_behind(repo
     for _ in range(3):  # each poll tries again
         with pytest.raises(GitError) as info:
             fetch(str(repo), "main", mirror, most=MIB)
-        assert str(info.value) == (f"git fetch of {repo} stopped: the new commits take more than 1 MiB, the host policy's "
-                                   "git.max_fetch; make the commit smaller, or raise max_fetch")  # fmt: skip
+        assert str(info.value) == (f"git fetch of {repo} stopped: what it brings (the new commits; at the first fetch, the whole "
+                                   "history) takes more than 1 MiB, the host policy's git.max_fetch; make the commit smaller, "
+                                   "or raise max_fetch")  # fmt: skip
     assert size(mirror) < MIB
     sha = fetch(str(repo), "main", mirror, most=8 * MIB)
     assert sha == subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -54,7 +55,19 @@ def test_the_follower_fetches_under_the_host_policys_max_fetch(repo, tmp_path, m
     policy.chmod(0o600)
     monkeypatch.setenv("CONDUIT_POLICY", str(policy))
     watcher = Watcher(HostAccess(tmp_path / "root", tmp_path / "state", "unix:///nonexistent.sock"), lambda: SMALL_VPS)
-    with pytest.raises(GitError, match="take more than 1 MiB, the host policy's git.max_fetch"):
+    with pytest.raises(GitError, match="takes more than 1 MiB, the host policy's git.max_fetch"):
         Follower(watcher, Target(str(repo))).resolve()
     policy.write_text("git: {max_fetch: 8m}\n")
     assert Follower(watcher, Target(str(repo))).resolve().text is not None
+
+
+def test_a_fetch_that_fails_for_another_reason_says_so_and_leaves_other_half_written_files_alone(repo, tmp_path):
+    """Only what this fetch left is its own: a pack another git process is still writing stays."""
+    mirror = tmp_path / "mirror"
+    fetch(str(repo), "main", mirror, most=8 * MIB)
+    other = mirror / "objects" / "pack" / "tmp_pack_other"
+    other.write_bytes(b"x" * (2 * MIB))
+    with pytest.raises(GitError) as info:
+        fetch(str(tmp_path / "absent"), "main", mirror, most=MIB)
+    assert str(info.value).startswith("git fetch failed: ") and "max_fetch" not in str(info.value)
+    assert other.exists()

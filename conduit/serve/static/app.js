@@ -238,8 +238,8 @@ function generationItem(g, current) {
 
 async function loadGenerations() {
   const gens = await api("/api/v1/generations");
-  const good = gens.filter((g) => g.outcome === "succeeded");
-  const current = good.length ? good[good.length - 1].id : null;
+  let current = null;  // what the host runs: the last that succeeded, none after a destroy (conduit.state.history.running)
+  for (const g of gens) current = g.outcome === "succeeded" ? g.id : g.outcome === "destroyed" ? null : current;
   fill($("generations"), gens.slice(-10).reverse().map((g) => generationItem(g, current)));
   if (!gens.length) fill($("generations"), [el("li", "none yet")]);
 }
