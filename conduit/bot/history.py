@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from conduit.bot.reports import Point
 from conduit.serve.agent import Agent
+from conduit.state.history import is_rollback
 
 
 class AgentHistory:
@@ -21,7 +22,7 @@ class AgentHistory:
 
     def events(self, since: float, until: float) -> list[tuple[float, str]]:
         state = self.agent.state()
-        found = [(g.started, "rollback" if (g.reason or "").startswith("rollback to generation ") else "apply")
+        found = [(g.started, "rollback" if is_rollback(g) else "apply")
                  for g in self.agent.generations() if since <= g.started < until]  # fmt: skip
         found += [(row["at"], "restart") for row in state.audit.recent(1000)
                   if row["event"] in ("api.restart", "bot.restart") and since <= row["at"] < until]  # fmt: skip

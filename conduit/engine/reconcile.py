@@ -31,7 +31,7 @@ from conduit.spec.spec import ClusterSpec
 from conduit.state.git import git_revision
 from conduit.state.lock import apply_lock
 from conduit.state.db import Database, StateError, check_writable
-from conduit.state.history import History
+from conduit.state.history import History, rollback_reason
 from conduit.state.stores import Stores, open_state
 
 log = logger("conduit.apply")
@@ -161,7 +161,7 @@ def _run(req: Request, plan: Plan, before: list[Resource], state: Stores, gen: i
         _record_images(applier, state, gen, spec)
     back = isinstance(req.intent, Rollback) and req.intent.generation is not None
     warnings = applier.ex.warnings + _finish(state, gen, "destroyed" if isinstance(req.intent, Destroy) else "succeeded",
-                                             f"rollback to generation {req.intent.generation}" if back else None)  # fmt: skip
+                                             rollback_reason(req.intent.generation) if back else None)  # fmt: skip
     return Outcome("succeeded", gen, warnings=warnings)
 
 

@@ -53,6 +53,17 @@ class _Rows:
         self.error: BaseException | None = None
 
 
+ROLLBACK = "rollback to generation "  # a rollback's generation's reason begins so
+
+
+def rollback_reason(generation: int) -> str:
+    return f"{ROLLBACK}{generation}"
+
+
+def is_rollback(gen: Generation) -> bool:
+    return (gen.reason or "").startswith(ROLLBACK)
+
+
 def running(generations: list[Generation]) -> Generation | None:
     """Of one cluster's generations, oldest first, the one the host runs: the last that succeeded,
     unless a destroy came after it."""

@@ -310,3 +310,15 @@ def test_a_closed_api_has_closed_its_connections_and_refuses_later_calls_in_one_
     assert all(request._client.is_closed for request in api._requests)
     with pytest.raises(Interrupted):  # a thread that outlived the agent's stop
         api.send(CHAT, "late")
+
+
+def test_the_reports_count_a_rollback_as_one_and_an_apply_as_an_apply(tmp_path):
+    from conduit.bot.history import AgentHistory
+    from conduit.state.history import rollback_reason
+
+    setup = Setup(tmp_path)
+    history = setup.state.history
+    history.finish(history.begin("spec: 1\n", "a" * 64, None, (None, None), "edge-1"), "succeeded")
+    history.finish(history.begin("spec: 2\n", "b" * 64, None, (None, None), "edge-1"), "succeeded")
+    history.finish(history.begin("spec: 1\n", "a" * 64, None, (None, None), "edge-1"), "succeeded", rollback_reason(1))
+    assert [what for _, what in AgentHistory(setup.agent).events(0, 1e12)] == ["apply", "apply", "rollback"]
