@@ -12,7 +12,7 @@ import subprocess
 import urllib.parse
 from pathlib import Path
 
-from conduit.drivers.files import private_dir
+from conduit.drivers.files import atomic_write, private_dir
 from conduit.drivers.programs import not_installed
 from conduit.errors import GitError
 
@@ -128,6 +128,10 @@ def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, l
         private_dir(checkout.parent)
         _git("init", "--bare", "-q", str(checkout))
     remote = without_password(url) if _http(url) else url  # its user and password went into env
+    refused = checkout / f"too-big-{local}"  # the commit whose fetch was stopped at the limit, and the limit
+    sha, _, limit = refused.read_text().partition(" ") if refused.exists() else ("", "", "")
+    if sha and limit.strip() == str(most) and sha in _tips(checkout, remote, ref, env):
+        raise GitError(_too_big(url, most) + " (the same commit as before: not fetched again)")
     before = _partial_packs(checkout)
     try:
         _git("-C", str(checkout), "-c", "fetch.unpackLimit=1", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "fetch", "-q",
@@ -136,12 +140,25 @@ def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, l
         left = [p for p in _partial_packs(checkout) if p not in before]
         largest = max((_drop(p) for p in left), default=0)
         if largest >= most:
-            raise GitError(f"git fetch of {public_url(url)} stopped: what it brings (the new commits; at the first fetch, "
-                           f"the whole history) takes more than {_size(most)}, the host policy's git.max_fetch; "
-                           "make the commit smaller, or raise max_fetch") from None  # fmt: skip
+            tips = _tips(checkout, remote, ref, env)
+            if len(tips) == 1:  # remembered, so that each poll does not download it up to the limit again
+                atomic_write(refused, f"{tips.pop()} {most}\n")
+            raise GitError(_too_big(url, most)) from None
         raise
+    refused.unlink(missing_ok=True)
     _git("-C", str(checkout), "gc", "--auto", "--quiet")
     return _git("-C", str(checkout), "rev-parse", f"refs/conduit/{local}").strip()
+
+
+def _too_big(url: str, most: int) -> str:
+    return (f"git fetch of {public_url(url)} stopped: what it brings (the new commits; at the first fetch, the whole history) "
+            f"takes more than {_size(most)}, the host policy's git.max_fetch; make the commit smaller, or raise max_fetch")
+
+
+def _tips(checkout: Path, remote: str, ref: str, env: dict[str, str] | None) -> set[str]:
+    """The commits `ref` names in the repository now (`git ls-remote`: no objects fetched)."""
+    listed = _git("-C", str(checkout), "ls-remote", "--end-of-options", remote, ref, env=env)
+    return {line.split()[0] for line in listed.splitlines() if line.strip()}
 
 
 def _partial_packs(checkout: Path) -> set[Path]:

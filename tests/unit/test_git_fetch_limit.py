@@ -38,12 +38,12 @@ def size(folder) -> int:
 
 def test_a_fetch_over_the_limit_stops_in_one_line_and_leaves_nothing_behind(repo, tmp_path):
     mirror = tmp_path / "mirror"
-    for _ in range(3):  # each poll tries again
+    said = (f"git fetch of {repo} stopped: what it brings (the new commits; at the first fetch, the whole history) takes "
+            "more than 1 MiB, the host policy's git.max_fetch; make the commit smaller, or raise max_fetch")
+    for poll in range(3):  # each poll tries again; the same commit is not downloaded again
         with pytest.raises(GitError) as info:
             fetch(str(repo), "main", mirror, most=MIB)
-        assert str(info.value) == (f"git fetch of {repo} stopped: what it brings (the new commits; at the first fetch, the whole "
-                                   "history) takes more than 1 MiB, the host policy's git.max_fetch; make the commit smaller, "
-                                   "or raise max_fetch")  # fmt: skip
+        assert str(info.value) == said + ("" if poll == 0 else " (the same commit as before: not fetched again)")
     assert size(mirror) < MIB
     sha = fetch(str(repo), "main", mirror, most=8 * MIB)
     assert sha == subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -71,3 +71,28 @@ def test_a_fetch_that_fails_for_another_reason_says_so_and_leaves_other_half_wri
         fetch(str(tmp_path / "absent"), "main", mirror, most=MIB)
     assert str(info.value).startswith("git fetch failed: ") and "max_fetch" not in str(info.value)
     assert other.exists()
+
+
+def test_a_new_commit_after_a_refused_one_is_fetched(tmp_path):
+    work, mirror = tmp_path / "repo", tmp_path / "mirror"
+    env = dict(os.environ, GIT_AUTHOR_NAME="a", GIT_AUTHOR_EMAIL="a@b", GIT_COMMITTER_NAME="a", GIT_COMMITTER_EMAIL="a@b")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(work), *args], check=True, env=env, capture_output=True, text=True).stdout.strip()
+
+    work.mkdir()
+    (work / "cluster.yaml").write_text(EXAMPLE.read_text())
+    git("init", "-q", "-b", "main")
+    git("add", ".")
+    git("commit", "-qm", "spec")
+    base = git("rev-parse", "HEAD")
+    assert fetch(str(work), "main", mirror, most=MIB) == base
+    (work / "video.bin").write_bytes(os.urandom(3 * MIB))
+    git("add", ".")
+    git("commit", "-qm", "a video")
+    with pytest.raises(GitError, match="takes more than 1 MiB"):
+        fetch(str(work), "main", mirror, most=MIB)
+    git("reset", "-q", "--hard", base)  # the video's commit is taken back, and a small one pushed
+    (work / "cluster.yaml").write_text(EXAMPLE.read_text() + "# fixed\n")
+    git("commit", "-qam", "spec, fixed")
+    assert fetch(str(work), "main", mirror, most=MIB) == git("rev-parse", "HEAD")
