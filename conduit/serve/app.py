@@ -23,6 +23,7 @@ from conduit.serve.guard import CLIENT, IDENTITY, Guard
 from conduit.serve.live import node_event
 from conduit.serve.sse import EventStream
 from conduit.state.db import StateError
+from conduit.state.history import running
 from conduit.views.status import NODE_NOTES, node_state, render_prometheus
 
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -168,7 +169,9 @@ def _generation_routes(api: APIRouter, agent: Agent, viewer) -> None:
 
     @api.get("/generations", response_model=list[models.Generation], summary="Every generation applied, oldest first")
     def generations(_: str = Depends(viewer)) -> list[dict]:
-        return [row(g) for g in agent.generations()]
+        gens = agent.generations()
+        runs = running(gens)
+        return [row(g) | {"running": runs is not None and g.id == runs.id} for g in gens]
 
     @api.get("/generations/{gen_id}", response_model=models.GenerationDetail, summary="One generation with its spec, plan and journal")
     def generation(gen_id: int = GEN_ID, _: str = Depends(viewer)) -> dict:

@@ -92,6 +92,7 @@ class Generation(BaseModel):
     git_commit: str | None
     git_dirty: bool | None
     cluster: str | None = None  # None: recorded before generations named their cluster
+    running: bool = False  # the one the host runs (conduit.state.history.running)
 
 
 class GenerationDetail(Generation):

@@ -521,3 +521,20 @@ def test_the_agent_reads_its_spec_as_named_and_sees_a_link_repointed_out_of_its_
     (repo / "cluster.yaml").symlink_to(secret)
     assert agent.spec.current() is served  # a broken edit keeps the last good spec
     assert agent.spec.error == f"{repo / 'cluster.yaml'}:1:1: is a link to {secret}, outside {repo}; a spec must live inside it"
+
+
+def test_the_generations_say_which_one_the_host_runs(tmp_path):
+    """The dashboard marks what /generations says runs: the last that succeeded, none after a destroy."""
+    setup = Setup(tmp_path)
+    history = setup.state.history
+    for outcome in ("succeeded", "rolled_back"):
+        history.finish(history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "edge-1"), outcome)
+
+    def runs() -> list[bool]:
+        answer = setup.client.get("/api/v1/generations", headers=setup.auth("ann"))
+        assert answer.status_code == 200, answer.text
+        return [g["running"] for g in answer.json()]
+
+    assert runs() == [True, False]
+    history.finish(history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "edge-1"), "destroyed")
+    assert runs() == [False, False, False]

@@ -238,8 +238,8 @@ function generationItem(g, current) {
 
 async function loadGenerations() {
   const gens = await api("/api/v1/generations");
-  let current = null;  // what the host runs: the last that succeeded, none after a destroy (conduit.state.history.running)
-  for (const g of gens) current = g.outcome === "succeeded" ? g.id : g.outcome === "destroyed" ? null : current;
+  const runs = gens.find((g) => g.running);  // the agent says which one the host runs
+  const current = runs ? runs.id : null;
   fill($("generations"), gens.slice(-10).reverse().map((g) => generationItem(g, current)));
   if (!gens.length) fill($("generations"), [el("li", "none yet")]);
 }
