@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conduit.errors import PolicyError
 from conduit.spec.policy_file import DEFAULT_PATH, policy_path
+from conduit.spec.units import DockerSize
 
 # What Conduit's own tuning needs: file descriptors, socket buffers and queues, ephemeral ports,
 # TCP timers and conntrack. Anything else (kernel.*, vm.*, bpf, forwarding) must be named by the policy.
@@ -65,7 +66,7 @@ class GitPolicy(_Strict):
     require_signed_commits: bool = Field(default=False, description="Apply only commits signed (SSH signatures) by a key in allowed_signers.")
     allowed_signers: str = Field(default="/etc/conduit/allowed_signers",
                                  description="git's allowed signers file (`EMAIL ssh-ed25519 KEY` lines), owned by root.")
-    max_fetch: str = Field(
+    max_fetch: DockerSize = Field(
         default="256m", pattern=r"^[1-9]\d*[kmg]$",
         description="The most one fetch of a followed repository may write (git's pack of the new commits); a commit that needs more is not fetched.",
     )
@@ -84,8 +85,8 @@ class HostPolicy(_Strict):
     )
     telegram_api_urls: list[str] = Field(default=["https://api.telegram.org"], description="Telegram API base URLs (patterns).")
     max_containers: int = Field(default=200, ge=1, le=200)
-    max_node_log: str = Field(
-        default="1g", pattern=r"^\d+[kmg]$",
+    max_node_log: DockerSize = Field(
+        default="1g", pattern=r"^[1-9]\d*[kmg]$",
         description="The most disk one node's Docker log may take: containers.logging max_size times max_file.",
     )
     nginx: NginxPolicy = Field(default_factory=NginxPolicy)

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from conduit.spec.units import Auto, ByteCount
+from conduit.spec.units import Auto, ByteCount, DockerSize
 
 API_VERSION = "conduit.psiphon.ca/v1alpha1"
 KIND = "ConduitCluster"
@@ -319,7 +319,7 @@ class Security(Strict):
 
 
 class Logging(Strict):
-    max_size: str = Field(default="15m", pattern=r"^\d+[kmg]$", description="json-file log rotation size.")
+    max_size: DockerSize = Field(default="15m", pattern=r"^\d+[kmg]$", description="json-file log rotation size.")
     max_file: int = Field(default=3, ge=1, le=100, description="json-file log files kept.")
 
 

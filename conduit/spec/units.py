@@ -7,7 +7,7 @@ import re
 from fractions import Fraction
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 # A number and a unit: k, m, g, t (binary, optionally followed by B or iB), or B alone for bytes.
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|(b))\s*$", re.IGNORECASE)
@@ -33,6 +33,16 @@ def parse_size(value: object) -> int:
 def parse_docker_size(value: str) -> int:
     """Bytes from a size as `docker run --memory` reads it: a bare number is bytes."""
     return _parse(value + "b" if _BARE.match(value) else value)
+
+
+def _docker_size_text(value: str) -> str:
+    parse_docker_size(value)  # in bounds, or the field's error
+    return value
+
+
+# A size as Docker and git's limits read it (15m, 1g), kept as written and checked when the model is
+# validated: a size past 1 PiB is the field's one-line error, never an exception later.
+DockerSize = Annotated[str, AfterValidator(_docker_size_text)]
 
 
 def _parse(value: object) -> int:

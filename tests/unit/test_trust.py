@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -142,6 +143,18 @@ def test_a_nodes_log_on_disk_is_held_to_the_policys_max_node_log():
     assert "1g x 2 files lets a node's log take 2 GiB; the host allows 1 GiB a node" in line and "max_node_log" in line
     roomier = (HostPolicy.model_validate({"max_node_log": "2g"}), "host policy p")
     load_text(dump(logging("1g", 2)), "cluster.yaml", SMALL_VPS, roomier)
+    # a size past what a size may be is the field's line, never an exception that ends a watch
+    (line,) = [line for line in refusals(logging("2000000g", 1)) if "logging" in line]
+    assert line.endswith("spec.containers.logging.max_size: must be at most 1PiB")
+
+
+@pytest.mark.parametrize("key", ["max_node_log", "git.max_fetch"])
+@pytest.mark.parametrize("size", ["2000000g", "0m"])
+def test_a_host_policy_size_out_of_bounds_is_refused_as_the_policy_is(key, size):
+    top, _, sub = key.rpartition(".")
+    with pytest.raises(ValidationError) as info:
+        HostPolicy.model_validate({top: {sub: size}} if top else {key: size})
+    assert key.split(".")[-1] in str(info.value)
 
 
 def test_one_extra_sysctl_key_named_by_the_policy_lets_exactly_that_key_through():
