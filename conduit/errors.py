@@ -59,6 +59,10 @@ class DockerError(Exception):
     """The Docker daemon cannot be used; the message is one line saying why and what to do."""
 
 
+class DockerDown(DockerError):
+    """The Docker daemon does not answer at all: stopped, not installed, or not where the tool looks."""
+
+
 class HostileEntry(Exception):
     """Something in a node's volume that no honest node leaves there; the message is one line."""
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 from conduit.cli.common import Options, fail, invalid, invalid_code, load_spec
-from conduit.errors import DockerError, GitError, SpecError
-from conduit.drivers.docker import UNREACHABLE
+from conduit.errors import DockerDown, DockerError, GitError, SpecError
 from conduit.engine.intent import Apply
 from conduit.engine.observe import plan_on_host
 from conduit.engine import planning
@@ -82,9 +81,10 @@ def plan(opts: Options, file: str, offline: bool, as_json: bool, out: str | None
     spec = load_spec(opts, file, invalid_code(detailed_exitcode))
     try:
         result = planning.plan(Apply(), spec, planning.nothing_observed()) if offline else plan_on_host(Apply(), spec, opts.host())[0]
+    except DockerDown as exc:  # only a plan can do without Docker: the way out is said here, not by every door
+        fail(f"{exc}, or plan with --offline")
     except DockerError as exc:
-        # Only a plan can do without Docker: the way out is said here, not by every door.
-        fail(f"{exc}, or plan with --offline" if str(exc).startswith(UNREACHABLE) else str(exc))
+        fail(str(exc))
     extra = spec_fields(file, spec_text(file), offline)
     advice = capacity(spec)
     result.notes, result.warnings = advice.summary, advice.warnings + result.warnings

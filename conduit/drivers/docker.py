@@ -20,7 +20,7 @@ from conduit.drivers import dockerapi
 from conduit.drivers.dockerapi import API_VERSION, DEFAULT_HOST, archive_status, container_log, failures, image_not_found, not_found, refusals
 from conduit.drivers.files import read_or_none
 from conduit.drivers.polling import retries
-from conduit.errors import DockerError
+from conduit.errors import DockerDown, DockerError
 from conduit.drivers.nginx import bound_sockets, socket_owners
 from conduit.facts import proc as proc_facts
 from conduit.facts.oneline import one_line
@@ -92,7 +92,7 @@ class CountingClient:
         try:
             client = docker.APIClient(base_url=self.base_url, version=API_VERSION, timeout=60)
         except docker.errors.DockerException as exc:
-            raise DockerError(diagnose(self.base_url, exc)) from None
+            raise diagnose(self.base_url, exc) from None
         send = client.send
 
         def counted(request, **kwargs):
@@ -112,7 +112,7 @@ def dockerd_installed() -> bool:
 
 
 USUAL_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")  # where a packaged dockerd listens
-UNREACHABLE = "cannot reach the Docker daemon at "  # how each line about a daemon that does not answer begins
+UNREACHABLE = "cannot reach the Docker daemon at "
 
 
 def docker_down(base_url: str) -> str:
@@ -126,16 +126,17 @@ def docker_down(base_url: str) -> str:
             f"({path} {state}); start it with `systemctl start docker`{elsewhere}")
 
 
-def diagnose(base_url: str, exc: BaseException) -> str:
+def diagnose(base_url: str, exc: BaseException) -> DockerError:
+    """The one-line fault for what Docker's client raised; DockerDown when the daemon does not answer."""
     text = str(exc)
     if "Permission denied" in text or "PermissionError" in text:
-        return f"permission denied on the Docker daemon at {base_url}: run as root or as a member of the docker group"
+        return DockerError(f"permission denied on the Docker daemon at {base_url}: run as root or as a member of the docker group")
     if base_url.startswith("unix://") and any(m in text for m in ("No such file", "FileNotFoundError", "Connection refused")):
-        return docker_down(base_url)
+        return DockerDown(docker_down(base_url))
     if "No such file" in text or "FileNotFoundError" in text or "Connection refused" in text or "ConnectionError" in text:
-        return f"{UNREACHABLE}{base_url}: is dockerd running? (set DOCKER_HOST or --docker-host)"
+        return DockerDown(f"{UNREACHABLE}{base_url}: is dockerd running? (set DOCKER_HOST or --docker-host)")
     first = text.splitlines()[0] if text else type(exc).__name__
-    return f"the Docker daemon at {base_url} failed: {first}"
+    return DockerError(f"the Docker daemon at {base_url} failed: {first}")
 
 
 def call(client: CountingClient, fn, *args, **kwargs):
@@ -143,7 +144,7 @@ def call(client: CountingClient, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except failures() as exc:
-        raise DockerError(diagnose(client.base_url, exc)) from None
+        raise diagnose(client.base_url, exc) from None
 
 
 IMAGE, VOLUMES = "image ", "volumes"  # the keys of the answers recalled (`IMAGE + ref`)
@@ -172,7 +173,7 @@ def answers(client: CountingClient) -> Iterator[None]:
     except refusals():
         raise
     except failures() as exc:
-        raise DockerError(diagnose(client.base_url, exc)) from None
+        raise diagnose(client.base_url, exc) from None
 
 
 TASK_LEFT_SECONDS = 5.0  # containerd's old task of a container goes within a few seconds
@@ -483,7 +484,7 @@ def _inspect_image(client: CountingClient, image: str) -> dict | None:
     except image_not_found():
         return None
     except failures() as exc:
-        raise DockerError(diagnose(client.base_url, exc)) from None
+        raise diagnose(client.base_url, exc) from None
 
 
 # ----------------------------------------------------------------- registries
@@ -617,7 +618,7 @@ def remove_volume(client: CountingClient, name: str) -> None:
     except not_found():
         return
     except failures() as exc:
-        raise DockerError(diagnose(client.base_url, exc)) from None
+        raise diagnose(client.base_url, exc) from None
 
 
 def create_network(client: CountingClient, name: str, subnet: str | None, cluster: str) -> None:

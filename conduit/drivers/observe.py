@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from conduit.errors import DockerError
+from conduit.errors import DockerDown
 from conduit.drivers.docker import (
     CountingClient,
     dockerd_installed,
@@ -42,7 +42,7 @@ class HostAccess:
         """
         if self.docker_host is None and not Path(DEFAULT_SOCKET).exists():
             if dockerd_installed():
-                raise DockerError(docker_down(f"unix://{DEFAULT_SOCKET}"))
+                raise DockerDown(docker_down(f"unix://{DEFAULT_SOCKET}"))
             return None
         return CountingClient(self.docker_host, kept)
 

@@ -224,3 +224,18 @@ def test_the_readme_node_plans_cleanly_on_a_fresh_host(tmp_path, engine_dirs):
     assert result.exit_code == 0, result.stderr
     assert "+ container conduit-1" in result.stdout and "apt-get install docker.io" in result.stdout
     assert result.stderr == ""
+
+
+def test_plan_offers_offline_when_the_named_socket_is_not_there_either(tmp_path, engine_dirs):
+    """The daemon the client fails to reach (not only the default socket looked at first) is a DockerDown too."""
+    from click.testing import CliRunner
+
+    from conduit.cli.root import main
+
+    fake(engine_dirs, "dockerd", "exit 1")
+    sock = tmp_path / "elsewhere.sock"
+    args = ["--docker-host", f"unix://{sock}", "--root", str(tmp_path), "--state-dir", str(tmp_path / "state"), "plan", str(EXAMPLES / "cluster.yaml")]
+    result = CliRunner().invoke(main, args)
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (1, (
+        f"error: cannot reach the Docker daemon at unix://{sock}: dockerd is installed but not running ({sock} is absent); start it "
+        "with `systemctl start docker`, or give --docker-host (DOCKER_HOST) the socket it listens on, or plan with --offline"))  # fmt: skip
