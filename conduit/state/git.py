@@ -12,9 +12,10 @@ import subprocess
 import urllib.parse
 from pathlib import Path
 
-from conduit.drivers.files import atomic_write, private_dir
+from conduit.drivers.files import atomic_write, private_dir, read_or_none
 from conduit.drivers.programs import not_installed
 from conduit.errors import GitError
+from conduit.spec.units import human_size
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
@@ -93,13 +94,17 @@ GIT_SECONDS = 120  # one git command, a fetch included
 def _git(*args: str, env: dict[str, str] | None = None, limit: int | None = None) -> str:
     """git's output; `limit`: the largest file it may write, in bytes (util-linux's prlimit, which
     every Debian and Ubuntu has; set in git's own process, not this threaded one's)."""
-    argv = ["git", *args] if limit is None else ["prlimit", f"--fsize={limit}", "--core=0", "--", "git", *args]
-    for program in ("git",) if limit is None else ("git", "prlimit"):
-        if shutil.which(program) is None:
-            raise GitError(not_installed(program))
+    argv = ["git", *args]
+    if limit is not None:  # prlimit runs git: a git it cannot find would be its error, not ours
+        for program in ("git", "prlimit"):
+            if shutil.which(program) is None:
+                raise GitError(not_installed(program))
+        argv = ["prlimit", f"--fsize={limit}", "--core=0", "--", *argv]
     # umask 077: the mirror lives in the private state directory and stays private
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=GIT_SECONDS, umask=0o077, env={**os.environ, **env} if env else None)
+    except FileNotFoundError:
+        raise GitError(not_installed("git")) from None
     except subprocess.TimeoutExpired:
         raise GitError(f"git {_command(args)} did not finish within {GIT_SECONDS} s; check the repository's address and the network") from None
     if done.returncode != 0:
@@ -129,7 +134,7 @@ def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, l
         _git("init", "--bare", "-q", str(checkout))
     remote = without_password(url) if _http(url) else url  # its user and password went into env
     refused = checkout / f"too-big-{local}"  # the commit whose fetch was stopped at the limit, and the limit
-    sha, _, limit = refused.read_text().partition(" ") if refused.exists() else ("", "", "")
+    sha, _, limit = (read_or_none(refused) or "").partition(" ")
     if sha and limit.strip() == str(most) and sha in _tips(checkout, remote, ref, env):
         raise GitError(_too_big(url, most) + " (the same commit as before: not fetched again)")
     before = _partial_packs(checkout)
@@ -152,7 +157,7 @@ def fetch(url: str, ref: str, checkout: Path, credentials: Path | None = None, l
 
 def _too_big(url: str, most: int) -> str:
     return (f"git fetch of {public_url(url)} stopped: what it brings (the new commits; at the first fetch, the whole history) "
-            f"takes more than {_size(most)}, the host policy's git.max_fetch; make the commit smaller, or raise max_fetch")
+            f"takes more than {human_size(most)}, the host policy's git.max_fetch; make the commit smaller, or raise max_fetch")
 
 
 def _tips(checkout: Path, remote: str, ref: str, env: dict[str, str] | None) -> set[str]:
@@ -173,13 +178,6 @@ def _drop(partial: Path) -> int:
         return size
     except OSError:
         return 0
-
-
-def _size(most: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if most >= 1 << shift and most % (1 << shift) == 0:
-            return f"{most >> shift} {unit}"
-    return f"{most} bytes"
 
 
 # Only SSH signatures count: gpg and x509 are pointed at `false`, so that no keyring of the machine
