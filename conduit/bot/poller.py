@@ -44,19 +44,13 @@ class Poller:
         return True
 
     def run(self, stop: threading.Event) -> None:
-        try:
-            self._poll(stop)
-        except Interrupted:  # the agent stops
-            return
-
-    def _poll(self, stop: threading.Event) -> None:
-        if not self.holding and not self.claim():
+        if not self.holding and not self.claim():  # start() claims before the agent can stop it
             return
         while not stop.is_set():
             try:
                 self.step()
-            except Interrupted:
-                raise
+            except Interrupted:  # the agent stops
+                return
             except PollConflict:
                 log.warning("bot.poll_conflict", error="another process asked for this token's updates; it will be refused")
                 stop.wait(PAUSE_SECONDS)

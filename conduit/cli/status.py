@@ -8,15 +8,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-import yaml
 
 from conduit.errors import EXIT_INVALID, DockerError, SpecError
 from conduit.cli.common import fail, invalid
 from conduit.features.status import collect
-from conduit.spec.load import load_file, load_text, read_spec_text
+from conduit.spec.compose import ComposeError
+from conduit.spec.load import compose_text, load_file, load_text, read_spec_text
 from conduit.spec.spec import ClusterSpec
 from conduit.state.db import Database, StateError
-from conduit.state.history import History
+from conduit.state.history import History, running
 from conduit.views.status import render_prometheus, to_json
 
 
@@ -97,11 +97,11 @@ def _wait_unless(asked: list, seconds: float) -> bool:
 
 
 def _cluster_named(file: str) -> str | None:
-    """metadata.name as FILE writes it, when FILE is YAML at all; None when it cannot tell."""
+    """metadata.name as FILE (merged on its bases) writes it, when it parses at all; None when it cannot tell."""
     try:
-        data = yaml.load(read_spec_text(file), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data, _ = compose_text(read_spec_text(file), file)
         name = data["metadata"]["name"]
-    except Exception:  # noqa: BLE001 - a spec that did not load: any shape, or none
+    except (SpecError, ComposeError, KeyError, TypeError):  # a spec that did not load: any shape, or none
         return None
     return name if isinstance(name, str) else None
 
@@ -135,8 +135,8 @@ def _spec_or_last_applied(opts, file: str) -> tuple[ClusterSpec, str | None]:
         generations = History(db).generations() if db else []
         # A spec too broken to name its cluster: the host's one cluster is the one shown; with several, none.
         one = len({g.cluster for g in generations}) == 1
-        ours = [g for g in generations if g.cluster == named] if named else generations if one else []
-        gen = (History(db).last_good(ours[-1].cluster) or ours[-1]) if ours else None
+        ours = [g for g in generations if g.cluster in (None, named)] if named else generations if one else []
+        gen = (running(ours) or ours[-1]) if ours else None
     except StateError:
         gen = None
     if gen is None:

@@ -333,13 +333,15 @@ class Agent:
         """Generation `gen_id`'s spec again; None: the last good generation before the current one, as `conduit rollback` chooses."""
         history, cluster = self.state().history, self.cluster()
         if gen_id is None and cluster is None:  # another cluster's generations may share the state directory
-            raise Refused(409, "the agent has no spec loaded to tell its cluster by; name the generation to roll back to")
+            raise Refused(409, f"the agent has no spec loaded to tell its cluster by: fix {self.spec.path} (`conduit validate` names "
+                               "what is wrong), then roll back")  # fmt: skip
         try:
             target = intents.rollback_target(history, gen_id, cluster)
         except intents.NoRollback as exc:
             raise Refused(404 if exc.missing else 409, str(exc)) from None
         if cluster is None and target.cluster is not None:
-            raise Refused(409, f"generation {target.id} is of cluster {target.cluster}; the agent has no spec loaded to tell its own by")
+            raise Refused(409, f"generation {target.id} is of cluster {target.cluster}; the agent has no spec loaded to tell its own by: "
+                               f"fix {self.spec.path} (`conduit validate` names what is wrong), then roll back")  # fmt: skip
         self._same_as_git(target.spec_text, f"generation {target.id}'s spec")
         return self._run(lambda door: intents.roll_back(door, self.state().images, target), user)
 

@@ -141,8 +141,9 @@ class History(Store):
     def good_before_current(self, cluster: str | None = None) -> Generation | None:
         """What `rollback` goes to by default: the last good generation of `cluster` before the one it
         runs now (its last good one), or after a destroy the last one it ran; None when there is none."""
-        good = [g for g in self.generations(cluster) if g.outcome == "succeeded"]
-        if self.last_good(cluster) is None:
+        gens = self.generations(cluster)
+        good = [g for g in gens if g.outcome == "succeeded"]
+        if running(gens) is None:
             return good[-1] if good else None
         return good[-2] if len(good) > 1 else None
 

@@ -441,7 +441,8 @@ def test_a_rollback_without_n_is_refused_while_the_agent_cannot_tell_its_cluster
     gen = s.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "other")
     s.state.history.finish(gen, "succeeded")
     back = s.client.post("/api/v1/rollback", headers=s.auth("olu"))
-    assert (back.status_code, back.json()["detail"]) == (409, "the agent has no spec loaded to tell its cluster by; name the generation to roll back to")
+    assert (back.status_code, back.json()["detail"]) == (409, f"the agent has no spec loaded to tell its cluster by: fix {broken} "
+                                                              "(`conduit validate` names what is wrong), then roll back")  # fmt: skip
     assert s.requests == []
 
 
