@@ -138,6 +138,12 @@ class NginxServer:
                 if time.monotonic() > deadline:
                     raise NginxUnavailable(f"nginx wrote no pid file {self.pid_file}\n{self._log_tail()}")
                 time.sleep(0.05)
+            # the pid file is written before the master forks its workers: a test that looks at
+            # them at once on a loaded machine would find none
+            while not self.worker_pids():
+                if time.monotonic() > deadline:
+                    raise NginxUnavailable(f"nginx started no workers\n{self._log_tail()}")
+                time.sleep(0.02)
         except BaseException:
             self.stop()
             raise
