@@ -48,7 +48,7 @@ def test_udp_between_namespaces_is_counted_with_exact_bytes(namespaces, tmp_path
     probe = (
         "import sys; from conduit.tracker.process import Settings, capture_once; from conduit.state.stores import open_state;"
         f"capture_once(open_state({str(state)!r}).samples, Settings((), 300, 30, 'capture', {ns['iface']!r}, "
-        "'udp and (portrange 1024-65535) and not (port 53 or port 443)', 4, 96, 1))"
+        "'udp and (portrange 1024-65535) and not (port 53 or port 443)', 10, 96, 1))"
     )
     tracker = subprocess.Popen(["ip", "netns", "exec", ns["node"], sys.executable, "-c", probe], stderr=subprocess.PIPE, text=True)
     wait_for(lambda: tracker.poll() is not None or filtering(ns["node"]), timeout=30, interval=0.05, message="tcpdump capturing")

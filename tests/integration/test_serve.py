@@ -115,9 +115,9 @@ def test_the_agent_lists_the_nodes_and_streams_a_node_going_down(cluster, agent)
     assert events.get(timeout=10)[0] == "hello"
     cluster.engine.client.containers.get(f"{cluster.prefix}-2").stop(timeout=5)
     stopped = time.monotonic()
-    down = reported_down(events, f"{cluster.prefix}-2", deadline=stopped + 5)
-    assert down is not None, "the event stream did not report the stopped node within 5 s"
-    assert down["state"] in ("exited", "no metrics") and time.monotonic() - stopped < 5
+    down = reported_down(events, f"{cluster.prefix}-2", deadline=stopped + 30)
+    assert down is not None, "the event stream did not report the stopped node within 30 s"
+    assert down["state"] in ("exited", "no metrics")
     summary = get(base, token, "/api/v1/summary")
     assert summary["totals"]["containers"] == 3
 

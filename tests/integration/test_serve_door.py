@@ -116,10 +116,13 @@ def test_a_forged_x_forwarded_for_neither_escapes_the_rate_nor_fills_the_audit_l
     with httpx.Client(base_url=agent.base, timeout=10) as client:
         codes = [client.get("/api/v1/nodes", headers={"X-Forwarded-For": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"}).status_code
                  for i in range(1000)]  # fmt: skip
-    minutes = (time.monotonic() - began) / 60
+    seconds = time.monotonic() - began
+    minutes = seconds / 60
     refused = [r for r in agent.audit() if r["event"] == "api.refused"]
-    print(f"\n1000 requests with a fresh X-Forwarded-For: {codes.count(401)} x 401, {codes.count(429)} x 429; {len(refused)} audit rows")
-    assert set(codes) == {401, 429} and codes.count(429) > 900
+    print(f"\n1000 requests with a fresh X-Forwarded-For in {seconds:.1f} s: {codes.count(401)} x 401, {codes.count(429)} x 429; "
+          f"{len(refused)} audit rows")  # fmt: skip
+    # One client's allowance: a burst of 10, then 5 a second for as long as the requests took.
+    assert set(codes) == {401, 429} and codes.count(401) <= 10 + 5 * seconds + 5
     assert {r["detail"]["client"] for r in refused} == {"127.0.0.1"}
     # Ten rows at once, one a minute after that, and one that says the rest is not written.
     assert len(refused) <= 10 + 2 * (1 + int(minutes))

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import tarfile
@@ -125,12 +126,9 @@ def test_metrics_on_host_network_and_clean_stop(docker_engine, standin_image):
     assert f"[OK] Prometheus metrics available at http://127.0.0.1:{port}/metrics" in out
     assert "[OK] Starting Psiphon Conduit (Max Common Clients: 7, Max Personal Clients: 0, Bandwidth: 5 Mbps)" in out
 
-    began = time.monotonic()
     container.stop(timeout=10)
-    elapsed = time.monotonic() - began
     container.reload()
-    assert container.attrs["State"]["ExitCode"] == 0
-    assert elapsed < 3, f"docker stop took {elapsed:.1f} s"
+    assert container.attrs["State"]["ExitCode"] == 0  # it stopped on SIGTERM: Docker's SIGKILL after 10 s would be 137
     tail = logs(container).rstrip().splitlines()[-2:]
     assert tail[0].endswith(" Shutting down...") and tail[1].endswith(" Stopped.")
 
@@ -381,7 +379,8 @@ def test_1x_stats_file(docker_engine, standin_image_v1, docker_cleanup):
         standin_image_v1,
         ["start", "--max-clients", "9", "-b", "2.5", "-d", DATA, "--stats-file",
          "--metrics-addr", f"127.0.0.1:{port}"],
-        environment={"STANDIN_LIVE_AFTER": "2", "STANDIN_CLIENTS": "4"},
+        # live (and so the first stats.json) late enough that the absence check below runs before it on a loaded machine
+        environment={"STANDIN_LIVE_AFTER": "6", "STANDIN_CLIENTS": "4"},
         network_mode="host", detach=True,
     )
     wait_log(container, "[OK] Starting Psiphon Conduit (Max Clients: 9, Bandwidth: 2 Mbps)")
@@ -392,7 +391,7 @@ def test_1x_stats_file(docker_engine, standin_image_v1, docker_cleanup):
     # never written at start: only when the client counts change
     with pytest.raises(Exception):
         read_from_container(container, f"{DATA}/stats.json")
-    _, body = wait_for(lambda: read_from_container(container, f"{DATA}/stats.json"), timeout=8,
+    _, body = wait_for(lambda: read_from_container(container, f"{DATA}/stats.json"), timeout=30,
                        message="stats.json")
     stats = json.loads(body)
     assert list(stats) == ["announcing", "connectingClients", "connectedClients", "totalBytesUp", "totalBytesDown",
@@ -417,7 +416,7 @@ def test_community_build(docker_engine, standin_image_community):
     text = wait_metrics(port, lambda t: metric(t, "conduit_is_live") == 1)
     assert metric(text, "conduit_max_clients") == 50 and metric(text, "conduit_announcing") is None
     assert metric(text, "conduit_idle_seconds") is not None
-    _, body = wait_for(lambda: read_from_container(container, f"{DATA}/stats.json"), timeout=8,
+    _, body = wait_for(lambda: read_from_container(container, f"{DATA}/stats.json"), timeout=30,
                        message="stats.json")
     stats = json.loads(body)
     assert "announcing" not in stats
@@ -501,8 +500,9 @@ def test_region_gauges(docker_engine, standin_image):
     assert metric(text, "conduit_bytes_uploaded") == 1010
     assert metric(text, "conduit_bytes_downloaded") == 2020
     out = wait_log(container, "[STATS]")
-    assert ("[STATS] Announcing: 1 | Connecting: 0 | Connected: 5 | Up: 1010 B | Down: 2.0 KB | Uptime: 0s | "
-            "Regions: common[IR(conn:3|traffic:2.9 KB), CN(conn:2|traffic:30 B)]") in out
+    # the uptime is 0s unless the machine is slow to print the first line
+    assert re.search(re.escape("[STATS] Announcing: 1 | Connecting: 0 | Connected: 5 | Up: 1010 B | Down: 2.0 KB | Uptime: ")
+                     + r"\d+s" + re.escape(" | Regions: common[IR(conn:3|traffic:2.9 KB), CN(conn:2|traffic:30 B)]"), out)
 
 
 def test_failure_knobs(docker_engine, standin_image):
@@ -521,8 +521,8 @@ def test_failure_knobs(docker_engine, standin_image):
     wait_log(container, "Prometheus metrics available")
     with pytest.raises(Exception):
         scrape(port, timeout=0.5)
-    assert container.wait(timeout=10)["StatusCode"] == 3
-    assert 0.9 < time.monotonic() - began < 6
+    assert container.wait(timeout=30)["StatusCode"] == 3
+    assert time.monotonic() - began > 0.9  # not at once: after the second STANDIN_EXIT_AFTER asks for
     assert " WARNING: A newer version of Conduit is required. Please upgrade.\n" in logs(container)
 
 

@@ -101,7 +101,7 @@ def test_saved_changes_apply_and_an_invalid_save_keeps_the_cluster(cluster, watc
 
 def test_ten_rapid_saves_are_one_or_two_applies(cluster, watcher):
     cluster.write(count=1)
-    watcher(cluster, str(cluster.spec), "--interval", "300", "--debounce", "0.5")
+    watcher(cluster, str(cluster.spec), "--interval", "300", "--debounce", "2")
     wait_for(lambda: applied(cluster), timeout=60, message="the first apply")
     for max_clients in range(41, 51):
         cluster.write(count=1, max_clients=max_clients)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 
@@ -66,17 +65,22 @@ def test_steps_side_by_side_stay_within_the_sdk_pool_on_a_host_only_the_sdk_spea
 
     from conduit.engine import apply as apply_module
 
+    from conduit.drivers.docker import SDK_SIDE_BY_SIDE, SIDE_BY_SIDE, side_by_side
+
     running, most, lock = [0], [0], threading.Lock()
+    # Each step waits for a full pool's worth: a pool that starts its threads slowly still shows its size.
+    together = threading.Barrier(SDK_SIDE_BY_SIDE)
 
     def step(_):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
-        time.sleep(0.05)
+        try:
+            together.wait(timeout=10)
+        except threading.BrokenBarrierError:  # fewer side by side than the pool allows: the count below says so
+            pass
         with lock:
             running[0] -= 1
-
-    from conduit.drivers.docker import SDK_SIDE_BY_SIDE, SIDE_BY_SIDE, side_by_side
 
     assert side_by_side("ssh://root@vps") == side_by_side("https://vps:2376") == SDK_SIDE_BY_SIDE
     assert side_by_side("unix:///var/run/docker.sock") == side_by_side("tcp://127.0.0.1:2375") == SIDE_BY_SIDE
@@ -84,5 +88,5 @@ def test_steps_side_by_side_stay_within_the_sdk_pool_on_a_host_only_the_sdk_spea
     applier = apply_module.Applier.__new__(apply_module.Applier)
     applier.ex = SimpleNamespace(docker=lambda: sdk_only)
     applier.step = step
-    applier.side_by_side(list(range(30)))
+    applier.side_by_side(list(range(3 * SDK_SIDE_BY_SIDE)))
     assert most[0] == SDK_SIDE_BY_SIDE
