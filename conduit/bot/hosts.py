@@ -7,10 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from conduit.engine.reconcile import Reconciled
 from conduit.errors import DockerError
 from conduit.features.claim import png_code
-from conduit.serve.agent import Agent, Refused
+from conduit.serve.agent import Agent, Refused, outcome_json
 from conduit.serve.app import alerts
 from conduit.state.holds import Holds
 
@@ -35,9 +34,12 @@ class Host(Protocol):
     def claim(self, node: str) -> bytes: ...  # the PNG of its claim link
 
 
-def outcome_line(what: str, outcome: Reconciled) -> str:
-    line = f"{what}: {outcome.status}" + (f", generation {outcome.generation}" if outcome.generation else "")
-    return line + (f" ({outcome.failure})" if outcome.failure else "")
+def outcome_line(what: str, answer: dict) -> str:
+    """A write's outcome (the agent's JSON of it, conduit.serve.agent.outcome_json), with its warnings beneath."""
+    line = f"{what}: {answer['status']}" + (f", generation {answer['generation']}" if answer.get("generation") else "")
+    line += f" ({answer['failure']})" if answer.get("failure") else ""
+    line += f": {'; '.join(answer['problems'])}" if answer.get("problems") else ""
+    return "\n".join([line, *(f"warning: {w}" for w in answer.get("warnings") or ())])
 
 
 class LocalHost:
@@ -97,11 +99,11 @@ class LocalHost:
     def _applied(self, what: str, user: str) -> str:
         outcome = self._agent(lambda: self.agent.apply_spec(user))
         if outcome.status not in ("succeeded", "no-op"):
-            raise Unavailable(outcome_line(what, outcome) + (f": {'; '.join(outcome.problems)}" if outcome.problems else ""))
-        return outcome_line(what, outcome)
+            raise Unavailable(outcome_line(what, outcome_json(outcome)))
+        return outcome_line(what, outcome_json(outcome))
 
     def _write(self, what: str, run) -> str:
-        return outcome_line(what, self._agent(run))
+        return outcome_line(what, outcome_json(self._agent(run)))
 
     def sync(self, user: str) -> str:
         return self._write("sync", lambda: self.agent.apply_spec(user))
@@ -155,15 +157,11 @@ class RemoteHost:
     def restart(self, node: str, user: str) -> str:
         return self._ask("POST", f"/nodes/{node}/restart")["message"]
 
-    def _outcome(self, what: str, answer: dict) -> str:
-        line = f"{what}: {answer['status']}" + (f", generation {answer['generation']}" if answer.get("generation") else "")
-        return line + (f" ({answer['failure']})" if answer.get("failure") else "")
-
     def sync(self, user: str) -> str:
-        return self._outcome("sync", self._ask("POST", "/apply"))
+        return outcome_line("sync", self._ask("POST", "/apply"))
 
     def rollback(self, user: str) -> str:
-        return self._outcome("rollback", self._ask("POST", "/rollback"))  # its agent chooses, as `conduit rollback` does
+        return outcome_line("rollback", self._ask("POST", "/rollback"))  # its agent chooses, as `conduit rollback` does
 
     def start(self, node: str, user: str) -> str:
         return self._ask("POST", f"/nodes/{node}/start")["message"]
@@ -183,7 +181,7 @@ class RemoteHost:
         return self._budget_only("unthrottle")
 
     def update(self, user: str) -> str:
-        return self._outcome("update", self._ask("POST", "/update"))
+        return outcome_line("update", self._ask("POST", "/update"))
 
     def logs(self, node: str) -> str:
         return "\n".join(self._ask("GET", f"/nodes/{node}/logs", role="operator")["lines"]) or "(no output)"

@@ -206,7 +206,7 @@ def rollback(opts: Options, generation: int | None, auto_approve: bool, no_wait:
     now = f" from generation {current.id}" if current is not None and current.id != target.id else ""
     click.echo(f"Rolling back{now} to generation {target.id} ({target.outcome}, spec {target.spec_hash[:12]})")
     how = door(opts, "rollback", target.spec_path, no_wait)
-    run_apply(built(intents.roll_back, how, state.images, target), Asking(opts, auto_approve), epilogue=undo_warning(target.spec_path, target.id))
+    run_apply(built(intents.roll_back, how, state.images, target), Asking(opts, auto_approve), epilogue="warning: " + intents.undo_warning(target.spec_path, target.id))
 
 
 def _rollback_cluster(known: list[str], given: str | None) -> str | None:
@@ -218,11 +218,3 @@ def _rollback_cluster(known: list[str], given: str | None) -> str | None:
     if len(known) > 1:
         fail(f"the state directory holds clusters {', '.join(known)}; give --cluster NAME", 2)
     return known[0] if known else None
-
-
-def undo_warning(spec_path: str | None, gen: int) -> str:
-    """A rollback is undone by the next apply of the spec file, and by `watch` at its next reconcile."""
-    where = f"the spec file {spec_path}" if spec_path else "the spec file"
-    return (f"warning: {where} (and `conduit watch`, if it runs) will undo this rollback at the next apply; "
-            f"to keep it, put this generation's spec into the file (`conduit history --spec {gen}` prints it) or stop watch")
-

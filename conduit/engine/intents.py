@@ -86,3 +86,10 @@ def roll_back(door: Door, images: Images, target: Generation) -> Request:
     """Generation `target`'s spec, with the image its nodes ran, by ID; no registry asked. Raises SpecError."""
     spec = load_text(target.spec_text, f"generation {target.id}", door.facts)
     return request(door, Rollback(target.id, generation_image(images, target.id)), spec, target.spec_text, target.spec_path)
+
+
+def undo_warning(spec_path: str | None, gen: int) -> str:
+    """A rollback is undone by the next apply of the spec file, and by `watch` at its next reconcile."""
+    where = f"the spec file {spec_path}" if spec_path else "the spec file"
+    return (f"{where} (and `conduit watch`, if it runs) will undo this rollback at the next apply; "
+            f"to keep it, put this generation's spec into the file (`conduit history --spec {gen}` prints it) or stop watch")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -296,8 +296,9 @@ class Agent:
         except SpecError as exc:
             raise Refused(409, " / ".join(exc.lines())) from None
 
-    def _run(self, build: Callable[[Door], Request], user: str) -> Reconciled:
-        """Exactly one reconcile, built by conduit.engine's intents as the CLI builds it; its steps go out as events as they run."""
+    def _run(self, build: Callable[[Door], Request], user: str, warning: str | None = None) -> Reconciled:
+        """Exactly one reconcile, built by conduit.engine's intents as the CLI builds it; its steps go out as events as they run.
+        `warning`: said with the outcome when the host then runs the request's spec."""
         report = lambda line: self.hub.publish("apply", {"line": line, "by": user})  # noqa: E731
         try:
             request = build(Door(self.host, self.spec.facts(), f"conduit serve ({user})", report, wait=False))
@@ -305,6 +306,8 @@ class Agent:
             raise Refused(422, " / ".join(exc.lines())) from None
         self.hub.publish("apply.start", {"by": user})
         outcome = self.reconcile(request)
+        if warning and outcome.status in ("succeeded", "no-op"):
+            outcome = replace(outcome, warnings=[*outcome.warnings, warning])
         self.hub.publish("apply.done", {"by": user, **outcome_json(outcome)})
         with self._plan_lock:
             self._plan = None
@@ -343,7 +346,9 @@ class Agent:
             raise Refused(409, f"generation {target.id} is of cluster {target.cluster}; the agent has no spec loaded to tell its own by: "
                                f"fix {self.spec.path} (`conduit validate` names what is wrong), then roll back")  # fmt: skip
         self._same_as_git(target.spec_text, f"generation {target.id}'s spec")
-        return self._run(lambda door: intents.roll_back(door, self.state().images, target), user)
+        # When the host follows git, the rollback put back the committed spec: nothing will undo it.
+        undone = None if self.git_follow else intents.undo_warning(str(self.spec.path), target.id)
+        return self._run(lambda door: intents.roll_back(door, self.state().images, target), user, undone)
 
     def _known(self, name: str) -> None:
         if name not in {n.name for n in nodes(self.spec.current())}:

@@ -207,7 +207,7 @@ def test_an_event_follows_a_change_in_the_observation(setup):
                 threading.Thread(target=change).start()
                 began = time.monotonic()
             text += chunk
-    assert time.monotonic() - began < 2.5
+    assert time.monotonic() - began < 10  # pushed, not found at a later poll
     events = [block for block in text.split("\n\n") if block.strip()]
     assert events[0].startswith("id: ") and "event: hello" in events[0]
     assert "event: nodes" in events[1]
@@ -385,13 +385,19 @@ def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(se
     setup.state.history.finish(gen, "succeeded")
     pinned = "sha256:" + "ab" * 32
     setup.state.images.record_nodes(gen, {"conduit-1": NodeImage("ghcr.io/psiphon-inc/conduit/cli:latest", pinned, None, "2.0.0")})
-    assert setup.client.post(f"/api/v1/rollback/{gen}", headers=setup.auth("olu")).status_code == 200
+    back = setup.client.post(f"/api/v1/rollback/{gen}", headers=setup.auth("olu"))
+    assert back.status_code == 200
     by_agent = setup.requests[-1]
+    # Both say what will undo it: the spec file, at the next apply or the watch's next reconcile.
+    undone = f"the spec file {EXAMPLE} (and `conduit watch`, if it runs) will undo this rollback at the next apply"
+    (warning,) = back.json()["warnings"]
+    assert warning.startswith(undone) and f"`conduit history --spec {gen}`" in warning
 
     by_cli = []
     monkeypatch.setattr(cli_apply, "reconciled", lambda request, asking: by_cli.append(request) or Reconciled("no-op"))
     result = CliRunner().invoke(main, ["--state-dir", str(setup.state_dir), "rollback", str(gen), "--auto-approve"])
     assert result.exit_code == 0, result.output
+    assert f"warning: {warning}" in result.output
     assert by_agent.intent == by_cli[0].intent == Rollback(gen, pinned)
     assert (by_agent.spec_text, by_agent.spec_path) == (by_cli[0].spec_text, by_cli[0].spec_path)
 
@@ -426,7 +432,8 @@ def test_a_rollback_without_n_goes_where_conduit_rollback_goes(setup, monkeypatc
         LocalHost("edge-1", setup.agent).rollback("olu")
     generation("succeeded"), generation("rolled_back")
     assert setup.client.post("/api/v1/rollback", headers=setup.auth("olu")).status_code == 200
-    assert LocalHost("edge-1", setup.agent).rollback("olu").startswith("rollback: ")
+    said = LocalHost("edge-1", setup.agent).rollback("olu").splitlines()
+    assert said[0] == "rollback: no-op" and said[1].startswith(f"warning: the spec file {EXAMPLE} (and `conduit watch`, if it runs) will undo")
     by_cli = []
     monkeypatch.setattr(cli_apply, "reconciled", lambda request, asking: by_cli.append(request) or Reconciled("no-op"))
     assert CliRunner().invoke(main, ["--state-dir", str(setup.state_dir), "rollback", "--auto-approve"]).exit_code == 0

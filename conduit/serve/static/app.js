@@ -83,6 +83,7 @@ async function act(question, path, say) {
   try {
     const answer = await api(path, "POST");
     logEvent(say + ": " + (answer.status || answer.message || answer.text || "done"));
+    for (const warning of answer.warnings || []) logEvent(say + ": warning: " + warning);
   } catch (e) { logEvent(say + " refused: " + e.message); }
   loadAll();
 }
