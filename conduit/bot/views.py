@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conduit.views.status import generation_line
+
 
 def size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -44,8 +46,8 @@ def uptime(name: str, data: dict) -> str:
 
 def settings(name: str, data: dict) -> str:
     rows = [f"#{r['index']} {r['name']}: max {r.get('max_clients', '?')} clients" for r in data["containers"]]
-    gen = data.get("generation") or {}
-    return "\n".join([f"{name}: generation {gen.get('id', '-')} ({gen.get('outcome', 'none')})", *rows])
+    gen = data.get("generation")
+    return "\n".join([f"{name}: {generation_line(gen) if gen else 'no generation yet'}", *rows])
 
 
 def health(name: str, data: dict) -> str:

@@ -1,5 +1,5 @@
 """`conduit status` as machines read it (the Prometheus text format, JSON) and what its table and
-the agent share: a node's one-word state, the flags noted under the table.
+the agent share: a node's one-word state, the generation line, the flags noted under the table.
 
 The figures come from conduit.features.status.collect; nothing here reads the host.
 """
@@ -31,6 +31,15 @@ NODE_NOTES = (
     ("throttled", "throttled by conduit-monitor (data cap): {names}", "yellow"),
     ("stats_stale", "stale stats file (from an earlier run): {names}", "yellow"),
 )
+
+
+def generation_line(g: dict) -> str:
+    """The generation the host runs and the last one, as status shows them: after a failed apply the
+    host runs an earlier generation, that one first, the failure after."""
+    commit = f" at {g['git_commit'][:10]}" if g.get("git_commit") else ""
+    runs = f"generation {g['running']} running; " if g.get("running") not in (None, g["id"]) else ""
+    last = f"{g['id']} {g['outcome']}" if runs else f"generation {g['id']} {g['outcome']}"
+    return f"{runs}{last}{commit}" + (f": {g['reason']}" if g.get("reason") else "")
 
 
 def limit_drift(r: dict, key: str) -> bool:

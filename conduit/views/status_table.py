@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from conduit.spec.units import human_size
-from conduit.views.status import NODE_NOTES, limit_drift, node_state
+from conduit.views.status import NODE_NOTES, generation_line, limit_drift, node_state
 
 
 def _mib(n: int | None) -> str:
@@ -129,13 +129,7 @@ def _countries_lines(data: dict) -> list:
 
 def _generation_lines(data: dict) -> list:
     g = data["generation"]
-    if not g:
-        return []
-    commit = f" at {g['git_commit'][:10]}" if g.get("git_commit") else ""
-    # After a failed apply the host runs an earlier generation: that one first, the failure after.
-    runs = f"generation {g['running']} running; " if g.get("running") not in (None, g["id"]) else ""
-    last = f"{g['id']} {g['outcome']}" if runs else f"generation {g['id']} {g['outcome']}"
-    return [Text(f"{runs}{last}{commit}" + (f": {g['reason']}" if g.get("reason") else ""))]
+    return [Text(generation_line(g))] if g else []
 
 
 def _drift_lines(data: dict) -> list:

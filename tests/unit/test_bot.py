@@ -84,6 +84,19 @@ def test_each_read_command_is_answered_with_the_hosts_figures(one, stub):
     assert "/restart_N" in texts[5]
 
 
+def test_settings_name_the_generation_the_host_runs_as_status_does(one, stub):
+    setup = one.setups[0]
+    stub.say(CHAT, VIEWER, "/settings")
+    one.turn()
+    setup.fake.data["generation"] = {"id": 5, "outcome": "rolled_back", "git_commit": None, "reason": "gate failed", "running": 4}
+    setup.observer.refresh()
+    stub.say(CHAT, VIEWER, "/settings")
+    one.turn()
+    first, second = (c["text"].splitlines()[0] for c in stub.calls("sendMessage"))
+    assert first == "edge-1: no generation yet"
+    assert second == "edge-1: generation 4 running; 5 rolled_back: gate failed"
+
+
 def test_the_offset_moves_past_each_update_so_none_is_answered_twice(one, stub):
     stub.say(CHAT, VIEWER, "/status")
     first = stub.updates[0]["update_id"]
