@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -31,16 +33,22 @@ class Browser:
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  f"--user-data-dir={self.profile}", "--remote-debugging-pipe", f"--window-size={width},{height}", "about:blank"]  # fmt: skip
         # The shell hands the process's stdin and stdout to chromium as descriptors 3 and 4.
+        # A session of its own: closing ends chromium's helpers (zygote, crashpad) with it.
         self.process = subprocess.Popen(["sh", "-c", 'exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>/dev/null', binary, *flags],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)  # fmt: skip
         self.answers: dict[int, dict] = {}
         self.arrived = threading.Condition()
         self.next_id = 0
         threading.Thread(target=self._read, daemon=True).start()
-        page = next(t for t in self.send("Target.getTargets")["targetInfos"] if t["type"] == "page")
-        self.session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
-        self.send("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height, deviceScaleFactor=1, mobile=width < 600)
-        self.send("Page.navigate", session=True, url=url)
+        try:
+            page = next(t for t in self.send("Target.getTargets")["targetInfos"] if t["type"] == "page")
+            self.session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
+            self.send("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height, deviceScaleFactor=1, mobile=width < 600)
+            self.send("Page.navigate", session=True, url=url)
+        except BaseException:
+            self.close()
+            raise
 
     def _read(self) -> None:
         buffer = b""
@@ -108,10 +116,18 @@ class Browser:
         return png
 
     def close(self) -> None:
-        self.process.terminate()
+        """chromium and every helper it started are gone, and so is its profile."""
+        self._signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            pass
+        self._signal(signal.SIGKILL)  # helpers that outlived the browser would write on into the profile
+        self.process.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
