@@ -290,7 +290,7 @@ async def _stream(agent: Agent, gone: asyncio.Future, seq: int, limit: int | Non
     the client's going (`gone` done) at once."""
     data = agent.observer.latest()
     # `backlog`: the events up to this id were published before the stream opened (a page lists them, and
-    # reloads nothing for them).
+    # asks for the nodes as they are now instead of replaying them).
     yield _sse(seq, "hello", {"nodes": [node_event(r) for r in data["containers"]] if data else [], "backlog": agent.hub.last})
     sent, quiet = 0, 0.0
     while (limit is None or sent < limit) and not agent.hub.closed.is_set():

@@ -254,7 +254,7 @@ def test_an_operator_restarts_a_node_and_sees_it_come_back(served, browser):
     page.wait(f"{TEXT_OF}('#events').includes('restart of conduit-2 by olu')", timeout=15)
     page.wait(f"{STATE_OF} === 'announced'", timeout=15)
     events = page.evaluate("[...document.querySelectorAll('#events li')].map(li => li.textContent)")
-    assert any("conduit-2: exited" in e for e in events) and any("conduit-2: announced" in e for e in events)
+    assert any("conduit-2: exited" in e for e in events) and any("conduit-2: announced" in e for e in events), events
     assert setup.restarted == ["conduit-2"]
     rows = [(r["user"], r["event"], r["detail"].get("node")) for r in setup.state.audit.recent(20)]
     assert ("olu", "api.restart", "conduit-2") in rows
@@ -355,6 +355,40 @@ def test_an_apply_from_the_page_shows_its_steps_as_they_run(served, browser):
     lines = page.evaluate("[...document.querySelectorAll('#events li')].map(li => li.textContent)")[::-1]
     started, step, result = (next(i for i, line in enumerate(lines) if line.endswith(" " + end)) for end in ("apply …", "create container conduit-1: started", "apply: no-op"))
     assert started < step < result, lines  # oldest first: the confirmation's line, the step, the result
+
+
+def test_a_change_between_the_pages_load_and_its_event_stream_is_shown(served, browser):
+    """The page loads the nodes, then opens the event stream: a node that stopped in between is an event
+    of the stream's backlog, listed but not replayed, so the page asks for the nodes as they are then."""
+    setup, base = served
+    hub = setup.hub
+
+    class StopsAsTheStreamOpens(type(hub)):
+        @property
+        def last(self) -> int:  # read as the stream opens, for its hello: the node stops just before
+            if setup.fake.data["containers"][1]["state"] == "running":
+                setup.fake.data = drifted(state="exited")
+                setup.observer.refresh()
+            return super().last
+
+    hub.__class__ = StopsAsTheStreamOpens
+    page = browser(f"{base}/#token={setup.tokens['ann']}")
+    page.wait(f"{TEXT_OF}('#events').includes('conduit-2: exited')", timeout=15)
+    page.wait(f"{STATE_OF} === 'exited'", timeout=15)
+
+
+def test_a_rollback_from_the_page_says_what_will_undo_it(served, browser):
+    setup, base = served
+    page = browser(f"{base}/#token={setup.tokens['olu']}")
+    page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    page.wait("document.querySelector('[data-generation=\"1\"] button') !== null", timeout=10)
+    page.evaluate("document.querySelector('[data-generation=\"1\"] button').click()")
+    page.wait("document.getElementById('confirm').open", timeout=5)
+    page.evaluate("document.getElementById('confirm-ok').click()")
+    page.wait(f"{TEXT_OF}('#events').includes('warning: the spec file')", timeout=15)
+    (said,) = [e for e in page.evaluate("[...document.querySelectorAll('#events li')].map(li => li.textContent)") if "warning:" in e]
+    assert f"apply by olu: no-op; warning: the spec file {EXAMPLE} (and its watch, if one runs) will undo this rollback" in said
+    assert "`conduit history --spec 1`" in said and [r.intent.generation for r in setup.requests] == [1]
 
 
 # What a volunteer must not meet: a panel whose content is wider than the panel (the nodes table scrolls

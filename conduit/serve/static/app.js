@@ -83,7 +83,6 @@ async function act(question, path, say) {
   try {
     const answer = await api(path, "POST");
     logEvent(say + ": " + (answer.status || answer.message || answer.text || "done"));
-    for (const warning of answer.warnings || []) logEvent(say + ": warning: " + warning);
   } catch (e) { logEvent(say + " refused: " + e.message); }
   loadAll();
 }
@@ -165,20 +164,32 @@ function nodeRow(n) {
   return tr;
 }
 
-async function loadNodes() {
-  nodesCache = await api("/api/v1/nodes");
-  fill(document.querySelector("#nodes tbody"), nodesCache.map(nodeRow));
+// The page asks again at each event: answers to asks that overlap may arrive out of order, and the
+// answer to an older ask must not cover a newer one (a node shown stopped after it ran again).
+function newestShown(path, show) {
+  let asked = 0, shown = 0;
+  return async () => {
+    const ticket = ++asked;
+    const answer = await api(path);
+    if (ticket < shown) return;
+    shown = ticket;
+    show(answer);
+  };
 }
 
-async function loadSummary() {
-  const s = await api("/api/v1/summary");
+const loadNodes = newestShown("/api/v1/nodes", (nodes) => {
+  nodesCache = nodes;
+  fill(document.querySelector("#nodes tbody"), nodesCache.map(nodeRow));
+});
+
+const loadSummary = newestShown("/api/v1/summary", (s) => {
   const t = s.totals;
   $("title").textContent = "conduit · " + s.cluster;
   $("nodes-title").textContent = `Nodes: ${t.running}/${t.containers} running, ${t.connected} connected, ${t.connecting} connecting`;
   fill($("alerts"), s.alerts.length ? s.alerts.map((a) => el("li", a)) : [el("li", "none", "good")]);
   budget = s.budget || null;
   if (timeline) drawTotals();
-}
+});
 
 function budgetLine(b) {
   const done = b.action === "throttle" ? "throttled" : "stopped";
@@ -340,7 +351,8 @@ function describe(kind, data) {
   if (kind === "nodes") return data.changed.map((n) => `${n.name}: ${n.state}, ${n.connected} connected`).join("; ");
   if (kind === "apply") return data.line;
   if (kind === "apply.start") return `apply by ${data.by} started`;
-  if (kind === "apply.done") return `apply by ${data.by}: ${data.status}` + (data.failure ? ": " + data.failure : "");
+  if (kind === "apply.done") return `apply by ${data.by}: ${data.status}` + (data.failure ? ": " + data.failure : "")
+    + (data.warnings || []).map((w) => "; warning: " + w).join("");
   if (kind === "restart") return `restart of ${data.name} by ${data.by}`;
   if (kind === "error") return "observation failed: " + data.error;
   return null;
@@ -378,7 +390,9 @@ async function follow() {
           block.split("\n").forEach((line) => { const i = line.indexOf(": "); if (i > 0) fields[line.slice(0, i)] = line.slice(i + 2); });
           if (!fields.event || !fields.data) continue;
           const data = JSON.parse(fields.data);
-          if (fields.event === "hello") { backlogUntil = data.backlog; continue; }
+          // The stream may open after the page loaded: what changed in between is in the backlog, which
+          // is listed, not acted on; the nodes and summary are asked again as they are now instead.
+          if (fields.event === "hello") { backlogUntil = data.backlog; loadNodes(); loadSummary(); continue; }
           if (fields.id) last = fields.id;
           onEvent(fields.event, data, Number(fields.id) <= backlogUntil);
         }
