@@ -232,7 +232,9 @@ def serve_command(opts, file, listen, port, interval, tls_cert, tls_key, behind_
         click.echo(line)
     sys.stdout.flush()  # a service's log (journald, a pipe) gets these lines now, not when the agent stops
     try:
-        agent = build(opts.host(), Path(file), opts.detected, interval, _follows_git(opts, file, following.worktree), limits, fleet)
+        repository = public_url(following.target.url) if following.target else None
+        agent = build(opts.host(), Path(file), opts.detected, interval, _follows_git(opts, file, following.worktree), limits, fleet,
+                      repository)  # fmt: skip
         beside = _companion(agent, spec)  # started before the agent's threads (it may refuse), stopped after them
         try:
             run(agent, listen, port, (tls_cert, tls_key), proxies, _watching(following, watch_interval, follow))

@@ -89,7 +89,14 @@ def roll_back(door: Door, images: Images, target: Generation) -> Request:
 
 
 def undo_warning(spec_path: str | None, gen: int) -> str:
-    """A rollback is undone by the next apply of the spec file, and by `watch` at its next reconcile."""
+    """A rollback is undone by the next apply of the spec file, and by a watch of it (`conduit watch`,
+    `conduit serve --watch`) at its next reconcile."""
     where = f"the spec file {spec_path}" if spec_path else "the spec file"
-    return (f"{where} (and `conduit watch`, if it runs) will undo this rollback at the next apply; "
-            f"to keep it, put this generation's spec into the file (`conduit history --spec {gen}` prints it) or stop watch")
+    return (f"{where} (and its watch, if one runs) will undo this rollback at the next apply; "
+            f"to keep it, put generation {gen}'s spec into the file (`conduit history --spec {gen}` prints it) or stop the watch")
+
+
+def undo_by_repository(url: str, gen: int) -> str:
+    """A rollback on a host that follows a repository is undone at the follower's next heal."""
+    return (f"this host follows {url}, whose spec its watch applies again at the next interval, undoing this rollback; "
+            f"to keep it, commit generation {gen}'s spec there (`conduit history --spec {gen}` prints it)")

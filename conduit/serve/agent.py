@@ -160,6 +160,7 @@ class Agent:
     check_planner: Callable[[Apply, ClusterSpec, HostAccess], tuple[Plan, object]] = plan_on_host
     plan_seconds: float = 5.0
     fleet: object = None  # conduit.serve.fleet.FleetFiles, with `serve --fleet`
+    repository: str | None = None  # `serve --git URL`: the repository followed (its public URL), whose spec `spec` holds a copy of
     _state: Stores | None = None
     _tokens: dict = field(default_factory=dict)
     _plan: tuple[float, Plan] | None = None
@@ -346,9 +347,20 @@ class Agent:
             raise Refused(409, f"generation {target.id} is of cluster {target.cluster}; the agent has no spec loaded to tell its own by: "
                                f"fix {self.spec.path} (`conduit validate` names what is wrong), then roll back")  # fmt: skip
         self._same_as_git(target.spec_text, f"generation {target.id}'s spec")
-        # When the host follows git, the rollback put back the committed spec: nothing will undo it.
-        undone = None if self.git_follow else intents.undo_warning(str(self.spec.path), target.id)
-        return self._run(lambda door: intents.roll_back(door, self.state().images, target), user, undone)
+        return self._run(lambda door: intents.roll_back(door, self.state().images, target), user, self._undone_by(target.id))
+
+    def _undone_by(self, gen: int) -> str | None:
+        """What will undo a rollback to generation `gen`, as a warning; None when nothing will: the host
+        follows a work tree whose file is the committed spec, the one the rollback put back."""
+        if self.repository:
+            return intents.undo_by_repository(self.repository, gen)
+        if self.git_follow:
+            try:
+                if read_spec_text(self.spec.path) == self._committed():
+                    return None
+            except SpecError:
+                pass
+        return intents.undo_warning(str(self.spec.path), gen)
 
     def _known(self, name: str) -> None:
         if name not in {n.name for n in nodes(self.spec.current())}:

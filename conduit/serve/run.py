@@ -34,14 +34,16 @@ TRACKER_CHECK = 2.0  # seconds between the hosted tracker's checks of the spec a
 
 
 def build(host: HostAccess, spec_path: Path, facts: Callable[[], HostFacts], interval: float, git_follow: bool,
-          limits: tuple[Limiter, Limiter], fleet: FleetFiles | None = None) -> Agent:  # fmt: skip
-    """The agent, its state DB opened (and checked) once, before the first request; no thread started yet."""
+          limits: tuple[Limiter, Limiter], fleet: FleetFiles | None = None, repository: str | None = None) -> Agent:  # fmt: skip
+    """The agent, its state DB opened (and checked) once, before the first request; no thread started yet.
+    `repository`: the public URL of the repository followed (`serve --git URL`)."""
     tune_malloc()  # before the agent's threads start
     load_structlog()  # loaded while this is the only thread, without rich (conduit.log)
     spec = SpecFile(spec_path.absolute(), facts)  # as named: resolved once, a link repointed later would go unseen
     hub = Hub()
     observer = Observer(Collector(spec, host), hub, interval)
-    agent = Agent(spec, host, observer, hub, git_follow=git_follow, by_address=limits[0], by_token=limits[1], fleet=fleet)
+    agent = Agent(spec, host, observer, hub, git_follow=git_follow, by_address=limits[0], by_token=limits[1], fleet=fleet,
+                  repository=repository)  # fmt: skip
     observer.sample = Sampler(lambda: agent.state().timeline)
     agent.state()
     return agent

@@ -671,8 +671,8 @@ def test_rollback_without_n_goes_to_the_good_generation_before_the_current_one(c
     assert cluster.command_of(f"{cluster.prefix}-1")[2] == "40"  # generation 1's -m, not a re-apply of 2
     assert cluster.generations() == [(1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
     (warning,) = [line for line in result.stderr.splitlines() if "undo this rollback" in line]
-    assert warning.startswith(f"warning: the spec file {cluster.spec} (and `conduit watch`, if it runs) will undo")
-    assert warning.endswith("to keep it, put this generation's spec into the file (`conduit history --spec 1` prints it) or stop watch")
+    assert warning.startswith(f"warning: the spec file {cluster.spec} (and its watch, if one runs) will undo")
+    assert warning.endswith("to keep it, put generation 1's spec into the file (`conduit history --spec 1` prints it) or stop the watch")
     newer = cluster.spec.read_text()
     again = cluster.apply()  # what the warning says: the spec file takes the host back
     assert again.returncode == 0 and cluster.command_of(f"{cluster.prefix}-1")[2] == "70"

@@ -84,6 +84,16 @@ def test_each_read_command_is_answered_with_the_hosts_figures(one, stub):
     assert "/restart_N" in texts[5]
 
 
+def test_a_writes_outcome_is_one_line_with_its_problems_and_its_warnings_beneath():
+    from conduit.bot.hosts import outcome_line
+
+    assert outcome_line("sync", {"status": "no-op"}) == "sync: no-op"  # an agent's answer from before warnings
+    blocked = {"status": "blocked", "generation": None, "failure": None, "warnings": [], "problems": ["port 8443 is taken", "no disk"]}
+    assert outcome_line("sync", blocked) == "sync: blocked: port 8443 is taken; no disk"
+    rolled = {"status": "succeeded", "generation": 7, "failure": None, "warnings": ["the spec file undoes it"], "problems": []}
+    assert outcome_line("rollback", rolled) == "rollback: succeeded, generation 7\nwarning: the spec file undoes it"
+
+
 def test_settings_name_the_generation_the_host_runs_as_status_does(one, stub):
     setup = one.setups[0]
     stub.say(CHAT, VIEWER, "/settings")

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -199,15 +198,22 @@ def test_an_event_follows_a_change_in_the_observation(setup):
         setup.fake.data = observation(connected=7, state="exited")
         setup.observer.refresh()
 
-    text = ""
-    with setup.client.stream("GET", "/api/v1/events?limit=1", headers=setup.auth("ann")) as answer:
-        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
-        for chunk in answer.iter_text():
-            if not text and "event: hello" in chunk:  # the stream is open: a change now is the next event
-                threading.Thread(target=change).start()
-                began = time.monotonic()
-            text += chunk
-    assert time.monotonic() - began < 10  # pushed, not found at a later poll
+    got = {"text": ""}
+
+    def read():  # ends after the one event (limit=1); a change that is never pushed leaves it reading keep-alives
+        with setup.client.stream("GET", "/api/v1/events?limit=1", headers=setup.auth("ann")) as answer:
+            got["status"], got["type"] = answer.status_code, answer.headers["content-type"]
+            for chunk in answer.iter_text():
+                if not got["text"] and "event: hello" in chunk:  # the stream is open: a change now is the next event
+                    threading.Thread(target=change).start()
+                got["text"] += chunk
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert not reader.is_alive(), f"no event followed the change: {got}"
+    assert got["status"] == 200 and got["type"].startswith("text/event-stream")
+    text = got["text"]
     events = [block for block in text.split("\n\n") if block.strip()]
     assert events[0].startswith("id: ") and "event: hello" in events[0]
     assert "event: nodes" in events[1]
@@ -263,6 +269,27 @@ def test_a_host_that_follows_git_refuses_to_diverge(tmp_path):
     assert back.status_code == 409 and "follows git" in back.json()["detail"]
     assert len(s.requests) == 1
     assert any(r["event"] == "api.rollback" and r["detail"]["status"] == 409 for r in s.state.audit.recent(10))
+
+    # The committed spec again: a watch of the file would undo it only while the file differs from the commit.
+    same = s.state.history.begin(committed, "h", str(spec), (None, None), "edge-1")
+    s.state.history.finish(same, "succeeded")
+    edited = s.client.post(f"/api/v1/rollback/{same}", headers=s.auth("olu"))
+    assert edited.status_code == 200 and edited.json()["warnings"][0].startswith(f"the spec file {spec} (and its watch, if one runs) will undo")
+    spec.write_text(committed)
+    clean = s.client.post(f"/api/v1/rollback/{same}", headers=s.auth("olu"))
+    assert clean.status_code == 200 and clean.json()["warnings"] == []
+
+
+def test_a_rollback_on_a_host_that_follows_a_repository_says_its_next_heal_undoes_it(setup):
+    setup.agent.repository = "https://git.example.org/fleet.git"
+    gen = setup.state.history.begin(EXAMPLE.read_text(), "h", str(EXAMPLE), (None, None), "edge-1")
+    setup.state.history.finish(gen, "succeeded")
+    back = setup.client.post(f"/api/v1/rollback/{gen}", headers=setup.auth("olu"))
+    assert back.status_code == 200
+    assert back.json()["warnings"] == [
+        "this host follows https://git.example.org/fleet.git, whose spec its watch applies again at the next interval, undoing this "
+        f"rollback; to keep it, commit generation {gen}'s spec there (`conduit history --spec {gen}` prints it)"
+    ]
 
 
 def test_a_huge_committed_spec_is_refused_from_gits_header_not_read(tmp_path):
@@ -389,7 +416,7 @@ def test_the_agent_rolls_back_as_the_cli_does_to_the_image_the_generation_ran(se
     assert back.status_code == 200
     by_agent = setup.requests[-1]
     # Both say what will undo it: the spec file, at the next apply or the watch's next reconcile.
-    undone = f"the spec file {EXAMPLE} (and `conduit watch`, if it runs) will undo this rollback at the next apply"
+    undone = f"the spec file {EXAMPLE} (and its watch, if one runs) will undo this rollback at the next apply"
     (warning,) = back.json()["warnings"]
     assert warning.startswith(undone) and f"`conduit history --spec {gen}`" in warning
 
@@ -433,7 +460,7 @@ def test_a_rollback_without_n_goes_where_conduit_rollback_goes(setup, monkeypatc
     generation("succeeded"), generation("rolled_back")
     assert setup.client.post("/api/v1/rollback", headers=setup.auth("olu")).status_code == 200
     said = LocalHost("edge-1", setup.agent).rollback("olu").splitlines()
-    assert said[0] == "rollback: no-op" and said[1].startswith(f"warning: the spec file {EXAMPLE} (and `conduit watch`, if it runs) will undo")
+    assert said[0] == "rollback: no-op" and said[1].startswith(f"warning: the spec file {EXAMPLE} (and its watch, if one runs) will undo")
     by_cli = []
     monkeypatch.setattr(cli_apply, "reconciled", lambda request, asking: by_cli.append(request) or Reconciled("no-op"))
     assert CliRunner().invoke(main, ["--state-dir", str(setup.state_dir), "rollback", "--auto-approve"]).exit_code == 0
