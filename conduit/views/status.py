@@ -37,8 +37,9 @@ def generation_line(g: dict) -> str:
     """The generation the host runs and the last one, as status shows them: after a failed apply the
     host runs an earlier generation, that one first, the failure after."""
     commit = f" at {g['git_commit'][:10]}" if g.get("git_commit") else ""
-    runs = f"generation {g['running']} running; " if g.get("running") not in (None, g["id"]) else ""
-    last = f"{g['id']} {g['outcome']}" if runs else f"generation {g['id']} {g['outcome']}"
+    gen, outcome = g.get("id", "?"), g.get("outcome", "?")  # an older agent's summary may lack one
+    runs = f"generation {g['running']} running; " if g.get("running") not in (None, gen) else ""
+    last = f"{gen} {outcome}" if runs else f"generation {gen} {outcome}"
     return f"{runs}{last}{commit}" + (f": {g['reason']}" if g.get("reason") else "")
 
 

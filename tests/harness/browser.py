@@ -33,7 +33,7 @@ class Browser:
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  f"--user-data-dir={self.profile}", "--remote-debugging-pipe", f"--window-size={width},{height}", "about:blank"]  # fmt: skip
         # The shell hands the process's stdin and stdout to chromium as descriptors 3 and 4.
-        # A session of its own: closing ends chromium's helpers (zygote, crashpad) with it.
+        # A session of its own: closing ends chromium's helpers (zygotes, renderers, utilities) with it.
         self.process = subprocess.Popen(["sh", "-c", 'exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>/dev/null', binary, *flags],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                         start_new_session=True)  # fmt: skip
@@ -116,18 +116,24 @@ class Browser:
         return png
 
     def close(self) -> None:
-        """chromium and every helper it started are gone, and so is its profile."""
+        """chromium and every helper of its session are gone, and so is its profile."""
         self._signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._signal(signal.SIGKILL)  # helpers that outlived the browser would write on into the profile
+        deadline = time.monotonic() + 10
+        # Waited for, not reaped: until it is, no other process group can take its number.
+        while time.monotonic() < deadline and self._running():
+            time.sleep(0.05)
+        self._signal(signal.SIGKILL)  # helpers that outlived it would write on into the profile
         self.process.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+    def _running(self) -> bool:
+        try:
+            return os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:  # reaped already
+            return False
 
     def _signal(self, sig: int) -> None:
         try:
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
+        except OSError:  # the group is empty
             pass
