@@ -197,26 +197,23 @@ function budgetLine(b) {
   return `${b.used_gb} of ${b.monthly_gb} GB (${b.percent} %), resets ${b.resets}; ${what}` + (b.counting ? "" : " (not counted yet)");
 }
 
-async function loadCountries() {
-  const rows = await api("/api/v1/countries");
+const loadCountries = newestShown("/api/v1/countries", (rows) => {
   fill($("countries"), rows.slice(0, 8).map((c) => el("li", `${c.region}: ${c.clients} clients, ${bytes(c.bytes_up + c.bytes_down)}`)));
   if (!rows.length) fill($("countries"), [el("li", "no figures yet")]);
-}
+});
 
-async function loadFront() {
-  const f = await api("/api/v1/front");
+const loadFront = newestShown("/api/v1/front", (f) => {
   const items = (f.listeners || []).map((l) => el("li",
     `${l.listener} ${l.port}: ${l.listening === false ? "NOT listening" : "listening"}` +
     (l.backends ? `, backends ${l.backends_up}/${l.backends} up` : ""), l.listening === false ? "bad" : ""));
   if (f.capacity) items.push(el("li", f.capacity.running ? `${f.capacity.connections} connections` +
     (f.capacity.ceiling ? ` of ${f.capacity.ceiling}` : "") : "front nginx NOT running", f.capacity.running ? "" : "bad"));
   fill($("front"), items.length ? items : [el("li", "no front in this spec")]);
-}
+});
 
 // ------------------------------------------------------------------ plan and generations
 
-async function loadPlan() {
-  const p = await api("/api/v1/plan");
+const loadPlan = newestShown("/api/v1/plan", (p) => {
   $("drift").textContent = p.drift.length ? "drift: " + p.drift.join(", ")
     : p.pending ? `${p.pending} change${p.pending === 1 ? "" : "s"} pending:` : "none pending: the host matches the spec";
   $("drift").className = p.drift.length ? "warn" : "";
@@ -225,7 +222,7 @@ async function loadPlan() {
   $("image-update").className = p.update ? "warn" : "";
   $("plan-text").textContent = p.text;
   $("apply").disabled = !p.pending;
-}
+});
 
 function generationItem(g, current) {
   const when = new Date(g.started * 1000).toLocaleString();
@@ -248,13 +245,12 @@ function generationItem(g, current) {
   return li;
 }
 
-async function loadGenerations() {
-  const gens = await api("/api/v1/generations");
+const loadGenerations = newestShown("/api/v1/generations", (gens) => {
   const runs = gens.find((g) => g.running);  // the agent says which one the host runs
   const current = runs ? runs.id : null;
   fill($("generations"), gens.slice(-10).reverse().map((g) => generationItem(g, current)));
   if (!gens.length) fill($("generations"), [el("li", "none yet")]);
-}
+});
 
 // ------------------------------------------------------------------ charts
 
