@@ -104,7 +104,11 @@ def test_capture_counts_ephemeral_udp_and_not_443_or_53():
     """Real packets on lo, to 127.0.0.1 only: the excluded ports go first, so a filter letting them in fails."""
     tcpdump = need("tcpdump")
     wanted = [40001, 40002, 40003]
-    argv = [tcpdump, "-i", "lo", "-n", "-l", "-p", "--immediate-mode", "-c", str(len(wanted)), capture_filter(Tracker())]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    # Only this test's packets: tests running beside it send UDP on lo too (the front's UDP listeners).
+    ours = f"({capture_filter(Tracker())}) and udp src port {sock.getsockname()[1]}"
+    argv = [tcpdump, "-i", "lo", "-n", "-l", "-p", "--immediate-mode", "-c", str(len(wanted)), ours]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready = threading.Event()
     errors: list[str] = []
@@ -117,16 +121,16 @@ def test_capture_counts_ephemeral_udp_and_not_443_or_53():
 
     threading.Thread(target=watch_stderr, daemon=True).start()
     try:
-        if not ready.wait(10):
+        if not ready.wait(30):
             proc.kill()
             unavailable(f"tcpdump cannot capture on lo here: {''.join(errors).strip()}")
         time.sleep(0.2)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            for port in (443, 53, *wanted):
-                sock.sendto(b"probe", ("127.0.0.1", port))
-                time.sleep(0.02)
-        out, _ = proc.communicate(timeout=10)
+        for port in (443, 53, *wanted):
+            sock.sendto(b"probe", ("127.0.0.1", port))
+            time.sleep(0.02)
+        out, _ = proc.communicate(timeout=30)
     finally:
+        sock.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
