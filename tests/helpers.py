@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import sys
@@ -100,15 +101,23 @@ def removed_afterwards(*files: Path):
     taken = [str(f) for f in files if f.exists()]
     if taken:
         raise AssertionError(f"{', '.join(taken)} already exist; the test will not overwrite them")
-    made = sorted({d for f in files for d in (f.parent, *f.parent.parents) if not d.exists()}, key=lambda d: -len(d.parts))
-    try:
-        yield files
-    finally:
-        for f in files:
-            f.unlink(missing_ok=True)
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when empty: whatever else came meanwhile stays
+    # Tests in other workers may be writing into the same directories: each holds a shared lock while
+    # it runs, and only one that is alone (the exclusive lock taken at once) removes the directories.
+    with open(os.path.join(tempfile.gettempdir(), "cdk-host-dirs.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        made = sorted({d for f in files for d in (f.parent, *f.parent.parents) if not d.exists()}, key=lambda d: -len(d.parts))
+        try:
+            yield files
+        finally:
+            for f in files:
+                f.unlink(missing_ok=True)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                made = []  # another test writes there still: the directories stay
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: whatever else came meanwhile stays
 
 
 def offline_plan(doc):

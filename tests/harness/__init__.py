@@ -31,10 +31,65 @@ T = TypeVar("T")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port that is free on 127.0.0.1 right now (TCP by default, or SOCK_DGRAM)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free on 127.0.0.1 now (TCP by default, or SOCK_DGRAM), this process's own: see free_port_block."""
+    return _take(1, kind)
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive TCP ports free on 127.0.0.1 now, of this process's own.
+
+    A port is handed to a node, nginx or a registry that binds it seconds later, so it must not be
+    one that anything else may take meanwhile:
+    - not one the kernel hands to outgoing connections (net.ipv4.ip_local_port_range): the suite
+      makes thousands of them, and a node whose port is taken exits, as the real one does;
+    - not one another pytest-xdist worker hands out: each worker has a slice of its own;
+    - not one this process handed out lately: it goes on through its slice, from a random start
+      (another run of the tests on this machine starts elsewhere), and skips what is bound.
+    """
+    return _take(count, socket.SOCK_STREAM)
+
+
+_cursor: int | None = None
+
+
+def _own_ports() -> range:
+    low, high = 20000, 40000
+    ephemeral = _ephemeral_ports()
+    if low < ephemeral.start < high:
+        high = ephemeral.start
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % workers if worker[2:].isdigit() else 0
+    size = (high - low) // workers
+    return range(low + index * size, low + (index + 1) * size)
+
+
+def _take(count: int, kind: int) -> int:
+    global _cursor
+    ports = _own_ports()
+    if _cursor is None or _cursor not in ports:
+        _cursor = random.randrange(ports.start, ports.stop)
+    for _ in range(len(ports) // count + 1):
+        base = _cursor if _cursor + count <= ports.stop else ports.start
+        _cursor = base + count
+        if _free(base, count, kind):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports in {ports.start}-{ports.stop - 1}")
+
+
+def _free(base: int, count: int, kind: int) -> bool:
+    sockets = []
+    try:
+        for port in range(base, base + count):
+            s = socket.socket(socket.AF_INET, kind)
+            sockets.append(s)
+            s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _ephemeral_ports() -> range:
@@ -43,37 +98,6 @@ def _ephemeral_ports() -> range:
         return range(int(first), int(last) + 1)
     except (OSError, ValueError):
         return range(32768, 61000)  # the kernel's default
-
-
-def free_port_block(count: int, low: int = 20000, high: int = 40000) -> int:
-    """The first of `count` consecutive TCP ports free on 127.0.0.1 now, from a random start.
-
-    Tests on host networking need a block of metrics ports; a fixed block collides with
-    another run of the same tests on this machine. Ports the kernel hands out to outgoing
-    connections (net.ipv4.ip_local_port_range) are avoided: one of them may be taken by the
-    time the node binds it, and the node exits like the real one does.
-    """
-    rng = random.Random()
-    ephemeral = _ephemeral_ports()
-    if ephemeral.start <= low and high <= ephemeral.stop:
-        ephemeral = range(0)  # nothing else to choose from
-    for _ in range(200):
-        base = rng.randrange(low, high - count)
-        if range(max(base, ephemeral.start), min(base + count, ephemeral.stop)):
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports between {low} and {high}")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.1,

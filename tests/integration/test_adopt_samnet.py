@@ -21,7 +21,7 @@ import yaml
 
 from conduit.features.v1import import secret_files
 from conduit.spec.policy import HostPolicy
-from tests.harness import free_port_block, wait_for
+from harness import free_port_block, wait_for
 from tests.helpers import default_policy_with_standin, removed_afterwards
 
 pytestmark = pytest.mark.integration

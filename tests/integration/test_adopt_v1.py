@@ -11,7 +11,7 @@ import yaml
 
 from conduit.features.v1import import secret_files
 from conduit.spec.policy import HostPolicy
-from tests.harness import free_port_block, wait_for
+from harness import free_port_block, wait_for
 from tests.helpers import CONDUIT, cli_env, default_policy_with_standin, removed_afterwards
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,7 @@ def test_import_apply_and_destroy_keep_every_key(v1_host):
     host = v1_host
     keys = host.keys()
     result = host.run("import-v1", "--settings", str(host.tmp / "settings.conf"), "--prefix", host.prefix,
-                      "--metrics-port-base", "19800", "-o", str(host.spec))  # fmt: skip
+                      "--metrics-port-base", str(free_port_block(2)), "-o", str(host.spec))  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "unknown setting NEW_KEY" in result.stderr
     doc = yaml.safe_load(host.spec.read_text())

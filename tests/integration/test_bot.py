@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import free_port_block
-from tests.harness import wait_for
+from harness import wait_for
 from tests.helpers import cli_env, default_policy_with_standin
 from tests.integration.test_apply import Cluster
 from tests.telegram_stub import TelegramStub

@@ -12,7 +12,7 @@ from conduit.drivers.docker import CountingClient
 from conduit.drivers.dockerapi import container_log
 from conduit.execute import nodehealth
 from conduit.facts import nodelog
-from tests.harness import wait_for
+from harness import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from conduit.tracker.capture import GEOIP_V4, country, parse
 from conduit.state.stores import open_state
-from tests.harness import need, not_found, unavailable, wait_for
+from harness import need, not_found, unavailable, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ for _ in range(count):
 @pytest.fixture
 def namespaces():
     """Two namespaces joined by a veth pair: the node side 10.213.7.1, the client side 10.213.7.2."""
-    from tests.harness.netns import veth_pair
+    from harness.netns import veth_pair
 
     with veth_pair("10.213.7", need("ip")) as pair:
         need("tcpdump")

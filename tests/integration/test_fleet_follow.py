@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conduit.state.stores import open_state
-from tests.harness import free_port_block, wait_for
+from harness import free_port_block, wait_for
 from tests.helpers import cli_env, stand_in_policy
 from tests.integration.test_apply import Cluster
 

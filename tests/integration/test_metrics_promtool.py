@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from tests.harness import not_found, unavailable
+from harness import not_found, unavailable
 from tests.unit.test_serve import Setup, observation
 from tests.unit.test_status_render import row
 

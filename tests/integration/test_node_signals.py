@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from harness import free_port_block
-from tests.harness import wait_for
+from harness import wait_for
 from tests.integration.test_apply import Cluster
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import free_port_block
-from tests.harness import wait_for
+from harness import wait_for
 from tests.helpers import cli_env
 from tests.integration.test_apply import Cluster
 

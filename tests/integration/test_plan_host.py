@@ -205,7 +205,7 @@ def test_lacking_permission_on_the_engine_is_one_line(tmp_path):
     import os
     import socket
 
-    from tests.harness import need
+    from harness import need
 
     setpriv = need("setpriv")
     path = tmp_path / "engine.sock"

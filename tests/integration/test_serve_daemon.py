@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from harness import free_port_block
-from tests.harness import wait_for
+from harness import wait_for
 from tests.helpers import cli_env
 from tests.integration.test_apply import Cluster
 from tests.integration.test_serve import follow, get

@@ -67,7 +67,7 @@ def test_a_1x_node_without_metrics_is_read_from_its_stats_file(tmp_path, docker_
     from conduit.drivers.observe import HostAccess
 
     converge(HostAccess(cluster.root, cluster.state, docker_engine.host), cluster.spec.read_text())
-    from tests.harness import wait_for
+    from harness import wait_for
 
     def connected():
         data = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)
@@ -84,7 +84,7 @@ def test_a_nodes_own_geo_list_is_merged_into_the_countries(tmp_path, docker_engi
     cluster.spec.write_text(spec)
     from tests.integration.test_plan_host import converge
     from conduit.drivers.observe import HostAccess
-    from tests.harness import wait_for
+    from harness import wait_for
 
     converge(HostAccess(cluster.root, cluster.state, docker_engine.host), cluster.spec.read_text())
 
@@ -108,7 +108,7 @@ def test_lifetime_bytes_survive_a_restart(cluster):
     assert again["totals"]["lifetime_bytes_up"] == 2000  # the same run read twice counts once
 
     cluster.engine.client.containers.get(f"{cluster.prefix}-1").restart(timeout=5)
-    from tests.harness import wait_for
+    from harness import wait_for
 
     def restarted():
         data = json.loads(cluster.run("status", "--json", "--no-drift", str(cluster.spec)).stdout)

@@ -13,7 +13,7 @@ import signal
 import pytest
 
 from harness import free_port_block
-from tests.harness import wait_for
+from harness import wait_for
 from tests.integration.test_apply import Cluster
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from conduit.drivers.tracker import observe_tracker, systemd_is_init, tracker_pi
 from conduit.spec.load import load_text
 from conduit.render.tracker import capture_filter, render_tracker
 from conduit.spec.spec import Tracker
-from tests.harness import need, unavailable
+from harness import need, unavailable
 from tests.helpers import SMALL_VPS, dump, minimal
 
 pytestmark = pytest.mark.integration

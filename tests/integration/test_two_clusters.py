@@ -15,7 +15,7 @@ from conduit.drivers.tracker import tracker_pidfile
 from conduit.execute.executor import stop_pidfile
 from conduit.facts.oneline import one_line
 from conduit.render.container import CLUSTER, MANAGED_BY, MANAGER
-from tests.harness import free_port_block
+from harness import free_port_block
 from tests.helpers import cli_env, default_policy_with_standin
 from tests.integration import test_apply as base
 

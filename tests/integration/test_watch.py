@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conduit.state.stores import open_state
-from tests.harness import free_port_block, wait_for
+from harness import free_port_block, wait_for
 from tests.integration.test_apply import Cluster
 
 pytestmark = pytest.mark.integration

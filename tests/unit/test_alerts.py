@@ -1,9 +1,9 @@
-import socket
 from pathlib import Path
 
 import pytest
 import structlog
 from click.testing import CliRunner
+from harness import free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,10 +50,8 @@ def alerts_test(tmp_path, spec: str):
 
 
 def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    """Where nothing answers (harness.free_port: no other test and no outgoing connection takes it meanwhile)."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_alerts_test_sends_one_message(tmp_path, stub, monkeypatch):

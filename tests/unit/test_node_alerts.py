@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import docker.errors
+from harness import free_port_block
 
 from conduit.features import watch
 from conduit.spec.load import load_text
@@ -17,9 +17,9 @@ LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again: nothing answers there
+    """Of two free ports, the first: nothing answers on either (harness.free_port_block: no other
+    test and no outgoing connection takes them meanwhile)."""
+    return free_port_block(2)
 
 
 def spec(port: int):

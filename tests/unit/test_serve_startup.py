@@ -9,7 +9,7 @@ import pytest
 from conduit.cli.companion import Companion, NotStarted, asked
 from conduit.cli.serve import startup_lines
 from conduit.serve.agent import SpecFile
-from tests.harness import wait_for
+from harness import wait_for
 from tests.helpers import SMALL_VPS, dump, minimal
 
 

@@ -99,7 +99,7 @@ def test_a_watched_spec_linked_out_of_its_repository_is_refused_unread(tmp_path)
 
     from conduit.drivers.observe import HostAccess
     from conduit.features.watch import Watcher
-    from tests.harness import wait_for
+    from harness import wait_for
     from tests.helpers import SMALL_VPS
 
     repo = tmp_path / "repo"
