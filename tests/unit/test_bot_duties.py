@@ -136,15 +136,20 @@ def test_an_alert_is_sent_once_per_cooldown_and_duplicates_are_one():
     assert gate.fresh(["all nodes down"], 3600) == ["all nodes down"]
 
 
-def run_duties(tmp_path, stub, bot: Bot, budget: Budget | None, totals, clock: list[datetime], machine: Machine, audit: list):
-    api = BotApi(TOKEN, stub.url)
+def run_duties(tmp_path, stub, bot: Bot, budget: Budget | None, totals, clock: list[datetime], machine: Machine, audit: list,
+               api: BotApi | None = None):  # fmt: skip
+    """Duties as an agent runs them, over `clock`; with `api`, through that Bot API client (a month of agents
+    that each start afresh need not each open their own)."""
+    own = api is None
+    api = BotApi(TOKEN, stub.url) if own else api
     keeper = BudgetKeeper(tmp_path, budget) if budget else None
     duties = Duties(api, [42], machine, bot, SeededHistory([], []), keeper, totals, lambda *row: audit.append(row))
     try:
         for now in clock:
             duties.tick(now)
     finally:
-        api.close()
+        if own:
+            api.close()
 
 
 def test_reports_and_alerts_go_to_the_chat_at_the_right_local_hours(tmp_path):
@@ -185,9 +190,10 @@ def test_the_budget_stops_the_nodes_at_100_percent_and_starts_them_at_the_reset(
     budget = Budget(monthly_gb=100, resets_on_day=5)
     clock = [start + timedelta(hours=6 * i) for i in range(4 * 31)]  # a month, a tick every 6 hours
     stopped_at = started_at = None
+    api = BotApi(TOKEN, stub.url)
     try:
         for now in clock:
-            run_duties(tmp_path, stub, bot, budget, totals, [now], machine, audit)  # a new agent each time: the ledger is on disk
+            run_duties(tmp_path, stub, bot, budget, totals, [now], machine, audit, api)  # a new agent each time: the ledger is on disk
             if ("stop", "conduit-1") in machine.done and stopped_at is None:
                 stopped_at = now
             if ("start", "conduit-1") in machine.done and started_at is None:
@@ -196,6 +202,7 @@ def test_the_budget_stops_the_nodes_at_100_percent_and_starts_them_at_the_reset(
                 served[node] += 2 * GB if up else 0  # 4 GB every 6 hours while both run
         texts = [c["text"] for c in stub.calls("sendMessage")]
     finally:
+        api.close()
         stub.close()
     assert stopped_at == start + timedelta(days=6, hours=6)  # 100 GB after 25 ticks
     assert started_at == datetime(2026, 4, 5, 0, 0, tzinfo=TEHRAN)  # the first tick of the new month
@@ -220,11 +227,12 @@ def simulate_a_throttled_month(tmp_path, machine: Machine, failing_applies: int 
     budget = Budget(monthly_gb=100, resets_on_day=5, action="throttle")
     clock = [start + timedelta(hours=6 * i) for i in range(4 * 31)]
     throttled_at = freed_at = None
+    api = BotApi(TOKEN, stub.url)
     try:
         for now in clock:
             if now == start + timedelta(days=6, hours=6):  # the tick at which the budget reaches 100 %
                 machine.failing_applies = failing_applies
-            run_duties(tmp_path, stub, Bot(reports=Reports(timezone="Asia/Tehran")), budget, totals, [now], machine, audit)
+            run_duties(tmp_path, stub, Bot(reports=Reports(timezone="Asia/Tehran")), budget, totals, [now], machine, audit, api)
             if machine.cpus and throttled_at is None:
                 throttled_at = now
             if ("unthrottle", "conduit-1") in machine.done and freed_at is None:
@@ -233,6 +241,7 @@ def simulate_a_throttled_month(tmp_path, machine: Machine, failing_applies: int 
                 served[node] += 2 * GB if node not in machine.cpus else GB // 1000
         texts = [c["text"] for c in stub.calls("sendMessage")]
     finally:
+        api.close()
         stub.close()
     return throttled_at, freed_at, texts, audit
 

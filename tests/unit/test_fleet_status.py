@@ -134,6 +134,7 @@ class Listener:
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # the body would wait for the client's delayed ACK
             def do_GET(self):  # noqa: N802 - the stdlib's name
                 listener.seen.append(self.headers.get("Authorization") or "")
                 body = b"" if redirect else b'{"totals": {}}'

@@ -30,6 +30,7 @@ class Stub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # the body would wait for the client's delayed ACK
             def do_GET(self):  # noqa: N802
                 stub.requests.append((self.path, dict(self.headers)))
                 route = stub.routes.get(urlsplit(self.path).path)
