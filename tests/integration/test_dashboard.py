@@ -142,7 +142,7 @@ def test_the_dashboard_draws_the_nodes_and_follows_their_changes(served, browser
     setup.fake.data = drifted(connected=9, state="exited")
     setup.observer.refresh()
     page.wait(f"{STATE_OF} === 'exited'", timeout=15)
-    assert "conduit-2: exited, 1 connected" in page.evaluate("document.getElementById('events').textContent")
+    page.wait(f"{TEXT_OF}('#events').includes('conduit-2: exited, 1 connected')", timeout=15)
     # the alerts come with the summary, a request of their own after the nodes'
     page.wait("document.getElementById('alerts').textContent.startsWith('not running: conduit-2')", timeout=5)
     assert page.evaluate("document.getElementById('nodes-title').textContent").startswith("Nodes: 1/2 running")
@@ -253,6 +253,8 @@ def test_an_operator_restarts_a_node_and_sees_it_come_back(served, browser):
         exited_seen.set()
     page.wait(f"{TEXT_OF}('#events').includes('restart of conduit-2 by olu')", timeout=15)
     page.wait(f"{STATE_OF} === 'announced'", timeout=15)
+    # The event's line may come a poll of the stream after the table: the page may have asked for the nodes meanwhile.
+    page.wait(f"{TEXT_OF}('#events').includes('conduit-2: announced')", timeout=15)
     events = page.evaluate("[...document.querySelectorAll('#events li')].map(li => li.textContent)")
     assert any("conduit-2: exited" in e for e in events) and any("conduit-2: announced" in e for e in events), events
     assert setup.restarted == ["conduit-2"]
