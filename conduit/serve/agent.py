@@ -282,10 +282,12 @@ class Agent:
         except GitError as exc:
             raise Refused(409, f"the host follows git and the committed spec cannot be read: {exc}") from None
 
-    def _same_as_git(self, text: str, what: str) -> None:
+    def _same_as_git(self, text: str, what: str) -> str | None:
+        """The committed spec (None: the host does not follow git), refused unless it is `text`."""
         committed = self._committed()
         if committed is not None and text != committed:
             raise Refused(409, f"{what} is not the committed spec and the host follows git; commit and push it instead")
+        return committed
 
     def _served_text(self) -> str:
         """The spec the agent serves, as text: the committed one when the host follows git."""
@@ -346,17 +348,17 @@ class Agent:
         if cluster is None and target.cluster is not None:
             raise Refused(409, f"generation {target.id} is of cluster {target.cluster}; the agent has no spec loaded to tell its own by: "
                                f"fix {self.spec.path} (`conduit validate` names what is wrong), then roll back")  # fmt: skip
-        self._same_as_git(target.spec_text, f"generation {target.id}'s spec")
-        return self._run(lambda door: intents.roll_back(door, self.state().images, target), user, self._undone_by(target.id))
+        committed = self._same_as_git(target.spec_text, f"generation {target.id}'s spec")
+        return self._run(lambda door: intents.roll_back(door, self.state().images, target), user, self._undone_by(target.id, committed))
 
-    def _undone_by(self, gen: int) -> str | None:
+    def _undone_by(self, gen: int, committed: str | None) -> str | None:
         """What will undo a rollback to generation `gen`, as a warning; None when nothing will: the host
-        follows a work tree whose file is the committed spec, the one the rollback put back."""
+        follows a work tree whose file is `committed`, the spec the rollback put back."""
         if self.repository:
             return intents.undo_by_repository(self.repository, gen)
-        if self.git_follow:
+        if committed is not None:
             try:
-                if read_spec_text(self.spec.path) == self._committed():
+                if read_spec_text(self.spec.path) == committed:
                     return None
             except SpecError:
                 pass

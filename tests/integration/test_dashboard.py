@@ -172,6 +172,13 @@ def test_a_refused_token_asks_again(served, browser):
 
 
 TEXT_OF = "(sel => document.querySelector(sel)?.textContent || '')"
+EVENTS = "[...document.querySelectorAll('#events li')].map(li => li.textContent)"  # the event log's lines, newest first
+
+
+def confirm(page: Browser) -> None:
+    """Say yes to the dialog an action opens."""
+    page.wait("document.getElementById('confirm').open", timeout=5)
+    page.evaluate("document.getElementById('confirm-ok').click()")
 
 
 def test_the_page_shows_drift_the_plan_an_image_update_and_the_generations(served, browser):
@@ -255,7 +262,7 @@ def test_an_operator_restarts_a_node_and_sees_it_come_back(served, browser):
     page.wait(f"{STATE_OF} === 'announced'", timeout=15)
     # The event's line may come a poll of the stream after the table: the page may have asked for the nodes meanwhile.
     page.wait(f"{TEXT_OF}('#events').includes('conduit-2: announced')", timeout=15)
-    events = page.evaluate("[...document.querySelectorAll('#events li')].map(li => li.textContent)")
+    events = page.evaluate(EVENTS)
     assert any("conduit-2: exited" in e for e in events) and any("conduit-2: announced" in e for e in events), events
     assert setup.restarted == ["conduit-2"]
     rows = [(r["user"], r["event"], r["detail"].get("node")) for r in setup.state.audit.recent(20)]
@@ -347,14 +354,13 @@ def test_an_apply_from_the_page_shows_its_steps_as_they_run(served, browser):
     page.wait(f"{STATE_OF} === 'announced'", timeout=15)
     page.wait("document.getElementById('apply').disabled === false", timeout=10)
     page.evaluate("document.getElementById('apply').click()")
-    page.wait("document.getElementById('confirm').open", timeout=5)
-    page.evaluate("document.getElementById('confirm-ok').click()")
+    confirm(page)
     page.wait(f"{TEXT_OF}('#events').includes('create container conduit-1: started')", timeout=10)
     assert "apply: no-op" not in page.evaluate(f"{TEXT_OF}('#events')")  # the apply runs still: no result yet
     step_seen.set()
     page.wait(f"{TEXT_OF}('#events').includes('apply: no-op')", timeout=10)
     page.wait(f"{TEXT_OF}('#events').includes('create container conduit-1: done')", timeout=10)
-    lines = page.evaluate("[...document.querySelectorAll('#events li')].map(li => li.textContent)")[::-1]
+    lines = page.evaluate(EVENTS)[::-1]
     started, step, result = (next(i for i, line in enumerate(lines) if line.endswith(" " + end)) for end in ("apply …", "create container conduit-1: started", "apply: no-op"))
     assert started < step < result, lines  # oldest first: the confirmation's line, the step, the result
 
@@ -385,10 +391,9 @@ def test_a_rollback_from_the_page_says_what_will_undo_it(served, browser):
     page.wait(f"{STATE_OF} === 'announced'", timeout=15)
     page.wait("document.querySelector('[data-generation=\"1\"] button') !== null", timeout=10)
     page.evaluate("document.querySelector('[data-generation=\"1\"] button').click()")
-    page.wait("document.getElementById('confirm').open", timeout=5)
-    page.evaluate("document.getElementById('confirm-ok').click()")
+    confirm(page)
     page.wait(f"{TEXT_OF}('#events').includes('warning: the spec file')", timeout=15)
-    (said,) = [e for e in page.evaluate("[...document.querySelectorAll('#events li')].map(li => li.textContent)") if "warning:" in e]
+    (said,) = [e for e in page.evaluate(EVENTS) if "warning:" in e]
     assert f"apply by olu: no-op; warning: the spec file {EXAMPLE} (and its watch, if one runs) will undo this rollback" in said
     assert "`conduit history --spec 1`" in said and [r.intent.generation for r in setup.requests] == [1]
 

@@ -372,6 +372,7 @@ async function follow() {
       if (answer.status === 401) { signOut("that token was refused"); return; }
       if (!answer.ok) throw new Error(String(answer.status));
       $("live").textContent = "live"; $("live").className = "pill on";
+      const reloaded = dropped;  // everything asked again: the stream's hello need not ask for the nodes too
       if (dropped) { logEvent("reconnected to the agent"); loadAll(); dropped = false; }
       const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -388,7 +389,7 @@ async function follow() {
           const data = JSON.parse(fields.data);
           // The stream may open after the page loaded: what changed in between is in the backlog, which
           // is listed, not acted on; the nodes and summary are asked again as they are now instead.
-          if (fields.event === "hello") { backlogUntil = data.backlog; loadNodes(); loadSummary(); continue; }
+          if (fields.event === "hello") { backlogUntil = data.backlog; if (!reloaded) { loadNodes(); loadSummary(); } continue; }
           if (fields.id) last = fields.id;
           onEvent(fields.event, data, Number(fields.id) <= backlogUntil);
         }
